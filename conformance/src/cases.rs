@@ -1,0 +1,458 @@
+//! The cases. Each takes a fixture, uses fresh topics, and panics with an explanation
+//! when the driver breaks a rule.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tidewater_core::{ErrorKind, Message, ReadTask, StartFrom};
+use tokio::sync::Semaphore;
+
+use crate::support::{batch, fresh_topic, ids, sequences_by_key, skip, subscribe, write_each, Act, Probe};
+use crate::Fixture;
+
+const GRACE: Duration = Duration::from_secs(10);
+
+async fn topic(f: &dyn Fixture, case: &str) -> String {
+    let topic = fresh_topic(case);
+    let partitions = f.capabilities().partitions;
+    if let Err(err) = f.create_topic(&topic, partitions).await {
+        panic!("creating topic {topic} failed: {err}");
+    }
+    topic
+}
+
+fn millis(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).expect("after 1970").as_millis()
+}
+
+/// 1. Payload, key, headers, content type, id and timestamp arrive intact.
+pub async fn round_trip(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    let topic = topic(&*f, "round-trip").await;
+    let probe = Probe::succeeding();
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("rt"), probe.clone()).await;
+
+    let payload: Bytes = (0..=255u8).collect::<Vec<u8>>().into();
+    let sent = Message::new(&topic, payload)
+        .with_id(format!("{topic}-only"))
+        .with_key("key-1")
+        .with_header("tenant", "acme")
+        .with_header("trace", "a b c")
+        .with_content_type("application/octet-stream");
+    write_each(&*f.writer().await, vec![sent.clone()]).await;
+
+    let state = probe.wait(caps.patience, "the message", |s| !s.done.is_empty()).await;
+    let got = state.done[0].message();
+    assert_eq!(got.id, sent.id, "id");
+    assert_eq!(got.stream, sent.stream, "stream");
+    assert_eq!(got.key, sent.key, "key");
+    assert_eq!(got.payload, sent.payload, "payload (all 256 byte values)");
+    assert_eq!(got.content_type, sent.content_type, "content type");
+    for (name, value) in sent.headers.iter() {
+        assert_eq!(got.headers.get(name), Some(value), "header {name}");
+    }
+    assert_eq!(millis(got.timestamp), millis(sent.timestamp), "timestamp, to the millisecond");
+    assert_eq!(state.done[0].attempt(), 1, "first delivery is attempt 1");
+    assert_eq!(state.done[0].group(), Some("rt"), "delivery names its group");
+    let report = sub.shutdown(GRACE).await;
+    assert!(report.is_clean(), "{report:?}");
+}
+
+/// 2. 1,280 messages written concurrently by 16 tasks all arrive.
+pub async fn concurrent_publishers(f: Arc<dyn Fixture>) {
+    const TASKS: usize = 16;
+    const EACH: usize = 80;
+    let caps = f.capabilities();
+    let topic = topic(&*f, "concurrent").await;
+    let probe = Probe::succeeding();
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("c").with_concurrency(4), probe.clone()).await;
+
+    let writer = f.writer().await;
+    let all = batch(&topic, TASKS * EACH, |i, m| m.with_key(format!("k{}", i % 64)));
+    let expected = ids(&all);
+    let mut chunks = all.into_iter();
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let chunk: Vec<Message> = chunks.by_ref().take(EACH).collect();
+        let writer = Arc::clone(&writer);
+        tasks.push(tokio::spawn(async move { write_each(&*writer, chunk).await }));
+    }
+    for task in tasks {
+        task.await.expect("publisher task");
+    }
+    let state = probe.wait_ids(caps.patience, &expected).await;
+    println!("concurrent_publishers: {} messages, {} duplicates", expected.len(), state.duplicates());
+    assert!(state.done_ids().is_subset(&expected), "only this topic's messages arrive");
+    sub.shutdown(GRACE).await;
+}
+
+/// 3. Many topics at once stay isolated.
+pub async fn topic_isolation(f: Arc<dyn Fixture>) {
+    const TOPICS: usize = 8;
+    const EACH: usize = 50;
+    let caps = f.capabilities();
+    let mut subs = Vec::new();
+    let mut expected = Vec::new();
+    for _ in 0..TOPICS {
+        let topic = topic(&*f, "isolation").await;
+        let probe = Probe::succeeding();
+        subs.push((subscribe(&*f, ReadTask::new(&topic).with_group("iso"), probe.clone()).await, probe));
+        expected.push(topic);
+    }
+    let writer = f.writer().await;
+    let mut all = Vec::new();
+    for topic in &expected {
+        all.extend(batch(topic, EACH, |_, m| m.with_header("topic", topic.as_str())));
+    }
+    writer.write(all).await.expect("write all topics in one batch");
+    writer.flush().await.expect("flush");
+    for ((_, probe), topic) in subs.iter().zip(&expected) {
+        let state = probe.wait(caps.patience, &format!("{EACH} messages on {topic}"), |s| s.done_ids().len() >= EACH).await;
+        for d in &state.done {
+            assert_eq!(&d.message().stream, topic, "a message of another topic arrived");
+            assert_eq!(d.message().headers.get("topic"), Some(topic.as_str()));
+        }
+    }
+    for (mut sub, probe) in subs {
+        sub.shutdown(GRACE).await;
+        assert_eq!(probe.state().done_ids().len(), EACH, "exactly this topic's messages");
+    }
+}
+
+/// 4. A nack leads to redelivery, and in the end every message is processed.
+pub async fn nack_redelivery(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    if !caps.redelivery_on_nack {
+        return skip("nack_redelivery", "redelivery_on_nack");
+    }
+    let topic = topic(&*f, "nack").await;
+    let probe = fail_first_call(|_| Act::Fail);
+    let mut task = ReadTask::new(&topic).with_group("n");
+    task.nack_delay = Some(Duration::from_millis(20));
+    let mut sub = subscribe(&*f, task, probe.clone()).await;
+    let messages = batch(&topic, 20, |_, m| m);
+    let expected = ids(&messages);
+    write_each(&*f.writer().await, messages).await;
+    let state = probe.wait_ids(caps.patience, &expected).await;
+    for id in &expected {
+        let calls = state.calls.iter().filter(|d| &d.message().id == id).count();
+        assert!(calls >= 2, "{id} was called {calls} times; the nack should have redelivered it");
+    }
+    if caps.counts_attempts {
+        assert!(state.done.iter().all(|d| d.attempt() >= 2), "redeliveries count attempts up");
+    }
+    let report = sub.shutdown(GRACE).await;
+    assert!(report.tasks[0].nacked >= 20, "{report:?}");
+}
+
+/// 5. A handler error or panic does not stop consumption.
+pub async fn failures_do_not_stop_consumption(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    let topic = topic(&*f, "failures").await;
+    let probe = fail_first_call(|d| match d.message().headers.get("i").unwrap().parse::<usize>().unwrap() % 3 {
+        0 => Act::Panic,
+        1 => Act::Fail,
+        _ => Act::Succeed,
+    });
+    let mut task = ReadTask::new(&topic).with_group("f");
+    task.nack_delay = Some(Duration::from_millis(20));
+    let mut sub = subscribe(&*f, task, probe.clone()).await;
+    let messages = batch(&topic, 30, |i, m| m.with_header("i", i.to_string()));
+    let always_fine: HashSet<String> =
+        messages.iter().filter(|m| m.headers.get("i").unwrap().parse::<usize>().unwrap() % 3 == 2).map(|m| m.id.clone()).collect();
+    let expected = ids(&messages);
+    write_each(&*f.writer().await, messages).await;
+    if caps.redelivery_on_nack {
+        probe.wait_ids(caps.patience, &expected).await;
+    } else {
+        probe.wait_ids(caps.patience, &always_fine).await;
+    }
+    let report = sub.shutdown(GRACE).await;
+    let task = &report.tasks[0];
+    assert_eq!(task.panicked, 10, "10 panics were counted: {report:?}");
+    assert_eq!(task.failed, 10, "10 errors were counted: {report:?}");
+    assert_eq!(task.restarts, 0, "the reader never had to restart: {report:?}");
+}
+
+/// 6. Per-key order holds with one consumer, and with concurrency above 1 where claimed.
+pub async fn per_key_order(f: Arc<dyn Fixture>) {
+    const KEYS: usize = 8;
+    const EACH: usize = 50;
+    let caps = f.capabilities();
+    if !caps.ordered_per_key {
+        return skip("per_key_order", "ordered_per_key");
+    }
+    let topic = topic(&*f, "order").await;
+    let messages = batch(&topic, KEYS * EACH, |i, m| {
+        m.with_key(format!("key-{}", i % KEYS)).with_header("seq", (i / KEYS).to_string())
+    });
+    let expected = ids(&messages);
+    write_each(&*f.writer().await, messages).await;
+
+    let mut runs = vec![("single", 1)];
+    if caps.ordered_per_key_concurrent {
+        runs.push(("concurrent", 4));
+    }
+    for (group, concurrency) in runs {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        let probe = Probe::new(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            Act::Succeed
+        });
+        let handler = SlowEveryOther { inner: probe.clone(), calls };
+        let task = ReadTask::new(&topic).with_group(group).with_concurrency(concurrency).with_start(StartFrom::Earliest);
+        let mut sub = subscribe(&*f, task, handler).await;
+        let state = probe.wait_ids(caps.patience, &expected).await;
+        sub.shutdown(GRACE).await;
+        for (key, seqs) in sequences_by_key(&state.done) {
+            let expected: Vec<usize> = (0..EACH).collect();
+            assert_eq!(seqs, expected, "order of {key} with concurrency {concurrency}");
+        }
+    }
+}
+
+/// Yields to the scheduler on some calls so that concurrent lanes interleave.
+struct SlowEveryOther {
+    inner: Probe,
+    calls: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl tidewater_core::Handler for SlowEveryOther {
+    async fn handle(&self, d: tidewater_core::Delivery) -> Result<(), tidewater_core::HandlerError> {
+        let n = self.calls.load(Ordering::Relaxed);
+        for _ in 0..(n % 3) {
+            tokio::task::yield_now().await;
+        }
+        self.inner.handle(d).await
+    }
+}
+
+/// 7. Two groups each get everything; two members of one group split the work.
+pub async fn consumer_groups(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    if !caps.consumer_groups {
+        return skip("consumer_groups", "consumer_groups");
+    }
+    let topic = topic(&*f, "groups").await;
+    let (a, b) = (Probe::succeeding(), Probe::succeeding());
+    let mut sub_a = subscribe(&*f, ReadTask::new(&topic).with_group("group-a"), a.clone()).await;
+    let mut sub_b = subscribe(&*f, ReadTask::new(&topic).with_group("group-b"), b.clone()).await;
+    let messages = batch(&topic, 200, |i, m| m.with_key(format!("k{i}")));
+    let expected = ids(&messages);
+    write_each(&*f.writer().await, messages).await;
+    a.wait_ids(caps.patience, &expected).await;
+    b.wait_ids(caps.patience, &expected).await;
+    sub_a.shutdown(GRACE).await;
+    sub_b.shutdown(GRACE).await;
+
+    let topic = self::topic(&*f, "members").await;
+    let union = Probe::succeeding();
+    let (n1, n2) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let member = |count: &Arc<AtomicUsize>| Member { count: Arc::clone(count), union: union.clone() };
+    let mut sub_1 = subscribe(&*f, ReadTask::new(&topic).with_group("shared"), member(&n1)).await;
+    let mut sub_2 = subscribe(&*f, ReadTask::new(&topic).with_group("shared"), member(&n2)).await;
+    let messages = batch(&topic, 400, |i, m| m.with_key(format!("k{i}")));
+    let expected = ids(&messages);
+    write_each(&*f.writer().await, messages).await;
+    let state = union.wait_ids(caps.patience, &expected).await;
+    sub_1.shutdown(GRACE).await;
+    sub_2.shutdown(GRACE).await;
+    let (n1, n2) = (n1.load(Ordering::Relaxed), n2.load(Ordering::Relaxed));
+    println!("consumer_groups: members handled {n1} and {n2} of 400, {} duplicates", state.duplicates());
+    assert!(n1 > 0 && n2 > 0, "both members of the group should get work: {n1} and {n2}");
+}
+
+/// One member of a group: counts its deliveries, records them in the shared probe.
+struct Member {
+    count: Arc<AtomicUsize>,
+    union: Probe,
+}
+
+#[async_trait::async_trait]
+impl tidewater_core::Handler for Member {
+    async fn handle(&self, d: tidewater_core::Delivery) -> Result<(), tidewater_core::HandlerError> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.union.handle(d).await
+    }
+}
+
+/// A probe that acts as `first` says on the first call for each message id and
+/// succeeds on later calls.
+fn fail_first_call(first: impl Fn(&tidewater_core::Delivery) -> Act + Send + Sync + 'static) -> Probe {
+    let seen: std::sync::Mutex<HashSet<String>> = Default::default();
+    Probe::new(move |d| {
+        if seen.lock().unwrap().insert(d.message().id.clone()) {
+            first(d)
+        } else {
+            Act::Succeed
+        }
+    })
+}
+
+/// 8. A subscriber that comes late gets old messages.
+pub async fn late_subscriber(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    if !caps.persistent {
+        return skip("late_subscriber", "persistent");
+    }
+    let topic = topic(&*f, "late").await;
+    let messages = batch(&topic, 50, |_, m| m);
+    let expected = ids(&messages);
+    write_each(&*f.writer().await, messages).await;
+    let probe = Probe::succeeding();
+    let task = ReadTask::new(&topic).with_group("late").with_start(StartFrom::Earliest);
+    let mut sub = subscribe(&*f, task, probe.clone()).await;
+    probe.wait_ids(caps.patience, &expected).await;
+    sub.shutdown(GRACE).await;
+}
+
+/// 9. Closing and re-subscribing many times loses nothing; duplicates are counted.
+pub async fn resubscribe(f: Arc<dyn Fixture>) {
+    const ROUNDS: usize = 10;
+    let caps = f.capabilities();
+    if !(caps.persistent && caps.consumer_groups) {
+        return skip("resubscribe", "persistent consumer_groups");
+    }
+    let topic = topic(&*f, "resubscribe").await;
+    let messages = batch(&topic, 300, |i, m| m.with_key(format!("k{}", i % 10)));
+    let expected = ids(&messages);
+    write_each(&*f.writer().await, messages).await;
+    let probe = Probe::succeeding();
+    for round in 0..ROUNDS {
+        let before = probe.state().done.len();
+        let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("again").with_concurrency(2), probe.clone()).await;
+        probe
+            .wait(caps.patience, &format!("progress in round {round}"), |s| {
+                s.done.len() > before || expected.is_subset(&s.done_ids())
+            })
+            .await;
+        let report = sub.shutdown(GRACE).await;
+        assert!(report.aborted.is_empty(), "{report:?}");
+    }
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("again"), probe.clone()).await;
+    let state = probe.wait_ids(caps.patience, &expected).await;
+    sub.shutdown(GRACE).await;
+    let duplicates = probe.state().duplicates();
+    println!("resubscribe: {} messages over {} subscriptions, {duplicates} duplicates", expected.len(), ROUNDS + 1);
+    assert!(state.done_ids().is_subset(&expected));
+    if caps.settles_exactly {
+        assert_eq!(duplicates, 0, "settled messages came again after a graceful close");
+    }
+}
+
+/// 10. Closing a writer flushes everything it accepted; writing after close fails.
+pub async fn close_flushes(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    let topic = topic(&*f, "flush").await;
+    let probe = Probe::succeeding();
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("flush"), probe.clone()).await;
+    let writer = f.writer().await;
+    let messages = batch(&topic, 500, |_, m| m);
+    let expected = ids(&messages);
+    for m in messages {
+        writer.write(vec![m]).await.expect("write");
+    }
+    writer.close().await.expect("close flushes");
+    probe.wait_ids(caps.patience, &expected).await;
+    let late = writer.write(vec![Message::new(&topic, "late")]).await;
+    assert_eq!(late.map_err(|e| e.kind()), Err(ErrorKind::Closed), "writing after close must fail with Closed");
+    sub.shutdown(GRACE).await;
+}
+
+/// 11. Cancelling an idle subscription ends it promptly.
+pub async fn cancel_is_prompt(f: Arc<dyn Fixture>) {
+    let topic = topic(&*f, "cancel").await;
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("cancel"), Probe::succeeding()).await;
+    let report = tokio::time::timeout(Duration::from_secs(3), sub.shutdown(GRACE))
+        .await
+        .expect("an idle subscription must close within 3 s");
+    assert!(report.is_clean(), "{report:?}");
+}
+
+/// 12. Shutdown while handlers run: what finishes in time is settled, what does not
+/// comes again, nothing is lost.
+pub async fn shutdown_with_handlers_running(f: Arc<dyn Fixture>) {
+    const IN_FLIGHT: usize = 4;
+    let caps = f.capabilities();
+    if !(caps.persistent && caps.consumer_groups) {
+        return skip("shutdown_with_handlers_running", "persistent consumer_groups");
+    }
+    let topic = topic(&*f, "shutdown").await;
+    let messages = batch(&topic, 40, |i, m| m.with_key(format!("k{i}")));
+    let expected = ids(&messages);
+    write_each(&*f.writer().await, messages).await;
+
+    // Round 1: four handlers block; stop is requested; then they are let go.
+    let gate = Arc::new(Semaphore::new(0));
+    let blocked = Arc::clone(&gate);
+    let first = Probe::new(move |_| Act::Block(Arc::clone(&blocked)));
+    let task = ReadTask::new(&topic).with_group("sd").with_concurrency(IN_FLIGHT);
+    let mut sub = subscribe(&*f, task, first.clone()).await;
+    first.wait(caps.patience, "4 handlers running", |s| s.calls.len() >= IN_FLIGHT).await;
+    sub.begin_shutdown(GRACE);
+    gate.add_permits(1000);
+    let report = sub.shutdown(GRACE).await;
+    let round1 = first.state();
+    assert!(report.is_clean(), "nothing abandoned with time to spare: {report:?}");
+    assert_eq!(report.acked(), round1.done.len() as u64, "every finished handler was settled: {report:?}");
+    assert!(!round1.done.is_empty());
+
+    // Round 2: a handler that never finishes in time is abandoned, not settled.
+    let stuck = Arc::new(Semaphore::new(0));
+    let held = Arc::clone(&stuck);
+    let second = Probe::new(move |_| Act::Block(Arc::clone(&held)));
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("sd"), second.clone()).await;
+    second.wait(caps.patience, "a handler running", |s| !s.calls.is_empty()).await;
+    let report = sub.shutdown(Duration::from_millis(200)).await;
+    assert_eq!(report.abandoned(), 1, "the stuck handler is abandoned at the deadline: {report:?}");
+    assert_eq!(report.acked(), 0, "{report:?}");
+    stuck.add_permits(1000);
+
+    // Round 3: everything not settled before comes again.
+    let third = Probe::succeeding();
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("sd"), third.clone()).await;
+    let done_before = round1.done_ids();
+    let rest: HashSet<String> = expected.difference(&done_before).cloned().collect();
+    let round3 = third.wait_ids(caps.patience, &rest).await;
+    sub.shutdown(GRACE).await;
+    let abandoned_id = second.state().calls[0].message().id.clone();
+    let round3_ids = round3.done_ids();
+    assert!(round3_ids.contains(&abandoned_id), "the abandoned message was redelivered");
+    if caps.settles_exactly {
+        let again: Vec<&String> = done_before.intersection(&round3_ids).collect();
+        assert!(again.is_empty(), "messages settled at shutdown came again: {again:?}");
+    }
+}
+
+/// 13. The whole suite, `copies` times in parallel.
+pub async fn run_stress(f: Arc<dyn Fixture>, copies: usize) {
+    let mut runs = Vec::new();
+    for _ in 0..copies {
+        let f = Arc::clone(&f);
+        runs.push(tokio::spawn(async move {
+            round_trip(Arc::clone(&f)).await;
+            concurrent_publishers(Arc::clone(&f)).await;
+            topic_isolation(Arc::clone(&f)).await;
+            nack_redelivery(Arc::clone(&f)).await;
+            failures_do_not_stop_consumption(Arc::clone(&f)).await;
+            per_key_order(Arc::clone(&f)).await;
+            consumer_groups(Arc::clone(&f)).await;
+            late_subscriber(Arc::clone(&f)).await;
+            resubscribe(Arc::clone(&f)).await;
+            close_flushes(Arc::clone(&f)).await;
+            cancel_is_prompt(Arc::clone(&f)).await;
+            shutdown_with_handlers_running(f).await;
+        }));
+    }
+    for run in runs {
+        if let Err(err) = run.await {
+            std::panic::resume_unwind(err.into_panic());
+        }
+    }
+    println!("stress: {copies} copies of the suite passed");
+}

@@ -1,0 +1,118 @@
+//! The conformance suite every tidewater driver runs against its real broker.
+//!
+//! A driver's tests implement [`Fixture`] (how to get a writer and a reader, and what the
+//! broker can do) and expand [`conformance_tests!`], which makes one `#[tokio::test]`
+//! per case plus the stress test. Every case uses fresh topic names, so cases and stress
+//! copies never see each other's messages.
+//!
+//! Capabilities are switched off only where the broker truly lacks them; a case that
+//! needs a missing capability says so on standard output and returns.
+
+mod cases;
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tidewater_core::{Reader, Result, Writer};
+
+pub use cases::*;
+pub use support::fresh_topic;
+
+/// What a driver's broker can do. Each flag turns on the cases that need it.
+#[derive(Clone, Debug)]
+pub struct Capabilities {
+    /// Messages are kept: a subscriber that comes later still gets them.
+    pub persistent: bool,
+    /// Consumer groups: each group gets every message, members of one group share them,
+    /// and a group keeps its position across subscriptions.
+    pub consumer_groups: bool,
+    /// Messages with one key arrive in publish order to a single consumer.
+    pub ordered_per_key: bool,
+    /// Per-key order also holds with concurrency above 1.
+    pub ordered_per_key_concurrent: bool,
+    /// A nack (or handler error) leads to a redelivery.
+    pub redelivery_on_nack: bool,
+    /// The broker counts delivery attempts, so a redelivery has attempt 2 or more.
+    pub counts_attempts: bool,
+    /// A settled delivery is never delivered again to its group (no duplicates after a
+    /// graceful shutdown).
+    pub settles_exactly: bool,
+    /// Partitions to create topics with.
+    pub partitions: u32,
+    /// How long a case waits for deliveries before it fails.
+    pub patience: Duration,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self {
+            persistent: true,
+            consumer_groups: true,
+            ordered_per_key: true,
+            ordered_per_key_concurrent: true,
+            redelivery_on_nack: true,
+            counts_attempts: true,
+            settles_exactly: true,
+            partitions: 3,
+            patience: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A driver under test.
+#[async_trait]
+pub trait Fixture: Send + Sync + 'static {
+    /// What the broker can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Creates `topic` with `partitions` partitions, for brokers that need it.
+    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()>;
+
+    /// A new writer.
+    async fn writer(&self) -> Arc<dyn Writer>;
+
+    /// A reader.
+    async fn reader(&self) -> Arc<dyn Reader>;
+}
+
+/// How many copies of the suite the stress test runs at once: the
+/// `TIDEWATER_STRESS` environment variable, 2 when it is not set.
+pub fn stress_copies() -> usize {
+    std::env::var("TIDEWATER_STRESS").ok().and_then(|v| v.parse().ok()).unwrap_or(2).max(1)
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, each building its fixture
+/// with `$make().await`, plus `stress`, which runs the whole suite
+/// [`stress_copies`] times in parallel.
+///
+/// ```ignore
+/// async fn fixture() -> MyFixture { MyFixture::connect().await }
+/// tidewater_conformance::conformance_tests!(fixture);
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path) => {
+        $crate::conformance_tests!(@cases $make;
+            round_trip, concurrent_publishers, topic_isolation, nack_redelivery,
+            failures_do_not_stop_consumption, per_key_order, consumer_groups,
+            late_subscriber, resubscribe, close_flushes, cancel_is_prompt,
+            shutdown_with_handlers_running);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn stress() {
+            let fixture: ::std::sync::Arc<dyn $crate::Fixture> = ::std::sync::Arc::new($make().await);
+            $crate::run_stress(fixture, $crate::stress_copies()).await;
+        }
+    };
+    (@cases $make:path; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture: ::std::sync::Arc<dyn $crate::Fixture> = ::std::sync::Arc::new($make().await);
+                $crate::$case(fixture).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,186 @@
+//! Handlers and helpers the cases share.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tidewater_core::{
+    Delivery, EventRegistry, Handler, HandlerError, IdFactory, Message, ReadTask, SubscriberScheduler,
+    UuidV7Ids, Writer,
+};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::Fixture;
+
+/// A topic name no other case or run uses.
+pub fn fresh_topic(case: &str) -> String {
+    let id = UuidV7Ids.next_id().replace('-', "");
+    format!("tw-{case}-{id}")
+}
+
+/// What the probe handler does with a delivery.
+pub(crate) enum Act {
+    Succeed,
+    Fail,
+    Panic,
+    /// Wait for a permit, then succeed.
+    Block(Arc<Semaphore>),
+}
+
+type Behaviour = Box<dyn Fn(&Delivery) -> Act + Send + Sync>;
+
+/// A handler that acts as told per delivery and records every call and every success.
+#[derive(Clone)]
+pub(crate) struct Probe {
+    inner: Arc<ProbeInner>,
+}
+
+struct ProbeInner {
+    state: Mutex<ProbeState>,
+    changed: Notify,
+    behave: Behaviour,
+}
+
+#[derive(Default, Clone)]
+pub(crate) struct ProbeState {
+    /// Every call, in order.
+    pub(crate) calls: Vec<Delivery>,
+    /// Every successful call, in order.
+    pub(crate) done: Vec<Delivery>,
+}
+
+impl ProbeState {
+    pub(crate) fn done_ids(&self) -> HashSet<String> {
+        self.done.iter().map(|d| d.message().id.clone()).collect()
+    }
+
+    pub(crate) fn duplicates(&self) -> usize {
+        self.done.len() - self.done_ids().len()
+    }
+}
+
+impl Probe {
+    pub(crate) fn new(behave: impl Fn(&Delivery) -> Act + Send + Sync + 'static) -> Self {
+        Self {
+            inner: Arc::new(ProbeInner {
+                state: Mutex::new(ProbeState::default()),
+                changed: Notify::new(),
+                behave: Box::new(behave),
+            }),
+        }
+    }
+
+    pub(crate) fn succeeding() -> Self {
+        Self::new(|_| Act::Succeed)
+    }
+
+    pub(crate) fn state(&self) -> ProbeState {
+        self.inner.state.lock().unwrap().clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ProbeState)) {
+        f(&mut self.inner.state.lock().unwrap());
+        self.inner.changed.notify_waiters();
+    }
+
+    /// Waits until `done` holds, or fails the test after `patience` saying `what`.
+    pub(crate) async fn wait(&self, patience: Duration, what: &str, done: impl Fn(&ProbeState) -> bool) -> ProbeState {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let changed = self.inner.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let state = self.inner.state.lock().unwrap();
+                if done(&state) {
+                    return state.clone();
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                let state = self.state();
+                panic!(
+                    "timed out after {patience:?} waiting for {what}: {} calls, {} successes ({} distinct)",
+                    state.calls.len(),
+                    state.done.len(),
+                    state.done_ids().len()
+                );
+            }
+        }
+    }
+
+    /// Waits until every id in `ids` was processed successfully.
+    pub(crate) async fn wait_ids(&self, patience: Duration, ids: &HashSet<String>) -> ProbeState {
+        self.wait(patience, &format!("{} distinct messages", ids.len()), |s| {
+            let done = s.done_ids();
+            ids.iter().all(|id| done.contains(id))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Handler for Probe {
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        let act = (self.inner.behave)(&delivery);
+        self.update(|s| s.calls.push(delivery.clone()));
+        match act {
+            Act::Succeed => {}
+            Act::Fail => return Err(HandlerError::transient("induced failure")),
+            Act::Panic => panic!("induced panic (the conformance suite checks that workers survive it)"),
+            Act::Block(permits) => {
+                permits.acquire().await.expect("semaphore open").forget();
+            }
+        }
+        self.update(|s| s.done.push(delivery));
+        Ok(())
+    }
+}
+
+/// A started scheduler with one task.
+pub(crate) async fn subscribe(f: &dyn Fixture, task: ReadTask, handler: impl Handler) -> SubscriberScheduler {
+    let mut scheduler = SubscriberScheduler::new(f.reader().await, EventRegistry::new());
+    let topic = task.topic.clone();
+    scheduler.add(task, Arc::new(handler));
+    if let Err(err) = scheduler.start().await {
+        panic!("subscribing to {topic} failed: {err}");
+    }
+    scheduler
+}
+
+/// `n` messages for `topic` with ids `<topic>-<i>`, made by `make`.
+pub(crate) fn batch(topic: &str, n: usize, make: impl Fn(usize, Message) -> Message) -> Vec<Message> {
+    (0..n)
+        .map(|i| make(i, Message::new(topic, format!("payload {i}")).with_id(format!("{topic}-{i}"))))
+        .collect()
+}
+
+pub(crate) fn ids(messages: &[Message]) -> HashSet<String> {
+    messages.iter().map(|m| m.id.clone()).collect()
+}
+
+/// Writes each message with its own call, as services usually do.
+pub(crate) async fn write_each(writer: &dyn Writer, messages: Vec<Message>) {
+    for message in messages {
+        let id = message.id.clone();
+        if let Err(err) = writer.write(vec![message]).await {
+            panic!("writing {id} failed: {err}");
+        }
+    }
+    writer.flush().await.expect("flush");
+}
+
+/// Per key, the sequence numbers in the order they were processed.
+pub(crate) fn sequences_by_key(done: &[Delivery]) -> HashMap<String, Vec<usize>> {
+    let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+    for d in done {
+        let key = d.message().key_str().expect("keyed message").to_owned();
+        let seq = d.message().headers.get("seq").expect("seq header").parse().expect("number");
+        by_key.entry(key).or_default().push(seq);
+    }
+    by_key
+}
+
+pub(crate) fn skip(case: &str, missing: &str) {
+    println!("conformance case {case}: not run, the driver declares no {missing} capability");
+}

@@ -1,0 +1,333 @@
+//! Errors of the transport layer ([`Error`]) and of handlers ([`HandlerError`]).
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// What went wrong, and so whether trying again can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The broker could not be reached or the connection broke. Retrying can help.
+    Connection,
+    /// An operation took too long. Retrying can help, but a write may have happened.
+    Timeout,
+    /// The broker or a local buffer is full or throttling. Retrying later can help.
+    Busy,
+    /// The broker answered with an error that retrying can fix (leader moved, rebalance).
+    BrokerTransient,
+    /// The broker answered with an error that retrying will not fix.
+    BrokerPermanent,
+    /// The topic does not exist and the driver may not create it.
+    UnknownTopic,
+    /// A name (topic, group, header) is not valid for the broker.
+    InvalidName,
+    /// A message is larger than the broker or driver accepts.
+    TooLarge,
+    /// Some other input is not valid (a non-UTF-8 key on a broker with text keys, ...).
+    InvalidInput,
+    /// A payload could not be encoded.
+    Encode,
+    /// A payload could not be decoded.
+    Decode,
+    /// An event type has no topic in the registry.
+    UnknownEventType,
+    /// The configuration is not valid.
+    Config,
+    /// The broker or driver cannot do what was asked.
+    Unsupported,
+    /// The writer, reader or broker was closed.
+    Closed,
+}
+
+impl ErrorKind {
+    /// Whether trying the same operation again can succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Busy | ErrorKind::BrokerTransient
+        )
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            ErrorKind::Connection => "connection failed",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::Busy => "busy",
+            ErrorKind::BrokerTransient => "transient broker error",
+            ErrorKind::BrokerPermanent => "broker error",
+            ErrorKind::UnknownTopic => "unknown topic",
+            ErrorKind::InvalidName => "invalid name",
+            ErrorKind::TooLarge => "message too large",
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Encode => "cannot encode payload",
+            ErrorKind::Decode => "cannot decode payload",
+            ErrorKind::UnknownEventType => "unknown event type",
+            ErrorKind::Config => "invalid configuration",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// An error from a writer, reader, publisher or codec.
+///
+/// It says what went wrong ([`ErrorKind`]), whether a retry can help
+/// ([`Error::is_retryable`]), which driver and topic it concerns, and what caused it.
+///
+/// ```
+/// use tidewater_core::{Error, ErrorKind};
+///
+/// let err = Error::new(ErrorKind::TooLarge, "payload is 2000000 bytes, the limit is 1048576")
+///     .with_driver("memory")
+///     .with_topic("orders");
+/// assert!(!err.is_retryable());
+/// assert_eq!(
+///     err.to_string(),
+///     "message too large: payload is 2000000 bytes, the limit is 1048576 (driver memory, topic orders)"
+/// );
+/// ```
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    driver: Option<&'static str>,
+    topic: Option<String>,
+    source: Option<BoxError>,
+}
+
+/// A result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error of `kind`, explained by `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), driver: None, topic: None, source: None }
+    }
+
+    /// Records the driver the error came from.
+    pub fn with_driver(mut self, driver: &'static str) -> Self {
+        self.driver = Some(driver);
+        self
+    }
+
+    /// Records the topic the error concerns.
+    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
+    }
+
+    /// Records the underlying cause.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether trying again can succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind.is_retryable()
+    }
+
+    /// The driver the error came from, if recorded.
+    pub fn driver(&self) -> Option<&'static str> {
+        self.driver
+    }
+
+    /// The topic the error concerns, if recorded.
+    pub fn topic(&self) -> Option<&str> {
+        self.topic.as_deref()
+    }
+
+    /// A `Closed` error.
+    pub fn closed(what: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Closed, what)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        match (self.driver, &self.topic) {
+            (Some(d), Some(t)) => write!(f, " (driver {d}, topic {t})"),
+            (Some(d), None) => write!(f, " (driver {d})"),
+            (None, Some(t)) => write!(f, " (topic {t})"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(driver) = self.driver {
+            d.field("driver", &driver);
+        }
+        if let Some(topic) = &self.topic {
+            d.field("topic", topic);
+        }
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// Whether retrying a failed handler can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Recovery {
+    /// The failure may pass (a database was down): retry or redeliver.
+    Transient,
+    /// The message can never be processed (it does not decode, it breaks a rule): send it
+    /// to the dead-letter queue at once, without retries.
+    Permanent,
+}
+
+/// Why a handler did not process a message.
+///
+/// Any error converts into a transient `HandlerError` with `?`, so a handler can return
+/// the errors of the libraries it calls; mark input that can never succeed with
+/// [`HandlerError::permanent`]. `HandlerError` deliberately does not implement
+/// [`std::error::Error`] itself (as `anyhow::Error` does not), which is what makes the
+/// blanket conversion possible; [`HandlerError::source_ref`] gives the cause.
+///
+/// ```
+/// use tidewater_core::{HandlerError, Recovery};
+///
+/// fn parse(input: &str) -> Result<u32, HandlerError> {
+///     let n: u32 = input.parse().map_err(HandlerError::permanent)?;
+///     Ok(n)
+/// }
+/// assert_eq!(parse("x").unwrap_err().recovery(), Recovery::Permanent);
+/// ```
+pub struct HandlerError {
+    recovery: Recovery,
+    retry_after: Option<Duration>,
+    source: BoxError,
+}
+
+impl HandlerError {
+    /// A failure that may pass: the message is retried or redelivered.
+    pub fn transient(source: impl Into<BoxError>) -> Self {
+        Self { recovery: Recovery::Transient, retry_after: None, source: source.into() }
+    }
+
+    /// A failure that retrying cannot fix: the message goes to the dead-letter queue.
+    pub fn permanent(source: impl Into<BoxError>) -> Self {
+        Self { recovery: Recovery::Permanent, retry_after: None, source: source.into() }
+    }
+
+    /// Asks for the redelivery to wait `delay` (where the broker can delay).
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    /// Whether retrying can help.
+    pub fn recovery(&self) -> Recovery {
+        self.recovery
+    }
+
+    /// Whether retrying can help, as a bool.
+    pub fn is_transient(&self) -> bool {
+        self.recovery == Recovery::Transient
+    }
+
+    /// The delay the handler asked for before a redelivery.
+    pub fn requested_delay(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The underlying error.
+    pub fn source_ref(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.source
+    }
+
+    /// The error and its chain of causes, joined by ": ", for logs and DLQ headers.
+    pub fn chain(&self) -> String {
+        let mut out = self.source.to_string();
+        let mut next = self.source.source();
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !out.ends_with(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            next = cause.source();
+        }
+        out
+    }
+}
+
+impl<E: Into<BoxError>> From<E> for HandlerError {
+    fn from(err: E) -> Self {
+        let source: BoxError = err.into();
+        let recovery = match source.downcast_ref::<Error>() {
+            Some(e) if !e.is_retryable() && e.kind() == ErrorKind::Decode => Recovery::Permanent,
+            _ => Recovery::Transient,
+        };
+        Self { recovery, retry_after: None, source }
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.recovery {
+            Recovery::Transient => "handler failed",
+            Recovery::Permanent => "handler failed permanently",
+        };
+        write!(f, "{what}: {}", self.chain())
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerError")
+            .field("recovery", &self.recovery)
+            .field("retry_after", &self.retry_after)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_errors_become_permanent_handler_errors() {
+        let err: HandlerError = Error::new(ErrorKind::Decode, "bad json").into();
+        assert_eq!(err.recovery(), Recovery::Permanent);
+        let err: HandlerError = Error::new(ErrorKind::Connection, "down").into();
+        assert_eq!(err.recovery(), Recovery::Transient);
+    }
+
+    #[test]
+    fn chain_joins_causes() {
+        let inner = Error::new(ErrorKind::Connection, "refused");
+        let outer = Error::new(ErrorKind::Timeout, "write").with_source(inner);
+        let err = HandlerError::transient(outer);
+        assert_eq!(err.chain(), "timed out: write: connection failed: refused");
+    }
+}

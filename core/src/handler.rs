@@ -1,0 +1,81 @@
+//! Handlers and the middleware that wraps them.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::{Delivery, HandlerError};
+
+/// Processes deliveries. Returning `Ok` settles the delivery (ack or commit); an error
+/// makes it a nack, redelivered according to the read task's policy; a panic counts as an
+/// error and never ends the worker.
+///
+/// Most handlers are closures made into handlers with [`handler_fn`].
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Processes one delivery.
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError>;
+}
+
+/// A shared, type-erased handler.
+pub type BoxHandler = Arc<dyn Handler>;
+
+#[async_trait]
+impl<H: Handler + ?Sized> Handler for Arc<H> {
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        (**self).handle(delivery).await
+    }
+}
+
+/// A handler made from an async closure; see [`handler_fn`].
+#[derive(Clone)]
+pub struct FnHandler<F>(F);
+
+/// Makes a handler from an async closure.
+///
+/// ```
+/// use tidewater_core::{handler_fn, Delivery, HandlerError};
+///
+/// let handler = handler_fn(|delivery: Delivery| async move {
+///     println!("got {} bytes", delivery.message().payload.len());
+///     Ok::<_, HandlerError>(())
+/// });
+/// # let _ = handler;
+/// ```
+pub fn handler_fn<F, Fut>(f: F) -> FnHandler<F>
+where
+    F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    FnHandler(f)
+}
+
+#[async_trait]
+impl<F, Fut> Handler for FnHandler<F>
+where
+    F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        (self.0)(delivery).await
+    }
+}
+
+/// Wraps a handler in another: retry, dedup, dead-lettering, timeouts and so on.
+///
+/// A chain is a list of middleware; the first in the list is the outermost, so it sees a
+/// delivery first and the handler's result last:
+///
+/// ```text
+/// runner -> m[0] -> m[1] -> ... -> handler
+/// ```
+pub trait Middleware: Send + Sync + 'static {
+    /// Wraps `inner`, returning the handler that runs in its place.
+    fn wrap(&self, inner: BoxHandler) -> BoxHandler;
+}
+
+/// Applies `chain` to `handler`, the first element outermost.
+pub fn apply_chain(handler: BoxHandler, chain: &[Arc<dyn Middleware>]) -> BoxHandler {
+    chain.iter().rev().fold(handler, |inner, m| m.wrap(inner))
+}

@@ -1,0 +1,197 @@
+//! The message envelope every driver carries.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+/// Header names tidewater writes for message fields that a broker has no native slot for.
+///
+/// Drivers map [`Message`] fields to these headers when the broker only carries
+/// headers (NATS) or properties (Pulsar), and map them back when reading. The names are
+/// plain ASCII so other clients can read them.
+pub mod wire {
+    /// The message id.
+    pub const ID: &str = "tw-id";
+    /// The message key.
+    pub const KEY: &str = "tw-key";
+    /// The payload's content type.
+    pub const CONTENT_TYPE: &str = "tw-content-type";
+    /// The publish time, as milliseconds since the Unix epoch.
+    pub const TIMESTAMP: &str = "tw-time";
+    /// The event type name of a typed event (see [`Event::TYPE`](crate::Event::TYPE)).
+    pub const EVENT_TYPE: &str = "tw-event-type";
+    /// The correlation id carried from a consumed message to the messages its handler publishes.
+    pub const CORRELATION_ID: &str = "tw-correlation-id";
+}
+
+/// Message headers: string names mapped to text values.
+///
+/// Values are text, not bytes, because text is what every supported broker can carry
+/// without an encoding of our own: NATS headers and Pulsar properties are strings, and
+/// Kafka and StreamBus headers (bytes) hold UTF-8 without loss. A driver that reads a
+/// header value that is not UTF-8 reports it rather than dropping it (see each driver).
+///
+/// A name holds one value; inserting a name again replaces its value. Iteration is in
+/// name order, so encodings are deterministic.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers(BTreeMap<String, String>);
+
+impl Headers {
+    /// An empty set of headers.
+    pub fn new() -> Self {
+        Self(BTreeMap::new())
+    }
+
+    /// Sets `name` to `value`, returning the value it replaced.
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) -> Option<String> {
+        self.0.insert(name.into(), value.into())
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// Removes `name`, returning its value.
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        self.0.remove(name)
+    }
+
+    /// Whether `name` is set.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// The number of headers.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no headers.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The headers in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.iter()).finish()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Self(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for Headers {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        self.0.extend(iter.into_iter().map(|(k, v)| (k.into(), v.into())));
+    }
+}
+
+/// One message: what a writer publishes and what a handler receives.
+///
+/// `stream` is the topic (Kafka, Pulsar, StreamBus) or subject (NATS) the message goes to.
+/// The key decides the partition on partitioned brokers and so the order: messages with
+/// the same key keep their order. It is bytes because Kafka and StreamBus keys are bytes;
+/// drivers whose brokers carry text keys (NATS, Pulsar) reject a key that is not UTF-8
+/// with an [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) error.
+///
+/// ```
+/// use tidewater_core::Message;
+///
+/// let msg = Message::new("orders", r#"{"id":7}"#)
+///     .with_key("customer-42")
+///     .with_header("tenant", "acme")
+///     .with_content_type("application/json");
+/// assert_eq!(msg.stream, "orders");
+/// assert_eq!(msg.key_str(), Some("customer-42"));
+/// assert_eq!(msg.headers.get("tenant"), Some("acme"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// A unique id, set by the publisher's id factory. Empty until a writer or publisher fills it.
+    pub id: String,
+    /// The topic or subject.
+    pub stream: String,
+    /// The partition key, if any.
+    pub key: Option<Bytes>,
+    /// User headers.
+    pub headers: Headers,
+    /// The payload's media type, such as `application/json`.
+    pub content_type: Option<String>,
+    /// The payload.
+    pub payload: Bytes,
+    /// When the message was created.
+    pub timestamp: SystemTime,
+}
+
+impl Message {
+    /// A message for `stream` with `payload`, no key, no headers and the current time.
+    /// The id is left empty for the publisher to fill; set one with [`Message::with_id`].
+    pub fn new(stream: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+        Self {
+            id: String::new(),
+            stream: stream.into(),
+            key: None,
+            headers: Headers::new(),
+            content_type: None,
+            payload: payload.into(),
+            timestamp: SystemTime::now(),
+        }
+    }
+
+    /// Sets the id.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// Sets the key.
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Sets the content type.
+    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.content_type = Some(content_type.into());
+        self
+    }
+
+    /// Sets the timestamp.
+    pub fn with_timestamp(mut self, timestamp: SystemTime) -> Self {
+        self.timestamp = timestamp;
+        self
+    }
+
+    /// The key as text, if it is set and is UTF-8.
+    pub fn key_str(&self) -> Option<&str> {
+        self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+    }
+
+    /// The payload size plus the sizes of key, id, headers and content type: what the
+    /// message costs a broker, for size limits.
+    pub fn encoded_len(&self) -> usize {
+        self.payload.len()
+            + self.key.as_ref().map_or(0, Bytes::len)
+            + self.id.len()
+            + self.content_type.as_ref().map_or(0, String::len)
+            + self.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+    }
+}

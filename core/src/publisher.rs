@@ -1,0 +1,156 @@
+//! Publishing typed events and raw messages.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::{
+    context, wire, Codec, Event, EventRegistry, IdFactory, JsonCodec, Message, Result, UuidV7Ids,
+    Writer,
+};
+
+/// Turns typed events into messages and writes them: the topic comes from the
+/// [`EventRegistry`], the payload from the [`Codec`], the id from the [`IdFactory`].
+/// Cheap to clone; clones share the writer.
+pub struct Publisher<C: Codec = JsonCodec> {
+    writer: Arc<dyn Writer>,
+    registry: Arc<EventRegistry>,
+    codec: Arc<C>,
+    ids: Arc<dyn IdFactory>,
+}
+
+impl<C: Codec> Clone for Publisher<C> {
+    fn clone(&self) -> Self {
+        Self {
+            writer: Arc::clone(&self.writer),
+            registry: Arc::clone(&self.registry),
+            codec: Arc::clone(&self.codec),
+            ids: Arc::clone(&self.ids),
+        }
+    }
+}
+
+impl<C: Codec> fmt::Debug for Publisher<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publisher").field("driver", &self.writer.driver()).finish_non_exhaustive()
+    }
+}
+
+impl Publisher<JsonCodec> {
+    /// A JSON publisher over `writer`, with UUID v7 ids.
+    pub fn new(writer: Arc<dyn Writer>, registry: EventRegistry) -> Self {
+        Self::with_parts(writer, Arc::new(registry), JsonCodec, Arc::new(UuidV7Ids))
+    }
+}
+
+impl<C: Codec> Publisher<C> {
+    /// A publisher from all of its parts.
+    pub fn with_parts(
+        writer: Arc<dyn Writer>,
+        registry: Arc<EventRegistry>,
+        codec: C,
+        ids: Arc<dyn IdFactory>,
+    ) -> Self {
+        Self { writer, registry, codec: Arc::new(codec), ids }
+    }
+
+    /// The same publisher with another id factory.
+    pub fn with_ids(mut self, ids: impl IdFactory) -> Self {
+        self.ids = Arc::new(ids);
+        self
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &EventRegistry {
+        &self.registry
+    }
+
+    /// The codec.
+    pub fn codec(&self) -> &C {
+        &self.codec
+    }
+
+    /// Publishes `event` to the topic the registry gives its type. Returns the message id.
+    pub async fn publish<E: Event>(&self, event: &E) -> Result<String> {
+        let topic = self.registry.topic_of::<E>()?;
+        self.publish_to(topic, event).await
+    }
+
+    /// Publishes `event` to `topic`, whatever the registry says. Returns the message id.
+    pub async fn publish_to<E: Event>(&self, topic: &str, event: &E) -> Result<String> {
+        let message = self.encode(topic, event)?;
+        let id = message.id.clone();
+        self.writer.write(vec![message]).await?;
+        Ok(id)
+    }
+
+    /// Publishes `events` in one write, each to its registered topic. Returns the ids in
+    /// order.
+    pub async fn publish_batch<E: Event>(&self, events: &[E]) -> Result<Vec<String>> {
+        let topic = self.registry.topic_of::<E>()?;
+        let messages = events.iter().map(|e| self.encode(topic, e)).collect::<Result<Vec<_>>>()?;
+        let ids = messages.iter().map(|m| m.id.clone()).collect();
+        self.writer.write(messages).await?;
+        Ok(ids)
+    }
+
+    /// Publishes a raw message as it is, filling in its id if empty and the current
+    /// correlation id if it has none. Returns the id.
+    pub async fn publish_message(&self, message: Message) -> Result<String> {
+        let message = self.stamp(message);
+        let id = message.id.clone();
+        self.writer.write(vec![message]).await?;
+        Ok(id)
+    }
+
+    /// Publishes raw messages in one write; see [`Publisher::publish_message`].
+    pub async fn publish_messages(&self, messages: Vec<Message>) -> Result<Vec<String>> {
+        let messages: Vec<Message> = messages.into_iter().map(|m| self.stamp(m)).collect();
+        let ids = messages.iter().map(|m| m.id.clone()).collect();
+        self.writer.write(messages).await?;
+        Ok(ids)
+    }
+
+    /// Publishes `payload` to `topic` untouched, with `content_type`.
+    pub async fn publish_bytes(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        content_type: &str,
+    ) -> Result<String> {
+        self.publish_message(Message::new(topic, payload).with_content_type(content_type)).await
+    }
+
+    /// The message `publish_to` would write for `event`.
+    pub fn encode<E: Event>(&self, topic: &str, event: &E) -> Result<Message> {
+        let payload = self.codec.encode(event).map_err(|e| e.with_topic(topic))?;
+        let mut message = Message::new(topic, payload).with_content_type(self.codec.content_type());
+        message.key = event.key().map(Bytes::from);
+        message.headers = event.headers();
+        message.headers.insert(wire::EVENT_TYPE, E::TYPE);
+        Ok(self.stamp(message))
+    }
+
+    fn stamp(&self, mut message: Message) -> Message {
+        if message.id.is_empty() {
+            message.id = self.ids.next_id();
+        }
+        if !message.headers.contains(wire::CORRELATION_ID) {
+            if let Some(id) = context::correlation_id() {
+                message.headers.insert(wire::CORRELATION_ID, id);
+            }
+        }
+        message
+    }
+
+    /// Waits until everything published so far is on the broker.
+    pub async fn flush(&self) -> Result<()> {
+        self.writer.flush().await
+    }
+
+    /// Flushes and closes the writer.
+    pub async fn close(&self) -> Result<()> {
+        self.writer.close().await
+    }
+}

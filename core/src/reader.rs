@@ -1,0 +1,235 @@
+//! The low-level read side: read tasks, the reader trait, and what drivers feed the runner.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::{BoxHandler, Delivery, DeliveryModel, Extensions, Result, Settlement, StopSignal};
+
+/// Where a consumer group with no stored position starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StartFrom {
+    /// At the oldest retained message. The default: a new group misses nothing that the
+    /// broker still holds.
+    #[default]
+    Earliest,
+    /// After the newest message: only messages published from now on.
+    Latest,
+}
+
+/// What a reader should read and how.
+#[derive(Clone, Debug)]
+pub struct ReadTask {
+    /// The topic or subject.
+    pub topic: String,
+    /// The consumer group. Members of one group share the messages; each group gets
+    /// every message. `None` gives the subscription a private group of its own.
+    pub group: Option<String>,
+    /// How many handler calls may run at once. Messages with the same key are always
+    /// handled one after another, in order.
+    pub concurrency: usize,
+    /// Where a group with no stored position starts.
+    pub start: StartFrom,
+    /// How long a failed delivery waits before it is redelivered, unless the handler's
+    /// error asks for its own delay.
+    pub nack_delay: Option<Duration>,
+    /// How many messages a reader may fetch ahead of the handlers.
+    pub prefetch: usize,
+    /// Typed options for a particular driver.
+    pub options: Extensions,
+}
+
+impl ReadTask {
+    /// A task reading `topic` with the defaults: private group, concurrency 1, earliest,
+    /// 100 ms nack delay, prefetch 256.
+    pub fn new(topic: impl Into<String>) -> Self {
+        Self {
+            topic: topic.into(),
+            group: None,
+            concurrency: 1,
+            start: StartFrom::Earliest,
+            nack_delay: Some(Duration::from_millis(100)),
+            prefetch: 256,
+            options: Extensions::new(),
+        }
+    }
+
+    /// Sets the consumer group.
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// Sets the concurrency (at least 1).
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Sets the start position.
+    pub fn with_start(mut self, start: StartFrom) -> Self {
+        self.start = start;
+        self
+    }
+}
+
+/// Counters of one read task, live while it runs.
+#[derive(Debug, Default)]
+pub struct TaskStats {
+    pub(crate) delivered: AtomicU64,
+    pub(crate) acked: AtomicU64,
+    pub(crate) nacked: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) panicked: AtomicU64,
+    pub(crate) abandoned: AtomicU64,
+    pub(crate) settle_errors: AtomicU64,
+    pub(crate) restarts: AtomicU64,
+}
+
+impl TaskStats {
+    /// A snapshot of the counters for `topic` and `group`.
+    pub fn report(&self, topic: &str, group: Option<&str>) -> TaskReport {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TaskReport {
+            topic: topic.to_owned(),
+            group: group.map(str::to_owned),
+            delivered: get(&self.delivered),
+            acked: get(&self.acked),
+            nacked: get(&self.nacked),
+            failed: get(&self.failed),
+            panicked: get(&self.panicked),
+            abandoned: get(&self.abandoned),
+            settle_errors: get(&self.settle_errors),
+            restarts: get(&self.restarts),
+        }
+    }
+
+    pub(crate) fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What one read task did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskReport {
+    /// The topic.
+    pub topic: String,
+    /// The consumer group.
+    pub group: Option<String>,
+    /// Deliveries handed to the handler.
+    pub delivered: u64,
+    /// Deliveries the handler processed and that were settled as done.
+    pub acked: u64,
+    /// Deliveries settled for redelivery.
+    pub nacked: u64,
+    /// Handler calls that returned an error.
+    pub failed: u64,
+    /// Handler calls that panicked.
+    pub panicked: u64,
+    /// Handler calls still running at the shutdown deadline, left unsettled so the broker
+    /// delivers them again.
+    pub abandoned: u64,
+    /// Settlements the broker did not take (the message will come again).
+    pub settle_errors: u64,
+    /// How often the reader was restarted after an error.
+    pub restarts: u64,
+}
+
+/// Tells the scheduler that a reader is subscribed, so that `start` can return once
+/// messages published from then on will be received.
+#[derive(Clone, Debug)]
+pub struct ReadySignal(Arc<watch::Sender<bool>>);
+
+impl ReadySignal {
+    /// A new signal and a receiver that sees it.
+    pub fn new() -> (Self, watch::Receiver<bool>) {
+        let (tx, rx) = watch::channel(false);
+        (Self(Arc::new(tx)), rx)
+    }
+
+    /// Marks the reader ready.
+    pub fn ready(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether the reader said it is ready.
+    pub fn is_ready(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// What a reader gets besides its task and handler.
+#[derive(Clone, Debug)]
+pub struct ReadContext {
+    /// When to stop.
+    pub stop: StopSignal,
+    /// To call once subscribed.
+    pub ready: ReadySignal,
+    /// Counters to update.
+    pub stats: Arc<TaskStats>,
+}
+
+impl ReadContext {
+    /// A context that never stops and whose readiness nobody awaits, for running a
+    /// reader by hand.
+    pub fn detached() -> Self {
+        Self {
+            stop: StopSignal::never(),
+            ready: ReadySignal::new().0,
+            stats: Arc::new(TaskStats::default()),
+        }
+    }
+}
+
+/// Reads messages from a broker and runs a handler on them. Object-safe: a bus holds an
+/// `Arc<dyn Reader>`.
+#[async_trait]
+pub trait Reader: Send + Sync {
+    /// The driver's name, for errors and logs.
+    fn driver(&self) -> &'static str;
+
+    /// How this driver's broker settles messages.
+    fn model(&self) -> DeliveryModel;
+
+    /// Subscribes as `task` says, calls `ctx.ready` once subscribed, then delivers
+    /// messages to `handler` until `ctx.stop` fires or the broker closes, settling each
+    /// by the handler's result. Returns an error when the subscription breaks; the
+    /// scheduler restarts it.
+    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()>;
+}
+
+/// Settles one delivery with the broker. Drivers implement it; the runner calls it once
+/// with the handler's outcome, or calls [`Settle::release`] for a delivery it did not hand
+/// to the handler (a stop came first).
+#[async_trait]
+pub trait Settle: Send {
+    /// Acks or nacks the delivery.
+    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()>;
+
+    /// Gives back a delivery that was fetched but not handled. The default does nothing,
+    /// for brokers that redeliver what a closing consumer left unsettled.
+    async fn release(self: Box<Self>) {}
+}
+
+/// A delivery fetched by a driver, with the means to settle it.
+pub struct Incoming {
+    /// The delivery.
+    pub delivery: Delivery,
+    /// How to settle it.
+    pub settle: Box<dyn Settle>,
+}
+
+/// A driver's stream of deliveries, run by [`run_source`](crate::run_source).
+#[async_trait]
+pub trait Source: Send {
+    /// Up to `max` deliveries, waiting until at least one is there. `Ok(None)` means the
+    /// source has ended (the broker closed). Must be cancel-safe: dropping the future
+    /// loses no delivery.
+    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Incoming>>>;
+
+    /// Ends the subscription, after the runner settled what it could.
+    async fn close(&mut self) -> Result<()>;
+}

@@ -1,0 +1,223 @@
+//! Runs a handler over a driver's [`Source`]: concurrency with per-key order, panic
+//! containment, settlement by outcome, and draining at shutdown. Every driver uses it,
+//! so these rules hold the same way on every broker.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::hash::fnv1a_64;
+use crate::reader::TaskStats;
+use crate::{BoxHandler, Incoming, ReadContext, ReadTask, Result, Settlement, Source, StopSignal};
+
+/// Deliveries queued per lane ahead of the one running.
+const LANE_BUFFER: usize = 16;
+
+/// Runs `handler` over `source` until the stop signal or the end of the source, then
+/// closes the source.
+///
+/// With `task.concurrency` above 1, deliveries go to that many lanes by key hash, so
+/// messages of one key run one after another in order while different keys run in
+/// parallel; keyless messages are spread over the lanes. On stop, no new delivery starts;
+/// running handlers get until the deadline, and what finishes is settled; what does not
+/// is left unsettled for the broker to deliver again.
+pub async fn run_source(
+    source: &mut (dyn Source + '_),
+    handler: BoxHandler,
+    task: &ReadTask,
+    ctx: &ReadContext,
+) -> Result<()> {
+    let step = Step {
+        handler,
+        stats: Arc::clone(&ctx.stats),
+        stop: ctx.stop.clone(),
+        nack_delay: task.nack_delay,
+        topic: Arc::from(task.topic.as_str()),
+    };
+    let fetch = task.prefetch.max(1);
+    let result = if task.concurrency <= 1 {
+        run_sequential(source, &step, fetch).await
+    } else {
+        run_lanes(source, step, task.concurrency, fetch).await
+    };
+    let closed = source.close().await;
+    result.and(closed)
+}
+
+async fn next_batch(
+    source: &mut (dyn Source + '_),
+    stop: &StopSignal,
+    max: usize,
+) -> Result<Option<Vec<Incoming>>> {
+    tokio::select! {
+        biased;
+        _ = stop.stopped() => Ok(None),
+        batch = source.next_batch(max) => batch,
+    }
+}
+
+async fn run_sequential(source: &mut (dyn Source + '_), step: &Step, fetch: usize) -> Result<()> {
+    while let Some(batch) = next_batch(source, &step.stop, fetch).await? {
+        let mut batch = batch.into_iter();
+        while let Some(incoming) = batch.next() {
+            if step.stop.is_stopped() {
+                release_all(std::iter::once(incoming).chain(batch)).await;
+                return Ok(());
+            }
+            step.run(incoming).await;
+        }
+    }
+    Ok(())
+}
+
+async fn run_lanes(
+    source: &mut (dyn Source + '_),
+    step: Step,
+    lanes: usize,
+    fetch: usize,
+) -> Result<()> {
+    let step = Arc::new(step);
+    let mut workers = JoinSet::new();
+    let mut senders = Vec::with_capacity(lanes);
+    for _ in 0..lanes {
+        let (tx, mut rx) = mpsc::channel::<Incoming>(LANE_BUFFER);
+        senders.push(tx);
+        let step = Arc::clone(&step);
+        workers.spawn(async move {
+            while let Some(incoming) = rx.recv().await {
+                if step.stop.is_stopped() {
+                    incoming.settle.release().await;
+                } else {
+                    step.run(incoming).await;
+                }
+            }
+        });
+    }
+
+    let mut round_robin = 0usize;
+    let result = 'fetch: loop {
+        let batch = match next_batch(source, &step.stop, fetch).await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => break Ok(()),
+            Err(err) => break Err(err),
+        };
+        let mut batch = batch.into_iter();
+        while let Some(incoming) = batch.next() {
+            let lane = match &incoming.delivery.message().key {
+                Some(key) => (fnv1a_64(key) % lanes as u64) as usize,
+                None => {
+                    round_robin = round_robin.wrapping_add(1);
+                    round_robin % lanes
+                }
+            };
+            let send = senders[lane].send(incoming);
+            let sent = tokio::select! {
+                biased;
+                sent = send => sent,
+                _ = step.stop.stopped() => {
+                    release_all(batch).await;
+                    break 'fetch Ok(());
+                }
+            };
+            if let Err(mpsc::error::SendError(incoming)) = sent {
+                // A lane only ends when its sender is dropped; this is unreachable in
+                // practice, but the delivery must not vanish if it ever happens.
+                incoming.settle.release().await;
+            }
+        }
+    };
+    drop(senders);
+    while workers.join_next().await.is_some() {}
+    result
+}
+
+async fn release_all(rest: impl Iterator<Item = Incoming>) {
+    for incoming in rest {
+        incoming.settle.release().await;
+    }
+}
+
+/// Everything needed to run one delivery.
+struct Step {
+    handler: BoxHandler,
+    stats: Arc<TaskStats>,
+    stop: StopSignal,
+    nack_delay: Option<Duration>,
+    topic: Arc<str>,
+}
+
+impl Step {
+    async fn run(&self, incoming: Incoming) {
+        let Incoming { delivery, settle } = incoming;
+        TaskStats::add(&self.stats.delivered);
+        let call = AssertUnwindSafe(self.handler.handle(delivery.clone())).catch_unwind();
+        let outcome = tokio::select! {
+            biased;
+            outcome = call => outcome,
+            _ = self.stop.deadline_passed() => {
+                TaskStats::add(&self.stats.abandoned);
+                tracing::warn!(
+                    topic = %self.topic,
+                    id = %delivery.message().id,
+                    "handler still running at the shutdown deadline; left unsettled for redelivery"
+                );
+                return;
+            }
+        };
+        let settlement = match outcome {
+            Ok(Ok(())) => Settlement::Ack,
+            Ok(Err(err)) => {
+                TaskStats::add(&self.stats.failed);
+                tracing::warn!(
+                    topic = %self.topic,
+                    id = %delivery.message().id,
+                    attempt = delivery.attempt(),
+                    error = %err,
+                    "handler failed; nacking"
+                );
+                Settlement::Nack { delay: err.requested_delay().or(self.nack_delay) }
+            }
+            Err(panic) => {
+                TaskStats::add(&self.stats.panicked);
+                tracing::error!(
+                    topic = %self.topic,
+                    id = %delivery.message().id,
+                    attempt = delivery.attempt(),
+                    panic = panic_message(&*panic),
+                    "handler panicked; nacking"
+                );
+                Settlement::Nack { delay: self.nack_delay }
+            }
+        };
+        match settle.settle(settlement).await {
+            Ok(()) => match settlement {
+                Settlement::Ack => TaskStats::add(&self.stats.acked),
+                Settlement::Nack { .. } => TaskStats::add(&self.stats.nacked),
+            },
+            Err(err) => {
+                TaskStats::add(&self.stats.settle_errors);
+                tracing::warn!(
+                    topic = %self.topic,
+                    id = %delivery.message().id,
+                    error = %err,
+                    "settlement failed; the broker will deliver the message again"
+                );
+            }
+        }
+    }
+}
+
+/// The text of a panic payload, for logs.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = panic.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s
+    } else {
+        "non-text panic payload"
+    }
+}

@@ -1,0 +1,356 @@
+//! Starting one worker per read task, and shutting them down gracefully.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::Future;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::handler::apply_chain;
+use crate::reader::TaskStats;
+use crate::shutdown::stop_pair;
+use crate::{
+    wire, BoxHandler, Codec, Delivery, Error, ErrorKind, Event, EventRegistry, Handler,
+    HandlerError, JsonCodec, Middleware, ReadContext, ReadTask, Reader, ReadySignal, Result,
+    StartFrom, StopHandle, StopSignal, TaskReport,
+};
+
+/// Longest wait between restarts of a failing reader.
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
+/// How long shutdown waits past the grace period for a reader to close its subscription.
+const CLOSE_ALLOWANCE: Duration = Duration::from_secs(5);
+
+/// A read task being configured: returned by the `subscribe` methods.
+///
+/// ```
+/// # use tidewater_core::*;
+/// # fn demo(scheduler: &mut SubscriberScheduler, handler: impl Handler) {
+/// scheduler
+///     .subscribe("orders", handler)
+///     .group("billing")
+///     .concurrency(8)
+///     .start_from(StartFrom::Earliest);
+/// # }
+/// ```
+pub struct TaskSpec {
+    task: ReadTask,
+    handler: BoxHandler,
+    middleware: Vec<Arc<dyn Middleware>>,
+}
+
+impl TaskSpec {
+    /// Sets the consumer group.
+    pub fn group(&mut self, group: impl Into<String>) -> &mut Self {
+        self.task.group = Some(group.into());
+        self
+    }
+
+    /// Sets how many handler calls may run at once (at least 1). Messages with the same
+    /// key still run one at a time, in order.
+    pub fn concurrency(&mut self, concurrency: usize) -> &mut Self {
+        self.task.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Sets where a new group starts.
+    pub fn start_from(&mut self, start: StartFrom) -> &mut Self {
+        self.task.start = start;
+        self
+    }
+
+    /// Sets the default delay before a failed delivery comes again (`None`: at once).
+    pub fn nack_delay(&mut self, delay: Option<Duration>) -> &mut Self {
+        self.task.nack_delay = delay;
+        self
+    }
+
+    /// Sets how many messages may be fetched ahead of the handlers.
+    pub fn prefetch(&mut self, prefetch: usize) -> &mut Self {
+        self.task.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// Adds a middleware for this task only, inside the scheduler-wide chain.
+    pub fn middleware(&mut self, middleware: impl Middleware) -> &mut Self {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Adds a typed option for the driver.
+    pub fn option<T: Send + Sync + 'static>(&mut self, value: T) -> &mut Self {
+        self.task.options.insert(value);
+        self
+    }
+
+    /// The task as configured so far.
+    pub fn task(&self) -> &ReadTask {
+        &self.task
+    }
+}
+
+/// What a shutdown found.
+#[derive(Clone, Debug, Default)]
+pub struct ShutdownReport {
+    /// One report per read task.
+    pub tasks: Vec<TaskReport>,
+    /// Tasks whose reader had not closed by the deadline plus a close allowance and
+    /// were aborted: their unsettled messages come again.
+    pub aborted: Vec<String>,
+}
+
+impl ShutdownReport {
+    /// Deliveries settled as processed, over all tasks.
+    pub fn acked(&self) -> u64 {
+        self.tasks.iter().map(|t| t.acked).sum()
+    }
+
+    /// Handler calls abandoned at the deadline, over all tasks.
+    pub fn abandoned(&self) -> u64 {
+        self.tasks.iter().map(|t| t.abandoned).sum()
+    }
+
+    /// Whether every task ended within the deadline with nothing abandoned.
+    pub fn is_clean(&self) -> bool {
+        self.aborted.is_empty() && self.abandoned() == 0
+    }
+}
+
+struct Running {
+    topic: String,
+    group: Option<String>,
+    stats: Arc<TaskStats>,
+    join: JoinHandle<()>,
+}
+
+/// Runs read tasks: one worker per task, restarted with backoff when its reader fails,
+/// stopped gracefully by [`SubscriberScheduler::shutdown`].
+///
+/// A handler's error never ends a worker: the delivery is nacked and comes again, as
+/// the task's nack policy says (use the retry and dead-letter middleware for more).
+pub struct SubscriberScheduler<C: Codec = JsonCodec> {
+    reader: Arc<dyn Reader>,
+    codec: Arc<C>,
+    registry: Arc<EventRegistry>,
+    middleware: Vec<Arc<dyn Middleware>>,
+    pending: Vec<TaskSpec>,
+    running: Vec<Running>,
+    stop: StopHandle,
+    signal: StopSignal,
+}
+
+impl<C: Codec> fmt::Debug for SubscriberScheduler<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubscriberScheduler")
+            .field("driver", &self.reader.driver())
+            .field("pending", &self.pending.len())
+            .field("running", &self.running.len())
+            .finish()
+    }
+}
+
+impl SubscriberScheduler<JsonCodec> {
+    /// A scheduler reading through `reader`, decoding typed events as JSON.
+    pub fn new(reader: Arc<dyn Reader>, registry: EventRegistry) -> Self {
+        Self::with_codec(reader, Arc::new(registry), JsonCodec)
+    }
+}
+
+impl<C: Codec> SubscriberScheduler<C> {
+    /// A scheduler with its own codec.
+    pub fn with_codec(reader: Arc<dyn Reader>, registry: Arc<EventRegistry>, codec: C) -> Self {
+        let (stop, signal) = stop_pair();
+        Self {
+            reader,
+            codec: Arc::new(codec),
+            registry,
+            middleware: Vec::new(),
+            pending: Vec::new(),
+            running: Vec::new(),
+            stop,
+            signal,
+        }
+    }
+
+    /// Adds a middleware to every task, outside each task's own chain. The first added
+    /// runs first.
+    pub fn with_middleware(&mut self, middleware: impl Middleware) -> &mut Self {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Subscribes `handler` to the raw messages of `topic`.
+    pub fn subscribe(&mut self, topic: impl Into<String>, handler: impl Handler) -> &mut TaskSpec {
+        self.add(ReadTask::new(topic), Arc::new(handler))
+    }
+
+    /// Subscribes a typed handler to the topic the registry gives `E`. The handler gets
+    /// the decoded event and the delivery. A payload that does not decode, or a message
+    /// whose event-type header names another type, fails permanently (so the dead-letter
+    /// middleware takes it at once) and never reaches the handler.
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # use tidewater_core::*;
+    /// # #[derive(Serialize, Deserialize)] struct OrderPlaced { id: u64 }
+    /// # impl Event for OrderPlaced { const TYPE: &'static str = "order.placed"; }
+    /// # fn demo(scheduler: &mut SubscriberScheduler) -> Result<()> {
+    /// scheduler
+    ///     .subscribe_event(|order: OrderPlaced, _delivery: Delivery| async move {
+    ///         println!("order {}", order.id);
+    ///         Ok::<_, HandlerError>(())
+    ///     })?
+    ///     .group("billing");
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribe_event<E, F, Fut>(&mut self, handler: F) -> Result<&mut TaskSpec>
+    where
+        E: Event,
+        F: Fn(E, Delivery) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        let topic = self.registry.topic_of::<E>()?.to_owned();
+        let handler = EventHandler { f: handler, codec: Arc::clone(&self.codec), _event: PhantomData };
+        Ok(self.add(ReadTask::new(topic), Arc::new(handler)))
+    }
+
+    /// Adds a fully built task.
+    pub fn add(&mut self, task: ReadTask, handler: BoxHandler) -> &mut TaskSpec {
+        self.pending.push(TaskSpec { task, handler, middleware: Vec::new() });
+        self.pending.last_mut().expect("just pushed")
+    }
+
+    /// Starts a worker for every task added since the last start, and waits until each
+    /// is subscribed, so that messages published after `start` returns are received.
+    /// Returns the first error a reader met before it was subscribed; the workers keep
+    /// retrying in the background until [`SubscriberScheduler::shutdown`].
+    pub async fn start(&mut self) -> Result<()> {
+        if self.signal.is_stopped() {
+            return Err(Error::closed("the scheduler was shut down"));
+        }
+        let mut waits = Vec::new();
+        for spec in self.pending.drain(..) {
+            let handler = apply_chain(apply_chain(spec.handler, &spec.middleware), &self.middleware);
+            let (ready, ready_rx) = ReadySignal::new();
+            let (first_error, error_rx) = oneshot::channel();
+            let stats = Arc::new(TaskStats::default());
+            let ctx = ReadContext { stop: self.signal.clone(), ready, stats: Arc::clone(&stats) };
+            let topic = spec.task.topic.clone();
+            let group = spec.task.group.clone();
+            let join = tokio::spawn(worker(Arc::clone(&self.reader), spec.task, handler, ctx, first_error));
+            self.running.push(Running { topic: topic.clone(), group, stats, join });
+            waits.push((topic, ready_rx, error_rx));
+        }
+        for (topic, mut ready, error) in waits {
+            tokio::select! {
+                biased;
+                Ok(_) = ready.wait_for(|r| *r) => {}
+                err = error => {
+                    return Err(err.unwrap_or_else(|_| {
+                        Error::closed("the reader ended before it was subscribed").with_topic(topic)
+                    }));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells every task to stop taking new messages now, with `grace` for in-flight
+    /// handlers, without waiting; [`SubscriberScheduler::shutdown`] then waits and reports.
+    /// The first call fixes the deadline.
+    pub fn begin_shutdown(&self, grace: Duration) {
+        self.stop.stop(grace);
+    }
+
+    /// Live counters of the running tasks.
+    pub fn stats(&self) -> Vec<TaskReport> {
+        self.running.iter().map(|r| r.stats.report(&r.topic, r.group.as_deref())).collect()
+    }
+
+    /// Stops taking new messages, gives in-flight handlers `grace` to finish, settles
+    /// what finished, closes the subscriptions and reports what each task did. Handlers
+    /// still running at the deadline are left unsettled, so the broker delivers their
+    /// messages again.
+    pub async fn shutdown(&mut self, grace: Duration) -> ShutdownReport {
+        self.begin_shutdown(grace);
+        let deadline = tokio::time::Instant::now() + grace + CLOSE_ALLOWANCE;
+        let mut report = ShutdownReport::default();
+        for mut running in self.running.drain(..) {
+            if tokio::time::timeout_at(deadline, &mut running.join).await.is_err() {
+                running.join.abort();
+                tracing::error!(topic = %running.topic, "reader did not close in time; aborted");
+                report.aborted.push(running.topic.clone());
+            }
+            report.tasks.push(running.stats.report(&running.topic, running.group.as_deref()));
+        }
+        report
+    }
+}
+
+async fn worker(
+    reader: Arc<dyn Reader>,
+    task: ReadTask,
+    handler: BoxHandler,
+    ctx: ReadContext,
+    first_error: oneshot::Sender<Error>,
+) {
+    let mut first_error = Some(first_error);
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let result = reader.read(task.clone(), Arc::clone(&handler), ctx.clone()).await;
+        if ctx.stop.is_stopped() {
+            if let Err(err) = result {
+                tracing::warn!(topic = %task.topic, error = %err, "reader failed while stopping");
+            }
+            return;
+        }
+        let err = match result {
+            Ok(()) => return,
+            Err(err) => err,
+        };
+        tracing::warn!(topic = %task.topic, error = %err, retry_in = ?delay, "reader failed; restarting");
+        TaskStats::add(&ctx.stats.restarts);
+        if !ctx.ready.is_ready() {
+            if let Some(tx) = first_error.take() {
+                let _ = tx.send(err);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = ctx.stop.stopped() => return,
+        }
+        delay = (delay * 2).min(MAX_RESTART_DELAY);
+    }
+}
+
+struct EventHandler<E, F, C> {
+    f: F,
+    codec: Arc<C>,
+    _event: PhantomData<fn() -> E>,
+}
+
+#[async_trait]
+impl<E, F, Fut, C> Handler for EventHandler<E, F, C>
+where
+    E: Event,
+    F: Fn(E, Delivery) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    C: Codec,
+{
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        let message = delivery.message();
+        if let Some(kind) = message.headers.get(wire::EVENT_TYPE) {
+            if kind != E::TYPE {
+                return Err(HandlerError::permanent(Error::new(
+                    ErrorKind::Decode,
+                    format!("message {} is a {kind:?} event; this handler takes {:?}", message.id, E::TYPE),
+                )));
+            }
+        }
+        let event: E = self.codec.decode_message(message).map_err(HandlerError::permanent)?;
+        (self.f)(event, delivery).await
+    }
+}

@@ -1,0 +1,314 @@
+//! The broker: topics by name, the writer and reader, and the test harness.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tidewater_core::{
+    run_source, BoxHandler, DeliveryModel, Driver, Error, ErrorKind, Message, ReadContext, ReadTask,
+    Reader, Result, Writer,
+};
+use tokio::sync::Notify;
+
+use crate::source::MemorySource;
+use crate::topic::{Append, Topic};
+use crate::MemoryConfig;
+
+pub(crate) const DRIVER: &str = "memory";
+
+/// A message broker inside the process: topics with partitions, consumer groups,
+/// retention, acks and redelivery, bounded buffers. Use it where a service would use
+/// Kafka or NATS, in tests and in development. Cloning is cheap; clones share the broker.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tidewater_core::Result<()> {
+/// use std::time::Duration;
+/// use tidewater_core::{testing::Recorder, Bus, EventRegistry};
+/// use tidewater_memory::MemoryBroker;
+///
+/// let broker = MemoryBroker::new();
+/// let mut bus = Bus::new(&broker, EventRegistry::new());
+/// let seen = Recorder::new();
+/// bus.subscribe("greetings", seen.clone()).group("greeter");
+/// bus.start().await?;
+/// bus.publisher().publish_bytes("greetings", "hello", "text/plain").await?;
+/// let got = seen.wait_for(1, Duration::from_secs(5)).await.unwrap();
+/// assert_eq!(&got[0].message().payload[..], b"hello");
+/// bus.shutdown(Duration::from_secs(5)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryBroker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    config: MemoryConfig,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    closed: AtomicBool,
+    topic_created: Notify,
+}
+
+impl std::fmt::Debug for MemoryBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBroker").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+impl MemoryBroker {
+    /// A broker with the default configuration.
+    pub fn new() -> Self {
+        Self::with_config(MemoryConfig::default())
+    }
+
+    /// A broker with `config`.
+    pub fn with_config(config: MemoryConfig) -> Self {
+        Self { inner: Arc::new(Inner { config, ..Inner::default() }) }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MemoryConfig {
+        &self.inner.config
+    }
+
+    /// Creates `topic` with `partitions` partitions. Fails with `InvalidName` for a bad
+    /// name; creating an existing topic does nothing.
+    pub fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        validate_topic(topic)?;
+        let mut topics = self.inner.topics.write().unwrap_or_else(|e| e.into_inner());
+        topics.entry(topic.to_owned()).or_insert_with(|| Arc::new(Topic::new(topic, partitions)));
+        drop(topics);
+        self.inner.topic_created.notify_waiters();
+        Ok(())
+    }
+
+    pub(crate) fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("the memory broker was closed").with_driver(DRIVER));
+        }
+        if let Some(topic) = self.inner.topics.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(Arc::clone(topic));
+        }
+        validate_topic(name)?;
+        if !self.inner.config.auto_create {
+            return Err(Error::new(
+                ErrorKind::UnknownTopic,
+                "the topic does not exist and auto-create is off; create it with MemoryBroker::create_topic",
+            )
+            .with_driver(DRIVER)
+            .with_topic(name));
+        }
+        self.create_topic(name, self.inner.config.partitions)?;
+        self.topic(name)
+    }
+
+    fn existing(&self, name: &str) -> Option<Arc<Topic>> {
+        self.inner.topics.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    async fn append(&self, mut message: Message) -> Result<()> {
+        let topic = self.topic(&message.stream)?;
+        let capacity = self.inner.config.capacity;
+        loop {
+            let space = topic.space.notified();
+            tokio::pin!(space);
+            space.as_mut().enable();
+            match topic.append(message, capacity) {
+                Append::Done => return Ok(()),
+                Append::Closed => {
+                    return Err(Error::closed("the memory broker was closed")
+                        .with_driver(DRIVER)
+                        .with_topic(&*topic.name))
+                }
+                Append::Full(back) => {
+                    message = back;
+                    space.await;
+                    topic.done_waiting();
+                }
+            }
+        }
+    }
+
+    /// The messages `topic` still holds, in publish order: what a test reads back to see
+    /// what a service published. Empty for a topic that does not exist.
+    pub fn published(&self, topic: &str) -> Vec<Message> {
+        self.existing(topic).map(|t| t.retained()).unwrap_or_default()
+    }
+
+    /// Waits until at least `n` messages were published to `topic` (counting from the
+    /// broker's start), for at most `timeout`, and returns the retained messages.
+    pub async fn wait_published(&self, topic: &str, n: u64, timeout: Duration) -> Result<Vec<Message>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let t = loop {
+            let created = self.inner.topic_created.notified();
+            tokio::pin!(created);
+            created.as_mut().enable();
+            if let Some(t) = self.existing(topic) {
+                break t;
+            }
+            if tokio::time::timeout_at(deadline, created).await.is_err() {
+                return Err(wait_error(topic, format!("no message was published in {timeout:?}")));
+            }
+        };
+        self.wait_on(&t, || t.published_count() >= n, deadline).await.map_err(|_| {
+            wait_error(topic, format!("{} of {n} messages published in {timeout:?}", t.published_count()))
+        })?;
+        Ok(t.retained())
+    }
+
+    /// Waits until consumer group `group` has acked at least `n` messages of `topic`, for
+    /// at most `timeout`: the way for a test to wait for handlers without sleeping.
+    pub async fn wait_acked(&self, topic: &str, group: &str, n: u64, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let t = self.topic(topic)?;
+        self.wait_on(&t, || t.acked_count(group) >= n, deadline).await.map_err(|_| {
+            wait_error(topic, format!("group {group} acked {} of {n} messages in {timeout:?}", t.acked_count(group)))
+        })
+    }
+
+    async fn wait_on(&self, topic: &Topic, done: impl Fn() -> bool, deadline: tokio::time::Instant) -> Result<(), ()> {
+        topic.watchers.fetch_add(1, Ordering::AcqRel);
+        let result = async {
+            loop {
+                let changed = topic.settled.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if done() {
+                    return Ok(());
+                }
+                if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                    return Err(());
+                }
+            }
+        }
+        .await;
+        topic.watchers.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
+
+    /// Forgets consumer group `group` of `topic` and its positions, so it no longer holds
+    /// messages back. Returns whether it existed.
+    pub fn delete_group(&self, topic: &str, group: &str) -> bool {
+        self.existing(topic).is_some_and(|t| t.delete_group(group))
+    }
+
+    /// Closes the broker: readers end, waiting publishers and later writes fail with
+    /// `Closed`.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        for topic in self.inner.topics.read().unwrap_or_else(|e| e.into_inner()).values() {
+            topic.close();
+        }
+    }
+}
+
+fn wait_error(topic: &str, what: String) -> Error {
+    Error::new(ErrorKind::Timeout, what).with_driver(DRIVER).with_topic(topic)
+}
+
+/// Topic names as Kafka allows them, so a service tested here does not fail on a real
+/// broker: 1 to 249 characters of ASCII letters, digits, `.`, `_` and `-`.
+fn validate_topic(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 249
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::InvalidName,
+            format!("{name:?} is not a valid topic name: use 1 to 249 ASCII letters, digits, '.', '_' or '-'"),
+        )
+        .with_driver(DRIVER))
+    }
+}
+
+/// A writer to a [`MemoryBroker`], from [`Driver::writer`] or [`MemoryBroker::writer`].
+/// Writes are on the broker when they return, so flushing has nothing to wait for; a
+/// closed writer refuses further writes, as a closed network producer would.
+#[derive(Debug)]
+pub struct MemoryWriter {
+    broker: MemoryBroker,
+    closed: AtomicBool,
+}
+
+impl MemoryBroker {
+    /// A new writer.
+    pub fn writer(&self) -> MemoryWriter {
+        MemoryWriter { broker: self.clone(), closed: AtomicBool::new(false) }
+    }
+}
+
+#[async_trait]
+impl Writer for MemoryWriter {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    /// Appends each message to its topic, waiting for room where a partition is full.
+    /// The batch is checked first: if any message is invalid, none is written.
+    async fn write(&self, batch: Vec<Message>) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("the writer was closed").with_driver(DRIVER));
+        }
+        self.broker.write(batch).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl MemoryBroker {
+    async fn write(&self, batch: Vec<Message>) -> Result<()> {
+        let limit = self.inner.config.max_message_bytes;
+        for (i, message) in batch.iter().enumerate() {
+            validate_topic(&message.stream).map_err(|e| e.with_topic(&message.stream))?;
+            let size = message.encoded_len();
+            if size > limit {
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    format!("message {i} of the batch ({}) is {size} bytes; the limit is {limit}", message.id),
+                )
+                .with_driver(DRIVER)
+                .with_topic(&message.stream));
+            }
+        }
+        for message in batch {
+            self.append(message).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Reader for MemoryBroker {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    fn model(&self) -> DeliveryModel {
+        DeliveryModel::Queue
+    }
+
+    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+        let topic = self.topic(&task.topic)?;
+        let mut source = MemorySource::join(topic, task.group.as_deref(), task.start);
+        ctx.ready.ready();
+        run_source(&mut source, handler, &task, &ctx).await
+    }
+}
+
+impl Driver for MemoryBroker {
+    fn writer(&self) -> Arc<dyn Writer> {
+        Arc::new(MemoryBroker::writer(self))
+    }
+
+    fn reader(&self) -> Arc<dyn Reader> {
+        Arc::new(self.clone())
+    }
+}

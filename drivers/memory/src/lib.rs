@@ -1,0 +1,35 @@
+//! The in-memory driver of tidewater: a broker inside the process that behaves like a
+//! real one, so a service's tests exercise the same rules they meet in production.
+//!
+//! - **Topics with partitions.** A message's key picks its partition (FNV-1a hash), so
+//!   messages with one key keep their order; keyless messages are spread round robin.
+//! - **Consumer groups.** Each group receives every message; the members of a group share
+//!   the partitions (round robin, rebalanced as members join and leave). A new group
+//!   starts at the earliest retained message or at the end, as its task says; a named
+//!   group keeps its position when its members leave, until
+//!   [`MemoryBroker::delete_group`]. A task without a group gets a private one that
+//!   disappears with it.
+//! - **Queue-style settlement** ([`DeliveryModel::Queue`](tidewater_core::DeliveryModel)):
+//!   each delivery is acked or nacked on its own. A nack redelivers after the delay, with
+//!   the attempt counting up; what a member had in flight when it left comes again to the
+//!   group. A redelivered message may overtake later messages of its key.
+//! - **Retention and backpressure.** A partition holds at most
+//!   [`MemoryConfig::capacity`] messages. Settled messages are kept for late groups and
+//!   [`MemoryBroker::published`] until room is needed; a publisher to a partition full of
+//!   messages some group has not settled waits, so nothing is dropped and memory stays
+//!   bounded. With no group on a topic, the oldest messages make room.
+//! - **Checks a real broker makes**: topic names as Kafka allows them, a message size
+//!   limit, and optionally no auto-creation of topics.
+//!
+//! For tests: [`MemoryBroker::published`] and [`MemoryBroker::wait_published`] read back
+//! what a service published, [`MemoryBroker::wait_acked`] waits until a group handled N
+//! messages, and [`Recorder`](tidewater_core::testing::Recorder) records deliveries.
+#![warn(missing_docs)]
+
+mod broker;
+mod config;
+mod source;
+mod topic;
+
+pub use broker::{MemoryBroker, MemoryWriter};
+pub use config::MemoryConfig;

@@ -1,0 +1,37 @@
+//! The shared conformance suite on the in-memory driver, with every capability on.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tidewater_conformance::{Capabilities, Fixture};
+use tidewater_core::{Driver, Reader, Result, Writer};
+use tidewater_memory::MemoryBroker;
+
+struct Memory {
+    broker: MemoryBroker,
+}
+
+#[async_trait]
+impl Fixture for Memory {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { partitions: 4, ..Capabilities::default() }
+    }
+
+    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        self.broker.create_topic(topic, partitions)
+    }
+
+    async fn writer(&self) -> Arc<dyn Writer> {
+        Driver::writer(&self.broker)
+    }
+
+    async fn reader(&self) -> Arc<dyn Reader> {
+        Driver::reader(&self.broker)
+    }
+}
+
+async fn fixture() -> Memory {
+    Memory { broker: MemoryBroker::new() }
+}
+
+tidewater_conformance::conformance_tests!(fixture);

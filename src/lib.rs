@@ -1,0 +1,75 @@
+//! # tidewater
+//!
+//! One API to publish and consume messages on any broker. Write handlers once, pick
+//! Kafka, NATS, Pulsar or StreamBus with a Cargo feature, and use the in-memory driver in
+//! tests.
+//!
+//! This crate re-exports [`tidewater_core`] (messages, publisher, scheduler, bus) and,
+//! behind features, the drivers and middleware:
+//!
+//! | feature      | module          | status |
+//! |--------------|-----------------|--------|
+//! | `memory` (default) | [`memory`] | in-process broker for tests and development |
+//! | `middleware` (default) | `middleware` | retry, dedup, dead-letter queue, tracing, timeout, panic recovery, correlation ids |
+//! | `kafka`      | `kafka`         | not implemented yet |
+//! | `nats`       | `nats`          | not implemented yet |
+//! | `pulsar`     | `pulsar`        | not implemented yet |
+//! | `streambus`  | `streambus`     | not implemented yet |
+//! | `full`       | all of the above | |
+//!
+//! A default build compiles no network client crate.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> tidewater::Result<()> {
+//! use std::time::Duration;
+//! use serde::{Deserialize, Serialize};
+//! use tidewater::{memory::MemoryBroker, Bus, Delivery, Event, EventRegistry, HandlerError};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct OrderPlaced { order_id: String }
+//!
+//! impl Event for OrderPlaced {
+//!     const TYPE: &'static str = "order.placed";
+//!     fn key(&self) -> Option<String> { Some(self.order_id.clone()) }
+//! }
+//!
+//! let broker = MemoryBroker::new();
+//! let mut bus = Bus::new(&broker, EventRegistry::new().route::<OrderPlaced>("orders"));
+//! bus.subscribe_event(|order: OrderPlaced, _d: Delivery| async move {
+//!     println!("billing order {}", order.order_id);
+//!     Ok::<_, HandlerError>(())
+//! })?
+//! .group("billing");
+//! bus.start().await?;
+//! bus.publisher().publish(&OrderPlaced { order_id: "o-1".into() }).await?;
+//! broker.wait_acked("orders", "billing", 1, Duration::from_secs(5)).await?;
+//! bus.shutdown(Duration::from_secs(5)).await?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub use tidewater_core::*;
+
+/// The in-memory driver.
+#[cfg(feature = "memory")]
+pub use tidewater_memory as memory;
+
+/// Handler middleware.
+#[cfg(feature = "middleware")]
+pub use tidewater_middleware as middleware;
+
+/// The Kafka driver (not implemented yet).
+#[cfg(feature = "kafka")]
+pub use tidewater_kafka as kafka;
+
+/// The NATS driver (not implemented yet).
+#[cfg(feature = "nats")]
+pub use tidewater_nats as nats;
+
+/// The Pulsar driver (not implemented yet).
+#[cfg(feature = "pulsar")]
+pub use tidewater_pulsar as pulsar;
+
+/// The StreamBus driver (not implemented yet).
+#[cfg(feature = "streambus")]
+pub use tidewater_streambus as streambus;
