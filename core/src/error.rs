@@ -2,7 +2,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -224,23 +224,50 @@ pub enum Recovery {
 pub struct HandlerError {
     recovery: Recovery,
     retry_after: Option<Duration>,
+    attempts: Option<Attempts>,
     source: BoxError,
+}
+
+/// How many calls a failure took, as recorded by retrying middleware.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempts {
+    /// Handler calls made, the last one included.
+    pub count: u32,
+    /// When the first of them failed.
+    pub first_failure: SystemTime,
 }
 
 impl HandlerError {
     /// A failure that may pass: the message is retried or redelivered.
     pub fn transient(source: impl Into<BoxError>) -> Self {
-        Self { recovery: Recovery::Transient, retry_after: None, source: source.into() }
+        Self { recovery: Recovery::Transient, retry_after: None, attempts: None, source: source.into() }
     }
 
     /// A failure that retrying cannot fix: the message goes to the dead-letter queue.
     pub fn permanent(source: impl Into<BoxError>) -> Self {
-        Self { recovery: Recovery::Permanent, retry_after: None, source: source.into() }
+        Self { recovery: Recovery::Permanent, retry_after: None, attempts: None, source: source.into() }
     }
 
     /// Asks for the redelivery to wait `delay` (where the broker can delay).
     pub fn retry_after(mut self, delay: Duration) -> Self {
         self.retry_after = Some(delay);
+        self
+    }
+
+    /// Records that the failure came after `attempts` calls (retry middleware does).
+    pub fn with_attempts(mut self, attempts: Attempts) -> Self {
+        self.attempts = Some(attempts);
+        self
+    }
+
+    /// The calls this failure took, where retry middleware recorded them.
+    pub fn attempts(&self) -> Option<Attempts> {
+        self.attempts
+    }
+
+    /// Marks the failure permanent: retrying cannot help.
+    pub fn into_permanent(mut self) -> Self {
+        self.recovery = Recovery::Permanent;
         self
     }
 
@@ -287,7 +314,7 @@ impl<E: Into<BoxError>> From<E> for HandlerError {
             Some(e) if !e.is_retryable() && e.kind() == ErrorKind::Decode => Recovery::Permanent,
             _ => Recovery::Transient,
         };
-        Self { recovery, retry_after: None, source }
+        Self { recovery, retry_after: None, attempts: None, source }
     }
 }
 
@@ -306,6 +333,7 @@ impl fmt::Debug for HandlerError {
         f.debug_struct("HandlerError")
             .field("recovery", &self.recovery)
             .field("retry_after", &self.retry_after)
+            .field("attempts", &self.attempts)
             .field("source", &self.source)
             .finish()
     }

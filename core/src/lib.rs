@@ -40,7 +40,7 @@ pub use codec::{Codec, JsonCodec};
 pub use commit::PartitionCommits;
 pub use delivery::{Delivery, DeliveryModel, Position, Settlement};
 pub use driver::Driver;
-pub use error::{Error, ErrorKind, HandlerError, Recovery, Result};
+pub use error::{Attempts, Error, ErrorKind, HandlerError, Recovery, Result};
 pub use event::{Event, EventRegistry};
 pub use extensions::Extensions;
 pub use handler::{apply_chain, handler_fn, BoxHandler, FnHandler, Handler, Middleware};

@@ -240,6 +240,11 @@ impl MemoryBroker {
     pub fn writer(&self) -> MemoryWriter {
         MemoryWriter { broker: self.clone(), closed: AtomicBool::new(false) }
     }
+
+    /// A new writer, shared: what middleware such as a dead-letter queue takes.
+    pub fn writer_arc(&self) -> Arc<dyn Writer> {
+        Arc::new(self.writer())
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,149 @@
+//! The small middleware: timeout, panic recovery, tracing and correlation ids.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use tidewater_core::{context, panic_message, wire, BoxHandler, Delivery, Handler, HandlerError, Middleware};
+use tracing::Instrument;
+
+/// Fails a handler call that runs longer than a limit, with a transient error. The call
+/// is cancelled at its next await point.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeout(pub Duration);
+
+impl Middleware for Timeout {
+    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
+        Arc::new(TimeoutHandler { inner, limit: self.0 })
+    }
+}
+
+struct TimeoutHandler {
+    inner: BoxHandler,
+    limit: Duration,
+}
+
+#[async_trait]
+impl Handler for TimeoutHandler {
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        match tokio::time::timeout(self.limit, self.inner.handle(delivery)).await {
+            Ok(result) => result,
+            Err(_) => Err(HandlerError::transient(format!("handler timed out after {:?}", self.limit))),
+        }
+    }
+}
+
+/// Turns a panicking handler call into an error, so retry and dead-letter middleware
+/// outside it see the failure. (The runner also survives panics; without this
+/// middleware they simply become nacks.) Transient by default, since a panic may come
+/// from a passing state; call [`Recover::permanent`] to dead-letter at once.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Recover {
+    permanent: bool,
+}
+
+impl Recover {
+    /// Panics become transient errors.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Panics become permanent errors.
+    pub fn permanent() -> Self {
+        Self { permanent: true }
+    }
+}
+
+impl Middleware for Recover {
+    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
+        Arc::new(RecoverHandler { inner, permanent: self.permanent })
+    }
+}
+
+struct RecoverHandler {
+    inner: BoxHandler,
+    permanent: bool,
+}
+
+#[async_trait]
+impl Handler for RecoverHandler {
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        match AssertUnwindSafe(self.inner.handle(delivery)).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => {
+                let text = format!("handler panicked: {}", panic_message(&*panic));
+                Err(if self.permanent { HandlerError::permanent(text) } else { HandlerError::transient(text) })
+            }
+        }
+    }
+}
+
+/// Runs each handler call in a `tidewater.handle` span with the topic, message id,
+/// attempt and group, and records the outcome (`ok`, `transient`, `permanent`) on it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Trace;
+
+impl Middleware for Trace {
+    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
+        Arc::new(TraceHandler { inner })
+    }
+}
+
+struct TraceHandler {
+    inner: BoxHandler,
+}
+
+#[async_trait]
+impl Handler for TraceHandler {
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        let message = delivery.message();
+        let span = tracing::info_span!(
+            "tidewater.handle",
+            topic = %message.stream,
+            id = %message.id,
+            attempt = delivery.attempt(),
+            group = delivery.group().unwrap_or_default(),
+            outcome = tracing::field::Empty,
+        );
+        let result = self.inner.handle(delivery.clone()).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(e) if e.is_transient() => "transient",
+            Err(_) => "permanent",
+        };
+        span.record("outcome", outcome);
+        if let Err(err) = &result {
+            span.in_scope(|| tracing::debug!(error = %err, "handler failed"));
+        }
+        result
+    }
+}
+
+/// Carries a correlation id from the consumed message to everything its handler
+/// publishes: the message's `tw-correlation-id` header, or its id when it has none,
+/// is in scope while the handler runs, and a [`Publisher`](tidewater_core::Publisher)
+/// stamps it on the messages it publishes there. Tasks the handler spawns do not
+/// inherit it; wrap their futures in [`context::with_correlation_id`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CorrelationId;
+
+impl Middleware for CorrelationId {
+    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
+        Arc::new(CorrelationHandler { inner })
+    }
+}
+
+struct CorrelationHandler {
+    inner: BoxHandler,
+}
+
+#[async_trait]
+impl Handler for CorrelationHandler {
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        let message = delivery.message();
+        let id = message.headers.get(wire::CORRELATION_ID).unwrap_or(&message.id).to_owned();
+        context::with_correlation_id(id, self.inner.handle(delivery)).await
+    }
+}

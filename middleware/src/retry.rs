@@ -1,0 +1,160 @@
+//! Retrying a failed handler in place, with exponential backoff and jitter.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tidewater_core::{Attempts, BoxHandler, Delivery, Handler, HandlerError, Middleware};
+
+/// Retries transient failures inside the handler call, waiting longer each time.
+///
+/// Only errors that say a retry can help ([`HandlerError::is_transient`]) are retried;
+/// permanent ones return at once. When the attempts or the time run out, the last error
+/// returns with the attempt count and first failure time recorded, for the dead-letter
+/// middleware to write down.
+///
+/// **When to use which retry.** This middleware retries while the delivery is held: on a
+/// log broker (Kafka, StreamBus) the partition waits, and on any broker the message
+/// keeps its place in its key's order. That suits short outages (a few seconds). For
+/// longer waits, let the error through and let the broker redeliver: set the task's
+/// `nack_delay` (or return [`HandlerError::retry_after`]) and give the dead-letter
+/// middleware a `max_deliveries`, so other messages flow meanwhile.
+///
+/// ```
+/// use std::time::Duration;
+/// use tidewater_middleware::Retry;
+///
+/// let retry = Retry::new()
+///     .max_attempts(5)
+///     .min_delay(Duration::from_millis(50))
+///     .max_delay(Duration::from_secs(2))
+///     .max_elapsed(Duration::from_secs(10));
+/// # let _ = retry;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Retry {
+    max_attempts: u32,
+    min_delay: Duration,
+    max_delay: Duration,
+    factor: f32,
+    max_elapsed: Option<Duration>,
+    jitter: bool,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Retry {
+    /// 3 attempts, 100 ms doubling to at most 10 s, with jitter, no elapsed-time limit.
+    pub fn new() -> Self {
+        Self {
+            max_attempts: 3,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+            factor: 2.0,
+            max_elapsed: None,
+            jitter: true,
+        }
+    }
+
+    /// Handler calls at most, the first included (at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The first delay.
+    pub fn min_delay(mut self, delay: Duration) -> Self {
+        self.min_delay = delay;
+        self
+    }
+
+    /// The longest delay.
+    pub fn max_delay(mut self, delay: Duration) -> Self {
+        self.max_delay = delay;
+        self
+    }
+
+    /// How much each delay grows (default 2).
+    pub fn factor(mut self, factor: f32) -> Self {
+        self.factor = factor.max(1.0);
+        self
+    }
+
+    /// The most time spent waiting between attempts, in total.
+    pub fn max_elapsed(mut self, limit: Duration) -> Self {
+        self.max_elapsed = Some(limit);
+        self
+    }
+
+    /// Turns jitter off (for tests that check exact delays).
+    pub fn without_jitter(mut self) -> Self {
+        self.jitter = false;
+        self
+    }
+
+    fn backoff(&self) -> ExponentialBuilder {
+        let builder = ExponentialBuilder::new()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_factor(self.factor)
+            .with_max_times((self.max_attempts - 1) as usize)
+            .with_total_delay(self.max_elapsed);
+        if self.jitter {
+            builder.with_jitter()
+        } else {
+            builder
+        }
+    }
+}
+
+impl Middleware for Retry {
+    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
+        Arc::new(RetryHandler { inner, backoff: self.backoff() })
+    }
+}
+
+struct RetryHandler {
+    inner: BoxHandler,
+    backoff: ExponentialBuilder,
+}
+
+#[async_trait]
+impl Handler for RetryHandler {
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        let err = match self.inner.handle(delivery.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(err) => err,
+        };
+        // The backoff is built only on failure, so the success path costs one call.
+        let first_failure = SystemTime::now();
+        let mut delays = self.backoff.build();
+        let mut attempts = 1u32;
+        let mut err = err;
+        loop {
+            if !err.is_transient() {
+                break;
+            }
+            let Some(delay) = delays.next() else { break };
+            tracing::debug!(
+                topic = %delivery.message().stream,
+                id = %delivery.message().id,
+                attempt = attempts,
+                ?delay,
+                error = %err,
+                "retrying handler"
+            );
+            tokio::time::sleep(delay).await;
+            attempts += 1;
+            match self.inner.handle(delivery.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(next) => err = next,
+            }
+        }
+        Err(err.with_attempts(Attempts { count: attempts, first_failure }))
+    }
+}

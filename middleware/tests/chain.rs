@@ -1,0 +1,331 @@
+//! Each middleware at work on the in-memory driver.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use tidewater_core::{
+    handler_fn, wire, Delivery, Driver, Error, ErrorKind, EventRegistry, HandlerError, Message, Publisher,
+    Result, SubscriberScheduler, Writer,
+};
+use tidewater_memory::MemoryBroker;
+use tidewater_middleware::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn scheduler(broker: &MemoryBroker) -> SubscriberScheduler {
+    SubscriberScheduler::new(broker.reader(), EventRegistry::new())
+}
+
+async fn publish(broker: &MemoryBroker, message: Message) {
+    Driver::writer(broker).write(vec![message]).await.unwrap();
+}
+
+fn counting(calls: &Arc<AtomicU32>, result: fn(u32) -> Result<(), HandlerError>) -> impl tidewater_core::Handler {
+    let calls = Arc::clone(calls);
+    handler_fn(move |_d: Delivery| {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        async move { result(n) }
+    })
+}
+
+/// A writer that fails while `failing` is set.
+struct FlakyWriter {
+    inner: Arc<dyn Writer>,
+    failing: Arc<AtomicBool>,
+    attempts: Arc<AtomicU32>,
+}
+
+#[async_trait]
+impl Writer for FlakyWriter {
+    fn driver(&self) -> &'static str {
+        "flaky"
+    }
+    async fn write(&self, batch: Vec<Message>) -> Result<()> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(Error::new(ErrorKind::Connection, "DLQ broker unreachable"));
+        }
+        self.inner.write(batch).await
+    }
+}
+
+#[tokio::test]
+async fn poison_message_lands_in_dlq_with_every_header_and_original_is_settled() {
+    let broker = MemoryBroker::new();
+    let mut s = scheduler(&broker);
+    s.with_middleware(DeadLetter::new(broker.writer_arc()));
+    let calls = Arc::new(AtomicU32::new(0));
+    s.subscribe("orders", counting(&calls, |_| Err(HandlerError::permanent("order total is negative")))).group("billing");
+    s.start().await.unwrap();
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+    publish(&broker, Message::new("orders", "{}").with_id("m-1").with_key("cust-7").with_header("tenant", "acme")).await;
+
+    let dead = broker.wait_published("orders.dlq", 1, WAIT).await.unwrap();
+    broker.wait_acked("orders", "billing", 1, WAIT).await.expect("original settled");
+    let report = s.shutdown(WAIT).await;
+    let d = &dead[0];
+    let h = |name| d.headers.get(name).unwrap_or_else(|| panic!("header {name} missing: {:?}", d.headers));
+    assert_eq!(d.id, "m-1");
+    assert_eq!(d.key_str(), Some("cust-7"));
+    assert_eq!(&d.payload[..], b"{}");
+    assert_eq!(h("tenant"), "acme");
+    assert_eq!(h(dlq_headers::ORIGINAL_TOPIC), "orders");
+    assert_eq!(h(dlq_headers::ORIGINAL_KEY), "cust-7");
+    assert_eq!(h(dlq_headers::ERROR), "order total is negative");
+    assert_eq!(h(dlq_headers::RECOVERY), "permanent");
+    assert_eq!(h(dlq_headers::ATTEMPTS), "1");
+    assert_eq!(h(dlq_headers::GROUP), "billing");
+    let first: u128 = h(dlq_headers::FIRST_FAILURE).parse().unwrap();
+    let last: u128 = h(dlq_headers::LAST_FAILURE).parse().unwrap();
+    assert!(before <= first && first <= last, "{before} <= {first} <= {last}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a permanent failure is not retried");
+    assert_eq!(report.tasks[0].acked, 1);
+    assert_eq!(report.tasks[0].nacked, 0);
+}
+
+#[tokio::test]
+async fn failing_dlq_write_leaves_original_unsettled_and_redelivered() {
+    let broker = MemoryBroker::new();
+    let failing = Arc::new(AtomicBool::new(true));
+    let dlq_attempts = Arc::new(AtomicU32::new(0));
+    let dlq = Arc::new(FlakyWriter {
+        inner: Driver::writer(&broker),
+        failing: Arc::clone(&failing),
+        attempts: Arc::clone(&dlq_attempts),
+    });
+    let mut s = scheduler(&broker);
+    s.with_middleware(DeadLetter::new(dlq));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let flag = Arc::clone(&failing);
+    s.subscribe(
+        "orders",
+        handler_fn(move |d: Delivery| {
+            log.lock().unwrap().push(d.attempt());
+            // Once the message came back twice, the DLQ broker recovers.
+            if d.attempt() >= 3 {
+                flag.store(false, Ordering::SeqCst);
+            }
+            async { Err::<(), _>(HandlerError::permanent("bad")) }
+        }),
+    )
+    .group("billing")
+    .nack_delay(Some(Duration::from_millis(5)));
+    s.start().await.unwrap();
+    publish(&broker, Message::new("orders", "x").with_id("m-1")).await;
+
+    let dead = broker.wait_published("orders.dlq", 1, WAIT).await.unwrap();
+    broker.wait_acked("orders", "billing", 1, WAIT).await.unwrap();
+    let report = s.shutdown(WAIT).await;
+    assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3], "redelivered until the DLQ write worked");
+    assert_eq!(dlq_attempts.load(Ordering::SeqCst), 3);
+    assert_eq!(report.tasks[0].nacked, 2, "the two failed DLQ writes nacked the original");
+    assert_eq!(report.tasks[0].acked, 1);
+    assert_eq!(dead[0].headers.get(dlq_headers::ATTEMPTS), Some("3"), "calls over all deliveries");
+}
+
+#[tokio::test]
+async fn duplicate_is_processed_once_per_group_and_failures_are_not_committed() {
+    let broker = MemoryBroker::new();
+    let mut s = scheduler(&broker);
+    s.with_middleware(Deduplicate::in_memory());
+    let calls = Arc::new(AtomicU32::new(0));
+    // The first call fails, so that message must be processed when it comes again.
+    s.subscribe("orders", counting(&calls, |n| if n == 1 { Err(HandlerError::transient("db down")) } else { Ok(()) }))
+        .group("billing")
+        .nack_delay(Some(Duration::from_millis(5)));
+    let other = Arc::new(AtomicU32::new(0));
+    s.subscribe("orders", counting(&other, |_| Ok(()))).group("shipping");
+    s.start().await.unwrap();
+    for _ in 0..3 {
+        publish(&broker, Message::new("orders", "x").with_id("same-id")).await;
+    }
+    broker.wait_acked("orders", "billing", 3, WAIT).await.unwrap();
+    broker.wait_acked("orders", "shipping", 3, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "one failed call, then one success; the rest skipped");
+    assert_eq!(other.load(Ordering::SeqCst), 1, "the key includes the group: shipping processes it once too");
+}
+
+#[tokio::test]
+async fn retry_counts_attempts_and_stops_at_the_limit() {
+    let broker = MemoryBroker::new();
+    let mut s = scheduler(&broker);
+    s.with_middleware(DeadLetter::new(broker.writer_arc()))
+        .with_middleware(Retry::new().max_attempts(4).min_delay(Duration::from_millis(1)).without_jitter());
+    let calls = Arc::new(AtomicU32::new(0));
+    s.subscribe("jobs", counting(&calls, |_| Err(HandlerError::transient("still down")))).group("g");
+    let recovered = Arc::new(AtomicU32::new(0));
+    s.subscribe("flaky", counting(&recovered, |n| if n < 3 { Err(HandlerError::transient("blip")) } else { Ok(()) }))
+        .group("g");
+    s.start().await.unwrap();
+    publish(&broker, Message::new("jobs", "x").with_id("j-1")).await;
+    publish(&broker, Message::new("flaky", "x").with_id("f-1")).await;
+
+    let dead = broker.wait_published("jobs.dlq", 1, WAIT).await.unwrap();
+    broker.wait_acked("flaky", "g", 1, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "4 attempts, then stop");
+    assert_eq!(dead[0].headers.get(dlq_headers::ATTEMPTS), Some("4"));
+    assert_eq!(dead[0].headers.get(dlq_headers::RECOVERY), Some("transient"));
+    assert_eq!(recovered.load(Ordering::SeqCst), 3, "succeeds on the third attempt");
+    assert!(broker.published("flaky.dlq").is_empty());
+}
+
+#[tokio::test]
+async fn broker_redelivery_then_dlq_with_max_deliveries() {
+    let broker = MemoryBroker::new();
+    let mut s = scheduler(&broker);
+    s.with_middleware(DeadLetter::new(broker.writer_arc()).max_deliveries(3));
+    let calls = Arc::new(AtomicU32::new(0));
+    s.subscribe("jobs", counting(&calls, |_| Err(HandlerError::transient("down"))))
+        .group("g")
+        .nack_delay(Some(Duration::from_millis(5)));
+    s.start().await.unwrap();
+    publish(&broker, Message::new("jobs", "x").with_id("j-1")).await;
+    let dead = broker.wait_published("jobs.dlq", 1, WAIT).await.unwrap();
+    broker.wait_acked("jobs", "g", 1, WAIT).await.unwrap();
+    let report = s.shutdown(WAIT).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(report.tasks[0].nacked, 2);
+    assert_eq!(dead[0].headers.get(dlq_headers::ATTEMPTS), Some("3"));
+}
+
+#[tokio::test]
+async fn panic_becomes_an_error_and_the_worker_lives_on() {
+    let broker = MemoryBroker::new();
+    let mut s = scheduler(&broker);
+    s.with_middleware(DeadLetter::new(broker.writer_arc())).with_middleware(Recover::permanent());
+    let calls = Arc::new(AtomicU32::new(0));
+    s.subscribe("t", counting(&calls, |n| if n == 1 { panic!("boom on the first message") } else { Ok(()) }))
+        .group("g");
+    s.start().await.unwrap();
+    publish(&broker, Message::new("t", "1").with_key("k")).await;
+    publish(&broker, Message::new("t", "2").with_key("k")).await;
+    broker.wait_acked("t", "g", 2, WAIT).await.unwrap();
+    let report = s.shutdown(WAIT).await;
+    let dead = broker.published("t.dlq");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].headers.get(dlq_headers::ERROR), Some("handler panicked: boom on the first message"));
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "the second message was handled by the same worker");
+    assert_eq!(report.tasks[0].panicked, 0, "the middleware caught it before the runner had to");
+    assert_eq!(report.tasks[0].restarts, 0);
+}
+
+#[tokio::test]
+async fn timeout_fires() {
+    let broker = MemoryBroker::new();
+    let mut s = scheduler(&broker);
+    s.with_middleware(DeadLetter::new(broker.writer_arc())).with_middleware(Timeout(Duration::from_millis(50)));
+    s.subscribe("t", handler_fn(|_d: Delivery| async { std::future::pending::<Result<(), HandlerError>>().await }))
+        .group("g");
+    s.start().await.unwrap();
+    publish(&broker, Message::new("t", "slow")).await;
+    let dead = broker.wait_published("t.dlq", 1, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+    assert_eq!(dead[0].headers.get(dlq_headers::ERROR), Some("handler timed out after 50ms"));
+}
+
+#[tokio::test]
+async fn correlation_id_flows_from_consumed_to_published_messages() {
+    let broker = MemoryBroker::new();
+    let publisher = Publisher::new(broker.writer_arc(), EventRegistry::new());
+    let mut s = scheduler(&broker);
+    s.with_middleware(CorrelationId);
+    s.subscribe(
+        "in",
+        handler_fn(move |d: Delivery| {
+            let publisher = publisher.clone();
+            async move {
+                let reply = Message::new("out", d.message().payload.clone());
+                publisher.publish_message(reply).await?;
+                Ok(())
+            }
+        }),
+    )
+    .group("g");
+    s.start().await.unwrap();
+    publish(&broker, Message::new("in", "a").with_id("first").with_header(wire::CORRELATION_ID, "req-42")).await;
+    publish(&broker, Message::new("in", "b").with_id("second")).await;
+    let out = broker.wait_published("out", 2, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+    let by_payload = |p: &[u8]| out.iter().find(|m| &m.payload[..] == p).unwrap().headers.get(wire::CORRELATION_ID).map(str::to_owned);
+    assert_eq!(by_payload(b"a").as_deref(), Some("req-42"), "carried over from the header");
+    assert_eq!(by_payload(b"b").as_deref(), Some("second"), "the consumed message's id starts a chain");
+}
+
+#[tokio::test]
+async fn redrive_returns_dead_letters_to_their_topic() {
+    let broker = MemoryBroker::new();
+    let mut s = scheduler(&broker);
+    s.subscribe("orders", handler_fn(|_d: Delivery| async { Err::<(), _>(HandlerError::permanent("bug")) }))
+        .group("billing")
+        .middleware(DeadLetter::new(broker.writer_arc()));
+    s.start().await.unwrap();
+    publish(&broker, Message::new("orders", "p").with_id("m-9").with_key("k").with_header("tenant", "acme")).await;
+    broker.wait_published("orders.dlq", 1, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+
+    let mut s = scheduler(&broker);
+    s.subscribe("orders.dlq", Redrive::new(broker.writer_arc())).group("redrive");
+    s.start().await.unwrap();
+    let orders = broker.wait_published("orders", 2, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+    let again = &orders[1];
+    assert_eq!(again.id, "m-9");
+    assert_eq!(again.key_str(), Some("k"));
+    assert_eq!(again.headers.get("tenant"), Some("acme"));
+    assert!(dlq_headers::ALL.iter().all(|h| !again.headers.contains(h)), "{:?}", again.headers);
+}
+
+#[tokio::test]
+async fn interceptors_and_metrics_see_every_send_and_handle() {
+    #[derive(Default)]
+    struct Seen {
+        acked: Mutex<Vec<(String, String)>>,
+        sent: AtomicU32,
+        handled: Mutex<Vec<Outcome>>,
+    }
+    struct Hook(Arc<Seen>);
+    impl PublishInterceptor for Hook {
+        fn on_send(&self, m: &mut Message) {
+            m.headers.insert("service", "billing");
+        }
+        fn on_acknowledgement(&self, sent: &[(String, String)], result: std::result::Result<(), &Error>) {
+            assert!(result.is_ok());
+            self.0.acked.lock().unwrap().extend_from_slice(sent);
+        }
+    }
+    impl MetricsCollector for Hook {
+        fn sent(&self, _t: &str, n: usize, _b: usize, _l: Duration, e: Option<&Error>) {
+            assert!(e.is_none());
+            self.0.sent.fetch_add(n as u32, Ordering::SeqCst);
+        }
+        fn handled(&self, _t: &str, _l: Duration, outcome: Outcome) {
+            self.0.handled.lock().unwrap().push(outcome);
+        }
+    }
+    let seen = Arc::new(Seen::default());
+    let broker = MemoryBroker::new();
+    let writer = InstrumentedWriter::new(broker.writer_arc())
+        .interceptor(Hook(Arc::clone(&seen)))
+        .metrics(Hook(Arc::clone(&seen)));
+    let mut s = scheduler(&broker);
+    s.with_middleware(Metrics::new(Hook(Arc::clone(&seen))));
+    s.subscribe("t", handler_fn(|d: Delivery| async move {
+        if d.message().id == "bad" { Err(HandlerError::permanent("no")) } else { Ok(()) }
+    }))
+    .group("g")
+    .middleware(DeadLetter::new(broker.writer_arc()));
+    s.start().await.unwrap();
+    writer.write(vec![Message::new("t", "1").with_id("good"), Message::new("t", "2").with_id("bad")]).await.unwrap();
+    broker.wait_acked("t", "g", 2, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+    assert!(broker.published("t").iter().all(|m| m.headers.get("service") == Some("billing")));
+    assert_eq!(*seen.acked.lock().unwrap(), vec![("good".into(), "t".into()), ("bad".into(), "t".into())]);
+    assert_eq!(seen.sent.load(Ordering::SeqCst), 2);
+    // Metrics is outside the task's DeadLetter, which settles the bad message: both are Ok there.
+    assert_eq!(*seen.handled.lock().unwrap(), vec![Outcome::Ok, Outcome::Ok]);
+}
