@@ -1,0 +1,231 @@
+//! Broker behaviour of the in-memory driver beyond the shared suite.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tidewater_core::testing::Recorder;
+use tidewater_core::{
+    handler_fn, Delivery, Driver, ErrorKind, EventRegistry, Handler, HandlerError, Message, StartFrom,
+    SubscriberScheduler, Writer,
+};
+use tidewater_memory::{MemoryBroker, MemoryConfig};
+use tokio::sync::Semaphore;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn subscribe(broker: &MemoryBroker, topic: &str, group: Option<&str>, handler: impl Handler) -> SubscriberScheduler {
+    let mut s = SubscriberScheduler::new(broker.reader(), EventRegistry::new());
+    let spec = s.subscribe(topic, handler);
+    if let Some(group) = group {
+        spec.group(group);
+    }
+    s.start().await.expect("subscribe");
+    s
+}
+
+fn msg(topic: &str, id: impl Into<String>) -> Message {
+    Message::new(topic, "x").with_id(id)
+}
+
+#[tokio::test]
+async fn full_partition_makes_the_publisher_wait_and_drops_nothing() {
+    let broker = MemoryBroker::with_config(MemoryConfig::default().partitions(1).capacity(10));
+    let gate = Arc::new(Semaphore::new(0));
+    let g = Arc::clone(&gate);
+    let mut sub = subscribe(
+        &broker,
+        "t",
+        Some("slow"),
+        handler_fn(move |_d: Delivery| {
+            let g = Arc::clone(&g);
+            async move {
+                g.acquire().await.unwrap().forget();
+                Ok::<_, HandlerError>(())
+            }
+        }),
+    )
+    .await;
+    let writer = broker.writer();
+    for i in 0..10 {
+        writer.write(vec![msg("t", i.to_string())]).await.unwrap();
+    }
+    let mut eleventh = Box::pin(writer.write(vec![msg("t", "10")]));
+    for _ in 0..10 {
+        assert!(futures::poll!(&mut eleventh).is_pending(), "a full partition must hold the publisher");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(broker.published("t").len(), 10, "memory stays within the capacity");
+    gate.add_permits(100);
+    tokio::time::timeout(WAIT, eleventh).await.expect("room was made").unwrap();
+    broker.wait_acked("t", "slow", 11, WAIT).await.unwrap();
+    sub.shutdown(WAIT).await;
+}
+
+#[tokio::test]
+async fn without_groups_a_topic_keeps_its_newest_messages() {
+    let broker = MemoryBroker::with_config(MemoryConfig::default().partitions(1).capacity(5));
+    let writer = broker.writer();
+    for i in 0..8 {
+        writer.write(vec![msg("t", i.to_string())]).await.unwrap();
+    }
+    let kept: Vec<String> = broker.published("t").into_iter().map(|m| m.id).collect();
+    assert_eq!(kept, ["3", "4", "5", "6", "7"]);
+    let seen = Recorder::new();
+    let mut sub = subscribe(&broker, "t", Some("late"), seen.clone()).await;
+    let got: Vec<String> = seen.wait_for(5, WAIT).await.unwrap().iter().map(|d| d.message().id.clone()).collect();
+    sub.shutdown(WAIT).await;
+    assert_eq!(got, kept, "a late group replays what is retained, in order");
+}
+
+#[tokio::test]
+async fn a_group_starting_at_latest_skips_older_messages() {
+    let broker = MemoryBroker::new();
+    let writer = broker.writer();
+    writer.write((0..3).map(|i| msg("t", format!("old-{i}"))).collect()).await.unwrap();
+    let seen = Recorder::new();
+    let mut s = SubscriberScheduler::new(broker.reader(), EventRegistry::new());
+    s.subscribe("t", seen.clone()).group("new").start_from(StartFrom::Latest);
+    s.start().await.unwrap();
+    writer.write((0..2).map(|i| msg("t", format!("new-{i}"))).collect()).await.unwrap();
+    broker.wait_acked("t", "new", 2, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+    let mut ids: Vec<String> = seen.deliveries().iter().map(|d| d.message().id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, ["new-0", "new-1"]);
+}
+
+#[tokio::test]
+async fn nack_with_delay_redelivers_later_with_the_attempt_counted() {
+    let broker = MemoryBroker::new();
+    let log: Arc<Mutex<Vec<(u32, Instant)>>> = Arc::default();
+    let l = Arc::clone(&log);
+    let mut sub = subscribe(
+        &broker,
+        "t",
+        Some("g"),
+        handler_fn(move |d: Delivery| {
+            l.lock().unwrap().push((d.attempt(), Instant::now()));
+            async move {
+                if d.attempt() < 3 {
+                    Err(HandlerError::transient("not yet").retry_after(Duration::from_millis(30)))
+                } else {
+                    Ok(())
+                }
+            }
+        }),
+    )
+    .await;
+    broker.writer().write(vec![msg("t", "m")]).await.unwrap();
+    broker.wait_acked("t", "g", 1, WAIT).await.unwrap();
+    sub.shutdown(WAIT).await;
+    let log = log.lock().unwrap();
+    assert_eq!(log.iter().map(|(a, _)| *a).collect::<Vec<_>>(), [1, 2, 3]);
+    for pair in log.windows(2) {
+        let gap = pair[1].1 - pair[0].1;
+        assert!(gap >= Duration::from_millis(30), "redelivered after {gap:?}, before the requested delay");
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_typed_errors_and_nothing_is_written() {
+    let broker = MemoryBroker::with_config(MemoryConfig::default().max_message_bytes(100));
+    let writer = broker.writer();
+    let err = writer.write(vec![msg("no spaces allowed", "a")]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidName, "{err}");
+    assert!(!err.is_retryable());
+
+    let big = Message::new("t", vec![0u8; 200]);
+    let err = writer.write(vec![msg("t", "ok"), big]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    assert!(err.to_string().contains("limit is 100"), "{err}");
+    assert!(broker.published("t").is_empty(), "a batch with a bad message is written not at all");
+}
+
+#[tokio::test]
+async fn without_auto_create_unknown_topics_are_errors() {
+    let broker = MemoryBroker::with_config(MemoryConfig::default().auto_create(false));
+    let err = broker.writer().write(vec![msg("nope", "a")]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnknownTopic);
+    assert_eq!(err.topic(), Some("nope"));
+
+    let mut s = SubscriberScheduler::new(broker.reader(), EventRegistry::new());
+    s.subscribe("nope", Recorder::new()).group("g");
+    let err = s.start().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnknownTopic, "start reports why the reader could not subscribe");
+    s.shutdown(WAIT).await;
+
+    broker.create_topic("nope", 2).unwrap();
+    broker.writer().write(vec![msg("nope", "a")]).await.unwrap();
+    assert_eq!(broker.published("nope").len(), 1);
+}
+
+#[tokio::test]
+async fn closing_the_broker_ends_readers_and_refuses_writes() {
+    let broker = MemoryBroker::new();
+    let mut sub = subscribe(&broker, "t", Some("g"), Recorder::new()).await;
+    broker.close();
+    let report = tokio::time::timeout(WAIT, sub.shutdown(WAIT)).await.expect("readers end");
+    assert!(report.is_clean(), "{report:?}");
+    let err = broker.writer().write(vec![msg("t", "a")]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed);
+}
+
+#[tokio::test]
+async fn when_a_member_leaves_the_other_takes_its_partitions() {
+    let broker = MemoryBroker::with_config(MemoryConfig::default().partitions(4));
+    let (a, b) = (Recorder::new(), Recorder::new());
+    let mut sub_a = subscribe(&broker, "t", Some("g"), a.clone()).await;
+    let mut sub_b = subscribe(&broker, "t", Some("g"), b.clone()).await;
+    let writer = broker.writer();
+    writer.write((0..40).map(|i| msg("t", format!("m{i}")).with_key(format!("k{i}"))).collect()).await.unwrap();
+    broker.wait_acked("t", "g", 40, WAIT).await.unwrap();
+    assert!(!a.is_empty() && !b.is_empty(), "both members got partitions");
+    let partitions = |r: &Recorder| {
+        let mut p: Vec<u32> = r.deliveries().iter().filter_map(|d| d.position().partition()).collect();
+        p.sort();
+        p.dedup();
+        p
+    };
+    let (pa, pb) = (partitions(&a), partitions(&b));
+    assert!(pa.iter().all(|p| !pb.contains(p)), "a partition has one owner: {pa:?} {pb:?}");
+
+    sub_b.shutdown(WAIT).await;
+    let before = a.len();
+    writer.write((40..80).map(|i| msg("t", format!("m{i}")).with_key(format!("k{i}"))).collect()).await.unwrap();
+    broker.wait_acked("t", "g", 80, WAIT).await.unwrap();
+    assert_eq!(a.len() - before, 40, "the remaining member gets everything");
+    sub_a.shutdown(WAIT).await;
+}
+
+#[tokio::test]
+async fn private_groups_go_away_and_named_groups_can_be_deleted() {
+    let broker = MemoryBroker::with_config(MemoryConfig::default().partitions(1).capacity(3));
+    let mut sub = subscribe(&broker, "t", None, Recorder::new()).await;
+    sub.shutdown(WAIT).await;
+    let writer = broker.writer();
+    tokio::time::timeout(WAIT, writer.write((0..10).map(|i| msg("t", i.to_string())).collect()))
+        .await
+        .expect("a private group that left holds nothing back")
+        .unwrap();
+
+    let mut sub = subscribe(&broker, "u", Some("stays"), Recorder::new()).await;
+    sub.shutdown(WAIT).await;
+    writer.write((0..3).map(|i| msg("u", i.to_string())).collect()).await.unwrap();
+    let mut blocked = Box::pin(writer.write(vec![msg("u", "3")]));
+    assert!(futures::poll!(&mut blocked).is_pending(), "a named group keeps its position and its messages");
+    assert!(broker.delete_group("u", "stays"));
+    tokio::time::timeout(WAIT, blocked).await.expect("deleting the group frees room").unwrap();
+}
+
+#[tokio::test]
+async fn harness_waits_report_timeouts_as_errors() {
+    let broker = MemoryBroker::new();
+    let err = broker.wait_published("never", 1, Duration::from_millis(20)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    broker.writer().write(vec![msg("t", "a")]).await.unwrap();
+    let err = broker.wait_acked("t", "nobody", 1, Duration::from_millis(20)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert!(err.to_string().contains("acked 0 of 1"), "{err}");
+    let err = Recorder::new().wait_for(1, Duration::from_millis(20)).await.unwrap_err();
+    assert_eq!(err.recorded, 0);
+}
