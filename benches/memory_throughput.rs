@@ -1,1 +1,190 @@
-fn main() {}
+//! In-memory publish -> handler throughput and latency for 1 KiB messages, beside a raw
+//! `tokio::sync::mpsc` channel carrying the same messages, in one run.
+//!
+//! Run: `cargo bench --bench memory_throughput` (set `TW_BENCH_MESSAGES` to change the
+//! message count, default 200,000; `TW_BENCH_RUNTIME=current_thread` to run both on
+//! one thread instead of tokio's multi-threaded runtime with 2 workers). Throughput: one task publishes as fast as it can
+//! and the handler counts. Latency: ping-pong, one message in flight at a time, time
+//! from before the publish to the handler. Each figure is the median of 5 runs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tidewater::memory::MemoryBroker;
+use tidewater::{handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, SubscriberScheduler, Writer};
+use tokio::sync::{mpsc, Notify};
+
+const RUNS: usize = 5;
+const PAYLOAD: usize = 1024;
+
+fn messages(n: usize) -> Vec<Message> {
+    let payload = Bytes::from(vec![7u8; PAYLOAD]);
+    (0..n)
+        .map(|i| Message::new("bench", payload.clone()).with_id(i.to_string()).with_key(format!("k{}", i % 64)))
+        .collect()
+}
+
+struct Counter {
+    seen: AtomicU64,
+    target: AtomicU64,
+    done: Notify,
+}
+
+impl Counter {
+    /// A counter that signals once it has counted `target` hits.
+    fn new(target: u64) -> Arc<Self> {
+        Arc::new(Self { seen: AtomicU64::new(0), target: AtomicU64::new(target), done: Notify::new() })
+    }
+    fn hit(&self) {
+        if self.seen.fetch_add(1, Ordering::Relaxed) + 1 == self.target.load(Ordering::Relaxed) {
+            // notify_one keeps a permit if the waiter is not waiting yet.
+            self.done.notify_one();
+        }
+    }
+    async fn wait(&self) {
+        if self.seen.load(Ordering::Relaxed) < self.target.load(Ordering::Relaxed) {
+            self.done.notified().await;
+        }
+    }
+}
+
+async fn raw_throughput(msgs: Vec<Message>) -> f64 {
+    let n = msgs.len() as u64;
+    let (tx, mut rx) = mpsc::channel::<Message>(1024);
+    let counter = Counter::new(n);
+    let c = Arc::clone(&counter);
+    let consumer = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            std::hint::black_box(&m);
+            c.hit();
+        }
+    });
+    let start = Instant::now();
+    let wait = counter.wait();
+    tokio::pin!(wait);
+    let producer = async {
+        for m in msgs {
+            tx.send(m).await.unwrap();
+        }
+    };
+    tokio::join!(producer, &mut wait);
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(tx);
+    consumer.await.unwrap();
+    rate
+}
+
+async fn tidewater_throughput(msgs: Vec<Message>) -> f64 {
+    let n = msgs.len() as u64;
+    let broker = MemoryBroker::new();
+    let counter = Counter::new(n);
+    let c = Arc::clone(&counter);
+    let mut s = SubscriberScheduler::new(broker.reader(), EventRegistry::new());
+    s.subscribe(
+        "bench",
+        handler_fn(move |d: Delivery| {
+            std::hint::black_box(&d);
+            c.hit();
+            async { Ok::<_, HandlerError>(()) }
+        }),
+    )
+    .group("bench");
+    s.start().await.unwrap();
+    let writer = broker.writer();
+    let start = Instant::now();
+    let wait = counter.wait();
+    tokio::pin!(wait);
+    let producer = async {
+        for m in msgs {
+            writer.write_one(m).await.unwrap();
+        }
+    };
+    tokio::join!(producer, &mut wait);
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    s.shutdown(Duration::from_secs(5)).await;
+    rate
+}
+
+async fn raw_latency(msgs: Vec<Message>) -> Vec<Duration> {
+    let (tx, mut rx) = mpsc::channel::<(Instant, Message)>(1024);
+    let (back_tx, mut back_rx) = mpsc::channel::<Duration>(1);
+    tokio::spawn(async move {
+        while let Some((sent, m)) = rx.recv().await {
+            std::hint::black_box(&m);
+            back_tx.send(sent.elapsed()).await.unwrap();
+        }
+    });
+    let mut out = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        tx.send((Instant::now(), m)).await.unwrap();
+        out.push(back_rx.recv().await.unwrap());
+    }
+    out
+}
+
+async fn tidewater_latency(msgs: Vec<Message>) -> Vec<Duration> {
+    let broker = MemoryBroker::new();
+    let (back_tx, mut back_rx) = mpsc::channel::<Instant>(1);
+    let mut s = SubscriberScheduler::new(broker.reader(), EventRegistry::new());
+    s.subscribe(
+        "bench",
+        handler_fn(move |d: Delivery| {
+            std::hint::black_box(&d);
+            let back = back_tx.clone();
+            async move {
+                back.send(Instant::now()).await.unwrap();
+                Ok::<_, HandlerError>(())
+            }
+        }),
+    )
+    .group("bench");
+    s.start().await.unwrap();
+    let writer = broker.writer();
+    let mut out = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        let sent = Instant::now();
+        writer.write(vec![m]).await.unwrap();
+        out.push(back_rx.recv().await.unwrap() - sent);
+    }
+    s.shutdown(Duration::from_secs(5)).await;
+    out
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    let n: usize = std::env::var("TW_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let rt = if std::env::var("TW_BENCH_RUNTIME").as_deref() == Ok("current_thread") {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    };
+    rt.block_on(async {
+        let (mut raw, mut tw) = (Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            raw.push(raw_throughput(messages(n)).await);
+            tw.push(tidewater_throughput(messages(n)).await);
+        }
+        let (raw, tw) = (median(raw), median(tw));
+        let ping = (n / 10).max(1000);
+        let mut raw_lat = raw_latency(messages(ping)).await;
+        let mut tw_lat = tidewater_latency(messages(ping)).await;
+        raw_lat.sort();
+        tw_lat.sort();
+        println!("in-memory publish -> handler, {PAYLOAD}-byte messages, {n} messages per run, median of {RUNS}; latency over {ping} ping-pongs");
+        println!("| path                  | msg/s      | p50 latency | p99 latency |");
+        println!("|-----------------------|------------|-------------|-------------|");
+        println!("| raw tokio mpsc        | {:>10.0} | {:>11.1?} | {:>11.1?} |", raw, percentile(&raw_lat, 0.5), percentile(&raw_lat, 0.99));
+        println!("| tidewater memory      | {:>10.0} | {:>11.1?} | {:>11.1?} |", tw, percentile(&tw_lat, 0.5), percentile(&tw_lat, 0.99));
+        println!("tidewater / raw throughput: {:.2}", tw / raw);
+    });
+}

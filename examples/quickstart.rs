@@ -67,9 +67,7 @@ impl Gateway {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let broker = MemoryBroker::new();
-    let registry = EventRegistry::new()
-        .route::<OrderPlaced>("orders")
-        .route::<PaymentCaptured>("payments");
+    let registry = EventRegistry::new().route::<OrderPlaced>("orders").route::<PaymentCaptured>("payments");
     let mut bus = Bus::new(&broker, registry);
 
     // The chain every subscriber runs through; see tidewater_middleware for the order.
@@ -113,7 +111,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     publisher.publish_batch(&orders).await?;
     // A producer that retries after a lost acknowledgement sends the same message again.
-    let resent = publisher.encode("orders", &OrderPlaced { order_id: "o-4".into(), customer: "ada".into(), cents: 400 })?;
+    let resent =
+        publisher.encode("orders", &OrderPlaced { order_id: "o-4".into(), customer: "ada".into(), cents: 400 })?;
     publisher.publish_message(resent.clone()).await?;
     publisher.publish_message(resent).await?;
 

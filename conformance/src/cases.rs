@@ -28,7 +28,7 @@ fn millis(t: SystemTime) -> u128 {
     t.duration_since(UNIX_EPOCH).expect("after 1970").as_millis()
 }
 
-/// 1. Payload, key, headers, content type, id and timestamp arrive intact.
+/// Case 1: Payload, key, headers, content type, id and timestamp arrive intact.
 pub async fn round_trip(f: Arc<dyn Fixture>) {
     let caps = f.capabilities();
     let topic = topic(&*f, "round-trip").await;
@@ -61,7 +61,7 @@ pub async fn round_trip(f: Arc<dyn Fixture>) {
     assert!(report.is_clean(), "{report:?}");
 }
 
-/// 2. 1,280 messages written concurrently by 16 tasks all arrive.
+/// Case 2: 1,280 messages written concurrently by 16 tasks all arrive.
 pub async fn concurrent_publishers(f: Arc<dyn Fixture>) {
     const TASKS: usize = 16;
     const EACH: usize = 80;
@@ -89,7 +89,7 @@ pub async fn concurrent_publishers(f: Arc<dyn Fixture>) {
     sub.shutdown(GRACE).await;
 }
 
-/// 3. Many topics at once stay isolated.
+/// Case 3: Many topics at once stay isolated.
 pub async fn topic_isolation(f: Arc<dyn Fixture>) {
     const TOPICS: usize = 8;
     const EACH: usize = 50;
@@ -110,7 +110,8 @@ pub async fn topic_isolation(f: Arc<dyn Fixture>) {
     writer.write(all).await.expect("write all topics in one batch");
     writer.flush().await.expect("flush");
     for ((_, probe), topic) in subs.iter().zip(&expected) {
-        let state = probe.wait(caps.patience, &format!("{EACH} messages on {topic}"), |s| s.done_ids().len() >= EACH).await;
+        let state =
+            probe.wait(caps.patience, &format!("{EACH} messages on {topic}"), |s| s.done_ids().len() >= EACH).await;
         for d in &state.done {
             assert_eq!(&d.message().stream, topic, "a message of another topic arrived");
             assert_eq!(d.message().headers.get("topic"), Some(topic.as_str()));
@@ -122,7 +123,7 @@ pub async fn topic_isolation(f: Arc<dyn Fixture>) {
     }
 }
 
-/// 4. A nack leads to redelivery, and in the end every message is processed.
+/// Case 4: A nack leads to redelivery, and in the end every message is processed.
 pub async fn nack_redelivery(f: Arc<dyn Fixture>) {
     let caps = f.capabilities();
     if !caps.redelivery_on_nack {
@@ -148,7 +149,7 @@ pub async fn nack_redelivery(f: Arc<dyn Fixture>) {
     assert!(report.tasks[0].nacked >= 20, "{report:?}");
 }
 
-/// 5. A handler error or panic does not stop consumption.
+/// Case 5: A handler error or panic does not stop consumption.
 pub async fn failures_do_not_stop_consumption(f: Arc<dyn Fixture>) {
     let caps = f.capabilities();
     let topic = topic(&*f, "failures").await;
@@ -161,8 +162,11 @@ pub async fn failures_do_not_stop_consumption(f: Arc<dyn Fixture>) {
     task.nack_delay = Some(Duration::from_millis(20));
     let mut sub = subscribe(&*f, task, probe.clone()).await;
     let messages = batch(&topic, 30, |i, m| m.with_header("i", i.to_string()));
-    let always_fine: HashSet<String> =
-        messages.iter().filter(|m| m.headers.get("i").unwrap().parse::<usize>().unwrap() % 3 == 2).map(|m| m.id.clone()).collect();
+    let always_fine: HashSet<String> = messages
+        .iter()
+        .filter(|m| m.headers.get("i").unwrap().parse::<usize>().unwrap() % 3 == 2)
+        .map(|m| m.id.clone())
+        .collect();
     let expected = ids(&messages);
     write_each(&*f.writer().await, messages).await;
     if caps.redelivery_on_nack {
@@ -177,7 +181,7 @@ pub async fn failures_do_not_stop_consumption(f: Arc<dyn Fixture>) {
     assert_eq!(task.restarts, 0, "the reader never had to restart: {report:?}");
 }
 
-/// 6. Per-key order holds with one consumer, and with concurrency above 1 where claimed.
+/// Case 6: Per-key order holds with one consumer, and with concurrency above 1 where claimed.
 pub async fn per_key_order(f: Arc<dyn Fixture>) {
     const KEYS: usize = 8;
     const EACH: usize = 50;
@@ -204,7 +208,8 @@ pub async fn per_key_order(f: Arc<dyn Fixture>) {
             Act::Succeed
         });
         let handler = SlowEveryOther { inner: probe.clone(), calls };
-        let task = ReadTask::new(&topic).with_group(group).with_concurrency(concurrency).with_start(StartFrom::Earliest);
+        let task =
+            ReadTask::new(&topic).with_group(group).with_concurrency(concurrency).with_start(StartFrom::Earliest);
         let mut sub = subscribe(&*f, task, handler).await;
         let state = probe.wait_ids(caps.patience, &expected).await;
         sub.shutdown(GRACE).await;
@@ -232,7 +237,7 @@ impl tidewater_core::Handler for SlowEveryOther {
     }
 }
 
-/// 7. Two groups each get everything; two members of one group split the work.
+/// Case 7: Two groups each get everything; two members of one group split the work.
 pub async fn consumer_groups(f: Arc<dyn Fixture>) {
     let caps = f.capabilities();
     if !caps.consumer_groups {
@@ -285,16 +290,10 @@ impl tidewater_core::Handler for Member {
 /// succeeds on later calls.
 fn fail_first_call(first: impl Fn(&tidewater_core::Delivery) -> Act + Send + Sync + 'static) -> Probe {
     let seen: std::sync::Mutex<HashSet<String>> = Default::default();
-    Probe::new(move |d| {
-        if seen.lock().unwrap().insert(d.message().id.clone()) {
-            first(d)
-        } else {
-            Act::Succeed
-        }
-    })
+    Probe::new(move |d| if seen.lock().unwrap().insert(d.message().id.clone()) { first(d) } else { Act::Succeed })
 }
 
-/// 8. A subscriber that comes late gets old messages.
+/// Case 8: A subscriber that comes late gets old messages.
 pub async fn late_subscriber(f: Arc<dyn Fixture>) {
     let caps = f.capabilities();
     if !caps.persistent {
@@ -311,7 +310,7 @@ pub async fn late_subscriber(f: Arc<dyn Fixture>) {
     sub.shutdown(GRACE).await;
 }
 
-/// 9. Closing and re-subscribing many times loses nothing; duplicates are counted.
+/// Case 9: Closing and re-subscribing many times loses nothing; duplicates are counted.
 pub async fn resubscribe(f: Arc<dyn Fixture>) {
     const ROUNDS: usize = 10;
     let caps = f.capabilities();
@@ -325,7 +324,8 @@ pub async fn resubscribe(f: Arc<dyn Fixture>) {
     let probe = Probe::succeeding();
     for round in 0..ROUNDS {
         let before = probe.state().done.len();
-        let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("again").with_concurrency(2), probe.clone()).await;
+        let mut sub =
+            subscribe(&*f, ReadTask::new(&topic).with_group("again").with_concurrency(2), probe.clone()).await;
         probe
             .wait(caps.patience, &format!("progress in round {round}"), |s| {
                 s.done.len() > before || expected.is_subset(&s.done_ids())
@@ -345,7 +345,7 @@ pub async fn resubscribe(f: Arc<dyn Fixture>) {
     }
 }
 
-/// 10. Closing a writer flushes everything it accepted; writing after close fails.
+/// Case 10: Closing a writer flushes everything it accepted; writing after close fails.
 pub async fn close_flushes(f: Arc<dyn Fixture>) {
     let caps = f.capabilities();
     let topic = topic(&*f, "flush").await;
@@ -364,7 +364,7 @@ pub async fn close_flushes(f: Arc<dyn Fixture>) {
     sub.shutdown(GRACE).await;
 }
 
-/// 11. Cancelling an idle subscription ends it promptly.
+/// Case 11: Cancelling an idle subscription ends it promptly.
 pub async fn cancel_is_prompt(f: Arc<dyn Fixture>) {
     let topic = topic(&*f, "cancel").await;
     let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("cancel"), Probe::succeeding()).await;
@@ -374,8 +374,8 @@ pub async fn cancel_is_prompt(f: Arc<dyn Fixture>) {
     assert!(report.is_clean(), "{report:?}");
 }
 
-/// 12. Shutdown while handlers run: what finishes in time is settled, what does not
-/// comes again, nothing is lost.
+/// Case 12: Shutdown while handlers run: what finishes in time is settled, what does not comes
+/// again, nothing is lost.
 pub async fn shutdown_with_handlers_running(f: Arc<dyn Fixture>) {
     const IN_FLIGHT: usize = 4;
     let caps = f.capabilities();
@@ -429,7 +429,7 @@ pub async fn shutdown_with_handlers_running(f: Arc<dyn Fixture>) {
     }
 }
 
-/// 13. The whole suite, `copies` times in parallel.
+/// Case 13: The whole suite, `copies` times in parallel.
 pub async fn run_stress(f: Arc<dyn Fixture>, copies: usize) {
     let mut runs = Vec::new();
     for _ in 0..copies {

@@ -87,7 +87,7 @@ pub fn stress_copies() -> usize {
 /// with `$make().await`, plus `stress`, which runs the whole suite
 /// [`stress_copies`] times in parallel.
 ///
-/// ```ignore
+/// ```text
 /// async fn fixture() -> MyFixture { MyFixture::connect().await }
 /// tidewater_conformance::conformance_tests!(fixture);
 /// ```

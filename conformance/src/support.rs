@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_core::{
-    Delivery, EventRegistry, Handler, HandlerError, IdFactory, Message, ReadTask, SubscriberScheduler,
-    UuidV7Ids, Writer,
+    Delivery, EventRegistry, Handler, HandlerError, IdFactory, Message, ReadTask, SubscriberScheduler, UuidV7Ids,
+    Writer,
 };
 use tokio::sync::{Notify, Semaphore};
 
@@ -150,9 +150,7 @@ pub(crate) async fn subscribe(f: &dyn Fixture, task: ReadTask, handler: impl Han
 
 /// `n` messages for `topic` with ids `<topic>-<i>`, made by `make`.
 pub(crate) fn batch(topic: &str, n: usize, make: impl Fn(usize, Message) -> Message) -> Vec<Message> {
-    (0..n)
-        .map(|i| make(i, Message::new(topic, format!("payload {i}")).with_id(format!("{topic}-{i}"))))
-        .collect()
+    (0..n).map(|i| make(i, Message::new(topic, format!("payload {i}")).with_id(format!("{topic}-{i}")))).collect()
 }
 
 pub(crate) fn ids(messages: &[Message]) -> HashSet<String> {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use futures::Future;
 
 use crate::{
-    Codec, Delivery, Driver, Event, EventRegistry, Handler, HandlerError, IdFactory, JsonCodec,
-    Middleware, Publisher, Result, ShutdownReport, SubscriberScheduler, TaskSpec, UuidV7Ids,
+    Codec, Delivery, Driver, Event, EventRegistry, Handler, HandlerError, IdFactory, JsonCodec, Middleware, Publisher,
+    Result, ShutdownReport, SubscriberScheduler, TaskSpec, UuidV7Ids,
 };
 
 /// A publisher and a subscriber scheduler over one driver, sharing a registry and codec.
@@ -45,15 +45,9 @@ impl Bus<JsonCodec> {
 
 impl<C: Codec + Clone> Bus<C> {
     /// A bus with its own codec and id factory.
-    pub fn with_parts(
-        driver: &impl Driver,
-        registry: EventRegistry,
-        codec: C,
-        ids: impl IdFactory,
-    ) -> Self {
+    pub fn with_parts(driver: &impl Driver, registry: EventRegistry, codec: C, ids: impl IdFactory) -> Self {
         let registry = Arc::new(registry);
-        let publisher =
-            Publisher::with_parts(driver.writer(), Arc::clone(&registry), codec.clone(), Arc::new(ids));
+        let publisher = Publisher::with_parts(driver.writer(), Arc::clone(&registry), codec.clone(), Arc::new(ids));
         let scheduler = SubscriberScheduler::with_codec(driver.reader(), registry, codec);
         Self { publisher, scheduler }
     }

@@ -57,11 +57,8 @@ impl Codec for JsonCodec {
 
     fn decode<T: DeserializeOwned>(&self, payload: &[u8]) -> Result<T> {
         serde_json::from_slice(payload).map_err(|e| {
-            Error::new(
-                ErrorKind::Decode,
-                format!("payload is not valid JSON for {}", std::any::type_name::<T>()),
-            )
-            .with_source(e)
+            Error::new(ErrorKind::Decode, format!("payload is not valid JSON for {}", std::any::type_name::<T>()))
+                .with_source(e)
         })
     }
 }

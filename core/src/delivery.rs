@@ -88,18 +88,8 @@ struct Inner {
 
 impl Delivery {
     /// A delivery of `message`, for drivers. `attempt` counts from 1.
-    pub fn new(
-        message: impl Into<Arc<Message>>,
-        attempt: u32,
-        position: Position,
-        group: Option<Arc<str>>,
-    ) -> Self {
-        Self(Arc::new(Inner {
-            message: message.into(),
-            attempt: attempt.max(1),
-            position,
-            group,
-        }))
+    pub fn new(message: impl Into<Arc<Message>>, attempt: u32, position: Position, group: Option<Arc<str>>) -> Self {
+        Self(Arc::new(Inner { message: message.into(), attempt: attempt.max(1), position, group }))
     }
 
     /// The message.

@@ -45,10 +45,7 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Whether trying the same operation again can succeed.
     pub fn is_retryable(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Busy | ErrorKind::BrokerTransient
-        )
+        matches!(self, ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Busy | ErrorKind::BrokerTransient)
     }
 
     fn describe(self) -> &'static str {

@@ -48,8 +48,7 @@ pub use id::{IdFactory, KsuidIds, UuidV7Ids};
 pub use message::{wire, Headers, Message};
 pub use publisher::Publisher;
 pub use reader::{
-    Incoming, ReadContext, ReadTask, Reader, ReadySignal, Settle, Source, StartFrom, TaskReport,
-    TaskStats,
+    Incoming, ReadContext, ReadTask, Reader, ReadySignal, Settle, Source, StartFrom, TaskReport, TaskStats,
 };
 pub use runner::{panic_message, run_source};
 pub use scheduler::{ShutdownReport, SubscriberScheduler, TaskSpec};

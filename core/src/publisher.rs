@@ -5,10 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::{
-    context, wire, Codec, Event, EventRegistry, IdFactory, JsonCodec, Message, Result, UuidV7Ids,
-    Writer,
-};
+use crate::{context, wire, Codec, Event, EventRegistry, IdFactory, JsonCodec, Message, Result, UuidV7Ids, Writer};
 
 /// Turns typed events into messages and writes them: the topic comes from the
 /// [`EventRegistry`], the payload from the [`Codec`], the id from the [`IdFactory`].
@@ -81,7 +78,7 @@ impl<C: Codec> Publisher<C> {
     pub async fn publish_to<E: Event>(&self, topic: &str, event: &E) -> Result<String> {
         let message = self.encode(topic, event)?;
         let id = message.id.clone();
-        self.writer.write(vec![message]).await?;
+        self.writer.write_one(message).await?;
         Ok(id)
     }
 
@@ -100,7 +97,7 @@ impl<C: Codec> Publisher<C> {
     pub async fn publish_message(&self, message: Message) -> Result<String> {
         let message = self.stamp(message);
         let id = message.id.clone();
-        self.writer.write(vec![message]).await?;
+        self.writer.write_one(message).await?;
         Ok(id)
     }
 
@@ -113,12 +110,7 @@ impl<C: Codec> Publisher<C> {
     }
 
     /// Publishes `payload` to `topic` untouched, with `content_type`.
-    pub async fn publish_bytes(
-        &self,
-        topic: &str,
-        payload: impl Into<Bytes>,
-        content_type: &str,
-    ) -> Result<String> {
+    pub async fn publish_bytes(&self, topic: &str, payload: impl Into<Bytes>, content_type: &str) -> Result<String> {
         self.publish_message(Message::new(topic, payload).with_content_type(content_type)).await
     }
 

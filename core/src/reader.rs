@@ -176,11 +176,7 @@ impl ReadContext {
     /// A context that never stops and whose readiness nobody awaits, for running a
     /// reader by hand.
     pub fn detached() -> Self {
-        Self {
-            stop: StopSignal::never(),
-            ready: ReadySignal::new().0,
-            stats: Arc::new(TaskStats::default()),
-        }
+        Self { stop: StopSignal::never(), ready: ReadySignal::new().0, stats: Arc::new(TaskStats::default()) }
     }
 }
 

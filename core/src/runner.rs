@@ -48,11 +48,7 @@ pub async fn run_source(
     result.and(closed)
 }
 
-async fn next_batch(
-    source: &mut (dyn Source + '_),
-    stop: &StopSignal,
-    max: usize,
-) -> Result<Option<Vec<Incoming>>> {
+async fn next_batch(source: &mut (dyn Source + '_), stop: &StopSignal, max: usize) -> Result<Option<Vec<Incoming>>> {
     tokio::select! {
         biased;
         _ = stop.stopped() => Ok(None),
@@ -74,12 +70,7 @@ async fn run_sequential(source: &mut (dyn Source + '_), step: &Step, fetch: usiz
     Ok(())
 }
 
-async fn run_lanes(
-    source: &mut (dyn Source + '_),
-    step: Step,
-    lanes: usize,
-    fetch: usize,
-) -> Result<()> {
+async fn run_lanes(source: &mut (dyn Source + '_), step: Step, lanes: usize, fetch: usize) -> Result<()> {
     let step = Arc::new(step);
     let mut workers = JoinSet::new();
     let mut senders = Vec::with_capacity(lanes);
@@ -154,10 +145,16 @@ impl Step {
     async fn run(&self, incoming: Incoming) {
         let Incoming { delivery, settle } = incoming;
         TaskStats::add(&self.stats.delivered);
-        let call = AssertUnwindSafe(self.handler.handle(delivery.clone())).catch_unwind();
-        let outcome = tokio::select! {
+        let mut call = std::pin::pin!(AssertUnwindSafe(self.handler.handle(delivery.clone())).catch_unwind());
+        // Most handlers finish on their first poll; only a handler that has to wait needs
+        // the race against the shutdown deadline, which costs a timer and a watch.
+        let first = futures::poll!(call.as_mut());
+        let outcome = if let std::task::Poll::Ready(outcome) = first {
+            outcome
+        } else {
+            tokio::select! {
             biased;
-            outcome = call => outcome,
+            outcome = &mut call => outcome,
             _ = self.stop.deadline_passed() => {
                 TaskStats::add(&self.stats.abandoned);
                 tracing::warn!(
@@ -166,6 +163,7 @@ impl Step {
                     "handler still running at the shutdown deadline; left unsettled for redelivery"
                 );
                 return;
+            }
             }
         };
         let settlement = match outcome {

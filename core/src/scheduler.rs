@@ -14,9 +14,8 @@ use crate::handler::apply_chain;
 use crate::reader::TaskStats;
 use crate::shutdown::stop_pair;
 use crate::{
-    wire, BoxHandler, Codec, Delivery, Error, ErrorKind, Event, EventRegistry, Handler,
-    HandlerError, JsonCodec, Middleware, ReadContext, ReadTask, Reader, ReadySignal, Result,
-    StartFrom, StopHandle, StopSignal, TaskReport,
+    wire, BoxHandler, Codec, Delivery, Error, ErrorKind, Event, EventRegistry, Handler, HandlerError, JsonCodec,
+    Middleware, ReadContext, ReadTask, Reader, ReadySignal, Result, StartFrom, StopHandle, StopSignal, TaskReport,
 };
 
 /// Longest wait between restarts of a failing reader.

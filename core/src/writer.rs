@@ -16,6 +16,12 @@ pub trait Writer: Send + Sync {
     /// On error, some messages may have been written: the error says which failed.
     async fn write(&self, batch: Vec<Message>) -> Result<()>;
 
+    /// Writes one message. The default wraps it in a batch; drivers override it where a
+    /// single message can skip that allocation (the publisher's usual path).
+    async fn write_one(&self, message: Message) -> Result<()> {
+        self.write(vec![message]).await
+    }
+
     /// Waits until every message accepted so far is on the broker.
     async fn flush(&self) -> Result<()> {
         Ok(())

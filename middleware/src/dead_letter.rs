@@ -65,10 +65,7 @@ impl DeadLetter {
             writer,
             topic: Arc::new(|topic: &str| format!("{topic}.dlq")),
             max_deliveries: 1,
-            book: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(3600))
-                .build(),
+            book: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(3600)).build(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Processing each message once per consumer group.
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,15 +29,30 @@ pub trait DeduplicationStorage: Send + Sync + 'static {
 }
 
 /// In-memory storage bounded by entry count and age, on moka.
+///
+/// Keys are stored as a 128-bit fingerprint of (group, id) rather than as the two
+/// strings: moka's insert is the dominant cost of deduplication, and a fixed-size key
+/// makes it about a third cheaper (see the `chain_cost` benchmark). The fingerprint is
+/// two independently keyed SipHash values, so two different keys colliding, which would
+/// skip a message, is about as likely as a cosmic-ray bit flip.
 #[derive(Clone)]
 pub struct MokaDedupStorage {
-    cache: moka::sync::Cache<DedupKey, ()>,
+    cache: moka::sync::Cache<u128, ()>,
+    hashers: (RandomState, RandomState),
 }
 
 impl MokaDedupStorage {
     /// Remembers at most `capacity` keys, each for `ttl`.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
-        Self { cache: moka::sync::Cache::builder().max_capacity(capacity).time_to_live(ttl).build() }
+        Self {
+            cache: moka::sync::Cache::builder().max_capacity(capacity).time_to_live(ttl).build(),
+            hashers: (RandomState::new(), RandomState::new()),
+        }
+    }
+
+    fn fingerprint(&self, key: &DedupKey) -> u128 {
+        let (a, b) = (self.hashers.0.hash_one(key), self.hashers.1.hash_one(key));
+        (u128::from(a) << 64) | u128::from(b)
     }
 }
 
@@ -50,11 +66,11 @@ impl Default for MokaDedupStorage {
 #[async_trait]
 impl DeduplicationStorage for MokaDedupStorage {
     async fn is_duplicate(&self, key: &DedupKey) -> Result<bool, Error> {
-        Ok(self.cache.contains_key(key))
+        Ok(self.cache.contains_key(&self.fingerprint(key)))
     }
 
     async fn commit(&self, key: &DedupKey) -> Result<(), Error> {
-        self.cache.insert(key.clone(), ());
+        self.cache.insert(self.fingerprint(key), ());
         Ok(())
     }
 }

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use tidewater_core::{
-    handler_fn, wire, Delivery, Driver, Error, ErrorKind, EventRegistry, HandlerError, Message, Publisher,
-    Result, SubscriberScheduler, Writer,
+    handler_fn, wire, Delivery, Driver, Error, ErrorKind, EventRegistry, HandlerError, Message, Publisher, Result,
+    SubscriberScheduler, Writer,
 };
 use tidewater_memory::MemoryBroker;
 use tidewater_middleware::*;
@@ -57,10 +57,12 @@ async fn poison_message_lands_in_dlq_with_every_header_and_original_is_settled()
     let mut s = scheduler(&broker);
     s.with_middleware(DeadLetter::new(broker.writer_arc()));
     let calls = Arc::new(AtomicU32::new(0));
-    s.subscribe("orders", counting(&calls, |_| Err(HandlerError::permanent("order total is negative")))).group("billing");
+    s.subscribe("orders", counting(&calls, |_| Err(HandlerError::permanent("order total is negative"))))
+        .group("billing");
     s.start().await.unwrap();
     let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
-    publish(&broker, Message::new("orders", "{}").with_id("m-1").with_key("cust-7").with_header("tenant", "acme")).await;
+    publish(&broker, Message::new("orders", "{}").with_id("m-1").with_key("cust-7").with_header("tenant", "acme"))
+        .await;
 
     let dead = broker.wait_published("orders.dlq", 1, WAIT).await.unwrap();
     broker.wait_acked("orders", "billing", 1, WAIT).await.expect("original settled");
@@ -251,7 +253,9 @@ async fn correlation_id_flows_from_consumed_to_published_messages() {
     publish(&broker, Message::new("in", "b").with_id("second")).await;
     let out = broker.wait_published("out", 2, WAIT).await.unwrap();
     s.shutdown(WAIT).await;
-    let by_payload = |p: &[u8]| out.iter().find(|m| &m.payload[..] == p).unwrap().headers.get(wire::CORRELATION_ID).map(str::to_owned);
+    let by_payload = |p: &[u8]| {
+        out.iter().find(|m| &m.payload[..] == p).unwrap().headers.get(wire::CORRELATION_ID).map(str::to_owned)
+    };
     assert_eq!(by_payload(b"a").as_deref(), Some("req-42"), "carried over from the header");
     assert_eq!(by_payload(b"b").as_deref(), Some("second"), "the consumed message's id starts a chain");
 }
@@ -314,9 +318,16 @@ async fn interceptors_and_metrics_see_every_send_and_handle() {
         .metrics(Hook(Arc::clone(&seen)));
     let mut s = scheduler(&broker);
     s.with_middleware(Metrics::new(Hook(Arc::clone(&seen))));
-    s.subscribe("t", handler_fn(|d: Delivery| async move {
-        if d.message().id == "bad" { Err(HandlerError::permanent("no")) } else { Ok(()) }
-    }))
+    s.subscribe(
+        "t",
+        handler_fn(|d: Delivery| async move {
+            if d.message().id == "bad" {
+                Err(HandlerError::permanent("no"))
+            } else {
+                Ok(())
+            }
+        }),
+    )
     .group("g")
     .middleware(DeadLetter::new(broker.writer_arc()));
     s.start().await.unwrap();

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_core::{
-    run_source, BoxHandler, DeliveryModel, Driver, Error, ErrorKind, Message, ReadContext, ReadTask,
-    Reader, Result, Writer,
+    run_source, BoxHandler, DeliveryModel, Driver, Error, ErrorKind, Message, ReadContext, ReadTask, Reader, Result,
+    Writer,
 };
 use tokio::sync::Notify;
 
@@ -79,7 +79,9 @@ impl MemoryBroker {
     pub fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
         validate_topic(topic)?;
         let mut topics = self.inner.topics.write().unwrap_or_else(|e| e.into_inner());
-        topics.entry(topic.to_owned()).or_insert_with(|| Arc::new(Topic::new(topic, partitions)));
+        topics
+            .entry(topic.to_owned())
+            .or_insert_with(|| Arc::new(Topic::new(topic, partitions, self.inner.config.capacity)));
         drop(topics);
         self.inner.topic_created.notify_waiters();
         Ok(())
@@ -111,12 +113,11 @@ impl MemoryBroker {
 
     async fn append(&self, mut message: Message) -> Result<()> {
         let topic = self.topic(&message.stream)?;
-        let capacity = self.inner.config.capacity;
         loop {
             let space = topic.space.notified();
             tokio::pin!(space);
             space.as_mut().enable();
-            match topic.append(message, capacity) {
+            match topic.append(message) {
                 Append::Done => return Ok(()),
                 Append::Closed => {
                     return Err(Error::closed("the memory broker was closed")
@@ -262,6 +263,14 @@ impl Writer for MemoryWriter {
         self.broker.write(batch).await
     }
 
+    async fn write_one(&self, message: Message) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("the writer was closed").with_driver(DRIVER));
+        }
+        self.broker.check(0, &message)?;
+        self.broker.append(message).await
+    }
+
     async fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         Ok(())
@@ -269,19 +278,25 @@ impl Writer for MemoryWriter {
 }
 
 impl MemoryBroker {
-    async fn write(&self, batch: Vec<Message>) -> Result<()> {
+    /// Checks the `i`-th message of a write against the topic name rules and size limit.
+    fn check(&self, i: usize, message: &Message) -> Result<()> {
+        validate_topic(&message.stream).map_err(|e| e.with_topic(&message.stream))?;
         let limit = self.inner.config.max_message_bytes;
+        let size = message.encoded_len();
+        if size > limit {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("message {i} of the batch ({}) is {size} bytes; the limit is {limit}", message.id),
+            )
+            .with_driver(DRIVER)
+            .with_topic(&message.stream));
+        }
+        Ok(())
+    }
+
+    async fn write(&self, batch: Vec<Message>) -> Result<()> {
         for (i, message) in batch.iter().enumerate() {
-            validate_topic(&message.stream).map_err(|e| e.with_topic(&message.stream))?;
-            let size = message.encoded_len();
-            if size > limit {
-                return Err(Error::new(
-                    ErrorKind::TooLarge,
-                    format!("message {i} of the batch ({}) is {size} bytes; the limit is {limit}", message.id),
-                )
-                .with_driver(DRIVER)
-                .with_topic(&message.stream));
-            }
+            self.check(i, message)?;
         }
         for message in batch {
             self.append(message).await?;

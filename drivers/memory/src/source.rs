@@ -1,32 +1,69 @@
 //! A group member's stream of deliveries, and their settlement.
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tidewater_core::{Delivery, Incoming, Position, Result, Settle, Settlement, Source, StartFrom};
+use tokio::sync::Notify;
 
-use crate::topic::{MemberId, Topic};
+use crate::topic::{MemberId, Settled, Topic};
+
+/// Settlements a member's handlers made, waiting to be applied with its next fetch: one
+/// lock of the topic then covers a whole batch rather than one message.
+#[derive(Default)]
+struct Pending {
+    settled: Mutex<Vec<Settled>>,
+    /// Wakes an idle reader so settlements made while it waits are applied at once.
+    wake: Notify,
+}
+
+impl Pending {
+    fn take(&self) -> Vec<Settled> {
+        std::mem::take(&mut *self.settled.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
 
 /// One member of a consumer group on one topic. Leaving the group (on close or drop)
-/// hands what it had in flight back to the group.
+/// applies what it settled and hands what it still had in flight back to the group.
 pub(crate) struct MemorySource {
     topic: Arc<Topic>,
     group: Arc<str>,
     member: MemberId,
+    pending: Arc<Pending>,
     left: bool,
 }
 
 impl MemorySource {
     pub(crate) fn join(topic: Arc<Topic>, group: Option<&str>, start: StartFrom) -> Self {
         let (group, member) = topic.join(group, start);
-        Self { topic, group, member, left: false }
+        Self { topic, group, member, pending: Arc::default(), left: false }
     }
 
     fn leave(&mut self) {
         if !self.left {
             self.left = true;
-            self.topic.leave(&self.group, self.member);
+            self.topic.leave(&self.group, self.member, &self.pending.take());
         }
+    }
+
+    fn deliveries(&self, fetched: Vec<crate::topic::Fetched>) -> Vec<Incoming> {
+        fetched
+            .into_iter()
+            .map(|f| Incoming {
+                delivery: Delivery::new(
+                    f.message,
+                    f.attempt,
+                    Position::Queue { partition: Some(f.partition), sequence: Some(f.offset) },
+                    Some(Arc::clone(&self.group)),
+                ),
+                settle: Box::new(MemorySettle {
+                    pending: Arc::clone(&self.pending),
+                    partition: f.partition,
+                    offset: f.offset,
+                }),
+            })
+            .collect()
     }
 }
 
@@ -39,41 +76,46 @@ impl Drop for MemorySource {
 #[async_trait]
 impl Source for MemorySource {
     async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Incoming>>> {
-        loop {
+        let mut idle = false;
+        let result = loop {
             let data = self.topic.data.notified();
             tokio::pin!(data);
             data.as_mut().enable();
             if self.topic.lock().closed {
-                return Ok(None);
+                break None;
             }
-            let (fetched, wake) = self.topic.fetch(&self.group, self.member, max);
+            let (fetched, wake, trimmed) = self.topic.fetch(&self.group, self.member, max, &self.pending.take());
+            drop(trimmed);
             if !fetched.is_empty() {
-                let batch = fetched
-                    .into_iter()
-                    .map(|f| Incoming {
-                        delivery: Delivery::new(
-                            f.message,
-                            f.attempt,
-                            Position::Queue { partition: Some(f.partition), sequence: Some(f.offset) },
-                            Some(Arc::clone(&self.group)),
-                        ),
-                        settle: Box::new(MemorySettle {
-                            topic: Arc::clone(&self.topic),
-                            group: Arc::clone(&self.group),
-                            partition: f.partition,
-                            offset: f.offset,
-                        }),
-                    })
-                    .collect();
-                return Ok(Some(batch));
+                break Some(self.deliveries(fetched));
             }
+            if !idle {
+                // Count in, then look once more, so a publish in between is not missed.
+                idle = true;
+                self.topic.idle_readers.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            let settled = self.pending.wake.notified();
             match wake {
                 Some(at) => {
-                    let _ = tokio::time::timeout_at(at, data).await;
+                    tokio::select! {
+                        _ = data => {}
+                        _ = settled => {}
+                        _ = tokio::time::sleep_until(at) => {}
+                    }
                 }
-                None => data.await,
+                None => {
+                    tokio::select! {
+                        _ = data => {}
+                        _ = settled => {}
+                    }
+                }
             }
+        };
+        if idle {
+            self.topic.idle_readers.fetch_sub(1, Ordering::SeqCst);
         }
+        Ok(result)
     }
 
     async fn close(&mut self) -> Result<()> {
@@ -83,8 +125,7 @@ impl Source for MemorySource {
 }
 
 struct MemorySettle {
-    topic: Arc<Topic>,
-    group: Arc<str>,
+    pending: Arc<Pending>,
     partition: u32,
     offset: u64,
 }
@@ -92,11 +133,18 @@ struct MemorySettle {
 #[async_trait]
 impl Settle for MemorySettle {
     async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
-        match settlement {
-            Settlement::Ack => self.topic.ack(&self.group, self.partition, self.offset),
-            Settlement::Nack { delay } => {
-                self.topic.nack(&self.group, self.partition, self.offset, delay.unwrap_or_default())
-            }
+        let nack = match settlement {
+            Settlement::Ack => None,
+            Settlement::Nack { delay } => Some(delay.unwrap_or_default()),
+        };
+        let first = {
+            let mut settled = self.pending.settled.lock().unwrap_or_else(|e| e.into_inner());
+            settled.push(Settled { partition: self.partition, offset: self.offset, nack });
+            settled.len() == 1
+        };
+        if first {
+            // notify_one keeps a permit, so a reader about to wait still sees it.
+            self.pending.wake.notify_one();
         }
         Ok(())
     }

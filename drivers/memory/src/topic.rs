@@ -1,6 +1,6 @@
 //! One topic: its partitions, its consumer groups and their cursors.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,6 +13,8 @@ pub(crate) type MemberId = u64;
 
 pub(crate) struct Topic {
     pub(crate) name: Arc<str>,
+    /// Messages one partition holds at most.
+    capacity: usize,
     state: Mutex<TopicState>,
     /// Something to fetch may be there (publish, nack, rebalance, close).
     pub(crate) data: Notify,
@@ -23,6 +25,10 @@ pub(crate) struct Topic {
     /// Tasks waiting on `settled` or on publishes, so the hot path skips the wake-up when
     /// nobody listens.
     pub(crate) watchers: AtomicUsize,
+    /// Readers about to wait on `data`, so a publish skips the wake-up when all are busy.
+    /// A reader counts itself in before its last look at the log, and a publisher reads
+    /// the count after appending, so one of the two always sees the other.
+    pub(crate) idle_readers: AtomicUsize,
 }
 
 pub(crate) struct TopicState {
@@ -63,25 +69,66 @@ struct Group {
     acked: u64,
 }
 
+/// A group's position in one partition: everything below `floor` is acked, and `slots`
+/// holds the state of each offset from `floor` up to the next one never dispatched.
 #[derive(Default)]
 struct Cursor {
     owner: Option<MemberId>,
-    /// The next offset never dispatched.
-    next: u64,
-    /// Every offset below is acked.
     floor: u64,
-    /// Acked offsets at or above `floor`.
-    acked: BTreeSet<u64>,
-    /// Dispatched and unsettled: offset -> (member, attempt).
-    in_flight: HashMap<u64, (MemberId, u32)>,
-    /// Waiting for redelivery.
+    slots: VecDeque<Slot>,
+    /// Offsets in `Slot::Waiting`, with when they fall due.
     retry: Vec<Retry>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    InFlight {
+        member: MemberId,
+        attempt: u32,
+    },
+    /// Waiting for redelivery; its attempt is in `Cursor::retry`.
+    Waiting,
+    Acked,
+}
+
+impl Cursor {
+    fn at(offset: u64) -> Self {
+        Self { floor: offset, ..Self::default() }
+    }
+
+    /// The next offset never dispatched.
+    fn next(&self) -> u64 {
+        self.floor + self.slots.len() as u64
+    }
+
+    fn slot(&mut self, offset: u64) -> Option<&mut Slot> {
+        offset.checked_sub(self.floor).and_then(|i| self.slots.get_mut(i as usize))
+    }
+
+    /// Moves the floor past acked offsets; returns whether it moved.
+    fn advance(&mut self) -> bool {
+        let before = self.floor;
+        while self.slots.front() == Some(&Slot::Acked) {
+            self.slots.pop_front();
+            self.floor += 1;
+        }
+        self.floor != before
+    }
 }
 
 struct Retry {
     offset: u64,
     attempt: u32,
     ready_at: Instant,
+}
+
+/// A settlement recorded by a member, applied under the topic lock with its next fetch.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settled {
+    pub(crate) partition: u32,
+    pub(crate) offset: u64,
+    /// `None` for an ack; the redelivery delay for a nack.
+    pub(crate) nack: Option<std::time::Duration>,
 }
 
 /// One message handed out by a fetch.
@@ -102,10 +149,11 @@ pub(crate) enum Append {
 }
 
 impl Topic {
-    pub(crate) fn new(name: &str, partitions: u32) -> Self {
+    pub(crate) fn new(name: &str, partitions: u32, capacity: usize) -> Self {
         let partitions = (0..partitions.max(1)).map(|_| Partition { base: 0, log: VecDeque::new() }).collect();
         Self {
             name: Arc::from(name),
+            capacity: capacity.max(1),
             state: Mutex::new(TopicState {
                 partitions,
                 groups: HashMap::new(),
@@ -119,6 +167,7 @@ impl Topic {
             space: Notify::new(),
             settled: Notify::new(),
             watchers: AtomicUsize::new(0),
+            idle_readers: AtomicUsize::new(0),
         }
     }
 
@@ -135,7 +184,8 @@ impl Topic {
     }
 
     /// Appends `message` to the partition its key picks, or hands it back if full.
-    pub(crate) fn append(&self, message: Message, capacity: usize) -> Append {
+    pub(crate) fn append(&self, message: Message) -> Append {
+        let capacity = self.capacity;
         let mut state = self.lock();
         if state.closed {
             return Append::Closed;
@@ -149,9 +199,11 @@ impl Topic {
             }
         };
         if state.partitions[partition as usize].log.len() >= capacity {
-            state.make_room(partition, capacity);
+            let trimmed = state.make_room(partition, capacity);
             if state.partitions[partition as usize].log.len() >= capacity {
                 state.publishers_waiting += 1;
+                drop(state);
+                drop(trimmed);
                 return Append::Full(message);
             }
         }
@@ -159,7 +211,9 @@ impl Topic {
         let sequence = state.published;
         state.partitions[partition as usize].log.push_back(Stored { sequence, message: Arc::new(message) });
         drop(state);
-        self.data.notify_waiters();
+        if self.idle_readers.load(Ordering::SeqCst) > 0 {
+            self.data.notify_waiters();
+        }
         self.wake_watchers();
         Append::Done
     }
@@ -188,7 +242,7 @@ impl Topic {
                         StartFrom::Earliest => p.base,
                         StartFrom::Latest => p.end(),
                     };
-                    Cursor { next: at, floor: at, ..Cursor::default() }
+                    Cursor::at(at)
                 })
                 .collect();
             state.groups.insert(Arc::clone(&name), Group { members: Vec::new(), cursors, private, acked: 0 });
@@ -201,18 +255,27 @@ impl Topic {
         (name, member)
     }
 
-    /// Removes a member; what it had in flight is redelivered to the group.
-    pub(crate) fn leave(&self, group: &str, member: MemberId) {
+    /// Removes a member after applying what it settled; what it still had in flight is
+    /// redelivered to the group.
+    pub(crate) fn leave(&self, group: &str, member: MemberId, settled: &[Settled]) {
         let mut state = self.lock();
+        let state = &mut *state;
         let Some(g) = state.groups.get_mut(group) else { return };
+        let floor_moved = g.apply(settled);
         g.members.retain(|m| *m != member);
         let now = Instant::now();
         for cursor in &mut g.cursors {
-            let mine: Vec<u64> =
-                cursor.in_flight.iter().filter(|(_, (m, _))| *m == member).map(|(o, _)| *o).collect();
-            for offset in mine {
-                let (_, attempt) = cursor.in_flight.remove(&offset).expect("listed");
-                cursor.retry.push(Retry { offset, attempt: attempt + 1, ready_at: now });
+            for (i, slot) in cursor.slots.iter_mut().enumerate() {
+                if let Slot::InFlight { member: m, attempt } = *slot {
+                    if m == member {
+                        *slot = Slot::Waiting;
+                        cursor.retry.push(Retry {
+                            offset: cursor.floor + i as u64,
+                            attempt: attempt + 1,
+                            ready_at: now,
+                        });
+                    }
+                }
             }
         }
         if g.private {
@@ -220,19 +283,38 @@ impl Topic {
             state.wake_publishers(&self.space);
         } else {
             g.rebalance();
+            if floor_moved {
+                state.wake_publishers(&self.space);
+            }
         }
-        drop(state);
         self.data.notify_waiters();
+        self.wake_watchers();
     }
 
-    /// Up to `max` deliveries for `member`: due redeliveries first, then new messages.
-    /// Also returns when the earliest pending redelivery falls due.
-    pub(crate) fn fetch(&self, group: &str, member: MemberId, max: usize) -> (Vec<Fetched>, Option<Instant>) {
+    /// Applies what `member` settled, then returns up to `max` deliveries for it: due
+    /// redeliveries first, then new messages. Also returns when the earliest pending
+    /// redelivery falls due.
+    pub(crate) fn fetch(
+        &self,
+        group: &str,
+        member: MemberId,
+        max: usize,
+        settled: &[Settled],
+    ) -> (Vec<Fetched>, Option<Instant>, Vec<Stored>) {
         let mut state = self.lock();
         let state = &mut *state;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(max.min(64));
         let mut wake: Option<Instant> = None;
-        let Some(g) = state.groups.get_mut(group) else { return (out, wake) };
+        let mut redelivered = false;
+        let publishers_waiting = state.publishers_waiting > 0;
+        let Some(g) = state.groups.get_mut(group) else { return (out, wake, Vec::new()) };
+        let floor_moved = g.apply(settled);
+        if floor_moved && publishers_waiting {
+            self.space.notify_waiters();
+        }
+        if !settled.is_empty() {
+            self.wake_watchers();
+        }
         let now = Instant::now();
         for (p, cursor) in g.cursors.iter_mut().enumerate() {
             if cursor.owner != Some(member) {
@@ -241,76 +323,51 @@ impl Topic {
             let log = &state.partitions[p];
             let mut i = 0;
             while i < cursor.retry.len() {
-                let due = cursor.retry[i].ready_at <= now;
-                if due && out.len() < max {
-                    let r = cursor.retry.swap_remove(i);
-                    if r.offset < cursor.floor || cursor.acked.contains(&r.offset) {
-                        continue;
-                    }
-                    if let Some(stored) = log.get(r.offset) {
-                        cursor.in_flight.insert(r.offset, (member, r.attempt));
-                        out.push(Fetched {
-                            partition: p as u32,
-                            offset: r.offset,
-                            attempt: r.attempt,
-                            message: Arc::clone(&stored.message),
-                        });
-                    }
-                } else {
-                    if !due {
-                        let at = cursor.retry[i].ready_at;
-                        wake = Some(wake.map_or(at, |w| w.min(at)));
+                let ready_at = cursor.retry[i].ready_at;
+                if ready_at > now || out.len() >= max {
+                    if ready_at > now {
+                        wake = Some(wake.map_or(ready_at, |w| w.min(ready_at)));
                     }
                     i += 1;
+                    continue;
+                }
+                let r = cursor.retry.swap_remove(i);
+                let Some(stored) = log.get(r.offset) else { continue };
+                if let Some(slot @ Slot::Waiting) = cursor.slot(r.offset) {
+                    *slot = Slot::InFlight { member, attempt: r.attempt };
+                    redelivered = true;
+                    out.push(Fetched {
+                        partition: p as u32,
+                        offset: r.offset,
+                        attempt: r.attempt,
+                        message: Arc::clone(&stored.message),
+                    });
                 }
             }
             let end = log.end();
-            while cursor.next < end && out.len() < max {
-                let offset = cursor.next;
-                cursor.next += 1;
+            while cursor.next() < end && out.len() < max {
+                let offset = cursor.next();
+                cursor.slots.push_back(Slot::InFlight { member, attempt: 1 });
                 if let Some(stored) = log.get(offset) {
-                    cursor.in_flight.insert(offset, (member, 1));
                     out.push(Fetched { partition: p as u32, offset, attempt: 1, message: Arc::clone(&stored.message) });
                 }
             }
         }
-        // Retries were taken by swap_remove; give each partition's in offset order.
-        out.sort_by_key(|f| (f.partition, f.offset));
-        (out, wake)
-    }
-
-    /// Acks one delivery.
-    pub(crate) fn ack(&self, group: &str, partition: u32, offset: u64) {
-        let mut state = self.lock();
-        let Some(g) = state.groups.get_mut(group) else { return };
-        let cursor = &mut g.cursors[partition as usize];
-        cursor.in_flight.remove(&offset);
-        if offset < cursor.floor || !cursor.acked.insert(offset) {
-            return;
+        if redelivered {
+            // Retries were taken by swap_remove; give each partition's in offset order.
+            out.sort_by_key(|f| (f.partition, f.offset));
         }
-        cursor.retry.retain(|r| r.offset != offset);
-        g.acked += 1;
-        let mut floor_moved = false;
-        while cursor.acked.remove(&cursor.floor) {
-            cursor.floor += 1;
-            floor_moved = true;
-        }
+        // Readers trim what every group settled once a partition is three quarters full,
+        // so the publisher, which allocates each message, does not also free it.
+        let mut trimmed = Vec::new();
         if floor_moved {
-            state.wake_publishers(&self.space);
+            for p in 0..state.partitions.len() {
+                if state.partitions[p].log.len() > self.capacity / 4 * 3 {
+                    trimmed.extend(state.trim_settled(p as u32, self.capacity / 2));
+                }
+            }
         }
-        drop(state);
-        self.wake_watchers();
-    }
-
-    /// Nacks one delivery: it comes again after `delay`.
-    pub(crate) fn nack(&self, group: &str, partition: u32, offset: u64, delay: std::time::Duration) {
-        let mut state = self.lock();
-        let Some(g) = state.groups.get_mut(group) else { return };
-        let cursor = &mut g.cursors[partition as usize];
-        let Some((_, attempt)) = cursor.in_flight.remove(&offset) else { return };
-        cursor.retry.push(Retry { offset, attempt: attempt + 1, ready_at: Instant::now() + delay });
-        drop(state);
-        self.data.notify_waiters();
+        (out, wake, trimmed)
     }
 
     /// Messages settled by `group` so far.
@@ -350,17 +407,29 @@ impl Topic {
 }
 
 impl TopicState {
-    /// Drops what every group has settled from the front of a full partition; with no
-    /// group at all, drops the oldest message (retention).
-    fn make_room(&mut self, partition: u32, capacity: usize) {
-        let p = partition as usize;
-        let floor = self.groups.values().map(|g| g.cursors[p].floor).min();
-        let log = &mut self.partitions[p];
-        let keep_from = floor.unwrap_or_else(|| log.end().saturating_sub(capacity as u64 - 1));
-        while log.base < keep_from && !log.log.is_empty() {
-            log.log.pop_front();
-            log.base += 1;
+    /// Takes what every group has settled from the front of a full partition; with no
+    /// group at all, takes the oldest message (retention). The caller drops what is
+    /// returned after releasing the lock.
+    fn make_room(&mut self, partition: u32, capacity: usize) -> Vec<Stored> {
+        if self.groups.is_empty() {
+            let log = &mut self.partitions[partition as usize];
+            let excess = (log.log.len() + 1).saturating_sub(capacity);
+            log.base += excess as u64;
+            return log.log.drain(..excess).collect();
         }
+        self.trim_settled(partition, 0)
+    }
+
+    /// Takes messages every group has settled from the front of `partition`, keeping at
+    /// least `keep` messages.
+    fn trim_settled(&mut self, partition: u32, keep: usize) -> Vec<Stored> {
+        let p = partition as usize;
+        let floor = self.groups.values().map(|g| g.cursors[p].floor).min().unwrap_or(0);
+        let log = &mut self.partitions[p];
+        let settled = floor.saturating_sub(log.base) as usize;
+        let n = settled.min(log.log.len().saturating_sub(keep));
+        log.base += n as u64;
+        log.log.drain(..n).collect()
     }
 
     fn wake_publishers(&self, space: &Notify) {
@@ -371,6 +440,29 @@ impl TopicState {
 }
 
 impl Group {
+    /// Applies settlements; returns whether a floor moved (room for publishers).
+    fn apply(&mut self, settled: &[Settled]) -> bool {
+        let now = Instant::now();
+        let mut moved = false;
+        for s in settled {
+            let cursor = &mut self.cursors[s.partition as usize];
+            let Some(slot) = cursor.slot(s.offset) else { continue };
+            let Slot::InFlight { attempt, .. } = *slot else { continue };
+            match s.nack {
+                None => {
+                    *slot = Slot::Acked;
+                    self.acked += 1;
+                    moved |= cursor.advance();
+                }
+                Some(delay) => {
+                    *slot = Slot::Waiting;
+                    cursor.retry.push(Retry { offset: s.offset, attempt: attempt + 1, ready_at: now + delay });
+                }
+            }
+        }
+        moved
+    }
+
     /// Spreads the partitions over the members, round robin in join order.
     fn rebalance(&mut self) {
         let n = self.members.len();

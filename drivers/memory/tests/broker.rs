@@ -13,7 +13,12 @@ use tokio::sync::Semaphore;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn subscribe(broker: &MemoryBroker, topic: &str, group: Option<&str>, handler: impl Handler) -> SubscriberScheduler {
+async fn subscribe(
+    broker: &MemoryBroker,
+    topic: &str,
+    group: Option<&str>,
+    handler: impl Handler,
+) -> SubscriberScheduler {
     let mut s = SubscriberScheduler::new(broker.reader(), EventRegistry::new());
     let spec = s.subscribe(topic, handler);
     if let Some(group) = group {

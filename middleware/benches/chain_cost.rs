@@ -1,0 +1,81 @@
+//! Per-message cost of the full middleware chain on the success path, against the
+//! same handler with no chain, in one run.
+//!
+//! Run: `cargo bench -p tidewater-middleware --bench chain_cost`. Calls the handler
+//! directly (no broker), so the difference is the chain alone. Each message has its own
+//! id, so deduplication checks and commits a new key every time, as in production.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tidewater_core::{apply_chain, handler_fn, BoxHandler, Delivery, HandlerError, Message, Middleware, Position};
+use tidewater_memory::MemoryBroker;
+use tidewater_middleware::*;
+
+const N: usize = 200_000;
+const RUNS: usize = 5;
+
+fn deliveries(run: usize) -> Vec<Delivery> {
+    (0..N)
+        .map(|i| {
+            let m = Message::new("bench", vec![0u8; 1024]).with_id(format!("{run}-{i}"));
+            Delivery::new(m, 1, Position::Queue { partition: Some(0), sequence: Some(i as u64) }, Some(Arc::from("g")))
+        })
+        .collect()
+}
+
+async fn time(handler: &BoxHandler, ds: Vec<Delivery>) -> Duration {
+    let start = Instant::now();
+    for d in ds {
+        handler.handle(d).await.unwrap();
+    }
+    start.elapsed()
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let bare: BoxHandler = Arc::new(handler_fn(|d: Delivery| async move {
+            std::hint::black_box(&d);
+            Ok::<_, HandlerError>(())
+        }));
+        let broker = MemoryBroker::new();
+        let layers: Vec<(&str, Arc<dyn Middleware>)> = vec![
+            ("Trace", Arc::new(Trace)),
+            ("CorrelationId", Arc::new(CorrelationId)),
+            ("DeadLetter", Arc::new(DeadLetter::new(broker.writer_arc()))),
+            ("Deduplicate (moka)", Arc::new(Deduplicate::in_memory())),
+            ("Retry", Arc::new(Retry::new())),
+            ("Timeout", Arc::new(Timeout(Duration::from_secs(30)))),
+            ("Recover", Arc::new(Recover::new())),
+        ];
+        let full: Vec<Arc<dyn Middleware>> = layers.iter().map(|(_, m)| Arc::clone(m)).collect();
+        let mut rows: Vec<(String, BoxHandler)> = vec![
+            ("none (handler called directly)".into(), Arc::clone(&bare)),
+            ("empty chain".into(), apply_chain(Arc::clone(&bare), &[])),
+        ];
+        for (name, m) in &layers {
+            rows.push((format!("{name} alone"), apply_chain(Arc::clone(&bare), std::slice::from_ref(m))));
+        }
+        rows.push(("full chain, all of the above".into(), apply_chain(Arc::clone(&bare), &full)));
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); rows.len()];
+        for run in 0..RUNS {
+            for (i, (_, handler)) in rows.iter().enumerate() {
+                times[i].push(time(handler, deliveries(run * rows.len() + i)).await.as_nanos() as f64 / N as f64);
+            }
+        }
+        let med = |v: &Vec<f64>| {
+            let mut v = v.clone();
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v[v.len() / 2]
+        };
+        let base = med(&times[0]);
+        println!("middleware cost, success path, {N} calls per run, median of {RUNS}");
+        println!("| chain                          | ns/message | added ns |");
+        println!("|--------------------------------|------------|----------|");
+        for (i, (name, _)) in rows.iter().enumerate() {
+            let t = med(&times[i]);
+            println!("| {name:<30} | {t:>10.1} | {:>8.1} |", t - base);
+        }
+    });
+}

@@ -1,0 +1,148 @@
+//! The publisher and typed subscriptions, through the facade crate, on the memory driver.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tidewater::memory::MemoryBroker;
+use tidewater::middleware::{dlq_headers, DeadLetter};
+use tidewater::testing::Recorder;
+use tidewater::{wire, Bus, Delivery, ErrorKind, Event, EventRegistry, HandlerError, KsuidIds, Message, Publisher};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct OrderPlaced {
+    id: u32,
+}
+
+impl Event for OrderPlaced {
+    const TYPE: &'static str = "order.placed";
+    fn key(&self) -> Option<String> {
+        Some(format!("order-{}", self.id))
+    }
+    fn headers(&self) -> tidewater::Headers {
+        [("source", "tests")].into_iter().collect()
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Unrouted;
+
+impl Event for Unrouted {
+    const TYPE: &'static str = "unrouted";
+}
+
+#[tokio::test]
+async fn typed_events_are_encoded_routed_and_decoded() {
+    let broker = MemoryBroker::new();
+    let mut bus = Bus::new(&broker, EventRegistry::new().route::<OrderPlaced>("orders"));
+    let got = Recorder::new();
+    let sink = got.clone();
+    bus.subscribe_event(move |order: OrderPlaced, d: Delivery| {
+        let sink = sink.clone();
+        async move {
+            assert_eq!(order.id, 7);
+            sink.record(d);
+            Ok::<_, HandlerError>(())
+        }
+    })
+    .unwrap()
+    .group("g");
+    bus.start().await.unwrap();
+    let id = bus.publisher().publish(&OrderPlaced { id: 7 }).await.unwrap();
+    let d = &got.wait_for(1, WAIT).await.unwrap()[0];
+    bus.shutdown(WAIT).await.unwrap();
+    let m = d.message();
+    assert_eq!(m.id, id);
+    assert_eq!(m.stream, "orders");
+    assert_eq!(m.key_str(), Some("order-7"));
+    assert_eq!(m.content_type.as_deref(), Some("application/json"));
+    assert_eq!(m.headers.get(wire::EVENT_TYPE), Some("order.placed"));
+    assert_eq!(m.headers.get("source"), Some("tests"));
+    assert_eq!(&m.payload[..], br#"{"id":7}"#);
+    assert!(uuid_v7(&id), "default ids are UUID v7: {id}");
+}
+
+fn uuid_v7(id: &str) -> bool {
+    id.len() == 36 && id.as_bytes()[14] == b'7'
+}
+
+#[tokio::test]
+async fn unknown_event_types_are_errors_on_both_sides() {
+    let broker = MemoryBroker::new();
+    let mut bus = Bus::new(&broker, EventRegistry::new());
+    let err = bus.publisher().publish(&Unrouted).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnknownEventType);
+    assert!(err.to_string().contains("\"unrouted\""), "{err}");
+    let err = bus.subscribe_event(|_e: Unrouted, _d: Delivery| async { Ok::<_, HandlerError>(()) }).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::UnknownEventType);
+}
+
+#[tokio::test]
+async fn undecodable_or_mismatched_payloads_go_to_the_dlq_without_reaching_the_handler() {
+    let broker = MemoryBroker::new();
+    let mut bus = Bus::new(&broker, EventRegistry::new().route::<OrderPlaced>("orders"));
+    bus.with_middleware(DeadLetter::new(broker.writer_arc()));
+    bus.subscribe_event(|_o: OrderPlaced, _d: Delivery| async { panic!("must not be called") }).unwrap().group("g");
+    bus.start().await.unwrap();
+    let p = bus.publisher();
+    p.publish_message(Message::new("orders", "{not json").with_content_type("application/json")).await.unwrap();
+    p.publish_message(Message::new("orders", r#"{"id":1}"#).with_header(wire::EVENT_TYPE, "order.cancelled"))
+        .await
+        .unwrap();
+    p.publish_bytes("orders", r#"{"id":1}"#, "application/xml").await.unwrap();
+    let dead = broker.wait_published("orders.dlq", 3, WAIT).await.unwrap();
+    broker.wait_acked("orders", "g", 3, WAIT).await.unwrap();
+    bus.shutdown(WAIT).await.unwrap();
+    let errors: Vec<&str> = dead.iter().map(|m| m.headers.get(dlq_headers::ERROR).unwrap()).collect();
+    assert!(errors[0].contains("not valid JSON"), "{}", errors[0]);
+    assert!(errors[1].contains("\"order.cancelled\" event"), "{}", errors[1]);
+    assert!(errors[2].contains("application/xml"), "{}", errors[2]);
+    assert!(dead.iter().all(|m| m.headers.get(dlq_headers::RECOVERY) == Some("permanent")));
+}
+
+#[tokio::test]
+async fn ksuid_ids_and_explicit_topics_and_batches() {
+    let broker = MemoryBroker::new();
+    let publisher =
+        Publisher::new(broker.writer_arc(), EventRegistry::new().route::<OrderPlaced>("orders")).with_ids(KsuidIds);
+    let id = publisher.publish_to("elsewhere", &OrderPlaced { id: 1 }).await.unwrap();
+    assert_eq!(id.len(), 27, "KSUIDs are 27 characters: {id}");
+    assert_eq!(broker.published("elsewhere")[0].id, id);
+
+    let ids = publisher.publish_batch(&[OrderPlaced { id: 1 }, OrderPlaced { id: 2 }]).await.unwrap();
+    let stored: Vec<String> = broker.published("orders").into_iter().map(|m| m.id).collect();
+    assert_eq!(stored, ids);
+
+    let mut given = Message::new("raw", "bytes").with_id("mine");
+    given.content_type = None;
+    assert_eq!(publisher.publish_message(given).await.unwrap(), "mine", "a given id is kept");
+}
+
+#[tokio::test]
+async fn a_failing_handler_never_ends_its_worker() {
+    let broker = MemoryBroker::new();
+    let mut bus = Bus::new(&broker, EventRegistry::new());
+    bus.subscribe(
+        "t",
+        tidewater::handler_fn(|d: Delivery| async move {
+            if d.attempt() == 1 {
+                Err(HandlerError::transient("first time fails"))
+            } else {
+                Ok(())
+            }
+        }),
+    )
+    .group("g")
+    .concurrency(3)
+    .nack_delay(Some(Duration::from_millis(1)));
+    bus.start().await.unwrap();
+    for i in 0..50 {
+        bus.publisher().publish_bytes("t", format!("{i}"), "text/plain").await.unwrap();
+    }
+    broker.wait_acked("t", "g", 50, WAIT).await.unwrap();
+    let report = bus.shutdown(WAIT).await.unwrap();
+    assert_eq!(report.tasks[0].failed, 50);
+    assert_eq!(report.tasks[0].acked, 50);
+    assert_eq!(report.tasks[0].restarts, 0);
+}
