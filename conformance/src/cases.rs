@@ -190,16 +190,12 @@ pub async fn per_key_order(f: Arc<dyn Fixture>) {
         return skip("per_key_order", "ordered_per_key");
     }
     let topic = topic(&*f, "order").await;
-    let messages = batch(&topic, KEYS * EACH, |i, m| {
-        m.with_key(format!("key-{}", i % KEYS)).with_header("seq", (i / KEYS).to_string())
-    });
-    let expected = ids(&messages);
-    write_each(&*f.writer().await, messages).await;
-
     let mut runs = vec![("single", 1)];
     if caps.ordered_per_key_concurrent {
         runs.push(("concurrent", 4));
     }
+    // Subscribe first, so brokers that keep nothing deliver too.
+    let mut subs = Vec::new();
     for (group, concurrency) in runs {
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&calls);
@@ -210,7 +206,14 @@ pub async fn per_key_order(f: Arc<dyn Fixture>) {
         let handler = SlowEveryOther { inner: probe.clone(), calls };
         let task =
             ReadTask::new(&topic).with_group(group).with_concurrency(concurrency).with_start(StartFrom::Earliest);
-        let mut sub = subscribe(&*f, task, handler).await;
+        subs.push((subscribe(&*f, task, handler).await, probe, concurrency));
+    }
+    let messages = batch(&topic, KEYS * EACH, |i, m| {
+        m.with_key(format!("key-{}", i % KEYS)).with_header("seq", (i / KEYS).to_string())
+    });
+    let expected = ids(&messages);
+    write_each(&*f.writer().await, messages).await;
+    for (mut sub, probe, concurrency) in subs {
         let state = probe.wait_ids(caps.patience, &expected).await;
         sub.shutdown(GRACE).await;
         for (key, seqs) in sequences_by_key(&state.done) {

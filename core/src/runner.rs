@@ -202,7 +202,7 @@ impl Step {
                     topic = %self.topic,
                     id = %delivery.message().id,
                     error = %err,
-                    "settlement failed; the broker will deliver the message again"
+                    "settlement failed"
                 );
             }
         }

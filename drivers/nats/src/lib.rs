@@ -1,1 +1,36 @@
-//! Not yet implemented.
+//! The NATS driver of tidewater, on async-nats: [`NatsCore`] for core NATS (at most
+//! once, queue groups) and [`JetStream`] (at least once: streams, acknowledged
+//! publishes, durable pull consumers with explicit acks).
+//!
+//! Message fields travel as NATS headers (see the `headers` table below), so a plain
+//! NATS client sees sensible headers, and a message from a plain client without them is
+//! still read: its id is `Nats-Msg-Id` if set, else `<stream>-<sequence>` on JetStream
+//! (stable across redeliveries, so deduplication works) or a new UUID on core NATS; its
+//! time is the server's receive time on JetStream.
+//!
+//! | Message field  | NATS header      |
+//! |----------------|------------------|
+//! | id             | `Nats-Msg-Id` (JetStream de-duplicates by it) |
+//! | key            | `tw-key` (must be UTF-8) |
+//! | content type   | `Content-Type`   |
+//! | timestamp      | `tw-time` (ms since the Unix epoch) |
+//! | headers        | as they are (no line breaks in values) |
+#![warn(missing_docs)]
+
+mod config;
+mod core_nats;
+mod headers;
+mod jetstream;
+
+pub use config::{Auth, NatsConfig, Tls};
+pub use core_nats::NatsCore;
+pub use jetstream::{JetStream, JetStreamConfig};
+
+/// Re-exported so configurations can name stream settings.
+pub use async_nats::jetstream::stream::{RetentionPolicy, StorageType};
+
+pub(crate) const DRIVER: &str = "nats";
+
+pub(crate) fn connection_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> tidewater_core::Error {
+    tidewater_core::Error::new(tidewater_core::ErrorKind::Connection, what).with_source(e).with_driver(DRIVER)
+}

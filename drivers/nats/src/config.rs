@@ -1,0 +1,173 @@
+//! Connecting to NATS.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tidewater_core::{Error, ErrorKind, Result};
+
+use crate::DRIVER;
+
+/// How to authenticate.
+#[derive(Clone, Default)]
+pub enum Auth {
+    /// No credentials.
+    #[default]
+    None,
+    /// User and password.
+    UserPassword {
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// A token.
+    Token(String),
+    /// A `.creds` file (JWT and NKey seed), as `nsc` writes them.
+    CredentialsFile(PathBuf),
+    /// An NKey seed.
+    NKey(String),
+}
+
+impl fmt::Debug for Auth {
+    // Secrets never reach logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::UserPassword { user, .. } => write!(f, "UserPassword {{ user: {user:?}, password: <redacted> }}"),
+            Auth::Token(_) => f.write_str("Token(<redacted>)"),
+            Auth::CredentialsFile(path) => write!(f, "CredentialsFile({path:?})"),
+            Auth::NKey(_) => f.write_str("NKey(<redacted>)"),
+        }
+    }
+}
+
+/// TLS settings.
+#[derive(Clone, Debug, Default)]
+pub struct Tls {
+    /// Refuse to connect without TLS.
+    pub required: bool,
+    /// A PEM file of root certificates to trust besides the system's.
+    pub root_certificates: Option<PathBuf>,
+    /// A PEM client certificate and key, for mutual TLS.
+    pub client_certificate: Option<(PathBuf, PathBuf)>,
+}
+
+/// Where and how to connect.
+///
+/// ```
+/// use tidewater_nats::{Auth, NatsConfig};
+///
+/// let config = NatsConfig::new("nats://127.0.0.1:4222")
+///     .auth(Auth::Token("s3cret".into()))
+///     .name("billing");
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct NatsConfig {
+    /// Server URLs; the client picks one and fails over to the others.
+    pub servers: Vec<String>,
+    /// Credentials.
+    pub auth: Auth,
+    /// TLS, if any.
+    pub tls: Option<Tls>,
+    /// The connection name the server shows.
+    pub name: Option<String>,
+    /// Reconnect attempts before giving up; `None` (the default) retries forever, so a
+    /// restarted server is found again.
+    pub max_reconnects: Option<usize>,
+    /// The longest wait between reconnect attempts (they back off up to it).
+    pub max_reconnect_delay: Duration,
+    /// How long a connection attempt may take.
+    pub connection_timeout: Duration,
+    /// How long JetStream API requests and publish acknowledgements may take.
+    pub request_timeout: Duration,
+}
+
+impl NatsConfig {
+    /// A configuration for one server URL, with the defaults.
+    pub fn new(server: impl Into<String>) -> Self {
+        Self {
+            servers: vec![server.into()],
+            auth: Auth::None,
+            tls: None,
+            name: None,
+            max_reconnects: None,
+            max_reconnect_delay: Duration::from_secs(2),
+            connection_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Sets the credentials.
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Sets TLS.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Sets the connection name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Connects.
+    pub async fn connect(&self) -> Result<async_nats::Client> {
+        let mut options = match &self.auth {
+            Auth::None => async_nats::ConnectOptions::new(),
+            Auth::UserPassword { user, password } => {
+                async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+            }
+            Auth::Token(token) => async_nats::ConnectOptions::with_token(token.clone()),
+            Auth::CredentialsFile(path) => {
+                async_nats::ConnectOptions::with_credentials_file(path).await.map_err(|e| {
+                    Error::new(ErrorKind::Config, format!("cannot read credentials file {path:?}")).with_source(e)
+                })?
+            }
+            Auth::NKey(seed) => async_nats::ConnectOptions::with_nkey(seed.clone()),
+        };
+        if let Some(tls) = &self.tls {
+            options = options.require_tls(tls.required);
+            if let Some(roots) = &tls.root_certificates {
+                options = options.add_root_certificates(roots.clone());
+            }
+            if let Some((cert, key)) = &tls.client_certificate {
+                options = options.add_client_certificate(cert.clone(), key.clone());
+            }
+        }
+        if let Some(name) = &self.name {
+            options = options.name(name);
+        }
+        let max_delay = self.max_reconnect_delay;
+        options = options
+            .max_reconnects(self.max_reconnects)
+            .reconnect_delay_callback(move |attempt| {
+                let exp = Duration::from_millis(50).saturating_mul(1u32 << attempt.min(16));
+                exp.min(max_delay)
+            })
+            .connection_timeout(self.connection_timeout)
+            .request_timeout(Some(self.request_timeout));
+        let servers: Vec<async_nats::ServerAddr> = self
+            .servers
+            .iter()
+            .map(|s| {
+                s.parse().map_err(|e| {
+                    Error::new(ErrorKind::Config, format!("{s:?} is not a NATS server URL"))
+                        .with_source(e)
+                        .with_driver(DRIVER)
+                })
+            })
+            .collect::<Result<_>>()?;
+        options.connect(servers).await.map_err(|e| {
+            Error::new(ErrorKind::Connection, format!("cannot connect to {:?}", self.servers))
+                .with_source(e)
+                .with_driver(DRIVER)
+        })
+    }
+}

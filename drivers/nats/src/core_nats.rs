@@ -1,0 +1,181 @@
+//! Core NATS: publish, subscribe, queue groups. At most once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use futures::{FutureExt, StreamExt};
+use tidewater_core::{
+    run_source, BoxHandler, Delivery, DeliveryModel, Driver, Error, ErrorKind, IdFactory, Incoming, Message, Position,
+    ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, UuidV7Ids, Writer,
+};
+
+use crate::headers::{check_subject, from_nats, to_nats};
+use crate::{connection_error, NatsConfig, DRIVER};
+
+/// Core NATS, without JetStream.
+///
+/// **At most once.** Core NATS keeps nothing: a message published while no subscriber
+/// listens is gone, and a nack cannot bring a message back; the settlement fails with
+/// an `Unsupported` error that the task report counts under `settle_errors`. Use
+/// [`JetStream`](crate::JetStream) when messages must not be lost, or put the
+/// dead-letter middleware in front so failures are written elsewhere.
+///
+/// Consumer groups are queue groups: each group gets every message and its members
+/// share them; a group has no position, so it gets only what is published while it
+/// listens. Per-key order holds for one subscriber of one publisher.
+#[derive(Clone, Debug)]
+pub struct NatsCore {
+    client: async_nats::Client,
+}
+
+impl NatsCore {
+    /// Connects with `config`.
+    pub async fn connect(config: &NatsConfig) -> Result<Self> {
+        Ok(Self::from_client(config.connect().await?))
+    }
+
+    /// Uses an existing client.
+    pub fn from_client(client: async_nats::Client) -> Self {
+        Self { client }
+    }
+
+    /// The client, for what tidewater does not cover.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+}
+
+impl Driver for NatsCore {
+    fn writer(&self) -> Arc<dyn Writer> {
+        Arc::new(CoreWriter { client: self.client.clone(), closed: AtomicBool::new(false) })
+    }
+
+    fn reader(&self) -> Arc<dyn Reader> {
+        Arc::new(self.clone())
+    }
+}
+
+/// Writes to core NATS. A write returns once the client has the messages;
+/// [`Writer::flush`] waits until the server has them.
+struct CoreWriter {
+    client: async_nats::Client,
+    closed: AtomicBool,
+}
+
+#[async_trait]
+impl Writer for CoreWriter {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    async fn write(&self, batch: Vec<Message>) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("the writer was closed").with_driver(DRIVER));
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        for message in &batch {
+            check_subject(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
+            out.push(to_nats(message)?);
+        }
+        for (message, headers) in batch.into_iter().zip(out) {
+            let topic = message.stream;
+            self.client
+                .publish_with_headers(topic.clone(), headers, message.payload)
+                .await
+                .map_err(|e| connection_error("publish failed", e).with_topic(topic))?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.client.flush().await.map_err(|e| connection_error("flush failed", e))
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        self.flush().await
+    }
+}
+
+#[async_trait]
+impl Reader for NatsCore {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    fn model(&self) -> DeliveryModel {
+        DeliveryModel::Queue
+    }
+
+    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+        let topic = task.topic.clone();
+        let subscriber = match &task.group {
+            Some(group) => self.client.queue_subscribe(topic.clone(), group.clone()).await,
+            None => self.client.subscribe(topic.clone()).await,
+        }
+        .map_err(|e| connection_error("subscribe failed", e).with_topic(topic.clone()))?;
+        // The subscription is live once the server has seen it.
+        self.client.flush().await.map_err(|e| connection_error("flush failed", e).with_topic(topic))?;
+        ctx.ready.ready();
+        let mut source = CoreSource { subscriber, group: task.group.as_deref().map(Arc::from) };
+        run_source(&mut source, handler, &task, &ctx).await
+    }
+}
+
+struct CoreSource {
+    subscriber: async_nats::Subscriber,
+    group: Option<Arc<str>>,
+}
+
+impl CoreSource {
+    fn incoming(&self, msg: async_nats::Message) -> Incoming {
+        let message =
+            from_nats(&msg.subject, msg.headers.as_ref(), msg.payload, || UuidV7Ids.next_id(), SystemTime::now());
+        Incoming {
+            delivery: Delivery::new(
+                message,
+                1,
+                Position::Queue { partition: None, sequence: None },
+                self.group.clone(),
+            ),
+            settle: Box::new(CoreSettle),
+        }
+    }
+}
+
+#[async_trait]
+impl Source for CoreSource {
+    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Incoming>>> {
+        let Some(first) = self.subscriber.next().await else { return Ok(None) };
+        let mut batch = vec![self.incoming(first)];
+        while batch.len() < max {
+            match self.subscriber.next().now_or_never() {
+                Some(Some(msg)) => batch.push(self.incoming(msg)),
+                _ => break,
+            }
+        }
+        Ok(Some(batch))
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        self.subscriber.unsubscribe().await.map_err(|e| connection_error("unsubscribe failed", e))
+    }
+}
+
+struct CoreSettle;
+
+#[async_trait]
+impl Settle for CoreSettle {
+    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
+        match settlement {
+            Settlement::Ack => Ok(()),
+            Settlement::Nack { .. } => Err(Error::new(
+                ErrorKind::Unsupported,
+                "core NATS is at most once: a nacked message is not delivered again (use JetStream)",
+            )
+            .with_driver(DRIVER)),
+        }
+    }
+}

@@ -1,0 +1,517 @@
+//! JetStream: streams, acknowledged publishes, durable pull consumers. At least once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_nats::jetstream::{self, consumer, message::Acker, stream, AckKind};
+use async_trait::async_trait;
+use futures::{FutureExt, StreamExt};
+use tidewater_core::{
+    run_source, BoxHandler, Delivery, DeliveryModel, Driver, Error, ErrorKind, Incoming, Message, Position,
+    ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, StartFrom, Writer,
+};
+use tokio::task::JoinHandle;
+
+use crate::headers::{check_subject, from_nats, to_nats};
+use crate::{connection_error, NatsConfig, DRIVER};
+
+/// How JetStream streams and consumers are set up.
+#[derive(Clone, Debug)]
+pub struct JetStreamConfig {
+    /// Create a stream for a topic no stream covers, named after the topic (`.` and other
+    /// characters streams cannot have become `_`). When off, such a topic is an
+    /// `UnknownTopic` error; bind topics with [`JetStream::create_stream`]. Default on.
+    pub auto_create_streams: bool,
+    /// Storage of created streams. Default file.
+    pub storage: stream::StorageType,
+    /// Retention of created streams. Default limits (messages stay for late groups).
+    pub retention: stream::RetentionPolicy,
+    /// Replicas of created streams. Default 1.
+    pub replicas: usize,
+    /// Longest age of messages in created streams; `None` keeps them until other limits.
+    pub max_age: Option<Duration>,
+    /// How long a delivery may stay unsettled before the server delivers it again. While
+    /// a handler runs, the driver sends in-progress acks every third of this, so a slow
+    /// handler is not redelivered under it. Default 30 s.
+    pub ack_wait: Duration,
+    /// Deliveries a consumer may have unsettled at once. Default 1,000.
+    pub max_ack_pending: i64,
+}
+
+impl Default for JetStreamConfig {
+    fn default() -> Self {
+        Self {
+            auto_create_streams: true,
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            replicas: 1,
+            max_age: None,
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 1000,
+        }
+    }
+}
+
+/// NATS JetStream.
+///
+/// - **Publishing** waits for the stream's acknowledgement and sets `Nats-Msg-Id` to the
+///   message id, so the server drops a retried publish it already stored (within the
+///   stream's duplicate window).
+/// - **Consumer groups** are durable pull consumers with explicit acks, one per group
+///   and topic (named `<group>__<topic>`); members of a group share it. A task without
+///   a group gets an ephemeral consumer. New groups start at the first message or at
+///   new ones, as the task says.
+/// - **Settlement** is per message ([`DeliveryModel::Queue`]): ack, or nak with the
+///   nack delay. The attempt is the server's delivery count. The consumer has no
+///   delivery limit (`max_deliver` unlimited), because the server would silently stop
+///   delivering a message that reached it; cap deliveries with the dead-letter
+///   middleware's `max_deliveries` instead, which writes the message somewhere first.
+/// - **Order**: one subject's messages arrive in stream order; the runner keeps per-key
+///   order with concurrency above 1. A redelivered message can overtake later ones.
+#[derive(Clone)]
+pub struct JetStream {
+    context: jetstream::Context,
+    config: Arc<JetStreamConfig>,
+    /// Topic -> stream, for topics seen.
+    streams: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl std::fmt::Debug for JetStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStream").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// A name streams and consumers accept: `.`, `*`, `>`, path separators and white space
+/// become `_`.
+pub(crate) fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if matches!(c, '.' | '*' | '>' | '/' | '\\') || c.is_whitespace() || c.is_control() { '_' } else { c })
+        .collect()
+}
+
+impl JetStream {
+    /// Connects with `nats` and sets JetStream up as `config` says.
+    pub async fn connect(nats: &NatsConfig, config: JetStreamConfig) -> Result<Self> {
+        let client = nats.connect().await?;
+        let context = jetstream::ContextBuilder::new().timeout(nats.request_timeout).build(client);
+        Ok(Self::from_context(context, config))
+    }
+
+    /// Uses an existing JetStream context.
+    pub fn from_context(context: jetstream::Context, config: JetStreamConfig) -> Self {
+        Self { context, config: Arc::new(config), streams: Arc::default() }
+    }
+
+    /// The JetStream context, for what tidewater does not cover.
+    pub fn context(&self) -> &jetstream::Context {
+        &self.context
+    }
+
+    /// Creates stream `name` over `subjects` with the configured storage, retention,
+    /// replicas and age, or binds to it if it exists.
+    pub async fn create_stream(&self, name: &str, subjects: &[&str]) -> Result<()> {
+        let config = stream::Config {
+            name: name.to_owned(),
+            subjects: subjects.iter().map(|s| s.to_string()).collect(),
+            storage: self.config.storage,
+            retention: self.config.retention,
+            num_replicas: self.config.replicas,
+            max_age: self.config.max_age.unwrap_or_default(),
+            ..Default::default()
+        };
+        self.context.get_or_create_stream(config).await.map_err(|e| {
+            Error::new(ErrorKind::BrokerPermanent, format!("cannot create or bind stream {name}"))
+                .with_source(e)
+                .with_driver(DRIVER)
+        })?;
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        for subject in subjects {
+            streams.insert(subject.to_string(), name.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The stream that holds `topic`, created if allowed and needed.
+    async fn stream_for(&self, topic: &str) -> Result<String> {
+        if let Some(name) = self.streams.lock().unwrap_or_else(|e| e.into_inner()).get(topic) {
+            return Ok(name.clone());
+        }
+        check_subject(topic).map_err(|e| e.with_topic(topic))?;
+        if let Ok(name) = self.context.stream_by_subject(topic).await {
+            self.streams.lock().unwrap_or_else(|e| e.into_inner()).insert(topic.to_owned(), name.clone());
+            return Ok(name);
+        }
+        if !self.config.auto_create_streams {
+            return Err(Error::new(
+                ErrorKind::UnknownTopic,
+                "no JetStream stream covers this subject and auto-create is off; create one with JetStream::create_stream",
+            )
+            .with_driver(DRIVER)
+            .with_topic(topic));
+        }
+        let name = sanitize(topic);
+        self.create_stream(&name, &[topic]).await.map_err(|e| e.with_topic(topic))?;
+        Ok(name)
+    }
+
+    async fn publish(&self, batch: Vec<Message>) -> Result<()> {
+        let mut prepared = Vec::with_capacity(batch.len());
+        let mut seen = HashSet::new();
+        for message in &batch {
+            let headers = to_nats(message)?;
+            if seen.insert(message.stream.as_str()) {
+                self.stream_for(&message.stream).await?;
+            }
+            prepared.push(headers);
+        }
+        // Send everything first and then wait for the acknowledgements, so a batch costs
+        // about one round trip rather than one per message.
+        let mut acks = Vec::with_capacity(batch.len());
+        for (message, headers) in batch.into_iter().zip(prepared) {
+            let ack = self
+                .context
+                .publish_with_headers(message.stream.clone(), headers, message.payload)
+                .await
+                .map_err(|e| publish_error(e, &message.stream))?;
+            acks.push((message.stream, message.id, ack));
+        }
+        let total = acks.len();
+        let mut failed = 0;
+        let mut first: Option<Error> = None;
+        for (topic, id, ack) in acks {
+            if let Err(e) = ack.await {
+                failed += 1;
+                tracing::warn!(topic = %topic, id = %id, error = %e, "JetStream did not acknowledge a publish");
+                first.get_or_insert_with(|| publish_error(e, &topic));
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(err) if total == 1 => Err(err),
+            Some(err) => Err(Error::new(err.kind(), format!("{failed} of {total} messages were not acknowledged"))
+                .with_driver(DRIVER)
+                .with_source(err)),
+        }
+    }
+}
+
+fn publish_error(e: async_nats::jetstream::context::PublishError, topic: &str) -> Error {
+    use async_nats::jetstream::context::PublishErrorKind as K;
+    let kind = match e.kind() {
+        K::TimedOut => ErrorKind::Timeout,
+        K::StreamNotFound => ErrorKind::UnknownTopic,
+        K::MaxPayloadExceeded => ErrorKind::TooLarge,
+        K::BrokenPipe => ErrorKind::Connection,
+        _ => ErrorKind::BrokerTransient,
+    };
+    Error::new(kind, "JetStream publish failed").with_source(e).with_driver(DRIVER).with_topic(topic)
+}
+
+impl Driver for JetStream {
+    fn writer(&self) -> Arc<dyn Writer> {
+        Arc::new(JsWriter { js: self.clone(), closed: AtomicBool::new(false) })
+    }
+
+    fn reader(&self) -> Arc<dyn Reader> {
+        Arc::new(self.clone())
+    }
+}
+
+/// Writes to JetStream; a write returns when the stream acknowledged every message.
+struct JsWriter {
+    js: JetStream,
+    closed: AtomicBool,
+}
+
+#[async_trait]
+impl Writer for JsWriter {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    async fn write(&self, batch: Vec<Message>) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("the writer was closed").with_driver(DRIVER));
+        }
+        self.js.publish(batch).await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.js.context.client().flush().await.map_err(|e| connection_error("flush failed", e))
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        self.flush().await
+    }
+}
+
+#[async_trait]
+impl Reader for JetStream {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    fn model(&self) -> DeliveryModel {
+        DeliveryModel::Queue
+    }
+
+    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+        let topic = task.topic.clone();
+        let stream_name = self.stream_for(&topic).await?;
+        let stream = self.context.get_stream(&stream_name).await.map_err(|e| {
+            Error::new(ErrorKind::Connection, format!("cannot look up stream {stream_name}"))
+                .with_source(e)
+                .with_driver(DRIVER)
+                .with_topic(topic.clone())
+        })?;
+        let durable = task.group.as_deref().map(|g| sanitize(&format!("{g}__{topic}")));
+        let config = consumer::pull::Config {
+            durable_name: durable.clone(),
+            deliver_policy: match task.start {
+                StartFrom::Earliest => consumer::DeliverPolicy::All,
+                StartFrom::Latest => consumer::DeliverPolicy::New,
+            },
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.config.ack_wait,
+            max_deliver: -1,
+            max_ack_pending: self.config.max_ack_pending,
+            filter_subject: topic.clone(),
+            inactive_threshold: if durable.is_some() { Duration::ZERO } else { Duration::from_secs(60) },
+            ..Default::default()
+        };
+        let consumer_error = |e: &dyn std::fmt::Display| {
+            Error::new(ErrorKind::Connection, format!("cannot create or bind the consumer: {e}"))
+                .with_driver(DRIVER)
+                .with_topic(topic.clone())
+        };
+        let consumer: consumer::PullConsumer = match &durable {
+            Some(name) => stream.get_or_create_consumer(name, config).await.map_err(|e| consumer_error(&e))?,
+            None => stream.create_consumer(config).await.map_err(|e| consumer_error(&e))?,
+        };
+        ctx.ready.ready();
+        let unsettled = Arc::new(Unsettled::default());
+        let progress = tokio::spawn(keep_alive(Arc::clone(&unsettled), self.config.ack_wait / 3));
+        let mut source = JsSource {
+            consumer,
+            batch: None,
+            stream: Arc::from(stream_name.as_str()),
+            group: task.group.as_deref().map(Arc::from),
+            unsettled,
+            progress,
+            client: self.context.client(),
+        };
+        run_source(&mut source, handler, &task, &ctx).await
+    }
+}
+
+/// Ackers of deliveries handed out and not yet settled.
+#[derive(Default)]
+struct Unsettled {
+    next: AtomicU64,
+    ackers: Mutex<HashMap<u64, Arc<Acker>>>,
+}
+
+impl Unsettled {
+    fn add(&self, acker: Acker) -> u64 {
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        self.ackers.lock().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(acker));
+        key
+    }
+
+    fn take(&self, key: u64) -> Option<Arc<Acker>> {
+        self.ackers.lock().unwrap_or_else(|e| e.into_inner()).remove(&key)
+    }
+
+    fn all(&self) -> Vec<Arc<Acker>> {
+        self.ackers.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+}
+
+/// Tells the server that unsettled deliveries are still being worked on, so a handler
+/// that outlives the ack wait is not redelivered under it.
+async fn keep_alive(unsettled: Arc<Unsettled>, every: Duration) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        // Ackers stay in the registry while in use here, so a settlement meanwhile still
+        // finds its acker.
+        for acker in unsettled.all() {
+            let _ = acker.ack_with(AckKind::Progress).await;
+        }
+    }
+}
+
+/// How long one pull request waits for messages on the server.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
+
+/// Reads with one pull request at a time, kept here between calls so a cancelled call
+/// loses nothing. On close the last request is read to its end and what it brings is
+/// nak'ed: a request left open would deliver to a gone subscriber, and those messages
+/// would wait out the ack wait before anyone else got them.
+struct JsSource {
+    consumer: consumer::PullConsumer,
+    batch: Option<consumer::pull::Batch>,
+    stream: Arc<str>,
+    group: Option<Arc<str>>,
+    unsettled: Arc<Unsettled>,
+    progress: JoinHandle<()>,
+    client: async_nats::Client,
+}
+
+impl JsSource {
+    fn incoming(&self, msg: jetstream::Message) -> Result<Incoming> {
+        let info = msg.info().map_err(|e| {
+            Error::new(ErrorKind::BrokerPermanent, "a JetStream delivery had no valid reply subject")
+                .with_source(e)
+                .with_driver(DRIVER)
+        })?;
+        let (attempt, sequence) = (info.delivered.max(1) as u32, info.stream_sequence);
+        let published = SystemTime::from(info.published);
+        let (msg, acker) = msg.split();
+        let stream = &self.stream;
+        let message =
+            from_nats(&msg.subject, msg.headers.as_ref(), msg.payload, || format!("{stream}-{sequence}"), published);
+        let key = self.unsettled.add(acker);
+        Ok(Incoming {
+            delivery: Delivery::new(
+                message,
+                attempt,
+                Position::Queue { partition: None, sequence: Some(sequence) },
+                self.group.clone(),
+            ),
+            settle: Box::new(JsSettle { unsettled: Arc::clone(&self.unsettled), key }),
+        })
+    }
+}
+
+fn read_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    // Pull requests fail when the connection is down; the scheduler restarts the reader.
+    Error::new(ErrorKind::Connection, "reading from JetStream failed").with_source(e).with_driver(DRIVER)
+}
+
+#[async_trait]
+impl Source for JsSource {
+    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Incoming>>> {
+        loop {
+            let batch = match &mut self.batch {
+                Some(batch) => batch,
+                None => {
+                    let batch = self
+                        .consumer
+                        .batch()
+                        .max_messages(max)
+                        .expires(PULL_EXPIRES)
+                        .messages()
+                        .await
+                        .map_err(read_error)?;
+                    self.batch.insert(batch)
+                }
+            };
+            let first = match batch.next().await {
+                None => {
+                    self.batch = None;
+                    continue;
+                }
+                Some(item) => item.map_err(|e| {
+                    Error::new(ErrorKind::Connection, format!("reading from JetStream failed: {e}")).with_driver(DRIVER)
+                }),
+            };
+            let first = match first {
+                Ok(first) => first,
+                Err(err) => {
+                    self.batch = None;
+                    return Err(err);
+                }
+            };
+            let mut rest = Vec::new();
+            while rest.len() + 1 < max {
+                match batch.next().now_or_never() {
+                    Some(Some(Ok(msg))) => rest.push(msg),
+                    Some(None) => {
+                        self.batch = None;
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            let mut out = Vec::with_capacity(rest.len() + 1);
+            out.push(self.incoming(first)?);
+            for msg in rest {
+                out.push(self.incoming(msg)?);
+            }
+            return Ok(Some(out));
+        }
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        self.progress.abort();
+        if let Some(mut batch) = self.batch.take() {
+            let deadline = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
+            while let Ok(Some(item)) = tokio::time::timeout_at(deadline, batch.next()).await {
+                if let Ok(msg) = item {
+                    let _ = msg.ack_with(AckKind::Nak(None)).await;
+                }
+            }
+        }
+        // Acks are published without waiting for an answer; flushing puts them on the
+        // server before the next subscription asks for messages.
+        self.client.flush().await.map_err(|e| connection_error("flush failed", e))
+    }
+}
+
+impl Drop for JsSource {
+    fn drop(&mut self) {
+        self.progress.abort();
+    }
+}
+
+struct JsSettle {
+    unsettled: Arc<Unsettled>,
+    key: u64,
+}
+
+impl JsSettle {
+    async fn send(&self, kind: AckKind) -> Result<()> {
+        match self.unsettled.take(self.key) {
+            Some(acker) => acker.ack_with(kind).await.map_err(|e| {
+                Error::new(ErrorKind::Connection, "acknowledging a JetStream delivery failed")
+                    .with_source(e)
+                    .with_driver(DRIVER)
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Settle for JsSettle {
+    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
+        match settlement {
+            Settlement::Ack => self.send(AckKind::Ack).await,
+            Settlement::Nack { delay } => self.send(AckKind::Nak(delay)).await,
+        }
+    }
+
+    async fn release(self: Box<Self>) {
+        let _ = self.send(AckKind::Nak(None)).await;
+    }
+}
+
+impl Drop for JsSettle {
+    /// A delivery dropped unsettled (its handler was abandoned at a shutdown deadline) is
+    /// nak'ed at once, rather than left for the ack wait to expire.
+    fn drop(&mut self) {
+        if let Some(acker) = self.unsettled.take(self.key) {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = acker.ack_with(AckKind::Nak(None)).await;
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The shared conformance suite on core NATS, against a real nats-server.
+//!
+//! Capabilities off, because core NATS lacks them (not the driver): it keeps no
+//! messages (`persistent`), so late subscribers and re-subscriptions get nothing old;
+//! it cannot redeliver (`redelivery_on_nack`, `counts_attempts`, `settles_exactly`).
+//! Queue groups give consumer groups without positions, which the cases that need
+//! positions also require `persistent` for.
+
+mod support;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tidewater_conformance::{Capabilities, Fixture};
+use tidewater_core::{Driver, Reader, Result, Writer};
+use tidewater_nats::{NatsConfig, NatsCore};
+
+struct Core(NatsCore);
+
+#[async_trait]
+impl Fixture for Core {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            persistent: false,
+            redelivery_on_nack: false,
+            counts_attempts: false,
+            settles_exactly: false,
+            partitions: 1,
+            ..Capabilities::default()
+        }
+    }
+
+    async fn create_topic(&self, _topic: &str, _partitions: u32) -> Result<()> {
+        Ok(())
+    }
+
+    async fn writer(&self) -> Arc<dyn Writer> {
+        self.0.writer()
+    }
+
+    async fn reader(&self) -> Arc<dyn Reader> {
+        self.0.reader()
+    }
+}
+
+async fn fixture() -> Core {
+    Core(NatsCore::connect(&NatsConfig::new(support::shared_url())).await.expect("connect to the test nats-server"))
+}
+
+tidewater_conformance::conformance_tests!(fixture);
