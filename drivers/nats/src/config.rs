@@ -80,7 +80,10 @@ pub struct NatsConfig {
     pub max_reconnect_delay: Duration,
     /// How long a connection attempt may take.
     pub connection_timeout: Duration,
-    /// How long JetStream API requests and publish acknowledgements may take.
+    /// How long JetStream API requests and publish acknowledgements may take. A publish
+    /// whose acknowledgement is lost (the server restarted) fails with `Timeout` after
+    /// this, and can be sent again: its `Nats-Msg-Id` keeps the server from storing it
+    /// twice. Default 10 s.
     pub request_timeout: Duration,
 }
 

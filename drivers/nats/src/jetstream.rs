@@ -96,7 +96,10 @@ impl JetStream {
     /// Connects with `nats` and sets JetStream up as `config` says.
     pub async fn connect(nats: &NatsConfig, config: JetStreamConfig) -> Result<Self> {
         let client = nats.connect().await?;
-        let context = jetstream::ContextBuilder::new().timeout(nats.request_timeout).build(client);
+        let context = jetstream::ContextBuilder::new()
+            .timeout(nats.request_timeout)
+            .ack_timeout(nats.request_timeout)
+            .build(client);
         Ok(Self::from_context(context, config))
     }
 

@@ -1,0 +1,169 @@
+//! NATS-specific behaviour: interop with plain async-nats clients both ways, JetStream
+//! de-duplication by message id, in-progress acks, and typed errors.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tidewater_core::testing::Recorder;
+use tidewater_core::{
+    handler_fn, Delivery, Driver, ErrorKind, EventRegistry, HandlerError, IdFactory, Message, SubscriberScheduler,
+    UuidV7Ids,
+};
+use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig, NatsCore};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn subject(prefix: &str) -> String {
+    format!("{prefix}.{}", UuidV7Ids.next_id().replace('-', ""))
+}
+
+async fn js(config: JetStreamConfig) -> JetStream {
+    JetStream::connect(&NatsConfig::new(support::shared_url()), config).await.unwrap()
+}
+
+async fn plain() -> async_nats::Client {
+    async_nats::connect(support::shared_url()).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_plain_client_reads_what_tidewater_publishes() {
+    let topic = subject("interop.out");
+    let client = plain().await;
+    let mut sub = client.subscribe(topic.clone()).await.unwrap();
+    client.flush().await.unwrap();
+
+    let js = js(JetStreamConfig::default()).await;
+    let sent = Message::new(&topic, "hello")
+        .with_id("id-42")
+        .with_key("customer-7")
+        .with_content_type("text/plain")
+        .with_header("tenant", "acme");
+    js.writer().write(vec![sent.clone()]).await.unwrap();
+
+    let got = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap();
+    let h = got.headers.expect("headers");
+    let header = |name: &str| h.get(name).map(|v| v.as_str().to_owned());
+    assert_eq!(&got.payload[..], b"hello");
+    assert_eq!(header("Nats-Msg-Id").as_deref(), Some("id-42"));
+    assert_eq!(header("tw-key").as_deref(), Some("customer-7"));
+    assert_eq!(header("Content-Type").as_deref(), Some("text/plain"));
+    assert_eq!(header("tenant").as_deref(), Some("acme"));
+    assert!(header("tw-time").unwrap().parse::<u64>().is_ok());
+}
+
+#[tokio::test]
+async fn tidewater_reads_what_a_plain_client_publishes() {
+    // JetStream: a plain publish without tidewater headers, and one with a header.
+    let topic = subject("interop.in");
+    let js = js(JetStreamConfig::default()).await;
+    js.create_stream(&topic.replace('.', "_"), &[topic.as_str()]).await.unwrap();
+    let client = plain().await;
+    let context = async_nats::jetstream::new(client.clone());
+    context.publish(topic.clone(), "bare".into()).await.unwrap().await.unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("x-trace", "t-1");
+    context.publish_with_headers(topic.clone(), headers, "with header".into()).await.unwrap().await.unwrap();
+
+    let seen = Recorder::new();
+    let mut s = SubscriberScheduler::new(js.reader(), EventRegistry::new());
+    s.subscribe(topic.clone(), seen.clone()).group("g");
+    s.start().await.unwrap();
+    let got = seen.wait_for(2, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+    let stream = topic.replace('.', "_");
+    assert_eq!(&got[0].message().payload[..], b"bare");
+    assert_eq!(got[0].message().id, format!("{stream}-1"), "the stream sequence stands in for a missing id");
+    assert!(got[0].message().key.is_none());
+    let age = std::time::SystemTime::now().duration_since(got[0].message().timestamp).unwrap();
+    assert!(age < WAIT, "the server's receive time stands in for a missing timestamp: {age:?}");
+    assert_eq!(got[1].message().headers.get("x-trace"), Some("t-1"));
+
+    // Core NATS.
+    let topic = subject("interop.core");
+    let core = NatsCore::connect(&NatsConfig::new(support::shared_url())).await.unwrap();
+    let seen = Recorder::new();
+    let mut s = SubscriberScheduler::new(core.reader(), EventRegistry::new());
+    s.subscribe(topic.clone(), seen.clone());
+    s.start().await.unwrap();
+    client.publish(topic.clone(), "plain core".into()).await.unwrap();
+    let got = seen.wait_for(1, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+    assert_eq!(&got[0].message().payload[..], b"plain core");
+    assert_eq!(got[0].message().id.len(), 36, "a fresh UUID stands in for a missing id");
+}
+
+#[tokio::test]
+async fn jetstream_drops_a_republished_message_id() {
+    let topic = subject("dedup");
+    let js = js(JetStreamConfig::default()).await;
+    let w = js.writer();
+    for _ in 0..3 {
+        w.write(vec![Message::new(&topic, "once").with_id("same")]).await.unwrap();
+    }
+    w.write(vec![Message::new(&topic, "other").with_id("different")]).await.unwrap();
+    let mut stream = js.context().get_stream(topic.replace('.', "_")).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 2, "Nats-Msg-Id de-duplicated the retries");
+}
+
+#[tokio::test]
+async fn a_handler_outliving_the_ack_wait_is_not_redelivered() {
+    let topic = subject("slow");
+    let js = js(JetStreamConfig { ack_wait: Duration::from_secs(1), ..JetStreamConfig::default() }).await;
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = std::sync::Arc::clone(&calls);
+    let mut s = SubscriberScheduler::new(js.reader(), EventRegistry::new());
+    s.subscribe(
+        topic.clone(),
+        handler_fn(move |_d: Delivery| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async {
+                // Work that takes longer than the ack wait; in-progress acks keep it ours.
+                tokio::time::sleep(Duration::from_millis(2_500)).await;
+                Ok::<_, HandlerError>(())
+            }
+        }),
+    )
+    .group("slow")
+    // The reader keeps a pull request open while the handler runs, as it would under
+    // load, so a redelivery would have somewhere to go.
+    .concurrency(2);
+    s.start().await.unwrap();
+    js.writer().write(vec![Message::new(&topic, "x")]).await.unwrap();
+    let stream = js.context().get_stream(topic.replace('.', "_")).await.unwrap();
+    let consumer = format!("slow__{}", topic.replace('.', "_"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    // The server's ack floor is the signal; it has no push notification, so poll it.
+    loop {
+        let info = stream.consumer_info(&consumer).await.unwrap();
+        if info.ack_floor.stream_sequence >= 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the slow message was never acked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Without in-progress acks the server redelivers at 1 s to the open pull request, and
+    // the second lane starts the copy while the first call still runs.
+    let calls = calls.load(std::sync::atomic::Ordering::SeqCst);
+    s.shutdown(WAIT).await;
+    assert_eq!(calls, 1, "in-progress acks prevented a redelivery");
+}
+
+#[tokio::test]
+async fn bad_input_and_unknown_topics_are_typed_errors() {
+    let js = js(JetStreamConfig { auto_create_streams: false, ..JetStreamConfig::default() }).await;
+    let w = js.writer();
+    let err = w.write(vec![Message::new("has space", "x")]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidName, "{err}");
+    let err = w.write(vec![Message::new("orders.*", "x")]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidName, "{err}");
+    let err = w.write(vec![Message::new(subject("nostream"), "x")]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnknownTopic, "{err}");
+    let err = w.write(vec![Message::new(subject("t"), "x").with_header("h", "a\nb")]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+
+    let err = NatsCore::connect(&NatsConfig::new("nats://127.0.0.1:1")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    assert!(err.is_retryable());
+}
