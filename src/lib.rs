@@ -12,7 +12,7 @@
 //! | `memory` (default) | [`memory`] | in-process broker for tests and development |
 //! | `middleware` (default) | `middleware` | retry, dedup, dead-letter queue, tracing, timeout, panic recovery, correlation ids |
 //! | `kafka`      | `kafka`         | not implemented yet |
-//! | `nats`       | `nats`          | not implemented yet |
+//! | `nats`       | [`nats`]        | core NATS (at most once) and JetStream (at least once), on async-nats |
 //! | `pulsar`     | `pulsar`        | not implemented yet |
 //! | `streambus`  | `streambus`     | not implemented yet |
 //! | `full`       | all of the above | |
@@ -62,7 +62,7 @@ pub use tidewater_middleware as middleware;
 #[cfg(feature = "kafka")]
 pub use tidewater_kafka as kafka;
 
-/// The NATS driver (not implemented yet).
+/// The NATS driver: core NATS and JetStream.
 #[cfg(feature = "nats")]
 pub use tidewater_nats as nats;
 

@@ -1,1 +1,277 @@
-fn main() {}
+//! NATS throughput through tidewater against raw async-nats, in one run, 1 KiB messages,
+//! on a nats-server this bench starts (Debian's, or `TIDEWATER_NATS_SERVER`).
+//!
+//! Run: `cargo bench -p tidewater-nats --bench nats_throughput` (`TW_BENCH_MESSAGES`
+//! sets the count, default 50,000). Rows:
+//! - core publish: one publish call per message, then a flush;
+//! - core end to end: publish and receive in one subscriber (raw: a subscription loop;
+//!   tidewater: a handler);
+//! - JetStream publish: batches of 100, each waiting for its acknowledgements;
+//! - JetStream consume: a pre-filled stream read by a durable pull consumer with explicit
+//!   acks (raw: `consumer.messages()` with an ack per message; tidewater: a handler).
+//!
+//! Each figure is the median of 3 runs.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use futures::StreamExt;
+use tidewater_core::{handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, SubscriberScheduler};
+use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig, NatsCore};
+use tokio::sync::Notify;
+
+const RUNS: usize = 3;
+const BATCH: usize = 100;
+
+fn payload() -> Bytes {
+    Bytes::from(vec![7u8; 1024])
+}
+
+fn messages(subject: &str, n: usize) -> Vec<Message> {
+    let p = payload();
+    (0..n).map(|i| Message::new(subject, p.clone()).with_id(format!("{subject}-{i}"))).collect()
+}
+
+fn rate(n: usize, started: Instant) -> f64 {
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+struct Counter {
+    seen: AtomicU64,
+    target: u64,
+    done: Notify,
+}
+
+impl Counter {
+    fn new(target: usize) -> Arc<Self> {
+        Arc::new(Self { seen: AtomicU64::new(0), target: target as u64, done: Notify::new() })
+    }
+    fn hit(&self) {
+        if self.seen.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
+            self.done.notify_one();
+        }
+    }
+    async fn wait(&self) {
+        tokio::time::timeout(Duration::from_secs(120), self.done.notified()).await.expect("all messages arrived");
+    }
+}
+
+async fn core_publish_raw(client: &async_nats::Client, n: usize, run: usize) -> f64 {
+    let subject = format!("bench.core.pub.raw.{run}");
+    let p = payload();
+    let started = Instant::now();
+    for i in 0..n {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", format!("{subject}-{i}"));
+        client.publish_with_headers(subject.clone(), h, p.clone()).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    rate(n, started)
+}
+
+async fn core_publish_tw(core: &NatsCore, n: usize, run: usize) -> f64 {
+    let subject = format!("bench.core.pub.tw.{run}");
+    let msgs = messages(&subject, n);
+    let w = core.writer();
+    let started = Instant::now();
+    for m in msgs {
+        w.write_one(m).await.unwrap();
+    }
+    w.flush().await.unwrap();
+    rate(n, started)
+}
+
+async fn core_e2e_raw(client: &async_nats::Client, n: usize, run: usize) -> f64 {
+    let subject = format!("bench.core.e2e.raw.{run}");
+    let mut sub = client.subscribe(subject.clone()).await.unwrap();
+    client.flush().await.unwrap();
+    let counter = Counter::new(n);
+    let c = Arc::clone(&counter);
+    let reader = tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            std::hint::black_box(&m);
+            c.hit();
+        }
+    });
+    let started = Instant::now();
+    let p = payload();
+    for i in 0..n {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", format!("{subject}-{i}"));
+        client.publish_with_headers(subject.clone(), h, p.clone()).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    counter.wait().await;
+    let r = rate(n, started);
+    reader.abort();
+    r
+}
+
+async fn core_e2e_tw(core: &NatsCore, n: usize, run: usize) -> f64 {
+    let subject = format!("bench.core.e2e.tw.{run}");
+    let counter = Counter::new(n);
+    let c = Arc::clone(&counter);
+    let mut s = SubscriberScheduler::new(core.reader(), EventRegistry::new());
+    s.subscribe(
+        subject.clone(),
+        handler_fn(move |d: Delivery| {
+            std::hint::black_box(&d);
+            c.hit();
+            async { Ok::<_, HandlerError>(()) }
+        }),
+    );
+    s.start().await.unwrap();
+    let msgs = messages(&subject, n);
+    let w = core.writer();
+    let started = Instant::now();
+    for m in msgs {
+        w.write_one(m).await.unwrap();
+    }
+    w.flush().await.unwrap();
+    counter.wait().await;
+    let r = rate(n, started);
+    s.shutdown(Duration::from_secs(5)).await;
+    r
+}
+
+async fn js_publish_raw(ctx: &jetstream::Context, n: usize, run: usize) -> f64 {
+    let subject = format!("bench.js.pub.raw.{run}");
+    ctx.get_or_create_stream(jetstream::stream::Config {
+        name: format!("bench_js_pub_raw_{run}"),
+        subjects: vec![subject.clone()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let p = payload();
+    let started = Instant::now();
+    for chunk in 0..n / BATCH {
+        let mut acks = Vec::with_capacity(BATCH);
+        for i in chunk * BATCH..(chunk + 1) * BATCH {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert("Nats-Msg-Id", format!("{subject}-{i}"));
+            acks.push(ctx.publish_with_headers(subject.clone(), h, p.clone()).await.unwrap());
+        }
+        for ack in acks {
+            ack.await.unwrap();
+        }
+    }
+    rate(n, started)
+}
+
+async fn js_publish_tw(js: &JetStream, n: usize, run: usize) -> f64 {
+    let subject = format!("bench.js.pub.tw.{run}");
+    js.create_stream(&format!("bench_js_pub_tw_{run}"), &[subject.as_str()]).await.unwrap();
+    let mut msgs = messages(&subject, n).into_iter();
+    let w = js.writer();
+    let started = Instant::now();
+    for _ in 0..n / BATCH {
+        w.write(msgs.by_ref().take(BATCH).collect()).await.unwrap();
+    }
+    rate(n, started)
+}
+
+async fn fill(js: &JetStream, subject: &str, stream: &str, n: usize) {
+    js.create_stream(stream, &[subject]).await.unwrap();
+    let mut msgs = messages(subject, n).into_iter();
+    let w = js.writer();
+    for _ in 0..n / BATCH {
+        w.write(msgs.by_ref().take(BATCH).collect()).await.unwrap();
+    }
+}
+
+async fn js_consume_raw(js: &JetStream, n: usize, run: usize) -> f64 {
+    let (subject, stream) = (format!("bench.js.con.raw.{run}"), format!("bench_js_con_raw_{run}"));
+    fill(js, &subject, &stream, n).await;
+    let consumer: jetstream::consumer::PullConsumer = js
+        .context()
+        .get_stream(&stream)
+        .await
+        .unwrap()
+        .get_or_create_consumer(
+            "raw",
+            jetstream::consumer::pull::Config { durable_name: Some("raw".into()), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut messages = consumer.messages().await.unwrap();
+    for _ in 0..n {
+        let m = messages.next().await.unwrap().unwrap();
+        std::hint::black_box(&m);
+        m.ack().await.unwrap();
+    }
+    rate(n, started)
+}
+
+async fn js_consume_tw(js: &JetStream, n: usize, run: usize) -> f64 {
+    let (subject, stream) = (format!("bench.js.con.tw.{run}"), format!("bench_js_con_tw_{run}"));
+    fill(js, &subject, &stream, n).await;
+    let counter = Counter::new(n);
+    let c = Arc::clone(&counter);
+    let mut s = SubscriberScheduler::new(js.reader(), EventRegistry::new());
+    s.subscribe(
+        subject,
+        handler_fn(move |d: Delivery| {
+            std::hint::black_box(&d);
+            c.hit();
+            async { Ok::<_, HandlerError>(()) }
+        }),
+    )
+    .group("tw");
+    let started = Instant::now();
+    s.start().await.unwrap();
+    counter.wait().await;
+    let r = rate(n, started);
+    s.shutdown(Duration::from_secs(5)).await;
+    r
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let n: usize = std::env::var("TW_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let n = n / BATCH * BATCH;
+    let server = support::PrivateServer::start();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let config = NatsConfig::new(server.url());
+        let raw = config.connect().await.unwrap();
+        let ctx = jetstream::new(raw.clone());
+        let core = NatsCore::connect(&config).await.unwrap();
+        let js = JetStream::connect(&config, JetStreamConfig::default()).await.unwrap();
+        let mut rows: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
+            ("core publish", vec![], vec![]),
+            ("core end to end", vec![], vec![]),
+            ("JetStream publish (acked, batches of 100)", vec![], vec![]),
+            ("JetStream consume (pull, explicit ack)", vec![], vec![]),
+        ];
+        for run in 0..RUNS {
+            rows[0].1.push(core_publish_raw(&raw, n, run).await);
+            rows[0].2.push(core_publish_tw(&core, n, run).await);
+            rows[1].1.push(core_e2e_raw(&raw, n, run).await);
+            rows[1].2.push(core_e2e_tw(&core, n, run).await);
+            rows[2].1.push(js_publish_raw(&ctx, n, run).await);
+            rows[2].2.push(js_publish_tw(&js, n, run).await);
+            rows[3].1.push(js_consume_raw(&js, n, run).await);
+            rows[3].2.push(js_consume_tw(&js, n, run).await);
+        }
+        println!("NATS, 1 KiB messages, {n} per run, median of {RUNS}, nats-server on this machine");
+        println!("| path                                      | raw async-nats msg/s | tidewater msg/s | ratio |");
+        println!("|-------------------------------------------|----------------------|-----------------|-------|");
+        for (name, raw, tw) in rows {
+            let (r, t) = (median(raw), median(tw));
+            println!("| {name:<41} | {r:>20.0} | {t:>15.0} | {:>5.2} |", t / r);
+        }
+    });
+    drop(server);
+}

@@ -64,6 +64,30 @@ struct CoreWriter {
     closed: AtomicBool,
 }
 
+/// Checks a message and makes its headers, before anything of its batch is sent.
+fn prepare(message: &Message) -> Result<async_nats::HeaderMap> {
+    check_subject(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
+    to_nats(message)
+}
+
+impl CoreWriter {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("the writer was closed").with_driver(DRIVER));
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, message: Message, headers: async_nats::HeaderMap) -> Result<()> {
+        // A Subject clones by reference count, so keeping one for the error costs nothing.
+        let subject = async_nats::Subject::from(message.stream);
+        self.client
+            .publish_with_headers(subject.clone(), headers, message.payload)
+            .await
+            .map_err(|e| connection_error("publish failed", e).with_topic(subject.as_str()))
+    }
+}
+
 #[async_trait]
 impl Writer for CoreWriter {
     fn driver(&self) -> &'static str {
@@ -71,22 +95,21 @@ impl Writer for CoreWriter {
     }
 
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::closed("the writer was closed").with_driver(DRIVER));
-        }
+        self.check_open()?;
         let mut out = Vec::with_capacity(batch.len());
         for message in &batch {
-            check_subject(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
-            out.push(to_nats(message)?);
+            out.push(prepare(message)?);
         }
         for (message, headers) in batch.into_iter().zip(out) {
-            let topic = message.stream;
-            self.client
-                .publish_with_headers(topic.clone(), headers, message.payload)
-                .await
-                .map_err(|e| connection_error("publish failed", e).with_topic(topic))?;
+            self.publish(message, headers).await?;
         }
         Ok(())
+    }
+
+    async fn write_one(&self, message: Message) -> Result<()> {
+        self.check_open()?;
+        let headers = prepare(&message)?;
+        self.publish(message, headers).await
     }
 
     async fn flush(&self) -> Result<()> {
