@@ -144,5 +144,7 @@ async fn a_failing_handler_never_ends_its_worker() {
     let report = bus.shutdown(WAIT).await.unwrap();
     assert_eq!(report.tasks[0].failed, 50);
     assert_eq!(report.tasks[0].acked, 50);
+    assert_eq!(report.tasks[0].delivered, 100, "each message twice: failed, then redelivered");
+    assert!(report.tasks[0].fetched >= 100 && report.tasks[0].fetches >= 1, "{report:?}");
     assert_eq!(report.tasks[0].restarts, 0);
 }

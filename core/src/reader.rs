@@ -79,6 +79,8 @@ impl ReadTask {
 /// Counters of one read task, live while it runs.
 #[derive(Debug, Default)]
 pub struct TaskStats {
+    pub(crate) fetches: AtomicU64,
+    pub(crate) fetched: AtomicU64,
     pub(crate) delivered: AtomicU64,
     pub(crate) acked: AtomicU64,
     pub(crate) nacked: AtomicU64,
@@ -96,6 +98,8 @@ impl TaskStats {
         TaskReport {
             topic: topic.to_owned(),
             group: group.map(str::to_owned),
+            fetches: get(&self.fetches),
+            fetched: get(&self.fetched),
             delivered: get(&self.delivered),
             acked: get(&self.acked),
             nacked: get(&self.nacked),
@@ -119,6 +123,10 @@ pub struct TaskReport {
     pub topic: String,
     /// The consumer group.
     pub group: Option<String>,
+    /// Batches fetched from the broker.
+    pub fetches: u64,
+    /// Deliveries fetched from the broker (some may be given back unhandled at a stop).
+    pub fetched: u64,
     /// Deliveries handed to the handler.
     pub delivered: u64,
     /// Deliveries the handler processed and that were settled as done.

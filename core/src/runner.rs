@@ -48,16 +48,21 @@ pub async fn run_source(
     result.and(closed)
 }
 
-async fn next_batch(source: &mut (dyn Source + '_), stop: &StopSignal, max: usize) -> Result<Option<Vec<Incoming>>> {
-    tokio::select! {
+async fn next_batch(source: &mut (dyn Source + '_), step: &Step, max: usize) -> Result<Option<Vec<Incoming>>> {
+    let batch = tokio::select! {
         biased;
-        _ = stop.stopped() => Ok(None),
+        _ = step.stop.stopped() => Ok(None),
         batch = source.next_batch(max) => batch,
+    };
+    if let Ok(Some(batch)) = &batch {
+        TaskStats::add(&step.stats.fetches);
+        step.stats.fetched.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
+    batch
 }
 
 async fn run_sequential(source: &mut (dyn Source + '_), step: &Step, fetch: usize) -> Result<()> {
-    while let Some(batch) = next_batch(source, &step.stop, fetch).await? {
+    while let Some(batch) = next_batch(source, step, fetch).await? {
         let mut batch = batch.into_iter();
         while let Some(incoming) = batch.next() {
             if step.stop.is_stopped() {
@@ -91,7 +96,7 @@ async fn run_lanes(source: &mut (dyn Source + '_), step: Step, lanes: usize, fet
 
     let mut round_robin = 0usize;
     let result = 'fetch: loop {
-        let batch = match next_batch(source, &step.stop, fetch).await {
+        let batch = match next_batch(source, &step, fetch).await {
             Ok(Some(batch)) => batch,
             Ok(None) => break Ok(()),
             Err(err) => break Err(err),

@@ -32,8 +32,8 @@ pub enum Outcome {
 
 /// Receives measurements. Every method has an empty default, and [`NoMetrics`] is the
 /// default collector, so implement only what you export (to Prometheus, OpenTelemetry...).
-/// Fetch counts live in each task's [`TaskReport`](tidewater_core::TaskReport), from
-/// `SubscriberScheduler::stats`.
+/// Fetch counts (batches and deliveries fetched) live in each task's
+/// [`TaskReport`](tidewater_core::TaskReport), live from `SubscriberScheduler::stats`.
 pub trait MetricsCollector: Send + Sync + 'static {
     /// A write of `messages` messages (`bytes` payload bytes) to `topic` took `latency`.
     fn sent(&self, _topic: &str, _messages: usize, _bytes: usize, _latency: Duration, _error: Option<&Error>) {}

@@ -139,11 +139,31 @@ impl Reader for NatsCore {
             None => self.client.subscribe(topic.clone()).await,
         }
         .map_err(|e| connection_error("subscribe failed", e).with_topic(topic.clone()))?;
-        // The subscription is live once the server has seen it.
-        self.client.flush().await.map_err(|e| connection_error("flush failed", e).with_topic(topic))?;
+        server_round_trip(&self.client).await.map_err(|e| e.with_topic(topic))?;
         ctx.ready.ready();
         let mut source = CoreSource { subscriber, group: task.group.as_deref().map(Arc::from) };
         run_source(&mut source, handler, &task, &ctx).await
+    }
+}
+
+/// Waits until the server has processed everything this client sent so far.
+///
+/// `Client::flush` only empties the local buffer, so a publish from another connection
+/// could still overtake a subscription just sent and find no interest. The server
+/// handles one connection's commands in order, so once a message published to a fresh
+/// inbox of ours comes back, every earlier subscription is in place. (This needs echo,
+/// which is on unless a client given to [`NatsCore::from_client`] turned it off.)
+async fn server_round_trip(client: &async_nats::Client) -> Result<()> {
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await.map_err(|e| connection_error("subscribe failed", e))?;
+    client.publish(inbox, bytes::Bytes::new()).await.map_err(|e| connection_error("publish failed", e))?;
+    client.flush().await.map_err(|e| connection_error("flush failed", e))?;
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(10), echo.next()).await;
+    let _ = echo.unsubscribe().await;
+    match answered {
+        Ok(Some(_)) => Ok(()),
+        _ => Err(Error::new(ErrorKind::Timeout, "the server did not confirm the subscription within 10 s")
+            .with_driver(DRIVER)),
     }
 }
 

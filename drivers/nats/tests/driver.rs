@@ -88,6 +88,7 @@ async fn tidewater_reads_what_a_plain_client_publishes() {
     s.subscribe(topic.clone(), seen.clone());
     s.start().await.unwrap();
     client.publish(topic.clone(), "plain core".into()).await.unwrap();
+    client.flush().await.unwrap();
     let got = seen.wait_for(1, WAIT).await.unwrap();
     s.shutdown(WAIT).await;
     assert_eq!(&got[0].message().payload[..], b"plain core");
