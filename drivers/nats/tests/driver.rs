@@ -168,3 +168,22 @@ async fn bad_input_and_unknown_topics_are_typed_errors() {
     assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
     assert!(err.is_retryable());
 }
+
+#[tokio::test]
+async fn token_auth_connects_with_the_token_and_fails_clearly_without() {
+    let server = support::PrivateServer::start_with(&["--auth", "t0ken-for-tests"]);
+    let good = NatsConfig::new(server.url()).auth(tidewater_nats::Auth::Token("t0ken-for-tests".into()));
+    let core = NatsCore::connect(&good).await.expect("the right token connects");
+    let seen = Recorder::new();
+    let mut s = SubscriberScheduler::new(core.reader(), EventRegistry::new());
+    s.subscribe("auth.check", seen.clone());
+    s.start().await.unwrap();
+    core.writer().write(vec![Message::new("auth.check", "ok")]).await.unwrap();
+    seen.wait_for(1, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+
+    let wrong = NatsConfig::new(server.url()).auth(tidewater_nats::Auth::Token("wrong".into()));
+    let err = NatsCore::connect(&wrong).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    assert!(!format!("{wrong:?}").contains("wrong\""), "the token stays out of Debug output: {wrong:?}");
+}

@@ -23,14 +23,21 @@ pub fn server_binary() -> PathBuf {
 pub struct PrivateServer {
     pub port: u16,
     pub store: PathBuf,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl PrivateServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server started with `extra` arguments besides address, port and JetStream.
+    pub fn start_with(extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let store = std::env::temp_dir().join(format!("tidewater-nats-{}-{port}", std::process::id()));
-        let mut server = Self { port, store, child: None };
+        let extra = extra.iter().map(|a| a.to_string()).collect();
+        let mut server = Self { port, store, extra, child: None };
         server.restart();
         server
     }
@@ -47,6 +54,7 @@ impl PrivateServer {
         let child = Command::new(&bin)
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(&self.store)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
