@@ -81,13 +81,12 @@ impl Source for MemorySource {
             let data = self.topic.data.notified();
             tokio::pin!(data);
             data.as_mut().enable();
-            if self.topic.lock().closed {
+            let Some(fetch) = self.topic.fetch(&self.group, self.member, max, &self.pending.take()) else {
                 break None;
-            }
-            let (fetched, wake, trimmed) = self.topic.fetch(&self.group, self.member, max, &self.pending.take());
-            drop(trimmed);
-            if !fetched.is_empty() {
-                break Some(self.deliveries(fetched));
+            };
+            drop(fetch.trimmed);
+            if !fetch.fetched.is_empty() {
+                break Some(self.deliveries(fetch.fetched));
             }
             if !idle {
                 // Count in, then look once more, so a publish in between is not missed.
@@ -95,21 +94,16 @@ impl Source for MemorySource {
                 self.topic.idle_readers.fetch_add(1, Ordering::SeqCst);
                 continue;
             }
-            let settled = self.pending.wake.notified();
-            match wake {
-                Some(at) => {
-                    tokio::select! {
-                        _ = data => {}
-                        _ = settled => {}
-                        _ = tokio::time::sleep_until(at) => {}
-                    }
+            let redelivery_due = async {
+                match fetch.wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
                 }
-                None => {
-                    tokio::select! {
-                        _ = data => {}
-                        _ = settled => {}
-                    }
-                }
+            };
+            tokio::select! {
+                _ = data => {}
+                _ = self.pending.wake.notified() => {}
+                _ = redelivery_due => {}
             }
         };
         if idle {

@@ -139,6 +139,15 @@ pub(crate) struct Fetched {
     pub(crate) message: Arc<Message>,
 }
 
+/// What a fetch found.
+pub(crate) struct Fetch {
+    pub(crate) fetched: Vec<Fetched>,
+    /// When the earliest pending redelivery falls due.
+    pub(crate) wake: Option<Instant>,
+    /// Messages trimmed from the log, to drop outside the lock.
+    pub(crate) trimmed: Vec<Stored>,
+}
+
 /// What a publish found.
 pub(crate) enum Append {
     Done,
@@ -198,8 +207,10 @@ impl Topic {
                 state.round_robin % count
             }
         };
+        // Freed only after the lock is released, like a reader's trims.
+        let mut trimmed = Vec::new();
         if state.partitions[partition as usize].log.len() >= capacity {
-            let trimmed = state.make_room(partition, capacity);
+            trimmed = state.make_room(partition, capacity);
             if state.partitions[partition as usize].log.len() >= capacity {
                 state.publishers_waiting += 1;
                 drop(state);
@@ -211,6 +222,7 @@ impl Topic {
         let sequence = state.published;
         state.partitions[partition as usize].log.push_back(Stored { sequence, message: Arc::new(message) });
         drop(state);
+        drop(trimmed);
         if self.idle_readers.load(Ordering::SeqCst) > 0 {
             self.data.notify_waiters();
         }
@@ -293,25 +305,21 @@ impl Topic {
 
     /// Applies what `member` settled, then returns up to `max` deliveries for it: due
     /// redeliveries first, then new messages. Also returns when the earliest pending
-    /// redelivery falls due.
-    pub(crate) fn fetch(
-        &self,
-        group: &str,
-        member: MemberId,
-        max: usize,
-        settled: &[Settled],
-    ) -> (Vec<Fetched>, Option<Instant>, Vec<Stored>) {
+    /// redelivery falls due, and the messages trimmed, for the caller to drop outside the
+    /// lock. `None` once the topic is closed.
+    pub(crate) fn fetch(&self, group: &str, member: MemberId, max: usize, settled: &[Settled]) -> Option<Fetch> {
         let mut state = self.lock();
         let state = &mut *state;
+        if state.closed {
+            return None;
+        }
         let mut out = Vec::with_capacity(max.min(64));
         let mut wake: Option<Instant> = None;
         let mut redelivered = false;
-        let publishers_waiting = state.publishers_waiting > 0;
-        let Some(g) = state.groups.get_mut(group) else { return (out, wake, Vec::new()) };
+        let Some(g) = state.groups.get_mut(group) else {
+            return Some(Fetch { fetched: out, wake, trimmed: Vec::new() });
+        };
         let floor_moved = g.apply(settled);
-        if floor_moved && publishers_waiting {
-            self.space.notify_waiters();
-        }
         if !settled.is_empty() {
             self.wake_watchers();
         }
@@ -361,13 +369,14 @@ impl Topic {
         // so the publisher, which allocates each message, does not also free it.
         let mut trimmed = Vec::new();
         if floor_moved {
+            state.wake_publishers(&self.space);
             for p in 0..state.partitions.len() {
                 if state.partitions[p].log.len() > self.capacity / 4 * 3 {
                     trimmed.extend(state.trim_settled(p as u32, self.capacity / 2));
                 }
             }
         }
-        (out, wake, trimmed)
+        Some(Fetch { fetched: out, wake, trimmed })
     }
 
     /// Messages settled by `group` so far.
