@@ -53,4 +53,4 @@ pub use reader::{
 pub use runner::{panic_message, run_source};
 pub use scheduler::{ShutdownReport, SubscriberScheduler, TaskSpec};
 pub use shutdown::{stop_pair, StopHandle, StopSignal};
-pub use writer::Writer;
+pub use writer::{CloseFlag, Writer};

@@ -1,8 +1,10 @@
 //! The low-level write side.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use async_trait::async_trait;
 
-use crate::{Message, Result};
+use crate::{Error, Message, Result};
 
 /// Writes messages to a broker. Each message names its own stream, so one batch may span
 /// topics. Object-safe: a bus holds an `Arc<dyn Writer>`.
@@ -30,5 +32,30 @@ pub trait Writer: Send + Sync {
     /// Flushes, then releases the writer. Writes after a close fail with `Closed`.
     async fn close(&self) -> Result<()> {
         self.flush().await
+    }
+}
+
+/// Whether a writer was closed. Every driver's writer keeps one, so that a write after
+/// [`Writer::close`] fails with a `Closed` error the same way everywhere.
+#[derive(Debug, Default)]
+pub struct CloseFlag(AtomicBool);
+
+impl CloseFlag {
+    /// An open writer's flag.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `Ok` while open; once closed, a `Closed` error naming `driver`.
+    pub fn check(&self, driver: &'static str) -> Result<()> {
+        if self.0.load(Ordering::Acquire) {
+            return Err(Error::closed("the writer was closed").with_driver(driver));
+        }
+        Ok(())
+    }
+
+    /// Marks the writer closed.
+    pub fn close(&self) {
+        self.0.store(true, Ordering::Release);
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_core::{
-    run_source, BoxHandler, DeliveryModel, Driver, Error, ErrorKind, Message, ReadContext, ReadTask, Reader, Result,
-    Writer,
+    run_source, BoxHandler, CloseFlag, DeliveryModel, Driver, Error, ErrorKind, Message, ReadContext, ReadTask, Reader,
+    Result, Writer,
 };
 use tokio::sync::Notify;
 
@@ -233,13 +233,13 @@ fn validate_topic(name: &str) -> Result<()> {
 #[derive(Debug)]
 pub struct MemoryWriter {
     broker: MemoryBroker,
-    closed: AtomicBool,
+    closed: CloseFlag,
 }
 
 impl MemoryBroker {
     /// A new writer.
     pub fn writer(&self) -> MemoryWriter {
-        MemoryWriter { broker: self.clone(), closed: AtomicBool::new(false) }
+        MemoryWriter { broker: self.clone(), closed: CloseFlag::new() }
     }
 
     /// A new writer, shared: what middleware such as a dead-letter queue takes.
@@ -257,22 +257,18 @@ impl Writer for MemoryWriter {
     /// Appends each message to its topic, waiting for room where a partition is full.
     /// The batch is checked first: if any message is invalid, none is written.
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::closed("the writer was closed").with_driver(DRIVER));
-        }
+        self.closed.check(DRIVER)?;
         self.broker.write(batch).await
     }
 
     async fn write_one(&self, message: Message) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::closed("the writer was closed").with_driver(DRIVER));
-        }
+        self.closed.check(DRIVER)?;
         self.broker.check(0, &message)?;
         self.broker.append(message).await
     }
 
     async fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
         Ok(())
     }
 }

@@ -1,14 +1,13 @@
 //! Core NATS: publish, subscribe, queue groups. At most once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use tidewater_core::{
-    run_source, BoxHandler, Delivery, DeliveryModel, Driver, Error, ErrorKind, IdFactory, Incoming, Message, Position,
-    ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, UuidV7Ids, Writer,
+    run_source, BoxHandler, CloseFlag, Delivery, DeliveryModel, Driver, Error, ErrorKind, IdFactory, Incoming, Message,
+    Position, ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, UuidV7Ids, Writer,
 };
 
 use crate::headers::{check_subject, from_nats, to_nats};
@@ -49,7 +48,7 @@ impl NatsCore {
 
 impl Driver for NatsCore {
     fn writer(&self) -> Arc<dyn Writer> {
-        Arc::new(CoreWriter { client: self.client.clone(), closed: AtomicBool::new(false) })
+        Arc::new(CoreWriter { client: self.client.clone(), closed: CloseFlag::new() })
     }
 
     fn reader(&self) -> Arc<dyn Reader> {
@@ -61,7 +60,7 @@ impl Driver for NatsCore {
 /// [`Writer::flush`] waits until the server has them.
 struct CoreWriter {
     client: async_nats::Client,
-    closed: AtomicBool,
+    closed: CloseFlag,
 }
 
 /// Checks a message and makes its headers, before anything of its batch is sent.
@@ -71,13 +70,6 @@ fn prepare(message: &Message) -> Result<async_nats::HeaderMap> {
 }
 
 impl CoreWriter {
-    fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::closed("the writer was closed").with_driver(DRIVER));
-        }
-        Ok(())
-    }
-
     async fn publish(&self, message: Message, headers: async_nats::HeaderMap) -> Result<()> {
         // A Subject clones by reference count, so keeping one for the error costs nothing.
         let subject = async_nats::Subject::from(message.stream);
@@ -95,7 +87,7 @@ impl Writer for CoreWriter {
     }
 
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
-        self.check_open()?;
+        self.closed.check(DRIVER)?;
         let mut out = Vec::with_capacity(batch.len());
         for message in &batch {
             out.push(prepare(message)?);
@@ -107,7 +99,7 @@ impl Writer for CoreWriter {
     }
 
     async fn write_one(&self, message: Message) -> Result<()> {
-        self.check_open()?;
+        self.closed.check(DRIVER)?;
         let headers = prepare(&message)?;
         self.publish(message, headers).await
     }
@@ -117,7 +109,7 @@ impl Writer for CoreWriter {
     }
 
     async fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
         self.flush().await
     }
 }

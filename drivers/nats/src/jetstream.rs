@@ -1,7 +1,7 @@
 //! JetStream: streams, acknowledged publishes, durable pull consumers. At least once.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -9,7 +9,7 @@ use async_nats::jetstream::{self, consumer, message::Acker, stream, AckKind};
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use tidewater_core::{
-    run_source, BoxHandler, Delivery, DeliveryModel, Driver, Error, ErrorKind, Incoming, Message, Position,
+    run_source, BoxHandler, CloseFlag, Delivery, DeliveryModel, Driver, Error, ErrorKind, Incoming, Message, Position,
     ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, StartFrom, Writer,
 };
 use tokio::task::JoinHandle;
@@ -215,7 +215,7 @@ fn publish_error(e: async_nats::jetstream::context::PublishError, topic: &str) -
 
 impl Driver for JetStream {
     fn writer(&self) -> Arc<dyn Writer> {
-        Arc::new(JsWriter { js: self.clone(), closed: AtomicBool::new(false) })
+        Arc::new(JsWriter { js: self.clone(), closed: CloseFlag::new() })
     }
 
     fn reader(&self) -> Arc<dyn Reader> {
@@ -226,7 +226,7 @@ impl Driver for JetStream {
 /// Writes to JetStream; a write returns when the stream acknowledged every message.
 struct JsWriter {
     js: JetStream,
-    closed: AtomicBool,
+    closed: CloseFlag,
 }
 
 #[async_trait]
@@ -236,9 +236,7 @@ impl Writer for JsWriter {
     }
 
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::closed("the writer was closed").with_driver(DRIVER));
-        }
+        self.closed.check(DRIVER)?;
         self.js.publish(batch).await
     }
 
@@ -247,7 +245,7 @@ impl Writer for JsWriter {
     }
 
     async fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
         self.flush().await
     }
 }
@@ -392,7 +390,7 @@ impl JsSource {
     }
 }
 
-fn read_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+fn read_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     // Pull requests fail when the connection is down; the scheduler restarts the reader.
     Error::new(ErrorKind::Connection, "reading from JetStream failed").with_source(e).with_driver(DRIVER)
 }
@@ -420,26 +418,27 @@ impl Source for JsSource {
                     self.batch = None;
                     continue;
                 }
-                Some(item) => item.map_err(|e| {
-                    Error::new(ErrorKind::Connection, format!("reading from JetStream failed: {e}")).with_driver(DRIVER)
-                }),
-            };
-            let first = match first {
-                Ok(first) => first,
-                Err(err) => {
+                Some(Ok(first)) => first,
+                Some(Err(e)) => {
                     self.batch = None;
-                    return Err(err);
+                    return Err(read_error(e));
                 }
             };
             let mut rest = Vec::new();
             while rest.len() + 1 < max {
                 match batch.next().now_or_never() {
                     Some(Some(Ok(msg))) => rest.push(msg),
+                    Some(Some(Err(e))) => {
+                        // Hand out what arrived; the next call starts a fresh pull.
+                        tracing::warn!(stream = %self.stream, error = %e, "JetStream pull failed; pulling again");
+                        self.batch = None;
+                        break;
+                    }
                     Some(None) => {
                         self.batch = None;
                         break;
                     }
-                    _ => break,
+                    None => break,
                 }
             }
             let mut out = Vec::with_capacity(rest.len() + 1);
