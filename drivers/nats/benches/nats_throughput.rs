@@ -62,28 +62,38 @@ impl Counter {
     }
 }
 
-async fn core_publish_raw(client: &async_nats::Client, n: usize, run: usize) -> f64 {
-    let subject = format!("bench.core.pub.raw.{run}");
+/// Publishes `n` messages with a raw client, one call each with an id header, then flushes.
+async fn publish_raw(client: &async_nats::Client, subject: &str, n: usize) {
     let p = payload();
-    let started = Instant::now();
     for i in 0..n {
         let mut h = async_nats::HeaderMap::new();
         h.insert("Nats-Msg-Id", format!("{subject}-{i}"));
-        client.publish_with_headers(subject.clone(), h, p.clone()).await.unwrap();
+        client.publish_with_headers(subject.to_owned(), h, p.clone()).await.unwrap();
     }
     client.flush().await.unwrap();
+}
+
+/// Publishes `msgs` through tidewater's core writer, one call each, then flushes.
+async fn publish_tw(core: &NatsCore, msgs: Vec<Message>) {
+    let w = core.writer();
+    for m in msgs {
+        w.write_one(m).await.unwrap();
+    }
+    w.flush().await.unwrap();
+}
+
+async fn core_publish_raw(client: &async_nats::Client, n: usize, run: usize) -> f64 {
+    let subject = format!("bench.core.pub.raw.{run}");
+    let started = Instant::now();
+    publish_raw(client, &subject, n).await;
     rate(n, started)
 }
 
 async fn core_publish_tw(core: &NatsCore, n: usize, run: usize) -> f64 {
     let subject = format!("bench.core.pub.tw.{run}");
     let msgs = messages(&subject, n);
-    let w = core.writer();
     let started = Instant::now();
-    for m in msgs {
-        w.write_one(m).await.unwrap();
-    }
-    w.flush().await.unwrap();
+    publish_tw(core, msgs).await;
     rate(n, started)
 }
 
@@ -100,13 +110,7 @@ async fn core_e2e_raw(client: &async_nats::Client, n: usize, run: usize) -> f64 
         }
     });
     let started = Instant::now();
-    let p = payload();
-    for i in 0..n {
-        let mut h = async_nats::HeaderMap::new();
-        h.insert("Nats-Msg-Id", format!("{subject}-{i}"));
-        client.publish_with_headers(subject.clone(), h, p.clone()).await.unwrap();
-    }
-    client.flush().await.unwrap();
+    publish_raw(client, &subject, n).await;
     counter.wait().await;
     let r = rate(n, started);
     reader.abort();
@@ -128,12 +132,8 @@ async fn core_e2e_tw(core: &NatsCore, n: usize, run: usize) -> f64 {
     );
     s.start().await.unwrap();
     let msgs = messages(&subject, n);
-    let w = core.writer();
     let started = Instant::now();
-    for m in msgs {
-        w.write_one(m).await.unwrap();
-    }
-    w.flush().await.unwrap();
+    publish_tw(core, msgs).await;
     counter.wait().await;
     let r = rate(n, started);
     s.shutdown(Duration::from_secs(5)).await;
@@ -168,22 +168,24 @@ async fn js_publish_raw(ctx: &jetstream::Context, n: usize, run: usize) -> f64 {
 async fn js_publish_tw(js: &JetStream, n: usize, run: usize) -> f64 {
     let subject = format!("bench.js.pub.tw.{run}");
     js.create_stream(&format!("bench_js_pub_tw_{run}"), &[subject.as_str()]).await.unwrap();
-    let mut msgs = messages(&subject, n).into_iter();
-    let w = js.writer();
+    let msgs = messages(&subject, n);
     let started = Instant::now();
-    for _ in 0..n / BATCH {
+    write_batches(js, msgs).await;
+    rate(n, started)
+}
+
+/// Writes `msgs` through tidewater's JetStream writer in acknowledged batches of 100.
+async fn write_batches(js: &JetStream, msgs: Vec<Message>) {
+    let w = js.writer();
+    let mut msgs = msgs.into_iter().peekable();
+    while msgs.peek().is_some() {
         w.write(msgs.by_ref().take(BATCH).collect()).await.unwrap();
     }
-    rate(n, started)
 }
 
 async fn fill(js: &JetStream, subject: &str, stream: &str, n: usize) {
     js.create_stream(stream, &[subject]).await.unwrap();
-    let mut msgs = messages(subject, n).into_iter();
-    let w = js.writer();
-    for _ in 0..n / BATCH {
-        w.write(msgs.by_ref().take(BATCH).collect()).await.unwrap();
-    }
+    write_batches(js, messages(subject, n)).await;
 }
 
 async fn js_consume_raw(js: &JetStream, n: usize, run: usize) -> f64 {
