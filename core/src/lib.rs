@@ -27,6 +27,7 @@ mod handler;
 pub mod hash;
 mod id;
 mod message;
+pub mod names;
 mod publisher;
 mod reader;
 mod runner;
@@ -37,7 +38,7 @@ mod writer;
 
 pub use bus::Bus;
 pub use codec::{Codec, JsonCodec};
-pub use commit::PartitionCommits;
+pub use commit::{PartitionCommits, Ticket};
 pub use delivery::{Delivery, DeliveryModel, Position, Settlement};
 pub use driver::Driver;
 pub use error::{Attempts, Error, ErrorKind, HandlerError, Recovery, Result};

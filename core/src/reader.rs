@@ -216,6 +216,14 @@ pub trait Settle: Send {
     /// Gives back a delivery that was fetched but not handled. The default does nothing,
     /// for brokers that redeliver what a closing consumer left unsettled.
     async fn release(self: Box<Self>) {}
+
+    /// Whether the delivery should still be handled. A log driver answers false once the
+    /// record's partition was rewound below it or taken away by a rebalance, so the
+    /// runner releases it unhandled instead of running a handler whose result would be
+    /// thrown away and whose side effects would come again. The default is true.
+    fn is_current(&self) -> bool {
+        true
+    }
 }
 
 /// A delivery fetched by a driver, with the means to settle it.

@@ -149,6 +149,10 @@ struct Step {
 impl Step {
     async fn run(&self, incoming: Incoming) {
         let Incoming { delivery, settle } = incoming;
+        if !settle.is_current() {
+            settle.release().await;
+            return;
+        }
         TaskStats::add(&self.stats.delivered);
         let mut call = std::pin::pin!(AssertUnwindSafe(self.handler.handle(delivery.clone())).catch_unwind());
         // Most handlers finish on their first poll; only a handler that has to wait needs

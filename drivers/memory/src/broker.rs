@@ -210,21 +210,8 @@ fn wait_error(topic: &str, what: String) -> Error {
     Error::new(ErrorKind::Timeout, what).with_driver(DRIVER).with_topic(topic)
 }
 
-/// Topic names as Kafka allows them, so a service tested here does not fail on a real
-/// broker: 1 to 249 characters of ASCII letters, digits, `.`, `_` and `-`.
 fn validate_topic(name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 249
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::new(
-            ErrorKind::InvalidName,
-            format!("{name:?} is not a valid topic name: use 1 to 249 ASCII letters, digits, '.', '_' or '-'"),
-        )
-        .with_driver(DRIVER))
-    }
+    tidewater_core::names::check_topic(name).map_err(|e| e.with_driver(DRIVER))
 }
 
 /// A writer to a [`MemoryBroker`], from [`Driver::writer`] or [`MemoryBroker::writer`].
