@@ -11,7 +11,7 @@
 //! |--------------|-----------------|--------|
 //! | `memory` (default) | [`memory`] | in-process broker for tests and development |
 //! | `middleware` (default) | `middleware` | retry, dedup, dead-letter queue, tracing, timeout, panic recovery, correlation ids |
-//! | `kafka`      | `kafka`         | not implemented yet |
+//! | `kafka`      | [`kafka`]       | consumer groups with commits that never pass an unprocessed record, on rdkafka |
 //! | `nats`       | [`nats`]        | core NATS (at most once) and JetStream (at least once), on async-nats |
 //! | `pulsar`     | `pulsar`        | not implemented yet |
 //! | `streambus`  | `streambus`     | not implemented yet |
@@ -58,7 +58,7 @@ pub use tidewater_memory as memory;
 #[cfg(feature = "middleware")]
 pub use tidewater_middleware as middleware;
 
-/// The Kafka driver (not implemented yet).
+/// The Kafka driver, on rdkafka.
 #[cfg(feature = "kafka")]
 pub use tidewater_kafka as kafka;
 

@@ -1,1 +1,128 @@
-//! Not yet implemented.
+//! The Kafka driver of tidewater, on rdkafka (librdkafka, built from source).
+//!
+//! [`Kafka`] connects once and hands out writers and readers:
+//!
+//! - [`KafkaWriter`]: every write waits for the brokers' acknowledgement; the idempotent
+//!   producer is on by default; keys pick partitions as the Java client does.
+//! - [`KafkaReader`]: consumer groups with manual commits that never pass an unprocessed
+//!   record, also with concurrency above 1; commits on revoke and at stop; a nack rewinds
+//!   the partition ([`DeliveryModel::Log`](tidewater_core::DeliveryModel::Log)).
+//! - Topics a writer or reader uses are created when missing, if
+//!   [`KafkaConfig::auto_create_topics`] allows it, and are an `UnknownTopic` error
+//!   otherwise.
+//!
+//! Message fields travel as the record's own fields where Kafka has them:
+//!
+//! | Message field | Kafka record                         |
+//! |---------------|--------------------------------------|
+//! | id            | header `tw-id`                       |
+//! | key           | the record key                       |
+//! | content type  | header `tw-content-type`             |
+//! | timestamp     | the record timestamp (create time)   |
+//! | headers       | headers, as they are                 |
+//!
+//! A record from another client without `tw-id` gets the id `<topic>-<partition>-<offset>`,
+//! the same on every redelivery, so deduplication works on it.
+//!
+//! ```no_run
+//! use tidewater_core::{Bus, EventRegistry};
+//! use tidewater_kafka::{Kafka, KafkaConfig};
+//!
+//! # async fn example() -> tidewater_core::Result<()> {
+//! let kafka = Kafka::connect(KafkaConfig::new("127.0.0.1:9092")).await?;
+//! kafka.create_topic("orders", 6).await?;
+//! let bus = Bus::new(&kafka, EventRegistry::new());
+//! # let _ = bus;
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod config;
+mod errors;
+mod reader;
+mod record;
+mod topics;
+mod writer;
+
+use std::sync::Arc;
+
+use rdkafka::producer::FutureProducer;
+use tidewater_core::{Driver, Reader, Result, Writer};
+
+pub use config::{Compression, KafkaConfig, Sasl, SaslMechanism, Tls, TopicSpec};
+pub use reader::KafkaReader;
+pub use writer::KafkaWriter;
+
+/// Re-exported so services can reach librdkafka where tidewater does not go.
+pub use rdkafka;
+
+use crate::errors::kafka_error;
+use crate::topics::Topics;
+
+pub(crate) const DRIVER: &str = "kafka";
+
+/// A connection to a Kafka cluster: one producer shared by every writer, and a
+/// consumer per read task.
+#[derive(Clone)]
+pub struct Kafka {
+    config: Arc<KafkaConfig>,
+    topics: Arc<Topics>,
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for Kafka {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kafka").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Kafka {
+    /// Connects as `config` says and checks that a broker answers.
+    pub async fn connect(config: KafkaConfig) -> Result<Self> {
+        let config = Arc::new(config);
+        let topics = Arc::new(Topics::new(Arc::clone(&config))?);
+        topics.ping().await?;
+        let producer: FutureProducer =
+            config.producer().create().map_err(|e| kafka_error("cannot create the Kafka producer", e))?;
+        Ok(Self { config, topics, producer })
+    }
+
+    /// Creates `topic` with `partitions` partitions (and the replication factor of
+    /// [`KafkaConfig::auto_create_topics`], else the broker's default). A topic that
+    /// exists already is fine.
+    pub async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        let replication = self.config.auto_create_topics.and_then(|spec| spec.replication_factor);
+        self.topics.create(topic, partitions, replication).await
+    }
+
+    /// A writer. Writers share the producer; closing one closes only that writer.
+    pub fn kafka_writer(&self) -> KafkaWriter {
+        KafkaWriter::new(self.producer.clone(), Arc::clone(&self.topics))
+    }
+
+    /// A reader.
+    pub fn kafka_reader(&self) -> KafkaReader {
+        KafkaReader::new(Arc::clone(&self.config), Arc::clone(&self.topics))
+    }
+
+    /// The shared producer, for what tidewater does not cover.
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+}
+
+impl Driver for Kafka {
+    fn writer(&self) -> Arc<dyn Writer> {
+        Arc::new(self.kafka_writer())
+    }
+
+    fn reader(&self) -> Arc<dyn Reader> {
+        Arc::new(self.kafka_reader())
+    }
+}

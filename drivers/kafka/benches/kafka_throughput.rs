@@ -1,0 +1,201 @@
+//! Kafka throughput through tidewater against raw rdkafka, in one run, 1 KiB messages,
+//! on a tansu broker this bench starts with `memory://` storage (fast, and never read
+//! from inside a batch here, so its fault does not apply).
+//!
+//! Run: `cargo bench -p tidewater-kafka --bench kafka_throughput` (`TW_BENCH_MESSAGES`
+//! sets the count, default 50,000). Rows:
+//! - produce: batches of 1,000 keyed messages, each waiting for its acknowledgements
+//!   (raw: `FutureProducer::send_result` per message, then the delivery futures;
+//!   tidewater: `Writer::write`), both with the driver's producer settings;
+//! - consume: a pre-filled 3-partition topic read by a new consumer group, timed from the
+//!   first record to the last, so group set-up is left out (raw: a `StreamConsumer::recv`
+//!   loop with auto-commit; tidewater: a handler, with its commits of processed offsets).
+//!
+//! Each figure is the median of 3 runs.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use rdkafka::Message as _;
+use tidewater_core::{
+    handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, ReadTask, SubscriberScheduler,
+};
+use tidewater_kafka::{Kafka, KafkaConfig};
+use tokio::sync::Notify;
+
+const RUNS: usize = 3;
+const BATCH: usize = 1000;
+
+fn payload() -> Bytes {
+    Bytes::from(vec![7u8; 1024])
+}
+
+fn rate(n: usize, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64()
+}
+
+/// Counts handled records; remembers when the first and the last arrived.
+struct Counter {
+    seen: AtomicU64,
+    target: u64,
+    first: Mutex<Option<Instant>>,
+    done: Notify,
+}
+
+impl Counter {
+    fn new(target: usize) -> Arc<Self> {
+        Arc::new(Self { seen: AtomicU64::new(0), target: target as u64, first: Mutex::new(None), done: Notify::new() })
+    }
+
+    fn hit(&self) {
+        let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == 1 {
+            *self.first.lock().unwrap() = Some(Instant::now());
+        }
+        if n == self.target {
+            self.done.notify_one();
+        }
+    }
+
+    /// Waits for the last record; the time from the first.
+    async fn wait(&self) -> Duration {
+        tokio::time::timeout(Duration::from_secs(300), self.done.notified()).await.expect("all records arrived");
+        self.first.lock().unwrap().expect("a first record").elapsed()
+    }
+}
+
+async fn produce_raw(producer: &FutureProducer, topic: &str, n: usize) -> Duration {
+    let p = payload();
+    let started = Instant::now();
+    for start in (0..n).step_by(BATCH) {
+        let mut pending = Vec::with_capacity(BATCH);
+        for i in start..(start + BATCH).min(n) {
+            let key = format!("k{}", i % 64);
+            let id = format!("{topic}-{i}");
+            let headers = rdkafka::message::OwnedHeaders::new()
+                .insert(rdkafka::message::Header { key: "tw-id", value: Some(&id) });
+            let record = FutureRecord::to(topic).payload(&p[..]).key(&key).headers(headers);
+            pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("queue"));
+        }
+        for delivery in pending {
+            delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+        }
+    }
+    started.elapsed()
+}
+
+async fn produce_tw(kafka: &Kafka, topic: &str, n: usize) -> Duration {
+    let writer = kafka.writer();
+    let p = payload();
+    let started = Instant::now();
+    for start in (0..n).step_by(BATCH) {
+        let batch: Vec<Message> = (start..(start + BATCH).min(n))
+            .map(|i| Message::new(topic, p.clone()).with_id(format!("{topic}-{i}")).with_key(format!("k{}", i % 64)))
+            .collect();
+        writer.write(batch).await.unwrap();
+    }
+    started.elapsed()
+}
+
+async fn consume_raw(brokers: &str, topic: &str, group: &str, n: usize) -> Duration {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let counter = Counter::new(n);
+    let mut bytes = 0usize;
+    for _ in 0..n {
+        let record = consumer.recv().await.unwrap();
+        bytes += record.payload().map_or(0, <[u8]>::len);
+        counter.hit();
+    }
+    assert_eq!(bytes, n * 1024);
+    let elapsed = counter.wait().await;
+    tokio::task::spawn_blocking(move || drop(consumer)).await.unwrap();
+    elapsed
+}
+
+async fn consume_tw(kafka: &Kafka, topic: &str, group: &str, n: usize) -> Duration {
+    let counter = Counter::new(n);
+    let c = Arc::clone(&counter);
+    let handler = handler_fn(move |d: Delivery| {
+        assert_eq!(d.message().payload.len(), 1024);
+        c.hit();
+        async { Ok::<_, HandlerError>(()) }
+    });
+    let mut scheduler = SubscriberScheduler::new(kafka.reader(), EventRegistry::new());
+    scheduler.add(ReadTask::new(topic).with_group(group), Arc::new(handler));
+    scheduler.start().await.unwrap();
+    let elapsed = counter.wait().await;
+    scheduler.shutdown(Duration::from_secs(10)).await;
+    elapsed
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let n: usize = std::env::var("TW_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let broker = support::PrivateTansu::start(support::Storage::Memory);
+    let brokers = broker.brokers();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let config = KafkaConfig::new(&brokers);
+        let kafka = Kafka::connect(config.clone()).await.unwrap();
+        let raw: FutureProducer = {
+            // The producer settings the driver uses, so only the layer differs.
+            let mut c = ClientConfig::new();
+            c.set("bootstrap.servers", &brokers)
+                .set("linger.ms", "5")
+                .set("enable.idempotence", "true")
+                .set("partitioner", "murmur2_random");
+            c.create().unwrap()
+        };
+        let mut rows: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![("produce", vec![], vec![]), ("consume", vec![], vec![])];
+        for run in 0..RUNS {
+            let (raw_topic, tw_topic) = (format!("bench-raw-{run}"), format!("bench-tw-{run}"));
+            kafka.create_topic(&raw_topic, 3).await.unwrap();
+            kafka.create_topic(&tw_topic, 3).await.unwrap();
+            // Alternate which goes first, so neither always meets a warmer broker.
+            let (r, t) = if run % 2 == 0 {
+                let r = produce_raw(&raw, &raw_topic, n).await;
+                (r, produce_tw(&kafka, &tw_topic, n).await)
+            } else {
+                let t = produce_tw(&kafka, &tw_topic, n).await;
+                (produce_raw(&raw, &raw_topic, n).await, t)
+            };
+            rows[0].1.push(rate(n, r));
+            rows[0].2.push(rate(n, t));
+            let group = format!("bench-group-{run}");
+            let (r, t) = if run % 2 == 0 {
+                let r = consume_raw(&brokers, &raw_topic, &group, n).await;
+                (r, consume_tw(&kafka, &tw_topic, &group, n).await)
+            } else {
+                let t = consume_tw(&kafka, &tw_topic, &group, n).await;
+                (consume_raw(&brokers, &raw_topic, &group, n).await, t)
+            };
+            rows[1].1.push(rate(n, r));
+            rows[1].2.push(rate(n, t));
+        }
+        println!("Kafka (tansu 0.6.0, memory://), 1 KiB messages, {n} per run, median of {RUNS}");
+        println!("| path    | raw rdkafka msg/s | tidewater msg/s | ratio |");
+        println!("|---------|-------------------|-----------------|-------|");
+        for (name, raw, tw) in rows {
+            let (r, t) = (median(raw), median(tw));
+            println!("| {name:<7} | {r:>17.0} | {t:>15.0} | {:>5.2} |", t / r);
+        }
+    });
+}

@@ -1,0 +1,80 @@
+//! Message fields to Kafka records and back.
+//!
+//! | Message field | Kafka record                         |
+//! |---------------|--------------------------------------|
+//! | id            | header `tw-id`                       |
+//! | key           | the record key                       |
+//! | content type  | header `tw-content-type`             |
+//! | timestamp     | the record timestamp (create time)   |
+//! | headers       | headers, as they are                 |
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
+use rdkafka::Message as _;
+use tidewater_core::{wire, Error, ErrorKind, Headers, Message, Result};
+
+use crate::DRIVER;
+
+const RESERVED: [&str; 2] = [wire::ID, wire::CONTENT_TYPE];
+
+/// The headers of the record for `message`.
+pub(crate) fn headers(message: &Message) -> Result<OwnedHeaders> {
+    let mut h = OwnedHeaders::new_with_capacity(message.headers.len() + 2);
+    for (name, value) in message.headers.iter() {
+        if RESERVED.contains(&name) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("message {} has a header {name:?}, a name the Kafka driver keeps for its own use", message.id),
+            )
+            .with_driver(DRIVER)
+            .with_topic(message.stream.clone()));
+        }
+        h = h.insert(Header { key: name, value: Some(value) });
+    }
+    if !message.id.is_empty() {
+        h = h.insert(Header { key: wire::ID, value: Some(&message.id) });
+    }
+    if let Some(ct) = &message.content_type {
+        h = h.insert(Header { key: wire::CONTENT_TYPE, value: Some(ct) });
+    }
+    Ok(h)
+}
+
+/// The record timestamp for `message`: milliseconds since the Unix epoch.
+pub(crate) fn timestamp(message: &Message) -> i64 {
+    message.timestamp.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+}
+
+/// A message from a fetched record. What a plain client did not send comes from the
+/// record: the id is `<topic>-<partition>-<offset>`, stable across redeliveries so
+/// deduplication works; header values that are not UTF-8 are read lossily, and a null
+/// header value reads as empty.
+pub(crate) fn from_record(record: &BorrowedMessage<'_>) -> Message {
+    let payload = record.payload().map(Bytes::copy_from_slice).unwrap_or_default();
+    let mut message = Message::new(record.topic(), payload);
+    message.key = record.key().map(Bytes::copy_from_slice);
+    message.timestamp = record
+        .timestamp()
+        .to_millis()
+        .filter(|ms| *ms >= 0)
+        .map_or_else(SystemTime::now, |ms| UNIX_EPOCH + Duration::from_millis(ms as u64));
+    let mut id = None;
+    let mut user = Headers::new();
+    if let Some(headers) = record.headers() {
+        for header in headers.iter() {
+            let value = header.value.map(String::from_utf8_lossy).unwrap_or_default();
+            match header.key {
+                wire::ID => id = Some(value.into_owned()),
+                wire::CONTENT_TYPE => message.content_type = Some(value.into_owned()),
+                name => {
+                    user.insert(name, value.into_owned());
+                }
+            }
+        }
+    }
+    message.id = id.unwrap_or_else(|| format!("{}-{}-{}", record.topic(), record.partition(), record.offset()));
+    message.headers = user;
+    message
+}

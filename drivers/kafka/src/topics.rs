@@ -1,0 +1,111 @@
+//! Topics: which exist, and creating the missing ones.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+use tidewater_core::{names, Error, ErrorKind, Result};
+
+use crate::errors::kafka_error;
+use crate::{KafkaConfig, DRIVER};
+
+/// Looks topics up once and remembers the ones that exist, so a writer asks the broker
+/// about a topic only on its first use.
+pub(crate) struct Topics {
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    config: Arc<KafkaConfig>,
+    known: Mutex<HashSet<String>>,
+}
+
+impl Topics {
+    pub(crate) fn new(config: Arc<KafkaConfig>) -> Result<Self> {
+        let admin = config.admin().create().map_err(|e| kafka_error("cannot create the Kafka admin client", e))?;
+        Ok(Self { admin: Arc::new(admin), config, known: Mutex::default() })
+    }
+
+    /// Asks the brokers for the cluster's metadata, to see that they answer.
+    pub(crate) async fn ping(&self) -> Result<()> {
+        let admin = Arc::clone(&self.admin);
+        let timeout = self.config.request_timeout;
+        let brokers = self.config.brokers.clone();
+        blocking(move || admin.inner().fetch_metadata(None, timeout)).await?.map(|_| ()).map_err(|e| {
+            // Whatever librdkafka calls it (timeout, all brokers down), the broker is
+            // not there: say so.
+            Error::new(ErrorKind::Connection, format!("no Kafka broker at {brokers} answered within {timeout:?}"))
+                .with_driver(DRIVER)
+                .with_source(e)
+        })
+    }
+
+    /// Makes sure `topic` exists: known, found on the broker, or created if the
+    /// configuration allows it.
+    pub(crate) async fn ensure(&self, topic: &str) -> Result<()> {
+        if self.known.lock().unwrap().contains(topic) {
+            return Ok(());
+        }
+        names::check_topic(topic).map_err(|e| e.with_driver(DRIVER))?;
+        if self.exists(topic).await? {
+            self.known.lock().unwrap().insert(topic.to_owned());
+            return Ok(());
+        }
+        match self.config.auto_create_topics {
+            Some(spec) => self.create(topic, spec.partitions, spec.replication_factor).await,
+            None => Err(Error::new(
+                ErrorKind::UnknownTopic,
+                format!(
+                    "topic {topic:?} does not exist and auto_create_topics is off; create it first \
+                     (Kafka::create_topic or the broker's tools)"
+                ),
+            )
+            .with_driver(DRIVER)
+            .with_topic(topic)),
+        }
+    }
+
+    async fn exists(&self, topic: &str) -> Result<bool> {
+        let admin = Arc::clone(&self.admin);
+        let timeout = self.config.request_timeout;
+        let name = topic.to_owned();
+        let metadata = blocking(move || admin.inner().fetch_metadata(Some(&name), timeout))
+            .await?
+            .map_err(|e| kafka_error(format!("cannot look topic {topic:?} up"), e).with_topic(topic))?;
+        Ok(metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+    }
+
+    /// Creates `topic`; a topic that already exists is fine.
+    pub(crate) async fn create(&self, topic: &str, partitions: u32, replication: Option<u16>) -> Result<()> {
+        names::check_topic(topic).map_err(|e| e.with_driver(DRIVER))?;
+        let replication = TopicReplication::Fixed(replication.map_or(-1, i32::from));
+        let new = NewTopic::new(topic, partitions as i32, replication);
+        let options = AdminOptions::new().operation_timeout(Some(self.config.request_timeout));
+        let results = self
+            .admin
+            .create_topics([&new], &options)
+            .await
+            .map_err(|e| kafka_error(format!("cannot create topic {topic:?}"), e).with_topic(topic))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => {
+                    return Err(Error::new(
+                        crate::errors::kind_of_code(code),
+                        format!("cannot create topic {topic:?} with {partitions} partitions: {code}"),
+                    )
+                    .with_driver(DRIVER)
+                    .with_topic(topic))
+                }
+            }
+        }
+        self.known.lock().unwrap().insert(topic.to_owned());
+        Ok(())
+    }
+}
+
+/// Runs a blocking librdkafka call off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        Error::new(ErrorKind::Closed, format!("a blocking Kafka call did not finish: {e}")).with_driver(DRIVER)
+    })
+}

@@ -1,0 +1,159 @@
+//! The write side: a producer that waits for the broker's acknowledgement.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::channel::oneshot::Canceled;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tidewater_core::{CloseFlag, Error, Message, Result, Writer};
+
+use crate::errors::kafka_error;
+use crate::record;
+use crate::topics::Topics;
+use crate::DRIVER;
+
+/// Writes to Kafka through a producer shared by every writer of one [`Kafka`](crate::Kafka).
+///
+/// A write returns once the brokers acknowledged every message of the batch (with the
+/// idempotent producer, `acks=all`). A message's key picks its partition with the Java
+/// client's murmur2 partitioner, so every Kafka client agrees where a key goes; keyless
+/// messages are spread at random. When librdkafka's queue is full, the write waits for
+/// earlier messages to be acknowledged rather than fail.
+pub struct KafkaWriter {
+    producer: FutureProducer,
+    topics: Arc<Topics>,
+    closed: CloseFlag,
+}
+
+impl std::fmt::Debug for KafkaWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaWriter").finish_non_exhaustive()
+    }
+}
+
+impl KafkaWriter {
+    pub(crate) fn new(producer: FutureProducer, topics: Arc<Topics>) -> Self {
+        Self { producer, topics, closed: CloseFlag::new() }
+    }
+
+    /// Queues one message, waiting for room in librdkafka's queue.
+    async fn enqueue(
+        &self,
+        message: &Message,
+        pending: &mut VecDeque<(usize, DeliveryFuture)>,
+        index: usize,
+        failures: &mut Vec<(usize, Error)>,
+    ) -> Result<()> {
+        let headers = record::headers(message)?;
+        let mut record = FutureRecord::to(&message.stream)
+            .payload(&message.payload[..])
+            .timestamp(record::timestamp(message))
+            .headers(headers);
+        if let Some(key) = &message.key {
+            record = record.key(&key[..]);
+        }
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    pending.push_back((index, delivery));
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    // Room comes when earlier messages are acknowledged: wait for ours,
+                    // or, when another writer filled the queue, a moment.
+                    match pending.pop_front() {
+                        Some((i, delivery)) => {
+                            if let Err(err) = settle(message, delivery.await) {
+                                failures.push((i, err));
+                            }
+                        }
+                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+                Err((err, _)) => {
+                    failures.push((index, kafka_error(format!("cannot queue message {}", message.id), err)));
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The outcome of one delivery.
+fn settle(message: &Message, outcome: std::result::Result<OwnedDeliveryResult, Canceled>) -> Result<()> {
+    match outcome {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((err, _))) => Err(kafka_error(format!("message {} was not written", message.id), err)),
+        Err(_) => Err(Error::closed("the producer was dropped before the broker answered").with_driver(DRIVER)),
+    }
+}
+
+#[async_trait]
+impl Writer for KafkaWriter {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    async fn write(&self, batch: Vec<Message>) -> Result<()> {
+        self.closed.check(DRIVER)?;
+        let mut seen: Option<&str> = None;
+        for message in &batch {
+            if seen != Some(message.stream.as_str()) {
+                self.topics.ensure(&message.stream).await?;
+                seen = Some(&message.stream);
+            }
+        }
+        // Check every message before queueing any, so bad input writes nothing.
+        for message in &batch {
+            record::headers(message)?;
+        }
+        let mut pending = VecDeque::with_capacity(batch.len());
+        let mut failures = Vec::new();
+        for (i, message) in batch.iter().enumerate() {
+            self.enqueue(message, &mut pending, i, &mut failures).await?;
+        }
+        for (i, delivery) in pending {
+            if let Err(err) = settle(&batch[i], delivery.await) {
+                failures.push((i, err));
+            }
+        }
+        summarize(&batch, failures)
+    }
+
+    /// Nothing to wait for: a write returns only once the brokers acknowledged it. (The
+    /// producer is shared, and librdkafka's own flush would wait for every writer's
+    /// messages, never returning while others keep writing.)
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.closed.close();
+        self.flush().await
+    }
+}
+
+/// One error for a batch: the first failure's kind, naming every failed message.
+fn summarize(batch: &[Message], mut failures: Vec<(usize, Error)>) -> Result<()> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    failures.sort_by_key(|(i, _)| *i);
+    let (first_index, first) = &failures[0];
+    if failures.len() == 1 {
+        let err = Error::new(first.kind(), first.to_string()).with_driver(DRIVER);
+        return Err(err.with_topic(batch[*first_index].stream.clone()));
+    }
+    let listed: Vec<String> = failures.iter().take(5).map(|(i, e)| format!("{}: {e}", batch[*i].id)).collect();
+    let more = failures.len().saturating_sub(5);
+    let mut text = format!("{} of {} messages were not written: {}", failures.len(), batch.len(), listed.join("; "));
+    if more > 0 {
+        text.push_str(&format!(" (and {more} more)"));
+    }
+    Err(Error::new(first.kind(), text).with_driver(DRIVER))
+}

@@ -1,0 +1,48 @@
+//! The shared conformance suite against a real Kafka-protocol broker (tansu on its
+//! `sqlite://` engine, started by `scripts/test`).
+//!
+//! Every capability is on but `settles_exactly`, which a log cannot give: a commit is a
+//! position, not a set of records. With concurrency above 1, records of one partition
+//! finish out of order; when a stop gives back records that were fetched but not
+//! started, the records after them that did finish lie above the commit point and are
+//! read again. (`tests/driver.rs` checks that the commit is exact where it can be: with
+//! one lane, a graceful stop commits everything handled.) Attempts are counted by the
+//! reader, since Kafka keeps no delivery count; the suite checks that a nacked record
+//! comes again with a higher attempt.
+
+mod support;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tidewater_conformance::{Capabilities, Fixture};
+use tidewater_core::{Driver, Reader, Result, Writer};
+use tidewater_kafka::Kafka;
+
+struct KafkaFixture(Kafka);
+
+#[async_trait]
+impl Fixture for KafkaFixture {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { partitions: 3, settles_exactly: false, ..Capabilities::default() }
+    }
+
+    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        self.0.create_topic(topic, partitions).await
+    }
+
+    async fn writer(&self) -> Arc<dyn Writer> {
+        self.0.writer()
+    }
+
+    async fn reader(&self) -> Arc<dyn Reader> {
+        self.0.reader()
+    }
+}
+
+async fn fixture() -> KafkaFixture {
+    let kafka = Kafka::connect(support::config(&support::shared_brokers())).await.expect("connect to the test tansu");
+    KafkaFixture(kafka)
+}
+
+tidewater_conformance::conformance_tests!(fixture);
