@@ -92,6 +92,21 @@ impl fmt::Debug for Tls {
     }
 }
 
+/// Which Kafka group id a read task's consumer group becomes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GroupScope {
+    /// `<group>.<topic>`: one Kafka group per group and topic, as the other drivers
+    /// scope groups (a JetStream consumer is per group and topic too). A member joining
+    /// or leaving rebalances only the consumers of its own topic, which matters when a
+    /// service reads many topics under one group name. The default.
+    #[default]
+    PerTopic,
+    /// The group name as given, for groups shared with other Kafka clients or watched by
+    /// lag monitors under their own name. Every consumer of the group, whatever its
+    /// topic, then rebalances together.
+    AsGiven,
+}
+
 /// How topics the driver creates are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TopicSpec {
@@ -155,6 +170,8 @@ pub struct KafkaConfig {
     /// this says. `None` makes an unknown topic an `UnknownTopic` error. Default
     /// `Some` with 3 partitions and the broker's replication factor.
     pub auto_create_topics: Option<TopicSpec>,
+    /// Which Kafka group id a task's group becomes. Default [`GroupScope::PerTopic`].
+    pub group_scope: GroupScope,
     /// SASL authentication.
     pub sasl: Option<Sasl>,
     /// TLS.
@@ -177,6 +194,7 @@ impl KafkaConfig {
             session_timeout: Duration::from_secs(45),
             commit_interval: Duration::from_secs(1),
             auto_create_topics: Some(TopicSpec::default()),
+            group_scope: GroupScope::PerTopic,
             sasl: None,
             tls: None,
             properties: BTreeMap::new(),
@@ -218,6 +236,14 @@ impl KafkaConfig {
     pub fn with_tls(mut self, tls: Tls) -> Self {
         self.tls = Some(tls);
         self
+    }
+
+    /// The Kafka group id of `group` reading `topic`.
+    pub fn group_id(&self, group: &str, topic: &str) -> String {
+        match self.group_scope {
+            GroupScope::PerTopic => format!("{group}.{topic}"),
+            GroupScope::AsGiven => group.to_owned(),
+        }
     }
 
     /// The properties every client gets: brokers, security, and what was set.
@@ -332,6 +358,7 @@ impl fmt::Debug for KafkaConfig {
             .field("session_timeout", &self.session_timeout)
             .field("commit_interval", &self.commit_interval)
             .field("auto_create_topics", &self.auto_create_topics)
+            .field("group_scope", &self.group_scope)
             .field("sasl", &self.sasl)
             .field("tls", &self.tls)
             .field("properties", &properties)
@@ -361,6 +388,9 @@ mod tests {
         let c = config.consumer("g", false);
         assert_eq!(c.get("auto.offset.reset"), Some("latest"));
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(config.group_id("billing", "orders"), "billing.orders");
+        let shared = KafkaConfig { group_scope: GroupScope::AsGiven, ..config };
+        assert_eq!(shared.group_id("billing", "orders"), "billing");
     }
 
     #[test]

@@ -50,7 +50,7 @@ use std::sync::Arc;
 use rdkafka::producer::FutureProducer;
 use tidewater_core::{Driver, Reader, Result, Writer};
 
-pub use config::{Compression, KafkaConfig, Sasl, SaslMechanism, Tls, TopicSpec};
+pub use config::{Compression, GroupScope, KafkaConfig, Sasl, SaslMechanism, Tls, TopicSpec};
 pub use reader::KafkaReader;
 pub use writer::KafkaWriter;
 

@@ -44,6 +44,8 @@ const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 ///   partition. Kafka keeps no delivery count, so this reader counts: a rewound record's
 ///   attempt goes up on each nack, also when a rebalance hands its partition back to
 ///   this reader; on another consumer it starts again at 1.
+/// - **Group ids** are `<group>.<topic>` by default, so each topic's consumers
+///   rebalance on their own; see [`GroupScope`](crate::GroupScope).
 /// - **A task without a group** reads in a private group of its own, named
 ///   `tidewater-private-<uuid>`, that commits nothing.
 /// - **Latest**: a new group (no committed offset) starts at each partition's end as it
@@ -80,7 +82,7 @@ impl Reader for KafkaReader {
     async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
         self.topics.ensure(&task.topic).await?;
         let (group_id, commits) = match &task.group {
-            Some(group) => (group.clone(), true),
+            Some(group) => (self.config.group_id(group, &task.topic), true),
             None => (format!("tidewater-private-{}", UuidV7Ids.next_id()), false),
         };
         let shared = Arc::new(Shared {

@@ -208,7 +208,7 @@ async fn nack_rewinds_the_partition_in_order() {
     let report = sub.shutdown(GRACE).await;
     let order: Vec<(usize, u32)> = got.iter().map(|d| (seq(d), d.attempt())).collect();
     assert_eq!(order, [(0, 1), (1, 1), (2, 1), (2, 2), (3, 1), (4, 1), (5, 1)], "{report:?}");
-    assert_eq!(support::committed(&support::shared_brokers(), "rewind", &topic, 1), [Some(6)]);
+    assert_eq!(support::committed(&support::shared_brokers(), &format!("rewind.{topic}"), &topic, 1), [Some(6)]);
 }
 
 /// Three partitions, sixteen keys, four lanes: per-key order holds, and while one record
@@ -275,7 +275,7 @@ async fn commits_never_pass_a_running_record() {
     // carry the held partition's offset.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let committed = loop {
-        let committed = support::committed(&brokers, "commits", &topic, 3);
+        let committed = support::committed(&brokers, &format!("commits.{topic}"), &topic, 3);
         let others_done = (0..3).filter(|p| *p != held_partition).all(|p| committed[p] == Some(ends[p]));
         if others_done && committed[held_partition].is_some() {
             break committed;
@@ -293,7 +293,7 @@ async fn commits_never_pass_a_running_record() {
     done.wait_for(KEYS * EACH, PATIENCE).await.unwrap();
     let report = sub.shutdown(GRACE).await;
     assert!(report.is_clean(), "{report:?}");
-    let committed = support::committed(&brokers, "commits", &topic, 3);
+    let committed = support::committed(&brokers, &format!("commits.{topic}"), &topic, 3);
     let expected: Vec<Option<i64>> = ends.iter().map(|e| Some(*e)).collect();
     assert_eq!(committed, expected, "after the stop every partition is committed to its end");
     let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
