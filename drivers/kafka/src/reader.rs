@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message as _, Offset, TopicPartitionList};
 use tidewater_core::{
@@ -429,6 +430,11 @@ impl KafkaSource {
     }
 }
 
+/// A fetched record's partition, offset and message.
+fn fetched(record: &BorrowedMessage<'_>) -> (i32, u64, Message) {
+    (record.partition(), record.offset() as u64, from_record(record))
+}
+
 fn one(topic: &str, partition: i32) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, partition);
@@ -443,7 +449,7 @@ impl Source for KafkaSource {
             let wake_at = self.housekeeping(&consumer);
             let first = tokio::select! {
                 biased;
-                record = consumer.recv() => record.map(|r| (r.partition(), r.offset() as u64, from_record(&r))),
+                record = consumer.recv() => record.map(|r| fetched(&r)),
                 _ = self.shared.wake.notified() => continue,
                 _ = tokio::time::sleep_until(wake_at) => continue,
             };
@@ -458,7 +464,7 @@ impl Source for KafkaSource {
             // Take what librdkafka already holds, without waiting for more.
             while records.len() < max {
                 match consumer.recv().now_or_never() {
-                    Some(Ok(r)) => records.push((r.partition(), r.offset() as u64, from_record(&r))),
+                    Some(Ok(r)) => records.push(fetched(&r)),
                     Some(Err(err)) => {
                         self.consumer_error(err)?;
                         break;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::channel::oneshot::Canceled;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tidewater_core::{CloseFlag, Error, Message, Result, Writer};
@@ -40,15 +41,17 @@ impl KafkaWriter {
         Self { producer, topics, closed: CloseFlag::new() }
     }
 
-    /// Queues one message, waiting for room in librdkafka's queue.
+    /// Queues `batch[index]` with its record `headers`, waiting for room in librdkafka's
+    /// queue. A message librdkafka refuses goes to `failures`.
     async fn enqueue(
         &self,
-        message: &Message,
-        pending: &mut VecDeque<(usize, DeliveryFuture)>,
+        batch: &[Message],
         index: usize,
+        headers: OwnedHeaders,
+        pending: &mut VecDeque<(usize, DeliveryFuture)>,
         failures: &mut Vec<(usize, Error)>,
-    ) -> Result<()> {
-        let headers = record::headers(message)?;
+    ) {
+        let message = &batch[index];
         let mut record = FutureRecord::to(&message.stream)
             .payload(&message.payload[..])
             .timestamp(record::timestamp(message))
@@ -60,7 +63,7 @@ impl KafkaWriter {
             match self.producer.send_result(record) {
                 Ok(delivery) => {
                     pending.push_back((index, delivery));
-                    return Ok(());
+                    return;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
@@ -68,7 +71,7 @@ impl KafkaWriter {
                     // or, when another writer filled the queue, a moment.
                     match pending.pop_front() {
                         Some((i, delivery)) => {
-                            if let Err(err) = settle(message, delivery.await) {
+                            if let Err(err) = settle(&batch[i], delivery.await) {
                                 failures.push((i, err));
                             }
                         }
@@ -77,7 +80,7 @@ impl KafkaWriter {
                 }
                 Err((err, _)) => {
                     failures.push((index, kafka_error(format!("cannot queue message {}", message.id), err)));
-                    return Ok(());
+                    return;
                 }
             }
         }
@@ -108,14 +111,13 @@ impl Writer for KafkaWriter {
                 seen = Some(&message.stream);
             }
         }
-        // Check every message before queueing any, so bad input writes nothing.
-        for message in &batch {
-            record::headers(message)?;
-        }
+        // Build every message's headers (which checks them) before queueing any, so bad
+        // input writes nothing.
+        let headers = batch.iter().map(record::headers).collect::<Result<Vec<_>>>()?;
         let mut pending = VecDeque::with_capacity(batch.len());
         let mut failures = Vec::new();
-        for (i, message) in batch.iter().enumerate() {
-            self.enqueue(message, &mut pending, i, &mut failures).await?;
+        for (i, headers) in headers.into_iter().enumerate() {
+            self.enqueue(&batch, i, headers, &mut pending, &mut failures).await;
         }
         for (i, delivery) in pending {
             if let Err(err) = settle(&batch[i], delivery.await) {
