@@ -1,1 +1,4 @@
-//! Not yet implemented.
+//! The StreamBus driver of tidewater.
+#![warn(missing_docs)]
+
+pub mod protocol;
