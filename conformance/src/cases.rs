@@ -317,8 +317,8 @@ pub async fn late_subscriber(f: Arc<dyn Fixture>) {
 pub async fn resubscribe(f: Arc<dyn Fixture>) {
     const ROUNDS: usize = 10;
     let caps = f.capabilities();
-    if !(caps.persistent && caps.consumer_groups) {
-        return skip("resubscribe", "persistent consumer_groups");
+    if !(caps.persistent && caps.group_positions) {
+        return skip("resubscribe", "persistent group_positions");
     }
     let topic = topic(&*f, "resubscribe").await;
     let messages = batch(&topic, 300, |i, m| m.with_key(format!("k{}", i % 10)));
@@ -382,8 +382,8 @@ pub async fn cancel_is_prompt(f: Arc<dyn Fixture>) {
 pub async fn shutdown_with_handlers_running(f: Arc<dyn Fixture>) {
     const IN_FLIGHT: usize = 4;
     let caps = f.capabilities();
-    if !(caps.persistent && caps.consumer_groups) {
-        return skip("shutdown_with_handlers_running", "persistent consumer_groups");
+    if !(caps.persistent && caps.group_positions) {
+        return skip("shutdown_with_handlers_running", "persistent group_positions");
     }
     let topic = topic(&*f, "shutdown").await;
     let messages = batch(&topic, 40, |i, m| m.with_key(format!("k{i}")));

@@ -25,9 +25,13 @@ pub use support::fresh_topic;
 pub struct Capabilities {
     /// Messages are kept: a subscriber that comes later still gets them.
     pub persistent: bool,
-    /// Consumer groups: each group gets every message, members of one group share them,
-    /// and a group keeps its position across subscriptions.
+    /// Consumer groups: each group gets every message and members of one group share
+    /// them.
     pub consumer_groups: bool,
+    /// A group keeps its position across subscriptions: a new subscription of the group
+    /// goes on where the last one stopped. Brokers with consumer groups have it; a
+    /// driver can also keep positions itself where its broker has no groups.
+    pub group_positions: bool,
     /// Messages with one key arrive in publish order to a single consumer.
     pub ordered_per_key: bool,
     /// Per-key order also holds with concurrency above 1.
@@ -50,6 +54,7 @@ impl Default for Capabilities {
         Self {
             persistent: true,
             consumer_groups: true,
+            group_positions: true,
             ordered_per_key: true,
             ordered_per_key_concurrent: true,
             redelivery_on_nack: true,

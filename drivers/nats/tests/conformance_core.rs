@@ -25,6 +25,7 @@ impl Fixture for Core {
             redelivery_on_nack: false,
             counts_attempts: false,
             settles_exactly: false,
+            group_positions: false,
             partitions: 1,
             ..Capabilities::default()
         }

@@ -718,7 +718,7 @@ impl TxnOffsetCommitRequest {
 }
 
 /// What a coordinator is looked up for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CoordinatorKind {
     /// A consumer group.
     Group = 0,

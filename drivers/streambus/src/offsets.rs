@@ -1,0 +1,110 @@
+//! Where a group's positions live when the broker cannot keep them (v1.0.x).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use tidewater_core::{Error, ErrorKind, Result};
+
+use crate::DRIVER;
+
+/// Keeps committed positions (the next offset to read) per group, topic and partition.
+/// Used on v1.0.x brokers, which have no offset requests; later brokers keep offsets
+/// themselves.
+#[async_trait]
+pub trait OffsetStore: Send + Sync {
+    /// The committed position, if any.
+    async fn load(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>>;
+    /// Stores positions of one group and topic.
+    async fn commit(&self, group: &str, topic: &str, positions: &[(u32, u64)]) -> Result<()>;
+}
+
+/// Positions in memory, shared by every reader of one driver; lost when the process
+/// ends. The default.
+#[derive(Debug, Default)]
+pub struct MemoryOffsets(Mutex<HashMap<(String, String, u32), u64>>);
+
+#[async_trait]
+impl OffsetStore for MemoryOffsets {
+    async fn load(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
+        Ok(self.0.lock().unwrap().get(&(group.to_owned(), topic.to_owned(), partition)).copied())
+    }
+
+    async fn commit(&self, group: &str, topic: &str, positions: &[(u32, u64)]) -> Result<()> {
+        let mut map = self.0.lock().unwrap();
+        for (p, o) in positions {
+            map.insert((group.to_owned(), topic.to_owned(), *p), *o);
+        }
+        Ok(())
+    }
+}
+
+/// Positions in files under a directory, one file per group and topic, replaced
+/// atomically on each commit, so they survive a restart of the process.
+#[derive(Debug)]
+pub struct FileOffsets {
+    dir: PathBuf,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl FileOffsets {
+    /// A store in `dir` (created if missing).
+    pub fn new(dir: impl AsRef<Path>) -> Result<Self> {
+        std::fs::create_dir_all(dir.as_ref()).map_err(io("cannot create the offset directory"))?;
+        Ok(Self { dir: dir.as_ref().to_owned(), lock: tokio::sync::Mutex::new(()) })
+    }
+
+    fn path(&self, group: &str, topic: &str) -> PathBuf {
+        // Group and topic names may hold characters a file name cannot; hex keeps
+        // them apart without escaping rules.
+        let hex: String = format!("{group}\u{0}{topic}").bytes().map(|b| format!("{b:02x}")).collect();
+        self.dir.join(format!("{hex}.offsets"))
+    }
+
+    fn read(&self, group: &str, topic: &str) -> Result<HashMap<u32, u64>> {
+        let text = match std::fs::read_to_string(self.path(group, topic)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+            Err(e) => return Err(io("cannot read the offset file")(e)),
+        };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| {
+                let mut parts = line.split_whitespace();
+                let parse = |s: Option<&str>| s.and_then(|s| s.parse().ok());
+                match (parse(parts.next()), parse(parts.next())) {
+                    (Some(p), Some(o)) => Ok((p as u32, o)),
+                    _ => Err(Error::new(ErrorKind::Decode, format!("bad line in the offset file: {line:?}"))
+                        .with_driver(DRIVER)),
+                }
+            })
+            .collect()
+    }
+}
+
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |e| Error::new(ErrorKind::Config, what).with_driver(DRIVER).with_source(e)
+}
+
+#[async_trait]
+impl OffsetStore for FileOffsets {
+    async fn load(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
+        let _guard = self.lock.lock().await;
+        Ok(self.read(group, topic)?.get(&partition).copied())
+    }
+
+    async fn commit(&self, group: &str, topic: &str, positions: &[(u32, u64)]) -> Result<()> {
+        let _guard = self.lock.lock().await;
+        let mut all = self.read(group, topic)?;
+        all.extend(positions.iter().copied());
+        let mut sorted: Vec<_> = all.into_iter().collect();
+        sorted.sort_unstable();
+        let text: String = sorted.iter().map(|(p, o)| format!("{p} {o}\n")).collect();
+        let path = self.path(group, topic);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).map_err(io("cannot write the offset file"))?;
+        std::fs::rename(&tmp, &path).map_err(io("cannot replace the offset file"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,553 @@
+//! The read side: a polling fetch loop over the assigned partitions, commits that never
+//! pass an unprocessed record, and three ways to own partitions.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tidewater_core::{
+    run_source, BoxHandler, Delivery, DeliveryModel, Error, ErrorKind, Incoming, PartitionCommits, Position,
+    ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, StartFrom, Ticket,
+};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use crate::client::{BrokerGeneration, Client};
+use crate::counters::Counters;
+use crate::errors::broker_code;
+use crate::group::{Membership, Standing};
+use crate::protocol::{ErrorCode, FetchRequest, Isolation, Request, Response};
+use crate::record;
+use crate::DRIVER;
+
+/// Which partitions a reader takes on a v1.0.x broker, which has no consumer groups.
+/// Put it in a read task's options. Without it, a reader takes every partition.
+///
+/// ```
+/// use tidewater_core::ReadTask;
+/// use tidewater_streambus::StaticPartitions;
+///
+/// let mut task = ReadTask::new("orders").with_group("billing");
+/// task.options.insert(StaticPartitions(vec![0, 1]));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticPartitions(pub Vec<u32>);
+
+/// Reads a topic of one StreamBus broker.
+///
+/// - **Partitions**: on a later broker a task with a group is a member of the
+///   consumer group `<group>.<topic>` (see [`GroupScope`](crate::GroupScope)), with
+///   range assignment computed by the leader, heartbeats and rebalances. On a v1.0.x
+///   broker, which has no group requests, a task takes the partitions its
+///   [`StaticPartitions`] option names (all by default) and keeps the group's
+///   positions in the configured [`OffsetStore`](crate::OffsetStore): several
+///   processes share a v1.0.x topic only by naming disjoint partitions. A task without
+///   a group reads every partition and commits nothing.
+/// - **Fetching**: brokers answer at once, also with nothing, so the reader polls each
+///   partition in turn and, when none had records, pauses from 1 ms doubling up to
+///   `fetch_idle_max`. The first position comes from the group's commit, else from
+///   GetOffset (start or end, by [`StartFrom`]), never from a bare −1. The next
+///   position is the broker's `next_offset` where it sends one (it steps over
+///   transaction markers), else the last offset + 1.
+/// - **Commits** are of the lowest offset not yet processed per partition, every
+///   `commit_interval`, before a rebalance gives partitions away, and at stop. A record
+///   of a partition that was taken away is released unhandled; a handler finishing
+///   after that fails its settlement and commits nothing.
+/// - **Nack** rewinds the partition to the record after the nack delay: it and the
+///   records after it come again, in order; the reader counts attempts.
+#[derive(Clone)]
+pub struct StreamBusReader {
+    client: Arc<Client>,
+}
+
+impl std::fmt::Debug for StreamBusReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamBusReader").field("broker", &self.client.config.broker).finish_non_exhaustive()
+    }
+}
+
+impl StreamBusReader {
+    pub(crate) fn new(client: Arc<Client>) -> Self {
+        Self { client }
+    }
+}
+
+enum Owner {
+    /// No group: every partition, nothing committed.
+    Private,
+    /// v1.0.x: fixed partitions, positions in the offset store.
+    Static { group_id: String },
+    /// Later: a consumer-group member.
+    Member(Membership),
+}
+
+struct Part {
+    position: i64,
+    commits: PartitionCommits,
+    committed: u64,
+    resume_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Bumped whenever the assignment changes, so settle handles of an earlier
+    /// assignment can tell.
+    epoch: u64,
+    parts: BTreeMap<u32, Part>,
+    /// Attempts of records that were nacked, by partition and offset.
+    attempts: HashMap<(u32, u64), u32>,
+}
+
+struct Shared {
+    client: Arc<Client>,
+    topic: String,
+    start: StartFrom,
+    group: Option<Arc<str>>,
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+impl Shared {
+    /// Resolves where each partition starts and makes it the assignment.
+    async fn assign(&self, partitions: &[u32], committed: &HashMap<u32, u64>) -> Result<()> {
+        let mut parts = BTreeMap::new();
+        for &p in partitions {
+            let position = match committed.get(&p) {
+                Some(&o) => o as i64,
+                None => {
+                    let (start, end) = self.client.offsets(&self.topic, p).await?;
+                    match self.start {
+                        StartFrom::Earliest => start,
+                        StartFrom::Latest => end,
+                    }
+                }
+            };
+            // A position resolved from the log (no commit yet) counts as committable, so
+            // a later owner of the partition starts where this one did.
+            let committed_before = committed.get(&p).copied().unwrap_or(u64::MAX);
+            parts.insert(
+                p,
+                Part {
+                    position,
+                    commits: PartitionCommits::new(position as u64),
+                    committed: committed_before,
+                    resume_at: None,
+                },
+            );
+        }
+        let mut state = self.state.lock().unwrap();
+        state.epoch += 1;
+        state.parts = parts;
+        drop(state);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Gives every partition up: what was fetched but not handled is released, and late
+    /// handlers commit nothing.
+    fn revoke(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.epoch += 1;
+        state.parts.clear();
+    }
+
+    /// Positions processed since the last commit.
+    fn to_commit(&self) -> Vec<(u32, u64)> {
+        let state = self.state.lock().unwrap();
+        state
+            .parts
+            .iter()
+            .filter(|(_, p)| p.commits.committable() != p.committed)
+            .map(|(id, p)| (*id, p.commits.committable()))
+            .collect()
+    }
+
+    fn committed(&self, positions: &[(u32, u64)]) {
+        let mut state = self.state.lock().unwrap();
+        for (p, o) in positions {
+            if let Some(part) = state.parts.get_mut(p) {
+                part.committed = *o;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Reader for StreamBusReader {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    fn model(&self) -> DeliveryModel {
+        DeliveryModel::Log
+    }
+
+    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+        record::check_topic(&task.topic)?;
+        let client = Arc::clone(&self.client);
+        let count = client.partitions(&task.topic, true).await.map_err(|e| e.with_topic(&task.topic))?;
+        let shared = Arc::new(Shared {
+            client: Arc::clone(&client),
+            topic: task.topic.clone(),
+            start: task.start,
+            group: task.group.as_deref().map(Arc::from),
+            state: Mutex::default(),
+            wake: Notify::new(),
+        });
+        let all: Vec<u32> = (0..count).collect();
+        let mut owner = match (&task.group, client.generation) {
+            (None, _) => Owner::Private,
+            (Some(group), BrokerGeneration::V1) => {
+                Owner::Static { group_id: client.config.group_id(group, &task.topic) }
+            }
+            (Some(group), BrokerGeneration::Later) => Owner::Member(Membership::new(
+                Arc::clone(&client),
+                client.config.group_id(group, &task.topic),
+                task.topic.clone(),
+            )),
+        };
+        match &mut owner {
+            Owner::Private => shared.assign(&all, &HashMap::new()).await?,
+            Owner::Static { group_id } => {
+                let partitions = match task.options.get::<StaticPartitions>() {
+                    Some(StaticPartitions(p)) => {
+                        if let Some(bad) = p.iter().find(|p| **p >= count) {
+                            return Err(Error::new(
+                                ErrorKind::Config,
+                                format!("partition {bad} of {:?} does not exist; it has {count}", task.topic),
+                            )
+                            .with_driver(DRIVER)
+                            .with_topic(&task.topic));
+                        }
+                        p.clone()
+                    }
+                    None => all,
+                };
+                let mut committed = HashMap::new();
+                for &p in &partitions {
+                    if let Some(o) = client.config.offset_store.load(group_id, &task.topic, p).await? {
+                        committed.insert(p, o);
+                    }
+                }
+                shared.assign(&partitions, &committed).await?;
+            }
+            Owner::Member(member) => {
+                let partitions = member.join().await?;
+                let committed = member.committed(&partitions).await?;
+                shared.assign(&partitions, &committed).await?;
+            }
+        }
+        ctx.ready.ready();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let background = tokio::spawn(keep_up(Arc::clone(&shared), owner, stop_rx));
+        let mut source = StreamBusSource {
+            shared,
+            buffer: VecDeque::new(),
+            next_partition: 0,
+            idle: Duration::ZERO,
+            background: Some((stop_tx, background)),
+        };
+        run_source(&mut source, handler, &task, &ctx).await
+    }
+}
+
+/// The reader's background work: heartbeats and rebalances (group members) and
+/// periodic commits; at stop, the last commit and, for members, LeaveGroup.
+async fn keep_up(shared: Arc<Shared>, mut owner: Owner, mut stop: watch::Receiver<bool>) -> Result<()> {
+    let config = Arc::clone(&shared.client.config);
+    let tick = match owner {
+        Owner::Member(_) => config.heartbeat_interval.min(config.commit_interval),
+        _ => config.commit_interval,
+    };
+    let mut next_commit = Instant::now() + config.commit_interval;
+    let mut next_heartbeat = Instant::now() + config.heartbeat_interval;
+    loop {
+        let stopped = tokio::select! {
+            _ = tokio::time::sleep(tick) => false,
+            _ = stop.changed() => true,
+        };
+        let now = Instant::now();
+        if stopped || now >= next_commit {
+            next_commit = now + config.commit_interval;
+            let standing = commit(&shared, &mut owner).await;
+            if stopped {
+                if let Owner::Member(member) = &owner {
+                    member.leave().await;
+                }
+                return standing.map(|_| ());
+            }
+            match standing {
+                Ok(Standing::Rejoin) => rebalance(&shared, &mut owner).await?,
+                Ok(Standing::Member) => {}
+                Err(e) => {
+                    tracing::warn!(topic = %shared.topic, error = %e, "commit failed; retrying at the next interval")
+                }
+            }
+        }
+        if let Owner::Member(member) = &mut owner {
+            if now >= next_heartbeat {
+                next_heartbeat = now + config.heartbeat_interval;
+                match member.heartbeat().await {
+                    Ok(Standing::Member) => {}
+                    Ok(Standing::Rejoin) => rebalance(&shared, &mut owner).await?,
+                    Err(e) => tracing::warn!(topic = %shared.topic, error = %e, "heartbeat failed"),
+                }
+            }
+        }
+    }
+}
+
+async fn commit(shared: &Shared, owner: &mut Owner) -> Result<Standing> {
+    let positions = shared.to_commit();
+    if positions.is_empty() {
+        return Ok(Standing::Member);
+    }
+    let standing = match owner {
+        Owner::Private => Standing::Member,
+        Owner::Static { group_id } => {
+            shared.client.config.offset_store.commit(group_id, &shared.topic, &positions).await?;
+            Standing::Member
+        }
+        Owner::Member(member) => member.commit(&positions).await?,
+    };
+    if standing == Standing::Member {
+        shared.committed(&positions);
+    }
+    Ok(standing)
+}
+
+async fn rebalance(shared: &Shared, owner: &mut Owner) -> Result<()> {
+    let Owner::Member(member) = owner else { return Ok(()) };
+    // What finished is committed before the partitions go; the broker takes commits
+    // from the current generation during a rebalance.
+    let positions = shared.to_commit();
+    if !positions.is_empty() {
+        if let Err(e) = member.commit(&positions).await {
+            tracing::debug!(error = %e, "commit before rebalance failed; the new owner reads those records again");
+        }
+    }
+    shared.revoke();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let joined = async {
+            let partitions = member.join().await?;
+            let committed = member.committed(&partitions).await?;
+            shared.assign(&partitions, &committed).await
+        };
+        match joined.await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(group = %member.group_id, error = %e, "rejoining the group failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+struct StreamBusSource {
+    shared: Arc<Shared>,
+    buffer: VecDeque<Incoming>,
+    next_partition: usize,
+    idle: Duration,
+    background: Option<(watch::Sender<bool>, tokio::task::JoinHandle<Result<()>>)>,
+}
+
+impl StreamBusSource {
+    /// Partitions to fetch now with their positions, in turn, and when the next paused
+    /// one resumes.
+    fn plan(&mut self) -> (u64, Vec<(u32, i64)>, Option<Instant>) {
+        let state = self.shared.state.lock().unwrap();
+        let now = Instant::now();
+        let mut ready = Vec::new();
+        let mut resume = None;
+        for (id, part) in &state.parts {
+            match part.resume_at {
+                Some(at) if at > now => resume = Some(resume.map_or(at, |r: Instant| r.min(at))),
+                _ => ready.push((*id, part.position)),
+            }
+        }
+        if !ready.is_empty() {
+            let turn = self.next_partition % ready.len();
+            ready.rotate_left(turn);
+            self.next_partition = self.next_partition.wrapping_add(1);
+        }
+        (state.epoch, ready, resume)
+    }
+
+    async fn fetch(&mut self, epoch: u64, partition: u32, position: i64) -> Result<usize> {
+        let client = &self.shared.client;
+        let later = client.generation == BrokerGeneration::Later;
+        let request = Request::Fetch(FetchRequest {
+            topic: self.shared.topic.clone(),
+            partition,
+            offset: position,
+            max_bytes: client.config.fetch_max_bytes,
+            isolation: later.then_some(if client.config.read_committed {
+                Isolation::ReadCommitted
+            } else {
+                Isolation::ReadUncommitted
+            }),
+        });
+        let response = match client.call(request).await {
+            Ok(Response::Fetch(r)) => r,
+            Ok(_) => unreachable!("a fetch is answered with a fetch response"),
+            Err(e) if broker_code(&e) == Some(ErrorCode::OFFSET_OUT_OF_RANGE) => {
+                // The log was cut or recreated under us: go on from its nearest end.
+                let (start, end) = client.offsets(&self.shared.topic, partition).await?;
+                let mut state = self.shared.state.lock().unwrap();
+                if let Some(part) = state.parts.get_mut(&partition).filter(|p| p.position == position) {
+                    tracing::warn!(topic = %self.shared.topic, partition, position, start, end, "fetch offset out of range; moving to the nearest end");
+                    part.position = position.clamp(start, end);
+                    part.commits.rewind(part.position as u64);
+                }
+                return Ok(0);
+            }
+            Err(e) => return Err(e.with_topic(self.shared.topic.clone())),
+        };
+        Counters::add(&client.counters.fetches, 1);
+        Counters::add(&client.counters.fetched, response.records.len() as u64);
+        let next = response.next_position(position);
+        let mut state = self.shared.state.lock().unwrap();
+        let State { epoch: now_epoch, parts, attempts } = &mut *state;
+        let Some(part) = parts.get_mut(&partition) else { return Ok(0) };
+        if *now_epoch != epoch || part.position != position {
+            // Rewound or reassigned while the fetch was out: its records are stale.
+            return Ok(0);
+        }
+        part.position = next;
+        let count = response.records.len();
+        for rec in response.records {
+            if rec.offset < position {
+                continue;
+            }
+            let offset = rec.offset as u64;
+            let ticket = part.commits.dispatched(offset);
+            let attempt = attempts.get(&(partition, offset)).copied().unwrap_or(1);
+            let message = record::from_record(&self.shared.topic, partition, rec);
+            let delivery =
+                Delivery::new(message, attempt, Position::Log { partition, offset }, self.shared.group.clone());
+            let settle = LogSettle { shared: Arc::clone(&self.shared), epoch, partition, ticket, attempt };
+            self.buffer.push_back(Incoming { delivery, settle: Box::new(settle) });
+        }
+        Ok(count)
+    }
+}
+
+#[async_trait]
+impl Source for StreamBusSource {
+    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Incoming>>> {
+        loop {
+            if !self.buffer.is_empty() {
+                let n = max.min(self.buffer.len());
+                return Ok(Some(self.buffer.drain(..n).collect()));
+            }
+            if let Some((_, task)) = &self.background {
+                if task.is_finished() {
+                    let (_, task) = self.background.take().expect("present");
+                    return match task.await {
+                        Ok(Err(e)) => Err(e),
+                        _ => Err(Error::new(ErrorKind::Connection, "the group membership ended").with_driver(DRIVER)),
+                    };
+                }
+            }
+            let (epoch, ready, resume) = self.plan();
+            let mut fetched = 0;
+            for (partition, position) in ready {
+                match self.fetch(epoch, partition, position).await {
+                    Ok(n) => fetched += n,
+                    Err(e) if e.is_retryable() => {
+                        tracing::warn!(topic = %self.shared.topic, partition, error = %e, "fetch failed; trying again");
+                        self.idle = self.shared.client.config.fetch_idle_max;
+                    }
+                    Err(e) => return Err(e),
+                }
+                if !self.buffer.is_empty() {
+                    break;
+                }
+            }
+            if fetched > 0 {
+                self.idle = Duration::ZERO;
+                continue;
+            }
+            let max_idle = self.shared.client.config.fetch_idle_max;
+            self.idle = (self.idle * 2).clamp(Duration::from_millis(1), max_idle);
+            let mut until = Instant::now() + self.idle;
+            if let Some(at) = resume {
+                until = until.min(at);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = self.shared.wake.notified() => self.idle = Duration::ZERO,
+            }
+        }
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        self.buffer.clear();
+        if let Some((stop, task)) = self.background.take() {
+            let _ = stop.send(true);
+            match task.await {
+                Ok(result) => result?,
+                Err(e) => {
+                    return Err(Error::new(ErrorKind::Closed, "the reader's background task failed")
+                        .with_driver(DRIVER)
+                        .with_source(e))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct LogSettle {
+    shared: Arc<Shared>,
+    epoch: u64,
+    partition: u32,
+    ticket: Ticket,
+    attempt: u32,
+}
+
+#[async_trait]
+impl Settle for LogSettle {
+    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
+        let mut state = self.shared.state.lock().unwrap();
+        let State { epoch, parts, attempts } = &mut *state;
+        let part = parts.get_mut(&self.partition).filter(|_| *epoch == self.epoch);
+        let Some(part) = part else {
+            return Err(Error::new(
+                ErrorKind::BrokerTransient,
+                format!(
+                    "partition {} was taken away before offset {} was settled; its new owner reads it again",
+                    self.partition, self.ticket.offset
+                ),
+            )
+            .with_driver(DRIVER)
+            .with_topic(self.shared.topic.clone()));
+        };
+        match settlement {
+            Settlement::Ack => {
+                part.commits.processed(self.ticket);
+                attempts.remove(&(self.partition, self.ticket.offset));
+            }
+            Settlement::Nack { delay } => {
+                if part.commits.is_current(self.ticket) {
+                    part.commits.rewind(self.ticket.offset);
+                    part.position = self.ticket.offset as i64;
+                    part.resume_at = delay.map(|d| Instant::now() + d);
+                    attempts.insert((self.partition, self.ticket.offset), self.attempt + 1);
+                    drop(state);
+                    self.shared.wake.notify_one();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn is_current(&self) -> bool {
+        let state = self.shared.state.lock().unwrap();
+        state.epoch == self.epoch && state.parts.get(&self.partition).is_some_and(|p| p.commits.is_current(self.ticket))
+    }
+}
