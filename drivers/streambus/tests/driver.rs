@@ -1,0 +1,322 @@
+//! Behaviour of the StreamBus driver beyond the shared suite: each v1.0.x quirk it must
+//! survive, the connection pool, typed errors, static partitions, transactions.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tidewater_core::testing::Recorder;
+use tidewater_core::{Driver, ErrorKind, EventRegistry, Message, Position, ReadTask, StartFrom, SubscriberScheduler};
+use tidewater_streambus::protocol::ErrorCode;
+use tidewater_streambus::*;
+use tidewater_streambus_double::{BrokerDouble, DoubleConfig, Profile, GO_ZERO_TIME_NANOS};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+async fn read_all(bus: &StreamBus, task: ReadTask, n: usize) -> Vec<tidewater_core::Delivery> {
+    let recorder = Recorder::new();
+    let mut scheduler = SubscriberScheduler::new(bus.reader(), EventRegistry::new());
+    scheduler.add(task, Arc::new(recorder.clone()));
+    scheduler.start().await.unwrap();
+    let got = recorder.wait_for(n, PATIENCE).await.expect("deliveries");
+    let report = scheduler.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_clean(), "{report:?}");
+    got
+}
+
+#[tokio::test]
+async fn v1_drops_headers_and_time_so_the_envelope_carries_them() {
+    let double = BrokerDouble::start(Profile::V1).await;
+    let mut config = support::config(double.addr());
+    config.envelope = Envelope::Never;
+    let raw = StreamBus::connect(config).await.unwrap();
+    let enveloped = support::connect(&double).await;
+    raw.create_topic("meta", 1).await.unwrap();
+    let message = |id: &str| Message::new("meta", "body").with_id(id).with_key("k").with_header("h", "v").with_content_type("text/plain");
+    raw.writer().write(vec![message("raw")]).await.unwrap();
+    enveloped.writer().write(vec![message("wrapped")]).await.unwrap();
+
+    // The broker stored neither headers nor time.
+    let stored = double.storage().lock().unwrap().records("meta", 0);
+    assert!(stored.iter().all(|r| r.headers.is_empty() && r.timestamp == GO_ZERO_TIME_NANOS), "{stored:?}");
+    assert!(stored[1].value.starts_with(&ENVELOPE_MAGIC));
+
+    let got = read_all(&enveloped, ReadTask::new("meta"), 2).await;
+    let (raw_got, wrapped) = (got[0].message(), got[1].message());
+    assert_eq!(raw_got.id, "meta-0-0", "without the envelope the id is lost and replaced by the position");
+    assert!(raw_got.headers.is_empty() && raw_got.content_type.is_none());
+    assert_eq!(&raw_got.payload[..], b"body");
+    assert_eq!(wrapped.id, "wrapped");
+    assert_eq!((wrapped.headers.get("h"), wrapped.content_type.as_deref()), (Some("v"), Some("text/plain")));
+    assert_eq!(wrapped.key.as_deref(), Some(&b"k"[..]));
+}
+
+#[tokio::test]
+async fn v1_auto_create_is_not_left_to_the_broker() {
+    let double = BrokerDouble::start(Profile::V1).await;
+    let mut config = support::config(double.addr());
+    config.auto_create_partitions = None;
+    let bus = StreamBus::connect(config).await.unwrap();
+    let err = bus.writer().write(vec![Message::new("nosuch", "x")]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnknownTopic, "{err}");
+    assert_eq!(double.storage().lock().unwrap().partitions("nosuch"), None, "the broker was not asked to create it");
+
+    // With auto-create on, the driver creates the topic with the configured partitions,
+    // not the broker's one.
+    let bus = support::connect(&double).await;
+    bus.writer().write(vec![Message::new("made", "x")]).await.unwrap();
+    assert_eq!(double.storage().lock().unwrap().partitions("made"), Some(3));
+}
+
+#[tokio::test]
+async fn empty_fetches_back_off() {
+    let double = BrokerDouble::start(Profile::V1).await;
+    let bus = support::connect(&double).await;
+    bus.create_topic("quiet", 1).await.unwrap();
+    let mut scheduler = SubscriberScheduler::new(bus.reader(), EventRegistry::new());
+    scheduler.add(ReadTask::new("quiet"), Arc::new(Recorder::new()));
+    scheduler.start().await.unwrap();
+    let before = double.counters().fetches.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let fetches = double.counters().fetches.load(Ordering::Relaxed) - before;
+    scheduler.shutdown(Duration::from_secs(5)).await;
+    // The broker answers empty at once; without back-off this is thousands per second.
+    // Pauses double from 1 ms to 50 ms: about 26 fetches in a second.
+    assert!((10..=60).contains(&fetches), "{fetches} empty fetches in one second");
+}
+
+#[tokio::test]
+async fn latest_starts_at_the_end_not_at_minus_one() {
+    let double = BrokerDouble::start(Profile::V1).await;
+    let bus = support::connect(&double).await;
+    bus.create_topic("late", 1).await.unwrap();
+    let writer = bus.writer();
+    writer.write(vec![Message::new("late", "old").with_id("old")]).await.unwrap();
+    let recorder = Recorder::new();
+    let mut scheduler = SubscriberScheduler::new(bus.reader(), EventRegistry::new());
+    scheduler.add(ReadTask::new("late").with_group("g").with_start(StartFrom::Latest), Arc::new(recorder.clone()));
+    scheduler.start().await.unwrap();
+    writer.write(vec![Message::new("late", "new").with_id("new")]).await.unwrap();
+    let got = recorder.wait_for(1, PATIENCE).await.unwrap();
+    scheduler.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(got[0].message().id, "new");
+    assert_eq!(recorder.len(), 1, "the record from before the start is not read");
+}
+
+#[tokio::test]
+async fn v1_closes_on_group_requests_and_the_driver_says_unsupported() {
+    let double = BrokerDouble::start(Profile::V1).await;
+    let bus = support::connect(&double).await;
+    let rejected = double.counters().rejected.load(Ordering::Relaxed);
+    assert_eq!(rejected, 1, "the probe's FindCoordinator closed one connection");
+    let err = bus.transactional_writer("tx").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    // The connection the probe lost does not break anything after it.
+    bus.writer().write(vec![Message::new("after", "x")]).await.unwrap();
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_before_the_broker_goes_silent() {
+    let mut faulty = DoubleConfig::new(Profile::V1);
+    faulty.idle_fault = Some(Duration::from_millis(400));
+    let double = BrokerDouble::start_with(faulty).await;
+    let mut config = support::config(double.addr());
+    config.idle_close = Duration::from_millis(200);
+    let bus = StreamBus::connect(config).await.unwrap();
+    bus.create_topic("idle", 1).await.unwrap();
+    assert!(bus.idle_connections() > 0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(bus.idle_connections(), 0, "idle connections were closed");
+    let started = tokio::time::Instant::now();
+    bus.writer().write(vec![Message::new("idle", "x")]).await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(500), "answered on a fresh connection");
+    assert_eq!(double.counters().idle_hung.load(Ordering::Relaxed), 0, "no connection reached the idle fault");
+}
+
+#[tokio::test]
+async fn a_silent_connection_times_out_and_the_retry_uses_a_new_one() {
+    // The control case: idle close off, so a pooled connection reaches the fault.
+    let mut faulty = DoubleConfig::new(Profile::V1);
+    faulty.idle_fault = Some(Duration::from_millis(300));
+    let double = BrokerDouble::start_with(faulty).await;
+    let mut config = support::config(double.addr());
+    config.idle_close = Duration::from_secs(60);
+    config.request_timeout = Duration::from_millis(500);
+    config.retry.initial = Duration::from_millis(10);
+    let bus = StreamBus::connect(config).await.unwrap();
+    bus.create_topic("silent", 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    bus.writer().write(vec![Message::new("silent", "x")]).await.unwrap();
+    assert!(double.counters().idle_hung.load(Ordering::Relaxed) >= 1, "a pooled connection went silent");
+    assert_eq!(double.storage().lock().unwrap().records("silent", 0).len(), 1);
+}
+
+#[tokio::test]
+async fn a_full_pool_makes_requests_wait_not_fail() {
+    let double = BrokerDouble::start(Profile::Later).await;
+    let mut config = support::config(double.addr());
+    config.pool_size = 1;
+    config.linger = Duration::ZERO;
+    let bus = StreamBus::connect(config).await.unwrap();
+    bus.create_topic("pool", 3).await.unwrap();
+    let writer = bus.writer();
+    let writes = (0..50).map(|i| {
+        let writer = Arc::clone(&writer);
+        tokio::spawn(async move { writer.write(vec![Message::new("pool", "x").with_key(format!("k{i}"))]).await })
+    });
+    for w in writes {
+        w.await.unwrap().expect("every write succeeds with one connection");
+    }
+    assert!(double.counters().connections.load(Ordering::Relaxed) <= 3, "probe, health and one pooled connection");
+}
+
+#[tokio::test]
+async fn missing_broker_and_broker_errors_are_typed() {
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut config = support::config(unused);
+    config.connect_timeout = Duration::from_millis(500);
+    let err = StreamBus::connect(config).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    assert!(err.to_string().contains(&unused.to_string()), "the error names the address: {err}");
+
+    let double = BrokerDouble::start(Profile::Later).await;
+    let bus = support::connect(&double).await;
+    bus.create_topic("fixed", 2).await.unwrap();
+    let err = bus.create_topic("fixed", 4).await.unwrap_err();
+    assert_eq!(broker_code(&err), Some(ErrorCode::TOPIC_EXISTS), "{err}");
+    let err = bus.writer().write(vec![Message::new("bad/name", "x")]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidName, "{err}");
+    let huge = Message::new("fixed", vec![0u8; 11 * 1024 * 1024]);
+    let err = bus.writer().write(vec![huge]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+}
+
+#[tokio::test]
+async fn keys_keep_their_partition_and_spread_over_partitions() {
+    let double = BrokerDouble::start(Profile::Later).await;
+    let bus = support::connect(&double).await;
+    bus.create_topic("keys", 4).await.unwrap();
+    let messages: Vec<Message> = (0..200).map(|i| Message::new("keys", "x").with_key(format!("k{}", i % 20))).collect();
+    bus.writer().write(messages).await.unwrap();
+    let storage = double.storage();
+    let storage = storage.lock().unwrap();
+    let mut seen: HashMap<Vec<u8>, u32> = HashMap::new();
+    for p in 0..4 {
+        for r in storage.records("keys", p) {
+            assert_eq!(p, partition_for_key(&r.key, 4));
+            assert_eq!(*seen.entry(r.key.to_vec()).or_insert(p), p, "one key, one partition");
+        }
+    }
+    let used: HashSet<u32> = seen.values().copied().collect();
+    assert_eq!(used.len(), 4, "20 keys use every partition: {seen:?}");
+}
+
+#[tokio::test]
+async fn static_partitions_split_a_v1_topic_between_processes() {
+    let double = BrokerDouble::start(Profile::V1).await;
+    let (a, b) = (support::connect(&double).await, support::connect(&double).await);
+    a.create_topic("split", 3).await.unwrap();
+    let messages: Vec<Message> = (0..90).map(|i| Message::new("split", "x").with_id(format!("m{i}")).with_key(format!("k{i}"))).collect();
+    a.writer().write(messages).await.unwrap();
+    let mut first = ReadTask::new("split").with_group("g");
+    first.options.insert(StaticPartitions(vec![0]));
+    let mut rest = ReadTask::new("split").with_group("g");
+    rest.options.insert(StaticPartitions(vec![1, 2]));
+    let in_0 = double.storage().lock().unwrap().records("split", 0).len();
+    let got_a = read_all(&a, first, in_0).await;
+    let got_b = read_all(&b, rest, 90 - in_0).await;
+    assert!(got_a.iter().all(|d| d.position().partition() == Some(0)));
+    assert!(got_b.iter().all(|d| d.position().partition() != Some(0)));
+    let ids: HashSet<String> = got_a.iter().chain(&got_b).map(|d| d.message().id.clone()).collect();
+    assert_eq!(ids.len(), 90);
+}
+
+#[tokio::test]
+async fn file_offsets_survive_a_new_store() {
+    let dir = std::env::temp_dir().join(format!("tw-offsets-{}", std::process::id()));
+    let store = FileOffsets::new(&dir).unwrap();
+    store.commit("g", "orders", &[(0, 5), (2, 9)]).await.unwrap();
+    store.commit("g", "orders", &[(0, 7)]).await.unwrap();
+    let again = FileOffsets::new(&dir).unwrap();
+    assert_eq!(again.load("g", "orders", 0).await.unwrap(), Some(7));
+    assert_eq!(again.load("g", "orders", 2).await.unwrap(), Some(9));
+    assert_eq!(again.load("g", "orders", 1).await.unwrap(), None);
+    assert_eq!(again.load("other", "orders", 0).await.unwrap(), None);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn transactions_are_seen_all_or_nothing() {
+    let double = BrokerDouble::start(Profile::Later).await;
+    let bus = support::connect(&double).await;
+    bus.create_topic("txn", 2).await.unwrap();
+    let mut tx = bus.transactional_writer("t1").await.unwrap();
+    let batch = |tag: &str| (0..10).map(|i| Message::new("txn", "x").with_id(format!("{tag}{i}")).with_key(format!("k{i}"))).collect();
+
+    let mut aborted = tx.begin();
+    aborted.write(batch("aborted-")).await.unwrap();
+    aborted.abort().await.unwrap();
+    let mut open = tx.begin();
+    open.write(batch("committed-")).await.unwrap();
+    // While it is open, read-committed readers see nothing of it.
+    let recorder = Recorder::new();
+    let mut scheduler = SubscriberScheduler::new(bus.reader(), EventRegistry::new());
+    scheduler.add(ReadTask::new("txn"), Arc::new(recorder.clone()));
+    scheduler.start().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(recorder.len(), 0, "nothing of an open or aborted transaction is visible");
+    open.commit().await.unwrap();
+    let got = recorder.wait_for(10, PATIENCE).await.unwrap();
+    scheduler.shutdown(Duration::from_secs(5)).await;
+    assert!(got.iter().all(|d| d.message().id.starts_with("committed-")), "only the committed transaction");
+    assert_eq!(recorder.len(), 10);
+    // Markers took offsets; the reader stepped over them by next_offset.
+    assert!(got.iter().any(|d| matches!(d.position(), Position::Log { offset, .. } if offset >= 10)));
+
+    // A second producer with the same id fences the first.
+    let _newer = bus.transactional_writer("t1").await.unwrap();
+    let mut stale = tx.begin();
+    let err = stale.write(batch("stale-")).await.unwrap_err();
+    assert_eq!(broker_code(&err), Some(ErrorCode::PRODUCER_FENCED), "{err}");
+}
+
+#[derive(Default)]
+struct Seen {
+    sends: AtomicUsize,
+    acks: Mutex<Vec<i64>>,
+}
+
+impl ProduceInterceptor for Seen {
+    fn on_send(&self, info: &ProduceInfo<'_>) {
+        self.sends.fetch_add(info.records, Ordering::Relaxed);
+    }
+    fn on_acknowledgement(&self, _: &ProduceInfo<'_>, outcome: Result<i64, &tidewater_core::Error>) {
+        self.acks.lock().unwrap().push(outcome.expect("acknowledged"));
+    }
+}
+
+#[tokio::test]
+async fn interceptors_and_counters_see_every_batch() {
+    let double = BrokerDouble::start(Profile::Later).await;
+    let seen = Arc::new(Seen::default());
+    let mut config = support::config(double.addr());
+    config.interceptors.push(seen.clone());
+    let bus = StreamBus::connect(config).await.unwrap();
+    bus.create_topic("counted", 1).await.unwrap();
+    let writer = bus.writer();
+    for i in 0..5 {
+        writer.write(vec![Message::new("counted", "abc").with_key(format!("{i}"))]).await.unwrap();
+    }
+    writer.close().await.unwrap();
+    let c = bus.counters();
+    assert_eq!((c.sent, c.failed), (5, 0));
+    assert!(c.batches >= 1 && c.batches <= 5);
+    assert_eq!(c.bytes, 5 * 4);
+    assert_eq!(seen.sends.load(Ordering::Relaxed), 5);
+    let acks = seen.acks.lock().unwrap().clone();
+    assert_eq!(acks.len() as u64, c.batches);
+    assert_eq!(acks[0], 0, "the first batch starts at offset 0");
+}
