@@ -14,7 +14,7 @@
 //! | `kafka`      | [`kafka`]       | consumer groups with commits that never pass an unprocessed record, on rdkafka |
 //! | `nats`       | [`nats`]        | core NATS (at most once) and JetStream (at least once), on async-nats |
 //! | `pulsar`     | `pulsar`        | not implemented yet |
-//! | `streambus`  | `streambus`     | not implemented yet |
+//! | `streambus`  | [`streambus`]   | native client for both StreamBus protocol generations: groups, offsets and transactions on later brokers, static partitions and a value envelope on v1.0.x |
 //! | `full`       | all of the above | |
 //!
 //! A default build compiles no network client crate.

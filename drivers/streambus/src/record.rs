@@ -92,9 +92,11 @@ pub(crate) fn to_record(message: &Message, envelope: bool) -> Result<Record> {
     Ok(Record { offset: 0, timestamp, key, value: value.freeze(), headers: Vec::new() })
 }
 
-/// Opens an envelope: its timestamp, headers and payload, or `None` if `value` is not
-/// one.
-fn open_envelope(value: &Bytes) -> Option<(i64, Vec<(String, Bytes)>, Bytes)> {
+/// What an envelope holds: timestamp (Unix ns), headers and payload.
+type Opened = (i64, Vec<(String, Bytes)>, Bytes);
+
+/// Opens an envelope, or gives `None` if `value` is not one.
+fn open_envelope(value: &Bytes) -> Option<Opened> {
     if !value.starts_with(&ENVELOPE_MAGIC) {
         return None;
     }

@@ -35,7 +35,9 @@ async fn v1_drops_headers_and_time_so_the_envelope_carries_them() {
     let raw = StreamBus::connect(config).await.unwrap();
     let enveloped = support::connect(&double).await;
     raw.create_topic("meta", 1).await.unwrap();
-    let message = |id: &str| Message::new("meta", "body").with_id(id).with_key("k").with_header("h", "v").with_content_type("text/plain");
+    let message = |id: &str| {
+        Message::new("meta", "body").with_id(id).with_key("k").with_header("h", "v").with_content_type("text/plain")
+    };
     raw.writer().write(vec![message("raw")]).await.unwrap();
     enveloped.writer().write(vec![message("wrapped")]).await.unwrap();
 
@@ -219,7 +221,8 @@ async fn static_partitions_split_a_v1_topic_between_processes() {
     let double = BrokerDouble::start(Profile::V1).await;
     let (a, b) = (support::connect(&double).await, support::connect(&double).await);
     a.create_topic("split", 3).await.unwrap();
-    let messages: Vec<Message> = (0..90).map(|i| Message::new("split", "x").with_id(format!("m{i}")).with_key(format!("k{i}"))).collect();
+    let messages: Vec<Message> =
+        (0..90).map(|i| Message::new("split", "x").with_id(format!("m{i}")).with_key(format!("k{i}"))).collect();
     a.writer().write(messages).await.unwrap();
     let mut first = ReadTask::new("split").with_group("g");
     first.options.insert(StaticPartitions(vec![0]));
@@ -254,7 +257,9 @@ async fn transactions_are_seen_all_or_nothing() {
     let bus = support::connect(&double).await;
     bus.create_topic("txn", 2).await.unwrap();
     let mut tx = bus.transactional_writer("t1").await.unwrap();
-    let batch = |tag: &str| (0..10).map(|i| Message::new("txn", "x").with_id(format!("{tag}{i}")).with_key(format!("k{i}"))).collect();
+    let batch = |tag: &str| {
+        (0..10).map(|i| Message::new("txn", "x").with_id(format!("{tag}{i}")).with_key(format!("k{i}"))).collect()
+    };
 
     let mut aborted = tx.begin();
     aborted.write(batch("aborted-")).await.unwrap();

@@ -44,7 +44,7 @@ fn record() -> impl Strategy<Value = Record> {
 }
 
 fn valid_frames() -> Vec<Vec<u8>> {
-    let requests = vec![
+    let requests = [
         Request::Produce(ProduceRequest {
             topic: "orders".into(),
             partition: 2,

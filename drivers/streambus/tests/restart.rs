@@ -37,7 +37,11 @@ async fn broker_restart_loses_nothing() {
         tokio::spawn(async move {
             for start in (0..TOTAL).step_by(BATCH) {
                 let batch: Vec<Message> = (start..start + BATCH)
-                    .map(|i| Message::new(topic, format!("payload {i}")).with_id(format!("m{i}")).with_key(format!("k{}", i % 32)))
+                    .map(|i| {
+                        Message::new(topic, format!("payload {i}"))
+                            .with_id(format!("m{i}"))
+                            .with_key(format!("k{}", i % 32))
+                    })
                     .collect();
                 // As a service would: a write that failed for a reason a retry can fix is
                 // written again (at least once).
@@ -87,5 +91,8 @@ async fn broker_restart_loses_nothing() {
     );
     assert!(report.is_clean(), "{report:?}");
     let (generation, members) = double.group("restart.restart").expect("the group exists again");
-    assert!(generation >= 1 && members.is_empty(), "the reader rejoined, then left at shutdown: {generation} {members:?}");
+    assert!(
+        generation >= 1 && members.is_empty(),
+        "the reader rejoined, then left at shutdown: {generation} {members:?}"
+    );
 }
