@@ -325,3 +325,65 @@ async fn interceptors_and_counters_see_every_batch() {
     assert_eq!(acks.len() as u64, c.batches);
     assert_eq!(acks[0], 0, "the first batch starts at offset 0");
 }
+
+/// A fake broker that answers the first request on each connection properly and every
+/// later one with the wrong request id.
+async fn mismatching_broker() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use bytes::{Bytes, BytesMut};
+    use tidewater_streambus::protocol::{frame, *};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let mut prefix = [0u8; 4];
+                    if stream.read_exact(&mut prefix).await.is_err() {
+                        return;
+                    }
+                    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
+                    stream.read_exact(&mut body).await.unwrap();
+                    let (header, payload) = frame::decode_request(Bytes::from(body)).unwrap();
+                    let response = match Request::decode(header.code, payload).unwrap() {
+                        Request::HealthCheck => {
+                            Response::HealthCheck(HealthResponse { status: "healthy".into(), uptime_seconds: 1 })
+                        }
+                        Request::CreateTopic(r) => Response::CreateTopic(TopicResult { topic: r.topic, done: true }),
+                        other => panic!("unexpected {other:?}"),
+                    };
+                    let id = if n == 0 { header.id } else { header.id + 100 };
+                    let mut out = BytesMut::new();
+                    encode_ok_frame(&mut out, id, &response).unwrap();
+                    stream.write_all(&out).await.unwrap();
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[tokio::test]
+async fn a_response_with_the_wrong_id_drops_the_connection() {
+    let (addr, connections) = mismatching_broker().await;
+    let mut config = support::config(addr);
+    config.generation = Generation::V1;
+    config.retry.retries = 0;
+    let bus = StreamBus::connect(config.clone()).await.unwrap();
+    // The health check's connection went back to the pool; its second answer is wrong.
+    let err = bus.create_topic("t", 1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    let cause = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+    assert!(cause.contains("does not match"), "the cause says what went wrong: {cause}");
+    assert_eq!(bus.idle_connections(), 0, "the connection was dropped, not pooled");
+
+    // With a retry, the request goes again on a new connection and succeeds.
+    config.retry.retries = 1;
+    let bus = StreamBus::connect(config).await.unwrap();
+    bus.create_topic("t", 1).await.unwrap();
+    assert_eq!(connections.load(Ordering::Relaxed), 3, "one per client, one for the retry");
+}
