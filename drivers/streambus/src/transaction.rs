@@ -9,8 +9,8 @@ use tidewater_core::{Error, ErrorKind, Message, Result};
 use crate::client::Client;
 use crate::errors::broker_error;
 use crate::protocol::*;
-use crate::writer::partition_for_key;
-use crate::{record, DRIVER};
+use crate::writer::by_partition;
+use crate::DRIVER;
 
 /// A producer with a transactional id. Starting one fences any earlier producer with the
 /// same id and aborts what it left open.
@@ -25,6 +25,8 @@ pub struct TransactionalWriter {
     id: String,
     producer: ProducerIdentity,
     envelope: bool,
+    /// Keyless messages of one write share a partition; the next write uses the next.
+    next_keyless: u64,
 }
 
 impl std::fmt::Debug for TransactionalWriter {
@@ -46,7 +48,7 @@ impl TransactionalWriter {
             return Err(broker_error("InitProducerID failed", r.error, String::new()));
         }
         let producer = ProducerIdentity { id: r.producer_id, epoch: r.producer_epoch };
-        Ok(Self { client, id, producer, envelope })
+        Ok(Self { client, id, producer, envelope, next_keyless: 0 })
     }
 
     /// The producer id and epoch the broker gave.
@@ -75,22 +77,10 @@ pub struct Transaction<'a> {
 impl Transaction<'_> {
     /// Writes `batch` inside the transaction.
     pub async fn write(&mut self, batch: Vec<Message>) -> Result<()> {
+        let keyless = self.writer.next_keyless;
+        self.writer.next_keyless += 1;
         let w = &*self.writer;
-        let mut by_partition: Vec<((String, u32), Vec<Record>)> = Vec::new();
-        for (i, message) in batch.iter().enumerate() {
-            record::check_topic(&message.stream)?;
-            let count = w.client.partitions(&message.stream, true).await?;
-            let partition = match &message.key {
-                Some(k) if !k.is_empty() => partition_for_key(k, count),
-                _ => (i as u32) % count,
-            };
-            let rec = record::to_record(message, w.envelope)?;
-            let key = (message.stream.clone(), partition);
-            match by_partition.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, v)) => v.push(rec),
-                None => by_partition.push((key, vec![rec])),
-            }
-        }
+        let by_partition = by_partition(&w.client, &batch, w.envelope, keyless).await?;
         let new: Vec<(String, i32)> = by_partition
             .iter()
             .filter(|(k, _)| !self.partitions.contains(k))

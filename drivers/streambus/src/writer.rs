@@ -25,7 +25,43 @@ pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
     (fnv1a_64(key) % u64::from(partitions.max(1))) as u32
 }
 
-type PartitionKey = (String, u32);
+pub(crate) type PartitionKey = (String, u32);
+
+/// The records of `batch` by topic and partition, in first-seen order, every message
+/// checked (name, reserved headers, frame size) before any is sent. A key picks its
+/// partition; keyless messages all go to partition `keyless` modulo the count.
+pub(crate) async fn by_partition(
+    client: &Client,
+    batch: &[Message],
+    envelope: bool,
+    keyless: u64,
+) -> Result<Vec<(PartitionKey, Vec<Record>)>> {
+    let mut groups: Vec<(PartitionKey, Vec<Record>)> = Vec::new();
+    for message in batch {
+        record::check_topic(&message.stream)?;
+        let partitions = client.partitions(&message.stream, true).await?;
+        let record = record::to_record(message, envelope)?;
+        let size = record.encoded_len() + message.stream.len() + REQUEST_OVERHEAD + 12;
+        if size > MAX_FRAME {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("message {} needs {size} bytes, over the broker's {MAX_FRAME}-byte frame limit", message.id),
+            )
+            .with_driver(DRIVER)
+            .with_topic(message.stream.clone()));
+        }
+        let partition = match &message.key {
+            Some(key) if !key.is_empty() => partition_for_key(key, partitions),
+            _ => (keyless % u64::from(partitions)) as u32,
+        };
+        let key = (message.stream.clone(), partition);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, records)) => records.push(record),
+            None => groups.push((key, vec![record])),
+        }
+    }
+    Ok(groups)
+}
 type Waiter = oneshot::Sender<Result<()>>;
 
 struct Batch {
@@ -100,33 +136,7 @@ impl Writer for StreamBusWriter {
         // Everything is checked before anything is queued, so a bad message fails the
         // write without half of it written.
         let keyless = inner.next_keyless.fetch_add(1, Ordering::Relaxed);
-        let mut groups: Vec<(PartitionKey, Vec<Record>)> = Vec::new();
-        for message in &batch {
-            record::check_topic(&message.stream)?;
-            let partitions = inner.client.partitions(&message.stream, true).await?;
-            let record = record::to_record(message, inner.envelope)?;
-            let size = record.encoded_len() + message.stream.len() + REQUEST_OVERHEAD + 12;
-            if size > MAX_FRAME {
-                return Err(Error::new(
-                    ErrorKind::TooLarge,
-                    format!(
-                        "message {} needs {size} bytes, over the broker's {MAX_FRAME}-byte frame limit",
-                        message.id
-                    ),
-                )
-                .with_driver(DRIVER)
-                .with_topic(message.stream.clone()));
-            }
-            let partition = match &message.key {
-                Some(key) if !key.is_empty() => partition_for_key(key, partitions),
-                _ => (keyless % u64::from(partitions)) as u32,
-            };
-            let key = (message.stream.clone(), partition);
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, records)) => records.push(record),
-                None => groups.push((key, vec![record])),
-            }
-        }
+        let groups = by_partition(&inner.client, &batch, inner.envelope, keyless).await?;
         let mut receivers = Vec::with_capacity(groups.len());
         let mut ready = Vec::new();
         {
