@@ -13,7 +13,7 @@
 //! | `middleware` (default) | `middleware` | retry, dedup, dead-letter queue, tracing, timeout, panic recovery, correlation ids |
 //! | `kafka`      | [`kafka`]       | consumer groups with commits that never pass an unprocessed record, on rdkafka |
 //! | `nats`       | [`nats`]        | core NATS (at most once) and JetStream (at least once), on async-nats |
-//! | `pulsar`     | `pulsar`        | not implemented yet |
+//! | `pulsar`     | [`pulsar`]      | subscriptions (Shared, Key_Shared, Exclusive, Failover) with per-message acks, delayed nacks, ack timeout and the broker's dead-letter policy; batching producers; on the pulsar crate |
 //! | `streambus`  | [`streambus`]   | native client for both StreamBus protocol generations: groups, offsets and transactions on later brokers, static partitions and a value envelope on v1.0.x |
 //! | `full`       | all of the above | |
 //!
@@ -66,7 +66,7 @@ pub use tidewater_kafka as kafka;
 #[cfg(feature = "nats")]
 pub use tidewater_nats as nats;
 
-/// The Pulsar driver (not implemented yet).
+/// The Pulsar driver, on the pulsar crate.
 #[cfg(feature = "pulsar")]
 pub use tidewater_pulsar as pulsar;
 

@@ -1,1 +1,164 @@
-//! Not yet implemented.
+//! The Pulsar driver of tidewater, on the [`pulsar`] crate (tokio, no async-std).
+//!
+//! [`Pulsar`] connects once and hands out writers and readers:
+//!
+//! - [`PulsarWriter`]: a producer per topic shared by all writers; every write waits for
+//!   the broker's send receipts; batching on by default; bursts wait for room rather
+//!   than fail; payloads over [`PulsarConfig::max_message_bytes`] are a `TooLarge` error.
+//! - [`PulsarReader`]: consumer groups are subscriptions (Shared by default; Key_Shared,
+//!   Exclusive and Failover by [`PulsarConfig::subscription`]), acks per message, nacks
+//!   with a redelivery delay, an optional ack timeout and the broker-side dead-letter
+//!   policy ([`DeadLetter`]), start at the earliest or the latest message.
+//!
+//! Short topic names live in [`PulsarConfig::namespace`] (`persistent://public/default/`
+//! unless set). Message fields travel as Pulsar's own where it has them:
+//!
+//! | Message field | Pulsar message                                                    |
+//! |---------------|-------------------------------------------------------------------|
+//! | id            | property `tw-id`                                                  |
+//! | key           | partition key (Base64 and flagged if not UTF-8) and ordering key  |
+//! | content type  | property `tw-content-type`                                        |
+//! | timestamp     | event time                                                        |
+//! | headers       | properties, as they are                                           |
+//!
+//! A message from another client without `tw-id` gets the id
+//! `<topic>-<ledger>:<entry>:<partition>:<batch index>`, the same on every redelivery, so
+//! deduplication works on it.
+//!
+//! ```no_run
+//! use tidewater_core::{Bus, EventRegistry};
+//! use tidewater_pulsar::{Pulsar, PulsarConfig};
+//!
+//! # async fn example() -> tidewater_core::Result<()> {
+//! let pulsar = Pulsar::connect(PulsarConfig::new("pulsar://127.0.0.1:6650")).await?;
+//! let bus = Bus::new(&pulsar, EventRegistry::new());
+//! # let _ = bus;
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod config;
+mod errors;
+mod reader;
+mod record;
+mod writer;
+
+use std::sync::Arc;
+
+use pulsar::{Authentication, TokioExecutor};
+use tidewater_core::{Driver, Error, ErrorKind, Reader, Result, Writer};
+
+pub use config::{Auth, Batching, Compression, DeadLetter, PulsarConfig, SubscriptionType, Tls};
+pub use reader::PulsarReader;
+pub use record::dead_letter_headers;
+pub use writer::PulsarWriter;
+
+/// Re-exported so services can reach the pulsar crate where tidewater does not go.
+pub use pulsar;
+
+use crate::errors::pulsar_error;
+use crate::writer::Producers;
+
+pub(crate) const DRIVER: &str = "pulsar";
+
+/// Connections to a Pulsar cluster, shared by every writer and reader made from it.
+///
+/// Writers and readers use separate connections. The pulsar crate leaves Nagle's
+/// algorithm on in its sockets, and on one connection shared by producers and consumers
+/// a write's send receipt waited about 40 ms behind consumer traffic (measured: 44 ms
+/// per acknowledged write on one connection, 7 ms on two).
+#[derive(Clone)]
+pub struct Pulsar {
+    client: pulsar::Pulsar<TokioExecutor>,
+    consumer_client: pulsar::Pulsar<TokioExecutor>,
+    config: Arc<PulsarConfig>,
+    producers: Arc<Producers>,
+}
+
+impl std::fmt::Debug for Pulsar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pulsar").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Pulsar {
+    /// Connects as `config` says; fails if the broker does not answer within the
+    /// request timeout.
+    pub async fn connect(config: PulsarConfig) -> Result<Self> {
+        let config = Arc::new(config);
+        let client = Self::client_for(&config).await?;
+        let consumer_client = Self::client_for(&config).await?;
+        let producers = Arc::new(Producers::new(client.clone(), Arc::clone(&config)));
+        Ok(Self { client, consumer_client, config, producers })
+    }
+
+    async fn client_for(config: &PulsarConfig) -> Result<pulsar::Pulsar<TokioExecutor>> {
+        let mut builder = pulsar::Pulsar::builder(config.url.as_str(), TokioExecutor)
+            .with_connection_retry_options(pulsar::ConnectionRetryOptions {
+                connection_timeout: config.request_timeout,
+                ..Default::default()
+            })
+            .with_operation_retry_options(pulsar::OperationRetryOptions {
+                operation_timeout: config.request_timeout,
+                ..Default::default()
+            });
+        if let Some(Auth::Token(token)) = &config.auth {
+            builder = builder.with_auth(Authentication { name: "token".to_owned(), data: token.as_bytes().to_vec() });
+        }
+        if let Some(tls) = &config.tls {
+            if let Some(path) = &tls.ca_file {
+                builder = builder.with_certificate_chain_file(path).map_err(|e| {
+                    Error::new(ErrorKind::Config, format!("cannot read the CA certificates in {}", path.display()))
+                        .with_source(e)
+                        .with_driver(DRIVER)
+                })?;
+            }
+            builder = builder
+                .with_allow_insecure_connection(tls.allow_insecure)
+                .with_tls_hostname_verification_enabled(tls.verify_hostname);
+        }
+        match tokio::time::timeout(config.request_timeout, builder.build()).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(err)) => return Err(pulsar_error(format!("cannot connect to Pulsar at {}", config.url), err)),
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("connecting to Pulsar at {} took longer than {:?}", config.url, config.request_timeout),
+                )
+                .with_driver(DRIVER))
+            }
+        }
+    }
+
+    /// A writer. Writers share the producers; closing one flushes them and closes only
+    /// that writer.
+    pub fn pulsar_writer(&self) -> PulsarWriter {
+        PulsarWriter::new(Arc::clone(&self.producers), self.config.max_message_bytes)
+    }
+
+    /// A reader.
+    pub fn pulsar_reader(&self) -> PulsarReader {
+        PulsarReader::new(self.consumer_client.clone(), Arc::clone(&self.config))
+    }
+
+    /// The pulsar crate's client that writers use, for what tidewater does not cover.
+    pub fn client(&self) -> &pulsar::Pulsar<TokioExecutor> {
+        &self.client
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PulsarConfig {
+        &self.config
+    }
+}
+
+impl Driver for Pulsar {
+    fn writer(&self) -> Arc<dyn Writer> {
+        Arc::new(self.pulsar_writer())
+    }
+
+    fn reader(&self) -> Arc<dyn Reader> {
+        Arc::new(self.pulsar_reader())
+    }
+}

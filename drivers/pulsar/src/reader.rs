@@ -1,0 +1,441 @@
+//! The read side: a subscription per group, acks per message, batches acked whole.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use pulsar::consumer::{InitialPosition, Message as Received};
+use pulsar::message::proto::MessageIdData;
+use pulsar::{Consumer, ConsumerOptions, TokioExecutor};
+use tidewater_core::{
+    run_source, BoxHandler, Delivery, DeliveryModel, Error, ErrorKind, IdFactory, Incoming, Position, ReadContext,
+    ReadTask, Reader, Result, Settle, Settlement, Source, StartFrom, UuidV7Ids,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::errors::pulsar_error;
+use crate::record::from_pulsar;
+use crate::{PulsarConfig, SubscriptionType, DRIVER};
+
+/// Reads a topic through a Pulsar subscription.
+///
+/// - **Groups** are subscriptions named after the group, of the configured
+///   [`SubscriptionType`] (Shared by default). A task without a group reads through an
+///   Exclusive subscription of its own, `tidewater-private-<uuid>`, removed when it stops.
+/// - **Settlement** is per message ([`DeliveryModel::Queue`]). A nack asks the broker to
+///   redeliver after the nack delay (the task's, else [`PulsarConfig::nack_delay`]).
+/// - **Batches** (messages a producer sent together, one broker entry) are acked when
+///   every message of the batch is: brokers that do not track acks inside a batch take an
+///   ack of one of its messages for the whole batch, which would lose the others if they
+///   then failed. A nack redelivers the whole batch; its messages that were acked already,
+///   or whose handlers still run, are not handed out again.
+/// - **Attempts**: the pulsar crate does not pass the broker's redelivery count on, so
+///   this reader counts the deliveries it sees of each message. A redelivery to another
+///   member of the group starts at 1 there.
+/// - **Flow**: at most `receiver_queue` deliveries are unsettled at once; the consumer
+///   fetches no more until some are settled.
+#[derive(Clone)]
+pub struct PulsarReader {
+    client: pulsar::Pulsar<TokioExecutor>,
+    config: Arc<PulsarConfig>,
+}
+
+impl std::fmt::Debug for PulsarReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PulsarReader").field("url", &self.config.url).finish_non_exhaustive()
+    }
+}
+
+impl PulsarReader {
+    pub(crate) fn new(client: pulsar::Pulsar<TokioExecutor>, config: Arc<PulsarConfig>) -> Self {
+        Self { client, config }
+    }
+}
+
+#[async_trait]
+impl Reader for PulsarReader {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    fn model(&self) -> DeliveryModel {
+        DeliveryModel::Queue
+    }
+
+    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+        tidewater_core::names::check_topic(&task.topic).map_err(|e| e.with_driver(DRIVER))?;
+        let config = &self.config;
+        let (subscription, sub_type, private) = match &task.group {
+            Some(group) => (group.clone(), config.subscription.sub_type(), false),
+            None => {
+                (format!("tidewater-private-{}", UuidV7Ids.next_id()), SubscriptionType::Exclusive.sub_type(), true)
+            }
+        };
+        let position = match task.start {
+            StartFrom::Earliest => InitialPosition::Earliest,
+            StartFrom::Latest => InitialPosition::Latest,
+        };
+        let mut builder = self
+            .client
+            .consumer()
+            .with_topic(config.full_topic(&task.topic))
+            .with_subscription(subscription.as_str())
+            .with_subscription_type(sub_type)
+            .with_consumer_name(format!("tidewater-{}", UuidV7Ids.next_id()))
+            .with_batch_size(config.receiver_queue.max(1))
+            .with_unacked_message_resend_delay(config.ack_timeout)
+            .with_options(ConsumerOptions::default().with_initial_position(position).durable(true));
+        if let Some(dead_letter) = &config.dead_letter {
+            builder = builder.with_dead_letter_policy(dead_letter.policy(&task.topic, &config.namespace));
+        }
+        let subscribe = tokio::time::timeout(config.request_timeout, builder.build::<Vec<u8>>());
+        let consumer = match subscribe.await {
+            Ok(Ok(consumer)) => consumer,
+            Ok(Err(err)) => {
+                return Err(pulsar_error(format!("cannot subscribe {subscription:?}"), err).with_topic(&task.topic))
+            }
+            Err(_) => {
+                return Err(Error::new(ErrorKind::Timeout, format!("subscribing {subscription:?} timed out"))
+                    .with_driver(DRIVER)
+                    .with_topic(&task.topic))
+            }
+        };
+        ctx.ready.ready();
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (deliveries, delivery_rx) = mpsc::unbounded_channel();
+        let engine = Engine {
+            topic: task.topic.clone(),
+            group: task.group.as_deref().map(Arc::from),
+            consumer,
+            commands: command_rx,
+            deliveries,
+            entries: HashMap::new(),
+            unsettled: 0,
+            max_unsettled: config.receiver_queue.max(1) as usize,
+            nacks: BinaryHeap::new(),
+            nack_ids: HashMap::new(),
+            unsubscribe: private,
+        };
+        let engine = tokio::spawn(engine.run());
+        let mut source = PulsarSource {
+            commands,
+            deliveries: delivery_rx,
+            default_nack_delay: config.nack_delay,
+            engine: Some(engine),
+        };
+        run_source(&mut source, handler, &task, &ctx).await
+    }
+}
+
+/// One broker entry: a single message, or a batch of them, which the broker acks and
+/// redelivers as a whole.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+struct EntryKey {
+    ledger: u64,
+    entry: u64,
+    partition: i32,
+}
+
+impl EntryKey {
+    fn of(id: &MessageIdData) -> Self {
+        Self { ledger: id.ledger_id, entry: id.entry_id, partition: id.partition.unwrap_or(-1) }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Not handed out, or nacked or released since.
+    Waiting,
+    /// Handed out, not settled.
+    Running,
+    /// Nacked with a delay that has not passed: not handed out again before it has,
+    /// even if its batch comes again for another message.
+    Delayed,
+    Acked,
+}
+
+/// What this consumer knows of an entry it received: each message's state and how
+/// often it was handed out. Forgotten when the entry is acked.
+struct Entry {
+    slots: Vec<Slot>,
+    deliveries: Vec<u32>,
+    /// The message ids to ack when every message is acked.
+    ids: Vec<Option<MessageIdData>>,
+}
+
+enum Command {
+    Ack(MessageIdData),
+    Nack(MessageIdData, std::time::Duration),
+    Release(MessageIdData),
+    Close(oneshot::Sender<Result<()>>),
+}
+
+type Delivered = Result<(Delivery, MessageIdData)>;
+
+/// Owns the consumer (whose acks need `&mut`): hands messages out, turns settlements
+/// into acks and nacks, and holds delayed nacks until they are due.
+struct Engine {
+    topic: String,
+    group: Option<Arc<str>>,
+    consumer: Consumer<Vec<u8>, TokioExecutor>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    deliveries: mpsc::UnboundedSender<Delivered>,
+    entries: HashMap<EntryKey, Entry>,
+    unsettled: usize,
+    max_unsettled: usize,
+    /// Nacks waiting for their delay, by due time, and the ids they are for.
+    nacks: BinaryHeap<Reverse<(Instant, EntryKey, i32)>>,
+    nack_ids: HashMap<(EntryKey, i32), MessageIdData>,
+    unsubscribe: bool,
+}
+
+impl Engine {
+    async fn run(mut self) {
+        loop {
+            let next_nack = self.nacks.peek().map(|Reverse((due, _, _))| *due);
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    Some(Command::Close(done)) => {
+                        let _ = done.send(self.close().await);
+                        return;
+                    }
+                    Some(command) => self.command(command).await,
+                    // Every sender is gone: the source was dropped without a close.
+                    None => {
+                        let _ = self.close().await;
+                        return;
+                    }
+                },
+                _ = tokio::time::sleep_until(next_nack.unwrap_or_else(Instant::now)), if next_nack.is_some() => {
+                    let now = Instant::now();
+                    while let Some(Reverse((due, key, index))) = self.nacks.peek().copied() {
+                        if due > now {
+                            break;
+                        }
+                        self.nacks.pop();
+                        if let Some(id) = self.nack_ids.remove(&(key, index)) {
+                            if let Some(slot) = self.entries.get_mut(&key).and_then(|e| e.slots.get_mut(index as usize)) {
+                                *slot = Slot::Waiting;
+                            }
+                            self.nack(id).await;
+                        }
+                    }
+                }
+                received = self.consumer.next(), if self.unsettled < self.max_unsettled => match received {
+                    Some(Ok(message)) => self.received(message),
+                    Some(Err(err)) => {
+                        let err = pulsar_error("receiving from Pulsar failed", err).with_topic(&self.topic);
+                        if self.deliveries.send(Err(err)).is_err() {
+                            let _ = self.close().await;
+                            return;
+                        }
+                    }
+                    None => {
+                        let err = Error::new(ErrorKind::Closed, "the Pulsar consumer ended").with_driver(DRIVER).with_topic(&self.topic);
+                        let _ = self.deliveries.send(Err(err));
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    fn received(&mut self, received: Received<Vec<u8>>) {
+        let id = received.message_id().clone();
+        let size = received.message_id.batch_size.filter(|n| *n > 0).unwrap_or(1) as usize;
+        let index = id.batch_index.filter(|i| *i >= 0).unwrap_or(0) as usize;
+        let entry = self.entries.entry(EntryKey::of(&id)).or_insert_with(|| Entry {
+            slots: vec![Slot::Waiting; size],
+            deliveries: vec![0; size],
+            ids: vec![None; size],
+        });
+        if index >= entry.slots.len() || entry.slots[index] != Slot::Waiting {
+            // Acked already, or its handler still runs: a redelivery of its batch for
+            // another message's nack, or of its own after the ack timeout.
+            return;
+        }
+        entry.slots[index] = Slot::Running;
+        entry.deliveries[index] += 1;
+        entry.ids[index] = Some(id.clone());
+        let attempt = entry.deliveries[index];
+        let message = from_pulsar(&self.topic, &received);
+        let position = Position::Queue { partition: id.partition.map(|p| p as u32), sequence: Some(id.entry_id) };
+        self.unsettled += 1;
+        let delivery = Delivery::new(message, attempt, position, self.group.clone());
+        let _ = self.deliveries.send(Ok((delivery, id)));
+    }
+
+    async fn nack(&mut self, id: MessageIdData) {
+        if let Err(err) = self.consumer.nack_with_id(&self.topic, id).await {
+            tracing::warn!(topic = %self.topic, error = %err, "a nack failed; the message comes again when this consumer closes");
+        }
+    }
+
+    async fn command(&mut self, command: Command) {
+        let id = match &command {
+            Command::Ack(id) | Command::Nack(id, _) | Command::Release(id) => id.clone(),
+            Command::Close(_) => return,
+        };
+        let key = EntryKey::of(&id);
+        let index = id.batch_index.filter(|i| *i >= 0).unwrap_or(0) as usize;
+        let Some(entry) = self.entries.get_mut(&key) else { return };
+        if entry.slots.get(index) != Some(&Slot::Running) {
+            return;
+        }
+        self.unsettled = self.unsettled.saturating_sub(1);
+        match command {
+            Command::Ack(_) => {
+                entry.slots[index] = Slot::Acked;
+                if entry.slots.iter().all(|s| *s == Slot::Acked) {
+                    let entry = self.entries.remove(&key).expect("the entry is there");
+                    // Acked one by one, so the consumer's ack-timeout bookkeeping (by
+                    // message id) lets go of each.
+                    for id in entry.ids.into_iter().flatten() {
+                        if let Err(err) = self.consumer.ack_with_id(&self.topic, id).await {
+                            tracing::warn!(topic = %self.topic, error = %err, "an ack failed; the message may come again");
+                        }
+                    }
+                }
+            }
+            Command::Nack(_, delay) => {
+                if delay.is_zero() {
+                    entry.slots[index] = Slot::Waiting;
+                    self.nack(id).await;
+                    return;
+                }
+                entry.slots[index] = Slot::Delayed;
+                self.nack_ids.insert((key, index as i32), id);
+                self.nacks.push(Reverse((Instant::now() + delay, key, index as i32)));
+            }
+            Command::Release(_) => entry.slots[index] = Slot::Waiting,
+            Command::Close(_) => {}
+        }
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        // Delayed nacks are sent now: the broker redelivers everything unacked once the
+        // consumer is gone anyway, and a nack sent now reaches the group's other members
+        // sooner.
+        self.nacks.clear();
+        for (_, id) in std::mem::take(&mut self.nack_ids) {
+            self.nack(id).await;
+        }
+        if self.unsubscribe {
+            if let Err(err) = self.consumer.unsubscribe().await {
+                tracing::debug!(topic = %self.topic, error = %err, "removing a private subscription failed");
+            }
+        }
+        self.consumer
+            .close()
+            .await
+            .map_err(|e| pulsar_error("closing the Pulsar consumer failed", e).with_topic(&self.topic))
+    }
+}
+
+/// The runner's side: deliveries from the engine, settlements to it.
+struct PulsarSource {
+    commands: mpsc::UnboundedSender<Command>,
+    deliveries: mpsc::UnboundedReceiver<Delivered>,
+    default_nack_delay: std::time::Duration,
+    engine: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl PulsarSource {
+    fn incoming(&self, (delivery, id): (Delivery, MessageIdData)) -> Incoming {
+        Incoming {
+            delivery,
+            settle: Box::new(PulsarSettle {
+                commands: self.commands.clone(),
+                id: Some(id),
+                default_nack_delay: self.default_nack_delay,
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Source for PulsarSource {
+    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Incoming>>> {
+        let Some(first) = self.deliveries.recv().await else { return Ok(None) };
+        let mut batch = Vec::with_capacity(max.min(64));
+        batch.push(self.incoming(first?));
+        while batch.len() < max {
+            match self.deliveries.try_recv() {
+                Ok(Ok(next)) => batch.push(self.incoming(next)),
+                Ok(Err(err)) => {
+                    // Hand out what arrived; the error comes with the next call.
+                    tracing::warn!(error = %err, "Pulsar consumer error after a batch");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(Some(batch))
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        let Some(engine) = self.engine.take() else { return Ok(()) };
+        let (done, result) = oneshot::channel();
+        if self.commands.send(Command::Close(done)).is_err() {
+            let _ = engine.await;
+            return Ok(());
+        }
+        let result = result.await.unwrap_or(Ok(()));
+        let _ = engine.await;
+        result
+    }
+}
+
+impl Drop for PulsarSource {
+    fn drop(&mut self) {
+        if let Some(engine) = &self.engine {
+            let (done, _) = oneshot::channel();
+            if self.commands.send(Command::Close(done)).is_err() {
+                engine.abort();
+            }
+        }
+    }
+}
+
+/// Settles one delivery through the engine.
+struct PulsarSettle {
+    commands: mpsc::UnboundedSender<Command>,
+    id: Option<MessageIdData>,
+    default_nack_delay: std::time::Duration,
+}
+
+#[async_trait]
+impl Settle for PulsarSettle {
+    async fn settle(mut self: Box<Self>, settlement: Settlement) -> Result<()> {
+        let Some(id) = self.id.take() else { return Ok(()) };
+        let command = match settlement {
+            Settlement::Ack => Command::Ack(id),
+            Settlement::Nack { delay } => Command::Nack(id, delay.unwrap_or(self.default_nack_delay)),
+        };
+        self.commands.send(command).map_err(|_| {
+            Error::new(ErrorKind::Closed, "the Pulsar consumer is closed; the message will be delivered again")
+                .with_driver(DRIVER)
+        })
+    }
+
+    async fn release(mut self: Box<Self>) {
+        if let Some(id) = self.id.take() {
+            let _ = self.commands.send(Command::Release(id));
+        }
+    }
+}
+
+impl Drop for PulsarSettle {
+    /// A delivery dropped unsettled (its handler was abandoned at a shutdown deadline)
+    /// is nacked, so the broker hands it to another member now rather than when this
+    /// consumer closes.
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let _ = self.commands.send(Command::Nack(id, std::time::Duration::ZERO));
+        }
+    }
+}

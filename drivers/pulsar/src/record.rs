@@ -1,0 +1,193 @@
+//! Message fields to Pulsar messages and back.
+//!
+//! | Message field | Pulsar message                                              |
+//! |---------------|-------------------------------------------------------------|
+//! | id            | property `tw-id`                                            |
+//! | key           | partition key (Base64 and flagged if not UTF-8) and ordering key |
+//! | content type  | property `tw-content-type`                                  |
+//! | timestamp     | event time                                                  |
+//! | headers       | properties, as they are                                     |
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use pulsar::consumer::Message as Received;
+use pulsar::message::proto::MessageIdData;
+use pulsar::producer::Message as Outgoing;
+use tidewater_core::{wire, Error, ErrorKind, Headers, Message, Result};
+
+use crate::DRIVER;
+
+const RESERVED: [&str; 2] = [wire::ID, wire::CONTENT_TYPE];
+
+/// The property the pulsar crate's dead-letter policy sets to the topic a message failed on.
+pub(crate) const DLQ_REAL_TOPIC: &str = "REAL_TOPIC";
+
+/// The Pulsar message for `message`, checked against `max_bytes`.
+pub(crate) fn to_pulsar(message: &Message, max_bytes: usize) -> Result<Outgoing> {
+    if message.payload.len() > max_bytes {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "message {} has a payload of {} bytes; the limit is {max_bytes} (PulsarConfig::max_message_bytes, \
+                 which should match the broker's maxMessageSize)",
+                message.id,
+                message.payload.len()
+            ),
+        )
+        .with_driver(DRIVER)
+        .with_topic(message.stream.clone()));
+    }
+    let mut properties = HashMap::with_capacity(message.headers.len() + 2);
+    for (name, value) in message.headers.iter() {
+        if RESERVED.contains(&name) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("message {} has a header {name:?}, a name the Pulsar driver keeps for its own use", message.id),
+            )
+            .with_driver(DRIVER)
+            .with_topic(message.stream.clone()));
+        }
+        properties.insert(name.to_owned(), value.to_owned());
+    }
+    if !message.id.is_empty() {
+        properties.insert(wire::ID.to_owned(), message.id.clone());
+    }
+    if let Some(ct) = &message.content_type {
+        properties.insert(wire::CONTENT_TYPE.to_owned(), ct.clone());
+    }
+    // Keys that are text travel as text, so other clients read them as they were
+    // written; other keys travel in Base64 with the flag Pulsar has for that.
+    let (partition_key, b64) = match message.key.as_deref().map(std::str::from_utf8) {
+        None => (None, None),
+        Some(Ok(text)) => (Some(text.to_owned()), None),
+        Some(Err(_)) => {
+            let key = message.key.as_deref().unwrap_or_default();
+            (Some(base64::engine::general_purpose::STANDARD.encode(key)), Some(true))
+        }
+    };
+    Ok(Outgoing {
+        payload: message.payload.to_vec(),
+        properties,
+        partition_key,
+        partition_key_b64_encoded: b64,
+        ordering_key: message.key.as_ref().map(|k| k.to_vec()),
+        event_time: Some(millis(message.timestamp)),
+        ..Default::default()
+    })
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+/// The id of a message from a client that set no `tw-id`: its Pulsar message id, the
+/// same on every redelivery, so deduplication works on it.
+pub(crate) fn fallback_id(topic: &str, id: &MessageIdData) -> String {
+    format!("{topic}-{}:{}:{}:{}", id.ledger_id, id.entry_id, id.partition.unwrap_or(-1), id.batch_index.unwrap_or(-1))
+}
+
+/// A message from a received one, on tidewater topic `topic`. The time is the event
+/// time, or the publish time when the sender set none. A key flagged as Base64 that does
+/// not decode is kept as the text it is, with a warning, rather than dropped.
+///
+/// A message the pulsar crate's dead-letter policy moved here gets the dead-letter
+/// middleware's headers too (original topic, recovery, error), so one DLQ consumer and
+/// [`Redrive`](https://docs.rs/tidewater-middleware) handle both alike.
+pub(crate) fn from_pulsar(topic: &str, received: &Received<Vec<u8>>) -> Message {
+    let meta = received.metadata();
+    let mut message = Message::new(topic, Bytes::copy_from_slice(&received.payload.data));
+    message.key = match received.key_bytes() {
+        Ok(key) => key.map(Bytes::from),
+        Err(err) => {
+            tracing::warn!(topic, error = %err, "a message's key is flagged Base64 but does not decode; kept as text");
+            meta.partition_key.clone().map(Bytes::from)
+        }
+    };
+    let ms = meta.event_time.filter(|t| *t > 0).unwrap_or(meta.publish_time);
+    message.timestamp = UNIX_EPOCH + Duration::from_millis(ms);
+    let mut id = None;
+    let mut headers = Headers::new();
+    for kv in &meta.properties {
+        match kv.key.as_str() {
+            wire::ID => id = Some(kv.value.clone()),
+            wire::CONTENT_TYPE => message.content_type = Some(kv.value.clone()),
+            name => {
+                headers.insert(name, kv.value.as_str());
+            }
+        }
+    }
+    if let Some(real) = headers.get(DLQ_REAL_TOPIC).map(short_topic) {
+        use dead_letter_headers as dlq;
+        if headers.get(dlq::ORIGINAL_TOPIC).is_none() {
+            headers.insert(dlq::ORIGINAL_TOPIC, real);
+            headers.insert(dlq::RECOVERY, "transient");
+            headers.insert(dlq::ERROR, "redelivered up to the Pulsar dead-letter policy's limit");
+            if let Some(key) = message.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) {
+                headers.insert(dlq::ORIGINAL_KEY, key);
+            }
+        }
+    }
+    message.id = id.unwrap_or_else(|| fallback_id(topic, received.message_id()));
+    message.headers = headers;
+    message
+}
+
+/// The header names of tidewater's dead-letter middleware, kept here so this crate does
+/// not depend on the middleware crate. A test checks they match.
+pub mod dead_letter_headers {
+    /// The topic the message failed on.
+    pub const ORIGINAL_TOPIC: &str = "tw-dlq-original-topic";
+    /// The key of the failed message, when it is text.
+    pub const ORIGINAL_KEY: &str = "tw-dlq-original-key";
+    /// Why the message failed.
+    pub const ERROR: &str = "tw-dlq-error";
+    /// `transient` or `permanent`.
+    pub const RECOVERY: &str = "tw-dlq-recovery";
+}
+
+/// `orders` from `persistent://public/default/orders` (and from `orders-partition-2`).
+pub(crate) fn short_topic(full: &str) -> String {
+    let name = full.rsplit('/').next().unwrap_or(full);
+    match name.rfind("-partition-") {
+        Some(at) if name[at + "-partition-".len()..].bytes().all(|b| b.is_ascii_digit()) => name[..at].to_owned(),
+        _ => name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_topic_drops_the_namespace_and_partition_suffix() {
+        assert_eq!(short_topic("persistent://public/default/orders"), "orders");
+        assert_eq!(short_topic("persistent://public/default/orders-partition-2"), "orders");
+        assert_eq!(short_topic("orders-partition-x"), "orders-partition-x");
+        assert_eq!(short_topic("orders"), "orders");
+    }
+
+    #[test]
+    fn keys_that_are_not_text_travel_in_base64() {
+        let mut m = Message::new("t", Bytes::from_static(b"x"));
+        m.key = Some(Bytes::from_static(&[0xff, 0x00]));
+        let out = to_pulsar(&m, 100).unwrap();
+        assert_eq!(out.partition_key.as_deref(), Some("/wA="));
+        assert_eq!(out.partition_key_b64_encoded, Some(true));
+        assert_eq!(out.ordering_key.as_deref(), Some(&[0xff, 0x00][..]));
+        m.key = Some(Bytes::from_static(b"k"));
+        let out = to_pulsar(&m, 100).unwrap();
+        assert_eq!((out.partition_key.as_deref(), out.partition_key_b64_encoded), (Some("k"), None));
+    }
+
+    #[test]
+    fn oversize_and_reserved_headers_are_refused() {
+        let m = Message::new("t", Bytes::from(vec![0u8; 11]));
+        assert_eq!(to_pulsar(&m, 10).unwrap_err().kind(), ErrorKind::TooLarge);
+        let mut m = Message::new("t", Bytes::from_static(b"x"));
+        m.headers.insert(wire::ID, "x");
+        assert_eq!(to_pulsar(&m, 10).unwrap_err().kind(), ErrorKind::InvalidInput);
+    }
+}

@@ -1,0 +1,187 @@
+//! The write side: a producer per topic, every write waits for the broker's receipts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use pulsar::producer::{Producer, SendFuture};
+use pulsar::{ProducerOptions, TokioExecutor};
+use tidewater_core::{names, CloseFlag, Error, ErrorKind, Message, Result, Writer};
+use tokio::sync::OnceCell;
+
+use crate::errors::{kind_of, pulsar_error};
+use crate::record::to_pulsar;
+use crate::{PulsarConfig, DRIVER};
+
+type SharedProducer = Arc<tokio::sync::Mutex<Producer<TokioExecutor>>>;
+
+/// The producers of one [`Pulsar`](crate::Pulsar) connection, one per topic, created at
+/// a topic's first write and shared by all writers.
+pub(crate) struct Producers {
+    client: pulsar::Pulsar<TokioExecutor>,
+    config: Arc<PulsarConfig>,
+    by_topic: Mutex<HashMap<String, Arc<OnceCell<SharedProducer>>>>,
+}
+
+impl Producers {
+    pub(crate) fn new(client: pulsar::Pulsar<TokioExecutor>, config: Arc<PulsarConfig>) -> Self {
+        Self { client, config, by_topic: Mutex::default() }
+    }
+
+    fn options(&self) -> ProducerOptions {
+        let mut options = ProducerOptions {
+            compression: self.config.compression.codec(),
+            // A burst waits for room in the connection's queue instead of failing.
+            block_queue_if_full: true,
+            ..Default::default()
+        };
+        if let Some(batching) = self.config.batching {
+            options.batch_size = Some(batching.max_messages.max(1));
+            options.batch_byte_size = Some(batching.max_bytes);
+            options.batch_timeout = Some(batching.linger);
+        }
+        options
+    }
+
+    /// The producer for `topic`, created on first use.
+    async fn producer(&self, topic: &str) -> Result<SharedProducer> {
+        let cell = {
+            let mut by_topic = self.by_topic.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(by_topic.entry(topic.to_owned()).or_default())
+        };
+        cell.get_or_try_init(|| async {
+            let build =
+                self.client.producer().with_topic(self.config.full_topic(topic)).with_options(self.options()).build();
+            match tokio::time::timeout(self.config.request_timeout, build).await {
+                Ok(Ok(producer)) => Ok(Arc::new(tokio::sync::Mutex::new(producer))),
+                Ok(Err(err)) => Err(pulsar_error("cannot create a Pulsar producer", err).with_topic(topic)),
+                Err(_) => Err(Error::new(ErrorKind::Timeout, "creating a Pulsar producer timed out")
+                    .with_driver(DRIVER)
+                    .with_topic(topic)),
+            }
+        })
+        .await
+        .cloned()
+    }
+
+    /// Forgets `topic`'s producer after it failed for good, so the next write makes a
+    /// new one.
+    fn forget(&self, topic: &str) {
+        self.by_topic.lock().unwrap_or_else(|e| e.into_inner()).remove(topic);
+    }
+
+    fn all(&self) -> Vec<SharedProducer> {
+        let by_topic = self.by_topic.lock().unwrap_or_else(|e| e.into_inner());
+        by_topic.values().filter_map(|cell| cell.get().cloned()).collect()
+    }
+
+    /// Sends the messages of a batch that have one topic; returns the receipts to wait for.
+    async fn send(&self, topic: &str, messages: Vec<pulsar::producer::Message>) -> Result<Vec<SendFuture>> {
+        let producer = self.producer(topic).await?;
+        let mut producer = producer.lock().await;
+        let mut receipts = Vec::with_capacity(messages.len());
+        for message in messages {
+            match producer.send_non_blocking(message).await {
+                Ok(receipt) => receipts.push(receipt),
+                Err(err) => {
+                    if kind_of(&err) == ErrorKind::Closed {
+                        self.forget(topic);
+                    }
+                    return Err(pulsar_error("sending to Pulsar failed", err).with_topic(topic));
+                }
+            }
+        }
+        Ok(receipts)
+    }
+
+    pub(crate) async fn flush(&self) -> Result<()> {
+        for producer in self.all() {
+            let mut producer = producer.lock().await;
+            if self.config.batching.is_some() {
+                let topic = producer.topic().to_owned();
+                producer
+                    .send_batch()
+                    .await
+                    .map_err(|e| pulsar_error("flushing a batch failed", e).with_topic(topic))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes to Pulsar. A write returns when the broker has stored every message of it
+/// (a send receipt each), so every failure reaches the caller; messages of one topic keep
+/// their order. Batching (on by default) groups messages of concurrent writes into one
+/// broker entry; a write of one message waits at most the batch's linger.
+pub struct PulsarWriter {
+    producers: Arc<Producers>,
+    max_message_bytes: usize,
+    closed: CloseFlag,
+}
+
+impl PulsarWriter {
+    pub(crate) fn new(producers: Arc<Producers>, max_message_bytes: usize) -> Self {
+        Self { producers, max_message_bytes, closed: CloseFlag::new() }
+    }
+}
+
+impl std::fmt::Debug for PulsarWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PulsarWriter").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Writer for PulsarWriter {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    async fn write(&self, batch: Vec<Message>) -> Result<()> {
+        self.closed.check(DRIVER)?;
+        // Check everything before sending anything, so bad input sends nothing.
+        let mut by_topic: Vec<(String, Vec<pulsar::producer::Message>, Vec<String>)> = Vec::new();
+        for message in &batch {
+            names::check_topic(&message.stream).map_err(|e| e.with_driver(DRIVER))?;
+            let outgoing = to_pulsar(message, self.max_message_bytes)?;
+            match by_topic.iter_mut().find(|(topic, _, _)| *topic == message.stream) {
+                Some((_, messages, ids)) => {
+                    messages.push(outgoing);
+                    ids.push(message.id.clone());
+                }
+                None => by_topic.push((message.stream.clone(), vec![outgoing], vec![message.id.clone()])),
+            }
+        }
+        let mut receipts = Vec::with_capacity(batch.len());
+        for (topic, messages, ids) in by_topic {
+            let sent = self.producers.send(&topic, messages).await?;
+            receipts.extend(sent.into_iter().zip(ids).map(|(receipt, id)| (topic.clone(), id, receipt)));
+        }
+        let total = receipts.len();
+        let mut failed = 0;
+        let mut first: Option<Error> = None;
+        for (topic, id, receipt) in receipts {
+            if let Err(err) = receipt.await {
+                failed += 1;
+                tracing::warn!(topic = %topic, id = %id, error = %err, "Pulsar did not store a message");
+                first.get_or_insert_with(|| pulsar_error("Pulsar did not store the message", err).with_topic(topic));
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(err) if total == 1 => Err(err),
+            Some(err) => Err(Error::new(err.kind(), format!("{failed} of {total} messages were not stored"))
+                .with_driver(DRIVER)
+                .with_source(err)),
+        }
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.producers.flush().await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.closed.close();
+        self.flush().await
+    }
+}
