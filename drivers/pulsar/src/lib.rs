@@ -120,14 +120,12 @@ impl Pulsar {
         }
         match tokio::time::timeout(config.request_timeout, builder.build()).await {
             Ok(Ok(client)) => Ok(client),
-            Ok(Err(err)) => return Err(pulsar_error(format!("cannot connect to Pulsar at {}", config.url), err)),
-            Err(_) => {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!("connecting to Pulsar at {} took longer than {:?}", config.url, config.request_timeout),
-                )
-                .with_driver(DRIVER))
-            }
+            Ok(Err(err)) => Err(pulsar_error(format!("cannot connect to Pulsar at {}", config.url), err)),
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("connecting to Pulsar at {} took longer than {:?}", config.url, config.request_timeout),
+            )
+            .with_driver(DRIVER)),
         }
     }
 

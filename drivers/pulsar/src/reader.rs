@@ -1,7 +1,7 @@
 //! The read side: a subscription per group, acks per message, batches acked whole.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -117,6 +117,7 @@ impl Reader for PulsarReader {
             max_unsettled: config.receiver_queue.max(1) as usize,
             nacks: BinaryHeap::new(),
             nack_ids: HashMap::new(),
+            done: RecentEntries::default(),
             unsubscribe: private,
         };
         let engine = tokio::spawn(engine.run());
@@ -189,7 +190,36 @@ struct Engine {
     /// Nacks waiting for their delay, by due time, and the ids they are for.
     nacks: BinaryHeap<Reverse<(Instant, EntryKey, i32)>>,
     nack_ids: HashMap<(EntryKey, i32), MessageIdData>,
+    /// Entries acked lately, whose messages may still arrive from a redelivery asked for
+    /// before the last of them was acked.
+    done: RecentEntries,
     unsubscribe: bool,
+}
+
+/// The last [`RecentEntries::KEEP`] entries acked.
+#[derive(Default)]
+struct RecentEntries {
+    order: VecDeque<EntryKey>,
+    set: HashSet<EntryKey>,
+}
+
+impl RecentEntries {
+    const KEEP: usize = 4096;
+
+    fn insert(&mut self, key: EntryKey) {
+        if self.set.insert(key) {
+            self.order.push_back(key);
+            if self.order.len() > Self::KEEP {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, key: &EntryKey) -> bool {
+        self.set.contains(key)
+    }
 }
 
 impl Engine {
@@ -248,7 +278,12 @@ impl Engine {
         let id = received.message_id().clone();
         let size = received.message_id.batch_size.filter(|n| *n > 0).unwrap_or(1) as usize;
         let index = id.batch_index.filter(|i| *i >= 0).unwrap_or(0) as usize;
-        let entry = self.entries.entry(EntryKey::of(&id)).or_insert_with(|| Entry {
+        let key = EntryKey::of(&id);
+        if self.done.contains(&key) {
+            // The rest of a redelivered batch whose last message was acked meanwhile.
+            return;
+        }
+        let entry = self.entries.entry(key).or_insert_with(|| Entry {
             slots: vec![Slot::Waiting; size],
             deliveries: vec![0; size],
             ids: vec![None; size],
@@ -292,6 +327,7 @@ impl Engine {
                 entry.slots[index] = Slot::Acked;
                 if entry.slots.iter().all(|s| *s == Slot::Acked) {
                     let entry = self.entries.remove(&key).expect("the entry is there");
+                    self.done.insert(key);
                     // Acked one by one, so the consumer's ack-timeout bookkeeping (by
                     // message id) lets go of each.
                     for id in entry.ids.into_iter().flatten() {

@@ -1,0 +1,398 @@
+//! What the Pulsar driver promises beyond the conformance suite, against the pulsar-lite
+//! that `scripts/test` starts (through the test proxy, see `support/proxy.rs`), and
+//! against private pulsar-lites where a test needs its own settings.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tidewater_core::testing::Recorder;
+use tidewater_core::{
+    handler_fn, Delivery, Driver, ErrorKind, EventRegistry, HandlerError, IdFactory, Message, Position, ReadTask,
+    StartFrom, SubscriberScheduler, UuidV7Ids,
+};
+use tidewater_pulsar::{DeadLetter, Pulsar, PulsarConfig, SubscriptionType};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+const GRACE: Duration = Duration::from_secs(10);
+
+fn topic(case: &str) -> String {
+    format!("tw-pulsar-{case}-{}", UuidV7Ids.next_id().replace('-', ""))
+}
+
+async fn pulsar(config: PulsarConfig) -> Pulsar {
+    Pulsar::connect(config).await.expect("connect to the test pulsar-lite")
+}
+
+async fn shared() -> Pulsar {
+    pulsar(support::config(&support::shared_url())).await
+}
+
+async fn subscribe(pulsar: &Pulsar, task: ReadTask, handler: impl tidewater_core::Handler) -> SubscriberScheduler {
+    let mut scheduler = SubscriberScheduler::new(pulsar.reader(), EventRegistry::new());
+    scheduler.add(task, Arc::new(handler));
+    scheduler.start().await.expect("subscribe");
+    scheduler
+}
+
+fn seq(d: &Delivery) -> usize {
+    d.message().headers.get("seq").expect("seq header").parse().expect("number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_field_round_trips() {
+    let pulsar = shared().await;
+    let topic = topic("fields");
+    let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+    let text = Message::new(&topic, "text key")
+        .with_id("m-1")
+        .with_key("customer-7")
+        .with_content_type("application/json")
+        .with_header("trace", "abc")
+        .with_header("seq", "0")
+        .with_timestamp(at);
+    let binary = Message::new(&topic, Bytes::from_static(&[0, 159, 255]))
+        .with_id("m-2")
+        .with_key(Bytes::from_static(&[0xff, 0x00, 0x7f]))
+        .with_header("seq", "1");
+    pulsar.writer().write(vec![text.clone(), binary.clone()]).await.unwrap();
+    let recorder = Recorder::new();
+    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("fields"), recorder.clone()).await;
+    let got = recorder.wait_for(2, PATIENCE).await.unwrap();
+    sub.shutdown(GRACE).await;
+    let by_id: HashMap<String, Message> = got.iter().map(|d| (d.message().id.clone(), d.message().clone())).collect();
+    let m1 = &by_id["m-1"];
+    assert_eq!(m1.stream, topic);
+    assert_eq!(m1.payload, text.payload);
+    assert_eq!(m1.key, text.key);
+    assert_eq!(m1.content_type.as_deref(), Some("application/json"));
+    assert_eq!(m1.headers, text.headers, "user headers come back as they were, without the driver's own");
+    assert_eq!(m1.timestamp, at, "the timestamp travels as the event time");
+    let m2 = &by_id["m-2"];
+    assert_eq!(m2.payload, binary.payload);
+    assert_eq!(m2.key, binary.key, "a key that is not UTF-8 comes back byte for byte");
+    assert_eq!(m2.content_type, None);
+    for d in &got {
+        assert_eq!(d.attempt(), 1);
+        assert_eq!(d.group(), Some("fields"));
+        assert!(matches!(d.position(), Position::Queue { sequence: Some(_), .. }), "{:?}", d.position());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_typed_error_and_sends_nothing() {
+    let pulsar = shared().await;
+    let topic = topic("bad");
+    let writer = pulsar.writer();
+    let big = Message::new(&topic, vec![0u8; pulsar.config().max_message_bytes + 1]);
+    let good = Message::new(&topic, "fine").with_header("seq", "0");
+    let err = writer.write(vec![good.clone(), big]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    let err = writer.write(vec![Message::new("orders/eu", "x")]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidName, "{err}");
+    let err = writer.write(vec![Message::new(&topic, "x").with_header("tw-id", "mine")]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    // Nothing of the refused writes reached the topic: the next message is the first.
+    writer.write(vec![good.clone().with_id("after")]).await.unwrap();
+    let recorder = Recorder::new();
+    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("bad"), recorder.clone()).await;
+    let got = recorder.wait_for(1, PATIENCE).await.unwrap();
+    sub.shutdown(GRACE).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message().id, "after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_is_not_there_is_a_connection_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut config = PulsarConfig::new(format!("pulsar://127.0.0.1:{port}"));
+    config.request_timeout = Duration::from_secs(2);
+    let err = Pulsar::connect(config).await.unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout), "{err:?}");
+    assert!(err.kind().is_retryable());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_starts_after_what_was_there() {
+    let pulsar = shared().await;
+    let topic = topic("latest");
+    let writer = pulsar.writer();
+    writer.write(vec![Message::new(&topic, "before").with_id("before")]).await.unwrap();
+    let recorder = Recorder::new();
+    let task = ReadTask::new(&topic).with_group("latest").with_start(StartFrom::Latest);
+    let mut sub = subscribe(&pulsar, task, recorder.clone()).await;
+    writer.write(vec![Message::new(&topic, "after").with_id("after")]).await.unwrap();
+    let got = recorder.wait_for(1, PATIENCE).await.unwrap();
+    sub.shutdown(GRACE).await;
+    let ids: Vec<String> = recorder.deliveries().iter().map(|d| d.message().id.clone()).collect();
+    assert_eq!(got[0].message().id, "after");
+    assert!(
+        !ids.iter().any(|id| id == "before"),
+        "a new group starting at the latest message got an older one: {ids:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nack_with_a_delay_comes_back_after_it() {
+    const DELAY: Duration = Duration::from_millis(700);
+    let mut config = support::config(&support::shared_url());
+    // One message per entry, so only the nacked message comes again.
+    config.batching = None;
+    let pulsar = pulsar(config).await;
+    let topic = topic("nack-delay");
+    let recorder = Recorder::new();
+    let times = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (seen, at) = (recorder.clone(), Arc::clone(&times));
+    let handler = handler_fn(move |d: Delivery| {
+        let (seen, at) = (seen.clone(), Arc::clone(&at));
+        async move {
+            let first = d.attempt() == 1;
+            at.lock().unwrap().push(Instant::now());
+            seen.record(d);
+            if first {
+                Err(HandlerError::transient("not yet").retry_after(DELAY))
+            } else {
+                Ok(())
+            }
+        }
+    });
+    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("nack"), handler).await;
+    pulsar.writer().write(vec![Message::new(&topic, "x").with_id("n-1")]).await.unwrap();
+    let got = recorder.wait_for(2, PATIENCE).await.unwrap();
+    sub.shutdown(GRACE).await;
+    assert_eq!(got[0].attempt(), 1);
+    assert_eq!(got[1].attempt(), 2, "the reader counts the redelivery");
+    let times = times.lock().unwrap().clone();
+    let gap = times[1].duration_since(times[0]);
+    assert!(gap >= DELAY, "redelivered after {gap:?}, before the {DELAY:?} the handler asked for");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nack_in_a_batch_does_not_hand_out_the_acked_messages_again() {
+    const N: usize = 10;
+    let pulsar = shared().await; // batching on: one write of ten is one broker entry
+    let topic = topic("batch-nack");
+    let calls = Recorder::new();
+    let seen = calls.clone();
+    let handler = handler_fn(move |d: Delivery| {
+        let seen = seen.clone();
+        async move {
+            let fail = seq(&d) == 4 && d.attempt() == 1;
+            seen.record(d);
+            if fail {
+                Err(HandlerError::transient("fails once"))
+            } else {
+                Ok(())
+            }
+        }
+    });
+    let messages: Vec<Message> =
+        (0..N).map(|i| Message::new(&topic, "b").with_id(format!("b-{i}")).with_header("seq", i.to_string())).collect();
+    pulsar.writer().write(messages).await.unwrap();
+    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("batch"), handler).await;
+    let got = calls.wait_until(|s| s.iter().any(|d| seq(d) == 4 && d.attempt() == 2), PATIENCE).await.unwrap();
+    // Let a wrong redelivery of the others show itself: wait for a marker published after.
+    pulsar.writer().write(vec![Message::new(&topic, "m").with_id("marker").with_header("seq", "99")]).await.unwrap();
+    calls.wait_until(|s| s.iter().any(|d| d.message().id == "marker"), PATIENCE).await.unwrap();
+    sub.shutdown(GRACE).await;
+    let all = calls.deliveries();
+    let mut count: HashMap<usize, usize> = HashMap::new();
+    for d in &all {
+        *count.entry(seq(d)).or_default() += 1;
+    }
+    assert_eq!(count[&4], 2, "the nacked message comes once more");
+    for i in (0..N).filter(|i| *i != 4) {
+        assert_eq!(count[&i], 1, "message {i} was acked and must not be handled again: {count:?}");
+    }
+    assert!(got.len() >= N + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dead_letter_policy_moves_a_failing_message_where_the_middleware_would() {
+    let mut config = support::config(&support::shared_url());
+    config.batching = None;
+    config.dead_letter = Some(DeadLetter::after(3));
+    let pulsar = pulsar(config).await;
+    let topic = topic("dlq");
+    let attempts = Recorder::new();
+    let seen = attempts.clone();
+    let failing = handler_fn(move |d: Delivery| {
+        let seen = seen.clone();
+        async move {
+            seen.record(d);
+            Err(HandlerError::transient("always fails"))
+        }
+    });
+    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("dlq"), failing).await;
+    let letter = Recorder::new();
+    let mut dlq = subscribe(&pulsar, ReadTask::new(format!("{topic}.dlq")).with_group("ops"), letter.clone()).await;
+    pulsar
+        .writer()
+        .write(vec![Message::new(&topic, "poison").with_id("p-1").with_key("k-1").with_content_type("text/plain")])
+        .await
+        .unwrap();
+    let dead = letter.wait_for(1, PATIENCE).await.unwrap();
+    sub.shutdown(GRACE).await;
+    dlq.shutdown(GRACE).await;
+    let tries: Vec<u32> = attempts.deliveries().iter().map(|d| d.attempt()).collect();
+    assert_eq!(tries, vec![1, 2, 3], "three deliveries, then the dead-letter topic");
+    let m = dead[0].message();
+    assert_eq!((m.id.as_str(), m.key_str(), m.content_type.as_deref()), ("p-1", Some("k-1"), Some("text/plain")));
+    use tidewater_middleware::dlq_headers as h;
+    assert_eq!(m.headers.get(h::ORIGINAL_TOPIC), Some(topic.as_str()), "{:?}", m.headers);
+    assert_eq!(m.headers.get(h::RECOVERY), Some("transient"));
+    assert!(m.headers.get(h::ERROR).is_some());
+    assert_eq!(m.headers.get(h::ORIGINAL_KEY), Some("k-1"));
+}
+
+#[test]
+fn dead_letter_header_names_match_the_middleware() {
+    use tidewater_middleware::dlq_headers as middleware;
+    use tidewater_pulsar::dead_letter_headers as ours;
+    assert_eq!(ours::ORIGINAL_TOPIC, middleware::ORIGINAL_TOPIC);
+    assert_eq!(ours::ORIGINAL_KEY, middleware::ORIGINAL_KEY);
+    assert_eq!(ours::ERROR, middleware::ERROR);
+    assert_eq!(ours::RECOVERY, middleware::RECOVERY);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_shared_keeps_each_key_on_one_member_in_order() {
+    const KEYS: usize = 6;
+    const EACH: usize = 40;
+    let mut config = support::config(&support::shared_url());
+    config.subscription = SubscriptionType::KeyShared;
+    config.batching = None;
+    let pulsar = pulsar(config).await;
+    let topic = topic("key-shared");
+    let union = Recorder::new();
+    let members: Vec<Recorder> = vec![Recorder::new(), Recorder::new()];
+    let mut subs = Vec::new();
+    for member in &members {
+        let (member, union) = (member.clone(), union.clone());
+        let handler = handler_fn(move |d: Delivery| {
+            let (member, union) = (member.clone(), union.clone());
+            async move {
+                member.record(d.clone());
+                union.record(d);
+                Ok(())
+            }
+        });
+        subs.push(subscribe(&pulsar, ReadTask::new(&topic).with_group("ks").with_concurrency(4), handler).await);
+    }
+    let messages: Vec<Message> = (0..KEYS * EACH)
+        .map(|i| {
+            Message::new(&topic, "k").with_key(format!("key-{}", i % KEYS)).with_header("seq", (i / KEYS).to_string())
+        })
+        .collect();
+    let writer = pulsar.writer();
+    for m in messages {
+        writer.write(vec![m]).await.unwrap();
+    }
+    union.wait_for(KEYS * EACH, PATIENCE).await.unwrap();
+    for mut sub in subs {
+        sub.shutdown(GRACE).await;
+    }
+    let mut owner: HashMap<String, usize> = HashMap::new();
+    for (i, member) in members.iter().enumerate() {
+        let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+        for d in member.deliveries() {
+            let key = d.message().key_str().unwrap().to_owned();
+            if let Some(other) = owner.insert(key.clone(), i) {
+                assert_eq!(other, i, "{key} went to both members");
+            }
+            by_key.entry(key).or_default().push(seq(&d));
+        }
+        for (key, seqs) in by_key {
+            assert_eq!(seqs, (0..EACH).collect::<Vec<_>>(), "order of {key} on member {i}");
+        }
+    }
+    assert_eq!(owner.len(), KEYS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_authentication_sends_the_token() {
+    let proxy = support::shared_proxy();
+    let before = proxy.connects().len();
+    let config = support::config(&proxy.url()).token("secret-jwt");
+    let pulsar = pulsar(config).await;
+    pulsar.writer().write(vec![Message::new(topic("token"), "x")]).await.unwrap();
+    let sent: Vec<_> = proxy.connects()[before..].to_vec();
+    assert!(!sent.is_empty());
+    assert!(
+        sent.iter()
+            .any(|c| c.auth_method.as_deref() == Some("token")
+                && c.auth_data.as_deref() == Some(b"secret-jwt".as_slice())),
+        "no Connect carried the token: {sent:?}"
+    );
+    let redacted = format!("{:?}", pulsar.config());
+    assert!(!redacted.contains("secret-jwt"), "the token shows in Debug output: {redacted}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_topics_spread_keys_and_keep_them_in_order() {
+    const KEYS: usize = 12;
+    const EACH: usize = 20;
+    let broker = support::PrivatePulsar::start("default_partitions = 3");
+    let proxy = support::Proxy::start(broker.addr());
+    let pulsar = pulsar(support::config(&proxy.url())).await;
+    let topic = topic("partitioned");
+    let recorder = Recorder::new();
+    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("p").with_concurrency(4), recorder.clone()).await;
+    let writer = pulsar.writer();
+    let messages: Vec<Message> = (0..KEYS * EACH)
+        .map(|i| {
+            Message::new(&topic, "p").with_key(format!("key-{}", i % KEYS)).with_header("seq", (i / KEYS).to_string())
+        })
+        .collect();
+    writer.write(messages).await.unwrap();
+    let got = recorder.wait_for(KEYS * EACH, PATIENCE).await.unwrap();
+    sub.shutdown(GRACE).await;
+    let mut partitions = HashSet::new();
+    let mut key_partition: HashMap<String, Option<u32>> = HashMap::new();
+    let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+    for d in &got {
+        let Position::Queue { partition, .. } = d.position() else { panic!("{:?}", d.position()) };
+        partitions.insert(partition);
+        let key = d.message().key_str().unwrap().to_owned();
+        assert_eq!(*key_partition.entry(key.clone()).or_insert(partition), partition, "{key} on two partitions");
+        by_key.entry(key).or_default().push(seq(d));
+    }
+    assert!(partitions.len() > 1, "twelve keys all went to one partition: {partitions:?}");
+    for (key, seqs) in by_key {
+        assert_eq!(seqs, (0..EACH).collect::<Vec<_>>(), "order of {key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_a_producer_and_lose_nothing() {
+    const WRITERS: usize = 20;
+    const EACH: usize = 50;
+    let pulsar = shared().await;
+    let topic = topic("writers");
+    let sent = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let (writer, topic, sent) = (pulsar.writer(), topic.clone(), Arc::clone(&sent));
+        tasks.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                writer.write(vec![Message::new(&topic, "w").with_id(format!("w{w}-{i}"))]).await.unwrap();
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    println!("{} acknowledged writes from {WRITERS} writers in {:?}", sent.load(Ordering::Relaxed), started.elapsed());
+    let recorder = Recorder::new();
+    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("w"), recorder.clone()).await;
+    let got = recorder.wait_for(WRITERS * EACH, PATIENCE).await.unwrap();
+    sub.shutdown(GRACE).await;
+    let ids: HashSet<String> = got.iter().map(|d| d.message().id.clone()).collect();
+    assert_eq!(ids.len(), WRITERS * EACH);
+}
