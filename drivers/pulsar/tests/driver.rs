@@ -208,7 +208,7 @@ async fn a_nack_in_a_batch_does_not_hand_out_the_acked_messages_again() {
     for i in (0..N).filter(|i| *i != 4) {
         assert_eq!(count[&i], 1, "message {i} was acked and must not be handled again: {count:?}");
     }
-    assert!(got.len() >= N + 1);
+    assert!(got.len() > N);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
