@@ -1,0 +1,94 @@
+//! Interop with the official Python client (pulsar-client, which `scripts/test` installs
+//! with pulsar-lite): what tidewater writes, it reads with its key and properties, and
+//! the reverse. Python talks to the broker directly, tidewater through the test proxy.
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::Value;
+use tidewater_core::testing::Recorder;
+use tidewater_core::{Driver, EventRegistry, IdFactory, Message, ReadTask, SubscriberScheduler, UuidV7Ids};
+use tidewater_pulsar::Pulsar;
+
+fn python() -> String {
+    std::env::var("TIDEWATER_PYTHON")
+        .expect("TIDEWATER_PYTHON is not set: run the tests with scripts/test, which installs pulsar-client")
+}
+
+fn run_python(args: &[&str]) -> Vec<Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop.py");
+    let out = Command::new(python()).arg(script).args(args).output().expect("run python");
+    assert!(out.status.success(), "interop.py {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+fn topic(case: &str) -> String {
+    format!("tw-pulsar-{case}-{}", UuidV7Ids.next_id().replace('-', ""))
+}
+
+fn broker_url() -> String {
+    format!("pulsar://{}", support::shared_broker())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_reads_what_tidewater_writes() {
+    let pulsar = Pulsar::connect(support::config(&support::shared_url())).await.unwrap();
+    let topic = topic("to-python");
+    let sent = Message::new(&topic, vec![0u8, 1, 2, 255])
+        .with_id("tw-1")
+        .with_key("order-7")
+        .with_content_type("application/octet-stream")
+        .with_header("tenant", "acme")
+        .with_header("trace", "a b c");
+    pulsar.writer().write(vec![sent.clone()]).await.unwrap();
+
+    let topic_arg = topic.clone();
+    let got =
+        tokio::task::spawn_blocking(move || run_python(&["consume", &broker_url(), &topic_arg, "1"])).await.unwrap();
+    let m = &got[0];
+    assert_eq!(m["key"], "order-7");
+    assert_eq!(m["ordering_key"], "order-7");
+    assert_eq!(m["value"], "000102ff");
+    assert_eq!(m["properties"]["tw-id"], "tw-1");
+    assert_eq!(m["properties"]["tw-content-type"], "application/octet-stream");
+    assert_eq!(m["properties"]["tenant"], "acme");
+    assert_eq!(m["properties"]["trace"], "a b c");
+    let millis = sent.timestamp.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    assert_eq!(m["event_time"].as_u64(), Some(millis));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tidewater_reads_what_the_python_client_writes() {
+    let pulsar = Pulsar::connect(support::config(&support::shared_url())).await.unwrap();
+    let topic = topic("from-python");
+    let topic_arg = topic.clone();
+    let sent = tokio::task::spawn_blocking(move || run_python(&["produce", &broker_url(), &topic_arg])).await.unwrap();
+    let sent = &sent[0];
+
+    let recorder = Recorder::new();
+    let mut scheduler = SubscriberScheduler::new(pulsar.reader(), EventRegistry::new());
+    scheduler.add(ReadTask::new(&topic).with_group("from-python"), Arc::new(recorder.clone()));
+    scheduler.start().await.unwrap();
+    let got = recorder.wait_for(1, Duration::from_secs(60)).await.unwrap();
+    scheduler.shutdown(Duration::from_secs(10)).await;
+    let m = got[0].message();
+    assert_eq!(m.key_str(), sent["key"].as_str());
+    assert_eq!(std::str::from_utf8(&m.payload).unwrap(), sent["value"].as_str().unwrap());
+    assert_eq!(m.headers.get("tenant"), Some("acme"));
+    assert_eq!(m.headers.get("trace"), Some("a b c"));
+    assert_eq!(m.content_type.as_deref(), Some("text/plain"));
+    assert!(!m.headers.contains("tw-content-type"), "the content type is a field, not a header");
+    assert_eq!(
+        m.timestamp.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64,
+        sent["event_time"].as_u64().unwrap()
+    );
+    assert!(m.id.starts_with(&format!("{topic}-")), "a message without tw-id gets its Pulsar id: {}", m.id);
+}
