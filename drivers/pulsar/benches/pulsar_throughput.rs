@@ -1,1 +1,214 @@
-fn main() {}
+//! Pulsar throughput through tidewater against the raw pulsar crate, in one run, 1 KiB
+//! messages, batched, on a private pulsar-lite this bench starts (behind the test proxy,
+//! which both paths go through; see `tests/support/proxy.rs`).
+//!
+//! Run: `TIDEWATER_PULSAR_LITE=<path to the pulsar-lite binary> cargo bench -p
+//! tidewater-pulsar --bench pulsar_throughput` (`scripts/test` prints the path;
+//! `TW_BENCH_MESSAGES` sets the count, default 50,000). Rows:
+//! - produce: writes of 1,000 keyed messages, each waiting for its receipts (raw:
+//!   `Producer::send_non_blocking` per message, then the receipts; tidewater:
+//!   `Writer::write`), both with the driver's producer options (batches of up to 1,000
+//!   messages or 128 KiB, 5 ms linger, `block_queue_if_full`);
+//! - consume: a pre-filled topic read by a new Shared subscription from the earliest
+//!   message, timed from the first message to the last (raw: a `Consumer` stream loop
+//!   with an ack per message; tidewater: a handler, acks by the driver).
+//!
+//! Each figure is the median of 3 runs; which path goes first alternates.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use pulsar::consumer::InitialPosition;
+use pulsar::message::proto::command_subscribe::SubType;
+use pulsar::{ConsumerOptions, ProducerOptions, TokioExecutor};
+use tidewater_core::{
+    handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, ReadTask, SubscriberScheduler,
+};
+use tidewater_pulsar::{Pulsar, PulsarConfig};
+use tokio::sync::Notify;
+
+const RUNS: usize = 3;
+const BATCH: usize = 1000;
+const NAMESPACE: &str = "persistent://public/default/";
+
+fn payload() -> Bytes {
+    Bytes::from(vec![7u8; 1024])
+}
+
+fn rate(n: usize, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64()
+}
+
+/// Counts handled messages; remembers when the first and the last arrived.
+struct Counter {
+    seen: AtomicU64,
+    target: u64,
+    first: Mutex<Option<Instant>>,
+    done: Notify,
+}
+
+impl Counter {
+    fn new(target: usize) -> Arc<Self> {
+        Arc::new(Self { seen: AtomicU64::new(0), target: target as u64, first: Mutex::new(None), done: Notify::new() })
+    }
+
+    fn hit(&self) {
+        let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == 1 {
+            *self.first.lock().unwrap() = Some(Instant::now());
+        }
+        if n == self.target {
+            self.done.notify_one();
+        }
+    }
+
+    async fn wait(&self) -> Duration {
+        tokio::time::timeout(Duration::from_secs(300), self.done.notified()).await.expect("all messages arrived");
+        self.first.lock().unwrap().expect("a first message").elapsed()
+    }
+}
+
+async fn raw_client(url: &str) -> pulsar::Pulsar<TokioExecutor> {
+    pulsar::Pulsar::builder(url, TokioExecutor).build().await.unwrap()
+}
+
+async fn produce_raw(client: &pulsar::Pulsar<TokioExecutor>, topic: &str, n: usize) -> Duration {
+    let options = ProducerOptions {
+        batch_size: Some(1000),
+        batch_byte_size: Some(128 * 1024),
+        batch_timeout: Some(Duration::from_millis(5)),
+        block_queue_if_full: true,
+        ..Default::default()
+    };
+    let mut producer =
+        client.producer().with_topic(format!("{NAMESPACE}{topic}")).with_options(options).build().await.unwrap();
+    let p = payload();
+    let started = Instant::now();
+    for start in (0..n).step_by(BATCH) {
+        let mut receipts = Vec::with_capacity(BATCH);
+        for i in start..(start + BATCH).min(n) {
+            let message = pulsar::producer::Message {
+                payload: p.to_vec(),
+                properties: [("tw-id".to_owned(), format!("{topic}-{i}"))].into(),
+                partition_key: Some(format!("k{}", i % 64)),
+                ..Default::default()
+            };
+            receipts.push(producer.send_non_blocking(message).await.unwrap());
+        }
+        for receipt in receipts {
+            receipt.await.unwrap();
+        }
+    }
+    let elapsed = started.elapsed();
+    producer.close().await.unwrap();
+    elapsed
+}
+
+async fn produce_tw(pulsar: &Pulsar, topic: &str, n: usize) -> Duration {
+    let writer = pulsar.writer();
+    let p = payload();
+    let started = Instant::now();
+    for start in (0..n).step_by(BATCH) {
+        let batch: Vec<Message> = (start..(start + BATCH).min(n))
+            .map(|i| Message::new(topic, p.clone()).with_id(format!("{topic}-{i}")).with_key(format!("k{}", i % 64)))
+            .collect();
+        writer.write(batch).await.unwrap();
+    }
+    started.elapsed()
+}
+
+async fn consume_raw(client: &pulsar::Pulsar<TokioExecutor>, topic: &str, group: &str, n: usize) -> Duration {
+    let mut consumer: pulsar::Consumer<Vec<u8>, TokioExecutor> = client
+        .consumer()
+        .with_topic(format!("{NAMESPACE}{topic}"))
+        .with_subscription(group)
+        .with_subscription_type(SubType::Shared)
+        .with_batch_size(1000)
+        .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Earliest))
+        .build()
+        .await
+        .unwrap();
+    let counter = Counter::new(n);
+    let mut bytes = 0usize;
+    for _ in 0..n {
+        let message = consumer.next().await.unwrap().unwrap();
+        bytes += message.payload.data.len();
+        consumer.ack(&message).await.unwrap();
+        counter.hit();
+    }
+    assert_eq!(bytes, n * 1024);
+    let elapsed = counter.wait().await;
+    consumer.close().await.unwrap();
+    elapsed
+}
+
+async fn consume_tw(pulsar: &Pulsar, topic: &str, group: &str, n: usize) -> Duration {
+    let counter = Counter::new(n);
+    let c = Arc::clone(&counter);
+    let handler = handler_fn(move |d: Delivery| {
+        assert_eq!(d.message().payload.len(), 1024);
+        c.hit();
+        async { Ok::<_, HandlerError>(()) }
+    });
+    let mut scheduler = SubscriberScheduler::new(pulsar.reader(), EventRegistry::new());
+    scheduler.add(ReadTask::new(topic).with_group(group), Arc::new(handler));
+    scheduler.start().await.unwrap();
+    let elapsed = counter.wait().await;
+    scheduler.shutdown(Duration::from_secs(10)).await;
+    elapsed
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let n: usize = std::env::var("TW_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let broker = support::PrivatePulsar::start("");
+    let proxy = support::Proxy::start(broker.addr());
+    let url = proxy.url();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let pulsar = Pulsar::connect(PulsarConfig::new(&url)).await.unwrap();
+        let raw = raw_client(&url).await;
+        let mut rows: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![("produce", vec![], vec![]), ("consume", vec![], vec![])];
+        for run in 0..RUNS {
+            let (raw_topic, tw_topic) = (format!("bench-raw-{run}"), format!("bench-tw-{run}"));
+            let (r, t) = if run % 2 == 0 {
+                let r = produce_raw(&raw, &raw_topic, n).await;
+                (r, produce_tw(&pulsar, &tw_topic, n).await)
+            } else {
+                let t = produce_tw(&pulsar, &tw_topic, n).await;
+                (produce_raw(&raw, &raw_topic, n).await, t)
+            };
+            rows[0].1.push(rate(n, r));
+            rows[0].2.push(rate(n, t));
+            let group = format!("bench-group-{run}");
+            let (r, t) = if run % 2 == 0 {
+                let r = consume_raw(&raw, &raw_topic, &group, n).await;
+                (r, consume_tw(&pulsar, &tw_topic, &group, n).await)
+            } else {
+                let t = consume_tw(&pulsar, &tw_topic, &group, n).await;
+                (consume_raw(&raw, &raw_topic, &group, n).await, t)
+            };
+            rows[1].1.push(rate(n, r));
+            rows[1].2.push(rate(n, t));
+        }
+        println!(
+            "Pulsar (pulsar-lite 0.2.0 through the test proxy), 1 KiB messages, batched, {n} per run, median of {RUNS}"
+        );
+        println!("| path    | raw pulsar crate msg/s | tidewater msg/s | ratio |");
+        println!("|---------|------------------------|-----------------|-------|");
+        for (name, raw, tw) in rows {
+            let (r, t) = (median(raw), median(tw));
+            println!("| {name:<7} | {r:>22.0} | {t:>15.0} | {:>5.2} |", t / r);
+        }
+    });
+}
