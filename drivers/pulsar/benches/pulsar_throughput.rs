@@ -2,8 +2,8 @@
 //! messages, batched, on a private pulsar-lite this bench starts (behind the test proxy,
 //! which both paths go through; see `tests/support/proxy.rs`).
 //!
-//! Run: `TIDEWATER_PULSAR_LITE=<path to the pulsar-lite binary> cargo bench -p
-//! tidewater-pulsar --bench pulsar_throughput` (`scripts/test` prints the path;
+//! Run: `cargo bench -p tidewater-pulsar --bench pulsar_throughput` after `scripts/setup`
+//! (which installs pulsar-lite; `TIDEWATER_PULSAR_LITE` names another binary;
 //! `TW_BENCH_MESSAGES` sets the count, default 50,000). Rows:
 //! - produce: writes of 1,000 keyed messages, each waiting for its receipts (raw:
 //!   `Producer::send_non_blocking` per message, then the receipts; tidewater:

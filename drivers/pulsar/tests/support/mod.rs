@@ -39,11 +39,23 @@ pub fn config(url: &str) -> PulsarConfig {
     PulsarConfig::new(url)
 }
 
-/// The pulsar-lite binary: `TIDEWATER_PULSAR_LITE`, which `scripts/test` sets.
+/// The pulsar-lite binary: `TIDEWATER_PULSAR_LITE`, which `scripts/test` sets, or the
+/// one in the venv `scripts/setup` installs it into.
 pub fn pulsar_lite_binary() -> PathBuf {
-    std::env::var_os("TIDEWATER_PULSAR_LITE")
-        .expect("TIDEWATER_PULSAR_LITE is not set: run the tests with scripts/test, which installs pulsar-lite")
-        .into()
+    if let Some(path) = std::env::var_os("TIDEWATER_PULSAR_LITE") {
+        return path.into();
+    }
+    let home = std::env::var_os("HOME").expect("HOME");
+    let python = PathBuf::from(home).join(".cache/tidewater/py/bin/python");
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import os, pulsar_lite; print(os.path.join(os.path.dirname(pulsar_lite.__file__), 'bin', 'pulsar-lite'))",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python:?} ({e}): run scripts/setup, which installs pulsar-lite"));
+    assert!(out.status.success(), "no pulsar-lite in {python:?}: run scripts/setup, which installs it");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// A pulsar-lite of a test's own on a free loopback port, with its own storage, killed
