@@ -119,6 +119,7 @@ impl Reader for PulsarReader {
             nack_ids: HashMap::new(),
             done: RecentEntries::default(),
             unsubscribe: private,
+            close_timeout: config.request_timeout,
         };
         let engine = tokio::spawn(engine.run());
         let mut source = PulsarSource {
@@ -194,6 +195,7 @@ struct Engine {
     /// before the last of them was acked.
     done: RecentEntries,
     unsubscribe: bool,
+    close_timeout: std::time::Duration,
 }
 
 /// The last [`RecentEntries::KEEP`] entries acked.
@@ -352,23 +354,35 @@ impl Engine {
         }
     }
 
+    /// Sends the delayed nacks and closes the consumer, within `close_timeout`: a close
+    /// on a connection that broke (a broker restart) can hang in the pulsar crate, and a
+    /// reader that never finished closing would never be restarted. Past the timeout the
+    /// consumer is dropped, which closes it in the background; the broker redelivers what
+    /// it left unacked either way.
     async fn close(&mut self) -> Result<()> {
-        // Delayed nacks are sent now: the broker redelivers everything unacked once the
-        // consumer is gone anyway, and a nack sent now reaches the group's other members
-        // sooner.
-        self.nacks.clear();
-        for (_, id) in std::mem::take(&mut self.nack_ids) {
-            self.nack(id).await;
-        }
-        if self.unsubscribe {
-            if let Err(err) = self.consumer.unsubscribe().await {
-                tracing::debug!(topic = %self.topic, error = %err, "removing a private subscription failed");
+        let (timeout, topic) = (self.close_timeout, self.topic.clone());
+        let closing = async {
+            // Delayed nacks are sent now: the broker redelivers everything unacked once
+            // the consumer is gone anyway, and a nack sent now reaches the group's other
+            // members sooner.
+            self.nacks.clear();
+            for (_, id) in std::mem::take(&mut self.nack_ids) {
+                self.nack(id).await;
+            }
+            if self.unsubscribe {
+                if let Err(err) = self.consumer.unsubscribe().await {
+                    tracing::debug!(topic = %self.topic, error = %err, "removing a private subscription failed");
+                }
+            }
+            self.consumer.close().await
+        };
+        match tokio::time::timeout(timeout, closing).await {
+            Ok(result) => result.map_err(|e| pulsar_error("closing the Pulsar consumer failed", e).with_topic(&topic)),
+            Err(_) => {
+                tracing::warn!(topic = %topic, ?timeout, "closing the Pulsar consumer timed out; dropping it");
+                Ok(())
             }
         }
-        self.consumer
-            .close()
-            .await
-            .map_err(|e| pulsar_error("closing the Pulsar consumer failed", e).with_topic(&self.topic))
     }
 }
 

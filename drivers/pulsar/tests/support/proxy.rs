@@ -14,6 +14,9 @@
 //! - client to broker: passed on unchanged; the `Connect` commands are recorded so tests
 //!   can check what clients sent (token authentication).
 //!
+//! With [`Proxy::start_tls`] it also terminates TLS, so the driver's `pulsar+ssl://`
+//! connections can be tested (pulsar-lite has no TLS).
+//!
 //! It runs on a thread of its own, so it outlives the runtime of any one test.
 
 use std::net::SocketAddr;
@@ -21,8 +24,9 @@ use std::sync::{Arc, Mutex};
 
 use prost::Message as _;
 use pulsar::message::proto::{base_command, BaseCommand};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_native_tls::TlsAcceptor;
 
 const MAGIC: [u8; 2] = [0x0e, 0x01];
 const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
@@ -38,17 +42,31 @@ pub struct Connect {
 #[derive(Clone)]
 pub struct Proxy {
     pub port: u16,
+    tls: bool,
     connects: Arc<Mutex<Vec<Connect>>>,
 }
 
 impl Proxy {
     /// Starts a proxy on a free loopback port in front of the broker at `broker`.
     pub fn start(broker: SocketAddr) -> Self {
+        Self::start_with(broker, None)
+    }
+
+    /// Starts a proxy that clients reach with TLS, with the server certificate and
+    /// PKCS#8 key in `cert_pem` and `key_pem`.
+    pub fn start_tls(broker: SocketAddr, cert_pem: &[u8], key_pem: &[u8]) -> Self {
+        let identity = native_tls::Identity::from_pkcs8(cert_pem, key_pem).expect("a PEM certificate and key");
+        let acceptor = native_tls::TlsAcceptor::new(identity).expect("a TLS acceptor");
+        Self::start_with(broker, Some(TlsAcceptor::from(acceptor)))
+    }
+
+    fn start_with(broker: SocketAddr, tls: Option<TlsAcceptor>) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let connects = Arc::new(Mutex::new(Vec::new()));
-        let proxy = Self { port, connects: Arc::clone(&connects) };
+        let proxy = Self { port, tls: tls.is_some(), connects: Arc::clone(&connects) };
+        let url = proxy.url();
         std::thread::Builder::new()
             .name(format!("pulsar-proxy-{port}"))
             .spawn(move || {
@@ -61,17 +79,17 @@ impl Proxy {
                     let listener = TcpListener::from_std(listener).unwrap();
                     loop {
                         let Ok((client, _)) = listener.accept().await else { continue };
-                        let connects = Arc::clone(&connects);
+                        let (connects, tls, url) = (Arc::clone(&connects), tls.clone(), url.clone());
                         tokio::spawn(async move {
                             let Ok(upstream) = TcpStream::connect(broker).await else { return };
                             let _ = client.set_nodelay(true);
                             let _ = upstream.set_nodelay(true);
-                            let (client_read, client_write) = client.into_split();
-                            let (broker_read, broker_write) = upstream.into_split();
-                            let url = format!("pulsar://127.0.0.1:{port}");
-                            tokio::select! {
-                                _ = to_broker(client_read, broker_write, connects) => {}
-                                _ = to_client(broker_read, client_write, url) => {}
+                            match tls {
+                                Some(tls) => {
+                                    let Ok(client) = tls.accept(client).await else { return };
+                                    relay(client, upstream, connects, url).await
+                                }
+                                None => relay(client, upstream, connects, url).await,
                             }
                         });
                     }
@@ -83,12 +101,27 @@ impl Proxy {
 
     /// The URL clients use.
     pub fn url(&self) -> String {
-        format!("pulsar://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "pulsar+ssl" } else { "pulsar" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The `Connect` commands clients sent so far.
     pub fn connects(&self) -> Vec<Connect> {
         self.connects.lock().unwrap().clone()
+    }
+}
+
+async fn relay(
+    client: impl AsyncRead + AsyncWrite + Send + 'static,
+    broker: TcpStream,
+    connects: Arc<Mutex<Vec<Connect>>>,
+    url: String,
+) {
+    let (client_read, client_write) = tokio::io::split(client);
+    let (broker_read, broker_write) = broker.into_split();
+    tokio::select! {
+        _ = to_broker(client_read, broker_write, connects) => {}
+        _ = to_client(broker_read, client_write, url) => {}
     }
 }
 
@@ -101,8 +134,8 @@ async fn read_frame(from: &mut (impl AsyncReadExt + Unpin), buf: &mut Vec<u8>) -
 }
 
 async fn to_broker(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
     connects: Arc<Mutex<Vec<Connect>>>,
 ) {
     let mut frame = Vec::new();
@@ -125,7 +158,7 @@ async fn to_broker(
     }
 }
 
-async fn to_client(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, url: String) {
+async fn to_client(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin, url: String) {
     let mut frame = Vec::new();
     let mut out = Vec::new();
     while read_frame(&mut from, &mut frame).await.is_some() {
@@ -155,8 +188,9 @@ fn fix_frame(frame: &[u8], url: &str, out: &mut Vec<u8>) -> bool {
     if let Ok(mut decoded) = BaseCommand::decode(command) {
         if decoded.r#type == base_command::Type::LookupResponse as i32 {
             if let Some(lookup) = decoded.lookup_topic_response.as_mut() {
+                // The client takes the URL of the scheme it connected with.
                 lookup.broker_service_url = Some(url.to_owned());
-                lookup.broker_service_url_tls = None;
+                lookup.broker_service_url_tls = Some(url.to_owned());
                 rewritten = decoded.encode_to_vec();
                 command = &rewritten;
             }
