@@ -25,6 +25,24 @@
 //! `<topic>-<ledger>:<entry>:<partition>:<batch index>`, the same on every redelivery, so
 //! deduplication works on it.
 //!
+//! # What it was tested on
+//!
+//! pulsar-lite 0.2 (a Pulsar-protocol broker from PyPI), through a test proxy that adds
+//! the payload checksums pulsar-lite leaves out and real brokers send
+//! (`tests/support/proxy.rs`): the whole conformance suite with every capability on,
+//! stress included, on unpartitioned topics; partitioned topics, Key_Shared, delayed and
+//! batch nacks, the dead-letter policy, token authentication (checked on the wire, as
+//! pulsar-lite has no authentication), TLS (through a TLS-terminating proxy), a broker
+//! restart in a 10,000-message run, and interop with the official Python client both
+//! ways. Not tested, because pulsar-lite lacks them: seek, delayed delivery, chunking,
+//! transactions (this driver uses none of them).
+//!
+//! Known limits of the pulsar crate that show through: it does not pass the broker's
+//! redelivery count on (attempts are counted by the reader, see [`PulsarReader`]); its
+//! dead-letter policy moves a whole redelivered batch, so with batching on a message of
+//! the batch that was acked can reach the dead-letter topic too (turn batching off on
+//! topics that use the policy, or use the dead-letter middleware).
+//!
 //! ```no_run
 //! use tidewater_core::{Bus, EventRegistry};
 //! use tidewater_pulsar::{Pulsar, PulsarConfig};
