@@ -12,7 +12,7 @@ use crate::errors::{broker_error, connection};
 use crate::pool::Pool;
 use crate::protocol::frame::flags;
 use crate::protocol::*;
-use crate::{Generation, StreamBusConfig, DRIVER};
+use crate::{CoordinatorAddress, Generation, StreamBusConfig, DRIVER};
 
 /// The protocol generation a broker speaks, as probed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +127,12 @@ impl Client {
     /// The pool of the coordinator for `key`, found with FindCoordinator and cached.
     pub(crate) async fn coordinator(&self, kind: CoordinatorKind, key: &str) -> Result<Arc<Pool>> {
         self.require_later("coordination")?;
+        if self.config.coordinator_address == CoordinatorAddress::Bootstrap {
+            let addr = self.config.broker.clone();
+            let mut pools = self.pools.lock().unwrap();
+            let pool = pools.entry(addr.clone()).or_insert_with(|| Pool::new(addr, Arc::clone(&self.config)));
+            return Ok(Arc::clone(pool));
+        }
         let cached = self.coordinators.lock().unwrap().get(&(kind, key.to_owned())).cloned();
         let addr = match cached {
             Some(addr) => addr,

@@ -137,9 +137,26 @@ pub struct StreamBusConfig {
     pub read_committed: bool,
     /// Called around every produce request.
     pub interceptors: Vec<Arc<dyn ProduceInterceptor>>,
-    /// Dial through TLS.
+    /// Which address coordinator requests (groups, transactions) go to. Default
+    /// [`CoordinatorAddress::Advertised`].
+    pub coordinator_address: CoordinatorAddress,
+    /// Dial through TLS. Behind a TLS-terminating proxy, set
+    /// [`coordinator_address`](Self::coordinator_address) to `Bootstrap` too: the broker
+    /// advertises its own plain-TCP address, which a TLS dial cannot use.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::tls::TlsOptions>,
+}
+
+/// Where coordinator requests go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CoordinatorAddress {
+    /// To the host and port FindCoordinator answers with, as the protocol intends.
+    #[default]
+    Advertised,
+    /// To [`StreamBusConfig::broker`], for a single broker behind a proxy (TLS
+    /// termination, NAT) whose advertised address clients cannot reach. A broker that is
+    /// not the coordinator answers `NotCoordinator`, which surfaces as an error.
+    Bootstrap,
 }
 
 impl std::fmt::Debug for StreamBusConfig {
@@ -183,6 +200,7 @@ impl StreamBusConfig {
             offset_store: Arc::new(MemoryOffsets::default()),
             read_committed: true,
             interceptors: Vec::new(),
+            coordinator_address: CoordinatorAddress::Advertised,
             #[cfg(feature = "tls")]
             tls: None,
         }

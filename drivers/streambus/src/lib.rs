@@ -54,7 +54,7 @@ use std::sync::Arc;
 use tidewater_core::{Driver, Reader, Result, Writer};
 
 pub use client::BrokerGeneration;
-pub use config::{Envelope, Generation, GroupScope, RetryPolicy, StreamBusConfig};
+pub use config::{CoordinatorAddress, Envelope, Generation, GroupScope, RetryPolicy, StreamBusConfig};
 pub use counters::{CounterSnapshot, Counters, ProduceInfo, ProduceInterceptor};
 pub use errors::{broker_code, BrokerError};
 pub use offsets::{FileOffsets, MemoryOffsets, OffsetStore};
