@@ -247,3 +247,48 @@ async fn tls_connects_with_the_configured_roots_and_refuses_an_unknown_ca() {
     assert_eq!(err.kind(), ErrorKind::Connection, "a server whose CA we do not trust is refused: {err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Connects with `auth` to `server`, publishes and reads one message back.
+async fn round_trip_with(server: &support::PrivateServer, auth: tidewater_nats::Auth) {
+    let core =
+        NatsCore::connect(&NatsConfig::new(server.url()).auth(auth)).await.expect("the right credentials connect");
+    let seen = Recorder::new();
+    let mut s = SubscriberScheduler::new(core.reader(), EventRegistry::new());
+    s.subscribe("auth.check", seen.clone());
+    s.start().await.unwrap();
+    core.writer().write(vec![Message::new("auth.check", "ok")]).await.unwrap();
+    seen.wait_for(1, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+}
+
+#[tokio::test]
+async fn user_and_password_auth_connects_and_a_wrong_password_fails_clearly() {
+    let server = support::PrivateServer::start_with(&["--user", "svc", "--pass", "s3cret-pass"]);
+    round_trip_with(&server, tidewater_nats::Auth::UserPassword { user: "svc".into(), password: "s3cret-pass".into() })
+        .await;
+    let wrong = NatsConfig::new(server.url())
+        .auth(tidewater_nats::Auth::UserPassword { user: "svc".into(), password: "not-it".into() });
+    let err = NatsCore::connect(&wrong).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    assert!(!format!("{wrong:?}").contains("not-it"), "the password stays out of Debug output: {wrong:?}");
+    let none = NatsCore::connect(&NatsConfig::new(server.url())).await.unwrap_err();
+    assert_eq!(none.kind(), ErrorKind::Connection, "{none}");
+}
+
+#[tokio::test]
+async fn nkey_auth_signs_the_challenge_and_an_unknown_key_fails() {
+    let user = nkeys::KeyPair::new_user();
+    let dir = std::env::temp_dir().join(format!("tidewater-nkey-{}", UuidV7Ids.next_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("server.conf");
+    std::fs::write(&conf, format!("authorization {{\n  users = [ {{ nkey: {} }} ]\n}}\n", user.public_key())).unwrap();
+    let server = support::PrivateServer::start_with(&["-c", conf.to_str().unwrap()]);
+    round_trip_with(&server, tidewater_nats::Auth::NKey(user.seed().unwrap())).await;
+
+    let stranger = nkeys::KeyPair::new_user();
+    let wrong = NatsConfig::new(server.url()).auth(tidewater_nats::Auth::NKey(stranger.seed().unwrap()));
+    let err = NatsCore::connect(&wrong).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    assert!(!format!("{wrong:?}").contains(&stranger.seed().unwrap()), "the seed stays out of Debug output");
+    let _ = std::fs::remove_dir_all(&dir);
+}
