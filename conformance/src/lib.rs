@@ -9,6 +9,7 @@
 //! needs a missing capability says so on standard output and returns.
 
 mod cases;
+pub mod certs;
 mod support;
 
 use std::sync::Arc;

@@ -188,47 +188,10 @@ async fn token_auth_connects_with_the_token_and_fails_clearly_without() {
     assert!(!format!("{wrong:?}").contains("wrong\""), "the token stays out of Debug output: {wrong:?}");
 }
 
-/// A CA and a server certificate for 127.0.0.1, made with Debian's openssl.
-fn test_certificates(dir: &std::path::Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let steps: [Vec<&str>; 3] = [
-        [
-            &["req", "-x509"][..],
-            &ec,
-            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=tidewater test CA"],
-        ]
-        .concat(),
-        [&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat(),
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-        ],
-    ];
-    for args in steps {
-        let out = std::process::Command::new("openssl").args(&args).current_dir(dir).output().expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-}
-
 #[tokio::test]
 async fn tls_connects_with_the_configured_roots_and_refuses_an_unknown_ca() {
     let dir = std::env::temp_dir().join(format!("tidewater-tls-{}", UuidV7Ids.next_id()));
-    test_certificates(&dir);
+    tidewater_conformance::certs::test_certificates(&dir);
     let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
     let server = support::PrivateServer::start_with(&[
         "--tls",

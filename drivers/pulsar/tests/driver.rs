@@ -397,47 +397,10 @@ async fn concurrent_writers_share_a_producer_and_lose_nothing() {
     assert_eq!(ids.len(), WRITERS * EACH);
 }
 
-/// A CA and a server certificate for 127.0.0.1, made with Debian's openssl.
-fn test_certificates(dir: &std::path::Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let steps: [Vec<&str>; 3] = [
-        [
-            &["req", "-x509"][..],
-            &ec,
-            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=tidewater test CA"],
-        ]
-        .concat(),
-        [&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat(),
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-        ],
-    ];
-    for args in steps {
-        let out = std::process::Command::new("openssl").args(&args).current_dir(dir).output().expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_connects_with_the_configured_ca_and_refuses_an_unknown_one() {
     let dir = std::env::temp_dir().join(format!("tidewater-pulsar-tls-{}", UuidV7Ids.next_id()));
-    test_certificates(&dir);
+    tidewater_conformance::certs::test_certificates(&dir);
     let cert = std::fs::read(dir.join("server.pem")).unwrap();
     let key = std::fs::read(dir.join("server.key")).unwrap();
     let proxy = support::Proxy::start_tls(support::shared_broker(), &cert, &key);

@@ -21,43 +21,6 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
-/// A CA and a server certificate for 127.0.0.1.
-fn test_certificates(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let steps: [Vec<&str>; 3] = [
-        [
-            &["req", "-x509"][..],
-            &ec,
-            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=tidewater test CA"],
-        ]
-        .concat(),
-        [&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat(),
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-        ],
-    ];
-    for args in steps {
-        let out = std::process::Command::new("openssl").args(&args).current_dir(dir).output().expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-}
-
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -102,7 +65,7 @@ fn client_config(roots: RootCertStore) -> Arc<ClientConfig> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_dials_through_a_terminating_proxy_and_refuses_an_unknown_ca() {
     let dir = std::env::temp_dir().join(format!("tidewater-streambus-tls-{}", std::process::id()));
-    test_certificates(&dir);
+    tidewater_conformance::certs::test_certificates(&dir);
     let double = BrokerDouble::start(Profile::Later).await;
     let proxy = tls_proxy(&dir, double.addr()).await;
 
