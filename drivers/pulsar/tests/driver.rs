@@ -428,3 +428,34 @@ async fn tls_connects_with_the_configured_ca_and_refuses_an_unknown_one() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_gives_everything_to_one_member() {
+    let mut config = support::config(&support::shared_url());
+    config.subscription = SubscriptionType::Failover;
+    let pulsar = pulsar(config).await;
+    let topic = topic("failover");
+    let union = Recorder::new();
+    let member = |own: &Recorder| {
+        let (own, union) = (own.clone(), union.clone());
+        handler_fn(move |d: Delivery| {
+            let (own, union) = (own.clone(), union.clone());
+            async move {
+                own.record(d.clone());
+                union.record(d);
+                Ok(())
+            }
+        })
+    };
+    let (first, second) = (Recorder::new(), Recorder::new());
+    let mut sub_1 = subscribe(&pulsar, ReadTask::new(&topic).with_group("fo"), member(&first)).await;
+    let mut sub_2 = subscribe(&pulsar, ReadTask::new(&topic).with_group("fo"), member(&second)).await;
+    let messages: Vec<Message> = (0..50).map(|i| Message::new(&topic, "f").with_id(format!("f-{i}"))).collect();
+    pulsar.writer().write(messages).await.unwrap();
+    union.wait_for(50, PATIENCE).await.unwrap();
+    sub_1.shutdown(GRACE).await;
+    sub_2.shutdown(GRACE).await;
+    let (a, b) = (first.len(), second.len());
+    assert!(a == 0 || b == 0, "a Failover subscription has one active member, but both got messages: {a} and {b}");
+    assert_eq!(a + b, 50);
+}
