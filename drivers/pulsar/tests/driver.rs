@@ -459,3 +459,38 @@ async fn failover_gives_everything_to_one_member() {
     assert!(a == 0 || b == 0, "a Failover subscription has one active member, but both got messages: {a} and {b}");
     assert_eq!(a + b, 50);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ack_timeout_does_not_run_a_slow_handler_twice_on_one_consumer() {
+    const ACK_TIMEOUT: Duration = Duration::from_millis(500);
+    let mut config = support::config(&support::shared_url());
+    config.batching = None;
+    config.ack_timeout = Some(ACK_TIMEOUT);
+    let pulsar = pulsar(config).await;
+    let topic = topic("ack-timeout");
+    let calls = Recorder::new();
+    let seen = calls.clone();
+    let handler = handler_fn(move |d: Delivery| {
+        let seen = seen.clone();
+        async move {
+            let slow = d.message().id == "slow";
+            seen.record(d);
+            if slow {
+                // A handler that outlives the ack timeout several times over.
+                tokio::time::sleep(ACK_TIMEOUT * 4).await;
+            }
+            Ok(())
+        }
+    });
+    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("slow").with_concurrency(2), handler).await;
+    let writer = pulsar.writer();
+    writer.write(vec![Message::new(&topic, "s").with_id("slow")]).await.unwrap();
+    calls.wait_until(|s| s.iter().any(|d| d.message().id == "slow"), PATIENCE).await.unwrap();
+    // By the time this marker is handled the slow one has been finishing for a while.
+    tokio::time::sleep(ACK_TIMEOUT * 5).await;
+    writer.write(vec![Message::new(&topic, "m").with_id("marker")]).await.unwrap();
+    calls.wait_until(|s| s.iter().any(|d| d.message().id == "marker"), PATIENCE).await.unwrap();
+    sub.shutdown(GRACE).await;
+    let slow = calls.deliveries().iter().filter(|d| d.message().id == "slow").count();
+    assert_eq!(slow, 1, "the broker redelivered after the ack timeout, but the handler still ran");
+}
