@@ -24,6 +24,36 @@ pub mod wire {
     pub const EVENT_TYPE: &str = "tw-event-type";
     /// The correlation id carried from a consumed message to the messages its handler publishes.
     pub const CORRELATION_ID: &str = "tw-correlation-id";
+
+    /// The headers drivers that carry the id and content type in headers (Kafka,
+    /// StreamBus) or properties (Pulsar) keep for themselves.
+    pub const RESERVED: [&str; 2] = [ID, CONTENT_TYPE];
+
+    /// Checks that `message` has no user header named as one of [`RESERVED`], which the
+    /// driver `driver` would overwrite with the message's own fields; `InvalidInput` if
+    /// it has.
+    ///
+    /// ```
+    /// use tidewater_core::{wire, ErrorKind, Message};
+    ///
+    /// assert!(wire::check_headers(&Message::new("t", "x").with_header("trace", "1"), "kafka").is_ok());
+    /// let taken = Message::new("t", "x").with_header(wire::ID, "mine");
+    /// assert_eq!(wire::check_headers(&taken, "kafka").unwrap_err().kind(), ErrorKind::InvalidInput);
+    /// ```
+    pub fn check_headers(message: &super::Message, driver: &'static str) -> crate::Result<()> {
+        match message.headers.iter().map(|(name, _)| name).find(|name| RESERVED.contains(name)) {
+            None => Ok(()),
+            Some(name) => Err(crate::Error::new(
+                crate::ErrorKind::InvalidInput,
+                format!(
+                    "message {} has a header {name:?}, a name the {driver} driver keeps for its own use",
+                    message.id
+                ),
+            )
+            .with_driver(driver)
+            .with_topic(message.stream.clone())),
+        }
+    }
 }
 
 /// Message headers: string names mapped to text values.

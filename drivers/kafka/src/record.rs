@@ -13,24 +13,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
 use rdkafka::Message as _;
-use tidewater_core::{wire, Error, ErrorKind, Headers, Message, Result};
+use tidewater_core::{wire, Headers, Message, Result};
 
 use crate::DRIVER;
 
-const RESERVED: [&str; 2] = [wire::ID, wire::CONTENT_TYPE];
-
 /// The headers of the record for `message`.
 pub(crate) fn headers(message: &Message) -> Result<OwnedHeaders> {
+    wire::check_headers(message, DRIVER)?;
     let mut h = OwnedHeaders::new_with_capacity(message.headers.len() + 2);
     for (name, value) in message.headers.iter() {
-        if RESERVED.contains(&name) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("message {} has a header {name:?}, a name the Kafka driver keeps for its own use", message.id),
-            )
-            .with_driver(DRIVER)
-            .with_topic(message.stream.clone()));
-        }
         h = h.insert(Header { key: name, value: Some(value) });
     }
     if !message.id.is_empty() {

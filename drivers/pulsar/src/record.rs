@@ -20,8 +20,6 @@ use tidewater_core::{wire, Error, ErrorKind, Headers, Message, Result};
 
 use crate::DRIVER;
 
-const RESERVED: [&str; 2] = [wire::ID, wire::CONTENT_TYPE];
-
 /// The property the pulsar crate's dead-letter policy sets to the topic a message failed on.
 pub(crate) const DLQ_REAL_TOPIC: &str = "REAL_TOPIC";
 
@@ -40,16 +38,9 @@ pub(crate) fn to_pulsar(message: &Message, max_bytes: usize) -> Result<Outgoing>
         .with_driver(DRIVER)
         .with_topic(message.stream.clone()));
     }
+    wire::check_headers(message, DRIVER)?;
     let mut properties = HashMap::with_capacity(message.headers.len() + 2);
     for (name, value) in message.headers.iter() {
-        if RESERVED.contains(&name) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("message {} has a header {name:?}, a name the Pulsar driver keeps for its own use", message.id),
-            )
-            .with_driver(DRIVER)
-            .with_topic(message.stream.clone()));
-        }
         properties.insert(name.to_owned(), value.to_owned());
     }
     if !message.id.is_empty() {

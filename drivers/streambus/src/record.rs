@@ -19,7 +19,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tidewater_core::{names, wire, Error, ErrorKind, Headers, Message, Result};
+use tidewater_core::{names, wire, Headers, Message, Result};
 
 use crate::protocol::primitives::{put_bytes, Cursor};
 use crate::protocol::Record;
@@ -27,8 +27,6 @@ use crate::DRIVER;
 
 /// The first bytes of an enveloped value.
 pub const ENVELOPE_MAGIC: [u8; 4] = [0xF5, 0x54, 0x57, 0x01];
-
-const RESERVED: [&str; 2] = [wire::ID, wire::CONTENT_TYPE];
 
 /// Checks a topic name: the broker uses it as a directory name, so it must not hold a
 /// `/` or be `..` (tidewater's shared rules allow only `[A-Za-z0-9._-]`).
@@ -44,22 +42,11 @@ fn time(nanos: i64) -> Option<SystemTime> {
     (nanos > 0).then(|| UNIX_EPOCH + Duration::from_nanos(nanos as u64))
 }
 
-fn reserved(message: &Message, name: &str) -> Error {
-    Error::new(
-        ErrorKind::InvalidInput,
-        format!("message {} has a header {name:?}, a name the StreamBus driver keeps for its own use", message.id),
-    )
-    .with_driver(DRIVER)
-    .with_topic(message.stream.clone())
-}
-
 /// Name and value of every header the record carries for `message`.
 fn all_headers(message: &Message) -> Result<Vec<(String, Bytes)>> {
+    wire::check_headers(message, DRIVER)?;
     let mut headers = Vec::with_capacity(message.headers.len() + 2);
     for (name, value) in message.headers.iter() {
-        if RESERVED.contains(&name) {
-            return Err(reserved(message, name));
-        }
         headers.push((name.to_owned(), Bytes::copy_from_slice(value.as_bytes())));
     }
     if !message.id.is_empty() {
@@ -142,6 +129,7 @@ pub(crate) fn from_record(topic: &str, partition: u32, record: Record) -> Messag
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tidewater_core::ErrorKind;
 
     fn message() -> Message {
         Message::new("orders", "payload")
