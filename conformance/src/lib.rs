@@ -10,6 +10,7 @@
 
 mod cases;
 pub mod certs;
+pub mod restart;
 mod support;
 
 use std::sync::Arc;

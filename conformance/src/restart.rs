@@ -1,0 +1,113 @@
+//! The broker-restart scenario every network driver runs against a broker of its own.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidewater_core::testing::Recorder;
+use tidewater_core::{EventRegistry, Message, ReadTask, Reader, SubscriberScheduler, Writer};
+
+/// Messages in a restart run.
+pub const TOTAL: usize = 10_000;
+const BATCH: usize = 100;
+
+/// What a restart run saw.
+#[derive(Clone, Debug)]
+pub struct RestartReport {
+    /// Deliveries, duplicates included.
+    pub deliveries: usize,
+    /// Writes that failed with a retryable error and were written again.
+    pub write_retries: usize,
+    /// How often the scheduler restarted the reader.
+    pub reader_restarts: u64,
+}
+
+/// Writes [`TOTAL`] keyed messages to `task.topic` in writes of 100 while `task` reads
+/// them; once a third has arrived, calls `restart` (which stops the broker and starts it
+/// again on the same storage) while writing goes on. A write that fails with a
+/// retryable error is written again, as a service would (at least once). Then waits up
+/// to `patience` for every message to arrive at least once, stops the reader, and
+/// panics if one is missing or the reader did not stop cleanly.
+pub async fn broker_restart_loses_nothing<R, Fut>(
+    writer: Arc<dyn Writer>,
+    reader: Arc<dyn Reader>,
+    task: ReadTask,
+    restart: R,
+    patience: Duration,
+) -> RestartReport
+where
+    R: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let topic = task.topic.clone();
+    let received = Recorder::new();
+    let mut scheduler = SubscriberScheduler::new(reader, EventRegistry::new());
+    scheduler.add(task, Arc::new(received.clone()));
+    scheduler.start().await.expect("subscribe before the run");
+
+    let written = Arc::new(AtomicUsize::new(0));
+    let retries = Arc::new(AtomicUsize::new(0));
+    let producer = {
+        let (written, retries, topic) = (Arc::clone(&written), Arc::clone(&retries), topic.clone());
+        tokio::spawn(async move {
+            for start in (0..TOTAL).step_by(BATCH) {
+                let batch: Vec<Message> = (start..start + BATCH)
+                    .map(|i| {
+                        Message::new(&topic, format!("payload {i}"))
+                            .with_id(format!("m{i}"))
+                            .with_key(format!("k{}", i % 32))
+                    })
+                    .collect();
+                loop {
+                    match writer.write(batch.clone()).await {
+                        Ok(()) => break,
+                        Err(err) if err.is_retryable() => {
+                            retries.fetch_add(1, Ordering::Relaxed);
+                            // A back-off before writing again, not a wait for an event.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(err) => panic!("write failed for good: {err}"),
+                    }
+                }
+                written.fetch_add(BATCH, Ordering::Relaxed);
+            }
+        })
+    };
+
+    received.wait_for(TOTAL / 3, patience).await.expect("a third consumed before the restart");
+    println!("restarting the broker after {} written, {} received", written.load(Ordering::Relaxed), received.len());
+    restart().await;
+
+    producer.await.expect("the writing task");
+    let expected: HashSet<String> = (0..TOTAL).map(|i| format!("m{i}")).collect();
+    received
+        .wait_until(
+            |seen| {
+                let ids: HashSet<&str> = seen.iter().map(|d| d.message().id.as_str()).collect();
+                expected.iter().all(|id| ids.contains(id.as_str()))
+            },
+            patience,
+        )
+        .await
+        .unwrap_or_else(|e| {
+            let ids: HashSet<String> = received.deliveries().iter().map(|d| d.message().id.clone()).collect();
+            panic!("{e}: {} of {TOTAL} distinct messages arrived", ids.len())
+        });
+    let stopped = scheduler.shutdown(Duration::from_secs(10)).await;
+    let report = RestartReport {
+        deliveries: received.len(),
+        write_retries: retries.load(Ordering::Relaxed),
+        reader_restarts: stopped.tasks[0].restarts,
+    };
+    println!(
+        "broker restart: {TOTAL} messages, {} deliveries ({} duplicates), {} write retries, {} reader restarts",
+        report.deliveries,
+        report.deliveries - TOTAL,
+        report.write_retries,
+        report.reader_restarts
+    );
+    assert!(stopped.is_clean(), "{stopped:?}");
+    report
+}
