@@ -255,3 +255,88 @@ async fn nkey_auth_signs_the_challenge_and_an_unknown_key_fails() {
     assert!(!format!("{wrong:?}").contains(&stranger.seed().unwrap()), "the seed stays out of Debug output");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A NATS JWT (`ed25519-nkey`) for `subject`, signed by `issuer`, with `nats` as its
+/// NATS-specific claims; what `nsc` writes, made here because no `nsc` can be installed.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = serde_json::json!({
+        "jti": UuidV7Ids.next_id().replace('-', "").to_uppercase(),
+        "iat": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let claims = b64.encode(claims.to_string());
+    let signed = format!("{header}.{claims}");
+    let signature = b64.encode(issuer.sign(signed.as_bytes()).unwrap());
+    format!("{signed}.{signature}")
+}
+
+#[tokio::test]
+async fn a_credentials_file_connects_in_operator_mode_and_a_foreign_one_fails() {
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let unlimited = serde_json::json!({"subs": -1, "data": -1, "payload": -1});
+    let operator_jwt = nats_jwt(
+        &operator,
+        &operator.public_key(),
+        "test-operator",
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    let account_jwt = nats_jwt(
+        &operator,
+        &account.public_key(),
+        "test-account",
+        serde_json::json!({
+            "limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true, "conn": -1, "leaf": -1},
+            "type": "account", "version": 2,
+        }),
+    );
+    let mut user_claims = unlimited.clone();
+    user_claims["pub"] = serde_json::json!({});
+    user_claims["sub"] = serde_json::json!({});
+    user_claims["type"] = "user".into();
+    user_claims["version"] = 2.into();
+    let user_jwt = nats_jwt(&account, &user.public_key(), "test-user", user_claims);
+
+    let dir = std::env::temp_dir().join(format!("tidewater-creds-{}", UuidV7Ids.next_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("server.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "operator: {operator_jwt}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {account_jwt}\n}}\n",
+            account.public_key()
+        ),
+    )
+    .unwrap();
+    let creds = |jwt: &str, seed: &str| {
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+        )
+    };
+    let good = dir.join("user.creds");
+    std::fs::write(&good, creds(&user_jwt, &user.seed().unwrap())).unwrap();
+    // Signed by an account the server does not know.
+    let stranger = nkeys::KeyPair::new_account();
+    let foreign_jwt =
+        nats_jwt(&stranger, &user.public_key(), "foreign", serde_json::json!({"type": "user", "version": 2}));
+    let foreign = dir.join("foreign.creds");
+    std::fs::write(&foreign, creds(&foreign_jwt, &user.seed().unwrap())).unwrap();
+
+    let server = support::PrivateServer::start_core_with(&["-c", conf.to_str().unwrap()]);
+    round_trip_with(&server, tidewater_nats::Auth::CredentialsFile(good)).await;
+    let wrong = NatsConfig::new(server.url()).auth(tidewater_nats::Auth::CredentialsFile(foreign));
+    let err = NatsCore::connect(&wrong).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    let missing = NatsConfig::new(server.url()).auth(tidewater_nats::Auth::CredentialsFile(dir.join("none.creds")));
+    let err = NatsCore::connect(&missing).await.unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Config | ErrorKind::Connection), "{err:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

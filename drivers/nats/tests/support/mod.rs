@@ -24,6 +24,7 @@ pub struct PrivateServer {
     pub port: u16,
     pub store: PathBuf,
     extra: Vec<String>,
+    jetstream: bool,
     child: Option<Child>,
 }
 
@@ -34,10 +35,20 @@ impl PrivateServer {
 
     /// A server started with `extra` arguments besides address, port and JetStream.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_inner(extra, true)
+    }
+
+    /// A server without JetStream (which operator mode would need a system account for),
+    /// started with `extra` arguments besides address and port.
+    pub fn start_core_with(extra: &[&str]) -> Self {
+        Self::start_inner(extra, false)
+    }
+
+    fn start_inner(extra: &[&str], jetstream: bool) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let store = std::env::temp_dir().join(format!("tidewater-nats-{}-{port}", std::process::id()));
         let extra = extra.iter().map(|a| a.to_string()).collect();
-        let mut server = Self { port, store, extra, child: None };
+        let mut server = Self { port, store, extra, jetstream, child: None };
         server.restart();
         server
     }
@@ -51,9 +62,12 @@ impl PrivateServer {
     pub fn restart(&mut self) {
         self.stop();
         let bin = server_binary();
-        let child = Command::new(&bin)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(&self.store)
+        let mut command = Command::new(&bin);
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.jetstream {
+            command.args(["-js", "-sd"]).arg(&self.store);
+        }
+        let child = command
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
