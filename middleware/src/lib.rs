@@ -61,6 +61,6 @@ mod retry;
 
 pub use basics::{CorrelationId, Recover, Timeout, Trace};
 pub use dead_letter::{headers as dlq_headers, DeadLetter, Redrive};
-pub use dedup::{DedupKey, Deduplicate, DeduplicationStorage, MokaDedupStorage};
+pub use dedup::{DedupKey, Deduplicate, DeduplicationStorage, InMemoryDedupStorage, MokaDedupStorage};
 pub use publish::{InstrumentedWriter, Metrics, MetricsCollector, NoMetrics, Outcome, PublishInterceptor};
 pub use retry::Retry;

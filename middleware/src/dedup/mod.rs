@@ -2,10 +2,15 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_core::{BoxHandler, Delivery, Error, Handler, HandlerError, Middleware};
+
+mod in_memory;
+mod moka_store;
+
+pub use in_memory::InMemoryDedupStorage;
+pub use moka_store::MokaDedupStorage;
 
 /// What identifies a message for deduplication: the consumer group and the message id.
 /// The check and the commit use the same key, so a message is recognised exactly when
@@ -19,7 +24,8 @@ pub struct DedupKey {
 }
 
 /// Where processed message keys are remembered. Implement it over Redis or a database
-/// table to share it across processes; [`MokaDedupStorage`] keeps it in memory.
+/// table to share it across processes; [`InMemoryDedupStorage`] (the default) and
+/// [`MokaDedupStorage`] keep them in this process.
 #[async_trait]
 pub trait DeduplicationStorage: Send + Sync + 'static {
     /// Whether `key` was committed.
@@ -28,50 +34,18 @@ pub trait DeduplicationStorage: Send + Sync + 'static {
     async fn commit(&self, key: &DedupKey) -> Result<(), Error>;
 }
 
-/// In-memory storage bounded by entry count and age, on moka.
+/// A 128-bit fingerprint of a [`DedupKey`], which the in-process stores keep instead of
+/// the two strings: a fixed-size key is cheaper to hash, compare and store.
 ///
-/// Keys are stored as a 128-bit fingerprint of (group, id) rather than as the two
-/// strings: moka's insert is the dominant cost of deduplication, and a fixed-size key
-/// makes it about a third cheaper (see the `chain_cost` benchmark). The fingerprint is
-/// two independently keyed SipHash values, so two different keys colliding, which would
-/// skip a message, is about as likely as a cosmic-ray bit flip.
-#[derive(Clone)]
-pub struct MokaDedupStorage {
-    cache: moka::sync::Cache<u128, ()>,
-    hashers: (RandomState, RandomState),
-}
+/// It is two independently keyed SipHash values, so two different keys colliding, which
+/// would skip a message, is about as likely as a cosmic-ray bit flip. The hash keys are
+/// random per store, so a fingerprint means nothing outside the store that made it.
+#[derive(Clone, Debug, Default)]
+struct Fingerprints(RandomState, RandomState);
 
-impl MokaDedupStorage {
-    /// Remembers at most `capacity` keys, each for `ttl`.
-    pub fn new(capacity: u64, ttl: Duration) -> Self {
-        Self {
-            cache: moka::sync::Cache::builder().max_capacity(capacity).time_to_live(ttl).build(),
-            hashers: (RandomState::new(), RandomState::new()),
-        }
-    }
-
-    fn fingerprint(&self, key: &DedupKey) -> u128 {
-        let (a, b) = (self.hashers.0.hash_one(key), self.hashers.1.hash_one(key));
-        (u128::from(a) << 64) | u128::from(b)
-    }
-}
-
-impl Default for MokaDedupStorage {
-    /// 100,000 keys for an hour.
-    fn default() -> Self {
-        Self::new(100_000, Duration::from_secs(3600))
-    }
-}
-
-#[async_trait]
-impl DeduplicationStorage for MokaDedupStorage {
-    async fn is_duplicate(&self, key: &DedupKey) -> Result<bool, Error> {
-        Ok(self.cache.contains_key(&self.fingerprint(key)))
-    }
-
-    async fn commit(&self, key: &DedupKey) -> Result<(), Error> {
-        self.cache.insert(self.fingerprint(key), ());
-        Ok(())
+impl Fingerprints {
+    fn of(&self, key: &DedupKey) -> u128 {
+        (u128::from(self.0.hash_one(key)) << 64) | u128::from(self.1.hash_one(key))
     }
 }
 
@@ -94,9 +68,10 @@ impl Deduplicate {
         Self { storage: Arc::new(storage) }
     }
 
-    /// Deduplication in memory with the default bounds.
+    /// Deduplication in this process with the default bounds of
+    /// [`InMemoryDedupStorage`]: the last 100,000 ids per process, each for an hour.
     pub fn in_memory() -> Self {
-        Self::new(MokaDedupStorage::default())
+        Self::new(InMemoryDedupStorage::default())
     }
 }
 
