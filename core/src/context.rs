@@ -1,19 +1,56 @@
 //! The correlation id in scope while a handler runs.
 
 use std::future::Future;
+use std::sync::Arc;
+
+use crate::{wire, Message};
+
+/// Where the correlation id in scope comes from. A message is kept as it is and read
+/// only when something is published, so the handlers that publish nothing pay nothing.
+enum Correlation {
+    Id(String),
+    Of(Arc<Message>),
+}
 
 tokio::task_local! {
-    static CORRELATION_ID: String;
+    static CORRELATION: Correlation;
 }
 
 /// Runs `fut` with `id` as the current correlation id. A [`Publisher`](crate::Publisher)
-/// used inside it stamps `id` on the messages it publishes. The correlation-id middleware
-/// calls this around each handler; tasks the handler spawns do not inherit it.
+/// used inside it stamps `id` on the messages it publishes. Tasks a handler spawns do
+/// not inherit it; wrap their futures in this.
 pub async fn with_correlation_id<F: Future>(id: String, fut: F) -> F::Output {
-    CORRELATION_ID.scope(id, fut).await
+    CORRELATION.scope(Correlation::Id(id), fut).await
+}
+
+/// Runs `fut` with the correlation id of `message` in scope: its `tw-correlation-id`
+/// header, or its id when it has none. The correlation-id middleware calls this around
+/// each handler.
+pub async fn with_correlation_of<F: Future>(message: Arc<Message>, fut: F) -> F::Output {
+    CORRELATION.scope(Correlation::Of(message), fut).await
 }
 
 /// The correlation id in scope, if any.
 pub fn correlation_id() -> Option<String> {
-    CORRELATION_ID.try_with(Clone::clone).ok()
+    CORRELATION
+        .try_with(|c| match c {
+            Correlation::Id(id) => id.clone(),
+            Correlation::Of(m) => m.headers.get(wire::CORRELATION_ID).unwrap_or(&m.id).to_owned(),
+        })
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_message_gives_its_header_or_else_its_id() {
+        assert_eq!(correlation_id(), None);
+        let plain = Arc::new(Message::new("t", "p").with_id("m-1"));
+        assert_eq!(with_correlation_of(plain, async { correlation_id() }).await.as_deref(), Some("m-1"));
+        let linked = Arc::new(Message::new("t", "p").with_id("m-2").with_header(wire::CORRELATION_ID, "c-9"));
+        assert_eq!(with_correlation_of(linked, async { correlation_id() }).await.as_deref(), Some("c-9"));
+        assert_eq!(with_correlation_id("c-1".into(), async { correlation_id() }).await.as_deref(), Some("c-1"));
+    }
 }

@@ -6,11 +6,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use tidewater_core::{context, panic_message, wire, BoxHandler, Delivery, Handler, HandlerError, Middleware};
+use tidewater_core::{context, panic_message, BoxHandler, Delivery, Handler, HandlerError, Middleware};
 use tracing::Instrument;
 
 /// Fails a handler call that runs longer than a limit, with a transient error. The call
 /// is cancelled at its next await point.
+///
+/// The limit starts when the call first waits. Work before that cannot be interrupted
+/// anyway (a future is only cancelled at an await point), and a call that never waits
+/// then costs no timer at all, which is most calls.
 #[derive(Clone, Copy, Debug)]
 pub struct Timeout(pub Duration);
 
@@ -28,7 +32,11 @@ struct TimeoutHandler {
 #[async_trait]
 impl Handler for TimeoutHandler {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
-        match tokio::time::timeout(self.limit, self.inner.handle(delivery)).await {
+        let mut call = self.inner.handle(delivery);
+        if let std::task::Poll::Ready(result) = futures::poll!(&mut call) {
+            return result;
+        }
+        match tokio::time::timeout(self.limit, call).await {
             Ok(result) => result,
             Err(_) => Err(HandlerError::transient(format!("handler timed out after {:?}", self.limit))),
         }
@@ -142,8 +150,6 @@ struct CorrelationHandler {
 #[async_trait]
 impl Handler for CorrelationHandler {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
-        let message = delivery.message();
-        let id = message.headers.get(wire::CORRELATION_ID).unwrap_or(&message.id).to_owned();
-        context::with_correlation_id(id, self.inner.handle(delivery)).await
+        context::with_correlation_of(delivery.shared_message(), self.inner.handle(delivery)).await
     }
 }

@@ -128,11 +128,12 @@ async fn failing_dlq_write_leaves_original_unsettled_and_redelivered() {
     assert_eq!(dead[0].headers.get(dlq_headers::ATTEMPTS), Some("3"), "calls over all deliveries");
 }
 
-#[tokio::test]
-async fn duplicate_is_processed_once_per_group_and_failures_are_not_committed() {
+/// The default store is called directly and the others through the trait, so the
+/// scenario runs over both.
+async fn duplicate_is_processed_once_per_group_and_failures_are_not_committed(dedup: Deduplicate) {
     let broker = MemoryBroker::new();
     let mut s = scheduler(&broker);
-    s.with_middleware(Deduplicate::in_memory());
+    s.with_middleware(dedup);
     let calls = Arc::new(AtomicU32::new(0));
     // The first call fails, so that message must be processed when it comes again.
     s.subscribe("orders", counting(&calls, |n| if n == 1 { Err(HandlerError::transient("db down")) } else { Ok(()) }))
@@ -149,6 +150,17 @@ async fn duplicate_is_processed_once_per_group_and_failures_are_not_committed() 
     s.shutdown(WAIT).await;
     assert_eq!(calls.load(Ordering::SeqCst), 2, "one failed call, then one success; the rest skipped");
     assert_eq!(other.load(Ordering::SeqCst), 1, "the key includes the group: shipping processes it once too");
+}
+
+#[tokio::test]
+async fn duplicates_are_skipped_with_the_default_store() {
+    duplicate_is_processed_once_per_group_and_failures_are_not_committed(Deduplicate::in_memory()).await;
+}
+
+#[tokio::test]
+async fn duplicates_are_skipped_with_a_store_behind_the_trait() {
+    let moka = Deduplicate::new(MokaDedupStorage::default());
+    duplicate_is_processed_once_per_group_and_failures_are_not_committed(moka).await;
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Processing each message once per consumer group.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,12 +15,14 @@ pub use moka_store::MokaDedupStorage;
 /// What identifies a message for deduplication: the consumer group and the message id.
 /// The check and the commit use the same key, so a message is recognised exactly when
 /// this group has already processed it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct DedupKey {
+///
+/// It borrows both from the delivery, so checking costs no allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DedupKey<'a> {
     /// The consumer group ("" for a task without one).
-    pub group: String,
+    pub group: &'a str,
     /// The message id.
-    pub id: String,
+    pub id: &'a str,
 }
 
 /// Where processed message keys are remembered. Implement it over Redis or a database
@@ -29,23 +31,29 @@ pub struct DedupKey {
 #[async_trait]
 pub trait DeduplicationStorage: Send + Sync + 'static {
     /// Whether `key` was committed.
-    async fn is_duplicate(&self, key: &DedupKey) -> Result<bool, Error>;
+    async fn is_duplicate(&self, key: &DedupKey<'_>) -> Result<bool, Error>;
     /// Remembers `key` as processed.
-    async fn commit(&self, key: &DedupKey) -> Result<(), Error>;
+    async fn commit(&self, key: &DedupKey<'_>) -> Result<(), Error>;
 }
 
 /// A 128-bit fingerprint of a [`DedupKey`], which the in-process stores keep instead of
 /// the two strings: a fixed-size key is cheaper to hash, compare and store.
 ///
-/// It is two independently keyed SipHash values, so two different keys colliding, which
-/// would skip a message, is about as likely as a cosmic-ray bit flip. The hash keys are
-/// random per store, so a fingerprint means nothing outside the store that made it.
+/// It is a randomly keyed SipHash of the key, finished twice: once after the key and once
+/// after one more byte, which gives two 64-bit values of two different inputs from one
+/// pass. Two different keys colliding, which would skip a message, is then about as
+/// likely as a cosmic-ray bit flip. The hash key is random per store, so a fingerprint
+/// means nothing outside the store that made it.
 #[derive(Clone, Debug, Default)]
-struct Fingerprints(RandomState, RandomState);
+struct Fingerprints(RandomState);
 
 impl Fingerprints {
-    fn of(&self, key: &DedupKey) -> u128 {
-        (u128::from(self.0.hash_one(key)) << 64) | u128::from(self.1.hash_one(key))
+    fn of(&self, key: &DedupKey<'_>) -> u128 {
+        let mut hasher = self.0.build_hasher();
+        key.hash(&mut hasher);
+        let first = hasher.finish();
+        hasher.write_u8(0x5a);
+        (u128::from(first) << 64) | u128::from(hasher.finish())
     }
 }
 
@@ -59,13 +67,26 @@ impl Fingerprints {
 /// redelivery racing a slow first delivery. Messages without an id are not deduplicated.
 #[derive(Clone)]
 pub struct Deduplicate {
-    storage: Arc<dyn DeduplicationStorage>,
+    storage: Storage,
+}
+
+/// The default store is called directly, and the rest through the trait: the direct
+/// calls need no boxed futures and fingerprint each id once rather than twice.
+#[derive(Clone)]
+enum Storage {
+    InMemory(Arc<InMemoryDedupStorage>),
+    Other(Arc<dyn DeduplicationStorage>),
 }
 
 impl Deduplicate {
     /// Deduplication over `storage`.
-    pub fn new(storage: impl DeduplicationStorage) -> Self {
-        Self { storage: Arc::new(storage) }
+    pub fn new<S: DeduplicationStorage>(storage: S) -> Self {
+        let mut slot = Some(storage);
+        let storage = match (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<InMemoryDedupStorage>>() {
+            Some(in_memory) => Storage::InMemory(Arc::new(in_memory.take().expect("just put there"))),
+            None => Storage::Other(Arc::new(slot.take().expect("just put there"))),
+        };
+        Self { storage }
     }
 
     /// Deduplication in this process with the default bounds of
@@ -77,35 +98,63 @@ impl Deduplicate {
 
 impl Middleware for Deduplicate {
     fn wrap(&self, inner: BoxHandler) -> BoxHandler {
-        Arc::new(DedupHandler { inner, storage: Arc::clone(&self.storage) })
+        Arc::new(DedupHandler { inner, storage: self.storage.clone() })
     }
 }
 
 struct DedupHandler {
     inner: BoxHandler,
-    storage: Arc<dyn DeduplicationStorage>,
+    storage: Storage,
 }
 
-#[async_trait]
-impl Handler for DedupHandler {
-    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
-        let message = delivery.message();
-        if message.id.is_empty() {
-            return self.inner.handle(delivery).await;
-        }
-        let key = DedupKey { group: delivery.group().unwrap_or_default().to_owned(), id: message.id.clone() };
-        match self.storage.is_duplicate(&key).await {
+impl DedupHandler {
+    async fn through_trait(
+        &self,
+        storage: &dyn DeduplicationStorage,
+        key: DedupKey<'_>,
+        delivery: Delivery,
+    ) -> Result<(), HandlerError> {
+        match storage.is_duplicate(&key).await {
             Ok(true) => {
-                tracing::debug!(topic = %message.stream, id = %key.id, group = %key.group, "duplicate skipped");
+                skipped(&delivery, key);
                 return Ok(());
             }
             Ok(false) => {}
             Err(err) => tracing::warn!(id = %key.id, error = %err, "dedup check failed; processing anyway"),
         }
         self.inner.handle(delivery).await?;
-        if let Err(err) = self.storage.commit(&key).await {
+        if let Err(err) = storage.commit(&key).await {
             tracing::warn!(id = %key.id, error = %err, "dedup commit failed; a redelivery would be processed again");
         }
         Ok(())
+    }
+}
+
+fn skipped(delivery: &Delivery, key: DedupKey<'_>) {
+    tracing::debug!(topic = %delivery.message().stream, id = %key.id, group = %key.group, "duplicate skipped");
+}
+
+#[async_trait]
+impl Handler for DedupHandler {
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        if delivery.message().id.is_empty() {
+            return self.inner.handle(delivery).await;
+        }
+        // The key borrows from this handle while the handler has the delivery.
+        let held = delivery.clone();
+        let key = DedupKey { group: held.group().unwrap_or_default(), id: &held.message().id };
+        match &self.storage {
+            Storage::InMemory(store) => {
+                let fingerprint = store.fingerprint(&key);
+                if store.seen_now(fingerprint) {
+                    skipped(&held, key);
+                    return Ok(());
+                }
+                self.inner.handle(delivery).await?;
+                store.commit_now(fingerprint);
+                Ok(())
+            }
+            Storage::Other(store) => self.through_trait(&**store, key, delivery).await,
+        }
     }
 }

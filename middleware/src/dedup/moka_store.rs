@@ -51,11 +51,11 @@ impl Default for MokaDedupStorage {
 
 #[async_trait]
 impl DeduplicationStorage for MokaDedupStorage {
-    async fn is_duplicate(&self, key: &DedupKey) -> Result<bool, Error> {
+    async fn is_duplicate(&self, key: &DedupKey<'_>) -> Result<bool, Error> {
         Ok(self.cache.contains_key(&self.fingerprints.of(key)))
     }
 
-    async fn commit(&self, key: &DedupKey) -> Result<(), Error> {
+    async fn commit(&self, key: &DedupKey<'_>) -> Result<(), Error> {
         self.cache.insert(self.fingerprints.of(key), ());
         Ok(())
     }
