@@ -111,25 +111,28 @@ impl MemoryBroker {
         self.inner.topics.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
     }
 
-    async fn append(&self, mut message: Message) -> Result<()> {
+    async fn append(&self, message: Message) -> Result<()> {
         let topic = self.topic(&message.stream)?;
+        let closed = || Err(Error::closed("the memory broker was closed").with_driver(DRIVER).with_topic(&*topic.name));
+        let mut message = match topic.append(message) {
+            Append::Done => return Ok(()),
+            Append::Closed => return closed(),
+            Append::Full(back) => back,
+        };
+        // Only a publisher that found the partition full listens for room: listening
+        // takes the Notify's lock, too dear to pay on every publish. Counted in first,
+        // then listening, then looking again, so room made in between is not missed.
+        let _waiting = topic.wait_for_room();
         loop {
-            let space = topic.space.notified();
-            tokio::pin!(space);
-            space.as_mut().enable();
+            let room = topic.space.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
             match topic.append(message) {
                 Append::Done => return Ok(()),
-                Append::Closed => {
-                    return Err(Error::closed("the memory broker was closed")
-                        .with_driver(DRIVER)
-                        .with_topic(&*topic.name))
-                }
-                Append::Full(back) => {
-                    message = back;
-                    space.await;
-                    topic.done_waiting();
-                }
+                Append::Closed => return closed(),
+                Append::Full(back) => message = back,
             }
+            room.await;
         }
     }
 

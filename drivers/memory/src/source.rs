@@ -19,8 +19,11 @@ struct Pending {
 }
 
 impl Pending {
-    fn take(&self) -> Vec<Settled> {
-        std::mem::take(&mut *self.settled.lock().unwrap_or_else(|e| e.into_inner()))
+    /// Swaps what was settled into `out`, which must be empty, leaving its allocation
+    /// for the next settlements.
+    fn take_into(&self, out: &mut Vec<Settled>) {
+        debug_assert!(out.is_empty());
+        std::mem::swap(out, &mut *self.settled.lock().unwrap_or_else(|e| e.into_inner()));
     }
 }
 
@@ -31,19 +34,23 @@ pub(crate) struct MemorySource {
     group: Arc<str>,
     member: MemberId,
     pending: Arc<Pending>,
+    /// Settlements being applied; kept between fetches for its allocation.
+    applying: Vec<Settled>,
     left: bool,
 }
 
 impl MemorySource {
     pub(crate) fn join(topic: Arc<Topic>, group: Option<&str>, start: StartFrom) -> Self {
         let (group, member) = topic.join(group, start);
-        Self { topic, group, member, pending: Arc::default(), left: false }
+        Self { topic, group, member, pending: Arc::default(), applying: Vec::new(), left: false }
     }
 
     fn leave(&mut self) {
         if !self.left {
             self.left = true;
-            self.topic.leave(&self.group, self.member, &self.pending.take());
+            self.pending.take_into(&mut self.applying);
+            self.topic.leave(&self.group, self.member, &self.applying);
+            self.applying.clear();
         }
     }
 
@@ -81,9 +88,10 @@ impl Source for MemorySource {
             let data = self.topic.data.notified();
             tokio::pin!(data);
             data.as_mut().enable();
-            let Some(fetch) = self.topic.fetch(&self.group, self.member, max, &self.pending.take()) else {
-                break None;
-            };
+            self.pending.take_into(&mut self.applying);
+            let fetch = self.topic.fetch(&self.group, self.member, max, &self.applying);
+            self.applying.clear();
+            let Some(fetch) = fetch else { break None };
             drop(fetch.trimmed);
             if !fetch.fetched.is_empty() {
                 break Some(self.deliveries(fetch.fetched));

@@ -139,6 +139,16 @@ pub(crate) struct Fetched {
     pub(crate) message: Arc<Message>,
 }
 
+/// A publisher counted in as waiting for room; see [`Topic::wait_for_room`].
+pub(crate) struct Waiting<'a>(&'a Topic);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.publishers_waiting = state.publishers_waiting.saturating_sub(1);
+    }
+}
+
 /// What a fetch found.
 pub(crate) struct Fetch {
     pub(crate) fetched: Vec<Fetched>,
@@ -212,7 +222,6 @@ impl Topic {
         if state.partitions[partition as usize].log.len() >= capacity {
             trimmed = state.make_room(partition, capacity);
             if state.partitions[partition as usize].log.len() >= capacity {
-                state.publishers_waiting += 1;
                 drop(state);
                 drop(trimmed);
                 return Append::Full(message);
@@ -230,10 +239,11 @@ impl Topic {
         Append::Done
     }
 
-    /// Called by a publisher that waited after `Append::Full`.
-    pub(crate) fn done_waiting(&self) {
-        let mut state = self.lock();
-        state.publishers_waiting = state.publishers_waiting.saturating_sub(1);
+    /// Counts a publisher in as waiting for room, until the guard is dropped: readers
+    /// wake publishers only while one waits.
+    pub(crate) fn wait_for_room(&self) -> Waiting<'_> {
+        self.lock().publishers_waiting += 1;
+        Waiting(self)
     }
 
     /// Adds a member to `group`, creating the group at `start` if new.
