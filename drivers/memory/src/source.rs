@@ -92,7 +92,6 @@ impl Source for MemorySource {
             let fetch = self.topic.fetch(&self.group, self.member, max, &self.applying);
             self.applying.clear();
             let Some(fetch) = fetch else { break None };
-            drop(fetch.trimmed);
             if !fetch.fetched.is_empty() {
                 break Some(self.deliveries(fetch.fetched));
             }
