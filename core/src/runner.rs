@@ -148,7 +148,7 @@ struct Step {
 
 impl Step {
     async fn run(&self, incoming: Incoming) {
-        let Incoming { delivery, settle } = incoming;
+        let Incoming { delivery, mut settle } = incoming;
         if !settle.is_current() {
             settle.release().await;
             return;
@@ -200,7 +200,11 @@ impl Step {
                 Settlement::Nack { delay: self.nack_delay }
             }
         };
-        match settle.settle(settlement).await {
+        let settled = match settle.settle_now(settlement) {
+            Some(settled) => settled,
+            None => settle.settle(settlement).await,
+        };
+        match settled {
             Ok(()) => match settlement {
                 Settlement::Ack => TaskStats::add(&self.stats.acked),
                 Settlement::Nack { .. } => TaskStats::add(&self.stats.nacked),

@@ -1,5 +1,7 @@
 //! The stop signal that read tasks watch, with the deadline for in-flight work.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -9,6 +11,7 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub struct StopHandle {
     tx: watch::Sender<Option<Instant>>,
+    stopped: Arc<AtomicBool>,
 }
 
 /// Tells a read task to stop taking messages, and until when its in-flight handlers may
@@ -16,12 +19,16 @@ pub struct StopHandle {
 #[derive(Clone, Debug)]
 pub struct StopSignal {
     rx: watch::Receiver<Option<Instant>>,
+    /// Set with the deadline, for [`StopSignal::is_stopped`], which runners ask before
+    /// every delivery: reading the watch takes its lock.
+    stopped: Arc<AtomicBool>,
 }
 
 /// A new stop handle and the signal it controls.
 pub fn stop_pair() -> (StopHandle, StopSignal) {
     let (tx, rx) = watch::channel(None);
-    (StopHandle { tx }, StopSignal { rx })
+    let stopped = Arc::new(AtomicBool::new(false));
+    (StopHandle { tx, stopped: Arc::clone(&stopped) }, StopSignal { rx, stopped })
 }
 
 impl StopHandle {
@@ -29,6 +36,7 @@ impl StopHandle {
     /// finish. A second call never extends the first deadline.
     pub fn stop(&self, grace: Duration) {
         let deadline = Instant::now() + grace;
+        self.stopped.store(true, Ordering::Release);
         self.tx.send_if_modified(|current| match current {
             Some(_) => false,
             None => {
@@ -40,7 +48,7 @@ impl StopHandle {
 
     /// A signal that follows this handle.
     pub fn signal(&self) -> StopSignal {
-        StopSignal { rx: self.tx.subscribe() }
+        StopSignal { rx: self.tx.subscribe(), stopped: Arc::clone(&self.stopped) }
     }
 }
 
@@ -50,12 +58,12 @@ impl StopSignal {
         let (tx, rx) = watch::channel(None);
         // Leaking the sender keeps the channel open, so `stopped` pends forever.
         std::mem::forget(tx);
-        Self { rx }
+        Self { rx, stopped: Arc::new(AtomicBool::new(false)) }
     }
 
     /// Whether a stop was requested.
     pub fn is_stopped(&self) -> bool {
-        self.rx.borrow().is_some()
+        self.stopped.load(Ordering::Acquire)
     }
 
     /// The deadline for in-flight work, once a stop was requested.

@@ -113,6 +113,10 @@ impl MemoryBroker {
 
     async fn append(&self, message: Message) -> Result<()> {
         let topic = self.topic(&message.stream)?;
+        Self::append_to(&topic, message).await
+    }
+
+    async fn append_to(topic: &Topic, message: Message) -> Result<()> {
         let closed = || Err(Error::closed("the memory broker was closed").with_driver(DRIVER).with_topic(&*topic.name));
         let mut message = match topic.append(message) {
             Append::Done => return Ok(()),
@@ -220,21 +224,45 @@ fn validate_topic(name: &str) -> Result<()> {
 /// A writer to a [`MemoryBroker`], from [`Driver::writer`] or [`MemoryBroker::writer`].
 /// Writes are on the broker when they return, so flushing has nothing to wait for; a
 /// closed writer refuses further writes, as a closed network producer would.
-#[derive(Debug)]
 pub struct MemoryWriter {
     broker: MemoryBroker,
     closed: CloseFlag,
+    /// The topic written last: most writers write to one topic, and finding it by name
+    /// in the broker's map costs a lock and a hash per message.
+    last: std::sync::Mutex<Option<Arc<Topic>>>,
 }
 
 impl MemoryBroker {
     /// A new writer.
     pub fn writer(&self) -> MemoryWriter {
-        MemoryWriter { broker: self.clone(), closed: CloseFlag::new() }
+        MemoryWriter { broker: self.clone(), closed: CloseFlag::new(), last: std::sync::Mutex::default() }
     }
 
     /// A new writer, shared: what middleware such as a dead-letter queue takes.
     pub fn writer_arc(&self) -> Arc<dyn Writer> {
         Arc::new(self.writer())
+    }
+}
+
+impl std::fmt::Debug for MemoryWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryWriter").field("broker", &self.broker).field("closed", &self.closed).finish()
+    }
+}
+
+impl MemoryWriter {
+    fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            // A closed broker's topics are closed too, so appending to a kept one fails
+            // as a lookup would.
+            Some(topic) if *topic.name == *name => Ok(Arc::clone(topic)),
+            _ => {
+                let topic = self.broker.topic(name)?;
+                *last = Some(Arc::clone(&topic));
+                Ok(topic)
+            }
+        }
     }
 }
 
@@ -254,7 +282,8 @@ impl Writer for MemoryWriter {
     async fn write_one(&self, message: Message) -> Result<()> {
         self.closed.check(DRIVER)?;
         self.broker.check(0, &message)?;
-        self.broker.append(message).await
+        let topic = self.topic(&message.stream)?;
+        MemoryBroker::append_to(&topic, message).await
     }
 
     async fn close(&self) -> Result<()> {

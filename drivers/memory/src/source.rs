@@ -54,6 +54,14 @@ impl MemorySource {
         }
     }
 
+    /// Applies what was settled and fetches up to `max`; `None` once the topic is closed.
+    fn fetch(&mut self, max: usize) -> Option<crate::topic::Fetch> {
+        self.pending.take_into(&mut self.applying);
+        let fetch = self.topic.fetch(&self.group, self.member, max, &self.applying);
+        self.applying.clear();
+        fetch
+    }
+
     fn deliveries(&self, fetched: Vec<crate::topic::Fetched>) -> Vec<Incoming> {
         fetched
             .into_iter()
@@ -85,21 +93,24 @@ impl Source for MemorySource {
     async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Incoming>>> {
         let mut idle = false;
         let result = loop {
-            let data = self.topic.data.notified();
-            tokio::pin!(data);
-            data.as_mut().enable();
-            self.pending.take_into(&mut self.applying);
-            let fetch = self.topic.fetch(&self.group, self.member, max, &self.applying);
-            self.applying.clear();
-            let Some(fetch) = fetch else { break None };
+            let Some(fetch) = self.fetch(max) else { break None };
             if !fetch.fetched.is_empty() {
                 break Some(self.deliveries(fetch.fetched));
             }
+            // Nothing there: listen, count in as idle, then look once more, so a publish
+            // in between is not missed. Listening takes the Notify's lock, which
+            // publishers also take, so a reader that finds messages never listens.
+            let topic = Arc::clone(&self.topic);
+            let data = topic.data.notified();
+            tokio::pin!(data);
+            data.as_mut().enable();
             if !idle {
-                // Count in, then look once more, so a publish in between is not missed.
                 idle = true;
                 self.topic.idle_readers.fetch_add(1, Ordering::SeqCst);
-                continue;
+            }
+            let Some(fetch) = self.fetch(max) else { break None };
+            if !fetch.fetched.is_empty() {
+                break Some(self.deliveries(fetch.fetched));
             }
             let redelivery_due = async {
                 match fetch.wake {
@@ -131,9 +142,8 @@ struct MemorySettle {
     offset: u64,
 }
 
-#[async_trait]
-impl Settle for MemorySettle {
-    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
+impl MemorySettle {
+    fn record(&self, settlement: Settlement) {
         let nack = match settlement {
             Settlement::Ack => None,
             Settlement::Nack { delay } => Some(delay.unwrap_or_default()),
@@ -147,6 +157,18 @@ impl Settle for MemorySettle {
             // notify_one keeps a permit, so a reader about to wait still sees it.
             self.pending.wake.notify_one();
         }
+    }
+}
+
+#[async_trait]
+impl Settle for MemorySettle {
+    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
+        self.record(settlement);
         Ok(())
+    }
+
+    fn settle_now(&mut self, settlement: Settlement) -> Option<Result<()>> {
+        self.record(settlement);
+        Some(Ok(()))
     }
 }

@@ -201,9 +201,8 @@ impl Source for CoreSource {
 
 struct CoreSettle;
 
-#[async_trait]
-impl Settle for CoreSettle {
-    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
+impl CoreSettle {
+    fn outcome(settlement: Settlement) -> Result<()> {
         match settlement {
             Settlement::Ack => Ok(()),
             Settlement::Nack { .. } => Err(Error::new(
@@ -212,5 +211,16 @@ impl Settle for CoreSettle {
             )
             .with_driver(DRIVER)),
         }
+    }
+}
+
+#[async_trait]
+impl Settle for CoreSettle {
+    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
+        Self::outcome(settlement)
+    }
+
+    fn settle_now(&mut self, settlement: Settlement) -> Option<Result<()>> {
+        Some(Self::outcome(settlement))
     }
 }

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
 use tidewater_core::{wire, Error, ErrorKind, Headers, Message, Result};
 
@@ -20,6 +20,12 @@ pub(crate) const MSG_ID: &str = "Nats-Msg-Id";
 pub(crate) const CONTENT_TYPE: &str = "Content-Type";
 
 const RESERVED: [&str; 4] = [MSG_ID, wire::KEY, CONTENT_TYPE, wire::TIMESTAMP];
+
+// As header names made once: a name made from a `&str` is checked and copied each time.
+const MSG_ID_NAME: HeaderName = HeaderName::from_static(MSG_ID);
+const KEY_NAME: HeaderName = HeaderName::from_static(wire::KEY);
+const CONTENT_TYPE_NAME: HeaderName = HeaderName::from_static(CONTENT_TYPE);
+const TIMESTAMP_NAME: HeaderName = HeaderName::from_static(wire::TIMESTAMP);
 
 fn invalid(message: &Message, what: String) -> Error {
     Error::new(ErrorKind::InvalidInput, what).with_driver(DRIVER).with_topic(message.stream.clone())
@@ -45,21 +51,21 @@ pub(crate) fn to_nats(message: &Message) -> Result<HeaderMap> {
     }
     if !message.id.is_empty() {
         check_value(message, MSG_ID, &message.id)?;
-        h.insert(MSG_ID, message.id.as_str());
+        h.insert(MSG_ID_NAME, message.id.as_str());
     }
     if let Some(key) = &message.key {
         let key = std::str::from_utf8(key).map_err(|_| {
             invalid(message, format!("the key of message {} is not UTF-8; NATS headers carry text", message.id))
         })?;
         check_value(message, wire::KEY, key)?;
-        h.insert(wire::KEY, key);
+        h.insert(KEY_NAME, key);
     }
     if let Some(ct) = &message.content_type {
         check_value(message, CONTENT_TYPE, ct)?;
-        h.insert(CONTENT_TYPE, ct.as_str());
+        h.insert(CONTENT_TYPE_NAME, ct.as_str());
     }
     let millis = message.timestamp.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
-    h.insert(wire::TIMESTAMP, millis.to_string());
+    h.insert(TIMESTAMP_NAME, millis.to_string());
     Ok(h)
 }
 
