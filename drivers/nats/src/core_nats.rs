@@ -10,7 +10,7 @@ use tidewater_core::{
     Position, ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, UuidV7Ids, Writer,
 };
 
-use crate::headers::{check_subject, from_nats, to_nats};
+use crate::headers::{check_subject, from_nats, into_nats};
 use crate::{connection_error, NatsConfig, DRIVER};
 
 /// Core NATS, without JetStream.
@@ -63,20 +63,20 @@ struct CoreWriter {
     closed: CloseFlag,
 }
 
-/// Checks a message and makes its headers, before anything of its batch is sent.
-fn prepare(message: &Message) -> Result<async_nats::HeaderMap> {
+/// Checks a message and makes what is sent of it, before anything of its batch is sent.
+fn prepare(message: Message) -> Result<(String, async_nats::HeaderMap, bytes::Bytes)> {
     check_subject(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
-    to_nats(message)
+    into_nats(message)
 }
 
 impl CoreWriter {
-    async fn publish(&self, message: Message, headers: async_nats::HeaderMap) -> Result<()> {
-        // A Subject clones by reference count, so keeping one for the error costs nothing.
-        let subject = async_nats::Subject::from(message.stream);
+    async fn publish(&self, (subject, headers, payload): (String, async_nats::HeaderMap, bytes::Bytes)) -> Result<()> {
+        // The subject is copied rather than moved, so that an error can name it: a moved
+        // one would have to be shared, which costs an allocation as well.
         self.client
-            .publish_with_headers(subject.clone(), headers, message.payload)
+            .publish_with_headers(async_nats::Subject::from(subject.as_str()), headers, payload)
             .await
-            .map_err(|e| connection_error("publish failed", e).with_topic(subject.as_str()))
+            .map_err(|e| connection_error("publish failed", e).with_topic(subject))
     }
 }
 
@@ -88,20 +88,16 @@ impl Writer for CoreWriter {
 
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
         self.closed.check(DRIVER)?;
-        let mut out = Vec::with_capacity(batch.len());
-        for message in &batch {
-            out.push(prepare(message)?);
-        }
-        for (message, headers) in batch.into_iter().zip(out) {
-            self.publish(message, headers).await?;
+        let out = batch.into_iter().map(prepare).collect::<Result<Vec<_>>>()?;
+        for prepared in out {
+            self.publish(prepared).await?;
         }
         Ok(())
     }
 
     async fn write_one(&self, message: Message) -> Result<()> {
         self.closed.check(DRIVER)?;
-        let headers = prepare(&message)?;
-        self.publish(message, headers).await
+        self.publish(prepare(message)?).await
     }
 
     async fn flush(&self) -> Result<()> {

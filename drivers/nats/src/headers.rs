@@ -40,6 +40,25 @@ fn check_value(message: &Message, name: &str, value: &str) -> Result<()> {
 
 /// The NATS headers for `message`.
 pub(crate) fn to_nats(message: &Message) -> Result<HeaderMap> {
+    let mut h = all_but_id(message)?;
+    if !message.id.is_empty() {
+        h.insert(MSG_ID_NAME, message.id.as_str());
+    }
+    Ok(h)
+}
+
+/// The subject, NATS headers and payload of `message`, taking its id rather than
+/// copying it.
+pub(crate) fn into_nats(mut message: Message) -> Result<(String, HeaderMap, Bytes)> {
+    let mut h = all_but_id(&message)?;
+    if !message.id.is_empty() {
+        h.insert(MSG_ID_NAME, std::mem::take(&mut message.id));
+    }
+    Ok((message.stream, h, message.payload))
+}
+
+/// The headers of `message` but its id, which is checked.
+fn all_but_id(message: &Message) -> Result<HeaderMap> {
     let mut h = HeaderMap::new();
     for (name, value) in message.headers.iter() {
         let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
@@ -49,10 +68,7 @@ pub(crate) fn to_nats(message: &Message) -> Result<HeaderMap> {
         check_value(message, name, value)?;
         h.insert(name, value);
     }
-    if !message.id.is_empty() {
-        check_value(message, MSG_ID, &message.id)?;
-        h.insert(MSG_ID_NAME, message.id.as_str());
-    }
+    check_value(message, MSG_ID, &message.id)?;
     if let Some(key) = &message.key {
         let key = std::str::from_utf8(key).map_err(|_| {
             invalid(message, format!("the key of message {} is not UTF-8; NATS headers carry text", message.id))
