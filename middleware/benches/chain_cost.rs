@@ -4,7 +4,7 @@
 //! Run: `cargo bench -p tidewater-middleware --bench chain_cost`. Calls the handler
 //! directly (no broker), so the difference is the chain alone. Each message has its own
 //! id, so deduplication checks and commits a new key every time, as in production. A run
-//! commits 200,000 ids into stores of the default 100,000, so dropping the oldest is part
+//! commits 200,000 ids into stores of the default 100,000, so forgetting old ids is part
 //! of the cost, as in a long-running service. The last two rows put moka's store in
 //! place of the default one.
 
