@@ -117,6 +117,9 @@ impl MemoryBroker {
     }
 
     async fn append_to(topic: &Topic, message: Message) -> Result<()> {
+        // Shared at once: a message is moved several times on its way into the log, and
+        // moving a pointer is cheaper than moving the message.
+        let message = Arc::new(message);
         let closed = || Err(Error::closed("the memory broker was closed").with_driver(DRIVER).with_topic(&*topic.name));
         let mut message = match topic.append(message) {
             Append::Done => return Ok(()),

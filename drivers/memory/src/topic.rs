@@ -160,7 +160,7 @@ pub(crate) struct Fetch {
 pub(crate) enum Append {
     Done,
     /// The partition is full and its oldest message is still unsettled by a group.
-    Full(Message),
+    Full(Arc<Message>),
     /// The broker was closed.
     Closed,
 }
@@ -201,7 +201,7 @@ impl Topic {
     }
 
     /// Appends `message` to the partition its key picks, or hands it back if full.
-    pub(crate) fn append(&self, message: Message) -> Append {
+    pub(crate) fn append(&self, message: Arc<Message>) -> Append {
         let capacity = self.capacity;
         let mut state = self.lock();
         if state.closed {
@@ -235,7 +235,7 @@ impl Topic {
         }
         state.published += 1;
         let sequence = state.published;
-        state.partitions[partition as usize].log.push_back(Stored { sequence, message: Arc::new(message) });
+        state.partitions[partition as usize].log.push_back(Stored { sequence, message });
         drop(state);
         drop(trimmed);
         if self.idle_readers.load(Ordering::SeqCst) > 0 {
