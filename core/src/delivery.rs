@@ -73,11 +73,13 @@ pub enum Settlement {
 
 /// One delivery of a message to a handler.
 ///
-/// Cloning is cheap (two reference counts), so middleware can keep a delivery across
-/// retries and hand it to a dead-letter writer. The fields sit inline rather than behind
-/// one more `Arc`: that would cost an allocation per delivery to save one count per clone.
+/// Cloning is cheap (a reference count), so middleware can keep a delivery across
+/// retries and hand it to a dead-letter writer.
 #[derive(Clone, Debug)]
-pub struct Delivery {
+pub struct Delivery(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     message: Arc<Message>,
     attempt: u32,
     position: Position,
@@ -87,37 +89,37 @@ pub struct Delivery {
 impl Delivery {
     /// A delivery of `message`, for drivers. `attempt` counts from 1.
     pub fn new(message: impl Into<Arc<Message>>, attempt: u32, position: Position, group: Option<Arc<str>>) -> Self {
-        Self { message: message.into(), attempt: attempt.max(1), position, group }
+        Self(Arc::new(Inner { message: message.into(), attempt: attempt.max(1), position, group }))
     }
 
     /// The message.
     pub fn message(&self) -> &Message {
-        &self.message
+        &self.0.message
     }
 
     /// The message, shared.
     pub fn shared_message(&self) -> Arc<Message> {
-        Arc::clone(&self.message)
+        Arc::clone(&self.0.message)
     }
 
     /// Which delivery of this message this is: 1 the first time, then counting up on
     /// each redelivery, as far as the broker tracks it.
     pub fn attempt(&self) -> u32 {
-        self.attempt
+        self.0.attempt
     }
 
     /// Where the message sits in its broker.
     pub fn position(&self) -> Position {
-        self.position
+        self.0.position
     }
 
     /// How the broker settles this delivery.
     pub fn model(&self) -> DeliveryModel {
-        self.position.model()
+        self.0.position.model()
     }
 
     /// The consumer group this delivery was made to, if the read task has one.
     pub fn group(&self) -> Option<&str> {
-        self.group.as_deref()
+        self.0.group.as_deref()
     }
 }
