@@ -168,7 +168,7 @@ fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
 impl Default for InMemoryDedupStorage {
     /// 100,000 ids for an hour.
     fn default() -> Self {
-        Self::new(100_000, Duration::from_secs(3600))
+        Self::new(super::DEFAULT_CAPACITY, super::DEFAULT_TTL)
     }
 }
 

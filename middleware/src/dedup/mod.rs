@@ -2,6 +2,7 @@
 
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_core::{BoxHandler, Delivery, Error, Handler, HandlerError, Middleware};
@@ -11,6 +12,11 @@ mod moka_store;
 
 pub use in_memory::InMemoryDedupStorage;
 pub use moka_store::MokaDedupStorage;
+
+/// How many ids the in-process stores remember by default.
+const DEFAULT_CAPACITY: usize = 100_000;
+/// How long the in-process stores remember an id by default.
+const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 
 /// What identifies a message for deduplication: the consumer group and the message id.
 /// The check and the commit use the same key, so a message is recognised exactly when

@@ -45,7 +45,7 @@ impl MokaDedupStorage {
 impl Default for MokaDedupStorage {
     /// 100,000 keys for an hour.
     fn default() -> Self {
-        Self::new(100_000, Duration::from_secs(3600))
+        Self::new(super::DEFAULT_CAPACITY as u64, super::DEFAULT_TTL)
     }
 }
 
