@@ -246,10 +246,14 @@ pub struct Incoming {
 /// A driver's stream of deliveries, run by [`run_source`](crate::run_source).
 #[async_trait]
 pub trait Source: Send {
-    /// Up to `max` deliveries, waiting until at least one is there. `Ok(None)` means the
-    /// source has ended (the broker closed). Must be cancel-safe: dropping the future
-    /// loses no delivery.
-    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Incoming>>>;
+    /// Appends up to `max` deliveries to `batch`, waiting until at least one is there,
+    /// and returns how many it appended; 0 means the source has ended (the broker
+    /// closed). The runner passes the same `batch` every time, emptied, so a source
+    /// allocates no vector per fetch (the shape of tokio's `recv_many`).
+    ///
+    /// Must be cancel-safe: a future dropped before it completes loses no delivery. What
+    /// it appended before being dropped stays in `batch`, and the runner releases it.
+    async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize>;
 
     /// Ends the subscription, after the runner settled what it could.
     async fn close(&mut self) -> Result<()>;

@@ -17,6 +17,10 @@ use crate::{BoxHandler, Incoming, ReadContext, ReadTask, Result, Settlement, Sou
 /// Deliveries queued per lane ahead of the one running.
 const LANE_BUFFER: usize = 16;
 
+/// The most deliveries the batch buffer makes room for up front; a larger prefetch
+/// grows it on first use instead.
+const MAX_PREALLOCATED: usize = 1024;
+
 /// Runs `handler` over `source` until the stop signal or the end of the source, then
 /// closes the source.
 ///
@@ -48,25 +52,45 @@ pub async fn run_source(
     result.and(closed)
 }
 
-async fn next_batch(source: &mut (dyn Source + '_), step: &Step, max: usize) -> Result<Option<Vec<Incoming>>> {
-    let batch = tokio::select! {
+/// Fills `batch` (empty on entry) from the source; false once the source ended or the
+/// stop signal fired, with anything a cancelled fetch left in `batch` released.
+async fn next_batch(
+    source: &mut (dyn Source + '_),
+    step: &Step,
+    batch: &mut Vec<Incoming>,
+    max: usize,
+) -> Result<bool> {
+    debug_assert!(batch.is_empty());
+    let fetched = tokio::select! {
         biased;
-        _ = step.stop.stopped() => Ok(None),
-        batch = source.next_batch(max) => batch,
+        _ = step.stop.stopped() => None,
+        fetched = source.next_batch(batch, max) => Some(fetched),
     };
-    if let Ok(Some(batch)) = &batch {
-        TaskStats::add(&step.stats.fetches);
-        step.stats.fetched.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    match fetched {
+        Some(Ok(n)) if n > 0 => {
+            TaskStats::add(&step.stats.fetches);
+            step.stats.fetched.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            Ok(true)
+        }
+        Some(Ok(_)) | None => {
+            release_all(batch.drain(..)).await;
+            Ok(false)
+        }
+        Some(Err(err)) => {
+            // A source that failed part way hands back what it had appended.
+            release_all(batch.drain(..)).await;
+            Err(err)
+        }
     }
-    batch
 }
 
 async fn run_sequential(source: &mut (dyn Source + '_), step: &Step, fetch: usize) -> Result<()> {
-    while let Some(batch) = next_batch(source, step, fetch).await? {
-        let mut batch = batch.into_iter();
-        while let Some(incoming) = batch.next() {
+    let mut batch = Vec::with_capacity(fetch.min(MAX_PREALLOCATED));
+    while next_batch(source, step, &mut batch, fetch).await? {
+        let mut rest = batch.drain(..);
+        while let Some(incoming) = rest.next() {
             if step.stop.is_stopped() {
-                release_all(std::iter::once(incoming).chain(batch)).await;
+                release_all(std::iter::once(incoming).chain(rest)).await;
                 return Ok(());
             }
             step.run(incoming).await;
@@ -95,14 +119,15 @@ async fn run_lanes(source: &mut (dyn Source + '_), step: Step, lanes: usize, fet
     }
 
     let mut round_robin = 0usize;
+    let mut batch = Vec::with_capacity(fetch.min(MAX_PREALLOCATED));
     let result = 'fetch: loop {
-        let batch = match next_batch(source, &step, fetch).await {
-            Ok(Some(batch)) => batch,
-            Ok(None) => break Ok(()),
+        match next_batch(source, &step, &mut batch, fetch).await {
+            Ok(true) => {}
+            Ok(false) => break Ok(()),
             Err(err) => break Err(err),
-        };
-        let mut batch = batch.into_iter();
-        while let Some(incoming) = batch.next() {
+        }
+        let mut rest = batch.drain(..);
+        while let Some(incoming) = rest.next() {
             let lane = match &incoming.delivery.message().key {
                 Some(key) => (fnv1a_64(key) % lanes as u64) as usize,
                 None => {
@@ -115,7 +140,7 @@ async fn run_lanes(source: &mut (dyn Source + '_), step: Step, lanes: usize, fet
                 biased;
                 sent = send => sent,
                 _ = step.stop.stopped() => {
-                    release_all(batch).await;
+                    release_all(rest).await;
                     break 'fetch Ok(());
                 }
             };

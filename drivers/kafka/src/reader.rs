@@ -393,9 +393,10 @@ impl KafkaSource {
         }
     }
 
-    /// Turns fetched records into deliveries, dropping leftovers of an old position.
-    fn dispatch(&self, records: Vec<(i32, u64, Message)>) -> Vec<Incoming> {
-        let mut batch = Vec::with_capacity(records.len());
+    /// Turns fetched records into deliveries appended to `batch`, dropping leftovers of an
+    /// old position; returns how many it appended.
+    fn dispatch(&self, records: Vec<(i32, u64, Message)>, batch: &mut Vec<Incoming>) -> usize {
+        let start = batch.len();
         let mut guard = self.shared.state();
         let state = &mut *guard;
         for (partition, offset, message) in records {
@@ -426,7 +427,7 @@ impl KafkaSource {
                 }),
             });
         }
-        batch
+        batch.len() - start
     }
 }
 
@@ -443,8 +444,8 @@ fn one(topic: &str, partition: i32) -> TopicPartitionList {
 
 #[async_trait]
 impl Source for KafkaSource {
-    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Incoming>>> {
-        let Some(consumer) = self.consumer.clone() else { return Ok(None) };
+    async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
+        let Some(consumer) = self.consumer.clone() else { return Ok(0) };
         loop {
             let wake_at = self.housekeeping(&consumer);
             let first = tokio::select! {
@@ -472,9 +473,9 @@ impl Source for KafkaSource {
                     None => break,
                 }
             }
-            let batch = self.dispatch(records);
-            if !batch.is_empty() {
-                return Ok(Some(batch));
+            let n = self.dispatch(records, batch);
+            if n > 0 {
+                return Ok(n);
             }
         }
     }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use tidewater_core::{Delivery, Incoming, Position, Result, Settle, Settlement, Source, StartFrom};
 use tokio::sync::Notify;
 
-use crate::topic::{MemberId, Settled, Topic};
+use crate::topic::{Fetched, MemberId, Settled, Topic};
 
 /// Settlements a member's handlers made, waiting to be applied with its next fetch: one
 /// lock of the topic then covers a whole batch rather than one message.
@@ -36,13 +36,15 @@ pub(crate) struct MemorySource {
     pending: Arc<Pending>,
     /// Settlements being applied; kept between fetches for its allocation.
     applying: Vec<Settled>,
+    /// What a fetch found, before it becomes deliveries; kept for its allocation too.
+    fetched: Vec<Fetched>,
     left: bool,
 }
 
 impl MemorySource {
     pub(crate) fn join(topic: Arc<Topic>, group: Option<&str>, start: StartFrom) -> Self {
         let (group, member) = topic.join(group, start);
-        Self { topic, group, member, pending: Arc::default(), applying: Vec::new(), left: false }
+        Self { topic, group, member, pending: Arc::default(), applying: Vec::new(), fetched: Vec::new(), left: false }
     }
 
     fn leave(&mut self) {
@@ -54,31 +56,26 @@ impl MemorySource {
         }
     }
 
-    /// Applies what was settled and fetches up to `max`; `None` once the topic is closed.
-    fn fetch(&mut self, max: usize) -> Option<crate::topic::Fetch> {
+    /// Applies what was settled and appends up to `max` deliveries to `batch`; `None`
+    /// once the topic is closed.
+    fn fetch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Option<crate::topic::Fetch> {
         self.pending.take_into(&mut self.applying);
-        let fetch = self.topic.fetch(&self.group, self.member, max, &self.applying);
+        let fetch = self.topic.fetch(&self.group, self.member, max, &self.applying, &mut self.fetched);
         self.applying.clear();
+        batch.extend(self.fetched.drain(..).map(|f| Incoming {
+            delivery: Delivery::new(
+                f.message,
+                f.attempt,
+                Position::Queue { partition: Some(f.partition), sequence: Some(f.offset) },
+                Some(Arc::clone(&self.group)),
+            ),
+            settle: Box::new(MemorySettle {
+                pending: Arc::clone(&self.pending),
+                partition: f.partition,
+                offset: f.offset,
+            }),
+        }));
         fetch
-    }
-
-    fn deliveries(&self, fetched: Vec<crate::topic::Fetched>) -> Vec<Incoming> {
-        fetched
-            .into_iter()
-            .map(|f| Incoming {
-                delivery: Delivery::new(
-                    f.message,
-                    f.attempt,
-                    Position::Queue { partition: Some(f.partition), sequence: Some(f.offset) },
-                    Some(Arc::clone(&self.group)),
-                ),
-                settle: Box::new(MemorySettle {
-                    pending: Arc::clone(&self.pending),
-                    partition: f.partition,
-                    offset: f.offset,
-                }),
-            })
-            .collect()
     }
 }
 
@@ -90,12 +87,12 @@ impl Drop for MemorySource {
 
 #[async_trait]
 impl Source for MemorySource {
-    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Incoming>>> {
+    async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
+        let start = batch.len();
         let mut idle = false;
-        let result = loop {
-            let Some(fetch) = self.fetch(max) else { break None };
-            if !fetch.fetched.is_empty() {
-                break Some(self.deliveries(fetch.fetched));
+        loop {
+            if self.fetch(batch, max).is_none() || batch.len() > start {
+                break;
             }
             // Nothing there: listen, count in as idle, then look once more, so a publish
             // in between is not missed. Listening takes the Notify's lock, which
@@ -108,9 +105,9 @@ impl Source for MemorySource {
                 idle = true;
                 self.topic.idle_readers.fetch_add(1, Ordering::SeqCst);
             }
-            let Some(fetch) = self.fetch(max) else { break None };
-            if !fetch.fetched.is_empty() {
-                break Some(self.deliveries(fetch.fetched));
+            let Some(fetch) = self.fetch(batch, max) else { break };
+            if batch.len() > start {
+                break;
             }
             let redelivery_due = async {
                 match fetch.wake {
@@ -123,11 +120,11 @@ impl Source for MemorySource {
                 _ = self.pending.wake.notified() => {}
                 _ = redelivery_due => {}
             }
-        };
+        }
         if idle {
             self.topic.idle_readers.fetch_sub(1, Ordering::SeqCst);
         }
-        Ok(result)
+        Ok(batch.len() - start)
     }
 
     async fn close(&mut self) -> Result<()> {

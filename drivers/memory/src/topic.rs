@@ -149,9 +149,8 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// What a fetch found.
+/// What a fetch found besides the deliveries.
 pub(crate) struct Fetch {
-    pub(crate) fetched: Vec<Fetched>,
     /// When the earliest pending redelivery falls due.
     pub(crate) wake: Option<Instant>,
 }
@@ -320,20 +319,26 @@ impl Topic {
         self.wake_watchers();
     }
 
-    /// Applies what `member` settled, then returns up to `max` deliveries for it: due
-    /// redeliveries first, then new messages. Also returns when the earliest pending
-    /// redelivery falls due. `None` once the topic is closed.
-    pub(crate) fn fetch(&self, group: &str, member: MemberId, max: usize, settled: &[Settled]) -> Option<Fetch> {
+    /// Applies what `member` settled, then appends up to `max` deliveries for it to
+    /// `out` (empty on entry): due redeliveries first, then new messages. Returns when the
+    /// earliest pending redelivery falls due, or `None` once the topic is closed.
+    pub(crate) fn fetch(
+        &self,
+        group: &str,
+        member: MemberId,
+        max: usize,
+        settled: &[Settled],
+        out: &mut Vec<Fetched>,
+    ) -> Option<Fetch> {
         let mut state = self.lock();
         let state = &mut *state;
         if state.closed {
             return None;
         }
-        let mut out = Vec::with_capacity(max.min(64));
         let mut wake: Option<Instant> = None;
         let mut redelivered = false;
         let Some(g) = state.groups.get_mut(group) else {
-            return Some(Fetch { fetched: out, wake });
+            return Some(Fetch { wake });
         };
         let floor_moved = g.apply(settled);
         if !settled.is_empty() {
@@ -384,7 +389,7 @@ impl Topic {
         if floor_moved {
             state.wake_publishers(&self.space);
         }
-        Some(Fetch { fetched: out, wake })
+        Some(Fetch { wake })
     }
 
     /// Messages settled by `group` so far.

@@ -178,16 +178,18 @@ impl CoreSource {
 
 #[async_trait]
 impl Source for CoreSource {
-    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Incoming>>> {
-        let Some(first) = self.subscriber.next().await else { return Ok(None) };
-        let mut batch = vec![self.incoming(first)];
-        while batch.len() < max {
+    async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
+        let Some(first) = self.subscriber.next().await else { return Ok(0) };
+        batch.push(self.incoming(first));
+        let mut n = 1;
+        while n < max {
             match self.subscriber.next().now_or_never() {
                 Some(Some(msg)) => batch.push(self.incoming(msg)),
                 _ => break,
             }
+            n += 1;
         }
-        Ok(Some(batch))
+        Ok(n)
     }
 
     async fn close(&mut self) -> Result<()> {

@@ -397,7 +397,7 @@ fn read_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
 
 #[async_trait]
 impl Source for JsSource {
-    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Incoming>>> {
+    async fn next_batch(&mut self, batch_out: &mut Vec<Incoming>, max: usize) -> Result<usize> {
         loop {
             let batch = match &mut self.batch {
                 Some(batch) => batch,
@@ -441,12 +441,12 @@ impl Source for JsSource {
                     None => break,
                 }
             }
-            let mut out = Vec::with_capacity(rest.len() + 1);
-            out.push(self.incoming(first)?);
+            let n = rest.len() + 1;
+            batch_out.push(self.incoming(first)?);
             for msg in rest {
-                out.push(self.incoming(msg)?);
+                batch_out.push(self.incoming(msg)?);
             }
-            return Ok(Some(out));
+            return Ok(n);
         }
     }
 

@@ -409,11 +409,11 @@ impl PulsarSource {
 
 #[async_trait]
 impl Source for PulsarSource {
-    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Incoming>>> {
-        let Some(first) = self.deliveries.recv().await else { return Ok(None) };
-        let mut batch = Vec::with_capacity(max.min(64));
+    async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
+        let Some(first) = self.deliveries.recv().await else { return Ok(0) };
+        let start = batch.len();
         batch.push(self.incoming(first?));
-        while batch.len() < max {
+        while batch.len() - start < max {
             match self.deliveries.try_recv() {
                 Ok(Ok(next)) => batch.push(self.incoming(next)),
                 Ok(Err(err)) => {
@@ -424,7 +424,7 @@ impl Source for PulsarSource {
                 Err(_) => break,
             }
         }
-        Ok(Some(batch))
+        Ok(batch.len() - start)
     }
 
     async fn close(&mut self) -> Result<()> {

@@ -438,11 +438,12 @@ impl StreamBusSource {
 
 #[async_trait]
 impl Source for StreamBusSource {
-    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Incoming>>> {
+    async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
         loop {
             if !self.buffer.is_empty() {
                 let n = max.min(self.buffer.len());
-                return Ok(Some(self.buffer.drain(..n).collect()));
+                batch.extend(self.buffer.drain(..n));
+                return Ok(n);
             }
             if let Some((_, task)) = &self.background {
                 if task.is_finished() {
