@@ -6,6 +6,8 @@
 //! one thread instead of tokio's multi-threaded runtime with 2 workers). Throughput: one task publishes as fast as it can
 //! and the handler counts. Latency: ping-pong, one message in flight at a time, time
 //! from before the publish to the handler. Each figure is the median of 5 runs.
+//! `TW_BENCH_ONLY=raw` or `TW_BENCH_ONLY=tidewater` measures one side's throughput
+//! alone, for a profiler.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -76,7 +78,9 @@ async fn raw_throughput(msgs: Vec<Message>) -> f64 {
     rate
 }
 
-async fn tidewater_throughput(msgs: Vec<Message>) -> f64 {
+/// The rate, and the mean number of messages per fetch (small batches mean the reader
+/// kept catching up with the publisher and waiting for it).
+async fn tidewater_throughput(msgs: Vec<Message>) -> (f64, f64) {
     let n = msgs.len() as u64;
     let broker = MemoryBroker::new();
     let counter = Counter::new(n);
@@ -103,8 +107,9 @@ async fn tidewater_throughput(msgs: Vec<Message>) -> f64 {
     };
     tokio::join!(producer, &mut wait);
     let rate = n as f64 / start.elapsed().as_secs_f64();
-    s.shutdown(Duration::from_secs(5)).await;
-    rate
+    let report = s.shutdown(Duration::from_secs(5)).await;
+    let task = &report.tasks[0];
+    (rate, task.fetched as f64 / task.fetches.max(1) as f64)
 }
 
 async fn raw_latency(msgs: Vec<Message>) -> Vec<Duration> {
@@ -157,7 +162,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
 }
 
@@ -169,10 +174,16 @@ fn main() {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
     };
     rt.block_on(async {
-        let (mut raw, mut tw) = (Vec::new(), Vec::new());
+        // TW_BENCH_ONLY=raw or =tidewater runs one side alone, for a profiler; the ratio
+        // is then meaningless.
+        let only = std::env::var("TW_BENCH_ONLY").unwrap_or_default();
+        let (mut raw, mut tw, mut batch) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..RUNS {
-            raw.push(raw_throughput(messages(n)).await);
-            tw.push(tidewater_throughput(messages(n)).await);
+            raw.push(if only == "tidewater" { f64::NAN } else { raw_throughput(messages(n)).await });
+            let (rate, mean_batch) =
+                if only == "raw" { (f64::NAN, f64::NAN) } else { tidewater_throughput(messages(n)).await };
+            tw.push(rate);
+            batch.push(mean_batch);
         }
         let (raw, tw) = (median(raw), median(tw));
         let ping = (n / 10).max(1000);
@@ -186,5 +197,6 @@ fn main() {
         println!("| raw tokio mpsc        | {:>10.0} | {:>11.1?} | {:>11.1?} |", raw, percentile(&raw_lat, 0.5), percentile(&raw_lat, 0.99));
         println!("| tidewater memory      | {:>10.0} | {:>11.1?} | {:>11.1?} |", tw, percentile(&tw_lat, 0.5), percentile(&tw_lat, 0.99));
         println!("tidewater / raw throughput: {:.2}", tw / raw);
+        println!("tidewater messages per fetch (mean, median run): {:.1}", median(batch));
     });
 }
