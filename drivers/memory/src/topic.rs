@@ -8,6 +8,15 @@ use tidewater_core::{Message, StartFrom};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// The longest pause, in spin hints, between tries of a busy topic lock before a thread
+/// sleeps on it. Doubling from 1, the tries span 511 hints, about 5 µs on the 2-core
+/// Xeon this was measured on (10 ns a hint): the time a futex sleep and wake-up cost.
+/// The standard mutex alone spins about 1 µs before it sleeps, shorter than a reader's
+/// fetch, so the publisher slept on nearly every fetch and the reader paid a system call
+/// to wake it; the memory_throughput benchmark went from 1.67-1.77M to 2.17-2.50M
+/// messages a second with this (64: 1.89-2.02M; 1024: no better than 256).
+const MAX_BACKOFF: u32 = 256;
+
 /// A consumer group member's id.
 pub(crate) type MemberId = u64;
 
@@ -205,6 +214,20 @@ impl Topic {
     pub(crate) fn lock(&self) -> MutexGuard<'_, TopicState> {
         // A panic while holding the lock leaves plain bookkeeping behind, never a broken
         // invariant worth poisoning every later caller for.
+        let mut backoff = 1u32;
+        loop {
+            match self.state.try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) if backoff <= MAX_BACKOFF => {
+                    for _ in 0..backoff {
+                        std::hint::spin_loop();
+                    }
+                    backoff *= 2;
+                }
+                Err(std::sync::TryLockError::WouldBlock) => break,
+            }
+        }
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
