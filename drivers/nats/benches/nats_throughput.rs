@@ -12,6 +12,7 @@
 //!
 //! Each JetStream figure is the median of 3 runs; each core figure the median of 15 runs
 //! of a fifth as many messages, raw and tidewater taking turns at going first.
+//! `TW_BENCH_CORE_ONLY=1` runs the core rows alone.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -238,7 +239,10 @@ async fn js_consume_tw(js: &JetStream, n: usize, run: usize) -> f64 {
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
@@ -276,7 +280,9 @@ fn main() {
                 rows[1].1.push(core_e2e_raw(&raw, core_n, run).await);
             }
         }
-        for run in 0..RUNS {
+        // TW_BENCH_CORE_ONLY=1 skips the JetStream rows, for profiling core NATS.
+        let js_runs = if std::env::var_os("TW_BENCH_CORE_ONLY").is_some() { 0 } else { RUNS };
+        for run in 0..js_runs {
             rows[2].1.push(js_publish_raw(&ctx, n, run).await);
             rows[2].2.push(js_publish_tw(&js, n, run).await);
             rows[3].1.push(js_consume_raw(&js, n, run).await);

@@ -1,7 +1,6 @@
 //! Core NATS: publish, subscribe, queue groups. At most once.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
@@ -162,8 +161,7 @@ struct CoreSource {
 
 impl CoreSource {
     fn incoming(&self, msg: async_nats::Message) -> Incoming {
-        let message =
-            from_nats(&msg.subject, msg.headers.as_ref(), msg.payload, || UuidV7Ids.next_id(), SystemTime::now());
+        let message = from_nats(&msg.subject, msg.headers.as_ref(), msg.payload, || UuidV7Ids.next_id(), None);
         Incoming {
             delivery: Delivery::new(
                 message,

@@ -80,28 +80,33 @@ fn all_but_id(message: &Message) -> Result<HeaderMap> {
         check_value(message, CONTENT_TYPE, ct)?;
         h.insert(CONTENT_TYPE_NAME, ct.as_str());
     }
-    let millis = message.timestamp.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+    // As u64: formatting the u128 that as_millis gives takes several times longer.
+    let millis = message.timestamp.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
     h.insert(TIMESTAMP_NAME, millis.to_string());
     Ok(h)
 }
 
 /// A message from a NATS message. Fields a plain client did not send come from the
-/// fallbacks: the broker's id and time where it has them.
+/// fallbacks: the broker's id and time where it has them; with no time, now.
 pub(crate) fn from_nats(
     subject: &str,
     headers: Option<&HeaderMap>,
     payload: Bytes,
     fallback_id: impl FnOnce() -> String,
-    fallback_time: SystemTime,
+    fallback_time: Option<SystemTime>,
 ) -> Message {
-    let get = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
+    // Looked up by the names made once: a name given as `&str` is checked, and copied
+    // if not one of NATS's own, on every lookup.
+    let get = |name: HeaderName| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
     let mut message = Message::new(subject, payload);
-    message.id = get(MSG_ID).unwrap_or_else(fallback_id);
-    message.key = get(wire::KEY).map(Bytes::from);
-    message.content_type = get(CONTENT_TYPE);
-    message.timestamp = get(wire::TIMESTAMP)
+    message.id = get(MSG_ID_NAME).map_or_else(fallback_id, str::to_owned);
+    message.key = get(KEY_NAME).map(|k| Bytes::copy_from_slice(k.as_bytes()));
+    message.content_type = get(CONTENT_TYPE_NAME).map(str::to_owned);
+    message.timestamp = get(TIMESTAMP_NAME)
         .and_then(|ms| ms.parse::<u64>().ok())
-        .map_or(fallback_time, |ms| UNIX_EPOCH + Duration::from_millis(ms));
+        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+        .or(fallback_time)
+        .unwrap_or(message.timestamp);
     let mut user = Headers::new();
     if let Some(h) = headers {
         for (name, values) in h.iter() {
@@ -149,7 +154,7 @@ mod tests {
             .with_header("tenant", "acme");
         let h = to_nats(&sent).unwrap();
         assert_eq!(h.get(MSG_ID).unwrap().as_str(), "id-1");
-        let got = from_nats("orders.eu", Some(&h), sent.payload.clone(), || unreachable!(), SystemTime::now());
+        let got = from_nats("orders.eu", Some(&h), sent.payload.clone(), || unreachable!(), None);
         assert_eq!(got.id, "id-1");
         assert_eq!(got.key_str(), Some("k"));
         assert_eq!(got.content_type.as_deref(), Some("application/json"));

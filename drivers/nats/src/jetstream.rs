@@ -375,8 +375,13 @@ impl JsSource {
         let published = SystemTime::from(info.published);
         let (msg, acker) = msg.split();
         let stream = &self.stream;
-        let message =
-            from_nats(&msg.subject, msg.headers.as_ref(), msg.payload, || format!("{stream}-{sequence}"), published);
+        let message = from_nats(
+            &msg.subject,
+            msg.headers.as_ref(),
+            msg.payload,
+            || format!("{stream}-{sequence}"),
+            Some(published),
+        );
         let key = self.unsettled.add(acker);
         Ok(Incoming {
             delivery: Delivery::new(
