@@ -16,6 +16,34 @@ impl IdFactory for UuidV7Ids {
     }
 }
 
+/// The Unix time in milliseconds that a UUID version 7 id carries in its first 48 bits
+/// (RFC 9562), or `None` if `id` is not a UUIDv7. Drivers whose brokers have no time
+/// field of their own use it to leave out a time header the id already holds.
+///
+/// ```
+/// use tidewater_core::{id::uuid_v7_millis, IdFactory, UuidV7Ids};
+/// use std::time::{SystemTime, UNIX_EPOCH};
+///
+/// let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+/// let millis = uuid_v7_millis(&UuidV7Ids.next_id()).unwrap();
+/// assert!(millis.abs_diff(now) < 1_000);
+/// assert_eq!(uuid_v7_millis("order-17"), None);
+/// assert_eq!(uuid_v7_millis("67e55044-10b1-426f-9247-bb680e5fe0c8"), None); // version 4
+/// ```
+pub fn uuid_v7_millis(id: &str) -> Option<u64> {
+    // Only the 36-character form tidewater makes: other spellings of the same UUID
+    // would not come back as the same id string anyway.
+    if id.len() != 36 {
+        return None;
+    }
+    let uuid = uuid::Uuid::try_parse(id).ok()?;
+    if uuid.get_version_num() != 7 || uuid.get_variant() != uuid::Variant::RFC4122 {
+        return None;
+    }
+    let b = uuid.as_bytes();
+    Some(b[..6].iter().fold(0u64, |ms, &byte| ms << 8 | u64::from(byte)))
+}
+
 /// KSUID ids: time-ordered, 27 base-62 characters, as Segment's KSUID and Watermill use.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KsuidIds;

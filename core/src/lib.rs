@@ -25,7 +25,7 @@ mod event;
 mod extensions;
 mod handler;
 pub mod hash;
-mod id;
+pub mod id;
 mod message;
 pub mod names;
 mod publisher;

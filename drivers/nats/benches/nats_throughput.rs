@@ -10,6 +10,12 @@
 //! - JetStream consume: a pre-filled stream read by a durable pull consumer with explicit
 //!   acks (raw: `consumer.messages()` with an ack per message; tidewater: a handler).
 //!
+//! Both sides get the same kind of message ids, made before the clock starts: tidewater
+//! in its messages, raw as strings it moves into its headers. They are UUIDv7, as
+//! tidewater's publisher makes them (so the time travels in the id, not in a header);
+//! `TW_BENCH_IDS=plain` uses `{subject}-{i}` instead, which makes tidewater send the
+//! time as a header of its own.
+//!
 //! Each JetStream figure is the median of 3 runs; each core figure the median of 15 runs
 //! of a fifth as many messages, raw and tidewater taking turns at going first.
 //! `TW_BENCH_CORE_ONLY=1` runs the core rows alone.
@@ -24,7 +30,9 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::StreamExt;
-use tidewater_core::{handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, SubscriberScheduler};
+use tidewater_core::{
+    handler_fn, Delivery, Driver, EventRegistry, HandlerError, IdFactory, Message, SubscriberScheduler, UuidV7Ids,
+};
 use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig, NatsCore};
 use tokio::sync::Notify;
 
@@ -38,7 +46,25 @@ fn payload() -> Bytes {
 
 fn messages(subject: &str, n: usize) -> Vec<Message> {
     let p = payload();
-    (0..n).map(|i| Message::new(subject, p.clone()).with_id(format!("{subject}-{i}"))).collect()
+    if plain_ids() {
+        return ids(subject, n).into_iter().map(|id| Message::new(subject, p.clone()).with_id(id)).collect();
+    }
+    // Each id made with its message, as the publisher does, so both hold the same time.
+    (0..n).map(|_| Message::new(subject, p.clone()).with_id(UuidV7Ids.next_id())).collect()
+}
+
+fn plain_ids() -> bool {
+    std::env::var("TW_BENCH_IDS").as_deref() == Ok("plain")
+}
+
+/// The ids of `n` messages, made before a run starts: UUIDv7, as tidewater's publisher
+/// makes them, or with `TW_BENCH_IDS=plain`, `{subject}-{i}`.
+fn ids(subject: &str, n: usize) -> Vec<String> {
+    if plain_ids() {
+        (0..n).map(|i| format!("{subject}-{i}")).collect()
+    } else {
+        (0..n).map(|_| UuidV7Ids.next_id()).collect()
+    }
 }
 
 fn rate(n: usize, started: Instant) -> f64 {
@@ -65,12 +91,13 @@ impl Counter {
     }
 }
 
-/// Publishes `n` messages with a raw client, one call each with an id header, then flushes.
-async fn publish_raw(client: &async_nats::Client, subject: &str, n: usize) {
+/// Publishes a message per id with a raw client, one call each with an id header, then
+/// flushes.
+async fn publish_raw(client: &async_nats::Client, subject: &str, ids: Vec<String>) {
     let p = payload();
-    for i in 0..n {
+    for id in ids {
         let mut h = async_nats::HeaderMap::new();
-        h.insert("Nats-Msg-Id", format!("{subject}-{i}"));
+        h.insert("Nats-Msg-Id", id);
         client.publish_with_headers(subject.to_owned(), h, p.clone()).await.unwrap();
     }
     client.flush().await.unwrap();
@@ -87,8 +114,9 @@ async fn publish_tw(core: &NatsCore, msgs: Vec<Message>) {
 
 async fn core_publish_raw(client: &async_nats::Client, n: usize, run: usize) -> f64 {
     let subject = format!("bench.core.pub.raw.{run}");
+    let ids = ids(&subject, n);
     let started = Instant::now();
-    publish_raw(client, &subject, n).await;
+    publish_raw(client, &subject, ids).await;
     rate(n, started)
 }
 
@@ -112,8 +140,9 @@ async fn core_e2e_raw(client: &async_nats::Client, n: usize, run: usize) -> f64 
             c.hit();
         }
     });
+    let ids = ids(&subject, n);
     let started = Instant::now();
-    publish_raw(client, &subject, n).await;
+    publish_raw(client, &subject, ids).await;
     counter.wait().await;
     let r = rate(n, started);
     reader.abort();
@@ -153,12 +182,13 @@ async fn js_publish_raw(ctx: &jetstream::Context, n: usize, run: usize) -> f64 {
     .await
     .unwrap();
     let p = payload();
+    let mut ids = ids(&subject, n).into_iter();
     let started = Instant::now();
-    for chunk in 0..n / BATCH {
+    for _ in 0..n / BATCH {
         let mut acks = Vec::with_capacity(BATCH);
-        for i in chunk * BATCH..(chunk + 1) * BATCH {
+        for id in ids.by_ref().take(BATCH) {
             let mut h = async_nats::HeaderMap::new();
-            h.insert("Nats-Msg-Id", format!("{subject}-{i}"));
+            h.insert("Nats-Msg-Id", id);
             acks.push(ctx.publish_with_headers(subject.clone(), h, p.clone()).await.unwrap());
         }
         for ack in acks {

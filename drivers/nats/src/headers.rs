@@ -5,13 +5,14 @@
 //! | id             | `Nats-Msg-Id`    | JetStream de-duplicates publishes by it |
 //! | key            | `tw-key`         | NATS has no key of its own |
 //! | content type   | `Content-Type`   | what any client would look for |
-//! | timestamp      | `tw-time`        | milliseconds since the Unix epoch |
+//! | timestamp      | `tw-time`        | milliseconds since the Unix epoch; left out when the id is a UUIDv7 made in the same millisecond, which carries it |
 //! | headers        | as they are      | |
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
+use tidewater_core::id::uuid_v7_millis;
 use tidewater_core::{wire, Error, ErrorKind, Headers, Message, Result};
 
 use crate::DRIVER;
@@ -84,12 +85,18 @@ fn all_but_id(message: &Message) -> Result<HeaderMap> {
     }
     // As u64: formatting the u128 that as_millis gives takes several times longer.
     let millis = message.timestamp.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
-    h.insert(TIMESTAMP_NAME, millis.to_string());
+    // A UUIDv7 id (tidewater's default) made in the same millisecond holds the time
+    // already. Leaving the header out then saves a fifth of a core publish's work (a
+    // header costs an allocation, a hash and a parse on each side).
+    if uuid_v7_millis(&message.id) != Some(millis) {
+        h.insert(TIMESTAMP_NAME, millis.to_string());
+    }
     Ok(h)
 }
 
-/// A message from a NATS message. Fields a plain client did not send come from the
-/// fallbacks: the broker's id and time where it has them; with no time, now.
+/// A message from a NATS message. The time is `tw-time`, else the millisecond of a
+/// UUIDv7 id; fields a plain client did not send come from the fallbacks: the broker's id
+/// and time where it has them; with no time, now.
 pub(crate) fn from_nats(
     subject: &str,
     headers: Option<&HeaderMap>,
@@ -119,6 +126,7 @@ pub(crate) fn from_nats(
     }
     let timestamp = time
         .and_then(|ms| ms.parse::<u64>().ok())
+        .or_else(|| id.and_then(uuid_v7_millis))
         .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
         .or(fallback_time)
         .unwrap_or_else(SystemTime::now);
@@ -191,6 +199,27 @@ mod tests {
         assert_eq!(got.headers, sent.headers);
         let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis();
         assert_eq!(ms(got.timestamp), ms(sent.timestamp));
+    }
+
+    #[test]
+    fn a_uuid_v7_id_carries_the_time() {
+        use tidewater_core::{IdFactory, UuidV7Ids};
+        let id = UuidV7Ids.next_id();
+        let ms = uuid_v7_millis(&id).unwrap();
+        let at = UNIX_EPOCH + Duration::from_millis(ms) + Duration::from_micros(250);
+        let mut sent = Message::new("orders", "p").with_id(id.clone());
+        sent.timestamp = at;
+        let h = to_nats(&sent).unwrap();
+        assert!(h.get(wire::TIMESTAMP).is_none(), "the id holds the time");
+        let got = from_nats("orders", Some(&h), Bytes::new(), || unreachable!(), Some(UNIX_EPOCH));
+        assert_eq!(got.timestamp, UNIX_EPOCH + Duration::from_millis(ms));
+
+        // A time the id does not hold is sent.
+        sent.timestamp = at + Duration::from_secs(3600);
+        let h = to_nats(&sent).unwrap();
+        assert_eq!(h.get(wire::TIMESTAMP).unwrap().as_str(), (ms + 3_600_000).to_string());
+        let got = from_nats("orders", Some(&h), Bytes::new(), || unreachable!(), Some(UNIX_EPOCH));
+        assert_eq!(got.timestamp, UNIX_EPOCH + Duration::from_millis(ms + 3_600_000));
     }
 
     #[test]
