@@ -6,14 +6,15 @@
 //! NATS client sees sensible headers, and a message from a plain client without them is
 //! still read: its id is `Nats-Msg-Id` if set, else `<stream>-<sequence>` on JetStream
 //! (stable across redeliveries, so deduplication works) or a new UUID on core NATS; its
-//! time is the server's receive time on JetStream.
+//! time is that of a UUIDv7 id, else the server's receive time on JetStream, else the
+//! time it arrived on core NATS.
 //!
 //! | Message field  | NATS header      |
 //! |----------------|------------------|
 //! | id             | `Nats-Msg-Id` (JetStream de-duplicates by it) |
 //! | key            | `tw-key` (must be UTF-8) |
 //! | content type   | `Content-Type`   |
-//! | timestamp      | `tw-time` (ms since the Unix epoch) |
+//! | timestamp      | `tw-time` (ms since the Unix epoch), left out when the id is a UUIDv7 made in the same millisecond (tidewater's default ids), whose first 48 bits hold it |
 //! | headers        | as they are (no line breaks in values) |
 #![warn(missing_docs)]
 

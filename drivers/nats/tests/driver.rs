@@ -51,6 +51,17 @@ async fn a_plain_client_reads_what_tidewater_publishes() {
     assert_eq!(header("Content-Type").as_deref(), Some("text/plain"));
     assert_eq!(header("tenant").as_deref(), Some("acme"));
     assert!(header("tw-time").unwrap().parse::<u64>().is_ok());
+
+    // With a UUIDv7 id (the default), the id carries the time and the header is left out.
+    let id = UuidV7Ids.next_id();
+    let ms = tidewater_core::id::uuid_v7_millis(&id).unwrap();
+    let mut sent = Message::new(&topic, "v7").with_id(id.clone());
+    sent.timestamp = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    js.writer().write(vec![sent]).await.unwrap();
+    let got = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap();
+    let h = got.headers.expect("headers");
+    assert_eq!(h.get("Nats-Msg-Id").map(|v| v.as_str()), Some(id.as_str()));
+    assert!(h.get("tw-time").is_none());
 }
 
 #[tokio::test]
