@@ -257,3 +257,140 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         "non-text panic payload"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::{handler_fn, stop_pair, Delivery, Error, ErrorKind, HandlerError, Message, Position, Settle};
+
+    /// Counts what happened to the deliveries a scripted source handed out.
+    #[derive(Default)]
+    struct Outcomes {
+        acked: AtomicUsize,
+        released: AtomicUsize,
+    }
+
+    struct Counted(Arc<Outcomes>);
+
+    #[async_trait]
+    impl Settle for Counted {
+        async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
+            assert_eq!(settlement, Settlement::Ack);
+            self.0.acked.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+
+        async fn release(self: Box<Self>) {
+            self.0.released.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    enum Step {
+        /// Appends this many deliveries and returns them.
+        Batch(usize),
+        /// Appends this many deliveries, then fails.
+        FailAfter(usize),
+        /// Never returns.
+        Hang,
+    }
+
+    struct Scripted {
+        steps: VecDeque<Step>,
+        outcomes: Arc<Outcomes>,
+        closed: bool,
+    }
+
+    impl Scripted {
+        fn new(steps: impl IntoIterator<Item = Step>) -> (Self, Arc<Outcomes>) {
+            let outcomes = Arc::new(Outcomes::default());
+            (Self { steps: steps.into_iter().collect(), outcomes: Arc::clone(&outcomes), closed: false }, outcomes)
+        }
+
+        fn push(&self, batch: &mut Vec<Incoming>, n: usize) {
+            for _ in 0..n {
+                batch.push(Incoming {
+                    delivery: Delivery::new(
+                        Message::new("t", "p"),
+                        1,
+                        Position::Queue { partition: None, sequence: None },
+                        None,
+                    ),
+                    settle: Box::new(Counted(Arc::clone(&self.outcomes))),
+                });
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Source for Scripted {
+        async fn next_batch(&mut self, batch: &mut Vec<Incoming>, _max: usize) -> Result<usize> {
+            match self.steps.pop_front() {
+                None => Ok(0),
+                Some(Step::Batch(n)) => {
+                    self.push(batch, n);
+                    Ok(n)
+                }
+                Some(Step::FailAfter(n)) => {
+                    self.push(batch, n);
+                    Err(Error::new(ErrorKind::Connection, "gone"))
+                }
+                Some(Step::Hang) => std::future::pending().await,
+            }
+        }
+
+        async fn close(&mut self) -> Result<()> {
+            self.closed = true;
+            Ok(())
+        }
+    }
+
+    fn ok_handler() -> BoxHandler {
+        Arc::new(handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) }))
+    }
+
+    #[tokio::test]
+    async fn a_fetch_that_fails_part_way_releases_what_it_appended() {
+        for concurrency in [1, 3] {
+            let (mut source, outcomes) = Scripted::new([Step::Batch(2), Step::FailAfter(3)]);
+            let task = ReadTask::new("t").with_concurrency(concurrency);
+            let err = run_source(&mut source, ok_handler(), &task, &ReadContext::detached()).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Connection);
+            assert_eq!(outcomes.acked.load(Ordering::SeqCst), 2, "concurrency {concurrency}");
+            assert_eq!(outcomes.released.load(Ordering::SeqCst), 3, "concurrency {concurrency}");
+            assert!(source.closed);
+        }
+    }
+
+    #[tokio::test]
+    async fn every_batch_is_handled_until_the_source_ends() {
+        let (mut source, outcomes) = Scripted::new([Step::Batch(5), Step::Batch(1), Step::Batch(7)]);
+        run_source(&mut source, ok_handler(), &ReadTask::new("t"), &ReadContext::detached()).await.unwrap();
+        assert_eq!(outcomes.acked.load(Ordering::SeqCst), 13);
+        assert_eq!(outcomes.released.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_a_waiting_fetch() {
+        let (mut source, outcomes) = Scripted::new([Step::Batch(1), Step::Hang]);
+        let (handle, stop) = stop_pair();
+        let ctx = ReadContext { stop, ..ReadContext::detached() };
+        let task = ReadTask::new("t");
+        {
+            let run = run_source(&mut source, ok_handler(), &task, &ctx);
+            tokio::pin!(run);
+            // The first batch is handled, then the source hangs until the stop.
+            while outcomes.acked.load(Ordering::SeqCst) < 1 {
+                assert!(futures::poll!(run.as_mut()).is_pending());
+                tokio::task::yield_now().await;
+            }
+            handle.stop(Duration::from_secs(1));
+            tokio::time::timeout(Duration::from_secs(5), run).await.expect("the stop ends the run").unwrap();
+        }
+        assert!(source.closed);
+    }
+}
