@@ -83,6 +83,35 @@ async fn without_groups_a_topic_keeps_its_newest_messages() {
 }
 
 #[tokio::test]
+async fn a_long_stream_stays_within_the_capacity_and_a_late_group_replays_its_tail() {
+    let broker = MemoryBroker::with_config(MemoryConfig::default().partitions(1).capacity(40));
+    let seen = Recorder::new();
+    let mut first = subscribe(&broker, "t", Some("first"), seen.clone()).await;
+    let writer = broker.writer();
+    for i in 0..1000 {
+        writer.write_one(msg("t", i.to_string())).await.unwrap();
+        assert!(broker.published("t").len() <= 40, "memory stays within the capacity");
+    }
+    broker.wait_acked("t", "first", 1000, WAIT).await.unwrap();
+    first.shutdown(WAIT).await;
+    let got: Vec<String> = seen.wait_for(1000, WAIT).await.unwrap().iter().map(|d| d.message().id.clone()).collect();
+    assert_eq!(got, (0..1000).map(|i| i.to_string()).collect::<Vec<_>>());
+
+    // Settled messages are trimmed from three quarters full down to half, so between 20
+    // and 40 of the newest are kept, and a late group gets them in order.
+    let kept: Vec<String> = broker.published("t").into_iter().map(|m| m.id).collect();
+    assert!((20..=40).contains(&kept.len()), "kept {}", kept.len());
+    let tail: Vec<String> = (1000 - kept.len()..1000).map(|i| i.to_string()).collect();
+    assert_eq!(kept, tail);
+    let late = Recorder::new();
+    let mut sub = subscribe(&broker, "t", Some("late"), late.clone()).await;
+    let replayed: Vec<String> =
+        late.wait_for(kept.len(), WAIT).await.unwrap().iter().map(|d| d.message().id.clone()).collect();
+    sub.shutdown(WAIT).await;
+    assert_eq!(replayed, kept);
+}
+
+#[tokio::test]
 async fn a_group_starting_at_latest_skips_older_messages() {
     let broker = MemoryBroker::new();
     let writer = broker.writer();
