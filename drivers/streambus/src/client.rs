@@ -81,7 +81,10 @@ impl Client {
 
     async fn call_once(&self, pool: &Arc<Pool>, request: &Request) -> Result<Response> {
         let kind = request.kind();
-        let mut lease = pool.get().await?;
+        let mut lease = match kind {
+            RequestType::JoinGroup => pool.get_outside_limit().await?,
+            _ => pool.get().await?,
+        };
         let flags = if kind == RequestType::Produce { flags::REQUIRE_ACK } else { 0 };
         // A JoinGroup is answered when the round completes, up to the rebalance timeout.
         let timeout = match kind {

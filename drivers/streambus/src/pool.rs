@@ -29,7 +29,8 @@ pub(crate) struct Pool {
 pub(crate) struct Lease {
     pub(crate) conn: Connection,
     pool: Arc<Pool>,
-    _permit: OwnedSemaphorePermit,
+    /// `None` for a connection lent outside the limit; see [`Pool::get_outside_limit`].
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Lease {
@@ -84,7 +85,24 @@ impl Pool {
             Some(conn) => conn,
             None => self.dial(deadline).await?,
         };
-        Ok(Lease { conn, pool: Arc::clone(self), _permit: permit })
+        Ok(Lease { conn, pool: Arc::clone(self), _permit: Some(permit) })
+    }
+
+    /// A connection that does not count against `pool_size`, for a request the broker
+    /// may hold for a long time: a JoinGroup is answered only when its join round
+    /// completes. Lent from the pool, a few members rejoining at once took every
+    /// connection and starved the heartbeats, syncs and commits their round was waiting
+    /// for, so rounds ended at their deadline without those members, who then rejoined
+    /// and started another: the conformance stress run on the broker double livelocked
+    /// this way. Given back, it joins the idle connections like any other.
+    pub(crate) async fn get_outside_limit(self: &Arc<Self>) -> Result<Lease> {
+        let deadline = Instant::now() + self.config.acquire_timeout;
+        let fresh = self.idle.lock().unwrap().pop().filter(|c| c.last_used.elapsed() < self.config.idle_close);
+        let conn = match fresh {
+            Some(conn) => conn,
+            None => self.dial(deadline).await?,
+        };
+        Ok(Lease { conn, pool: Arc::clone(self), _permit: None })
     }
 
     async fn dial(&self, deadline: Instant) -> Result<Connection> {
