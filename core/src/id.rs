@@ -40,8 +40,8 @@ pub fn uuid_v7_millis(id: &str) -> Option<u64> {
     if uuid.get_version_num() != 7 || uuid.get_variant() != uuid::Variant::RFC4122 {
         return None;
     }
-    let b = uuid.as_bytes();
-    Some(b[..6].iter().fold(0u64, |ms, &byte| ms << 8 | u64::from(byte)))
+    let (secs, nanos) = uuid.get_timestamp()?.to_unix();
+    Some(secs * 1_000 + u64::from(nanos) / 1_000_000)
 }
 
 /// KSUID ids: time-ordered, 27 base-62 characters, as Segment's KSUID and Watermill use.

@@ -75,16 +75,7 @@ impl Pool {
                 .with_driver(DRIVER)
             })?
             .expect("the pool's semaphore is never closed");
-        let fresh = {
-            let mut idle = self.idle.lock().unwrap();
-            let limit = self.config.idle_close;
-            idle.retain(|c| c.last_used.elapsed() < limit);
-            idle.pop()
-        };
-        let conn = match fresh {
-            Some(conn) => conn,
-            None => self.dial(deadline).await?,
-        };
+        let conn = self.idle_or_dial(deadline).await?;
         Ok(Lease { conn, pool: Arc::clone(self), _permit: Some(permit) })
     }
 
@@ -96,13 +87,22 @@ impl Pool {
     /// and started another: the conformance stress run on the broker double livelocked
     /// this way. Given back, it joins the idle connections like any other.
     pub(crate) async fn get_outside_limit(self: &Arc<Self>) -> Result<Lease> {
-        let deadline = Instant::now() + self.config.acquire_timeout;
-        let fresh = self.idle.lock().unwrap().pop().filter(|c| c.last_used.elapsed() < self.config.idle_close);
-        let conn = match fresh {
-            Some(conn) => conn,
-            None => self.dial(deadline).await?,
-        };
+        let conn = self.idle_or_dial(Instant::now() + self.config.acquire_timeout).await?;
         Ok(Lease { conn, pool: Arc::clone(self), _permit: None })
+    }
+
+    /// An idle connection that is not too old to trust, or a new one.
+    async fn idle_or_dial(&self, deadline: Instant) -> Result<Connection> {
+        let fresh = {
+            let mut idle = self.idle.lock().unwrap();
+            let limit = self.config.idle_close;
+            idle.retain(|c| c.last_used.elapsed() < limit);
+            idle.pop()
+        };
+        match fresh {
+            Some(conn) => Ok(conn),
+            None => self.dial(deadline).await,
+        }
     }
 
     async fn dial(&self, deadline: Instant) -> Result<Connection> {
