@@ -40,8 +40,11 @@ pub fn uuid_v7_millis(id: &str) -> Option<u64> {
     if uuid.get_version_num() != 7 || uuid.get_variant() != uuid::Variant::RFC4122 {
         return None;
     }
-    let (secs, nanos) = uuid.get_timestamp()?.to_unix();
-    Some(secs * 1_000 + u64::from(nanos) / 1_000_000)
+    // RFC 9562: a UUIDv7 begins with its 48-bit big-endian `unix_ts_ms`. Read directly, as
+    // uuid's `get_timestamp` would split it into seconds and nanoseconds only for this to
+    // multiply them back, on every message a driver sends or reads.
+    let b = uuid.as_bytes();
+    Some(u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]]))
 }
 
 /// KSUID ids: time-ordered, 27 base-62 characters, as Segment's KSUID and Watermill use.
@@ -69,5 +72,21 @@ mod tests {
         let ksuids: HashSet<String> = (0..1000).map(|_| KsuidIds.next_id()).collect();
         assert_eq!(ksuids.len(), 1000);
         assert!(ksuids.iter().all(|id| id.len() == 27 && id.chars().all(|c| c.is_ascii_alphanumeric())));
+    }
+
+    #[test]
+    fn the_time_of_a_uuid_v7_is_its_first_48_bits() {
+        // The example UUIDv7 of RFC 9562, appendix A.5: 2022-02-22 19:22:22 UTC.
+        assert_eq!(uuid_v7_millis("017f22e2-79b0-7cc3-98c4-dc0c0c07398f"), Some(0x017F_22E2_79B0));
+        assert_eq!(uuid_v7_millis("017F22E2-79B0-7CC3-98C4-DC0C0C07398F"), Some(1_645_557_742_000));
+        for _ in 0..100 {
+            let id = UuidV7Ids.next_id();
+            let (secs, nanos) = uuid::Uuid::parse_str(&id).unwrap().get_timestamp().unwrap().to_unix();
+            assert_eq!(uuid_v7_millis(&id), Some(secs * 1_000 + u64::from(nanos) / 1_000_000));
+        }
+        // Not the 36-character form, or not version 7.
+        assert_eq!(uuid_v7_millis("017f22e279b07cc398c4dc0c0c07398f"), None);
+        assert_eq!(uuid_v7_millis("017f22e2-79b0-4cc3-98c4-dc0c0c07398f"), None);
+        assert_eq!(uuid_v7_millis("017f22e2-79b0-7cc3-98c4-dc0c0c07398g"), None);
     }
 }
