@@ -1,15 +1,18 @@
 //! Core NATS: publish, subscribe, queue groups. At most once.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryFutureExt};
 use tidewater_core::{
     run_source, BoxHandler, CloseFlag, Delivery, DeliveryModel, Driver, Error, ErrorKind, IdFactory, Incoming, Message,
     Position, ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, UuidV7Ids, Writer,
 };
 
-use crate::headers::{check_subject, from_nats, into_nats};
+use crate::headers::{from_nats, into_nats};
+use crate::subjects::CheckedSubjects;
 use crate::{connection_error, NatsConfig, DRIVER};
 
 /// Core NATS, without JetStream.
@@ -47,7 +50,11 @@ impl NatsCore {
 
 impl Driver for NatsCore {
     fn writer(&self) -> Arc<dyn Writer> {
-        Arc::new(CoreWriter { client: self.client.clone(), closed: CloseFlag::new() })
+        Arc::new(CoreWriter {
+            client: self.client.clone(),
+            closed: CloseFlag::new(),
+            subjects: CheckedSubjects::default(),
+        })
     }
 
     fn reader(&self) -> Arc<dyn Reader> {
@@ -60,22 +67,33 @@ impl Driver for NatsCore {
 struct CoreWriter {
     client: async_nats::Client,
     closed: CloseFlag,
+    subjects: CheckedSubjects,
 }
 
-/// Checks a message and makes what is sent of it, before anything of its batch is sent.
-fn prepare(message: Message) -> Result<(String, async_nats::HeaderMap, bytes::Bytes)> {
-    check_subject(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
-    into_nats(message)
+/// What is sent of a message: its subject in the client's form, its headers and its
+/// payload; and its topic, which an error names.
+struct Prepared {
+    subject: async_nats::Subject,
+    topic: String,
+    headers: async_nats::HeaderMap,
+    payload: bytes::Bytes,
 }
 
 impl CoreWriter {
-    async fn publish(&self, (subject, headers, payload): (String, async_nats::HeaderMap, bytes::Bytes)) -> Result<()> {
-        // The subject is copied rather than moved, so that an error can name it: a moved
-        // one would have to be shared, which costs an allocation as well.
+    /// Checks a message and makes what is sent of it, before anything of its batch is sent.
+    fn prepare(&self, message: Message) -> Result<Prepared> {
+        let subject = self.subjects.get(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
+        let (topic, headers, payload) = into_nats(message)?;
+        Ok(Prepared { subject, topic, headers, payload })
+    }
+
+    /// Publishes a prepared message; the error names its topic. A combinator rather than
+    /// an `async fn`, which would keep the prepared message beside the client's future.
+    fn publish(&self, prepared: Prepared) -> impl Future<Output = Result<()>> + Send + '_ {
+        let Prepared { subject, topic, headers, payload } = prepared;
         self.client
-            .publish_with_headers(async_nats::Subject::from(subject.as_str()), headers, payload)
-            .await
-            .map_err(|e| connection_error("publish failed", e).with_topic(subject))
+            .publish_with_headers(subject, headers, payload)
+            .map_err(move |e| connection_error("publish failed", e).with_topic(topic))
     }
 }
 
@@ -87,16 +105,27 @@ impl Writer for CoreWriter {
 
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
         self.closed.check(DRIVER)?;
-        let out = batch.into_iter().map(prepare).collect::<Result<Vec<_>>>()?;
+        let out = batch.into_iter().map(|m| self.prepare(m)).collect::<Result<Vec<_>>>()?;
         for prepared in out {
             self.publish(prepared).await?;
         }
         Ok(())
     }
 
-    async fn write_one(&self, message: Message) -> Result<()> {
-        self.closed.check(DRIVER)?;
-        self.publish(prepare(message)?).await
+    // Written out rather than as an `async fn`, which would keep the message in the boxed
+    // future beside the client's publish future: 1,184 bytes in all, past the largest
+    // size glibc's per-thread cache serves (1,032), so that allocating the box took
+    // malloc's slow path (about 320 instructions instead of 50, on every publish).
+    // Preparing first leaves only the publish in the box: 704 bytes with async-nats 0.51.
+    fn write_one<'w, 'f>(&'w self, message: Message) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'f>>
+    where
+        'w: 'f,
+        Self: 'f,
+    {
+        match self.closed.check(DRIVER).and_then(|()| self.prepare(message)) {
+            Ok(prepared) => Box::pin(self.publish(prepared)),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     async fn flush(&self) -> Result<()> {

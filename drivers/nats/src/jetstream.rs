@@ -15,6 +15,7 @@ use tidewater_core::{
 use tokio::task::JoinHandle;
 
 use crate::headers::{check_subject, from_nats, to_nats};
+use crate::subjects::CheckedSubjects;
 use crate::{connection_error, NatsConfig, DRIVER};
 
 /// How JetStream streams and consumers are set up.
@@ -160,7 +161,7 @@ impl JetStream {
         Ok(name)
     }
 
-    async fn publish(&self, batch: Vec<Message>) -> Result<()> {
+    async fn publish(&self, batch: Vec<Message>, subjects: &CheckedSubjects) -> Result<()> {
         let mut prepared = Vec::with_capacity(batch.len());
         let mut seen = HashSet::new();
         for message in &batch {
@@ -168,15 +169,16 @@ impl JetStream {
             if seen.insert(message.stream.as_str()) {
                 self.stream_for(&message.stream).await?;
             }
-            prepared.push(headers);
+            let subject = subjects.get(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
+            prepared.push((subject, headers));
         }
         // Send everything first and then wait for the acknowledgements, so a batch costs
         // about one round trip rather than one per message.
         let mut acks = Vec::with_capacity(batch.len());
-        for (message, headers) in batch.into_iter().zip(prepared) {
+        for (message, (subject, headers)) in batch.into_iter().zip(prepared) {
             let ack = self
                 .context
-                .publish_with_headers(message.stream.clone(), headers, message.payload)
+                .publish_with_headers(subject, headers, message.payload)
                 .await
                 .map_err(|e| publish_error(e, &message.stream))?;
             acks.push((message.stream, message.id, ack));
@@ -215,7 +217,7 @@ fn publish_error(e: async_nats::jetstream::context::PublishError, topic: &str) -
 
 impl Driver for JetStream {
     fn writer(&self) -> Arc<dyn Writer> {
-        Arc::new(JsWriter { js: self.clone(), closed: CloseFlag::new() })
+        Arc::new(JsWriter { js: self.clone(), closed: CloseFlag::new(), subjects: CheckedSubjects::default() })
     }
 
     fn reader(&self) -> Arc<dyn Reader> {
@@ -227,6 +229,7 @@ impl Driver for JetStream {
 struct JsWriter {
     js: JetStream,
     closed: CloseFlag,
+    subjects: CheckedSubjects,
 }
 
 #[async_trait]
@@ -237,7 +240,7 @@ impl Writer for JsWriter {
 
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
         self.closed.check(DRIVER)?;
-        self.js.publish(batch).await
+        self.js.publish(batch, &self.subjects).await
     }
 
     async fn flush(&self) -> Result<()> {

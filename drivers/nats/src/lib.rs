@@ -22,6 +22,7 @@ mod config;
 mod core_nats;
 mod headers;
 mod jetstream;
+mod subjects;
 
 pub use config::{Auth, NatsConfig, Tls};
 pub use core_nats::NatsCore;

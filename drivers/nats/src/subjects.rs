@@ -1,0 +1,115 @@
+//! The subjects a writer has checked, kept in the client's shared form.
+//!
+//! A service publishes to a few subjects over and over. Checking each subject again and
+//! copying it into a fresh [`Subject`] cost about a tenth of a core publish; a subject
+//! remembered here is checked once and then shared by reference count.
+
+use std::sync::{Mutex, TryLockError};
+
+use async_nats::Subject;
+use tidewater_core::Result;
+
+use crate::headers::check_subject;
+
+/// How many subjects a writer remembers. A writer that publishes to more (a subject per
+/// tenant, say) replaces the oldest and pays the check and the copy again, as it would
+/// without them.
+const SLOTS: usize = 8;
+
+/// Subjects a writer has checked.
+#[derive(Debug, Default)]
+pub(crate) struct CheckedSubjects {
+    recent: Mutex<Recent>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    subjects: Vec<Subject>,
+    /// The slot the next new subject takes once all are used.
+    next: usize,
+}
+
+impl Recent {
+    fn find(&self, subject: &str) -> Option<&Subject> {
+        self.subjects.iter().find(|s| s.as_str() == subject)
+    }
+
+    fn remember(&mut self, subject: Subject) {
+        if self.subjects.len() < SLOTS {
+            self.subjects.push(subject);
+        } else {
+            self.subjects[self.next] = subject;
+            self.next = (self.next + 1) % SLOTS;
+        }
+    }
+}
+
+impl CheckedSubjects {
+    /// `subject`, checked as a subject to publish to, in the client's form.
+    pub(crate) fn get(&self, subject: &str) -> Result<Subject> {
+        let mut recent = match self.recent.try_lock() {
+            Ok(recent) => recent,
+            // Nothing panics while holding the lock, but a poisoned list is still whole.
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            // Another task of this writer holds the list: doing the work is quicker than
+            // waiting for it.
+            Err(TryLockError::WouldBlock) => return checked(subject),
+        };
+        if let Some(known) = recent.find(subject) {
+            return Ok(known.clone());
+        }
+        let fresh = checked(subject)?;
+        // The clone moves the bytes to shared storage once, so later clones only count.
+        recent.remember(fresh.clone());
+        Ok(fresh)
+    }
+}
+
+fn checked(subject: &str) -> Result<Subject> {
+    check_subject(subject)?;
+    Ok(Subject::from(subject))
+}
+
+#[cfg(test)]
+mod tests {
+    use tidewater_core::ErrorKind;
+
+    use super::*;
+
+    #[test]
+    fn a_known_subject_is_shared_and_a_bad_one_is_never_remembered() {
+        let subjects = CheckedSubjects::default();
+        let first = subjects.get("orders.eu").unwrap();
+        let again = subjects.get("orders.eu").unwrap();
+        assert_eq!(first, again);
+        assert_eq!(subjects.recent.lock().unwrap().subjects.len(), 1);
+        for _ in 0..2 {
+            assert_eq!(subjects.get("orders..eu").unwrap_err().kind(), ErrorKind::InvalidName);
+        }
+        assert_eq!(subjects.recent.lock().unwrap().subjects.len(), 1);
+    }
+
+    #[test]
+    fn more_subjects_than_slots_replace_the_oldest() {
+        let subjects = CheckedSubjects::default();
+        for i in 0..SLOTS + 3 {
+            assert_eq!(subjects.get(&format!("s.{i}")).unwrap().as_str(), format!("s.{i}"));
+        }
+        let recent = subjects.recent.lock().unwrap();
+        assert_eq!(recent.subjects.len(), SLOTS);
+        assert!(recent.find("s.0").is_none() && recent.find("s.2").is_none());
+        for i in 3..SLOTS + 3 {
+            assert!(recent.find(&format!("s.{i}")).is_some(), "s.{i}");
+        }
+    }
+
+    #[test]
+    fn a_busy_list_still_checks() {
+        let subjects = CheckedSubjects::default();
+        let held = subjects.recent.lock().unwrap();
+        assert_eq!(subjects.get("ok.subject").unwrap().as_str(), "ok.subject");
+        assert_eq!(subjects.get("bad subject").unwrap_err().kind(), ErrorKind::InvalidName);
+        drop(held);
+        assert!(subjects.recent.lock().unwrap().subjects.is_empty());
+    }
+}
