@@ -10,6 +10,9 @@
 //! - JetStream consume: a pre-filled stream read by a durable pull consumer with explicit
 //!   acks (raw: `consumer.messages()` with an ack per message; tidewater: a handler).
 //!
+//! Raw is written as someone who knows async-nats would write it: each subject made once
+//! and shared, the id header's name async-nats's constant.
+//!
 //! Both sides get the same kind of message ids, made before the clock starts: tidewater
 //! in its messages, raw as strings it moves into its headers. They are UUIDv7, as
 //! tidewater's publisher makes them (so the time travels in the id, not in a header);
@@ -92,13 +95,15 @@ impl Counter {
 }
 
 /// Publishes a message per id with a raw client, one call each with an id header, then
-/// flushes.
+/// flushes. Written as a client that knows async-nats would: the subject made once and
+/// shared, the header name a constant.
 async fn publish_raw(client: &async_nats::Client, subject: &str, ids: Vec<String>) {
     let p = payload();
+    let subject = async_nats::Subject::from(subject);
     for id in ids {
         let mut h = async_nats::HeaderMap::new();
-        h.insert("Nats-Msg-Id", id);
-        client.publish_with_headers(subject.to_owned(), h, p.clone()).await.unwrap();
+        h.insert(async_nats::header::NATS_MESSAGE_ID, id);
+        client.publish_with_headers(subject.clone(), h, p.clone()).await.unwrap();
     }
     client.flush().await.unwrap();
 }
@@ -183,12 +188,13 @@ async fn js_publish_raw(ctx: &jetstream::Context, n: usize, run: usize) -> f64 {
     .unwrap();
     let p = payload();
     let mut ids = ids(&subject, n).into_iter();
+    let subject = async_nats::Subject::from(subject);
     let started = Instant::now();
     for _ in 0..n / BATCH {
         let mut acks = Vec::with_capacity(BATCH);
         for id in ids.by_ref().take(BATCH) {
             let mut h = async_nats::HeaderMap::new();
-            h.insert("Nats-Msg-Id", id);
+            h.insert(async_nats::header::NATS_MESSAGE_ID, id);
             acks.push(ctx.publish_with_headers(subject.clone(), h, p.clone()).await.unwrap());
         }
         for ack in acks {
