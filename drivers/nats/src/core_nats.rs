@@ -11,7 +11,7 @@ use tidewater_core::{
     Position, ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, UuidV7Ids, Writer,
 };
 
-use crate::headers::{from_nats, into_nats};
+use crate::headers::{check_sizes, from_nats, into_nats, wire_size};
 use crate::subjects::CheckedSubjects;
 use crate::{connection_error, NatsConfig, DRIVER};
 
@@ -91,10 +91,19 @@ impl CoreWriter {
     /// an `async fn`, which would keep the prepared message beside the client's future.
     fn publish(&self, prepared: Prepared) -> impl Future<Output = Result<()>> + Send + '_ {
         let Prepared { subject, topic, headers, payload } = prepared;
-        self.client
-            .publish_with_headers(subject, headers, payload)
-            .map_err(move |e| connection_error("publish failed", e).with_topic(topic))
+        self.client.publish_with_headers(subject, headers, payload).map_err(move |e| publish_error(e).with_topic(topic))
     }
+}
+
+/// A core publish error as a tidewater error of the kind that says whether a retry helps.
+fn publish_error(e: async_nats::PublishError) -> Error {
+    use async_nats::PublishErrorKind as K;
+    let (kind, what) = match e.kind() {
+        K::MaxPayloadExceeded => (ErrorKind::TooLarge, "the message is larger than the server's max_payload"),
+        K::InvalidSubject => (ErrorKind::InvalidName, "the client refused the subject"),
+        K::Send => (ErrorKind::Connection, "publish failed: the client's connection has closed"),
+    };
+    Error::new(kind, what).with_source(e).with_driver(DRIVER)
 }
 
 #[async_trait]
@@ -106,8 +115,23 @@ impl Writer for CoreWriter {
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
         self.closed.check(DRIVER)?;
         let out = batch.into_iter().map(|m| self.prepare(m)).collect::<Result<Vec<_>>>()?;
-        for prepared in out {
-            self.publish(prepared).await?;
+        check_sizes(
+            self.client.max_payload(),
+            out.iter().map(|p| (wire_size(&p.headers, p.payload.len()), &*p.topic)),
+        )?;
+        let total = out.len();
+        for (i, prepared) in out.into_iter().enumerate() {
+            self.publish(prepared).await.map_err(|e| {
+                if total == 1 {
+                    return e;
+                }
+                Error::new(
+                    e.kind(),
+                    format!("message {i} of the batch of {total} was not sent; the {i} before it were"),
+                )
+                .with_driver(DRIVER)
+                .with_source(e)
+            })?;
         }
         Ok(())
     }

@@ -99,6 +99,41 @@ fn all_but_id(message: &Message) -> Result<HeaderMap> {
     Ok(h)
 }
 
+/// The bytes the server counts against its `max_payload` for a message: the header block
+/// as the client writes it (`NATS/1.0`, a line per value, a blank line) and the payload.
+pub(crate) fn wire_size(headers: &HeaderMap, payload: usize) -> usize {
+    if headers.is_empty() {
+        return payload;
+    }
+    let lines: usize = headers
+        .iter()
+        .map(|(name, values)| {
+            let name: &str = name.as_ref();
+            values.iter().map(|v| name.len() + ": ".len() + v.as_str().len() + "\r\n".len()).sum::<usize>()
+        })
+        .sum();
+    "NATS/1.0\r\n".len() + lines + "\r\n".len() + payload
+}
+
+/// Checks the messages of a batch against the server's `max_payload` before any is sent,
+/// so that a batch with an oversize message writes none; `sizes` gives each message's
+/// [`wire_size`] and topic.
+pub(crate) fn check_sizes<'a>(max: usize, sizes: impl IntoIterator<Item = (usize, &'a str)>) -> Result<()> {
+    for (i, (size, topic)) in sizes.into_iter().enumerate() {
+        if size > max {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "message {i} of the batch is {size} bytes with its headers; the server takes at most {max} (its max_payload), so nothing of the batch was sent"
+                ),
+            )
+            .with_driver(DRIVER)
+            .with_topic(topic));
+        }
+    }
+    Ok(())
+}
+
 /// A message from a NATS message. The time is `tw-time`, else the millisecond of a
 /// UUIDv7 id; fields a plain client did not send come from the fallbacks: the broker's id
 /// and time where it has them; with no time, now.

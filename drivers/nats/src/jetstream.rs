@@ -14,7 +14,7 @@ use tidewater_core::{
 };
 use tokio::task::JoinHandle;
 
-use crate::headers::{check_subject, from_nats, to_nats};
+use crate::headers::{check_sizes, check_subject, from_nats, to_nats, wire_size};
 use crate::subjects::CheckedSubjects;
 use crate::{connection_error, NatsConfig, DRIVER};
 
@@ -172,15 +172,27 @@ impl JetStream {
             let subject = subjects.get(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
             prepared.push((subject, headers));
         }
+        let max = self.context.client().max_payload();
+        check_sizes(max, batch.iter().zip(&prepared).map(|(m, (_, h))| (wire_size(h, m.payload.len()), &*m.stream)))?;
         // Send everything first and then wait for the acknowledgements, so a batch costs
         // about one round trip rather than one per message.
-        let mut acks = Vec::with_capacity(batch.len());
-        for (message, (subject, headers)) in batch.into_iter().zip(prepared) {
-            let ack = self
-                .context
-                .publish_with_headers(subject, headers, message.payload)
-                .await
-                .map_err(|e| publish_error(e, &message.stream))?;
+        let total = batch.len();
+        let mut acks = Vec::with_capacity(total);
+        for (i, (message, (subject, headers))) in batch.into_iter().zip(prepared).enumerate() {
+            let ack = self.context.publish_with_headers(subject, headers, message.payload).await.map_err(|e| {
+                let e = publish_error(e, &message.stream);
+                if total == 1 {
+                    return e;
+                }
+                Error::new(
+                    e.kind(),
+                    format!(
+                        "message {i} of the batch of {total} was not sent; the {i} before it were and may be stored"
+                    ),
+                )
+                .with_driver(DRIVER)
+                .with_source(e)
+            })?;
             acks.push((message.stream, message.id, ack));
         }
         let total = acks.len();

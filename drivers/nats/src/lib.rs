@@ -16,6 +16,13 @@
 //! | content type   | `Content-Type`   |
 //! | timestamp      | `tw-time` (ms since the Unix epoch), left out when the id is a UUIDv7 made in the same millisecond (tidewater's default ids), whose first 48 bits hold it |
 //! | headers        | as they are (no line breaks in values) |
+//!
+//! Writes fail with typed errors: `InvalidName` for a subject NATS cannot publish to,
+//! `InvalidInput` for a header it cannot carry, `TooLarge` for a message over the
+//! server's `max_payload` (headers included), `UnknownTopic` for a JetStream subject no
+//! stream covers when auto-create is off, and `Connection` or `Timeout`, which a retry
+//! can fix, when the server is gone or slow. A batch is checked whole before any of it
+//! is sent, so a bad message in it writes none.
 #![warn(missing_docs)]
 
 mod config;

@@ -180,6 +180,56 @@ async fn bad_input_and_unknown_topics_are_typed_errors() {
     assert!(err.is_retryable());
 }
 
+/// A message over the server's `max_payload` is a `TooLarge` error that no retry will fix,
+/// on core NATS and JetStream; a batch holding one writes none of its messages.
+#[tokio::test]
+async fn an_oversize_message_is_too_large_and_its_batch_writes_nothing() {
+    let core = NatsCore::connect(&NatsConfig::new(support::shared_url())).await.unwrap();
+    let max = core.client().max_payload();
+    let topic = subject("oversize.core");
+    let big = |topic: &str| Message::new(topic, vec![0u8; max + 1]);
+    // The same connection as the writer's, so the server has the subscription first.
+    let mut sub = core.client().subscribe(topic.clone()).await.unwrap();
+    let w = core.writer();
+    let err = w.write_one(big(&topic)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    assert!(!err.is_retryable());
+    let err =
+        w.write(vec![Message::new(&topic, "first"), big(&topic), Message::new(&topic, "third")]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    assert!(err.to_string().contains("message 1 of the batch"), "{err}");
+    w.write_one(Message::new(&topic, "after")).await.unwrap();
+    w.flush().await.unwrap();
+    let first = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap();
+    assert_eq!(first.payload, "after", "nothing of the refused batch was sent");
+
+    // At exactly max_payload a batch is sent; at one byte more this driver refuses it
+    // itself ("message 0 of the batch"), so it counts the header bytes as the client does.
+    // The header block: "NATS/1.0\r\n", "Nats-Msg-Id: edge-1\r\n", "tw-time: <13 digits>\r\n", "\r\n".
+    let header_bytes = 10 + 21 + 24 + 2;
+    let sized = |extra: usize| Message::new(&topic, vec![1u8; max - header_bytes + extra]).with_id("edge-1");
+    let err = w.write(vec![sized(1)]).await.unwrap_err();
+    assert!(err.to_string().contains("message 0 of the batch"), "{err}");
+    w.write(vec![sized(0)]).await.unwrap();
+    w.flush().await.unwrap();
+    let edge = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap();
+    assert_eq!(edge.payload.len(), max - header_bytes, "the message of exactly max_payload arrived");
+
+    let js = js(JetStreamConfig::default()).await;
+    let topic = subject("oversize.js");
+    let stream = topic.replace('.', "_");
+    js.create_stream(&stream, &[topic.as_str()]).await.unwrap();
+    let w = js.writer();
+    let err =
+        w.write(vec![Message::new(&topic, "first"), big(&topic), Message::new(&topic, "third")]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("message 1 of the batch"), "{err}");
+    w.write(vec![Message::new(&topic, "after")]).await.unwrap();
+    let mut info = js.context().get_stream(&stream).await.unwrap();
+    assert_eq!(info.info().await.unwrap().state.messages, 1, "only the message after the refused batch is stored");
+}
+
 #[tokio::test]
 async fn token_auth_connects_with_the_token_and_fails_clearly_without() {
     let server = support::PrivateServer::start_with(&["--auth", "t0ken-for-tests"]);
