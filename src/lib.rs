@@ -48,6 +48,11 @@
 //! ```
 #![warn(missing_docs)]
 
+// The README's Rust blocks, compiled and run as doc tests so that they stay true to the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
+
 pub use tidewater_core::*;
 
 /// The in-memory driver.
@@ -70,6 +75,6 @@ pub use tidewater_nats as nats;
 #[cfg(feature = "pulsar")]
 pub use tidewater_pulsar as pulsar;
 
-/// The StreamBus driver (not implemented yet).
+/// The StreamBus driver: our own client for both StreamBus protocol generations.
 #[cfg(feature = "streambus")]
 pub use tidewater_streambus as streambus;
