@@ -13,7 +13,7 @@ use tidewater_core::{
 
 use crate::headers::{check_sizes, from_nats, into_nats, wire_size};
 use crate::subjects::CheckedSubjects;
-use crate::{connection_error, NatsConfig, DRIVER};
+use crate::{connection_error, failed_in_batch, NatsConfig, DRIVER};
 
 /// Core NATS, without JetStream.
 ///
@@ -121,17 +121,7 @@ impl Writer for CoreWriter {
         )?;
         let total = out.len();
         for (i, prepared) in out.into_iter().enumerate() {
-            self.publish(prepared).await.map_err(|e| {
-                if total == 1 {
-                    return e;
-                }
-                Error::new(
-                    e.kind(),
-                    format!("message {i} of the batch of {total} was not sent; the {i} before it were"),
-                )
-                .with_driver(DRIVER)
-                .with_source(e)
-            })?;
+            self.publish(prepared).await.map_err(|e| failed_in_batch(e, i, total))?;
         }
         Ok(())
     }

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::headers::{check_sizes, check_subject, from_nats, to_nats, wire_size};
 use crate::subjects::CheckedSubjects;
-use crate::{connection_error, NatsConfig, DRIVER};
+use crate::{connection_error, failed_in_batch, NatsConfig, DRIVER};
 
 /// How JetStream streams and consumers are set up.
 #[derive(Clone, Debug)]
@@ -179,20 +179,11 @@ impl JetStream {
         let total = batch.len();
         let mut acks = Vec::with_capacity(total);
         for (i, (message, (subject, headers))) in batch.into_iter().zip(prepared).enumerate() {
-            let ack = self.context.publish_with_headers(subject, headers, message.payload).await.map_err(|e| {
-                let e = publish_error(e, &message.stream);
-                if total == 1 {
-                    return e;
-                }
-                Error::new(
-                    e.kind(),
-                    format!(
-                        "message {i} of the batch of {total} was not sent; the {i} before it were and may be stored"
-                    ),
-                )
-                .with_driver(DRIVER)
-                .with_source(e)
-            })?;
+            let ack = self
+                .context
+                .publish_with_headers(subject, headers, message.payload)
+                .await
+                .map_err(|e| failed_in_batch(publish_error(e, &message.stream), i, total))?;
             acks.push((message.stream, message.id, ack));
         }
         let total = acks.len();

@@ -43,3 +43,37 @@ pub(crate) const DRIVER: &str = "nats";
 pub(crate) fn connection_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> tidewater_core::Error {
     tidewater_core::Error::new(tidewater_core::ErrorKind::Connection, what).with_source(e).with_driver(DRIVER)
 }
+
+/// `e`, the error of message `i` of a batch of `total`, saying that the ones before it
+/// were sent: a write that fails part way must say which message failed.
+pub(crate) fn failed_in_batch(e: tidewater_core::Error, i: usize, total: usize) -> tidewater_core::Error {
+    if total == 1 {
+        return e;
+    }
+    tidewater_core::Error::new(
+        e.kind(),
+        format!("message {i} of the batch of {total} was not sent; the {i} before it were"),
+    )
+    .with_driver(DRIVER)
+    .with_source(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use tidewater_core::{Error, ErrorKind};
+
+    use super::failed_in_batch;
+
+    #[test]
+    fn a_failure_part_way_names_the_message_and_keeps_the_kind() {
+        let alone = failed_in_batch(Error::new(ErrorKind::TooLarge, "too big"), 0, 1);
+        assert_eq!((alone.kind(), alone.to_string().contains("batch")), (ErrorKind::TooLarge, false), "{alone}");
+
+        let e = failed_in_batch(Error::new(ErrorKind::Connection, "gone"), 2, 5);
+        assert_eq!(e.kind(), ErrorKind::Connection);
+        assert!(e.is_retryable());
+        assert!(e.to_string().contains("message 2 of the batch of 5 was not sent; the 2 before it were"), "{e}");
+        let source = std::error::Error::source(&e).expect("the failure is the source").to_string();
+        assert!(source.contains("gone"), "{source}");
+    }
+}
