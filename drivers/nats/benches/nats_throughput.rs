@@ -19,7 +19,7 @@
 //! `TW_BENCH_IDS=plain` uses `{subject}-{i}` instead, which makes tidewater send the
 //! time as a header of its own.
 //!
-//! Each JetStream figure is the median of 3 runs; each core figure the median of 15 runs
+//! Each JetStream figure is the median of 3 runs; each core figure the median of 31 runs
 //! of a fifth as many messages, raw and tidewater taking turns at going first.
 //! `TW_BENCH_CORE_ONLY=1` runs the core rows alone.
 
@@ -40,7 +40,7 @@ use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig, NatsCore};
 use tokio::sync::Notify;
 
 const RUNS: usize = 3;
-const CORE_RUNS: usize = 15;
+const CORE_RUNS: usize = 31;
 const BATCH: usize = 100;
 
 fn payload() -> Bytes {
