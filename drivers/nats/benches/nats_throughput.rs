@@ -285,11 +285,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Messages per core run: a fifth of the JetStream runs'.
-fn core_n(n: usize) -> usize {
-    (n / 5).max(1)
-}
-
 fn main() {
     let n: usize = std::env::var("TW_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
     let n = n / BATCH * BATCH;
@@ -301,14 +296,16 @@ fn main() {
         let ctx = jetstream::new(raw.clone());
         let core = NatsCore::connect(&config).await.unwrap();
         let js = JetStream::connect(&config, JetStreamConfig::default()).await.unwrap();
+        // Messages per core run: a fifth of a JetStream run's.
+        let core_n = (n / 5).max(1);
         // TW_BENCH_ONLY=raw or =tidewater runs core end to end for one side alone, so
         // that neither side's runs follow the other's in this process.
         if let Ok(only) = std::env::var("TW_BENCH_ONLY") {
             let mut rates = Vec::with_capacity(CORE_RUNS);
             for run in 0..CORE_RUNS {
                 rates.push(match only.as_str() {
-                    "raw" => core_e2e_raw(&raw, core_n(n), run).await,
-                    "tidewater" => core_e2e_tw(&core, core_n(n), run).await,
+                    "raw" => core_e2e_raw(&raw, core_n, run).await,
+                    "tidewater" => core_e2e_tw(&core, core_n, run).await,
                     other => panic!("TW_BENCH_ONLY is raw or tidewater, not {other:?}"),
                 });
             }
@@ -324,7 +321,6 @@ fn main() {
         // Core NATS swings widely from run to run on two shared cores (the client's
         // connection task, the server and the publisher compete for them), so its rows
         // take more, shorter runs, with raw and tidewater taking turns at going first.
-        let core_n = core_n(n);
         for run in 0..CORE_RUNS {
             if run % 2 == 0 {
                 rows[0].1.push(core_publish_raw(&raw, core_n, run).await);

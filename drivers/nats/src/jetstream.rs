@@ -186,7 +186,6 @@ impl JetStream {
                 .map_err(|e| failed_in_batch(publish_error(e, &message.stream), i, total))?;
             acks.push((message.stream, message.id, ack));
         }
-        let total = acks.len();
         let mut failed = 0;
         let mut first: Option<Error> = None;
         for (topic, id, ack) in acks {
