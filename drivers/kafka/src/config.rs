@@ -34,6 +34,34 @@ impl Compression {
     }
 }
 
+/// How a keyed message picks its partition (librdkafka's `partitioner`). Clients that
+/// hash keys alike put a key on the same partition, which matters when services in other
+/// languages write the same keys and rely on per-key order.
+///
+/// Keyless messages go to a random partition under each of these.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Partitioner {
+    /// murmur2 of the key: what Apache Kafka's Java client and Kafka Streams pick by
+    /// default (and librdkafka's `murmur2_random`). The default.
+    #[default]
+    Murmur2Random,
+    /// CRC32 of the key: librdkafka's own default (`consistent_random`), so that of
+    /// confluent-kafka for Python, Go and .NET and of kcat with their default settings.
+    ConsistentRandom,
+    /// FNV-1a of the key (`fnv1a_random`): Sarama's default.
+    Fnv1aRandom,
+}
+
+impl Partitioner {
+    fn name(self) -> &'static str {
+        match self {
+            Partitioner::Murmur2Random => "murmur2_random",
+            Partitioner::ConsistentRandom => "consistent_random",
+            Partitioner::Fnv1aRandom => "fnv1a_random",
+        }
+    }
+}
+
 /// The SASL mechanism.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SaslMechanism {
@@ -151,6 +179,9 @@ pub struct KafkaConfig {
     pub batch_bytes: usize,
     /// Compression of batches. Default none.
     pub compression: Compression,
+    /// How keys pick partitions. Default [`Partitioner::Murmur2Random`], the Java
+    /// client's.
+    pub partitioner: Partitioner,
     /// The idempotent producer (`enable.idempotence`): retries never duplicate or
     /// reorder a partition's records. Default on; turn it off for a broker that lacks
     /// it.
@@ -188,6 +219,7 @@ impl KafkaConfig {
             linger: Duration::from_millis(5),
             batch_bytes: 1_000_000,
             compression: Compression::None,
+            partitioner: Partitioner::Murmur2Random,
             idempotent: true,
             delivery_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
@@ -217,6 +249,12 @@ impl KafkaConfig {
     /// Sets the compression.
     pub fn with_compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
+        self
+    }
+
+    /// Sets the partitioner.
+    pub fn with_partitioner(mut self, partitioner: Partitioner) -> Self {
+        self.partitioner = partitioner;
         self
     }
 
@@ -299,9 +337,7 @@ impl KafkaConfig {
             .set("compression.type", self.compression.name())
             .set("enable.idempotence", self.idempotent.to_string())
             .set("message.timeout.ms", millis(self.delivery_timeout))
-            // The Java client's partitioner: a key lands on the partition any Kafka
-            // client would choose for it, not only librdkafka-based ones.
-            .set("partitioner", "murmur2_random");
+            .set("partitioner", self.partitioner.name());
         self.finish(c)
     }
 
@@ -352,6 +388,7 @@ impl fmt::Debug for KafkaConfig {
             .field("linger", &self.linger)
             .field("batch_bytes", &self.batch_bytes)
             .field("compression", &self.compression)
+            .field("partitioner", &self.partitioner)
             .field("idempotent", &self.idempotent)
             .field("delivery_timeout", &self.delivery_timeout)
             .field("request_timeout", &self.request_timeout)
@@ -384,7 +421,9 @@ mod tests {
         assert_eq!(p.get("ssl.ca.location"), Some("/ca.pem"));
         assert_eq!(p.get("compression.type"), Some("lz4"));
         assert_eq!(p.get("linger.ms"), Some("50"), "a set property wins over the typed option");
-        assert_eq!(p.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(p.get("partitioner"), Some("murmur2_random"), "the Java client's, by default");
+        let p = config.clone().with_partitioner(Partitioner::ConsistentRandom).producer();
+        assert_eq!(p.get("partitioner"), Some("consistent_random"));
         let c = config.consumer("g", false);
         assert_eq!(c.get("auto.offset.reset"), Some("latest"));
         assert_eq!(c.get("enable.auto.commit"), Some("false"));

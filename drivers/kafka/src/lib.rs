@@ -3,7 +3,8 @@
 //! [`Kafka`] connects once and hands out writers and readers:
 //!
 //! - [`KafkaWriter`]: every write waits for the brokers' acknowledgement; the idempotent
-//!   producer is on by default; keys pick partitions as the Java client does.
+//!   producer is on by default; keys pick partitions as the Java client does (see
+//!   [`Partitioner`] for librdkafka-based clients, which hash differently by default).
 //! - [`KafkaReader`]: consumer groups with manual commits that never pass an unprocessed
 //!   record, also with concurrency above 1; commits on revoke and at stop; a nack rewinds
 //!   the partition ([`DeliveryModel::Log`](tidewater_core::DeliveryModel::Log)).
@@ -50,7 +51,7 @@ use std::sync::Arc;
 use rdkafka::producer::FutureProducer;
 use tidewater_core::{Driver, Reader, Result, Writer};
 
-pub use config::{Compression, GroupScope, KafkaConfig, Sasl, SaslMechanism, Tls, TopicSpec};
+pub use config::{Compression, GroupScope, KafkaConfig, Partitioner, Sasl, SaslMechanism, Tls, TopicSpec};
 pub use reader::KafkaReader;
 pub use writer::KafkaWriter;
 

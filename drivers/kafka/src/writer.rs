@@ -20,9 +20,13 @@ use crate::DRIVER;
 /// Writes to Kafka through a producer shared by every writer of one [`Kafka`](crate::Kafka).
 ///
 /// A write returns once the brokers acknowledged every message of the batch (with the
-/// idempotent producer, `acks=all`). A message's key picks its partition with the Java
-/// client's murmur2 partitioner, so every Kafka client agrees where a key goes; keyless
-/// messages are spread at random. When librdkafka's queue is full, the write waits for
+/// idempotent producer, `acks=all`). A message's key picks its partition with
+/// [`KafkaConfig::partitioner`](crate::KafkaConfig::partitioner): by default murmur2, as
+/// Apache Kafka's Java client and Kafka Streams do, so a key lands where they put it.
+/// Clients built on librdkafka (confluent-kafka for Python, Go and .NET, kcat) hash with
+/// CRC32 by default and put most keys elsewhere, unless they set `murmur2_random` or
+/// tidewater is set to [`Partitioner::ConsistentRandom`](crate::Partitioner::ConsistentRandom).
+/// Keyless messages are spread at random. When librdkafka's queue is full, the write waits for
 /// earlier messages to be acknowledged rather than fail.
 pub struct KafkaWriter {
     producer: FutureProducer,

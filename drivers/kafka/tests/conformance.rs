@@ -1,5 +1,5 @@
-//! The shared conformance suite against a real Kafka-protocol broker (tansu on its
-//! `sqlite://` engine, started by `scripts/test`).
+//! The shared conformance suite against Apache Kafka 4 (KRaft, one node), started by
+//! `scripts/test`.
 //!
 //! Every capability is on but `settles_exactly`, which a log cannot give: a commit is a
 //! position, not a set of records. With concurrency above 1, records of one partition
@@ -41,7 +41,7 @@ impl Fixture for KafkaFixture {
 }
 
 async fn fixture() -> KafkaFixture {
-    let kafka = Kafka::connect(support::config(&support::shared_brokers())).await.expect("connect to the test tansu");
+    let kafka = Kafka::connect(support::config(&support::shared_brokers())).await.expect("connect to the test Kafka");
     KafkaFixture(kafka)
 }
 

@@ -1,4 +1,4 @@
-//! What the Kafka driver promises beyond the conformance suite, against the tansu that
+//! What the Kafka driver promises beyond the conformance suite, against the Apache Kafka that
 //! `scripts/test` starts.
 
 mod support;
@@ -23,7 +23,7 @@ fn topic(case: &str) -> String {
 }
 
 async fn kafka(config: KafkaConfig) -> Kafka {
-    Kafka::connect(config).await.expect("connect to the test tansu")
+    Kafka::connect(config).await.expect("connect to the test Kafka")
 }
 
 async fn shared() -> Kafka {

@@ -1,6 +1,8 @@
 """The third-party side of the interop test: Python's confluent-kafka.
 
-  interop.py produce BROKERS TOPIC      writes one record, prints what it wrote as JSON
+  interop.py produce BROKERS TOPIC [N]  writes N records (default 1) with keys py-key-0..,
+                                        prints each as JSON with the partition the
+                                        default partitioner (librdkafka's) chose
   interop.py consume BROKERS TOPIC N    reads N records from the start, prints each as JSON
 """
 import json
@@ -9,27 +11,29 @@ import sys
 from confluent_kafka import Consumer, Producer
 
 
-def produce(brokers, topic):
+def produce(brokers, topic, n):
     producer = Producer({"bootstrap.servers": brokers})
-    record = {
-        "key": "py-key",
-        "value": "from python \u00e9",
-        "headers": {"tenant": "acme", "trace": "a b c", "tw-content-type": "text/plain"},
-        "timestamp": 1_700_000_000_123,
-    }
-    errors = []
-    producer.produce(
-        topic,
-        key=record["key"].encode(),
-        value=record["value"].encode(),
-        headers=list(record["headers"].items()),
-        timestamp=record["timestamp"],
-        on_delivery=lambda err, msg: errors.append(err) if err else None,
-    )
-    producer.flush(30)
-    if errors:
-        sys.exit(f"produce failed: {errors}")
-    print(json.dumps(record))
+    for i in range(n):
+        record = {
+            "key": f"py-key-{i}",
+            "value": f"from python {i} \u00e9",
+            "headers": {"tenant": "acme", "trace": "a b c", "tw-content-type": "text/plain"},
+            "timestamp": 1_700_000_000_123 + i,
+        }
+        outcome = []
+        producer.produce(
+            topic,
+            key=record["key"].encode(),
+            value=record["value"].encode(),
+            headers=list(record["headers"].items()),
+            timestamp=record["timestamp"],
+            on_delivery=lambda err, msg: outcome.append((err, msg)),
+        )
+        producer.flush(30)
+        if not outcome or outcome[0][0]:
+            sys.exit(f"produce failed: {outcome}")
+        record["partition"] = outcome[0][1].partition()
+        print(json.dumps(record), flush=True)
 
 
 def consume(brokers, topic, n):
@@ -67,7 +71,7 @@ def consume(brokers, topic, n):
 if __name__ == "__main__":
     command, brokers, topic = sys.argv[1:4]
     if command == "produce":
-        produce(brokers, topic)
+        produce(brokers, topic, int(sys.argv[4]) if len(sys.argv) > 4 else 1)
     elif command == "consume":
         consume(brokers, topic, int(sys.argv[4]))
     else:

@@ -1,9 +1,10 @@
-//! Interop with a third-party Kafka client (Python's confluent-kafka, which
-//! `scripts/test` installs): what tidewater writes, it reads with every field, and the
-//! reverse.
+//! Interop with the reference clients on the shared Apache Kafka: Apache Kafka's own
+//! Java client (`testkit/java/KafkaInterop.java`) and Python's confluent-kafka
+//! (librdkafka), both ways, every field, and where keys land.
 
 mod support;
 
+use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,29 +12,59 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tidewater_core::testing::Recorder;
 use tidewater_core::{Driver, EventRegistry, IdFactory, Message, ReadTask, SubscriberScheduler, UuidV7Ids};
-use tidewater_kafka::Kafka;
+use tidewater_kafka::{Kafka, KafkaConfig, Partitioner};
+use tidewater_testkit::clients::{java_kafka_client, output_lines};
+use tidewater_testkit::install::python;
 
-fn python() -> String {
-    std::env::var("TIDEWATER_PYTHON")
-        .expect("TIDEWATER_PYTHON is not set: run the tests with scripts/test, which installs confluent-kafka")
+/// The keys of the partitioner cases, and the partitions of their topics.
+const KEYS: usize = 37;
+const PARTITIONS: u32 = 6;
+
+/// A reference client: the Java one, or Python's confluent-kafka.
+#[derive(Clone, Copy, Debug)]
+enum Client {
+    Java,
+    Python,
 }
 
-fn run_python(args: &[&str]) -> Vec<Value> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop.py");
-    let out = Command::new(python()).arg(script).args(args).output().expect("run python");
-    assert!(out.status.success(), "interop.py {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+impl Client {
+    /// Runs `command BROKERS TOPIC N` and returns the JSON lines it prints.
+    async fn run(self, command: &str, brokers: &str, topic: &str, n: usize) -> Vec<Value> {
+        let mut cmd = match self {
+            Client::Java => java_kafka_client(),
+            Client::Python => {
+                let mut cmd = Command::new(python());
+                cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop.py"));
+                cmd
+            }
+        };
+        cmd.args([command, brokers, topic, &n.to_string()]);
+        let lines = tokio::task::spawn_blocking(move || output_lines(cmd)).await.unwrap();
+        lines.iter().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+    }
+
+    /// The key prefix its `produce` uses.
+    fn key_prefix(self) -> &'static str {
+        match self {
+            Client::Java => "key-",
+            Client::Python => "py-key-",
+        }
+    }
 }
 
 fn topic(case: &str) -> String {
     format!("tw-kafka-{case}-{}", UuidV7Ids.next_id().replace('-', ""))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn confluent_kafka_reads_what_tidewater_writes() {
+async fn shared(config: KafkaConfig) -> Kafka {
+    Kafka::connect(config).await.expect("connect to the test Kafka")
+}
+
+/// The client reads a record tidewater wrote with every field.
+async fn reads_what_tidewater_writes(client: Client) {
     let brokers = support::shared_brokers();
-    let kafka = Kafka::connect(support::config(&brokers)).await.unwrap();
-    let topic = topic("to-python");
+    let kafka = shared(support::config(&brokers)).await;
+    let topic = topic("to-client");
     kafka.create_topic(&topic, 3).await.unwrap();
     let sent = Message::new(&topic, vec![0u8, 1, 2, 255])
         .with_id("tw-1")
@@ -43,10 +74,9 @@ async fn confluent_kafka_reads_what_tidewater_writes() {
         .with_header("trace", "a b c");
     kafka.writer().write(vec![sent.clone()]).await.unwrap();
 
-    let topic_arg = topic.clone();
-    let got = tokio::task::spawn_blocking(move || run_python(&["consume", &brokers, &topic_arg, "1"])).await.unwrap();
+    let got = client.run("consume", &brokers, &topic, 1).await;
     let record = &got[0];
-    assert_eq!(record["key"], "order-7");
+    assert_eq!(record["key"], "order-7", "{client:?}");
     assert_eq!(record["value"], "000102ff");
     assert_eq!(record["headers"]["tw-id"], "tw-1");
     assert_eq!(record["headers"]["tw-content-type"], "application/octet-stream");
@@ -56,32 +86,101 @@ async fn confluent_kafka_reads_what_tidewater_writes() {
     assert_eq!(record["timestamp"].as_u64(), Some(millis));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tidewater_reads_what_confluent_kafka_writes() {
+/// Tidewater reads records the client wrote with every field, on the partitions the
+/// client chose.
+async fn tidewater_reads_what_the_client_writes(client: Client) {
     let brokers = support::shared_brokers();
-    let kafka = Kafka::connect(support::config(&brokers)).await.unwrap();
-    let topic = topic("from-python");
-    kafka.create_topic(&topic, 1).await.unwrap();
-    let topic_arg = topic.clone();
-    let brokers_arg = brokers.clone();
-    let sent = tokio::task::spawn_blocking(move || run_python(&["produce", &brokers_arg, &topic_arg])).await.unwrap();
-    let sent = &sent[0];
+    let kafka = shared(support::config(&brokers)).await;
+    let topic = topic("from-client");
+    kafka.create_topic(&topic, 3).await.unwrap();
+    let sent = client.run("produce", &brokers, &topic, 5).await;
 
     let recorder = Recorder::new();
     let mut scheduler = SubscriberScheduler::new(kafka.reader(), EventRegistry::new());
-    scheduler.add(ReadTask::new(&topic).with_group("from-python"), Arc::new(recorder.clone()));
+    scheduler.add(ReadTask::new(&topic).with_group("from-client"), Arc::new(recorder.clone()));
     scheduler.start().await.unwrap();
-    let got = recorder.wait_for(1, Duration::from_secs(60)).await.unwrap();
+    let got = recorder.wait_for(sent.len(), Duration::from_secs(60)).await.unwrap();
     scheduler.shutdown(Duration::from_secs(10)).await;
-    let m = got[0].message();
-    assert_eq!(m.key_str(), sent["key"].as_str());
-    assert_eq!(std::str::from_utf8(&m.payload).unwrap(), sent["value"].as_str().unwrap());
-    assert_eq!(m.headers.get("tenant"), Some("acme"));
-    assert_eq!(m.headers.get("trace"), Some("a b c"));
-    assert_eq!(m.content_type.as_deref(), Some("text/plain"), "tw-content-type becomes the content type");
-    assert_eq!(m.headers.get("tw-content-type"), None, "and is not repeated as a header");
-    assert_eq!(m.id, format!("{topic}-0-0"), "a record without tw-id is named by its position");
-    let expected = UNIX_EPOCH + Duration::from_millis(sent["timestamp"].as_u64().unwrap());
-    assert_eq!(m.timestamp, expected);
-    assert!(m.timestamp < SystemTime::now());
+    for record in &sent {
+        let key = record["key"].as_str().unwrap();
+        let d = got.iter().find(|d| d.message().key_str() == Some(key)).unwrap_or_else(|| panic!("no record {key}"));
+        let m = d.message();
+        assert_eq!(std::str::from_utf8(&m.payload).unwrap(), record["value"].as_str().unwrap(), "{client:?}");
+        assert_eq!(m.headers.get("tenant"), Some("acme"));
+        assert_eq!(m.headers.get("trace"), Some("a b c"));
+        assert_eq!(m.content_type.as_deref(), Some("text/plain"), "tw-content-type becomes the content type");
+        assert_eq!(m.headers.get("tw-content-type"), None, "and is not repeated as a header");
+        let partition = record["partition"].as_u64().unwrap();
+        assert!(
+            m.id.starts_with(&format!("{topic}-{partition}-")),
+            "a record without tw-id is named by its position, on the client's partition: {}",
+            m.id
+        );
+        let expected = UNIX_EPOCH + Duration::from_millis(record["timestamp"].as_u64().unwrap());
+        assert_eq!(m.timestamp, expected);
+        assert!(m.timestamp < SystemTime::now());
+    }
+}
+
+/// Where the client's default partitioner put each of [`KEYS`] keys, and where tidewater
+/// with `partitioner` puts the same keys (as the client reads them back).
+async fn partitions_of_keys(client: Client, partitioner: Partitioner) -> (HashMap<String, u64>, HashMap<String, u64>) {
+    let brokers = support::shared_brokers();
+    let kafka = shared(support::config(&brokers).with_partitioner(partitioner)).await;
+    let theirs = topic("client-keys");
+    let ours = topic("tidewater-keys");
+    kafka.create_topic(&theirs, PARTITIONS).await.unwrap();
+    kafka.create_topic(&ours, PARTITIONS).await.unwrap();
+    let by_key = |records: Vec<Value>| -> HashMap<String, u64> {
+        records.iter().map(|r| (r["key"].as_str().unwrap().to_owned(), r["partition"].as_u64().unwrap())).collect()
+    };
+    let client_put = by_key(client.run("produce", &brokers, &theirs, KEYS).await);
+    assert_eq!(client_put.len(), KEYS);
+    let batch: Vec<Message> = (0..KEYS)
+        .map(|i| Message::new(&ours, "keyed").with_id(format!("m{i}")).with_key(format!("{}{i}", client.key_prefix())))
+        .collect();
+    kafka.writer().write(batch).await.unwrap();
+    let tidewater_put = by_key(client.run("consume", &brokers, &ours, KEYS).await);
+    (client_put, tidewater_put)
+}
+
+fn agreeing(a: &HashMap<String, u64>, b: &HashMap<String, u64>) -> usize {
+    a.iter().filter(|(key, p)| b.get(*key) == Some(*p)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_java_client_reads_what_tidewater_writes() {
+    reads_what_tidewater_writes(Client::Java).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tidewater_reads_what_the_java_client_writes() {
+    tidewater_reads_what_the_client_writes(Client::Java).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_kafka_reads_what_tidewater_writes() {
+    reads_what_tidewater_writes(Client::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tidewater_reads_what_confluent_kafka_writes() {
+    tidewater_reads_what_the_client_writes(Client::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_keys_land_where_the_java_client_puts_them() {
+    let (java, tidewater) = partitions_of_keys(Client::Java, Partitioner::default()).await;
+    assert_eq!(tidewater, java, "every key on the Java default partitioner's partition");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_random_puts_keys_where_librdkafka_clients_do_by_default() {
+    let (python, tidewater) = partitions_of_keys(Client::Python, Partitioner::ConsistentRandom).await;
+    assert_eq!(tidewater, python, "every key on confluent-kafka's default partition");
+    // The default differs, as the docs say: most keys land elsewhere.
+    let (python, tidewater) = partitions_of_keys(Client::Python, Partitioner::default()).await;
+    let same = agreeing(&python, &tidewater);
+    println!("murmur2 (tidewater's default) and confluent-kafka's default agree on {same} of {KEYS} keys");
+    assert!(same < KEYS, "the defaults were expected to differ for some key");
 }

@@ -1,0 +1,27 @@
+//! What tidewater's tests run against: real brokers started as processes of their own
+//! (on free loopback ports, with their own data directories, killed by PID) and the
+//! reference clients of the interop tests.
+//!
+//! - [`KafkaBroker`]: Apache Kafka 4 in KRaft mode.
+//! - [`NatsServer`]: the current nats-server and Debian's 2.9.
+//! - [`PulsarStandalone`]: Apache Pulsar standalone.
+//! - [`clients`]: Kafka's Java client and the Python clients.
+//! - [`shared`]: the brokers `scripts/test` starts once per run.
+//!
+//! Every broker here is installed by `scripts/setup` at the version `scripts/versions`
+//! names. Each kind restarts on its own ports and data after a SIGKILL, for the restart
+//! tests.
+#![warn(missing_docs)]
+
+pub mod clients;
+pub mod install;
+mod kafka;
+mod nats;
+pub mod process;
+mod pulsar;
+pub mod shared;
+
+pub use kafka::{kafka_class_path, kafka_version, KafkaBroker};
+pub use nats::{NatsRelease, NatsServer};
+pub use process::{free_port, fresh_dir, BrokerProcess};
+pub use pulsar::{pulsar_version, PulsarStandalone};

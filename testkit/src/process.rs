@@ -1,0 +1,217 @@
+//! A broker process of a test's own: started on free loopback ports with its own data
+//! directory, waited for until it answers, killed by PID, and cleaned up on drop.
+
+use std::fs::File;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1.
+///
+/// The port is free when this returns; a broker started right after gets it unless
+/// another process takes it first, which on a test machine does not happen in practice.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
+    listener.local_addr().expect("a bound listener has an address").port()
+}
+
+/// A new, empty directory for one broker's data and log, under the system's temporary
+/// directory.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tidewater-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {dir:?}: {e}"));
+    dir
+}
+
+/// When a started broker counts as ready.
+pub enum Readiness {
+    /// It accepts TCP connections on this port.
+    Port(u16),
+    /// An HTTP GET of `path` on `port` answers 200 with a body that contains `needle`.
+    Http {
+        /// The HTTP port.
+        port: u16,
+        /// The path to get.
+        path: &'static str,
+        /// What the body must contain.
+        needle: &'static str,
+    },
+}
+
+impl Readiness {
+    fn reached(&self) -> bool {
+        match self {
+            Readiness::Port(port) => TcpStream::connect(("127.0.0.1", *port)).is_ok(),
+            Readiness::Http { port, path, needle } => http_get(*port, path).is_some_and(|body| body.contains(needle)),
+        }
+    }
+}
+
+/// The body of a `200` answer to `GET path`, or `None`.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+/// How to start one broker: the command and how to tell it is ready.
+pub struct Launch {
+    /// What a failure message calls the broker.
+    pub name: String,
+    /// The command, without its standard streams (they go to the log).
+    pub command: Command,
+    /// When it is ready.
+    pub ready: Vec<Readiness>,
+    /// How long it may take to get ready.
+    pub patience: Duration,
+}
+
+/// A running broker process. [`restart`](Self::restart) starts it again on the same
+/// ports and data; dropping it kills it and removes its directory.
+pub struct BrokerProcess {
+    dir: PathBuf,
+    make: Box<dyn Fn(&Path) -> Launch + Send + Sync>,
+    child: Option<Child>,
+    starts: usize,
+}
+
+impl BrokerProcess {
+    /// Starts the broker `make` describes in `dir` (its data and log directory) and
+    /// waits until it is ready. `make` is called again for every restart.
+    pub fn start(dir: PathBuf, make: impl Fn(&Path) -> Launch + Send + Sync + 'static) -> Self {
+        let mut process = Self { dir, make: Box::new(make), child: None, starts: 0 };
+        process.restart();
+        process
+    }
+
+    /// Its data and log directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills it (SIGKILL, as a crash would) if it runs, starts it again on the same
+    /// ports and data, and waits until it is ready.
+    pub fn restart(&mut self) {
+        self.kill();
+        let Launch { name, mut command, ready, patience } = (self.make)(&self.dir);
+        self.starts += 1;
+        let log_path = self.dir.join(format!("{name}-{}.log", self.starts));
+        let log = File::create(&log_path).unwrap_or_else(|e| panic!("cannot create {log_path:?}: {e}"));
+        let err_log = log.try_clone().expect("clone a log file handle");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}; scripts/setup installs it"));
+        self.child = Some(child);
+        let deadline = Instant::now() + patience;
+        for condition in &ready {
+            // No broker here gives a readiness signal but its ports: poll them.
+            while !condition.reached() {
+                if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    panic!("{name} exited ({status}) before it was ready; its log:\n{}", tail(&log_path));
+                }
+                if Instant::now() > deadline {
+                    panic!("{name} was not ready within {patience:?}; its log:\n{}", tail(&log_path));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Kills it with SIGKILL, as a crash would, and reaps it. Nothing happens if it is
+    /// not running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The last lines of a log, for a failure message.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_that_exits_early_fails_with_its_log() {
+        let dir = fresh_dir("early-exit");
+        let outcome = std::panic::catch_unwind(|| {
+            BrokerProcess::start(dir, |_| {
+                let mut command = Command::new("sh");
+                command.args(["-c", "echo the reason it stopped; exit 3"]);
+                Launch {
+                    name: "quitter".into(),
+                    command,
+                    ready: vec![Readiness::Port(free_port())],
+                    patience: Duration::from_secs(10),
+                }
+            })
+        });
+        let message = *outcome.err().expect("start panics").downcast::<String>().expect("a message");
+        assert!(message.contains("quitter exited"), "{message}");
+        assert!(message.contains("the reason it stopped"), "{message}");
+    }
+
+    #[test]
+    fn restart_kills_the_old_process_and_starts_a_new_one() {
+        let port = free_port();
+        let mut process = BrokerProcess::start(fresh_dir("listener"), move |_| {
+            let mut command = Command::new("python3");
+            command.args([
+                "-c",
+                "import socket, sys, time\n\
+                 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                 s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n\
+                 time.sleep(600)",
+                &port.to_string(),
+            ]);
+            Launch {
+                name: "listener".into(),
+                command,
+                ready: vec![Readiness::Port(port)],
+                patience: Duration::from_secs(10),
+            }
+        });
+        let first = process.pid().expect("running");
+        process.restart();
+        let second = process.pid().expect("running again");
+        assert_ne!(first, second);
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let dir = process.dir().to_owned();
+        drop(process);
+        assert!(!dir.exists(), "dropping removes the data directory");
+        assert!(!Path::new(&format!("/proc/{second}")).exists(), "dropping kills the process");
+    }
+}
