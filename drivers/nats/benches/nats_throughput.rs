@@ -1,5 +1,5 @@
 //! NATS throughput through tidewater against raw async-nats, in one run, 1 KiB messages,
-//! on a nats-server this bench starts (Debian's, or `TIDEWATER_NATS_SERVER`).
+//! on a current nats-server this bench starts (the test kit's, at `NATS_SERVER_VERSION`).
 //!
 //! Run: `cargo bench -p tidewater-nats --bench nats_throughput` (`TW_BENCH_MESSAGES`
 //! sets the count, default 50,000). Rows:
@@ -26,8 +26,6 @@
 //! run both, one after the other, to compare the sides without either's runs following
 //! the other's in one process.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -288,7 +286,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let n: usize = std::env::var("TW_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
     let n = n / BATCH * BATCH;
-    let server = support::PrivateServer::start();
+    let server = tidewater_testkit::NatsServer::start(tidewater_testkit::NatsRelease::Current);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let config = NatsConfig::new(server.url());
@@ -343,7 +341,8 @@ fn main() {
             rows[3].2.push(js_consume_tw(&js, n, run).await);
         }
         println!(
-            "NATS, 1 KiB messages, nats-server on this machine; core: {core_n} per run, median of {CORE_RUNS}; JetStream: {n} per run, median of {RUNS}"
+            "NATS, 1 KiB messages, nats-server {} on this machine; core: {core_n} per run, median of {CORE_RUNS}; JetStream: {n} per run, median of {RUNS}",
+            tidewater_testkit::install::version("NATS_SERVER_VERSION")
         );
         println!("| path                                      | raw async-nats msg/s | tidewater msg/s | ratio |");
         println!("|-------------------------------------------|----------------------|-----------------|-------|");

@@ -1,5 +1,6 @@
 //! NATS-specific behaviour: interop with plain async-nats clients both ways, JetStream
-//! de-duplication by message id, in-progress acks, and typed errors.
+//! de-duplication by message id, in-progress acks, and typed errors, on Debian's
+//! nats-server 2.9 (the conformance suite runs on the current release).
 
 mod support;
 
@@ -20,11 +21,11 @@ fn subject(prefix: &str) -> String {
 }
 
 async fn js(config: JetStreamConfig) -> JetStream {
-    JetStream::connect(&NatsConfig::new(support::shared_url()), config).await.unwrap()
+    JetStream::connect(&NatsConfig::new(support::driver_url()), config).await.unwrap()
 }
 
 async fn plain() -> async_nats::Client {
-    async_nats::connect(support::shared_url()).await.unwrap()
+    async_nats::connect(support::driver_url()).await.unwrap()
 }
 
 #[tokio::test]
@@ -93,7 +94,7 @@ async fn tidewater_reads_what_a_plain_client_publishes() {
 
     // Core NATS.
     let topic = subject("interop.core");
-    let core = NatsCore::connect(&NatsConfig::new(support::shared_url())).await.unwrap();
+    let core = NatsCore::connect(&NatsConfig::new(support::driver_url())).await.unwrap();
     let seen = Recorder::new();
     let mut s = SubscriberScheduler::new(core.reader(), EventRegistry::new());
     s.subscribe(topic.clone(), seen.clone());
@@ -184,7 +185,7 @@ async fn bad_input_and_unknown_topics_are_typed_errors() {
 /// on core NATS and JetStream; a batch holding one writes none of its messages.
 #[tokio::test]
 async fn an_oversize_message_is_too_large_and_its_batch_writes_nothing() {
-    let core = NatsCore::connect(&NatsConfig::new(support::shared_url())).await.unwrap();
+    let core = NatsCore::connect(&NatsConfig::new(support::driver_url())).await.unwrap();
     let max = core.client().max_payload();
     let topic = subject("oversize.core");
     let big = |topic: &str| Message::new(topic, vec![0u8; max + 1]);
@@ -232,7 +233,7 @@ async fn an_oversize_message_is_too_large_and_its_batch_writes_nothing() {
 
 #[tokio::test]
 async fn token_auth_connects_with_the_token_and_fails_clearly_without() {
-    let server = support::PrivateServer::start_with(&["--auth", "t0ken-for-tests"]);
+    let server = support::private_server(&["--auth", "t0ken-for-tests"]);
     let good = NatsConfig::new(server.url()).auth(tidewater_nats::Auth::Token("t0ken-for-tests".into()));
     let core = NatsCore::connect(&good).await.expect("the right token connects");
     let seen = Recorder::new();
@@ -254,7 +255,7 @@ async fn tls_connects_with_the_configured_roots_and_refuses_an_unknown_ca() {
     let dir = std::env::temp_dir().join(format!("tidewater-tls-{}", UuidV7Ids.next_id()));
     tidewater_conformance::certs::test_certificates(&dir);
     let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
-    let server = support::PrivateServer::start_with(&[
+    let server = support::private_server(&[
         "--tls",
         "--tlscert",
         cert.to_str().unwrap(),
@@ -273,7 +274,7 @@ async fn tls_connects_with_the_configured_roots_and_refuses_an_unknown_ca() {
 }
 
 /// Connects with `auth` to `server`, publishes and reads one message back.
-async fn round_trip_with(server: &support::PrivateServer, auth: tidewater_nats::Auth) {
+async fn round_trip_with(server: &support::NatsServer, auth: tidewater_nats::Auth) {
     let core =
         NatsCore::connect(&NatsConfig::new(server.url()).auth(auth)).await.expect("the right credentials connect");
     let seen = Recorder::new();
@@ -287,7 +288,7 @@ async fn round_trip_with(server: &support::PrivateServer, auth: tidewater_nats::
 
 #[tokio::test]
 async fn user_and_password_auth_connects_and_a_wrong_password_fails_clearly() {
-    let server = support::PrivateServer::start_with(&["--user", "svc", "--pass", "s3cret-pass"]);
+    let server = support::private_server(&["--user", "svc", "--pass", "s3cret-pass"]);
     round_trip_with(&server, tidewater_nats::Auth::UserPassword { user: "svc".into(), password: "s3cret-pass".into() })
         .await;
     let wrong = NatsConfig::new(server.url())
@@ -306,7 +307,7 @@ async fn nkey_auth_signs_the_challenge_and_an_unknown_key_fails() {
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("server.conf");
     std::fs::write(&conf, format!("authorization {{\n  users = [ {{ nkey: {} }} ]\n}}\n", user.public_key())).unwrap();
-    let server = support::PrivateServer::start_with(&["-c", conf.to_str().unwrap()]);
+    let server = support::private_server(&["-c", conf.to_str().unwrap()]);
     round_trip_with(&server, tidewater_nats::Auth::NKey(user.seed().unwrap())).await;
 
     let stranger = nkeys::KeyPair::new_user();
@@ -391,7 +392,7 @@ async fn a_credentials_file_connects_in_operator_mode_and_a_foreign_one_fails() 
     let foreign = dir.join("foreign.creds");
     std::fs::write(&foreign, creds(&foreign_jwt, &user.seed().unwrap())).unwrap();
 
-    let server = support::PrivateServer::start_core_with(&["-c", conf.to_str().unwrap()]);
+    let server = support::private_core_server(&["-c", conf.to_str().unwrap()]);
     round_trip_with(&server, tidewater_nats::Auth::CredentialsFile(good)).await;
     let wrong = NatsConfig::new(server.url()).auth(tidewater_nats::Auth::CredentialsFile(foreign));
     let err = NatsCore::connect(&wrong).await.unwrap_err();

@@ -1,19 +1,17 @@
-//! A 10,000-message JetStream run survives a nats-server restart (same port and storage)
-//! in the middle: every message is processed at least once, and the driver reconnects by
+//! A 10,000-message JetStream run survives a kill (SIGKILL) of the current nats-server
+//! and its restart on the same port and storage in the middle: every message is processed at least once, and the driver reconnects by
 //! itself (the shared scenario in `tidewater_conformance::restart`).
-
-mod support;
 
 use std::time::Duration;
 
-use support::PrivateServer;
+use tidewater_testkit::{NatsRelease, NatsServer};
 use tidewater_conformance::restart::broker_restart_loses_nothing;
 use tidewater_core::{Driver, ReadTask};
 use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_loses_nothing_on_jetstream() {
-    let mut server = PrivateServer::start();
+    let mut server = NatsServer::start(NatsRelease::Current);
     let config = JetStreamConfig { ack_wait: Duration::from_secs(5), ..JetStreamConfig::default() };
     let nats = NatsConfig { request_timeout: Duration::from_secs(2), ..NatsConfig::new(server.url()) };
     let js = JetStream::connect(&nats, config).await.unwrap();
@@ -23,7 +21,7 @@ async fn broker_restart_loses_nothing_on_jetstream() {
         js.writer(),
         js.reader(),
         task,
-        || async { server.restart() },
+        || async { tokio::task::block_in_place(|| server.restart()) },
         Duration::from_secs(120),
     )
     .await;
