@@ -24,4 +24,4 @@ pub mod shared;
 pub use kafka::{kafka_class_path, kafka_version, KafkaBroker};
 pub use nats::{NatsRelease, NatsServer};
 pub use process::{free_port, fresh_dir, BrokerProcess};
-pub use pulsar::{pulsar_version, PulsarStandalone};
+pub use pulsar::{create_partitioned_topic, pulsar_version, PulsarOptions, PulsarStandalone};

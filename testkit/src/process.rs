@@ -41,6 +41,8 @@ pub enum Readiness {
         path: &'static str,
         /// What the body must contain.
         needle: &'static str,
+        /// A bearer token to send, for a broker that requires one.
+        token: Option<String>,
     },
 }
 
@@ -48,21 +50,37 @@ impl Readiness {
     fn reached(&self) -> bool {
         match self {
             Readiness::Port(port) => TcpStream::connect(("127.0.0.1", *port)).is_ok(),
-            Readiness::Http { port, path, needle } => http_get(*port, path).is_some_and(|body| body.contains(needle)),
+            Readiness::Http { port, path, needle, token } => {
+                http_get(*port, path, token.as_deref()).is_some_and(|body| body.contains(needle))
+            }
         }
     }
 }
 
 /// The body of a `200` answer to `GET path`, or `None`.
-fn http_get(port: u16, path: &str) -> Option<String> {
+fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<String> {
+    http(port, "GET", path, token, "").ok().and_then(|(status, body)| (status == 200).then_some(body))
+}
+
+/// Sends one HTTP/1.0 request to 127.0.0.1:`port` (with a bearer `token` if given) and
+/// returns the status and body: enough for the brokers' admin APIs, without an HTTP
+/// client crate.
+pub fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> std::io::Result<(u16, String)> {
     use std::io::Write;
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
     let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    stream.read_to_string(&mut answer)?;
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not an HTTP answer: {answer:?}"));
+    let (head, rest) = answer.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    Ok((status, rest.to_owned()))
 }
 
 /// How to start one broker: the command and how to tell it is ready.

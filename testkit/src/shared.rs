@@ -31,3 +31,9 @@ pub fn pulsar_url() -> String {
 pub fn pulsar_admin_url() -> String {
     named("TIDEWATER_PULSAR_ADMIN_URL", "Apache Pulsar standalone")
 }
+
+/// The shared Pulsar's admin HTTP port.
+pub fn pulsar_admin_port() -> u16 {
+    let url = pulsar_admin_url();
+    url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no port in {url}"))
+}

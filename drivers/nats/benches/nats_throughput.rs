@@ -26,7 +26,6 @@
 //! run both, one after the other, to compare the sides without either's runs following
 //! the other's in one process.
 
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

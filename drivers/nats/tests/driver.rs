@@ -255,13 +255,8 @@ async fn tls_connects_with_the_configured_roots_and_refuses_an_unknown_ca() {
     let dir = std::env::temp_dir().join(format!("tidewater-tls-{}", UuidV7Ids.next_id()));
     tidewater_conformance::certs::test_certificates(&dir);
     let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
-    let server = support::private_server(&[
-        "--tls",
-        "--tlscert",
-        cert.to_str().unwrap(),
-        "--tlskey",
-        key.to_str().unwrap(),
-    ]);
+    let server =
+        support::private_server(&["--tls", "--tlscert", cert.to_str().unwrap(), "--tlskey", key.to_str().unwrap()]);
     let tls =
         tidewater_nats::Tls { required: true, root_certificates: Some(dir.join("ca.pem")), client_certificate: None };
     let core = NatsCore::connect(&NatsConfig::new(server.url()).tls(tls)).await.expect("TLS with our CA connects");

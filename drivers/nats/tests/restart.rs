@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use tidewater_testkit::{NatsRelease, NatsServer};
 use tidewater_conformance::restart::broker_restart_loses_nothing;
 use tidewater_core::{Driver, ReadTask};
 use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig};
+use tidewater_testkit::{NatsRelease, NatsServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_loses_nothing_on_jetstream() {

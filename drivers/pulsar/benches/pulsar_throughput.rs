@@ -1,10 +1,9 @@
 //! Pulsar throughput through tidewater against the raw pulsar crate, in one run, 1 KiB
-//! messages, batched, on a private pulsar-lite this bench starts (behind the test proxy,
-//! which both paths go through; see `tests/support/proxy.rs`).
+//! messages, batched, on a private Apache Pulsar standalone this bench starts (the test
+//! kit's `PulsarStandalone`).
 //!
 //! Run: `cargo bench -p tidewater-pulsar --bench pulsar_throughput` after `scripts/setup`
-//! (which installs pulsar-lite; `TIDEWATER_PULSAR_LITE` names another binary;
-//! `TW_BENCH_MESSAGES` sets the count, default 50,000). Rows:
+//! (which installs Pulsar; `TW_BENCH_MESSAGES` sets the count, default 50,000). Rows:
 //! - produce: writes of 1,000 keyed messages, each waiting for its receipts (raw:
 //!   `Producer::send_non_blocking` per message, then the receipts; tidewater:
 //!   `Writer::write`), both with the driver's producer options (batches of up to 1,000
@@ -14,9 +13,6 @@
 //!   with an ack per message; tidewater: a handler, acks by the driver).
 //!
 //! Each figure is the median of 3 runs; which path goes first alternates.
-
-#[path = "../tests/support/mod.rs"]
-mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -171,9 +167,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let n: usize = std::env::var("TW_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
-    let broker = support::PrivatePulsar::start("");
-    let proxy = support::Proxy::start(broker.addr());
-    let url = proxy.url();
+    let broker = tidewater_testkit::PulsarStandalone::start("");
+    let url = broker.url();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let pulsar = Pulsar::connect(PulsarConfig::new(&url)).await.unwrap();
@@ -202,7 +197,8 @@ fn main() {
             rows[1].2.push(rate(n, t));
         }
         println!(
-            "Pulsar (pulsar-lite 0.2.0 through the test proxy), 1 KiB messages, batched, {n} per run, median of {RUNS}"
+            "Apache Pulsar {} standalone, 1 KiB messages, batched, {n} per run, median of {RUNS}",
+            tidewater_testkit::pulsar_version()
         );
         println!("| path    | raw pulsar crate msg/s | tidewater msg/s | ratio |");
         println!("|---------|------------------------|-----------------|-------|");

@@ -12,6 +12,19 @@ pub(crate) fn pulsar_error(what: impl Into<String>, err: pulsar::Error) -> Error
     Error::new(kind_of(&err), what).with_source(err).with_driver(DRIVER)
 }
 
+/// Whether a first connection failed for a reason the pulsar crate itself will not retry:
+/// it sorts the failures of its attempts, and when none is worth a retry (a refused token,
+/// a TLS failure, the broker closing the connection on its first command), it drops them
+/// and answers with this one I/O error. A broker that is down fails with a refused
+/// connection instead, which it does retry.
+pub(crate) fn is_refused_for_good(err: &pulsar::Error) -> bool {
+    matches!(
+        err,
+        pulsar::Error::Connection(ConnectionError::Io(e))
+            if e.kind() == std::io::ErrorKind::Other && e.to_string() == "fatal error when connecting to the Pulsar server"
+    )
+}
+
 /// The kind of a pulsar crate error.
 pub(crate) fn kind_of(err: &pulsar::Error) -> ErrorKind {
     match err {

@@ -118,6 +118,7 @@ impl Reader for PulsarReader {
             nacks: BinaryHeap::new(),
             nack_ids: HashMap::new(),
             done: RecentEntries::default(),
+            partition_topics: HashMap::new(),
             unsubscribe: private,
             close_timeout: config.request_timeout,
         };
@@ -162,6 +163,9 @@ enum Slot {
 /// What this consumer knows of an entry it received: each message's state and how
 /// often it was handed out. Forgotten when the entry is acked.
 struct Entry {
+    /// The topic the consumer received it on: for a partitioned topic, the partition's
+    /// own (`...-partition-N`), which acks and nacks must name.
+    topic: Arc<str>,
     slots: Vec<Slot>,
     deliveries: Vec<u32>,
     /// The message ids to ack when every message is acked.
@@ -194,6 +198,9 @@ struct Engine {
     /// Entries acked lately, whose messages may still arrive from a redelivery asked for
     /// before the last of them was acked.
     done: RecentEntries,
+    /// The full name of each partition the consumer reads (-1: an unpartitioned topic),
+    /// made once rather than per entry.
+    partition_topics: HashMap<i32, Arc<str>>,
     unsubscribe: bool,
     close_timeout: std::time::Duration,
 }
@@ -250,10 +257,12 @@ impl Engine {
                         }
                         self.nacks.pop();
                         if let Some(id) = self.nack_ids.remove(&(key, index)) {
-                            if let Some(slot) = self.entries.get_mut(&key).and_then(|e| e.slots.get_mut(index as usize)) {
+                            let Some(entry) = self.entries.get_mut(&key) else { continue };
+                            if let Some(slot) = entry.slots.get_mut(index as usize) {
                                 *slot = Slot::Waiting;
                             }
-                            self.nack(id).await;
+                            let topic = Arc::clone(&entry.topic);
+                            self.nack(&topic, id).await;
                         }
                     }
                 }
@@ -285,7 +294,11 @@ impl Engine {
             // The rest of a redelivered batch whose last message was acked meanwhile.
             return;
         }
+        let topic = Arc::clone(
+            self.partition_topics.entry(key.partition).or_insert_with(|| Arc::from(received.topic.as_str())),
+        );
         let entry = self.entries.entry(key).or_insert_with(|| Entry {
+            topic,
             slots: vec![Slot::Waiting; size],
             deliveries: vec![0; size],
             ids: vec![None; size],
@@ -306,8 +319,9 @@ impl Engine {
         let _ = self.deliveries.send(Ok((delivery, id)));
     }
 
-    async fn nack(&mut self, id: MessageIdData) {
-        if let Err(err) = self.consumer.nack_with_id(&self.topic, id).await {
+    /// Nacks `id`, which the consumer received on `topic`.
+    async fn nack(&mut self, topic: &str, id: MessageIdData) {
+        if let Err(err) = self.consumer.nack_with_id(topic, id).await {
             tracing::warn!(topic = %self.topic, error = %err, "a nack failed; the message comes again when this consumer closes");
         }
     }
@@ -333,7 +347,7 @@ impl Engine {
                     // Acked one by one, so the consumer's ack-timeout bookkeeping (by
                     // message id) lets go of each.
                     for id in entry.ids.into_iter().flatten() {
-                        if let Err(err) = self.consumer.ack_with_id(&self.topic, id).await {
+                        if let Err(err) = self.consumer.ack_with_id(&entry.topic, id).await {
                             tracing::warn!(topic = %self.topic, error = %err, "an ack failed; the message may come again");
                         }
                     }
@@ -342,7 +356,8 @@ impl Engine {
             Command::Nack(_, delay) => {
                 if delay.is_zero() {
                     entry.slots[index] = Slot::Waiting;
-                    self.nack(id).await;
+                    let topic = Arc::clone(&entry.topic);
+                    self.nack(&topic, id).await;
                     return;
                 }
                 entry.slots[index] = Slot::Delayed;
@@ -366,8 +381,10 @@ impl Engine {
             // the consumer is gone anyway, and a nack sent now reaches the group's other
             // members sooner.
             self.nacks.clear();
-            for (_, id) in std::mem::take(&mut self.nack_ids) {
-                self.nack(id).await;
+            for ((key, _), id) in std::mem::take(&mut self.nack_ids) {
+                let topic =
+                    self.entries.get(&key).map_or_else(|| Arc::from(self.topic.as_str()), |e| Arc::clone(&e.topic));
+                self.nack(&topic, id).await;
             }
             if self.unsubscribe {
                 if let Err(err) = self.consumer.unsubscribe().await {

@@ -1,10 +1,6 @@
-//! The shared conformance suite on Pulsar, against a real pulsar-lite (through the test
-//! proxy that adds the checksums pulsar-lite leaves out; see `support/proxy.rs`).
-//!
-//! Every capability is on except `partitions`: the suite's topics are created by the
-//! broker on first use, unpartitioned (pulsar-lite makes partitioned topics only through
-//! its `default_partitions` setting and has no admin API to create one). Partitioned
-//! topics are tested in `driver.rs` on a pulsar-lite of their own.
+//! The shared conformance suite on Apache Pulsar (standalone, started by `scripts/test`),
+//! with every capability on: the suite's topics are partitioned topics of 3 partitions,
+//! made through the broker's admin API.
 
 mod support;
 
@@ -20,10 +16,14 @@ struct PulsarFixture(Pulsar);
 #[async_trait]
 impl Fixture for PulsarFixture {
     fn capabilities(&self) -> Capabilities {
-        Capabilities { partitions: 1, ..Capabilities::default() }
+        Capabilities { partitions: 3, ..Capabilities::default() }
     }
 
-    async fn create_topic(&self, _topic: &str, _partitions: u32) -> Result<()> {
+    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || support::create_partitioned_topic(&topic, partitions))
+            .await
+            .expect("the admin request");
         Ok(())
     }
 
@@ -38,7 +38,7 @@ impl Fixture for PulsarFixture {
 
 async fn fixture() -> PulsarFixture {
     let url = support::shared_url();
-    PulsarFixture(Pulsar::connect(support::config(&url)).await.expect("connect to the test pulsar-lite"))
+    PulsarFixture(Pulsar::connect(support::config(&url)).await.expect("connect to the test Pulsar"))
 }
 
 tidewater_conformance::conformance_tests!(fixture);

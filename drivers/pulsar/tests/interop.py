@@ -1,6 +1,4 @@
-"""The third-party side of the interop test: the official Python client, pulsar-client
-(installed with pulsar-lite). It talks to pulsar-lite directly: unlike the Rust crate it
-reads messages without the optional checksum.
+"""The third-party side of the interop test: the official Python client, pulsar-client.
 
   interop.py produce URL TOPIC      writes one message, prints what it wrote as JSON
   interop.py consume URL TOPIC N    reads N messages from the start, prints each as JSON

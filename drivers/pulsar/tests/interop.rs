@@ -1,6 +1,6 @@
-//! Interop with the official Python client (pulsar-client, which `scripts/test` installs
-//! with pulsar-lite): what tidewater writes, it reads with its key and properties, and
-//! the reverse. Python talks to the broker directly, tidewater through the test proxy.
+//! Interop with the official Python client (pulsar-client, which `scripts/setup`
+//! installs) on the shared Apache Pulsar: what tidewater writes, it reads with its key
+//! and properties, and the reverse.
 
 mod support;
 
@@ -13,14 +13,9 @@ use tidewater_core::testing::Recorder;
 use tidewater_core::{Driver, EventRegistry, IdFactory, Message, ReadTask, SubscriberScheduler, UuidV7Ids};
 use tidewater_pulsar::Pulsar;
 
-fn python() -> String {
-    std::env::var("TIDEWATER_PYTHON")
-        .expect("TIDEWATER_PYTHON is not set: run the tests with scripts/test, which installs pulsar-client")
-}
-
 fn run_python(args: &[&str]) -> Vec<Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop.py");
-    let out = Command::new(python()).arg(script).args(args).output().expect("run python");
+    let out = Command::new(tidewater_testkit::install::python()).arg(script).args(args).output().expect("run python");
     assert!(out.status.success(), "interop.py {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout)
         .unwrap()
@@ -35,7 +30,7 @@ fn topic(case: &str) -> String {
 }
 
 fn broker_url() -> String {
-    format!("pulsar://{}", support::shared_broker())
+    support::shared_url()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
