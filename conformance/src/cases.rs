@@ -432,7 +432,34 @@ pub async fn shutdown_with_handlers_running(f: Arc<dyn Fixture>) {
     }
 }
 
-/// Case 13: The whole suite, `copies` times in parallel.
+/// Case 13: A message larger than any broker takes (16 MiB and a byte) is refused with
+/// `TooLarge`, which no retry can fix, and its error says each thing once: its kind, the
+/// driver, what happened. The writer goes on working, and nothing of the refused write
+/// arrives.
+pub async fn oversize_is_too_large(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    let topic = topic(&*f, "oversize").await;
+    let probe = Probe::succeeding();
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("big"), probe.clone()).await;
+    let writer = f.writer().await;
+    let big = Message::new(&topic, Bytes::from(vec![b'x'; 16 * 1024 * 1024 + 1])).with_id(format!("{topic}-big"));
+    let err = writer.write(vec![big]).await.expect_err("a 16 MiB message is refused");
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    assert!(!err.is_retryable(), "{err}");
+    let text = err.to_string();
+    for once in [ErrorKind::TooLarge.to_string(), "(driver ".to_owned()] {
+        assert_eq!(text.matches(&once).count(), 1, "{once:?} should appear once in: {text}");
+    }
+    let after = Message::new(&topic, "small").with_id(format!("{topic}-small"));
+    writer.write(vec![after]).await.expect("the writer still writes after a refused message");
+    writer.flush().await.expect("flush");
+    let state = probe.wait(caps.patience, "the message after the refused one", |s| !s.done.is_empty()).await;
+    sub.shutdown(GRACE).await;
+    let got: Vec<&str> = state.done.iter().map(|d| d.message().id.as_str()).collect();
+    assert!(got.iter().all(|id| id.ends_with("-small")), "only the small message arrives: {got:?}");
+}
+
+/// Case 14: The whole suite, `copies` times in parallel.
 pub async fn run_stress(f: Arc<dyn Fixture>, copies: usize) {
     let mut runs = Vec::new();
     for _ in 0..copies {
@@ -449,6 +476,7 @@ pub async fn run_stress(f: Arc<dyn Fixture>, copies: usize) {
             resubscribe(Arc::clone(&f)).await;
             close_flushes(Arc::clone(&f)).await;
             cancel_is_prompt(Arc::clone(&f)).await;
+            oversize_is_too_large(Arc::clone(&f)).await;
             shutdown_with_handlers_running(f).await;
         }));
     }

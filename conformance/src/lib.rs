@@ -105,7 +105,7 @@ macro_rules! conformance_tests {
             round_trip, concurrent_publishers, topic_isolation, nack_redelivery,
             failures_do_not_stop_consumption, per_key_order, consumer_groups,
             late_subscriber, resubscribe, close_flushes, cancel_is_prompt,
-            shutdown_with_handlers_running);
+            oversize_is_too_large, shutdown_with_handlers_running);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stress() {

@@ -137,6 +137,24 @@ impl Error {
         self.kind.is_retryable()
     }
 
+    /// What happened, without the kind, driver and topic that [`Display`](fmt::Display)
+    /// adds around it: for an error that wraps this one's text, so it says them once.
+    ///
+    /// ```
+    /// use tidewater_core::{Error, ErrorKind};
+    ///
+    /// let err = Error::new(ErrorKind::Connection, "the broker at 127.0.0.1:9092 refused").with_driver("kafka");
+    /// let wrapped = Error::new(err.kind(), format!("message m-1 was not written: {}", err.message()))
+    ///     .with_driver("kafka");
+    /// assert_eq!(
+    ///     wrapped.to_string(),
+    ///     "connection failed: message m-1 was not written: the broker at 127.0.0.1:9092 refused (driver kafka)"
+    /// );
+    /// ```
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The driver the error came from, if recorded.
     pub fn driver(&self) -> Option<&'static str> {
         self.driver

@@ -144,18 +144,20 @@ impl Writer for KafkaWriter {
     }
 }
 
-/// One error for a batch: the first failure's kind, naming every failed message.
+/// One error for a batch: the first failure's kind, naming every failed message. Each
+/// failure's text goes in once, without the kind and driver it already shares.
 fn summarize(batch: &[Message], mut failures: Vec<(usize, Error)>) -> Result<()> {
     if failures.is_empty() {
         return Ok(());
     }
     failures.sort_by_key(|(i, _)| *i);
-    let (first_index, first) = &failures[0];
     if failures.len() == 1 {
-        let err = Error::new(first.kind(), first.to_string()).with_driver(DRIVER);
-        return Err(err.with_topic(batch[*first_index].stream.clone()));
+        let (index, err) = failures.remove(0);
+        return Err(err.with_topic(batch[index].stream.clone()));
     }
-    let listed: Vec<String> = failures.iter().take(5).map(|(i, e)| format!("{}: {e}", batch[*i].id)).collect();
+    let (_, first) = &failures[0];
+    let listed: Vec<String> =
+        failures.iter().take(5).map(|(i, e)| format!("{}: {}", batch[*i].id, e.message())).collect();
     let more = failures.len().saturating_sub(5);
     let mut text = format!("{} of {} messages were not written: {}", failures.len(), batch.len(), listed.join("; "));
     if more > 0 {

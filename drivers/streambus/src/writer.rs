@@ -222,7 +222,7 @@ fn summarize(mut failures: Vec<Error>, total: usize) -> Result<()> {
 
 /// A copy of `err` for another waiter of the same batch: same kind, text and broker code.
 fn replicate(err: &Error, topic: &str) -> Error {
-    let copy = Error::new(err.kind(), err.to_string()).with_driver(DRIVER).with_topic(topic);
+    let copy = Error::new(err.kind(), err.message()).with_driver(DRIVER).with_topic(topic);
     match broker_code(err) {
         Some(code) => copy.with_source(BrokerError { code, message: String::new() }),
         None => copy,
