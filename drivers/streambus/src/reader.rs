@@ -395,20 +395,22 @@ impl StreamBusSource {
             Ok(Response::Fetch(r)) => r,
             Ok(_) => unreachable!("a fetch is answered with a fetch response"),
             Err(e) if broker_code(&e) == Some(ErrorCode::OFFSET_OUT_OF_RANGE) => {
-                // The log was cut or recreated under us: go on from its nearest end.
-                let (start, end) = client.offsets(&self.shared.topic, partition).await?;
-                let mut state = self.shared.state.lock().unwrap();
-                if let Some(part) = state.parts.get_mut(&partition).filter(|p| p.position == position) {
-                    tracing::warn!(topic = %self.shared.topic, partition, position, start, end, "fetch offset out of range; moving to the nearest end");
-                    part.position = position.clamp(start, end);
-                    part.commits.rewind(part.position as u64);
-                }
+                // The log was cut or recreated under us.
+                self.reset(partition, position).await?;
                 return Ok(0);
             }
             Err(e) => return Err(e.with_topic(self.shared.topic.clone())),
         };
         Counters::add(&client.counters.fetches, 1);
         Counters::add(&client.counters.fetched, response.records.len() as u64);
+        if response.records.is_empty() && position > response.high_water_mark {
+            // A v1.0.x broker answers a fetch past the log's end with an empty list, not
+            // OFFSET_OUT_OF_RANGE: the same fault, found by comparing with the end. (A
+            // stored position from before the topic was recreated, or from another
+            // broker.) Left alone, the reader would wait there for good.
+            self.reset(partition, position).await?;
+            return Ok(0);
+        }
         let next = response.next_position(position);
         let mut state = self.shared.state.lock().unwrap();
         let State { epoch: now_epoch, parts, attempts } = &mut *state;
@@ -433,6 +435,29 @@ impl StreamBusSource {
             self.buffer.push_back(Incoming { delivery, settle: Box::new(settle) });
         }
         Ok(count)
+    }
+}
+
+impl StreamBusSource {
+    /// Moves `partition` from `position`, which lies outside its log, to where the
+    /// task's [`StartFrom`] says (its start or its end), as a new group would start,
+    /// and says so.
+    async fn reset(&mut self, partition: u32, position: i64) -> Result<()> {
+        let (start, end) = self.shared.client.offsets(&self.shared.topic, partition).await?;
+        let to = match self.shared.start {
+            StartFrom::Earliest => start,
+            StartFrom::Latest => end,
+        };
+        let mut state = self.shared.state.lock().unwrap();
+        if let Some(part) = state.parts.get_mut(&partition).filter(|p| p.position == position) {
+            tracing::warn!(
+                topic = %self.shared.topic, partition, position, start, end, to, start_from = ?self.shared.start,
+                "the read position lies outside the partition's log; moving to where the task starts from"
+            );
+            part.position = to;
+            part.commits.rewind(to as u64);
+        }
+        Ok(())
     }
 }
 

@@ -387,3 +387,52 @@ async fn a_response_with_the_wrong_id_drops_the_connection() {
     bus.create_topic("t", 1).await.unwrap();
     assert_eq!(connections.load(Ordering::Relaxed), 3, "one per client, one for the retry");
 }
+
+/// A v1.0.x broker answers a fetch past the log's end with an empty list, not an error.
+/// A stored position there (a topic recreated, a store from another broker) is found by
+/// comparing with the log's end and moved to where the task starts from; the store then
+/// holds the new position.
+#[tokio::test]
+async fn a_stored_position_past_the_log_end_moves_where_the_task_starts_from() {
+    for start in [StartFrom::Earliest, StartFrom::Latest] {
+        let double = BrokerDouble::start(Profile::V1).await;
+        let store = Arc::new(MemoryOffsets::default());
+        let mut config = support::config(double.addr());
+        config.offset_store = store.clone();
+        let bus = StreamBus::connect(config).await.unwrap();
+        bus.create_topic("gone", 1).await.unwrap();
+        let old: Vec<Message> = (0..5).map(|i| Message::new("gone", "old").with_id(format!("old-{i}"))).collect();
+        bus.writer().write(old).await.unwrap();
+        store.commit("g.gone", "gone", &[(0, 100)]).await.unwrap();
+
+        let recorder = Recorder::new();
+        let mut scheduler = SubscriberScheduler::new(bus.reader(), EventRegistry::new());
+        scheduler.add(ReadTask::new("gone").with_group("g").with_start(start), Arc::new(recorder.clone()));
+        scheduler.start().await.unwrap();
+        let expected = match start {
+            StartFrom::Earliest => 5,
+            StartFrom::Latest => {
+                // Once the reader has moved to the end, what comes next is read.
+                let moved = async {
+                    while store.load("g.gone", "gone", 0).await.unwrap() != Some(5) {
+                        // Polls the store for the commit of the moved position.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                };
+                tokio::time::timeout(PATIENCE, moved).await.expect("the position moves to the end");
+                bus.writer().write(vec![Message::new("gone", "new").with_id("new")]).await.unwrap();
+                1
+            }
+        };
+        let got = recorder.wait_for(expected, PATIENCE).await.unwrap_or_else(|e| panic!("{start:?}: {e}"));
+        let report = scheduler.shutdown(Duration::from_secs(5)).await;
+        assert!(report.is_clean(), "{report:?}");
+        let ids: Vec<&str> = got.iter().map(|d| d.message().id.as_str()).collect();
+        match start {
+            StartFrom::Earliest => assert_eq!(ids, ["old-0", "old-1", "old-2", "old-3", "old-4"]),
+            StartFrom::Latest => assert_eq!(ids, ["new"]),
+        }
+        let stored = store.load("g.gone", "gone", 0).await.unwrap();
+        assert_eq!(stored, Some(if start == StartFrom::Earliest { 5 } else { 6 }), "{start:?}: the store moved on");
+    }
+}
