@@ -1,5 +1,7 @@
 //! Produce and consume throughput and produce latency against the broker double (later
-//! profile), batched and unbatched, in one run. 1 KiB values.
+//! profile), in one run, with the default writer (a write goes at once when its
+//! partition has nothing in flight; writes behind a request share the next) and with a
+//! 2 ms linger on top. 1 KiB values.
 //!
 //! `cargo bench -p tidewater-streambus --bench streambus_throughput`
 //! (`TW_BENCH_N` sets the message count, 20,000 by default.)
@@ -87,27 +89,27 @@ fn main() {
         let mut config = DoubleConfig::new(Profile::Later);
         config.idle_fault = None;
         let double = BrokerDouble::start_with(config).await;
-        let unbatched = connect(&double, Duration::ZERO).await;
-        let batched = connect(&double, Duration::from_millis(2)).await;
-        for (topic, bus) in [("unbatched", &unbatched), ("batched", &batched), ("bulk", &batched)] {
+        let plain = connect(&double, StreamBusConfig::new("").linger).await;
+        let lingering = connect(&double, Duration::from_millis(2)).await;
+        for (topic, bus) in [("plain", &plain), ("lingering", &lingering), ("bulk", &lingering)] {
             bus.create_topic(topic, 3).await.unwrap();
         }
         println!("StreamBus driver against the in-process double (later profile), {n} messages of 1 KiB\n");
         println!("| path | writers | msg/s | p50 | p99 |");
         println!("|---|---|---|---|---|");
-        let (rate, p50, p99) = produce(unbatched.writer(), "unbatched", n, 1).await;
-        println!("| produce, unbatched (linger 0) | 1 | {rate:.0} | {p50:.1?} | {p99:.1?} |");
-        let (rate, p50, p99) = produce(unbatched.writer(), "unbatched", n, 32).await;
-        println!("| produce, unbatched (linger 0) | 32 | {rate:.0} | {p50:.1?} | {p99:.1?} |");
-        let (rate, p50, p99) = produce(batched.writer(), "batched", n, 32).await;
-        println!("| produce, batched (linger 2 ms) | 32 | {rate:.0} | {p50:.1?} | {p99:.1?} |");
-        let (rate, p50, p99) = produce(unbatched.writer(), "unbatched", n, 400).await;
-        println!("| produce, unbatched (linger 0) | 400 | {rate:.0} | {p50:.1?} | {p99:.1?} |");
-        let (rate, p50, p99) = produce(batched.writer(), "batched", n, 400).await;
-        println!("| produce, batched (linger 2 ms) | 400 | {rate:.0} | {p50:.1?} | {p99:.1?} |");
-        let rate = produce_batches(batched.writer(), "bulk", n).await;
+        let (rate, p50, p99) = produce(plain.writer(), "plain", n, 1).await;
+        println!("| produce, default (linger 0) | 1 | {rate:.0} | {p50:.1?} | {p99:.1?} |");
+        let (rate, p50, p99) = produce(plain.writer(), "plain", n, 32).await;
+        println!("| produce, default (linger 0) | 32 | {rate:.0} | {p50:.1?} | {p99:.1?} |");
+        let (rate, p50, p99) = produce(lingering.writer(), "lingering", n, 32).await;
+        println!("| produce, linger 2 ms | 32 | {rate:.0} | {p50:.1?} | {p99:.1?} |");
+        let (rate, p50, p99) = produce(plain.writer(), "plain", n, 400).await;
+        println!("| produce, default (linger 0) | 400 | {rate:.0} | {p50:.1?} | {p99:.1?} |");
+        let (rate, p50, p99) = produce(lingering.writer(), "lingering", n, 400).await;
+        println!("| produce, linger 2 ms | 400 | {rate:.0} | {p50:.1?} | {p99:.1?} |");
+        let rate = produce_batches(lingering.writer(), "bulk", n).await;
         println!("| produce, writes of 1,000 | 1 | {rate:.0} | - | - |");
-        let rate = consume(&batched, "unbatched", 3 * n).await;
+        let rate = consume(&lingering, "plain", 3 * n).await;
         println!("| consume (fetch 1 MiB) | 1 reader | {rate:.0} | - | - |");
     });
 }

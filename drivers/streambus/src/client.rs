@@ -63,14 +63,25 @@ impl Client {
 
     pub(crate) async fn call_on(&self, pool: &Arc<Pool>, request: Request) -> Result<Response> {
         let kind = request.kind();
-        let retryable = kind != RequestType::Produce || self.config.retry_produce;
+        let policy = &self.config.retry;
+        let retryable = (kind != RequestType::Produce || self.config.retry_produce) && !policy.deadline.is_zero();
+        let started = tokio::time::Instant::now();
         let mut attempt = 0;
         loop {
             match self.call_once(pool, &request).await {
                 Ok(response) => return Ok(response),
-                Err(err) if retryable && attempt < self.config.retry.retries && transport_retryable(&err) => {
+                Err(err) if retryable && transport_retryable(&err) => {
                     attempt += 1;
-                    let wait = self.config.retry.delay(attempt);
+                    let wait = policy.delay(attempt);
+                    let spent = started.elapsed();
+                    if spent + wait > policy.deadline {
+                        let text = format!(
+                            "gave up on {kind:?} after {} tries over {spent:.1?}, as the next would pass the \
+                             retry deadline of {:?}",
+                            attempt, policy.deadline
+                        );
+                        return Err(Error::new(err.kind(), text).with_driver(DRIVER).with_source(err));
+                    }
                     tracing::debug!(?kind, attempt, ?wait, error = %err, "retrying a StreamBus request");
                     tokio::time::sleep(wait).await;
                 }

@@ -46,14 +46,20 @@ pub enum GroupScope {
     AsGiven,
 }
 
-/// Retries of failed requests: exponential back-off from `initial` doubling up to `max`.
+/// Retries of failed requests: exponential back-off from `initial` doubling up to `max`,
+/// for as long as `deadline` allows. The default rides out a broker restart: a StreamBus
+/// broker takes 3-6 s to come back after a crash with its log replayed.
+///
+/// A request that fails past the deadline fails with an error that names the deadline;
+/// its source is the last failure.
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
-    /// Tries after the first.
-    pub retries: u32,
-    /// The first wait.
+    /// How long after the first try a request may still be tried again. Zero turns
+    /// retries off. Default 30 s.
+    pub deadline: Duration,
+    /// The first wait. Default 100 ms.
     pub initial: Duration,
-    /// The longest wait.
+    /// The longest wait. Default 2 s.
     pub max: Duration,
 }
 
@@ -66,7 +72,7 @@ impl RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { retries: 3, initial: Duration::from_millis(100), max: Duration::from_secs(5) }
+        Self { deadline: Duration::from_secs(30), initial: Duration::from_millis(100), max: Duration::from_secs(2) }
     }
 }
 
@@ -100,7 +106,10 @@ pub struct StreamBusConfig {
     /// after a timeout or a broken connection can write the batch twice. On by default
     /// (at least once); pair it with the dedup middleware on the read side.
     pub retry_produce: bool,
-    /// How long the writer waits to fill a batch. Zero sends each write at once.
+    /// How long a batch that gathered while its partition's previous request was in
+    /// flight may wait for more records once that request returns (unless it is full).
+    /// A write to a partition with nothing in flight is sent at once whatever this
+    /// says. Default zero: batches grow with the load alone.
     pub linger: Duration,
     /// A batch is sent when its records reach this many bytes.
     pub batch_bytes: usize,
@@ -185,7 +194,7 @@ impl StreamBusConfig {
             idle_close: Duration::from_secs(20),
             retry: RetryPolicy::default(),
             retry_produce: true,
-            linger: Duration::from_millis(5),
+            linger: Duration::ZERO,
             batch_bytes: 512 * 1024,
             batch_records: 1000,
             fetch_max_bytes: 1024 * 1024,

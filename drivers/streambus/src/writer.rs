@@ -1,13 +1,13 @@
 //! The write side: a key-hash partitioner and a batch accumulator by size and linger.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::future::join_all;
 use tidewater_core::{hash::fnv1a_64, CloseFlag, Error, ErrorKind, Message, Result, Writer};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::client::Client;
@@ -37,7 +37,7 @@ pub(crate) async fn by_partition(
     keyless: u64,
 ) -> Result<Vec<(PartitionKey, Vec<Record>)>> {
     let mut groups: Vec<(PartitionKey, Vec<Record>)> = Vec::new();
-    for message in batch {
+    for (index, message) in batch.iter().enumerate() {
         record::check_topic(&message.stream)?;
         let partitions = client.partitions(&message.stream, true).await?;
         let record = record::to_record(message, envelope)?;
@@ -45,7 +45,7 @@ pub(crate) async fn by_partition(
         if size > MAX_FRAME {
             return Err(Error::new(
                 ErrorKind::TooLarge,
-                format!("message {} needs {size} bytes, over the broker's {MAX_FRAME}-byte frame limit", message.id),
+                format!("{} needs {size} bytes, over the broker's {MAX_FRAME}-byte frame limit", which(message, index)),
             )
             .with_driver(DRIVER)
             .with_topic(message.stream.clone()));
@@ -62,6 +62,16 @@ pub(crate) async fn by_partition(
     }
     Ok(groups)
 }
+/// How an error names the `index`-th message of a write: by its id, or by its place when
+/// it has none (a raw writer's message may not).
+fn which(message: &Message, index: usize) -> String {
+    if message.id.is_empty() {
+        format!("message {index} of the write (it has no id)")
+    } else {
+        format!("message {}", message.id)
+    }
+}
+
 type Waiter = oneshot::Sender<Result<()>>;
 
 struct Batch {
@@ -71,20 +81,42 @@ struct Batch {
     opened: Instant,
 }
 
+impl Batch {
+    fn new() -> Self {
+        Self { records: Vec::new(), bytes: 0, waiters: Vec::new(), opened: Instant::now() }
+    }
+
+    fn is_full(&self, config: &crate::StreamBusConfig) -> bool {
+        self.records.len() >= config.batch_records || self.bytes >= config.batch_bytes
+    }
+}
+
+/// The batches waiting for one partition, and whether a task is sending them.
+#[derive(Default)]
+struct Queue {
+    batches: VecDeque<Batch>,
+    sending: bool,
+}
+
 /// Writes to one StreamBus broker.
 ///
 /// A write returns once the broker acknowledged every message of it. Messages go to
 /// their key's partition ([`partition_for_key`]); keyless messages of one write go
-/// to one partition, the next write's to the next. Records for one partition are
-/// gathered into a batch until it holds `batch_records` records or `batch_bytes`
-/// bytes, or `linger` passed since its first record, so concurrent writers share
-/// produce requests. One produce request per partition is in flight at a time, so
-/// the order of writes to a partition is kept, retries included.
+/// to one partition, the next write's to the next.
+///
+/// Batching: one produce request per partition is in flight at a time, so the order of
+/// writes to a partition is kept, retries included. A write to a partition with nothing
+/// in flight is sent at once: a lone awaited publish never waits for company. Writes
+/// that come while a request is in flight gather into the next batch (up to
+/// `batch_records` records or `batch_bytes` bytes), which goes as soon as the request
+/// returns, after `linger` at most if it is not full. So concurrent writers share
+/// requests, and batches grow with the load.
 ///
 /// Retries: a produce that failed on the connection or timed out is sent again (when
-/// `retry_produce` is on). StreamBus has no idempotent produce, so if the broker had
-/// appended the first one, the records are in the log twice: at least once, never
-/// lost. Pair it with the dedup middleware, which keys on the message id.
+/// `retry_produce` is on) until the retry deadline. StreamBus has no idempotent produce,
+/// so if the broker had appended the first one, the records are in the log twice: at
+/// least once, never lost. Pair it with the dedup middleware, which keys on the message
+/// id.
 pub struct StreamBusWriter {
     inner: Arc<Inner>,
 }
@@ -93,9 +125,7 @@ struct Inner {
     client: Arc<Client>,
     envelope: bool,
     closed: CloseFlag,
-    pending: Mutex<HashMap<PartitionKey, Batch>>,
-    in_flight: Mutex<HashMap<PartitionKey, Arc<tokio::sync::Mutex<()>>>>,
-    wake: Notify,
+    queues: Mutex<HashMap<PartitionKey, Queue>>,
     next_keyless: AtomicU64,
 }
 
@@ -111,15 +141,67 @@ impl StreamBusWriter {
             client,
             envelope,
             closed: CloseFlag::new(),
-            pending: Mutex::default(),
-            in_flight: Mutex::default(),
-            wake: Notify::new(),
+            queues: Mutex::default(),
             next_keyless: AtomicU64::new(0),
         });
-        if !inner.client.config.linger.is_zero() {
-            tokio::spawn(linger_loop(Arc::downgrade(&inner)));
-        }
         Self { inner }
+    }
+}
+
+impl Inner {
+    /// Adds `waiter` to the last batch of `key`'s queue, which gets `records` too, and
+    /// starts a sending task for the partition unless one runs.
+    fn enqueue(self: &Arc<Self>, key: PartitionKey, records: Vec<Record>, waiter: Waiter) {
+        let config = &self.client.config;
+        let start = {
+            let mut queues = self.queues.lock().unwrap();
+            let queue = queues.entry(key.clone()).or_default();
+            if queue.batches.back().is_none_or(|b| b.is_full(config)) {
+                queue.batches.push_back(Batch::new());
+            }
+            let batch = queue.batches.back_mut().expect("just made sure");
+            batch.bytes += records.iter().map(Record::encoded_len).sum::<usize>();
+            batch.records.extend(records);
+            batch.waiters.push(waiter);
+            !std::mem::replace(&mut queue.sending, true)
+        };
+        if start {
+            tokio::spawn(drain(Arc::clone(self), key));
+        }
+    }
+}
+
+/// Sends `key`'s batches one after the other until its queue is empty. The first goes
+/// at once; a later one, which gathered while the one before was in flight, waits for
+/// `linger` from its first record unless it is full.
+async fn drain(inner: Arc<Inner>, key: PartitionKey) {
+    let config = &inner.client.config;
+    let mut first = true;
+    loop {
+        let next = {
+            let mut queues = inner.queues.lock().unwrap();
+            let queue = queues.get_mut(&key).expect("a sending partition keeps its queue");
+            match queue.batches.front() {
+                None => {
+                    queues.remove(&key);
+                    return;
+                }
+                Some(b)
+                    if !first
+                        && !b.is_full(config)
+                        && !b.records.is_empty()
+                        && b.opened + config.linger > Instant::now() =>
+                {
+                    Err(b.opened + config.linger)
+                }
+                Some(_) => Ok(queue.batches.pop_front().expect("just looked")),
+            }
+        };
+        match next {
+            Ok(batch) => send(&inner, &key, batch).await,
+            Err(until) => tokio::time::sleep_until(until).await,
+        }
+        first = false;
     }
 }
 
@@ -132,38 +214,15 @@ impl Writer for StreamBusWriter {
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
         self.inner.closed.check(DRIVER)?;
         let inner = &self.inner;
-        let config = &inner.client.config;
         // Everything is checked before anything is queued, so a bad message fails the
         // write without half of it written.
         let keyless = inner.next_keyless.fetch_add(1, Ordering::Relaxed);
         let groups = by_partition(&inner.client, &batch, inner.envelope, keyless).await?;
         let mut receivers = Vec::with_capacity(groups.len());
-        let mut ready = Vec::new();
-        {
-            let mut pending = inner.pending.lock().unwrap();
-            for (key, records) in groups {
-                let (tx, rx) = oneshot::channel();
-                receivers.push((key.0.clone(), rx));
-                let batch = pending.entry(key.clone()).or_insert_with(|| Batch {
-                    records: Vec::new(),
-                    bytes: 0,
-                    waiters: Vec::new(),
-                    opened: Instant::now(),
-                });
-                batch.bytes += records.iter().map(Record::encoded_len).sum::<usize>();
-                batch.records.extend(records);
-                batch.waiters.push(tx);
-                let full = batch.records.len() >= config.batch_records || batch.bytes >= config.batch_bytes;
-                if full || config.linger.is_zero() {
-                    ready.push((key.clone(), pending.remove(&key).expect("present")));
-                }
-            }
-        }
-        if receivers.len() > ready.len() {
-            inner.wake.notify_one();
-        }
-        for (key, batch) in ready {
-            tokio::spawn(send(Arc::clone(inner), key, batch));
+        for (key, records) in groups {
+            let (tx, rx) = oneshot::channel();
+            receivers.push((key.0.clone(), rx));
+            inner.enqueue(key, records, tx);
         }
         let mut failures = Vec::new();
         for (topic, rx) in receivers {
@@ -180,24 +239,28 @@ impl Writer for StreamBusWriter {
         summarize(failures, batch.len())
     }
 
+    /// Waits until everything written before it was acknowledged or failed (each write
+    /// gets its own outcome; flush fails only if it cannot wait).
     async fn flush(&self) -> Result<()> {
         let inner = &self.inner;
-        let batches: Vec<(PartitionKey, Batch)> = inner.pending.lock().unwrap().drain().collect();
-        let mut receivers = Vec::new();
-        for (key, mut batch) in batches {
+        let sending: Vec<PartitionKey> = {
+            let queues = inner.queues.lock().unwrap();
+            queues.iter().filter(|(_, q)| q.sending).map(|(k, _)| k.clone()).collect()
+        };
+        let mut receivers = Vec::with_capacity(sending.len());
+        for key in sending {
+            // An empty batch at the end of the queue, whose only waiter is this flush:
+            // it is answered once everything ahead of it was sent.
             let (tx, rx) = oneshot::channel();
-            batch.waiters.push(tx);
             receivers.push(rx);
-            tokio::spawn(send(Arc::clone(inner), key, batch));
+            inner.enqueue(key, Vec::new(), tx);
         }
-        let results = join_all(receivers).await;
-        // Batches sent before this flush finish before their partition's lock is free.
-        let locks: Vec<_> = inner.in_flight.lock().unwrap().values().cloned().collect();
-        for lock in locks {
-            drop(lock.lock().await);
+        for rx in join_all(receivers).await {
+            if rx.is_err() {
+                return Err(Error::new(ErrorKind::Closed, "the writer stopped during a flush").with_driver(DRIVER));
+            }
         }
-        let failures: Vec<Error> = results.into_iter().filter_map(|r| r.ok().and_then(Result::err)).collect();
-        summarize(failures, 0)
+        Ok(())
     }
 
     async fn close(&self) -> Result<()> {
@@ -229,10 +292,15 @@ fn replicate(err: &Error, topic: &str) -> Error {
     }
 }
 
-async fn send(inner: Arc<Inner>, key: PartitionKey, batch: Batch) {
-    let lock = Arc::clone(inner.in_flight.lock().unwrap().entry(key.clone()).or_default());
-    let _turn = lock.lock().await;
-    let (topic, partition) = key;
+async fn send(inner: &Inner, key: &PartitionKey, batch: Batch) {
+    if batch.records.is_empty() {
+        // Only flushes wait on it.
+        for waiter in batch.waiters {
+            let _ = waiter.send(Ok(()));
+        }
+        return;
+    }
+    let (topic, partition) = (key.0.clone(), key.1);
     let bytes: usize = batch.records.iter().map(|r| r.key.len() + r.value.len()).sum();
     let count = batch.records.len();
     let info = ProduceInfo { topic: &topic, partition, records: count, bytes };
@@ -271,46 +339,5 @@ async fn send(inner: Arc<Inner>, key: PartitionKey, batch: Batch) {
             Err(e) => Err(replicate(e, &topic)),
         };
         let _ = waiter.send(result);
-    }
-}
-
-/// Sends batches whose linger passed; ends with the writer.
-async fn linger_loop(inner: Weak<Inner>) {
-    loop {
-        let Some(strong) = inner.upgrade() else { return };
-        let linger = strong.client.config.linger;
-        let now = Instant::now();
-        let (due, next) = {
-            let mut pending = strong.pending.lock().unwrap();
-            let due_keys: Vec<PartitionKey> =
-                pending.iter().filter(|(_, b)| b.opened + linger <= now).map(|(k, _)| k.clone()).collect();
-            let due: Vec<_> = due_keys
-                .into_iter()
-                .map(|k| {
-                    let b = pending.remove(&k).expect("present");
-                    (k, b)
-                })
-                .collect();
-            let next = pending.values().map(|b| b.opened + linger).min();
-            (due, next)
-        };
-        for (key, batch) in due {
-            tokio::spawn(send(Arc::clone(&strong), key, batch));
-        }
-        let wake = async { strong.wake.notified().await };
-        match next {
-            Some(at) => {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {}
-                    _ = wake => {}
-                }
-            }
-            None => {
-                // Hold no strong reference while idle, so a dropped writer ends the loop.
-                let weak_wait = tokio::time::timeout(std::time::Duration::from_millis(500), wake);
-                let _ = weak_wait.await;
-            }
-        }
-        drop(strong);
     }
 }

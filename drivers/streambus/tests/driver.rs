@@ -194,6 +194,7 @@ async fn missing_broker_and_broker_errors_are_typed() {
     let huge = Message::new("fixed", vec![0u8; 11 * 1024 * 1024]);
     let err = bus.writer().write(vec![huge]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    assert!(err.to_string().contains("message 0 of the write (it has no id)"), "a message without id: {err}");
 }
 
 #[tokio::test]
@@ -372,7 +373,7 @@ async fn a_response_with_the_wrong_id_drops_the_connection() {
     let (addr, connections) = mismatching_broker().await;
     let mut config = support::config(addr);
     config.generation = Generation::V1;
-    config.retry.retries = 0;
+    config.retry.deadline = Duration::ZERO;
     let bus = StreamBus::connect(config.clone()).await.unwrap();
     // The health check's connection went back to the pool; its second answer is wrong.
     let err = bus.create_topic("t", 1).await.unwrap_err();
@@ -382,7 +383,7 @@ async fn a_response_with_the_wrong_id_drops_the_connection() {
     assert_eq!(bus.idle_connections(), 0, "the connection was dropped, not pooled");
 
     // With a retry, the request goes again on a new connection and succeeds.
-    config.retry.retries = 1;
+    config.retry = RetryPolicy::default();
     let bus = StreamBus::connect(config).await.unwrap();
     bus.create_topic("t", 1).await.unwrap();
     assert_eq!(connections.load(Ordering::Relaxed), 3, "one per client, one for the retry");
@@ -434,5 +435,86 @@ async fn a_stored_position_past_the_log_end_moves_where_the_task_starts_from() {
         }
         let stored = store.load("g.gone", "gone", 0).await.unwrap();
         assert_eq!(stored, Some(if start == StartFrom::Earliest { 5 } else { 6 }), "{start:?}: the store moved on");
+    }
+}
+
+/// A write to a partition with nothing in flight goes at once, whatever the linger: a
+/// lone awaited publish never waits for company. Writes that come while a request is in
+/// flight share the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_write_goes_at_once_and_writes_behind_a_request_share_the_next() {
+    let mut slow = DoubleConfig::new(Profile::V1);
+    slow.produce_delay = Duration::from_millis(300);
+    let double = BrokerDouble::start_with(slow).await;
+    let mut config = support::config(double.addr());
+    // Longer than the test's patience: a write that waited for it would fail the test.
+    config.linger = Duration::from_secs(3600);
+    let bus = StreamBus::connect(config).await.unwrap();
+    bus.create_topic("natural", 1).await.unwrap();
+    let writer = bus.writer();
+    tokio::time::timeout(PATIENCE, writer.write(vec![Message::new("natural", "alone").with_id("alone")]))
+        .await
+        .expect("a lone write does not wait for the linger")
+        .unwrap();
+    let before = double.counters().produces.load(Ordering::Relaxed);
+
+    // One write goes alone and the slow broker holds it; the 40 that come meanwhile
+    // gather, and go as one batch (full, so the linger does not hold it either). Which
+    // goes first does not matter.
+    const BEHIND: usize = 40;
+    let mut config = support::config(double.addr());
+    config.batch_records = BEHIND;
+    let bus = StreamBus::connect(config).await.unwrap();
+    let writer = bus.writer();
+    let first = {
+        let writer = Arc::clone(&writer);
+        tokio::spawn(async move { writer.write(vec![Message::new("natural", "first").with_id("first")]).await })
+    };
+    let writes: Vec<_> = (0..BEHIND)
+        .map(|i| {
+            let writer = Arc::clone(&writer);
+            tokio::spawn(async move { writer.write(vec![Message::new("natural", "x").with_id(format!("m{i}"))]).await })
+        })
+        .collect();
+    first.await.unwrap().unwrap();
+    for w in writes {
+        w.await.unwrap().unwrap();
+    }
+    let requests = double.counters().produces.load(Ordering::Relaxed) - before;
+    assert!(requests <= 3, "{} writes took {requests} produce requests", BEHIND + 1);
+    let stored = double.storage().lock().unwrap().records("natural", 0).len();
+    assert_eq!(stored, BEHIND + 2);
+}
+
+/// A broker that goes away for a second and comes back: writes in flight ride it out
+/// with the default retry deadline, and fail naming the deadline when it is shorter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_ride_out_a_restart_within_the_retry_deadline() {
+    const OUTAGE: Duration = Duration::from_millis(1500);
+    for deadline in [RetryPolicy::default().deadline, Duration::from_millis(300)] {
+        let double = BrokerDouble::start(Profile::V1).await;
+        let mut config = support::config(double.addr());
+        config.retry.deadline = deadline;
+        let bus = StreamBus::connect(config).await.unwrap();
+        bus.create_topic("outage", 1).await.unwrap();
+        let writer = bus.writer();
+        let (addr, config, storage) = double.stop().await;
+        let write = {
+            let writer = Arc::clone(&writer);
+            tokio::spawn(async move { writer.write(vec![Message::new("outage", "x").with_id("during")]).await })
+        };
+        // The broker stays away, as a restarting one does.
+        tokio::time::sleep(OUTAGE).await;
+        let double = BrokerDouble::restart(addr, config, storage).await;
+        let outcome = write.await.unwrap();
+        if deadline > OUTAGE {
+            outcome.expect("the write rides out the outage");
+            assert_eq!(double.storage().lock().unwrap().records("outage", 0).len(), 1);
+        } else {
+            let err = outcome.expect_err("the outage outlasts the deadline");
+            assert!(err.is_retryable(), "{err}");
+            assert!(err.to_string().contains("retry deadline of 300ms"), "the error names the deadline: {err}");
+            assert_eq!(err.to_string().matches("(driver streambus").count(), 1, "{err}");
+        }
     }
 }

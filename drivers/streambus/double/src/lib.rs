@@ -62,12 +62,20 @@ pub struct DoubleConfig {
     pub idle_fault: Option<Duration>,
     /// Whether headers and timestamps are dropped on storage; true for v1.0.x.
     pub drop_metadata: bool,
+    /// How long a produce request waits before the double appends it and answers, as a
+    /// slow disk would make it. Zero by default.
+    pub produce_delay: Duration,
 }
 
 impl DoubleConfig {
     /// The defaults of a profile: the idle fault at 30 s; metadata dropped on V1.
     pub fn new(profile: Profile) -> Self {
-        Self { profile, idle_fault: Some(Duration::from_secs(30)), drop_metadata: profile == Profile::V1 }
+        Self {
+            profile,
+            idle_fault: Some(Duration::from_secs(30)),
+            drop_metadata: profile == Profile::V1,
+            produce_delay: Duration::ZERO,
+        }
     }
 }
 
@@ -310,6 +318,9 @@ async fn handle(shared: &Shared, request: Request) -> Result<Response, (ErrorCod
     Ok(match request {
         Request::Produce(r) => {
             valid_topic(&r.topic)?;
+            if !shared.config.produce_delay.is_zero() {
+                tokio::time::sleep(shared.config.produce_delay).await;
+            }
             let mut storage = shared.storage.lock().unwrap();
             let producer = match r.producer {
                 Some(p) if later && p.id != 0 => {
