@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidewater_core::testing::Recorder;
-use tidewater_core::{EventRegistry, Message, ReadTask, Reader, SubscriberScheduler, Writer};
+use tidewater_core::{
+    handler_fn, Delivery, EventRegistry, HandlerError, Message, ReadTask, Reader, SubscriberScheduler, Writer,
+};
 
 /// Messages in a restart run.
 pub const TOTAL: usize = 10_000;
@@ -106,6 +108,86 @@ where
         report.deliveries,
         report.deliveries - TOTAL,
         report.write_retries,
+        report.reader_restarts
+    );
+    assert!(stopped.is_clean(), "{stopped:?}");
+    report
+}
+
+/// Messages in a lagging run: all written before the restart.
+pub const LAGGING_TOTAL: usize = 8_000;
+/// How long the lagging run's handler works on each message.
+pub const LAGGING_WORK: Duration = Duration::from_millis(10);
+
+/// A consumer that lags behind: [`LAGGING_TOTAL`] keyed messages are written at once,
+/// while a handler that takes [`LAGGING_WORK`] a message (with the task's concurrency)
+/// works through them. Once a quarter is handled, with the rest still waiting in the
+/// broker or fetched ahead, `restart` kills the broker and starts it again; once half
+/// is, again. Every acknowledged message must then be handled at least once within
+/// `patience`: a reader whose consumer gave up during an outage has to be restarted, not
+/// left waiting. The reader restarts are counted and printed.
+pub async fn lagging_consumer_survives_restarts<R, Fut>(
+    writer: Arc<dyn Writer>,
+    reader: Arc<dyn Reader>,
+    task: ReadTask,
+    mut restart: R,
+    patience: Duration,
+) -> RestartReport
+where
+    R: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let topic = task.topic.clone();
+    let received = Recorder::new();
+    let handler = {
+        let received = received.clone();
+        handler_fn(move |d: Delivery| {
+            let received = received.clone();
+            async move {
+                // The work itself: the consumer is meant to fall behind.
+                tokio::time::sleep(LAGGING_WORK).await;
+                received.record(d);
+                Ok::<_, HandlerError>(())
+            }
+        })
+    };
+    let mut scheduler = SubscriberScheduler::new(reader, EventRegistry::new());
+    scheduler.add(task, Arc::new(handler));
+    scheduler.start().await.expect("subscribe before the run");
+    for start in (0..LAGGING_TOTAL).step_by(BATCH) {
+        let batch: Vec<Message> = (start..start + BATCH)
+            .map(|i| {
+                Message::new(&topic, format!("payload {i}")).with_id(format!("m{i}")).with_key(format!("k{}", i % 32))
+            })
+            .collect();
+        writer.write(batch).await.expect("write before the restart");
+    }
+    for share in [4, 2] {
+        received.wait_for(LAGGING_TOTAL / share, patience).await.expect("progress before a restart");
+        println!("restarting the broker with {} of {LAGGING_TOTAL} handled", received.len());
+        restart().await;
+    }
+    let expected: HashSet<String> = (0..LAGGING_TOTAL).map(|i| format!("m{i}")).collect();
+    received
+        .wait_until(
+            |seen| {
+                let ids: HashSet<&str> = seen.iter().map(|d| d.message().id.as_str()).collect();
+                expected.iter().all(|id| ids.contains(id.as_str()))
+            },
+            patience,
+        )
+        .await
+        .unwrap_or_else(|e| {
+            let ids: HashSet<String> = received.deliveries().iter().map(|d| d.message().id.clone()).collect();
+            panic!("{e}: {} of {LAGGING_TOTAL} distinct messages handled after the restart", ids.len())
+        });
+    let stopped = scheduler.shutdown(Duration::from_secs(10)).await;
+    let report =
+        RestartReport { deliveries: received.len(), write_retries: 0, reader_restarts: stopped.tasks[0].restarts };
+    println!(
+        "lagging consumer through two broker restarts: {LAGGING_TOTAL} messages, {} handled ({} duplicates), {} reader restarts",
+        report.deliveries,
+        report.deliveries - LAGGING_TOTAL,
         report.reader_restarts
     );
     assert!(stopped.is_clean(), "{stopped:?}");

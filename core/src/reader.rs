@@ -199,9 +199,10 @@ pub trait Reader: Send + Sync {
     fn model(&self) -> DeliveryModel;
 
     /// Subscribes as `task` says, calls `ctx.ready` once subscribed, then delivers
-    /// messages to `handler` until `ctx.stop` fires or the broker closes, settling each
-    /// by the handler's result. Returns an error when the subscription breaks; the
-    /// scheduler restarts it.
+    /// messages to `handler` until `ctx.stop` fires, settling each by the handler's
+    /// result. Returns an error when the subscription breaks. The scheduler restarts a
+    /// reader that returned before a stop, with an error or without: only a stop ends a
+    /// subscription.
     async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()>;
 }
 

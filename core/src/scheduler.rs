@@ -306,8 +306,11 @@ async fn worker(
             }
             return;
         }
+        // Only a stop ends a subscription: a reader that returns without one was ended by
+        // its broker (a consumer that gave up, a closed connection), and is restarted
+        // like one that failed.
         let err = match result {
-            Ok(()) => return,
+            Ok(()) => Error::closed("the subscription ended without a stop").with_topic(task.topic.clone()),
             Err(err) => err,
         };
         tracing::warn!(topic = %task.topic, error = %err, retry_in = ?delay, "reader failed; restarting");
@@ -351,5 +354,56 @@ where
         }
         let event: E = self.codec.decode_message(message).map_err(HandlerError::permanent)?;
         (self.f)(event, delivery).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::{handler_fn, DeliveryModel};
+
+    /// A reader whose first subscription ends at once without an error (as a consumer
+    /// whose broker gave up does), and whose later ones run until the stop.
+    struct EndsOnce {
+        reads: AtomicUsize,
+        second: tokio::sync::Notify,
+    }
+
+    #[async_trait]
+    impl Reader for EndsOnce {
+        fn driver(&self) -> &'static str {
+            "ends-once"
+        }
+
+        fn model(&self) -> DeliveryModel {
+            DeliveryModel::Queue
+        }
+
+        async fn read(&self, _task: ReadTask, _handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+            ctx.ready.ready();
+            if self.reads.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Ok(());
+            }
+            self.second.notify_one();
+            ctx.stop.stopped().await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscription_that_ends_without_a_stop_is_restarted() {
+        let reader = Arc::new(EndsOnce { reads: AtomicUsize::new(0), second: tokio::sync::Notify::new() });
+        let mut scheduler = SubscriberScheduler::new(Arc::clone(&reader) as Arc<dyn Reader>, EventRegistry::new());
+        scheduler.subscribe("t", handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) }));
+        scheduler.start().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), reader.second.notified())
+            .await
+            .expect("the ended subscription is started again");
+        let report = scheduler.shutdown(Duration::from_secs(1)).await;
+        assert_eq!(reader.reads.load(Ordering::SeqCst), 2);
+        assert_eq!(report.tasks[0].restarts, 1, "the end counts as a restart: {report:?}");
+        assert!(report.is_clean(), "{report:?}");
     }
 }

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use tidewater_conformance::restart::broker_restart_loses_nothing;
+use tidewater_conformance::restart::{broker_restart_loses_nothing, lagging_consumer_survives_restarts};
 use tidewater_core::{Driver, ReadTask};
 use tidewater_kafka::Kafka;
 use tidewater_testkit::KafkaBroker;
@@ -28,6 +28,24 @@ async fn broker_restart_loses_nothing_on_kafka() {
         // The restart blocks while the JVM starts; the writer and reader go on meanwhile
         // on the runtime's other thread.
         || async { tokio::task::block_in_place(|| broker.restart()) },
+        Duration::from_secs(180),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_consumer_survives_two_restarts_on_kafka() {
+    // A lock, so the restart can be called twice (it needs the broker mutably).
+    let broker = std::sync::Mutex::new(KafkaBroker::start());
+    let kafka =
+        Kafka::connect(support::config(&broker.lock().unwrap().brokers())).await.expect("connect to the private Kafka");
+    kafka.create_topic("lagging", 3).await.unwrap();
+    let task = ReadTask::new("lagging").with_group("lagging").with_concurrency(4);
+    lagging_consumer_survives_restarts(
+        kafka.writer(),
+        kafka.reader(),
+        task,
+        || async { tokio::task::block_in_place(|| broker.lock().unwrap().restart()) },
         Duration::from_secs(180),
     )
     .await;

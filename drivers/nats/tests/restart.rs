@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tidewater_conformance::restart::broker_restart_loses_nothing;
+use tidewater_conformance::restart::{broker_restart_loses_nothing, lagging_consumer_survives_restarts};
 use tidewater_core::{Driver, ReadTask};
 use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig};
 use tidewater_testkit::{NatsRelease, NatsServer};
@@ -22,6 +22,25 @@ async fn broker_restart_loses_nothing_on_jetstream() {
         js.reader(),
         task,
         || async { tokio::task::block_in_place(|| server.restart()) },
+        Duration::from_secs(120),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_consumer_survives_two_restarts_on_jetstream() {
+    // A lock, so the restart can be called twice (it needs the broker mutably).
+    let server = std::sync::Mutex::new(NatsServer::start(NatsRelease::Current));
+    let config = JetStreamConfig { ack_wait: Duration::from_secs(5), ..JetStreamConfig::default() };
+    let nats = NatsConfig { request_timeout: Duration::from_secs(2), ..NatsConfig::new(server.lock().unwrap().url()) };
+    let js = JetStream::connect(&nats, config).await.unwrap();
+    js.create_stream("lagging", &["lagging.events"]).await.unwrap();
+    let task = ReadTask::new("lagging.events").with_group("workers").with_concurrency(4);
+    lagging_consumer_survives_restarts(
+        js.writer(),
+        js.reader(),
+        task,
+        || async { tokio::task::block_in_place(|| server.lock().unwrap().restart()) },
         Duration::from_secs(120),
     )
     .await;

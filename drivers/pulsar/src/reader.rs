@@ -128,6 +128,7 @@ impl Reader for PulsarReader {
             deliveries: delivery_rx,
             default_nack_delay: config.nack_delay,
             engine: Some(engine),
+            pending_error: None,
         };
         run_source(&mut source, handler, &task, &ctx).await
     }
@@ -409,6 +410,9 @@ struct PulsarSource {
     deliveries: mpsc::UnboundedReceiver<Delivered>,
     default_nack_delay: std::time::Duration,
     engine: Option<tokio::task::JoinHandle<()>>,
+    /// An error met while a batch was filled: the batch went out first, the error goes
+    /// with the next call.
+    pending_error: Option<Error>,
 }
 
 impl PulsarSource {
@@ -427,15 +431,23 @@ impl PulsarSource {
 #[async_trait]
 impl Source for PulsarSource {
     async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
-        let Some(first) = self.deliveries.recv().await else { return Ok(0) };
+        if let Some(err) = self.pending_error.take() {
+            return Err(err);
+        }
+        // The engine ends only after it sent why; a channel closed without a word is an
+        // engine that died, which ends the subscription all the same.
+        let first = self.deliveries.recv().await.unwrap_or_else(|| {
+            Err(Error::new(ErrorKind::Closed, "the Pulsar consumer's engine stopped").with_driver(DRIVER))
+        });
         let start = batch.len();
         batch.push(self.incoming(first?));
         while batch.len() - start < max {
             match self.deliveries.try_recv() {
                 Ok(Ok(next)) => batch.push(self.incoming(next)),
                 Ok(Err(err)) => {
-                    // Hand out what arrived; the error comes with the next call.
-                    tracing::warn!(error = %err, "Pulsar consumer error after a batch");
+                    // Hand out what arrived; the error comes with the next call, which
+                    // ends this subscription so the scheduler makes a new consumer.
+                    self.pending_error = Some(err);
                     break;
                 }
                 Err(_) => break,

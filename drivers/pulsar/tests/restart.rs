@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use tidewater_conformance::restart::broker_restart_loses_nothing;
+use tidewater_conformance::restart::{broker_restart_loses_nothing, lagging_consumer_survives_restarts};
 use tidewater_core::{Driver, ReadTask};
 use tidewater_pulsar::Pulsar;
 use tidewater_testkit::PulsarStandalone;
@@ -23,6 +23,23 @@ async fn broker_restart_loses_nothing_on_pulsar() {
         // The restart blocks while the JVM starts; the writer and reader go on meanwhile
         // on the runtime's other thread.
         || async { tokio::task::block_in_place(|| broker.restart()) },
+        Duration::from_secs(240),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_consumer_survives_two_restarts_on_pulsar() {
+    // A lock, so the restart can be called twice (it needs the broker mutably).
+    let broker = std::sync::Mutex::new(PulsarStandalone::start(""));
+    let pulsar =
+        Pulsar::connect(support::config(&broker.lock().unwrap().url())).await.expect("connect to the private Pulsar");
+    let task = ReadTask::new("lagging").with_group("lagging").with_concurrency(4);
+    lagging_consumer_survives_restarts(
+        pulsar.writer(),
+        pulsar.reader(),
+        task,
+        || async { tokio::task::block_in_place(|| broker.lock().unwrap().restart()) },
         Duration::from_secs(240),
     )
     .await;
