@@ -55,13 +55,7 @@ where
         let (written, retries, topic) = (Arc::clone(&written), Arc::clone(&retries), topic.clone());
         tokio::spawn(async move {
             for start in (0..TOTAL).step_by(BATCH) {
-                let batch: Vec<Message> = (start..start + BATCH)
-                    .map(|i| {
-                        Message::new(&topic, format!("payload {i}"))
-                            .with_id(format!("m{i}"))
-                            .with_key(format!("k{}", i % 32))
-                    })
-                    .collect();
+                let batch = keyed(&topic, start..start + BATCH);
                 loop {
                     match writer.write(batch.clone()).await {
                         Ok(()) => break,
@@ -83,7 +77,34 @@ where
     restart().await;
 
     producer.await.expect("the writing task");
-    let expected: HashSet<String> = (0..TOTAL).map(|i| format!("m{i}")).collect();
+    let report = finish(&received, scheduler, TOTAL, patience, retries.load(Ordering::Relaxed)).await;
+    println!(
+        "broker restart: {TOTAL} messages, {} deliveries ({} duplicates), {} write retries, {} reader restarts",
+        report.deliveries,
+        report.deliveries - TOTAL,
+        report.write_retries,
+        report.reader_restarts
+    );
+    report
+}
+
+/// Messages `m{i}` for `i` in `range`, keyed over 32 keys.
+fn keyed(topic: &str, range: std::ops::Range<usize>) -> Vec<Message> {
+    range
+        .map(|i| Message::new(topic, format!("payload {i}")).with_id(format!("m{i}")).with_key(format!("k{}", i % 32)))
+        .collect()
+}
+
+/// Waits up to `patience` until every one of `m0`..`m{total-1}` arrived at least once
+/// (panicking with how many did), then stops the scheduler, which must stop cleanly.
+async fn finish(
+    received: &Recorder,
+    mut scheduler: SubscriberScheduler,
+    total: usize,
+    patience: Duration,
+    write_retries: usize,
+) -> RestartReport {
+    let expected: HashSet<String> = (0..total).map(|i| format!("m{i}")).collect();
     received
         .wait_until(
             |seen| {
@@ -95,23 +116,11 @@ where
         .await
         .unwrap_or_else(|e| {
             let ids: HashSet<String> = received.deliveries().iter().map(|d| d.message().id.clone()).collect();
-            panic!("{e}: {} of {TOTAL} distinct messages arrived", ids.len())
+            panic!("{e}: {} of {total} distinct messages arrived", ids.len())
         });
     let stopped = scheduler.shutdown(Duration::from_secs(10)).await;
-    let report = RestartReport {
-        deliveries: received.len(),
-        write_retries: retries.load(Ordering::Relaxed),
-        reader_restarts: stopped.tasks[0].restarts,
-    };
-    println!(
-        "broker restart: {TOTAL} messages, {} deliveries ({} duplicates), {} write retries, {} reader restarts",
-        report.deliveries,
-        report.deliveries - TOTAL,
-        report.write_retries,
-        report.reader_restarts
-    );
     assert!(stopped.is_clean(), "{stopped:?}");
-    report
+    RestartReport { deliveries: received.len(), write_retries, reader_restarts: stopped.tasks[0].restarts }
 }
 
 /// Messages in a lagging run: all written before the restart.
@@ -155,41 +164,19 @@ where
     scheduler.add(task, Arc::new(handler));
     scheduler.start().await.expect("subscribe before the run");
     for start in (0..LAGGING_TOTAL).step_by(BATCH) {
-        let batch: Vec<Message> = (start..start + BATCH)
-            .map(|i| {
-                Message::new(&topic, format!("payload {i}")).with_id(format!("m{i}")).with_key(format!("k{}", i % 32))
-            })
-            .collect();
-        writer.write(batch).await.expect("write before the restart");
+        writer.write(keyed(&topic, start..start + BATCH)).await.expect("write before the restart");
     }
     for share in [4, 2] {
         received.wait_for(LAGGING_TOTAL / share, patience).await.expect("progress before a restart");
         println!("restarting the broker with {} of {LAGGING_TOTAL} handled", received.len());
         restart().await;
     }
-    let expected: HashSet<String> = (0..LAGGING_TOTAL).map(|i| format!("m{i}")).collect();
-    received
-        .wait_until(
-            |seen| {
-                let ids: HashSet<&str> = seen.iter().map(|d| d.message().id.as_str()).collect();
-                expected.iter().all(|id| ids.contains(id.as_str()))
-            },
-            patience,
-        )
-        .await
-        .unwrap_or_else(|e| {
-            let ids: HashSet<String> = received.deliveries().iter().map(|d| d.message().id.clone()).collect();
-            panic!("{e}: {} of {LAGGING_TOTAL} distinct messages handled after the restart", ids.len())
-        });
-    let stopped = scheduler.shutdown(Duration::from_secs(10)).await;
-    let report =
-        RestartReport { deliveries: received.len(), write_retries: 0, reader_restarts: stopped.tasks[0].restarts };
+    let report = finish(&received, scheduler, LAGGING_TOTAL, patience, 0).await;
     println!(
         "lagging consumer through two broker restarts: {LAGGING_TOTAL} messages, {} handled ({} duplicates), {} reader restarts",
         report.deliveries,
         report.deliveries - LAGGING_TOTAL,
         report.reader_restarts
     );
-    assert!(stopped.is_clean(), "{stopped:?}");
     report
 }

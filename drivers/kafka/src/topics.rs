@@ -98,8 +98,51 @@ impl Topics {
                 }
             }
         }
+        self.visible(topic, partitions).await?;
         self.known.lock().unwrap().insert(topic.to_owned());
         Ok(())
+    }
+
+    /// Waits until the broker's metadata shows `topic` with `partitions` partitions,
+    /// each with a leader. CreateTopics returns once the controller has the topic; the
+    /// broker that clients ask may learn of it a moment later, and a consumer that
+    /// subscribes in that moment fails with UnknownTopicOrPartition (seen on Kafka 4.4
+    /// with many topics made at once).
+    async fn visible(&self, topic: &str, partitions: u32) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            let admin = Arc::clone(&self.admin);
+            let timeout = self.config.request_timeout;
+            let name = topic.to_owned();
+            let metadata = blocking(move || admin.inner().fetch_metadata(Some(&name), timeout))
+                .await?
+                .map_err(|e| kafka_error(format!("cannot look topic {topic:?} up"), e).with_topic(topic))?;
+            let ready = metadata.topics().iter().any(|t| {
+                t.name() == topic
+                    && t.error().is_none()
+                    && t.partitions().len() >= partitions as usize
+                    && t.partitions().iter().all(|p| p.leader() >= 0)
+            });
+            if ready {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(Error::new(
+                    ErrorKind::BrokerTransient,
+                    format!(
+                        "topic {topic:?} was created, but the broker did not show it with {partitions} partitions \
+                         and their leaders within {:?}",
+                        self.config.request_timeout
+                    ),
+                )
+                .with_driver(DRIVER)
+                .with_topic(topic));
+            }
+            // Metadata has no change notification: ask again, a little later each time.
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(200));
+        }
     }
 }
 
