@@ -37,8 +37,8 @@ async fn broker_restart_loses_nothing_on_kafka() {
 async fn a_lagging_consumer_survives_two_restarts_on_kafka() {
     // A lock, so the restart can be called twice (it needs the broker mutably).
     let broker = std::sync::Mutex::new(KafkaBroker::start());
-    let kafka =
-        Kafka::connect(support::config(&broker.lock().unwrap().brokers())).await.expect("connect to the private Kafka");
+    let address = broker.lock().unwrap().brokers();
+    let kafka = Kafka::connect(support::config(&address)).await.expect("connect to the private Kafka");
     kafka.create_topic("lagging", 3).await.unwrap();
     let task = ReadTask::new("lagging").with_group("lagging").with_concurrency(4);
     lagging_consumer_survives_restarts(

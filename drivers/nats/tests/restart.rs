@@ -32,7 +32,8 @@ async fn a_lagging_consumer_survives_two_restarts_on_jetstream() {
     // A lock, so the restart can be called twice (it needs the broker mutably).
     let server = std::sync::Mutex::new(NatsServer::start(NatsRelease::Current));
     let config = JetStreamConfig { ack_wait: Duration::from_secs(5), ..JetStreamConfig::default() };
-    let nats = NatsConfig { request_timeout: Duration::from_secs(2), ..NatsConfig::new(server.lock().unwrap().url()) };
+    let address = server.lock().unwrap().url();
+    let nats = NatsConfig { request_timeout: Duration::from_secs(2), ..NatsConfig::new(address) };
     let js = JetStream::connect(&nats, config).await.unwrap();
     js.create_stream("lagging", &["lagging.events"]).await.unwrap();
     let task = ReadTask::new("lagging.events").with_group("workers").with_concurrency(4);

@@ -32,8 +32,8 @@ async fn broker_restart_loses_nothing_on_pulsar() {
 async fn a_lagging_consumer_survives_two_restarts_on_pulsar() {
     // A lock, so the restart can be called twice (it needs the broker mutably).
     let broker = std::sync::Mutex::new(PulsarStandalone::start(""));
-    let pulsar =
-        Pulsar::connect(support::config(&broker.lock().unwrap().url())).await.expect("connect to the private Pulsar");
+    let address = broker.lock().unwrap().url();
+    let pulsar = Pulsar::connect(support::config(&address)).await.expect("connect to the private Pulsar");
     let task = ReadTask::new("lagging").with_group("lagging").with_concurrency(4);
     lagging_consumer_survives_restarts(
         pulsar.writer(),
