@@ -119,6 +119,8 @@ impl Reader for PulsarReader {
             nack_ids: HashMap::new(),
             done: RecentEntries::default(),
             partition_topics: HashMap::new(),
+            stuck: None,
+            last_received: Instant::now(),
             unsubscribe: private,
             close_timeout: config.request_timeout,
         };
@@ -202,6 +204,11 @@ struct Engine {
     /// The full name of each partition the consumer reads (-1: an unpartitioned topic),
     /// made once rather than per entry.
     partition_topics: HashMap<i32, Arc<str>>,
+    /// Why the consumer counts as stuck, once an ack or nack did not go through.
+    stuck: Option<Error>,
+    /// When a message last came; a long quiet spell makes the engine ask the broker
+    /// about this consumer.
+    last_received: Instant,
     unsubscribe: bool,
     close_timeout: std::time::Duration,
 }
@@ -235,7 +242,14 @@ impl RecentEntries {
 impl Engine {
     async fn run(mut self) {
         loop {
+            if let Some(err) = self.stuck.take() {
+                // Dropping the consumer lets the crate's engine go; the runner gets the
+                // error after what it has, and the scheduler subscribes anew.
+                let _ = self.deliveries.send(Err(err));
+                return;
+            }
             let next_nack = self.nacks.peek().map(|Reverse((due, _, _))| *due);
+            let quiet_until = self.last_received + self.stall_timeout();
             tokio::select! {
                 biased;
                 command = self.commands.recv() => match command {
@@ -267,8 +281,15 @@ impl Engine {
                         }
                     }
                 }
+                _ = tokio::time::sleep_until(quiet_until), if self.unsettled < self.max_unsettled => {
+                    self.probe().await;
+                }
                 received = self.consumer.next(), if self.unsettled < self.max_unsettled => match received {
-                    Some(Ok(message)) => self.received(message),
+                    Some(Ok(message)) => {
+                        if let Some((topic, id)) = self.received(message) {
+                            self.ack(&topic, id).await;
+                        }
+                    }
                     Some(Err(err)) => {
                         let err = pulsar_error("receiving from Pulsar failed", err).with_topic(&self.topic);
                         if self.deliveries.send(Err(err)).is_err() {
@@ -286,18 +307,22 @@ impl Engine {
         }
     }
 
-    fn received(&mut self, received: Received<Vec<u8>>) {
+    /// Hands a received message out, unless this consumer has it already. Returns the
+    /// id to ack again for a message of an entry that was acked: the broker sent it
+    /// again, so the ack did not reach it (sent while it was down), and it would keep the
+    /// message otherwise.
+    fn received(&mut self, received: Received<Vec<u8>>) -> Option<(Arc<str>, MessageIdData)> {
+        self.last_received = Instant::now();
         let id = received.message_id().clone();
         let size = received.message_id.batch_size.filter(|n| *n > 0).unwrap_or(1) as usize;
         let index = id.batch_index.filter(|i| *i >= 0).unwrap_or(0) as usize;
         let key = EntryKey::of(&id);
-        if self.done.contains(&key) {
-            // The rest of a redelivered batch whose last message was acked meanwhile.
-            return;
-        }
         let topic = Arc::clone(
             self.partition_topics.entry(key.partition).or_insert_with(|| Arc::from(received.topic.as_str())),
         );
+        if self.done.contains(&key) {
+            return Some((topic, id));
+        }
         let entry = self.entries.entry(key).or_insert_with(|| Entry {
             topic,
             slots: vec![Slot::Waiting; size],
@@ -307,7 +332,7 @@ impl Engine {
         if index >= entry.slots.len() || entry.slots[index] != Slot::Waiting {
             // Acked already, or its handler still runs: a redelivery of its batch for
             // another message's nack, or of its own after the ack timeout.
-            return;
+            return None;
         }
         entry.slots[index] = Slot::Running;
         entry.deliveries[index] += 1;
@@ -318,12 +343,66 @@ impl Engine {
         self.unsettled += 1;
         let delivery = Delivery::new(message, attempt, position, self.group.clone());
         let _ = self.deliveries.send(Ok((delivery, id)));
+        None
     }
 
     /// Nacks `id`, which the consumer received on `topic`.
     async fn nack(&mut self, topic: &str, id: MessageIdData) {
-        if let Err(err) = self.consumer.nack_with_id(topic, id).await {
-            tracing::warn!(topic = %self.topic, error = %err, "a nack failed; the message comes again when this consumer closes");
+        let timeout = self.stall_timeout();
+        match tokio::time::timeout(timeout, self.consumer.nack_with_id(topic, id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(topic = %self.topic, error = %err, "a nack failed; the message comes again when this consumer closes")
+            }
+            Err(_) => self.stuck(format!("a nack did not reach the Pulsar consumer within {timeout:?}")),
+        }
+    }
+
+    /// Acks `id`, which the consumer received on `topic`.
+    async fn ack(&mut self, topic: &str, id: MessageIdData) {
+        let timeout = self.stall_timeout();
+        match tokio::time::timeout(timeout, self.consumer.ack_with_id(topic, id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(topic = %self.topic, error = %err, "an ack failed; the message may come again")
+            }
+            Err(_) => self.stuck(format!("an ack did not reach the Pulsar consumer within {timeout:?}")),
+        }
+    }
+
+    /// How long an ack or nack may wait, and how long a quiet spell lasts before the
+    /// broker is asked about this consumer: longer than a broker restart takes, during
+    /// which the pulsar crate holds acks back while it reconnects (a new consumer then
+    /// would get every unacked message again).
+    fn stall_timeout(&self) -> std::time::Duration {
+        self.close_timeout * 3
+    }
+
+    /// Asks the broker about this consumer after a quiet spell. A consumer the broker no
+    /// longer knows (its resubscription after an outage failed) or whose requests go
+    /// nowhere receives nothing for good without a word from the pulsar crate.
+    async fn probe(&mut self) {
+        let timeout = self.close_timeout;
+        tracing::debug!(topic = %self.topic, "no message for a while; asking the broker about this consumer");
+        match tokio::time::timeout(timeout, self.consumer.get_stats()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                self.stuck(format!("the broker does not answer for this consumer after a quiet spell: {err}"))
+            }
+            Err(_) => self.stuck(format!("a stats request for this consumer got no answer within {timeout:?}")),
+        }
+        self.last_received = Instant::now();
+    }
+
+    /// Marks the consumer as stuck: the subscription then ends with an error, and the
+    /// scheduler makes a new consumer. The pulsar crate takes acks and nacks through a
+    /// bounded queue to its own engine, whose reconnects retry without end by default;
+    /// when that engine is stuck, they never return, and nothing else would end this
+    /// one.
+    fn stuck(&mut self, why: String) {
+        if self.stuck.is_none() {
+            tracing::warn!(topic = %self.topic, reason = %why, "the Pulsar consumer is stuck; subscribing anew");
+            self.stuck = Some(Error::new(ErrorKind::Connection, why).with_driver(DRIVER).with_topic(&self.topic));
         }
     }
 
@@ -348,8 +427,9 @@ impl Engine {
                     // Acked one by one, so the consumer's ack-timeout bookkeeping (by
                     // message id) lets go of each.
                     for id in entry.ids.into_iter().flatten() {
-                        if let Err(err) = self.consumer.ack_with_id(&entry.topic, id).await {
-                            tracing::warn!(topic = %self.topic, error = %err, "an ack failed; the message may come again");
+                        self.ack(&entry.topic, id).await;
+                        if self.stuck.is_some() {
+                            return;
                         }
                     }
                 }
