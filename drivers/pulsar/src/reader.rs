@@ -37,6 +37,10 @@ use crate::{PulsarConfig, SubscriptionType, DRIVER};
 ///   member of the group starts at 1 there.
 /// - **Flow**: at most `receiver_queue` deliveries are unsettled at once; the consumer
 ///   fetches no more until some are settled.
+/// - **Outages**: the pulsar crate reconnects by itself. An ack or nack that does not go
+///   through within three request timeouts, or a broker that no longer knows the
+///   consumer after as long a quiet spell, ends the subscription with an error, and the
+///   scheduler subscribes anew: a consumer never waits for good.
 #[derive(Clone)]
 pub struct PulsarReader {
     client: pulsar::Pulsar<TokioExecutor>,
