@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::metadata::Metadata;
 use tidewater_core::{names, Error, ErrorKind, Result};
 
 use crate::errors::kafka_error;
@@ -65,13 +66,18 @@ impl Topics {
     }
 
     async fn exists(&self, topic: &str) -> Result<bool> {
+        let metadata = self.metadata(topic).await?;
+        Ok(metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+    }
+
+    /// The broker's metadata of `topic`.
+    async fn metadata(&self, topic: &str) -> Result<Metadata> {
         let admin = Arc::clone(&self.admin);
         let timeout = self.config.request_timeout;
         let name = topic.to_owned();
-        let metadata = blocking(move || admin.inner().fetch_metadata(Some(&name), timeout))
+        blocking(move || admin.inner().fetch_metadata(Some(&name), timeout))
             .await?
-            .map_err(|e| kafka_error(format!("cannot look topic {topic:?} up"), e).with_topic(topic))?;
-        Ok(metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+            .map_err(|e| kafka_error(format!("cannot look topic {topic:?} up"), e).with_topic(topic))
     }
 
     /// Creates `topic`; a topic that already exists is fine.
@@ -112,12 +118,7 @@ impl Topics {
         let deadline = tokio::time::Instant::now() + self.config.request_timeout;
         let mut pause = std::time::Duration::from_millis(5);
         loop {
-            let admin = Arc::clone(&self.admin);
-            let timeout = self.config.request_timeout;
-            let name = topic.to_owned();
-            let metadata = blocking(move || admin.inner().fetch_metadata(Some(&name), timeout))
-                .await?
-                .map_err(|e| kafka_error(format!("cannot look topic {topic:?} up"), e).with_topic(topic))?;
+            let metadata = self.metadata(topic).await?;
             let ready = metadata.topics().iter().any(|t| {
                 t.name() == topic
                     && t.error().is_none()

@@ -352,25 +352,34 @@ impl Engine {
 
     /// Nacks `id`, which the consumer received on `topic`.
     async fn nack(&mut self, topic: &str, id: MessageIdData) {
-        let timeout = self.stall_timeout();
-        match tokio::time::timeout(timeout, self.consumer.nack_with_id(topic, id)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                tracing::warn!(topic = %self.topic, error = %err, "a nack failed; the message comes again when this consumer closes")
-            }
-            Err(_) => self.stuck(format!("a nack did not reach the Pulsar consumer within {timeout:?}")),
-        }
+        self.send(false, topic, id).await;
     }
 
     /// Acks `id`, which the consumer received on `topic`.
     async fn ack(&mut self, topic: &str, id: MessageIdData) {
+        self.send(true, topic, id).await;
+    }
+
+    /// Acks (or nacks) `id` through the consumer, waiting at most the stall timeout.
+    async fn send(&mut self, ack: bool, topic: &str, id: MessageIdData) {
         let timeout = self.stall_timeout();
-        match tokio::time::timeout(timeout, self.consumer.ack_with_id(topic, id)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                tracing::warn!(topic = %self.topic, error = %err, "an ack failed; the message may come again")
+        let consumer = &mut self.consumer;
+        let call = async move {
+            if ack {
+                consumer.ack_with_id(topic, id).await
+            } else {
+                consumer.nack_with_id(topic, id).await
             }
-            Err(_) => self.stuck(format!("an ack did not reach the Pulsar consumer within {timeout:?}")),
+        };
+        let (what, then) = if ack {
+            ("an ack", "the message may come again")
+        } else {
+            ("a nack", "the message comes again when this consumer closes")
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(topic = %self.topic, error = %err, "{what} failed; {then}"),
+            Err(_) => self.stuck(format!("{what} did not reach the Pulsar consumer within {timeout:?}")),
         }
     }
 
