@@ -22,7 +22,7 @@ async fn broker_restart_loses_nothing_on_jetstream() {
         js.reader(),
         task,
         || async { tokio::task::block_in_place(|| server.restart()) },
-        Duration::from_secs(120),
+        Duration::from_secs(240),
     )
     .await;
 }
@@ -42,7 +42,7 @@ async fn a_lagging_consumer_survives_two_restarts_on_jetstream() {
         js.reader(),
         task,
         || async { tokio::task::block_in_place(|| server.lock().unwrap().restart()) },
-        Duration::from_secs(120),
+        Duration::from_secs(240),
     )
     .await;
 }

@@ -27,7 +27,7 @@ async fn broker_restart_loses_nothing_on_streambus() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         *slot = Some(BrokerDouble::restart(addr, config, storage).await);
     };
-    broker_restart_loses_nothing(bus.writer(), bus.reader(), task, restart, Duration::from_secs(120)).await;
+    broker_restart_loses_nothing(bus.writer(), bus.reader(), task, restart, Duration::from_secs(240)).await;
     let double = restarted.expect("the double was restarted");
     let (generation, members) = double.group("restart.restart").expect("the group exists again");
     assert!(
@@ -53,5 +53,5 @@ async fn a_lagging_consumer_survives_two_restarts_on_streambus() {
             *slot = Some(BrokerDouble::restart(addr, config, storage).await);
         }
     };
-    lagging_consumer_survives_restarts(bus.writer(), bus.reader(), task, restart, Duration::from_secs(120)).await;
+    lagging_consumer_survives_restarts(bus.writer(), bus.reader(), task, restart, Duration::from_secs(240)).await;
 }
