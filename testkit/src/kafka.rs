@@ -61,11 +61,6 @@ impl KafkaBroker {
     pub fn restart(&mut self) {
         self.process.restart();
     }
-
-    /// Kills the broker (SIGKILL), leaving its data.
-    pub fn kill(&mut self) {
-        self.process.kill();
-    }
 }
 
 /// A JVM with the Kafka class path and the quiet log configuration in `dir`.

@@ -78,9 +78,4 @@ impl NatsServer {
     pub fn restart(&mut self) {
         self.process.restart();
     }
-
-    /// Kills the server (SIGKILL), leaving its store.
-    pub fn kill(&mut self) {
-        self.process.kill();
-    }
 }

@@ -152,11 +152,6 @@ brokerClientAuthenticationParameters=token:{admin}
     pub fn restart(&mut self) {
         self.process.restart();
     }
-
-    /// Kills it (SIGKILL), leaving its data.
-    pub fn kill(&mut self) {
-        self.process.kill();
-    }
 }
 
 /// Makes `topic` (in `public/default`) a partitioned topic of `partitions` partitions
