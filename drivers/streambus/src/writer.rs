@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::future::join_all;
 use tidewater_core::{hash::fnv1a_64, CloseFlag, Error, ErrorKind, Message, Result, Writer};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::client::Client;
@@ -126,6 +126,8 @@ struct Inner {
     envelope: bool,
     closed: CloseFlag,
     queues: Mutex<HashMap<PartitionKey, Queue>>,
+    /// Told when a batch fills up, so a sending task that lingers on it goes at once.
+    filled: Notify,
     next_keyless: AtomicU64,
 }
 
@@ -142,6 +144,7 @@ impl StreamBusWriter {
             envelope,
             closed: CloseFlag::new(),
             queues: Mutex::default(),
+            filled: Notify::new(),
             next_keyless: AtomicU64::new(0),
         });
         Self { inner }
@@ -153,7 +156,7 @@ impl Inner {
     /// starts a sending task for the partition unless one runs.
     fn enqueue(self: &Arc<Self>, key: PartitionKey, records: Vec<Record>, waiter: Waiter) {
         let config = &self.client.config;
-        let start = {
+        let (start, filled) = {
             let mut queues = self.queues.lock().unwrap();
             let queue = queues.entry(key.clone()).or_default();
             if queue.batches.back().is_none_or(|b| b.is_full(config)) {
@@ -163,8 +166,11 @@ impl Inner {
             batch.bytes += records.iter().map(Record::encoded_len).sum::<usize>();
             batch.records.extend(records);
             batch.waiters.push(waiter);
-            !std::mem::replace(&mut queue.sending, true)
+            (!std::mem::replace(&mut queue.sending, true), batch.is_full(config))
         };
+        if filled && !config.linger.is_zero() {
+            self.filled.notify_waiters();
+        }
         if start {
             tokio::spawn(drain(Arc::clone(self), key));
         }
@@ -199,7 +205,14 @@ async fn drain(inner: Arc<Inner>, key: PartitionKey) {
         };
         match next {
             Ok(batch) => send(&inner, &key, batch).await,
-            Err(until) => tokio::time::sleep_until(until).await,
+            // A fill that lands between the check above and this wait is missed; the
+            // batch then goes when the linger ends, as it would have anyway.
+            Err(until) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => {}
+                    _ = inner.filled.notified() => {}
+                }
+            }
         }
         first = false;
     }

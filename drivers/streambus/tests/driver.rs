@@ -518,3 +518,33 @@ async fn writes_ride_out_a_restart_within_the_retry_deadline() {
         }
     }
 }
+
+/// A batch that waits out a linger goes as soon as it fills, not when the linger ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lingering_batch_goes_once_it_is_full() {
+    const HALF: usize = 20;
+    let mut slow = DoubleConfig::new(Profile::V1);
+    slow.produce_delay = Duration::from_millis(300);
+    let double = BrokerDouble::start_with(slow).await;
+    let mut config = support::config(double.addr());
+    config.linger = Duration::from_secs(3600);
+    config.batch_records = 2 * HALF;
+    let bus = StreamBus::connect(config).await.unwrap();
+    bus.create_topic("fills", 1).await.unwrap();
+    let writer = bus.writer();
+    let write = |id: String| {
+        let writer = Arc::clone(&writer);
+        tokio::spawn(async move { writer.write(vec![Message::new("fills", "x").with_id(id)]).await })
+    };
+    // The first goes at once; the broker holds it while the first half gathers behind
+    // it, which then lingers, not full, once the first returns.
+    let first = write("first".into());
+    let mut writes: Vec<_> = (0..HALF).map(|i| write(format!("a{i}"))).collect();
+    first.await.unwrap().unwrap();
+    // The second half fills the lingering batch.
+    writes.extend((0..HALF).map(|i| write(format!("b{i}"))));
+    for w in writes {
+        tokio::time::timeout(PATIENCE, w).await.expect("a full batch does not wait for the linger").unwrap().unwrap();
+    }
+    assert_eq!(double.storage().lock().unwrap().records("fills", 0).len(), 2 * HALF + 1);
+}
