@@ -16,7 +16,11 @@ struct PulsarFixture(Pulsar);
 #[async_trait]
 impl Fixture for PulsarFixture {
     fn capabilities(&self) -> Capabilities {
-        Capabilities { partitions: 3, ..Capabilities::default() }
+        // A minute to wait for deliveries, not the default half: under the stress test
+        // (ten copies of the suite at once, beside three other JVMs on two cores) the
+        // broker once took longer than 30 s to hand a closed consumer's unacked messages
+        // to the next one. Only a failing case waits that long.
+        Capabilities { partitions: 3, patience: std::time::Duration::from_secs(60), ..Capabilities::default() }
     }
 
     async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
