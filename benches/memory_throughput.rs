@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tidewater::memory::MemoryBroker;
-use tidewater::{handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, SubscriberScheduler, Writer};
+use tidewater::{handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, SubscriberScheduler};
 use tokio::sync::{mpsc, Notify};
 
 const RUNS: usize = 5;

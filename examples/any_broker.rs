@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use tidewater::middleware::{DeadLetter, Retry};
+use tidewater::middleware::Retry;
 use tidewater::{handler_fn, Bus, Delivery, Driver, Event, EventRegistry, HandlerError};
 use tokio::sync::Notify;
 
@@ -95,8 +95,8 @@ async fn run(driver: &impl Driver) -> Result<(), Box<dyn std::error::Error>> {
     let (orders, payments) = (format!("orders-{run_id}"), format!("payments-{run_id}"));
     let registry = EventRegistry::new().route::<OrderPlaced>(&orders).route::<PaymentCaptured>(&payments);
     let mut bus = Bus::new(driver, registry);
-    bus.with_middleware(DeadLetter::new(driver.writer()))
-        .with_middleware(Retry::new().max_attempts(3).min_delay(Duration::from_millis(50)));
+    // A permanent failure goes to `<topic>.dlq` by default; Retry handles transient ones.
+    bus.with_middleware(Retry::new().max_attempts(3).min_delay(Duration::from_millis(50)));
 
     let progress = Arc::new(Progress::default());
     let publisher = bus.publisher().clone();
@@ -151,7 +151,10 @@ async fn run(driver: &impl Driver) -> Result<(), Box<dyn std::error::Error>> {
     let finished = tokio::time::timeout(Duration::from_secs(30), progress.wait(2, 1)).await;
     let report = bus.shutdown(Duration::from_secs(10)).await?;
     for task in &report.tasks {
-        println!("report:   {}: {} delivered, {} acked", task.topic, task.delivered, task.acked);
+        println!(
+            "report:   {}: {} delivered, {} acked, {} dead-lettered",
+            task.topic, task.delivered, task.acked, task.dead_lettered
+        );
     }
     if finished.is_err() || !report.is_clean() {
         return Err("the orders did not all end within 30 s".into());

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tidewater::memory::MemoryBroker;
-use tidewater::middleware::{dlq_headers, CorrelationId, DeadLetter, Deduplicate, Recover, Retry, Timeout, Trace};
+use tidewater::middleware::{dlq_headers, CorrelationId, DeadLetter, Deduplicate, Retry, Timeout, Trace};
 use tidewater::{wire, Bus, Delivery, Event, EventRegistry, HandlerError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,13 +71,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut bus = Bus::new(&broker, registry);
 
     // The chain every subscriber runs through; see tidewater_middleware for the order.
+    let dead_letter = DeadLetter::new(bus.writer());
     bus.with_middleware(Trace)
         .with_middleware(CorrelationId)
-        .with_middleware(DeadLetter::new(broker.writer_arc()))
+        .with_middleware(dead_letter)
         .with_middleware(Deduplicate::in_memory())
         .with_middleware(Retry::new().max_attempts(3).min_delay(Duration::from_millis(20)))
-        .with_middleware(Timeout(Duration::from_secs(5)))
-        .with_middleware(Recover::new());
+        .with_middleware(Timeout(Duration::from_secs(5)));
 
     let gateway = Arc::new(Gateway::default());
     let publisher = bus.publisher().clone();
@@ -133,11 +133,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = bus.shutdown(Duration::from_secs(5)).await?;
     for task in &report.tasks {
         println!(
-            "report:   {} / {}: {} delivered, {} acked, {} nacked",
+            "report:   {} / {}: {} delivered, {} acked, {} dead-lettered, {} nacked",
             task.topic,
             task.group.as_deref().unwrap_or("-"),
             task.delivered,
             task.acked,
+            task.dead_lettered,
             task.nacked
         );
     }

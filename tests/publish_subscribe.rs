@@ -80,9 +80,9 @@ async fn unknown_event_types_are_errors_on_both_sides() {
 
 #[tokio::test]
 async fn undecodable_or_mismatched_payloads_go_to_the_dlq_without_reaching_the_handler() {
+    // No middleware: the bus dead-letters to <topic>.dlq by itself.
     let broker = MemoryBroker::new();
     let mut bus = Bus::new(&broker, EventRegistry::new().route::<OrderPlaced>("orders"));
-    bus.with_middleware(DeadLetter::new(broker.writer_arc()));
     bus.subscribe_event(|_o: OrderPlaced, _d: Delivery| async { panic!("must not be called") }).unwrap().group("g");
     bus.start().await.unwrap();
     let p = bus.publisher();
@@ -93,7 +93,8 @@ async fn undecodable_or_mismatched_payloads_go_to_the_dlq_without_reaching_the_h
     p.publish_bytes("orders", r#"{"id":1}"#, "application/xml").await.unwrap();
     let dead = broker.wait_published("orders.dlq", 3, WAIT).await.unwrap();
     broker.wait_acked("orders", "g", 3, WAIT).await.unwrap();
-    bus.shutdown(WAIT).await.unwrap();
+    let report = bus.shutdown(WAIT).await.unwrap();
+    assert_eq!((report.dead_lettered(), report.acked()), (3, 0), "{report:?}");
     let errors: Vec<&str> = dead.iter().map(|m| m.headers.get(dlq_headers::ERROR).unwrap()).collect();
     assert!(errors[0].contains("not valid JSON"), "{}", errors[0]);
     assert!(errors[1].contains("\"order.cancelled\" event"), "{}", errors[1]);
@@ -105,7 +106,7 @@ async fn undecodable_or_mismatched_payloads_go_to_the_dlq_without_reaching_the_h
 async fn ksuid_ids_and_explicit_topics_and_batches() {
     let broker = MemoryBroker::new();
     let publisher =
-        Publisher::new(broker.writer_arc(), EventRegistry::new().route::<OrderPlaced>("orders")).with_ids(KsuidIds);
+        Publisher::new(broker.writer(), EventRegistry::new().route::<OrderPlaced>("orders")).with_ids(KsuidIds);
     let id = publisher.publish_to("elsewhere", &OrderPlaced { id: 1 }).await.unwrap();
     assert_eq!(id.len(), 27, "KSUIDs are 27 characters: {id}");
     assert_eq!(broker.published("elsewhere")[0].id, id);
@@ -117,6 +118,22 @@ async fn ksuid_ids_and_explicit_topics_and_batches() {
     let mut given = Message::new("raw", "bytes").with_id("mine");
     given.content_type = None;
     assert_eq!(publisher.publish_message(given).await.unwrap(), "mine", "a given id is kept");
+}
+
+#[tokio::test]
+async fn a_dead_letter_middleware_of_your_own_replaces_the_default() {
+    let broker = MemoryBroker::new();
+    let mut bus = Bus::new(&broker, EventRegistry::new());
+    let mine = DeadLetter::new(bus.writer()).topic_name(|topic| format!("dead.{topic}"));
+    bus.with_middleware(mine);
+    bus.subscribe("t", tidewater::handler_fn(|_d: Delivery| async { Err(HandlerError::permanent("no")) })).group("g");
+    bus.start().await.unwrap();
+    bus.publisher().publish_bytes("t", "x", "text/plain").await.unwrap();
+    broker.wait_published("dead.t", 1, WAIT).await.unwrap();
+    broker.wait_acked("t", "g", 1, WAIT).await.unwrap();
+    let report = bus.shutdown(WAIT).await.unwrap();
+    assert!(broker.published("t.dlq").is_empty(), "the default dead letter stays out");
+    assert_eq!(report.dead_lettered(), 1);
 }
 
 #[tokio::test]

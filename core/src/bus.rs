@@ -6,11 +6,19 @@ use std::time::Duration;
 use futures::Future;
 
 use crate::{
-    Codec, Delivery, Driver, Event, EventRegistry, Handler, HandlerError, IdFactory, JsonCodec, Middleware, Publisher,
-    Result, ShutdownReport, SubscriberScheduler, TaskSpec, UuidV7Ids,
+    Codec, DeadLetter, Delivery, Driver, Event, EventRegistry, Handler, HandlerError, IdFactory, JsonCodec, Middleware,
+    Publisher, Result, ShutdownReport, SubscriberScheduler, TaskSpec, UuidV7Ids, Writer,
 };
 
 /// A publisher and a subscriber scheduler over one driver, sharing a registry and codec.
+///
+/// A message whose handler fails permanently (it does not decode, it breaks a rule) goes
+/// to `<topic>.dlq` through the bus's own writer, unless a middleware of the task's chain
+/// dead-letters it or [`Bus::dead_letter`] says otherwise; nothing the handler cannot
+/// take loops or is dropped. A failure that may pass is redelivered after the task's
+/// nack delay, which doubles with each delivery up to
+/// [`ReadTask::MAX_NACK_DELAY`](crate::ReadTask::MAX_NACK_DELAY); add a
+/// [`DeadLetter`] with [`DeadLetter::max_deliveries`] to give up on those too.
 ///
 /// ```
 /// # #[cfg(any())] mod hidden {}
@@ -47,8 +55,10 @@ impl<C: Codec + Clone> Bus<C> {
     /// A bus with its own codec and id factory.
     pub fn with_parts(driver: &impl Driver, registry: EventRegistry, codec: C, ids: impl IdFactory) -> Self {
         let registry = Arc::new(registry);
-        let publisher = Publisher::with_parts(driver.writer(), Arc::clone(&registry), codec.clone(), Arc::new(ids));
-        let scheduler = SubscriberScheduler::with_codec(driver.reader(), registry, codec);
+        let writer = driver.writer();
+        let publisher = Publisher::with_parts(Arc::clone(&writer), Arc::clone(&registry), codec.clone(), Arc::new(ids));
+        let mut scheduler = SubscriberScheduler::with_codec(driver.reader(), registry, codec);
+        scheduler.default_dead_letter(Some(DeadLetter::new(writer).permanent_only()));
         Self { publisher, scheduler }
     }
 }
@@ -57,6 +67,31 @@ impl<C: Codec> Bus<C> {
     /// The publisher (clone it freely).
     pub fn publisher(&self) -> &Publisher<C> {
         &self.publisher
+    }
+
+    /// The writer the publisher writes through, shared: for a [`DeadLetter`] of your own,
+    /// a [`Redrive`](crate::Redrive), or raw writes. It is the driver's, so this line
+    /// works unchanged on every broker:
+    ///
+    /// ```
+    /// # fn demo(bus: &mut tidewater_core::Bus) {
+    /// use tidewater_core::DeadLetter;
+    ///
+    /// let dlq = DeadLetter::new(bus.writer()).max_deliveries(3);
+    /// bus.with_middleware(dlq);
+    /// # }
+    /// ```
+    pub fn writer(&self) -> Arc<dyn Writer> {
+        self.publisher.writer()
+    }
+
+    /// Sets where messages go whose chain has no dead-letter middleware of its own: by
+    /// default a [`DeadLetter`] to `<topic>.dlq` for permanent failures
+    /// ([`DeadLetter::permanent_only`]); `None` sends them nowhere, so that a
+    /// permanent failure is redelivered with growing delays until a handler takes it.
+    pub fn dead_letter(&mut self, dead_letter: Option<DeadLetter>) -> &mut Self {
+        self.scheduler.default_dead_letter(dead_letter);
+        self
     }
 
     /// The scheduler.

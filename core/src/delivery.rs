@@ -1,5 +1,6 @@
 //! What a handler receives: a message plus where and how often it was delivered.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,15 +82,56 @@ pub struct Delivery(Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     message: Arc<Message>,
+    /// The handler call this is: the broker's delivery count plus in-place retries.
     attempt: u32,
+    /// The broker's delivery count.
+    deliveries: u32,
     position: Position,
     group: Option<Arc<str>>,
+    /// The delivery the runner handed out, when this one is an in-place retry of it.
+    first: Option<Delivery>,
+    dead_lettered: AtomicBool,
 }
 
 impl Delivery {
-    /// A delivery of `message`, for drivers. `attempt` counts from 1.
+    /// A delivery of `message`, for drivers. `attempt` is the broker's delivery count,
+    /// from 1.
     pub fn new(message: impl Into<Arc<Message>>, attempt: u32, position: Position, group: Option<Arc<str>>) -> Self {
-        Self(Arc::new(Inner { message: message.into(), attempt: attempt.max(1), position, group }))
+        let attempt = attempt.max(1);
+        Self(Arc::new(Inner {
+            message: message.into(),
+            attempt,
+            deliveries: attempt,
+            position,
+            group,
+            first: None,
+            dead_lettered: AtomicBool::new(false),
+        }))
+    }
+
+    /// The same delivery for the next handler call of an in-place retry, its attempt one
+    /// higher: for retrying middleware, so that the handler can tell its third call from
+    /// its first.
+    ///
+    /// ```
+    /// use tidewater_core::{Delivery, Message, Position};
+    ///
+    /// let first = Delivery::new(Message::new("orders", "{}"), 1, Position::Queue { partition: None, sequence: None }, None);
+    /// let third = first.retried().retried();
+    /// assert_eq!((third.attempt(), third.deliveries()), (3, 1));
+    /// assert_eq!(first.attempt(), 1);
+    /// ```
+    pub fn retried(&self) -> Delivery {
+        let first = self.0.first.clone().unwrap_or_else(|| self.clone());
+        Self(Arc::new(Inner {
+            message: Arc::clone(&self.0.message),
+            attempt: self.0.attempt.saturating_add(1),
+            deliveries: self.0.deliveries,
+            position: self.0.position,
+            group: self.0.group.clone(),
+            first: Some(first),
+            dead_lettered: AtomicBool::new(false),
+        }))
     }
 
     /// The message.
@@ -102,10 +144,16 @@ impl Delivery {
         Arc::clone(&self.0.message)
     }
 
-    /// Which delivery of this message this is: 1 the first time, then counting up on
-    /// each redelivery, as far as the broker tracks it.
+    /// Which handler call for this message this is: 1 the first time, counting up on
+    /// each redelivery (as far as the broker tracks it) and on each in-place retry.
     pub fn attempt(&self) -> u32 {
         self.0.attempt
+    }
+
+    /// How often the broker delivered this message, this delivery included, as far as it
+    /// tracks it; in-place retries do not count.
+    pub fn deliveries(&self) -> u32 {
+        self.0.deliveries
     }
 
     /// Where the message sits in its broker.
@@ -121,5 +169,19 @@ impl Delivery {
     /// The consumer group this delivery was made to, if the read task has one.
     pub fn group(&self) -> Option<&str> {
         self.0.group.as_deref()
+    }
+
+    /// Records that the message was written to a dead-letter queue, so that the
+    /// scheduler counts it as dead-lettered rather than processed when the handler
+    /// returns `Ok`. For dead-letter middleware.
+    pub fn mark_dead_lettered(&self) {
+        let first = self.0.first.as_ref().unwrap_or(self);
+        first.0.dead_lettered.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the message was dead-lettered during this delivery.
+    pub fn is_dead_lettered(&self) -> bool {
+        let first = self.0.first.as_ref().unwrap_or(self);
+        first.0.dead_lettered.load(Ordering::Relaxed)
     }
 }

@@ -177,6 +177,14 @@ impl fmt::Display for Error {
         if !self.message.is_empty() {
             write!(f, ": {}", self.message)?;
         }
+        // The cause is part of what happened ("connection refused"), so the text says it;
+        // a message that already quotes it does not say it again.
+        if let Some(source) = &self.source {
+            let cause = source.to_string();
+            if !cause.is_empty() && !self.message.contains(&cause) {
+                write!(f, ": {cause}")?;
+            }
+        }
         match (self.driver, &self.topic) {
             (Some(d), Some(t)) => write!(f, " (driver {d}, topic {t})"),
             (Some(d), None) => write!(f, " (driver {d})"),
@@ -240,6 +248,7 @@ pub struct HandlerError {
     recovery: Recovery,
     retry_after: Option<Duration>,
     attempts: Option<Attempts>,
+    panicked: bool,
     source: BoxError,
 }
 
@@ -255,12 +264,39 @@ pub struct Attempts {
 impl HandlerError {
     /// A failure that may pass: the message is retried or redelivered.
     pub fn transient(source: impl Into<BoxError>) -> Self {
-        Self { recovery: Recovery::Transient, retry_after: None, attempts: None, source: source.into() }
+        Self::with_recovery(Recovery::Transient, source.into())
     }
 
     /// A failure that retrying cannot fix: the message goes to the dead-letter queue.
     pub fn permanent(source: impl Into<BoxError>) -> Self {
-        Self { recovery: Recovery::Permanent, retry_after: None, attempts: None, source: source.into() }
+        Self::with_recovery(Recovery::Permanent, source.into())
+    }
+
+    /// A handler call that panicked, as one failed attempt: transient, since a panic may
+    /// come from a passing state. The scheduler makes every panic of a handler into
+    /// this error before any middleware sees the result, so retry and dead-lettering
+    /// treat it like any other failure.
+    ///
+    /// ```
+    /// use tidewater_core::HandlerError;
+    ///
+    /// let payload = std::panic::catch_unwind(|| panic!("index out of range")).unwrap_err();
+    /// let err = HandlerError::from_panic(&*payload);
+    /// assert!(err.is_panic() && err.is_transient());
+    /// assert_eq!(err.to_string(), "handler failed: handler panicked: index out of range");
+    /// ```
+    pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Self {
+        let text = format!("handler panicked: {}", crate::panic_message(payload));
+        Self { panicked: true, ..Self::transient(text) }
+    }
+
+    fn with_recovery(recovery: Recovery, source: BoxError) -> Self {
+        Self { recovery, retry_after: None, attempts: None, panicked: false, source }
+    }
+
+    /// Whether the failure was a panic of the handler.
+    pub fn is_panic(&self) -> bool {
+        self.panicked
     }
 
     /// Asks for the redelivery to wait `delay` (where the broker can delay).
@@ -312,7 +348,8 @@ impl HandlerError {
         let mut next = self.source.source();
         while let Some(cause) = next {
             let text = cause.to_string();
-            if !out.ends_with(&text) {
+            // An [`Error`] already quotes its cause in its text.
+            if !out.contains(&text) {
                 out.push_str(": ");
                 out.push_str(&text);
             }
@@ -329,7 +366,7 @@ impl<E: Into<BoxError>> From<E> for HandlerError {
             Some(e) if !e.is_retryable() && e.kind() == ErrorKind::Decode => Recovery::Permanent,
             _ => Recovery::Transient,
         };
-        Self { recovery, retry_after: None, attempts: None, source }
+        Self::with_recovery(recovery, source)
     }
 }
 
@@ -349,6 +386,7 @@ impl fmt::Debug for HandlerError {
             .field("recovery", &self.recovery)
             .field("retry_after", &self.retry_after)
             .field("attempts", &self.attempts)
+            .field("panicked", &self.panicked)
             .field("source", &self.source)
             .finish()
     }
@@ -372,5 +410,16 @@ mod tests {
         let outer = Error::new(ErrorKind::Timeout, "write").with_source(inner);
         let err = HandlerError::transient(outer);
         assert_eq!(err.chain(), "timed out: write: connection failed: refused");
+    }
+
+    #[test]
+    fn display_says_the_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let err = Error::new(ErrorKind::Connection, "cannot reach 127.0.0.1:4222").with_source(io).with_driver("nats");
+        assert_eq!(err.to_string(), "connection failed: cannot reach 127.0.0.1:4222: Connection refused (driver nats)");
+        let quoted = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let err = Error::new(ErrorKind::Connection, "cannot connect: Connection refused").with_source(quoted);
+        assert_eq!(err.to_string(), "connection failed: cannot connect: Connection refused");
+        assert_eq!(HandlerError::transient(err).chain(), "connection failed: cannot connect: Connection refused");
     }
 }

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 
 use crate::{Delivery, HandlerError};
 
@@ -73,9 +74,33 @@ where
 pub trait Middleware: Send + Sync + 'static {
     /// Wraps `inner`, returning the handler that runs in its place.
     fn wrap(&self, inner: BoxHandler) -> BoxHandler;
+
+    /// Whether this middleware takes failed messages off the broker (writes them to a
+    /// dead-letter queue), so that a permanent failure has somewhere to go. A scheduler
+    /// with a default dead-letter queue adds it only to chains where no middleware says
+    /// so. The default is false.
+    fn dead_letters(&self) -> bool {
+        false
+    }
 }
 
 /// Applies `chain` to `handler`, the first element outermost.
 pub fn apply_chain(handler: BoxHandler, chain: &[Arc<dyn Middleware>]) -> BoxHandler {
     chain.iter().rev().fold(handler, |inner, m| m.wrap(inner))
+}
+
+/// Makes a panic of the handler into a [`HandlerError::from_panic`], so that the
+/// middleware around it sees one failed attempt like any other. The scheduler puts it
+/// right around every handler that has middleware; without middleware the runner's own
+/// catch does the same.
+pub(crate) struct CatchPanic(pub(crate) BoxHandler);
+
+#[async_trait]
+impl Handler for CatchPanic {
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        match std::panic::AssertUnwindSafe(self.0.handle(delivery)).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => Err(HandlerError::from_panic(&*panic)),
+        }
+    }
 }

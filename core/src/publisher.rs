@@ -58,6 +58,12 @@ impl<C: Codec> Publisher<C> {
         self
     }
 
+    /// The writer this publisher writes through, shared: for a
+    /// [`DeadLetter`](crate::DeadLetter) or anything else that writes raw messages.
+    pub fn writer(&self) -> Arc<dyn Writer> {
+        Arc::clone(&self.writer)
+    }
+
     /// The registry.
     pub fn registry(&self) -> &EventRegistry {
         &self.registry

@@ -33,8 +33,10 @@ pub struct ReadTask {
     pub concurrency: usize,
     /// Where a group with no stored position starts.
     pub start: StartFrom,
-    /// How long a failed delivery waits before it is redelivered, unless the handler's
-    /// error asks for its own delay.
+    /// How long a failed delivery waits before it is redelivered the first time, unless
+    /// the handler's error asks for its own delay. The wait doubles with each further
+    /// delivery of the message, up to [`ReadTask::MAX_NACK_DELAY`], so that a message
+    /// that keeps failing never makes a tight loop. `None` redelivers at once, every time.
     pub nack_delay: Option<Duration>,
     /// How many messages a reader may fetch ahead of the handlers.
     pub prefetch: usize,
@@ -43,6 +45,28 @@ pub struct ReadTask {
 }
 
 impl ReadTask {
+    /// The longest wait before a redelivery that the growing nack delay reaches.
+    pub const MAX_NACK_DELAY: Duration = Duration::from_secs(30);
+
+    /// The wait before the redelivery of a message that failed on its `deliveries`-th
+    /// delivery: the nack delay, doubled for each delivery after the first, at most
+    /// [`ReadTask::MAX_NACK_DELAY`] (or the nack delay itself, if that is longer).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tidewater_core::ReadTask;
+    ///
+    /// let task = ReadTask::new("orders");
+    /// assert_eq!(task.redelivery_delay(1), Some(Duration::from_millis(100)));
+    /// assert_eq!(task.redelivery_delay(4), Some(Duration::from_millis(800)));
+    /// assert_eq!(task.redelivery_delay(40), Some(ReadTask::MAX_NACK_DELAY));
+    /// ```
+    pub fn redelivery_delay(&self, deliveries: u32) -> Option<Duration> {
+        let base = self.nack_delay?;
+        let doublings = deliveries.saturating_sub(1).min(20);
+        Some(base.saturating_mul(1 << doublings).min(Self::MAX_NACK_DELAY.max(base)))
+    }
+
     /// A task reading `topic` with the defaults: private group, concurrency 1, earliest,
     /// 100 ms nack delay, prefetch 256.
     pub fn new(topic: impl Into<String>) -> Self {
@@ -83,6 +107,7 @@ pub struct TaskStats {
     pub(crate) fetched: AtomicU64,
     pub(crate) delivered: AtomicU64,
     pub(crate) acked: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
     pub(crate) nacked: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) panicked: AtomicU64,
@@ -102,6 +127,7 @@ impl TaskStats {
             fetched: get(&self.fetched),
             delivered: get(&self.delivered),
             acked: get(&self.acked),
+            dead_lettered: get(&self.dead_lettered),
             nacked: get(&self.nacked),
             failed: get(&self.failed),
             panicked: get(&self.panicked),
@@ -131,6 +157,9 @@ pub struct TaskReport {
     pub delivered: u64,
     /// Deliveries the handler processed and that were settled as done.
     pub acked: u64,
+    /// Deliveries written to a dead-letter queue and then settled, so that they do not
+    /// come again here (not counted in `acked`).
+    pub dead_lettered: u64,
     /// Deliveries settled for redelivery.
     pub nacked: u64,
     /// Handler calls that returned an error.

@@ -2,17 +2,17 @@
 //! containment, settlement by outcome, and draining at shutdown. Every driver uses it,
 //! so these rules hold the same way on every broker.
 
+use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
-
-use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::hash::fnv1a_64;
 use crate::reader::TaskStats;
-use crate::{BoxHandler, Incoming, ReadContext, ReadTask, Result, Settlement, Source, StopSignal};
+use crate::{
+    BoxHandler, Delivery, HandlerError, Incoming, ReadContext, ReadTask, Result, Settlement, Source, StopSignal,
+};
 
 /// Deliveries queued per lane ahead of the one running.
 const LANE_BUFFER: usize = 16;
@@ -39,7 +39,7 @@ pub async fn run_source(
         handler,
         stats: Arc::clone(&ctx.stats),
         stop: ctx.stop.clone(),
-        nack_delay: task.nack_delay,
+        task: task.clone(),
         topic: Arc::from(task.topic.as_str()),
     };
     let fetch = task.prefetch.max(1);
@@ -167,7 +167,8 @@ struct Step {
     handler: BoxHandler,
     stats: Arc<TaskStats>,
     stop: StopSignal,
-    nack_delay: Option<Duration>,
+    /// For the redelivery delays.
+    task: ReadTask,
     topic: Arc<str>,
 }
 
@@ -202,28 +203,9 @@ impl Step {
         };
         let settlement = match outcome {
             Ok(Ok(())) => Settlement::Ack,
-            Ok(Err(err)) => {
-                TaskStats::add(&self.stats.failed);
-                tracing::warn!(
-                    topic = %self.topic,
-                    id = %delivery.message().id,
-                    attempt = delivery.attempt(),
-                    error = %err,
-                    "handler failed; nacking"
-                );
-                Settlement::Nack { delay: err.requested_delay().or(self.nack_delay) }
-            }
-            Err(panic) => {
-                TaskStats::add(&self.stats.panicked);
-                tracing::error!(
-                    topic = %self.topic,
-                    id = %delivery.message().id,
-                    attempt = delivery.attempt(),
-                    panic = panic_message(&*panic),
-                    "handler panicked; nacking"
-                );
-                Settlement::Nack { delay: self.nack_delay }
-            }
+            Ok(Err(err)) => self.failed(&delivery, &err),
+            // A panic in middleware: the handler's own panics come back as errors.
+            Err(panic) => self.failed(&delivery, &HandlerError::from_panic(&*panic)),
         };
         let settled = match settle.settle_now(settlement) {
             Some(settled) => settled,
@@ -231,6 +213,7 @@ impl Step {
         };
         match settled {
             Ok(()) => match settlement {
+                Settlement::Ack if delivery.is_dead_lettered() => TaskStats::add(&self.stats.dead_lettered),
                 Settlement::Ack => TaskStats::add(&self.stats.acked),
                 Settlement::Nack { .. } => TaskStats::add(&self.stats.nacked),
             },
@@ -244,6 +227,34 @@ impl Step {
                 );
             }
         }
+    }
+}
+
+impl Step {
+    /// Counts and logs a failed delivery, and says when it is to come again: when the
+    /// error asks, else after the task's nack delay, growing with each delivery.
+    fn failed(&self, delivery: &Delivery, err: &HandlerError) -> Settlement {
+        let delay = err.requested_delay().or_else(|| self.task.redelivery_delay(delivery.deliveries()));
+        let message = delivery.message();
+        if err.is_panic() {
+            TaskStats::add(&self.stats.panicked);
+        } else {
+            TaskStats::add(&self.stats.failed);
+        }
+        if err.is_transient() {
+            tracing::warn!(
+                topic = %self.topic, id = %message.id, attempt = delivery.attempt(), retry_in = ?delay,
+                error = %err, "handler failed; nacking"
+            );
+        } else {
+            // Nothing took the message off the broker: without a dead-letter queue it comes
+            // again, ever more slowly, and is never dropped.
+            tracing::error!(
+                topic = %self.topic, id = %message.id, attempt = delivery.attempt(), retry_in = ?delay,
+                error = %err, "permanent failure with no dead-letter queue to take it; nacking"
+            );
+        }
+        Settlement::Nack { delay }
     }
 }
 
@@ -262,6 +273,7 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
 mod tests {
     use std::collections::VecDeque;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     use async_trait::async_trait;
 

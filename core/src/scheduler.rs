@@ -10,7 +10,7 @@ use futures::Future;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::handler::apply_chain;
+use crate::handler::{apply_chain, CatchPanic};
 use crate::reader::TaskStats;
 use crate::shutdown::stop_pair;
 use crate::{
@@ -107,6 +107,11 @@ impl ShutdownReport {
         self.tasks.iter().map(|t| t.acked).sum()
     }
 
+    /// Deliveries written to a dead-letter queue, over all tasks.
+    pub fn dead_lettered(&self) -> u64 {
+        self.tasks.iter().map(|t| t.dead_lettered).sum()
+    }
+
     /// Handler calls abandoned at the deadline, over all tasks.
     pub fn abandoned(&self) -> u64 {
         self.tasks.iter().map(|t| t.abandoned).sum()
@@ -135,6 +140,7 @@ pub struct SubscriberScheduler<C: Codec = JsonCodec> {
     codec: Arc<C>,
     registry: Arc<EventRegistry>,
     middleware: Vec<Arc<dyn Middleware>>,
+    dead_letter: Option<Arc<dyn Middleware>>,
     pending: Vec<TaskSpec>,
     running: Vec<Running>,
     stop: StopHandle,
@@ -167,6 +173,7 @@ impl<C: Codec> SubscriberScheduler<C> {
             codec: Arc::new(codec),
             registry,
             middleware: Vec::new(),
+            dead_letter: None,
             pending: Vec::new(),
             running: Vec::new(),
             stop,
@@ -178,6 +185,19 @@ impl<C: Codec> SubscriberScheduler<C> {
     /// runs first.
     pub fn with_middleware(&mut self, middleware: impl Middleware) -> &mut Self {
         self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Sets the dead-letter middleware for tasks whose chain has none (no middleware
+    /// whose [`Middleware::dead_letters`] is true), outermost in their chain; `None`
+    /// removes it. A [`Bus`](crate::Bus) sets a [`DeadLetter`](crate::DeadLetter) to
+    /// `<topic>.dlq` through its own writer; a scheduler made on its own has none.
+    ///
+    /// Without one, a permanent failure has nowhere to go: its message is redelivered
+    /// after the task's nack delay, doubling each time up to
+    /// [`ReadTask::MAX_NACK_DELAY`], never dropped, and `start` logs a warning.
+    pub fn default_dead_letter(&mut self, dead_letter: Option<impl Middleware>) -> &mut Self {
+        self.dead_letter = dead_letter.map(|m| Arc::new(m) as Arc<dyn Middleware>);
         self
     }
 
@@ -231,8 +251,8 @@ impl<C: Codec> SubscriberScheduler<C> {
             return Err(Error::closed("the scheduler was shut down"));
         }
         let mut waits = Vec::new();
-        for spec in self.pending.drain(..) {
-            let handler = apply_chain(apply_chain(spec.handler, &spec.middleware), &self.middleware);
+        for spec in std::mem::take(&mut self.pending) {
+            let handler = self.chain(&spec);
             let (ready, ready_rx) = ReadySignal::new();
             let (first_error, error_rx) = oneshot::channel();
             let stats = Arc::new(TaskStats::default());
@@ -255,6 +275,30 @@ impl<C: Codec> SubscriberScheduler<C> {
             }
         }
         Ok(())
+    }
+
+    /// The handler of `spec` in its middleware: the task's own innermost, then the
+    /// scheduler's, then the default dead letter where no middleware dead-letters.
+    fn chain(&self, spec: &TaskSpec) -> BoxHandler {
+        let dead_letters = spec.middleware.iter().chain(&self.middleware).any(|m| m.dead_letters());
+        let default = self.dead_letter.as_ref().filter(|_| !dead_letters);
+        if !dead_letters && default.is_none() {
+            tracing::warn!(
+                topic = %spec.task.topic,
+                "no dead-letter queue for this task: a message that fails permanently comes again, \
+                 ever more slowly, until the handler takes it"
+            );
+        }
+        if spec.middleware.is_empty() && self.middleware.is_empty() && default.is_none() {
+            // The runner's own catch makes a panic one failed attempt already.
+            return Arc::clone(&spec.handler);
+        }
+        let handler: BoxHandler = Arc::new(CatchPanic(Arc::clone(&spec.handler)));
+        let handler = apply_chain(apply_chain(handler, &spec.middleware), &self.middleware);
+        match default {
+            Some(dead_letter) => dead_letter.wrap(handler),
+            None => handler,
+        }
     }
 
     /// Tells every task to stop taking new messages now, with `grace` for in-flight

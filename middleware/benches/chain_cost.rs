@@ -57,7 +57,7 @@ fn main() {
         let layers: Vec<(&str, Arc<dyn Middleware>)> = vec![
             ("Trace", Arc::new(Trace)),
             ("CorrelationId", Arc::new(CorrelationId)),
-            ("DeadLetter", Arc::new(DeadLetter::new(broker.writer_arc()))),
+            ("DeadLetter", Arc::new(DeadLetter::new(broker.writer()))),
             ("Deduplicate (in memory)", Arc::new(Deduplicate::in_memory())),
             ("Retry", Arc::new(Retry::new())),
             ("Timeout", Arc::new(Timeout(Duration::from_secs(30)))),

@@ -43,10 +43,10 @@ impl Handler for TimeoutHandler {
     }
 }
 
-/// Turns a panicking handler call into an error, so retry and dead-letter middleware
-/// outside it see the failure. (The runner also survives panics; without this
-/// middleware they simply become nacks.) Transient by default, since a panic may come
-/// from a passing state; call [`Recover::permanent`] to dead-letter at once.
+/// Turns a panicking handler call into an error of the recovery you choose. Without
+/// it a panic is already one failed, transient attempt that the whole chain sees (the
+/// scheduler catches it right around the handler); use [`Recover::permanent`] to send
+/// panicking messages to the dead-letter queue at once instead of retrying them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Recover {
     permanent: bool,
@@ -79,6 +79,8 @@ struct RecoverHandler {
 impl Handler for RecoverHandler {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         match AssertUnwindSafe(self.inner.handle(delivery)).catch_unwind().await {
+            // The scheduler's own catch around the handler got there first.
+            Ok(Err(err)) if err.is_panic() && self.permanent => Err(err.into_permanent()),
             Ok(result) => result,
             Err(panic) => {
                 let text = format!("handler panicked: {}", panic_message(&*panic));

@@ -15,15 +15,18 @@
 //!            └─ Deduplicate     already processed by this group -> ack, skip the rest
 //!               └─ Retry           transient failure -> back off, call again
 //!                  └─ Timeout         each call limited
-//!                     └─ Recover         panic -> error, so Retry and DeadLetter see it
-//!                        └─ handler
+//!                     └─ handler        a panic is a transient error here, with no opt-in
 //! ```
+//!
+//! A [`Bus`](tidewater_core::Bus) adds a `DeadLetter` to `<topic>.dlq` outermost by
+//! itself when a task's chain has none; add your own where the order above puts it to
+//! choose its topic or `max_deliveries`. [`Recover::permanent`] goes innermost when
+//! panics should be dead-lettered at once rather than retried.
 //!
 //! Why this order: `Deduplicate` sits inside `DeadLetter` so that a dead-lettered
 //! message is never committed as processed and can be redriven; `Retry` sits inside
 //! `Deduplicate` so a retried success is committed once; `Timeout` sits inside `Retry` so
-//! each attempt gets the full limit; `Recover` is innermost so a panic is one more
-//! failed attempt.
+//! each attempt gets the full limit.
 //!
 //! ```
 //! # fn demo(scheduler: &mut tidewater_core::SubscriberScheduler, dlq: std::sync::Arc<dyn tidewater_core::Writer>) {
@@ -36,8 +39,7 @@
 //!     .with_middleware(DeadLetter::new(dlq))
 //!     .with_middleware(Deduplicate::in_memory())
 //!     .with_middleware(Retry::new().max_attempts(3))
-//!     .with_middleware(Timeout(Duration::from_secs(30)))
-//!     .with_middleware(Recover::new());
+//!     .with_middleware(Timeout(Duration::from_secs(30)));
 //! # }
 //! ```
 //!
@@ -54,13 +56,12 @@
 #![warn(missing_docs)]
 
 mod basics;
-mod dead_letter;
 mod dedup;
 mod publish;
 mod retry;
 
 pub use basics::{CorrelationId, Recover, Timeout, Trace};
-pub use dead_letter::{headers as dlq_headers, DeadLetter, Redrive};
 pub use dedup::{DedupKey, Deduplicate, DeduplicationStorage, InMemoryDedupStorage, MokaDedupStorage};
 pub use publish::{InstrumentedWriter, Metrics, MetricsCollector, NoMetrics, Outcome, PublishInterceptor};
 pub use retry::Retry;
+pub use tidewater_core::dead_letter::{headers as dlq_headers, DeadLetter, Redrive};

@@ -10,7 +10,8 @@ use tidewater_core::{Attempts, BoxHandler, Delivery, Handler, HandlerError, Midd
 /// Retries transient failures inside the handler call, waiting longer each time.
 ///
 /// Only errors that say a retry can help ([`HandlerError::is_transient`]) are retried;
-/// permanent ones return at once. When the attempts or the time run out, the last error
+/// permanent ones return at once. Each call after the first gets the delivery with its
+/// [`attempt`](Delivery::attempt) one higher, so the handler can tell them apart. When the attempts or the time run out, the last error
 /// returns with the attempt count and first failure time recorded, for the dead-letter
 /// middleware to write down.
 ///
@@ -135,14 +136,15 @@ impl Handler for RetryHandler {
         let mut delays = self.backoff.build();
         let mut attempts = 1u32;
         let mut err = err;
+        let mut call = delivery;
         loop {
             if !err.is_transient() {
                 break;
             }
             let Some(delay) = delays.next() else { break };
             tracing::debug!(
-                topic = %delivery.message().stream,
-                id = %delivery.message().id,
+                topic = %call.message().stream,
+                id = %call.message().id,
                 attempt = attempts,
                 ?delay,
                 error = %err,
@@ -150,7 +152,9 @@ impl Handler for RetryHandler {
             );
             tokio::time::sleep(delay).await;
             attempts += 1;
-            match self.inner.handle(delivery.clone()).await {
+            // The handler sees which call this is in `Delivery::attempt`.
+            call = call.retried();
+            match self.inner.handle(call.clone()).await {
                 Ok(()) => return Ok(()),
                 Err(next) => err = next,
             }

@@ -55,7 +55,7 @@ impl Writer for FlakyWriter {
 async fn poison_message_lands_in_dlq_with_every_header_and_original_is_settled() {
     let broker = MemoryBroker::new();
     let mut s = scheduler(&broker);
-    s.with_middleware(DeadLetter::new(broker.writer_arc()));
+    s.with_middleware(DeadLetter::new(broker.writer()));
     let calls = Arc::new(AtomicU32::new(0));
     s.subscribe("orders", counting(&calls, |_| Err(HandlerError::permanent("order total is negative"))))
         .group("billing");
@@ -83,7 +83,8 @@ async fn poison_message_lands_in_dlq_with_every_header_and_original_is_settled()
     let last: u128 = h(dlq_headers::LAST_FAILURE).parse().unwrap();
     assert!(before <= first && first <= last, "{before} <= {first} <= {last}");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "a permanent failure is not retried");
-    assert_eq!(report.tasks[0].acked, 1);
+    assert_eq!(report.tasks[0].dead_lettered, 1, "{report:?}");
+    assert_eq!(report.tasks[0].acked, 0, "a dead letter is not counted as processed: {report:?}");
     assert_eq!(report.tasks[0].nacked, 0);
 }
 
@@ -124,7 +125,7 @@ async fn failing_dlq_write_leaves_original_unsettled_and_redelivered() {
     assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3], "redelivered until the DLQ write worked");
     assert_eq!(dlq_attempts.load(Ordering::SeqCst), 3);
     assert_eq!(report.tasks[0].nacked, 2, "the two failed DLQ writes nacked the original");
-    assert_eq!(report.tasks[0].acked, 1);
+    assert_eq!(report.tasks[0].dead_lettered, 1);
     assert_eq!(dead[0].headers.get(dlq_headers::ATTEMPTS), Some("3"), "calls over all deliveries");
 }
 
@@ -167,7 +168,7 @@ async fn duplicates_are_skipped_with_a_store_behind_the_trait() {
 async fn retry_counts_attempts_and_stops_at_the_limit() {
     let broker = MemoryBroker::new();
     let mut s = scheduler(&broker);
-    s.with_middleware(DeadLetter::new(broker.writer_arc()))
+    s.with_middleware(DeadLetter::new(broker.writer()))
         .with_middleware(Retry::new().max_attempts(4).min_delay(Duration::from_millis(1)).without_jitter());
     let calls = Arc::new(AtomicU32::new(0));
     s.subscribe("jobs", counting(&calls, |_| Err(HandlerError::transient("still down")))).group("g");
@@ -192,7 +193,7 @@ async fn retry_counts_attempts_and_stops_at_the_limit() {
 async fn broker_redelivery_then_dlq_with_max_deliveries() {
     let broker = MemoryBroker::new();
     let mut s = scheduler(&broker);
-    s.with_middleware(DeadLetter::new(broker.writer_arc()).max_deliveries(3));
+    s.with_middleware(DeadLetter::new(broker.writer()).max_deliveries(3));
     let calls = Arc::new(AtomicU32::new(0));
     s.subscribe("jobs", counting(&calls, |_| Err(HandlerError::transient("down"))))
         .group("g")
@@ -208,10 +209,10 @@ async fn broker_redelivery_then_dlq_with_max_deliveries() {
 }
 
 #[tokio::test]
-async fn panic_becomes_an_error_and_the_worker_lives_on() {
+async fn recover_permanent_dead_letters_a_panic_at_once() {
     let broker = MemoryBroker::new();
     let mut s = scheduler(&broker);
-    s.with_middleware(DeadLetter::new(broker.writer_arc())).with_middleware(Recover::permanent());
+    s.with_middleware(DeadLetter::new(broker.writer()).max_deliveries(5)).with_middleware(Recover::permanent());
     let calls = Arc::new(AtomicU32::new(0));
     s.subscribe("t", counting(&calls, |n| if n == 1 { panic!("boom on the first message") } else { Ok(()) }))
         .group("g");
@@ -232,7 +233,7 @@ async fn panic_becomes_an_error_and_the_worker_lives_on() {
 async fn timeout_fires() {
     let broker = MemoryBroker::new();
     let mut s = scheduler(&broker);
-    s.with_middleware(DeadLetter::new(broker.writer_arc())).with_middleware(Timeout(Duration::from_millis(50)));
+    s.with_middleware(DeadLetter::new(broker.writer())).with_middleware(Timeout(Duration::from_millis(50)));
     s.subscribe("t", handler_fn(|_d: Delivery| async { std::future::pending::<Result<(), HandlerError>>().await }))
         .group("g");
     s.start().await.unwrap();
@@ -245,7 +246,7 @@ async fn timeout_fires() {
 #[tokio::test]
 async fn correlation_id_flows_from_consumed_to_published_messages() {
     let broker = MemoryBroker::new();
-    let publisher = Publisher::new(broker.writer_arc(), EventRegistry::new());
+    let publisher = Publisher::new(broker.writer(), EventRegistry::new());
     let mut s = scheduler(&broker);
     s.with_middleware(CorrelationId);
     s.subscribe(
@@ -278,14 +279,14 @@ async fn redrive_returns_dead_letters_to_their_topic() {
     let mut s = scheduler(&broker);
     s.subscribe("orders", handler_fn(|_d: Delivery| async { Err::<(), _>(HandlerError::permanent("bug")) }))
         .group("billing")
-        .middleware(DeadLetter::new(broker.writer_arc()));
+        .middleware(DeadLetter::new(broker.writer()));
     s.start().await.unwrap();
     publish(&broker, Message::new("orders", "p").with_id("m-9").with_key("k").with_header("tenant", "acme")).await;
     broker.wait_published("orders.dlq", 1, WAIT).await.unwrap();
     s.shutdown(WAIT).await;
 
     let mut s = scheduler(&broker);
-    s.subscribe("orders.dlq", Redrive::new(broker.writer_arc())).group("redrive");
+    s.subscribe("orders.dlq", Redrive::new(broker.writer())).group("redrive");
     s.start().await.unwrap();
     let orders = broker.wait_published("orders", 2, WAIT).await.unwrap();
     s.shutdown(WAIT).await;
@@ -325,9 +326,8 @@ async fn interceptors_and_metrics_see_every_send_and_handle() {
     }
     let seen = Arc::new(Seen::default());
     let broker = MemoryBroker::new();
-    let writer = InstrumentedWriter::new(broker.writer_arc())
-        .interceptor(Hook(Arc::clone(&seen)))
-        .metrics(Hook(Arc::clone(&seen)));
+    let writer =
+        InstrumentedWriter::new(broker.writer()).interceptor(Hook(Arc::clone(&seen))).metrics(Hook(Arc::clone(&seen)));
     let mut s = scheduler(&broker);
     s.with_middleware(Metrics::new(Hook(Arc::clone(&seen))));
     s.subscribe(
@@ -341,7 +341,7 @@ async fn interceptors_and_metrics_see_every_send_and_handle() {
         }),
     )
     .group("g")
-    .middleware(DeadLetter::new(broker.writer_arc()));
+    .middleware(DeadLetter::new(broker.writer()));
     s.start().await.unwrap();
     writer.write(vec![Message::new("t", "1").with_id("good"), Message::new("t", "2").with_id("bad")]).await.unwrap();
     broker.wait_acked("t", "g", 2, WAIT).await.unwrap();
@@ -351,4 +351,104 @@ async fn interceptors_and_metrics_see_every_send_and_handle() {
     assert_eq!(seen.sent.load(Ordering::SeqCst), 2);
     // Metrics is outside the task's DeadLetter, which settles the bad message: both are Ok there.
     assert_eq!(*seen.handled.lock().unwrap(), vec![Outcome::Ok, Outcome::Ok]);
+}
+
+#[tokio::test]
+async fn a_panic_is_one_failed_attempt_that_retry_and_dead_letter_see() {
+    let broker = MemoryBroker::new();
+    let mut s = scheduler(&broker);
+    s.with_middleware(DeadLetter::new(broker.writer()))
+        .with_middleware(Retry::new().max_attempts(3).min_delay(Duration::from_millis(1)).without_jitter());
+    let calls = Arc::new(AtomicU32::new(0));
+    s.subscribe("t", counting(&calls, |n| panic!("boom {n}"))).group("g");
+    s.start().await.unwrap();
+    publish(&broker, Message::new("t", "1").with_id("p-1")).await;
+    let dead = broker.wait_published("t.dlq", 1, WAIT).await.unwrap();
+    broker.wait_acked("t", "g", 1, WAIT).await.unwrap();
+    let report = s.shutdown(WAIT).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "Retry saw each panic as a failed attempt");
+    assert_eq!(dead[0].headers.get(dlq_headers::ERROR), Some("handler panicked: boom 3"));
+    assert_eq!(dead[0].headers.get(dlq_headers::ATTEMPTS), Some("3"));
+    assert_eq!(dead[0].headers.get(dlq_headers::RECOVERY), Some("transient"));
+    assert_eq!((report.tasks[0].dead_lettered, report.tasks[0].nacked), (1, 0), "{report:?}");
+}
+
+#[tokio::test]
+async fn the_handler_sees_its_attempt_on_every_in_place_retry() {
+    let broker = MemoryBroker::new();
+    let mut s = scheduler(&broker);
+    s.with_middleware(Retry::new().max_attempts(4).min_delay(Duration::from_millis(1)).without_jitter());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    s.subscribe(
+        "t",
+        handler_fn(move |d: Delivery| {
+            log.lock().unwrap().push((d.attempt(), d.deliveries()));
+            let result = if d.attempt() < 3 { Err(HandlerError::transient("not yet")) } else { Ok(()) };
+            async move { result }
+        }),
+    )
+    .group("g");
+    s.start().await.unwrap();
+    publish(&broker, Message::new("t", "1")).await;
+    broker.wait_acked("t", "g", 1, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+    assert_eq!(*seen.lock().unwrap(), vec![(1, 1), (2, 1), (3, 1)], "attempt counts calls; deliveries the broker's");
+}
+
+#[tokio::test]
+async fn a_dead_letter_too_large_for_the_broker_goes_without_its_payload() {
+    let broker = MemoryBroker::with_config(tidewater_memory::MemoryConfig::default().max_message_bytes(2_000));
+    let mut s = scheduler(&broker);
+    s.with_middleware(DeadLetter::new(broker.writer()));
+    let calls = Arc::new(AtomicU32::new(0));
+    s.subscribe("t", counting(&calls, |_| Err(HandlerError::permanent("cannot parse")))).group("g");
+    s.start().await.unwrap();
+    // Fits alone; with the dead-letter headers it does not.
+    let message = Message::new("t", vec![b'x'; 1_800]).with_id("big-1");
+    assert!(message.encoded_len() <= 2_000);
+    publish(&broker, message).await;
+    let dead = broker.wait_published("t.dlq", 1, WAIT).await.unwrap();
+    broker.wait_acked("t", "g", 1, WAIT).await.unwrap();
+    let report = s.shutdown(WAIT).await;
+    assert_eq!(dead[0].id, "big-1");
+    assert!(dead[0].payload.is_empty());
+    assert_eq!(dead[0].headers.get(dlq_headers::PAYLOAD_DROPPED), Some("1800"));
+    assert!(dead[0].headers.get(dlq_headers::ORIGINAL_POSITION).unwrap().starts_with("partition "));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one call, then out of the stream");
+    assert_eq!(report.tasks[0].dead_lettered, 1);
+}
+
+#[tokio::test]
+async fn a_dead_letter_queue_that_can_never_be_written_slows_redelivery_and_loses_nothing() {
+    // The DLQ topic does not exist and may not be created: every DLQ write fails for good.
+    let broker = MemoryBroker::with_config(tidewater_memory::MemoryConfig::default().auto_create(false));
+    broker.create_topic("t", 1).unwrap();
+    let mut s = scheduler(&broker);
+    s.with_middleware(DeadLetter::new(broker.writer()));
+    let calls = Arc::new(AtomicU32::new(0));
+    s.subscribe("t", counting(&calls, |_| Err(HandlerError::permanent("cannot parse"))))
+        .group("g")
+        .nack_delay(Some(Duration::from_millis(50)));
+    s.start().await.unwrap();
+    publish(&broker, Message::new("t", "x").with_id("m-1")).await;
+    let started = tokio::time::Instant::now();
+    while calls.load(Ordering::SeqCst) == 0 {
+        assert!(started.elapsed() < WAIT, "the message never came");
+        tokio::task::yield_now().await;
+    }
+    // 50, 100, 200, 400, 800 ms: 5 calls in about 0.75 s, 6 by 1.55 s; 31 without growth.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let report = s.shutdown(WAIT).await;
+    let n = calls.load(Ordering::SeqCst);
+    assert!((2..=6).contains(&n), "{n} calls in 1.5 s");
+    assert_eq!(report.tasks[0].dead_lettered, 0);
+    assert_eq!(report.tasks[0].acked, 0);
+    assert!(broker.published("t.dlq").is_empty());
+    // Still there for a handler that can take it.
+    let mut s = scheduler(&broker);
+    s.subscribe("t", counting(&Arc::new(AtomicU32::new(0)), |_| Ok(()))).group("g");
+    s.start().await.unwrap();
+    broker.wait_acked("t", "g", 1, WAIT).await.expect("the message was kept");
+    s.shutdown(WAIT).await;
 }

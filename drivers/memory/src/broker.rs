@@ -236,14 +236,15 @@ pub struct MemoryWriter {
 }
 
 impl MemoryBroker {
-    /// A new writer.
-    pub fn writer(&self) -> MemoryWriter {
-        MemoryWriter { broker: self.clone(), closed: CloseFlag::new(), last: std::sync::Mutex::default() }
+    /// A new writer, shared, as every driver's [`Driver::writer`] gives it (this is the
+    /// same method, callable without the trait in scope).
+    pub fn writer(&self) -> Arc<dyn Writer> {
+        Arc::new(self.memory_writer())
     }
 
-    /// A new writer, shared: what middleware such as a dead-letter queue takes.
-    pub fn writer_arc(&self) -> Arc<dyn Writer> {
-        Arc::new(self.writer())
+    /// A new writer of the concrete type.
+    pub fn memory_writer(&self) -> MemoryWriter {
+        MemoryWriter { broker: self.clone(), closed: CloseFlag::new(), last: std::sync::Mutex::default() }
     }
 }
 
@@ -343,7 +344,7 @@ impl Reader for MemoryBroker {
 
 impl Driver for MemoryBroker {
     fn writer(&self) -> Arc<dyn Writer> {
-        Arc::new(MemoryBroker::writer(self))
+        MemoryBroker::writer(self)
     }
 
     fn reader(&self) -> Arc<dyn Reader> {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tidewater_core::testing::Recorder;
 use tidewater_core::{
     handler_fn, Delivery, Driver, ErrorKind, EventRegistry, Handler, HandlerError, Message, StartFrom,
-    SubscriberScheduler, Writer,
+    SubscriberScheduler,
 };
 use tidewater_memory::{MemoryBroker, MemoryConfig};
 use tokio::sync::Semaphore;

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use tidewater_core::{BoxHandler, Delivery, Handler, HandlerError, Message, Middleware, Writer};
+
+use crate::{BoxHandler, Delivery, ErrorKind, Handler, HandlerError, Message, Middleware, Position, Writer};
 
 /// Header names on dead-lettered messages.
 pub mod headers {
@@ -25,9 +26,26 @@ pub mod headers {
     pub const LAST_FAILURE: &str = "tw-dlq-last-failure";
     /// The consumer group that failed to process it.
     pub const GROUP: &str = "tw-dlq-group";
+    /// Where the original sits in its broker (`partition 2 offset 41`, `sequence 17`),
+    /// where the broker says.
+    pub const ORIGINAL_POSITION: &str = "tw-dlq-original-position";
+    /// Set when the payload was left out because the dead letter with it was larger than
+    /// the broker takes: the original payload's size in bytes. The original is then only
+    /// where [`ORIGINAL_POSITION`] says, for as long as the broker keeps it.
+    pub const PAYLOAD_DROPPED: &str = "tw-dlq-payload-dropped";
     /// Every header this module writes, for stripping on redrive.
-    pub const ALL: [&str; 8] =
-        [ORIGINAL_TOPIC, ORIGINAL_KEY, ERROR, RECOVERY, ATTEMPTS, FIRST_FAILURE, LAST_FAILURE, GROUP];
+    pub const ALL: [&str; 10] = [
+        ORIGINAL_TOPIC,
+        ORIGINAL_KEY,
+        ERROR,
+        RECOVERY,
+        ATTEMPTS,
+        FIRST_FAILURE,
+        LAST_FAILURE,
+        GROUP,
+        ORIGINAL_POSITION,
+        PAYLOAD_DROPPED,
+    ];
 }
 
 type TopicName = Arc<dyn Fn(&str) -> String + Send + Sync>;
@@ -42,8 +60,26 @@ type TopicName = Arc<dyn Fn(&str) -> String + Send + Sync>;
 ///
 /// The DLQ message keeps the payload, key, id, content type, timestamp and headers, and
 /// adds the [`headers`] that say where it came from and why it failed. If writing it
-/// fails, the original is **not** settled: the error goes on as a transient failure, the
-/// broker delivers the message again, and nothing is lost.
+/// fails, the original is **not** settled and nothing is lost: a failure that may pass
+/// (the broker is down) goes on as a transient error, one that cannot (the DLQ topic
+/// does not exist, the name is invalid) as a permanent one, and either way the message
+/// comes again after the task's growing nack delay. A dead letter too large for the
+/// broker only because of the added headers is written once more without its payload,
+/// with [`headers::PAYLOAD_DROPPED`] and [`headers::ORIGINAL_POSITION`] saying so and where
+/// the original is, so that a message that can never be dead-lettered whole still
+/// leaves the stream.
+///
+/// A [`Bus`](crate::Bus) dead-letters to `<topic>.dlq` by default; add this middleware
+/// yourself to choose the topic or `max_deliveries`:
+///
+/// ```
+/// # fn demo(bus: &mut tidewater_core::Bus) {
+/// use tidewater_core::DeadLetter;
+///
+/// let dlq = DeadLetter::new(bus.writer()).max_deliveries(5).topic_name(|topic| format!("dead.{topic}"));
+/// bus.with_middleware(dlq);
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct DeadLetter {
     writer: Arc<dyn Writer>,
@@ -75,8 +111,16 @@ impl DeadLetter {
         self
     }
 
-    /// Dead-letters transient failures only from the `n`-th delivery on (at least 1);
-    /// earlier ones are nacked for the broker to redeliver.
+    /// Dead-letters permanent failures only; transient ones are always given back for
+    /// the broker to redeliver (after the task's growing nack delay). What a
+    /// [`Bus`](crate::Bus) uses by default.
+    pub fn permanent_only(self) -> Self {
+        self.max_deliveries(u32::MAX)
+    }
+
+    /// Dead-letters transient failures only from the `n`-th delivery by the broker on (at
+    /// least 1; see [`Delivery::deliveries`]); earlier ones are nacked for the broker to
+    /// redeliver.
     pub fn max_deliveries(mut self, n: u32) -> Self {
         self.max_deliveries = n.max(1);
         self
@@ -86,6 +130,10 @@ impl DeadLetter {
 impl Middleware for DeadLetter {
     fn wrap(&self, inner: BoxHandler) -> BoxHandler {
         Arc::new(DeadLetterHandler { inner, config: self.clone() })
+    }
+
+    fn dead_letters(&self) -> bool {
+        true
     }
 }
 
@@ -111,15 +159,29 @@ impl Handler for DeadLetterHandler {
             Some(seen) => Failures { calls: seen.calls + calls, first: seen.first.min(first) },
             None => Failures { calls, first },
         };
-        if err.is_transient() && delivery.attempt() < self.config.max_deliveries {
+        if err.is_transient() && delivery.deliveries() < self.config.max_deliveries {
             self.config.book.insert(book_key, failures);
             return Err(err);
         }
         let dlq_topic = (self.config.topic)(&message.stream);
-        let dead = dead_letter_message(&dlq_topic, message, group, &err, failures, now);
-        match self.config.writer.write(vec![dead]).await {
+        let dead = dead_letter_message(&dlq_topic, &delivery, group, &err, failures, now);
+        let written = match self.config.writer.write(vec![dead]).await {
+            Err(too_large) if too_large.kind() == ErrorKind::TooLarge => {
+                let mut light = dead_letter_message(&dlq_topic, &delivery, group, &err, failures, now);
+                light.headers.insert(headers::PAYLOAD_DROPPED, message.payload.len().to_string());
+                light.payload = bytes::Bytes::new();
+                tracing::warn!(
+                    topic = %message.stream, id = %message.id, dlq = %dlq_topic, error = %too_large,
+                    "dead letter too large; writing it without its payload"
+                );
+                self.config.writer.write(vec![light]).await
+            }
+            other => other,
+        };
+        match written {
             Ok(()) => {
                 self.config.book.invalidate(&book_key);
+                delivery.mark_dead_lettered();
                 tracing::warn!(
                     topic = %message.stream, id = %message.id, dlq = %dlq_topic,
                     attempts = failures.calls, error = %err, "message dead-lettered"
@@ -132,10 +194,13 @@ impl Handler for DeadLetterHandler {
                     topic = %message.stream, id = %message.id, dlq = %dlq_topic, error = %write_err,
                     "dead-lettering failed; the message stays unsettled and will come again"
                 );
-                Err(HandlerError::transient(format!(
-                    "writing to dead-letter topic {dlq_topic} failed ({write_err}) after: {}",
-                    err.chain()
-                )))
+                let failure =
+                    format!("writing to dead-letter topic {dlq_topic} failed ({write_err}) after: {}", err.chain());
+                Err(if write_err.is_retryable() {
+                    HandlerError::transient(failure)
+                } else {
+                    HandlerError::permanent(failure)
+                })
             }
         }
     }
@@ -143,12 +208,13 @@ impl Handler for DeadLetterHandler {
 
 fn dead_letter_message(
     dlq_topic: &str,
-    message: &Message,
+    delivery: &Delivery,
     group: &str,
     err: &HandlerError,
     failures: Failures,
     now: SystemTime,
 ) -> Message {
+    let message = delivery.message();
     let mut dead = message.clone();
     dead.stream = dlq_topic.to_owned();
     let h = &mut dead.headers;
@@ -166,6 +232,17 @@ fn dead_letter_message(
     h.insert(headers::FIRST_FAILURE, epoch_millis(failures.first));
     h.insert(headers::LAST_FAILURE, epoch_millis(now));
     h.insert(headers::GROUP, group);
+    let position = match delivery.position() {
+        Position::Log { partition, offset } => Some(format!("partition {partition} offset {offset}")),
+        Position::Queue { partition: Some(partition), sequence: Some(sequence) } => {
+            Some(format!("partition {partition} sequence {sequence}"))
+        }
+        Position::Queue { partition: None, sequence: Some(sequence) } => Some(format!("sequence {sequence}")),
+        Position::Queue { sequence: None, .. } => None,
+    };
+    if let Some(position) = position {
+        h.insert(headers::ORIGINAL_POSITION, position);
+    }
     dead
 }
 
@@ -179,7 +256,7 @@ fn epoch_millis(t: SystemTime) -> String {
 ///
 /// ```no_run
 /// # async fn demo(bus: &mut tidewater_core::Bus, writer: std::sync::Arc<dyn tidewater_core::Writer>) {
-/// use tidewater_middleware::Redrive;
+/// use tidewater_core::Redrive;
 /// bus.subscribe("orders.dlq", Redrive::new(writer)).group("redrive");
 /// # }
 /// ```
