@@ -314,14 +314,40 @@ impl Reader for JetStream {
     }
 }
 
-/// Ackers of deliveries handed out and not yet settled.
+/// Ackers of deliveries handed out and not yet settled, and of deliveries given back
+/// while a pull request was open.
+///
+/// A delivery given back (released at a stop, or dropped by a handler abandoned at the
+/// deadline) is nak'ed only once no pull request of this consumer is open: the server
+/// redelivers a nak'ed message at once, to the open request if there is one, and a
+/// closing source that nak'ed it again would spin it through the request, one delivery
+/// count each time, until the request was used up.
 #[derive(Default)]
 struct Unsettled {
     next: AtomicU64,
     ackers: Mutex<HashMap<u64, Arc<Acker>>>,
+    pull_open: std::sync::atomic::AtomicBool,
+    given_back: Mutex<Vec<Arc<Acker>>>,
 }
 
 impl Unsettled {
+    /// Nak's `acker` now, or once the open pull request has ended.
+    async fn give_back(&self, acker: Arc<Acker>) {
+        if self.pull_open.load(Ordering::SeqCst) {
+            self.given_back.lock().unwrap_or_else(|e| e.into_inner()).push(acker);
+        } else {
+            let _ = acker.ack_with(AckKind::Nak(None)).await;
+        }
+    }
+
+    /// Nak's what was given back while the pull request that has now ended was open.
+    async fn nak_given_back(&self) {
+        let ackers = std::mem::take(&mut *self.given_back.lock().unwrap_or_else(|e| e.into_inner()));
+        for acker in ackers {
+            let _ = acker.ack_with(AckKind::Nak(None)).await;
+        }
+    }
+
     fn add(&self, acker: Acker) -> u64 {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         self.ackers.lock().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(acker));
@@ -412,6 +438,9 @@ impl Source for JsSource {
             let batch = match &mut self.batch {
                 Some(batch) => batch,
                 None => {
+                    self.unsettled.pull_open.store(false, Ordering::SeqCst);
+                    self.unsettled.nak_given_back().await;
+                    self.unsettled.pull_open.store(true, Ordering::SeqCst);
                     let batch = self
                         .consumer
                         .batch()
@@ -463,13 +492,18 @@ impl Source for JsSource {
     async fn close(&mut self) -> Result<()> {
         self.progress.abort();
         if let Some(mut batch) = self.batch.take() {
+            // Read the open request to its end; what it still brings is given back once it
+            // has ended, with everything else given back meanwhile.
             let deadline = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
             while let Ok(Some(item)) = tokio::time::timeout_at(deadline, batch.next()).await {
                 if let Ok(msg) = item {
-                    let _ = msg.ack_with(AckKind::Nak(None)).await;
+                    let (_, acker) = msg.split();
+                    self.unsettled.given_back.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::new(acker));
                 }
             }
         }
+        self.unsettled.pull_open.store(false, Ordering::SeqCst);
+        self.unsettled.nak_given_back().await;
         // Acks are published without waiting for an answer; flushing puts them on the
         // server before the next subscription asks for messages.
         self.client.flush().await.map_err(|e| connection_error("flush failed", e))
@@ -479,6 +513,13 @@ impl Source for JsSource {
 impl Drop for JsSource {
     fn drop(&mut self) {
         self.progress.abort();
+        // Dropped without a close (its task was aborted): the request it had open is
+        // abandoned, so what was given back goes back now.
+        self.unsettled.pull_open.store(false, Ordering::SeqCst);
+        let unsettled = Arc::clone(&self.unsettled);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { unsettled.nak_given_back().await });
+        }
     }
 }
 
@@ -510,7 +551,9 @@ impl Settle for JsSettle {
     }
 
     async fn release(self: Box<Self>) {
-        let _ = self.send(AckKind::Nak(None)).await;
+        if let Some(acker) = self.unsettled.take(self.key) {
+            self.unsettled.give_back(acker).await;
+        }
     }
 }
 
@@ -519,7 +562,9 @@ impl Drop for JsSettle {
     /// nak'ed at once, rather than left for the ack wait to expire.
     fn drop(&mut self) {
         if let Some(acker) = self.unsettled.take(self.key) {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            if self.unsettled.pull_open.load(Ordering::SeqCst) {
+                self.unsettled.given_back.lock().unwrap_or_else(|e| e.into_inner()).push(acker);
+            } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
                     let _ = acker.ack_with(AckKind::Nak(None)).await;
                 });
