@@ -156,21 +156,51 @@ impl NatsConfig {
             })
             .connection_timeout(self.connection_timeout)
             .request_timeout(Some(self.request_timeout));
-        let servers: Vec<async_nats::ServerAddr> = self
-            .servers
-            .iter()
-            .map(|s| {
-                s.parse().map_err(|e| {
-                    Error::new(ErrorKind::Config, format!("{s:?} is not a NATS server URL"))
-                        .with_source(e)
-                        .with_driver(DRIVER)
-                })
-            })
-            .collect::<Result<_>>()?;
+        let servers: Vec<async_nats::ServerAddr> =
+            self.servers.iter().map(|s| server_addr(s)).collect::<Result<_>>()?;
         options.connect(servers).await.map_err(|e| {
             Error::new(ErrorKind::Connection, format!("cannot connect to {:?}", self.servers))
                 .with_source(e)
                 .with_driver(DRIVER)
         })
+    }
+}
+
+/// `url` as a server address, or a configuration error: a URL that can never reach a
+/// server (a mistyped scheme, no host) must not look like a broker that is down.
+fn server_addr(url: &str) -> Result<async_nats::ServerAddr> {
+    let invalid = |why: &str| {
+        Error::new(ErrorKind::Config, format!("{url:?} is not a NATS server URL: {why}")).with_driver(DRIVER)
+    };
+    let addr: async_nats::ServerAddr = url.parse().map_err(|e| invalid("it does not parse").with_source(e))?;
+    let parsed = addr.clone().into_inner();
+    if !matches!(parsed.scheme(), "nats" | "tls" | "ws" | "wss") {
+        return Err(invalid("the scheme must be nats, tls, ws or wss"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("it names no host"));
+    }
+    // A URL without a scheme gets `nats://` put in front, so `htp:/nope` would be host
+    // `htp` with path `/nope`; a server address has no path.
+    if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
+        return Err(invalid("a server URL has no path or query"));
+    }
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_that_cannot_name_a_server_is_a_configuration_error() {
+        for url in ["htp:/nope", "http://example.com", "nats://"] {
+            let err = server_addr(url).expect_err(url);
+            assert_eq!(err.kind(), ErrorKind::Config, "{url}: {err}");
+            assert!(!err.is_retryable());
+        }
+        for url in ["nats://127.0.0.1:4222", "127.0.0.1:4222", "tls://demo.example:4443", "localhost"] {
+            server_addr(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
     }
 }

@@ -102,6 +102,7 @@ impl Pulsar {
     /// Connects as `config` says; fails if the broker does not answer within the
     /// request timeout.
     pub async fn connect(config: PulsarConfig) -> Result<Self> {
+        check_url(&config.url)?;
         let config = Arc::new(config);
         let client = Self::client_for(&config).await?;
         let consumer_client = Self::client_for(&config).await?;
@@ -184,5 +185,33 @@ impl Driver for Pulsar {
 
     fn reader(&self) -> Arc<dyn Reader> {
         Arc::new(self.pulsar_reader())
+    }
+}
+
+/// A configuration error for a service URL that can never reach a broker (a mistyped
+/// scheme, no host), so that it does not look like a broker that is down.
+fn check_url(url: &str) -> Result<()> {
+    let rest = url.strip_prefix("pulsar://").or_else(|| url.strip_prefix("pulsar+ssl://"));
+    let why = match rest {
+        None => "it must start with pulsar:// or pulsar+ssl://",
+        Some(rest) if rest.split([',', '/']).next().is_none_or(str::is_empty) => "it names no host",
+        Some(_) => return Ok(()),
+    };
+    Err(Error::new(ErrorKind::Config, format!("{url:?} is not a Pulsar service URL: {why}")).with_driver(DRIVER))
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn a_url_that_cannot_name_a_broker_is_a_configuration_error() {
+        for url in ["htp:/nope", "http://localhost:8080", "pulsar://", "localhost:6650"] {
+            let err = check_url(url).expect_err(url);
+            assert_eq!(err.kind(), ErrorKind::Config, "{url}: {err}");
+        }
+        for url in ["pulsar://127.0.0.1:6650", "pulsar+ssl://broker.example:6651", "pulsar://a:6650,b:6650"] {
+            check_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
     }
 }
