@@ -13,9 +13,9 @@ use tokio::sync::Semaphore;
 use crate::support::{batch, fresh_topic, ids, sequences_by_key, skip, subscribe, write_each, Act, Probe};
 use crate::Fixture;
 
-const GRACE: Duration = Duration::from_secs(10);
+pub(crate) const GRACE: Duration = Duration::from_secs(10);
 
-async fn topic(f: &dyn Fixture, case: &str) -> String {
+pub(crate) async fn topic(f: &dyn Fixture, case: &str) -> String {
     let topic = fresh_topic(case);
     let partitions = f.capabilities().partitions;
     if let Err(err) = f.create_topic(&topic, partitions).await {
@@ -477,7 +477,10 @@ pub async fn run_stress(f: Arc<dyn Fixture>, copies: usize) {
             close_flushes(Arc::clone(&f)).await;
             cancel_is_prompt(Arc::clone(&f)).await;
             oversize_is_too_large(Arc::clone(&f)).await;
-            shutdown_with_handlers_running(f).await;
+            shutdown_with_handlers_running(Arc::clone(&f)).await;
+            crate::panics_reach_the_chain(Arc::clone(&f)).await;
+            crate::permanent_failures_never_loop(Arc::clone(&f)).await;
+            crate::attempts_stay_exact_across_a_shutdown(f).await;
         }));
     }
     for run in runs {

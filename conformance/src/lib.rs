@@ -10,6 +10,7 @@
 
 mod cases;
 pub mod certs;
+mod failures;
 pub mod restart;
 mod support;
 
@@ -20,6 +21,7 @@ use async_trait::async_trait;
 use tidewater_core::{Reader, Result, Writer};
 
 pub use cases::*;
+pub use failures::*;
 pub use support::fresh_topic;
 
 /// What a driver's broker can do. Each flag turns on the cases that need it.
@@ -105,7 +107,8 @@ macro_rules! conformance_tests {
             round_trip, concurrent_publishers, topic_isolation, nack_redelivery,
             failures_do_not_stop_consumption, per_key_order, consumer_groups,
             late_subscriber, resubscribe, close_flushes, cancel_is_prompt,
-            oversize_is_too_large, shutdown_with_handlers_running);
+            oversize_is_too_large, shutdown_with_handlers_running, panics_reach_the_chain,
+            permanent_failures_never_loop, attempts_stay_exact_across_a_shutdown);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stress() {

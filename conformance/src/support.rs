@@ -23,6 +23,8 @@ pub fn fresh_topic(case: &str) -> String {
 pub(crate) enum Act {
     Succeed,
     Fail,
+    /// Fail with an error that says retrying cannot help.
+    FailPermanently,
     Panic,
     /// Wait for a permit, then succeed.
     Block(Arc<Semaphore>),
@@ -127,6 +129,7 @@ impl Handler for Probe {
         match act {
             Act::Succeed => {}
             Act::Fail => return Err(HandlerError::transient("induced failure")),
+            Act::FailPermanently => return Err(HandlerError::permanent("induced permanent failure")),
             Act::Panic => panic!("induced panic (the conformance suite checks that workers survive it)"),
             Act::Block(permits) => {
                 permits.acquire().await.expect("semaphore open").forget();
@@ -139,7 +142,18 @@ impl Handler for Probe {
 
 /// A started scheduler with one task.
 pub(crate) async fn subscribe(f: &dyn Fixture, task: ReadTask, handler: impl Handler) -> SubscriberScheduler {
+    subscribe_with(f, task, handler, |_| {}).await
+}
+
+/// A started scheduler with one task, set up by `setup` before the start.
+pub(crate) async fn subscribe_with(
+    f: &dyn Fixture,
+    task: ReadTask,
+    handler: impl Handler,
+    setup: impl FnOnce(&mut SubscriberScheduler),
+) -> SubscriberScheduler {
     let mut scheduler = SubscriberScheduler::new(f.reader().await, EventRegistry::new());
+    setup(&mut scheduler);
     let topic = task.topic.clone();
     scheduler.add(task, Arc::new(handler));
     if let Err(err) = scheduler.start().await {

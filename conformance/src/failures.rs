@@ -1,0 +1,152 @@
+//! Cases for what happens when handlers fail: panics, permanent failures, and attempt
+//! counts across a shutdown. Each is a defect once seen on some driver, held to on all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidewater_core::dead_letter::headers;
+use tidewater_core::{DeadLetter, Delivery, ReadTask};
+use tokio::sync::Semaphore;
+
+use crate::cases::{topic, GRACE};
+use crate::support::{batch, ids, skip, subscribe, subscribe_with, write_each, Act, Probe};
+use crate::Fixture;
+
+/// Subscribes a probe to the dead-letter topic of `topic`, which it creates.
+async fn dead_letters(f: &dyn Fixture, topic: &str) -> (tidewater_core::SubscriberScheduler, Probe) {
+    let dlq = format!("{topic}.dlq");
+    if let Err(err) = f.create_topic(&dlq, f.capabilities().partitions).await {
+        panic!("creating topic {dlq} failed: {err}");
+    }
+    let probe = Probe::succeeding();
+    (subscribe(f, ReadTask::new(&dlq).with_group("dlq-reader"), probe.clone()).await, probe)
+}
+
+/// The calls the probe saw for the message with `id`.
+fn calls_of(probe: &Probe, id: &str) -> Vec<Delivery> {
+    probe.state().calls.into_iter().filter(|d| d.message().id == id).collect()
+}
+
+/// Case 15: A handler that panics has failed one attempt, and the chain around it sees
+/// that like any error: here a dead-letter middleware takes the message at the first
+/// panic, with no opt-in middleware to turn panics into errors. The handler runs once,
+/// and the shutdown report counts a panic and a dead letter, not an ack.
+pub async fn panics_reach_the_chain(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    let topic = topic(&*f, "panic-chain").await;
+    let (mut dlq_sub, dlq) = dead_letters(&*f, &topic).await;
+    let writer = f.writer().await;
+    let probe = Probe::new(|_| Act::Panic);
+    let dead_letter = DeadLetter::new(Arc::clone(&writer));
+    let mut sub = subscribe_with(&*f, ReadTask::new(&topic).with_group("pc"), probe.clone(), |s| {
+        s.with_middleware(dead_letter);
+    })
+    .await;
+    let id = format!("{topic}-0");
+    write_each(&*writer, batch(&topic, 1, |_, m| m)).await;
+
+    let state = dlq.wait(caps.patience, "the dead letter of the panicking handler", |s| !s.done.is_empty()).await;
+    let report = sub.shutdown(GRACE).await;
+    dlq_sub.shutdown(GRACE).await;
+    let dead = state.done[0].message();
+    assert_eq!(dead.id, id);
+    assert_eq!(dead.headers.get(headers::RECOVERY), Some("transient"), "a panic is a transient failure");
+    let error = dead.headers.get(headers::ERROR).unwrap_or_default();
+    assert!(error.contains("handler panicked: induced panic"), "the DLQ says it was a panic: {error}");
+    assert_eq!(calls_of(&probe, &id).len(), 1, "dead-lettered at the first panic, called once");
+    let task = &report.tasks[0];
+    assert_eq!((task.panicked, task.dead_lettered, task.acked), (0, 1, 0), "{report:?}");
+}
+
+/// Case 16: A permanent failure goes to the default dead-letter queue when the chain has
+/// no dead-letter middleware; where there is none at all it does not loop: it is
+/// redelivered ever more slowly (the nack delay doubles per delivery) and is not lost.
+pub async fn permanent_failures_never_loop(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    if !caps.redelivery_on_nack {
+        return skip("permanent_failures_never_loop", "redelivery_on_nack");
+    }
+    // With a default dead letter: the first failure is the last.
+    let topic = topic(&*f, "permanent").await;
+    let (mut dlq_sub, dlq) = dead_letters(&*f, &topic).await;
+    let writer = f.writer().await;
+    let probe = Probe::new(|_| Act::FailPermanently);
+    let dead_letter = DeadLetter::new(Arc::clone(&writer));
+    let mut sub = subscribe_with(&*f, ReadTask::new(&topic).with_group("pm"), probe.clone(), |s| {
+        s.default_dead_letter(Some(dead_letter));
+    })
+    .await;
+    write_each(&*writer, batch(&topic, 1, |_, m| m)).await;
+    let state = dlq.wait(caps.patience, "the dead letter of the permanent failure", |s| !s.done.is_empty()).await;
+    let report = sub.shutdown(GRACE).await;
+    dlq_sub.shutdown(GRACE).await;
+    assert_eq!(state.done[0].message().headers.get(headers::RECOVERY), Some("permanent"));
+    assert_eq!(probe.state().calls.len(), 1, "a permanent failure is not retried");
+    assert_eq!((report.tasks[0].dead_lettered, report.tasks[0].acked), (1, 0), "{report:?}");
+
+    // With none: 100 ms, then 200, 400, 800 ms... so at most 5 calls in 2.5 s, where an
+    // undoubled delay made 25.
+    let topic = crate::cases::topic(&*f, "permanent-alone").await;
+    let probe = Probe::new(|_| Act::FailPermanently);
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("pa"), probe.clone()).await;
+    write_each(&*writer, batch(&topic, 1, |_, m| m)).await;
+    let first = probe.wait(caps.patience, "the first call", |s| !s.calls.is_empty()).await;
+    let since = tokio::time::Instant::now();
+    probe.wait(caps.patience, "a redelivery", |s| s.calls.len() >= 2).await;
+    tokio::time::sleep_until(since + Duration::from_millis(2500)).await;
+    let calls = probe.state().calls.len();
+    let report = sub.shutdown(GRACE).await;
+    assert!(calls <= 6, "{calls} calls within 2.5 s of the first: the redelivery delay does not grow");
+    assert_eq!(report.tasks[0].acked, 0, "{report:?}");
+    let attempts: Vec<u32> = probe.state().calls.iter().map(Delivery::attempt).collect();
+    if caps.counts_attempts {
+        assert!(attempts.windows(2).all(|w| w[1] > w[0]), "attempts count up: {attempts:?}");
+    }
+
+    // Nothing was dropped: a handler that takes it gets it.
+    if caps.persistent && caps.group_positions {
+        let id = first.calls[0].message().id.clone();
+        let fine = Probe::succeeding();
+        let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("pa"), fine.clone()).await;
+        let state = fine.wait(caps.patience, "the message, to a handler that takes it", |s| !s.done.is_empty()).await;
+        sub.shutdown(GRACE).await;
+        assert_eq!(state.done[0].message().id, id);
+    }
+}
+
+/// Case 17: A shutdown while a handler runs leaves its message's attempt count exact:
+/// the next subscription sees it as the second delivery at most, not the 257th (a
+/// closing JetStream pull once spun given-back messages through itself). Messages that
+/// were fetched but never handled count at most one delivery more. Brokers differ in
+/// whether a closing consumer's leftovers count: JetStream and the memory driver count
+/// them (attempt 2), Pulsar counts only nacks and Kafka's and StreamBus's counts live in
+/// the reader (attempt 1); each is exact by its broker's own count.
+pub async fn attempts_stay_exact_across_a_shutdown(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    if !(caps.persistent && caps.group_positions) {
+        return skip("attempts_stay_exact_across_a_shutdown", "persistent group_positions");
+    }
+    let topic = topic(&*f, "attempts").await;
+    let messages = batch(&topic, 10, |_, m| m.with_key("one-key"));
+    let expected = ids(&messages);
+    write_each(&*f.writer().await, messages).await;
+
+    let stuck = Arc::new(Semaphore::new(0));
+    let held = Arc::clone(&stuck);
+    let first = Probe::new(move |_| Act::Block(Arc::clone(&held)));
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("at"), first.clone()).await;
+    first.wait(caps.patience, "a handler running", |s| !s.calls.is_empty()).await;
+    let report = sub.shutdown(Duration::from_millis(200)).await;
+    assert_eq!(report.abandoned(), 1, "{report:?}");
+    stuck.add_permits(1000);
+    let abandoned = first.state().calls[0].message().id.clone();
+
+    let second = Probe::succeeding();
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("at"), second.clone()).await;
+    let state = second.wait_ids(caps.patience, &expected).await;
+    sub.shutdown(GRACE).await;
+    for d in &state.done {
+        assert!(d.attempt() <= 2, "{} came as attempt {} after one abandoned call", d.message().id, d.attempt());
+    }
+    assert!(state.done.iter().any(|d| d.message().id == abandoned), "the abandoned message came again");
+}
