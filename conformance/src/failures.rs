@@ -150,3 +150,21 @@ pub async fn attempts_stay_exact_across_a_shutdown(f: Arc<dyn Fixture>) {
     }
     assert!(state.done.iter().any(|d| d.message().id == abandoned), "the abandoned message came again");
 }
+
+/// Case 18: A topic name outside the portable rule is refused the same way on every
+/// driver, by the writer and by the scheduler's start, with `InvalidName`: a name that
+/// passes in a test on the memory driver passes on every broker.
+pub async fn names_follow_one_rule(f: Arc<dyn Fixture>) {
+    let base = crate::fresh_topic("names");
+    let writer = f.writer().await;
+    for bad in [format!("{base}..eu"), format!("{base}."), format!(".{base}"), format!("{base}*x"), format!("{base} x")]
+    {
+        let err = writer.write(vec![tidewater_core::Message::new(&bad, "x")]).await.expect_err(&bad);
+        assert_eq!(err.kind(), tidewater_core::ErrorKind::InvalidName, "writing to {bad:?}: {err}");
+        let mut scheduler = tidewater_core::SubscriberScheduler::new(f.reader().await, Default::default());
+        scheduler.subscribe(bad.clone(), Probe::succeeding());
+        let err = scheduler.start().await.expect_err(&bad);
+        assert_eq!(err.kind(), tidewater_core::ErrorKind::InvalidName, "subscribing to {bad:?}: {err}");
+        assert!(err.to_string().contains(&format!("{bad:?}")), "the error names the topic: {err}");
+    }
+}

@@ -53,6 +53,9 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
 #[derive(Clone, Debug, Default)]
 pub struct EventRegistry {
     topics: HashMap<&'static str, String>,
+    /// Routes to topics that break the naming rule, by event type: the text of the error
+    /// that publishing or subscribing to them returns.
+    invalid: HashMap<&'static str, String>,
 }
 
 impl EventRegistry {
@@ -61,7 +64,9 @@ impl EventRegistry {
         Self::default()
     }
 
-    /// Routes events of type `E` to `topic`.
+    /// Routes events of type `E` to `topic`. A topic that breaks the naming rule
+    /// ([`names::check_topic`](crate::names::check_topic)) makes publishing and
+    /// subscribing `E` fail with an `InvalidName` error that says so, on every driver.
     pub fn route<E: Event>(mut self, topic: impl Into<String>) -> Self {
         self.insert::<E>(topic);
         self
@@ -69,7 +74,17 @@ impl EventRegistry {
 
     /// Routes events of type `E` to `topic`, replacing an earlier route.
     pub fn insert<E: Event>(&mut self, topic: impl Into<String>) {
-        self.topics.insert(E::TYPE, topic.into());
+        let topic = topic.into();
+        match crate::names::check_topic(&topic) {
+            Ok(()) => {
+                self.invalid.remove(E::TYPE);
+                self.topics.insert(E::TYPE, topic);
+            }
+            Err(err) => {
+                self.topics.remove(E::TYPE);
+                self.invalid.insert(E::TYPE, err.message().to_owned());
+            }
+        }
     }
 
     /// The topic for `E`, or an `UnknownEventType` error naming the type.
@@ -79,6 +94,9 @@ impl EventRegistry {
 
     /// The topic for the event type named `event_type`.
     pub fn topic_of_type(&self, event_type: &str) -> Result<&str> {
+        if let Some(why) = self.invalid.get(event_type) {
+            return Err(Error::new(ErrorKind::InvalidName, format!("event type {event_type:?} is routed to {why}")));
+        }
         self.topics.get(event_type).map(String::as_str).ok_or_else(|| {
             Error::new(
                 ErrorKind::UnknownEventType,
@@ -90,5 +108,31 @@ impl EventRegistry {
     /// The registered (event type, topic) pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.topics.iter().map(|(t, topic)| (*t, topic.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    struct Placed;
+
+    impl Event for Placed {
+        const TYPE: &'static str = "placed";
+    }
+
+    #[test]
+    fn a_route_to_a_name_no_broker_takes_fails_where_it_is_used() {
+        for bad in ["orders..eu", "orders.", "orders/eu", "a*b"] {
+            let registry = EventRegistry::new().route::<Placed>(bad);
+            let err = registry.topic_of::<Placed>().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad}: {err}");
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
+        let registry = EventRegistry::new().route::<Placed>("orders..eu").route::<Placed>("orders.eu");
+        assert_eq!(registry.topic_of::<Placed>().unwrap(), "orders.eu", "a later valid route replaces it");
     }
 }

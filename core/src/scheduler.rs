@@ -250,6 +250,11 @@ impl<C: Codec> SubscriberScheduler<C> {
         if self.signal.is_stopped() {
             return Err(Error::closed("the scheduler was shut down"));
         }
+        // Checked here for every driver, so a name that works in a test on the memory
+        // driver works on every broker.
+        for spec in &self.pending {
+            crate::names::check_topic(&spec.task.topic)?;
+        }
         let mut waits = Vec::new();
         for spec in std::mem::take(&mut self.pending) {
             let handler = self.chain(&spec);
@@ -434,6 +439,16 @@ mod tests {
             ctx.stop.stopped().await;
             Ok(())
         }
+    }
+
+    #[tokio::test]
+    async fn start_refuses_a_topic_no_broker_takes() {
+        let reader = Arc::new(EndsOnce { reads: AtomicUsize::new(0), second: tokio::sync::Notify::new() });
+        let mut scheduler = SubscriberScheduler::new(Arc::clone(&reader) as Arc<dyn Reader>, EventRegistry::new());
+        scheduler.subscribe("orders..eu", handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) }));
+        let err = scheduler.start().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidName, "{err}");
+        assert_eq!(reader.reads.load(Ordering::SeqCst), 0, "nothing was subscribed");
     }
 
     #[tokio::test]

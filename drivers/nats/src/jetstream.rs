@@ -126,11 +126,27 @@ impl JetStream {
             max_age: self.config.max_age.unwrap_or_default(),
             ..Default::default()
         };
-        self.context.get_or_create_stream(config).await.map_err(|e| {
+        let stream = self.context.get_or_create_stream(config).await.map_err(|e| {
             Error::new(ErrorKind::BrokerPermanent, format!("cannot create or bind stream {name}"))
                 .with_source(e)
                 .with_driver(DRIVER)
         })?;
+        // An existing stream of that name keeps its own subjects: binding to it would
+        // leave these subjects without a stream, and every publish would fail with a
+        // "no stream found" that names neither the stream nor the cause.
+        let held = &stream.cached_info().config.subjects;
+        let missing: Vec<&str> = subjects.iter().copied().filter(|s| !held.iter().any(|h| h == s)).collect();
+        if !missing.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidName,
+                format!(
+                    "{missing:?} would go to JetStream stream {name}, which already exists for {held:?}: topics that \
+                     differ only in '.' and '_' map to one stream name; rename one, or bind it to a stream of its own \
+                     with JetStream::create_stream"
+                ),
+            )
+            .with_driver(DRIVER));
+        }
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         for subject in subjects {
             streams.insert(subject.to_string(), name.to_owned());

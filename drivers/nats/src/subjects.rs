@@ -66,6 +66,9 @@ impl CheckedSubjects {
 }
 
 fn checked(subject: &str) -> Result<Subject> {
+    // The portable rule first, so that a topic NATS would take but other brokers would not
+    // (`orders/eu`, `a*b`) fails here as it fails on the memory driver.
+    tidewater_core::names::check_topic(subject).map_err(|e| e.with_driver(crate::DRIVER))?;
     check_subject(subject)?;
     Ok(Subject::from(subject))
 }

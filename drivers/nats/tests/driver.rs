@@ -179,6 +179,25 @@ async fn bad_input_and_unknown_topics_are_typed_errors() {
     let err = NatsCore::connect(&NatsConfig::new("nats://127.0.0.1:1")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
     assert!(err.is_retryable());
+    assert!(err.to_string().contains("refused"), "the text says the cause: {err}");
+    let err = NatsCore::connect(&NatsConfig::new("htp:/nope")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+}
+
+/// Topics that differ only in '.' and '_' map to one stream name; the second is refused
+/// with an error that names the stream it clashes with, not a "no stream found" later.
+#[tokio::test]
+async fn topics_that_share_a_stream_name_clash_clearly() {
+    let js = js(JetStreamConfig::default()).await;
+    let w = js.writer();
+    let dotted = subject("clash");
+    let underscored = dotted.replace('.', "_");
+    w.write(vec![Message::new(&dotted, "x")]).await.expect("the first topic gets the stream");
+    let err = w.write(vec![Message::new(&underscored, "x")]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidName, "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&format!("stream {underscored}")) && text.contains(&dotted), "{text}");
+    assert!(!err.is_retryable());
 }
 
 /// A message over the server's `max_payload` is a `TooLarge` error that no retry will fix,
