@@ -9,12 +9,12 @@
 //!
 //! | feature      | module          | status |
 //! |--------------|-----------------|--------|
-//! | `memory` (default) | [`memory`] | in-process broker for tests and development |
+//! | `memory` (default) | `memory` | in-process broker for tests and development |
 //! | `middleware` (default) | `middleware` | retry, dedup, dead-letter queue, tracing, timeout, panic recovery, correlation ids |
-//! | `kafka`      | [`kafka`]       | consumer groups with commits that never pass an unprocessed record, on rdkafka |
-//! | `nats`       | [`nats`]        | core NATS (at most once) and JetStream (at least once), on async-nats |
-//! | `pulsar`     | [`pulsar`]      | subscriptions (Shared, Key_Shared, Exclusive, Failover) with per-message acks, delayed nacks, ack timeout and the broker's dead-letter policy; batching producers; on the pulsar crate |
-//! | `streambus`  | [`streambus`]   | native client for both StreamBus protocol generations: groups, offsets and transactions on later brokers, static partitions and a value envelope on v1.0.x |
+//! | `kafka`      | `kafka`       | consumer groups with commits that never pass an unprocessed record, on rdkafka |
+//! | `nats`       | `nats`        | core NATS (at most once) and JetStream (at least once), on async-nats |
+//! | `pulsar`     | `pulsar`      | subscriptions (Shared, Key_Shared, Exclusive, Failover) with per-message acks, delayed nacks, ack timeout and the broker's dead-letter policy; batching producers; on the pulsar crate |
+//! | `streambus`  | `streambus`   | native client for both StreamBus protocol generations: groups, offsets and transactions on later brokers, static partitions and a value envelope on v1.0.x |
 //! | `full`       | all of the above | |
 //!
 //! A default build compiles no network client crate.

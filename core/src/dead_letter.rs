@@ -55,7 +55,7 @@ type TopicName = Arc<dyn Fn(&str) -> String + Send + Sync>;
 ///
 /// A failure goes to the DLQ when it is permanent (bad input, undecodable payload), or
 /// when it is transient and this is at least the `max_deliveries`-th delivery. Put
-/// [`Retry`](crate::Retry) inside this middleware for in-place retries, or raise
+/// `tidewater_middleware::Retry` inside this middleware for in-place retries, or raise
 /// `max_deliveries` to let the broker redeliver first.
 ///
 /// The DLQ message keeps the payload, key, id, content type, timestamp and headers, and
