@@ -110,7 +110,7 @@ async fn run(driver: &impl Driver) -> Result<(), Box<dyn std::error::Error>> {
             publisher.publish(&PaymentCaptured { order_id: order.order_id, cents: order.cents }).await?;
             Ok(())
         }
-    })?
+    })
     .group("billing");
 
     let shipped = Arc::clone(&progress);
@@ -121,7 +121,7 @@ async fn run(driver: &impl Driver) -> Result<(), Box<dyn std::error::Error>> {
             progress.count(&progress.shipped);
             Ok::<_, HandlerError>(())
         }
-    })?
+    })
     .group("shipping");
 
     // The dead-letter topic is a topic like any other: here it is only watched.

@@ -90,7 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             publisher.publish(&PaymentCaptured { order_id: order.order_id, cents: order.cents }).await?;
             Ok(())
         }
-    })?
+    })
     .group("billing")
     .concurrency(2);
 
@@ -98,7 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let correlation = delivery.message().headers.get(wire::CORRELATION_ID).unwrap_or("-").to_owned();
         println!("shipping: shipping {} (correlation {correlation})", paid.order_id);
         Ok::<_, HandlerError>(())
-    })?
+    })
     .group("shipping");
 
     bus.start().await?;

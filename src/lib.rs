@@ -38,7 +38,7 @@
 //! bus.subscribe_event(|order: OrderPlaced, _d: Delivery| async move {
 //!     println!("billing order {}", order.order_id);
 //!     Ok::<_, HandlerError>(())
-//! })?
+//! })
 //! .group("billing");
 //! bus.start().await?;
 //! bus.publisher().publish(&OrderPlaced { order_id: "o-1".into() }).await?;

@@ -46,7 +46,6 @@ async fn typed_events_are_encoded_routed_and_decoded() {
             Ok::<_, HandlerError>(())
         }
     })
-    .unwrap()
     .group("g");
     bus.start().await.unwrap();
     let id = bus.publisher().publish(&OrderPlaced { id: 7 }).await.unwrap();
@@ -74,7 +73,8 @@ async fn unknown_event_types_are_errors_on_both_sides() {
     let err = bus.publisher().publish(&Unrouted).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnknownEventType);
     assert!(err.to_string().contains("\"unrouted\""), "{err}");
-    let err = bus.subscribe_event(|_e: Unrouted, _d: Delivery| async { Ok::<_, HandlerError>(()) }).err().unwrap();
+    bus.subscribe_event(|_e: Unrouted, _d: Delivery| async { Ok::<_, HandlerError>(()) });
+    let err = bus.start().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnknownEventType);
 }
 
@@ -83,7 +83,7 @@ async fn undecodable_or_mismatched_payloads_go_to_the_dlq_without_reaching_the_h
     // No middleware: the bus dead-letters to <topic>.dlq by itself.
     let broker = MemoryBroker::new();
     let mut bus = Bus::new(&broker, EventRegistry::new().route::<OrderPlaced>("orders"));
-    bus.subscribe_event(|_o: OrderPlaced, _d: Delivery| async { panic!("must not be called") }).unwrap().group("g");
+    bus.subscribe_event(|_o: OrderPlaced, _d: Delivery| async { panic!("must not be called") }).group("g");
     bus.start().await.unwrap();
     let p = bus.publisher();
     p.publish_message(Message::new("orders", "{not json").with_content_type("application/json")).await.unwrap();
@@ -164,4 +164,42 @@ async fn a_failing_handler_never_ends_its_worker() {
     assert_eq!(report.tasks[0].delivered, 100, "each message twice: failed, then redelivered");
     assert!(report.tasks[0].fetched >= 100 && report.tasks[0].fetches >= 1, "{report:?}");
     assert_eq!(report.tasks[0].restarts, 0);
+}
+
+#[derive(Clone, Default)]
+struct Seen(std::sync::Arc<std::sync::Mutex<Vec<u32>>>);
+
+async fn remember(order: OrderPlaced, tidewater::State(seen): tidewater::State<Seen>) -> tidewater::HandlerResult {
+    seen.0.lock().unwrap().push(order.id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn typed_handlers_take_shared_state_and_a_missing_state_fails_the_start() {
+    let broker = MemoryBroker::new();
+    let mut bus = Bus::new(&broker, EventRegistry::new().route::<OrderPlaced>("orders"));
+    bus.subscribe_event(remember).group("g");
+    let err = bus.start().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("State<publish_subscribe::Seen>"), "{err}");
+
+    let seen = Seen::default();
+    let mut bus = Bus::new(&broker, EventRegistry::new().route::<OrderPlaced>("orders"));
+    bus.with_state(seen.clone());
+    bus.subscribe_event(remember).group("g");
+    bus.subscribe_event(|order: OrderPlaced| async move {
+        assert!(order.id < 10);
+        Ok::<_, HandlerError>(())
+    })
+    .group("event-only");
+    bus.start().await.unwrap();
+    for id in 0..3 {
+        bus.publisher().publish(&OrderPlaced { id }).await.unwrap();
+    }
+    broker.wait_acked("orders", "g", 3, WAIT).await.unwrap();
+    broker.wait_acked("orders", "event-only", 3, WAIT).await.unwrap();
+    bus.shutdown(WAIT).await.unwrap();
+    let mut ids = seen.0.lock().unwrap().clone();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![0, 1, 2], "each order once, through the shared state");
 }

@@ -3,11 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Future;
-
 use crate::{
-    Codec, DeadLetter, Delivery, Driver, Event, EventRegistry, Handler, HandlerError, IdFactory, JsonCodec, Middleware,
-    Publisher, Result, ShutdownReport, SubscriberScheduler, TaskSpec, UuidV7Ids, Writer,
+    Codec, DeadLetter, Driver, EventFn, EventRegistry, Handler, IdFactory, JsonCodec, Middleware, Publisher, Result,
+    ShutdownReport, SubscriberScheduler, TaskSpec, UuidV7Ids, Writer,
 };
 
 /// A publisher and a subscriber scheduler over one driver, sharing a registry and codec.
@@ -58,6 +56,7 @@ impl<C: Codec + Clone> Bus<C> {
         let writer = driver.writer();
         let publisher = Publisher::with_parts(Arc::clone(&writer), Arc::clone(&registry), codec.clone(), Arc::new(ids));
         let mut scheduler = SubscriberScheduler::with_codec(driver.reader(), registry, codec);
+        scheduler.with_state(publisher.clone());
         scheduler.default_dead_letter(Some(DeadLetter::new(writer).permanent_only()));
         Self { publisher, scheduler }
     }
@@ -111,13 +110,16 @@ impl<C: Codec> Bus<C> {
     }
 
     /// See [`SubscriberScheduler::subscribe_event`].
-    pub fn subscribe_event<E, F, Fut>(&mut self, handler: F) -> Result<&mut TaskSpec>
-    where
-        E: Event,
-        F: Fn(E, Delivery) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
-    {
+    pub fn subscribe_event<T: 'static, H: EventFn<T>>(&mut self, handler: H) -> &mut TaskSpec {
         self.scheduler.subscribe_event(handler)
+    }
+
+    /// Gives typed handlers a value they take as [`State<S>`](crate::State). The bus's
+    /// own [`Publisher`] is there from the start, so a handler that publishes takes
+    /// `State<Publisher>`.
+    pub fn with_state<S: Clone + Send + Sync + 'static>(&mut self, state: S) -> &mut Self {
+        self.scheduler.with_state(state);
+        self
     }
 
     /// See [`SubscriberScheduler::start`].

@@ -1,6 +1,6 @@
 //! What a handler receives: a message plus where and how often it was delivered.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,6 +91,8 @@ struct Inner {
     /// The delivery the runner handed out, when this one is an in-place retry of it.
     first: Option<Delivery>,
     dead_lettered: AtomicBool,
+    /// In-place retries made of the first delivery, counted there.
+    retries: AtomicU32,
 }
 
 impl Delivery {
@@ -106,6 +108,7 @@ impl Delivery {
             group,
             first: None,
             dead_lettered: AtomicBool::new(false),
+            retries: AtomicU32::new(0),
         }))
     }
 
@@ -123,6 +126,7 @@ impl Delivery {
     /// ```
     pub fn retried(&self) -> Delivery {
         let first = self.0.first.clone().unwrap_or_else(|| self.clone());
+        first.0.retries.fetch_add(1, Ordering::Relaxed);
         Self(Arc::new(Inner {
             message: Arc::clone(&self.0.message),
             attempt: self.0.attempt.saturating_add(1),
@@ -131,6 +135,7 @@ impl Delivery {
             group: self.0.group.clone(),
             first: Some(first),
             dead_lettered: AtomicBool::new(false),
+            retries: AtomicU32::new(0),
         }))
     }
 
@@ -177,6 +182,12 @@ impl Delivery {
     pub fn mark_dead_lettered(&self) {
         let first = self.0.first.as_ref().unwrap_or(self);
         first.0.dead_lettered.store(true, Ordering::Relaxed);
+    }
+
+    /// How many in-place retries were made of this delivery so far.
+    pub fn retries(&self) -> u32 {
+        let first = self.0.first.as_ref().unwrap_or(self);
+        first.0.retries.load(Ordering::Relaxed)
     }
 
     /// Whether the message was dead-lettered during this delivery.

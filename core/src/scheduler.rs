@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::Future;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -14,8 +13,9 @@ use crate::handler::{apply_chain, CatchPanic};
 use crate::reader::TaskStats;
 use crate::shutdown::stop_pair;
 use crate::{
-    wire, BoxHandler, Codec, Delivery, Error, ErrorKind, Event, EventRegistry, Handler, HandlerError, JsonCodec,
-    Middleware, ReadContext, ReadTask, Reader, ReadySignal, Result, StartFrom, StopHandle, StopSignal, TaskReport,
+    wire, BoxHandler, Codec, Delivery, Error, ErrorKind, Event, EventFn, EventRegistry, Extensions, Handler,
+    HandlerError, JsonCodec, Middleware, ReadContext, ReadTask, Reader, ReadySignal, Result, StartFrom, StopHandle,
+    StopSignal, TaskReport,
 };
 
 /// Longest wait between restarts of a failing reader.
@@ -37,8 +37,30 @@ const CLOSE_ALLOWANCE: Duration = Duration::from_secs(5);
 /// ```
 pub struct TaskSpec {
     task: ReadTask,
-    handler: BoxHandler,
+    handler: Slot,
     middleware: Vec<Arc<dyn Middleware>>,
+}
+
+/// Makes a typed handler from the scheduler's states.
+type BuildHandler = Box<dyn FnOnce(&Extensions) -> Result<BoxHandler> + Send + Sync>;
+
+/// A task's handler, or how to make it once the scheduler's states are known.
+enum Slot {
+    Ready(BoxHandler),
+    Build(BuildHandler),
+}
+
+impl TaskSpec {
+    /// Makes the handler if it waits for the states; an error says which task it is.
+    fn resolve(&mut self, states: &Extensions) -> Result<BoxHandler> {
+        let slot = std::mem::replace(&mut self.handler, Slot::Build(Box::new(|_| unreachable!("being resolved"))));
+        let handler = match slot {
+            Slot::Ready(handler) => handler,
+            Slot::Build(build) => build(states)?,
+        };
+        self.handler = Slot::Ready(Arc::clone(&handler));
+        Ok(handler)
+    }
 }
 
 impl TaskSpec {
@@ -141,6 +163,7 @@ pub struct SubscriberScheduler<C: Codec = JsonCodec> {
     registry: Arc<EventRegistry>,
     middleware: Vec<Arc<dyn Middleware>>,
     dead_letter: Option<Arc<dyn Middleware>>,
+    states: Extensions,
     pending: Vec<TaskSpec>,
     running: Vec<Running>,
     stop: StopHandle,
@@ -174,6 +197,7 @@ impl<C: Codec> SubscriberScheduler<C> {
             registry,
             middleware: Vec::new(),
             dead_letter: None,
+            states: Extensions::new(),
             pending: Vec::new(),
             running: Vec::new(),
             stop,
@@ -206,39 +230,54 @@ impl<C: Codec> SubscriberScheduler<C> {
         self.add(ReadTask::new(topic), Arc::new(handler))
     }
 
-    /// Subscribes a typed handler to the topic the registry gives `E`. The handler gets
-    /// the decoded event and the delivery. A payload that does not decode, or a message
-    /// whose event-type header names another type, fails permanently (so the dead-letter
-    /// middleware takes it at once) and never reaches the handler.
+    /// Gives typed handlers a value they take as [`State<S>`](crate::State), cloned into
+    /// each call; a later value of the same type replaces it.
+    pub fn with_state<S: Clone + Send + Sync + 'static>(&mut self, state: S) -> &mut Self {
+        self.states.insert(state);
+        self
+    }
+
+    /// Subscribes a typed handler to the topic the registry gives its event: an async
+    /// function (or closure) that takes the event and, after it, any of [`Delivery`],
+    /// [`State<S>`](crate::State) or another [`FromDelivery`](crate::FromDelivery) (see
+    /// [`EventFn`]). A payload that does not decode, or a message whose event-type header
+    /// names another type, fails permanently (so it goes to the dead-letter queue) and
+    /// never reaches the handler. An event type with no route, or a state never given,
+    /// makes [`start`](Self::start) fail with an error that says so.
     ///
     /// ```no_run
     /// # use serde::{Deserialize, Serialize};
     /// # use tidewater_core::*;
     /// # #[derive(Serialize, Deserialize)] struct OrderPlaced { id: u64 }
     /// # impl Event for OrderPlaced { const TYPE: &'static str = "order.placed"; }
-    /// # fn demo(scheduler: &mut SubscriberScheduler) -> Result<()> {
-    /// scheduler
-    ///     .subscribe_event(|order: OrderPlaced, _delivery: Delivery| async move {
-    ///         println!("order {}", order.id);
-    ///         Ok::<_, HandlerError>(())
-    ///     })?
-    ///     .group("billing");
-    /// # Ok(()) }
+    /// async fn bill(order: OrderPlaced) -> HandlerResult {
+    ///     println!("order {}", order.id);
+    ///     Ok(())
+    /// }
+    ///
+    /// # fn demo(scheduler: &mut SubscriberScheduler) {
+    /// scheduler.subscribe_event(bill).group("billing");
+    /// # }
     /// ```
-    pub fn subscribe_event<E, F, Fut>(&mut self, handler: F) -> Result<&mut TaskSpec>
-    where
-        E: Event,
-        F: Fn(E, Delivery) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
-    {
-        let topic = self.registry.topic_of::<E>()?.to_owned();
-        let handler = EventHandler { f: handler, codec: Arc::clone(&self.codec), _event: PhantomData };
-        Ok(self.add(ReadTask::new(topic), Arc::new(handler)))
+    pub fn subscribe_event<T: 'static, H: EventFn<T>>(&mut self, handler: H) -> &mut TaskSpec {
+        let codec = Arc::clone(&self.codec);
+        let (topic, slot) = match self.registry.topic_of::<H::Event>() {
+            Ok(topic) => {
+                let build = move |states: &Extensions| -> Result<BoxHandler> {
+                    let parts = H::resolve(states)?;
+                    Ok(Arc::new(EventHandler { f: handler, parts, codec, _args: PhantomData::<fn() -> T> }))
+                };
+                (topic.to_owned(), Slot::Build(Box::new(build)))
+            }
+            Err(err) => (H::Event::TYPE.to_owned(), Slot::Build(Box::new(move |_: &Extensions| Err(err)))),
+        };
+        self.pending.push(TaskSpec { task: ReadTask::new(topic), handler: slot, middleware: Vec::new() });
+        self.pending.last_mut().expect("just pushed")
     }
 
     /// Adds a fully built task.
     pub fn add(&mut self, task: ReadTask, handler: BoxHandler) -> &mut TaskSpec {
-        self.pending.push(TaskSpec { task, handler, middleware: Vec::new() });
+        self.pending.push(TaskSpec { task, handler: Slot::Ready(handler), middleware: Vec::new() });
         self.pending.last_mut().expect("just pushed")
     }
 
@@ -250,14 +289,17 @@ impl<C: Codec> SubscriberScheduler<C> {
         if self.signal.is_stopped() {
             return Err(Error::closed("the scheduler was shut down"));
         }
-        // Checked here for every driver, so a name that works in a test on the memory
-        // driver works on every broker.
-        for spec in &self.pending {
+        // Everything that can be wrong before subscribing is checked for every task first,
+        // so that a mistake starts nothing. The topic is checked here for every driver, so
+        // a name that works in a test on the memory driver works on every broker.
+        let mut handlers = Vec::with_capacity(self.pending.len());
+        for spec in &mut self.pending {
+            handlers.push(spec.resolve(&self.states)?);
             crate::names::check_topic(&spec.task.topic)?;
         }
         let mut waits = Vec::new();
-        for spec in std::mem::take(&mut self.pending) {
-            let handler = self.chain(&spec);
+        for (spec, handler) in std::mem::take(&mut self.pending).into_iter().zip(handlers) {
+            let handler = self.chain(&spec, handler);
             let (ready, ready_rx) = ReadySignal::new();
             let (first_error, error_rx) = oneshot::channel();
             let stats = Arc::new(TaskStats::default());
@@ -284,7 +326,7 @@ impl<C: Codec> SubscriberScheduler<C> {
 
     /// The handler of `spec` in its middleware: the task's own innermost, then the
     /// scheduler's, then the default dead letter where no middleware dead-letters.
-    fn chain(&self, spec: &TaskSpec) -> BoxHandler {
+    fn chain(&self, spec: &TaskSpec, handler: BoxHandler) -> BoxHandler {
         let dead_letters = spec.middleware.iter().chain(&self.middleware).any(|m| m.dead_letters());
         let default = self.dead_letter.as_ref().filter(|_| !dead_letters);
         if !dead_letters && default.is_none() {
@@ -296,9 +338,9 @@ impl<C: Codec> SubscriberScheduler<C> {
         }
         if spec.middleware.is_empty() && self.middleware.is_empty() && default.is_none() {
             // The runner's own catch makes a panic one failed attempt already.
-            return Arc::clone(&spec.handler);
+            return handler;
         }
-        let handler: BoxHandler = Arc::new(CatchPanic(Arc::clone(&spec.handler)));
+        let handler: BoxHandler = Arc::new(CatchPanic(handler));
         let handler = apply_chain(apply_chain(handler, &spec.middleware), &self.middleware);
         match default {
             Some(dead_letter) => dead_letter.wrap(handler),
@@ -377,32 +419,33 @@ async fn worker(
     }
 }
 
-struct EventHandler<E, F, C> {
-    f: F,
+struct EventHandler<H: EventFn<T>, T, C> {
+    f: H,
+    parts: H::Parts,
     codec: Arc<C>,
-    _event: PhantomData<fn() -> E>,
+    _args: PhantomData<fn() -> T>,
 }
 
 #[async_trait]
-impl<E, F, Fut, C> Handler for EventHandler<E, F, C>
+impl<H, T, C> Handler for EventHandler<H, T, C>
 where
-    E: Event,
-    F: Fn(E, Delivery) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    H: EventFn<T>,
+    T: 'static,
     C: Codec,
 {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         let message = delivery.message();
+        let expected = <H::Event as Event>::TYPE;
         if let Some(kind) = message.headers.get(wire::EVENT_TYPE) {
-            if kind != E::TYPE {
+            if kind != expected {
                 return Err(HandlerError::permanent(Error::new(
                     ErrorKind::Decode,
-                    format!("message {} is a {kind:?} event; this handler takes {:?}", message.id, E::TYPE),
+                    format!("message {} is a {kind:?} event; this handler takes {expected:?}", message.id),
                 )));
             }
         }
-        let event: E = self.codec.decode_message(message).map_err(HandlerError::permanent)?;
-        (self.f)(event, delivery).await
+        let event: H::Event = self.codec.decode_message(message).map_err(HandlerError::permanent)?;
+        self.f.call(event, &self.parts, &delivery).await
     }
 }
 

@@ -1,5 +1,8 @@
-//! Helpers for tests of services built on tidewater: record what handlers saw and wait
-//! for it without sleeping.
+//! Helpers for tests of services built on tidewater: record what was published and what
+//! handlers saw, on any driver, and wait for it without sleeping.
+//!
+//! [`TestKit`] wraps a driver and records everything a bus does through it;
+//! [`Recorder`] is a handler that records the deliveries it gets.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -9,6 +12,10 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::{Delivery, Handler, HandlerError};
+
+mod kit;
+
+pub use kit::{Handled, Outcome, Recorded, TestKit};
 
 /// A handler that records every delivery it gets and lets a test wait for them.
 ///
