@@ -481,7 +481,8 @@ pub async fn run_stress(f: Arc<dyn Fixture>, copies: usize) {
             crate::panics_reach_the_chain(Arc::clone(&f)).await;
             crate::permanent_failures_never_loop(Arc::clone(&f)).await;
             crate::attempts_stay_exact_across_a_shutdown(Arc::clone(&f)).await;
-            crate::names_follow_one_rule(f).await;
+            crate::names_follow_one_rule(Arc::clone(&f)).await;
+            crate::topics_are_administered(f).await;
         }));
     }
     for run in runs {

@@ -168,3 +168,33 @@ pub async fn names_follow_one_rule(f: Arc<dyn Fixture>) {
         assert!(err.to_string().contains(&format!("{bad:?}")), "the error names the topic: {err}");
     }
 }
+
+/// Case 19: Topics are created, listed and deleted through the driver's admin the same
+/// way everywhere: creating or deleting twice is no error, a created topic carries
+/// messages and is listed (where the broker keeps a list), a deleted one is not.
+pub async fn topics_are_administered(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    let admin = f.admin().await;
+    let topic = crate::fresh_topic("admin");
+    admin.create_topic(&topic, caps.partitions).await.expect("create");
+    admin.create_topic(&topic, caps.partitions).await.expect("creating an existing topic is no error");
+    if caps.lists_topics {
+        let topics = admin.topics().await.expect("list");
+        assert!(topics.contains(&topic), "{topic} is listed after its creation");
+    } else {
+        let err = admin.topics().await.expect_err("a broker without a list says so");
+        assert_eq!(err.kind(), tidewater_core::ErrorKind::Unsupported, "{err}");
+    }
+    let probe = Probe::succeeding();
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("adm"), probe.clone()).await;
+    write_each(&*f.writer().await, batch(&topic, 3, |_, m| m)).await;
+    probe.wait(caps.patience, "3 messages on the created topic", |s| s.done_ids().len() >= 3).await;
+    sub.shutdown(GRACE).await;
+
+    admin.delete_topic(&topic).await.expect("delete");
+    admin.delete_topic(&topic).await.expect("deleting a topic that is gone is no error");
+    if caps.lists_topics {
+        let topics = admin.topics().await.expect("list");
+        assert!(!topics.contains(&topic), "{topic} is not listed after its deletion");
+    }
+}

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tidewater_core::{Reader, Result, Writer};
+use tidewater_core::{Admin, Reader, Result, Writer};
 
 pub use cases::*;
 pub use failures::*;
@@ -47,6 +47,8 @@ pub struct Capabilities {
     /// A settled delivery is never delivered again to its group (no duplicates after a
     /// graceful shutdown).
     pub settles_exactly: bool,
+    /// The broker keeps a list of its topics ([`Admin::topics`] answers).
+    pub lists_topics: bool,
     /// Partitions to create topics with.
     pub partitions: u32,
     /// How long a case waits for deliveries before it fails.
@@ -64,6 +66,7 @@ impl Default for Capabilities {
             redelivery_on_nack: true,
             counts_attempts: true,
             settles_exactly: true,
+            lists_topics: true,
             partitions: 3,
             patience: Duration::from_secs(30),
         }
@@ -76,8 +79,13 @@ pub trait Fixture: Send + Sync + 'static {
     /// What the broker can do.
     fn capabilities(&self) -> Capabilities;
 
-    /// Creates `topic` with `partitions` partitions, for brokers that need it.
-    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()>;
+    /// The driver's topic administration: the cases create their topics through it.
+    async fn admin(&self) -> Arc<dyn Admin>;
+
+    /// Creates `topic` with `partitions` partitions, through [`Fixture::admin`].
+    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        self.admin().await.create_topic(topic, partitions).await
+    }
 
     /// A new writer.
     async fn writer(&self) -> Arc<dyn Writer>;
@@ -108,7 +116,8 @@ macro_rules! conformance_tests {
             failures_do_not_stop_consumption, per_key_order, consumer_groups,
             late_subscriber, resubscribe, close_flushes, cancel_is_prompt,
             oversize_is_too_large, shutdown_with_handlers_running, panics_reach_the_chain,
-            permanent_failures_never_loop, attempts_stay_exact_across_a_shutdown, names_follow_one_rule);
+            permanent_failures_never_loop, attempts_stay_exact_across_a_shutdown, names_follow_one_rule,
+            topics_are_administered);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stress() {

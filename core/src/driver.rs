@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::{Reader, Writer};
+use crate::admin::NoAdmin;
+use crate::{Admin, Reader, Writer};
 
 /// A broker connection that gives a writer and a reader: what a [`Bus`](crate::Bus) is
 /// built from. Every driver crate's main type implements it.
@@ -11,4 +12,10 @@ pub trait Driver {
     fn writer(&self) -> Arc<dyn Writer>;
     /// The read side.
     fn reader(&self) -> Arc<dyn Reader>;
+
+    /// Topic administration. The default, for a driver without it, answers every call
+    /// with `Unsupported`; every driver of this workspace has its own.
+    fn admin(&self) -> Arc<dyn Admin> {
+        Arc::new(NoAdmin(self.reader().driver()))
+    }
 }

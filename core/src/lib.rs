@@ -14,6 +14,7 @@
 //!   whether a retry can help.
 #![warn(missing_docs)]
 
+mod admin;
 mod bus;
 mod codec;
 mod commit;
@@ -38,6 +39,7 @@ mod shutdown;
 pub mod testing;
 mod writer;
 
+pub use admin::Admin;
 pub use bus::Bus;
 pub use codec::{Codec, JsonCodec};
 pub use commit::{PartitionCommits, Ticket};

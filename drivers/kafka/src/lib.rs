@@ -49,7 +49,7 @@ mod writer;
 use std::sync::Arc;
 
 use rdkafka::producer::FutureProducer;
-use tidewater_core::{Driver, Reader, Result, Writer};
+use tidewater_core::{Admin, Driver, Reader, Result, Writer};
 
 pub use config::{Compression, GroupScope, KafkaConfig, Partitioner, Sasl, SaslMechanism, Tls, TopicSpec};
 pub use reader::KafkaReader;
@@ -123,7 +123,31 @@ impl Driver for Kafka {
         Arc::new(self.kafka_writer())
     }
 
+    fn admin(&self) -> Arc<dyn Admin> {
+        Arc::new(self.clone())
+    }
+
     fn reader(&self) -> Arc<dyn Reader> {
         Arc::new(self.kafka_reader())
+    }
+}
+
+#[async_trait::async_trait]
+impl Admin for Kafka {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        Kafka::create_topic(self, topic, partitions).await
+    }
+
+    /// Deletes the topic; the groups' committed offsets for it go with it on the broker.
+    async fn delete_topic(&self, topic: &str) -> Result<()> {
+        self.topics.delete(topic).await
+    }
+
+    async fn topics(&self) -> Result<Vec<String>> {
+        self.topics.list().await
     }
 }

@@ -80,6 +80,66 @@ impl Topics {
             .map_err(|e| kafka_error(format!("cannot look topic {topic:?} up"), e).with_topic(topic))
     }
 
+    /// Deletes `topic`; a topic that does not exist is fine.
+    pub(crate) async fn delete(&self, topic: &str) -> Result<()> {
+        self.known.lock().unwrap().remove(topic);
+        let options = AdminOptions::new().operation_timeout(Some(self.config.request_timeout));
+        let results = self
+            .admin
+            .delete_topics(&[topic], &options)
+            .await
+            .map_err(|e| kafka_error(format!("cannot delete topic {topic:?}"), e).with_topic(topic))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((_, code)) => {
+                    return Err(Error::new(
+                        crate::errors::kind_of_code(code),
+                        format!("cannot delete topic {topic:?}: {code}"),
+                    )
+                    .with_driver(DRIVER)
+                    .with_topic(topic))
+                }
+            }
+        }
+        // As with creation, the broker clients ask learns of it a moment after the
+        // controller: wait until it no longer shows the topic, so a list that follows
+        // does not.
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        let mut pause = std::time::Duration::from_millis(5);
+        while self.exists(topic).await? {
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(Error::new(
+                    ErrorKind::BrokerTransient,
+                    format!(
+                        "topic {topic:?} was deleted, but the broker still showed it after {:?}",
+                        self.config.request_timeout
+                    ),
+                )
+                .with_driver(DRIVER)
+                .with_topic(topic));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(200));
+        }
+        Ok(())
+    }
+
+    /// The topics of the cluster, the broker's internal ones (`__consumer_offsets`) left out.
+    pub(crate) async fn list(&self) -> Result<Vec<String>> {
+        let admin = Arc::clone(&self.admin);
+        let timeout = self.config.request_timeout;
+        let metadata = blocking(move || admin.inner().fetch_metadata(None, timeout))
+            .await?
+            .map_err(|e| kafka_error("cannot list topics", e))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.name().starts_with("__"))
+            .map(|t| t.name().to_owned())
+            .collect())
+    }
+
     /// Creates `topic`; a topic that already exists is fine.
     pub(crate) async fn create(&self, topic: &str, partitions: u32, replication: Option<u16>) -> Result<()> {
         names::check_topic(topic).map_err(|e| e.with_driver(DRIVER))?;

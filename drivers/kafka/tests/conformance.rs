@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tidewater_conformance::{Capabilities, Fixture};
-use tidewater_core::{Driver, Reader, Result, Writer};
+use tidewater_core::{Admin, Driver, Reader, Writer};
 use tidewater_kafka::Kafka;
 
 struct KafkaFixture(Kafka);
@@ -27,8 +27,8 @@ impl Fixture for KafkaFixture {
         Capabilities { partitions: 3, settles_exactly: false, ..Capabilities::default() }
     }
 
-    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
-        self.0.create_topic(topic, partitions).await
+    async fn admin(&self) -> Arc<dyn Admin> {
+        self.0.admin()
     }
 
     async fn writer(&self) -> Arc<dyn Writer> {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_core::{
-    run_source, BoxHandler, CloseFlag, DeliveryModel, Driver, Error, ErrorKind, Message, ReadContext, ReadTask, Reader,
-    Result, Writer,
+    run_source, Admin, BoxHandler, CloseFlag, DeliveryModel, Driver, Error, ErrorKind, Message, ReadContext, ReadTask,
+    Reader, Result, Writer,
 };
 use tokio::sync::Notify;
 
@@ -200,6 +200,24 @@ impl MemoryBroker {
         result
     }
 
+    /// Deletes `topic` with its messages and groups: its readers end (and, restarted,
+    /// find a new topic of that name if auto-create is on). Returns whether it existed.
+    pub fn delete_topic(&self, topic: &str) -> bool {
+        let removed = self.inner.topics.write().unwrap_or_else(|e| e.into_inner()).remove(topic);
+        if let Some(topic) = &removed {
+            topic.delete();
+        }
+        removed.is_some()
+    }
+
+    /// The names of the topics there are, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.inner.topics.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// Forgets consumer group `group` of `topic` and its positions, so it no longer holds
     /// messages back. Returns whether it existed.
     pub fn delete_group(&self, topic: &str, group: &str) -> bool {
@@ -260,7 +278,7 @@ impl MemoryWriter {
         match &*last {
             // A closed broker's topics are closed too, so appending to a kept one fails
             // as a lookup would.
-            Some(topic) if *topic.name == *name => Ok(Arc::clone(topic)),
+            Some(topic) if *topic.name == *name && !topic.is_deleted() => Ok(Arc::clone(topic)),
             _ => {
                 let topic = self.broker.topic(name)?;
                 *last = Some(Arc::clone(&topic));
@@ -347,7 +365,31 @@ impl Driver for MemoryBroker {
         MemoryBroker::writer(self)
     }
 
+    fn admin(&self) -> Arc<dyn Admin> {
+        Arc::new(self.clone())
+    }
+
     fn reader(&self) -> Arc<dyn Reader> {
         Arc::new(self.clone())
+    }
+}
+
+#[async_trait]
+impl Admin for MemoryBroker {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        MemoryBroker::create_topic(self, topic, partitions)
+    }
+
+    async fn delete_topic(&self, topic: &str) -> Result<()> {
+        MemoryBroker::delete_topic(self, topic);
+        Ok(())
+    }
+
+    async fn topics(&self) -> Result<Vec<String>> {
+        Ok(MemoryBroker::topics(self))
     }
 }

@@ -38,6 +38,8 @@ pub(crate) struct Topic {
     /// A reader counts itself in before its last look at the log, and a publisher reads
     /// the count after appending, so one of the two always sees the other.
     pub(crate) idle_readers: AtomicUsize,
+    /// Set when the topic is deleted, read without the lock by writers that kept it.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct TopicState {
@@ -208,6 +210,7 @@ impl Topic {
             settled: Notify::new(),
             watchers: AtomicUsize::new(0),
             idle_readers: AtomicUsize::new(0),
+            deleted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -472,6 +475,16 @@ impl Topic {
             state.wake_publishers(&self.space);
         }
         removed
+    }
+
+    /// Closes the topic for good as it is deleted: writers that kept it look it up again.
+    pub(crate) fn delete(&self) {
+        self.deleted.store(true, std::sync::atomic::Ordering::Release);
+        self.close();
+    }
+
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.deleted.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub(crate) fn close(&self) {

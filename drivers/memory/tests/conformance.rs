@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tidewater_conformance::{Capabilities, Fixture};
-use tidewater_core::{Driver, Reader, Result, Writer};
+use tidewater_core::{Admin, Driver, Reader, Writer};
 use tidewater_memory::MemoryBroker;
 
 struct Memory {
@@ -17,8 +17,8 @@ impl Fixture for Memory {
         Capabilities { partitions: 4, ..Capabilities::default() }
     }
 
-    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
-        self.broker.create_topic(topic, partitions)
+    async fn admin(&self) -> Arc<dyn Admin> {
+        Driver::admin(&self.broker)
     }
 
     async fn writer(&self) -> Arc<dyn Writer> {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt, TryFutureExt};
 use tidewater_core::{
-    run_source, BoxHandler, CloseFlag, Delivery, DeliveryModel, Driver, Error, ErrorKind, IdFactory, Incoming, Message,
-    Position, ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, UuidV7Ids, Writer,
+    run_source, Admin, BoxHandler, CloseFlag, Delivery, DeliveryModel, Driver, Error, ErrorKind, IdFactory, Incoming,
+    Message, Position, ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, UuidV7Ids, Writer,
 };
 
 use crate::headers::{check_sizes, from_nats, into_nats, wire_size};
@@ -49,6 +49,10 @@ impl NatsCore {
 }
 
 impl Driver for NatsCore {
+    fn admin(&self) -> Arc<dyn Admin> {
+        Arc::new(self.clone())
+    }
+
     fn writer(&self) -> Arc<dyn Writer> {
         Arc::new(CoreWriter {
             client: self.client.clone(),
@@ -59,6 +63,28 @@ impl Driver for NatsCore {
 
     fn reader(&self) -> Arc<dyn Reader> {
         Arc::new(self.clone())
+    }
+}
+
+/// Core NATS has no topics to create or delete: a subject exists while someone
+/// subscribes to it. Creating and deleting check the name and do nothing; listing is
+/// `Unsupported`, as the server keeps no list.
+#[async_trait]
+impl Admin for NatsCore {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    async fn create_topic(&self, topic: &str, _partitions: u32) -> Result<()> {
+        tidewater_core::names::check_topic(topic).map_err(|e| e.with_driver(DRIVER))
+    }
+
+    async fn delete_topic(&self, topic: &str) -> Result<()> {
+        tidewater_core::names::check_topic(topic).map_err(|e| e.with_driver(DRIVER))
+    }
+
+    async fn topics(&self) -> Result<Vec<String>> {
+        Err(Error::new(ErrorKind::Unsupported, "core NATS keeps no list of subjects").with_driver(DRIVER))
     }
 }
 

@@ -9,8 +9,8 @@ use async_nats::jetstream::{self, consumer, message::Acker, stream, AckKind};
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use tidewater_core::{
-    run_source, BoxHandler, CloseFlag, Delivery, DeliveryModel, Driver, Error, ErrorKind, Incoming, Message, Position,
-    ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, StartFrom, Writer,
+    run_source, Admin, BoxHandler, CloseFlag, Delivery, DeliveryModel, Driver, Error, ErrorKind, Incoming, Message,
+    Position, ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, StartFrom, Writer,
 };
 use tokio::task::JoinHandle;
 
@@ -39,6 +39,12 @@ pub struct JetStreamConfig {
     pub ack_wait: Duration,
     /// Deliveries a consumer may have unsettled at once. Default 1,000.
     pub max_ack_pending: i64,
+    /// How long a group's durable consumer stays on the server with no member reading,
+    /// after which the server removes it with its position (a group that comes back later
+    /// starts as a new one, where its task says). `None` keeps it until deleted. Default 7
+    /// days, as Kafka keeps a group's offsets, so that groups of tests and of services
+    /// long gone do not pile up. Servers before 2.10 keep durables regardless.
+    pub group_expiry: Option<Duration>,
 }
 
 impl Default for JetStreamConfig {
@@ -51,6 +57,7 @@ impl Default for JetStreamConfig {
             max_age: None,
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 1000,
+            group_expiry: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
@@ -234,6 +241,10 @@ fn publish_error(e: async_nats::jetstream::context::PublishError, topic: &str) -
 }
 
 impl Driver for JetStream {
+    fn admin(&self) -> Arc<dyn Admin> {
+        Arc::new(self.clone())
+    }
+
     fn writer(&self) -> Arc<dyn Writer> {
         Arc::new(JsWriter { js: self.clone(), closed: CloseFlag::new(), subjects: CheckedSubjects::default() })
     }
@@ -302,7 +313,10 @@ impl Reader for JetStream {
             max_deliver: -1,
             max_ack_pending: self.config.max_ack_pending,
             filter_subject: topic.clone(),
-            inactive_threshold: if durable.is_some() { Duration::ZERO } else { Duration::from_secs(60) },
+            inactive_threshold: match &durable {
+                Some(_) => self.config.group_expiry.unwrap_or(Duration::ZERO),
+                None => Duration::from_secs(60),
+            },
             ..Default::default()
         };
         let consumer_error = |e: &dyn std::fmt::Display| {
@@ -327,6 +341,67 @@ impl Reader for JetStream {
             client: self.context.client(),
         };
         run_source(&mut source, handler, &task, &ctx).await
+    }
+}
+
+/// Topics are subjects, each in a stream of its own named after it (as auto-created
+/// streams are); partition counts do not apply.
+#[async_trait]
+impl Admin for JetStream {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    async fn create_topic(&self, topic: &str, _partitions: u32) -> Result<()> {
+        tidewater_core::names::check_topic(topic).map_err(|e| e.with_driver(DRIVER))?;
+        self.create_stream(&sanitize(topic), &[topic]).await.map_err(|e| e.with_topic(topic))
+    }
+
+    /// Deletes the topic's stream, with its messages and its groups' consumers. A topic
+    /// that shares its stream with other subjects is refused: deleting the stream would
+    /// take them too.
+    async fn delete_topic(&self, topic: &str) -> Result<()> {
+        let lookup = |e: &dyn std::fmt::Display| {
+            Error::new(ErrorKind::Connection, format!("cannot look up the stream of {topic:?}: {e}"))
+                .with_driver(DRIVER)
+                .with_topic(topic)
+        };
+        let name = match self.context.stream_by_subject(topic).await {
+            Ok(name) => name,
+            Err(e) if matches!(e.kind(), jetstream::context::GetStreamByNameErrorKind::NotFound) => return Ok(()),
+            Err(e) => return Err(lookup(&e)),
+        };
+        let mut stream = self.context.get_stream(&name).await.map_err(|e| lookup(&e))?;
+        let subjects = stream.info().await.map_err(|e| lookup(&e))?.config.subjects.clone();
+        if subjects.iter().any(|s| s != topic) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("topic {topic:?} is one subject of stream {name}, which also holds {subjects:?}; delete the stream itself"),
+            )
+            .with_driver(DRIVER)
+            .with_topic(topic));
+        }
+        self.context.delete_stream(&name).await.map_err(|e| {
+            Error::new(ErrorKind::BrokerTransient, format!("cannot delete stream {name}"))
+                .with_source(e)
+                .with_driver(DRIVER)
+        })?;
+        self.streams.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, stream| *stream != name);
+        Ok(())
+    }
+
+    /// The subjects of every stream, wildcard subjects left out.
+    async fn topics(&self) -> Result<Vec<String>> {
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::new(ErrorKind::Connection, format!("cannot list the JetStream streams: {e}")).with_driver(DRIVER)
+        };
+        let mut streams = self.context.streams();
+        let mut topics = Vec::new();
+        while let Some(info) = streams.next().await {
+            let info = info.map_err(|e| failed(&e))?;
+            topics.extend(info.config.subjects.into_iter().filter(|s| !s.contains(['*', '>'])));
+        }
+        Ok(topics)
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tidewater_conformance::{Capabilities, Fixture};
-use tidewater_core::{Driver, Reader, Result, Writer};
+use tidewater_core::{Admin, Driver, Reader, Writer};
 use tidewater_nats::{NatsConfig, NatsCore};
 
 struct Core(NatsCore);
@@ -25,14 +25,16 @@ impl Fixture for Core {
             redelivery_on_nack: false,
             counts_attempts: false,
             settles_exactly: false,
+            // Core NATS keeps no list of subjects.
+            lists_topics: false,
             group_positions: false,
             partitions: 1,
             ..Capabilities::default()
         }
     }
 
-    async fn create_topic(&self, _topic: &str, _partitions: u32) -> Result<()> {
-        Ok(())
+    async fn admin(&self) -> Arc<dyn Admin> {
+        self.0.admin()
     }
 
     async fn writer(&self) -> Arc<dyn Writer> {

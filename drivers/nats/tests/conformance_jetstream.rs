@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tidewater_conformance::{Capabilities, Fixture};
-use tidewater_core::{Driver, Reader, Result, Writer};
+use tidewater_core::{Admin, Driver, Reader, Writer};
 use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig};
 
 struct Js(JetStream);
@@ -19,8 +19,8 @@ impl Fixture for Js {
         Capabilities { partitions: 1, ..Capabilities::default() }
     }
 
-    async fn create_topic(&self, topic: &str, _partitions: u32) -> Result<()> {
-        self.0.create_stream(&topic.replace('.', "_"), &[topic]).await
+    async fn admin(&self) -> Arc<dyn Admin> {
+        self.0.admin()
     }
 
     async fn writer(&self) -> Arc<dyn Writer> {

@@ -416,3 +416,30 @@ async fn a_credentials_file_connects_in_operator_mode_and_a_foreign_one_fails() 
     assert!(matches!(err.kind(), ErrorKind::Config | ErrorKind::Connection), "{err:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A group's durable consumer left behind goes away after `group_expiry` with no member
+/// (on the current server; 2.9 keeps durables regardless), so test runs and retired
+/// services do not pile consumers up.
+#[tokio::test]
+async fn a_durable_consumer_left_behind_expires() {
+    let config = JetStreamConfig { group_expiry: Some(Duration::from_secs(1)), ..JetStreamConfig::default() };
+    let url = tidewater_testkit::shared::nats_url();
+    let js = JetStream::connect(&NatsConfig::new(url), config).await.unwrap();
+    let topic = subject("expiry");
+    js.admin().create_topic(&topic, 1).await.unwrap();
+    let mut scheduler = SubscriberScheduler::new(js.reader(), EventRegistry::new());
+    scheduler.subscribe(topic.clone(), Recorder::new()).group("left-behind");
+    scheduler.start().await.unwrap();
+    scheduler.shutdown(WAIT).await;
+
+    let stream = js.context().get_stream(topic.replace('.', "_")).await.unwrap();
+    let durable = format!("left-behind__{topic}").replace('.', "_");
+    assert!(stream.consumer_info(&durable).await.is_ok(), "the group's consumer is there after the run");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    // The server's own timer decides; ask until it has, or give up at the deadline.
+    while stream.consumer_info(&durable).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "the consumer was still there after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    js.admin().delete_topic(&topic).await.unwrap();
+}

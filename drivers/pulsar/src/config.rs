@@ -185,6 +185,10 @@ pub struct PulsarConfig {
     pub url: String,
     /// Where short topic names live. Default `persistent://public/default/`.
     pub namespace: String,
+    /// The broker's admin (web service) URL, `http://host:8080`, for
+    /// [`Driver::admin`](tidewater_core::Driver::admin): Pulsar creates, deletes and lists
+    /// topics only through it. Default none, which makes admin calls a `Config` error.
+    pub admin_url: Option<String>,
     /// Authentication, if the broker wants it.
     pub auth: Option<Auth>,
     /// TLS settings for `pulsar+ssl://` URLs.
@@ -218,6 +222,7 @@ impl PulsarConfig {
         Self {
             url: url.into(),
             namespace: "persistent://public/default/".to_owned(),
+            admin_url: None,
             auth: None,
             tls: None,
             batching: Some(Batching::default()),
@@ -230,6 +235,12 @@ impl PulsarConfig {
             dead_letter: None,
             request_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// With the admin (web service) URL, `http://host:8080`.
+    pub fn admin_url(mut self, url: impl Into<String>) -> Self {
+        self.admin_url = Some(url.into());
+        self
     }
 
     /// With token authentication.

@@ -54,6 +54,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod admin;
 mod config;
 mod errors;
 mod reader;
@@ -63,7 +64,7 @@ mod writer;
 use std::sync::Arc;
 
 use pulsar::{Authentication, TokioExecutor};
-use tidewater_core::{Driver, Error, ErrorKind, Reader, Result, Writer};
+use tidewater_core::{Admin, Driver, Error, ErrorKind, Reader, Result, Writer};
 
 pub use config::{Auth, Batching, Compression, DeadLetter, PulsarConfig, SubscriptionType, Tls};
 pub use reader::PulsarReader;
@@ -179,6 +180,12 @@ impl Pulsar {
 }
 
 impl Driver for Pulsar {
+    /// Needs [`PulsarConfig::admin_url`]: Pulsar administers topics only through its
+    /// admin API.
+    fn admin(&self) -> Arc<dyn Admin> {
+        Arc::new(admin::PulsarAdmin::new(Arc::clone(&self.config)))
+    }
+
     fn writer(&self) -> Arc<dyn Writer> {
         Arc::new(self.pulsar_writer())
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tidewater_conformance::{Capabilities, Fixture};
-use tidewater_core::{Driver, Reader, Result, Writer};
+use tidewater_core::{Admin, Driver, Reader, Writer};
 use tidewater_pulsar::Pulsar;
 
 struct PulsarFixture(Pulsar);
@@ -23,12 +23,8 @@ impl Fixture for PulsarFixture {
         Capabilities { partitions: 3, patience: std::time::Duration::from_secs(60), ..Capabilities::default() }
     }
 
-    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
-        let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || support::create_partitioned_topic(&topic, partitions))
-            .await
-            .expect("the admin request");
-        Ok(())
+    async fn admin(&self) -> Arc<dyn Admin> {
+        self.0.admin()
     }
 
     async fn writer(&self) -> Arc<dyn Writer> {

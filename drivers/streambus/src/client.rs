@@ -215,6 +215,23 @@ impl Client {
         self.partitions.lock().unwrap().remove(topic);
     }
 
+    /// Deletes `topic`; one that does not exist (TopicNotFound) is fine.
+    pub(crate) async fn delete_topic(&self, topic: &str) -> Result<()> {
+        self.forget_topic(topic);
+        let request = Request::DeleteTopic(DeleteTopicRequest { topic: topic.to_owned() });
+        match self.call(request).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::UnknownTopic => Ok(()),
+            Err(e) => Err(e.with_topic(topic)),
+        }
+    }
+
+    /// Every topic with its partition count.
+    pub(crate) async fn list_topics(&self) -> Result<Vec<(String, u32)>> {
+        let Response::ListTopics(list) = self.call(Request::ListTopics).await? else { unreachable!() };
+        Ok(list.topics)
+    }
+
     pub(crate) async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
         crate::record::check_topic(topic)?;
         let request =

@@ -51,7 +51,7 @@ mod writer;
 
 use std::sync::Arc;
 
-use tidewater_core::{Driver, Reader, Result, Writer};
+use tidewater_core::{Admin, Driver, Reader, Result, Writer};
 
 pub use client::BrokerGeneration;
 pub use config::{CoordinatorAddress, Envelope, Generation, GroupScope, RetryPolicy, StreamBusConfig};
@@ -144,11 +144,36 @@ impl StreamBus {
 }
 
 impl Driver for StreamBus {
+    fn admin(&self) -> Arc<dyn Admin> {
+        Arc::new(self.clone())
+    }
+
     fn writer(&self) -> Arc<dyn Writer> {
         Arc::new(self.streambus_writer())
     }
 
     fn reader(&self) -> Arc<dyn Reader> {
         Arc::new(self.streambus_reader())
+    }
+}
+
+#[async_trait::async_trait]
+impl Admin for StreamBus {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    /// Creates the topic; one that exists with the same partition count is fine, with
+    /// another count an error (partitions are fixed at creation).
+    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        self.client.create_topic(topic, partitions).await
+    }
+
+    async fn delete_topic(&self, topic: &str) -> Result<()> {
+        self.client.delete_topic(topic).await
+    }
+
+    async fn topics(&self) -> Result<Vec<String>> {
+        Ok(self.client.list_topics().await?.into_iter().map(|(name, _)| name).collect())
     }
 }

@@ -18,5 +18,5 @@ pub fn create_partitioned_topic(topic: &str, partitions: u32) {
 
 /// The configuration tests use against `url`.
 pub fn config(url: &str) -> PulsarConfig {
-    PulsarConfig::new(url)
+    PulsarConfig::new(url).admin_url(tidewater_testkit::shared::pulsar_admin_url())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_conformance::{Capabilities, Fixture};
-use tidewater_core::{Driver, Reader, Result, Writer};
+use tidewater_core::{Admin, Driver, Reader, Writer};
 use tidewater_streambus::{StreamBus, StreamBusConfig};
 use tidewater_streambus_double::{BrokerDouble, Profile};
 
@@ -59,8 +59,8 @@ impl Fixture for DoubleFixture {
         }
     }
 
-    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
-        self.bus.create_topic(topic, partitions).await
+    async fn admin(&self) -> Arc<dyn Admin> {
+        self.bus.admin()
     }
 
     async fn writer(&self) -> Arc<dyn Writer> {

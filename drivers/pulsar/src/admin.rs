@@ -1,0 +1,152 @@
+//! Topic administration through Pulsar's admin REST API, the only place Pulsar offers it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tidewater_core::{names, Admin, Error, ErrorKind, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::Auth;
+use crate::record::short_topic;
+use crate::{PulsarConfig, DRIVER};
+
+/// Creates partitioned topics, deletes and lists topics of the configured namespace.
+pub(crate) struct PulsarAdmin {
+    config: Arc<PulsarConfig>,
+}
+
+impl PulsarAdmin {
+    pub(crate) fn new(config: Arc<PulsarConfig>) -> Self {
+        Self { config }
+    }
+
+    /// `/admin/v2/persistent/public/default` for `persistent://public/default/`.
+    fn base(&self) -> Result<String> {
+        let namespace = self.config.namespace.trim_end_matches('/');
+        match namespace.split_once("://") {
+            Some((domain, path)) if !path.is_empty() => Ok(format!("/admin/v2/{domain}/{path}")),
+            _ => {
+                Err(Error::new(ErrorKind::Config, format!("namespace {namespace:?} is not domain://tenant/namespace"))
+                    .with_driver(DRIVER))
+            }
+        }
+    }
+
+    /// Sends one request and returns the status and body.
+    async fn call(&self, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+        let Some(url) = &self.config.admin_url else {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "Pulsar has topic administration only in its admin API: set PulsarConfig::admin_url",
+            )
+            .with_driver(DRIVER));
+        };
+        let Some(host) = url.strip_prefix("http://").map(|h| h.trim_end_matches('/')) else {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("admin URL {url:?}: only http:// is supported for the admin API"),
+            )
+            .with_driver(DRIVER));
+        };
+        let failed = |e: std::io::Error| {
+            Error::new(ErrorKind::Connection, format!("the Pulsar admin API at {url}"))
+                .with_source(e)
+                .with_driver(DRIVER)
+        };
+        let exchange = async {
+            let mut stream = TcpStream::connect(host).await.map_err(failed)?;
+            let auth = match &self.config.auth {
+                Some(Auth::Token(token)) => format!("Authorization: Bearer {token}\r\n"),
+                None => String::new(),
+            };
+            // HTTP/1.0, so the answer ends with the connection and is never chunked.
+            let request = format!(
+                "{method} {path} HTTP/1.0\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(request.as_bytes()).await.map_err(failed)?;
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await.map_err(failed)?;
+            Ok::<_, Error>(answer)
+        };
+        let answer = tokio::time::timeout(self.config.request_timeout, exchange).await.map_err(|_| {
+            Error::new(ErrorKind::Timeout, format!("the Pulsar admin API at {url} did not answer in time"))
+                .with_driver(DRIVER)
+        })??;
+        let text = String::from_utf8_lossy(&answer);
+        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| {
+            Error::new(ErrorKind::BrokerPermanent, format!("the Pulsar admin API at {url} did not answer in HTTP"))
+                .with_driver(DRIVER)
+        })?;
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+        Ok((status, body))
+    }
+
+    fn refused(what: String, status: u16, body: &str) -> Error {
+        let kind = match status {
+            401 | 403 => ErrorKind::Config,
+            412 | 400 => ErrorKind::InvalidInput,
+            500.. => ErrorKind::BrokerTransient,
+            _ => ErrorKind::BrokerPermanent,
+        };
+        Error::new(kind, format!("{what}: the admin API answered {status} {}", body.trim())).with_driver(DRIVER)
+    }
+
+    async fn names(&self, path: &str) -> Result<Vec<String>> {
+        let (status, body) = self.call("GET", path, "").await?;
+        if status != 200 {
+            return Err(Self::refused("listing topics".to_owned(), status, &body));
+        }
+        serde_json::from_str(&body).map_err(|e| {
+            Error::new(ErrorKind::BrokerPermanent, "the topic list is not a JSON list of names")
+                .with_source(e)
+                .with_driver(DRIVER)
+        })
+    }
+}
+
+#[async_trait]
+impl Admin for PulsarAdmin {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    /// Creates a partitioned topic of `partitions` partitions (at least 1).
+    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        names::check_topic(topic).map_err(|e| e.with_driver(DRIVER))?;
+        let path = format!("{}/{topic}/partitions", self.base()?);
+        match self.call("PUT", &path, &partitions.max(1).to_string()).await? {
+            (200 | 204 | 409, _) => Ok(()),
+            (status, body) => Err(Self::refused(format!("creating topic {topic:?}"), status, &body).with_topic(topic)),
+        }
+    }
+
+    /// Deletes the topic (partitioned or not) with its subscriptions, even while
+    /// consumers are connected.
+    async fn delete_topic(&self, topic: &str) -> Result<()> {
+        let base = self.base()?;
+        for path in [format!("{base}/{topic}/partitions?force=true"), format!("{base}/{topic}?force=true")] {
+            match self.call("DELETE", &path, "").await? {
+                (200 | 204, _) => return Ok(()),
+                (404, _) => continue,
+                (status, body) => {
+                    return Err(Self::refused(format!("deleting topic {topic:?}"), status, &body).with_topic(topic))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The topics of the namespace, a partitioned topic once by its own name.
+    async fn topics(&self) -> Result<Vec<String>> {
+        let base = self.base()?;
+        let mut topics: Vec<String> = self.names(&format!("{base}/partitioned")).await?;
+        topics.extend(self.names(&base).await?);
+        let mut short: Vec<String> = topics.iter().map(|t| short_topic(t)).collect();
+        short.sort();
+        short.dedup();
+        Ok(short)
+    }
+}
