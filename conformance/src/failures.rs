@@ -198,3 +198,77 @@ pub async fn topics_are_administered(f: Arc<dyn Fixture>) {
         assert!(!topics.contains(&topic), "{topic} is not listed after its deletion");
     }
 }
+
+/// Case 20: Concurrency `n` gives `n` handlers at once when keys are spread, on every
+/// driver: lanes and partitions are chosen by key, and a lane choice that followed the
+/// partition choice (both modulo the same hash) once left the memory driver's keyed
+/// messages of a partition on 2 lanes of 8, so at most 4 handlers ran.
+pub async fn concurrency_runs_handlers_in_parallel(f: Arc<dyn Fixture>) {
+    const LANES: usize = 8;
+    let caps = f.capabilities();
+    let topic = crate::cases::topic(&*f, "parallel").await;
+    // Every handler waits until LANES of them have run at once; that never happens if
+    // fewer lanes are busy, and the probe's wait fails naming how many did.
+    let gate = Arc::new(Gate::default());
+    let probe = Probe::new({
+        let gate = Arc::clone(&gate);
+        move |_| Act::Await(gate.enter(LANES))
+    });
+    let task = ReadTask::new(&topic).with_group("par").with_concurrency(LANES);
+    let mut sub = subscribe(&*f, task, probe.clone()).await;
+    let messages = batch(&topic, 400, |i, m| m.with_key(format!("customer-{i}")));
+    write_each(&*f.writer().await, messages).await;
+    let waited = tokio::time::timeout(caps.patience, gate.opened()).await;
+    let most = gate.most();
+    gate.open_anyway();
+    probe.wait(caps.patience, "all 400 messages", |s| s.done_ids().len() >= 400).await;
+    sub.shutdown(GRACE).await;
+    assert!(waited.is_ok(), "with concurrency {LANES}, at most {most} handlers ran at once");
+}
+
+/// Counts handlers running at once, and opens once `n` have.
+#[derive(Default)]
+struct Gate {
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    open: tokio::sync::Notify,
+    is_open: std::sync::atomic::AtomicBool,
+}
+
+impl Gate {
+    /// A future for one handler call: counted in, waits for the gate, counted out.
+    fn enter(self: &Arc<Self>, n: usize) -> futures::future::BoxFuture<'static, ()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let gate = Arc::clone(self);
+        Box::pin(async move {
+            let now = gate.running.fetch_add(1, SeqCst) + 1;
+            gate.most.fetch_max(now, SeqCst);
+            if now >= n {
+                gate.open_anyway();
+            }
+            gate.opened().await;
+            gate.running.fetch_sub(1, SeqCst);
+        })
+    }
+
+    async fn opened(&self) {
+        loop {
+            let notified = self.open.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_open.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn open_anyway(&self) {
+        self.is_open.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.open.notify_waiters();
+    }
+
+    fn most(&self) -> usize {
+        self.most.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

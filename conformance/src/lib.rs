@@ -117,7 +117,7 @@ macro_rules! conformance_tests {
             late_subscriber, resubscribe, close_flushes, cancel_is_prompt,
             oversize_is_too_large, shutdown_with_handlers_running, panics_reach_the_chain,
             permanent_failures_never_loop, attempts_stay_exact_across_a_shutdown, names_follow_one_rule,
-            topics_are_administered);
+            topics_are_administered, concurrency_runs_handlers_in_parallel);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stress() {

@@ -28,6 +28,8 @@ pub(crate) enum Act {
     Panic,
     /// Wait for a permit, then succeed.
     Block(Arc<Semaphore>),
+    /// Wait for the future, then succeed.
+    Await(futures::future::BoxFuture<'static, ()>),
 }
 
 type Behaviour = Box<dyn Fn(&Delivery) -> Act + Send + Sync>;
@@ -134,6 +136,7 @@ impl Handler for Probe {
             Act::Block(permits) => {
                 permits.acquire().await.expect("semaphore open").forget();
             }
+            Act::Await(wait) => wait.await,
         }
         self.update(|s| s.done.push(delivery));
         Ok(())

@@ -11,8 +11,44 @@ pub fn fnv1a_64(bytes: &[u8]) -> u64 {
     hash
 }
 
+/// The lane (of `lanes`) that messages with `key` run in when a task's concurrency is
+/// above 1: all of one key in one lane, in order.
+///
+/// The key's FNV-1a hash is mixed (SplitMix64's finalizer) before the modulo, because
+/// drivers that partition by the same hash (the memory driver, StreamBus) would
+/// otherwise tie lanes to partitions: with 4 partitions and 8 lanes, a partition's keys
+/// would all fall to 2 lanes.
+///
+/// ```
+/// use tidewater_core::hash::lane_of;
+///
+/// assert_eq!(lane_of(b"customer-7", 8), lane_of(b"customer-7", 8));
+/// assert!(lane_of(b"customer-7", 8) < 8);
+/// ```
+pub fn lane_of(key: &[u8], lanes: usize) -> usize {
+    let mut z = fnv1a_64(key);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z % lanes.max(1) as u64) as usize
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_keys_of_one_partition_spread_over_every_lane() {
+        // Partition as the memory driver does (FNV-1a modulo 4), lanes modulo 8.
+        let keys: Vec<String> = (0..400).map(|i| format!("customer-{i}")).collect();
+        for partition in 0..4u64 {
+            let lanes: std::collections::HashSet<usize> = keys
+                .iter()
+                .filter(|k| super::fnv1a_64(k.as_bytes()) % 4 == partition)
+                .map(|k| super::lane_of(k.as_bytes(), 8))
+                .collect();
+            assert_eq!(lanes.len(), 8, "partition {partition} reaches lanes {lanes:?}");
+        }
+    }
+
     #[test]
     fn matches_reference_values() {
         assert_eq!(super::fnv1a_64(b""), 0xcbf29ce484222325);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::hash::fnv1a_64;
+use crate::hash::lane_of;
 use crate::reader::TaskStats;
 use crate::{
     BoxHandler, Delivery, HandlerError, Incoming, ReadContext, ReadTask, Result, Settlement, Source, StopSignal,
@@ -129,7 +129,7 @@ async fn run_lanes(source: &mut (dyn Source + '_), step: Step, lanes: usize, fet
         let mut rest = batch.drain(..);
         while let Some(incoming) = rest.next() {
             let lane = match &incoming.delivery.message().key {
-                Some(key) => (fnv1a_64(key) % lanes as u64) as usize,
+                Some(key) => lane_of(key, lanes),
                 None => {
                     round_robin = round_robin.wrapping_add(1);
                     round_robin % lanes

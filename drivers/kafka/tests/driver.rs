@@ -227,7 +227,7 @@ async fn commits_never_pass_a_running_record() {
     // The runner gives each of the 4 lanes the keys whose hash falls to it, and a lane
     // whose handler waits holds up its other keys. Pick the held key alone in its lane,
     // so that everything else can finish while it waits.
-    let lane = |key: &str| tidewater_core::hash::fnv1a_64(key.as_bytes()) % 4;
+    let lane = |key: &str| tidewater_core::hash::lane_of(key.as_bytes(), 4);
     let candidates: Vec<String> = (0..100).map(|i| format!("key-{i}")).collect();
     let held_key = candidates.iter().find(|k| lane(k) == 0).unwrap().clone();
     let mut keys: Vec<String> = candidates.into_iter().filter(|k| lane(k) != 0).take(KEYS - 1).collect();
@@ -312,8 +312,16 @@ async fn work_of_a_revoked_partition_does_not_commit() {
     let kafka = shared().await;
     let topic = topic("revoke");
     kafka.create_topic(&topic, 3).await.unwrap();
-    let messages: Vec<Message> =
-        (0..30).map(|i| Message::new(&topic, "p").with_id(format!("m{i}")).with_key(format!("k{i}"))).collect();
+    // m0 alone in its lane of two: a held lane fills up to its buffer and then holds the
+    // fetch loop (and with it the polling) too, so the others go to the other lane.
+    let held_lane = tidewater_core::hash::lane_of(b"k0", 2);
+    let others = (1..).map(|i| format!("k{i}")).filter(|k| tidewater_core::hash::lane_of(k.as_bytes(), 2) != held_lane);
+    let keys: Vec<String> = std::iter::once("k0".to_owned()).chain(others.take(29)).collect();
+    let messages: Vec<Message> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Message::new(&topic, "p").with_id(format!("m{i}")).with_key(k.clone()))
+        .collect();
     kafka.writer().write(messages).await.unwrap();
 
     let gate = Arc::new(Semaphore::new(0));
