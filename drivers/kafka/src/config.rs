@@ -349,9 +349,18 @@ impl KafkaConfig {
         self.finish(c)
     }
 
-    /// A consumer's properties for `group`.
-    pub(crate) fn consumer(&self, group: &str, earliest: bool) -> ClientConfig {
+    /// A consumer's properties for `group`, fetching about `prefetch` messages ahead.
+    ///
+    /// librdkafka keeps its own queue of fetched messages, by default up to 100,000
+    /// messages per partition and 64 MiB per consumer, whatever the task's prefetch says:
+    /// a slow consumer then holds tens of MiB it will not handle soon. The queue is held
+    /// to `prefetch` messages per partition, and to 4 KiB a prefetched message (at least
+    /// 1 MiB, so one large message still fits); a property set on the configuration wins.
+    pub(crate) fn consumer(&self, group: &str, earliest: bool, prefetch: usize) -> ClientConfig {
         let mut c = self.common();
+        let kbytes = (prefetch.saturating_mul(4)).clamp(1024, 65_536);
+        c.set("queued.min.messages", prefetch.max(1).to_string())
+            .set("queued.max.messages.kbytes", kbytes.to_string());
         c.set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -424,8 +433,11 @@ mod tests {
         assert_eq!(p.get("partitioner"), Some("murmur2_random"), "the Java client's, by default");
         let p = config.clone().with_partitioner(Partitioner::ConsistentRandom).producer();
         assert_eq!(p.get("partitioner"), Some("consistent_random"));
-        let c = config.consumer("g", false);
+        let c = config.consumer("g", false, 256);
         assert_eq!(c.get("auto.offset.reset"), Some("latest"));
+        assert_eq!(c.get("queued.min.messages"), Some("256"), "the task's prefetch holds");
+        assert_eq!(c.get("queued.max.messages.kbytes"), Some("1024"));
+        assert_eq!(config.consumer("g", false, 5_000).get("queued.max.messages.kbytes"), Some("20000"));
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(config.group_id("billing", "orders"), "billing.orders");
         let shared = KafkaConfig { group_scope: GroupScope::AsGiven, ..config };

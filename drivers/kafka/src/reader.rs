@@ -98,7 +98,7 @@ impl Reader for KafkaReader {
         let context = ReaderContext { shared: Arc::clone(&shared) };
         let consumer: StreamConsumer<ReaderContext> = self
             .config
-            .consumer(&group_id, task.start == StartFrom::Earliest)
+            .consumer(&group_id, task.start == StartFrom::Earliest, task.prefetch)
             .create_with_context(context)
             .map_err(|e| kafka_error("cannot create the Kafka consumer", e))?;
         consumer
