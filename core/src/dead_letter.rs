@@ -127,6 +127,15 @@ impl DeadLetter {
     }
 }
 
+impl std::fmt::Debug for DeadLetter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetter")
+            .field("writer", &self.writer.driver())
+            .field("max_deliveries", &self.max_deliveries)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Middleware for DeadLetter {
     fn wrap(&self, inner: BoxHandler) -> BoxHandler {
         Arc::new(DeadLetterHandler { inner, config: self.clone() })
@@ -145,42 +154,49 @@ struct DeadLetterHandler {
 #[async_trait]
 impl Handler for DeadLetterHandler {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
-        let err = match self.inner.handle(delivery.clone()).await {
-            Ok(()) => return Ok(()),
-            Err(err) => err,
-        };
+        match self.inner.handle(delivery.clone()).await {
+            Ok(()) => Ok(()),
+            Err(err) => self.config.dispose(&delivery, err).await,
+        }
+    }
+}
+
+impl DeadLetter {
+    /// What becomes of a failed delivery: `Ok` once it is in the dead-letter topic (the
+    /// original is then settled), the error again when it is to be redelivered.
+    pub(crate) async fn dispose(&self, delivery: &Delivery, err: HandlerError) -> Result<(), HandlerError> {
         let now = SystemTime::now();
         let message = delivery.message();
         let group = delivery.group().unwrap_or_default();
         let book_key = (group.to_owned(), message.id.clone());
         let calls = err.attempts().map_or(1, |a| a.count);
         let first = err.attempts().map_or(now, |a| a.first_failure);
-        let failures = match self.config.book.get(&book_key) {
+        let failures = match self.book.get(&book_key) {
             Some(seen) => Failures { calls: seen.calls + calls, first: seen.first.min(first) },
             None => Failures { calls, first },
         };
-        if err.is_transient() && delivery.deliveries() < self.config.max_deliveries {
-            self.config.book.insert(book_key, failures);
+        if err.is_transient() && delivery.deliveries() < self.max_deliveries {
+            self.book.insert(book_key, failures);
             return Err(err);
         }
-        let dlq_topic = (self.config.topic)(&message.stream);
-        let dead = dead_letter_message(&dlq_topic, &delivery, group, &err, failures, now);
-        let written = match self.config.writer.write(vec![dead]).await {
+        let dlq_topic = (self.topic)(&message.stream);
+        let dead = dead_letter_message(&dlq_topic, delivery, group, &err, failures, now);
+        let written = match self.writer.write(vec![dead]).await {
             Err(too_large) if too_large.kind() == ErrorKind::TooLarge => {
-                let mut light = dead_letter_message(&dlq_topic, &delivery, group, &err, failures, now);
+                let mut light = dead_letter_message(&dlq_topic, delivery, group, &err, failures, now);
                 light.headers.insert(headers::PAYLOAD_DROPPED, message.payload.len().to_string());
                 light.payload = bytes::Bytes::new();
                 tracing::warn!(
                     topic = %message.stream, id = %message.id, dlq = %dlq_topic, error = %too_large,
                     "dead letter too large; writing it without its payload"
                 );
-                self.config.writer.write(vec![light]).await
+                self.writer.write(vec![light]).await
             }
             other => other,
         };
         match written {
             Ok(()) => {
-                self.config.book.invalidate(&book_key);
+                self.book.invalidate(&book_key);
                 delivery.mark_dead_lettered();
                 tracing::warn!(
                     topic = %message.stream, id = %message.id, dlq = %dlq_topic,
@@ -189,7 +205,7 @@ impl Handler for DeadLetterHandler {
                 Ok(())
             }
             Err(write_err) => {
-                self.config.book.insert(book_key, failures);
+                self.book.insert(book_key, failures);
                 tracing::error!(
                     topic = %message.stream, id = %message.id, dlq = %dlq_topic, error = %write_err,
                     "dead-lettering failed; the message stays unsettled and will come again"

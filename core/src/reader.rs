@@ -207,13 +207,22 @@ pub struct ReadContext {
     pub ready: ReadySignal,
     /// Counters to update.
     pub stats: Arc<TaskStats>,
+    /// Where the runner sends a failed delivery that no middleware of the handler's chain
+    /// dead-lettered: the scheduler's default dead letter, if it has one. The runner calls
+    /// it only on failure, so it costs the success path nothing.
+    pub dead_letter: Option<crate::DeadLetter>,
 }
 
 impl ReadContext {
     /// A context that never stops and whose readiness nobody awaits, for running a
     /// reader by hand.
     pub fn detached() -> Self {
-        Self { stop: StopSignal::never(), ready: ReadySignal::new().0, stats: Arc::new(TaskStats::default()) }
+        Self {
+            stop: StopSignal::never(),
+            ready: ReadySignal::new().0,
+            stats: Arc::new(TaskStats::default()),
+            dead_letter: None,
+        }
     }
 }
 

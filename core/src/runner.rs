@@ -11,7 +11,8 @@ use tokio::task::JoinSet;
 use crate::hash::lane_of;
 use crate::reader::TaskStats;
 use crate::{
-    BoxHandler, Delivery, HandlerError, Incoming, ReadContext, ReadTask, Result, Settlement, Source, StopSignal,
+    BoxHandler, DeadLetter, Delivery, HandlerError, Incoming, ReadContext, ReadTask, Result, Settlement, Source,
+    StopSignal,
 };
 
 /// Deliveries queued per lane ahead of the one running.
@@ -37,6 +38,7 @@ pub async fn run_source(
 ) -> Result<()> {
     let step = Step {
         handler,
+        dead_letter: ctx.dead_letter.clone(),
         stats: Arc::clone(&ctx.stats),
         stop: ctx.stop.clone(),
         task: task.clone(),
@@ -165,6 +167,7 @@ async fn release_all(rest: impl Iterator<Item = Incoming>) {
 /// Everything needed to run one delivery.
 struct Step {
     handler: BoxHandler,
+    dead_letter: Option<DeadLetter>,
     stats: Arc<TaskStats>,
     stop: StopSignal,
     /// For the redelivery delays.
@@ -201,11 +204,20 @@ impl Step {
             }
             }
         };
-        let settlement = match outcome {
-            Ok(Ok(())) => Settlement::Ack,
-            Ok(Err(err)) => self.failed(&delivery, &err),
-            // A panic in middleware: the handler's own panics come back as errors.
-            Err(panic) => self.failed(&delivery, &HandlerError::from_panic(&*panic)),
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(err),
+            // A panic of the handler, or of middleware: the handler's own panics come
+            // back as errors where there is middleware to see them.
+            Err(panic) => Some(HandlerError::from_panic(&*panic)),
+        };
+        let failure = match (failure, &self.dead_letter) {
+            (Some(err), Some(dead_letter)) => dead_letter.dispose(&delivery, err).await.err(),
+            (failure, _) => failure,
+        };
+        let settlement = match failure {
+            None => Settlement::Ack,
+            Some(err) => self.failed(&delivery, &err),
         };
         let settled = match settle.settle_now(settlement) {
             Some(settled) => settled,

@@ -13,9 +13,9 @@ use crate::handler::{apply_chain, CatchPanic};
 use crate::reader::TaskStats;
 use crate::shutdown::stop_pair;
 use crate::{
-    wire, BoxHandler, Codec, Delivery, Error, ErrorKind, Event, EventFn, EventRegistry, Extensions, Handler,
-    HandlerError, JsonCodec, Middleware, ReadContext, ReadTask, Reader, ReadySignal, Result, StartFrom, StopHandle,
-    StopSignal, TaskReport,
+    wire, BoxHandler, Codec, DeadLetter, Delivery, Error, ErrorKind, Event, EventFn, EventRegistry, Extensions,
+    Handler, HandlerError, JsonCodec, Middleware, ReadContext, ReadTask, Reader, ReadySignal, Result, StartFrom,
+    StopHandle, StopSignal, TaskReport,
 };
 
 /// Longest wait between restarts of a failing reader.
@@ -162,7 +162,7 @@ pub struct SubscriberScheduler<C: Codec = JsonCodec> {
     codec: Arc<C>,
     registry: Arc<EventRegistry>,
     middleware: Vec<Arc<dyn Middleware>>,
-    dead_letter: Option<Arc<dyn Middleware>>,
+    dead_letter: Option<DeadLetter>,
     states: Extensions,
     pending: Vec<TaskSpec>,
     running: Vec<Running>,
@@ -212,16 +212,18 @@ impl<C: Codec> SubscriberScheduler<C> {
         self
     }
 
-    /// Sets the dead-letter middleware for tasks whose chain has none (no middleware
-    /// whose [`Middleware::dead_letters`] is true), outermost in their chain; `None`
-    /// removes it. A [`Bus`](crate::Bus) sets a [`DeadLetter`](crate::DeadLetter) to
-    /// `<topic>.dlq` through its own writer; a scheduler made on its own has none.
+    /// Sets the dead letter for tasks whose chain has none (no middleware whose
+    /// [`Middleware::dead_letters`] is true): the runner hands it what the chain returns
+    /// as failed, panics included, as if it were outermost in the chain, but without a
+    /// layer on the success path. `None` removes it. A [`Bus`](crate::Bus) sets a
+    /// [`DeadLetter`] to `<topic>.dlq` through its own writer; a scheduler made on its own
+    /// has none.
     ///
     /// Without one, a permanent failure has nowhere to go: its message is redelivered
     /// after the task's nack delay, doubling each time up to
     /// [`ReadTask::MAX_NACK_DELAY`], never dropped, and `start` logs a warning.
-    pub fn default_dead_letter(&mut self, dead_letter: Option<impl Middleware>) -> &mut Self {
-        self.dead_letter = dead_letter.map(|m| Arc::new(m) as Arc<dyn Middleware>);
+    pub fn default_dead_letter(&mut self, dead_letter: Option<DeadLetter>) -> &mut Self {
+        self.dead_letter = dead_letter;
         self
     }
 
@@ -299,11 +301,11 @@ impl<C: Codec> SubscriberScheduler<C> {
         }
         let mut waits = Vec::new();
         for (spec, handler) in std::mem::take(&mut self.pending).into_iter().zip(handlers) {
-            let handler = self.chain(&spec, handler);
+            let (handler, dead_letter) = self.chain(&spec, handler);
             let (ready, ready_rx) = ReadySignal::new();
             let (first_error, error_rx) = oneshot::channel();
             let stats = Arc::new(TaskStats::default());
-            let ctx = ReadContext { stop: self.signal.clone(), ready, stats: Arc::clone(&stats) };
+            let ctx = ReadContext { stop: self.signal.clone(), ready, stats: Arc::clone(&stats), dead_letter };
             let topic = spec.task.topic.clone();
             let group = spec.task.group.clone();
             let join = tokio::spawn(worker(Arc::clone(&self.reader), spec.task, handler, ctx, first_error));
@@ -324,11 +326,11 @@ impl<C: Codec> SubscriberScheduler<C> {
         Ok(())
     }
 
-    /// The handler of `spec` in its middleware: the task's own innermost, then the
-    /// scheduler's, then the default dead letter where no middleware dead-letters.
-    fn chain(&self, spec: &TaskSpec, handler: BoxHandler) -> BoxHandler {
+    /// The handler of `spec` in its middleware (the task's own innermost, then the
+    /// scheduler's), and the default dead letter if no middleware dead-letters.
+    fn chain(&self, spec: &TaskSpec, handler: BoxHandler) -> (BoxHandler, Option<DeadLetter>) {
         let dead_letters = spec.middleware.iter().chain(&self.middleware).any(|m| m.dead_letters());
-        let default = self.dead_letter.as_ref().filter(|_| !dead_letters);
+        let default = self.dead_letter.clone().filter(|_| !dead_letters);
         if !dead_letters && default.is_none() {
             tracing::warn!(
                 topic = %spec.task.topic,
@@ -336,16 +338,12 @@ impl<C: Codec> SubscriberScheduler<C> {
                  ever more slowly, until the handler takes it"
             );
         }
-        if spec.middleware.is_empty() && self.middleware.is_empty() && default.is_none() {
+        if spec.middleware.is_empty() && self.middleware.is_empty() {
             // The runner's own catch makes a panic one failed attempt already.
-            return handler;
+            return (handler, default);
         }
         let handler: BoxHandler = Arc::new(CatchPanic(handler));
-        let handler = apply_chain(apply_chain(handler, &spec.middleware), &self.middleware);
-        match default {
-            Some(dead_letter) => dead_letter.wrap(handler),
-            None => handler,
-        }
+        (apply_chain(apply_chain(handler, &spec.middleware), &self.middleware), default)
     }
 
     /// Tells every task to stop taking new messages now, with `grace` for in-flight

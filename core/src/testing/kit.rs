@@ -272,8 +272,16 @@ impl Reader for RecordingReader {
         self.inner.model()
     }
 
-    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+    async fn read(&self, task: ReadTask, handler: BoxHandler, mut ctx: ReadContext) -> Result<()> {
         let subscription = (task.topic.clone(), task.group.clone());
+        // The runner applies the scheduler's default dead letter after the chain; the kit
+        // records outermost, so it puts that dead letter into the chain, where it sees it.
+        // A panic becomes an error inside the kit, so the kit records it too.
+        let handler: BoxHandler = Arc::new(crate::handler::CatchPanic(handler));
+        let handler = match ctx.dead_letter.take() {
+            Some(dead_letter) => crate::Middleware::wrap(&dead_letter, handler),
+            None => handler,
+        };
         self.kit.update(|s| {
             if !s.subscriptions.contains(&subscription) {
                 s.subscriptions.push(subscription);

@@ -359,8 +359,7 @@ impl KafkaConfig {
     pub(crate) fn consumer(&self, group: &str, earliest: bool, prefetch: usize) -> ClientConfig {
         let mut c = self.common();
         let kbytes = (prefetch.saturating_mul(4)).clamp(1024, 65_536);
-        c.set("queued.min.messages", prefetch.max(1).to_string())
-            .set("queued.max.messages.kbytes", kbytes.to_string());
+        c.set("queued.min.messages", prefetch.max(1).to_string()).set("queued.max.messages.kbytes", kbytes.to_string());
         c.set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
