@@ -1,5 +1,6 @@
 //! The one-line entry point: publisher, scheduler and registry together.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,6 +128,36 @@ impl<C: Codec> Bus<C> {
         self.scheduler.start().await
     }
 
+    /// Starts what was subscribed, runs until the process is asked to stop (SIGTERM, as
+    /// container runtimes and systemd send it, or Ctrl-C), then shuts down as
+    /// [`Bus::shutdown`] does, with `grace` for the handlers still running, and returns the
+    /// report. The one call a service's `main` needs:
+    ///
+    /// ```no_run
+    /// # async fn demo(mut bus: tidewater_core::Bus) -> tidewater_core::Result<()> {
+    /// let report = bus.run_until_stopped(std::time::Duration::from_secs(30)).await?;
+    /// if !report.is_clean() {
+    ///     eprintln!("left for redelivery: {} handler calls", report.abandoned());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_until_stopped(&mut self, grace: Duration) -> Result<ShutdownReport> {
+        // Listening before starting, so a signal that comes while subscribing is not the
+        // default one that ends the process without draining.
+        let stop = stop_signal()?;
+        self.run_until(stop, grace).await
+    }
+
+    /// Starts what was subscribed, runs until `stop` completes, then shuts down with
+    /// `grace` as [`Bus::shutdown`] does: [`Bus::run_until_stopped`] with a stop of your
+    /// own (a oneshot from an admin endpoint, a test).
+    pub async fn run_until(&mut self, stop: impl Future<Output = ()>, grace: Duration) -> Result<ShutdownReport> {
+        self.start().await?;
+        stop.await;
+        tracing::info!(?grace, "asked to stop; draining");
+        self.shutdown(grace).await
+    }
+
     /// Shuts the scheduler down (see [`SubscriberScheduler::shutdown`]), then flushes and
     /// closes the publisher. The report comes back even if the close fails: the error
     /// says what the publisher could not deliver.
@@ -134,5 +165,31 @@ impl<C: Codec> Bus<C> {
         let report = self.scheduler.shutdown(grace).await;
         self.publisher.close().await?;
         Ok(report)
+    }
+}
+
+/// SIGTERM or Ctrl-C, whichever comes first; listening starts when this is called.
+fn stop_signal() -> Result<impl Future<Output = ()>> {
+    let failed = |e: std::io::Error| {
+        crate::Error::new(crate::ErrorKind::Config, "cannot listen for stop signals").with_source(e)
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(failed)?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(failed)?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = failed;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -84,6 +84,78 @@ pub trait Middleware: Send + Sync + 'static {
     }
 }
 
+/// Makes a middleware from an async closure that gets the delivery and the rest of the
+/// chain, as axum's `from_fn` does: call [`Next::run`] to go on, or return without calling
+/// it to stop there.
+///
+/// ```
+/// use std::time::Instant;
+/// use tidewater_core::{middleware_fn, Delivery, Next};
+///
+/// // Logs how long each handler call took and what came of it.
+/// let timing = middleware_fn(|delivery: Delivery, next: Next| async move {
+///     let started = Instant::now();
+///     let id = delivery.message().id.clone();
+///     let result = next.run(delivery).await;
+///     println!("{id}: {:?} in {:?}", result.is_ok(), started.elapsed());
+///     result
+/// });
+/// # let _ = timing;
+/// ```
+pub fn middleware_fn<F, Fut>(f: F) -> FnMiddleware<F>
+where
+    F: Fn(Delivery, Next) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    FnMiddleware(Arc::new(f))
+}
+
+/// A middleware made from an async closure; see [`middleware_fn`].
+pub struct FnMiddleware<F>(Arc<F>);
+
+impl<F> Clone for FnMiddleware<F> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+/// The rest of the chain, for a [`middleware_fn`] to call.
+#[derive(Clone)]
+pub struct Next(BoxHandler);
+
+impl Next {
+    /// Runs the rest of the chain, down to the handler, on `delivery`.
+    pub async fn run(self, delivery: Delivery) -> Result<(), HandlerError> {
+        self.0.handle(delivery).await
+    }
+}
+
+impl<F, Fut> Middleware for FnMiddleware<F>
+where
+    F: Fn(Delivery, Next) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
+        Arc::new(FnLayer { f: Arc::clone(&self.0), inner })
+    }
+}
+
+struct FnLayer<F> {
+    f: Arc<F>,
+    inner: BoxHandler,
+}
+
+#[async_trait]
+impl<F, Fut> Handler for FnLayer<F>
+where
+    F: Fn(Delivery, Next) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        (self.f)(delivery, Next(Arc::clone(&self.inner))).await
+    }
+}
+
 /// Applies `chain` to `handler`, the first element outermost.
 pub fn apply_chain(handler: BoxHandler, chain: &[Arc<dyn Middleware>]) -> BoxHandler {
     chain.iter().rev().fold(handler, |inner, m| m.wrap(inner))

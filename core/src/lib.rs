@@ -50,7 +50,9 @@ pub use error::{Attempts, Error, ErrorKind, HandlerError, Recovery, Result};
 pub use event::{Event, EventRegistry};
 pub use extensions::Extensions;
 pub use extract::{EventFn, FromDelivery, HandlerResult, State};
-pub use handler::{apply_chain, handler_fn, BoxHandler, FnHandler, Handler, Middleware};
+pub use handler::{
+    apply_chain, handler_fn, middleware_fn, BoxHandler, FnHandler, FnMiddleware, Handler, Middleware, Next,
+};
 pub use id::{IdFactory, KsuidIds, UuidV7Ids};
 pub use message::{wire, Headers, Message};
 pub use publisher::Publisher;

@@ -65,3 +65,4 @@ pub use dedup::{DedupKey, Deduplicate, DeduplicationStorage, InMemoryDedupStorag
 pub use publish::{InstrumentedWriter, Metrics, MetricsCollector, NoMetrics, Outcome, PublishInterceptor};
 pub use retry::Retry;
 pub use tidewater_core::dead_letter::{headers as dlq_headers, DeadLetter, Redrive};
+pub use tidewater_core::{middleware_fn, Next};
