@@ -315,7 +315,7 @@ impl Engine {
     /// id to ack again for a message of an entry that was acked: the broker sent it
     /// again, so the ack did not reach it (sent while it was down), and it would keep the
     /// message otherwise.
-    fn received(&mut self, received: Received<Vec<u8>>) -> Option<(Arc<str>, MessageIdData)> {
+    fn received(&mut self, mut received: Received<Vec<u8>>) -> Option<(Arc<str>, MessageIdData)> {
         self.last_received = Instant::now();
         let id = received.message_id().clone();
         let size = received.message_id.batch_size.filter(|n| *n > 0).unwrap_or(1) as usize;
@@ -342,7 +342,7 @@ impl Engine {
         entry.deliveries[index] += 1;
         entry.ids[index] = Some(id.clone());
         let attempt = entry.deliveries[index];
-        let message = from_pulsar(&self.topic, &received);
+        let message = from_pulsar(&self.topic, &mut received);
         let position = Position::Queue { partition: id.partition.map(|p| p as u32), sequence: Some(id.entry_id) };
         self.unsettled += 1;
         let delivery = Delivery::new(message, attempt, position, self.group.clone());

@@ -87,9 +87,12 @@ pub(crate) fn fallback_id(topic: &str, id: &MessageIdData) -> String {
 /// A message the pulsar crate's dead-letter policy moved here gets the dead-letter
 /// middleware's headers too (original topic, recovery, error), so one DLQ consumer and
 /// [`Redrive`](https://docs.rs/tidewater-middleware) handle both alike.
-pub(crate) fn from_pulsar(topic: &str, received: &Received<Vec<u8>>) -> Message {
+pub(crate) fn from_pulsar(topic: &str, received: &mut Received<Vec<u8>>) -> Message {
+    // The payload is taken, not copied: the received message is dropped right after, and a
+    // copy held both for a moment, per message in the receiver queue's flow.
+    let payload = Bytes::from(std::mem::take(&mut received.payload.data));
     let meta = received.metadata();
-    let mut message = Message::new(topic, Bytes::copy_from_slice(&received.payload.data));
+    let mut message = Message::new(topic, payload);
     message.key = match received.key_bytes() {
         Ok(key) => key.map(Bytes::from),
         Err(err) => {
