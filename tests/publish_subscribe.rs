@@ -203,3 +203,20 @@ async fn typed_handlers_take_shared_state_and_a_missing_state_fails_the_start() 
     ids.sort_unstable();
     assert_eq!(ids, vec![0, 1, 2], "each order once, through the shared state");
 }
+
+#[tokio::test]
+async fn health_is_ready_once_subscribed_and_not_once_the_broker_closes() {
+    let broker = MemoryBroker::new();
+    let mut bus = Bus::new(&broker, EventRegistry::new());
+    bus.subscribe("t", Recorder::new()).group("g");
+    assert!(bus.health().live && bus.health().tasks.is_empty(), "nothing to run yet");
+    bus.start().await.unwrap();
+    let health = bus.health();
+    assert!(health.live && health.ready, "{health:?}");
+    assert_eq!((health.tasks[0].running, health.tasks[0].subscribed), (true, true));
+    broker.close();
+    let health = bus.health();
+    assert_eq!(health.connected, Some(false));
+    assert!(!health.ready && health.live, "closed, but the worker runs on and retries: {health:?}");
+    bus.shutdown(WAIT).await.unwrap();
+}

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{
-    Codec, DeadLetter, Driver, EventFn, EventRegistry, Handler, IdFactory, JsonCodec, Middleware, Publisher, Result,
-    ShutdownReport, SubscriberScheduler, TaskSpec, UuidV7Ids, Writer,
+    Codec, DeadLetter, Driver, EventFn, EventRegistry, Handler, Health, IdFactory, JsonCodec, Middleware, Publisher,
+    Result, ShutdownReport, SubscriberScheduler, TaskSpec, UuidV7Ids, Writer,
 };
 
 /// A publisher and a subscriber scheduler over one driver, sharing a registry and codec.
@@ -121,6 +121,11 @@ impl<C: Codec> Bus<C> {
     pub fn with_state<S: Clone + Send + Sync + 'static>(&mut self, state: S) -> &mut Self {
         self.scheduler.with_state(state);
         self
+    }
+
+    /// See [`SubscriberScheduler::health`]: liveness and readiness for probes.
+    pub fn health(&self) -> Health {
+        self.scheduler.health()
     }
 
     /// See [`SubscriberScheduler::start`].

@@ -28,6 +28,7 @@ mod extensions;
 mod extract;
 mod handler;
 pub mod hash;
+mod health;
 pub mod id;
 mod message;
 pub mod names;
@@ -53,6 +54,7 @@ pub use extract::{EventFn, FromDelivery, HandlerResult, State};
 pub use handler::{
     apply_chain, handler_fn, middleware_fn, BoxHandler, FnHandler, FnMiddleware, Handler, Middleware, Next,
 };
+pub use health::{Health, TaskHealth};
 pub use id::{IdFactory, KsuidIds, UuidV7Ids};
 pub use message::{wire, Headers, Message};
 pub use publisher::Publisher;

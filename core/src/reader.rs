@@ -192,6 +192,12 @@ impl ReadySignal {
         self.0.send_replace(true);
     }
 
+    /// Marks the reader not subscribed (the scheduler does when a reader fails, until its
+    /// restart subscribes again).
+    pub fn unready(&self) {
+        self.0.send_replace(false);
+    }
+
     /// Whether the reader said it is ready.
     pub fn is_ready(&self) -> bool {
         *self.0.borrow()
@@ -235,6 +241,14 @@ pub trait Reader: Send + Sync {
 
     /// How this driver's broker settles messages.
     fn model(&self) -> DeliveryModel;
+
+    /// Whether the connection to the broker is up right now, where the driver can tell
+    /// without asking the broker; `None` where it cannot (its readers then fail, and so
+    /// turn unready, when the broker goes away). Readiness probes read it through
+    /// [`Bus::health`](crate::Bus::health).
+    fn connected(&self) -> Option<bool> {
+        None
+    }
 
     /// Subscribes as `task` says, calls `ctx.ready` once subscribed, then delivers
     /// messages to `handler` until `ctx.stop` fires, settling each by the handler's

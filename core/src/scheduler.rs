@@ -14,8 +14,8 @@ use crate::reader::TaskStats;
 use crate::shutdown::stop_pair;
 use crate::{
     wire, BoxHandler, Codec, DeadLetter, Delivery, Error, ErrorKind, Event, EventFn, EventRegistry, Extensions,
-    Handler, HandlerError, JsonCodec, Middleware, ReadContext, ReadTask, Reader, ReadySignal, Result, StartFrom,
-    StopHandle, StopSignal, TaskReport,
+    Handler, HandlerError, Health, JsonCodec, Middleware, ReadContext, ReadTask, Reader, ReadySignal, Result,
+    StartFrom, StopHandle, StopSignal, TaskHealth, TaskReport,
 };
 
 /// Longest wait between restarts of a failing reader.
@@ -149,6 +149,7 @@ struct Running {
     topic: String,
     group: Option<String>,
     stats: Arc<TaskStats>,
+    ready: ReadySignal,
     join: JoinHandle<()>,
 }
 
@@ -305,11 +306,12 @@ impl<C: Codec> SubscriberScheduler<C> {
             let (ready, ready_rx) = ReadySignal::new();
             let (first_error, error_rx) = oneshot::channel();
             let stats = Arc::new(TaskStats::default());
-            let ctx = ReadContext { stop: self.signal.clone(), ready, stats: Arc::clone(&stats), dead_letter };
+            let ctx =
+                ReadContext { stop: self.signal.clone(), ready: ready.clone(), stats: Arc::clone(&stats), dead_letter };
             let topic = spec.task.topic.clone();
             let group = spec.task.group.clone();
             let join = tokio::spawn(worker(Arc::clone(&self.reader), spec.task, handler, ctx, first_error));
-            self.running.push(Running { topic: topic.clone(), group, stats, join });
+            self.running.push(Running { topic: topic.clone(), group, stats, ready, join });
             waits.push((topic, ready_rx, error_rx));
         }
         for (topic, mut ready, error) in waits {
@@ -351,6 +353,26 @@ impl<C: Codec> SubscriberScheduler<C> {
     /// The first call fixes the deadline.
     pub fn begin_shutdown(&self, grace: Duration) {
         self.stop.stop(grace);
+    }
+
+    /// Whether the read tasks run, are subscribed and connected: what liveness and
+    /// readiness probes ask. See [`Health`].
+    pub fn health(&self) -> Health {
+        let tasks: Vec<TaskHealth> = self
+            .running
+            .iter()
+            .map(|r| TaskHealth {
+                topic: r.topic.clone(),
+                group: r.group.clone(),
+                running: !r.join.is_finished(),
+                subscribed: r.ready.is_ready(),
+                restarts: r.stats.report(&r.topic, r.group.as_deref()).restarts,
+            })
+            .collect();
+        let connected = self.reader.connected();
+        let live = tasks.iter().all(|t| t.running);
+        let ready = live && tasks.iter().all(|t| t.subscribed) && connected != Some(false);
+        Health { live, ready, connected, tasks }
     }
 
     /// Live counters of the running tasks.
@@ -404,7 +426,9 @@ async fn worker(
         };
         tracing::warn!(topic = %task.topic, error = %err, retry_in = ?delay, "reader failed; restarting");
         TaskStats::add(&ctx.stats.restarts);
-        if !ctx.ready.is_ready() {
+        let was_ready = ctx.ready.is_ready();
+        ctx.ready.unready();
+        if !was_ready {
             if let Some(tx) = first_error.take() {
                 let _ = tx.send(err);
             }

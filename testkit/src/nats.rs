@@ -78,4 +78,9 @@ impl NatsServer {
     pub fn restart(&mut self) {
         self.process.restart();
     }
+
+    /// Kills the server (SIGKILL), as a crash would; [`NatsServer::restart`] starts it again.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
 }

@@ -352,6 +352,11 @@ impl Reader for MemoryBroker {
         DeliveryModel::Queue
     }
 
+    /// Connected until the broker is closed.
+    fn connected(&self) -> Option<bool> {
+        Some(!self.inner.closed.load(Ordering::Acquire))
+    }
+
     async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
         let topic = self.topic(&task.topic)?;
         let mut source = MemorySource::join(topic, task.group.as_deref(), task.start);

@@ -188,6 +188,11 @@ impl Reader for NatsCore {
         DeliveryModel::Queue
     }
 
+    /// The client's connection state: it reconnects by itself, and reads wait meanwhile.
+    fn connected(&self) -> Option<bool> {
+        Some(self.client.connection_state() == async_nats::connection::State::Connected)
+    }
+
     async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
         let topic = task.topic.clone();
         let subscriber = match &task.group {
