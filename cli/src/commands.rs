@@ -1,0 +1,250 @@
+//! The subcommands.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use clap::{Args, Subcommand, ValueEnum};
+use tidewater::{
+    handler_fn, Delivery, Driver, EventRegistry, HandlerError, IdFactory, Message, ReadTask, StartFrom,
+    SubscriberScheduler, UuidV7Ids,
+};
+use tokio::sync::Notify;
+
+type Outcome = Result<(), Box<dyn std::error::Error>>;
+
+/// What `topics` does.
+#[derive(Debug, Subcommand)]
+pub enum TopicsAction {
+    /// Print the topics, one a line, sorted.
+    List,
+    /// Create a topic (an existing one is left as it is).
+    Create {
+        /// The topic.
+        name: String,
+        /// Partitions, where the broker has them.
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+    },
+    /// Delete a topic with its messages.
+    Delete {
+        /// The topic.
+        name: String,
+    },
+}
+
+pub async fn topics(driver: &impl Driver, action: TopicsAction) -> Outcome {
+    let admin = driver.admin();
+    match action {
+        TopicsAction::List => {
+            let mut topics = admin.topics().await?;
+            topics.sort();
+            let mut out = std::io::stdout().lock();
+            for topic in topics {
+                writeln!(out, "{topic}")?;
+            }
+        }
+        TopicsAction::Create { name, partitions } => admin.create_topic(&name, partitions).await?,
+        TopicsAction::Delete { name } => admin.delete_topic(&name).await?,
+    }
+    Ok(())
+}
+
+/// What `publish` sends.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The topic.
+    topic: String,
+    /// The payload; without it and without --file, stdin is read.
+    payload: Option<String>,
+    /// Read the payload from this file.
+    #[arg(long, conflicts_with = "payload")]
+    file: Option<PathBuf>,
+    /// The message key (messages with one key keep their order).
+    #[arg(long)]
+    key: Option<String>,
+    /// A header, as name=value; give it again for more.
+    #[arg(long = "header", value_parser = header)]
+    headers: Vec<(String, String)>,
+    /// The content type.
+    #[arg(long)]
+    content_type: Option<String>,
+    /// Each line of stdin is a message of its own.
+    #[arg(long, conflicts_with_all = ["payload", "file"])]
+    lines: bool,
+}
+
+fn header(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not name=value")),
+    }
+}
+
+/// Publishes, and prints each message's id, one a line.
+pub async fn publish(driver: &impl Driver, args: PublishArgs) -> Outcome {
+    let payloads: Vec<Bytes> = match (&args.payload, &args.file) {
+        (Some(payload), _) => vec![Bytes::from(payload.clone())],
+        (None, Some(path)) => {
+            vec![Bytes::from(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?)]
+        }
+        (None, None) => {
+            let mut input = Vec::new();
+            std::io::stdin().read_to_end(&mut input)?;
+            if args.lines {
+                input.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(Bytes::copy_from_slice).collect()
+            } else {
+                vec![Bytes::from(input)]
+            }
+        }
+    };
+    let writer = driver.writer();
+    let mut out = std::io::stdout().lock();
+    for payload in payloads {
+        let mut message = Message::new(&args.topic, payload).with_id(UuidV7Ids.next_id());
+        if let Some(key) = &args.key {
+            message = message.with_key(key.clone());
+        }
+        if let Some(content_type) = &args.content_type {
+            message = message.with_content_type(content_type.clone());
+        }
+        for (name, value) in &args.headers {
+            message = message.with_header(name.clone(), value.clone());
+        }
+        let id = message.id.clone();
+        writer.write(vec![message]).await?;
+        writeln!(out, "{id}")?;
+    }
+    writer.close().await?;
+    Ok(())
+}
+
+/// Where `tail` starts a group that has no position yet.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum From {
+    /// The oldest message the broker keeps.
+    Start,
+    /// Only messages published from now on.
+    End,
+}
+
+/// What `tail` reads and how it prints.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The topic.
+    topic: String,
+    /// Read as this consumer group (what it reads is settled, so the group moves on);
+    /// without it, a private subscription that settles only for itself.
+    #[arg(long)]
+    group: Option<String>,
+    /// Where to start without a stored position.
+    #[arg(long, value_enum, default_value = "end")]
+    from: From,
+    /// Stop after this many messages; without it, run until Ctrl-C or SIGTERM.
+    #[arg(long)]
+    count: Option<usize>,
+    /// One JSON object a message, for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints messages as they come.
+pub async fn tail(driver: &impl Driver, args: TailArgs) -> Outcome {
+    let printed = Arc::new(AtomicUsize::new(0));
+    let enough = Arc::new(Notify::new());
+    let limit = args.count.unwrap_or(usize::MAX);
+    let json = args.json;
+    let handler = {
+        let (printed, enough) = (Arc::clone(&printed), Arc::clone(&enough));
+        handler_fn(move |delivery: Delivery| {
+            let (printed, enough) = (Arc::clone(&printed), Arc::clone(&enough));
+            async move {
+                // Past the count the message is given back, not settled: a group must
+                // not lose what was never printed.
+                if printed.load(Ordering::SeqCst) >= limit {
+                    return Err(HandlerError::transient("tail printed what it was asked for"));
+                }
+                let text = if json { as_json(&delivery) } else { as_text(&delivery) };
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{text}").and_then(|()| out.flush()).map_err(HandlerError::transient)?;
+                if printed.fetch_add(1, Ordering::SeqCst) + 1 >= limit {
+                    enough.notify_one();
+                }
+                Ok(())
+            }
+        })
+    };
+    let mut task = ReadTask::new(&args.topic).with_start(match args.from {
+        From::Start => StartFrom::Earliest,
+        From::End => StartFrom::Latest,
+    });
+    task.group = args.group;
+    let mut scheduler = SubscriberScheduler::new(driver.reader(), EventRegistry::new());
+    scheduler.add(task, Arc::new(handler));
+    scheduler.start().await?;
+    if limit > 0 {
+        tokio::select! {
+            _ = enough.notified() => {}
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate() => {}
+        }
+    }
+    scheduler.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending().await
+}
+
+fn millis(delivery: &Delivery) -> u128 {
+    delivery.message().timestamp.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
+}
+
+fn as_json(delivery: &Delivery) -> String {
+    let m = delivery.message();
+    let headers: serde_json::Map<String, serde_json::Value> =
+        m.headers.iter().map(|(name, value)| (name.to_owned(), value.into())).collect();
+    let mut object = serde_json::json!({
+        "topic": m.stream,
+        "id": m.id,
+        "key": m.key_str(),
+        "content_type": m.content_type,
+        "timestamp_ms": millis(delivery) as u64,
+        "attempt": delivery.attempt(),
+        "headers": headers,
+    });
+    match std::str::from_utf8(&m.payload) {
+        Ok(text) => object["payload"] = text.into(),
+        Err(_) => object["payload_hex"] = m.payload.iter().map(|b| format!("{b:02x}")).collect::<String>().into(),
+    }
+    object.to_string()
+}
+
+fn as_text(delivery: &Delivery) -> String {
+    let m = delivery.message();
+    let mut text = format!("--- {} {} key={} at {} ms", m.stream, m.id, m.key_str().unwrap_or("-"), millis(delivery));
+    if let Some(content_type) = &m.content_type {
+        text.push_str(&format!("\ncontent-type: {content_type}"));
+    }
+    for (name, value) in m.headers.iter() {
+        text.push_str(&format!("\n{name}: {value}"));
+    }
+    text.push('\n');
+    text.push_str(&String::from_utf8_lossy(&m.payload));
+    text
+}

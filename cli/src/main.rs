@@ -1,0 +1,71 @@
+//! `tidewater`: look at and feed topics on any broker tidewater drives.
+//!
+//! ```text
+//! tidewater --url nats://127.0.0.1:4222 topics create orders
+//! echo '{"id":1}' | tidewater --url nats://127.0.0.1:4222 publish orders --key o-1
+//! tidewater --url nats://127.0.0.1:4222 tail orders --count 1 --json
+//! ```
+
+mod commands;
+mod connect;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Look at and feed topics on NATS JetStream, Kafka, Pulsar or StreamBus.
+#[derive(Debug, Parser)]
+#[command(name = "tidewater", version)]
+struct Cli {
+    /// The broker: nats://host:port, kafka://host:port[,host:port], pulsar://host:port or
+    /// streambus://host:port.
+    #[arg(long, env = "TIDEWATER_URL")]
+    url: String,
+    /// Pulsar's admin API, for `topics` (default: the broker's host, port 8080).
+    #[arg(long, env = "TIDEWATER_ADMIN_URL")]
+    admin_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List, create or delete topics.
+    Topics {
+        #[command(subcommand)]
+        action: commands::TopicsAction,
+    },
+    /// Publish messages: the payload argument, a file, or stdin (one message, or one per
+    /// line with --lines).
+    Publish(commands::PublishArgs),
+    /// Print the messages of a topic as they come, in a group or on their own.
+    Tail(commands::TailArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tidewater: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line that says what failed and why, not a backtrace.
+            eprintln!("tidewater: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let driver = connect::connect(&cli.url, cli.admin_url.as_deref()).await?;
+    match cli.command {
+        Command::Topics { action } => commands::topics(&driver, action).await,
+        Command::Publish(args) => commands::publish(&driver, args).await,
+        Command::Tail(args) => commands::tail(&driver, args).await,
+    }
+}

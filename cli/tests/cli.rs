@@ -1,0 +1,87 @@
+//! The `tidewater` command end to end, as a user runs it, against the real brokers that
+//! `scripts/test` starts.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn tidewater(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidewater"));
+    command.arg("--url").arg(url).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = command.spawn().expect("the binary runs");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn ok(url: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let out = tidewater(url, args, stdin);
+    assert!(out.status.success(), "tidewater {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Create, publish three lines, tail them back as JSON, list, delete.
+fn round_trip(url: &str) {
+    let topic = format!("cli-{}", std::process::id());
+    ok(url, &["topics", "create", &topic, "--partitions", "1"], None);
+    let ids =
+        ok(url, &["publish", &topic, "--lines", "--key", "k1", "--header", "tenant=acme"], Some("one\ntwo\nthree\n"));
+    assert_eq!(ids.lines().count(), 3, "an id a message: {ids}");
+
+    let tailed = ok(url, &["tail", &topic, "--from", "start", "--count", "3", "--json"], None);
+    let lines: Vec<serde_json::Value> = tailed.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let payloads: Vec<&str> = lines.iter().map(|l| l["payload"].as_str().unwrap()).collect();
+    assert_eq!(payloads, ["one", "two", "three"], "one key, in order");
+    assert!(lines.iter().all(|l| l["key"] == "k1" && l["headers"]["tenant"] == "acme"), "{tailed}");
+    let sent: Vec<&str> = ids.lines().collect();
+    let got: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(got, sent, "the ids publish printed");
+
+    assert!(ok(url, &["topics", "list"], None).lines().any(|t| t == topic), "listed after create");
+    ok(url, &["topics", "delete", &topic], None);
+    assert!(!ok(url, &["topics", "list"], None).lines().any(|t| t == topic), "gone after delete");
+}
+
+#[test]
+fn on_nats() {
+    round_trip(&tidewater_testkit::shared::nats_url());
+}
+
+#[test]
+fn on_kafka() {
+    round_trip(&format!("kafka://{}", tidewater_testkit::shared::kafka_brokers()));
+}
+
+#[test]
+fn on_pulsar() {
+    let url = tidewater_testkit::shared::pulsar_url();
+    let admin = tidewater_testkit::shared::pulsar_admin_url();
+    let topic = format!("cli-{}", std::process::id());
+    let with_admin = |args: &[&'static str]| -> Vec<String> {
+        ["--admin-url", admin.as_str()].iter().chain(args).map(|s| s.to_string()).collect()
+    };
+    let run = |args: Vec<String>| ok(&url, &args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    let with = |mut args: Vec<String>, topic_args: &[&str]| {
+        args.extend(topic_args.iter().map(|s| s.to_string()));
+        args
+    };
+    run(with(with_admin(&["topics", "create"]), &[&topic]));
+    run(with(with_admin(&["publish"]), &[&topic, "hello"]));
+    let tailed = run(with(with_admin(&["tail"]), &[&topic, "--from", "start", "--count", "1", "--json"]));
+    assert!(tailed.contains("\"payload\":\"hello\""), "{tailed}");
+    run(with(with_admin(&["topics", "delete"]), &[&topic]));
+}
+
+#[test]
+fn a_missing_broker_is_one_clear_line_and_a_failure_code() {
+    let out = tidewater("nats://127.0.0.1:1", &["topics", "list"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("tidewater: connection failed") && err.contains("refused"), "{err}");
+
+    let out = tidewater("htp://nope", &["topics", "list"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("names no broker"));
+}
