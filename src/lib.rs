@@ -46,7 +46,6 @@
 //! bus.shutdown(Duration::from_secs(5)).await?;
 //! # Ok(()) }
 //! ```
-#![warn(missing_docs)]
 
 // The README's Rust blocks, compiled and run as doc tests so that they stay true to the code.
 #[cfg(doctest)]

@@ -18,7 +18,7 @@ type Outcome = Result<(), Box<dyn std::error::Error>>;
 
 /// What `topics` does.
 #[derive(Debug, Subcommand)]
-pub enum TopicsAction {
+pub(crate) enum TopicsAction {
     /// Print the topics, one a line, sorted.
     List,
     /// Create a topic (an existing one is left as it is).
@@ -36,7 +36,7 @@ pub enum TopicsAction {
     },
 }
 
-pub async fn topics(driver: &impl Driver, action: TopicsAction) -> Outcome {
+pub(crate) async fn topics(driver: &impl Driver, action: TopicsAction) -> Outcome {
     let admin = driver.admin();
     match action {
         TopicsAction::List => {
@@ -55,7 +55,7 @@ pub async fn topics(driver: &impl Driver, action: TopicsAction) -> Outcome {
 
 /// What `publish` sends.
 #[derive(Debug, Args)]
-pub struct PublishArgs {
+pub(crate) struct PublishArgs {
     /// The topic.
     topic: String,
     /// The payload; without it and without --file, stdin is read.
@@ -85,7 +85,7 @@ fn header(text: &str) -> Result<(String, String), String> {
 }
 
 /// Publishes, and prints each message's id, one a line.
-pub async fn publish(driver: &impl Driver, args: PublishArgs) -> Outcome {
+pub(crate) async fn publish(driver: &impl Driver, args: PublishArgs) -> Outcome {
     let payloads: Vec<Bytes> = match (&args.payload, &args.file) {
         (Some(payload), _) => vec![Bytes::from(payload.clone())],
         (None, Some(path)) => {
@@ -124,7 +124,7 @@ pub async fn publish(driver: &impl Driver, args: PublishArgs) -> Outcome {
 
 /// Where `tail` starts a group that has no position yet.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum From {
+pub(crate) enum From {
     /// The oldest message the broker keeps.
     Start,
     /// Only messages published from now on.
@@ -133,7 +133,7 @@ pub enum From {
 
 /// What `tail` reads and how it prints.
 #[derive(Debug, Args)]
-pub struct TailArgs {
+pub(crate) struct TailArgs {
     /// The topic.
     topic: String,
     /// Read as this consumer group (what it reads is settled, so the group moves on);
@@ -152,7 +152,7 @@ pub struct TailArgs {
 }
 
 /// Prints messages as they come.
-pub async fn tail(driver: &impl Driver, args: TailArgs) -> Outcome {
+pub(crate) async fn tail(driver: &impl Driver, args: TailArgs) -> Outcome {
     let printed = Arc::new(AtomicUsize::new(0));
     let enough = Arc::new(Notify::new());
     let limit = args.count.unwrap_or(usize::MAX);

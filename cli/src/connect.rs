@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tidewater::{Admin, Driver, Error, ErrorKind, Reader, Result, Writer};
 
 /// Whichever driver the URL named, behind one type.
-pub struct AnyDriver(Box<dyn Driver + Send + Sync>);
+pub(crate) struct AnyDriver(Box<dyn Driver + Send + Sync>);
 
 impl Driver for AnyDriver {
     fn writer(&self) -> Arc<dyn Writer> {
@@ -24,7 +24,7 @@ impl Driver for AnyDriver {
 /// Connects to the broker `url` names: `nats://` (JetStream), `kafka://host:port[,...]`,
 /// `pulsar://` or `pulsar+ssl://` (with `admin_url` for topic administration, by default
 /// the same host on port 8080), `streambus://host:port`.
-pub async fn connect(url: &str, admin_url: Option<&str>) -> Result<AnyDriver> {
+pub(crate) async fn connect(url: &str, admin_url: Option<&str>) -> Result<AnyDriver> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| usage(url))?;
     let driver: Box<dyn Driver + Send + Sync> = match scheme {
         "nats" | "tls" => {

@@ -12,7 +12,6 @@
 //!   and shuts down gracefully; [`Bus`] puts them together.
 //! - [`Error`] (transport) and [`HandlerError`] (handlers) say what went wrong and
 //!   whether a retry can help.
-#![warn(missing_docs)]
 
 mod admin;
 mod bus;

@@ -53,8 +53,6 @@
 //! lines here. An empty chain costs nothing (the handler is called directly) and each
 //! layer costs one boxed future; the `chain_cost` benchmark measures it.
 
-#![warn(missing_docs)]
-
 mod basics;
 mod dedup;
 mod publish;

@@ -11,7 +11,6 @@
 //! Every broker here is installed by `scripts/setup` at the version `scripts/versions`
 //! names. Each kind restarts on its own ports and data after a SIGKILL, for the restart
 //! tests.
-#![warn(missing_docs)]
 
 pub mod clients;
 pub mod install;

@@ -37,7 +37,6 @@
 //! # Ok(())
 //! # }
 //! ```
-#![warn(missing_docs)]
 
 mod config;
 mod errors;

@@ -24,7 +24,6 @@
 //! For tests: [`MemoryBroker::published`] and [`MemoryBroker::wait_published`] read back
 //! what a service published, [`MemoryBroker::wait_acked`] waits until a group handled N
 //! messages, and [`Recorder`](tidewater_core::testing::Recorder) records deliveries.
-#![warn(missing_docs)]
 
 mod broker;
 mod config;

@@ -23,7 +23,6 @@
 //! stream covers when auto-create is off, and `Connection` or `Timeout`, which a retry
 //! can fix, when the server is gone or slow. A batch is checked whole before any of it
 //! is sent, so a bad message in it writes none.
-#![warn(missing_docs)]
 
 mod config;
 mod core_nats;

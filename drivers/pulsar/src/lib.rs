@@ -52,7 +52,6 @@
 //! # Ok(())
 //! # }
 //! ```
-#![warn(missing_docs)]
 
 mod admin;
 mod config;

@@ -31,7 +31,6 @@
 //!
 //! **Errors** keep the broker's numeric code: [`broker_code`] gets it back from a
 //! tidewater [`Error`](tidewater_core::Error).
-#![warn(missing_docs)]
 
 mod client;
 mod config;

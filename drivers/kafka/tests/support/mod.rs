@@ -10,18 +10,18 @@ use tidewater_kafka::KafkaConfig;
 
 /// The bootstrap servers of the Kafka `scripts/test` started. A missing broker fails the
 /// test: run the suite with `scripts/test`, which starts it.
-pub fn shared_brokers() -> String {
+pub(crate) fn shared_brokers() -> String {
     tidewater_testkit::shared::kafka_brokers()
 }
 
 /// The configuration tests use against `brokers`.
-pub fn config(brokers: &str) -> KafkaConfig {
+pub(crate) fn config(brokers: &str) -> KafkaConfig {
     KafkaConfig::new(brokers)
 }
 
 /// The committed offset of `group` for each of `partitions` partitions of `topic`
 /// (`None` where nothing was committed), read by a consumer that joins nothing.
-pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+pub(crate) fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
@@ -48,7 +48,7 @@ pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Ve
 }
 
 /// The end offset (high watermark) of each of `partitions` partitions of `topic`.
-pub fn ends(brokers: &str, topic: &str, partitions: i32) -> Vec<i64> {
+pub(crate) fn ends(brokers: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().expect("consumer");
     (0..partitions)
         .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks").1)

@@ -4,28 +4,28 @@
 //! start it through the test kit.
 #![allow(dead_code)]
 
-pub use tidewater_testkit::{NatsRelease, NatsServer};
+pub(crate) use tidewater_testkit::{NatsRelease, NatsServer};
 
 /// The release the driver's own tests (`tests/driver.rs`) run on.
-pub const DRIVER_RELEASE: NatsRelease = NatsRelease::Debian;
+pub(crate) const DRIVER_RELEASE: NatsRelease = NatsRelease::Debian;
 
 /// The URL of the shared current nats-server.
-pub fn shared_url() -> String {
+pub(crate) fn shared_url() -> String {
     tidewater_testkit::shared::nats_url()
 }
 
 /// The URL of the shared server of [`DRIVER_RELEASE`].
-pub fn driver_url() -> String {
+pub(crate) fn driver_url() -> String {
     tidewater_testkit::shared::nats_debian_url()
 }
 
 /// A server of [`DRIVER_RELEASE`] of a test's own, with JetStream and `extra` arguments.
-pub fn private_server(extra: &[&str]) -> NatsServer {
+pub(crate) fn private_server(extra: &[&str]) -> NatsServer {
     NatsServer::start_with(DRIVER_RELEASE, true, extra)
 }
 
 /// A server of [`DRIVER_RELEASE`] of a test's own without JetStream (which operator mode
 /// would need a system account for), with `extra` arguments.
-pub fn private_core_server(extra: &[&str]) -> NatsServer {
+pub(crate) fn private_core_server(extra: &[&str]) -> NatsServer {
     NatsServer::start_with(DRIVER_RELEASE, false, extra)
 }

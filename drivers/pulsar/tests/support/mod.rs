@@ -7,16 +7,16 @@ use tidewater_pulsar::PulsarConfig;
 
 /// The shared broker's `pulsar://` URL. A missing broker fails the test: run the suite
 /// with `scripts/test`, which starts it.
-pub fn shared_url() -> String {
+pub(crate) fn shared_url() -> String {
     tidewater_testkit::shared::pulsar_url()
 }
 
 /// Makes `topic` a partitioned topic of `partitions` on the shared broker.
-pub fn create_partitioned_topic(topic: &str, partitions: u32) {
+pub(crate) fn create_partitioned_topic(topic: &str, partitions: u32) {
     tidewater_testkit::create_partitioned_topic(tidewater_testkit::shared::pulsar_admin_port(), topic, partitions);
 }
 
 /// The configuration tests use against `url`.
-pub fn config(url: &str) -> PulsarConfig {
+pub(crate) fn config(url: &str) -> PulsarConfig {
     PulsarConfig::new(url).admin_url(tidewater_testkit::shared::pulsar_admin_url())
 }

@@ -12,7 +12,7 @@ use tidewater_streambus_double::{BrokerDouble, Profile};
 
 /// Settings for tests: quick heartbeats and commits, so rebalances and resumes take
 /// tenths of a second, not seconds.
-pub fn config(addr: std::net::SocketAddr) -> StreamBusConfig {
+pub(crate) fn config(addr: std::net::SocketAddr) -> StreamBusConfig {
     let mut config = StreamBusConfig::new(addr.to_string());
     config.heartbeat_interval = Duration::from_millis(100);
     config.session_timeout = Duration::from_secs(3);
@@ -22,18 +22,18 @@ pub fn config(addr: std::net::SocketAddr) -> StreamBusConfig {
     config
 }
 
-pub async fn connect(double: &BrokerDouble) -> StreamBus {
+pub(crate) async fn connect(double: &BrokerDouble) -> StreamBus {
     StreamBus::connect(config(double.addr())).await.expect("connect to the double")
 }
 
 /// A double and a driver connected to it, for the conformance suite.
-pub struct DoubleFixture {
+pub(crate) struct DoubleFixture {
     pub double: BrokerDouble,
     pub bus: StreamBus,
 }
 
 impl DoubleFixture {
-    pub async fn start(profile: Profile) -> Self {
+    pub(crate) async fn start(profile: Profile) -> Self {
         let double = BrokerDouble::start(profile).await;
         let bus = connect(&double).await;
         Self { double, bus }
