@@ -5,8 +5,11 @@
 //! per case plus the stress test. Every case uses fresh topic names, so cases and stress
 //! copies never see each other's messages.
 //!
-//! Capabilities are switched off only where the broker truly lacks them; a case that
-//! needs a missing capability says so on standard output and returns.
+//! Capabilities are switched off only where the broker truly lacks them, and a case that
+//! needs a missing capability is declared ignored with the reason in the driver's
+//! `conformance_tests!` (so `cargo test` lists it as ignored); a case that finds its
+//! capability off without that declaration fails. In the stress run, which runs every
+//! case, such a case says so on standard output and returns.
 
 mod cases;
 pub mod certs;
@@ -104,14 +107,26 @@ pub fn stress_copies() -> usize {
 /// with `$make().await`, plus `stress`, which runs the whole suite
 /// [`stress_copies`] times in parallel.
 ///
+/// A case that needs a capability the broker lacks is declared ignored with the reason,
+/// so that `cargo test` reports it as ignored rather than as a pass:
+///
 /// ```text
 /// async fn fixture() -> MyFixture { MyFixture::connect().await }
 /// tidewater_conformance::conformance_tests!(fixture);
+///
+/// tidewater_conformance::conformance_tests!(fixture, ignore {
+///     late_subscriber: "core NATS keeps no messages",
+/// });
 /// ```
+///
+/// A case whose capability is off but that is not declared ignored fails, saying so.
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:path) => {
-        $crate::conformance_tests!(@cases $make;
+        $crate::conformance_tests!($make, ignore {});
+    };
+    ($make:path, ignore { $($skip:ident : $why:literal),* $(,)? }) => {
+        $crate::__conformance_cases!($make; [$($skip : $why),*];
             round_trip, concurrent_publishers, topic_isolation, nack_redelivery,
             failures_do_not_stop_consumption, per_key_order, consumer_groups,
             late_subscriber, resubscribe, close_flushes, cancel_is_prompt,
@@ -125,13 +140,124 @@ macro_rules! conformance_tests {
             $crate::run_stress(fixture, $crate::stress_copies()).await;
         }
     };
-    (@cases $make:path; $($case:ident),*) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let fixture: ::std::sync::Arc<dyn $crate::Fixture> = ::std::sync::Arc::new($make().await);
-                $crate::$case(fixture).await;
-            }
-        )*
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($make:path; $skips:tt; $($case:ident),*) => {
+        $( $crate::__conformance_case!($make; $skips; $case); )*
     };
+}
+
+/// One case: ignored with its reason if the ignore list names it, else a test that
+/// fails if the case finds its capability off. The list is walked head by head; an arm
+/// a case matches a head that is that very case (macro patterns compare names only as
+/// literals, hence one arm per case: a new case needs its arm here).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_case {
+    ($make:path; []; $case:ident) => {
+        $crate::__conformance_test!($make; $case);
+    };
+    ($make:path; round_trip; [round_trip : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; round_trip; $why);
+    };
+    ($make:path; concurrent_publishers; [concurrent_publishers : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; concurrent_publishers; $why);
+    };
+    ($make:path; topic_isolation; [topic_isolation : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; topic_isolation; $why);
+    };
+    ($make:path; nack_redelivery; [nack_redelivery : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; nack_redelivery; $why);
+    };
+    ($make:path; failures_do_not_stop_consumption; [failures_do_not_stop_consumption : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; failures_do_not_stop_consumption; $why);
+    };
+    ($make:path; per_key_order; [per_key_order : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; per_key_order; $why);
+    };
+    ($make:path; consumer_groups; [consumer_groups : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; consumer_groups; $why);
+    };
+    ($make:path; late_subscriber; [late_subscriber : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; late_subscriber; $why);
+    };
+    ($make:path; resubscribe; [resubscribe : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; resubscribe; $why);
+    };
+    ($make:path; close_flushes; [close_flushes : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; close_flushes; $why);
+    };
+    ($make:path; cancel_is_prompt; [cancel_is_prompt : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; cancel_is_prompt; $why);
+    };
+    ($make:path; oversize_is_too_large; [oversize_is_too_large : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; oversize_is_too_large; $why);
+    };
+    ($make:path; shutdown_with_handlers_running; [shutdown_with_handlers_running : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; shutdown_with_handlers_running; $why);
+    };
+    ($make:path; panics_reach_the_chain; [panics_reach_the_chain : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; panics_reach_the_chain; $why);
+    };
+    ($make:path; permanent_failures_never_loop; [permanent_failures_never_loop : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; permanent_failures_never_loop; $why);
+    };
+    ($make:path; attempts_stay_exact_across_a_shutdown; [attempts_stay_exact_across_a_shutdown : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; attempts_stay_exact_across_a_shutdown; $why);
+    };
+    ($make:path; names_follow_one_rule; [names_follow_one_rule : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; names_follow_one_rule; $why);
+    };
+    ($make:path; topics_are_administered; [topics_are_administered : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; topics_are_administered; $why);
+    };
+    ($make:path; concurrency_runs_handlers_in_parallel; [concurrency_runs_handlers_in_parallel : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; concurrency_runs_handlers_in_parallel; $why);
+    };
+    ($make:path; [$skip:ident : $why:literal $(, $r:ident : $rw:literal)*]; $case:ident) => {
+        $crate::__conformance_case!($make; $case; [$skip : $why $(, $r : $rw)*]);
+    };
+    ($make:path; $case:ident; [$skip:ident : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_case!($make; [$($r : $rw),*]; $case);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test {
+    ($make:path; $case:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            let fixture: ::std::sync::Arc<dyn $crate::Fixture> = ::std::sync::Arc::new($make().await);
+            $crate::strict($crate::$case(fixture)).await;
+        }
+    };
+    ($make:path; $case:ident; $why:literal) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = $why]
+        async fn $case() {
+            let fixture: ::std::sync::Arc<dyn $crate::Fixture> = ::std::sync::Arc::new($make().await);
+            $crate::$case(fixture).await;
+        }
+    };
+}
+
+tokio::task_local! {
+    /// Set while a case runs as a test of its own (not in the stress run): a capability
+    /// found off there is an undeclared skip.
+    static STRICT: ();
+}
+
+/// Runs `case` so that a skip inside it fails: the driver must declare the case ignored.
+#[doc(hidden)]
+pub async fn strict(case: impl std::future::Future<Output = ()>) {
+    STRICT.scope((), case).await
+}
+
+/// Whether the running case must not skip.
+pub(crate) fn is_strict() -> bool {
+    STRICT.try_with(|_| ()).is_ok()
 }

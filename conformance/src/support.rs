@@ -197,5 +197,10 @@ pub(crate) fn sequences_by_key(done: &[Delivery]) -> HashMap<String, Vec<usize>>
 }
 
 pub(crate) fn skip(case: &str, missing: &str) {
+    assert!(
+        !crate::is_strict(),
+        "conformance case {case} needs the {missing} capability, which the driver declares off: \
+         declare the case in conformance_tests!'s ignore list with the reason"
+    );
     println!("conformance case {case}: not run, the driver declares no {missing} capability");
 }
