@@ -66,8 +66,7 @@ impl Topics {
     }
 
     async fn exists(&self, topic: &str) -> Result<bool> {
-        let metadata = self.metadata(topic).await?;
-        Ok(metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+        Ok(shows(&self.metadata(topic).await?, topic))
     }
 
     /// The broker's metadata of `topic`.
@@ -89,40 +88,18 @@ impl Topics {
             .delete_topics(&[topic], &options)
             .await
             .map_err(|e| kafka_error(format!("cannot delete topic {topic:?}"), e).with_topic(topic))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-                Err((_, code)) => {
-                    return Err(Error::new(
-                        crate::errors::kind_of_code(code),
-                        format!("cannot delete topic {topic:?}: {code}"),
-                    )
-                    .with_driver(DRIVER)
-                    .with_topic(topic))
-                }
-            }
-        }
+        admin_outcome(results, RDKafkaErrorCode::UnknownTopicOrPartition, topic, || {
+            format!("cannot delete topic {topic:?}")
+        })?;
         // As with creation, the broker clients ask learns of it a moment after the
         // controller: wait until it no longer shows the topic, so a list that follows
         // does not.
-        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
-        let mut pause = std::time::Duration::from_millis(5);
-        while self.exists(topic).await? {
-            if tokio::time::Instant::now() + pause > deadline {
-                return Err(Error::new(
-                    ErrorKind::BrokerTransient,
-                    format!(
-                        "topic {topic:?} was deleted, but the broker still showed it after {:?}",
-                        self.config.request_timeout
-                    ),
-                )
-                .with_driver(DRIVER)
-                .with_topic(topic));
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_millis(200));
-        }
-        Ok(())
+        self.until_metadata(
+            topic,
+            |m| !shows(m, topic),
+            |waited| format!("topic {topic:?} was deleted, but the broker still showed it after {waited:?}"),
+        )
+        .await
     }
 
     /// The topics of the cluster, the broker's internal ones (`__consumer_offsets`) left out.
@@ -151,19 +128,9 @@ impl Topics {
             .create_topics([&new], &options)
             .await
             .map_err(|e| kafka_error(format!("cannot create topic {topic:?}"), e).with_topic(topic))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => {
-                    return Err(Error::new(
-                        crate::errors::kind_of_code(code),
-                        format!("cannot create topic {topic:?} with {partitions} partitions: {code}"),
-                    )
-                    .with_driver(DRIVER)
-                    .with_topic(topic))
-                }
-            }
-        }
+        admin_outcome(results, RDKafkaErrorCode::TopicAlreadyExists, topic, || {
+            format!("cannot create topic {topic:?} with {partitions} partitions")
+        })?;
         self.visible(topic, partitions).await?;
         self.known.lock().unwrap().insert(topic.to_owned());
         Ok(())
@@ -175,36 +142,74 @@ impl Topics {
     /// subscribes in that moment fails with UnknownTopicOrPartition (seen on Kafka 4.4
     /// with many topics made at once).
     async fn visible(&self, topic: &str, partitions: u32) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
-        let mut pause = std::time::Duration::from_millis(5);
-        loop {
-            let metadata = self.metadata(topic).await?;
-            let ready = metadata.topics().iter().any(|t| {
+        let ready = |metadata: &Metadata| {
+            metadata.topics().iter().any(|t| {
                 t.name() == topic
                     && t.error().is_none()
                     && t.partitions().len() >= partitions as usize
                     && t.partitions().iter().all(|p| p.leader() >= 0)
-            });
-            if ready {
+            })
+        };
+        self.until_metadata(topic, ready, |waited| {
+            format!(
+                "topic {topic:?} was created, but the broker did not show it with {partitions} partitions and their \
+                 leaders within {waited:?}"
+            )
+        })
+        .await
+    }
+
+    /// Asks for `topic`'s metadata until `done` holds, for at most the request timeout;
+    /// else a transient error whose text `what` makes from the time waited.
+    async fn until_metadata(
+        &self,
+        topic: &str,
+        done: impl Fn(&Metadata) -> bool,
+        what: impl FnOnce(std::time::Duration) -> String,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            if done(&self.metadata(topic).await?) {
                 return Ok(());
             }
             if tokio::time::Instant::now() + pause > deadline {
-                return Err(Error::new(
-                    ErrorKind::BrokerTransient,
-                    format!(
-                        "topic {topic:?} was created, but the broker did not show it with {partitions} partitions \
-                         and their leaders within {:?}",
-                        self.config.request_timeout
-                    ),
-                )
-                .with_driver(DRIVER)
-                .with_topic(topic));
+                return Err(Error::new(ErrorKind::BrokerTransient, what(self.config.request_timeout))
+                    .with_driver(DRIVER)
+                    .with_topic(topic));
             }
             // Metadata has no change notification: ask again, a little later each time.
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(std::time::Duration::from_millis(200));
         }
     }
+}
+
+/// Whether `metadata` shows `topic` with partitions.
+fn shows(metadata: &Metadata, topic: &str) -> bool {
+    metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+}
+
+/// The outcome of an admin request about `topic`, `tolerated` (it exists already, it is
+/// gone already) counting as done.
+fn admin_outcome<T>(
+    results: Vec<std::result::Result<T, (String, RDKafkaErrorCode)>>,
+    tolerated: RDKafkaErrorCode,
+    topic: &str,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    for result in results {
+        match result {
+            Ok(_) => {}
+            Err((_, code)) if code == tolerated => {}
+            Err((_, code)) => {
+                return Err(Error::new(crate::errors::kind_of_code(code), format!("{}: {code}", what()))
+                    .with_driver(DRIVER)
+                    .with_topic(topic))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs a blocking librdkafka call off the async threads.
