@@ -42,7 +42,6 @@ pub async fn run_source(
         stats: Arc::clone(&ctx.stats),
         stop: ctx.stop.clone(),
         task: task.clone(),
-        topic: Arc::from(task.topic.as_str()),
     };
     let fetch = task.prefetch.max(1);
     let result = if task.concurrency <= 1 {
@@ -170,9 +169,8 @@ struct Step {
     dead_letter: Option<DeadLetter>,
     stats: Arc<TaskStats>,
     stop: StopSignal,
-    /// For the redelivery delays.
+    /// Its topic for logs, its nack delay for redeliveries.
     task: ReadTask,
-    topic: Arc<str>,
 }
 
 impl Step {
@@ -196,7 +194,7 @@ impl Step {
             _ = self.stop.deadline_passed() => {
                 TaskStats::add(&self.stats.abandoned);
                 tracing::warn!(
-                    topic = %self.topic,
+                    topic = %self.task.topic,
                     id = %delivery.message().id,
                     "handler still running at the shutdown deadline; left unsettled for redelivery"
                 );
@@ -232,7 +230,7 @@ impl Step {
             Err(err) => {
                 TaskStats::add(&self.stats.settle_errors);
                 tracing::warn!(
-                    topic = %self.topic,
+                    topic = %self.task.topic,
                     id = %delivery.message().id,
                     error = %err,
                     "settlement failed"
@@ -240,9 +238,7 @@ impl Step {
             }
         }
     }
-}
 
-impl Step {
     /// Counts and logs a failed delivery, and says when it is to come again: when the
     /// error asks, else after the task's nack delay, growing with each delivery.
     fn failed(&self, delivery: &Delivery, err: &HandlerError) -> Settlement {
@@ -255,14 +251,14 @@ impl Step {
         }
         if err.is_transient() {
             tracing::warn!(
-                topic = %self.topic, id = %message.id, attempt = delivery.attempt(), retry_in = ?delay,
+                topic = %self.task.topic, id = %message.id, attempt = delivery.attempt(), retry_in = ?delay,
                 error = %err, "handler failed; nacking"
             );
         } else {
             // Nothing took the message off the broker: without a dead-letter queue it comes
             // again, ever more slowly, and is never dropped.
             tracing::error!(
-                topic = %self.topic, id = %message.id, attempt = delivery.attempt(), retry_in = ?delay,
+                topic = %self.task.topic, id = %message.id, attempt = delivery.attempt(), retry_in = ?delay,
                 error = %err, "permanent failure with no dead-letter queue to take it; nacking"
             );
         }
