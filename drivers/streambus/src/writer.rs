@@ -184,6 +184,11 @@ async fn drain(inner: Arc<Inner>, key: PartitionKey) {
     let config = &inner.client.config;
     let mut first = true;
     loop {
+        // Registered before the queue is looked at, so a batch that fills between the
+        // look and the wait below still wakes this task.
+        let filled = inner.filled.notified();
+        tokio::pin!(filled);
+        filled.as_mut().enable();
         let next = {
             let mut queues = inner.queues.lock().unwrap();
             let queue = queues.get_mut(&key).expect("a sending partition keeps its queue");
@@ -205,12 +210,10 @@ async fn drain(inner: Arc<Inner>, key: PartitionKey) {
         };
         match next {
             Ok(batch) => send(&inner, &key, batch).await,
-            // A fill that lands between the check above and this wait is missed; the
-            // batch then goes when the linger ends, as it would have anyway.
             Err(until) => {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => {}
-                    _ = inner.filled.notified() => {}
+                    _ = filled => {}
                 }
             }
         }

@@ -444,7 +444,8 @@ async fn a_stored_position_past_the_log_end_moves_where_the_task_starts_from() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_write_goes_at_once_and_writes_behind_a_request_share_the_next() {
     let mut slow = DoubleConfig::new(Profile::V1);
-    slow.produce_delay = Duration::from_millis(300);
+    // Long enough for the first half to gather behind the first write on a busy machine.
+    slow.produce_delay = Duration::from_secs(1);
     let double = BrokerDouble::start_with(slow).await;
     let mut config = support::config(double.addr());
     // Longer than the test's patience: a write that waited for it would fail the test.
@@ -524,7 +525,8 @@ async fn writes_ride_out_a_restart_within_the_retry_deadline() {
 async fn a_lingering_batch_goes_once_it_is_full() {
     const HALF: usize = 20;
     let mut slow = DoubleConfig::new(Profile::V1);
-    slow.produce_delay = Duration::from_millis(300);
+    // Long enough for the first half to gather behind the first write on a busy machine.
+    slow.produce_delay = Duration::from_secs(1);
     let double = BrokerDouble::start_with(slow).await;
     let mut config = support::config(double.addr());
     config.linger = Duration::from_secs(3600);
@@ -537,10 +539,19 @@ async fn a_lingering_batch_goes_once_it_is_full() {
         tokio::spawn(async move { writer.write(vec![Message::new("fills", "x").with_id(id)]).await })
     };
     // The first goes at once; the broker holds it while the first half gathers behind
-    // it, which then lingers, not full, once the first returns.
+    // it, which then lingers, not full, once the first returns. The half is written only
+    // once the broker has the first, or one of the half could be the one that goes alone.
     let first = write("first".into());
+    let received = || double.counters().produces_received.load(Ordering::Relaxed);
+    tokio::time::timeout(PATIENCE, async {
+        while received() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the broker receives the first write");
     let mut writes: Vec<_> = (0..HALF).map(|i| write(format!("a{i}"))).collect();
-    first.await.unwrap().unwrap();
+    tokio::time::timeout(PATIENCE, first).await.expect("the first write returns").unwrap().unwrap();
     // The second half fills the lingering batch.
     writes.extend((0..HALF).map(|i| write(format!("b{i}"))));
     for w in writes {

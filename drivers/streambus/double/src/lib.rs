@@ -90,6 +90,8 @@ pub struct Counters {
     pub rejected: AtomicU64,
     /// Connections that went silent because of the idle fault.
     pub idle_hung: AtomicU64,
+    /// Produce requests received, counted before `produce_delay` holds them.
+    pub produces_received: AtomicU64,
     /// Produce requests answered.
     pub produces: AtomicU64,
     /// Fetch requests answered.
@@ -321,6 +323,7 @@ async fn handle(shared: &Shared, request: Request) -> Result<Response, (ErrorCod
     Ok(match request {
         Request::Produce(r) => {
             valid_topic(&r.topic)?;
+            shared.counters.produces_received.fetch_add(1, Ordering::Relaxed);
             if !shared.config.produce_delay.is_zero() {
                 tokio::time::sleep(shared.config.produce_delay).await;
             }
