@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tidewater_core::{names, Admin, Error, ErrorKind, Result};
+use tidewater_core::{names, Admin, Error, ErrorKind, PartitionLag, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -94,6 +94,32 @@ impl PulsarAdmin {
         Error::new(kind, format!("{what}: the admin API answered {status} {}", body.trim())).with_driver(DRIVER)
     }
 
+    /// The JSON body of a GET that answered 200; `None` for a 404.
+    async fn json(&self, what: &str, path: &str) -> Result<Option<serde_json::Value>> {
+        match self.call("GET", path, "").await? {
+            (200, body) => serde_json::from_str(&body).map(Some).map_err(|e| {
+                Error::new(ErrorKind::BrokerPermanent, format!("{what}: the admin API's answer is not JSON"))
+                    .with_source(e)
+                    .with_driver(DRIVER)
+            }),
+            (404, _) => Ok(None),
+            (status, body) => Err(Self::refused(what.to_owned(), status, &body)),
+        }
+    }
+
+    /// The backlog of subscription `group` on one topic or partition; `None` when the
+    /// topic has no such subscription.
+    async fn backlog(&self, topic: &str, path: &str, group: &str) -> Result<Option<u64>> {
+        let what = format!("reading the stats of topic {topic:?}");
+        let Some(stats) = self.json(&what, path).await? else {
+            return Err(Error::new(ErrorKind::UnknownTopic, "no such topic").with_driver(DRIVER).with_topic(topic));
+        };
+        Ok(stats
+            .get("subscriptions")
+            .and_then(|s| s.get(group))
+            .map(|s| s.get("msgBacklog").and_then(serde_json::Value::as_u64).unwrap_or(0)))
+    }
+
     async fn names(&self, path: &str) -> Result<Vec<String>> {
         let (status, body) = self.call("GET", path, "").await?;
         if status != 200 {
@@ -137,6 +163,29 @@ impl Admin for PulsarAdmin {
             }
         }
         Ok(())
+    }
+
+    /// The backlog of the group's subscription, per partition of a partitioned topic.
+    async fn lag(&self, topic: &str, group: &str) -> Result<Vec<PartitionLag>> {
+        names::check_topic(topic).map_err(|e| e.with_driver(DRIVER))?;
+        let base = self.base()?;
+        let metadata = self.json(&format!("reading topic {topic:?}"), &format!("{base}/{topic}/partitions")).await?;
+        let partitions = metadata.and_then(|m| m.get("partitions").and_then(serde_json::Value::as_u64)).unwrap_or(0);
+        let paths: Vec<String> = if partitions == 0 {
+            vec![format!("{base}/{topic}/stats")]
+        } else {
+            (0..partitions).map(|i| format!("{base}/{topic}-partition-{i}/stats")).collect()
+        };
+        let mut lags = Vec::with_capacity(paths.len());
+        for (partition, path) in paths.iter().enumerate() {
+            let Some(lag) = self.backlog(topic, path, group).await? else {
+                return Err(Error::new(ErrorKind::UnknownGroup, format!("the topic has no subscription {group:?}"))
+                    .with_driver(DRIVER)
+                    .with_topic(topic));
+            };
+            lags.push(PartitionLag { partition: partition as u32, lag });
+        }
+        Ok(lags)
     }
 
     /// The topics of the namespace, a partitioned topic once by its own name.

@@ -87,7 +87,7 @@ pub(crate) const DRIVER: &str = "pulsar";
 #[derive(Clone)]
 pub struct Pulsar {
     client: pulsar::Pulsar<TokioExecutor>,
-    consumer_client: pulsar::Pulsar<TokioExecutor>,
+    consumer_client: Arc<reader::ConsumerClient>,
     config: Arc<PulsarConfig>,
     producers: Arc<Producers>,
 }
@@ -105,7 +105,8 @@ impl Pulsar {
         check_url(&config.url)?;
         let config = Arc::new(config);
         let client = Self::client_for(&config).await?;
-        let consumer_client = Self::client_for(&config).await?;
+        let consumer_client =
+            Arc::new(reader::ConsumerClient::new(Self::client_for(&config).await?, Arc::clone(&config)));
         let producers = Arc::new(Producers::new(client.clone(), Arc::clone(&config)));
         Ok(Self { client, consumer_client, config, producers })
     }
@@ -164,7 +165,7 @@ impl Pulsar {
 
     /// A reader.
     pub fn pulsar_reader(&self) -> PulsarReader {
-        PulsarReader::new(self.consumer_client.clone(), Arc::clone(&self.config))
+        PulsarReader::new(Arc::clone(&self.consumer_client), Arc::clone(&self.config))
     }
 
     /// The pulsar crate's client that writers use, for what tidewater does not cover.

@@ -40,11 +40,49 @@ use crate::{PulsarConfig, SubscriptionType, DRIVER};
 /// - **Outages**: the pulsar crate reconnects by itself. An ack or nack that does not go
 ///   through within three request timeouts, or a broker that no longer knows the
 ///   consumer after as long a quiet spell, ends the subscription with an error, and the
-///   scheduler subscribes anew: a consumer never waits for good.
+///   scheduler subscribes anew: a consumer never waits for good. Such a failure, or a
+///   subscription that times out, also replaces the readers' client with a new one:
+///   after a broker restart the pulsar crate's client can keep a connection that
+///   answers nothing, and every consumer made through it would stall as well.
 #[derive(Clone)]
 pub struct PulsarReader {
-    client: pulsar::Pulsar<TokioExecutor>,
+    client: Arc<ConsumerClient>,
     config: Arc<PulsarConfig>,
+}
+
+/// The client consumers subscribe through, made anew when it stops answering. Its
+/// generation tells a reader whether the client it used was replaced already.
+pub(crate) struct ConsumerClient {
+    config: Arc<PulsarConfig>,
+    current: std::sync::Mutex<(u64, pulsar::Pulsar<TokioExecutor>)>,
+}
+
+impl ConsumerClient {
+    pub(crate) fn new(client: pulsar::Pulsar<TokioExecutor>, config: Arc<PulsarConfig>) -> Self {
+        Self { config, current: std::sync::Mutex::new((0, client)) }
+    }
+
+    fn get(&self) -> (u64, pulsar::Pulsar<TokioExecutor>) {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the client of `generation` with a new connection, unless another reader
+    /// did already. A broker that is still away fails it; the next failure tries again.
+    async fn renew(&self, generation: u64) {
+        if self.get().0 != generation {
+            return;
+        }
+        match crate::Pulsar::client_for(&self.config).await {
+            Ok(fresh) => {
+                let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+                if current.0 == generation {
+                    tracing::info!(url = %self.config.url, "the readers' Pulsar client stopped answering; connected anew");
+                    *current = (generation + 1, fresh);
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "a new Pulsar client could not connect yet"),
+        }
+    }
 }
 
 impl std::fmt::Debug for PulsarReader {
@@ -54,7 +92,7 @@ impl std::fmt::Debug for PulsarReader {
 }
 
 impl PulsarReader {
-    pub(crate) fn new(client: pulsar::Pulsar<TokioExecutor>, config: Arc<PulsarConfig>) -> Self {
+    pub(crate) fn new(client: Arc<ConsumerClient>, config: Arc<PulsarConfig>) -> Self {
         Self { client, config }
     }
 }
@@ -82,8 +120,8 @@ impl Reader for PulsarReader {
             StartFrom::Earliest => InitialPosition::Earliest,
             StartFrom::Latest => InitialPosition::Latest,
         };
-        let mut builder = self
-            .client
+        let (generation, client) = self.client.get();
+        let mut builder = client
             .consumer()
             .with_topic(config.full_topic(&task.topic))
             .with_subscription(subscription.as_str())
@@ -102,9 +140,10 @@ impl Reader for PulsarReader {
                 return Err(pulsar_error(format!("cannot subscribe {subscription:?}"), err).with_topic(&task.topic))
             }
             Err(_) => {
+                self.client.renew(generation).await;
                 return Err(Error::new(ErrorKind::Timeout, format!("subscribing {subscription:?} timed out"))
                     .with_driver(DRIVER)
-                    .with_topic(&task.topic))
+                    .with_topic(&task.topic));
             }
         };
         ctx.ready.ready();
@@ -127,6 +166,8 @@ impl Reader for PulsarReader {
             last_received: Instant::now(),
             unsubscribe: private,
             close_timeout: config.request_timeout,
+            client: Arc::clone(&self.client),
+            generation,
         };
         let engine = tokio::spawn(engine.run());
         let mut source = PulsarSource {
@@ -215,6 +256,9 @@ struct Engine {
     last_received: Instant,
     unsubscribe: bool,
     close_timeout: std::time::Duration,
+    /// Renewed when this consumer is found stuck.
+    client: Arc<ConsumerClient>,
+    generation: u64,
 }
 
 /// The last [`RecentEntries::KEEP`] entries acked.
@@ -248,7 +292,9 @@ impl Engine {
         loop {
             if let Some(err) = self.stuck.take() {
                 // Dropping the consumer lets the crate's engine go; the runner gets the
-                // error after what it has, and the scheduler subscribes anew.
+                // error after what it has, and the scheduler subscribes anew, through a
+                // new client if this one is what stopped answering.
+                self.client.renew(self.generation).await;
                 let _ = self.deliveries.send(Err(err));
                 return;
             }

@@ -2,19 +2,18 @@
 //! again on the same data: at least once, nothing acknowledged lost (the shared scenario
 //! in `tidewater_conformance::restart`). A private Apache Pulsar standalone.
 
-mod support;
-
 use std::time::Duration;
 
 use tidewater_conformance::restart::{broker_restart_loses_nothing, lagging_consumer_survives_restarts};
 use tidewater_core::{Driver, ReadTask};
-use tidewater_pulsar::Pulsar;
+use tidewater_pulsar::{Pulsar, PulsarConfig};
 use tidewater_testkit::PulsarStandalone;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_loses_nothing_on_pulsar() {
     let mut broker = PulsarStandalone::start("");
-    let pulsar = Pulsar::connect(support::config(&broker.url())).await.expect("connect to the private Pulsar");
+    let config = PulsarConfig::new(broker.url()).admin_url(broker.admin_url());
+    let pulsar = Pulsar::connect(config).await.expect("connect to the private Pulsar");
     let task = ReadTask::new("restart").with_group("restart").with_concurrency(4);
     broker_restart_loses_nothing(
         pulsar.writer(),
@@ -30,10 +29,20 @@ async fn broker_restart_loses_nothing_on_pulsar() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_consumer_survives_two_restarts_on_pulsar() {
+    // The driver's warnings (a stuck consumer, a reader restart) go to the test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "tidewater=info,warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
     // A lock, so the restart can be called twice (it needs the broker mutably).
     let broker = std::sync::Mutex::new(PulsarStandalone::start(""));
-    let address = broker.lock().unwrap().url();
-    let pulsar = Pulsar::connect(support::config(&address)).await.expect("connect to the private Pulsar");
+    let config = {
+        let broker = broker.lock().unwrap();
+        PulsarConfig::new(broker.url()).admin_url(broker.admin_url())
+    };
+    let pulsar = Pulsar::connect(config).await.expect("connect to the private Pulsar");
     let task = ReadTask::new("lagging").with_group("lagging").with_concurrency(4);
     lagging_consumer_survives_restarts(
         pulsar.writer(),
