@@ -53,6 +53,43 @@ pub(crate) async fn topics(driver: &impl Driver, action: TopicsAction) -> Outcom
     Ok(())
 }
 
+/// Which group's lag `lag` prints.
+#[derive(Debug, Args)]
+pub(crate) struct LagArgs {
+    /// The consumer group.
+    group: String,
+    /// The topics the group reads.
+    #[arg(required = true)]
+    topics: Vec<String>,
+    /// One JSON object a topic, for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints, per topic, the partitions' lags and their total; `topic<TAB>partition<TAB>lag`
+/// lines end with a `topic<TAB>total<TAB>lag` line.
+pub(crate) async fn lag(driver: &impl Driver, args: LagArgs) -> Outcome {
+    let admin = driver.admin();
+    let mut out = std::io::stdout().lock();
+    for topic in &args.topics {
+        let lags = admin.lag(topic, &args.group).await?;
+        let total = tidewater::PartitionLag::total(&lags);
+        if args.json {
+            let partitions: serde_json::Map<String, serde_json::Value> =
+                lags.iter().map(|l| (l.partition.to_string(), l.lag.into())).collect();
+            let line =
+                serde_json::json!({ "topic": topic, "group": args.group, "total": total, "partitions": partitions });
+            writeln!(out, "{line}")?;
+        } else {
+            for l in &lags {
+                writeln!(out, "{topic}\t{}\t{}", l.partition, l.lag)?;
+            }
+            writeln!(out, "{topic}\ttotal\t{total}")?;
+        }
+    }
+    Ok(())
+}
+
 /// What `publish` sends.
 #[derive(Debug, Args)]
 pub(crate) struct PublishArgs {

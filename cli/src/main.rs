@@ -40,6 +40,8 @@ enum Command {
     Publish(commands::PublishArgs),
     /// Print the messages of a topic as they come, in a group or on their own.
     Tail(commands::TailArgs),
+    /// Print how many messages of each topic a group has not yet settled, per partition.
+    Lag(commands::LagArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,5 +69,6 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Topics { action } => commands::topics(&driver, action).await,
         Command::Publish(args) => commands::publish(&driver, args).await,
         Command::Tail(args) => commands::tail(&driver, args).await,
+        Command::Lag(args) => commands::lag(&driver, args).await,
     }
 }

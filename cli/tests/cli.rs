@@ -38,9 +38,23 @@ fn round_trip(url: &str) {
     let got: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
     assert_eq!(got, sent, "the ids publish printed");
 
+    // A group that read the three is behind by nothing; two more put it two behind.
+    ok(url, &["tail", &topic, "--group", "cli-readers", "--from", "start", "--count", "3"], None);
+    assert_eq!(total_lag(url, &topic), 0);
+    ok(url, &["publish", &topic, "--lines"], Some("four\nfive\n"));
+    assert_eq!(total_lag(url, &topic), 2);
+
     assert!(ok(url, &["topics", "list"], None).lines().any(|t| t == topic), "listed after create");
     ok(url, &["topics", "delete", &topic], None);
     assert!(!ok(url, &["topics", "list"], None).lines().any(|t| t == topic), "gone after delete");
+}
+
+/// The total `lag --json` prints for group cli-readers on `topic`.
+fn total_lag(url: &str, topic: &str) -> u64 {
+    let out = ok(url, &["lag", "cli-readers", topic, "--json"], None);
+    let line: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(line["topic"], topic, "{out}");
+    line["total"].as_u64().expect("a total")
 }
 
 #[test]

@@ -483,7 +483,8 @@ pub async fn run_stress(f: Arc<dyn Fixture>, copies: usize) {
             crate::attempts_stay_exact_across_a_shutdown(Arc::clone(&f)).await;
             crate::names_follow_one_rule(Arc::clone(&f)).await;
             crate::topics_are_administered(Arc::clone(&f)).await;
-            crate::concurrency_runs_handlers_in_parallel(f).await;
+            crate::concurrency_runs_handlers_in_parallel(Arc::clone(&f)).await;
+            crate::lag_drains_to_zero(f).await;
         }));
     }
     for run in runs {

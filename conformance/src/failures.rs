@@ -228,7 +228,7 @@ pub async fn concurrency_runs_handlers_in_parallel(f: Arc<dyn Fixture>) {
 
 /// Counts handlers running at once, and opens once `n` have.
 #[derive(Default)]
-struct Gate {
+pub(crate) struct Gate {
     running: std::sync::atomic::AtomicUsize,
     most: std::sync::atomic::AtomicUsize,
     open: tokio::sync::Notify,
@@ -237,7 +237,7 @@ struct Gate {
 
 impl Gate {
     /// A future for one handler call: counted in, waits for the gate, counted out.
-    fn enter(self: &Arc<Self>, n: usize) -> futures::future::BoxFuture<'static, ()> {
+    pub(crate) fn enter(self: &Arc<Self>, n: usize) -> futures::future::BoxFuture<'static, ()> {
         use std::sync::atomic::Ordering::SeqCst;
         let gate = Arc::clone(self);
         Box::pin(async move {
@@ -263,7 +263,7 @@ impl Gate {
         }
     }
 
-    fn open_anyway(&self) {
+    pub(crate) fn open_anyway(&self) {
         self.is_open.store(true, std::sync::atomic::Ordering::SeqCst);
         self.open.notify_waiters();
     }

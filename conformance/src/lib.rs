@@ -14,6 +14,7 @@
 mod cases;
 pub mod certs;
 mod failures;
+mod operations;
 pub mod restart;
 mod support;
 
@@ -25,6 +26,7 @@ use tidewater_core::{Admin, Reader, Result, Writer};
 
 pub use cases::*;
 pub use failures::*;
+pub use operations::*;
 pub use support::fresh_topic;
 
 /// What a driver's broker can do. Each flag turns on the cases that need it.
@@ -52,6 +54,8 @@ pub struct Capabilities {
     pub settles_exactly: bool,
     /// The broker keeps a list of its topics ([`Admin::topics`] answers).
     pub lists_topics: bool,
+    /// The broker tells how far a group is behind ([`Admin::lag`] answers).
+    pub reports_lag: bool,
     /// Partitions to create topics with.
     pub partitions: u32,
     /// How long a case waits for deliveries before it fails.
@@ -70,6 +74,7 @@ impl Default for Capabilities {
             counts_attempts: true,
             settles_exactly: true,
             lists_topics: true,
+            reports_lag: true,
             partitions: 3,
             patience: Duration::from_secs(30),
         }
@@ -132,7 +137,7 @@ macro_rules! conformance_tests {
             late_subscriber, resubscribe, close_flushes, cancel_is_prompt,
             oversize_is_too_large, shutdown_with_handlers_running, panics_reach_the_chain,
             permanent_failures_never_loop, attempts_stay_exact_across_a_shutdown, names_follow_one_rule,
-            topics_are_administered, concurrency_runs_handlers_in_parallel);
+            topics_are_administered, concurrency_runs_handlers_in_parallel, lag_drains_to_zero);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stress() {
@@ -216,6 +221,9 @@ macro_rules! __conformance_case {
     };
     ($make:path; concurrency_runs_handlers_in_parallel; [concurrency_runs_handlers_in_parallel : $why:literal $(, $r:ident : $rw:literal)*]) => {
         $crate::__conformance_test!($make; concurrency_runs_handlers_in_parallel; $why);
+    };
+    ($make:path; lag_drains_to_zero; [lag_drains_to_zero : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; lag_drains_to_zero; $why);
     };
     ($make:path; [$skip:ident : $why:literal $(, $r:ident : $rw:literal)*]; $case:ident) => {
         $crate::__conformance_case!($make; $case; [$skip : $why $(, $r : $rw)*]);

@@ -1,5 +1,7 @@
 //! Topic administration: create, delete and list topics the same way on every driver,
-//! so that tests clean up after themselves and services can set up what they use.
+//! so that tests clean up after themselves and services can set up what they use; and
+//! how far a consumer group is behind, for metrics, probes and the `tidewater lag`
+//! command.
 
 use async_trait::async_trait;
 
@@ -31,6 +33,42 @@ pub trait Admin: Send + Sync {
 
     /// The topics there are, in no particular order.
     async fn topics(&self) -> Result<Vec<String>>;
+
+    /// How many messages of `topic` the consumer group `group` has not yet settled, per
+    /// partition (one entry, partition 0, on brokers without partitions). Messages
+    /// handed to a handler that has not returned count as behind: the figure drops as
+    /// handlers finish, not as messages are fetched.
+    ///
+    /// Each broker answers from what it keeps: committed offsets against the high
+    /// watermark (Kafka), the consumer's pending and unacknowledged counts (JetStream),
+    /// the subscription's backlog (Pulsar), the committed position against the log end
+    /// (StreamBus). A group the broker does not know is [`ErrorKind::UnknownGroup`]
+    /// (StreamBus cannot list groups: there a group that committed nothing counts from
+    /// the log start, as a Kafka group known to the broker without commits does); a
+    /// broker that keeps no positions (core NATS) answers [`ErrorKind::Unsupported`],
+    /// which is the default.
+    async fn lag(&self, topic: &str, group: &str) -> Result<Vec<PartitionLag>> {
+        let _ = group;
+        Err(Error::new(ErrorKind::Unsupported, "this driver cannot tell a group's lag")
+            .with_driver(self.driver())
+            .with_topic(topic))
+    }
+}
+
+/// How far a consumer group is behind on one partition: see [`Admin::lag`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PartitionLag {
+    /// The partition (0 on brokers without partitions).
+    pub partition: u32,
+    /// Messages not yet settled by the group.
+    pub lag: u64,
+}
+
+impl PartitionLag {
+    /// The lag of all `partitions` together.
+    pub fn total(partitions: &[PartitionLag]) -> u64 {
+        partitions.iter().map(|p| p.lag).sum()
+    }
 }
 
 /// The admin of a driver that has none: every call is `Unsupported`.

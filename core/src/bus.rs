@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{
-    Codec, DeadLetter, Driver, EventFn, EventRegistry, Handler, Health, IdFactory, JsonCodec, Middleware, Publisher,
-    Result, ShutdownReport, SubscriberScheduler, TaskSpec, UuidV7Ids, Writer,
+    Admin, Codec, DeadLetter, Driver, EventFn, EventRegistry, Handler, Health, IdFactory, JsonCodec, Middleware,
+    Monitor, Publisher, Result, ShutdownReport, SubscriberScheduler, TaskSpec, UuidV7Ids, Writer,
 };
 
 /// A publisher and a subscriber scheduler over one driver, sharing a registry and codec.
@@ -37,10 +37,16 @@ use crate::{
 /// println!("{report:?}");
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct Bus<C: Codec = JsonCodec> {
     publisher: Publisher<C>,
     scheduler: SubscriberScheduler<C>,
+    admin: Arc<dyn Admin>,
+}
+
+impl<C: Codec> std::fmt::Debug for Bus<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus").field("publisher", &self.publisher).field("scheduler", &self.scheduler).finish()
+    }
 }
 
 impl Bus<JsonCodec> {
@@ -59,7 +65,29 @@ impl<C: Codec + Clone> Bus<C> {
         let mut scheduler = SubscriberScheduler::with_codec(driver.reader(), registry, codec);
         scheduler.with_state(publisher.clone());
         scheduler.default_dead_letter(Some(DeadLetter::new(writer).permanent_only()));
-        Self { publisher, scheduler }
+        Self { publisher, scheduler, admin: driver.admin() }
+    }
+
+    /// Puts `wrap`'s writer around the one the bus writes through: its publisher, the
+    /// `Publisher` handlers take as state, and the default dead letter all use it. For
+    /// a writer that counts or intercepts what the service publishes:
+    ///
+    /// ```
+    /// # fn demo(bus: &mut tidewater_core::Bus) {
+    /// use std::sync::Arc;
+    /// use tidewater_core::Writer;
+    ///
+    /// bus.wrap_writer(|inner: Arc<dyn Writer>| inner /* an instrumented writer around it */);
+    /// # }
+    /// ```
+    pub fn wrap_writer(&mut self, wrap: impl FnOnce(Arc<dyn Writer>) -> Arc<dyn Writer>) -> &mut Self {
+        let writer = wrap(self.publisher.writer());
+        self.publisher = self.publisher.with_writer(Arc::clone(&writer));
+        self.scheduler.with_state(self.publisher.clone());
+        if self.scheduler.has_default_dead_letter() {
+            self.scheduler.default_dead_letter(Some(DeadLetter::new(writer).permanent_only()));
+        }
+        self
     }
 }
 
@@ -126,6 +154,12 @@ impl<C: Codec> Bus<C> {
     /// See [`SubscriberScheduler::health`]: liveness and readiness for probes.
     pub fn health(&self) -> Health {
         self.scheduler.health()
+    }
+
+    /// A shared view of the bus's tasks (health, counters, and the groups' lag through
+    /// the driver's admin) for probes and exporters that run beside it. See [`Monitor`].
+    pub fn monitor(&self) -> Monitor {
+        self.scheduler.monitor().with_admin(Arc::clone(&self.admin))
     }
 
     /// See [`SubscriberScheduler::start`].

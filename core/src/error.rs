@@ -22,6 +22,8 @@ pub enum ErrorKind {
     BrokerPermanent,
     /// The topic does not exist and the driver may not create it.
     UnknownTopic,
+    /// The consumer group has never read the topic (or the broker forgot it).
+    UnknownGroup,
     /// A name (topic, group, header) is not valid for the broker.
     InvalidName,
     /// A message is larger than the broker or driver accepts.
@@ -56,6 +58,7 @@ impl ErrorKind {
             ErrorKind::BrokerTransient => "transient broker error",
             ErrorKind::BrokerPermanent => "broker error",
             ErrorKind::UnknownTopic => "unknown topic",
+            ErrorKind::UnknownGroup => "unknown group",
             ErrorKind::InvalidName => "invalid name",
             ErrorKind::TooLarge => "message too large",
             ErrorKind::InvalidInput => "invalid input",

@@ -30,6 +30,7 @@ pub mod hash;
 mod health;
 pub mod id;
 mod message;
+mod monitor;
 pub mod names;
 mod publisher;
 mod reader;
@@ -39,7 +40,7 @@ mod shutdown;
 pub mod testing;
 mod writer;
 
-pub use admin::Admin;
+pub use admin::{Admin, PartitionLag};
 pub use bus::Bus;
 pub use codec::{Codec, JsonCodec};
 pub use commit::{PartitionCommits, Ticket};
@@ -56,6 +57,7 @@ pub use handler::{
 pub use health::{Health, TaskHealth};
 pub use id::{IdFactory, KsuidIds, UuidV7Ids};
 pub use message::{wire, Headers, Message};
+pub use monitor::{Monitor, TaskLag};
 pub use publisher::Publisher;
 pub use reader::{
     Incoming, ReadContext, ReadTask, Reader, ReadySignal, Settle, Source, StartFrom, TaskReport, TaskStats,

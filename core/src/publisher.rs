@@ -52,6 +52,16 @@ impl<C: Codec> Publisher<C> {
         Self { writer, registry, codec: Arc::new(codec), ids }
     }
 
+    /// The same publisher (registry, codec, ids) writing through `writer`.
+    pub fn with_writer(&self, writer: Arc<dyn Writer>) -> Self {
+        Self {
+            writer,
+            registry: Arc::clone(&self.registry),
+            codec: Arc::clone(&self.codec),
+            ids: Arc::clone(&self.ids),
+        }
+    }
+
     /// The same publisher with another id factory.
     pub fn with_ids(mut self, ids: impl IdFactory) -> Self {
         self.ids = Arc::new(ids);

@@ -110,6 +110,7 @@ pub struct TaskStats {
     pub(crate) dead_lettered: AtomicU64,
     pub(crate) nacked: AtomicU64,
     pub(crate) failed: AtomicU64,
+    pub(crate) retried: AtomicU64,
     pub(crate) panicked: AtomicU64,
     pub(crate) abandoned: AtomicU64,
     pub(crate) settle_errors: AtomicU64,
@@ -130,6 +131,7 @@ impl TaskStats {
             dead_lettered: get(&self.dead_lettered),
             nacked: get(&self.nacked),
             failed: get(&self.failed),
+            retried: get(&self.retried),
             panicked: get(&self.panicked),
             abandoned: get(&self.abandoned),
             settle_errors: get(&self.settle_errors),
@@ -164,6 +166,9 @@ pub struct TaskReport {
     pub nacked: u64,
     /// Handler calls that returned an error.
     pub failed: u64,
+    /// Calls made again in place by retry middleware (not counted in `delivered`, which
+    /// counts what the broker handed out).
+    pub retried: u64,
     /// Handler calls that panicked.
     pub panicked: u64,
     /// Handler calls still running at the shutdown deadline, left unsettled so the broker

@@ -202,6 +202,10 @@ impl Step {
             }
             }
         };
+        let retries = delivery.retries();
+        if retries > 0 {
+            self.stats.retried.fetch_add(u64::from(retries), std::sync::atomic::Ordering::Relaxed);
+        }
         let failure = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(err)) => Some(err),

@@ -2,7 +2,8 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,12 +11,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::handler::{apply_chain, CatchPanic};
+use crate::monitor::{Monitor, RunningGuard, TaskView};
 use crate::reader::TaskStats;
 use crate::shutdown::stop_pair;
 use crate::{
     wire, BoxHandler, Codec, DeadLetter, Delivery, Error, ErrorKind, Event, EventFn, EventRegistry, Extensions,
     Handler, HandlerError, Health, JsonCodec, Middleware, ReadContext, ReadTask, Reader, ReadySignal, Result,
-    StartFrom, StopHandle, StopSignal, TaskHealth, TaskReport,
+    StartFrom, StopHandle, StopSignal, TaskReport,
 };
 
 /// Longest wait between restarts of a failing reader.
@@ -146,10 +148,7 @@ impl ShutdownReport {
 }
 
 struct Running {
-    topic: String,
-    group: Option<String>,
-    stats: Arc<TaskStats>,
-    ready: ReadySignal,
+    view: TaskView,
     join: JoinHandle<()>,
 }
 
@@ -167,6 +166,8 @@ pub struct SubscriberScheduler<C: Codec = JsonCodec> {
     states: Extensions,
     pending: Vec<TaskSpec>,
     running: Vec<Running>,
+    /// What the scheduler's monitors see: the running tasks.
+    views: Arc<RwLock<Vec<TaskView>>>,
     stop: StopHandle,
     signal: StopSignal,
 }
@@ -201,6 +202,7 @@ impl<C: Codec> SubscriberScheduler<C> {
             states: Extensions::new(),
             pending: Vec::new(),
             running: Vec::new(),
+            views: Arc::default(),
             stop,
             signal,
         }
@@ -226,6 +228,11 @@ impl<C: Codec> SubscriberScheduler<C> {
     pub fn default_dead_letter(&mut self, dead_letter: Option<DeadLetter>) -> &mut Self {
         self.dead_letter = dead_letter;
         self
+    }
+
+    /// Whether a default dead letter is set ([`SubscriberScheduler::default_dead_letter`]).
+    pub(crate) fn has_default_dead_letter(&self) -> bool {
+        self.dead_letter.is_some()
     }
 
     /// Subscribes `handler` to the raw messages of `topic`.
@@ -309,9 +316,16 @@ impl<C: Codec> SubscriberScheduler<C> {
             let ctx =
                 ReadContext { stop: self.signal.clone(), ready: ready.clone(), stats: Arc::clone(&stats), dead_letter };
             let topic = spec.task.topic.clone();
-            let group = spec.task.group.clone();
-            let join = tokio::spawn(worker(Arc::clone(&self.reader), spec.task, handler, ctx, first_error));
-            self.running.push(Running { topic: topic.clone(), group, stats, ready, join });
+            let running = Arc::new(AtomicBool::new(true));
+            let view = TaskView { topic: topic.clone(), group: spec.task.group.clone(), stats, ready, running };
+            let guard = RunningGuard(Arc::clone(&view.running));
+            let work = worker(Arc::clone(&self.reader), spec.task, handler, ctx, first_error);
+            let join = tokio::spawn(async move {
+                let _guard = guard;
+                work.await;
+            });
+            self.views.write().unwrap_or_else(|e| e.into_inner()).push(view.clone());
+            self.running.push(Running { view, join });
             waits.push((topic, ready_rx, error_rx));
         }
         for (topic, mut ready, error) in waits {
@@ -358,26 +372,18 @@ impl<C: Codec> SubscriberScheduler<C> {
     /// Whether the read tasks run, are subscribed and connected: what liveness and
     /// readiness probes ask. See [`Health`].
     pub fn health(&self) -> Health {
-        let tasks: Vec<TaskHealth> = self
-            .running
-            .iter()
-            .map(|r| TaskHealth {
-                topic: r.topic.clone(),
-                group: r.group.clone(),
-                running: !r.join.is_finished(),
-                subscribed: r.ready.is_ready(),
-                restarts: r.stats.report(&r.topic, r.group.as_deref()).restarts,
-            })
-            .collect();
-        let connected = self.reader.connected();
-        let live = tasks.iter().all(|t| t.running);
-        let ready = live && tasks.iter().all(|t| t.subscribed) && connected != Some(false);
-        Health { live, ready, connected, tasks }
+        self.monitor().health()
     }
 
     /// Live counters of the running tasks.
     pub fn stats(&self) -> Vec<TaskReport> {
-        self.running.iter().map(|r| r.stats.report(&r.topic, r.group.as_deref())).collect()
+        self.monitor().stats()
+    }
+
+    /// A shared view of the tasks' health and counters that stays current, for probes
+    /// and exporters that run beside the scheduler. See [`Monitor`].
+    pub fn monitor(&self) -> Monitor {
+        Monitor::new(Arc::clone(&self.reader), Arc::clone(&self.views))
     }
 
     /// Stops taking new messages, gives in-flight handlers `grace` to finish, settles
@@ -389,13 +395,15 @@ impl<C: Codec> SubscriberScheduler<C> {
         let deadline = tokio::time::Instant::now() + grace + CLOSE_ALLOWANCE;
         let mut report = ShutdownReport::default();
         for mut running in self.running.drain(..) {
+            let view = &running.view;
             if tokio::time::timeout_at(deadline, &mut running.join).await.is_err() {
                 running.join.abort();
-                tracing::error!(topic = %running.topic, "reader did not close in time; aborted");
-                report.aborted.push(running.topic.clone());
+                tracing::error!(topic = %view.topic, "reader did not close in time; aborted");
+                report.aborted.push(view.topic.clone());
             }
-            report.tasks.push(running.stats.report(&running.topic, running.group.as_deref()));
+            report.tasks.push(view.stats.report(&view.topic, view.group.as_deref()));
         }
+        self.views.write().unwrap_or_else(|e| e.into_inner()).clear();
         report
     }
 }

@@ -149,4 +149,10 @@ impl Admin for Kafka {
     async fn topics(&self) -> Result<Vec<String>> {
         self.topics.list().await
     }
+
+    /// The high watermark less the group's committed offset, per partition; a group
+    /// that committed nothing yet counts from the earliest message kept.
+    async fn lag(&self, topic: &str, group: &str) -> Result<Vec<tidewater_core::PartitionLag>> {
+        self.topics.lag(topic, group).await
+    }
 }

@@ -5,9 +5,12 @@ use std::sync::{Arc, Mutex};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::Metadata;
-use tidewater_core::{names, Error, ErrorKind, Result};
+use rdkafka::{Offset, TopicPartitionList};
+use tidewater_core::{names, Error, ErrorKind, PartitionLag, Result};
 
 use crate::errors::kafka_error;
 use crate::{KafkaConfig, DRIVER};
@@ -100,6 +103,55 @@ impl Topics {
             |waited| format!("topic {topic:?} was deleted, but the broker still showed it after {waited:?}"),
         )
         .await
+    }
+
+    /// Per partition, the messages of `topic` past `group`'s committed offset (from the
+    /// low watermark where it committed none), read as the group's own members would.
+    pub(crate) async fn lag(&self, topic: &str, group: &str) -> Result<Vec<PartitionLag>> {
+        let metadata = self.metadata(topic).await?;
+        let Some(partitions) = metadata.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map(|t| {
+            let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+            ids.sort_unstable();
+            ids
+        }) else {
+            return Err(Error::new(ErrorKind::UnknownTopic, "no such topic").with_driver(DRIVER).with_topic(topic));
+        };
+        let group_name = self.config.group_id(group, topic);
+        let config = self.config.consumer(&group_name, true, 1);
+        let timeout = self.config.request_timeout;
+        let name = topic.to_owned();
+        let measured = blocking(move || -> KafkaResult<Option<Vec<PartitionLag>>> {
+            let consumer: BaseConsumer = config.create()?;
+            let groups = consumer.fetch_group_list(Some(&group_name), timeout)?;
+            if !groups.groups().iter().any(|g| g.name() == group_name && g.state() != "Dead") {
+                return Ok(None);
+            }
+            let mut asked = TopicPartitionList::new();
+            for p in &partitions {
+                asked.add_partition(&name, *p);
+            }
+            let committed = consumer.committed_offsets(asked, timeout)?;
+            let mut lags = Vec::with_capacity(partitions.len());
+            for p in partitions {
+                let (low, high) = consumer.fetch_watermarks(&name, p, timeout)?;
+                let from = match committed.find_partition(&name, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(n)) => n.max(low),
+                    _ => low,
+                };
+                lags.push(PartitionLag { partition: p as u32, lag: (high - from).max(0) as u64 });
+            }
+            Ok(Some(lags))
+        })
+        .await?
+        .map_err(|e| kafka_error(format!("cannot read group {group:?}'s lag"), e).with_topic(topic))?;
+        measured.ok_or_else(|| {
+            Error::new(
+                ErrorKind::UnknownGroup,
+                format!("the broker knows no group {:?}", self.config.group_id(group, topic)),
+            )
+            .with_driver(DRIVER)
+            .with_topic(topic)
+        })
     }
 
     /// The topics of the cluster, the broker's internal ones (`__consumer_offsets`) left out.

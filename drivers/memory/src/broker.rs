@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_core::{
-    run_source, Admin, BoxHandler, CloseFlag, DeliveryModel, Driver, Error, ErrorKind, Message, ReadContext, ReadTask,
-    Reader, Result, Writer,
+    run_source, Admin, BoxHandler, CloseFlag, DeliveryModel, Driver, Error, ErrorKind, Message, PartitionLag,
+    ReadContext, ReadTask, Reader, Result, Writer,
 };
 use tokio::sync::Notify;
 
@@ -396,5 +396,23 @@ impl Admin for MemoryBroker {
 
     async fn topics(&self) -> Result<Vec<String>> {
         Ok(MemoryBroker::topics(self))
+    }
+
+    async fn lag(&self, topic: &str, group: &str) -> Result<Vec<PartitionLag>> {
+        // Looked up, never created: asking about a topic does not make one.
+        let found = self.inner.topics.read().unwrap_or_else(|e| e.into_inner()).get(topic).cloned();
+        let Some(found) = found else {
+            return Err(Error::new(ErrorKind::UnknownTopic, "no such topic").with_driver(DRIVER).with_topic(topic));
+        };
+        let lags = found.lag(group).ok_or_else(|| {
+            Error::new(ErrorKind::UnknownGroup, format!("group {group:?} never read this topic"))
+                .with_driver(DRIVER)
+                .with_topic(topic)
+        })?;
+        Ok(lags
+            .into_iter()
+            .enumerate()
+            .map(|(partition, lag)| PartitionLag { partition: partition as u32, lag })
+            .collect())
     }
 }

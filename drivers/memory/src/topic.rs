@@ -454,6 +454,18 @@ impl Topic {
         self.lock().groups.get(group).map_or(0, |g| g.acked)
     }
 
+    /// Per partition, the messages `group` has not acked: `None` for a group that never
+    /// joined.
+    pub(crate) fn lag(&self, group: &str) -> Option<Vec<u64>> {
+        let state = self.lock();
+        let g = state.groups.get(group)?;
+        let lags = state.partitions.iter().zip(&g.cursors).map(|(partition, cursor)| {
+            let acked_above_floor = cursor.slots.iter().filter(|s| **s == Slot::Acked).count() as u64;
+            partition.end().saturating_sub(cursor.floor).saturating_sub(acked_above_floor)
+        });
+        Some(lags.collect())
+    }
+
     /// Messages published to the topic so far.
     pub(crate) fn published_count(&self) -> u64 {
         self.lock().published

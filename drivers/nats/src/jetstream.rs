@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use tidewater_core::{
     run_source, Admin, BoxHandler, CloseFlag, Delivery, DeliveryModel, Driver, Error, ErrorKind, Incoming, Message,
-    Position, ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, StartFrom, Writer,
+    PartitionLag, Position, ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, StartFrom, Writer,
 };
 use tokio::task::JoinHandle;
 
@@ -306,7 +306,7 @@ impl Reader for JetStream {
                 .with_driver(DRIVER)
                 .with_topic(topic.clone())
         })?;
-        let durable = task.group.as_deref().map(|g| sanitize(&format!("{g}__{topic}")));
+        let durable = task.group.as_deref().map(|g| durable_name(g, &topic));
         let config = consumer::pull::Config {
             durable_name: durable.clone(),
             deliver_policy: match task.start {
@@ -347,6 +347,12 @@ impl Reader for JetStream {
         };
         run_source(&mut source, handler, &task, &ctx).await
     }
+}
+
+/// The durable consumer that stands for `group` on `topic`: one per group and subject,
+/// since a stream may hold several subjects.
+fn durable_name(group: &str, topic: &str) -> String {
+    sanitize(&format!("{group}__{topic}"))
 }
 
 /// Topics are subjects, each in a stream of its own named after it (as auto-created
@@ -393,6 +399,36 @@ impl Admin for JetStream {
         })?;
         self.streams.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, stream| *stream != name);
         Ok(())
+    }
+
+    /// The group's durable consumer's pending and unacknowledged counts, as partition 0.
+    async fn lag(&self, topic: &str, group: &str) -> Result<Vec<PartitionLag>> {
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::new(ErrorKind::Connection, format!("cannot read group {group:?}'s lag: {e}"))
+                .with_driver(DRIVER)
+                .with_topic(topic)
+        };
+        let name = match self.context.stream_by_subject(topic).await {
+            Ok(name) => name,
+            Err(e) if matches!(e.kind(), jetstream::context::GetStreamByNameErrorKind::NotFound) => {
+                return Err(Error::new(ErrorKind::UnknownTopic, "no stream holds this subject")
+                    .with_driver(DRIVER)
+                    .with_topic(topic))
+            }
+            Err(e) => return Err(failed(&e)),
+        };
+        let stream = self.context.get_stream(&name).await.map_err(|e| failed(&e))?;
+        let durable = durable_name(group, topic);
+        match stream.consumer_info(&durable).await {
+            Ok(info) => Ok(vec![PartitionLag { partition: 0, lag: info.num_pending + info.num_ack_pending as u64 }]),
+            Err(e) if matches!(e.kind(), jetstream::context::ConsumerInfoErrorKind::NotFound) => Err(Error::new(
+                ErrorKind::UnknownGroup,
+                format!("stream {name} has no consumer {durable} for group {group:?}"),
+            )
+            .with_driver(DRIVER)
+            .with_topic(topic)),
+            Err(e) => Err(failed(&e)),
+        }
     }
 
     /// The subjects of every stream, wildcard subjects left out.

@@ -27,6 +27,8 @@ impl Fixture for Core {
             settles_exactly: false,
             // Core NATS keeps no list of subjects.
             lists_topics: false,
+            // Nor positions to measure a group against.
+            reports_lag: false,
             group_positions: false,
             partitions: 1,
             ..Capabilities::default()
@@ -59,5 +61,6 @@ tidewater_conformance::conformance_tests!(
         resubscribe: "core NATS keeps no position for a group that subscribes again",
         shutdown_with_handlers_running: "core NATS keeps nothing for a redelivery after a shutdown",
         attempts_stay_exact_across_a_shutdown: "core NATS keeps nothing for a redelivery after a shutdown",
+        lag_drains_to_zero: "core NATS keeps no messages and no positions, so a group has no lag to tell",
     }
 );

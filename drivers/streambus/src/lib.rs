@@ -175,4 +175,36 @@ impl Admin for StreamBus {
     async fn topics(&self) -> Result<Vec<String>> {
         Ok(self.client.list_topics().await?.into_iter().map(|(name, _)| name).collect())
     }
+
+    /// The log end less the group's committed position, per partition: positions from
+    /// the broker on later generations, from the [`OffsetStore`] on v1.0.x. StreamBus
+    /// cannot list groups, so a group that committed nothing counts from the log start
+    /// instead of being `UnknownGroup`.
+    async fn lag(&self, topic: &str, group: &str) -> Result<Vec<tidewater_core::PartitionLag>> {
+        let client = &self.client;
+        let count = client.partitions(topic, false).await?;
+        let partitions: Vec<u32> = (0..count).collect();
+        let group_id = client.config.group_id(group, topic);
+        let committed = match client.generation {
+            BrokerGeneration::V1 => {
+                let mut committed = std::collections::HashMap::new();
+                for &p in &partitions {
+                    if let Some(o) = client.config.offset_store.load(&group_id, topic, p).await? {
+                        committed.insert(p, o);
+                    }
+                }
+                committed
+            }
+            BrokerGeneration::Later => {
+                group::Membership::new(Arc::clone(client), group_id, topic.to_owned()).committed(&partitions).await?
+            }
+        };
+        let mut lags = Vec::with_capacity(partitions.len());
+        for p in partitions {
+            let (start, end) = client.offsets(topic, p).await?;
+            let from = committed.get(&p).map_or(start, |&c| (c as i64).max(start));
+            lags.push(tidewater_core::PartitionLag { partition: p, lag: (end - from).max(0) as u64 });
+        }
+        Ok(lags)
+    }
 }

@@ -1,0 +1,63 @@
+//! Cases for what operators look at: how far a group is behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidewater_core::{ErrorKind, PartitionLag, ReadTask};
+
+use crate::cases::{topic, GRACE};
+use crate::failures::Gate;
+use crate::support::{batch, skip, subscribe, write_each, Act, Probe};
+use crate::Fixture;
+
+/// Case 21: A group's lag counts what it has not settled and drains to zero as its
+/// handlers finish: 40 messages written while the group's handler holds the first show
+/// a lag of 40 (a message being handled counts as behind), and 0 once all were
+/// handled. The lag of a group that never read is `UnknownGroup` or counted from the
+/// start, never an error of another kind.
+pub async fn lag_drains_to_zero(f: Arc<dyn Fixture>) {
+    const N: u64 = 40;
+    let caps = f.capabilities();
+    if !caps.reports_lag {
+        return skip("lag_drains_to_zero", "reports_lag");
+    }
+    let admin = f.admin().await;
+    let topic = topic(&*f, "lag").await;
+    let gate = Arc::new(Gate::default());
+    let probe = Probe::new({
+        let gate = Arc::clone(&gate);
+        move |_| Act::Await(gate.enter(usize::MAX))
+    });
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("behind"), probe.clone()).await;
+    write_each(&*f.writer().await, batch(&topic, N as usize, |i, m| m.with_key(format!("k{i}")))).await;
+
+    // Brokers update what they report a moment after a write or a commit: ask until it
+    // shows, and fail naming the last answer.
+    let lag_becomes = |want: u64| {
+        let (admin, topic) = (Arc::clone(&admin), topic.clone());
+        async move {
+            let mut last = None;
+            let asked = tokio::time::timeout(caps.patience, async {
+                loop {
+                    match admin.lag(&topic, "behind").await {
+                        Ok(lags) if PartitionLag::total(&lags) == want => return,
+                        answer => last = Some(answer),
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await;
+            assert!(asked.is_ok(), "the lag of group behind on {topic} did not become {want}; last answer: {last:?}");
+        }
+    };
+    lag_becomes(N).await;
+    gate.open_anyway();
+    probe.wait(caps.patience, "every message handled", |s| s.done_ids().len() >= N as usize).await;
+    lag_becomes(0).await;
+    sub.shutdown(GRACE).await;
+
+    match admin.lag(&topic, "never-read").await {
+        Ok(lags) => assert_eq!(PartitionLag::total(&lags), N, "a group that never read counts from the start"),
+        Err(err) => assert_eq!(err.kind(), ErrorKind::UnknownGroup, "{err}"),
+    }
+}

@@ -1,0 +1,132 @@
+//! A shared, read-only view of a scheduler's tasks, for what watches a service from
+//! beside it: health probes, metrics exporters, an HTTP endpoint.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::{Admin, Health, PartitionLag, Reader, ReadySignal, Result, TaskHealth, TaskReport, TaskStats};
+
+/// Health, counters and lag of a scheduler's read tasks, from
+/// [`Bus::monitor`](crate::Bus::monitor) or
+/// [`SubscriberScheduler::monitor`](crate::SubscriberScheduler::monitor).
+///
+/// It is cheap to clone and stays current: tasks started after it was taken show in it,
+/// so a service takes it once, hands it to its probe or exporter, and goes on to run
+/// the bus.
+///
+/// ```
+/// # async fn demo(bus: &mut tidewater_core::Bus) -> tidewater_core::Result<()> {
+/// let monitor = bus.monitor();
+/// tokio::spawn(async move {
+///     // A probe's view, while the bus runs.
+///     let health = monitor.health();
+///     println!("ready: {}, tasks: {}", health.ready, health.tasks.len());
+/// });
+/// bus.start().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Monitor {
+    reader: Arc<dyn Reader>,
+    admin: Option<Arc<dyn Admin>>,
+    tasks: Arc<RwLock<Vec<TaskView>>>,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor").field("driver", &self.reader.driver()).field("tasks", &self.read().len()).finish()
+    }
+}
+
+/// What the monitor sees of one task.
+#[derive(Clone)]
+pub(crate) struct TaskView {
+    pub(crate) topic: String,
+    pub(crate) group: Option<String>,
+    pub(crate) stats: Arc<TaskStats>,
+    pub(crate) ready: ReadySignal,
+    /// Cleared when the task's worker ends.
+    pub(crate) running: Arc<AtomicBool>,
+}
+
+/// Clears a task's `running` flag when its worker ends, however it ends.
+pub(crate) struct RunningGuard(pub(crate) Arc<AtomicBool>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// How far one task's group is behind, from [`Monitor::lag`].
+#[derive(Debug)]
+pub struct TaskLag {
+    /// The topic.
+    pub topic: String,
+    /// The consumer group.
+    pub group: String,
+    /// Per partition, or why the broker could not tell.
+    pub partitions: Result<Vec<PartitionLag>>,
+}
+
+impl Monitor {
+    pub(crate) fn new(reader: Arc<dyn Reader>, tasks: Arc<RwLock<Vec<TaskView>>>) -> Self {
+        Self { reader, admin: None, tasks }
+    }
+
+    /// Asks `admin` for the lag of the tasks' groups ([`Monitor::lag`]).
+    pub fn with_admin(mut self, admin: Arc<dyn Admin>) -> Self {
+        self.admin = Some(admin);
+        self
+    }
+
+    /// The driver's name.
+    pub fn driver(&self) -> &'static str {
+        self.reader.driver()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<TaskView>> {
+        self.tasks.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the read tasks run, are subscribed and connected: see [`Health`].
+    pub fn health(&self) -> Health {
+        let tasks: Vec<TaskHealth> = self
+            .read()
+            .iter()
+            .map(|t| TaskHealth {
+                topic: t.topic.clone(),
+                group: t.group.clone(),
+                running: t.running.load(Ordering::Acquire),
+                subscribed: t.ready.is_ready(),
+                restarts: t.stats.report(&t.topic, t.group.as_deref()).restarts,
+            })
+            .collect();
+        let connected = self.reader.connected();
+        let live = tasks.iter().all(|t| t.running);
+        let ready = live && tasks.iter().all(|t| t.subscribed) && connected != Some(false);
+        Health { live, ready, connected, tasks }
+    }
+
+    /// Live counters of every task.
+    pub fn stats(&self) -> Vec<TaskReport> {
+        self.read().iter().map(|t| t.stats.report(&t.topic, t.group.as_deref())).collect()
+    }
+
+    /// The lag of every task that reads in a group, asked of the broker now; empty
+    /// without an admin ([`Monitor::with_admin`]; a [`Bus`](crate::Bus)'s monitor has
+    /// its driver's).
+    pub async fn lag(&self) -> Vec<TaskLag> {
+        let Some(admin) = &self.admin else { return Vec::new() };
+        let mut asked: Vec<(String, String)> =
+            self.read().iter().filter_map(|t| Some((t.topic.clone(), t.group.clone()?))).collect();
+        asked.sort();
+        asked.dedup();
+        let mut out = Vec::with_capacity(asked.len());
+        for (topic, group) in asked {
+            let partitions = admin.lag(&topic, &group).await;
+            out.push(TaskLag { topic, group, partitions });
+        }
+        out
+    }
+}
