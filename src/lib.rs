@@ -15,6 +15,7 @@
 //! | `nats`       | `nats`        | core NATS (at most once) and JetStream (at least once), on async-nats |
 //! | `pulsar`     | `pulsar`      | subscriptions (Shared, Key_Shared, Exclusive, Failover) with per-message acks, delayed nacks, ack timeout and the broker's dead-letter policy; batching producers; on the pulsar crate |
 //! | `streambus`  | `streambus`   | native client for both StreamBus protocol generations: groups, offsets and transactions on later brokers, static partitions and a value envelope on v1.0.x |
+//! | `prometheus` | `prometheus`  | Prometheus metrics (counters per task, handler durations, consumer lag per partition) and a `/metrics`, `/health/live`, `/health/ready` endpoint, on prometheus-client |
 //! | `full`       | all of the above | |
 //!
 //! A default build compiles no network client crate.
@@ -77,3 +78,7 @@ pub use tidewater_pulsar as pulsar;
 /// The StreamBus driver: our own client for both StreamBus protocol generations.
 #[cfg(feature = "streambus")]
 pub use tidewater_streambus as streambus;
+
+/// Prometheus metrics, consumer lag included, and the health and metrics endpoint.
+#[cfg(feature = "prometheus")]
+pub use tidewater_prometheus as prometheus;

@@ -164,7 +164,9 @@ pub struct TaskReport {
     pub dead_lettered: u64,
     /// Deliveries settled for redelivery.
     pub nacked: u64,
-    /// Handler calls that returned an error.
+    /// Deliveries whose handler chain failed with an error and that were not
+    /// dead-lettered (so they come again); a failure the chain or the default dead
+    /// letter took off the broker counts in `dead_lettered` instead.
     pub failed: u64,
     /// Calls made again in place by retry middleware (not counted in `delivered`, which
     /// counts what the broker handed out).

@@ -1,0 +1,79 @@
+//! The health and metrics endpoint over a real nats-server that is killed and started
+//! again: ready answers 503 while it is away and 200 once it is back; metrics are served
+//! all along.
+
+mod support;
+
+use std::time::Duration;
+
+use tidewater_core::testing::Recorder;
+use tidewater_core::{Bus, EventRegistry};
+use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig};
+use tidewater_prometheus::PrometheusMetrics;
+use tidewater_testkit::{NatsRelease, NatsServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The status and body of `GET path`.
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("the endpoint listens");
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: probe\r\n\r\n").as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("HTTP: {answer:?}"));
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
+}
+
+/// Asks until `path` answers `status`, as a probe would.
+async fn until(addr: std::net::SocketAddr, path: &str, status: u16) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (got, body) = get(addr, path).await;
+        if got == status {
+            return body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{path} answers {status} within a minute; last {got}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_follows_the_broker_and_metrics_are_served() {
+    let mut server = NatsServer::start(NatsRelease::Current);
+    let nats = NatsConfig { request_timeout: Duration::from_secs(2), ..NatsConfig::new(server.url()) };
+    let js = JetStream::connect(&nats, JetStreamConfig::default()).await.unwrap();
+    js.create_stream("probed", &["probed.events"]).await.unwrap();
+    let mut bus = Bus::new(&js, EventRegistry::new());
+    let metrics = PrometheusMetrics::new();
+    metrics.instrument(&mut bus);
+    let seen = Recorder::new();
+    bus.subscribe("probed.events", seen.clone()).group("probe");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let endpoint = tokio::spawn(tidewater_prometheus::serve(listener, metrics.clone(), bus.monitor()));
+    bus.start().await.unwrap();
+
+    let body = until(addr, "/health/ready", 200).await;
+    let health: serde_json::Value = serde_json::from_str(&body).expect("the health as JSON");
+    assert_eq!(health["tasks"][0]["topic"], "probed.events", "{body}");
+    assert_eq!(get(addr, "/health/live").await.0, 200);
+    bus.publisher().publish_bytes("probed.events", "one", "text/plain").await.unwrap();
+    seen.wait_for(1, Duration::from_secs(30)).await.unwrap();
+    let (status, text) = get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    let task = [("topic", "probed.events"), ("group", "probe")];
+    let acked = support::value(&text, "tidewater_messages_acked_total", &task);
+    assert!(acked.is_some(), "the task's counters are served:\n{text}");
+
+    tokio::task::block_in_place(|| server.kill());
+    let body = until(addr, "/health/ready", 503).await;
+    assert!(body.contains("\"ready\":false"), "{body}");
+    assert_eq!(get(addr, "/health/live").await.0, 200, "the workers run on while the broker is away");
+
+    tokio::task::block_in_place(|| server.restart());
+    until(addr, "/health/ready", 200).await;
+    assert_eq!(get(addr, "/nowhere").await.0, 404);
+    bus.shutdown(Duration::from_secs(5)).await.unwrap();
+    endpoint.abort();
+}
