@@ -16,6 +16,7 @@
 //! | `pulsar`     | `pulsar`      | subscriptions (Shared, Key_Shared, Exclusive, Failover) with per-message acks, delayed nacks, ack timeout and the broker's dead-letter policy; batching producers; on the pulsar crate |
 //! | `streambus`  | `streambus`   | native client for both StreamBus protocol generations: groups, offsets and transactions on later brokers, static partitions and a value envelope on v1.0.x |
 //! | `prometheus` | `prometheus`  | Prometheus metrics (counters per task, handler durations, consumer lag per partition) and a `/metrics`, `/health/live`, `/health/ready` endpoint, on prometheus-client |
+//! | `otel`       | `otel`        | OpenTelemetry trace context across the broker: W3C `traceparent` in headers, producer and consumer spans, on tracing-opentelemetry |
 //! | `full`       | all of the above | |
 //!
 //! A default build compiles no network client crate.
@@ -82,3 +83,7 @@ pub use tidewater_streambus as streambus;
 /// Prometheus metrics, consumer lag included, and the health and metrics endpoint.
 #[cfg(feature = "prometheus")]
 pub use tidewater_prometheus as prometheus;
+
+/// OpenTelemetry trace context across the broker.
+#[cfg(feature = "otel")]
+pub use tidewater_otel as otel;
