@@ -1,17 +1,31 @@
-//! A trace across a real broker (the JetStream `scripts/test` starts), exported to an
-//! in-memory span exporter: publish -> handler -> publish -> handler is one trace with
-//! each span the child of the one before, and a message from a plain client starts a
-//! trace of its own.
+//! A trace across each real broker `scripts/test` starts (JetStream, Kafka, Pulsar),
+//! exported to an in-memory span exporter: publish -> handler -> publish -> handler is
+//! one trace with each span the child of the one before, and a message from a plain
+//! client starts a trace of its own.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use opentelemetry::trace::{SpanId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tidewater_core::testing::Recorder;
 use tidewater_core::{handler_fn, Bus, Delivery, Driver, EventRegistry, HandlerError, Message, Publisher};
-use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig};
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
+
+/// The exporter of this test binary's one subscriber, which every test shares: each
+/// picks its own spans out by its topics' names.
+fn exporter() -> &'static InMemorySpanExporter {
+    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
+    EXPORTER.get_or_init(|| {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("tidewater-tests"));
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+            .expect("the only subscriber of this test binary");
+        exporter
+    })
+}
 
 fn span<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
     let found: Vec<&SpanData> = spans.iter().filter(|s| s.name == name).collect();
@@ -23,11 +37,12 @@ fn attribute(span: &SpanData, key: &str) -> Option<String> {
     span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.to_string())
 }
 
-/// Waits until the exporter holds `n` spans.
-async fn finished(exporter: &InMemorySpanExporter, n: usize) -> Vec<SpanData> {
+/// Waits until the exporter holds `n` spans that `mine` picks.
+async fn finished(n: usize, mine: impl Fn(&SpanData) -> bool) -> Vec<SpanData> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let spans = exporter.get_finished_spans().expect("the exporter answers");
+        let spans: Vec<SpanData> =
+            exporter().get_finished_spans().expect("the exporter answers").into_iter().filter(&mine).collect();
         if spans.len() >= n {
             return spans;
         }
@@ -36,22 +51,21 @@ async fn finished(exporter: &InMemorySpanExporter, n: usize) -> Vec<SpanData> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_trace_crosses_the_broker_twice() {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("tidewater-tests")));
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber of this test binary");
-
-    let nats = NatsConfig::new(tidewater_testkit::shared::nats_url());
-    let js = JetStream::connect(&nats, JetStreamConfig::default()).await.expect("the nats-server scripts/test started");
+/// The checkout trace through `driver`, whose name spans show as `messaging.system`.
+async fn one_trace_crosses_the_broker_twice(driver: &impl Driver, system: &str) {
+    exporter();
     let run = std::process::id();
-    let (orders, invoices) = (format!("otel{run}.orders"), format!("otel{run}.invoices"));
+    let (orders, invoices) = (format!("otel{run}-{system}.orders"), format!("otel{run}-{system}.invoices"));
     for topic in [&orders, &invoices] {
-        js.admin().create_topic(topic, 1).await.unwrap();
+        driver.admin().create_topic(topic, 1).await.unwrap();
     }
-    let mut bus = Bus::new(&js, EventRegistry::new());
+    let mine = {
+        let (orders, invoices) = (orders.clone(), invoices.clone());
+        move |s: &SpanData| {
+            s.name.ends_with(orders.as_str()) || s.name.ends_with(invoices.as_str()) || s.name == "checkout"
+        }
+    };
+    let mut bus = Bus::new(driver, EventRegistry::new());
     tidewater_otel::instrument(&mut bus);
     let publisher: Publisher = bus.publisher().clone();
     let invoiced = Recorder::new();
@@ -75,13 +89,12 @@ async fn one_trace_crosses_the_broker_twice() {
     bus.subscribe(&invoices, invoiced.clone()).group("mailer");
     bus.start().await.unwrap();
 
-    let id = publisher
-        .publish_bytes(&orders, "order", "text/plain")
-        .instrument(tracing::info_span!("checkout"))
-        .await
-        .unwrap();
+    let checkout = tracing::info_span!("checkout", system);
+    let id = publisher.publish_bytes(&orders, "order", "text/plain").instrument(checkout.clone()).await.unwrap();
+    drop(checkout);
     invoiced.wait_for(1, Duration::from_secs(30)).await.unwrap();
-    let spans = finished(&exporter, 5).await;
+    let spans =
+        finished(5, |s| mine(s) && (s.name != "checkout" || attribute(s, "system").as_deref() == Some(system))).await;
 
     let checkout = span(&spans, "checkout");
     let publish_order = span(&spans, &format!("publish {orders}"));
@@ -99,16 +112,41 @@ async fn one_trace_crosses_the_broker_twice() {
     assert_eq!(process_invoice.parent_span_id, publish_invoice.span_context.span_id());
     assert_eq!(attribute(process_order, "messaging.message.id").as_deref(), Some(id.as_str()));
     assert_eq!(attribute(process_order, "messaging.consumer.group.name").as_deref(), Some("billing"));
-    assert_eq!(attribute(publish_order, "messaging.system").as_deref(), Some("nats"));
+    assert_eq!(attribute(publish_order, "messaging.system").as_deref(), Some(system));
 
     // A plain client's message, with no trace context: a trace of its own.
-    exporter.reset();
-    js.writer().write(vec![Message::new(&invoices, "from elsewhere").with_id("plain-1")]).await.unwrap();
+    driver.writer().write(vec![Message::new(&invoices, "from elsewhere").with_id("plain-1")]).await.unwrap();
     invoiced.wait_for(2, Duration::from_secs(30)).await.unwrap();
-    let spans = finished(&exporter, 1).await;
+    let spans = finished(1, |s| mine(s) && attribute(s, "messaging.message.id").as_deref() == Some("plain-1")).await;
     let process = span(&spans, &format!("process {invoices}"));
     assert_eq!(process.parent_span_id, SpanId::INVALID, "a root span");
     assert_ne!(process.span_context.trace_id(), trace, "a new trace");
     bus.shutdown(Duration::from_secs(5)).await.unwrap();
-    drop(provider);
+    for topic in [&orders, &invoices] {
+        driver.admin().delete_topic(topic).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_jetstream() {
+    let nats = tidewater_nats::NatsConfig::new(tidewater_testkit::shared::nats_url());
+    let js = tidewater_nats::JetStream::connect(&nats, tidewater_nats::JetStreamConfig::default())
+        .await
+        .expect("the nats-server scripts/test started");
+    one_trace_crosses_the_broker_twice(&js, "nats").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_kafka() {
+    let config = tidewater_kafka::KafkaConfig::new(tidewater_testkit::shared::kafka_brokers());
+    let kafka = tidewater_kafka::Kafka::connect(config).await.expect("the Kafka scripts/test started");
+    one_trace_crosses_the_broker_twice(&kafka, "kafka").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_pulsar() {
+    let config = tidewater_pulsar::PulsarConfig::new(tidewater_testkit::shared::pulsar_url())
+        .admin_url(tidewater_testkit::shared::pulsar_admin_url());
+    let pulsar = tidewater_pulsar::Pulsar::connect(config).await.expect("the Pulsar scripts/test started");
+    one_trace_crosses_the_broker_twice(&pulsar, "pulsar").await;
 }
