@@ -14,7 +14,7 @@ use tidewater::{
 };
 use tokio::sync::Notify;
 
-type Outcome = Result<(), Box<dyn std::error::Error>>;
+pub(crate) type Outcome = Result<(), Box<dyn std::error::Error>>;
 
 /// What `topics` does.
 #[derive(Debug, Subcommand)]
@@ -180,6 +180,11 @@ pub(crate) struct TailArgs {
     /// Where to start without a stored position.
     #[arg(long, value_enum, default_value = "end")]
     from: From,
+    /// Only messages written at most this long ago (30s, 15m, 2h, 7d), read from the
+    /// start: brokers here seek by position, not time, so older ones are read and
+    /// passed over.
+    #[arg(long, value_parser = crate::dlq::age, conflicts_with = "from")]
+    since: Option<Duration>,
     /// Stop after this many messages; without it, run until Ctrl-C or SIGTERM.
     #[arg(long)]
     count: Option<usize>,
@@ -194,11 +199,15 @@ pub(crate) async fn tail(driver: &impl Driver, args: TailArgs) -> Outcome {
     let enough = Arc::new(Notify::new());
     let limit = args.count.unwrap_or(usize::MAX);
     let json = args.json;
+    let since = args.since.map(|d| std::time::SystemTime::now() - d);
     let handler = {
         let (printed, enough) = (Arc::clone(&printed), Arc::clone(&enough));
         handler_fn(move |delivery: Delivery| {
             let (printed, enough) = (Arc::clone(&printed), Arc::clone(&enough));
             async move {
+                if since.is_some_and(|since| delivery.message().timestamp < since) {
+                    return Ok(());
+                }
                 // Past the count the message is given back, not settled: a group must
                 // not lose what was never printed.
                 if printed.load(Ordering::SeqCst) >= limit {
@@ -214,9 +223,9 @@ pub(crate) async fn tail(driver: &impl Driver, args: TailArgs) -> Outcome {
             }
         })
     };
-    let mut task = ReadTask::new(&args.topic).with_start(match args.from {
-        From::Start => StartFrom::Earliest,
-        From::End => StartFrom::Latest,
+    let mut task = ReadTask::new(&args.topic).with_start(match (args.from, since) {
+        (From::Start, _) | (_, Some(_)) => StartFrom::Earliest,
+        (From::End, None) => StartFrom::Latest,
     });
     task.group = args.group;
     let mut scheduler = SubscriberScheduler::new(driver.reader(), EventRegistry::new());
@@ -234,7 +243,7 @@ pub(crate) async fn tail(driver: &impl Driver, args: TailArgs) -> Outcome {
 }
 
 #[cfg(unix)]
-async fn terminate() {
+pub(crate) async fn terminate() {
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(mut term) => {
             term.recv().await;
@@ -244,7 +253,7 @@ async fn terminate() {
 }
 
 #[cfg(not(unix))]
-async fn terminate() {
+pub(crate) async fn terminate() {
     std::future::pending().await
 }
 
@@ -252,7 +261,7 @@ fn millis(delivery: &Delivery) -> u128 {
     delivery.message().timestamp.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
 }
 
-fn as_json(delivery: &Delivery) -> String {
+pub(crate) fn as_json(delivery: &Delivery) -> String {
     let m = delivery.message();
     let headers: serde_json::Map<String, serde_json::Value> =
         m.headers.iter().map(|(name, value)| (name.to_owned(), value.into())).collect();
@@ -272,7 +281,7 @@ fn as_json(delivery: &Delivery) -> String {
     object.to_string()
 }
 
-fn as_text(delivery: &Delivery) -> String {
+pub(crate) fn as_text(delivery: &Delivery) -> String {
     let m = delivery.message();
     let mut text = format!("--- {} {} key={} at {} ms", m.stream, m.id, m.key_str().unwrap_or("-"), millis(delivery));
     if let Some(content_type) = &m.content_type {

@@ -8,6 +8,7 @@
 
 mod commands;
 mod connect;
+mod dlq;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,11 @@ enum Command {
     Tail(commands::TailArgs),
     /// Print how many messages of each topic a group has not yet settled, per partition.
     Lag(commands::LagArgs),
+    /// List, show or redrive the dead letters of a dead-letter topic.
+    Dlq {
+        #[command(subcommand)]
+        action: dlq::DlqAction,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,5 +76,6 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Publish(args) => commands::publish(&driver, args).await,
         Command::Tail(args) => commands::tail(&driver, args).await,
         Command::Lag(args) => commands::lag(&driver, args).await,
+        Command::Dlq { action } => dlq::dlq(&driver, action).await,
     }
 }

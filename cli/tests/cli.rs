@@ -87,6 +87,94 @@ fn on_pulsar() {
     run(with(with_admin(&["topics", "delete"]), &[&topic]));
 }
 
+/// Dead letters published with the CLI itself, then listed, filtered, shown, tried in a
+/// dry run, redriven to their topic without their dead-letter headers, and not redriven
+/// twice by one group.
+fn dlq_round_trip(url: &str, name: &str) {
+    let topic = format!("cli-dlq-{}-{name}", std::process::id());
+    let dlq = format!("{topic}.dlq");
+    if !url.starts_with("pulsar") {
+        ok(url, &["topics", "create", &topic], None);
+        ok(url, &["topics", "create", &dlq], None);
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let dead_letter = |payload: &str, error: &str, failed_ms: u64| {
+        let (original, error, failed) = (
+            format!("tw-dlq-original-topic={topic}"),
+            format!("tw-dlq-error={error}"),
+            format!("tw-dlq-last-failure={failed_ms}"),
+        );
+        let args = ["publish", &dlq, payload, "--header", &original, "--header", &error, "--header", &failed];
+        ok(url, &args, None).trim().to_owned()
+    };
+    let a = dead_letter("a", "no such customer", now - 2 * 3_600_000);
+    let b = dead_letter("b", "timeout talking to the bank", now);
+    let c = dead_letter("c", "no such customer", now);
+    let read = ["--idle", "2s"];
+    let run = |args: &[&str]| ok(url, &[args, &read[..]].concat(), None);
+
+    assert_eq!(run(&["dlq", "list", &dlq]).lines().count(), 3);
+    let customers: Vec<serde_json::Value> = run(&["dlq", "list", &dlq, "--reason", "customer", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut ids: Vec<&str> = customers.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    ids.sort();
+    let mut want = [a.as_str(), c.as_str()];
+    want.sort();
+    assert_eq!(ids, want);
+    let old = run(&["dlq", "list", &dlq, "--older-than", "1h"]);
+    assert!(old.lines().count() == 1 && old.starts_with(&a), "{old}");
+    let shown = run(&["dlq", "show", &dlq, &b]);
+    assert!(shown.contains("timeout talking to the bank") && shown.ends_with("b\n"), "{shown}");
+
+    let dry = run(&["dlq", "redrive", &dlq, "--reason", "customer", "--dry-run"]);
+    assert!(dry.ends_with("dry run: 2 would be redriven\n"), "{dry}");
+    let done = run(&["dlq", "redrive", &dlq, "--reason", "customer", "--group", "fixers"]);
+    assert_eq!(done, "redriven 2, passed over 1\n");
+    let back = ok(url, &["tail", &topic, "--from", "start", "--count", "2", "--json"], None);
+    let back: Vec<serde_json::Value> = back.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut payloads: Vec<&str> = back.iter().map(|l| l["payload"].as_str().unwrap()).collect();
+    payloads.sort();
+    assert_eq!(payloads, ["a", "c"], "the customers' dead letters are back where they came from");
+    assert!(
+        back.iter().all(|l| l["headers"].get("tw-dlq-error").is_none()),
+        "without their dead-letter headers: {back:?}"
+    );
+    let again = run(&["dlq", "redrive", &dlq, "--reason", "customer", "--group", "fixers"]);
+    assert_eq!(again, "redriven 0, passed over 0\n", "one group redrives a dead letter once");
+}
+
+#[test]
+fn dlq_on_nats() {
+    dlq_round_trip(&tidewater_testkit::shared::nats_url(), "nats");
+}
+
+#[test]
+fn dlq_on_kafka() {
+    dlq_round_trip(&format!("kafka://{}", tidewater_testkit::shared::kafka_brokers()), "kafka");
+}
+
+#[test]
+fn dlq_on_pulsar() {
+    dlq_round_trip(&tidewater_testkit::shared::pulsar_url(), "pulsar");
+}
+
+/// `tail --since` passes over what is older.
+#[test]
+fn tail_since_passes_over_older_messages() {
+    let url = tidewater_testkit::shared::nats_url();
+    let topic = format!("cli-since-{}", std::process::id());
+    ok(&url, &["topics", "create", &topic], None);
+    ok(&url, &["publish", &topic, "old"], None);
+    // The age of the first message is what the command looks at.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    ok(&url, &["publish", &topic, "new"], None);
+    let tailed = ok(&url, &["tail", &topic, "--since", "1s", "--count", "1", "--json"], None);
+    let line: serde_json::Value = serde_json::from_str(tailed.trim()).unwrap();
+    assert_eq!(line["payload"], "new", "{tailed}");
+}
+
 #[test]
 fn a_missing_broker_is_one_clear_line_and_a_failure_code() {
     let out = tidewater("nats://127.0.0.1:1", &["topics", "list"], None);

@@ -175,6 +175,9 @@ fn tokens(args: &[&str]) -> String {
     lines.last().cloned().unwrap_or_else(|| panic!("the token tool printed nothing for {args:?}"))
 }
 
+/// The standalone's configuration, which its bookie reads too. The bookie's disk limits
+/// are raised from 95 % to 99 %: at 95 % it turns read-only and every publish fails with
+/// "not enough non-faulty bookies", which a machine full of build output reached.
 fn config(port: u16, web_port: u16, extra: &str) -> String {
     format!(
         "clusterName=standalone
@@ -189,6 +192,9 @@ allowAutoTopicCreation=true
 allowAutoTopicCreationType=non-partitioned
 brokerDeleteInactiveTopicsEnabled=false
 functionsWorkerEnabled=false
+diskUsageThreshold=0.99
+diskUsageWarnThreshold=0.99
+diskUsageLwmThreshold=0.98
 {extra}
 "
     )

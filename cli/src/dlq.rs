@@ -1,0 +1,303 @@
+//! `dlq list|show|redrive`: what is in a dead-letter topic, and the way back.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Subcommand};
+use tidewater::dead_letter::headers;
+use tidewater::{
+    handler_fn, Delivery, Driver, EventRegistry, Handler, HandlerError, PartitionLag, ReadTask, Redrive, StartFrom,
+    SubscriberScheduler,
+};
+use tokio::sync::Notify;
+
+use crate::commands::{as_json, as_text, terminate, Outcome};
+
+/// What `dlq` does.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqAction {
+    /// Print the dead letters of a dead-letter topic, one a line (or as JSON lines).
+    List {
+        /// The dead-letter topic (`<topic>.dlq` by default).
+        topic: String,
+        #[command(flatten)]
+        filter: Filter,
+        #[command(flatten)]
+        read: ReadArgs,
+        /// One JSON object a dead letter, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one dead letter whole: headers, error and payload.
+    Show {
+        /// The dead-letter topic.
+        topic: String,
+        /// The message id.
+        id: String,
+        #[command(flatten)]
+        read: ReadArgs,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write dead letters back to the topics they came from, without their dead-letter
+    /// headers. Reads as a consumer group and acknowledges each dead letter only after
+    /// its write returned, so an interrupted redrive loses nothing: what it had not
+    /// finished comes again on the next run. A dead letter that does not match the
+    /// filters is passed over and acknowledged in the group too; give a filtered run a
+    /// group of its own if a later run should see the rest.
+    Redrive {
+        /// The dead-letter topic.
+        topic: String,
+        #[command(flatten)]
+        filter: Filter,
+        #[command(flatten)]
+        read: ReadArgs,
+        /// The consumer group that keeps the redrive's place.
+        #[arg(long, default_value = "tidewater-redrive")]
+        group: String,
+        /// Print what would be redriven, write and acknowledge nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Which dead letters a command takes.
+#[derive(Debug, Default, Args)]
+pub(crate) struct Filter {
+    /// Only those whose error contains this text.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only those that came from this topic.
+    #[arg(long)]
+    original_topic: Option<String>,
+    /// Only those that last failed at least this long ago (30s, 15m, 2h, 7d).
+    #[arg(long, value_parser = age)]
+    older_than: Option<Duration>,
+    /// Only those that last failed at most this long ago.
+    #[arg(long, value_parser = age)]
+    newer_than: Option<Duration>,
+}
+
+/// How long a read waits: a dead-letter topic has no end to reach, so a read ends
+/// when nothing more comes.
+#[derive(Debug, Args)]
+pub(crate) struct ReadArgs {
+    /// How long to wait for the first dead letter (subscribing to a group can take
+    /// seconds on some brokers).
+    #[arg(long, value_parser = age, default_value = "10s")]
+    wait: Duration,
+    /// After the first, the read ends once none came for this long.
+    #[arg(long, value_parser = age, default_value = "3s")]
+    idle: Duration,
+}
+
+/// `30s`, `15m`, `2h`, `7d`, or plain seconds.
+pub(crate) fn age(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.find(|c: char| !c.is_ascii_digit()).map_or((text, ""), |i| text.split_at(i));
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 30s, 15m, 2h or 7d"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "ms" => return Ok(Duration::from_millis(n)),
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?}: use ms, s, m, h or d")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+impl Filter {
+    fn matches(&self, delivery: &Delivery, now: SystemTime) -> bool {
+        let m = delivery.message();
+        let error = m.headers.get(headers::ERROR).unwrap_or("");
+        if self.reason.as_deref().is_some_and(|r| !error.contains(r)) {
+            return false;
+        }
+        if self.original_topic.as_deref().is_some_and(|t| m.headers.get(headers::ORIGINAL_TOPIC) != Some(t)) {
+            return false;
+        }
+        let age = now.duration_since(failed_at(delivery)).unwrap_or_default();
+        !(self.older_than.is_some_and(|d| age < d) || self.newer_than.is_some_and(|d| age > d))
+    }
+}
+
+/// When the dead letter last failed: its header, else the message's own time.
+fn failed_at(delivery: &Delivery) -> SystemTime {
+    let m = delivery.message();
+    m.headers
+        .get(headers::LAST_FAILURE)
+        .and_then(|ms| ms.parse().ok())
+        .map_or(m.timestamp, |ms| UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+pub(crate) async fn dlq(driver: &impl Driver, action: DlqAction) -> Outcome {
+    match action {
+        DlqAction::List { topic, filter, read, json } => {
+            let now = SystemTime::now();
+            let mut out = std::io::stdout().lock();
+            for delivery in collect(driver, &topic, &read).await? {
+                if !filter.matches(&delivery, now) {
+                    continue;
+                }
+                let line = if json { as_json(&delivery) } else { summary(&delivery, now) };
+                writeln!(out, "{line}")?;
+            }
+            Ok(())
+        }
+        DlqAction::Show { topic, id, read, json } => {
+            let found = collect(driver, &topic, &read).await?.into_iter().find(|d| d.message().id == id);
+            let Some(delivery) = found else {
+                return Err(format!("no message {id:?} in {topic} (read until none came for {:?})", read.idle).into());
+            };
+            writeln!(std::io::stdout().lock(), "{}", if json { as_json(&delivery) } else { as_text(&delivery) })?;
+            Ok(())
+        }
+        DlqAction::Redrive { topic, filter, read, group, dry_run } => {
+            if dry_run {
+                let now = SystemTime::now();
+                let mut out = std::io::stdout().lock();
+                let mut would = 0;
+                for delivery in collect(driver, &topic, &read).await?.iter().filter(|d| filter.matches(d, now)) {
+                    writeln!(out, "would redrive {}", summary(delivery, now))?;
+                    would += 1;
+                }
+                writeln!(out, "dry run: {would} would be redriven")?;
+                return Ok(());
+            }
+            redrive(driver, &topic, filter, &read, &group).await
+        }
+    }
+}
+
+/// One line: id, original topic, recovery, attempts, age, error.
+fn summary(delivery: &Delivery, now: SystemTime) -> String {
+    let m = delivery.message();
+    let h = |name| m.headers.get(name).unwrap_or("-");
+    let age = now.duration_since(failed_at(delivery)).unwrap_or_default().as_secs();
+    format!(
+        "{}\t{}\t{}\tattempts={}\t{}s ago\t{}",
+        m.id,
+        h(headers::ORIGINAL_TOPIC),
+        h(headers::RECOVERY),
+        h(headers::ATTEMPTS),
+        age,
+        h(headers::ERROR).replace('\n', " ")
+    )
+}
+
+/// Runs `handler` on `task` until nothing came for `idle`, or Ctrl-C or SIGTERM; the
+/// shutdown then lets running handlers finish, so what they did is settled.
+async fn read_until_idle(driver: &impl Driver, task: ReadTask, read: &ReadArgs, handler: impl Handler) -> Outcome {
+    let activity = Arc::new(Notify::new());
+    let handler = {
+        let activity = Arc::clone(&activity);
+        let handler = Arc::new(handler);
+        handler_fn(move |delivery: Delivery| {
+            let (activity, handler) = (Arc::clone(&activity), Arc::clone(&handler));
+            async move {
+                activity.notify_one();
+                let result = handler.handle(delivery).await;
+                activity.notify_one();
+                result
+            }
+        })
+    };
+    let mut scheduler = SubscriberScheduler::new(driver.reader(), EventRegistry::new());
+    scheduler.add(task, Arc::new(handler));
+    scheduler.start().await?;
+    let mut quiet = read.wait;
+    loop {
+        tokio::select! {
+            _ = activity.notified() => quiet = read.idle,
+            _ = tokio::time::sleep(quiet) => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate() => break,
+        }
+    }
+    scheduler.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+/// Every dead letter of `topic`, read on a private subscription from the start, so
+/// nothing is settled for anyone else.
+async fn collect(
+    driver: &impl Driver,
+    topic: &str,
+    read: &ReadArgs,
+) -> Result<Vec<Delivery>, Box<dyn std::error::Error>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handler = {
+        let seen = Arc::clone(&seen);
+        handler_fn(move |delivery: Delivery| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().unwrap_or_else(|e| e.into_inner()).push(delivery);
+                Ok::<_, HandlerError>(())
+            }
+        })
+    };
+    read_until_idle(driver, ReadTask::new(topic).with_start(StartFrom::Earliest), read, handler).await?;
+    let mut seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
+    // A broker may hand a message out twice (a redelivery): list it once.
+    let mut ids = std::collections::HashSet::new();
+    seen.retain(|d| ids.insert(d.message().id.clone()));
+    Ok(seen)
+}
+
+async fn redrive(driver: &impl Driver, topic: &str, filter: Filter, read: &ReadArgs, group: &str) -> Outcome {
+    let total = driver.admin().lag(topic, group).await.ok().map(|lags| PartitionLag::total(&lags));
+    if total == Some(0) {
+        // The broker says the group has read everything: nothing to wait for.
+        writeln!(std::io::stdout().lock(), "redriven 0, passed over 0")?;
+        return Ok(());
+    }
+    let progress = Arc::new(Progress { redriven: AtomicU64::new(0), skipped: AtomicU64::new(0), total });
+    let handler = {
+        let (progress, redrive) = (Arc::clone(&progress), Redrive::new(driver.writer()));
+        let filter = Arc::new(filter);
+        handler_fn(move |delivery: Delivery| {
+            let (progress, redrive, filter) = (Arc::clone(&progress), redrive.clone(), Arc::clone(&filter));
+            async move {
+                if filter.matches(&delivery, SystemTime::now()) {
+                    // Written before the ack: interrupted here, it comes again.
+                    redrive.handle(delivery).await?;
+                    progress.redriven.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    progress.skipped.fetch_add(1, Ordering::SeqCst);
+                }
+                progress.show();
+                Ok(())
+            }
+        })
+    };
+    let task = ReadTask::new(topic).with_group(group).with_start(StartFrom::Earliest);
+    read_until_idle(driver, task, read, handler).await?;
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    let (redriven, skipped) = (progress.redriven.load(Ordering::SeqCst), progress.skipped.load(Ordering::SeqCst));
+    writeln!(std::io::stdout().lock(), "redriven {redriven}, passed over {skipped}")?;
+    Ok(())
+}
+
+/// How far a redrive is, shown on a terminal as one line that updates.
+struct Progress {
+    redriven: AtomicU64,
+    skipped: AtomicU64,
+    /// The group's lag when the redrive began, where the broker tells it.
+    total: Option<u64>,
+}
+
+impl Progress {
+    fn show(&self) {
+        if !std::io::stderr().is_terminal() {
+            return;
+        }
+        let (redriven, skipped) = (self.redriven.load(Ordering::SeqCst), self.skipped.load(Ordering::SeqCst));
+        let of = self.total.map(|t| format!(" of {t}")).unwrap_or_default();
+        eprint!("\rredriving: {}{of} read, {redriven} redriven, {skipped} passed over", redriven + skipped);
+    }
+}
