@@ -42,12 +42,29 @@ pub(crate) async fn connect(url: &str, admin_url: Option<&str>) -> Result<AnyDri
             Box::new(Pulsar::connect(PulsarConfig::new(url).admin_url(admin)).await?)
         }
         "streambus" => {
-            use tidewater::streambus::{StreamBus, StreamBusConfig};
-            Box::new(StreamBus::connect(StreamBusConfig::new(rest)).await?)
+            use tidewater::streambus::{FileOffsets, StreamBus, StreamBusConfig};
+            let mut config = StreamBusConfig::new(rest);
+            // v1.0.x brokers keep no group positions; the command keeps them in a file,
+            // so that a group goes on where its last run stopped.
+            config.offset_store = Arc::new(FileOffsets::new(offsets_dir())?);
+            Box::new(StreamBus::connect(config).await?)
         }
         _ => return Err(usage(url)),
     };
     Ok(AnyDriver(driver))
+}
+
+/// Where group positions on StreamBus v1.0.x brokers are kept:
+/// `$TIDEWATER_OFFSETS_DIR`, else `$XDG_STATE_HOME/tidewater/streambus-offsets`, else
+/// `~/.local/state/tidewater/streambus-offsets`.
+fn offsets_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("TIDEWATER_OFFSETS_DIR") {
+        return dir.into();
+    }
+    let state = std::env::var_os("XDG_STATE_HOME").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".local/state")
+    });
+    state.join("tidewater/streambus-offsets")
 }
 
 fn usage(url: &str) -> Error {

@@ -189,8 +189,11 @@ fn summary(delivery: &Delivery, now: SystemTime) -> String {
 }
 
 /// Runs `handler` on `task` until nothing came for `idle`, or Ctrl-C or SIGTERM; the
-/// shutdown then lets running handlers finish, so what they did is settled.
+/// shutdown then lets running handlers finish, so what they did is settled. A task in a
+/// group also waits while the broker says the group is behind: messages a killed run
+/// had taken come again only when the broker gives up on it.
 async fn read_until_idle(driver: &impl Driver, task: ReadTask, read: &ReadArgs, handler: impl Handler) -> Outcome {
+    let (topic, group) = (task.topic.clone(), task.group.clone());
     let activity = Arc::new(Notify::new());
     let handler = {
         let activity = Arc::clone(&activity);
@@ -209,10 +212,20 @@ async fn read_until_idle(driver: &impl Driver, task: ReadTask, read: &ReadArgs, 
     scheduler.add(task, Arc::new(handler));
     scheduler.start().await?;
     let mut quiet = read.wait;
+    let admin = driver.admin();
     loop {
         tokio::select! {
             _ = activity.notified() => quiet = read.idle,
-            _ = tokio::time::sleep(quiet) => break,
+            _ = tokio::time::sleep(quiet) => {
+                let behind = match &group {
+                    Some(group) => admin.lag(&topic, group).await.map(|l| PartitionLag::total(&l)).unwrap_or(0),
+                    None => 0,
+                };
+                if behind == 0 {
+                    break;
+                }
+                quiet = read.idle;
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate() => break,
         }
