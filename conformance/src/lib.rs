@@ -5,6 +5,30 @@
 //! per case plus the stress test. Every case uses fresh topic names, so cases and stress
 //! copies never see each other's messages.
 //!
+//! # A driver author's checklist
+//!
+//! 1. `Writer::write` returns only once the broker has every message of the batch (or
+//!    fails it whole, with an [`ErrorKind`](tidewater_core::ErrorKind) that says whether
+//!    a retry helps); messages over the broker's limit are `TooLarge`, names that break
+//!    [`names::check_topic`](tidewater_core::names::check_topic) are `InvalidName`.
+//! 2. `Reader::read` subscribes, calls `ctx.ready.ready()`, and hands core its
+//!    [`Source`](tidewater_core::Source) through
+//!    [`run_source`](tidewater_core::run_source); it returns only at a stop or with an
+//!    error (a source that ends by itself is restarted as a failure).
+//! 3. Every delivery is settled exactly once: `Settle::settle` for ack or nack,
+//!    `release` for one given back unhandled; a log driver commits through
+//!    [`PartitionCommits`](tidewater_core::PartitionCommits) so the commit never passes
+//!    an unsettled message.
+//! 4. `Delivery::new` gets the broker's delivery count where it keeps one (else the
+//!    driver counts), the group, and a [`Position`](tidewater_core::Position).
+//! 5. `Driver::admin` creates, deletes and lists topics and tells a group's lag where
+//!    the broker can; the rest answers `Unsupported`.
+//! 6. The fixture declares a capability off only where the broker lacks it, and lists
+//!    the cases that need it in `conformance_tests!`'s ignore list with the reason.
+//! 7. The tests run against the real broker `scripts/test` starts (the test kit's
+//!    helpers), never a mock, plus a restart case
+//!    ([`restart`]) where the broker can be killed and started again.
+//!
 //! Capabilities are switched off only where the broker truly lacks them, and a case that
 //! needs a missing capability is declared ignored with the reason in the driver's
 //! `conformance_tests!` (so `cargo test` lists it as ignored); a case that finds its

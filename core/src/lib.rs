@@ -12,6 +12,19 @@
 //!   and shuts down gracefully; [`Bus`] puts them together.
 //! - [`Error`] (transport) and [`HandlerError`] (handlers) say what went wrong and
 //!   whether a retry can help.
+//!
+//! # Where things are
+//!
+//! | concern | files |
+//! |---|---|
+//! | the envelope | `message.rs` (Message, Headers, wire names), `delivery.rs` (Delivery, Position, Settlement), `id.rs`, `names.rs` (the topic rule) |
+//! | what a driver implements | `driver.rs`, `writer.rs`, `reader.rs` (Reader, Source, Settle, ReadTask, TaskStats), `admin.rs` (topics, lag), `commit.rs` (offset commits for logs) |
+//! | running handlers | `runner.rs` (the shared read loop, lanes, settlement), `scheduler.rs` (workers, restarts, shutdown), `shutdown.rs`, `hash.rs` (lanes by key) |
+//! | handlers and middleware | `handler.rs` (Handler, Middleware, `handler_fn`, `middleware_fn`), `extract.rs` (typed handlers, State), `extensions.rs`, `context.rs` (correlation ids) |
+//! | failures | `error.rs`, `dead_letter.rs` (DeadLetter, Redrive) |
+//! | publishing | `publisher.rs`, `event.rs` (Event, EventRegistry), `codec.rs` |
+//! | the service's view | `bus.rs`, `health.rs`, `monitor.rs` (health, counters and lag for probes and exporters) |
+//! | tests | `testing/` (Recorder, TestKit) |
 
 mod admin;
 mod bus;

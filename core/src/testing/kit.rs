@@ -34,7 +34,9 @@ pub struct Handled {
     pub outcome: Outcome,
     /// In-place retries made of it (by retry middleware).
     pub retries: u32,
-    /// The error, for a nacked delivery.
+    /// The error: a nacked delivery's, or the one a dead letter carries when it went
+    /// through the kit's writer (the bus's default dead letter and a `DeadLetter` on
+    /// `bus.writer()` do).
     pub error: Option<String>,
 }
 
@@ -312,7 +314,22 @@ impl Handler for RecordingHandler {
             Err(err) => (Outcome::Nacked, Some(err.to_string())),
         };
         let retries = delivery.retries();
-        self.kit.update(|s| s.handled.push(Handled { delivery, outcome, retries, error }));
+        self.kit.update(|s| {
+            // A dead letter's error went with it, in its headers, through the writer
+            // the kit records.
+            let error = error.or_else(|| {
+                (outcome == Outcome::DeadLettered)
+                    .then(|| {
+                        s.published
+                            .iter()
+                            .rev()
+                            .find(|m| m.id == delivery.message().id)
+                            .and_then(|m| m.headers.get(crate::dead_letter::headers::ERROR).map(str::to_owned))
+                    })
+                    .flatten()
+            });
+            s.handled.push(Handled { delivery, outcome, retries, error });
+        });
         result
     }
 }
