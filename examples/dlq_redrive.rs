@@ -73,7 +73,8 @@ async fn run(broker: MemoryBroker) -> Result<Run, Box<dyn std::error::Error>> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run(MemoryBroker::new()).await?;
+    let run = run(MemoryBroker::new()).await?;
+    println!("{} orders billed; the one redriven had failed with: {}", run.billed.len(), run.error);
     Ok(())
 }
 
