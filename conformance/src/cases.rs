@@ -484,7 +484,8 @@ pub async fn run_stress(f: Arc<dyn Fixture>, copies: usize) {
             crate::names_follow_one_rule(Arc::clone(&f)).await;
             crate::topics_are_administered(Arc::clone(&f)).await;
             crate::concurrency_runs_handlers_in_parallel(Arc::clone(&f)).await;
-            crate::lag_drains_to_zero(f).await;
+            crate::lag_drains_to_zero(Arc::clone(&f)).await;
+            crate::batches_settle_each_delivery(f).await;
         }));
     }
     for run in runs {

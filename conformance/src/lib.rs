@@ -35,6 +35,7 @@
 //! capability off without that declaration fails. In the stress run, which runs every
 //! case, such a case says so on standard output and returns.
 
+mod batches;
 mod cases;
 pub mod certs;
 mod failures;
@@ -48,6 +49,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tidewater_core::{Admin, Reader, Result, Writer};
 
+pub use batches::*;
 pub use cases::*;
 pub use failures::*;
 pub use operations::*;
@@ -161,7 +163,8 @@ macro_rules! conformance_tests {
             late_subscriber, resubscribe, close_flushes, cancel_is_prompt,
             oversize_is_too_large, shutdown_with_handlers_running, panics_reach_the_chain,
             permanent_failures_never_loop, attempts_stay_exact_across_a_shutdown, names_follow_one_rule,
-            topics_are_administered, concurrency_runs_handlers_in_parallel, lag_drains_to_zero);
+            topics_are_administered, concurrency_runs_handlers_in_parallel, lag_drains_to_zero,
+            batches_settle_each_delivery);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stress() {
@@ -248,6 +251,9 @@ macro_rules! __conformance_case {
     };
     ($make:path; lag_drains_to_zero; [lag_drains_to_zero : $why:literal $(, $r:ident : $rw:literal)*]) => {
         $crate::__conformance_test!($make; lag_drains_to_zero; $why);
+    };
+    ($make:path; batches_settle_each_delivery; [batches_settle_each_delivery : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; batches_settle_each_delivery; $why);
     };
     ($make:path; [$skip:ident : $why:literal $(, $r:ident : $rw:literal)*]; $case:ident) => {
         $crate::__conformance_case!($make; $case; [$skip : $why $(, $r : $rw)*]);

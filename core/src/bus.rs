@@ -138,6 +138,27 @@ impl<C: Codec> Bus<C> {
         self.scheduler.subscribe(topic, handler)
     }
 
+    /// See [`SubscriberScheduler::subscribe_batch`].
+    pub fn subscribe_batch(
+        &mut self,
+        topic: impl Into<String>,
+        max: usize,
+        linger: Duration,
+        handler: impl crate::BatchHandler,
+    ) -> &mut TaskSpec {
+        self.scheduler.subscribe_batch(topic, max, linger, handler)
+    }
+
+    /// See [`SubscriberScheduler::subscribe_event_batch`].
+    pub fn subscribe_event_batch<E, F, Fut>(&mut self, max: usize, linger: Duration, f: F) -> &mut TaskSpec
+    where
+        E: crate::Event,
+        F: Fn(Vec<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = crate::BatchResult> + Send + 'static,
+    {
+        self.scheduler.subscribe_event_batch(max, linger, f)
+    }
+
     /// See [`SubscriberScheduler::subscribe_event`].
     pub fn subscribe_event<T: 'static, H: EventFn<T>>(&mut self, handler: H) -> &mut TaskSpec {
         self.scheduler.subscribe_event(handler)

@@ -297,6 +297,18 @@ impl HandlerError {
         Self { recovery, retry_after: None, attempts: None, panicked: false, source }
     }
 
+    /// The same failure for another message: the same recovery, delay and text (the
+    /// source itself cannot be shared), for a batch that failed as a whole.
+    pub(crate) fn for_another(&self) -> Self {
+        Self {
+            recovery: self.recovery,
+            retry_after: self.retry_after,
+            attempts: self.attempts,
+            panicked: self.panicked,
+            source: self.chain().into(),
+        }
+    }
+
     /// Whether the failure was a panic of the handler.
     pub fn is_panic(&self) -> bool {
         self.panicked

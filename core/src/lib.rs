@@ -27,6 +27,7 @@
 //! | tests | `testing/` (Recorder, TestKit) |
 
 mod admin;
+mod batch;
 mod bus;
 mod codec;
 mod commit;
@@ -54,6 +55,7 @@ pub mod testing;
 mod writer;
 
 pub use admin::{Admin, PartitionLag};
+pub use batch::{batch_handler_fn, BatchError, BatchHandler, BatchResult, BatchSpec, FnBatchHandler};
 pub use bus::Bus;
 pub use codec::{Codec, JsonCodec};
 pub use commit::{PartitionCommits, Ticket};

@@ -224,6 +224,9 @@ pub struct ReadContext {
     /// dead-lettered: the scheduler's default dead letter, if it has one. The runner calls
     /// it only on failure, so it costs the success path nothing.
     pub dead_letter: Option<crate::DeadLetter>,
+    /// Set for a batch task: [`run_source`](crate::run_source) then hands deliveries to
+    /// its batch handler, and the handler the reader was given is not called.
+    pub batch: Option<crate::BatchSpec>,
 }
 
 impl ReadContext {
@@ -235,6 +238,7 @@ impl ReadContext {
             ready: ReadySignal::new().0,
             stats: Arc::new(TaskStats::default()),
             dead_letter: None,
+            batch: None,
         }
     }
 }

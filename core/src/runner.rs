@@ -11,8 +11,8 @@ use tokio::task::JoinSet;
 use crate::hash::lane_of;
 use crate::reader::TaskStats;
 use crate::{
-    BoxHandler, DeadLetter, Delivery, HandlerError, Incoming, ReadContext, ReadTask, Result, Settlement, Source,
-    StopSignal,
+    BatchSpec, BoxHandler, DeadLetter, Delivery, HandlerError, Incoming, ReadContext, ReadTask, Result, Settlement,
+    Source, StopSignal,
 };
 
 /// Deliveries queued per lane ahead of the one running.
@@ -44,7 +44,9 @@ pub async fn run_source(
         task: task.clone(),
     };
     let fetch = task.prefetch.max(1);
-    let result = if task.concurrency <= 1 {
+    let result = if let Some(batch) = &ctx.batch {
+        run_batches(source, &step, batch).await
+    } else if task.concurrency <= 1 {
         run_sequential(source, &step, fetch).await
     } else {
         run_lanes(source, step, task.concurrency, fetch).await
@@ -98,6 +100,49 @@ async fn run_sequential(source: &mut (dyn Source + '_), step: &Step, fetch: usiz
         }
     }
     Ok(())
+}
+
+/// Gathers batches (up to `spec.max` deliveries, or what came within `spec.linger` of
+/// the first) and runs them one after another, so messages of a key keep their order
+/// across batches; each delivery is then settled by its own outcome.
+async fn run_batches(source: &mut (dyn Source + '_), step: &Step, spec: &BatchSpec) -> Result<()> {
+    let mut gathered: Vec<Incoming> = Vec::with_capacity(spec.max.min(MAX_PREALLOCATED));
+    let mut fetched = Vec::with_capacity(spec.max.min(MAX_PREALLOCATED));
+    loop {
+        let mut linger_ends = None;
+        while gathered.len() < spec.max {
+            let room = spec.max - gathered.len();
+            let fetch = tokio::select! {
+                biased;
+                _ = step.stop.stopped() => None,
+                _ = tokio::time::sleep_until(linger_ends.unwrap_or_else(tokio::time::Instant::now)), if linger_ends.is_some() => break,
+                fetch = source.next_batch(&mut fetched, room) => Some(fetch),
+            };
+            match fetch {
+                Some(Ok(n)) if n > 0 => {
+                    TaskStats::add(&step.stats.fetches);
+                    step.stats.fetched.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    gathered.append(&mut fetched);
+                    linger_ends.get_or_insert_with(|| tokio::time::Instant::now() + spec.linger);
+                }
+                Some(Ok(_)) | None => {
+                    release_all(gathered.drain(..).chain(fetched.drain(..))).await;
+                    return Ok(());
+                }
+                Some(Err(err)) => {
+                    release_all(gathered.drain(..).chain(fetched.drain(..))).await;
+                    return Err(err);
+                }
+            }
+        }
+        // A fetch cut short by the linger may have appended some already.
+        gathered.append(&mut fetched);
+        if step.stop.is_stopped() {
+            release_all(gathered.drain(..)).await;
+            return Ok(());
+        }
+        step.run_batch(spec, &mut gathered).await;
+    }
 }
 
 async fn run_lanes(source: &mut (dyn Source + '_), step: Step, lanes: usize, fetch: usize) -> Result<()> {
@@ -175,7 +220,7 @@ struct Step {
 
 impl Step {
     async fn run(&self, incoming: Incoming) {
-        let Incoming { delivery, mut settle } = incoming;
+        let Incoming { delivery, settle } = incoming;
         if !settle.is_current() {
             settle.release().await;
             return;
@@ -213,6 +258,13 @@ impl Step {
             // back as errors where there is middleware to see them.
             Err(panic) => Some(HandlerError::from_panic(&*panic)),
         };
+        self.finish(delivery, settle, failure).await;
+    }
+
+    /// Settles a delivery whose handling ended with `failure` (`None`: processed): a
+    /// failure goes to the default dead letter if there is one, else is nacked for a
+    /// redelivery after the nack delay.
+    async fn finish(&self, delivery: Delivery, mut settle: Box<dyn crate::Settle>, failure: Option<HandlerError>) {
         let failure = match (failure, &self.dead_letter) {
             (Some(err), Some(dead_letter)) => dead_letter.dispose(&delivery, err).await.err(),
             (failure, _) => failure,
@@ -240,6 +292,51 @@ impl Step {
                     "settlement failed"
                 );
             }
+        }
+    }
+
+    /// Runs the batch handler on `batch` (drained) and settles each delivery by its
+    /// outcome. A panic fails every delivery of the batch; at the shutdown deadline the
+    /// batch is left unsettled, as a single handler's delivery would be.
+    async fn run_batch(&self, spec: &BatchSpec, batch: &mut Vec<Incoming>) {
+        let mut deliveries = Vec::with_capacity(batch.len());
+        let mut settles = Vec::with_capacity(batch.len());
+        for Incoming { delivery, settle } in batch.drain(..) {
+            if settle.is_current() {
+                deliveries.push(delivery);
+                settles.push(settle);
+            } else {
+                settle.release().await;
+            }
+        }
+        if deliveries.is_empty() {
+            return;
+        }
+        self.stats.delivered.fetch_add(deliveries.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let call = AssertUnwindSafe(spec.handler.handle(&deliveries)).catch_unwind();
+        let outcome = tokio::select! {
+            biased;
+            outcome = call => outcome,
+            _ = self.stop.deadline_passed() => {
+                self.stats.abandoned.fetch_add(deliveries.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    topic = %self.task.topic,
+                    size = deliveries.len(),
+                    "batch handler still running at the shutdown deadline; its batch is left unsettled for redelivery"
+                );
+                return;
+            }
+        };
+        let failures = match outcome {
+            Ok(Ok(())) => (0..deliveries.len()).map(|_| None).collect(),
+            Ok(Err(err)) => err.into_failures(deliveries.len()),
+            Err(panic) => {
+                let err = HandlerError::from_panic(&*panic);
+                (0..deliveries.len()).map(|_| Some(err.for_another())).collect()
+            }
+        };
+        for ((delivery, settle), failure) in deliveries.into_iter().zip(settles).zip(failures) {
+            self.finish(delivery, settle, failure).await;
         }
     }
 

@@ -15,9 +15,9 @@ use crate::monitor::{Monitor, RunningGuard, TaskView};
 use crate::reader::TaskStats;
 use crate::shutdown::stop_pair;
 use crate::{
-    wire, BoxHandler, Codec, DeadLetter, Delivery, Error, ErrorKind, Event, EventFn, EventRegistry, Extensions,
-    Handler, HandlerError, Health, JsonCodec, Middleware, ReadContext, ReadTask, Reader, ReadySignal, Result,
-    StartFrom, StopHandle, StopSignal, TaskReport,
+    wire, BatchSpec, BoxHandler, Codec, DeadLetter, Delivery, Error, ErrorKind, Event, EventFn, EventRegistry,
+    Extensions, Handler, HandlerError, Health, JsonCodec, Middleware, ReadContext, ReadTask, Reader, ReadySignal,
+    Result, StartFrom, StopHandle, StopSignal, TaskReport,
 };
 
 /// Longest wait between restarts of a failing reader.
@@ -41,6 +41,8 @@ pub struct TaskSpec {
     task: ReadTask,
     handler: Slot,
     middleware: Vec<Arc<dyn Middleware>>,
+    /// Set for a task whose handler takes batches.
+    batch: Option<BatchSpec>,
 }
 
 /// Makes a typed handler from the scheduler's states.
@@ -281,13 +283,77 @@ impl<C: Codec> SubscriberScheduler<C> {
             }
             Err(err) => (H::Event::TYPE.to_owned(), Slot::Build(Box::new(move |_: &Extensions| Err(err)))),
         };
-        self.pending.push(TaskSpec { task: ReadTask::new(topic), handler: slot, middleware: Vec::new() });
+        self.pending.push(TaskSpec { task: ReadTask::new(topic), handler: slot, middleware: Vec::new(), batch: None });
         self.pending.last_mut().expect("just pushed")
     }
 
     /// Adds a fully built task.
     pub fn add(&mut self, task: ReadTask, handler: BoxHandler) -> &mut TaskSpec {
-        self.pending.push(TaskSpec { task, handler: Slot::Ready(handler), middleware: Vec::new() });
+        self.pending.push(TaskSpec { task, handler: Slot::Ready(handler), middleware: Vec::new(), batch: None });
+        self.pending.last_mut().expect("just pushed")
+    }
+
+    /// Subscribes a batch handler to `topic`: it gets up to `max` deliveries at once, or
+    /// what came within `linger` of the first, in the order the broker delivered them,
+    /// one batch after another (so a key's messages keep their order across batches;
+    /// the task's concurrency does not apply). Each delivery is then settled by its own
+    /// outcome: those the handler reports failed ([`BatchError`](crate::BatchError)) are
+    /// dead-lettered or redelivered as a single handler's failures are, the rest acked,
+    /// and on a log the commit never passes one that is not settled. Middleware wraps
+    /// single handlers and does not apply to batches.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tidewater_core::*;
+    /// # fn demo(scheduler: &mut SubscriberScheduler) {
+    /// scheduler
+    ///     .subscribe_batch("clicks", 500, Duration::from_millis(50), batch_handler_fn(|batch: Vec<Delivery>| async move {
+    ///         println!("storing {} clicks in one insert", batch.len());
+    ///         Ok::<_, BatchError>(())
+    ///     }))
+    ///     .group("analytics");
+    /// # }
+    /// ```
+    /// A typed batch handler on the topic the registry gives `E`: `f` gets the events of
+    /// a batch that decode (one that does not fails permanently, as with
+    /// [`subscribe_event`](Self::subscribe_event)), and indices in its
+    /// [`BatchError`](crate::BatchError) are into the events it got.
+    pub fn subscribe_event_batch<E, F, Fut>(&mut self, max: usize, linger: Duration, f: F) -> &mut TaskSpec
+    where
+        E: Event,
+        F: Fn(Vec<E>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = crate::BatchResult> + Send + 'static,
+    {
+        let handler = crate::batch::EventBatch { f, codec: Arc::clone(&self.codec), _event: PhantomData::<fn() -> E> };
+        match self.registry.topic_of::<E>() {
+            Ok(topic) => {
+                let topic = topic.to_owned();
+                self.subscribe_batch(topic, max, linger, handler)
+            }
+            Err(err) => {
+                let spec = self.subscribe_batch(E::TYPE, max, linger, handler);
+                spec.handler = Slot::Build(Box::new(move |_: &Extensions| Err(err)));
+                spec
+            }
+        }
+    }
+
+    /// See [`subscribe_event_batch`](Self::subscribe_event_batch) for typed events.
+    pub fn subscribe_batch(
+        &mut self,
+        topic: impl Into<String>,
+        max: usize,
+        linger: Duration,
+        handler: impl crate::BatchHandler,
+    ) -> &mut TaskSpec {
+        let spec = BatchSpec::new(Arc::new(handler), max, linger);
+        let mut task = ReadTask::new(topic);
+        // Fetch what a batch can hold.
+        task.prefetch = task.prefetch.max(spec.max);
+        let unused: BoxHandler = Arc::new(crate::handler_fn(|_d: Delivery| async {
+            Err::<(), _>(HandlerError::permanent("a batch task's deliveries go to its batch handler"))
+        }));
+        self.pending.push(TaskSpec { task, handler: Slot::Ready(unused), middleware: Vec::new(), batch: Some(spec) });
         self.pending.last_mut().expect("just pushed")
     }
 
@@ -313,8 +379,13 @@ impl<C: Codec> SubscriberScheduler<C> {
             let (ready, ready_rx) = ReadySignal::new();
             let (first_error, error_rx) = oneshot::channel();
             let stats = Arc::new(TaskStats::default());
-            let ctx =
-                ReadContext { stop: self.signal.clone(), ready: ready.clone(), stats: Arc::clone(&stats), dead_letter };
+            let ctx = ReadContext {
+                stop: self.signal.clone(),
+                ready: ready.clone(),
+                stats: Arc::clone(&stats),
+                dead_letter,
+                batch: spec.batch.clone(),
+            };
             let topic = spec.task.topic.clone();
             let running = Arc::new(AtomicBool::new(true));
             let view = TaskView { topic: topic.clone(), group: spec.task.group.clone(), stats, ready, running };

@@ -62,5 +62,6 @@ tidewater_conformance::conformance_tests!(
         shutdown_with_handlers_running: "core NATS keeps nothing for a redelivery after a shutdown",
         attempts_stay_exact_across_a_shutdown: "core NATS keeps nothing for a redelivery after a shutdown",
         lag_drains_to_zero: "core NATS keeps no messages and no positions, so a group has no lag to tell",
+        batches_settle_each_delivery: "core NATS does not redeliver the delivery a batch reports failed",
     }
 );
