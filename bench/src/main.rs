@@ -157,6 +157,35 @@ async fn tidewater(n: usize, body: &Bytes, typed: bool) -> Sample {
     sample
 }
 
+/// `publish_bytes`, consumed by a batch handler of up to 100 deliveries.
+async fn tidewater_batches(n: usize, body: &Bytes) -> Sample {
+    let latch = Latch::default();
+    let broker = tidewater::memory::MemoryBroker::new();
+    let mut bus = tidewater::Bus::new(&broker, tidewater::EventRegistry::new());
+    let counter = latch.clone();
+    let handler = tidewater::batch_handler_fn(move |batch: Vec<tidewater::Delivery>| {
+        let counter = counter.clone();
+        async move {
+            for delivery in &batch {
+                std::hint::black_box(delivery.message().payload.len());
+                counter.arrived();
+            }
+            Ok::<_, tidewater::BatchError>(())
+        }
+    });
+    bus.subscribe_batch("orders", 100, Duration::from_millis(1), handler).group("bench");
+    bus.start().await.unwrap();
+    let publisher = bus.publisher().clone();
+    let sample = timed(&latch, n, async || {
+        for _ in 0..n {
+            publisher.publish_bytes("orders", Bytes::copy_from_slice(body), "application/json").await.unwrap();
+        }
+    })
+    .await;
+    bus.shutdown(Duration::from_secs(10)).await.unwrap();
+    sample
+}
+
 // ---- RustStream ------------------------------------------------------------------------
 
 mod peer {
@@ -198,11 +227,12 @@ async fn ruststream(n: usize, body: &Bytes) -> Sample {
 
 // ---- the run ---------------------------------------------------------------------------
 
-const PATHS: [&str; 4] = [
+const PATHS: [&str; 5] = [
     "raw tokio mpsc of Bytes",
     "RustStream 0.7.7 memory, #[subscriber] &Order",
     "tidewater memory, publish_bytes -> fn(Order)",
     "tidewater memory, publish(&Order) -> fn(Order)",
+    "tidewater memory, publish_bytes -> batches of up to 100",
 ];
 
 async fn run(path: usize, n: usize, body: &Bytes) -> Sample {
@@ -210,7 +240,8 @@ async fn run(path: usize, n: usize, body: &Bytes) -> Sample {
         0 => raw_mpsc(n, body).await,
         1 => ruststream(n, body).await,
         2 => tidewater(n, body, false).await,
-        _ => tidewater(n, body, true).await,
+        3 => tidewater(n, body, true).await,
+        _ => tidewater_batches(n, body).await,
     }
 }
 
