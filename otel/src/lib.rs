@@ -35,7 +35,7 @@ mod publish;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tidewater_core::{Bus, Codec};
 
-pub use consume::TraceContext;
+pub use consume::{TraceContext, TracedBatch};
 pub use publish::TracedWriter;
 
 /// The headers the trace context travels in.

@@ -150,3 +150,52 @@ async fn on_pulsar() {
     let pulsar = tidewater_pulsar::Pulsar::connect(config).await.expect("the Pulsar scripts/test started");
     one_trace_crosses_the_broker_twice(&pulsar, "pulsar").await;
 }
+
+/// A batch has many parents: its one consumer span links the publish span of each
+/// message in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_links_every_message_it_took() {
+    exporter();
+    let nats = tidewater_nats::NatsConfig::new(tidewater_testkit::shared::nats_url());
+    let js = tidewater_nats::JetStream::connect(&nats, tidewater_nats::JetStreamConfig::default())
+        .await
+        .expect("the nats-server scripts/test started");
+    let topic = format!("otel{}-batch.clicks", std::process::id());
+    js.admin().create_topic(&topic, 1).await.unwrap();
+    let mut bus = Bus::new(&js, EventRegistry::new());
+    tidewater_otel::instrument(&mut bus);
+    let handled = Recorder::new();
+    let store = {
+        let handled = handled.clone();
+        tidewater_core::batch_handler_fn(move |batch: Vec<Delivery>| {
+            let handled = handled.clone();
+            async move {
+                for delivery in batch {
+                    handled.record(delivery);
+                }
+                Ok::<_, tidewater_core::BatchError>(())
+            }
+        })
+    };
+    bus.subscribe_batch(&topic, 3, Duration::from_secs(5), tidewater_otel::TracedBatch::new(store)).group("clicks");
+    bus.start().await.unwrap();
+    // Three messages, each published in a trace of its own.
+    for i in 0..3 {
+        let publish = bus.publisher().publish_bytes(&topic, format!("click {i}"), "text/plain");
+        publish.instrument(tracing::info_span!("page", i)).await.unwrap();
+    }
+    handled.wait_for(3, Duration::from_secs(30)).await.unwrap();
+    let publish_name = format!("publish {topic}");
+    let process_name = format!("process {topic}");
+    let spans = finished(4, |s| s.name == publish_name || s.name == process_name).await;
+    let published: Vec<_> = spans.iter().filter(|s| s.name == publish_name).map(|s| s.span_context.clone()).collect();
+    let batch = span(&spans, &process_name);
+    assert_eq!(batch.parent_span_id, SpanId::INVALID, "a batch span is a root of its own");
+    let mut linked: Vec<_> = batch.links.links.iter().map(|l| l.span_context.span_id()).collect();
+    let mut want: Vec<_> = published.iter().map(|c| c.span_id()).collect();
+    linked.sort_by_key(|id| id.to_string());
+    want.sort_by_key(|id| id.to_string());
+    assert_eq!(linked, want, "the batch links the publish span of each of its messages");
+    bus.shutdown(Duration::from_secs(5)).await.unwrap();
+    js.admin().delete_topic(&topic).await.unwrap();
+}

@@ -21,7 +21,7 @@
 //! | `tidewater_messages_in_flight` | topic, group | handed out, not yet settled |
 //! | `tidewater_task_ready` | topic, group | 1 while the task is subscribed |
 //! | `tidewater_consumer_lag` | topic, group, partition | not yet settled by the group, asked of the broker at each scrape |
-//! | `tidewater_handler_duration_seconds` | topic, group | the handler chain's time per delivery |
+//! | `tidewater_handler_duration_seconds` | topic, group | the handler chain's time per delivery (single handlers: middleware does not wrap batch handlers, whose deliveries the counters above count all the same) |
 //!
 //! Why `prometheus-client` and not the `metrics` facade with its exporter: the counters
 //! of a task already live in the scheduler, so the exporter reads them at scrape time
