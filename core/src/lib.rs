@@ -48,6 +48,7 @@ mod monitor;
 pub mod names;
 mod publisher;
 mod reader;
+pub mod request;
 mod runner;
 mod scheduler;
 mod shutdown;
@@ -77,6 +78,7 @@ pub use publisher::Publisher;
 pub use reader::{
     Incoming, ReadContext, ReadTask, Reader, ReadySignal, Settle, Source, StartFrom, TaskReport, TaskStats,
 };
+pub use request::Requester;
 pub use runner::{panic_message, run_source};
 pub use scheduler::{ShutdownReport, SubscriberScheduler, TaskSpec};
 pub use shutdown::{stop_pair, StopHandle, StopSignal};

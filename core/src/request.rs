@@ -1,0 +1,196 @@
+//! Request/reply over any broker: a request carries the topic to answer on and an id; a
+//! handler answers with [`Publisher::reply`]; the [`Requester`] waits for the answer
+//! with that id on a reply topic of its own.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::{
+    handler_fn, Admin, Codec, Delivery, Driver, Error, ErrorKind, Event, EventRegistry, HandlerError, Message,
+    Publisher, ReadTask, Result, StartFrom, SubscriberScheduler,
+};
+
+/// Header names of request/reply.
+pub mod headers {
+    /// On a request: the topic its reply goes to.
+    pub const REPLY_TO: &str = "tw-reply-to";
+    /// On a request and its reply: which request it is.
+    pub const REQUEST_ID: &str = "tw-request-id";
+}
+
+type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Delivery>>>>;
+
+/// Sends typed requests and waits for their typed replies.
+///
+/// It reads a reply topic of its own (`tidewater.inbox.<id>`), created when it starts
+/// and deleted by [`Requester::close`]; each request names it and carries an id, and the
+/// reply with that id ends the wait. A reply that comes after its request timed out is
+/// dropped and counted ([`Requester::late_replies`]), never delivered to a later request.
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # use serde::{Deserialize, Serialize};
+/// # use tidewater_core::*;
+/// # #[derive(Serialize, Deserialize)] struct Quote { sku: String }
+/// # impl Event for Quote { const TYPE: &'static str = "quote.requested"; }
+/// # #[derive(Serialize, Deserialize)] struct Price { cents: u64 }
+/// # async fn demo(driver: impl Driver) -> Result<()> {
+/// // The service that answers: a typed handler replies through the bus's publisher.
+/// let mut bus = Bus::new(&driver, EventRegistry::new().route::<Quote>("quotes"));
+/// bus.subscribe_event(|quote: Quote, request: Delivery, State(publisher): State<Publisher>| async move {
+///     publisher.reply(&request, &Price { cents: 1250 }).await?;
+///     Ok::<_, HandlerError>(())
+/// })
+/// .group("pricing");
+/// bus.start().await?;
+///
+/// // The one that asks.
+/// let requester = Requester::start(&driver, bus.publisher().clone()).await?;
+/// let price: Price = requester.request(&Quote { sku: "apple".into() }, Duration::from_secs(2)).await?;
+/// requester.close().await?;
+/// # Ok(()) }
+/// ```
+pub struct Requester<C: Codec = crate::JsonCodec> {
+    publisher: Publisher<C>,
+    inbox: String,
+    waiting: Waiting,
+    late: Arc<AtomicU64>,
+    scheduler: SubscriberScheduler,
+    admin: Arc<dyn Admin>,
+}
+
+impl<C: Codec> std::fmt::Debug for Requester<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Requester").field("inbox", &self.inbox).finish_non_exhaustive()
+    }
+}
+
+impl<C: Codec> Requester<C> {
+    /// Creates the reply topic on `driver`'s broker, subscribes to it, and returns once
+    /// replies can arrive. Requests go out through `publisher`.
+    pub async fn start(driver: &impl Driver, publisher: Publisher<C>) -> Result<Self> {
+        let inbox = format!("tidewater.inbox.{}", uuid::Uuid::now_v7().simple());
+        let admin = driver.admin();
+        // Brokers that create topics on first use (or whose admin is not configured)
+        // still take the subscription; one that cannot fails it below.
+        if let Err(err) = admin.create_topic(&inbox, 1).await {
+            tracing::debug!(topic = %inbox, error = %err, "the reply topic was not created ahead");
+        }
+        let waiting: Waiting = Arc::default();
+        let late = Arc::new(AtomicU64::new(0));
+        let handler = {
+            let (waiting, late) = (Arc::clone(&waiting), Arc::clone(&late));
+            handler_fn(move |reply: Delivery| {
+                let (waiting, late) = (Arc::clone(&waiting), Arc::clone(&late));
+                async move {
+                    let id = reply.message().headers.get(headers::REQUEST_ID).unwrap_or_default().to_owned();
+                    let waiter = waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                    match waiter {
+                        Some(waiter) => {
+                            let _ = waiter.send(reply);
+                        }
+                        None => {
+                            late.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(request = %id, "a reply came for no waiting request (it timed out); dropped");
+                        }
+                    }
+                    Ok::<_, HandlerError>(())
+                }
+            })
+        };
+        let mut scheduler = SubscriberScheduler::new(driver.reader(), EventRegistry::new());
+        // The topic is new and only this requester's: from its start, nothing is missed.
+        scheduler.add(ReadTask::new(&inbox).with_start(StartFrom::Earliest), Arc::new(handler));
+        scheduler.start().await?;
+        Ok(Self { publisher, inbox, waiting, late, scheduler, admin })
+    }
+
+    /// The reply topic.
+    pub fn inbox(&self) -> &str {
+        &self.inbox
+    }
+
+    /// Replies that came after their request had timed out, so far.
+    pub fn late_replies(&self) -> u64 {
+        self.late.load(Ordering::Relaxed)
+    }
+
+    /// Publishes `request` to the topic the registry gives its type and waits up to
+    /// `timeout` for the reply, decoded as `R`. No reply in time is a `Timeout` error
+    /// (on these brokers no answer and no responder look the same).
+    pub async fn request<E: Event, R: DeserializeOwned>(&self, request: &E, timeout: Duration) -> Result<R> {
+        let topic = self.publisher.registry().topic_of::<E>()?.to_owned();
+        self.request_to(&topic, request, timeout).await
+    }
+
+    /// [`Requester::request`] to `topic`.
+    pub async fn request_to<E: Event, R: DeserializeOwned>(
+        &self,
+        topic: &str,
+        request: &E,
+        timeout: Duration,
+    ) -> Result<R> {
+        let mut message = self.publisher.encode(topic, request)?;
+        let id = message.id.clone();
+        message.headers.insert(headers::REPLY_TO, self.inbox.as_str());
+        message.headers.insert(headers::REQUEST_ID, id.as_str());
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), tx);
+        // Forgotten however the wait ends, so a late reply finds no waiter.
+        let _forget = Forget { waiting: &self.waiting, id: &id };
+        self.publisher.publish_message(message).await?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => self.publisher.codec().decode_message(reply.message()).map_err(|e| e.with_topic(topic)),
+            Ok(Err(_)) => Err(Error::closed("the requester stopped before the reply came").with_topic(topic)),
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("no reply to request {id} within {timeout:?} (no handler answered, or none in time)"),
+            )
+            .with_topic(topic)),
+        }
+    }
+
+    /// Stops reading replies and deletes the reply topic.
+    pub async fn close(mut self) -> Result<()> {
+        self.scheduler.shutdown(Duration::from_secs(5)).await;
+        self.admin.delete_topic(&self.inbox).await
+    }
+}
+
+struct Forget<'a> {
+    waiting: &'a Waiting,
+    id: &'a str,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(self.id);
+    }
+}
+
+impl<C: Codec> Publisher<C> {
+    /// Answers `request` (a delivery a [`Requester`] sent) with `reply`, encoded with the
+    /// publisher's codec, on the topic the request names. A delivery that is not a
+    /// request is an `InvalidInput` error.
+    pub async fn reply<T: Serialize + ?Sized>(&self, request: &Delivery, reply: &T) -> Result<()> {
+        let asked = &request.message().headers;
+        let (Some(topic), Some(id)) = (asked.get(headers::REPLY_TO), asked.get(headers::REQUEST_ID)) else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("message {} is not a request: it has no {} header", request.message().id, headers::REPLY_TO),
+            )
+            .with_topic(&request.message().stream));
+        };
+        let payload = self.codec().encode(reply).map_err(|e| e.with_topic(topic))?;
+        let message = Message::new(topic, payload)
+            .with_content_type(self.codec().content_type())
+            .with_header(headers::REQUEST_ID, id);
+        self.publish_message(message).await.map(|_| ())
+    }
+}
