@@ -110,3 +110,10 @@ async fn on_streambus() {
     request_reply(StreamBus::connect(StreamBusConfig::new(double.addr().to_string())).await.unwrap(), "streambus")
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_core_nats() {
+    use tidewater::nats::{NatsConfig, NatsCore};
+    let nats = NatsConfig::new(tidewater_testkit::shared::nats_url());
+    request_reply(NatsCore::connect(&nats).await.unwrap(), "core").await;
+}
