@@ -162,3 +162,92 @@ impl Handler for RetryHandler {
         Err(err.with_attempts(Attempts { count: attempts, first_failure }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Delays on tokio's paused clock: exact, and instant to run.
+
+    use std::sync::Mutex;
+
+    use tidewater_core::{handler_fn, Message, Position};
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// Calls `retry` around a handler that fails `failures` times with `err`, and
+    /// returns the gaps between its calls, and the outcome.
+    async fn calls(
+        retry: Retry,
+        failures: usize,
+        err: fn() -> HandlerError,
+    ) -> (Vec<Duration>, Result<(), HandlerError>) {
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let handler = {
+            let times = Arc::clone(&times);
+            handler_fn(move |_d: Delivery| {
+                let times = Arc::clone(&times);
+                async move {
+                    let mut times = times.lock().unwrap();
+                    times.push(Instant::now());
+                    if times.len() <= failures {
+                        Err(err())
+                    } else {
+                        Ok(())
+                    }
+                }
+            })
+        };
+        let wrapped = retry.wrap(Arc::new(handler));
+        let delivery =
+            Delivery::new(Message::new("t", "x"), 1, Position::Queue { partition: None, sequence: None }, None);
+        let result = wrapped.handle(delivery).await;
+        let times = times.lock().unwrap();
+        (times.windows(2).map(|w| w[1].duration_since(w[0])).collect(), result)
+    }
+
+    /// Whether each gap is the wanted delay, give or take the timer's millisecond tick.
+    fn gaps_are(gaps: &[Duration], want_ms: &[u64]) -> bool {
+        gaps.len() == want_ms.len()
+            && gaps.iter().zip(want_ms).all(|(gap, ms)| (*ms..=ms + 2).contains(&(gap.as_millis() as u64)))
+    }
+
+    fn transient() -> HandlerError {
+        HandlerError::transient("try again")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delays_double_from_the_minimum() {
+        let retry = Retry::new().max_attempts(4).min_delay(Duration::from_millis(100)).without_jitter();
+        let (after, result) = calls(retry, 3, transient).await;
+        assert!(result.is_ok());
+        assert!(gaps_are(&after, &[100, 200, 400]), "100, then 200, then 400 ms between calls: {after:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delays_stop_growing_at_the_maximum() {
+        let retry = Retry::new()
+            .max_attempts(5)
+            .min_delay(Duration::from_millis(100))
+            .max_delay(Duration::from_millis(250))
+            .without_jitter();
+        let (after, result) = calls(retry, 10, transient).await;
+        let err = result.expect_err("every call failed");
+        assert_eq!(err.attempts().map(|a| a.count), Some(5));
+        assert!(gaps_are(&after, &[100, 200, 250, 250]), "{after:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_failure_is_not_retried() {
+        let retry = Retry::new().max_attempts(5).without_jitter();
+        let (after, result) = calls(retry, 10, || HandlerError::permanent("bad input")).await;
+        assert!(after.is_empty(), "one call only");
+        assert_eq!(result.expect_err("failed").attempts().map(|a| a.count), Some(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_keeps_delays_between_the_delay_and_twice_it() {
+        let retry = Retry::new().max_attempts(2).min_delay(Duration::from_millis(100));
+        let (after, _) = calls(retry, 1, transient).await;
+        assert!((100..=200).contains(&after[0].as_millis()), "{after:?}");
+    }
+}
