@@ -17,6 +17,7 @@
 //! | `streambus`  | `streambus`   | native client for both StreamBus protocol generations: groups, offsets and transactions on later brokers, static partitions and a value envelope on v1.0.x |
 //! | `prometheus` | `prometheus`  | Prometheus metrics (counters per task, handler durations, consumer lag per partition) and a `/metrics`, `/health/live`, `/health/ready` endpoint, on prometheus-client |
 //! | `otel`       | `otel`        | OpenTelemetry trace context across the broker: W3C `traceparent` in headers, producer and consumer spans, on tracing-opentelemetry |
+//! | `outbox`     | `outbox`      | a transactional outbox on PostgreSQL (sqlx): messages stored in the business transaction, relayed to any driver in order per key by one or several relays |
 //! | `full`       | all of the above | |
 //!
 //! A default build compiles no network client crate.
@@ -87,3 +88,7 @@ pub use tidewater_prometheus as prometheus;
 /// OpenTelemetry trace context across the broker.
 #[cfg(feature = "otel")]
 pub use tidewater_otel as otel;
+
+/// The transactional outbox on PostgreSQL.
+#[cfg(feature = "outbox")]
+pub use tidewater_outbox as outbox;

@@ -5,6 +5,7 @@
 //! - [`KafkaBroker`]: Apache Kafka 4 in KRaft mode.
 //! - [`NatsServer`]: the current nats-server and Debian's 2.9.
 //! - [`PulsarStandalone`]: Apache Pulsar standalone.
+//! - [`PostgresServer`]: PostgreSQL, for the outbox.
 //! - [`clients`]: Kafka's Java client and the Python clients.
 //! - [`shared`]: the brokers `scripts/test` starts once per run.
 //!
@@ -16,11 +17,13 @@ pub mod clients;
 pub mod install;
 mod kafka;
 mod nats;
+mod postgres;
 pub mod process;
 mod pulsar;
 pub mod shared;
 
 pub use kafka::{kafka_class_path, kafka_version, KafkaBroker};
 pub use nats::{NatsRelease, NatsServer};
+pub use postgres::PostgresServer;
 pub use process::{free_port, fresh_dir, BrokerProcess};
 pub use pulsar::{create_partitioned_topic, pulsar_version, PulsarOptions, PulsarStandalone};

@@ -1,0 +1,42 @@
+//! A transactional outbox on PostgreSQL: a service stores the messages it means to
+//! publish in the same database transaction as its business write, so both happen or
+//! neither does; a [`Relay`] forwards them to any driver afterwards, at least once, in
+//! order per key, and deletes them.
+//!
+//! ```no_run
+//! # async fn demo(pool: sqlx::PgPool, publisher: tidewater_core::Publisher, writer: std::sync::Arc<dyn tidewater_core::Writer>) -> tidewater_core::Result<()> {
+//! use tidewater_core::Message;
+//! use tidewater_outbox::{Outbox, Relay};
+//!
+//! let outbox = Outbox::new();
+//! outbox.create_table(&pool).await?;
+//!
+//! // In the service: the order and its event, in one transaction.
+//! let mut tx = pool.begin().await.expect("a transaction");
+//! sqlx::query("INSERT INTO orders (id) VALUES ('o-1')").execute(&mut *tx).await.expect("the order");
+//! outbox.store(&mut tx, &Message::new("orders", "{\"id\":\"o-1\"}").with_key("o-1")).await?;
+//! tx.commit().await.expect("committed");
+//!
+//! // Anywhere (several instances may run): forward what was committed.
+//! let relay = Relay::new(pool.clone(), writer);
+//! relay.run_until(std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! **Order and several relays.** Rows go to one of [`BUCKETS`] buckets by key (keyless
+//! rows by id). A relay takes a bucket with a transaction-scoped advisory lock, forwards
+//! its oldest rows in order, deletes them and commits; another relay skips a bucket that
+//! is taken and works on the others. So relays run side by side and never reorder a key.
+//!
+//! **At least once.** Rows are deleted only after the broker took them. A relay that dies
+//! between the two leaves them in the table; the next pass forwards them again, so the
+//! consumer sees a duplicate (with the same message id: deduplicate on it).
+
+mod relay;
+mod store;
+
+pub use relay::{Relay, RelayReport};
+pub use store::Outbox;
+
+/// How many buckets rows are spread over; relays work on different buckets at once.
+pub const BUCKETS: i32 = 16;
