@@ -232,40 +232,21 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod conformance {
     use super::*;
-    use tidewater_conformance::{Capabilities, Fixture};
+    use tidewater_conformance::{Capabilities, DriverFixture};
 
-    struct ToyFixture(Toy);
-
-    #[async_trait]
-    impl Fixture for ToyFixture {
-        fn capabilities(&self) -> Capabilities {
-            Capabilities {
-                persistent: false,
-                group_positions: false,
-                redelivery_on_nack: false,
-                counts_attempts: false,
-                settles_exactly: false,
-                reports_lag: false,
-                partitions: 1,
-                ..Capabilities::default()
-            }
-        }
-
-        async fn admin(&self) -> Arc<dyn Admin> {
-            self.0.admin()
-        }
-
-        async fn writer(&self) -> Arc<dyn Writer> {
-            self.0.writer()
-        }
-
-        async fn reader(&self) -> Arc<dyn Reader> {
-            self.0.reader()
-        }
-    }
-
-    async fn fixture() -> ToyFixture {
-        ToyFixture(Toy::default())
+    /// The toy and what it can do: it keeps nothing and redelivers nothing.
+    async fn fixture() -> DriverFixture<Toy> {
+        let capabilities = Capabilities {
+            persistent: false,
+            group_positions: false,
+            redelivery_on_nack: false,
+            counts_attempts: false,
+            settles_exactly: false,
+            reports_lag: false,
+            partitions: 1,
+            ..Capabilities::default()
+        };
+        DriverFixture::new(Toy::default(), capabilities)
     }
 
     tidewater_conformance::conformance_tests!(

@@ -128,6 +128,46 @@ pub trait Fixture: Send + Sync + 'static {
     async fn reader(&self) -> Arc<dyn Reader>;
 }
 
+/// The fixture of a driver whose writer, reader and admin all come from its
+/// [`Driver`](tidewater_core::Driver), as most do: the driver and what its broker can do.
+///
+/// ```text
+/// async fn fixture() -> DriverFixture<MyDriver> {
+///     DriverFixture::new(MyDriver::connect().await, Capabilities { partitions: 3, ..Capabilities::default() })
+/// }
+/// tidewater_conformance::conformance_tests!(fixture);
+/// ```
+pub struct DriverFixture<D> {
+    driver: D,
+    capabilities: Capabilities,
+}
+
+impl<D> DriverFixture<D> {
+    /// `driver`, whose broker can do what `capabilities` says.
+    pub fn new(driver: D, capabilities: Capabilities) -> Self {
+        Self { driver, capabilities }
+    }
+}
+
+#[async_trait]
+impl<D: tidewater_core::Driver + Send + Sync + 'static> Fixture for DriverFixture<D> {
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities.clone()
+    }
+
+    async fn admin(&self) -> Arc<dyn Admin> {
+        self.driver.admin()
+    }
+
+    async fn writer(&self) -> Arc<dyn Writer> {
+        self.driver.writer()
+    }
+
+    async fn reader(&self) -> Arc<dyn Reader> {
+        self.driver.reader()
+    }
+}
+
 /// How many copies of the suite the stress test runs at once: the
 /// `TIDEWATER_STRESS` environment variable, 2 when it is not set.
 pub fn stress_copies() -> usize {

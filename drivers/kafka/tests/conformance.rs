@@ -12,37 +12,12 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use tidewater_conformance::{Capabilities, Fixture};
-use tidewater_core::{Admin, Driver, Reader, Writer};
+use tidewater_conformance::{Capabilities, DriverFixture};
 use tidewater_kafka::Kafka;
 
-struct KafkaFixture(Kafka);
-
-#[async_trait]
-impl Fixture for KafkaFixture {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { partitions: 3, settles_exactly: false, ..Capabilities::default() }
-    }
-
-    async fn admin(&self) -> Arc<dyn Admin> {
-        self.0.admin()
-    }
-
-    async fn writer(&self) -> Arc<dyn Writer> {
-        self.0.writer()
-    }
-
-    async fn reader(&self) -> Arc<dyn Reader> {
-        self.0.reader()
-    }
-}
-
-async fn fixture() -> KafkaFixture {
+async fn fixture() -> DriverFixture<Kafka> {
     let kafka = Kafka::connect(support::config(&support::shared_brokers())).await.expect("connect to the test Kafka");
-    KafkaFixture(kafka)
+    DriverFixture::new(kafka, Capabilities { partitions: 3, settles_exactly: false, ..Capabilities::default() })
 }
 
 tidewater_conformance::conformance_tests!(fixture);

@@ -8,48 +8,26 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use tidewater_conformance::{Capabilities, Fixture};
-use tidewater_core::{Admin, Driver, Reader, Writer};
+use tidewater_conformance::{Capabilities, DriverFixture};
 use tidewater_nats::{NatsConfig, NatsCore};
 
-struct Core(NatsCore);
-
-#[async_trait]
-impl Fixture for Core {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            persistent: false,
-            redelivery_on_nack: false,
-            counts_attempts: false,
-            settles_exactly: false,
-            // Core NATS keeps no list of subjects.
-            lists_topics: false,
-            // Nor positions to measure a group against.
-            reports_lag: false,
-            group_positions: false,
-            partitions: 1,
-            ..Capabilities::default()
-        }
-    }
-
-    async fn admin(&self) -> Arc<dyn Admin> {
-        self.0.admin()
-    }
-
-    async fn writer(&self) -> Arc<dyn Writer> {
-        self.0.writer()
-    }
-
-    async fn reader(&self) -> Arc<dyn Reader> {
-        self.0.reader()
-    }
-}
-
-async fn fixture() -> Core {
-    Core(NatsCore::connect(&NatsConfig::new(support::shared_url())).await.expect("connect to the test nats-server"))
+async fn fixture() -> DriverFixture<NatsCore> {
+    let core =
+        NatsCore::connect(&NatsConfig::new(support::shared_url())).await.expect("connect to the test nats-server");
+    let capabilities = Capabilities {
+        persistent: false,
+        redelivery_on_nack: false,
+        counts_attempts: false,
+        settles_exactly: false,
+        // Core NATS keeps no list of subjects.
+        lists_topics: false,
+        // Nor positions to measure a group against.
+        reports_lag: false,
+        group_positions: false,
+        partitions: 1,
+        ..Capabilities::default()
+    };
+    DriverFixture::new(core, capabilities)
 }
 
 tidewater_conformance::conformance_tests!(

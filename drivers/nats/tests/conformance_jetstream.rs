@@ -3,40 +3,15 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use tidewater_conformance::{Capabilities, Fixture};
-use tidewater_core::{Admin, Driver, Reader, Writer};
+use tidewater_conformance::{Capabilities, DriverFixture};
 use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig};
 
-struct Js(JetStream);
-
-#[async_trait]
-impl Fixture for Js {
-    fn capabilities(&self) -> Capabilities {
-        // JetStream streams are not partitioned; order is per subject.
-        Capabilities { partitions: 1, ..Capabilities::default() }
-    }
-
-    async fn admin(&self) -> Arc<dyn Admin> {
-        self.0.admin()
-    }
-
-    async fn writer(&self) -> Arc<dyn Writer> {
-        self.0.writer()
-    }
-
-    async fn reader(&self) -> Arc<dyn Reader> {
-        self.0.reader()
-    }
-}
-
-async fn fixture() -> Js {
+async fn fixture() -> DriverFixture<JetStream> {
     let js = JetStream::connect(&NatsConfig::new(support::shared_url()), JetStreamConfig::default())
         .await
         .expect("connect to the test nats-server");
-    Js(js)
+    // JetStream streams are not partitioned; order is per subject.
+    DriverFixture::new(js, Capabilities { partitions: 1, ..Capabilities::default() })
 }
 
 tidewater_conformance::conformance_tests!(fixture);

@@ -4,41 +4,18 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use tidewater_conformance::{Capabilities, Fixture};
-use tidewater_core::{Admin, Driver, Reader, Writer};
+use tidewater_conformance::{Capabilities, DriverFixture};
 use tidewater_pulsar::Pulsar;
 
-struct PulsarFixture(Pulsar);
-
-#[async_trait]
-impl Fixture for PulsarFixture {
-    fn capabilities(&self) -> Capabilities {
-        // A minute to wait for deliveries, not the default half: under the stress test
-        // (ten copies of the suite at once, beside three other JVMs on two cores) the
-        // broker once took longer than 30 s to hand a closed consumer's unacked messages
-        // to the next one. Only a failing case waits that long.
-        Capabilities { partitions: 3, patience: std::time::Duration::from_secs(60), ..Capabilities::default() }
-    }
-
-    async fn admin(&self) -> Arc<dyn Admin> {
-        self.0.admin()
-    }
-
-    async fn writer(&self) -> Arc<dyn Writer> {
-        self.0.writer()
-    }
-
-    async fn reader(&self) -> Arc<dyn Reader> {
-        self.0.reader()
-    }
-}
-
-async fn fixture() -> PulsarFixture {
+async fn fixture() -> DriverFixture<Pulsar> {
     let url = support::shared_url();
-    PulsarFixture(Pulsar::connect(support::config(&url)).await.expect("connect to the test Pulsar"))
+    let pulsar = Pulsar::connect(support::config(&url)).await.expect("connect to the test Pulsar");
+    // A minute to wait for deliveries, not the default half: under the stress test
+    // (ten copies of the suite at once, beside three other JVMs on two cores) the
+    // broker once took longer than 30 s to hand a closed consumer's unacked messages
+    // to the next one. Only a failing case waits that long.
+    let patience = std::time::Duration::from_secs(60);
+    DriverFixture::new(pulsar, Capabilities { partitions: 3, patience, ..Capabilities::default() })
 }
 
 tidewater_conformance::conformance_tests!(fixture);
