@@ -99,7 +99,7 @@ impl Monitor {
                 group: t.group.clone(),
                 running: t.running.load(Ordering::Acquire),
                 subscribed: t.ready.is_ready(),
-                restarts: t.stats.report(&t.topic, t.group.as_deref()).restarts,
+                restarts: t.stats.restarts.load(Ordering::Relaxed),
             })
             .collect();
         let connected = self.reader.connected();

@@ -14,8 +14,14 @@ use tidewater_memory::MemoryBroker;
 use tidewater_outbox::{Outbox, Relay};
 use tidewater_testkit::PostgresServer;
 
-async fn pool(server: &PostgresServer) -> PgPool {
-    PgPoolOptions::new().max_connections(8).connect(&server.url()).await.expect("connect to the test PostgreSQL")
+/// A server of the test's own, a pool on it, and the outbox table made.
+async fn setup() -> (PostgresServer, PgPool, Outbox) {
+    let server = PostgresServer::start();
+    let pool =
+        PgPoolOptions::new().max_connections(8).connect(&server.url()).await.expect("connect to the test PostgreSQL");
+    let outbox = Outbox::new();
+    outbox.create_table(&pool).await.unwrap();
+    (server, pool, outbox)
 }
 
 /// Stores `n` messages over `keys` keys in one committed transaction; message `i` has
@@ -41,10 +47,7 @@ async fn remaining(pool: &PgPool) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_transaction_publishes_nothing() {
-    let server = PostgresServer::start();
-    let pool = pool(&server).await;
-    let outbox = Outbox::new();
-    outbox.create_table(&pool).await.unwrap();
+    let (_server, pool, outbox) = setup().await;
     sqlx::query("CREATE TABLE orders (id TEXT PRIMARY KEY)").execute(&pool).await.unwrap();
 
     let mut tx = pool.begin().await.unwrap();
@@ -85,10 +88,7 @@ impl Writer for Slow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_stopped_dead_loses_nothing() {
     const N: usize = 2000;
-    let server = PostgresServer::start();
-    let pool = pool(&server).await;
-    let outbox = Outbox::new();
-    outbox.create_table(&pool).await.unwrap();
+    let (_server, pool, outbox) = setup().await;
     store(&pool, &outbox, N, 10).await;
     let broker = MemoryBroker::new();
 
@@ -120,10 +120,7 @@ async fn a_relay_stopped_dead_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_never_reorder_a_key() {
     const N: usize = 3000;
-    let server = PostgresServer::start();
-    let pool = pool(&server).await;
-    let outbox = Outbox::new();
-    outbox.create_table(&pool).await.unwrap();
+    let (_server, pool, outbox) = setup().await;
     store(&pool, &outbox, N, 20).await;
     let broker = MemoryBroker::new();
 
