@@ -243,6 +243,7 @@ mod conformance {
             counts_attempts: false,
             settles_exactly: false,
             reports_lag: false,
+            transactions: false,
             partitions: 1,
             ..Capabilities::default()
         };

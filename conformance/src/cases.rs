@@ -485,7 +485,8 @@ pub async fn run_stress(f: Arc<dyn Fixture>, copies: usize) {
             crate::topics_are_administered(Arc::clone(&f)).await;
             crate::concurrency_runs_handlers_in_parallel(Arc::clone(&f)).await;
             crate::lag_drains_to_zero(Arc::clone(&f)).await;
-            crate::batches_settle_each_delivery(f).await;
+            crate::batches_settle_each_delivery(Arc::clone(&f)).await;
+            crate::transactions_land_whole_or_not_at_all(f).await;
         }));
     }
     for run in runs {

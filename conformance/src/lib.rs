@@ -42,18 +42,20 @@ mod failures;
 mod operations;
 pub mod restart;
 mod support;
+mod transactions;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tidewater_core::{Admin, Reader, Result, Writer};
+use tidewater_core::{Admin, Reader, Result, Transactions, Writer};
 
 pub use batches::*;
 pub use cases::*;
 pub use failures::*;
 pub use operations::*;
 pub use support::fresh_topic;
+pub use transactions::*;
 
 /// What a driver's broker can do. Each flag turns on the cases that need it.
 #[derive(Clone, Debug)]
@@ -82,6 +84,10 @@ pub struct Capabilities {
     pub lists_topics: bool,
     /// The broker tells how far a group is behind ([`Admin::lag`] answers).
     pub reports_lag: bool,
+    /// Transactions: writes that land together or not at all, and consumed positions
+    /// committed with them ([`Fixture::transactions`] opens them). Off, the driver must
+    /// answer `Unsupported`, which the transactions case checks instead.
+    pub transactions: bool,
     /// Partitions to create topics with.
     pub partitions: u32,
     /// How long a case waits for deliveries before it fails.
@@ -101,6 +107,7 @@ impl Default for Capabilities {
             settles_exactly: true,
             lists_topics: true,
             reports_lag: true,
+            transactions: true,
             partitions: 3,
             patience: Duration::from_secs(30),
         }
@@ -126,6 +133,13 @@ pub trait Fixture: Send + Sync + 'static {
 
     /// A reader.
     async fn reader(&self) -> Arc<dyn Reader>;
+
+    /// Transactions under `id`. The default answers `Unsupported`, as a driver without
+    /// them does.
+    async fn transactions(&self, id: &str) -> Result<Arc<dyn Transactions>> {
+        let _ = id;
+        Err(tidewater_core::transaction::unsupported(self.reader().await.driver()))
+    }
 }
 
 /// The fixture of a driver whose writer, reader and admin all come from its
@@ -166,6 +180,10 @@ impl<D: tidewater_core::Driver + Send + Sync + 'static> Fixture for DriverFixtur
     async fn reader(&self) -> Arc<dyn Reader> {
         self.driver.reader()
     }
+
+    async fn transactions(&self, id: &str) -> Result<Arc<dyn Transactions>> {
+        self.driver.transactions(id)
+    }
 }
 
 /// How many copies of the suite the stress test runs at once: the
@@ -204,7 +222,7 @@ macro_rules! conformance_tests {
             oversize_is_too_large, shutdown_with_handlers_running, panics_reach_the_chain,
             permanent_failures_never_loop, attempts_stay_exact_across_a_shutdown, names_follow_one_rule,
             topics_are_administered, concurrency_runs_handlers_in_parallel, lag_drains_to_zero,
-            batches_settle_each_delivery);
+            batches_settle_each_delivery, transactions_land_whole_or_not_at_all);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stress() {
@@ -294,6 +312,9 @@ macro_rules! __conformance_case {
     };
     ($make:path; batches_settle_each_delivery; [batches_settle_each_delivery : $why:literal $(, $r:ident : $rw:literal)*]) => {
         $crate::__conformance_test!($make; batches_settle_each_delivery; $why);
+    };
+    ($make:path; transactions_land_whole_or_not_at_all; [transactions_land_whole_or_not_at_all : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; transactions_land_whole_or_not_at_all; $why);
     };
     ($make:path; [$skip:ident : $why:literal $(, $r:ident : $rw:literal)*]; $case:ident) => {
         $crate::__conformance_case!($make; $case; [$skip : $why $(, $r : $rw)*]);

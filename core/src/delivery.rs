@@ -1,5 +1,6 @@
 //! What a handler receives: a message plus where and how often it was delivered.
 
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,15 +94,41 @@ struct Inner {
     dead_lettered: AtomicBool,
     /// In-place retries made of the first delivery, counted there.
     retries: AtomicU32,
+    /// What the driver that made the delivery needs to find it again (see
+    /// [`Delivery::with_origin`]).
+    origin: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl Delivery {
     /// A delivery of `message`, for drivers. `attempt` is the broker's delivery count,
     /// from 1.
     pub fn new(message: impl Into<Arc<Message>>, attempt: u32, position: Position, group: Option<Arc<str>>) -> Self {
+        Self::build(message.into(), attempt, position, group, None)
+    }
+
+    /// [`Delivery::new`] with the driver's `origin`: what the driver needs to find the
+    /// delivery's consumer again later, for example to commit its position in a
+    /// transaction. Shared, not copied, per delivery; [`Delivery::origin`] reads it back.
+    pub fn with_origin(
+        message: impl Into<Arc<Message>>,
+        attempt: u32,
+        position: Position,
+        group: Option<Arc<str>>,
+        origin: Arc<dyn Any + Send + Sync>,
+    ) -> Self {
+        Self::build(message.into(), attempt, position, group, Some(origin))
+    }
+
+    fn build(
+        message: Arc<Message>,
+        attempt: u32,
+        position: Position,
+        group: Option<Arc<str>>,
+        origin: Option<Arc<dyn Any + Send + Sync>>,
+    ) -> Self {
         let attempt = attempt.max(1);
         Self(Arc::new(Inner {
-            message: message.into(),
+            message,
             attempt,
             deliveries: attempt,
             position,
@@ -109,7 +136,13 @@ impl Delivery {
             first: None,
             dead_lettered: AtomicBool::new(false),
             retries: AtomicU32::new(0),
+            origin,
         }))
+    }
+
+    /// The origin the driver gave the delivery, if it is a `T`.
+    pub fn origin<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.0.origin.clone().and_then(|origin| origin.downcast().ok())
     }
 
     /// The same delivery for the next handler call of an in-place retry, its attempt one
@@ -136,6 +169,7 @@ impl Delivery {
             first: Some(first),
             dead_lettered: AtomicBool::new(false),
             retries: AtomicU32::new(0),
+            origin: self.0.origin.clone(),
         }))
     }
 

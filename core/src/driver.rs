@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::admin::NoAdmin;
-use crate::{Admin, Reader, Writer};
+use crate::{Admin, Reader, Result, Transactions, Writer};
 
 /// A broker connection that gives a writer and a reader: what a [`Bus`](crate::Bus) is
 /// built from. Every driver crate's main type implements it.
@@ -17,5 +17,13 @@ pub trait Driver {
     /// with `Unsupported`; every driver of this workspace has its own.
     fn admin(&self) -> Arc<dyn Admin> {
         Arc::new(NoAdmin(self.reader().driver()))
+    }
+
+    /// Transactions under the transactional id `id` (see [`Transactions`] for how to
+    /// pick it). The default, for a driver without them, is an `Unsupported` error;
+    /// Kafka and the memory driver have them.
+    fn transactions(&self, id: &str) -> Result<Arc<dyn Transactions>> {
+        let _ = id;
+        Err(crate::transaction::unsupported(self.reader().driver()))
     }
 }

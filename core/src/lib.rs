@@ -22,7 +22,7 @@
 //! | running handlers | `runner.rs` (the shared read loop, lanes, settlement), `scheduler.rs` (workers, restarts, shutdown), `shutdown.rs`, `hash.rs` (lanes by key) |
 //! | handlers and middleware | `handler.rs` (Handler, Middleware, `handler_fn`, `middleware_fn`), `extract.rs` (typed handlers, State), `extensions.rs`, `context.rs` (correlation ids) |
 //! | failures | `error.rs`, `dead_letter.rs` (DeadLetter, Redrive) |
-//! | publishing | `publisher.rs`, `event.rs` (Event, EventRegistry), `codec.rs` |
+//! | publishing | `publisher.rs`, `event.rs` (Event, EventRegistry), `codec.rs`, `transaction.rs` (writes that land together, consumed positions with them), `request.rs` (request/reply) |
 //! | the service's view | `bus.rs`, `health.rs`, `monitor.rs` (health, counters and lag for probes and exporters) |
 //! | tests | `testing/` (Recorder, TestKit) |
 
@@ -53,6 +53,7 @@ mod runner;
 mod scheduler;
 mod shutdown;
 pub mod testing;
+pub mod transaction;
 mod writer;
 
 pub use admin::{Admin, PartitionLag};
@@ -82,4 +83,5 @@ pub use request::Requester;
 pub use runner::{panic_message, run_source};
 pub use scheduler::{ShutdownReport, SubscriberScheduler, TaskSpec};
 pub use shutdown::{stop_pair, StopHandle, StopSignal};
+pub use transaction::{Transaction, Transactions};
 pub use writer::{CloseFlag, Writer};

@@ -197,6 +197,11 @@ pub struct KafkaConfig {
     /// How often processed offsets are committed while a reader runs. Offsets are also
     /// committed when partitions are revoked and when the reader stops. Default 1 s.
     pub commit_interval: Duration,
+    /// How long a transaction may stay open before the broker aborts it
+    /// (`transaction.timeout.ms`). Default 60 s. A transaction a crashed process left
+    /// open holds `read_committed` readers back until then, unless a new producer with
+    /// the same transactional id starts first (see [`Kafka::kafka_transactions`](crate::Kafka::kafka_transactions)).
+    pub transaction_timeout: Duration,
     /// Create topics that do not exist when a writer or reader first uses them, made as
     /// this says. `None` makes an unknown topic an `UnknownTopic` error. Default
     /// `Some` with 3 partitions and the broker's replication factor.
@@ -225,6 +230,7 @@ impl KafkaConfig {
             request_timeout: Duration::from_secs(10),
             session_timeout: Duration::from_secs(45),
             commit_interval: Duration::from_secs(1),
+            transaction_timeout: Duration::from_secs(60),
             auto_create_topics: Some(TopicSpec::default()),
             group_scope: GroupScope::PerTopic,
             sasl: None,
@@ -339,6 +345,18 @@ impl KafkaConfig {
             .set("message.timeout.ms", millis(self.delivery_timeout))
             .set("partitioner", self.partitioner.name());
         self.finish(c)
+    }
+
+    /// A transactional producer's properties, under the transactional id `id`.
+    pub(crate) fn transactional_producer(&self, id: &str) -> ClientConfig {
+        let mut c = self.producer();
+        // librdkafka refuses a message timeout longer than the transaction's.
+        let delivery = self.delivery_timeout.min(self.transaction_timeout);
+        c.set("transactional.id", id)
+            .set("transaction.timeout.ms", millis(self.transaction_timeout))
+            .set("message.timeout.ms", millis(delivery))
+            .set("enable.idempotence", "true");
+        c
     }
 
     /// The admin client's properties.

@@ -8,6 +8,9 @@
 //! - [`KafkaReader`]: consumer groups with manual commits that never pass an unprocessed
 //!   record, also with concurrency above 1; commits on revoke and at stop; a nack rewinds
 //!   the partition ([`DeliveryModel::Log`](tidewater_core::DeliveryModel::Log)).
+//! - [`KafkaTransactions`]: writes that land together or not at all, and offsets of
+//!   consumed records committed in the same transaction (exactly once from topic to
+//!   topic for `read_committed` readers, librdkafka's default).
 //! - Topics a writer or reader uses are created when missing, if
 //!   [`KafkaConfig::auto_create_topics`] allows it, and are an `UnknownTopic` error
 //!   otherwise.
@@ -43,15 +46,17 @@ mod errors;
 mod reader;
 mod record;
 mod topics;
+mod transaction;
 mod writer;
 
 use std::sync::Arc;
 
 use rdkafka::producer::FutureProducer;
-use tidewater_core::{Admin, Driver, Reader, Result, Writer};
+use tidewater_core::{Admin, Driver, Reader, Result, Transactions, Writer};
 
 pub use config::{Compression, GroupScope, KafkaConfig, Partitioner, Sasl, SaslMechanism, Tls, TopicSpec};
 pub use reader::KafkaReader;
+pub use transaction::KafkaTransactions;
 pub use writer::KafkaWriter;
 
 /// Re-exported so services can reach librdkafka where tidewater does not go.
@@ -106,6 +111,12 @@ impl Kafka {
         KafkaReader::new(Arc::clone(&self.config), Arc::clone(&self.topics))
     }
 
+    /// Transactions under the transactional id `id`: a transactional producer of their
+    /// own, made at the first transaction. See [`KafkaTransactions`].
+    pub fn kafka_transactions(&self, id: &str) -> KafkaTransactions {
+        KafkaTransactions::new(Arc::clone(&self.config), Arc::clone(&self.topics), id)
+    }
+
     /// The shared producer, for what tidewater does not cover.
     pub fn producer(&self) -> &FutureProducer {
         &self.producer
@@ -128,6 +139,10 @@ impl Driver for Kafka {
 
     fn reader(&self) -> Arc<dyn Reader> {
         Arc::new(self.kafka_reader())
+    }
+
+    fn transactions(&self, id: &str) -> Result<Arc<dyn Transactions>> {
+        Ok(Arc::new(self.kafka_transactions(id)))
     }
 }
 

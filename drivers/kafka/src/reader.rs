@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use crate::errors::{kafka_error, kind_of};
 use crate::record::from_record;
 use crate::topics::{blocking, Topics};
+use crate::transaction::KafkaOrigin;
 use crate::{KafkaConfig, DRIVER};
 
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -138,6 +139,9 @@ struct State {
     /// offset. Kept apart from the assignment, so that a rebalance that gives this
     /// consumer the partition back does not reset the count.
     attempts: HashMap<i32, HashMap<u64, u32>>,
+    /// The group's membership as of the last assignment, which deliveries carry so a
+    /// transaction can commit their offsets (and the broker can refuse a stale one).
+    origin: Option<Arc<KafkaOrigin>>,
 }
 
 /// One assigned partition.
@@ -245,6 +249,9 @@ impl ReaderContext {
             let mut state = shared.state();
             state.generation += 1;
             let generation = state.generation;
+            if shared.commits {
+                state.origin = consumer.group_metadata().map(|group| Arc::new(KafkaOrigin { group }));
+            }
             for elem in tpl.elements() {
                 state.partitions.insert(
                     elem.partition(),
@@ -417,7 +424,13 @@ impl KafkaSource {
             let attempt = state.attempts.get(&partition).and_then(|a| a.get(&offset)).copied().unwrap_or(1);
             let position = Position::Log { partition: partition as u32, offset };
             batch.push(Incoming {
-                delivery: Delivery::new(message, attempt, position, self.group.clone()),
+                delivery: match &state.origin {
+                    Some(origin) => {
+                        let origin: Arc<dyn std::any::Any + Send + Sync> = Arc::clone(origin) as _;
+                        Delivery::with_origin(message, attempt, position, self.group.clone(), origin)
+                    }
+                    None => Delivery::new(message, attempt, position, self.group.clone()),
+                },
                 settle: Box::new(KafkaSettle {
                     shared: Arc::clone(&self.shared),
                     partition,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tidewater_core::{
     run_source, Admin, BoxHandler, CloseFlag, DeliveryModel, Driver, Error, ErrorKind, Message, PartitionLag,
-    ReadContext, ReadTask, Reader, Result, Writer,
+    ReadContext, ReadTask, Reader, Result, Transactions, Writer,
 };
 use tokio::sync::Notify;
 
@@ -316,7 +316,7 @@ impl Writer for MemoryWriter {
 
 impl MemoryBroker {
     /// Checks the `i`-th message of a write against the topic name rules and size limit.
-    fn check(&self, i: usize, message: &Message) -> Result<()> {
+    pub(crate) fn check(&self, i: usize, message: &Message) -> Result<()> {
         validate_topic(&message.stream).map_err(|e| e.with_topic(&message.stream))?;
         let limit = self.inner.config.max_message_bytes;
         let size = message.encoded_len();
@@ -331,7 +331,7 @@ impl MemoryBroker {
         Ok(())
     }
 
-    async fn write(&self, batch: Vec<Message>) -> Result<()> {
+    pub(crate) async fn write(&self, batch: Vec<Message>) -> Result<()> {
         for (i, message) in batch.iter().enumerate() {
             self.check(i, message)?;
         }
@@ -376,6 +376,12 @@ impl Driver for MemoryBroker {
 
     fn reader(&self) -> Arc<dyn Reader> {
         Arc::new(self.clone())
+    }
+
+    /// Transactions of this broker; `id` names them in logs only (nothing outlives the
+    /// process to fence).
+    fn transactions(&self, id: &str) -> Result<Arc<dyn Transactions>> {
+        Ok(Arc::new(crate::transaction::MemoryTransactions::new(self.clone(), id)))
     }
 }
 

@@ -21,6 +21,9 @@
 //! - **Checks a real broker makes**: topic names as Kafka allows them, a message size
 //!   limit, and optionally no auto-creation of topics.
 //!
+//! - **Transactions** ([`MemoryTransactions`]): a transaction's writes land together at
+//!   its commit, or not at all.
+//!
 //! For tests: [`MemoryBroker::published`] and [`MemoryBroker::wait_published`] read back
 //! what a service published, [`MemoryBroker::wait_acked`] waits until a group handled N
 //! messages, and [`Recorder`](tidewater_core::testing::Recorder) records deliveries.
@@ -29,6 +32,8 @@ mod broker;
 mod config;
 mod source;
 mod topic;
+mod transaction;
 
 pub use broker::{MemoryBroker, MemoryWriter};
 pub use config::MemoryConfig;
+pub use transaction::MemoryTransactions;

@@ -24,6 +24,8 @@ async fn fixture() -> DriverFixture<NatsCore> {
         // Nor positions to measure a group against.
         reports_lag: false,
         group_positions: false,
+        // Nor transactions.
+        transactions: false,
         partitions: 1,
         ..Capabilities::default()
     };
