@@ -1,7 +1,8 @@
 //! Request/reply on every driver: the typed reply comes back; a request nobody answers
-//! is a `Timeout` error in its time, not a hang; a reply that comes too late is dropped
-//! and counted, never handed to another request; the reply topic goes at `close`.
-//! On memory, the real brokers `scripts/test` starts, and the StreamBus double.
+//! is a `Timeout` error in its time, not a hang (on core NATS, which knows, a
+//! `NoResponders` error at once); a reply that comes too late is dropped and counted,
+//! never handed to another request; the reply topic goes at `close`. On memory, the
+//! real brokers `scripts/test` starts, and the StreamBus double.
 
 use std::time::Duration;
 
@@ -32,7 +33,16 @@ async fn price(quote: Quote, request: Delivery, State(publisher): State<Publishe
     Ok(())
 }
 
-async fn request_reply(driver: impl Driver, name: &str) {
+/// How replies come back.
+#[derive(PartialEq)]
+enum Replies {
+    /// Through a reply topic of the requester's own.
+    Topic,
+    /// Through the broker's own request/reply.
+    Native,
+}
+
+async fn request_reply(driver: impl Driver, name: &str, replies: Replies) {
     let run = std::process::id();
     let (quotes, nobody) = (format!("rr{run}-{name}.quotes"), format!("rr{run}-{name}.nobody"));
     for topic in [&quotes, &nobody] {
@@ -43,6 +53,9 @@ async fn request_reply(driver: impl Driver, name: &str) {
     bus.subscribe_event(price).group("pricing");
     bus.start().await.unwrap();
     let requester = Requester::start(&driver, bus.publisher().clone()).await.expect("the reply topic");
+    if replies == Replies::Native {
+        assert!(requester.inbox().starts_with("_INBOX."), "NATS's own inbox: {}", requester.inbox());
+    }
 
     let patience = Duration::from_secs(20);
     let reply: Price = requester.request(&Quote { sku: "apple".into(), think_ms: 0 }, patience).await.unwrap();
@@ -53,8 +66,16 @@ async fn request_reply(driver: impl Driver, name: &str) {
         .request_to::<_, Price>(&nobody, &Quote { sku: "pear".into(), think_ms: 0 }, Duration::from_millis(500))
         .await
         .expect_err("nobody answers");
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(started.elapsed() < Duration::from_secs(5), "the timeout is kept: {:?}", started.elapsed());
+    match replies {
+        Replies::Topic => {
+            assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+            assert!(started.elapsed() < Duration::from_secs(5), "the timeout is kept: {:?}", started.elapsed());
+        }
+        Replies::Native => {
+            assert_eq!(err.kind(), ErrorKind::NoResponders, "{err}");
+            assert!(started.elapsed() < Duration::from_millis(500), "told at once: {:?}", started.elapsed());
+        }
+    }
 
     // Answered after its request gave up: counted, and not taken for the next reply.
     let slow = Quote { sku: "plum".into(), think_ms: 1500 };
@@ -78,21 +99,26 @@ async fn request_reply(driver: impl Driver, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_memory() {
-    request_reply(tidewater::memory::MemoryBroker::new(), "memory").await;
+    request_reply(tidewater::memory::MemoryBroker::new(), "memory", Replies::Topic).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_jetstream() {
     use tidewater::nats::{JetStream, JetStreamConfig, NatsConfig};
     let nats = NatsConfig::new(tidewater_testkit::shared::nats_url());
-    request_reply(JetStream::connect(&nats, JetStreamConfig::default()).await.unwrap(), "jetstream").await;
+    request_reply(JetStream::connect(&nats, JetStreamConfig::default()).await.unwrap(), "jetstream", Replies::Topic)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_kafka() {
     use tidewater::kafka::{Kafka, KafkaConfig};
-    request_reply(Kafka::connect(KafkaConfig::new(tidewater_testkit::shared::kafka_brokers())).await.unwrap(), "kafka")
-        .await;
+    request_reply(
+        Kafka::connect(KafkaConfig::new(tidewater_testkit::shared::kafka_brokers())).await.unwrap(),
+        "kafka",
+        Replies::Topic,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,20 +126,69 @@ async fn on_pulsar() {
     use tidewater::pulsar::{Pulsar, PulsarConfig};
     let config = PulsarConfig::new(tidewater_testkit::shared::pulsar_url())
         .admin_url(tidewater_testkit::shared::pulsar_admin_url());
-    request_reply(Pulsar::connect(config).await.unwrap(), "pulsar").await;
+    request_reply(Pulsar::connect(config).await.unwrap(), "pulsar", Replies::Topic).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_streambus() {
     use tidewater::streambus::{StreamBus, StreamBusConfig};
     let double = tidewater_streambus_double::BrokerDouble::start(tidewater_streambus_double::Profile::Later).await;
-    request_reply(StreamBus::connect(StreamBusConfig::new(double.addr().to_string())).await.unwrap(), "streambus")
-        .await;
+    request_reply(
+        StreamBus::connect(StreamBusConfig::new(double.addr().to_string())).await.unwrap(),
+        "streambus",
+        Replies::Topic,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_core_nats() {
     use tidewater::nats::{NatsConfig, NatsCore};
     let nats = NatsConfig::new(tidewater_testkit::shared::nats_url());
-    request_reply(NatsCore::connect(&nats).await.unwrap(), "core").await;
+    request_reply(NatsCore::connect(&nats).await.unwrap(), "core", Replies::Native).await;
+}
+
+/// Interop both ways with plain NATS clients: a plain `request` is answered by a
+/// tidewater handler through `Publisher::reply`, and a plain responder answers a
+/// `Requester`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_nats_clients_on_either_side() {
+    use futures::StreamExt;
+    use tidewater::nats::{NatsConfig, NatsCore};
+    let nats = NatsConfig::new(tidewater_testkit::shared::nats_url());
+    let driver = NatsCore::connect(&nats).await.unwrap();
+    let plain = nats.connect().await.unwrap();
+    let run = std::process::id();
+    let (quotes, echo) = (format!("rr{run}-plain.quotes"), format!("rr{run}-plain.echo"));
+
+    let mut bus = Bus::new(&driver, EventRegistry::new().route::<Quote>(&quotes));
+    bus.subscribe_event(price).group("pricing");
+    bus.start().await.unwrap();
+    let asked = serde_json::to_vec(&Quote { sku: "kiwi".into(), think_ms: 0 }).unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), plain.request(quotes.clone(), asked.into()))
+        .await
+        .expect("answered in time")
+        .expect("a reply");
+    let price: Price = serde_json::from_slice(&answer.payload).unwrap();
+    assert_eq!(price, Price { sku: "kiwi".into(), cents: 400 });
+
+    let mut responder = plain.subscribe(echo.clone()).await.unwrap();
+    plain.flush().await.unwrap();
+    let answering = tokio::spawn({
+        let plain = plain.clone();
+        async move {
+            let request = responder.next().await.expect("a request");
+            let reply = request.reply.expect("a reply subject");
+            let price = serde_json::to_vec(&Price { sku: "echo".into(), cents: 1 }).unwrap();
+            plain.publish(reply, price.into()).await.unwrap();
+            plain.flush().await.unwrap();
+        }
+    });
+    let requester = Requester::start(&driver, bus.publisher().clone()).await.unwrap();
+    let quote = Quote { sku: "echo".into(), think_ms: 0 };
+    let reply: Price = requester.request_to(&echo, &quote, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(reply, Price { sku: "echo".into(), cents: 1 });
+    answering.await.unwrap();
+    requester.close().await.unwrap();
+    bus.shutdown(Duration::from_secs(10)).await.unwrap();
 }

@@ -19,6 +19,13 @@ pub trait Driver {
         Arc::new(NoAdmin(self.reader().driver()))
     }
 
+    /// The broker's own request/reply, where it has one that a
+    /// [`Requester`](crate::Requester) should use instead of a reply topic (core NATS
+    /// does). `None` by default.
+    fn native_requests(&self) -> Option<Arc<dyn crate::request::NativeRequests>> {
+        None
+    }
+
     /// Transactions under the transactional id `id` (see [`Transactions`] for how to
     /// pick it). The default, for a driver without them, is an `Unsupported` error;
     /// Kafka and the memory driver have them.

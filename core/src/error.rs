@@ -42,6 +42,9 @@ pub enum ErrorKind {
     Unsupported,
     /// The writer, reader or broker was closed.
     Closed,
+    /// A request reached no one: the broker knows that nobody listens on its topic
+    /// (NATS's native request/reply tells it; elsewhere no answer is a `Timeout`).
+    NoResponders,
 }
 
 impl ErrorKind {
@@ -68,6 +71,7 @@ impl ErrorKind {
             ErrorKind::Config => "invalid configuration",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Closed => "closed",
+            ErrorKind::NoResponders => "no responders",
         }
     }
 }

@@ -79,7 +79,7 @@ pub use publisher::Publisher;
 pub use reader::{
     Incoming, ReadContext, ReadTask, Reader, ReadySignal, Settle, Source, StartFrom, TaskReport, TaskStats,
 };
-pub use request::Requester;
+pub use request::{NativeRequests, Requester};
 pub use runner::{panic_message, run_source};
 pub use scheduler::{ShutdownReport, SubscriberScheduler, TaskSpec};
 pub use shutdown::{stop_pair, StopHandle, StopSignal};

@@ -1,12 +1,14 @@
 //! Request/reply over any broker: a request carries the topic to answer on and an id; a
 //! handler answers with [`Publisher::reply`]; the [`Requester`] waits for the answer
-//! with that id on a reply topic of its own.
+//! with that id on a reply topic of its own, or, where the broker has request/reply of
+//! its own ([`NativeRequests`], core NATS), through that.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -26,12 +28,39 @@ pub mod headers {
 
 type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Delivery>>>>;
 
+/// A broker's own request/reply, which a driver offers through
+/// [`Driver::native_requests`](crate::Driver::native_requests). The broker routes the
+/// reply back to the asking connection (no reply topic to create), and can tell that
+/// nobody listens on a topic: a `NoResponders` error right away instead of a `Timeout`.
+///
+/// A request's message reaches the handler with the [`headers::REPLY_TO`] and
+/// [`headers::REQUEST_ID`] headers set by the driver, so [`Publisher::reply`] answers
+/// it as on any other broker.
+#[async_trait]
+pub trait NativeRequests: Send + Sync {
+    /// Where replies come to (for logs and [`Requester::inbox`]).
+    fn inbox(&self) -> &str;
+
+    /// Sends `message` and waits up to `timeout` for its reply: `Timeout` if none came,
+    /// `NoResponders` if the broker says nobody listens.
+    async fn request(&self, message: Message, timeout: Duration) -> Result<Message>;
+
+    /// Replies that came after their request had timed out, so far.
+    fn late_replies(&self) -> u64;
+
+    /// Stops taking replies.
+    async fn close(&self) -> Result<()>;
+}
+
 /// Sends typed requests and waits for their typed replies.
 ///
 /// It reads a reply topic of its own (`tidewater.inbox.<id>`), created when it starts
 /// and deleted by [`Requester::close`]; each request names it and carries an id, and the
 /// reply with that id ends the wait. A reply that comes after its request timed out is
 /// dropped and counted ([`Requester::late_replies`]), never delivered to a later request.
+/// On a driver with [`NativeRequests`] (core NATS), it uses those instead, with the
+/// same guarantees, and a request to a topic nobody listens on fails at once with
+/// `NoResponders`.
 ///
 /// ```no_run
 /// # use std::time::Duration;
@@ -58,6 +87,11 @@ type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Delivery>>>>;
 /// ```
 pub struct Requester<C: Codec = crate::JsonCodec> {
     publisher: Publisher<C>,
+    replies: Replies,
+}
+
+/// A reply topic of the requester's own, and the requests waiting for replies on it.
+struct TopicReplies {
     inbox: String,
     waiting: Waiting,
     late: Arc<AtomicU64>,
@@ -65,16 +99,28 @@ pub struct Requester<C: Codec = crate::JsonCodec> {
     admin: Arc<dyn Admin>,
 }
 
+/// Where replies come from.
+enum Replies {
+    /// A reply topic of the requester's own.
+    Topic(Box<TopicReplies>),
+    /// The broker's own request/reply.
+    Native(Arc<dyn NativeRequests>),
+}
+
 impl<C: Codec> std::fmt::Debug for Requester<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Requester").field("inbox", &self.inbox).finish_non_exhaustive()
+        f.debug_struct("Requester").field("inbox", &self.inbox()).finish_non_exhaustive()
     }
 }
 
 impl<C: Codec> Requester<C> {
     /// Creates the reply topic on `driver`'s broker, subscribes to it, and returns once
-    /// replies can arrive. Requests go out through `publisher`.
+    /// replies can arrive; or, where the driver has [`NativeRequests`], takes those.
+    /// Requests go out through `publisher`.
     pub async fn start(driver: &impl Driver, publisher: Publisher<C>) -> Result<Self> {
+        if let Some(native) = driver.native_requests() {
+            return Ok(Self { publisher, replies: Replies::Native(native) });
+        }
         let inbox = format!("tidewater.inbox.{}", uuid::Uuid::now_v7().simple());
         let admin = driver.admin();
         // Brokers that create topics on first use (or whose admin is not configured)
@@ -108,17 +154,26 @@ impl<C: Codec> Requester<C> {
         // The topic is new and only this requester's: from its start, nothing is missed.
         scheduler.add(ReadTask::new(&inbox).with_start(StartFrom::Earliest), Arc::new(handler));
         scheduler.start().await?;
-        Ok(Self { publisher, inbox, waiting, late, scheduler, admin })
+        Ok(Self {
+            publisher,
+            replies: Replies::Topic(Box::new(TopicReplies { inbox, waiting, late, scheduler, admin })),
+        })
     }
 
-    /// The reply topic.
+    /// The reply topic (or the broker's inbox replies come to).
     pub fn inbox(&self) -> &str {
-        &self.inbox
+        match &self.replies {
+            Replies::Topic(topic) => &topic.inbox,
+            Replies::Native(native) => native.inbox(),
+        }
     }
 
     /// Replies that came after their request had timed out, so far.
     pub fn late_replies(&self) -> u64 {
-        self.late.load(Ordering::Relaxed)
+        match &self.replies {
+            Replies::Topic(topic) => topic.late.load(Ordering::Relaxed),
+            Replies::Native(native) => native.late_replies(),
+        }
     }
 
     /// Publishes `request` to the topic the registry gives its type and waits up to
@@ -138,12 +193,19 @@ impl<C: Codec> Requester<C> {
     ) -> Result<R> {
         let mut message = self.publisher.encode(topic, request)?;
         let id = message.id.clone();
-        message.headers.insert(headers::REPLY_TO, self.inbox.as_str());
+        let (inbox, waiting) = match &self.replies {
+            Replies::Topic(topic) => (&topic.inbox, &topic.waiting),
+            Replies::Native(native) => {
+                let reply = native.request(message, timeout).await.map_err(|e| e.with_topic(topic))?;
+                return self.publisher.codec().decode_message(&reply).map_err(|e| e.with_topic(topic));
+            }
+        };
+        message.headers.insert(headers::REPLY_TO, inbox.as_str());
         message.headers.insert(headers::REQUEST_ID, id.as_str());
         let (tx, rx) = oneshot::channel();
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), tx);
+        waiting.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), tx);
         // Forgotten however the wait ends, so a late reply finds no waiter.
-        let _forget = Forget { waiting: &self.waiting, id: &id };
+        let _forget = Forget { waiting, id: &id };
         self.publisher.publish_message(message).await?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => self.publisher.codec().decode_message(reply.message()).map_err(|e| e.with_topic(topic)),
@@ -157,9 +219,14 @@ impl<C: Codec> Requester<C> {
     }
 
     /// Stops reading replies and deletes the reply topic.
-    pub async fn close(mut self) -> Result<()> {
-        self.scheduler.shutdown(Duration::from_secs(5)).await;
-        self.admin.delete_topic(&self.inbox).await
+    pub async fn close(self) -> Result<()> {
+        match self.replies {
+            Replies::Topic(mut topic) => {
+                topic.scheduler.shutdown(Duration::from_secs(5)).await;
+                topic.admin.delete_topic(&topic.inbox).await
+            }
+            Replies::Native(native) => native.close().await,
+        }
     }
 }
 

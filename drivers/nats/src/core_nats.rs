@@ -11,7 +11,10 @@ use tidewater_core::{
     Message, Position, ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, UuidV7Ids, Writer,
 };
 
+use tidewater_core::request::{self, NativeRequests};
+
 use crate::headers::{check_sizes, from_nats, into_nats, wire_size};
+use crate::requests::CoreRequests;
 use crate::subjects::CheckedSubjects;
 use crate::{connection_error, failed_in_batch, NatsConfig, DRIVER};
 
@@ -63,6 +66,12 @@ impl Driver for NatsCore {
 
     fn reader(&self) -> Arc<dyn Reader> {
         Arc::new(self.clone())
+    }
+
+    /// NATS's own request/reply: replies come to an inbox of the connection, and a
+    /// subject nobody listens on is a `NoResponders` error at once.
+    fn native_requests(&self) -> Option<Arc<dyn NativeRequests>> {
+        Some(Arc::new(CoreRequests::new(self.client.clone())))
     }
 }
 
@@ -122,7 +131,7 @@ impl CoreWriter {
 }
 
 /// A core publish error as a tidewater error of the kind that says whether a retry helps.
-fn publish_error(e: async_nats::PublishError) -> Error {
+pub(crate) fn publish_error(e: async_nats::PublishError) -> Error {
     use async_nats::PublishErrorKind as K;
     let (kind, what) = match e.kind() {
         K::MaxPayloadExceeded => (ErrorKind::TooLarge, "the message is larger than the server's max_payload"),
@@ -235,7 +244,18 @@ struct CoreSource {
 
 impl CoreSource {
     fn incoming(&self, msg: async_nats::Message) -> Incoming {
-        let message = from_nats(&msg.subject, msg.headers.as_ref(), msg.payload, || UuidV7Ids.next_id(), None);
+        let mut message = from_nats(&msg.subject, msg.headers.as_ref(), msg.payload, || UuidV7Ids.next_id(), None);
+        if let Some(reply) = msg.reply {
+            // A request (a Requester's, or any NATS client's): `Publisher::reply` answers
+            // it on the subject the server gave.
+            if message.headers.get(request::headers::REPLY_TO).is_none() {
+                message.headers.insert(request::headers::REPLY_TO, reply.as_str());
+            }
+            if message.headers.get(request::headers::REQUEST_ID).is_none() {
+                let id = message.id.clone();
+                message.headers.insert(request::headers::REQUEST_ID, id);
+            }
+        }
         Incoming {
             delivery: Delivery::new(
                 message,

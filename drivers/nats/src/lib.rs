@@ -28,6 +28,7 @@ mod config;
 mod core_nats;
 mod headers;
 mod jetstream;
+mod requests;
 mod subjects;
 
 pub use config::{Auth, NatsConfig, Tls};
