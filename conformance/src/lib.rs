@@ -22,7 +22,10 @@
 //! 4. `Delivery::new` gets the broker's delivery count where it keeps one (else the
 //!    driver counts), the group, and a [`Position`](tidewater_core::Position).
 //! 5. `Driver::admin` creates, deletes and lists topics and tells a group's lag where
-//!    the broker can; the rest answers `Unsupported`.
+//!    the broker can; the rest answers `Unsupported`. So do `Driver::transactions`
+//!    (a driver whose deliveries can be committed in a transaction gives them an origin,
+//!    [`Delivery::with_origin`](tidewater_core::Delivery::with_origin)) and
+//!    `Driver::native_requests`, which may stay `None`.
 //! 6. The fixture declares a capability off only where the broker lacks it, and lists
 //!    the cases that need it in `conformance_tests!`'s ignore list with the reason.
 //! 7. The tests run against the real broker `scripts/test` starts (the test kit's

@@ -20,7 +20,8 @@
 //! - headers and timestamps are not stored by the broker, so message metadata (id,
 //!   headers, content type, time) travels in a value envelope ([`Envelope`], on by
 //!   default against v1.0.x; turn it off to share topics with plain StreamBus clients);
-//! - transactions fail with `Unsupported`.
+//! - transactions fail with `Unsupported` (later brokers have them: [`TransactionalWriter`],
+//!   or [`StreamBusTransactions`] through tidewater's `Driver::transactions`).
 //!
 //! **Connections.** One bounded pool per broker address: a request borrows a
 //! connection for its request and response (the protocol does not multiplex), waits
@@ -61,7 +62,7 @@ pub use reader::{StaticPartitions, StreamBusReader};
 pub use record::ENVELOPE_MAGIC;
 #[cfg(feature = "tls")]
 pub use tls::TlsOptions;
-pub use transaction::{Transaction, TransactionalWriter};
+pub use transaction::{StreamBusTransactions, Transaction, TransactionalWriter};
 pub use writer::{partition_for_key, StreamBusWriter};
 
 /// The driver's name in errors and logs.
@@ -153,6 +154,12 @@ impl Driver for StreamBus {
 
     fn reader(&self) -> Arc<dyn Reader> {
         Arc::new(self.streambus_reader())
+    }
+
+    /// Transactions on a later broker; `Unsupported` on v1.0.x, which has none.
+    fn transactions(&self, id: &str) -> Result<Arc<dyn tidewater_core::Transactions>> {
+        self.client.require_later("transactions")?;
+        Ok(Arc::new(StreamBusTransactions::new(Arc::clone(&self.client), id, self.envelope())))
     }
 }
 

@@ -19,6 +19,7 @@ use crate::errors::broker_code;
 use crate::group::{Membership, Standing};
 use crate::protocol::{ErrorCode, FetchRequest, Isolation, Request, Response};
 use crate::record;
+use crate::transaction::StreamBusOrigin;
 use crate::DRIVER;
 
 /// Which partitions a reader takes on a v1.0.x broker, which has no consumer groups.
@@ -104,6 +105,9 @@ struct Shared {
     topic: String,
     start: StartFrom,
     group: Option<Arc<str>>,
+    /// What deliveries of a group member carry, so a transaction can commit their
+    /// positions (later brokers only).
+    origin: Option<Arc<StreamBusOrigin>>,
     state: Mutex<State>,
     wake: Notify,
 }
@@ -192,6 +196,12 @@ impl Reader for StreamBusReader {
             topic: task.topic.clone(),
             start: task.start,
             group: task.group.as_deref().map(Arc::from),
+            origin: match (&task.group, client.generation) {
+                (Some(group), BrokerGeneration::Later) => {
+                    Some(Arc::new(StreamBusOrigin { group_id: client.config.group_id(group, &task.topic) }))
+                }
+                _ => None,
+            },
             state: Mutex::default(),
             wake: Notify::new(),
         });
@@ -429,8 +439,14 @@ impl StreamBusSource {
             let ticket = part.commits.dispatched(offset);
             let attempt = attempts.get(&(partition, offset)).copied().unwrap_or(1);
             let message = record::from_record(&self.shared.topic, partition, rec);
-            let delivery =
-                Delivery::new(message, attempt, Position::Log { partition, offset }, self.shared.group.clone());
+            let (position, group) = (Position::Log { partition, offset }, self.shared.group.clone());
+            let delivery = match &self.shared.origin {
+                Some(origin) => {
+                    let origin: Arc<dyn std::any::Any + Send + Sync> = Arc::clone(origin) as _;
+                    Delivery::with_origin(message, attempt, position, group, origin)
+                }
+                None => Delivery::new(message, attempt, position, group),
+            };
             let settle = LogSettle { shared: Arc::clone(&self.shared), epoch, partition, ticket, attempt };
             self.buffer.push_back(Incoming { delivery, settle: Box::new(settle) });
         }

@@ -46,11 +46,7 @@ impl Fixture for DoubleFixture {
         match self.double.config().profile {
             // A commit is a position: with concurrency above 1, records that finished
             // above one given back at a stop come again (as on Kafka).
-            // Transactions: the later broker has them, but the driver does not speak
-            // them yet (InitProducerID..EndTxn), so it answers Unsupported.
-            Profile::Later => {
-                Capabilities { partitions: 3, settles_exactly: false, transactions: false, ..Capabilities::default() }
-            }
+            Profile::Later => Capabilities { partitions: 3, settles_exactly: false, ..Capabilities::default() },
             // v1.0.x has no consumer groups: members of a group cannot share partitions
             // unless each is given its own (StaticPartitions); positions are kept by the
             // driver's offset store, so a group still resumes where it stopped.
@@ -75,5 +71,9 @@ impl Fixture for DoubleFixture {
 
     async fn reader(&self) -> Arc<dyn Reader> {
         self.bus.reader()
+    }
+
+    async fn transactions(&self, id: &str) -> tidewater_core::Result<Arc<dyn tidewater_core::Transactions>> {
+        self.bus.transactions(id)
     }
 }
