@@ -173,7 +173,12 @@ async fn plain_nats_clients_on_either_side() {
     assert_eq!(price, Price { sku: "kiwi".into(), cents: 400 });
 
     let mut responder = plain.subscribe(echo.clone()).await.unwrap();
-    plain.flush().await.unwrap();
+    // A flush only empties the client's buffer: wait until the server has the
+    // subscription (its own message comes back), or the request may find no responder.
+    let inbox = plain.new_inbox();
+    let mut back = plain.subscribe(inbox.clone()).await.unwrap();
+    plain.publish(inbox, "".into()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), back.next()).await.expect("the server answers").expect("echo");
     let answering = tokio::spawn({
         let plain = plain.clone();
         async move {
