@@ -26,7 +26,89 @@ pub mod headers {
     pub const REQUEST_ID: &str = "tw-request-id";
 }
 
-type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Delivery>>>>;
+/// Requests waiting for their replies, by request id: what a requester keeps, whether
+/// its replies come on a topic of its own or to a broker's inbox. A reply for an id
+/// nobody waits for (its request timed out) is dropped and counted.
+pub struct Waiters<T> {
+    waiting: Mutex<HashMap<String, oneshot::Sender<T>>>,
+    late: AtomicU64,
+}
+
+impl<T> Default for Waiters<T> {
+    fn default() -> Self {
+        Self { waiting: Mutex::default(), late: AtomicU64::new(0) }
+    }
+}
+
+impl<T> std::fmt::Debug for Waiters<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiters").field("late", &self.late()).finish_non_exhaustive()
+    }
+}
+
+impl<T> Waiters<T> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<T>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts waiting for the reply to `id`. Register before sending the request, so a
+    /// quick reply finds its waiter; the wait is forgotten when the [`Wait`] is dropped.
+    pub fn wait(self: &Arc<Self>, id: impl Into<String>) -> Wait<T> {
+        let (tx, rx) = oneshot::channel();
+        let id = id.into();
+        self.waiting().insert(id.clone(), tx);
+        Wait { waiters: Arc::clone(self), id, rx: Some(rx) }
+    }
+
+    /// Hands `reply` to the request `id`, or counts it late when nobody waits for it.
+    pub fn deliver(&self, id: &str, reply: T) {
+        let waiter = self.waiting().remove(id);
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.send(reply);
+            }
+            None => {
+                self.late.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(request = %id, "a reply came for no waiting request (it timed out); dropped");
+            }
+        }
+    }
+
+    /// Replies that came for no waiting request, so far.
+    pub fn late(&self) -> u64 {
+        self.late.load(Ordering::Relaxed)
+    }
+}
+
+/// One request's wait for its reply (from [`Waiters::wait`]).
+pub struct Wait<T> {
+    waiters: Arc<Waiters<T>>,
+    id: String,
+    rx: Option<oneshot::Receiver<T>>,
+}
+
+impl<T> Wait<T> {
+    /// The reply, if it comes within `timeout`: a `Timeout` error naming the request
+    /// otherwise, a `Closed` one if the requester stopped.
+    pub async fn reply(mut self, timeout: Duration) -> Result<T> {
+        let rx = self.rx.take().expect("a wait is awaited once");
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(Error::closed("the requester stopped before the reply came")),
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("no reply to request {} within {timeout:?} (no handler answered, or none in time)", self.id),
+            )),
+        }
+    }
+}
+
+impl<T> Drop for Wait<T> {
+    /// Forgotten however the wait ends, so a late reply finds no waiter.
+    fn drop(&mut self) {
+        self.waiters.waiting().remove(&self.id);
+    }
+}
 
 /// A broker's own request/reply, which a driver offers through
 /// [`Driver::native_requests`](crate::Driver::native_requests). The broker routes the
@@ -93,8 +175,7 @@ pub struct Requester<C: Codec = crate::JsonCodec> {
 /// A reply topic of the requester's own, and the requests waiting for replies on it.
 struct TopicReplies {
     inbox: String,
-    waiting: Waiting,
-    late: Arc<AtomicU64>,
+    waiters: Arc<Waiters<Delivery>>,
     scheduler: SubscriberScheduler,
     admin: Arc<dyn Admin>,
 }
@@ -128,24 +209,14 @@ impl<C: Codec> Requester<C> {
         if let Err(err) = admin.create_topic(&inbox, 1).await {
             tracing::debug!(topic = %inbox, error = %err, "the reply topic was not created ahead");
         }
-        let waiting: Waiting = Arc::default();
-        let late = Arc::new(AtomicU64::new(0));
+        let waiters: Arc<Waiters<Delivery>> = Arc::default();
         let handler = {
-            let (waiting, late) = (Arc::clone(&waiting), Arc::clone(&late));
+            let waiters = Arc::clone(&waiters);
             handler_fn(move |reply: Delivery| {
-                let (waiting, late) = (Arc::clone(&waiting), Arc::clone(&late));
+                let waiters = Arc::clone(&waiters);
                 async move {
                     let id = reply.message().headers.get(headers::REQUEST_ID).unwrap_or_default().to_owned();
-                    let waiter = waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                    match waiter {
-                        Some(waiter) => {
-                            let _ = waiter.send(reply);
-                        }
-                        None => {
-                            late.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(request = %id, "a reply came for no waiting request (it timed out); dropped");
-                        }
-                    }
+                    waiters.deliver(&id, reply);
                     Ok::<_, HandlerError>(())
                 }
             })
@@ -154,10 +225,7 @@ impl<C: Codec> Requester<C> {
         // The topic is new and only this requester's: from its start, nothing is missed.
         scheduler.add(ReadTask::new(&inbox).with_start(StartFrom::Earliest), Arc::new(handler));
         scheduler.start().await?;
-        Ok(Self {
-            publisher,
-            replies: Replies::Topic(Box::new(TopicReplies { inbox, waiting, late, scheduler, admin })),
-        })
+        Ok(Self { publisher, replies: Replies::Topic(Box::new(TopicReplies { inbox, waiters, scheduler, admin })) })
     }
 
     /// The reply topic (or the broker's inbox replies come to).
@@ -171,7 +239,7 @@ impl<C: Codec> Requester<C> {
     /// Replies that came after their request had timed out, so far.
     pub fn late_replies(&self) -> u64 {
         match &self.replies {
-            Replies::Topic(topic) => topic.late.load(Ordering::Relaxed),
+            Replies::Topic(topic) => topic.waiters.late(),
             Replies::Native(native) => native.late_replies(),
         }
     }
@@ -193,8 +261,8 @@ impl<C: Codec> Requester<C> {
     ) -> Result<R> {
         let mut message = self.publisher.encode(topic, request)?;
         let id = message.id.clone();
-        let (inbox, waiting) = match &self.replies {
-            Replies::Topic(topic) => (&topic.inbox, &topic.waiting),
+        let (inbox, waiters) = match &self.replies {
+            Replies::Topic(topic) => (&topic.inbox, &topic.waiters),
             Replies::Native(native) => {
                 let reply = native.request(message, timeout).await.map_err(|e| e.with_topic(topic))?;
                 return self.publisher.codec().decode_message(&reply).map_err(|e| e.with_topic(topic));
@@ -202,20 +270,10 @@ impl<C: Codec> Requester<C> {
         };
         message.headers.insert(headers::REPLY_TO, inbox.as_str());
         message.headers.insert(headers::REQUEST_ID, id.as_str());
-        let (tx, rx) = oneshot::channel();
-        waiting.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), tx);
-        // Forgotten however the wait ends, so a late reply finds no waiter.
-        let _forget = Forget { waiting, id: &id };
+        let wait = waiters.wait(id);
         self.publisher.publish_message(message).await?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(reply)) => self.publisher.codec().decode_message(reply.message()).map_err(|e| e.with_topic(topic)),
-            Ok(Err(_)) => Err(Error::closed("the requester stopped before the reply came").with_topic(topic)),
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                format!("no reply to request {id} within {timeout:?} (no handler answered, or none in time)"),
-            )
-            .with_topic(topic)),
-        }
+        let reply = wait.reply(timeout).await.map_err(|e| e.with_topic(topic))?;
+        self.publisher.codec().decode_message(reply.message()).map_err(|e| e.with_topic(topic))
     }
 
     /// Stops reading replies and deletes the reply topic.
@@ -227,17 +285,6 @@ impl<C: Codec> Requester<C> {
             }
             Replies::Native(native) => native.close().await,
         }
-    }
-}
-
-struct Forget<'a> {
-    waiting: &'a Waiting,
-    id: &'a str,
-}
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(self.id);
     }
 }
 

@@ -84,6 +84,12 @@ impl dyn Transaction {
     }
 }
 
+/// The error of [`Transaction::consumed`] for a delivery the driver cannot commit: an
+/// `InvalidInput` error naming the message and saying `why`.
+pub fn not_committable(driver: &'static str, delivery: &Delivery, why: &str) -> Error {
+    Error::new(ErrorKind::InvalidInput, format!("message {} {why}", delivery.message().id)).with_driver(driver)
+}
+
 /// The error of a driver without transactions.
 pub fn unsupported(driver: &'static str) -> Error {
     Error::new(

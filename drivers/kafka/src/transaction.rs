@@ -9,7 +9,8 @@ use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use tidewater_core::{Delivery, Error, ErrorKind, Message, Position, Result, Transaction, Transactions, Writer};
+use tidewater_core::transaction::not_committable;
+use tidewater_core::{Delivery, Error, Message, Position, Result, Transaction, Transactions, Writer};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::errors::kafka_error;
@@ -172,15 +173,12 @@ impl Transaction for KafkaTransaction {
     }
 
     fn consumed(&mut self, delivery: &Delivery) -> Result<()> {
-        let not_ours = |why: &str| {
-            Error::new(ErrorKind::InvalidInput, format!("message {} {why}", delivery.message().id)).with_driver(DRIVER)
+        let why = match (delivery.origin::<KafkaOrigin>(), delivery.position()) {
+            (Some(origin), Position::Log { partition, offset }) => Ok((origin, partition, offset)),
+            (None, _) => Err("was not read by a Kafka reader with a group: there is no offset to commit"),
+            (Some(_), Position::Queue { .. }) => Err("has no Kafka offset"),
         };
-        let Some(origin) = delivery.origin::<KafkaOrigin>() else {
-            return Err(not_ours("was not read by a Kafka reader with a group: there is no offset to commit"));
-        };
-        let Position::Log { partition, offset } = delivery.position() else {
-            return Err(not_ours("has no Kafka offset"));
-        };
+        let (origin, partition, offset) = why.map_err(|why| not_committable(DRIVER, delivery, why))?;
         let (topic, partition, next) = (&delivery.message().stream, partition as i32, offset as i64 + 1);
         let tpl = match self.offsets.iter_mut().find(|(o, _)| Arc::ptr_eq(o, &origin)) {
             Some((_, tpl)) => tpl,

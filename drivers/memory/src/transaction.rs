@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tidewater_core::{Delivery, DeliveryModel, Error, ErrorKind, Message, Result, Transaction, Transactions};
+use tidewater_core::transaction::not_committable;
+use tidewater_core::{Delivery, DeliveryModel, Message, Result, Transaction, Transactions};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::broker::DRIVER;
@@ -64,11 +65,7 @@ impl Transaction for MemoryTransaction {
 
     fn consumed(&mut self, delivery: &Delivery) -> Result<()> {
         if delivery.model() != DeliveryModel::Queue {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("message {} was not delivered by the memory driver", delivery.message().id),
-            )
-            .with_driver(DRIVER));
+            return Err(not_committable(DRIVER, delivery, "was not delivered by the memory driver"));
         }
         Ok(())
     }

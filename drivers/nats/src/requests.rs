@@ -1,22 +1,19 @@
 //! Core NATS's own request/reply, for [`Requester`](tidewater_core::Requester).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use tidewater_core::request::NativeRequests;
+use tidewater_core::request::{NativeRequests, Waiters};
 use tidewater_core::{Error, ErrorKind, IdFactory, Message, Result, UuidV7Ids};
-use tokio::sync::{oneshot, OnceCell};
+use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
 use crate::core_nats::publish_error;
 use crate::headers::{check_subject, from_nats, into_nats};
 use crate::{connection_error, DRIVER};
-
-type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<async_nats::Message>>>>;
 
 /// Requests over core NATS: each request goes out with a reply subject under an inbox of
 /// this connection (`_INBOX.<nuid>.<n>`), which one subscription takes replies from. The
@@ -27,8 +24,7 @@ pub(crate) struct CoreRequests {
     client: async_nats::Client,
     inbox: String,
     next: AtomicU64,
-    waiting: Waiting,
-    late: Arc<AtomicU64>,
+    waiters: Arc<Waiters<async_nats::Message>>,
     /// The task that hands replies to their requests, started with the first request.
     routing: OnceCell<JoinHandle<()>>,
 }
@@ -36,14 +32,7 @@ pub(crate) struct CoreRequests {
 impl CoreRequests {
     pub(crate) fn new(client: async_nats::Client) -> Self {
         let inbox = client.new_inbox();
-        Self {
-            client,
-            inbox,
-            next: AtomicU64::new(0),
-            waiting: Arc::default(),
-            late: Arc::default(),
-            routing: OnceCell::new(),
-        }
+        Self { client, inbox, next: AtomicU64::new(0), waiters: Arc::default(), routing: OnceCell::new() }
     }
 
     /// Subscribes to the inbox and starts handing replies out, once.
@@ -55,20 +44,11 @@ impl CoreRequests {
                     .subscribe(format!("{}.*", self.inbox))
                     .await
                     .map_err(|e| connection_error("cannot subscribe to the reply inbox", e))?;
-                let (waiting, late, skip) = (Arc::clone(&self.waiting), Arc::clone(&self.late), self.inbox.len() + 1);
+                let (waiters, skip) = (Arc::clone(&self.waiters), self.inbox.len() + 1);
                 Ok::<_, Error>(tokio::spawn(async move {
                     while let Some(reply) = replies.next().await {
-                        let token = reply.subject.get(skip..).unwrap_or_default();
-                        let waiter = waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(token);
-                        match waiter {
-                            Some(waiter) => {
-                                let _ = waiter.send(reply);
-                            }
-                            None => {
-                                late.fetch_add(1, Ordering::Relaxed);
-                                tracing::debug!(subject = %reply.subject, "a reply came for no waiting request (it timed out); dropped");
-                            }
-                        }
+                        let token = reply.subject.get(skip..).unwrap_or_default().to_owned();
+                        waiters.deliver(&token, reply);
                     }
                 }))
             })
@@ -89,23 +69,12 @@ impl NativeRequests for CoreRequests {
         let token = self.next.fetch_add(1, Ordering::Relaxed).to_string();
         let reply_to = format!("{}.{token}", self.inbox);
         let (topic, headers, payload) = into_nats(message)?;
-        let (tx, rx) = oneshot::channel();
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).insert(token.clone(), tx);
-        // Forgotten however the wait ends, so a late reply finds no waiter.
-        let _forget = Forget { waiting: &self.waiting, token: &token };
+        let wait = self.waiters.wait(token);
         self.client
             .publish_with_reply_and_headers(topic.clone(), reply_to, headers, payload)
             .await
             .map_err(|e| publish_error(e).with_topic(topic.clone()))?;
-        let reply = match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => return Err(Error::closed("the requester stopped before the reply came").with_driver(DRIVER)),
-            Err(_) => {
-                return Err(Error::new(ErrorKind::Timeout, format!("no reply within {timeout:?}"))
-                    .with_driver(DRIVER)
-                    .with_topic(topic))
-            }
-        };
+        let reply = wait.reply(timeout).await.map_err(|e| e.with_driver(DRIVER).with_topic(topic.clone()))?;
         if reply.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
             return Err(Error::new(ErrorKind::NoResponders, "nobody subscribes to the subject")
                 .with_driver(DRIVER)
@@ -115,7 +84,7 @@ impl NativeRequests for CoreRequests {
     }
 
     fn late_replies(&self) -> u64 {
-        self.late.load(Ordering::Relaxed)
+        self.waiters.late()
     }
 
     async fn close(&self) -> Result<()> {
@@ -131,16 +100,5 @@ impl Drop for CoreRequests {
         if let Some(routing) = self.routing.get() {
             routing.abort();
         }
-    }
-}
-
-struct Forget<'a> {
-    waiting: &'a Waiting,
-    token: &'a str,
-}
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(self.token);
     }
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tidewater_core::transaction::not_committable;
 use tidewater_core::{
     Delivery, Error, ErrorKind, Message, Position, Result, Transaction as CoreTransaction, Transactions,
 };
@@ -295,14 +296,11 @@ impl CoreTransaction for OpenTransaction {
     }
 
     fn consumed(&mut self, delivery: &Delivery) -> Result<()> {
-        let not_ours = |why: &str| {
-            Error::new(ErrorKind::InvalidInput, format!("message {} {why}", delivery.message().id)).with_driver(DRIVER)
-        };
-        let Some(origin) = delivery.origin::<StreamBusOrigin>() else {
-            return Err(not_ours("was not read by a StreamBus group member: there is no position to commit"));
-        };
-        let Position::Log { partition, offset } = delivery.position() else {
-            return Err(not_ours("has no StreamBus offset"));
+        let (Some(origin), Position::Log { partition, offset }) =
+            (delivery.origin::<StreamBusOrigin>(), delivery.position())
+        else {
+            let why = "was not read by a StreamBus group member (on a later broker): there is no position to commit";
+            return Err(not_committable(DRIVER, delivery, why));
         };
         let key = (origin.group_id.clone(), delivery.message().stream.clone());
         let next = self.offsets.entry(key).or_default().entry(partition).or_insert(0);
