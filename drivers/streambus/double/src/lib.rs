@@ -314,72 +314,15 @@ fn valid_topic(topic: &str) -> Result<(), (ErrorCode, String)> {
     Ok(())
 }
 
-// One arm a request type, as the protocol lists them; splitting it by request family is
-// issue 21's (it asks for that), until then the length is allowed here alone.
-#[allow(clippy::too_many_lines)]
+/// Answers one request, one arm a request type as the protocol lists them; the longer
+/// answers are functions of their own below.
 async fn handle(shared: &Shared, request: Request) -> Result<Response, (ErrorCode, String)> {
-    let later = shared.config.profile == Profile::Later;
     let coordinator = &shared.coordinator;
     Ok(match request {
-        Request::Produce(r) => {
-            valid_topic(&r.topic)?;
-            shared.counters.produces_received.fetch_add(1, Ordering::Relaxed);
-            if !shared.config.produce_delay.is_zero() {
-                tokio::time::sleep(shared.config.produce_delay).await;
-            }
-            let mut storage = shared.storage.lock().unwrap();
-            let producer = match r.producer {
-                Some(p) if later && p.id != 0 => {
-                    let ok = storage
-                        .txns
-                        .values()
-                        .any(|t| t.producer == p && t.partitions.contains(&(r.topic.clone(), r.partition)));
-                    if !ok {
-                        return Err((
-                            ErrorCode::INVALID_TRANSACTION_STATE,
-                            format!("producer {} has no open transaction on {}/{}", p.id, r.topic, r.partition),
-                        ));
-                    }
-                    Some(p.id)
-                }
-                _ => None,
-            };
-            let count = r.records.len() as u32;
-            let drop = shared.config.drop_metadata;
-            let (base, end) = storage.append(&r.topic, r.partition, r.records, producer, drop)?;
-            shared.counters.produces.fetch_add(1, Ordering::Relaxed);
-            Response::Produce(ProduceResponse { base_offset: base, count, high_water_mark: end })
-        }
-        Request::Fetch(r) => {
-            valid_topic(&r.topic)?;
-            let isolation = if later { r.isolation } else { None };
-            let mut storage = shared.storage.lock().unwrap();
-            let response = storage.fetch(&r.topic, r.partition, r.offset, r.max_bytes, isolation, later)?;
-            shared.counters.fetches.fetch_add(1, Ordering::Relaxed);
-            Response::Fetch(response)
-        }
-        Request::GetOffset(r) => {
-            let mut storage = shared.storage.lock().unwrap();
-            if storage.partitions(&r.topic).is_none() {
-                return Err((ErrorCode::TOPIC_NOT_FOUND, format!("topic {} does not exist", r.topic)));
-            }
-            let end = storage.partition(&r.topic, r.partition)?.end();
-            Response::GetOffset(GetOffsetResponse {
-                topic: r.topic,
-                partition: r.partition,
-                start_offset: 0,
-                end_offset: end,
-                high_water_mark: end,
-            })
-        }
-        Request::CreateTopic(r) => {
-            valid_topic(&r.topic)?;
-            if r.partitions == 0 {
-                return Err((ErrorCode::INVALID_REQUEST, "a topic needs at least one partition".into()));
-            }
-            shared.storage.lock().unwrap().create(&r.topic, r.partitions)?;
-            Response::CreateTopic(TopicResult { topic: r.topic, done: true })
-        }
+        Request::Produce(r) => produce(shared, r).await?,
+        Request::Fetch(r) => fetch(shared, r)?,
+        Request::GetOffset(r) => get_offset(shared, r)?,
+        Request::CreateTopic(r) => create_topic(shared, r)?,
         Request::DeleteTopic(r) => {
             if shared.storage.lock().unwrap().topics.remove(&r.topic).is_none() {
                 return Err((ErrorCode::TOPIC_NOT_FOUND, format!("topic {} does not exist", r.topic)));
@@ -405,110 +348,21 @@ async fn handle(shared: &Shared, request: Request) -> Result<Response, (ErrorCod
         Request::SyncGroup(r) => Response::SyncGroup(coordinator.sync(r)),
         Request::Heartbeat(r) => Response::Heartbeat(ErrorResponse { error: coordinator.heartbeat(r) }),
         Request::LeaveGroup(r) => Response::LeaveGroup(ErrorResponse { error: coordinator.leave(r) }),
-        Request::OffsetCommit(r) => {
-            let error = coordinator.may_commit(&r.group_id, r.generation_id, &r.member_id);
-            let mut storage = shared.storage.lock().unwrap();
-            let topics = r
-                .topics
-                .into_iter()
-                .map(|t| {
-                    let parts = t
-                        .partitions
-                        .into_iter()
-                        .map(|p| {
-                            if error.is_none() {
-                                let key = (r.group_id.clone(), t.topic.clone(), p.partition);
-                                storage.offsets.insert(key, (p.offset, p.metadata));
-                            }
-                            (p.partition, error)
-                        })
-                        .collect();
-                    (t.topic, parts)
-                })
-                .collect();
-            Response::OffsetCommit(OffsetCommitResponse { topics })
-        }
-        Request::OffsetFetch(r) => {
-            let storage = shared.storage.lock().unwrap();
-            let wanted: Vec<(String, Vec<i32>)> = if r.topics.is_empty() {
-                let mut all: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
-                for (g, t, p) in storage.offsets.keys() {
-                    if *g == r.group_id {
-                        all.entry(t.clone()).or_default().push(*p);
-                    }
-                }
-                all.into_iter().collect()
-            } else {
-                r.topics
-            };
-            let topics = wanted
-                .into_iter()
-                .map(|(topic, parts)| {
-                    let parts = parts
-                        .into_iter()
-                        .map(|p| {
-                            let (offset, metadata) = storage
-                                .offsets
-                                .get(&(r.group_id.clone(), topic.clone(), p))
-                                .cloned()
-                                .unwrap_or((-1, String::new()));
-                            FetchedOffset { partition: p, offset, metadata, error: ErrorCode::NONE }
-                        })
-                        .collect();
-                    (topic, parts)
-                })
-                .collect();
-            Response::OffsetFetch(OffsetFetchResponse { topics })
-        }
+        Request::OffsetCommit(r) => offset_commit(shared, r)?,
+        Request::OffsetFetch(r) => offset_fetch(shared, r)?,
         Request::InitProducerId(r) => {
             let mut storage = shared.storage.lock().unwrap();
             let response = init_producer(&mut storage, r);
             Response::InitProducerId(response)
         }
-        Request::AddPartitionsToTxn(r) => {
-            let mut storage = shared.storage.lock().unwrap();
-            let check = txn_check(&storage, &r.transaction_id, r.producer_id, r.producer_epoch);
-            let mut results = Vec::new();
-            for (topic, partition) in r.partitions {
-                let error = match check {
-                    ErrorCode::NONE if partition < 0 => ErrorCode::INVALID_PARTITION_LIST,
-                    ErrorCode::NONE => match storage.partition(&topic, partition as u32) {
-                        Ok(_) => {
-                            let txn = storage.txns.get_mut(&r.transaction_id).expect("checked");
-                            txn.partitions.insert((topic.clone(), partition as u32));
-                            ErrorCode::NONE
-                        }
-                        Err((code, _)) => code,
-                    },
-                    e => e,
-                };
-                results.push((topic, partition, error));
-            }
-            Response::AddPartitionsToTxn(AddPartitionsToTxnResponse { results })
-        }
+        Request::AddPartitionsToTxn(r) => add_partitions_to_txn(shared, r)?,
         Request::AddOffsetsToTxn(r) => {
             let storage = shared.storage.lock().unwrap();
             Response::AddOffsetsToTxn(ErrorResponse {
                 error: txn_check(&storage, &r.transaction_id, r.producer_id, r.producer_epoch),
             })
         }
-        Request::TxnOffsetCommit(r) => {
-            let mut storage = shared.storage.lock().unwrap();
-            let error = txn_check(&storage, &r.transaction_id, r.producer_id, r.producer_epoch);
-            let mut topics = Vec::new();
-            for t in r.topics {
-                let mut parts = Vec::new();
-                for p in t.partitions {
-                    if error.is_none() {
-                        let txn = storage.txns.get_mut(&r.transaction_id).expect("checked");
-                        txn.offsets.push((r.group_id.clone(), t.topic.clone(), p.partition, p.offset));
-                    }
-                    parts.push((p.partition, error));
-                }
-                topics.push((t.topic, parts));
-            }
-            Response::TxnOffsetCommit(OffsetCommitResponse { topics })
-        }
+        Request::TxnOffsetCommit(r) => txn_offset_commit(shared, r)?,
         Request::EndTxn(r) => {
             let mut storage = shared.storage.lock().unwrap();
             let error = txn_check(&storage, &r.transaction_id, r.producer_id, r.producer_epoch);
@@ -518,6 +372,169 @@ async fn handle(shared: &Shared, request: Request) -> Result<Response, (ErrorCod
             Response::EndTxn(ErrorResponse { error })
         }
     })
+}
+
+async fn produce(shared: &Shared, r: ProduceRequest) -> Result<Response, (ErrorCode, String)> {
+    let later = shared.config.profile == Profile::Later;
+    valid_topic(&r.topic)?;
+    shared.counters.produces_received.fetch_add(1, Ordering::Relaxed);
+    if !shared.config.produce_delay.is_zero() {
+        tokio::time::sleep(shared.config.produce_delay).await;
+    }
+    let mut storage = shared.storage.lock().unwrap();
+    let producer = match r.producer {
+        Some(p) if later && p.id != 0 => {
+            let ok = storage
+                .txns
+                .values()
+                .any(|t| t.producer == p && t.partitions.contains(&(r.topic.clone(), r.partition)));
+            if !ok {
+                return Err((
+                    ErrorCode::INVALID_TRANSACTION_STATE,
+                    format!("producer {} has no open transaction on {}/{}", p.id, r.topic, r.partition),
+                ));
+            }
+            Some(p.id)
+        }
+        _ => None,
+    };
+    let count = r.records.len() as u32;
+    let drop = shared.config.drop_metadata;
+    let (base, end) = storage.append(&r.topic, r.partition, r.records, producer, drop)?;
+    shared.counters.produces.fetch_add(1, Ordering::Relaxed);
+    Ok(Response::Produce(ProduceResponse { base_offset: base, count, high_water_mark: end }))
+}
+
+fn fetch(shared: &Shared, r: FetchRequest) -> Result<Response, (ErrorCode, String)> {
+    let later = shared.config.profile == Profile::Later;
+    valid_topic(&r.topic)?;
+    let isolation = if later { r.isolation } else { None };
+    let mut storage = shared.storage.lock().unwrap();
+    let response = storage.fetch(&r.topic, r.partition, r.offset, r.max_bytes, isolation, later)?;
+    shared.counters.fetches.fetch_add(1, Ordering::Relaxed);
+    Ok(Response::Fetch(response))
+}
+
+fn get_offset(shared: &Shared, r: GetOffsetRequest) -> Result<Response, (ErrorCode, String)> {
+    let mut storage = shared.storage.lock().unwrap();
+    if storage.partitions(&r.topic).is_none() {
+        return Err((ErrorCode::TOPIC_NOT_FOUND, format!("topic {} does not exist", r.topic)));
+    }
+    let end = storage.partition(&r.topic, r.partition)?.end();
+    Ok(Response::GetOffset(GetOffsetResponse {
+        topic: r.topic,
+        partition: r.partition,
+        start_offset: 0,
+        end_offset: end,
+        high_water_mark: end,
+    }))
+}
+
+fn create_topic(shared: &Shared, r: CreateTopicRequest) -> Result<Response, (ErrorCode, String)> {
+    valid_topic(&r.topic)?;
+    if r.partitions == 0 {
+        return Err((ErrorCode::INVALID_REQUEST, "a topic needs at least one partition".into()));
+    }
+    shared.storage.lock().unwrap().create(&r.topic, r.partitions)?;
+    Ok(Response::CreateTopic(TopicResult { topic: r.topic, done: true }))
+}
+
+fn offset_commit(shared: &Shared, r: OffsetCommitRequest) -> Result<Response, (ErrorCode, String)> {
+    let coordinator = &shared.coordinator;
+    let error = coordinator.may_commit(&r.group_id, r.generation_id, &r.member_id);
+    let mut storage = shared.storage.lock().unwrap();
+    let topics = r
+        .topics
+        .into_iter()
+        .map(|t| {
+            let parts = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    if error.is_none() {
+                        let key = (r.group_id.clone(), t.topic.clone(), p.partition);
+                        storage.offsets.insert(key, (p.offset, p.metadata));
+                    }
+                    (p.partition, error)
+                })
+                .collect();
+            (t.topic, parts)
+        })
+        .collect();
+    Ok(Response::OffsetCommit(OffsetCommitResponse { topics }))
+}
+
+fn offset_fetch(shared: &Shared, r: OffsetFetchRequest) -> Result<Response, (ErrorCode, String)> {
+    let storage = shared.storage.lock().unwrap();
+    let wanted: Vec<(String, Vec<i32>)> = if r.topics.is_empty() {
+        let mut all: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+        for (g, t, p) in storage.offsets.keys() {
+            if *g == r.group_id {
+                all.entry(t.clone()).or_default().push(*p);
+            }
+        }
+        all.into_iter().collect()
+    } else {
+        r.topics
+    };
+    let topics = wanted
+        .into_iter()
+        .map(|(topic, parts)| {
+            let parts = parts
+                .into_iter()
+                .map(|p| {
+                    let (offset, metadata) = storage
+                        .offsets
+                        .get(&(r.group_id.clone(), topic.clone(), p))
+                        .cloned()
+                        .unwrap_or((-1, String::new()));
+                    FetchedOffset { partition: p, offset, metadata, error: ErrorCode::NONE }
+                })
+                .collect();
+            (topic, parts)
+        })
+        .collect();
+    Ok(Response::OffsetFetch(OffsetFetchResponse { topics }))
+}
+
+fn add_partitions_to_txn(shared: &Shared, r: AddPartitionsToTxnRequest) -> Result<Response, (ErrorCode, String)> {
+    let mut storage = shared.storage.lock().unwrap();
+    let check = txn_check(&storage, &r.transaction_id, r.producer_id, r.producer_epoch);
+    let mut results = Vec::new();
+    for (topic, partition) in r.partitions {
+        let error = match check {
+            ErrorCode::NONE if partition < 0 => ErrorCode::INVALID_PARTITION_LIST,
+            ErrorCode::NONE => match storage.partition(&topic, partition as u32) {
+                Ok(_) => {
+                    let txn = storage.txns.get_mut(&r.transaction_id).expect("checked");
+                    txn.partitions.insert((topic.clone(), partition as u32));
+                    ErrorCode::NONE
+                }
+                Err((code, _)) => code,
+            },
+            e => e,
+        };
+        results.push((topic, partition, error));
+    }
+    Ok(Response::AddPartitionsToTxn(AddPartitionsToTxnResponse { results }))
+}
+
+fn txn_offset_commit(shared: &Shared, r: TxnOffsetCommitRequest) -> Result<Response, (ErrorCode, String)> {
+    let mut storage = shared.storage.lock().unwrap();
+    let error = txn_check(&storage, &r.transaction_id, r.producer_id, r.producer_epoch);
+    let mut topics = Vec::new();
+    for t in r.topics {
+        let mut parts = Vec::new();
+        for p in t.partitions {
+            if error.is_none() {
+                let txn = storage.txns.get_mut(&r.transaction_id).expect("checked");
+                txn.offsets.push((r.group_id.clone(), t.topic.clone(), p.partition, p.offset));
+            }
+            parts.push((p.partition, error));
+        }
+        topics.push((t.topic, parts));
+    }
+    Ok(Response::TxnOffsetCommit(OffsetCommitResponse { topics }))
 }
 
 fn init_producer(storage: &mut Storage, r: InitProducerIdRequest) -> InitProducerIdResponse {
