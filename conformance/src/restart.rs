@@ -180,3 +180,86 @@ where
     );
     report
 }
+
+/// A driver on a broker of the test's own, which the restart cases kill and start
+/// again: what a driver's tests give [`restart_tests!`](crate::restart_tests) so that
+/// every driver runs the same two restart cases.
+#[async_trait::async_trait]
+pub trait RestartFixture: Send + Sync + 'static {
+    /// A writer of the driver, connected to the broker.
+    fn writer(&self) -> Arc<dyn Writer>;
+
+    /// A reader of the driver, connected to the broker.
+    fn reader(&self) -> Arc<dyn Reader>;
+
+    /// Makes what the case named `name` reads ready on the broker (a topic, a stream)
+    /// and returns the read task: a group, concurrency 4.
+    async fn prepare(&self, name: &str) -> ReadTask;
+
+    /// Stops the broker (SIGKILL where it is a process of its own) and starts it again
+    /// on the same data and address.
+    async fn restart(&self);
+
+    /// How long a case waits for every message. Default 240 s: a JVM broker under the
+    /// whole test run can take minutes to come back.
+    fn patience(&self) -> Duration {
+        Duration::from_secs(240)
+    }
+
+    /// Checks what the broker saw, after the first case's run (default: nothing).
+    async fn after_run(&self, name: &str) {
+        let _ = name;
+    }
+}
+
+/// [`broker_restart_loses_nothing`] on `fixture`.
+pub async fn restart_case(fixture: &dyn RestartFixture) -> RestartReport {
+    let task = fixture.prepare("restart").await;
+    let report = broker_restart_loses_nothing(
+        fixture.writer(),
+        fixture.reader(),
+        task,
+        || fixture.restart(),
+        fixture.patience(),
+    )
+    .await;
+    fixture.after_run("restart").await;
+    report
+}
+
+/// [`lagging_consumer_survives_restarts`] on `fixture`.
+pub async fn lagging_case(fixture: &dyn RestartFixture) -> RestartReport {
+    let task = fixture.prepare("lagging").await;
+    lagging_consumer_survives_restarts(
+        fixture.writer(),
+        fixture.reader(),
+        task,
+        || fixture.restart(),
+        fixture.patience(),
+    )
+    .await
+}
+
+/// The two restart cases as tests, on the [`RestartFixture`] that `$make().await`
+/// gives (a broker of the test's own each time):
+///
+/// ```text
+/// async fn restartable() -> MyRestart { MyRestart::start().await }
+/// tidewater_conformance::restart_tests!(restartable);
+/// ```
+#[macro_export]
+macro_rules! restart_tests {
+    ($make:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn broker_restart_loses_nothing() {
+            let fixture = $make().await;
+            $crate::restart::restart_case(&fixture).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_lagging_consumer_survives_two_restarts() {
+            let fixture = $make().await;
+            $crate::restart::lagging_case(&fixture).await;
+        }
+    };
+}

@@ -1,34 +1,21 @@
-//! The broker is killed (SIGKILL) in the middle of a 10,000-message run and started
-//! again on the same data: at least once, nothing acknowledged lost (the shared scenario
-//! in `tidewater_conformance::restart`). A private Apache Pulsar standalone.
+//! The shared restart cases (`tidewater_conformance::restart`) on a private Apache
+//! Pulsar standalone: killed (SIGKILL) in the middle of a 10,000-message run and started
+//! again on the same data, and twice under a lagging consumer; at least once, nothing
+//! acknowledged lost.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use tidewater_conformance::restart::{broker_restart_loses_nothing, lagging_consumer_survives_restarts};
-use tidewater_core::{Driver, ReadTask};
+use tidewater_conformance::restart::RestartFixture;
+use tidewater_core::{Driver, ReadTask, Reader, Writer};
 use tidewater_pulsar::{Pulsar, PulsarConfig};
 use tidewater_testkit::PulsarStandalone;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_restart_loses_nothing_on_pulsar() {
-    let mut broker = PulsarStandalone::start("");
-    let config = PulsarConfig::new(broker.url()).admin_url(broker.admin_url());
-    let pulsar = Pulsar::connect(config).await.expect("connect to the private Pulsar");
-    let task = ReadTask::new("restart").with_group("restart").with_concurrency(4);
-    broker_restart_loses_nothing(
-        pulsar.writer(),
-        pulsar.reader(),
-        task,
-        // The restart blocks while the JVM starts; the writer and reader go on meanwhile
-        // on the runtime's other thread.
-        || async { tokio::task::block_in_place(|| broker.restart()) },
-        Duration::from_secs(240),
-    )
-    .await;
+struct PulsarRestart {
+    broker: Mutex<PulsarStandalone>,
+    pulsar: Pulsar,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lagging_consumer_survives_two_restarts_on_pulsar() {
+async fn restartable() -> PulsarRestart {
     // The driver's warnings (a stuck consumer, a reader restart) go to the test's output.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -36,20 +23,32 @@ async fn a_lagging_consumer_survives_two_restarts_on_pulsar() {
         )
         .with_test_writer()
         .try_init();
-    // A lock, so the restart can be called twice (it needs the broker mutably).
-    let broker = std::sync::Mutex::new(PulsarStandalone::start(""));
-    let config = {
-        let broker = broker.lock().unwrap();
-        PulsarConfig::new(broker.url()).admin_url(broker.admin_url())
-    };
+    let broker = PulsarStandalone::start("");
+    let config = PulsarConfig::new(broker.url()).admin_url(broker.admin_url());
     let pulsar = Pulsar::connect(config).await.expect("connect to the private Pulsar");
-    let task = ReadTask::new("lagging").with_group("lagging").with_concurrency(4);
-    lagging_consumer_survives_restarts(
-        pulsar.writer(),
-        pulsar.reader(),
-        task,
-        || async { tokio::task::block_in_place(|| broker.lock().unwrap().restart()) },
-        Duration::from_secs(240),
-    )
-    .await;
+    PulsarRestart { broker: Mutex::new(broker), pulsar }
 }
+
+#[async_trait::async_trait]
+impl RestartFixture for PulsarRestart {
+    fn writer(&self) -> Arc<dyn Writer> {
+        self.pulsar.writer()
+    }
+
+    fn reader(&self) -> Arc<dyn Reader> {
+        self.pulsar.reader()
+    }
+
+    /// Topics are made as they are first used.
+    async fn prepare(&self, name: &str) -> ReadTask {
+        ReadTask::new(name).with_group(name).with_concurrency(4)
+    }
+
+    /// Blocks while the JVM starts; the writer and reader go on meanwhile on the
+    /// runtime's other thread.
+    async fn restart(&self) {
+        tokio::task::block_in_place(|| self.broker.lock().unwrap().restart());
+    }
+}
+
+tidewater_conformance::restart_tests!(restartable);

@@ -1,57 +1,64 @@
-//! The broker double (later profile, log kept) restarts in the middle of a
-//! 10,000-message run: at least once, nothing lost (the shared scenario in
-//! `tidewater_conformance::restart`), and the group reader rejoins by itself (a restarted
-//! broker has forgotten its group members).
+//! The shared restart cases (`tidewater_conformance::restart`) on the broker double
+//! (later profile, log kept): restarted in the middle of a 10,000-message run, and twice
+//! under a lagging consumer; at least once, nothing lost, and the group reader rejoins by
+//! itself (a restarted broker has forgotten its group members).
 
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidewater_conformance::restart::{broker_restart_loses_nothing, lagging_consumer_survives_restarts};
-use tidewater_core::{Driver, ReadTask};
+use tidewater_conformance::restart::RestartFixture;
+use tidewater_core::{Driver, ReadTask, Reader, Writer};
 use tidewater_streambus::StreamBus;
 use tidewater_streambus_double::{BrokerDouble, Profile};
+use tokio::sync::Mutex;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_restart_loses_nothing_on_streambus() {
+struct DoubleRestart {
+    double: Mutex<Option<BrokerDouble>>,
+    bus: StreamBus,
+}
+
+async fn restartable() -> DoubleRestart {
     let double = BrokerDouble::start(Profile::Later).await;
     let bus = StreamBus::connect(support::config(double.addr())).await.unwrap();
-    bus.create_topic("restart", 3).await.unwrap();
-    let task = ReadTask::new("restart").with_group("restart").with_concurrency(4);
-    let mut restarted = None;
-    let slot = &mut restarted;
-    let restart = move || async move {
-        let (addr, config, storage) = double.stop().await;
+    DoubleRestart { double: Mutex::new(Some(double)), bus }
+}
+
+#[async_trait::async_trait]
+impl RestartFixture for DoubleRestart {
+    fn writer(&self) -> Arc<dyn Writer> {
+        self.bus.writer()
+    }
+
+    fn reader(&self) -> Arc<dyn Reader> {
+        self.bus.reader()
+    }
+
+    async fn prepare(&self, name: &str) -> ReadTask {
+        self.bus.create_topic(name, 3).await.unwrap();
+        ReadTask::new(name).with_group(name).with_concurrency(4)
+    }
+
+    async fn restart(&self) {
+        let mut slot = self.double.lock().await;
+        let (addr, config, storage) = slot.take().expect("a running double").stop().await;
         // The broker stays away for a while, as a real restart does.
         tokio::time::sleep(Duration::from_millis(500)).await;
         *slot = Some(BrokerDouble::restart(addr, config, storage).await);
-    };
-    broker_restart_loses_nothing(bus.writer(), bus.reader(), task, restart, Duration::from_secs(240)).await;
-    let double = restarted.expect("the double was restarted");
-    let (generation, members) = double.group("restart.restart").expect("the group exists again");
-    assert!(
-        generation >= 1 && members.is_empty(),
-        "the reader rejoined, then left at shutdown: {generation} {members:?}"
-    );
+    }
+
+    /// The restarted broker saw the reader join again, and leave at its shutdown.
+    async fn after_run(&self, name: &str) {
+        let slot = self.double.lock().await;
+        let double = slot.as_ref().expect("a running double");
+        let group = format!("{name}.{name}");
+        let (generation, members) = double.group(&group).expect("the group exists again");
+        assert!(
+            generation >= 1 && members.is_empty(),
+            "the reader rejoined, then left at shutdown: {generation} {members:?}"
+        );
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lagging_consumer_survives_two_restarts_on_streambus() {
-    let double = BrokerDouble::start(Profile::Later).await;
-    let bus = StreamBus::connect(support::config(double.addr())).await.unwrap();
-    bus.create_topic("lagging", 3).await.unwrap();
-    let task = ReadTask::new("lagging").with_group("lagging").with_concurrency(4);
-    let current = Arc::new(tokio::sync::Mutex::new(Some(double)));
-    let restart = || {
-        let current = Arc::clone(&current);
-        async move {
-            let mut slot = current.lock().await;
-            let (addr, config, storage) = slot.take().expect("a running double").stop().await;
-            // The broker stays away for a while, as a real restart does.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            *slot = Some(BrokerDouble::restart(addr, config, storage).await);
-        }
-    };
-    lagging_consumer_survives_restarts(bus.writer(), bus.reader(), task, restart, Duration::from_secs(240)).await;
-}
+tidewater_conformance::restart_tests!(restartable);
