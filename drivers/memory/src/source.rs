@@ -10,12 +10,14 @@ use tokio::sync::Notify;
 use crate::topic::{Fetched, MemberId, Settled, Topic};
 
 /// Settlements a member's handlers made, waiting to be applied with its next fetch: one
-/// lock of the topic then covers a whole batch rather than one message.
-#[derive(Default)]
+/// lock of the topic then covers a whole batch rather than one message. While a
+/// publisher waits for room, they are applied as they come instead.
 struct Pending {
     settled: Mutex<Vec<Settled>>,
     /// Wakes an idle reader so settlements made while it waits are applied at once.
     wake: Notify,
+    topic: Arc<Topic>,
+    group: Arc<str>,
 }
 
 impl Pending {
@@ -44,7 +46,13 @@ pub(crate) struct MemorySource {
 impl MemorySource {
     pub(crate) fn join(topic: Arc<Topic>, group: Option<&str>, start: StartFrom) -> Self {
         let (group, member) = topic.join(group, start);
-        Self { topic, group, member, pending: Arc::default(), applying: Vec::new(), fetched: Vec::new(), left: false }
+        let pending = Arc::new(Pending {
+            settled: Mutex::default(),
+            wake: Notify::new(),
+            topic: Arc::clone(&topic),
+            group: Arc::clone(&group),
+        });
+        Self { topic, group, member, pending, applying: Vec::new(), fetched: Vec::new(), left: false }
     }
 
     fn leave(&mut self) {
@@ -150,9 +158,13 @@ impl MemorySettle {
             settled.push(Settled { partition: self.partition, offset: self.offset, nack });
             settled.len() == 1
         };
-        if first {
+        let pending = &self.pending;
+        if pending.topic.publishers_blocked() {
+            let now = std::mem::take(&mut *pending.settled.lock().unwrap_or_else(|e| e.into_inner()));
+            pending.topic.settle(&pending.group, &now);
+        } else if first {
             // notify_one keeps a permit, so a reader about to wait still sees it.
-            self.pending.wake.notify_one();
+            pending.wake.notify_one();
         }
     }
 }
