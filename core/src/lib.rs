@@ -84,4 +84,4 @@ pub use runner::{panic_message, run_source};
 pub use scheduler::{ShutdownReport, SubscriberScheduler, TaskSpec};
 pub use shutdown::{stop_pair, StopHandle, StopSignal};
 pub use transaction::{Transaction, Transactions};
-pub use writer::{CloseFlag, Writer};
+pub use writer::{CloseFlag, WriteNow, Writer};

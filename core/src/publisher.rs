@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::{context, wire, Codec, Event, EventRegistry, IdFactory, JsonCodec, Message, Result, UuidV7Ids, Writer};
+use crate::{
+    context, wire, Codec, Event, EventRegistry, IdFactory, JsonCodec, Message, Result, UuidV7Ids, WriteNow, Writer,
+};
 
 /// Turns typed events into messages and writes them: the topic comes from the
 /// [`EventRegistry`], the payload from the [`Codec`], the id from the [`IdFactory`].
@@ -94,7 +96,7 @@ impl<C: Codec> Publisher<C> {
     pub async fn publish_to<E: Event>(&self, topic: &str, event: &E) -> Result<String> {
         let message = self.encode(topic, event)?;
         let id = message.id.clone();
-        self.writer.write_one(message).await?;
+        self.write_one(message).await?;
         Ok(id)
     }
 
@@ -113,8 +115,16 @@ impl<C: Codec> Publisher<C> {
     pub async fn publish_message(&self, message: Message) -> Result<String> {
         let message = self.stamp(message);
         let id = message.id.clone();
-        self.writer.write_one(message).await?;
+        self.write_one(message).await?;
         Ok(id)
+    }
+
+    /// Writes one message, without a boxed future where the writer can take it at once.
+    async fn write_one(&self, message: Message) -> Result<()> {
+        match self.writer.try_write_now(message) {
+            WriteNow::Done(result) => result,
+            WriteNow::Wait(message) => self.writer.write_one(message).await,
+        }
     }
 
     /// Publishes raw messages in one write; see [`Publisher::publish_message`].

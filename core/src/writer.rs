@@ -24,6 +24,14 @@ pub trait Writer: Send + Sync {
         self.write(vec![message]).await
     }
 
+    /// Writes `message` if that needs no waiting (the broker is in the process and has
+    /// room), else hands it back to be written with [`Writer::write_one`]. The publisher
+    /// tries it first: a write done here skips the boxed future of `write_one`, an
+    /// allocation a message. The default hands every message back.
+    fn try_write_now(&self, message: Message) -> WriteNow {
+        WriteNow::Wait(message)
+    }
+
     /// Waits until every message accepted so far is on the broker.
     async fn flush(&self) -> Result<()> {
         Ok(())
@@ -33,6 +41,15 @@ pub trait Writer: Send + Sync {
     async fn close(&self) -> Result<()> {
         self.flush().await
     }
+}
+
+/// What [`Writer::try_write_now`] did.
+#[derive(Debug)]
+pub enum WriteNow {
+    /// Written, or failed, without waiting.
+    Done(Result<()>),
+    /// Not written: writing it would wait. The message, for [`Writer::write_one`].
+    Wait(Message),
 }
 
 /// Whether a writer was closed. Every driver's writer keeps one, so that a write after

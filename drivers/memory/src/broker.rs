@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tidewater_core::{
     run_source, Admin, BoxHandler, CloseFlag, DeliveryModel, Driver, Error, ErrorKind, Message, PartitionLag,
-    ReadContext, ReadTask, Reader, Result, Transactions, Writer,
+    ReadContext, ReadTask, Reader, Result, Transactions, WriteNow, Writer,
 };
 use tokio::sync::Notify;
 
@@ -120,7 +120,7 @@ impl MemoryBroker {
         // Shared at once: a message is moved several times on its way into the log, and
         // moving a pointer is cheaper than moving the message.
         let message = Arc::new(message);
-        let closed = || Err(Error::closed("the memory broker was closed").with_driver(DRIVER).with_topic(&*topic.name));
+        let closed = || Err(closed(topic));
         let mut message = match topic.append(message) {
             Append::Done => return Ok(()),
             Append::Closed => return closed(),
@@ -308,10 +308,33 @@ impl Writer for MemoryWriter {
         MemoryBroker::append_to(&topic, message).await
     }
 
+    /// Appends at once when the partition has room; a full one hands the message back.
+    fn try_write_now(&self, message: Message) -> WriteNow {
+        let checked = self.closed.check(DRIVER).and_then(|()| self.broker.check(0, &message));
+        let topic = match checked.and_then(|()| self.topic(&message.stream)) {
+            Ok(topic) => topic,
+            Err(err) => return WriteNow::Done(Err(err)),
+        };
+        match topic.append(Arc::new(message)) {
+            Append::Done => WriteNow::Done(Ok(())),
+            Append::Closed => WriteNow::Done(Err(closed(&topic))),
+            // Nobody else holds it: a full partition hands back the only reference.
+            Append::Full(back) => match Arc::try_unwrap(back) {
+                Ok(message) => WriteNow::Wait(message),
+                Err(shared) => WriteNow::Wait((*shared).clone()),
+            },
+        }
+    }
+
     async fn close(&self) -> Result<()> {
         self.closed.close();
         Ok(())
     }
+}
+
+/// The error of a write to a closed broker.
+fn closed(topic: &Topic) -> Error {
+    Error::closed("the memory broker was closed").with_driver(DRIVER).with_topic(&*topic.name)
 }
 
 impl MemoryBroker {

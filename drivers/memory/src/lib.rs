@@ -9,6 +9,9 @@
 //!   group keeps its position when its members leave, until
 //!   [`MemoryBroker::delete_group`]. A task without a group gets a private one that
 //!   disappears with it.
+//!   A member is handed its partitions' messages oldest first, as they were published,
+//!   so one publisher's keyless messages reach a lone member in order, and a slow
+//!   member frees room in every partition as fast as publishers fill it.
 //! - **Queue-style settlement** ([`DeliveryModel::Queue`](tidewater_core::DeliveryModel)):
 //!   each delivery is acked or nacked on its own. A nack redelivers after the delay, with
 //!   the attempt counting up; what a member had in flight when it left comes again to the

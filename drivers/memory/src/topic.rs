@@ -89,6 +89,12 @@ impl Partition {
     fn get_mut(&mut self, offset: u64) -> Option<&mut Stored> {
         offset.checked_sub(self.base).and_then(|i| self.log.get_mut(i as usize))
     }
+
+    /// The publish sequence of the message at `offset` (0 for one no longer held, so
+    /// that a fetch passes over it first).
+    fn sequence_at(&self, offset: u64) -> u64 {
+        offset.checked_sub(self.base).and_then(|i| self.log.get(i as usize)).map_or(0, |s| s.sequence)
+    }
 }
 
 struct Group {
@@ -96,9 +102,6 @@ struct Group {
     cursors: Vec<Cursor>,
     private: bool,
     acked: u64,
-    /// The partition the next fetch starts at: fetches take turns, so a reader does not
-    /// drain one partition while publishers to the others wait for room.
-    turn: usize,
 }
 
 /// A group's position in one partition: everything below `floor` is acked, and `slots`
@@ -348,7 +351,7 @@ impl Topic {
                     Cursor::at(at)
                 })
                 .collect();
-            state.groups.insert(Arc::clone(&name), Group { members: Vec::new(), cursors, private, acked: 0, turn: 0 });
+            state.groups.insert(Arc::clone(&name), Group { members: Vec::new(), cursors, private, acked: 0 });
         }
         let g = state.groups.get_mut(&name).expect("group exists");
         g.members.push(member);
@@ -422,12 +425,7 @@ impl Topic {
         // Read the clock only when there are redeliveries to time: it is a cost paid
         // under the lock.
         let now = g.cursors.iter().any(|c| !c.retry.is_empty()).then(Instant::now);
-        let count = g.cursors.len();
-        let first = g.turn % count;
-        g.turn = g.turn.wrapping_add(1);
-        let order = || (first..count).chain(0..first);
-        for p in order() {
-            let cursor = &mut g.cursors[p];
+        for (p, cursor) in g.cursors.iter_mut().enumerate() {
             if cursor.owner != Some(member) {
                 continue;
             }
@@ -457,22 +455,24 @@ impl Topic {
                 }
             }
         }
-        // New messages one from each partition in turn, so that a slow reader frees room
-        // in every partition alike, and a publisher to any of them gets it back.
-        let mut took = true;
-        while took && out.len() < max {
-            took = false;
-            for p in order() {
-                let (cursor, log) = (&mut g.cursors[p], &mut state.partitions[p]);
-                if out.len() >= max || cursor.owner != Some(member) || cursor.next() >= log.end() {
-                    continue;
-                }
-                let offset = cursor.next();
-                cursor.slots.push_back(Slot::InFlight { member, attempt: 1 });
-                if let Some(stored) = log.get_mut(offset) {
-                    out.push(Fetched { partition: p as u32, offset, attempt: 1, message: stored.share() });
-                }
-                took = true;
+        // New messages oldest first across the member's partitions, as they were
+        // published: a slow reader then frees room in each partition as publishers
+        // filled it (draining one partition after another left publishers to the others
+        // waiting), and one publisher's keyless messages arrive in its order.
+        while out.len() < max {
+            let oldest = g
+                .cursors
+                .iter()
+                .enumerate()
+                .filter(|(p, c)| c.owner == Some(member) && c.next() < state.partitions[*p].end())
+                .min_by_key(|(p, c)| state.partitions[*p].sequence_at(c.next()))
+                .map(|(p, _)| p);
+            let Some(p) = oldest else { break };
+            let (cursor, log) = (&mut g.cursors[p], &mut state.partitions[p]);
+            let offset = cursor.next();
+            cursor.slots.push_back(Slot::InFlight { member, attempt: 1 });
+            if let Some(stored) = log.get_mut(offset) {
+                out.push(Fetched { partition: p as u32, offset, attempt: 1, message: stored.share() });
             }
         }
         if redelivered {
