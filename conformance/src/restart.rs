@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tidewater_core::testing::Recorder;
 use tidewater_core::{
-    handler_fn, Delivery, EventRegistry, HandlerError, Message, ReadTask, Reader, SubscriberScheduler, Writer,
+    handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, ReadTask, Reader, SubscriberScheduler, Writer,
 };
 
 /// Messages in a restart run.
@@ -186,11 +186,8 @@ where
 /// every driver runs the same two restart cases.
 #[async_trait::async_trait]
 pub trait RestartFixture: Send + Sync + 'static {
-    /// A writer of the driver, connected to the broker.
-    fn writer(&self) -> Arc<dyn Writer>;
-
-    /// A reader of the driver, connected to the broker.
-    fn reader(&self) -> Arc<dyn Reader>;
+    /// The driver, connected to the broker.
+    fn driver(&self) -> &dyn Driver;
 
     /// Makes what the case named `name` reads ready on the broker (a topic, a stream)
     /// and returns the read task: a group, concurrency 4.
@@ -215,14 +212,10 @@ pub trait RestartFixture: Send + Sync + 'static {
 /// [`broker_restart_loses_nothing`] on `fixture`.
 pub async fn restart_case(fixture: &dyn RestartFixture) -> RestartReport {
     let task = fixture.prepare("restart").await;
-    let report = broker_restart_loses_nothing(
-        fixture.writer(),
-        fixture.reader(),
-        task,
-        || fixture.restart(),
-        fixture.patience(),
-    )
-    .await;
+    let driver = fixture.driver();
+    let report =
+        broker_restart_loses_nothing(driver.writer(), driver.reader(), task, || fixture.restart(), fixture.patience())
+            .await;
     fixture.after_run("restart").await;
     report
 }
@@ -230,14 +223,9 @@ pub async fn restart_case(fixture: &dyn RestartFixture) -> RestartReport {
 /// [`lagging_consumer_survives_restarts`] on `fixture`.
 pub async fn lagging_case(fixture: &dyn RestartFixture) -> RestartReport {
     let task = fixture.prepare("lagging").await;
-    lagging_consumer_survives_restarts(
-        fixture.writer(),
-        fixture.reader(),
-        task,
-        || fixture.restart(),
-        fixture.patience(),
-    )
-    .await
+    let driver = fixture.driver();
+    lagging_consumer_survives_restarts(driver.writer(), driver.reader(), task, || fixture.restart(), fixture.patience())
+        .await
 }
 
 /// The two restart cases as tests, on the [`RestartFixture`] that `$make().await`

@@ -5,11 +5,11 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tidewater_conformance::restart::RestartFixture;
-use tidewater_core::{Driver, ReadTask, Reader, Writer};
+use tidewater_core::{Driver, ReadTask};
 use tidewater_kafka::Kafka;
 use tidewater_testkit::KafkaBroker;
 
@@ -29,12 +29,8 @@ async fn restartable() -> KafkaRestart {
 
 #[async_trait::async_trait]
 impl RestartFixture for KafkaRestart {
-    fn writer(&self) -> Arc<dyn Writer> {
-        self.kafka.writer()
-    }
-
-    fn reader(&self) -> Arc<dyn Reader> {
-        self.kafka.reader()
+    fn driver(&self) -> &dyn Driver {
+        &self.kafka
     }
 
     async fn prepare(&self, name: &str) -> ReadTask {

@@ -4,11 +4,11 @@
 //! every message is processed at least once, and the driver reconnects by itself. And
 //! readiness while the server is away.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tidewater_conformance::restart::RestartFixture;
-use tidewater_core::{Driver, ReadTask, Reader, Writer};
+use tidewater_core::{Driver, ReadTask};
 use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig};
 use tidewater_testkit::{NatsRelease, NatsServer};
 
@@ -27,12 +27,8 @@ async fn restartable() -> JetStreamRestart {
 
 #[async_trait::async_trait]
 impl RestartFixture for JetStreamRestart {
-    fn writer(&self) -> Arc<dyn Writer> {
-        self.js.writer()
-    }
-
-    fn reader(&self) -> Arc<dyn Reader> {
-        self.js.reader()
+    fn driver(&self) -> &dyn Driver {
+        &self.js
     }
 
     async fn prepare(&self, name: &str) -> ReadTask {

@@ -3,10 +3,10 @@
 //! again on the same data, and twice under a lagging consumer; at least once, nothing
 //! acknowledged lost.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use tidewater_conformance::restart::RestartFixture;
-use tidewater_core::{Driver, ReadTask, Reader, Writer};
+use tidewater_core::{Driver, ReadTask};
 use tidewater_pulsar::{Pulsar, PulsarConfig};
 use tidewater_testkit::PulsarStandalone;
 
@@ -31,12 +31,8 @@ async fn restartable() -> PulsarRestart {
 
 #[async_trait::async_trait]
 impl RestartFixture for PulsarRestart {
-    fn writer(&self) -> Arc<dyn Writer> {
-        self.pulsar.writer()
-    }
-
-    fn reader(&self) -> Arc<dyn Reader> {
-        self.pulsar.reader()
+    fn driver(&self) -> &dyn Driver {
+        &self.pulsar
     }
 
     /// Topics are made as they are first used.

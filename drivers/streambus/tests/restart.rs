@@ -5,11 +5,10 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tidewater_conformance::restart::RestartFixture;
-use tidewater_core::{Driver, ReadTask, Reader, Writer};
+use tidewater_core::{Driver, ReadTask};
 use tidewater_streambus::StreamBus;
 use tidewater_streambus_double::{BrokerDouble, Profile};
 use tokio::sync::Mutex;
@@ -27,12 +26,8 @@ async fn restartable() -> DoubleRestart {
 
 #[async_trait::async_trait]
 impl RestartFixture for DoubleRestart {
-    fn writer(&self) -> Arc<dyn Writer> {
-        self.bus.writer()
-    }
-
-    fn reader(&self) -> Arc<dyn Reader> {
-        self.bus.reader()
+    fn driver(&self) -> &dyn Driver {
+        &self.bus
     }
 
     async fn prepare(&self, name: &str) -> ReadTask {
