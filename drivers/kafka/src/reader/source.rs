@@ -1,0 +1,215 @@
+//! The fetch side of a read task: records to deliveries, seeks for nacks, periodic
+//! commits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message as _, Offset, TopicPartitionList};
+use tidewater_core::{Delivery, Incoming, Message, PartitionCommits, Position, Result, Source};
+use tokio::time::Instant;
+
+use crate::errors::{kafka_error, kind_of};
+use crate::record::from_record;
+use crate::topics::blocking;
+
+use super::rebalance::ReaderContext;
+use super::settle::KafkaSettle;
+use super::state::{Rewind, Shared};
+use super::SEEK_TIMEOUT;
+
+/// The fetch side of one read task.
+pub(super) struct KafkaSource {
+    pub(super) consumer: Option<Arc<StreamConsumer<ReaderContext>>>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) group: Option<Arc<str>>,
+    pub(super) commit_interval: Duration,
+    pub(super) next_commit: Instant,
+}
+
+impl KafkaSource {
+    /// Seeks and pauses that nacks asked for, and the periodic commit. Returns when it
+    /// next has work.
+    pub(super) fn housekeeping(&mut self, consumer: &StreamConsumer<ReaderContext>) -> Instant {
+        let shared = &self.shared;
+        let now = Instant::now();
+        let mut next = self.next_commit;
+        let mut seeks = Vec::new();
+        let mut pauses = Vec::new();
+        {
+            let mut state = shared.state();
+            for (&partition, part) in state.partitions.iter_mut() {
+                let Some(rewind) = part.rewind else { continue };
+                if rewind.due <= now {
+                    seeks.push((partition, rewind.offset, part.paused));
+                    part.rewind = None;
+                    part.paused = false;
+                    part.awaiting = Some(rewind.offset);
+                } else {
+                    if !part.paused {
+                        pauses.push(partition);
+                        part.paused = true;
+                    }
+                    next = next.min(rewind.due);
+                }
+            }
+        }
+        for partition in pauses {
+            if let Err(err) = consumer.pause(&one(&shared.topic, partition)) {
+                tracing::warn!(topic = %shared.topic, partition, error = %err, "pausing the partition failed");
+            }
+        }
+        for (partition, offset, paused) in seeks {
+            // Waiting for the seek (a hand-over to librdkafka's own thread, no broker
+            // round trip) means records fetched from the old position are dropped by
+            // librdkafka from here on; an asynchronous seek lets some through.
+            let seek = consumer.seek(&shared.topic, partition, Offset::Offset(offset as i64), SEEK_TIMEOUT);
+            if let Err(err) = seek {
+                tracing::warn!(topic = %shared.topic, partition, offset, error = %err, "seeking back failed; retrying");
+                let mut state = shared.state();
+                if let Some(part) = state.partitions.get_mut(&partition) {
+                    part.awaiting = None;
+                    part.rewind = Some(Rewind { offset, due: now + Duration::from_millis(50) });
+                    part.paused = paused;
+                }
+                next = next.min(now + Duration::from_millis(50));
+                continue;
+            }
+            if paused {
+                if let Err(err) = consumer.resume(&one(&shared.topic, partition)) {
+                    tracing::warn!(topic = %shared.topic, partition, error = %err, "resuming the partition failed");
+                }
+            }
+        }
+        if now >= self.next_commit {
+            if let Some(tpl) = shared.to_commit(|_| true) {
+                if let Err(err) = consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::warn!(topic = %shared.topic, error = %err, "committing processed offsets failed");
+                    shared.commit_failed(&tpl);
+                }
+            }
+            self.next_commit = now + self.commit_interval;
+            next = next.min(self.next_commit);
+        }
+        next
+    }
+
+    /// An error the consumer reported: librdkafka retries the transient ones itself.
+    pub(super) fn consumer_error(&self, err: KafkaError) -> Result<()> {
+        if kind_of(&err).is_retryable() {
+            tracing::warn!(topic = %self.shared.topic, error = %err, "Kafka consumer error; librdkafka retries");
+            Ok(())
+        } else {
+            Err(kafka_error("the Kafka consumer failed", err).with_topic(&self.shared.topic))
+        }
+    }
+
+    /// Turns fetched records into deliveries appended to `batch`, dropping leftovers of an
+    /// old position; returns how many it appended.
+    pub(super) fn dispatch(&self, records: Vec<(i32, u64, Message)>, batch: &mut Vec<Incoming>) -> usize {
+        let start = batch.len();
+        let mut guard = self.shared.state();
+        let state = &mut *guard;
+        for (partition, offset, message) in records {
+            let Some(part) = state.partitions.get_mut(&partition) else { continue };
+            if part.rewind.is_some() {
+                continue;
+            }
+            if let Some(target) = part.awaiting {
+                // Until the record sought arrives, anything else is left over from the
+                // old position: records above it come again after it, and records below
+                // it were dispatched before (and may still be running).
+                if offset != target {
+                    continue;
+                }
+                part.awaiting = None;
+            }
+            let ticket = part.commits.get_or_insert_with(|| PartitionCommits::new(offset)).dispatched(offset);
+            let attempt = state.attempts.get(&partition).and_then(|a| a.get(&offset)).copied().unwrap_or(1);
+            let position = Position::Log { partition: partition as u32, offset };
+            batch.push(Incoming {
+                delivery: match &state.origin {
+                    Some(origin) => {
+                        let origin: Arc<dyn std::any::Any + Send + Sync> = Arc::clone(origin) as _;
+                        Delivery::with_origin(message, attempt, position, self.group.clone(), origin)
+                    }
+                    None => Delivery::new(message, attempt, position, self.group.clone()),
+                },
+                settle: Box::new(KafkaSettle {
+                    shared: Arc::clone(&self.shared),
+                    partition,
+                    generation: part.generation,
+                    ticket,
+                    attempt,
+                }),
+            });
+        }
+        batch.len() - start
+    }
+}
+
+/// A fetched record's partition, offset and message.
+pub(super) fn fetched(record: &BorrowedMessage<'_>) -> (i32, u64, Message) {
+    (record.partition(), record.offset() as u64, from_record(record))
+}
+
+pub(super) fn one(topic: &str, partition: i32) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    tpl
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
+        let Some(consumer) = self.consumer.clone() else { return Ok(0) };
+        loop {
+            let wake_at = self.housekeeping(&consumer);
+            let first = tokio::select! {
+                biased;
+                record = consumer.recv() => record.map(|r| fetched(&r)),
+                _ = self.shared.wake.notified() => continue,
+                _ = tokio::time::sleep_until(wake_at) => continue,
+            };
+            let mut records = Vec::new();
+            match first {
+                Ok(record) => records.push(record),
+                Err(err) => {
+                    self.consumer_error(err)?;
+                    continue;
+                }
+            }
+            // Take what librdkafka already holds, without waiting for more.
+            while records.len() < max {
+                match consumer.recv().now_or_never() {
+                    Some(Ok(r)) => records.push(fetched(&r)),
+                    Some(Err(err)) => {
+                        self.consumer_error(err)?;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            let n = self.dispatch(records, batch);
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        let Some(consumer) = self.consumer.take() else { return Ok(()) };
+        let shared = Arc::clone(&self.shared);
+        // Commit what was processed, then leave the group (closing the consumer blocks
+        // until the broker has let it go, so it runs off the async threads).
+        blocking(move || {
+            shared.commit_now(&*consumer, |_| true);
+            drop(consumer);
+        })
+        .await
+    }
+}
