@@ -1,10 +1,16 @@
-//! One topic: its partitions, its consumer groups and their cursors.
+//! One topic: its partitions and what publishing to them takes; its consumer groups
+//! are in `group.rs`, what members do in `consume.rs`.
+
+mod consume;
+mod group;
+
+use group::{Cursor, Group, Slot};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tidewater_core::{Message, StartFrom};
+use tidewater_core::Message;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -95,66 +101,6 @@ impl Partition {
     fn sequence_at(&self, offset: u64) -> u64 {
         offset.checked_sub(self.base).and_then(|i| self.log.get(i as usize)).map_or(0, |s| s.sequence)
     }
-}
-
-struct Group {
-    members: Vec<MemberId>,
-    cursors: Vec<Cursor>,
-    private: bool,
-    acked: u64,
-}
-
-/// A group's position in one partition: everything below `floor` is acked, and `slots`
-/// holds the state of each offset from `floor` up to the next one never dispatched.
-#[derive(Default)]
-struct Cursor {
-    owner: Option<MemberId>,
-    floor: u64,
-    slots: VecDeque<Slot>,
-    /// Offsets in `Slot::Waiting`, with when they fall due.
-    retry: Vec<Retry>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Slot {
-    InFlight {
-        member: MemberId,
-        attempt: u32,
-    },
-    /// Waiting for redelivery; its attempt is in `Cursor::retry`.
-    Waiting,
-    Acked,
-}
-
-impl Cursor {
-    fn at(offset: u64) -> Self {
-        Self { floor: offset, ..Self::default() }
-    }
-
-    /// The next offset never dispatched.
-    fn next(&self) -> u64 {
-        self.floor + self.slots.len() as u64
-    }
-
-    fn slot(&mut self, offset: u64) -> Option<&mut Slot> {
-        offset.checked_sub(self.floor).and_then(|i| self.slots.get_mut(i as usize))
-    }
-
-    /// Moves the floor past acked offsets; returns whether it moved.
-    fn advance(&mut self) -> bool {
-        let before = self.floor;
-        while self.slots.front() == Some(&Slot::Acked) {
-            self.slots.pop_front();
-            self.floor += 1;
-        }
-        self.floor != before
-    }
-}
-
-struct Retry {
-    offset: u64,
-    attempt: u32,
-    ready_at: Instant,
 }
 
 /// A settlement recorded by a member, applied under the topic lock with its next fetch.
@@ -306,183 +252,12 @@ impl Topic {
         drop(state);
     }
 
-    /// Whether a publisher waits for room.
-    pub(crate) fn publishers_blocked(&self) -> bool {
-        self.blocked.load(Ordering::SeqCst) > 0
-    }
-
-    /// Applies `settled` of `group` now, rather than with its reader's next fetch.
-    pub(crate) fn settle(&self, group: &str, settled: &[Settled]) {
-        let mut state = self.lock();
-        let moved = state.groups.get_mut(group).is_some_and(|g| g.apply(settled));
-        if moved {
-            state.wake_publishers(&self.space);
-        }
-        drop(state);
-        self.wake_watchers();
-    }
-
     /// Counts a publisher in as waiting for room, until the guard is dropped: readers
     /// wake publishers only while one waits.
     pub(crate) fn wait_for_room(&self) -> Waiting<'_> {
         self.lock().publishers_waiting += 1;
         self.blocked.fetch_add(1, Ordering::SeqCst);
         Waiting(self)
-    }
-
-    /// Adds a member to `group`, creating the group at `start` if new.
-    pub(crate) fn join(&self, group: Option<&str>, start: StartFrom) -> (Arc<str>, MemberId) {
-        let mut state = self.lock();
-        let member = state.next_member;
-        state.next_member += 1;
-        let (name, private): (Arc<str>, bool) = match group {
-            Some(g) => (Arc::from(g), false),
-            None => (Arc::from(format!("~private-{member}").as_str()), true),
-        };
-        if !state.groups.contains_key(&name) {
-            let cursors = state
-                .partitions
-                .iter()
-                .map(|p| {
-                    let at = match start {
-                        StartFrom::Earliest => p.base,
-                        StartFrom::Latest => p.end(),
-                    };
-                    Cursor::at(at)
-                })
-                .collect();
-            state.groups.insert(Arc::clone(&name), Group { members: Vec::new(), cursors, private, acked: 0 });
-        }
-        let g = state.groups.get_mut(&name).expect("group exists");
-        g.members.push(member);
-        g.rebalance();
-        drop(state);
-        self.data.notify_waiters();
-        (name, member)
-    }
-
-    /// Removes a member after applying what it settled; what it still had in flight is
-    /// redelivered to the group.
-    pub(crate) fn leave(&self, group: &str, member: MemberId, settled: &[Settled]) {
-        let mut state = self.lock();
-        let state = &mut *state;
-        let Some(g) = state.groups.get_mut(group) else { return };
-        let floor_moved = g.apply(settled);
-        g.members.retain(|m| *m != member);
-        let now = Instant::now();
-        for cursor in &mut g.cursors {
-            for (i, slot) in cursor.slots.iter_mut().enumerate() {
-                if let Slot::InFlight { member: m, attempt } = *slot {
-                    if m == member {
-                        *slot = Slot::Waiting;
-                        cursor.retry.push(Retry {
-                            offset: cursor.floor + i as u64,
-                            attempt: attempt + 1,
-                            ready_at: now,
-                        });
-                    }
-                }
-            }
-        }
-        if g.private {
-            state.groups.remove(group);
-            state.wake_publishers(&self.space);
-        } else {
-            g.rebalance();
-            if floor_moved {
-                state.wake_publishers(&self.space);
-            }
-        }
-        self.data.notify_waiters();
-        self.wake_watchers();
-    }
-
-    /// Applies what `member` settled, then appends up to `max` deliveries for it to
-    /// `out` (empty on entry): due redeliveries first, then new messages. Returns when the
-    /// earliest pending redelivery falls due, or `None` once the topic is closed.
-    pub(crate) fn fetch(
-        &self,
-        group: &str,
-        member: MemberId,
-        max: usize,
-        settled: &[Settled],
-        out: &mut Vec<Fetched>,
-    ) -> Option<Fetch> {
-        let mut state = self.lock();
-        let state = &mut *state;
-        if state.closed {
-            return None;
-        }
-        let mut wake: Option<Instant> = None;
-        let mut redelivered = false;
-        let Some(g) = state.groups.get_mut(group) else {
-            return Some(Fetch { wake });
-        };
-        let floor_moved = g.apply(settled);
-        if !settled.is_empty() {
-            self.wake_watchers();
-        }
-        // Read the clock only when there are redeliveries to time: it is a cost paid
-        // under the lock.
-        let now = g.cursors.iter().any(|c| !c.retry.is_empty()).then(Instant::now);
-        for (p, cursor) in g.cursors.iter_mut().enumerate() {
-            if cursor.owner != Some(member) {
-                continue;
-            }
-            let log = &mut state.partitions[p];
-            let mut i = 0;
-            while i < cursor.retry.len() {
-                let ready_at = cursor.retry[i].ready_at;
-                let now = now.expect("read when a retry is pending");
-                if ready_at > now || out.len() >= max {
-                    if ready_at > now {
-                        wake = Some(wake.map_or(ready_at, |w| w.min(ready_at)));
-                    }
-                    i += 1;
-                    continue;
-                }
-                let r = cursor.retry.swap_remove(i);
-                let Some(stored) = log.get_mut(r.offset) else { continue };
-                if let Some(slot @ Slot::Waiting) = cursor.slot(r.offset) {
-                    *slot = Slot::InFlight { member, attempt: r.attempt };
-                    redelivered = true;
-                    out.push(Fetched {
-                        partition: p as u32,
-                        offset: r.offset,
-                        attempt: r.attempt,
-                        message: stored.share(),
-                    });
-                }
-            }
-        }
-        // New messages oldest first across the member's partitions, as they were
-        // published: a slow reader then frees room in each partition as publishers
-        // filled it (draining one partition after another left publishers to the others
-        // waiting), and one publisher's keyless messages arrive in its order.
-        while out.len() < max {
-            let oldest = g
-                .cursors
-                .iter()
-                .enumerate()
-                .filter(|(p, c)| c.owner == Some(member) && c.next() < state.partitions[*p].end())
-                .min_by_key(|(p, c)| state.partitions[*p].sequence_at(c.next()))
-                .map(|(p, _)| p);
-            let Some(p) = oldest else { break };
-            let (cursor, log) = (&mut g.cursors[p], &mut state.partitions[p]);
-            let offset = cursor.next();
-            cursor.slots.push_back(Slot::InFlight { member, attempt: 1 });
-            if let Some(stored) = log.get_mut(offset) {
-                out.push(Fetched { partition: p as u32, offset, attempt: 1, message: stored.share() });
-            }
-        }
-        if redelivered {
-            // Retries were taken by swap_remove; give each partition's in offset order.
-            out.sort_by_key(|f| (f.partition, f.offset));
-        }
-        if floor_moved {
-            state.wake_publishers(&self.space);
-        }
-        Some(Fetch { wake })
     }
 
     /// Messages settled by `group` so far.
@@ -605,43 +380,6 @@ impl TopicState {
     fn wake_publishers(&self, space: &Notify) {
         if self.publishers_waiting > 0 {
             space.notify_waiters();
-        }
-    }
-}
-
-impl Group {
-    /// Applies settlements; returns whether a floor moved (room for publishers).
-    fn apply(&mut self, settled: &[Settled]) -> bool {
-        let mut now = None;
-        let mut moved = false;
-        for s in settled {
-            let cursor = &mut self.cursors[s.partition as usize];
-            let Some(slot) = cursor.slot(s.offset) else { continue };
-            let Slot::InFlight { attempt, .. } = *slot else { continue };
-            match s.nack {
-                None => {
-                    *slot = Slot::Acked;
-                    self.acked += 1;
-                    moved |= cursor.advance();
-                }
-                Some(delay) => {
-                    *slot = Slot::Waiting;
-                    cursor.retry.push(Retry {
-                        offset: s.offset,
-                        attempt: attempt + 1,
-                        ready_at: *now.get_or_insert_with(Instant::now) + delay,
-                    });
-                }
-            }
-        }
-        moved
-    }
-
-    /// Spreads the partitions over the members, round robin in join order.
-    fn rebalance(&mut self) {
-        let n = self.members.len();
-        for (p, cursor) in self.cursors.iter_mut().enumerate() {
-            cursor.owner = (n > 0).then(|| self.members[p % n]);
         }
     }
 }
