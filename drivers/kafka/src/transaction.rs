@@ -150,14 +150,21 @@ impl KafkaTransaction {
         })
         .await?;
         let Err((what, err)) = outcome else { return Ok(()) };
-        let requires_abort = matches!(&err, KafkaError::Transaction(e) if e.txn_requires_abort());
-        forget_if_fatal(&mut slot, &err);
-        if requires_abort {
+        let aborted = matches!(&err, KafkaError::Transaction(e) if e.txn_requires_abort()) && {
             let producer = self.producer.clone();
-            if let Ok(Err(abort)) = blocking(move || producer.abort_transaction(timeout)).await {
-                tracing::warn!(error = %abort, "aborting a failed transaction failed");
-                forget_if_fatal(&mut slot, &abort);
+            match blocking(move || producer.abort_transaction(timeout)).await {
+                Ok(Ok(())) => true,
+                Ok(Err(abort)) => {
+                    tracing::warn!(error = %abort, "aborting a failed transaction failed");
+                    false
+                }
+                Err(_) => false,
             }
+        };
+        if !aborted {
+            // Fenced, timed out or otherwise in a state only a new registration of the
+            // id clears: the next begin makes a new producer, which aborts what is open.
+            *slot = None;
         }
         Err(kafka_error(format!("cannot {what} the transaction"), err))
     }
