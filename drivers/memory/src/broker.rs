@@ -302,10 +302,14 @@ impl Writer for MemoryWriter {
     }
 
     async fn write_one(&self, message: Message) -> Result<()> {
-        self.closed.check(DRIVER)?;
-        self.broker.check(0, &message)?;
-        let topic = self.topic(&message.stream)?;
-        MemoryBroker::append_to(&topic, message).await
+        match self.try_write_now(message) {
+            WriteNow::Done(result) => result,
+            // Checked and found full: wait for room.
+            WriteNow::Wait(message) => {
+                let topic = self.topic(&message.stream)?;
+                MemoryBroker::append_to(&topic, message).await
+            }
+        }
     }
 
     /// Appends at once when the partition has room; a full one hands the message back.

@@ -32,8 +32,6 @@ impl Pending {
 /// One member of a consumer group on one topic. Leaving the group (on close or drop)
 /// applies what it settled and hands what it still had in flight back to the group.
 pub(crate) struct MemorySource {
-    topic: Arc<Topic>,
-    group: Arc<str>,
     member: MemberId,
     pending: Arc<Pending>,
     /// Settlements being applied; kept between fetches for its allocation.
@@ -52,14 +50,18 @@ impl MemorySource {
             topic: Arc::clone(&topic),
             group: Arc::clone(&group),
         });
-        Self { topic, group, member, pending, applying: Vec::new(), fetched: Vec::new(), left: false }
+        Self { member, pending, applying: Vec::new(), fetched: Vec::new(), left: false }
+    }
+
+    fn topic(&self) -> &Arc<Topic> {
+        &self.pending.topic
     }
 
     fn leave(&mut self) {
         if !self.left {
             self.left = true;
             self.pending.take_into(&mut self.applying);
-            self.topic.leave(&self.group, self.member, &self.applying);
+            self.pending.topic.leave(&self.pending.group, self.member, &self.applying);
             self.applying.clear();
         }
     }
@@ -68,14 +70,15 @@ impl MemorySource {
     /// once the topic is closed.
     fn fetch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Option<crate::topic::Fetch> {
         self.pending.take_into(&mut self.applying);
-        let fetch = self.topic.fetch(&self.group, self.member, max, &self.applying, &mut self.fetched);
+        let pending = &self.pending;
+        let fetch = pending.topic.fetch(&pending.group, self.member, max, &self.applying, &mut self.fetched);
         self.applying.clear();
         batch.extend(self.fetched.drain(..).map(|f| Incoming {
             delivery: Delivery::new(
                 f.message,
                 f.attempt,
                 Position::Queue { partition: Some(f.partition), sequence: Some(f.offset) },
-                Some(Arc::clone(&self.group)),
+                Some(Arc::clone(&self.pending.group)),
             ),
             settle: Box::new(MemorySettle {
                 pending: Arc::clone(&self.pending),
@@ -105,13 +108,13 @@ impl Source for MemorySource {
             // Nothing there: listen, count in as idle, then look once more, so a publish
             // in between is not missed. Listening takes the Notify's lock, which
             // publishers also take, so a reader that finds messages never listens.
-            let topic = Arc::clone(&self.topic);
+            let topic = Arc::clone(self.topic());
             let data = topic.data.notified();
             tokio::pin!(data);
             data.as_mut().enable();
             if !idle {
                 idle = true;
-                self.topic.idle_readers.fetch_add(1, Ordering::SeqCst);
+                self.topic().idle_readers.fetch_add(1, Ordering::SeqCst);
             }
             let Some(fetch) = self.fetch(batch, max) else { break };
             if batch.len() > start {
@@ -130,7 +133,7 @@ impl Source for MemorySource {
             }
         }
         if idle {
-            self.topic.idle_readers.fetch_sub(1, Ordering::SeqCst);
+            self.topic().idle_readers.fetch_sub(1, Ordering::SeqCst);
         }
         Ok(batch.len() - start)
     }
