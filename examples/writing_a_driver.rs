@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater::{
-    names, run_source, Admin, BoxHandler, CloseFlag, Delivery, DeliveryModel, Driver, Error, ErrorKind, Incoming,
-    Message, Position, ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, Writer,
+    names, Admin, CloseFlag, Delivery, Driver, Error, ErrorKind, Incoming, Message, Position, ReadTask, Reader,
+    ReadySignal, Result, Settle, Settlement, Source, Writer,
 };
 use tokio::sync::mpsc;
 
@@ -124,26 +124,20 @@ impl Reader for Toy {
         DRIVER
     }
 
-    fn model(&self) -> DeliveryModel {
-        DeliveryModel::Queue
-    }
-
-    /// Subscribes, says so, and hands core the source: core runs the handlers,
-    /// concurrency, settlement and the shutdown the same way for every driver.
-    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+    /// Subscribes and hands core the source: core marks the reader ready and runs the
+    /// handlers, concurrency, settlement and the shutdown the same way for every driver.
+    async fn open(&self, task: &ReadTask, _ready: &ReadySignal) -> Result<Box<dyn Source>> {
         let (to, from) = mpsc::unbounded_channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let subscription = Subscription { id, group: task.group.clone(), to };
         self.topics.lock().unwrap().entry(task.topic.clone()).or_default().push(subscription);
-        let mut source = ToySource {
+        Ok(Box::new(ToySource {
             broker: self.clone(),
             topic: task.topic.clone(),
             id,
             from,
             group: task.group.as_deref().map(Arc::from),
-        };
-        ctx.ready.ready();
-        run_source(&mut source, handler, &task, &ctx).await
+        }))
     }
 }
 

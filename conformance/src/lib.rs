@@ -11,10 +11,12 @@
 //!    fails it whole, with an [`ErrorKind`](tidewater_core::ErrorKind) that says whether
 //!    a retry helps); messages over the broker's limit are `TooLarge`, names that break
 //!    [`names::check_topic`](tidewater_core::names::check_topic) are `InvalidName`.
-//! 2. `Reader::read` subscribes, calls `ctx.ready.ready()`, and hands core its
-//!    [`Source`](tidewater_core::Source) through
-//!    [`run_source`](tidewater_core::run_source); it returns only at a stop or with an
-//!    error (a source that ends by itself is restarted as a failure).
+//! 2. `Reader::open` subscribes and returns the subscription's
+//!    [`Source`](tidewater_core::Source); core's `Reader::read` marks the reader ready
+//!    and runs the handlers over it. A source ends only when the broker ended the
+//!    subscription (core restarts it as a failure); one that is subscribed only after the
+//!    open (a log consumer waiting for partitions) says so with `announces_ready` and
+//!    calls the ready signal itself.
 //! 3. Every delivery is settled exactly once: `Settle::settle` for ack or nack,
 //!    `release` for one given back unhandled; a log driver commits through
 //!    [`PartitionCommits`](tidewater_core::PartitionCommits) so the commit never passes

@@ -4,9 +4,10 @@
 //!   with its attempt count and [`Position`], which says whether the broker settles
 //!   messages one by one ([`DeliveryModel::Queue`]) or by committing offsets
 //!   ([`DeliveryModel::Log`]).
-//! - [`Writer`] and [`Reader`] are what drivers implement; [`run_source`] is the shared
-//!   loop that runs handlers over a driver's [`Source`], so concurrency, per-key order,
-//!   panics and shutdown behave the same on every broker.
+//! - [`Writer`] and [`Reader`] are what drivers implement: a reader opens a subscription
+//!   and hands back its [`Source`], and core runs the handlers over it ([`run_source`],
+//!   called by [`Reader::read`]), so readiness, concurrency, per-key order, panics and
+//!   shutdown behave the same on every broker.
 //! - [`Publisher`] turns typed [`Event`]s into messages through an [`EventRegistry`], a
 //!   [`Codec`] and an [`IdFactory`]; [`SubscriberScheduler`] runs one worker per read task
 //!   and shuts down gracefully; [`Bus`] puts them together.

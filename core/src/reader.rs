@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::{BoxHandler, Delivery, DeliveryModel, Extensions, Result, Settlement, StopSignal};
+use crate::{BoxHandler, Delivery, Extensions, Result, Settlement, StopSignal};
 
 /// Where a consumer group with no stored position starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -250,9 +250,6 @@ pub trait Reader: Send + Sync {
     /// The driver's name, for errors and logs.
     fn driver(&self) -> &'static str;
 
-    /// How this driver's broker settles messages.
-    fn model(&self) -> DeliveryModel;
-
     /// Whether the connection to the broker is up right now, where the driver can tell
     /// without asking the broker; `None` where it cannot (its readers then fail, and so
     /// turn unready, when the broker goes away). Readiness probes read it through
@@ -261,12 +258,30 @@ pub trait Reader: Send + Sync {
         None
     }
 
-    /// Subscribes as `task` says, calls `ctx.ready` once subscribed, then delivers
-    /// messages to `handler` until `ctx.stop` fires, settling each by the handler's
-    /// result. Returns an error when the subscription breaks. The scheduler restarts a
-    /// reader that returned before a stop, with an error or without: only a stop ends a
-    /// subscription.
-    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()>;
+    /// Subscribes as `task` says and hands back the subscription's deliveries; core runs
+    /// the handlers over them ([`Reader::read`]). Returns once subscribed: messages
+    /// published from then on reach the source. A driver that is subscribed only later
+    /// (a log consumer waiting for its partitions) keeps a clone of `ready`, calls it
+    /// then, and returns a source whose [`Source::announces_ready`] is true; for every
+    /// other source, core marks the reader ready as soon as this returns.
+    async fn open(&self, task: &ReadTask, ready: &ReadySignal) -> Result<Box<dyn Source>>;
+
+    /// Subscribes ([`Reader::open`]), marks the reader ready, then delivers messages to
+    /// `handler` until `ctx.stop` fires, settling each by the handler's result, and closes
+    /// the source ([`run_source`](crate::run_source)). Returns an error when the
+    /// subscription breaks. The scheduler restarts a reader that returned before a stop,
+    /// with an error or without: only a stop ends a subscription.
+    ///
+    /// Drivers implement [`Reader::open`] and leave this as it is, so the loop, the
+    /// readiness and the shutdown are the same on every broker; a wrapper (a recording
+    /// test kit) overrides it to change the handler and calls the inner reader's.
+    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+        let mut source = self.open(&task, &ctx.ready).await?;
+        if !source.announces_ready() {
+            ctx.ready.ready();
+        }
+        crate::run_source(source.as_mut(), handler, &task, &ctx).await
+    }
 }
 
 /// Settles one delivery with the broker. Drivers implement it; the runner calls it once
@@ -321,4 +336,11 @@ pub trait Source: Send {
 
     /// Ends the subscription, after the runner settled what it could.
     async fn close(&mut self) -> Result<()>;
+
+    /// Whether the source calls the reader's [`ReadySignal`] itself, later than
+    /// [`Reader::open`] returns (a Kafka consumer is subscribed only once the group gave
+    /// it partitions). The default is false: core marks the reader ready at the open.
+    fn announces_ready(&self) -> bool {
+        false
+    }
 }

@@ -555,7 +555,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::{handler_fn, DeliveryModel};
+    use crate::{handler_fn, Incoming, Source};
 
     /// A reader whose first subscription ends at once without an error (as a consumer
     /// whose broker gave up does), and whose later ones run until the stop.
@@ -570,17 +570,30 @@ mod tests {
             "ends-once"
         }
 
-        fn model(&self) -> DeliveryModel {
-            DeliveryModel::Queue
+        async fn open(&self, _task: &ReadTask, _ready: &ReadySignal) -> Result<Box<dyn Source>> {
+            let first = self.reads.fetch_add(1, Ordering::SeqCst) == 0;
+            if !first {
+                self.second.notify_one();
+            }
+            Ok(Box::new(Ends { at_once: first }))
+        }
+    }
+
+    /// A source that ends at once, or that never delivers and so runs until the stop.
+    struct Ends {
+        at_once: bool,
+    }
+
+    #[async_trait]
+    impl Source for Ends {
+        async fn next_batch(&mut self, _batch: &mut Vec<Incoming>, _max: usize) -> Result<usize> {
+            if self.at_once {
+                return Ok(0);
+            }
+            std::future::pending().await
         }
 
-        async fn read(&self, _task: ReadTask, _handler: BoxHandler, ctx: ReadContext) -> Result<()> {
-            ctx.ready.ready();
-            if self.reads.fetch_add(1, Ordering::SeqCst) == 0 {
-                return Ok(());
-            }
-            self.second.notify_one();
-            ctx.stop.stopped().await;
+        async fn close(&mut self) -> Result<()> {
             Ok(())
         }
     }

@@ -9,8 +9,8 @@ use tokio::sync::Notify;
 
 use super::WaitTimeout;
 use crate::{
-    BoxHandler, Delivery, DeliveryModel, Driver, Handler, HandlerError, Message, ReadContext, ReadTask, Reader, Result,
-    Writer,
+    BoxHandler, Delivery, Driver, Handler, HandlerError, Message, ReadContext, ReadTask, Reader, ReadySignal, Result,
+    Source, Writer,
 };
 
 /// What became of one delivery: how its handler chain ended, which decides how the
@@ -270,10 +270,11 @@ impl Reader for RecordingReader {
         self.inner.driver()
     }
 
-    fn model(&self) -> DeliveryModel {
-        self.inner.model()
+    async fn open(&self, task: &ReadTask, ready: &ReadySignal) -> Result<Box<dyn Source>> {
+        self.inner.open(task, ready).await
     }
 
+    /// Wraps the handler, then lets the inner reader run it as it would.
     async fn read(&self, task: ReadTask, handler: BoxHandler, mut ctx: ReadContext) -> Result<()> {
         let subscription = (task.topic.clone(), task.group.clone());
         // The runner applies the scheduler's default dead letter after the chain; the kit

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_core::{
-    run_source, Admin, BoxHandler, CloseFlag, DeliveryModel, Driver, Error, ErrorKind, Message, PartitionLag,
-    ReadContext, ReadTask, Reader, Result, Transactions, WriteNow, Writer,
+    Admin, CloseFlag, Driver, Error, ErrorKind, Message, PartitionLag, ReadTask, Reader, ReadySignal, Result, Source,
+    Transactions, WriteNow, Writer,
 };
 use tokio::sync::Notify;
 
@@ -375,20 +375,14 @@ impl Reader for MemoryBroker {
         DRIVER
     }
 
-    fn model(&self) -> DeliveryModel {
-        DeliveryModel::Queue
-    }
-
     /// Connected until the broker is closed.
     fn connected(&self) -> Option<bool> {
         Some(!self.inner.closed.load(Ordering::Acquire))
     }
 
-    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+    async fn open(&self, task: &ReadTask, _ready: &ReadySignal) -> Result<Box<dyn Source>> {
         let topic = self.topic(&task.topic)?;
-        let mut source = MemorySource::join(topic, task.group.as_deref(), task.start);
-        ctx.ready.ready();
-        run_source(&mut source, handler, &task, &ctx).await
+        Ok(Box::new(MemorySource::join(topic, task.group.as_deref(), task.start)))
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt, TryFutureExt};
 use tidewater_core::{
-    run_source, Admin, BoxHandler, CloseFlag, Delivery, DeliveryModel, Driver, Error, ErrorKind, IdFactory, Incoming,
-    Message, Position, ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, UuidV7Ids, Writer,
+    Admin, CloseFlag, Delivery, Driver, Error, ErrorKind, IdFactory, Incoming, Message, Position, ReadTask, Reader,
+    ReadySignal, Result, Settle, Settlement, Source, UuidV7Ids, Writer,
 };
 
 use tidewater_core::request::{self, NativeRequests};
@@ -193,16 +193,12 @@ impl Reader for NatsCore {
         DRIVER
     }
 
-    fn model(&self) -> DeliveryModel {
-        DeliveryModel::Queue
-    }
-
     /// The client's connection state: it reconnects by itself, and reads wait meanwhile.
     fn connected(&self) -> Option<bool> {
         Some(self.client.connection_state() == async_nats::connection::State::Connected)
     }
 
-    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+    async fn open(&self, task: &ReadTask, _ready: &ReadySignal) -> Result<Box<dyn Source>> {
         let topic = task.topic.clone();
         let subscriber = match &task.group {
             Some(group) => self.client.queue_subscribe(topic.clone(), group.clone()).await,
@@ -210,9 +206,7 @@ impl Reader for NatsCore {
         }
         .map_err(|e| connection_error("subscribe failed", e).with_topic(topic.clone()))?;
         server_round_trip(&self.client).await.map_err(|e| e.with_topic(topic))?;
-        ctx.ready.ready();
-        let mut source = CoreSource { subscriber, group: task.group.as_deref().map(Arc::from) };
-        run_source(&mut source, handler, &task, &ctx).await
+        Ok(Box::new(CoreSource { subscriber, group: task.group.as_deref().map(Arc::from) }))
     }
 }
 

@@ -9,8 +9,8 @@ use async_nats::jetstream::{self, consumer, message::Acker, stream, AckKind};
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use tidewater_core::{
-    run_source, Admin, BoxHandler, CloseFlag, Delivery, DeliveryModel, Driver, Error, ErrorKind, Incoming, Message,
-    PartitionLag, Position, ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, StartFrom, Writer,
+    Admin, CloseFlag, Delivery, Driver, Error, ErrorKind, Incoming, Message, PartitionLag, Position, ReadTask, Reader,
+    ReadySignal, Result, Settle, Settlement, Source, StartFrom, Writer,
 };
 use tokio::task::JoinHandle;
 
@@ -288,16 +288,12 @@ impl Reader for JetStream {
         DRIVER
     }
 
-    fn model(&self) -> DeliveryModel {
-        DeliveryModel::Queue
-    }
-
     /// The client's connection state: it reconnects by itself, and reads wait meanwhile.
     fn connected(&self) -> Option<bool> {
         Some(self.context.client().connection_state() == async_nats::connection::State::Connected)
     }
 
-    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+    async fn open(&self, task: &ReadTask, _ready: &ReadySignal) -> Result<Box<dyn Source>> {
         let topic = task.topic.clone();
         let stream_name = self.stream_for(&topic).await?;
         let stream = self.context.get_stream(&stream_name).await.map_err(|e| {
@@ -333,10 +329,9 @@ impl Reader for JetStream {
             Some(name) => stream.get_or_create_consumer(name, config).await.map_err(|e| consumer_error(&e))?,
             None => stream.create_consumer(config).await.map_err(|e| consumer_error(&e))?,
         };
-        ctx.ready.ready();
         let unsettled = Arc::new(Unsettled::default());
         let progress = tokio::spawn(keep_alive(Arc::clone(&unsettled), self.config.ack_wait / 3));
-        let mut source = JsSource {
+        Ok(Box::new(JsSource {
             consumer,
             batch: None,
             stream: Arc::from(stream_name.as_str()),
@@ -344,8 +339,7 @@ impl Reader for JetStream {
             unsettled,
             progress,
             client: self.context.client(),
-        };
-        run_source(&mut source, handler, &task, &ctx).await
+        }))
     }
 }
 

@@ -10,8 +10,8 @@ use pulsar::consumer::{InitialPosition, Message as Received};
 use pulsar::message::proto::MessageIdData;
 use pulsar::{Consumer, ConsumerOptions, TokioExecutor};
 use tidewater_core::{
-    run_source, BoxHandler, Delivery, DeliveryModel, Error, ErrorKind, IdFactory, Incoming, Position, ReadContext,
-    ReadTask, Reader, Result, Settle, Settlement, Source, StartFrom, UuidV7Ids,
+    Delivery, Error, ErrorKind, IdFactory, Incoming, Position, ReadTask, Reader, ReadySignal, Result, Settle,
+    Settlement, Source, StartFrom, UuidV7Ids,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -103,11 +103,7 @@ impl Reader for PulsarReader {
         DRIVER
     }
 
-    fn model(&self) -> DeliveryModel {
-        DeliveryModel::Queue
-    }
-
-    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+    async fn open(&self, task: &ReadTask, _ready: &ReadySignal) -> Result<Box<dyn Source>> {
         tidewater_core::names::check_topic(&task.topic).map_err(|e| e.with_driver(DRIVER))?;
         let config = &self.config;
         let (subscription, sub_type, private) = match &task.group {
@@ -146,7 +142,6 @@ impl Reader for PulsarReader {
                     .with_topic(&task.topic));
             }
         };
-        ctx.ready.ready();
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (deliveries, delivery_rx) = mpsc::unbounded_channel();
         let engine = Engine {
@@ -170,14 +165,13 @@ impl Reader for PulsarReader {
             generation,
         };
         let engine = tokio::spawn(engine.run());
-        let mut source = PulsarSource {
+        Ok(Box::new(PulsarSource {
             commands,
             deliveries: delivery_rx,
             default_nack_delay: config.nack_delay,
             engine: Some(engine),
             pending_error: None,
-        };
-        run_source(&mut source, handler, &task, &ctx).await
+        }))
     }
 }
 

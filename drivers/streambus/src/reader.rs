@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_core::{
-    run_source, BoxHandler, Delivery, DeliveryModel, Error, ErrorKind, Incoming, PartitionCommits, Position,
-    ReadContext, ReadTask, Reader, Result, Settle, Settlement, Source, StartFrom, Ticket,
+    Delivery, Error, ErrorKind, Incoming, PartitionCommits, Position, ReadTask, Reader, ReadySignal, Result, Settle,
+    Settlement, Source, StartFrom, Ticket,
 };
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -183,11 +183,7 @@ impl Reader for StreamBusReader {
         DRIVER
     }
 
-    fn model(&self) -> DeliveryModel {
-        DeliveryModel::Log
-    }
-
-    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+    async fn open(&self, task: &ReadTask, _ready: &ReadySignal) -> Result<Box<dyn Source>> {
         record::check_topic(&task.topic)?;
         let client = Arc::clone(&self.client);
         let count = client.partitions(&task.topic, true).await.map_err(|e| e.with_topic(&task.topic))?;
@@ -248,17 +244,15 @@ impl Reader for StreamBusReader {
                 shared.assign(&partitions, &committed).await?;
             }
         }
-        ctx.ready.ready();
         let (stop_tx, stop_rx) = watch::channel(false);
         let background = tokio::spawn(keep_up(Arc::clone(&shared), owner, stop_rx));
-        let mut source = StreamBusSource {
+        Ok(Box::new(StreamBusSource {
             shared,
             buffer: VecDeque::new(),
             next_partition: 0,
             idle: Duration::ZERO,
             background: Some((stop_tx, background)),
-        };
-        run_source(&mut source, handler, &task, &ctx).await
+        }))
     }
 }
 

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use tidewater_core::{
-    run_source, BoxHandler, DeliveryModel, IdFactory, ReadContext, ReadTask, Reader, Result, StartFrom, UuidV7Ids,
-};
+use tidewater_core::{IdFactory, ReadTask, Reader, ReadySignal, Result, Source, StartFrom, UuidV7Ids};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -76,11 +74,9 @@ impl Reader for KafkaReader {
         DRIVER
     }
 
-    fn model(&self) -> DeliveryModel {
-        DeliveryModel::Log
-    }
-
-    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+    /// Subscribes; the reader is ready once the group assigned it partitions, which the
+    /// rebalance callback says (see [`Source::announces_ready`]).
+    async fn open(&self, task: &ReadTask, ready: &ReadySignal) -> Result<Box<dyn Source>> {
         self.topics.ensure(&task.topic).await?;
         let (group_id, commits) = match &task.group {
             Some(group) => (self.config.group_id(group, &task.topic), true),
@@ -91,7 +87,7 @@ impl Reader for KafkaReader {
             commits,
             start: task.start,
             request_timeout: self.config.request_timeout,
-            ready: ctx.ready.clone(),
+            ready: ready.clone(),
             state: Mutex::default(),
             wake: Notify::new(),
         });
@@ -104,13 +100,12 @@ impl Reader for KafkaReader {
         consumer
             .subscribe(&[&task.topic])
             .map_err(|e| kafka_error(format!("cannot subscribe to {:?}", task.topic), e).with_topic(&task.topic))?;
-        let mut source = KafkaSource {
+        Ok(Box::new(KafkaSource {
             consumer: Some(Arc::new(consumer)),
             shared,
             group: task.group.as_deref().map(Arc::from),
             commit_interval: self.config.commit_interval,
             next_commit: Instant::now() + self.config.commit_interval,
-        };
-        run_source(&mut source, handler, &task, &ctx).await
+        }))
     }
 }

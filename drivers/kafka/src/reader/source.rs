@@ -212,4 +212,9 @@ impl Source for KafkaSource {
         })
         .await
     }
+
+    /// Ready once the group assigned partitions: the rebalance callback marks it.
+    fn announces_ready(&self) -> bool {
+        true
+    }
 }
