@@ -12,6 +12,7 @@ pub mod coordination;
 pub mod data;
 pub mod frame;
 pub mod primitives;
+mod wire;
 
 use bytes::{Bytes, BytesMut};
 
