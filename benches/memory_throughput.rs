@@ -9,14 +9,14 @@
 //! `TW_BENCH_ONLY=raw` or `TW_BENCH_ONLY=tidewater` measures one side's throughput
 //! alone, with only 1,000 ping-pongs, for a profiler.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tidewater::memory::MemoryBroker;
 use tidewater::{handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, SubscriberScheduler};
-use tokio::sync::{mpsc, Notify};
+use tidewater_testkit::bench::{median, messages_from_env, percentile, Counter};
+use tokio::sync::mpsc;
 
 const RUNS: usize = 5;
 const PAYLOAD: usize = 1024;
@@ -28,34 +28,10 @@ fn messages(n: usize) -> Vec<Message> {
         .collect()
 }
 
-struct Counter {
-    seen: AtomicU64,
-    target: AtomicU64,
-    done: Notify,
-}
-
-impl Counter {
-    /// A counter that signals once it has counted `target` hits.
-    fn new(target: u64) -> Arc<Self> {
-        Arc::new(Self { seen: AtomicU64::new(0), target: AtomicU64::new(target), done: Notify::new() })
-    }
-    fn hit(&self) {
-        if self.seen.fetch_add(1, Ordering::Relaxed) + 1 == self.target.load(Ordering::Relaxed) {
-            // notify_one keeps a permit if the waiter is not waiting yet.
-            self.done.notify_one();
-        }
-    }
-    async fn wait(&self) {
-        if self.seen.load(Ordering::Relaxed) < self.target.load(Ordering::Relaxed) {
-            self.done.notified().await;
-        }
-    }
-}
-
 async fn raw_throughput(msgs: Vec<Message>) -> f64 {
     let n = msgs.len() as u64;
     let (tx, mut rx) = mpsc::channel::<Message>(1024);
-    let counter = Counter::new(n);
+    let counter = Counter::new(n as usize);
     let c = Arc::clone(&counter);
     let consumer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
@@ -64,7 +40,7 @@ async fn raw_throughput(msgs: Vec<Message>) -> f64 {
         }
     });
     let start = Instant::now();
-    let wait = counter.wait();
+    let wait = counter.wait(Duration::from_secs(120));
     tokio::pin!(wait);
     let producer = async {
         for m in msgs {
@@ -83,7 +59,7 @@ async fn raw_throughput(msgs: Vec<Message>) -> f64 {
 async fn tidewater_throughput(msgs: Vec<Message>) -> (f64, f64) {
     let n = msgs.len() as u64;
     let broker = MemoryBroker::new();
-    let counter = Counter::new(n);
+    let counter = Counter::new(n as usize);
     let c = Arc::clone(&counter);
     let mut s = SubscriberScheduler::new(broker.reader(), EventRegistry::new());
     s.subscribe(
@@ -98,7 +74,7 @@ async fn tidewater_throughput(msgs: Vec<Message>) -> (f64, f64) {
     s.start().await.unwrap();
     let writer = broker.writer();
     let start = Instant::now();
-    let wait = counter.wait();
+    let wait = counter.wait(Duration::from_secs(120));
     tokio::pin!(wait);
     let producer = async {
         for m in msgs {
@@ -157,17 +133,8 @@ async fn tidewater_latency(msgs: Vec<Message>) -> Vec<Duration> {
     out
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
 fn main() {
-    let n: usize = std::env::var("TW_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let n: usize = messages_from_env(200_000);
     let rt = if std::env::var("TW_BENCH_RUNTIME").as_deref() == Ok("current_thread") {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
     } else {

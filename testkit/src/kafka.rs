@@ -6,7 +6,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::install::{class_path, java, version};
-use crate::process::{free_port, fresh_dir, BrokerProcess, Launch, Readiness};
+use crate::jvm::quiet_log_config;
+use crate::process::{free_port, fresh_dir, BrokerProcess, Launch};
 
 /// The Kafka broker version the tests run against.
 pub fn kafka_version() -> &'static str {
@@ -34,19 +35,14 @@ impl KafkaBroker {
         let dir = fresh_dir("kafka");
         std::fs::write(dir.join("server.properties"), properties(port, controller, &dir.join("logs")))
             .expect("write server.properties");
-        std::fs::write(dir.join("log4j2.yaml"), LOG_CONFIG).expect("write the log config");
+        std::fs::write(dir.join("log4j2.yaml"), quiet_log_config(&["kafka.server.KafkaRaftServer"])).expect("write the log config");
         format(&dir);
         let process = BrokerProcess::start(dir, move |dir| {
             let mut command = jvm(dir);
             command.arg("kafka.Kafka").arg(dir.join("server.properties"));
-            Launch {
-                name: "kafka".into(),
-                command,
-                ready: vec![Readiness::Port(port)],
-                // The JVM and KRaft take 5-10 s on 2 busy cores; recovery after a kill
-                // adds a little.
-                patience: Duration::from_secs(120),
-            }
+            // The JVM and KRaft take 5-10 s on 2 busy cores; recovery after a kill adds a
+            // little.
+            Launch::on_port("kafka", command, port, Duration::from_secs(120))
         });
         Self { port, process }
     }
@@ -117,20 +113,3 @@ group.initial.rebalance.delay.ms=0
         logs = logs.display()
     )
 }
-
-/// Warnings and errors only, to the process's output (which goes to its log file).
-const LOG_CONFIG: &str = "Configuration:
-  Appenders:
-    Console:
-      name: STDOUT
-      PatternLayout:
-        pattern: \"[%d] %p %m (%c)%n\"
-  Loggers:
-    Root:
-      level: WARN
-      AppenderRef:
-        - ref: STDOUT
-    Logger:
-      - name: kafka.server.KafkaRaftServer
-        level: INFO
-";

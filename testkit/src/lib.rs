@@ -8,13 +8,16 @@
 //! - [`PostgresServer`]: PostgreSQL, for the outbox.
 //! - [`clients`]: Kafka's Java client and the Python clients.
 //! - [`shared`]: the brokers `scripts/test` starts once per run.
+//! - [`bench`]: what the throughput benches share (their counter and statistics).
 //!
 //! Every broker here is installed by `scripts/setup` at the version `scripts/versions`
 //! names. Each kind restarts on its own ports and data after a SIGKILL, for the restart
 //! tests.
 
+pub mod bench;
 pub mod clients;
 pub mod install;
+mod jvm;
 mod kafka;
 mod nats;
 mod postgres;

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::install::{installed, version};
-use crate::process::{free_port, fresh_dir, BrokerProcess, Launch, Readiness};
+use crate::process::{free_port, fresh_dir, BrokerProcess, Launch};
 
 /// Which nats-server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,12 +59,7 @@ impl NatsServer {
                 command.args(["-js", "-sd"]).arg(dir.join("jetstream"));
             }
             command.args(&extra);
-            Launch {
-                name: "nats-server".into(),
-                command,
-                ready: vec![Readiness::Port(port)],
-                patience: Duration::from_secs(20),
-            }
+            Launch::on_port("nats-server", command, port, Duration::from_secs(20))
         });
         Self { port, process }
     }

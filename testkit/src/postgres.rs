@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::process::{free_port, fresh_dir, BrokerProcess, Launch, Readiness};
+use crate::process::{free_port, fresh_dir, BrokerProcess, Launch};
 
 /// A running PostgreSQL; dropping it kills it and removes its cluster.
 pub struct PostgresServer {
@@ -61,12 +61,7 @@ impl PostgresServer {
             let mut command = as_postgres_user(bin_dir().join("postgres"));
             command.arg("-D").arg(&data).args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"]);
             command.arg("-k").arg(&data).args(["-c", "fsync=off", "-c", "synchronous_commit=off"]);
-            Launch {
-                name: "postgres".into(),
-                command,
-                ready: vec![Readiness::Port(port)],
-                patience: Duration::from_secs(60),
-            }
+            Launch::on_port("postgres", command, port, Duration::from_secs(60))
         });
         Self { port, process }
     }

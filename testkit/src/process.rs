@@ -95,6 +95,13 @@ pub struct Launch {
     pub patience: Duration,
 }
 
+impl Launch {
+    /// A process that is ready once it accepts connections on `port`.
+    pub fn on_port(name: &str, command: Command, port: u16, patience: Duration) -> Self {
+        Self { name: name.into(), command, ready: vec![Readiness::Port(port)], patience }
+    }
+}
+
 /// A running broker process. [`restart`](Self::restart) starts it again on the same
 /// ports and data; dropping it kills it and removes its directory.
 pub struct BrokerProcess {
@@ -189,12 +196,7 @@ mod tests {
             BrokerProcess::start(dir, |_| {
                 let mut command = Command::new("sh");
                 command.args(["-c", "echo the reason it stopped; exit 3"]);
-                Launch {
-                    name: "quitter".into(),
-                    command,
-                    ready: vec![Readiness::Port(free_port())],
-                    patience: Duration::from_secs(10),
-                }
+                Launch::on_port("quitter", command, free_port(), Duration::from_secs(10))
             })
         });
         let message = *outcome.err().expect("start panics").downcast::<String>().expect("a message");
@@ -215,12 +217,7 @@ mod tests {
                  time.sleep(600)",
                 &port.to_string(),
             ]);
-            Launch {
-                name: "listener".into(),
-                command,
-                ready: vec![Readiness::Port(port)],
-                patience: Duration::from_secs(10),
-            }
+            Launch::on_port("listener", command, port, Duration::from_secs(10))
         });
         let first = process.pid().expect("running");
         process.restart();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::clients::output_lines;
 use crate::install::{class_path, java, version};
+use crate::jvm::quiet_log_config;
 use crate::process::{free_port, fresh_dir, BrokerProcess, Launch, Readiness};
 
 /// The Pulsar version the tests run against.
@@ -81,7 +82,7 @@ brokerClientAuthenticationParameters=token:{admin}
             (None, None)
         };
         std::fs::write(dir.join("standalone.conf"), config(port, web_port, &extra)).expect("write standalone.conf");
-        std::fs::write(dir.join("log4j2.yaml"), LOG_CONFIG).expect("write the log config");
+        std::fs::write(dir.join("log4j2.yaml"), quiet_log_config(&[])).expect("write the log config");
         let process = BrokerProcess::start(dir, move |dir| {
             let mut command = Command::new(java());
             command
@@ -199,16 +200,3 @@ diskUsageLwmThreshold=0.98
 "
     )
 }
-
-const LOG_CONFIG: &str = "Configuration:
-  Appenders:
-    Console:
-      name: STDOUT
-      PatternLayout:
-        pattern: \"[%d] %p %m (%c)%n\"
-  Loggers:
-    Root:
-      level: WARN
-      AppenderRef:
-        - ref: STDOUT
-";

@@ -12,11 +12,9 @@
 //!
 //! Each figure is the median of 3 runs.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -25,51 +23,13 @@ use tidewater_core::{
     handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, ReadTask, SubscriberScheduler,
 };
 use tidewater_kafka::{Kafka, KafkaConfig};
-use tokio::sync::Notify;
+use tidewater_testkit::bench::{median, messages_from_env, payload, rate, Counter};
 
 const RUNS: usize = 3;
 const BATCH: usize = 1000;
 
-fn payload() -> Bytes {
-    Bytes::from(vec![7u8; 1024])
-}
-
-fn rate(n: usize, elapsed: Duration) -> f64 {
-    n as f64 / elapsed.as_secs_f64()
-}
-
-/// Counts handled records; remembers when the first and the last arrived.
-struct Counter {
-    seen: AtomicU64,
-    target: u64,
-    first: Mutex<Option<Instant>>,
-    done: Notify,
-}
-
-impl Counter {
-    fn new(target: usize) -> Arc<Self> {
-        Arc::new(Self { seen: AtomicU64::new(0), target: target as u64, first: Mutex::new(None), done: Notify::new() })
-    }
-
-    fn hit(&self) {
-        let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
-        if n == 1 {
-            *self.first.lock().unwrap() = Some(Instant::now());
-        }
-        if n == self.target {
-            self.done.notify_one();
-        }
-    }
-
-    /// Waits for the last record; the time from the first.
-    async fn wait(&self) -> Duration {
-        tokio::time::timeout(Duration::from_secs(300), self.done.notified()).await.expect("all records arrived");
-        self.first.lock().unwrap().expect("a first record").elapsed()
-    }
-}
-
 async fn produce_raw(producer: &FutureProducer, topic: &str, n: usize) -> Duration {
-    let p = payload();
+    let p = payload(1024);
     let started = Instant::now();
     for start in (0..n).step_by(BATCH) {
         let mut pending = Vec::with_capacity(BATCH);
@@ -90,7 +50,7 @@ async fn produce_raw(producer: &FutureProducer, topic: &str, n: usize) -> Durati
 
 async fn produce_tw(kafka: &Kafka, topic: &str, n: usize) -> Duration {
     let writer = kafka.writer();
-    let p = payload();
+    let p = payload(1024);
     let started = Instant::now();
     for start in (0..n).step_by(BATCH) {
         let batch: Vec<Message> = (start..(start + BATCH).min(n))
@@ -117,7 +77,7 @@ async fn consume_raw(brokers: &str, topic: &str, group: &str, n: usize) -> Durat
         counter.hit();
     }
     assert_eq!(bytes, n * 1024);
-    let elapsed = counter.wait().await;
+    let elapsed = counter.wait(Duration::from_secs(300)).await;
     tokio::task::spawn_blocking(move || drop(consumer)).await.unwrap();
     elapsed
 }
@@ -133,18 +93,13 @@ async fn consume_tw(kafka: &Kafka, topic: &str, group: &str, n: usize) -> Durati
     let mut scheduler = SubscriberScheduler::new(kafka.reader(), EventRegistry::new());
     scheduler.add(ReadTask::new(topic).with_group(group), Arc::new(handler));
     scheduler.start().await.unwrap();
-    let elapsed = counter.wait().await;
+    let elapsed = counter.wait(Duration::from_secs(300)).await;
     scheduler.shutdown(Duration::from_secs(10)).await;
     elapsed
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
-    let n: usize = std::env::var("TW_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let n: usize = messages_from_env(50_000);
     let broker = tidewater_testkit::KafkaBroker::start();
     let brokers = broker.brokers();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

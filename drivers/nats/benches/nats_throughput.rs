@@ -26,29 +26,23 @@
 //! run both, one after the other, to compare the sides without either's runs following
 //! the other's in one process.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use bytes::Bytes;
 use futures::StreamExt;
 use tidewater_core::{
     handler_fn, Delivery, Driver, EventRegistry, HandlerError, IdFactory, Message, SubscriberScheduler, UuidV7Ids,
 };
 use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig, NatsCore};
-use tokio::sync::Notify;
+use tidewater_testkit::bench::{median, messages_from_env, payload, rate, Counter};
 
 const RUNS: usize = 3;
 const CORE_RUNS: usize = 31;
 const BATCH: usize = 100;
 
-fn payload() -> Bytes {
-    Bytes::from(vec![7u8; 1024])
-}
-
 fn messages(subject: &str, n: usize) -> Vec<Message> {
-    let p = payload();
+    let p = payload(1024);
     if plain_ids() {
         return ids(subject, n).into_iter().map(|id| Message::new(subject, p.clone()).with_id(id)).collect();
     }
@@ -70,35 +64,11 @@ fn ids(subject: &str, n: usize) -> Vec<String> {
     }
 }
 
-fn rate(n: usize, started: Instant) -> f64 {
-    n as f64 / started.elapsed().as_secs_f64()
-}
-
-struct Counter {
-    seen: AtomicU64,
-    target: u64,
-    done: Notify,
-}
-
-impl Counter {
-    fn new(target: usize) -> Arc<Self> {
-        Arc::new(Self { seen: AtomicU64::new(0), target: target as u64, done: Notify::new() })
-    }
-    fn hit(&self) {
-        if self.seen.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
-            self.done.notify_one();
-        }
-    }
-    async fn wait(&self) {
-        tokio::time::timeout(Duration::from_secs(120), self.done.notified()).await.expect("all messages arrived");
-    }
-}
-
 /// Publishes a message per id with a raw client, one call each with an id header, then
 /// flushes. Written as a client that knows async-nats would: the subject made once and
 /// shared, the header name a constant.
 async fn publish_raw(client: &async_nats::Client, subject: &str, ids: Vec<String>) {
-    let p = payload();
+    let p = payload(1024);
     let subject = async_nats::Subject::from(subject);
     for id in ids {
         let mut h = async_nats::HeaderMap::new();
@@ -122,7 +92,7 @@ async fn core_publish_raw(client: &async_nats::Client, n: usize, run: usize) -> 
     let ids = ids(&subject, n);
     let started = Instant::now();
     publish_raw(client, &subject, ids).await;
-    rate(n, started)
+    rate(n, started.elapsed())
 }
 
 async fn core_publish_tw(core: &NatsCore, n: usize, run: usize) -> f64 {
@@ -130,7 +100,7 @@ async fn core_publish_tw(core: &NatsCore, n: usize, run: usize) -> f64 {
     let msgs = messages(&subject, n);
     let started = Instant::now();
     publish_tw(core, msgs).await;
-    rate(n, started)
+    rate(n, started.elapsed())
 }
 
 async fn core_e2e_raw(client: &async_nats::Client, n: usize, run: usize) -> f64 {
@@ -148,8 +118,8 @@ async fn core_e2e_raw(client: &async_nats::Client, n: usize, run: usize) -> f64 
     let ids = ids(&subject, n);
     let started = Instant::now();
     publish_raw(client, &subject, ids).await;
-    counter.wait().await;
-    let r = rate(n, started);
+    counter.wait(Duration::from_secs(120)).await;
+    let r = rate(n, started.elapsed());
     reader.abort();
     r
 }
@@ -171,8 +141,8 @@ async fn core_e2e_tw(core: &NatsCore, n: usize, run: usize) -> f64 {
     let msgs = messages(&subject, n);
     let started = Instant::now();
     publish_tw(core, msgs).await;
-    counter.wait().await;
-    let r = rate(n, started);
+    counter.wait(Duration::from_secs(120)).await;
+    let r = rate(n, started.elapsed());
     s.shutdown(Duration::from_secs(5)).await;
     r
 }
@@ -186,7 +156,7 @@ async fn js_publish_raw(ctx: &jetstream::Context, n: usize, run: usize) -> f64 {
     })
     .await
     .unwrap();
-    let p = payload();
+    let p = payload(1024);
     let mut ids = ids(&subject, n).into_iter();
     let subject = async_nats::Subject::from(subject);
     let started = Instant::now();
@@ -201,7 +171,7 @@ async fn js_publish_raw(ctx: &jetstream::Context, n: usize, run: usize) -> f64 {
             ack.await.unwrap();
         }
     }
-    rate(n, started)
+    rate(n, started.elapsed())
 }
 
 async fn js_publish_tw(js: &JetStream, n: usize, run: usize) -> f64 {
@@ -210,7 +180,7 @@ async fn js_publish_tw(js: &JetStream, n: usize, run: usize) -> f64 {
     let msgs = messages(&subject, n);
     let started = Instant::now();
     write_batches(js, msgs).await;
-    rate(n, started)
+    rate(n, started.elapsed())
 }
 
 /// Writes `msgs` through tidewater's JetStream writer in acknowledged batches of 100.
@@ -248,7 +218,7 @@ async fn js_consume_raw(js: &JetStream, n: usize, run: usize) -> f64 {
         std::hint::black_box(&m);
         m.ack().await.unwrap();
     }
-    rate(n, started)
+    rate(n, started.elapsed())
 }
 
 async fn js_consume_tw(js: &JetStream, n: usize, run: usize) -> f64 {
@@ -268,22 +238,14 @@ async fn js_consume_tw(js: &JetStream, n: usize, run: usize) -> f64 {
     .group("tw");
     let started = Instant::now();
     s.start().await.unwrap();
-    counter.wait().await;
-    let r = rate(n, started);
+    counter.wait(Duration::from_secs(120)).await;
+    let r = rate(n, started.elapsed());
     s.shutdown(Duration::from_secs(5)).await;
     r
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
-    let n: usize = std::env::var("TW_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let n: usize = messages_from_env(50_000);
     let n = n / BATCH * BATCH;
     let server = tidewater_testkit::NatsServer::start(tidewater_testkit::NatsRelease::Current);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -14,11 +14,9 @@
 //!
 //! Each figure is the median of 3 runs; which path goes first alternates.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::StreamExt;
 use pulsar::consumer::InitialPosition;
 use pulsar::message::proto::command_subscribe::SubType;
@@ -27,48 +25,11 @@ use tidewater_core::{
     handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, ReadTask, SubscriberScheduler,
 };
 use tidewater_pulsar::{Pulsar, PulsarConfig};
-use tokio::sync::Notify;
+use tidewater_testkit::bench::{median, messages_from_env, payload, rate, Counter};
 
 const RUNS: usize = 3;
 const BATCH: usize = 1000;
 const NAMESPACE: &str = "persistent://public/default/";
-
-fn payload() -> Bytes {
-    Bytes::from(vec![7u8; 1024])
-}
-
-fn rate(n: usize, elapsed: Duration) -> f64 {
-    n as f64 / elapsed.as_secs_f64()
-}
-
-/// Counts handled messages; remembers when the first and the last arrived.
-struct Counter {
-    seen: AtomicU64,
-    target: u64,
-    first: Mutex<Option<Instant>>,
-    done: Notify,
-}
-
-impl Counter {
-    fn new(target: usize) -> Arc<Self> {
-        Arc::new(Self { seen: AtomicU64::new(0), target: target as u64, first: Mutex::new(None), done: Notify::new() })
-    }
-
-    fn hit(&self) {
-        let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
-        if n == 1 {
-            *self.first.lock().unwrap() = Some(Instant::now());
-        }
-        if n == self.target {
-            self.done.notify_one();
-        }
-    }
-
-    async fn wait(&self) -> Duration {
-        tokio::time::timeout(Duration::from_secs(300), self.done.notified()).await.expect("all messages arrived");
-        self.first.lock().unwrap().expect("a first message").elapsed()
-    }
-}
 
 async fn raw_client(url: &str) -> pulsar::Pulsar<TokioExecutor> {
     pulsar::Pulsar::builder(url, TokioExecutor).build().await.unwrap()
@@ -84,7 +45,7 @@ async fn produce_raw(client: &pulsar::Pulsar<TokioExecutor>, topic: &str, n: usi
     };
     let mut producer =
         client.producer().with_topic(format!("{NAMESPACE}{topic}")).with_options(options).build().await.unwrap();
-    let p = payload();
+    let p = payload(1024);
     let started = Instant::now();
     for start in (0..n).step_by(BATCH) {
         let mut receipts = Vec::with_capacity(BATCH);
@@ -108,7 +69,7 @@ async fn produce_raw(client: &pulsar::Pulsar<TokioExecutor>, topic: &str, n: usi
 
 async fn produce_tw(pulsar: &Pulsar, topic: &str, n: usize) -> Duration {
     let writer = pulsar.writer();
-    let p = payload();
+    let p = payload(1024);
     let started = Instant::now();
     for start in (0..n).step_by(BATCH) {
         let batch: Vec<Message> = (start..(start + BATCH).min(n))
@@ -139,7 +100,7 @@ async fn consume_raw(client: &pulsar::Pulsar<TokioExecutor>, topic: &str, group:
         counter.hit();
     }
     assert_eq!(bytes, n * 1024);
-    let elapsed = counter.wait().await;
+    let elapsed = counter.wait(Duration::from_secs(300)).await;
     consumer.close().await.unwrap();
     elapsed
 }
@@ -155,18 +116,13 @@ async fn consume_tw(pulsar: &Pulsar, topic: &str, group: &str, n: usize) -> Dura
     let mut scheduler = SubscriberScheduler::new(pulsar.reader(), EventRegistry::new());
     scheduler.add(ReadTask::new(topic).with_group(group), Arc::new(handler));
     scheduler.start().await.unwrap();
-    let elapsed = counter.wait().await;
+    let elapsed = counter.wait(Duration::from_secs(300)).await;
     scheduler.shutdown(Duration::from_secs(10)).await;
     elapsed
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
-    let n: usize = std::env::var("TW_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let n: usize = messages_from_env(50_000);
     let broker = tidewater_testkit::PulsarStandalone::start("");
     let url = broker.url();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
