@@ -23,30 +23,18 @@ use tidewater::middleware::Retry;
 use tidewater::{handler_fn, Bus, Delivery, Driver, Event, EventRegistry, HandlerError};
 use tokio::sync::Notify;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, Event)]
+#[event(type = "order.placed", key = order_id)]
 struct OrderPlaced {
     order_id: String,
     cents: i64,
 }
 
-impl Event for OrderPlaced {
-    const TYPE: &'static str = "order.placed";
-    fn key(&self) -> Option<String> {
-        Some(self.order_id.clone())
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, Event)]
+#[event(type = "payment.captured", key = order_id)]
 struct PaymentCaptured {
     order_id: String,
     cents: i64,
-}
-
-impl Event for PaymentCaptured {
-    const TYPE: &'static str = "payment.captured";
-    fn key(&self) -> Option<String> {
-        Some(self.order_id.clone())
-    }
 }
 
 #[tokio::main]

@@ -15,18 +15,12 @@ use tidewater::memory::MemoryBroker;
 use tidewater::{BatchError, Bus, Event, EventRegistry, HandlerError};
 use tokio::sync::Notify;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(type = "reading.taken", key = sensor)]
 struct Reading {
     sensor: String,
     seq: u32,
     celsius: f32,
-}
-
-impl Event for Reading {
-    const TYPE: &'static str = "reading.taken";
-    fn key(&self) -> Option<String> {
-        Some(self.sensor.clone())
-    }
 }
 
 /// The "database": rows stored, batches written, and whether the bad row has been

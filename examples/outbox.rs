@@ -15,17 +15,11 @@ use tidewater::memory::MemoryBroker;
 use tidewater::outbox::{Outbox, Relay};
 use tidewater::{Bus, Event, EventRegistry};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Event)]
+#[event(type = "order.placed", key = order_id)]
 struct OrderPlaced {
     order_id: String,
     cents: i64,
-}
-
-impl Event for OrderPlaced {
-    const TYPE: &'static str = "order.placed";
-    fn key(&self) -> Option<String> {
-        Some(self.order_id.clone())
-    }
 }
 
 #[tokio::main]

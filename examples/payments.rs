@@ -18,30 +18,18 @@ use tidewater::middleware::Retry;
 use tidewater::testing::TestKit;
 use tidewater::{Bus, Driver, Event, EventRegistry, HandlerError, HandlerResult, Message, Publisher, State};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(type = "payment.requested", key = payment_id)]
 struct PaymentRequested {
     payment_id: String,
     cents: i64,
 }
 
-impl Event for PaymentRequested {
-    const TYPE: &'static str = "payment.requested";
-    fn key(&self) -> Option<String> {
-        Some(self.payment_id.clone())
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(type = "payment.settled", key = payment_id)]
 struct PaymentSettled {
     payment_id: String,
     cents: i64,
-}
-
-impl Event for PaymentSettled {
-    const TYPE: &'static str = "payment.settled";
-    fn key(&self) -> Option<String> {
-        Some(self.payment_id.clone())
-    }
 }
 
 // ---- the service ------------------------------------------------------------------

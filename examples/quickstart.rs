@@ -16,31 +16,19 @@ use tidewater::memory::MemoryBroker;
 use tidewater::middleware::{dlq_headers, CorrelationId, DeadLetter, Deduplicate, Retry, Timeout, Trace};
 use tidewater::{wire, Bus, Delivery, Event, EventRegistry, HandlerError};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(type = "order.placed", key = customer)]
 struct OrderPlaced {
     order_id: String,
     customer: String,
     cents: i64,
 }
 
-impl Event for OrderPlaced {
-    const TYPE: &'static str = "order.placed";
-    fn key(&self) -> Option<String> {
-        Some(self.customer.clone())
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(type = "payment.captured", key = order_id)]
 struct PaymentCaptured {
     order_id: String,
     cents: i64,
-}
-
-impl Event for PaymentCaptured {
-    const TYPE: &'static str = "payment.captured";
-    fn key(&self) -> Option<String> {
-        Some(self.order_id.clone())
-    }
 }
 
 /// A payment gateway that times out on its first call for order o-2.

@@ -15,14 +15,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tidewater::{Bus, Delivery, Driver, ErrorKind, Event, EventRegistry, HandlerResult, Publisher, Requester, State};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Event)]
+#[event(type = "quote.requested")]
 struct Quote {
     sku: String,
     quantity: u32,
-}
-
-impl Event for Quote {
-    const TYPE: &'static str = "quote.requested";
 }
 
 #[derive(Debug, Serialize, Deserialize)]

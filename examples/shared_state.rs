@@ -14,27 +14,18 @@ use serde::{Deserialize, Serialize};
 use tidewater::memory::MemoryBroker;
 use tidewater::{Bus, Event, EventRegistry, HandlerResult, Publisher, State};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Event)]
+#[event(type = "stock.received", key = sku)]
 struct StockReceived {
     sku: String,
     units: u32,
 }
 
-impl Event for StockReceived {
-    const TYPE: &'static str = "stock.received";
-    fn key(&self) -> Option<String> {
-        Some(self.sku.clone())
-    }
-}
-
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Event)]
+#[event(type = "stock.low")]
 struct LowStock {
     sku: String,
     units: u32,
-}
-
-impl Event for LowStock {
-    const TYPE: &'static str = "stock.low";
 }
 
 /// What a database pool would be; cloning it shares it.

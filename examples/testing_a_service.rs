@@ -12,25 +12,16 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tidewater::{Bus, Driver, Event, EventRegistry, HandlerError, HandlerResult, Publisher, State};
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, Event)]
+#[event(type = "user.signed_up", key = email)]
 struct SignUp {
     email: String,
 }
 
-impl Event for SignUp {
-    const TYPE: &'static str = "user.signed_up";
-    fn key(&self) -> Option<String> {
-        Some(self.email.clone())
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, Event)]
+#[event(type = "mail.welcome")]
 struct Welcome {
     email: String,
-}
-
-impl Event for Welcome {
-    const TYPE: &'static str = "mail.welcome";
 }
 
 /// The service under test: a welcome mail for every valid sign-up.

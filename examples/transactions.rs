@@ -20,7 +20,8 @@ use tidewater::{
 };
 use tokio::sync::Notify;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, Event)]
+#[event(type = "order.placed", key = customer)]
 struct OrderPlaced {
     order_id: String,
     customer: String,
@@ -28,35 +29,19 @@ struct OrderPlaced {
     currency: String,
 }
 
-impl Event for OrderPlaced {
-    const TYPE: &'static str = "order.placed";
-    fn key(&self) -> Option<String> {
-        Some(self.customer.clone())
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, Event)]
+#[event(type = "invoice.issued", key = customer)]
 struct Invoiced {
     order_id: String,
     customer: String,
     cents: i64,
 }
 
-impl Event for Invoiced {
-    const TYPE: &'static str = "invoice.issued";
-    fn key(&self) -> Option<String> {
-        Some(self.customer.clone())
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, Event)]
+#[event(type = "ledger.booked")]
 struct Booked {
     order_id: String,
     cents: i64,
-}
-
-impl Event for Booked {
-    const TYPE: &'static str = "ledger.booked";
 }
 
 #[tokio::main]

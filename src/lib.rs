@@ -10,6 +10,7 @@
 //! | feature      | module          | status |
 //! |--------------|-----------------|--------|
 //! | `memory` (default) | `memory` | in-process broker for tests and development |
+//! | `derive` (default) | `Event` | `#[derive(Event)]`: `#[event(type = "order.placed", key = order_id)]` |
 //! | `middleware` (default) | `middleware` | retry, dedup, dead-letter queue, tracing, timeout, panic recovery, correlation ids |
 //! | `kafka`      | `kafka`       | consumer groups with commits that never pass an unprocessed record, on rdkafka |
 //! | `nats`       | `nats`        | core NATS (at most once) and JetStream (at least once), on async-nats |
@@ -28,13 +29,9 @@
 //! use serde::{Deserialize, Serialize};
 //! use tidewater::{memory::MemoryBroker, Bus, Delivery, Event, EventRegistry, HandlerError};
 //!
-//! #[derive(Serialize, Deserialize)]
+//! #[derive(Serialize, Deserialize, Event)]
+//! #[event(type = "order.placed", key = order_id)]
 //! struct OrderPlaced { order_id: String }
-//!
-//! impl Event for OrderPlaced {
-//!     const TYPE: &'static str = "order.placed";
-//!     fn key(&self) -> Option<String> { Some(self.order_id.clone()) }
-//! }
 //!
 //! let broker = MemoryBroker::new();
 //! let mut bus = Bus::new(&broker, EventRegistry::new().route::<OrderPlaced>("orders"));
@@ -56,6 +53,11 @@
 struct ReadmeExamples;
 
 pub use tidewater_core::*;
+
+/// `#[derive(Event)]`: `#[event(type = "order.placed", key = order_id)]` on the struct
+/// implements [`Event`] with that type name and that field as the partition key.
+#[cfg(feature = "derive")]
+pub use tidewater_macros::Event;
 
 /// The in-memory driver.
 #[cfg(feature = "memory")]

@@ -10,6 +10,10 @@ use crate::{Error, ErrorKind, Headers, Result};
 /// A typed event that a [`Publisher`](crate::Publisher) can publish and a typed handler
 /// can receive.
 ///
+/// The `tidewater` crate derives it: `#[derive(Event)]` with
+/// `#[event(type = "order.placed", key = order_id)]` on the struct writes the impl below.
+/// Implement it by hand for headers, or for a key computed from several fields.
+///
 /// ```
 /// use serde::{Deserialize, Serialize};
 /// use tidewater_core::Event;
