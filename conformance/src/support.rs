@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_core::{
-    Delivery, EventRegistry, Handler, HandlerError, IdFactory, Message, ReadTask, SubscriberScheduler, UuidV7Ids,
-    Writer,
+    Delivery, EventRegistry, Handler, HandlerError, IdFactory, Message, ReadTask, Reader, SubscriberScheduler,
+    UuidV7Ids, Writer,
 };
 use tokio::sync::{Notify, Semaphore};
 
@@ -190,10 +190,36 @@ pub(crate) fn sequences_by_key(done: &[Delivery]) -> HashMap<String, Vec<usize>>
     let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
     for d in done {
         let key = d.message().key_str().expect("keyed message").to_owned();
-        let seq = d.message().headers.get("seq").expect("seq header").parse().expect("number");
-        by_key.entry(key).or_default().push(seq);
+        by_key.entry(key).or_default().push(seq(d));
     }
     by_key
+}
+
+/// The number in a delivery's `seq` header, which the cases and the drivers' own tests
+/// give the messages of a key in order.
+pub fn seq(d: &Delivery) -> usize {
+    d.message().headers.get("seq").expect("seq header").parse().expect("number")
+}
+
+/// Runs `handler` on `task` over `reader`, returning once subscribed; the caller shuts
+/// the scheduler down.
+pub async fn subscribe_reader(reader: Arc<dyn Reader>, task: ReadTask, handler: impl Handler) -> SubscriberScheduler {
+    let mut scheduler = SubscriberScheduler::new(reader, EventRegistry::new());
+    scheduler.add(task, Arc::new(handler));
+    scheduler.start().await.expect("subscribe");
+    scheduler
+}
+
+/// A message with every field a driver maps to its broker: id, key, content type and
+/// two headers (one with spaces), over bytes that are not UTF-8. The interop tests send
+/// it to the brokers' own clients.
+pub fn message_with_every_field(topic: &str) -> Message {
+    Message::new(topic, vec![0u8, 1, 2, 255])
+        .with_id("tw-1")
+        .with_key("order-7")
+        .with_content_type("application/octet-stream")
+        .with_header("tenant", "acme")
+        .with_header("trace", "a b c")
 }
 
 pub(crate) fn skip(case: &str, missing: &str) {

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tidewater_conformance::{seq, subscribe_reader as subscribe};
 use tidewater_core::testing::Recorder;
 use tidewater_core::{
     handler_fn, Delivery, Driver, ErrorKind, EventRegistry, HandlerError, IdFactory, Message, Position, ReadTask,
@@ -28,17 +29,6 @@ async fn kafka(config: KafkaConfig) -> Kafka {
 
 async fn shared() -> Kafka {
     kafka(support::config(&support::shared_brokers())).await
-}
-
-async fn subscribe(kafka: &Kafka, task: ReadTask, handler: impl tidewater_core::Handler) -> SubscriberScheduler {
-    let mut scheduler = SubscriberScheduler::new(kafka.reader(), EventRegistry::new());
-    scheduler.add(task, Arc::new(handler));
-    scheduler.start().await.expect("subscribe");
-    scheduler
-}
-
-fn seq(d: &Delivery) -> usize {
-    d.message().headers.get("seq").expect("seq header").parse().expect("number")
 }
 
 fn position(d: &Delivery) -> (u32, u64) {
@@ -114,7 +104,7 @@ async fn keys_land_where_the_java_client_puts_them() {
         (0..100).map(|i| Message::new(&topic, "p").with_key(format!("customer-{i}"))).collect();
     kafka.writer().write(messages).await.unwrap();
     let recorder = Recorder::new();
-    let mut sub = subscribe(&kafka, ReadTask::new(&topic).with_group("p"), recorder.clone()).await;
+    let mut sub = subscribe(kafka.reader(), ReadTask::new(&topic).with_group("p"), recorder.clone()).await;
     let got = recorder.wait_for(100, PATIENCE).await.unwrap();
     sub.shutdown(GRACE).await;
     let mut used = HashSet::new();
@@ -158,7 +148,7 @@ async fn bad_input_gets_typed_errors() {
     // Nothing of the failed writes reached the topic: a good message is the only one.
     writer.write(vec![Message::new(&existing, "good").with_id("good")]).await.unwrap();
     let recorder = Recorder::new();
-    let mut sub = subscribe(&strict, ReadTask::new(&existing).with_group("g"), recorder.clone()).await;
+    let mut sub = subscribe(strict.reader(), ReadTask::new(&existing).with_group("g"), recorder.clone()).await;
     recorder.wait_for(1, PATIENCE).await.unwrap();
     sub.shutdown(GRACE).await;
     let ids: Vec<String> = recorder.deliveries().iter().map(|d| d.message().id.clone()).collect();
@@ -203,7 +193,7 @@ async fn nack_rewinds_the_partition_in_order() {
     });
     let mut task = ReadTask::new(&topic).with_group("rewind");
     task.nack_delay = Some(Duration::from_millis(50));
-    let mut sub = subscribe(&kafka, task, handler).await;
+    let mut sub = subscribe(kafka.reader(), task, handler).await;
     let got = calls.wait_until(|c| c.iter().filter(|d| seq(d) == 5).count() == 1, PATIENCE).await.unwrap();
     let report = sub.shutdown(GRACE).await;
     let order: Vec<(usize, u32)> = got.iter().map(|d| (seq(d), d.attempt())).collect();
@@ -259,7 +249,8 @@ async fn commits_never_pass_a_running_record() {
             Ok::<_, HandlerError>(())
         }
     });
-    let mut sub = subscribe(&kafka, ReadTask::new(&topic).with_group("commits").with_concurrency(4), handler).await;
+    let mut sub =
+        subscribe(kafka.reader(), ReadTask::new(&topic).with_group("commits").with_concurrency(4), handler).await;
     let blocked_behind = EACH - 10;
     done.wait_for(KEYS * EACH - blocked_behind, PATIENCE).await.unwrap();
     assert_eq!(done.len(), KEYS * EACH - blocked_behind, "only the held key from record 10 on is held back");
@@ -347,11 +338,11 @@ async fn work_of_a_revoked_partition_does_not_commit() {
     // Two lanes, so the first member keeps polling (and so takes part in the rebalance)
     // while one handler is held.
     let mut first =
-        subscribe(&kafka, ReadTask::new(&topic).with_group("revoke").with_concurrency(2), member(true)).await;
+        subscribe(kafka.reader(), ReadTask::new(&topic).with_group("revoke").with_concurrency(2), member(true)).await;
     calls.wait_until(|c| c.iter().any(|d| d.message().id == "m0"), PATIENCE).await.unwrap();
     // The second member's start returns once it has its partitions, which in an eager
     // rebalance is after the first member gave all of its own up.
-    let mut second = subscribe(&kafka, ReadTask::new(&topic).with_group("revoke"), member(false)).await;
+    let mut second = subscribe(kafka.reader(), ReadTask::new(&topic).with_group("revoke"), member(false)).await;
     gate.add_permits(1);
     let ids: HashSet<String> = (0..30).map(|i| format!("m{i}")).collect();
     done.wait_until(
@@ -383,12 +374,12 @@ async fn a_stop_with_one_lane_commits_everything_handled() {
     let done = Recorder::new();
     for round in 0..5 {
         let before = done.len();
-        let mut sub = subscribe(&kafka, ReadTask::new(&topic).with_group("exact"), done.clone()).await;
+        let mut sub = subscribe(kafka.reader(), ReadTask::new(&topic).with_group("exact"), done.clone()).await;
         done.wait_until(|d| d.len() > before || d.len() >= TOTAL, PATIENCE).await.unwrap();
         let report = sub.shutdown(GRACE).await;
         assert!(report.is_clean(), "round {round}: {report:?}");
     }
-    let mut sub = subscribe(&kafka, ReadTask::new(&topic).with_group("exact"), done.clone()).await;
+    let mut sub = subscribe(kafka.reader(), ReadTask::new(&topic).with_group("exact"), done.clone()).await;
     done.wait_until(|d| d.iter().map(|d| d.message().id.as_str()).collect::<HashSet<_>>().len() == TOTAL, PATIENCE)
         .await
         .unwrap();

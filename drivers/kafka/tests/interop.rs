@@ -66,12 +66,7 @@ async fn reads_what_tidewater_writes(client: Client) {
     let kafka = shared(support::config(&brokers)).await;
     let topic = topic("to-client");
     kafka.create_topic(&topic, 3).await.unwrap();
-    let sent = Message::new(&topic, vec![0u8, 1, 2, 255])
-        .with_id("tw-1")
-        .with_key("order-7")
-        .with_content_type("application/octet-stream")
-        .with_header("tenant", "acme")
-        .with_header("trace", "a b c");
+    let sent = tidewater_conformance::message_with_every_field(&topic);
     kafka.writer().write(vec![sent.clone()]).await.unwrap();
 
     let got = client.run("consume", &brokers, &topic, 1).await;

@@ -253,15 +253,7 @@ async fn an_oversize_message_is_too_large_and_its_batch_writes_nothing() {
 #[tokio::test]
 async fn token_auth_connects_with_the_token_and_fails_clearly_without() {
     let server = support::private_server(&["--auth", "t0ken-for-tests"]);
-    let good = NatsConfig::new(server.url()).auth(tidewater_nats::Auth::Token("t0ken-for-tests".into()));
-    let core = NatsCore::connect(&good).await.expect("the right token connects");
-    let seen = Recorder::new();
-    let mut s = SubscriberScheduler::new(core.reader(), EventRegistry::new());
-    s.subscribe("auth.check", seen.clone());
-    s.start().await.unwrap();
-    core.writer().write(vec![Message::new("auth.check", "ok")]).await.unwrap();
-    seen.wait_for(1, WAIT).await.unwrap();
-    s.shutdown(WAIT).await;
+    round_trip_with(&server, tidewater_nats::Auth::Token("t0ken-for-tests".into())).await;
 
     let wrong = NatsConfig::new(server.url()).auth(tidewater_nats::Auth::Token("wrong".into()));
     let err = NatsCore::connect(&wrong).await.unwrap_err();

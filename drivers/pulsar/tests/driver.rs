@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
+use tidewater_conformance::{seq, subscribe_reader as subscribe};
 use tidewater_core::testing::Recorder;
 use tidewater_core::{
-    handler_fn, Delivery, Driver, ErrorKind, EventRegistry, HandlerError, IdFactory, Message, Position, ReadTask,
-    StartFrom, SubscriberScheduler, UuidV7Ids,
+    handler_fn, Delivery, Driver, ErrorKind, HandlerError, IdFactory, Message, Position, ReadTask, StartFrom, UuidV7Ids,
 };
 use tidewater_pulsar::{DeadLetter, Pulsar, PulsarConfig, SubscriptionType};
 use tidewater_testkit::{PulsarOptions, PulsarStandalone};
@@ -31,17 +31,6 @@ async fn pulsar(config: PulsarConfig) -> Pulsar {
 
 async fn shared() -> Pulsar {
     pulsar(support::config(&support::shared_url())).await
-}
-
-async fn subscribe(pulsar: &Pulsar, task: ReadTask, handler: impl tidewater_core::Handler) -> SubscriberScheduler {
-    let mut scheduler = SubscriberScheduler::new(pulsar.reader(), EventRegistry::new());
-    scheduler.add(task, Arc::new(handler));
-    scheduler.start().await.expect("subscribe");
-    scheduler
-}
-
-fn seq(d: &Delivery) -> usize {
-    d.message().headers.get("seq").expect("seq header").parse().expect("number")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,7 +51,7 @@ async fn every_field_round_trips() {
         .with_header("seq", "1");
     pulsar.writer().write(vec![text.clone(), binary.clone()]).await.unwrap();
     let recorder = Recorder::new();
-    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("fields"), recorder.clone()).await;
+    let mut sub = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("fields"), recorder.clone()).await;
     let got = recorder.wait_for(2, PATIENCE).await.unwrap();
     sub.shutdown(GRACE).await;
     let by_id: HashMap<String, Message> = got.iter().map(|d| (d.message().id.clone(), d.message().clone())).collect();
@@ -100,7 +89,7 @@ async fn bad_input_is_a_typed_error_and_sends_nothing() {
     // Nothing of the refused writes reached the topic: the next message is the first.
     writer.write(vec![good.clone().with_id("after")]).await.unwrap();
     let recorder = Recorder::new();
-    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("bad"), recorder.clone()).await;
+    let mut sub = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("bad"), recorder.clone()).await;
     let got = recorder.wait_for(1, PATIENCE).await.unwrap();
     sub.shutdown(GRACE).await;
     assert_eq!(got.len(), 1);
@@ -125,7 +114,7 @@ async fn latest_starts_after_what_was_there() {
     writer.write(vec![Message::new(&topic, "before").with_id("before")]).await.unwrap();
     let recorder = Recorder::new();
     let task = ReadTask::new(&topic).with_group("latest").with_start(StartFrom::Latest);
-    let mut sub = subscribe(&pulsar, task, recorder.clone()).await;
+    let mut sub = subscribe(pulsar.reader(), task, recorder.clone()).await;
     writer.write(vec![Message::new(&topic, "after").with_id("after")]).await.unwrap();
     let got = recorder.wait_for(1, PATIENCE).await.unwrap();
     sub.shutdown(GRACE).await;
@@ -161,7 +150,7 @@ async fn a_nack_with_a_delay_comes_back_after_it() {
             }
         }
     });
-    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("nack"), handler).await;
+    let mut sub = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("nack"), handler).await;
     pulsar.writer().write(vec![Message::new(&topic, "x").with_id("n-1")]).await.unwrap();
     let got = recorder.wait_for(2, PATIENCE).await.unwrap();
     sub.shutdown(GRACE).await;
@@ -194,7 +183,7 @@ async fn a_nack_in_a_batch_does_not_hand_out_the_acked_messages_again() {
     let messages: Vec<Message> =
         (0..N).map(|i| Message::new(&topic, "b").with_id(format!("b-{i}")).with_header("seq", i.to_string())).collect();
     pulsar.writer().write(messages).await.unwrap();
-    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("batch"), handler).await;
+    let mut sub = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("batch"), handler).await;
     let got = calls.wait_until(|s| s.iter().any(|d| seq(d) == 4 && d.attempt() == 2), PATIENCE).await.unwrap();
     // Let a wrong redelivery of the others show itself: wait for a marker published after.
     pulsar.writer().write(vec![Message::new(&topic, "m").with_id("marker").with_header("seq", "99")]).await.unwrap();
@@ -228,9 +217,10 @@ async fn the_dead_letter_policy_moves_a_failing_message_where_the_middleware_wou
             Err(HandlerError::transient("always fails"))
         }
     });
-    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("dlq"), failing).await;
+    let mut sub = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("dlq"), failing).await;
     let letter = Recorder::new();
-    let mut dlq = subscribe(&pulsar, ReadTask::new(format!("{topic}.dlq")).with_group("ops"), letter.clone()).await;
+    let mut dlq =
+        subscribe(pulsar.reader(), ReadTask::new(format!("{topic}.dlq")).with_group("ops"), letter.clone()).await;
     pulsar
         .writer()
         .write(vec![Message::new(&topic, "poison").with_id("p-1").with_key("k-1").with_content_type("text/plain")])
@@ -282,7 +272,9 @@ async fn key_shared_keeps_each_key_on_one_member_in_order() {
                 Ok(())
             }
         });
-        subs.push(subscribe(&pulsar, ReadTask::new(&topic).with_group("ks").with_concurrency(4), handler).await);
+        subs.push(
+            subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("ks").with_concurrency(4), handler).await,
+        );
     }
     let messages: Vec<Message> = (0..KEYS * EACH)
         .map(|i| {
@@ -323,7 +315,8 @@ async fn partitioned_topics_spread_keys_and_keep_them_in_order() {
     let made = topic.clone();
     tokio::task::spawn_blocking(move || support::create_partitioned_topic(&made, 3)).await.unwrap();
     let recorder = Recorder::new();
-    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("p").with_concurrency(4), recorder.clone()).await;
+    let mut sub =
+        subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("p").with_concurrency(4), recorder.clone()).await;
     let writer = pulsar.writer();
     let messages: Vec<Message> = (0..KEYS * EACH)
         .map(|i| {
@@ -372,7 +365,7 @@ async fn concurrent_writers_share_a_producer_and_lose_nothing() {
     }
     println!("{} acknowledged writes from {WRITERS} writers in {:?}", sent.load(Ordering::Relaxed), started.elapsed());
     let recorder = Recorder::new();
-    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("w"), recorder.clone()).await;
+    let mut sub = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("w"), recorder.clone()).await;
     let got = recorder.wait_for(WRITERS * EACH, PATIENCE).await.unwrap();
     sub.shutdown(GRACE).await;
     let ids: HashSet<String> = got.iter().map(|d| d.message().id.clone()).collect();
@@ -413,7 +406,7 @@ async fn tls_and_token_authentication_on_a_secured_broker() {
     let topic = topic("tls");
     pulsar.writer().write(vec![Message::new(&topic, "over TLS").with_id("tls-1")]).await.unwrap();
     let recorder = Recorder::new();
-    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("tls"), recorder.clone()).await;
+    let mut sub = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("tls"), recorder.clone()).await;
     let got = recorder.wait_for(1, PATIENCE).await.unwrap();
     sub.shutdown(GRACE).await;
     assert_eq!(got[0].message().id, "tls-1");
@@ -467,8 +460,8 @@ async fn failover_gives_everything_to_one_member() {
         })
     };
     let (first, second) = (Recorder::new(), Recorder::new());
-    let mut sub_1 = subscribe(&pulsar, ReadTask::new(&topic).with_group("fo"), member(&first)).await;
-    let mut sub_2 = subscribe(&pulsar, ReadTask::new(&topic).with_group("fo"), member(&second)).await;
+    let mut sub_1 = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("fo"), member(&first)).await;
+    let mut sub_2 = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("fo"), member(&second)).await;
     let messages: Vec<Message> = (0..50).map(|i| Message::new(&topic, "f").with_id(format!("f-{i}"))).collect();
     pulsar.writer().write(messages).await.unwrap();
     union.wait_for(50, PATIENCE).await.unwrap();
@@ -501,7 +494,8 @@ async fn the_ack_timeout_does_not_run_a_slow_handler_twice_on_one_consumer() {
             Ok(())
         }
     });
-    let mut sub = subscribe(&pulsar, ReadTask::new(&topic).with_group("slow").with_concurrency(2), handler).await;
+    let mut sub =
+        subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("slow").with_concurrency(2), handler).await;
     let writer = pulsar.writer();
     writer.write(vec![Message::new(&topic, "s").with_id("slow")]).await.unwrap();
     calls.wait_until(|s| s.iter().any(|d| d.message().id == "slow"), PATIENCE).await.unwrap();

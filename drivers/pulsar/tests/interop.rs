@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 use tidewater_core::testing::Recorder;
-use tidewater_core::{Driver, EventRegistry, IdFactory, Message, ReadTask, SubscriberScheduler, UuidV7Ids};
+use tidewater_core::{Driver, EventRegistry, IdFactory, ReadTask, SubscriberScheduler, UuidV7Ids};
 use tidewater_pulsar::Pulsar;
 
 fn run_python(args: &[&str]) -> Vec<Value> {
@@ -37,12 +37,7 @@ fn broker_url() -> String {
 async fn the_python_client_reads_what_tidewater_writes() {
     let pulsar = Pulsar::connect(support::config(&support::shared_url())).await.unwrap();
     let topic = topic("to-python");
-    let sent = Message::new(&topic, vec![0u8, 1, 2, 255])
-        .with_id("tw-1")
-        .with_key("order-7")
-        .with_content_type("application/octet-stream")
-        .with_header("tenant", "acme")
-        .with_header("trace", "a b c");
+    let sent = tidewater_conformance::message_with_every_field(&topic);
     pulsar.writer().write(vec![sent.clone()]).await.unwrap();
 
     let topic_arg = topic.clone();
