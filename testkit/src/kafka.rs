@@ -35,7 +35,8 @@ impl KafkaBroker {
         let dir = fresh_dir("kafka");
         std::fs::write(dir.join("server.properties"), properties(port, controller, &dir.join("logs")))
             .expect("write server.properties");
-        std::fs::write(dir.join("log4j2.yaml"), quiet_log_config(&["kafka.server.KafkaRaftServer"])).expect("write the log config");
+        std::fs::write(dir.join("log4j2.yaml"), quiet_log_config(&["kafka.server.KafkaRaftServer"]))
+            .expect("write the log config");
         format(&dir);
         let process = BrokerProcess::start(dir, move |dir| {
             let mut command = jvm(dir);
