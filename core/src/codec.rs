@@ -40,6 +40,14 @@ pub trait Codec: Send + Sync + 'static {
     }
 }
 
+/// The largest encode buffer a thread keeps between events; a larger event's buffer is
+/// freed after it, so that one big event does not pin its size to the thread.
+const MAX_KEPT_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// JSON through serde_json; content type `application/json`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct JsonCodec;
@@ -49,10 +57,23 @@ impl Codec for JsonCodec {
         "application/json"
     }
 
+    /// Writes into a buffer the thread keeps, then copies the result out: one allocation
+    /// of the exact size, where `serde_json::to_vec` grows its vector from 128 bytes,
+    /// reallocating (and copying) several times for a 1 KiB event.
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes> {
-        serde_json::to_vec(value)
-            .map(Bytes::from)
-            .map_err(|e| Error::new(ErrorKind::Encode, "JSON encoding failed").with_source(e))
+        let encoded = ENCODE_BUFFER.with(|buffer| {
+            // A Serialize impl that publishes would find the buffer taken; it gets its own.
+            let Ok(mut buf) = buffer.try_borrow_mut() else {
+                return serde_json::to_vec(value).map(Bytes::from);
+            };
+            buf.clear();
+            let result = serde_json::to_writer(&mut *buf, value).map(|()| Bytes::copy_from_slice(&buf));
+            if buf.capacity() > MAX_KEPT_BUFFER {
+                *buf = Vec::new();
+            }
+            result
+        });
+        encoded.map_err(|e| Error::new(ErrorKind::Encode, "JSON encoding failed").with_source(e))
     }
 
     fn decode<T: DeserializeOwned>(&self, payload: &[u8]) -> Result<T> {
@@ -81,5 +102,20 @@ mod tests {
         let err = codec.decode_message::<Vec<i32>>(&msg).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Decode);
         assert_eq!(err.topic(), Some("t"));
+    }
+
+    /// The thread's buffer is reused, so each payload must be exactly its own value's
+    /// encoding, whatever the thread encoded before (a larger one, or one whose buffer
+    /// was dropped for being too large), and a value that fails leaves nothing behind.
+    #[test]
+    fn the_reused_buffer_never_leaks_into_the_next_payload() {
+        let codec = JsonCodec;
+        let big = "x".repeat(MAX_KEPT_BUFFER + 10);
+        assert_eq!(codec.encode(&big).unwrap().len(), big.len() + 2);
+        assert_eq!(&codec.encode(&"long text here").unwrap()[..], br#""long text here""#);
+        assert_eq!(&codec.encode(&7).unwrap()[..], b"7");
+        let not_a_map_key = std::collections::HashMap::from([(vec![1u8], 1)]);
+        assert_eq!(codec.encode(&not_a_map_key).unwrap_err().kind(), ErrorKind::Encode);
+        assert_eq!(&codec.encode(&[1, 2]).unwrap()[..], b"[1,2]");
     }
 }

@@ -1,5 +1,6 @@
 //! The message envelope every driver carries.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::SystemTime;
@@ -66,7 +67,11 @@ pub mod wire {
 /// A name holds one value; inserting a name again replaces its value. Iteration is in
 /// name order, so encodings are deterministic.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Headers(BTreeMap<String, String>);
+pub struct Headers(BTreeMap<Text, Text>);
+
+/// A header name or value: borrowed for the names and values a program spells out (the
+/// event type, the well-known header names), so that setting them allocates nothing.
+type Text = Cow<'static, str>;
 
 impl Headers {
     /// An empty set of headers.
@@ -76,17 +81,32 @@ impl Headers {
 
     /// Sets `name` to `value`, returning the value it replaced.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) -> Option<String> {
-        self.0.insert(name.into(), value.into())
+        self.0.insert(Cow::Owned(name.into()), Cow::Owned(value.into())).map(Cow::into_owned)
+    }
+
+    /// Sets `name` to `value` where both are constants, without copying either (the
+    /// publisher sets the event type this way on every message).
+    ///
+    /// ```
+    /// use tidewater_core::Headers;
+    ///
+    /// let mut h = Headers::new();
+    /// h.insert_static("tw-event-type", "order.placed");
+    /// assert_eq!(h.insert("tw-event-type", "order.paid"), Some("order.placed".to_owned()));
+    /// assert_eq!(h.get("tw-event-type"), Some("order.paid"));
+    /// ```
+    pub fn insert_static(&mut self, name: &'static str, value: &'static str) -> Option<String> {
+        self.0.insert(Cow::Borrowed(name), Cow::Borrowed(value)).map(Cow::into_owned)
     }
 
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+        self.0.get(name).map(|v| &**v)
     }
 
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        self.0.remove(name)
+        self.0.remove(name).map(Cow::into_owned)
     }
 
     /// Whether `name` is set.
@@ -106,7 +126,7 @@ impl Headers {
 
     /// The headers in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter().map(|(k, v)| (&**k, &**v))
     }
 }
 
@@ -118,15 +138,26 @@ impl fmt::Debug for Headers {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Self(iter.into_iter().map(|(k, v)| (Cow::Owned(k.into()), Cow::Owned(v.into()))).collect())
     }
 }
 
 impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for Headers {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        self.0.extend(iter.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self.0.extend(iter.into_iter().map(|(k, v)| (Cow::Owned(k.into()), Cow::Owned(v.into()))));
     }
 }
+
+/// The content types most messages carry, kept as constants by
+/// [`Message::set_content_type`].
+const COMMON_CONTENT_TYPES: [&str; 6] = [
+    "application/json",
+    "application/octet-stream",
+    "text/plain",
+    "text/plain; charset=utf-8",
+    "application/x-protobuf",
+    "avro/binary",
+];
 
 /// One message: what a writer publishes and what a handler receives.
 ///
@@ -157,8 +188,10 @@ pub struct Message {
     pub key: Option<Bytes>,
     /// User headers.
     pub headers: Headers,
-    /// The payload's media type, such as `application/json`.
-    pub content_type: Option<String>,
+    /// The payload's media type, such as `application/json`. Set it with
+    /// [`Message::with_content_type`] or [`Message::set_content_type`], which keep the
+    /// common types as constants instead of a copy per message.
+    pub content_type: Option<Cow<'static, str>>,
     /// The payload.
     pub payload: Bytes,
     /// When the message was created.
@@ -199,9 +232,30 @@ impl Message {
     }
 
     /// Sets the content type.
-    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
-        self.content_type = Some(content_type.into());
+    pub fn with_content_type(mut self, content_type: impl AsRef<str> + Into<String>) -> Self {
+        self.set_content_type(content_type);
         self
+    }
+
+    /// Sets the content type. One of the common types (JSON, bytes, text, protobuf,
+    /// Avro) is kept as a constant: a message naming it carries no copy.
+    ///
+    /// ```
+    /// use std::borrow::Cow;
+    /// use tidewater_core::Message;
+    ///
+    /// let mut m = Message::new("orders", "{}");
+    /// m.set_content_type(String::from("application/json"));
+    /// assert!(matches!(m.content_type, Some(Cow::Borrowed("application/json"))));
+    /// m.set_content_type("application/vnd.acme+json");
+    /// assert_eq!(m.content_type.as_deref(), Some("application/vnd.acme+json"));
+    /// ```
+    pub fn set_content_type(&mut self, content_type: impl AsRef<str> + Into<String>) {
+        let known = COMMON_CONTENT_TYPES.iter().find(|c| **c == content_type.as_ref());
+        self.content_type = Some(match known {
+            Some(c) => Cow::Borrowed(c),
+            None => Cow::Owned(content_type.into()),
+        });
     }
 
     /// Sets the timestamp.
@@ -221,7 +275,7 @@ impl Message {
         self.payload.len()
             + self.key.as_ref().map_or(0, Bytes::len)
             + self.id.len()
-            + self.content_type.as_ref().map_or(0, String::len)
+            + self.content_type.as_ref().map_or(0, |c| c.len())
             + self.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
     }
 }

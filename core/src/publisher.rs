@@ -146,7 +146,7 @@ impl<C: Codec> Publisher<C> {
         let mut message = Message::new(topic, payload).with_content_type(self.codec.content_type());
         message.key = event.key().map(Bytes::from);
         message.headers = event.headers();
-        message.headers.insert(wire::EVENT_TYPE, E::TYPE);
+        message.headers.insert_static(wire::EVENT_TYPE, E::TYPE);
         Ok(self.stamp(message))
     }
 

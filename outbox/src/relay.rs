@@ -147,7 +147,9 @@ fn to_message(row: &sqlx::postgres::PgRow) -> Result<Message> {
     let payload: Vec<u8> = row.get("payload");
     let mut message = Message::new(topic, Bytes::from(payload)).with_id(row.get::<String, _>("id"));
     message.key = row.get::<Option<Vec<u8>>, _>("key").map(Bytes::from);
-    message.content_type = row.get("content_type");
+    if let Some(content_type) = row.get::<Option<String>, _>("content_type") {
+        message.set_content_type(content_type);
+    }
     let headers: String = row.get("headers");
     let parsed: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&headers).map_err(|e| {
         tidewater_core::Error::new(tidewater_core::ErrorKind::Decode, "an outbox row's headers are not a JSON object")

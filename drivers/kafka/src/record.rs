@@ -28,7 +28,7 @@ pub(crate) fn headers(message: &Message) -> Result<OwnedHeaders> {
         h = h.insert(Header { key: wire::ID, value: Some(&message.id) });
     }
     if let Some(ct) = &message.content_type {
-        h = h.insert(Header { key: wire::CONTENT_TYPE, value: Some(ct) });
+        h = h.insert(Header { key: wire::CONTENT_TYPE, value: Some(&**ct) });
     }
     Ok(h)
 }
@@ -58,7 +58,7 @@ pub(crate) fn from_record(record: &BorrowedMessage<'_>) -> Message {
             let value = header.value.map(String::from_utf8_lossy).unwrap_or_default();
             match header.key {
                 wire::ID => id = Some(value.into_owned()),
-                wire::CONTENT_TYPE => message.content_type = Some(value.into_owned()),
+                wire::CONTENT_TYPE => message.set_content_type(value),
                 name => {
                     user.insert(name, value.into_owned());
                 }

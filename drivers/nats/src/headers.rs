@@ -86,7 +86,7 @@ fn all_but_id(message: &Message) -> Result<HeaderMap> {
     }
     if let Some(ct) = &message.content_type {
         check_value(message, CONTENT_TYPE, ct)?;
-        h.insert(CONTENT_TYPE_NAME, ct.as_str());
+        h.insert(CONTENT_TYPE_NAME, &**ct);
     }
     // As u64: formatting the u128 that as_millis gives takes several times longer.
     let millis = message.timestamp.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
@@ -170,15 +170,19 @@ pub(crate) fn from_nats(
         .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
         .or(fallback_time)
         .unwrap_or_else(SystemTime::now);
-    Message {
+    let mut message = Message {
         id: id.map_or_else(fallback_id, str::to_owned),
         stream: subject.to_owned(),
         key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
         headers: user,
-        content_type: content_type.map(str::to_owned),
+        content_type: None,
         payload,
         timestamp,
+    };
+    if let Some(content_type) = content_type {
+        message.set_content_type(content_type);
     }
+    message
 }
 
 /// Whether `subject` is dot-separated tokens, none empty, `*` or `>`, with no white space

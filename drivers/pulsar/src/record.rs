@@ -47,7 +47,7 @@ pub(crate) fn to_pulsar(message: &Message, max_bytes: usize) -> Result<Outgoing>
         properties.insert(wire::ID.to_owned(), message.id.clone());
     }
     if let Some(ct) = &message.content_type {
-        properties.insert(wire::CONTENT_TYPE.to_owned(), ct.clone());
+        properties.insert(wire::CONTENT_TYPE.to_owned(), ct.to_string());
     }
     // Keys that are text travel as text, so other clients read them as they were
     // written; other keys travel in Base64 with the flag Pulsar has for that.
@@ -107,7 +107,7 @@ pub(crate) fn from_pulsar(topic: &str, received: &mut Received<Vec<u8>>) -> Mess
     for kv in &meta.properties {
         match kv.key.as_str() {
             wire::ID => id = Some(kv.value.clone()),
-            wire::CONTENT_TYPE => message.content_type = Some(kv.value.clone()),
+            wire::CONTENT_TYPE => message.set_content_type(kv.value.as_str()),
             name => {
                 headers.insert(name, kv.value.as_str());
             }

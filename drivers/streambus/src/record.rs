@@ -115,7 +115,7 @@ pub(crate) fn from_record(topic: &str, partition: u32, record: Record) -> Messag
         let value = String::from_utf8_lossy(&value).into_owned();
         match name.as_str() {
             wire::ID => id = Some(value),
-            wire::CONTENT_TYPE => message.content_type = Some(value),
+            wire::CONTENT_TYPE => message.set_content_type(value),
             _ => {
                 user.insert(name, value);
             }
