@@ -6,8 +6,13 @@
 //!
 //! ```sh
 //! cargo run --release --manifest-path bench/Cargo.toml            # 200,000 messages, 5 rounds
-//! cargo run --release --manifest-path bench/Cargo.toml -- 50000 3
+//! cargo run --release --manifest-path bench/Cargo.toml -- 50000 3 10000  # and 10,000 paced
 //! ```
+//!
+//! Then latency: each path again at a fixed 10k msg/s (20,000 messages unless the third
+//! argument says otherwise; 0 skips it), each message's time from just before its
+//! publish to its handler's first line (after the decode, for the paths that decode), p50
+//! and p99.
 //!
 //! Every path carries the same 1 KiB JSON order and ends in a handler that decodes it (the
 //! raw channel only counts) and counts down a latch; the clock runs from the first publish
@@ -61,63 +66,150 @@ fn order(id: u64) -> Order {
     Order { id, quantity: 37, note: "x".repeat(990) }
 }
 
-/// Counts deliveries down and wakes the waiter at zero.
-#[derive(Clone, Default)]
-pub struct Latch(Arc<(AtomicUsize, Notify)>);
+/// Counts deliveries down and wakes the waiter at zero; in a paced run, also when each
+/// message was sent and when its handler saw it.
+#[derive(Clone)]
+pub struct Latch {
+    left: Arc<(AtomicUsize, Notify)>,
+    stamps: Arc<Stamps>,
+}
+
+/// Nanoseconds since `base`, per message index (the order id): empty in a flood run.
+struct Stamps {
+    base: Instant,
+    sent: Vec<AtomicU64>,
+    seen: Vec<AtomicU64>,
+}
 
 impl Latch {
-    fn expect(&self, n: usize) {
-        self.0 .0.store(n, Ordering::SeqCst);
+    fn new(load: Load) -> Self {
+        let n = match load {
+            Load::Flood(_) => 0,
+            Load::Paced { n, .. } => n,
+        };
+        let stamps = || (0..n).map(|_| AtomicU64::new(0)).collect();
+        Self { left: Arc::default(), stamps: Arc::new(Stamps { base: Instant::now(), sent: stamps(), seen: stamps() }) }
     }
 
-    fn arrived(&self) {
-        if self.0 .0.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0 .1.notify_one();
+    fn expect(&self, n: usize) {
+        self.left.0.store(n, Ordering::SeqCst);
+    }
+
+    fn stamp(&self, slots: &[AtomicU64], id: u64) {
+        if let Some(slot) = slots.get(id as usize) {
+            slot.store(self.stamps.base.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// A handler saw message `id`.
+    fn arrived(&self, id: u64) {
+        self.stamp(&self.stamps.seen, id);
+        if self.left.0.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.left.1.notify_one();
         }
     }
 
     async fn drained(&self) {
-        while self.0 .0.load(Ordering::Acquire) > 0 {
-            let notified = self.0 .1.notified();
-            if self.0 .0.load(Ordering::Acquire) == 0 {
+        while self.left.0.load(Ordering::Acquire) > 0 {
+            let notified = self.left.1.notified();
+            if self.left.0.load(Ordering::Acquire) == 0 {
                 break;
             }
             let _ = tokio::time::timeout(Duration::from_millis(10), notified).await;
         }
     }
+
+    /// Send to handler, per message, in nanoseconds.
+    fn latencies(&self) -> Vec<u64> {
+        let s = &self.stamps;
+        s.sent.iter().zip(&s.seen).map(|(a, b)| b.load(Ordering::Relaxed) - a.load(Ordering::Relaxed)).collect()
+    }
 }
 
-/// One timed run: elapsed time and allocations.
+/// How a run publishes: as fast as it can, or one message every `every`.
+#[derive(Clone, Copy)]
+enum Load {
+    Flood(usize),
+    Paced { n: usize, every: Duration },
+}
+
+/// One run: elapsed time, allocations, and (paced) each message's latency.
 struct Sample {
     elapsed: Duration,
     allocations: u64,
+    latencies: Vec<u64>,
 }
 
-async fn timed(latch: &Latch, n: usize, publish: impl AsyncFnOnce()) -> Sample {
+/// Publishes message `i` with `send(i)` as `load` says, then waits for the handlers.
+async fn drive(latch: &Latch, load: Load, send: impl AsyncFn(usize)) -> Sample {
+    let n = match load {
+        Load::Flood(n) | Load::Paced { n, .. } => n,
+    };
     latch.expect(n);
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let start = Instant::now();
-    publish().await;
+    for i in 0..n {
+        if let Load::Paced { every, .. } = load {
+            let due = start + every * i as u32;
+            // Timers tick by the millisecond; a yielding spin keeps the pace to the
+            // microsecond and leaves the worker to the other tasks meanwhile.
+            while Instant::now() < due {
+                tokio::task::yield_now().await;
+            }
+            latch.stamp(&latch.stamps.sent, i as u64);
+        }
+        send(i).await;
+    }
     latch.drained().await;
-    Sample { elapsed: start.elapsed(), allocations: ALLOCATIONS.load(Ordering::Relaxed) - before }
+    Sample {
+        elapsed: start.elapsed(),
+        allocations: ALLOCATIONS.load(Ordering::Relaxed) - before,
+        latencies: latch.latencies(),
+    }
+}
+
+/// What the paths publish: order `i` of a paced run (an id per message, so its
+/// handler's time can be matched), or order 1 over and over in a flood.
+struct Orders {
+    events: Vec<Order>,
+    bodies: Vec<Bytes>,
+}
+
+impl Orders {
+    fn for_load(load: Load) -> Self {
+        let n = match load {
+            Load::Flood(_) => 1,
+            Load::Paced { n, .. } => n,
+        };
+        let events: Vec<Order> = (0..n as u64).map(|i| order(if n == 1 { 1 } else { i })).collect();
+        let bodies = events.iter().map(|e| Bytes::from(serde_json::to_vec(e).unwrap())).collect();
+        Self { events, bodies }
+    }
+
+    fn body(&self, i: usize) -> &Bytes {
+        &self.bodies[i % self.bodies.len()]
+    }
+
+    fn event(&self, i: usize) -> &Order {
+        &self.events[i % self.events.len()]
+    }
 }
 
 // ---- raw tokio mpsc ------------------------------------------------------------------
 
-async fn raw_mpsc(n: usize, body: &Bytes) -> Sample {
-    let latch = Latch::default();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(1024);
+async fn raw_mpsc(load: Load, orders: &Orders) -> Sample {
+    let latch = Latch::new(load);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Bytes)>(1024);
     let counter = latch.clone();
     let consumer = tokio::spawn(async move {
-        while let Some(payload) = rx.recv().await {
+        while let Some((id, payload)) = rx.recv().await {
             std::hint::black_box(payload.len());
-            counter.arrived();
+            counter.arrived(id);
         }
     });
-    let sample = timed(&latch, n, async || {
-        for _ in 0..n {
-            tx.send(Bytes::copy_from_slice(body)).await.unwrap();
-        }
+    let sample = drive(&latch, load, async |i| {
+        let id = orders.event(i).id;
+        tx.send((id, Bytes::copy_from_slice(orders.body(i)))).await.unwrap();
     })
     .await;
     drop(tx);
@@ -128,28 +220,26 @@ async fn raw_mpsc(n: usize, body: &Bytes) -> Sample {
 // ---- tidewater -------------------------------------------------------------------------
 
 async fn tidewater_handle(order: Order, tidewater::State(latch): tidewater::State<Latch>) -> tidewater::HandlerResult {
-    std::hint::black_box((order.id, order.quantity));
-    latch.arrived();
+    std::hint::black_box(order.quantity);
+    latch.arrived(order.id);
     Ok(())
 }
 
 /// `typed`: `publisher.publish(&event)`; else `publish_bytes` of the JSON.
-async fn tidewater(n: usize, body: &Bytes, typed: bool) -> Sample {
-    let latch = Latch::default();
+async fn tidewater(load: Load, orders: &Orders, typed: bool) -> Sample {
+    let latch = Latch::new(load);
     let broker = tidewater::memory::MemoryBroker::new();
     let mut bus = tidewater::Bus::new(&broker, tidewater::EventRegistry::new().route::<Order>("orders"));
     bus.with_state(latch.clone());
     bus.subscribe_event(tidewater_handle).group("bench");
     bus.start().await.unwrap();
     let publisher = bus.publisher().clone();
-    let event = order(1);
-    let sample = timed(&latch, n, async || {
-        for _ in 0..n {
-            if typed {
-                publisher.publish(&event).await.unwrap();
-            } else {
-                publisher.publish_bytes("orders", Bytes::copy_from_slice(body), "application/json").await.unwrap();
-            }
+    let sample = drive(&latch, load, async |i| {
+        if typed {
+            publisher.publish(orders.event(i)).await.unwrap();
+        } else {
+            let body = Bytes::copy_from_slice(orders.body(i));
+            publisher.publish_bytes("orders", body, "application/json").await.unwrap();
         }
     })
     .await;
@@ -158,8 +248,8 @@ async fn tidewater(n: usize, body: &Bytes, typed: bool) -> Sample {
 }
 
 /// `publish_bytes`, consumed by a batch handler of up to 100 deliveries.
-async fn tidewater_batches(n: usize, body: &Bytes) -> Sample {
-    let latch = Latch::default();
+async fn tidewater_batches(load: Load, orders: &Orders) -> Sample {
+    let latch = Latch::new(load);
     let broker = tidewater::memory::MemoryBroker::new();
     let mut bus = tidewater::Bus::new(&broker, tidewater::EventRegistry::new());
     let counter = latch.clone();
@@ -167,8 +257,8 @@ async fn tidewater_batches(n: usize, body: &Bytes) -> Sample {
         let counter = counter.clone();
         async move {
             for delivery in &batch {
-                std::hint::black_box(delivery.message().payload.len());
-                counter.arrived();
+                let order: Order = serde_json::from_slice(&delivery.message().payload).unwrap();
+                counter.arrived(order.id);
             }
             Ok::<_, tidewater::BatchError>(())
         }
@@ -176,10 +266,9 @@ async fn tidewater_batches(n: usize, body: &Bytes) -> Sample {
     bus.subscribe_batch("orders", 100, Duration::from_millis(1), handler).group("bench");
     bus.start().await.unwrap();
     let publisher = bus.publisher().clone();
-    let sample = timed(&latch, n, async || {
-        for _ in 0..n {
-            publisher.publish_bytes("orders", Bytes::copy_from_slice(body), "application/json").await.unwrap();
-        }
+    let sample = drive(&latch, load, async |i| {
+        let body = Bytes::copy_from_slice(orders.body(i));
+        publisher.publish_bytes("orders", body, "application/json").await.unwrap();
     })
     .await;
     bus.shutdown(Duration::from_secs(10)).await.unwrap();
@@ -195,16 +284,16 @@ mod peer {
 
     #[subscriber("orders")]
     pub async fn consume(order: &Order, ctx: &mut Context<'_, (), Latch>) -> HandlerOutcome {
-        std::hint::black_box((order.id, order.quantity));
-        ctx.state().arrived();
+        std::hint::black_box(order.quantity);
+        ctx.state().arrived(order.id);
         HandlerOutcome::ack()
     }
 }
 
-async fn ruststream(n: usize, body: &Bytes) -> Sample {
+async fn ruststream(load: Load, orders: &Orders) -> Sample {
     use ruststream::memory::prelude::*;
 
-    let latch = Latch::default();
+    let latch = Latch::new(load);
     let broker = MemoryBroker::new();
     let state = latch.clone();
     let app = RustStream::new(AppInfo::new("bench", "0.0.0"))
@@ -214,11 +303,9 @@ async fn ruststream(n: usize, body: &Bytes) -> Sample {
         });
     let running = app.start().await.expect("the peer service starts");
     let publisher = broker.publisher();
-    let sample = timed(&latch, n, async || {
-        for _ in 0..n {
-            let payload = Bytes::copy_from_slice(body);
-            publisher.publish(ruststream::OutgoingMessage::new("orders", &payload[..]), None).await.unwrap();
-        }
+    let sample = drive(&latch, load, async |i| {
+        let payload = Bytes::copy_from_slice(orders.body(i));
+        publisher.publish(ruststream::OutgoingMessage::new("orders", &payload[..]), None).await.unwrap();
     })
     .await;
     drop(running);
@@ -235,36 +322,42 @@ const PATHS: [&str; 5] = [
     "tidewater memory, publish_bytes -> batches of up to 100",
 ];
 
-async fn run(path: usize, n: usize, body: &Bytes) -> Sample {
+async fn run(path: usize, load: Load, orders: &Orders) -> Sample {
     match path {
-        0 => raw_mpsc(n, body).await,
-        1 => ruststream(n, body).await,
-        2 => tidewater(n, body, false).await,
-        3 => tidewater(n, body, true).await,
-        _ => tidewater_batches(n, body).await,
+        0 => raw_mpsc(load, orders).await,
+        1 => ruststream(load, orders).await,
+        2 => tidewater(load, orders, false).await,
+        3 => tidewater(load, orders, true).await,
+        _ => tidewater_batches(load, orders).await,
     }
+}
+
+/// Runs every path `rounds` times under `load`, in alternating order, after a warm-up.
+async fn rounds(paths: usize, load: Load, rounds: usize, warm_up: Load) -> Vec<Vec<Sample>> {
+    let orders = Orders::for_load(load);
+    let warm = Orders::for_load(warm_up);
+    let mut samples: Vec<Vec<Sample>> = (0..paths).map(|_| Vec::new()).collect();
+    for path in 0..paths {
+        run(path, warm_up, &warm).await;
+    }
+    for round in 0..rounds {
+        let order: Vec<usize> = if round % 2 == 0 { (0..paths).collect() } else { (0..paths).rev().collect() };
+        for path in order {
+            samples[path].push(run(path, load, &orders).await);
+        }
+    }
+    samples
 }
 
 fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let n = args.first().copied().unwrap_or(200_000);
-    let rounds = args.get(1).copied().unwrap_or(5);
+    let round_count = args.get(1).copied().unwrap_or(5);
+    let paced = args.get(2).copied().unwrap_or(20_000);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let body = Bytes::from(serde_json::to_vec(&order(1)).unwrap());
-    println!("{n} messages of {} bytes, 2 workers, median of {rounds} rounds in alternating order", body.len());
-    let mut samples: Vec<Vec<Sample>> = (0..PATHS.len()).map(|_| Vec::new()).collect();
-    runtime.block_on(async {
-        for path in 0..PATHS.len() {
-            run(path, n / 10, &body).await; // warm-up
-        }
-        for round in 0..rounds {
-            let order: Vec<usize> =
-                if round % 2 == 0 { (0..PATHS.len()).collect() } else { (0..PATHS.len()).rev().collect() };
-            for path in order {
-                samples[path].push(run(path, n, &body).await);
-            }
-        }
-    });
+    let body_len = serde_json::to_vec(&order(1)).unwrap().len();
+    println!("{n} messages of {body_len} bytes, 2 workers, median of {round_count} rounds in alternating order");
+    let mut samples = runtime.block_on(rounds(PATHS.len(), Load::Flood(n), round_count, Load::Flood(n / 10)));
     let median = |s: &mut Vec<Sample>| {
         s.sort_by_key(|x| x.elapsed);
         let m = &s[s.len() / 2];
@@ -284,5 +377,36 @@ fn main() {
             rate(*elapsed) / rate(medians[1].0),
             rate(*elapsed) / rate(medians[0].0),
         );
+    }
+    if paced == 0 {
+        return;
+    }
+    // Latency at a fixed 10k msg/s, the batch path left out (its linger is the point).
+    let every = Duration::from_micros(100);
+    let load = Load::Paced { n: paced, every };
+    let warm_up = Load::Paced { n: paced / 10, every };
+    let mut samples = runtime.block_on(rounds(PATHS.len() - 1, load, round_count.min(3), warm_up));
+    println!();
+    println!("latency, send to handler, {paced} messages at 10k msg/s, median over rounds of each percentile");
+    println!("| path | p50 | p99 | p50 vs raw |");
+    println!("|---|---|---|---|");
+    let percentiles: Vec<(f64, f64)> = samples
+        .iter_mut()
+        .map(|rounds| {
+            let (mut p50, mut p99): (Vec<u64>, Vec<u64>) = rounds
+                .iter_mut()
+                .map(|s| {
+                    s.latencies.sort_unstable();
+                    let at = |q: f64| s.latencies[((s.latencies.len() - 1) as f64 * q) as usize];
+                    (at(0.5), at(0.99))
+                })
+                .unzip();
+            p50.sort_unstable();
+            p99.sort_unstable();
+            (p50[p50.len() / 2] as f64 / 1e3, p99[p99.len() / 2] as f64 / 1e3)
+        })
+        .collect();
+    for (path, (p50, p99)) in percentiles.iter().enumerate() {
+        println!("| {} | {p50:.1} µs | {p99:.1} µs | {:+.1} µs |", PATHS[path], p50 - percentiles[0].0);
     }
 }
