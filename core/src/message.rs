@@ -1,7 +1,6 @@
 //! The message envelope every driver carries.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::SystemTime;
 
@@ -67,7 +66,7 @@ pub mod wire {
 /// A name holds one value; inserting a name again replaces its value. Iteration is in
 /// name order, so encodings are deterministic.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Headers(BTreeMap<Text, Text>);
+pub struct Headers(Vec<(Text, Text)>);
 
 /// A header name or value: borrowed for the names and values a program spells out (the
 /// event type, the well-known header names), so that setting them allocates nothing.
@@ -76,12 +75,34 @@ type Text = Cow<'static, str>;
 impl Headers {
     /// An empty set of headers.
     pub fn new() -> Self {
-        Self(BTreeMap::new())
+        Self(Vec::new())
+    }
+
+    /// Where `name` is, or where it would go to keep the names in order. A message has a
+    /// few headers: a sorted vector finds one as fast as a map and holds each in 48
+    /// bytes, where a map's first node takes over 500 for every message held.
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| (**k).cmp(name))
+    }
+
+    fn set(&mut self, name: Text, value: Text) -> Option<String> {
+        match self.position(&name) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value).into_owned()),
+            Err(i) => {
+                // Room for exactly one at first: most messages have one header (the
+                // event type), and a message that is held keeps whatever room it has.
+                if self.0.capacity() == 0 {
+                    self.0.reserve_exact(1);
+                }
+                self.0.insert(i, (name, value));
+                None
+            }
+        }
     }
 
     /// Sets `name` to `value`, returning the value it replaced.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) -> Option<String> {
-        self.0.insert(Cow::Owned(name.into()), Cow::Owned(value.into())).map(Cow::into_owned)
+        self.set(Cow::Owned(name.into()), Cow::Owned(value.into()))
     }
 
     /// Sets `name` to `value` where both are constants, without copying either (the
@@ -96,22 +117,22 @@ impl Headers {
     /// assert_eq!(h.get("tw-event-type"), Some("order.paid"));
     /// ```
     pub fn insert_static(&mut self, name: &'static str, value: &'static str) -> Option<String> {
-        self.0.insert(Cow::Borrowed(name), Cow::Borrowed(value)).map(Cow::into_owned)
+        self.set(Cow::Borrowed(name), Cow::Borrowed(value))
     }
 
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(|v| &**v)
+        self.position(name).ok().map(|i| &*self.0[i].1)
     }
 
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        self.0.remove(name).map(Cow::into_owned)
+        self.position(name).ok().map(|i| self.0.remove(i).1.into_owned())
     }
 
     /// Whether `name` is set.
     pub fn contains(&self, name: &str) -> bool {
-        self.0.contains_key(name)
+        self.position(name).is_ok()
     }
 
     /// The number of headers.
@@ -132,19 +153,25 @@ impl Headers {
 
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.0.iter()).finish()
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(iter.into_iter().map(|(k, v)| (Cow::Owned(k.into()), Cow::Owned(v.into()))).collect())
+        let mut headers = Headers::new();
+        headers.extend(iter);
+        headers
     }
 }
 
 impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for Headers {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        self.0.extend(iter.into_iter().map(|(k, v)| (Cow::Owned(k.into()), Cow::Owned(v.into()))));
+        let iter = iter.into_iter();
+        self.0.reserve(iter.size_hint().0);
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
     }
 }
 
@@ -277,5 +304,28 @@ impl Message {
             + self.id.len()
             + self.content_type.as_ref().map_or(0, |c| c.len())
             + self.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names stay in order whatever the order of insertion, a name holds one value (the
+    /// last set), and lookups find what sorting put anywhere.
+    #[test]
+    fn headers_keep_one_value_a_name_in_name_order() {
+        let mut h: Headers = [("b", "1"), ("d", "2"), ("a", "3"), ("b", "4")].into_iter().collect();
+        h.insert_static("c", "5");
+        assert_eq!(h.iter().collect::<Vec<_>>(), [("a", "3"), ("b", "4"), ("c", "5"), ("d", "2")]);
+        assert_eq!(h.len(), 4);
+        assert_eq!(h.remove("b"), Some("4".to_owned()));
+        assert_eq!(h.remove("b"), None);
+        assert!(h.contains("a") && h.contains("c") && h.contains("d") && !h.contains("b"));
+        assert_eq!(h.get("zz"), None);
+        assert_eq!(h.insert("a", "6"), Some("3".to_owned()));
+        assert_eq!(format!("{h:?}"), r#"{"a": "6", "c": "5", "d": "2"}"#);
+        let same: Headers = [("d", "2"), ("c", "5"), ("a", "6")].into_iter().collect();
+        assert_eq!(h, same, "equal whatever order they were set in");
     }
 }
