@@ -83,10 +83,7 @@ struct Stamps {
 
 impl Latch {
     fn new(load: Load) -> Self {
-        let n = match load {
-            Load::Flood(_) => 0,
-            Load::Paced { n, .. } => n,
-        };
+        let n = if load.is_paced() { load.messages() } else { 0 };
         let stamps = || (0..n).map(|_| AtomicU64::new(0)).collect();
         Self { left: Arc::default(), stamps: Arc::new(Stamps { base: Instant::now(), sent: stamps(), seen: stamps() }) }
     }
@@ -133,6 +130,18 @@ enum Load {
     Paced { n: usize, every: Duration },
 }
 
+impl Load {
+    fn messages(self) -> usize {
+        match self {
+            Load::Flood(n) | Load::Paced { n, .. } => n,
+        }
+    }
+
+    fn is_paced(self) -> bool {
+        matches!(self, Load::Paced { .. })
+    }
+}
+
 /// One run: elapsed time, allocations, and (paced) each message's latency.
 struct Sample {
     elapsed: Duration,
@@ -142,9 +151,7 @@ struct Sample {
 
 /// Publishes message `i` with `send(i)` as `load` says, then waits for the handlers.
 async fn drive(latch: &Latch, load: Load, send: impl AsyncFn(usize)) -> Sample {
-    let n = match load {
-        Load::Flood(n) | Load::Paced { n, .. } => n,
-    };
+    let n = load.messages();
     latch.expect(n);
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let start = Instant::now();
@@ -177,10 +184,7 @@ struct Orders {
 
 impl Orders {
     fn for_load(load: Load) -> Self {
-        let n = match load {
-            Load::Flood(_) => 1,
-            Load::Paced { n, .. } => n,
-        };
+        let n = if load.is_paced() { load.messages() } else { 1 };
         let events: Vec<Order> = (0..n as u64).map(|i| order(if n == 1 { 1 } else { i })).collect();
         let bodies = events.iter().map(|e| Bytes::from(serde_json::to_vec(e).unwrap())).collect();
         Self { events, bodies }

@@ -71,40 +71,27 @@ impl Wire for bool {
     }
 }
 
-impl Wire for i16 {
-    const MIN: usize = 2;
+/// Big-endian integers, as `BufMut` writes and the cursor reads them.
+macro_rules! wire_integer {
+    ($($int:ty: $put:ident, $get:ident;)*) => {$(
+        impl Wire for $int {
+            const MIN: usize = std::mem::size_of::<$int>();
 
-    fn put(&self, buf: &mut BytesMut) {
-        buf.put_i16(*self);
-    }
+            fn put(&self, buf: &mut BytesMut) {
+                buf.$put(*self);
+            }
 
-    fn get(c: &mut Cursor, what: &'static str) -> R<Self> {
-        c.i16(what)
-    }
+            fn get(c: &mut Cursor, what: &'static str) -> R<Self> {
+                c.$get(what)
+            }
+        }
+    )*};
 }
 
-impl Wire for i32 {
-    const MIN: usize = 4;
-
-    fn put(&self, buf: &mut BytesMut) {
-        buf.put_i32(*self);
-    }
-
-    fn get(c: &mut Cursor, what: &'static str) -> R<Self> {
-        c.i32(what)
-    }
-}
-
-impl Wire for i64 {
-    const MIN: usize = 8;
-
-    fn put(&self, buf: &mut BytesMut) {
-        buf.put_i64(*self);
-    }
-
-    fn get(c: &mut Cursor, what: &'static str) -> R<Self> {
-        c.i64(what)
-    }
+wire_integer! {
+    i16: put_i16, i16;
+    i32: put_i32, i32;
+    i64: put_i64, i64;
 }
 
 impl<T: Wire> Wire for Vec<T> {
