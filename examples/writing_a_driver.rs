@@ -45,7 +45,7 @@ impl Toy {
     /// group (the first, then rotating, so members share the work).
     fn deliver(&self, message: &Message) {
         let mut topics = self.topics.lock().unwrap();
-        let Some(subscriptions) = topics.get_mut(&message.stream) else { return };
+        let Some(subscriptions) = topics.get_mut(message.stream.as_str()) else { return };
         subscriptions.retain(|s| !s.to.is_closed());
         let mut groups_served = Vec::new();
         for s in subscriptions.iter() {

@@ -221,3 +221,20 @@ async fn health_is_ready_once_subscribed_and_not_once_the_broker_closes() {
     assert!(!health.ready && health.live, "closed, but the worker runs on and retries: {health:?}");
     bus.shutdown(WAIT).await.unwrap();
 }
+
+/// Every event of a type goes out with one shared topic name (the route's), not a copy
+/// of the text apiece: what a message costs is its payload, not its name again.
+#[tokio::test]
+async fn events_of_a_route_share_its_topic_name() {
+    let broker = MemoryBroker::new();
+    let bus = Bus::new(&broker, EventRegistry::new().route::<OrderPlaced>("orders"));
+    for id in 0..3 {
+        bus.publisher().publish(&OrderPlaced { id }).await.unwrap();
+    }
+    let held = broker.published("orders");
+    assert_eq!(held.len(), 3);
+    assert_eq!(held[0].stream, "orders");
+    assert!(held[0].stream.shares(&held[1].stream) && held[1].stream.shares(&held[2].stream));
+    let raw = bus.publisher().encode("orders", &OrderPlaced { id: 9 }).unwrap();
+    assert!(!raw.stream.shares(&held[0].stream), "a name given as text is its own copy");
+}

@@ -48,7 +48,7 @@ pub mod headers {
     ];
 }
 
-type TopicName = Arc<dyn Fn(&str) -> String + Send + Sync>;
+type TopicFor = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
 /// Moves messages that cannot be processed to a dead-letter topic, then settles the
 /// original so the stream moves on.
@@ -83,7 +83,7 @@ type TopicName = Arc<dyn Fn(&str) -> String + Send + Sync>;
 #[derive(Clone)]
 pub struct DeadLetter {
     writer: Arc<dyn Writer>,
-    topic: TopicName,
+    topic: TopicFor,
     max_deliveries: u32,
     book: moka::sync::Cache<(String, String), Failures>,
 }
@@ -232,7 +232,7 @@ fn dead_letter_message(
 ) -> Message {
     let message = delivery.message();
     let mut dead = message.clone();
-    dead.stream = dlq_topic.to_owned();
+    dead.stream = dlq_topic.into();
     let h = &mut dead.headers;
     h.insert(headers::ORIGINAL_TOPIC, message.stream.as_str());
     if let Some(key) = &message.key {
@@ -304,7 +304,7 @@ impl Handler for Redrive {
             )));
         };
         let mut again = dead.clone();
-        again.stream = topic.to_owned();
+        again.stream = topic.into();
         for name in headers::ALL {
             again.headers.remove(name);
         }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{Error, ErrorKind, Headers, Result};
+use crate::{Error, ErrorKind, Headers, Result, TopicName};
 
 /// A typed event that a [`Publisher`](crate::Publisher) can publish and a typed handler
 /// can receive.
@@ -56,7 +56,7 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct EventRegistry {
-    topics: HashMap<&'static str, String>,
+    topics: HashMap<&'static str, TopicName>,
     /// Routes to topics that break the naming rule, by event type: the text of the error
     /// that publishing or subscribing to them returns.
     invalid: HashMap<&'static str, String>,
@@ -82,7 +82,7 @@ impl EventRegistry {
         match crate::names::check_topic(&topic) {
             Ok(()) => {
                 self.invalid.remove(E::TYPE);
-                self.topics.insert(E::TYPE, topic);
+                self.topics.insert(E::TYPE, TopicName::from(topic));
             }
             Err(err) => {
                 self.topics.remove(E::TYPE);
@@ -98,10 +98,19 @@ impl EventRegistry {
 
     /// The topic for the event type named `event_type`.
     pub fn topic_of_type(&self, event_type: &str) -> Result<&str> {
+        self.route_of_type(event_type).map(TopicName::as_str)
+    }
+
+    /// The topic for `E`, shared: what the publisher gives each message of `E`.
+    pub(crate) fn route_of<E: Event>(&self) -> Result<&TopicName> {
+        self.route_of_type(E::TYPE)
+    }
+
+    fn route_of_type(&self, event_type: &str) -> Result<&TopicName> {
         if let Some(why) = self.invalid.get(event_type) {
             return Err(Error::new(ErrorKind::InvalidName, format!("event type {event_type:?} is routed to {why}")));
         }
-        self.topics.get(event_type).map(String::as_str).ok_or_else(|| {
+        self.topics.get(event_type).ok_or_else(|| {
             Error::new(
                 ErrorKind::UnknownEventType,
                 format!("no topic is registered for event type {event_type:?}; add it with EventRegistry::route"),

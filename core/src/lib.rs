@@ -18,7 +18,7 @@
 //!
 //! | concern | files |
 //! |---|---|
-//! | the envelope | `message.rs` (Message, Headers, wire names), `delivery.rs` (Delivery, Position, Settlement), `id.rs`, `names.rs` (the topic rule) |
+//! | the envelope | `message.rs` (Message, Headers, wire names), `topic.rs` (TopicName, a shared topic name), `delivery.rs` (Delivery, Position, Settlement), `id.rs`, `names.rs` (the topic rule) |
 //! | what a driver implements | `driver.rs`, `writer.rs`, `reader.rs` (Reader, Source, Settle, ReadTask, TaskStats), `admin.rs` (topics, lag), `commit.rs` (offset commits for logs) |
 //! | running handlers | `runner.rs` (the shared read loop, lanes, settlement), `scheduler.rs` (workers, restarts, shutdown), `shutdown.rs`, `hash.rs` (lanes by key) |
 //! | handlers and middleware | `handler.rs` (Handler, Middleware, `handler_fn`, `middleware_fn`), `extract.rs` (typed handlers, State), `extensions.rs`, `context.rs` (correlation ids) |
@@ -54,6 +54,7 @@ mod runner;
 mod scheduler;
 mod shutdown;
 pub mod testing;
+mod topic;
 pub mod transaction;
 mod writer;
 
@@ -84,5 +85,6 @@ pub use request::{NativeRequests, Requester};
 pub use runner::{panic_message, run_source};
 pub use scheduler::{ShutdownReport, SubscriberScheduler, TaskSpec};
 pub use shutdown::{stop_pair, StopHandle, StopSignal};
+pub use topic::TopicName;
 pub use transaction::{Transaction, Transactions};
 pub use writer::{CloseFlag, WriteNow, Writer};

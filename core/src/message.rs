@@ -6,6 +6,8 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use crate::TopicName;
+
 /// Header names tidewater writes for message fields that a broker has no native slot for.
 ///
 /// Drivers map [`Message`] fields to these headers when the broker only carries
@@ -209,8 +211,9 @@ const COMMON_CONTENT_TYPES: [&str; 6] = [
 pub struct Message {
     /// A unique id, set by the publisher's id factory. Empty until a writer or publisher fills it.
     pub id: String,
-    /// The topic or subject.
-    pub stream: String,
+    /// The topic or subject, shared with the other messages of the topic where the
+    /// publisher or reader has the name at hand.
+    pub stream: TopicName,
     /// The partition key, if any.
     pub key: Option<Bytes>,
     /// User headers.
@@ -228,7 +231,7 @@ pub struct Message {
 impl Message {
     /// A message for `stream` with `payload`, no key, no headers and the current time.
     /// The id is left empty for the publisher to fill; set one with [`Message::with_id`].
-    pub fn new(stream: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+    pub fn new(stream: impl Into<TopicName>, payload: impl Into<Bytes>) -> Self {
         Self {
             id: String::new(),
             stream: stream.into(),

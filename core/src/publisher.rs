@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::TopicName;
 use crate::{
     context, wire, Codec, Event, EventRegistry, IdFactory, JsonCodec, Message, Result, UuidV7Ids, WriteNow, Writer,
 };
@@ -88,8 +89,10 @@ impl<C: Codec> Publisher<C> {
 
     /// Publishes `event` to the topic the registry gives its type. Returns the message id.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<String> {
-        let topic = self.registry.topic_of::<E>()?;
-        self.publish_to(topic, event).await
+        let message = self.encode_to(self.registry.route_of::<E>()?, event)?;
+        let id = message.id.clone();
+        self.write_one(message).await?;
+        Ok(id)
     }
 
     /// Publishes `event` to `topic`, whatever the registry says. Returns the message id.
@@ -103,8 +106,8 @@ impl<C: Codec> Publisher<C> {
     /// Publishes `events` in one write, each to its registered topic. Returns the ids in
     /// order.
     pub async fn publish_batch<E: Event>(&self, events: &[E]) -> Result<Vec<String>> {
-        let topic = self.registry.topic_of::<E>()?;
-        let messages = events.iter().map(|e| self.encode(topic, e)).collect::<Result<Vec<_>>>()?;
+        let topic = self.registry.route_of::<E>()?;
+        let messages = events.iter().map(|e| self.encode_to(topic, e)).collect::<Result<Vec<_>>>()?;
         let ids = messages.iter().map(|m| m.id.clone()).collect();
         self.writer.write(messages).await?;
         Ok(ids)
@@ -142,6 +145,10 @@ impl<C: Codec> Publisher<C> {
 
     /// The message `publish_to` would write for `event`.
     pub fn encode<E: Event>(&self, topic: &str, event: &E) -> Result<Message> {
+        self.encode_to(&TopicName::from(topic), event)
+    }
+
+    fn encode_to<E: Event>(&self, topic: &TopicName, event: &E) -> Result<Message> {
         let payload = self.codec.encode(event).map_err(|e| e.with_topic(topic))?;
         let mut message = Message::new(topic, payload).with_content_type(self.codec.content_type());
         message.key = event.key().map(Bytes::from);

@@ -106,7 +106,7 @@ impl Writer for InstrumentedWriter {
         let sent: Vec<(String, String)> = if self.interceptors.is_empty() {
             Vec::new()
         } else {
-            batch.iter().map(|m| (m.id.clone(), m.stream.clone())).collect()
+            batch.iter().map(|m| (m.id.clone(), m.stream.to_string())).collect()
         };
         let topic = batch.first().map(|m| m.stream.clone()).unwrap_or_default();
         let (count, bytes) = (batch.len(), batch.iter().map(|m| m.payload.len()).sum());

@@ -92,7 +92,7 @@ impl Outbox {
         );
         sqlx::query(&statement)
             .bind(bucket)
-            .bind(&message.stream)
+            .bind(message.stream.as_str())
             .bind(&message.id)
             .bind(message.key.as_deref())
             .bind(message.content_type.as_deref())

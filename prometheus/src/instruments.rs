@@ -10,7 +10,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
-use tidewater_core::{BoxHandler, Delivery, Handler, HandlerError, Message, Middleware, Result, Writer};
+use tidewater_core::{BoxHandler, Delivery, Handler, HandlerError, Message, Middleware, Result, TopicName, Writer};
 
 /// Histograms by topic, then group; counters by topic. Looked up by `&str`, so a
 /// message that finds its series allocates nothing.
@@ -152,8 +152,8 @@ struct Counted {
 
 impl Counted {
     /// The batch's topics with their message counts, in runs (most batches are one).
-    fn topics(batch: &[Message]) -> Vec<(String, u64)> {
-        let mut runs: Vec<(String, u64)> = Vec::with_capacity(1);
+    fn topics(batch: &[Message]) -> Vec<(TopicName, u64)> {
+        let mut runs: Vec<(TopicName, u64)> = Vec::with_capacity(1);
         for message in batch {
             match runs.last_mut() {
                 Some((topic, n)) if *topic == message.stream => *n += 1,
@@ -163,7 +163,7 @@ impl Counted {
         runs
     }
 
-    fn count(&self, runs: &[(String, u64)], ok: bool) {
+    fn count(&self, runs: &[(TopicName, u64)], ok: bool) {
         for (topic, n) in runs {
             self.instruments.published(topic, *n, ok);
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
 use rdkafka::Message as _;
-use tidewater_core::{wire, Headers, Message, Result};
+use tidewater_core::{wire, Headers, Message, Result, TopicName};
 
 use crate::DRIVER;
 
@@ -42,9 +42,11 @@ pub(crate) fn timestamp(message: &Message) -> i64 {
 /// record: the id is `<topic>-<partition>-<offset>`, stable across redeliveries so
 /// deduplication works; header values that are not UTF-8 are read lossily, and a null
 /// header value reads as empty.
-pub(crate) fn from_record(record: &BorrowedMessage<'_>) -> Message {
+pub(crate) fn from_record(topic: &TopicName, record: &BorrowedMessage<'_>) -> Message {
     let payload = record.payload().map(Bytes::copy_from_slice).unwrap_or_default();
-    let mut message = Message::new(record.topic(), payload);
+    // The reader's one topic, shared, rather than a copy of the record's name apiece.
+    let mut message =
+        if *topic == *record.topic() { Message::new(topic, payload) } else { Message::new(record.topic(), payload) };
     message.key = record.key().map(Bytes::copy_from_slice);
     message.timestamp = record
         .timestamp()

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures::{FutureExt, StreamExt, TryFutureExt};
 use tidewater_core::{
     Admin, CloseFlag, Delivery, Driver, Error, ErrorKind, IdFactory, Incoming, Message, Position, ReadTask, Reader,
-    ReadySignal, Result, Settle, Settlement, Source, UuidV7Ids, Writer,
+    ReadySignal, Result, Settle, Settlement, Source, TopicName, UuidV7Ids, Writer,
 };
 
 use tidewater_core::request::{self, NativeRequests};
@@ -109,7 +109,7 @@ struct CoreWriter {
 /// payload; and its topic, which an error names.
 struct Prepared {
     subject: async_nats::Subject,
-    topic: String,
+    topic: TopicName,
     headers: async_nats::HeaderMap,
     payload: bytes::Bytes,
 }

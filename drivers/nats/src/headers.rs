@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
 use tidewater_core::id::uuid_v7_millis;
-use tidewater_core::{wire, Error, ErrorKind, Headers, Message, Result};
+use tidewater_core::{wire, Error, ErrorKind, Headers, Message, Result, TopicName};
 
 use crate::DRIVER;
 
@@ -52,7 +52,7 @@ pub(crate) fn to_nats(message: &Message) -> Result<HeaderMap> {
 
 /// The subject, NATS headers and payload of `message`, taking its id rather than
 /// copying it.
-pub(crate) fn into_nats(mut message: Message) -> Result<(String, HeaderMap, Bytes)> {
+pub(crate) fn into_nats(mut message: Message) -> Result<(TopicName, HeaderMap, Bytes)> {
     let mut h = all_but_id(&message)?;
     if !message.id.is_empty() {
         h.insert(MSG_ID_NAME, std::mem::take(&mut message.id));
@@ -172,7 +172,7 @@ pub(crate) fn from_nats(
         .unwrap_or_else(SystemTime::now);
     let mut message = Message {
         id: id.map_or_else(fallback_id, str::to_owned),
-        stream: subject.to_owned(),
+        stream: subject.into(),
         key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
         headers: user,
         content_type: None,

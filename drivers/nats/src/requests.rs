@@ -71,7 +71,7 @@ impl NativeRequests for CoreRequests {
         let (topic, headers, payload) = into_nats(message)?;
         let wait = self.waiters.wait(token);
         self.client
-            .publish_with_reply_and_headers(topic.clone(), reply_to, headers, payload)
+            .publish_with_reply_and_headers(topic.to_string(), reply_to, headers, payload)
             .await
             .map_err(|e| publish_error(e).with_topic(topic.clone()))?;
         let reply = wait.reply(timeout).await.map_err(|e| e.with_driver(DRIVER).with_topic(topic.clone()))?;

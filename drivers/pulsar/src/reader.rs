@@ -11,7 +11,7 @@ use pulsar::message::proto::MessageIdData;
 use pulsar::{Consumer, ConsumerOptions, TokioExecutor};
 use tidewater_core::{
     Delivery, Error, ErrorKind, IdFactory, Incoming, Position, ReadTask, Reader, ReadySignal, Result, Settle,
-    Settlement, Source, StartFrom, UuidV7Ids,
+    Settlement, Source, StartFrom, TopicName, UuidV7Ids,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -145,7 +145,7 @@ impl Reader for PulsarReader {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (deliveries, delivery_rx) = mpsc::unbounded_channel();
         let engine = Engine {
-            topic: task.topic.clone(),
+            topic: TopicName::from(&task.topic),
             group: task.group.as_deref().map(Arc::from),
             consumer,
             commands: command_rx,
@@ -226,7 +226,7 @@ type Delivered = Result<(Delivery, MessageIdData)>;
 /// Owns the consumer (whose acks need `&mut`): hands messages out, turns settlements
 /// into acks and nacks, and holds delayed nacks until they are due.
 struct Engine {
-    topic: String,
+    topic: TopicName,
     group: Option<Arc<str>>,
     consumer: Consumer<Vec<u8>, TokioExecutor>,
     commands: mpsc::UnboundedReceiver<Command>,

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use pulsar::consumer::Message as Received;
 use pulsar::message::proto::MessageIdData;
 use pulsar::producer::Message as Outgoing;
-use tidewater_core::{wire, Error, ErrorKind, Headers, Message, Result};
+use tidewater_core::{wire, Error, ErrorKind, Headers, Message, Result, TopicName};
 
 use crate::DRIVER;
 
@@ -87,7 +87,7 @@ pub(crate) fn fallback_id(topic: &str, id: &MessageIdData) -> String {
 /// A message the pulsar crate's dead-letter policy moved here gets the dead-letter
 /// middleware's headers too (original topic, recovery, error), so one DLQ consumer and
 /// [`Redrive`](https://docs.rs/tidewater-middleware) handle both alike.
-pub(crate) fn from_pulsar(topic: &str, received: &mut Received<Vec<u8>>) -> Message {
+pub(crate) fn from_pulsar(topic: &TopicName, received: &mut Received<Vec<u8>>) -> Message {
     // The payload is taken, not copied: the received message is dropped right after, and a
     // copy held both for a moment, per message in the receiver queue's flow.
     let payload = Bytes::from(std::mem::take(&mut received.payload.data));
@@ -96,7 +96,7 @@ pub(crate) fn from_pulsar(topic: &str, received: &mut Received<Vec<u8>>) -> Mess
     message.key = match received.key_bytes() {
         Ok(key) => key.map(Bytes::from),
         Err(err) => {
-            tracing::warn!(topic, error = %err, "a message's key is flagged Base64 but does not decode; kept as text");
+            tracing::warn!(topic = %topic, error = %err, "a message's key is flagged Base64 but does not decode; kept as text");
             meta.partition_key.clone().map(Bytes::from)
         }
     };

@@ -149,7 +149,7 @@ impl Writer for PulsarWriter {
                     messages.push(outgoing);
                     ids.push(message.id.clone());
                 }
-                None => by_topic.push((message.stream.clone(), vec![outgoing], vec![message.id.clone()])),
+                None => by_topic.push((message.stream.to_string(), vec![outgoing], vec![message.id.clone()])),
             }
         }
         let mut receipts = Vec::with_capacity(batch.len());

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tidewater_core::{
     Delivery, Error, ErrorKind, Incoming, PartitionCommits, Position, ReadTask, Reader, ReadySignal, Result, Settle,
-    Settlement, Source, StartFrom, Ticket,
+    Settlement, Source, StartFrom, Ticket, TopicName,
 };
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -102,7 +102,7 @@ struct State {
 
 struct Shared {
     client: Arc<Client>,
-    topic: String,
+    topic: TopicName,
     start: StartFrom,
     group: Option<Arc<str>>,
     /// What deliveries of a group member carry, so a transaction can commit their
@@ -189,7 +189,7 @@ impl Reader for StreamBusReader {
         let count = client.partitions(&task.topic, true).await.map_err(|e| e.with_topic(&task.topic))?;
         let shared = Arc::new(Shared {
             client: Arc::clone(&client),
-            topic: task.topic.clone(),
+            topic: TopicName::from(&task.topic),
             start: task.start,
             group: task.group.as_deref().map(Arc::from),
             origin: match (&task.group, client.generation) {
@@ -385,7 +385,7 @@ impl StreamBusSource {
         let client = &self.shared.client;
         let later = client.generation == BrokerGeneration::Later;
         let request = Request::Fetch(FetchRequest {
-            topic: self.shared.topic.clone(),
+            topic: self.shared.topic.to_string(),
             partition,
             offset: position,
             max_bytes: client.config.fetch_max_bytes,

@@ -19,7 +19,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tidewater_core::{names, wire, Headers, Message, Result};
+use tidewater_core::{names, wire, Headers, Message, Result, TopicName};
 
 use crate::protocol::primitives::{put_bytes, Cursor};
 use crate::protocol::Record;
@@ -101,7 +101,7 @@ fn open_envelope(value: &Bytes) -> Option<Opened> {
 /// A message from a fetched record. What the record does not carry comes from its
 /// place: the id is `<topic>-<partition>-<offset>` (stable across redeliveries, so
 /// deduplication works) and the time is the fetch time.
-pub(crate) fn from_record(topic: &str, partition: u32, record: Record) -> Message {
+pub(crate) fn from_record(topic: &TopicName, partition: u32, record: Record) -> Message {
     let (timestamp, headers, payload) = match open_envelope(&record.value) {
         Some(opened) => opened,
         None => (record.timestamp, record.headers, record.value),
@@ -145,7 +145,7 @@ mod tests {
         for envelope in [false, true] {
             let mut record = to_record(&message(), envelope).unwrap();
             record.offset = 7;
-            let back = from_record("orders", 0, record);
+            let back = from_record(&"orders".into(), 0, record);
             let m = message();
             assert_eq!((back.id, back.key, back.payload), (m.id, m.key, m.payload));
             assert_eq!((back.headers, back.content_type, back.timestamp), (m.headers, m.content_type, m.timestamp));
@@ -157,7 +157,7 @@ mod tests {
         let mut record = to_record(&message(), true).unwrap();
         record.headers.clear();
         record.timestamp = -6_795_364_578_871_345_152;
-        let back = from_record("orders", 0, record);
+        let back = from_record(&"orders".into(), 0, record);
         assert_eq!(back.id, "id-1");
         assert_eq!(back.headers.get("h"), Some("v"));
         assert_eq!(back.timestamp, message().timestamp);
@@ -167,7 +167,7 @@ mod tests {
     fn a_raw_value_stays_raw() {
         for value in [&b"{\"json\":1}"[..], &[0xF5, 0x54, 0x57, 0x01, 0x00][..], b""] {
             let record = Record { offset: 3, value: Bytes::copy_from_slice(value), ..Default::default() };
-            let back = from_record("t", 2, record);
+            let back = from_record(&"t".into(), 2, record);
             assert_eq!(&back.payload[..], value, "a value that is no envelope is the payload");
             assert_eq!(back.id, "t-2-3");
             assert_eq!(back.key, None);

@@ -302,7 +302,7 @@ impl CoreTransaction for OpenTransaction {
             let why = "was not read by a StreamBus group member (on a later broker): there is no position to commit";
             return Err(not_committable(DRIVER, delivery, why));
         };
-        let key = (origin.group_id.clone(), delivery.message().stream.clone());
+        let key = (origin.group_id.clone(), delivery.message().stream.to_string());
         let next = self.offsets.entry(key).or_default().entry(partition).or_insert(0);
         *next = (*next).max(offset + 1);
         Ok(())

@@ -54,7 +54,7 @@ pub(crate) async fn by_partition(
             Some(key) if !key.is_empty() => partition_for_key(key, partitions),
             _ => (keyless % u64::from(partitions)) as u32,
         };
-        let key = (message.stream.clone(), partition);
+        let key = (message.stream.to_string(), partition);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, records)) => records.push(record),
             None => groups.push((key, vec![record])),

@@ -56,6 +56,20 @@ async fn v1_drops_headers_and_time_so_the_envelope_carries_them() {
     assert_eq!(wrapped.key.as_deref(), Some(&b"k"[..]));
 }
 
+/// A reader names every message it reads with its topic's one shared name, not a copy
+/// of the text per record.
+#[tokio::test]
+async fn read_messages_share_the_topic_name() {
+    let double = BrokerDouble::start(Profile::Later).await;
+    let bus = support::connect(&double).await;
+    bus.create_topic("shared", 2).await.unwrap();
+    let batch = (0..4).map(|i| Message::new("shared", "x").with_key(format!("k{i}"))).collect();
+    bus.writer().write(batch).await.unwrap();
+    let got = read_all(&bus, ReadTask::new("shared"), 4).await;
+    assert!(got.iter().all(|d| d.message().stream == "shared"));
+    assert!(got.windows(2).all(|w| w[0].message().stream.shares(&w[1].message().stream)));
+}
+
 #[tokio::test]
 async fn v1_auto_create_is_not_left_to_the_broker() {
     let double = BrokerDouble::start(Profile::V1).await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use tidewater_core::{IdFactory, ReadTask, Reader, ReadySignal, Result, Source, StartFrom, UuidV7Ids};
+use tidewater_core::{IdFactory, ReadTask, Reader, ReadySignal, Result, Source, StartFrom, TopicName, UuidV7Ids};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -83,7 +83,7 @@ impl Reader for KafkaReader {
             None => (format!("tidewater-private-{}", UuidV7Ids.next_id()), false),
         };
         let shared = Arc::new(Shared {
-            topic: task.topic.clone(),
+            topic: TopicName::from(&task.topic),
             commits,
             start: task.start,
             request_timeout: self.config.request_timeout,

@@ -10,7 +10,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
-use tidewater_core::{Delivery, Incoming, Message, PartitionCommits, Position, Result, Source};
+use tidewater_core::{Delivery, Incoming, Message, PartitionCommits, Position, Result, Source, TopicName};
 use tokio::time::Instant;
 
 use crate::errors::{kafka_error, kind_of};
@@ -153,8 +153,8 @@ impl KafkaSource {
 }
 
 /// A fetched record's partition, offset and message.
-pub(super) fn fetched(record: &BorrowedMessage<'_>) -> (i32, u64, Message) {
-    (record.partition(), record.offset() as u64, from_record(record))
+pub(super) fn fetched(topic: &TopicName, record: &BorrowedMessage<'_>) -> (i32, u64, Message) {
+    (record.partition(), record.offset() as u64, from_record(topic, record))
 }
 
 pub(super) fn one(topic: &str, partition: i32) -> TopicPartitionList {
@@ -171,7 +171,7 @@ impl Source for KafkaSource {
             let wake_at = self.housekeeping(&consumer);
             let first = tokio::select! {
                 biased;
-                record = consumer.recv() => record.map(|r| fetched(&r)),
+                record = consumer.recv() => record.map(|r| fetched(&self.shared.topic, &r)),
                 _ = self.shared.wake.notified() => continue,
                 _ = tokio::time::sleep_until(wake_at) => continue,
             };
@@ -186,7 +186,7 @@ impl Source for KafkaSource {
             // Take what librdkafka already holds, without waiting for more.
             while records.len() < max {
                 match consumer.recv().now_or_never() {
-                    Some(Ok(r)) => records.push(fetched(&r)),
+                    Some(Ok(r)) => records.push(fetched(&self.shared.topic, &r)),
                     Some(Err(err)) => {
                         self.consumer_error(err)?;
                         break;

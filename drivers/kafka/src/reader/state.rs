@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use tidewater_core::{PartitionCommits, ReadySignal, StartFrom};
+use tidewater_core::{PartitionCommits, ReadySignal, StartFrom, TopicName};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -17,7 +17,7 @@ use super::rebalance::ReaderContext;
 
 /// What the consumer's callbacks, the source and the settle handles share.
 pub(super) struct Shared {
-    pub(super) topic: String,
+    pub(super) topic: TopicName,
     /// False for a private group, which commits nothing.
     pub(super) commits: bool,
     pub(super) start: StartFrom,
