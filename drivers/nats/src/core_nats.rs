@@ -13,7 +13,7 @@ use tidewater_core::{
 
 use tidewater_core::request::{self, NativeRequests};
 
-use crate::headers::{check_sizes, from_nats, into_nats, wire_size};
+use crate::headers::{check_sizes, from_nats, into_nats, topic_of, wire_size};
 use crate::requests::CoreRequests;
 use crate::subjects::CheckedSubjects;
 use crate::{connection_error, failed_in_batch, NatsConfig, DRIVER};
@@ -206,7 +206,11 @@ impl Reader for NatsCore {
         }
         .map_err(|e| connection_error("subscribe failed", e).with_topic(topic.clone()))?;
         server_round_trip(&self.client).await.map_err(|e| e.with_topic(topic))?;
-        Ok(Box::new(CoreSource { subscriber, group: task.group.as_deref().map(Arc::from) }))
+        Ok(Box::new(CoreSource {
+            subscriber,
+            topic: TopicName::from(&task.topic),
+            group: task.group.as_deref().map(Arc::from),
+        }))
     }
 }
 
@@ -233,12 +237,14 @@ async fn server_round_trip(client: &async_nats::Client) -> Result<()> {
 
 struct CoreSource {
     subscriber: async_nats::Subscriber,
+    topic: TopicName,
     group: Option<Arc<str>>,
 }
 
 impl CoreSource {
     fn incoming(&self, msg: async_nats::Message) -> Incoming {
-        let mut message = from_nats(&msg.subject, msg.headers.as_ref(), msg.payload, || UuidV7Ids.next_id(), None);
+        let subject = topic_of(&self.topic, &msg.subject);
+        let mut message = from_nats(subject, msg.headers.as_ref(), msg.payload, || UuidV7Ids.next_id(), None);
         if let Some(reply) = msg.reply {
             // A request (a Requester's, or any NATS client's): `Publisher::reply` answers
             // it on the subject the server gave.

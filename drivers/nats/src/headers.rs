@@ -137,8 +137,18 @@ pub(crate) fn check_sizes<'a>(max: usize, sizes: impl IntoIterator<Item = (usize
 /// A message from a NATS message. The time is `tw-time`, else the millisecond of a
 /// UUIDv7 id; fields a plain client did not send come from the fallbacks: the broker's id
 /// and time where it has them; with no time, now.
+/// The name of a message read on `subject` by a subscription to `subscribed`: the
+/// subscription's shared name where they are the same (no wildcard), else a copy.
+pub(crate) fn topic_of(subscribed: &TopicName, subject: &str) -> TopicName {
+    if **subscribed == *subject {
+        subscribed.clone()
+    } else {
+        TopicName::from(subject)
+    }
+}
+
 pub(crate) fn from_nats(
-    subject: &str,
+    subject: impl Into<TopicName>,
     headers: Option<&HeaderMap>,
     payload: Bytes,
     fallback_id: impl FnOnce() -> String,

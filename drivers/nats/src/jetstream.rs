@@ -10,11 +10,11 @@ use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use tidewater_core::{
     Admin, CloseFlag, Delivery, Driver, Error, ErrorKind, Incoming, Message, PartitionLag, Position, ReadTask, Reader,
-    ReadySignal, Result, Settle, Settlement, Source, StartFrom, Writer,
+    ReadySignal, Result, Settle, Settlement, Source, StartFrom, TopicName, Writer,
 };
 use tokio::task::JoinHandle;
 
-use crate::headers::{check_sizes, check_subject, from_nats, to_nats, wire_size};
+use crate::headers::{check_sizes, check_subject, from_nats, to_nats, topic_of, wire_size};
 use crate::subjects::CheckedSubjects;
 use crate::{connection_error, failed_in_batch, NatsConfig, DRIVER};
 
@@ -333,6 +333,7 @@ impl Reader for JetStream {
         let progress = tokio::spawn(keep_alive(Arc::clone(&unsettled), self.config.ack_wait / 3));
         Ok(Box::new(JsSource {
             consumer,
+            topic: TopicName::from(&task.topic),
             batch: None,
             stream: Arc::from(stream_name.as_str()),
             group: task.group.as_deref().map(Arc::from),
@@ -513,6 +514,7 @@ const PULL_EXPIRES: Duration = Duration::from_secs(1);
 /// would wait out the ack wait before anyone else got them.
 struct JsSource {
     consumer: consumer::PullConsumer,
+    topic: TopicName,
     batch: Option<consumer::pull::Batch>,
     stream: Arc<str>,
     group: Option<Arc<str>>,
@@ -533,7 +535,7 @@ impl JsSource {
         let (msg, acker) = msg.split();
         let stream = &self.stream;
         let message = from_nats(
-            &msg.subject,
+            topic_of(&self.topic, &msg.subject),
             msg.headers.as_ref(),
             msg.payload,
             || format!("{stream}-{sequence}"),

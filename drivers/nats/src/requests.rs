@@ -80,7 +80,7 @@ impl NativeRequests for CoreRequests {
                 .with_driver(DRIVER)
                 .with_topic(topic));
         }
-        Ok(from_nats(&reply.subject, reply.headers.as_ref(), reply.payload, || UuidV7Ids.next_id(), None))
+        Ok(from_nats(reply.subject.as_str(), reply.headers.as_ref(), reply.payload, || UuidV7Ids.next_id(), None))
     }
 
     fn late_replies(&self) -> u64 {
