@@ -22,7 +22,9 @@
 //!    [`PartitionCommits`](tidewater_core::PartitionCommits) so the commit never passes
 //!    an unsettled message.
 //! 4. `Delivery::new` gets the broker's delivery count where it keeps one (else the
-//!    driver counts), the group, and a [`Position`](tidewater_core::Position).
+//!    driver counts), the group, and a [`Position`](tidewater_core::Position). Messages
+//!    read from one topic are named with one shared
+//!    [`TopicName`](tidewater_core::TopicName), not a copy of the name per record.
 //! 5. `Driver::admin` creates, deletes and lists topics and tells a group's lag where
 //!    the broker can; the rest answers `Unsupported`. So do `Driver::transactions`
 //!    (a driver whose deliveries can be committed in a transaction gives them an origin,
