@@ -3,7 +3,7 @@
 //!
 //! Use it through the `tidewater` crate (its `derive` feature, on by default):
 //!
-//! ```ignore
+//! ```text
 //! #[derive(Serialize, Deserialize, Event)]
 //! #[event(type = "order.placed", key = order_id)]
 //! struct OrderPlaced { order_id: String, cents: i64 }
