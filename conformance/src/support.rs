@@ -155,7 +155,16 @@ pub(crate) async fn subscribe_with(
     handler: impl Handler,
     setup: impl FnOnce(&mut SubscriberScheduler),
 ) -> SubscriberScheduler {
-    let mut scheduler = SubscriberScheduler::new(f.reader().await, EventRegistry::new());
+    start_reading(f.reader().await, task, handler, setup).await
+}
+
+async fn start_reading(
+    reader: Arc<dyn Reader>,
+    task: ReadTask,
+    handler: impl Handler,
+    setup: impl FnOnce(&mut SubscriberScheduler),
+) -> SubscriberScheduler {
+    let mut scheduler = SubscriberScheduler::new(reader, EventRegistry::new());
     setup(&mut scheduler);
     let topic = task.topic.clone();
     scheduler.add(task, Arc::new(handler));
@@ -204,10 +213,7 @@ pub fn seq(d: &Delivery) -> usize {
 /// Runs `handler` on `task` over `reader`, returning once subscribed; the caller shuts
 /// the scheduler down.
 pub async fn subscribe_reader(reader: Arc<dyn Reader>, task: ReadTask, handler: impl Handler) -> SubscriberScheduler {
-    let mut scheduler = SubscriberScheduler::new(reader, EventRegistry::new());
-    scheduler.add(task, Arc::new(handler));
-    scheduler.start().await.expect("subscribe");
-    scheduler
+    start_reading(reader, task, handler, |_| {}).await
 }
 
 /// A message with every field a driver maps to its broker: id, key, content type and

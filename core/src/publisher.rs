@@ -89,18 +89,12 @@ impl<C: Codec> Publisher<C> {
 
     /// Publishes `event` to the topic the registry gives its type. Returns the message id.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<String> {
-        let message = self.encode_to(self.registry.route_of::<E>()?, event)?;
-        let id = message.id.clone();
-        self.write_one(message).await?;
-        Ok(id)
+        self.send(self.encode_to(self.registry.route_of::<E>()?, event)?).await
     }
 
     /// Publishes `event` to `topic`, whatever the registry says. Returns the message id.
     pub async fn publish_to<E: Event>(&self, topic: &str, event: &E) -> Result<String> {
-        let message = self.encode(topic, event)?;
-        let id = message.id.clone();
-        self.write_one(message).await?;
-        Ok(id)
+        self.send(self.encode(topic, event)?).await
     }
 
     /// Publishes `events` in one write, each to its registered topic. Returns the ids in
@@ -116,18 +110,18 @@ impl<C: Codec> Publisher<C> {
     /// Publishes a raw message as it is, filling in its id if empty and the current
     /// correlation id if it has none. Returns the id.
     pub async fn publish_message(&self, message: Message) -> Result<String> {
-        let message = self.stamp(message);
-        let id = message.id.clone();
-        self.write_one(message).await?;
-        Ok(id)
+        self.send(self.stamp(message)).await
     }
 
-    /// Writes one message, without a boxed future where the writer can take it at once.
-    async fn write_one(&self, message: Message) -> Result<()> {
+    /// Writes one stamped message, without a boxed future where the writer can take it at
+    /// once; its id.
+    async fn send(&self, message: Message) -> Result<String> {
+        let id = message.id.clone();
         match self.writer.try_write_now(message) {
-            WriteNow::Done(result) => result,
-            WriteNow::Wait(message) => self.writer.write_one(message).await,
+            WriteNow::Done(result) => result?,
+            WriteNow::Wait(message) => self.writer.write_one(message).await?,
         }
+        Ok(id)
     }
 
     /// Publishes raw messages in one write; see [`Publisher::publish_message`].
