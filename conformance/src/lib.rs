@@ -34,8 +34,9 @@
 //!    the cases that need it in `conformance_tests!`'s ignore list with the reason.
 //! 7. The tests run against the real broker `scripts/test` starts (the test kit's
 //!    helpers), never a mock, plus the restart cases where the broker can be killed and
-//!    started again: a [`restart::RestartFixture`] on a broker of the test's own and
-//!    [`restart_tests!`], which runs the same two cases on every such driver.
+//!    started again: a [`restart::RestartFixture`] on a broker of the test's own (for a
+//!    broker the test kit starts as a process, [`restart::ProcessRestart`] is that
+//!    fixture) and [`restart_tests!`], which runs the same two cases on every such driver.
 //!
 //! Capabilities are switched off only where the broker truly lacks them, and a case that
 //! needs a missing capability is declared ignored with the reason in the driver's

@@ -189,9 +189,14 @@ pub trait RestartFixture: Send + Sync + 'static {
     /// The driver, connected to the broker.
     fn driver(&self) -> &dyn Driver;
 
-    /// Makes what the case named `name` reads ready on the broker (a topic, a stream)
-    /// and returns the read task: a group, concurrency 4.
-    async fn prepare(&self, name: &str) -> ReadTask;
+    /// Makes what the case named `name` reads ready on the broker and returns the read
+    /// task: a group, concurrency 4. The default creates the topic, three partitions
+    /// where the broker has them, through the driver's [`Admin`](tidewater_core::Admin).
+    async fn prepare(&self, name: &str) -> ReadTask {
+        let admin = self.driver().admin();
+        admin.create_topic(name, 3).await.unwrap_or_else(|e| panic!("create the topic {name:?}: {e}"));
+        ReadTask::new(name).with_group(name).with_concurrency(4)
+    }
 
     /// Stops the broker (SIGKILL where it is a process of its own) and starts it again
     /// on the same data and address.
@@ -206,6 +211,37 @@ pub trait RestartFixture: Send + Sync + 'static {
     /// Checks what the broker saw, after the first case's run (default: nothing).
     async fn after_run(&self, name: &str) {
         let _ = name;
+    }
+}
+
+/// The fixture of a driver whose broker is a process the test kit started: a restart
+/// kills it (SIGKILL) and starts it again on the same ports and data.
+pub struct ProcessRestart<D, P> {
+    driver: D,
+    process: std::sync::Mutex<P>,
+}
+
+impl<D, P> ProcessRestart<D, P> {
+    /// `driver`, connected to the broker `process`.
+    pub fn new(driver: D, process: P) -> Self {
+        Self { driver, process: std::sync::Mutex::new(process) }
+    }
+}
+
+#[async_trait::async_trait]
+impl<D, P> RestartFixture for ProcessRestart<D, P>
+where
+    D: Driver + Send + Sync + 'static,
+    P: tidewater_testkit::Restart,
+{
+    fn driver(&self) -> &dyn Driver {
+        &self.driver
+    }
+
+    /// Blocks this thread while the broker starts (a JVM takes seconds); the writer and
+    /// reader go on meanwhile on the runtime's other thread.
+    async fn restart(&self) {
+        tokio::task::block_in_place(|| self.process.lock().unwrap().restart());
     }
 }
 
@@ -232,7 +268,11 @@ pub async fn lagging_case(fixture: &dyn RestartFixture) -> RestartReport {
 /// gives (a broker of the test's own each time):
 ///
 /// ```text
-/// async fn restartable() -> MyRestart { MyRestart::start().await }
+/// async fn restartable() -> ProcessRestart<Kafka, KafkaBroker> {
+///     let broker = KafkaBroker::start();
+///     let kafka = Kafka::connect(KafkaConfig::new(broker.brokers())).await.unwrap();
+///     ProcessRestart::new(kafka, broker)
+/// }
 /// tidewater_conformance::restart_tests!(restartable);
 /// ```
 #[macro_export]

@@ -10,7 +10,7 @@ use tidewater_core::testing::Recorder;
 use tidewater_core::{Bus, EventRegistry};
 use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig};
 use tidewater_prometheus::PrometheusMetrics;
-use tidewater_testkit::{NatsRelease, NatsServer};
+use tidewater_testkit::{NatsRelease, NatsServer, Restart};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -78,3 +78,59 @@ impl Counter {
         self.first.lock().unwrap().map_or(Duration::ZERO, |first| first.elapsed())
     }
 }
+
+/// Runs the two sides of a paired measurement one after the other, the raw client
+/// first on even runs and ours first on odd ones, so that neither always meets a warmer
+/// broker. Returns (raw, ours).
+pub async fn paired<T>(
+    run: usize,
+    raw: impl std::future::Future<Output = T>,
+    ours: impl std::future::Future<Output = T>,
+) -> (T, T) {
+    if run.is_multiple_of(2) {
+        let r = raw.await;
+        (r, ours.await)
+    } else {
+        let o = ours.await;
+        (raw.await, o)
+    }
+}
+
+/// Paired figures (messages a second) per path, printed as a table of medians with the
+/// ratio ours / raw.
+#[derive(Debug)]
+pub struct Ratios {
+    raw: &'static str,
+    rows: Vec<(&'static str, Vec<f64>, Vec<f64>)>,
+}
+
+impl Ratios {
+    /// A table of `paths`, with the raw side's column called `raw` ("raw rdkafka").
+    pub fn new(raw: &'static str, paths: &[&'static str]) -> Self {
+        Self { raw, rows: paths.iter().map(|p| (*p, Vec::new(), Vec::new())).collect() }
+    }
+
+    /// Adds one run of path `row`: `n` messages in `raw` and in `ours`.
+    pub fn push(&mut self, row: usize, n: usize, (raw, ours): (Duration, Duration)) {
+        self.push_rates(row, rate(n, raw), rate(n, ours));
+    }
+
+    /// Adds one run of path `row` as rates.
+    pub fn push_rates(&mut self, row: usize, raw: f64, ours: f64) {
+        self.rows[row].1.push(raw);
+        self.rows[row].2.push(ours);
+    }
+
+    /// Prints the medians as a Markdown table.
+    pub fn print(self) {
+        let path = self.rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(4);
+        let raw = format!("{} msg/s", self.raw);
+        let w = raw.len();
+        println!("| {:<path$} | {raw} | tidewater msg/s | ratio |", "path");
+        println!("|{}|{}|-----------------|-------|", "-".repeat(path + 2), "-".repeat(w + 2));
+        for (name, r, o) in self.rows {
+            let (r, o) = (median(r), median(o));
+            println!("| {name:<path$} | {r:>w$.0} | {o:>15.0} | {:>5.2} |", o / r);
+        }
+    }
+}

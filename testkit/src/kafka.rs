@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::install::{class_path, java, version};
 use crate::jvm::quiet_log_config;
-use crate::process::{free_port, fresh_dir, BrokerProcess, Launch};
+use crate::process::{free_port, fresh_dir, BrokerProcess, Launch, Restart};
 
 /// The Kafka broker version the tests run against.
 pub fn kafka_version() -> &'static str {
@@ -51,12 +51,6 @@ impl KafkaBroker {
     /// The bootstrap servers, `127.0.0.1:PORT`.
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the broker (SIGKILL) and starts it again on the same ports and log
-    /// directory.
-    pub fn restart(&mut self) {
-        self.process.restart();
     }
 }
 
@@ -113,4 +107,10 @@ group.initial.rebalance.delay.ms=0
 ",
         logs = logs.display()
     )
+}
+
+impl Restart for KafkaBroker {
+    fn process(&mut self) -> &mut BrokerProcess {
+        &mut self.process
+    }
 }

@@ -28,5 +28,5 @@ pub mod shared;
 pub use kafka::{kafka_class_path, kafka_version, KafkaBroker};
 pub use nats::{NatsRelease, NatsServer};
 pub use postgres::PostgresServer;
-pub use process::{free_port, fresh_dir, BrokerProcess};
+pub use process::{free_port, fresh_dir, BrokerProcess, Restart};
 pub use pulsar::{create_partitioned_topic, pulsar_version, PulsarOptions, PulsarStandalone};

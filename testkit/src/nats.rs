@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::install::{installed, version};
-use crate::process::{free_port, fresh_dir, BrokerProcess, Launch};
+use crate::process::{free_port, fresh_dir, BrokerProcess, Launch, Restart};
 
 /// Which nats-server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,14 +68,10 @@ impl NatsServer {
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
+}
 
-    /// Kills the server (SIGKILL) and starts it again on the same port and store.
-    pub fn restart(&mut self) {
-        self.process.restart();
-    }
-
-    /// Kills the server (SIGKILL), as a crash would; [`NatsServer::restart`] starts it again.
-    pub fn kill(&mut self) {
-        self.process.kill();
+impl Restart for NatsServer {
+    fn process(&mut self) -> &mut BrokerProcess {
+        &mut self.process
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::process::{free_port, fresh_dir, BrokerProcess, Launch};
+use crate::process::{free_port, fresh_dir, BrokerProcess, Launch, Restart};
 
 /// A running PostgreSQL; dropping it kills it and removes its cluster.
 pub struct PostgresServer {
@@ -70,9 +70,10 @@ impl PostgresServer {
     pub fn url(&self) -> String {
         format!("postgres://tidewater@127.0.0.1:{}/postgres", self.port)
     }
+}
 
-    /// Kills it (SIGKILL) and starts it again on the same cluster.
-    pub fn restart(&mut self) {
-        self.process.restart();
+impl Restart for PostgresServer {
+    fn process(&mut self) -> &mut BrokerProcess {
+        &mut self.process
     }
 }

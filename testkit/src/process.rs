@@ -171,6 +171,23 @@ impl BrokerProcess {
     }
 }
 
+/// A broker the tests can crash and start again: every kind this crate starts.
+pub trait Restart: Send + 'static {
+    /// Its process.
+    fn process(&mut self) -> &mut BrokerProcess;
+
+    /// Kills it (SIGKILL, as a crash would) and starts it again on the same ports and
+    /// data; returns once it is ready.
+    fn restart(&mut self) {
+        self.process().restart();
+    }
+
+    /// Kills it (SIGKILL), as a crash would; [`Restart::restart`] starts it again.
+    fn kill(&mut self) {
+        self.process().kill();
+    }
+}
+
 impl Drop for BrokerProcess {
     fn drop(&mut self) {
         self.kill();

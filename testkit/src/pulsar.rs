@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::clients::output_lines;
 use crate::install::{class_path, java, version};
 use crate::jvm::quiet_log_config;
-use crate::process::{free_port, fresh_dir, BrokerProcess, Launch, Readiness};
+use crate::process::{free_port, fresh_dir, BrokerProcess, Launch, Readiness, Restart};
 
 /// The Pulsar version the tests run against.
 pub fn pulsar_version() -> &'static str {
@@ -148,11 +148,6 @@ brokerClientAuthenticationParameters=token:{admin}
     pub fn admin_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.web_port)
     }
-
-    /// Kills it (SIGKILL) and starts it again on the same ports and data.
-    pub fn restart(&mut self) {
-        self.process.restart();
-    }
 }
 
 /// Makes `topic` (in `public/default`) a partitioned topic of `partitions` partitions
@@ -199,4 +194,10 @@ diskUsageLwmThreshold=0.98
 {extra}
 "
     )
+}
+
+impl Restart for PulsarStandalone {
+    fn process(&mut self) -> &mut BrokerProcess {
+        &mut self.process
+    }
 }

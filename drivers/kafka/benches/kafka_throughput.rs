@@ -23,7 +23,7 @@ use tidewater_core::{
     handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, ReadTask, SubscriberScheduler,
 };
 use tidewater_kafka::{Kafka, KafkaConfig};
-use tidewater_testkit::bench::{median, messages_from_env, payload, rate, Counter};
+use tidewater_testkit::bench::{messages_from_env, paired, payload, Counter, Ratios};
 
 const RUNS: usize = 3;
 const BATCH: usize = 1000;
@@ -115,41 +115,21 @@ fn main() {
                 .set("partitioner", "murmur2_random");
             c.create().unwrap()
         };
-        let mut rows: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![("produce", vec![], vec![]), ("consume", vec![], vec![])];
+        let mut table = Ratios::new("raw rdkafka", &["produce", "consume"]);
         for run in 0..RUNS {
             let (raw_topic, tw_topic) = (format!("bench-raw-{run}"), format!("bench-tw-{run}"));
             kafka.create_topic(&raw_topic, 3).await.unwrap();
             kafka.create_topic(&tw_topic, 3).await.unwrap();
-            // Alternate which goes first, so neither always meets a warmer broker.
-            let (r, t) = if run % 2 == 0 {
-                let r = produce_raw(&raw, &raw_topic, n).await;
-                (r, produce_tw(&kafka, &tw_topic, n).await)
-            } else {
-                let t = produce_tw(&kafka, &tw_topic, n).await;
-                (produce_raw(&raw, &raw_topic, n).await, t)
-            };
-            rows[0].1.push(rate(n, r));
-            rows[0].2.push(rate(n, t));
+            table.push(0, n, paired(run, produce_raw(&raw, &raw_topic, n), produce_tw(&kafka, &tw_topic, n)).await);
             let group = format!("bench-group-{run}");
-            let (r, t) = if run % 2 == 0 {
-                let r = consume_raw(&brokers, &raw_topic, &group, n).await;
-                (r, consume_tw(&kafka, &tw_topic, &group, n).await)
-            } else {
-                let t = consume_tw(&kafka, &tw_topic, &group, n).await;
-                (consume_raw(&brokers, &raw_topic, &group, n).await, t)
-            };
-            rows[1].1.push(rate(n, r));
-            rows[1].2.push(rate(n, t));
+            let consumed =
+                paired(run, consume_raw(&brokers, &raw_topic, &group, n), consume_tw(&kafka, &tw_topic, &group, n));
+            table.push(1, n, consumed.await);
         }
         println!(
             "Apache Kafka {} (KRaft, one node), 1 KiB messages, {n} per run, median of {RUNS}",
             tidewater_testkit::kafka_version()
         );
-        println!("| path    | raw rdkafka msg/s | tidewater msg/s | ratio |");
-        println!("|---------|-------------------|-----------------|-------|");
-        for (name, raw, tw) in rows {
-            let (r, t) = (median(raw), median(tw));
-            println!("| {name:<7} | {r:>17.0} | {t:>15.0} | {:>5.2} |", t / r);
-        }
+        table.print();
     });
 }

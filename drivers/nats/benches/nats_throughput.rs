@@ -35,7 +35,7 @@ use tidewater_core::{
     handler_fn, Delivery, Driver, EventRegistry, HandlerError, IdFactory, Message, SubscriberScheduler, UuidV7Ids,
 };
 use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig, NatsCore};
-use tidewater_testkit::bench::{median, messages_from_env, payload, rate, Counter};
+use tidewater_testkit::bench::{median, messages_from_env, paired, payload, rate, Counter, Ratios};
 
 const RUNS: usize = 3;
 const CORE_RUNS: usize = 31;
@@ -271,46 +271,35 @@ fn main() {
             println!("core end to end, {only} alone: {:.0} msg/s (median of {CORE_RUNS} runs)", median(rates));
             return;
         }
-        let mut rows: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
-            ("core publish", vec![], vec![]),
-            ("core end to end", vec![], vec![]),
-            ("JetStream publish (acked, batches of 100)", vec![], vec![]),
-            ("JetStream consume (pull, explicit ack)", vec![], vec![]),
-        ];
+        let mut table = Ratios::new(
+            "raw async-nats",
+            &[
+                "core publish",
+                "core end to end",
+                "JetStream publish (acked, batches of 100)",
+                "JetStream consume (pull, explicit ack)",
+            ],
+        );
         // Core NATS swings widely from run to run on two shared cores (the client's
         // connection task, the server and the publisher compete for them), so its rows
         // take more, shorter runs, with raw and tidewater taking turns at going first.
         for run in 0..CORE_RUNS {
-            if run % 2 == 0 {
-                rows[0].1.push(core_publish_raw(&raw, core_n, run).await);
-                rows[0].2.push(core_publish_tw(&core, core_n, run).await);
-                rows[1].1.push(core_e2e_raw(&raw, core_n, run).await);
-                rows[1].2.push(core_e2e_tw(&core, core_n, run).await);
-            } else {
-                rows[0].2.push(core_publish_tw(&core, core_n, run).await);
-                rows[0].1.push(core_publish_raw(&raw, core_n, run).await);
-                rows[1].2.push(core_e2e_tw(&core, core_n, run).await);
-                rows[1].1.push(core_e2e_raw(&raw, core_n, run).await);
-            }
+            let (r, t) = paired(run, core_publish_raw(&raw, core_n, run), core_publish_tw(&core, core_n, run)).await;
+            table.push_rates(0, r, t);
+            let (r, t) = paired(run, core_e2e_raw(&raw, core_n, run), core_e2e_tw(&core, core_n, run)).await;
+            table.push_rates(1, r, t);
         }
         // TW_BENCH_CORE_ONLY=1 skips the JetStream rows, for profiling core NATS.
         let js_runs = if std::env::var_os("TW_BENCH_CORE_ONLY").is_some() { 0 } else { RUNS };
         for run in 0..js_runs {
-            rows[2].1.push(js_publish_raw(&ctx, n, run).await);
-            rows[2].2.push(js_publish_tw(&js, n, run).await);
-            rows[3].1.push(js_consume_raw(&js, n, run).await);
-            rows[3].2.push(js_consume_tw(&js, n, run).await);
+            table.push_rates(2, js_publish_raw(&ctx, n, run).await, js_publish_tw(&js, n, run).await);
+            table.push_rates(3, js_consume_raw(&js, n, run).await, js_consume_tw(&js, n, run).await);
         }
         println!(
             "NATS, 1 KiB messages, nats-server {} on this machine; core: {core_n} per run, median of {CORE_RUNS}; JetStream: {n} per run, median of {RUNS}",
             tidewater_testkit::install::version("NATS_SERVER_VERSION")
         );
-        println!("| path                                      | raw async-nats msg/s | tidewater msg/s | ratio |");
-        println!("|-------------------------------------------|----------------------|-----------------|-------|");
-        for (name, raw, tw) in rows {
-            let (r, t) = (median(raw), median(tw));
-            println!("| {name:<41} | {r:>20.0} | {t:>15.0} | {:>5.2} |", t / r);
-        }
+        table.print();
     });
     drop(server);
 }

@@ -4,42 +4,18 @@
 //! every message is processed at least once, and the driver reconnects by itself. And
 //! readiness while the server is away.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
-use tidewater_conformance::restart::RestartFixture;
-use tidewater_core::{Driver, ReadTask};
+use tidewater_conformance::restart::ProcessRestart;
 use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig};
-use tidewater_testkit::{NatsRelease, NatsServer};
+use tidewater_testkit::{NatsRelease, NatsServer, Restart};
 
-struct JetStreamRestart {
-    server: Mutex<NatsServer>,
-    js: JetStream,
-}
-
-async fn restartable() -> JetStreamRestart {
+async fn restartable() -> ProcessRestart<JetStream, NatsServer> {
     let server = NatsServer::start(NatsRelease::Current);
     let config = JetStreamConfig { ack_wait: Duration::from_secs(5), ..JetStreamConfig::default() };
     let nats = NatsConfig { request_timeout: Duration::from_secs(2), ..NatsConfig::new(server.url()) };
     let js = JetStream::connect(&nats, config).await.unwrap();
-    JetStreamRestart { server: Mutex::new(server), js }
-}
-
-#[async_trait::async_trait]
-impl RestartFixture for JetStreamRestart {
-    fn driver(&self) -> &dyn Driver {
-        &self.js
-    }
-
-    async fn prepare(&self, name: &str) -> ReadTask {
-        let subject = format!("{name}.events");
-        self.js.create_stream(name, &[subject.as_str()]).await.unwrap();
-        ReadTask::new(subject).with_group("workers").with_concurrency(4)
-    }
-
-    async fn restart(&self) {
-        tokio::task::block_in_place(|| self.server.lock().unwrap().restart());
-    }
+    ProcessRestart::new(js, server)
 }
 
 tidewater_conformance::restart_tests!(restartable);

@@ -25,7 +25,7 @@ use tidewater_core::{
     handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, ReadTask, SubscriberScheduler,
 };
 use tidewater_pulsar::{Pulsar, PulsarConfig};
-use tidewater_testkit::bench::{median, messages_from_env, payload, rate, Counter};
+use tidewater_testkit::bench::{messages_from_env, paired, payload, Counter, Ratios};
 
 const RUNS: usize = 3;
 const BATCH: usize = 1000;
@@ -129,38 +129,19 @@ fn main() {
     runtime.block_on(async {
         let pulsar = Pulsar::connect(PulsarConfig::new(&url)).await.unwrap();
         let raw = raw_client(&url).await;
-        let mut rows: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![("produce", vec![], vec![]), ("consume", vec![], vec![])];
+        let mut table = Ratios::new("raw pulsar crate", &["produce", "consume"]);
         for run in 0..RUNS {
             let (raw_topic, tw_topic) = (format!("bench-raw-{run}"), format!("bench-tw-{run}"));
-            let (r, t) = if run % 2 == 0 {
-                let r = produce_raw(&raw, &raw_topic, n).await;
-                (r, produce_tw(&pulsar, &tw_topic, n).await)
-            } else {
-                let t = produce_tw(&pulsar, &tw_topic, n).await;
-                (produce_raw(&raw, &raw_topic, n).await, t)
-            };
-            rows[0].1.push(rate(n, r));
-            rows[0].2.push(rate(n, t));
+            table.push(0, n, paired(run, produce_raw(&raw, &raw_topic, n), produce_tw(&pulsar, &tw_topic, n)).await);
             let group = format!("bench-group-{run}");
-            let (r, t) = if run % 2 == 0 {
-                let r = consume_raw(&raw, &raw_topic, &group, n).await;
-                (r, consume_tw(&pulsar, &tw_topic, &group, n).await)
-            } else {
-                let t = consume_tw(&pulsar, &tw_topic, &group, n).await;
-                (consume_raw(&raw, &raw_topic, &group, n).await, t)
-            };
-            rows[1].1.push(rate(n, r));
-            rows[1].2.push(rate(n, t));
+            let consumed =
+                paired(run, consume_raw(&raw, &raw_topic, &group, n), consume_tw(&pulsar, &tw_topic, &group, n));
+            table.push(1, n, consumed.await);
         }
         println!(
             "Apache Pulsar {} standalone, 1 KiB messages, batched, {n} per run, median of {RUNS}",
             tidewater_testkit::pulsar_version()
         );
-        println!("| path    | raw pulsar crate msg/s | tidewater msg/s | ratio |");
-        println!("|---------|------------------------|-----------------|-------|");
-        for (name, raw, tw) in rows {
-            let (r, t) = (median(raw), median(tw));
-            println!("| {name:<7} | {r:>22.0} | {t:>15.0} | {:>5.2} |", t / r);
-        }
+        table.print();
     });
 }
