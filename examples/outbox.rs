@@ -62,7 +62,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The relay, in a real service a task of its own (`run_until` a stop signal).
     let relay = Relay::new(pool.clone(), bus.writer()).poll_interval(Duration::from_millis(50));
     let forwarded = relay.relay_once().await?;
-    let published: Vec<String> = broker.published(&format!("orders-{run}")).iter().map(|m| m.id.clone()).collect();
+    let published: Vec<tidewater::MessageId> =
+        broker.published(&format!("orders-{run}")).iter().map(|m| m.id.clone()).collect();
     println!("relay: forwarded {forwarded} events; on the broker: {}", published.len());
     if forwarded != 2 || published.len() != 2 {
         return Err(format!("expected the two committed orders' events, got {published:?}").into());

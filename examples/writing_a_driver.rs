@@ -160,7 +160,7 @@ impl Source for ToySource {
         while let Some(message) = next.take() {
             let position = Position::Queue { partition: None, sequence: None };
             let delivery = Delivery::new(message, 1, position, self.group.clone());
-            batch.push(Incoming { delivery, settle: Box::new(AtMostOnce) });
+            batch.push(Incoming::new(delivery, AtMostOnce));
             n += 1;
             if n < max {
                 next = self.from.try_recv().ok();

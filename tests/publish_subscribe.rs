@@ -113,7 +113,7 @@ async fn ksuid_ids_and_explicit_topics_and_batches() {
     assert_eq!(broker.published("elsewhere")[0].id, id);
 
     let ids = publisher.publish_batch(&[OrderPlaced { id: 1 }, OrderPlaced { id: 2 }]).await.unwrap();
-    let stored: Vec<String> = broker.published("orders").into_iter().map(|m| m.id).collect();
+    let stored: Vec<tidewater::MessageId> = broker.published("orders").into_iter().map(|m| m.id).collect();
     assert_eq!(stored, ids);
 
     let mut given = Message::new("raw", "bytes").with_id("mine");
@@ -236,5 +236,6 @@ async fn events_of_a_route_share_its_topic_name() {
     assert_eq!(held[0].stream, "orders");
     assert!(held[0].stream.shares(&held[1].stream) && held[1].stream.shares(&held[2].stream));
     let raw = bus.publisher().encode("orders", &OrderPlaced { id: 9 }).unwrap();
-    assert!(!raw.stream.shares(&held[0].stream), "a name given as text is its own copy");
+    let other = bus.publisher().encode("orders", &OrderPlaced { id: 10 }).unwrap();
+    assert!(raw.stream.shares(&other.stream), "a name given as text again is shared, not copied");
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tidewater_core::{ErrorKind, Message, ReadTask, StartFrom};
+use tidewater_core::{ErrorKind, Message, MessageId, ReadTask, StartFrom};
 use tokio::sync::Semaphore;
 
 use crate::support::{batch, fresh_topic, ids, sequences_by_key, skip, subscribe, write_each, Act, Probe};
@@ -162,7 +162,7 @@ pub async fn failures_do_not_stop_consumption(f: Arc<dyn Fixture>) {
     task.nack_delay = Some(Duration::from_millis(20));
     let mut sub = subscribe(&*f, task, probe.clone()).await;
     let messages = batch(&topic, 30, |i, m| m.with_header("i", i.to_string()));
-    let always_fine: HashSet<String> = messages
+    let always_fine: HashSet<MessageId> = messages
         .iter()
         .filter(|m| m.headers.get("i").unwrap().parse::<usize>().unwrap() % 3 == 2)
         .map(|m| m.id.clone())
@@ -292,7 +292,7 @@ impl tidewater_core::Handler for Member {
 /// A probe that acts as `first` says on the first call for each message id and
 /// succeeds on later calls.
 fn fail_first_call(first: impl Fn(&tidewater_core::Delivery) -> Act + Send + Sync + 'static) -> Probe {
-    let seen: std::sync::Mutex<HashSet<String>> = Default::default();
+    let seen: std::sync::Mutex<HashSet<MessageId>> = Default::default();
     Probe::new(move |d| if seen.lock().unwrap().insert(d.message().id.clone()) { first(d) } else { Act::Succeed })
 }
 
@@ -420,14 +420,14 @@ pub async fn shutdown_with_handlers_running(f: Arc<dyn Fixture>) {
     let third = Probe::succeeding();
     let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("sd"), third.clone()).await;
     let done_before = round1.done_ids();
-    let rest: HashSet<String> = expected.difference(&done_before).cloned().collect();
+    let rest: HashSet<MessageId> = expected.difference(&done_before).cloned().collect();
     let round3 = third.wait_ids(caps.patience, &rest).await;
     sub.shutdown(GRACE).await;
     let abandoned_id = second.state().calls[0].message().id.clone();
     let round3_ids = round3.done_ids();
     assert!(round3_ids.contains(&abandoned_id), "the abandoned message was redelivered");
     if caps.settles_exactly {
-        let again: Vec<&String> = done_before.intersection(&round3_ids).collect();
+        let again: Vec<&MessageId> = done_before.intersection(&round3_ids).collect();
         assert!(again.is_empty(), "messages settled at shutdown came again: {again:?}");
     }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use tidewater_core::testing::Recorder;
 use tidewater_core::{
-    handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, ReadTask, Reader, SubscriberScheduler, Writer,
+    handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, MessageId, ReadTask, Reader,
+    SubscriberScheduler, Writer,
 };
 
 /// Messages in a restart run.
@@ -104,7 +105,7 @@ async fn finish(
     patience: Duration,
     write_retries: usize,
 ) -> RestartReport {
-    let expected: HashSet<String> = (0..total).map(|i| format!("m{i}")).collect();
+    let expected: HashSet<MessageId> = (0..total).map(|i| MessageId::from(format!("m{i}"))).collect();
     received
         .wait_until(
             |seen| {
@@ -115,7 +116,7 @@ async fn finish(
         )
         .await
         .unwrap_or_else(|e| {
-            let ids: HashSet<String> = received.deliveries().iter().map(|d| d.message().id.clone()).collect();
+            let ids: HashSet<MessageId> = received.deliveries().iter().map(|d| d.message().id.clone()).collect();
             panic!("{e}: {} of {total} distinct messages arrived", ids.len())
         });
     let stopped = scheduler.shutdown(Duration::from_secs(10)).await;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_core::{
-    Delivery, EventRegistry, Handler, HandlerError, IdFactory, Message, ReadTask, Reader, SubscriberScheduler,
-    UuidV7Ids, Writer,
+    Delivery, EventRegistry, Handler, HandlerError, IdFactory, Message, MessageId, ReadTask, Reader,
+    SubscriberScheduler, UuidV7Ids, Writer,
 };
 use tokio::sync::{Notify, Semaphore};
 
@@ -55,7 +55,7 @@ pub(crate) struct ProbeState {
 }
 
 impl ProbeState {
-    pub(crate) fn done_ids(&self) -> HashSet<String> {
+    pub(crate) fn done_ids(&self) -> HashSet<MessageId> {
         self.done.iter().map(|d| d.message().id.clone()).collect()
     }
 
@@ -114,7 +114,7 @@ impl Probe {
     }
 
     /// Waits until every id in `ids` was processed successfully.
-    pub(crate) async fn wait_ids(&self, patience: Duration, ids: &HashSet<String>) -> ProbeState {
+    pub(crate) async fn wait_ids(&self, patience: Duration, ids: &HashSet<MessageId>) -> ProbeState {
         self.wait(patience, &format!("{} distinct messages", ids.len()), |s| {
             let done = s.done_ids();
             ids.iter().all(|id| done.contains(id))
@@ -179,7 +179,7 @@ pub(crate) fn batch(topic: &str, n: usize, make: impl Fn(usize, Message) -> Mess
     (0..n).map(|i| make(i, Message::new(topic, format!("payload {i}")).with_id(format!("{topic}-{i}")))).collect()
 }
 
-pub(crate) fn ids(messages: &[Message]) -> HashSet<String> {
+pub(crate) fn ids(messages: &[Message]) -> HashSet<MessageId> {
     messages.iter().map(|m| m.id.clone()).collect()
 }
 

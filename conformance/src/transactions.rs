@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use tidewater_core::{handler_fn, Delivery, ErrorKind, HandlerError, Message, ReadTask, StartFrom};
+use tidewater_core::{handler_fn, Delivery, ErrorKind, HandlerError, Message, MessageId, ReadTask, StartFrom};
 
 use crate::cases::{topic, GRACE};
 use crate::support::{batch, fresh_topic, subscribe, write_each, Probe};
@@ -44,7 +44,7 @@ pub async fn transactions_land_whole_or_not_at_all(f: Arc<dyn Fixture>) {
         tx.write(phase("dropped", 3)).await.expect("write in a transaction");
     }
     let committed = phase("committed", 5);
-    let mut want: HashSet<String> = committed.iter().map(|m| m.id.clone()).collect();
+    let mut want: HashSet<MessageId> = committed.iter().map(|m| m.id.clone()).collect();
     let mut tx = transactions.begin().await.expect("begin after a drop");
     tx.write(committed).await.expect("write in a transaction");
     tx.commit().await.unwrap_or_else(|err| panic!("commit failed: {err}"));
@@ -52,7 +52,7 @@ pub async fn transactions_land_whole_or_not_at_all(f: Arc<dyn Fixture>) {
     want.insert(end.id.clone());
     write_each(&*f.writer().await, vec![end.clone()]).await;
 
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<MessageId>>> = Arc::default();
     let forward = {
         let (transactions, output, seen) = (Arc::clone(&transactions), output.clone(), Arc::clone(&seen));
         handler_fn(move |delivery: Delivery| {
@@ -74,7 +74,7 @@ pub async fn transactions_land_whole_or_not_at_all(f: Arc<dyn Fixture>) {
     let check = Probe::succeeding();
     let task = ReadTask::new(&output).with_group("check").with_start(StartFrom::Earliest);
     let mut checker = subscribe(&*f, task, check.clone()).await;
-    let outputs: HashSet<String> = want.iter().map(|id| format!("{id}-out")).collect();
+    let outputs: HashSet<MessageId> = want.iter().map(|id| MessageId::from(format!("{id}-out"))).collect();
     let state = check.wait_ids(caps.patience, &outputs).await;
     forwarder.shutdown(GRACE).await;
     checker.shutdown(GRACE).await;

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use crate::{BoxHandler, Delivery, ErrorKind, Handler, HandlerError, Message, Middleware, Position, Writer};
+use crate::{BoxHandler, Delivery, ErrorKind, Handler, HandlerError, Message, MessageId, Middleware, Position, Writer};
 
 /// Header names on dead-lettered messages.
 pub mod headers {
@@ -85,7 +85,7 @@ pub struct DeadLetter {
     writer: Arc<dyn Writer>,
     topic: TopicFor,
     max_deliveries: u32,
-    book: moka::sync::Cache<(String, String), Failures>,
+    book: moka::sync::Cache<(String, MessageId), Failures>,
 }
 
 #[derive(Clone, Copy)]

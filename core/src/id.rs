@@ -1,9 +1,11 @@
 //! Message id factories.
 
+use crate::MessageId;
+
 /// Makes message ids.
 pub trait IdFactory: Send + Sync + 'static {
     /// A new, unique id.
-    fn next_id(&self) -> String;
+    fn next_id(&self) -> MessageId;
 }
 
 /// UUID version 7 ids: time-ordered, 36 characters. The default.
@@ -17,11 +19,12 @@ pub trait IdFactory: Send + Sync + 'static {
 pub struct UuidV7Ids;
 
 impl IdFactory for UuidV7Ids {
-    fn next_id(&self) -> String {
+    fn next_id(&self) -> MessageId {
         let bytes = fast_v7::next(std::time::SystemTime::now());
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        // Formatted straight into a buffer, not through `fmt`: one allocation, the String.
-        uuid::Uuid::from_bytes(bytes).hyphenated().encode_lower(&mut text).to_owned()
+        // Formatted straight into a buffer, not through `fmt`, and kept inline: no
+        // allocation.
+        MessageId::from(&*uuid::Uuid::from_bytes(bytes).hyphenated().encode_lower(&mut text))
     }
 }
 
@@ -102,9 +105,9 @@ pub fn uuid_v7_millis(id: &str) -> Option<u64> {
 pub struct KsuidIds;
 
 impl IdFactory for KsuidIds {
-    fn next_id(&self) -> String {
+    fn next_id(&self) -> MessageId {
         use svix_ksuid::KsuidLike;
-        svix_ksuid::Ksuid::now(None).to_string()
+        MessageId::from(svix_ksuid::Ksuid::now(None).to_string())
     }
 }
 
@@ -115,11 +118,11 @@ mod tests {
 
     #[test]
     fn ids_are_unique_and_well_formed() {
-        let uuids: HashSet<String> = (0..1000).map(|_| UuidV7Ids.next_id()).collect();
+        let uuids: HashSet<MessageId> = (0..1000).map(|_| UuidV7Ids.next_id()).collect();
         assert_eq!(uuids.len(), 1000);
         assert!(uuids.iter().all(|id| uuid::Uuid::parse_str(id).unwrap().get_version_num() == 7));
 
-        let ksuids: HashSet<String> = (0..1000).map(|_| KsuidIds.next_id()).collect();
+        let ksuids: HashSet<MessageId> = (0..1000).map(|_| KsuidIds.next_id()).collect();
         assert_eq!(ksuids.len(), 1000);
         assert!(ksuids.iter().all(|id| id.len() == 27 && id.chars().all(|c| c.is_ascii_alphanumeric())));
     }
@@ -131,9 +134,9 @@ mod tests {
         let threads: Vec<_> = (0..4)
             .map(|_| std::thread::spawn(|| (0..20_000).map(|_| UuidV7Ids.next_id()).collect::<Vec<_>>()))
             .collect();
-        let ids: Vec<String> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let ids: Vec<MessageId> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
         let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-        let distinct: HashSet<&String> = ids.iter().collect();
+        let distinct: HashSet<&MessageId> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len(), "80,000 ids from 4 threads, all different");
         for id in &ids {
             let uuid = uuid::Uuid::parse_str(id).unwrap();

@@ -18,8 +18,8 @@
 //!
 //! | concern | files |
 //! |---|---|
-//! | the envelope | `message.rs` (Message, Headers, wire names), `topic.rs` (TopicName, a shared topic name), `delivery.rs` (Delivery, Position, Settlement), `id.rs`, `names.rs` (the topic rule) |
-//! | what a driver implements | `driver.rs`, `writer.rs`, `reader.rs` (Reader, Source, Settle, ReadTask, TaskStats), `admin.rs` (topics, lag), `commit.rs` (offset commits for logs) |
+//! | the envelope | `message.rs` (Message, Headers, wire names), `topic.rs` (TopicName, a shared topic name), `delivery.rs` (Delivery, Position, Settlement), `message_id.rs` (MessageId, kept inline), `id.rs` (the id factories), `names.rs` (the topic rule) |
+//! | what a driver implements | `driver.rs`, `writer.rs`, `reader.rs` (Reader, Source, ReadTask, TaskStats), `settle.rs` (Incoming, Settle, SharedSettle), `admin.rs` (topics, lag), `commit.rs` (offset commits for logs) |
 //! | running handlers | `runner.rs` (the shared read loop, lanes, settlement), `scheduler.rs` (workers, restarts, shutdown), `shutdown.rs`, `hash.rs` (lanes by key) |
 //! | handlers and middleware | `handler.rs` (Handler, Middleware, `handler_fn`, `middleware_fn`), `extract.rs` (typed handlers, State), `extensions.rs`, `context.rs` (correlation ids) |
 //! | failures | `error.rs`, `dead_letter.rs` (DeadLetter, Redrive) |
@@ -45,6 +45,7 @@ pub mod hash;
 mod health;
 pub mod id;
 mod message;
+mod message_id;
 mod monitor;
 pub mod names;
 mod publisher;
@@ -52,6 +53,7 @@ mod reader;
 pub mod request;
 mod runner;
 mod scheduler;
+mod settle;
 mod shutdown;
 pub mod testing;
 mod topic;
@@ -76,14 +78,14 @@ pub use handler::{
 pub use health::{Health, TaskHealth};
 pub use id::{IdFactory, KsuidIds, UuidV7Ids};
 pub use message::{wire, Headers, Message};
+pub use message_id::MessageId;
 pub use monitor::{Monitor, TaskLag};
 pub use publisher::Publisher;
-pub use reader::{
-    Incoming, ReadContext, ReadTask, Reader, ReadySignal, Settle, Source, StartFrom, TaskReport, TaskStats,
-};
+pub use reader::{ReadContext, ReadTask, Reader, ReadySignal, Source, StartFrom, TaskReport, TaskStats};
 pub use request::{NativeRequests, Requester};
 pub use runner::{panic_message, run_source};
 pub use scheduler::{ShutdownReport, SubscriberScheduler, TaskSpec};
+pub use settle::{Incoming, Settle, Settler, SharedSettle};
 pub use shutdown::{stop_pair, StopHandle, StopSignal};
 pub use topic::TopicName;
 pub use transaction::{Transaction, Transactions};

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use crate::TopicName;
+use crate::{MessageId, TopicName};
 
 /// Header names tidewater writes for message fields that a broker has no native slot for.
 ///
@@ -210,7 +210,7 @@ const COMMON_CONTENT_TYPES: [&str; 6] = [
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     /// A unique id, set by the publisher's id factory. Empty until a writer or publisher fills it.
-    pub id: String,
+    pub id: MessageId,
     /// The topic or subject, shared with the other messages of the topic where the
     /// publisher or reader has the name at hand.
     pub stream: TopicName,
@@ -233,7 +233,7 @@ impl Message {
     /// The id is left empty for the publisher to fill; set one with [`Message::with_id`].
     pub fn new(stream: impl Into<TopicName>, payload: impl Into<Bytes>) -> Self {
         Self {
-            id: String::new(),
+            id: MessageId::empty(),
             stream: stream.into(),
             key: None,
             headers: Headers::new(),
@@ -244,7 +244,7 @@ impl Message {
     }
 
     /// Sets the id.
-    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+    pub fn with_id(mut self, id: impl Into<MessageId>) -> Self {
         self.id = id.into();
         self
     }

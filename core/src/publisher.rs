@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::TopicName;
 use crate::{
     context, wire, Codec, Event, EventRegistry, IdFactory, JsonCodec, Message, Result, UuidV7Ids, WriteNow, Writer,
 };
+use crate::{MessageId, TopicName};
 
 /// Turns typed events into messages and writes them: the topic comes from the
 /// [`EventRegistry`], the payload from the [`Codec`], the id from the [`IdFactory`].
@@ -88,18 +88,18 @@ impl<C: Codec> Publisher<C> {
     }
 
     /// Publishes `event` to the topic the registry gives its type. Returns the message id.
-    pub async fn publish<E: Event>(&self, event: &E) -> Result<String> {
+    pub async fn publish<E: Event>(&self, event: &E) -> Result<MessageId> {
         self.send(self.encode_to(self.registry.route_of::<E>()?, event)?).await
     }
 
     /// Publishes `event` to `topic`, whatever the registry says. Returns the message id.
-    pub async fn publish_to<E: Event>(&self, topic: &str, event: &E) -> Result<String> {
+    pub async fn publish_to<E: Event>(&self, topic: &str, event: &E) -> Result<MessageId> {
         self.send(self.encode(topic, event)?).await
     }
 
     /// Publishes `events` in one write, each to its registered topic. Returns the ids in
     /// order.
-    pub async fn publish_batch<E: Event>(&self, events: &[E]) -> Result<Vec<String>> {
+    pub async fn publish_batch<E: Event>(&self, events: &[E]) -> Result<Vec<MessageId>> {
         let topic = self.registry.route_of::<E>()?;
         let messages = events.iter().map(|e| self.encode_to(topic, e)).collect::<Result<Vec<_>>>()?;
         let ids = messages.iter().map(|m| m.id.clone()).collect();
@@ -109,13 +109,13 @@ impl<C: Codec> Publisher<C> {
 
     /// Publishes a raw message as it is, filling in its id if empty and the current
     /// correlation id if it has none. Returns the id.
-    pub async fn publish_message(&self, message: Message) -> Result<String> {
+    pub async fn publish_message(&self, message: Message) -> Result<MessageId> {
         self.send(self.stamp(message)).await
     }
 
     /// Writes one stamped message, without a boxed future where the writer can take it at
     /// once; its id.
-    async fn send(&self, message: Message) -> Result<String> {
+    async fn send(&self, message: Message) -> Result<MessageId> {
         let id = message.id.clone();
         match self.writer.try_write_now(message) {
             WriteNow::Done(result) => result?,
@@ -125,7 +125,7 @@ impl<C: Codec> Publisher<C> {
     }
 
     /// Publishes raw messages in one write; see [`Publisher::publish_message`].
-    pub async fn publish_messages(&self, messages: Vec<Message>) -> Result<Vec<String>> {
+    pub async fn publish_messages(&self, messages: Vec<Message>) -> Result<Vec<MessageId>> {
         let messages: Vec<Message> = messages.into_iter().map(|m| self.stamp(m)).collect();
         let ids = messages.iter().map(|m| m.id.clone()).collect();
         self.writer.write(messages).await?;
@@ -133,7 +133,7 @@ impl<C: Codec> Publisher<C> {
     }
 
     /// Publishes `payload` to `topic` untouched, with `content_type`.
-    pub async fn publish_bytes(&self, topic: &str, payload: impl Into<Bytes>, content_type: &str) -> Result<String> {
+    pub async fn publish_bytes(&self, topic: &str, payload: impl Into<Bytes>, content_type: &str) -> Result<MessageId> {
         self.publish_message(Message::new(topic, payload).with_content_type(content_type)).await
     }
 

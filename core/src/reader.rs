@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::{BoxHandler, Delivery, Extensions, Result, Settlement, StopSignal};
+use crate::{BoxHandler, Extensions, Incoming, Result, StopSignal};
 
 /// Where a consumer group with no stored position starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -282,44 +282,6 @@ pub trait Reader: Send + Sync {
         }
         crate::run_source(source.as_mut(), handler, &task, &ctx).await
     }
-}
-
-/// Settles one delivery with the broker. Drivers implement it; the runner calls it once
-/// with the handler's outcome, or calls [`Settle::release`] for a delivery it did not hand
-/// to the handler (a stop came first).
-#[async_trait]
-pub trait Settle: Send {
-    /// Acks or nacks the delivery.
-    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()>;
-
-    /// Acks or nacks the delivery at once, where the driver can without waiting, and
-    /// returns the outcome; `None` means it cannot, and the runner then calls
-    /// [`Settle::settle`]. The runner tries this first, which spares a boxed future per
-    /// delivery for drivers that settle in memory. Returning `None` must leave the
-    /// delivery unsettled. The default returns `None`.
-    fn settle_now(&mut self, _settlement: Settlement) -> Option<Result<()>> {
-        None
-    }
-
-    /// Gives back a delivery that was fetched but not handled. The default does nothing,
-    /// for brokers that redeliver what a closing consumer left unsettled.
-    async fn release(self: Box<Self>) {}
-
-    /// Whether the delivery should still be handled. A log driver answers false once the
-    /// record's partition was rewound below it or taken away by a rebalance, so the
-    /// runner releases it unhandled instead of running a handler whose result would be
-    /// thrown away and whose side effects would come again. The default is true.
-    fn is_current(&self) -> bool {
-        true
-    }
-}
-
-/// A delivery fetched by a driver, with the means to settle it.
-pub struct Incoming {
-    /// The delivery.
-    pub delivery: Delivery,
-    /// How to settle it.
-    pub settle: Box<dyn Settle>,
 }
 
 /// A driver's stream of deliveries, run by [`run_source`](crate::run_source).

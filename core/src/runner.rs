@@ -12,7 +12,7 @@ use crate::hash::lane_of;
 use crate::reader::TaskStats;
 use crate::{
     BatchSpec, BoxHandler, DeadLetter, Delivery, HandlerError, Incoming, ReadContext, ReadTask, Result, Settlement,
-    Source, StopSignal,
+    Settler, Source, StopSignal,
 };
 
 /// Deliveries queued per lane ahead of the one running.
@@ -156,7 +156,7 @@ async fn run_lanes(source: &mut (dyn Source + '_), step: Step, lanes: usize, fet
         workers.spawn(async move {
             while let Some(incoming) = rx.recv().await {
                 if step.stop.is_stopped() {
-                    incoming.settle.release().await;
+                    incoming.release().await;
                 } else {
                     step.run(incoming).await;
                 }
@@ -193,7 +193,7 @@ async fn run_lanes(source: &mut (dyn Source + '_), step: Step, lanes: usize, fet
             if let Err(mpsc::error::SendError(incoming)) = sent {
                 // A lane only ends when its sender is dropped; this is unreachable in
                 // practice, but the delivery must not vanish if it ever happens.
-                incoming.settle.release().await;
+                incoming.release().await;
             }
         }
     };
@@ -204,7 +204,7 @@ async fn run_lanes(source: &mut (dyn Source + '_), step: Step, lanes: usize, fet
 
 async fn release_all(rest: impl Iterator<Item = Incoming>) {
     for incoming in rest {
-        incoming.settle.release().await;
+        incoming.release().await;
     }
 }
 
@@ -221,8 +221,8 @@ struct Step {
 impl Step {
     async fn run(&self, incoming: Incoming) {
         let Incoming { delivery, settle } = incoming;
-        if !settle.is_current() {
-            settle.release().await;
+        if !settle.is_current(&delivery) {
+            settle.release(&delivery).await;
             return;
         }
         TaskStats::add(&self.stats.delivered);
@@ -264,7 +264,7 @@ impl Step {
     /// Settles a delivery whose handling ended with `failure` (`None`: processed): a
     /// failure goes to the default dead letter if there is one, else is nacked for a
     /// redelivery after the nack delay.
-    async fn finish(&self, delivery: Delivery, mut settle: Box<dyn crate::Settle>, failure: Option<HandlerError>) {
+    async fn finish(&self, delivery: Delivery, mut settle: Settler, failure: Option<HandlerError>) {
         let failure = match (failure, &self.dead_letter) {
             (Some(err), Some(dead_letter)) => dead_letter.dispose(&delivery, err).await.err(),
             (failure, _) => failure,
@@ -273,9 +273,9 @@ impl Step {
             None => Settlement::Ack,
             Some(err) => self.failed(&delivery, &err),
         };
-        let settled = match settle.settle_now(settlement) {
+        let settled = match settle.settle_now(&delivery, settlement) {
             Some(settled) => settled,
-            None => settle.settle(settlement).await,
+            None => settle.settle(&delivery, settlement).await,
         };
         match settled {
             Ok(()) => match settlement {
@@ -302,11 +302,11 @@ impl Step {
         let mut deliveries = Vec::with_capacity(batch.len());
         let mut settles = Vec::with_capacity(batch.len());
         for Incoming { delivery, settle } in batch.drain(..) {
-            if settle.is_current() {
+            if settle.is_current(&delivery) {
                 deliveries.push(delivery);
                 settles.push(settle);
             } else {
-                settle.release().await;
+                settle.release(&delivery).await;
             }
         }
         if deliveries.is_empty() {
@@ -441,7 +441,7 @@ mod tests {
                         Position::Queue { partition: None, sequence: None },
                         None,
                     ),
-                    settle: Box::new(Counted(Arc::clone(&self.outcomes))),
+                    settle: Settler::Own(Box::new(Counted(Arc::clone(&self.outcomes)))),
                 });
             }
         }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 /// then gives its messages clones of one `TopicName` instead of a copy of the text apiece.
 ///
 /// It reads as a `&str` (`Deref`), compares with strings, and converts from `&str` and
-/// `String` (which copies the text once).
+/// `String`. A conversion from text shares the name with the last few names the thread
+/// converted, where it is one of them, so that `publisher.publish_bytes("orders", ..)` in
+/// a loop copies the text once, not once a message.
 ///
 /// ```
 /// use tidewater_core::{Message, TopicName};
@@ -72,19 +74,56 @@ impl fmt::Debug for TopicName {
 
 impl From<&str> for TopicName {
     fn from(name: &str) -> Self {
-        Self(Arc::from(name))
+        recent::share(name)
     }
 }
 
 impl From<String> for TopicName {
     fn from(name: String) -> Self {
-        Self(Arc::from(name))
+        recent::share(&name)
     }
 }
 
 impl From<&String> for TopicName {
     fn from(name: &String) -> Self {
-        Self(Arc::from(name.as_str()))
+        recent::share(name)
+    }
+}
+
+/// The names this thread converted from text last. A service publishes to a handful of
+/// topics, by name, from every task; the few names each thread saw last catch nearly all
+/// of those conversions, for a comparison or two instead of an allocation.
+mod recent {
+    use std::cell::RefCell;
+    use std::sync::Arc;
+
+    use super::TopicName;
+
+    /// Enough for the topics one publisher writes to; a miss costs a comparison each.
+    const KEPT: usize = 4;
+
+    thread_local! {
+        /// The names, and where the next new one goes (round robin).
+        static RECENT: RefCell<([Option<TopicName>; KEPT], usize)> = const { RefCell::new(([None, None, None, None], 0)) };
+    }
+
+    /// `name` as a shared name: a clone of a kept one with that text, else a new one,
+    /// kept in place of the oldest.
+    pub(super) fn share(name: &str) -> TopicName {
+        RECENT
+            .try_with(|recent| {
+                let mut recent = recent.borrow_mut();
+                let (kept, next) = &mut *recent;
+                if let Some(found) = kept.iter().flatten().find(|kept| kept.as_str() == name) {
+                    return found.clone();
+                }
+                let made = TopicName(Arc::from(name));
+                kept[*next] = Some(made.clone());
+                *next = (*next + 1) % KEPT;
+                made
+            })
+            // The thread is ending and its kept names are gone: copy.
+            .unwrap_or_else(|_| TopicName(Arc::from(name)))
     }
 }
 
@@ -151,5 +190,24 @@ impl PartialEq<TopicName> for String {
 impl serde::Serialize for TopicName {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_converted_again_is_shared() {
+        let a = TopicName::from("orders");
+        let b = TopicName::from(String::from("orders"));
+        assert!(a.shares(&b));
+        // More names than are kept push the first out: it is made again, equal.
+        for other in ["a", "b", "c", "d", "e"] {
+            let _ = TopicName::from(other);
+        }
+        let c = TopicName::from("orders");
+        assert_eq!(c, a);
+        assert!(!c.shares(&a));
     }
 }

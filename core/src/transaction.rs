@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 
-use crate::{Codec, Delivery, Error, ErrorKind, Event, Message, Publisher, Result};
+use crate::{Codec, Delivery, Error, ErrorKind, Event, Message, MessageId, Publisher, Result};
 
 /// Opens transactions on one broker connection. A driver's
 /// [`Driver::transactions`](crate::Driver::transactions) gives one per transactional
@@ -75,7 +75,7 @@ pub trait Transaction: Send {
 impl dyn Transaction {
     /// Encodes `event` with `publisher`'s registry, codec and ids and writes it as part
     /// of the transaction; returns the message id.
-    pub async fn publish<C: Codec, E: Event>(&mut self, publisher: &Publisher<C>, event: &E) -> Result<String> {
+    pub async fn publish<C: Codec, E: Event>(&mut self, publisher: &Publisher<C>, event: &E) -> Result<MessageId> {
         let topic = publisher.registry().topic_of::<E>()?;
         let message = publisher.encode(topic, event)?;
         let id = message.id.clone();

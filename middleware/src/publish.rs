@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tidewater_core::{BoxHandler, Delivery, Error, Handler, HandlerError, Message, Middleware, Result, Writer};
+use tidewater_core::{
+    BoxHandler, Delivery, Error, Handler, HandlerError, Message, MessageId, Middleware, Result, TopicName, Writer,
+};
 
 /// Sees every message a writer sends, and the broker's answer.
 ///
@@ -16,7 +18,7 @@ pub trait PublishInterceptor: Send + Sync + 'static {
     fn on_send(&self, _message: &mut Message) {}
 
     /// Called after each write with the messages' (id, topic) and the result.
-    fn on_acknowledgement(&self, _sent: &[(String, String)], _result: std::result::Result<(), &Error>) {}
+    fn on_acknowledgement(&self, _sent: &[(MessageId, TopicName)], _result: std::result::Result<(), &Error>) {}
 }
 
 /// What happened to a handler call, for metrics.
@@ -103,10 +105,10 @@ impl Writer for InstrumentedWriter {
                 interceptor.on_send(message);
             }
         }
-        let sent: Vec<(String, String)> = if self.interceptors.is_empty() {
+        let sent: Vec<(MessageId, TopicName)> = if self.interceptors.is_empty() {
             Vec::new()
         } else {
-            batch.iter().map(|m| (m.id.clone(), m.stream.to_string())).collect()
+            batch.iter().map(|m| (m.id.clone(), m.stream.clone())).collect()
         };
         let topic = batch.first().map(|m| m.stream.clone()).unwrap_or_default();
         let (count, bytes) = (batch.len(), batch.iter().map(|m| m.payload.len()).sum());

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use tidewater_core::{
-    handler_fn, wire, Delivery, Driver, Error, ErrorKind, EventRegistry, HandlerError, Message, Publisher, Result,
-    SubscriberScheduler, Writer,
+    handler_fn, wire, Delivery, Driver, Error, ErrorKind, EventRegistry, HandlerError, Message, MessageId, Publisher,
+    Result, SubscriberScheduler, TopicName, Writer,
 };
 use tidewater_memory::MemoryBroker;
 use tidewater_middleware::*;
@@ -301,7 +301,7 @@ async fn redrive_returns_dead_letters_to_their_topic() {
 async fn interceptors_and_metrics_see_every_send_and_handle() {
     #[derive(Default)]
     struct Seen {
-        acked: Mutex<Vec<(String, String)>>,
+        acked: Mutex<Vec<(MessageId, TopicName)>>,
         sent: AtomicU32,
         handled: Mutex<Vec<Outcome>>,
     }
@@ -310,7 +310,7 @@ async fn interceptors_and_metrics_see_every_send_and_handle() {
         fn on_send(&self, m: &mut Message) {
             m.headers.insert("service", "billing");
         }
-        fn on_acknowledgement(&self, sent: &[(String, String)], result: std::result::Result<(), &Error>) {
+        fn on_acknowledgement(&self, sent: &[(MessageId, TopicName)], result: std::result::Result<(), &Error>) {
             assert!(result.is_ok());
             self.0.acked.lock().unwrap().extend_from_slice(sent);
         }

@@ -1,7 +1,7 @@
 //! Storing messages in the caller's transaction.
 
 use sqlx::PgConnection;
-use tidewater_core::{hash, Codec, Error, ErrorKind, Event, Message, Publisher, Result};
+use tidewater_core::{hash, Codec, Error, ErrorKind, Event, Message, MessageId, Publisher, Result};
 
 use crate::BUCKETS;
 
@@ -93,7 +93,7 @@ impl Outbox {
         sqlx::query(&statement)
             .bind(bucket)
             .bind(message.stream.as_str())
-            .bind(&message.id)
+            .bind(message.id.as_str())
             .bind(message.key.as_deref())
             .bind(message.content_type.as_deref())
             .bind(serde_json::Value::Object(headers).to_string())
@@ -111,7 +111,7 @@ impl Outbox {
         connection: &mut PgConnection,
         publisher: &Publisher<C>,
         event: &E,
-    ) -> Result<String> {
+    ) -> Result<MessageId> {
         let topic = publisher.registry().topic_of::<E>()?;
         let message = publisher.encode(topic, event)?;
         self.store(connection, &message).await?;

@@ -62,7 +62,7 @@ async fn a_rolled_back_transaction_publishes_nothing() {
     let broker = MemoryBroker::new();
     let relay = Relay::new(pool.clone(), broker.writer());
     while relay.relay_once().await.unwrap() > 0 {}
-    let ids: Vec<String> = written(&broker).into_iter().map(|m| m.id).collect();
+    let ids: Vec<tidewater_core::MessageId> = written(&broker).into_iter().map(|m| m.id).collect();
     assert_eq!(ids, ["committed"], "only what was committed is relayed");
     assert_eq!(remaining(&pool).await, 0, "and deleted once relayed");
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
 use rdkafka::Message as _;
-use tidewater_core::{wire, Headers, Message, Result, TopicName};
+use tidewater_core::{wire, Headers, Message, MessageId, Result, TopicName};
 
 use crate::DRIVER;
 
@@ -25,7 +25,7 @@ pub(crate) fn headers(message: &Message) -> Result<OwnedHeaders> {
         h = h.insert(Header { key: name, value: Some(value) });
     }
     if !message.id.is_empty() {
-        h = h.insert(Header { key: wire::ID, value: Some(&message.id) });
+        h = h.insert(Header { key: wire::ID, value: Some(message.id.as_str()) });
     }
     if let Some(ct) = &message.content_type {
         h = h.insert(Header { key: wire::CONTENT_TYPE, value: Some(&**ct) });
@@ -59,7 +59,7 @@ pub(crate) fn from_record(topic: &TopicName, record: &BorrowedMessage<'_>) -> Me
         for header in headers.iter() {
             let value = header.value.map(String::from_utf8_lossy).unwrap_or_default();
             match header.key {
-                wire::ID => id = Some(value.into_owned()),
+                wire::ID => id = Some(MessageId::from(&*value)),
                 wire::CONTENT_TYPE => message.set_content_type(value),
                 name => {
                     user.insert(name, value.into_owned());
@@ -67,7 +67,7 @@ pub(crate) fn from_record(topic: &TopicName, record: &BorrowedMessage<'_>) -> Me
             }
         }
     }
-    message.id = id.unwrap_or_else(|| format!("{}-{}-{}", record.topic(), record.partition(), record.offset()));
+    message.id = id.unwrap_or_else(|| format!("{}-{}-{}", record.topic(), record.partition(), record.offset()).into());
     message.headers = user;
     message
 }

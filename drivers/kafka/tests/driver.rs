@@ -151,7 +151,7 @@ async fn bad_input_gets_typed_errors() {
     let mut sub = subscribe(strict.reader(), ReadTask::new(&existing).with_group("g"), recorder.clone()).await;
     recorder.wait_for(1, PATIENCE).await.unwrap();
     sub.shutdown(GRACE).await;
-    let ids: Vec<String> = recorder.deliveries().iter().map(|d| d.message().id.clone()).collect();
+    let ids: Vec<tidewater_core::MessageId> = recorder.deliveries().iter().map(|d| d.message().id.clone()).collect();
     assert_eq!(ids, ["good"]);
 }
 

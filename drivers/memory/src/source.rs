@@ -4,7 +4,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use tidewater_core::{Delivery, Incoming, Position, Result, Settle, Settlement, Source, StartFrom};
+use tidewater_core::{
+    Delivery, Error, ErrorKind, Incoming, Position, Result, Settlement, Settler, SharedSettle, Source, StartFrom,
+};
 use tokio::sync::Notify;
 
 use crate::topic::{Fetched, MemberId, Settled, Topic};
@@ -34,6 +36,8 @@ impl Pending {
 pub(crate) struct MemorySource {
     member: MemberId,
     pending: Arc<Pending>,
+    /// `pending`, as what settles this member's deliveries.
+    settler: Arc<dyn SharedSettle>,
     /// Settlements being applied; kept between fetches for its allocation.
     applying: Vec<Settled>,
     /// What a fetch found, before it becomes deliveries; kept for its allocation too.
@@ -50,7 +54,8 @@ impl MemorySource {
             topic: Arc::clone(&topic),
             group: Arc::clone(&group),
         });
-        Self { member, pending, applying: Vec::new(), fetched: Vec::new(), left: false }
+        let settler: Arc<dyn SharedSettle> = Arc::clone(&pending) as _;
+        Self { member, pending, settler, applying: Vec::new(), fetched: Vec::new(), left: false }
     }
 
     fn topic(&self) -> &Arc<Topic> {
@@ -80,11 +85,7 @@ impl MemorySource {
                 Position::Queue { partition: Some(f.partition), sequence: Some(f.offset) },
                 Some(Arc::clone(&self.pending.group)),
             ),
-            settle: Box::new(MemorySettle {
-                pending: Arc::clone(&self.pending),
-                partition: f.partition,
-                offset: f.offset,
-            }),
+            settle: Settler::Shared(Arc::clone(&self.settler)),
         }));
         fetch
     }
@@ -144,43 +145,50 @@ impl Source for MemorySource {
     }
 }
 
-struct MemorySettle {
-    pending: Arc<Pending>,
-    partition: u32,
-    offset: u64,
-}
-
-impl MemorySettle {
-    fn record(&self, settlement: Settlement) {
+impl Pending {
+    /// Notes `settlement` of the message at `partition`/`offset`, to be applied with the
+    /// next fetch, or at once while a publisher waits for room.
+    fn record(&self, partition: u32, offset: u64, settlement: Settlement) {
         let nack = match settlement {
             Settlement::Ack => None,
             Settlement::Nack { delay } => Some(delay.unwrap_or_default()),
         };
         let first = {
-            let mut settled = self.pending.settled.lock().unwrap_or_else(|e| e.into_inner());
-            settled.push(Settled { partition: self.partition, offset: self.offset, nack });
+            let mut settled = self.settled.lock().unwrap_or_else(|e| e.into_inner());
+            settled.push(Settled { partition, offset, nack });
             settled.len() == 1
         };
-        let pending = &self.pending;
-        if pending.topic.publishers_blocked() {
-            let now = std::mem::take(&mut *pending.settled.lock().unwrap_or_else(|e| e.into_inner()));
-            pending.topic.settle(&pending.group, &now);
+        if self.topic.publishers_blocked() {
+            let now = std::mem::take(&mut *self.settled.lock().unwrap_or_else(|e| e.into_inner()));
+            self.topic.settle(&self.group, &now);
         } else if first {
             // notify_one keeps a permit, so a reader about to wait still sees it.
-            pending.wake.notify_one();
+            self.wake.notify_one();
+        }
+    }
+
+    fn record_delivery(&self, delivery: &Delivery, settlement: Settlement) -> Result<()> {
+        // Every delivery of a memory source has both (see `MemorySource::fetch`).
+        match delivery.position() {
+            Position::Queue { partition: Some(partition), sequence: Some(offset) } => {
+                self.record(partition, offset, settlement);
+                Ok(())
+            }
+            other => Err(Error::new(ErrorKind::InvalidInput, format!("not a memory delivery's position: {other:?}"))
+                .with_driver(crate::broker::DRIVER)),
         }
     }
 }
 
+/// One settler for all of a member's deliveries: a delivery's position says which
+/// message it is, so no delivery needs a settlement object of its own.
 #[async_trait]
-impl Settle for MemorySettle {
-    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
-        self.record(settlement);
-        Ok(())
+impl SharedSettle for Pending {
+    async fn settle(&self, delivery: &Delivery, settlement: Settlement) -> Result<()> {
+        self.record_delivery(delivery, settlement)
     }
 
-    fn settle_now(&mut self, settlement: Settlement) -> Option<Result<()>> {
-        self.record(settlement);
-        Some(Ok(()))
+    fn settle_now(&self, delivery: &Delivery, settlement: Settlement) -> Option<Result<()>> {
+        Some(self.record_delivery(delivery, settlement))
     }
 }

@@ -28,7 +28,7 @@ async fn subscribe(
     s
 }
 
-fn msg(topic: &str, id: impl Into<String>) -> Message {
+fn msg(topic: &str, id: impl Into<tidewater_core::MessageId>) -> Message {
     Message::new(topic, "x").with_id(id)
 }
 
@@ -73,11 +73,12 @@ async fn without_groups_a_topic_keeps_its_newest_messages() {
     for i in 0..8 {
         writer.write(vec![msg("t", i.to_string())]).await.unwrap();
     }
-    let kept: Vec<String> = broker.published("t").into_iter().map(|m| m.id).collect();
+    let kept: Vec<tidewater_core::MessageId> = broker.published("t").into_iter().map(|m| m.id).collect();
     assert_eq!(kept, ["3", "4", "5", "6", "7"]);
     let seen = Recorder::new();
     let mut sub = subscribe(&broker, "t", Some("late"), seen.clone()).await;
-    let got: Vec<String> = seen.wait_for(5, WAIT).await.unwrap().iter().map(|d| d.message().id.clone()).collect();
+    let got: Vec<tidewater_core::MessageId> =
+        seen.wait_for(5, WAIT).await.unwrap().iter().map(|d| d.message().id.clone()).collect();
     sub.shutdown(WAIT).await;
     assert_eq!(got, kept, "a late group replays what is retained, in order");
 }
@@ -94,18 +95,19 @@ async fn a_long_stream_stays_within_the_capacity_and_a_late_group_replays_its_ta
     }
     broker.wait_acked("t", "first", 1000, WAIT).await.unwrap();
     first.shutdown(WAIT).await;
-    let got: Vec<String> = seen.wait_for(1000, WAIT).await.unwrap().iter().map(|d| d.message().id.clone()).collect();
+    let got: Vec<tidewater_core::MessageId> =
+        seen.wait_for(1000, WAIT).await.unwrap().iter().map(|d| d.message().id.clone()).collect();
     assert_eq!(got, (0..1000).map(|i| i.to_string()).collect::<Vec<_>>());
 
     // Settled messages are trimmed from three quarters full down to half, so between 20
     // and 40 of the newest are kept, and a late group gets them in order.
-    let kept: Vec<String> = broker.published("t").into_iter().map(|m| m.id).collect();
+    let kept: Vec<tidewater_core::MessageId> = broker.published("t").into_iter().map(|m| m.id).collect();
     assert!((20..=40).contains(&kept.len()), "kept {}", kept.len());
     let tail: Vec<String> = (1000 - kept.len()..1000).map(|i| i.to_string()).collect();
     assert_eq!(kept, tail);
     let late = Recorder::new();
     let mut sub = subscribe(&broker, "t", Some("late"), late.clone()).await;
-    let replayed: Vec<String> =
+    let replayed: Vec<tidewater_core::MessageId> =
         late.wait_for(kept.len(), WAIT).await.unwrap().iter().map(|d| d.message().id.clone()).collect();
     sub.shutdown(WAIT).await;
     assert_eq!(replayed, kept);
@@ -123,7 +125,7 @@ async fn a_group_starting_at_latest_skips_older_messages() {
     writer.write((0..2).map(|i| msg("t", format!("new-{i}"))).collect()).await.unwrap();
     broker.wait_acked("t", "new", 2, WAIT).await.unwrap();
     s.shutdown(WAIT).await;
-    let mut ids: Vec<String> = seen.deliveries().iter().map(|d| d.message().id.clone()).collect();
+    let mut ids: Vec<tidewater_core::MessageId> = seen.deliveries().iter().map(|d| d.message().id.clone()).collect();
     ids.sort();
     assert_eq!(ids, ["new-0", "new-1"]);
 }

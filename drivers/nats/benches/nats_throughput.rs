@@ -60,7 +60,7 @@ fn ids(subject: &str, n: usize) -> Vec<String> {
     if plain_ids() {
         (0..n).map(|i| format!("{subject}-{i}")).collect()
     } else {
-        (0..n).map(|_| UuidV7Ids.next_id()).collect()
+        (0..n).map(|_| UuidV7Ids.next_id().into()).collect()
     }
 }
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures::{FutureExt, StreamExt, TryFutureExt};
 use tidewater_core::{
     Admin, CloseFlag, Delivery, Driver, Error, ErrorKind, IdFactory, Incoming, Message, Position, ReadTask, Reader,
-    ReadySignal, Result, Settle, Settlement, Source, TopicName, UuidV7Ids, Writer,
+    ReadySignal, Result, Settle, Settlement, Settler, Source, TopicName, UuidV7Ids, Writer,
 };
 
 use tidewater_core::request::{self, NativeRequests};
@@ -263,7 +263,7 @@ impl CoreSource {
                 Position::Queue { partition: None, sequence: None },
                 self.group.clone(),
             ),
-            settle: Box::new(CoreSettle),
+            settle: Settler::Own(Box::new(CoreSettle)),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
 use tidewater_core::id::uuid_v7_millis;
-use tidewater_core::{wire, Error, ErrorKind, Headers, Message, Result, TopicName};
+use tidewater_core::{wire, Error, ErrorKind, Headers, Message, MessageId, Result, TopicName};
 
 use crate::DRIVER;
 
@@ -50,12 +50,11 @@ pub(crate) fn to_nats(message: &Message) -> Result<HeaderMap> {
     Ok(h)
 }
 
-/// The subject, NATS headers and payload of `message`, taking its id rather than
-/// copying it.
-pub(crate) fn into_nats(mut message: Message) -> Result<(TopicName, HeaderMap, Bytes)> {
+/// The subject, NATS headers and payload of `message`.
+pub(crate) fn into_nats(message: Message) -> Result<(TopicName, HeaderMap, Bytes)> {
     let mut h = all_but_id(&message)?;
     if !message.id.is_empty() {
-        h.insert(MSG_ID_NAME, std::mem::take(&mut message.id));
+        h.insert(MSG_ID_NAME, message.id.as_str());
     }
     Ok((message.stream, h, message.payload))
 }
@@ -151,7 +150,7 @@ pub(crate) fn from_nats(
     subject: impl Into<TopicName>,
     headers: Option<&HeaderMap>,
     payload: Bytes,
-    fallback_id: impl FnOnce() -> String,
+    fallback_id: impl FnOnce() -> MessageId,
     fallback_time: Option<SystemTime>,
 ) -> Message {
     // One pass over the headers, rather than a lookup for each field: a lookup hashes
@@ -181,7 +180,7 @@ pub(crate) fn from_nats(
         .or(fallback_time)
         .unwrap_or_else(SystemTime::now);
     let mut message = Message {
-        id: id.map_or_else(fallback_id, str::to_owned),
+        id: id.map_or_else(fallback_id, MessageId::from),
         stream: subject.into(),
         key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
         headers: user,

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use tidewater_core::{
     Admin, CloseFlag, Delivery, Driver, Error, ErrorKind, Incoming, Message, PartitionLag, Position, ReadTask, Reader,
-    ReadySignal, Result, Settle, Settlement, Source, StartFrom, TopicName, Writer,
+    ReadySignal, Result, Settle, Settlement, Settler, Source, StartFrom, TopicName, Writer,
 };
 use tokio::task::JoinHandle;
 
@@ -538,7 +538,7 @@ impl JsSource {
             topic_of(&self.topic, &msg.subject),
             msg.headers.as_ref(),
             msg.payload,
-            || format!("{stream}-{sequence}"),
+            || format!("{stream}-{sequence}").into(),
             Some(published),
         );
         let key = self.unsettled.add(acker);
@@ -549,7 +549,7 @@ impl JsSource {
                 Position::Queue { partition: None, sequence: Some(sequence) },
                 self.group.clone(),
             ),
-            settle: Box::new(JsSettle { unsettled: Arc::clone(&self.unsettled), key }),
+            settle: Settler::Own(Box::new(JsSettle { unsettled: Arc::clone(&self.unsettled), key })),
         })
     }
 }

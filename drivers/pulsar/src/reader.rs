@@ -11,7 +11,7 @@ use pulsar::message::proto::MessageIdData;
 use pulsar::{Consumer, ConsumerOptions, TokioExecutor};
 use tidewater_core::{
     Delivery, Error, ErrorKind, IdFactory, Incoming, Position, ReadTask, Reader, ReadySignal, Result, Settle,
-    Settlement, Source, StartFrom, TopicName, UuidV7Ids,
+    Settlement, Settler, Source, StartFrom, TopicName, UuidV7Ids,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -552,11 +552,11 @@ impl PulsarSource {
     fn incoming(&self, (delivery, id): (Delivery, MessageIdData)) -> Incoming {
         Incoming {
             delivery,
-            settle: Box::new(PulsarSettle {
+            settle: Settler::Own(Box::new(PulsarSettle {
                 commands: self.commands.clone(),
                 id: Some(id),
                 default_nack_delay: self.default_nack_delay,
-            }),
+            })),
         }
     }
 }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use pulsar::consumer::Message as Received;
 use pulsar::message::proto::MessageIdData;
 use pulsar::producer::Message as Outgoing;
-use tidewater_core::{wire, Error, ErrorKind, Headers, Message, Result, TopicName};
+use tidewater_core::{wire, Error, ErrorKind, Headers, Message, MessageId, Result, TopicName};
 
 use crate::DRIVER;
 
@@ -44,7 +44,7 @@ pub(crate) fn to_pulsar(message: &Message, max_bytes: usize) -> Result<Outgoing>
         properties.insert(name.to_owned(), value.to_owned());
     }
     if !message.id.is_empty() {
-        properties.insert(wire::ID.to_owned(), message.id.clone());
+        properties.insert(wire::ID.to_owned(), message.id.to_string());
     }
     if let Some(ct) = &message.content_type {
         properties.insert(wire::CONTENT_TYPE.to_owned(), ct.to_string());
@@ -106,7 +106,7 @@ pub(crate) fn from_pulsar(topic: &TopicName, received: &mut Received<Vec<u8>>) -
     let mut headers = Headers::new();
     for kv in &meta.properties {
         match kv.key.as_str() {
-            wire::ID => id = Some(kv.value.clone()),
+            wire::ID => id = Some(MessageId::from(kv.value.as_str())),
             wire::CONTENT_TYPE => message.set_content_type(kv.value.as_str()),
             name => {
                 headers.insert(name, kv.value.as_str());
@@ -124,7 +124,7 @@ pub(crate) fn from_pulsar(topic: &TopicName, received: &mut Received<Vec<u8>>) -
             }
         }
     }
-    message.id = id.unwrap_or_else(|| fallback_id(topic, received.message_id()));
+    message.id = id.unwrap_or_else(|| fallback_id(topic, received.message_id()).into());
     message.headers = headers;
     message
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use pulsar::producer::{Producer, SendFuture};
 use pulsar::{ProducerOptions, TokioExecutor};
-use tidewater_core::{names, CloseFlag, Error, ErrorKind, Message, Result, Writer};
+use tidewater_core::{names, CloseFlag, Error, ErrorKind, Message, MessageId, Result, Writer};
 use tokio::sync::OnceCell;
 
 use crate::errors::{kind_of, pulsar_error};
@@ -140,7 +140,7 @@ impl Writer for PulsarWriter {
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
         self.closed.check(DRIVER)?;
         // Check everything before sending anything, so bad input sends nothing.
-        let mut by_topic: Vec<(String, Vec<pulsar::producer::Message>, Vec<String>)> = Vec::new();
+        let mut by_topic: Vec<(String, Vec<pulsar::producer::Message>, Vec<MessageId>)> = Vec::new();
         for message in &batch {
             names::check_topic(&message.stream).map_err(|e| e.with_driver(DRIVER))?;
             let outgoing = to_pulsar(message, self.max_message_bytes)?;

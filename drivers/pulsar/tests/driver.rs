@@ -54,7 +54,8 @@ async fn every_field_round_trips() {
     let mut sub = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("fields"), recorder.clone()).await;
     let got = recorder.wait_for(2, PATIENCE).await.unwrap();
     sub.shutdown(GRACE).await;
-    let by_id: HashMap<String, Message> = got.iter().map(|d| (d.message().id.clone(), d.message().clone())).collect();
+    let by_id: HashMap<tidewater_core::MessageId, Message> =
+        got.iter().map(|d| (d.message().id.clone(), d.message().clone())).collect();
     let m1 = &by_id["m-1"];
     assert_eq!(m1.stream, topic);
     assert_eq!(m1.payload, text.payload);
@@ -118,7 +119,7 @@ async fn latest_starts_after_what_was_there() {
     writer.write(vec![Message::new(&topic, "after").with_id("after")]).await.unwrap();
     let got = recorder.wait_for(1, PATIENCE).await.unwrap();
     sub.shutdown(GRACE).await;
-    let ids: Vec<String> = recorder.deliveries().iter().map(|d| d.message().id.clone()).collect();
+    let ids: Vec<tidewater_core::MessageId> = recorder.deliveries().iter().map(|d| d.message().id.clone()).collect();
     assert_eq!(got[0].message().id, "after");
     assert!(
         !ids.iter().any(|id| id == "before"),
@@ -368,7 +369,7 @@ async fn concurrent_writers_share_a_producer_and_lose_nothing() {
     let mut sub = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("w"), recorder.clone()).await;
     let got = recorder.wait_for(WRITERS * EACH, PATIENCE).await.unwrap();
     sub.shutdown(GRACE).await;
-    let ids: HashSet<String> = got.iter().map(|d| d.message().id.clone()).collect();
+    let ids: HashSet<tidewater_core::MessageId> = got.iter().map(|d| d.message().id.clone()).collect();
     assert_eq!(ids.len(), WRITERS * EACH);
 }
 

@@ -442,7 +442,7 @@ impl StreamBusSource {
                 None => Delivery::new(message, attempt, position, group),
             };
             let settle = LogSettle { shared: Arc::clone(&self.shared), epoch, partition, ticket, attempt };
-            self.buffer.push_back(Incoming { delivery, settle: Box::new(settle) });
+            self.buffer.push_back(Incoming::new(delivery, settle));
         }
         Ok(count)
     }

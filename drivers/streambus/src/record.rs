@@ -114,14 +114,14 @@ pub(crate) fn from_record(topic: &TopicName, partition: u32, record: Record) -> 
     for (name, value) in headers {
         let value = String::from_utf8_lossy(&value).into_owned();
         match name.as_str() {
-            wire::ID => id = Some(value),
+            wire::ID => id = Some(value.into()),
             wire::CONTENT_TYPE => message.set_content_type(value),
             _ => {
                 user.insert(name, value);
             }
         }
     }
-    message.id = id.unwrap_or_else(|| format!("{topic}-{partition}-{}", record.offset));
+    message.id = id.unwrap_or_else(|| format!("{topic}-{partition}-{}", record.offset).into());
     message.headers = user;
     message
 }

@@ -248,7 +248,7 @@ async fn static_partitions_split_a_v1_topic_between_processes() {
     let got_b = read_all(&b, rest, 90 - in_0).await;
     assert!(got_a.iter().all(|d| d.position().partition() == Some(0)));
     assert!(got_b.iter().all(|d| d.position().partition() != Some(0)));
-    let ids: HashSet<String> = got_a.iter().chain(&got_b).map(|d| d.message().id.clone()).collect();
+    let ids: HashSet<tidewater_core::MessageId> = got_a.iter().chain(&got_b).map(|d| d.message().id.clone()).collect();
     assert_eq!(ids.len(), 90);
 }
 

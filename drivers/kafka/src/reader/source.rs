@@ -10,7 +10,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
-use tidewater_core::{Delivery, Incoming, Message, PartitionCommits, Position, Result, Source, TopicName};
+use tidewater_core::{Delivery, Incoming, Message, PartitionCommits, Position, Result, Settler, Source, TopicName};
 use tokio::time::Instant;
 
 use crate::errors::{kafka_error, kind_of};
@@ -139,13 +139,13 @@ impl KafkaSource {
                     }
                     None => Delivery::new(message, attempt, position, self.group.clone()),
                 },
-                settle: Box::new(KafkaSettle {
+                settle: Settler::Own(Box::new(KafkaSettle {
                     shared: Arc::clone(&self.shared),
                     partition,
                     generation: part.generation,
                     ticket,
                     attempt,
-                }),
+                })),
             });
         }
         batch.len() - start
