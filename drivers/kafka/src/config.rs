@@ -374,10 +374,17 @@ impl KafkaConfig {
     /// a slow consumer then holds tens of MiB it will not handle soon. The queue is held
     /// to `prefetch` messages per partition, and to 4 KiB a prefetched message (at least
     /// 1 MiB, so one large message still fits); a property set on the configuration wins.
+    ///
+    /// A partition whose queue is full is fetched again only after `fetch.queue.backoff.ms`,
+    /// 1,000 ms by librdkafka's default: with a queue of a few hundred messages that
+    /// capped a busy consumer at about 1,000 messages a second. It is 1 ms here, so a
+    /// drained queue is filled again at once.
     pub(crate) fn consumer(&self, group: &str, earliest: bool, prefetch: usize) -> ClientConfig {
         let mut c = self.common();
         let kbytes = (prefetch.saturating_mul(4)).clamp(1024, 65_536);
-        c.set("queued.min.messages", prefetch.max(1).to_string()).set("queued.max.messages.kbytes", kbytes.to_string());
+        c.set("queued.min.messages", prefetch.max(1).to_string())
+            .set("queued.max.messages.kbytes", kbytes.to_string())
+            .set("fetch.queue.backoff.ms", "1");
         c.set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -454,6 +461,7 @@ mod tests {
         assert_eq!(c.get("auto.offset.reset"), Some("latest"));
         assert_eq!(c.get("queued.min.messages"), Some("256"), "the task's prefetch holds");
         assert_eq!(c.get("queued.max.messages.kbytes"), Some("1024"));
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("1"), "a full queue is not left for a second");
         assert_eq!(config.consumer("g", false, 5_000).get("queued.max.messages.kbytes"), Some("20000"));
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(config.group_id("billing", "orders"), "billing.orders");
