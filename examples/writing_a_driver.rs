@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater::{
-    names, Admin, CloseFlag, Delivery, Driver, Error, ErrorKind, Incoming, Message, Position, ReadTask, Reader,
-    ReadySignal, Result, Settle, Settlement, Source, Writer,
+    names, Admin, BrokerWriter, Closable, Delivery, Driver, Error, ErrorKind, Incoming, Message, Position, ReadTask,
+    Reader, ReadySignal, Result, Settle, Settlement, Source, Writer,
 };
 use tokio::sync::mpsc;
 
@@ -67,7 +67,8 @@ impl Toy {
 
 impl Driver for Toy {
     fn writer(&self) -> Arc<dyn Writer> {
-        Arc::new(ToyWriter { broker: self.clone(), closed: CloseFlag::new() })
+        // Closable refuses writes once the writer was closed, as every driver's writer does.
+        Arc::new(Closable::new(DRIVER, ToyWriter { broker: self.clone() }))
     }
 
     fn reader(&self) -> Arc<dyn Reader> {
@@ -82,17 +83,10 @@ impl Driver for Toy {
 /// The write side: checks what every driver checks, then delivers at once.
 struct ToyWriter {
     broker: Toy,
-    closed: CloseFlag,
 }
 
-#[async_trait]
-impl Writer for ToyWriter {
-    fn driver(&self) -> &'static str {
-        DRIVER
-    }
-
+impl BrokerWriter for ToyWriter {
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
-        self.closed.check(DRIVER)?;
         // Everything is checked before anything is delivered: a bad message fails the
         // write whole.
         for m in &batch {
@@ -109,11 +103,6 @@ impl Writer for ToyWriter {
         for m in &batch {
             self.broker.deliver(m);
         }
-        Ok(())
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.closed.close();
         Ok(())
     }
 }

@@ -7,9 +7,12 @@
 //!
 //! # A driver author's checklist
 //!
-//! 1. `Writer::write` returns only once the broker has every message of the batch (or
-//!    fails it whole, with an [`ErrorKind`](tidewater_core::ErrorKind) that says whether
-//!    a retry helps); messages over the broker's limit are `TooLarge`, names that break
+//! 1. The writer implements [`BrokerWriter`](tidewater_core::BrokerWriter) and
+//!    `Driver::writer` returns it in a [`Closable`](tidewater_core::Closable), which
+//!    refuses writes after a close the same way on every driver. Its `write` returns only
+//!    once the broker has every message of the batch (or fails it whole, with an
+//!    [`ErrorKind`](tidewater_core::ErrorKind) that says whether a retry helps); messages
+//!    over the broker's limit are `TooLarge`, names that break
 //!    [`names::check_topic`](tidewater_core::names::check_topic) are `InvalidName`.
 //! 2. `Reader::open` subscribes and returns the subscription's
 //!    [`Source`](tidewater_core::Source); core's `Reader::read` marks the reader ready
@@ -18,7 +21,10 @@
 //!    open (a log consumer waiting for partitions) says so with `announces_ready` and
 //!    calls the ready signal itself.
 //! 3. Every delivery is settled exactly once: `Settle::settle` for ack or nack,
-//!    `release` for one given back unhandled; a log driver commits through
+//!    `release` for one given back unhandled (or, for a source that keeps its settlement
+//!    state in one place, the same calls of one
+//!    [`SharedSettle`](tidewater_core::SharedSettle), with no allocation per delivery);
+//!    a log driver commits through
 //!    [`PartitionCommits`](tidewater_core::PartitionCommits) so the commit never passes
 //!    an unsettled message.
 //! 4. `Delivery::new` gets the broker's delivery count where it keeps one (else the

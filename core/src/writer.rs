@@ -1,5 +1,6 @@
 //! The low-level write side.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
@@ -52,27 +53,144 @@ pub enum WriteNow {
     Wait(Message),
 }
 
-/// Whether a writer was closed. Every driver's writer keeps one, so that a write after
-/// [`Writer::close`] fails with a `Closed` error the same way everywhere.
-#[derive(Debug, Default)]
-pub struct CloseFlag(AtomicBool);
+/// The write side a driver implements: [`Closable`] makes it a [`Writer`], with the
+/// closing every writer shares (a write after [`Writer::close`] fails with `Closed`, the
+/// same way on every driver) and the driver's name.
+///
+/// Its methods are those of [`Writer`] without the boxing of `async_trait`: an
+/// implementation writes them as `async fn`.
+pub trait BrokerWriter: Send + Sync + 'static {
+    /// Writes `batch`; see [`Writer::write`].
+    fn write(&self, batch: Vec<Message>) -> impl Future<Output = Result<()>> + Send + '_;
 
-impl CloseFlag {
-    /// An open writer's flag.
-    pub fn new() -> Self {
-        Self::default()
+    /// Writes one message; see [`Writer::write_one`]. The default wraps it in a batch.
+    fn write_one(&self, message: Message) -> impl Future<Output = Result<()>> + Send + '_ {
+        self.write(vec![message])
     }
 
-    /// `Ok` while open; once closed, a `Closed` error naming `driver`.
-    pub fn check(&self, driver: &'static str) -> Result<()> {
-        if self.0.load(Ordering::Acquire) {
-            return Err(Error::closed("the writer was closed").with_driver(driver));
+    /// Writes `message` if that needs no waiting; see [`Writer::try_write_now`]. The
+    /// default hands every message back.
+    fn try_write_now(&self, message: Message) -> WriteNow {
+        WriteNow::Wait(message)
+    }
+
+    /// Waits until every message accepted so far is on the broker; see
+    /// [`Writer::flush`]. The default has nothing to wait for.
+    fn flush(&self) -> impl Future<Output = Result<()>> + Send + '_ {
+        std::future::ready(Ok(()))
+    }
+}
+
+/// A driver's [`BrokerWriter`] as a [`Writer`]: it refuses writes once closed, and a
+/// close flushes. What `Driver::writer` returns, shared.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tidewater_core::{BrokerWriter, Closable, Message, Result, Writer};
+///
+/// struct Discard;
+///
+/// impl BrokerWriter for Discard {
+///     async fn write(&self, _batch: Vec<Message>) -> Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// # async fn demo() {
+/// let writer: Arc<dyn Writer> = Arc::new(Closable::new("discard", Discard));
+/// writer.write_one(Message::new("t", "x")).await.unwrap();
+/// writer.close().await.unwrap();
+/// let refused = writer.write_one(Message::new("t", "x")).await.unwrap_err();
+/// assert_eq!(refused.kind(), tidewater_core::ErrorKind::Closed);
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo());
+/// ```
+pub struct Closable<W> {
+    driver: &'static str,
+    inner: W,
+    closed: AtomicBool,
+}
+
+impl<W> Closable<W> {
+    /// `inner`, open, for the driver named `driver`.
+    pub fn new(driver: &'static str, inner: W) -> Self {
+        Self { driver, inner, closed: AtomicBool::new(false) }
+    }
+
+    /// The driver's writer.
+    pub fn inner(&self) -> &W {
+        &self.inner
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("the writer was closed").with_driver(self.driver));
         }
         Ok(())
     }
+}
 
-    /// Marks the writer closed.
-    pub fn close(&self) {
-        self.0.store(true, Ordering::Release);
+impl<W> std::fmt::Debug for Closable<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Closable")
+            .field("driver", &self.driver)
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
+
+impl<W: BrokerWriter> Writer for Closable<W> {
+    fn driver(&self) -> &'static str {
+        self.driver
+    }
+
+    fn write<'w, 'f>(&'w self, batch: Vec<Message>) -> BoxFuture<'f, Result<()>>
+    where
+        'w: 'f,
+        Self: 'f,
+    {
+        match self.check() {
+            Ok(()) => Box::pin(self.inner.write(batch)),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
+    // Written out rather than as an `async fn`, so that the box holds the driver's future
+    // alone and not the message beside it.
+    fn write_one<'w, 'f>(&'w self, message: Message) -> BoxFuture<'f, Result<()>>
+    where
+        'w: 'f,
+        Self: 'f,
+    {
+        match self.check() {
+            Ok(()) => Box::pin(self.inner.write_one(message)),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
+    fn try_write_now(&self, message: Message) -> WriteNow {
+        match self.check() {
+            Ok(()) => self.inner.try_write_now(message),
+            Err(e) => WriteNow::Done(Err(e)),
+        }
+    }
+
+    fn flush<'w, 'f>(&'w self) -> BoxFuture<'f, Result<()>>
+    where
+        'w: 'f,
+        Self: 'f,
+    {
+        Box::pin(self.inner.flush())
+    }
+
+    fn close<'w, 'f>(&'w self) -> BoxFuture<'f, Result<()>>
+    where
+        'w: 'f,
+        Self: 'f,
+    {
+        self.closed.store(true, Ordering::Release);
+        Box::pin(self.inner.flush())
+    }
+}
+
+type BoxFuture<'f, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'f>>;

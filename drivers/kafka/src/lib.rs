@@ -52,7 +52,7 @@ mod writer;
 use std::sync::Arc;
 
 use rdkafka::producer::FutureProducer;
-use tidewater_core::{Admin, Driver, Reader, Result, Transactions, Writer};
+use tidewater_core::{Admin, Closable, Driver, Reader, Result, Transactions, Writer};
 
 pub use config::{Compression, GroupScope, KafkaConfig, Partitioner, Sasl, SaslMechanism, Tls, TopicSpec};
 pub use reader::KafkaReader;
@@ -102,8 +102,8 @@ impl Kafka {
     }
 
     /// A writer. Writers share the producer; closing one closes only that writer.
-    pub fn kafka_writer(&self) -> KafkaWriter {
-        KafkaWriter::new(self.producer.clone(), Arc::clone(&self.topics))
+    pub fn kafka_writer(&self) -> Closable<KafkaWriter> {
+        Closable::new(DRIVER, KafkaWriter::new(self.producer.clone(), Arc::clone(&self.topics)))
     }
 
     /// A reader.

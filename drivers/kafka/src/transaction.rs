@@ -10,7 +10,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tidewater_core::transaction::not_committable;
-use tidewater_core::{Delivery, Error, Message, Position, Result, Transaction, Transactions, Writer};
+use tidewater_core::{BrokerWriter, Delivery, Error, Message, Position, Result, Transaction, Transactions};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::errors::kafka_error;

@@ -4,13 +4,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::channel::oneshot::Canceled;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use tidewater_core::{CloseFlag, Error, Message, Result, Writer};
+use tidewater_core::{BrokerWriter, Error, Message, Result};
 
 use crate::errors::kafka_error;
 use crate::record;
@@ -31,7 +30,6 @@ use crate::DRIVER;
 pub struct KafkaWriter {
     producer: FutureProducer,
     topics: Arc<Topics>,
-    closed: CloseFlag,
 }
 
 impl std::fmt::Debug for KafkaWriter {
@@ -42,7 +40,7 @@ impl std::fmt::Debug for KafkaWriter {
 
 impl KafkaWriter {
     pub(crate) fn new(producer: FutureProducer, topics: Arc<Topics>) -> Self {
-        Self { producer, topics, closed: CloseFlag::new() }
+        Self { producer, topics }
     }
 
     /// Queues `batch[index]` with its record `headers`, waiting for room in librdkafka's
@@ -100,14 +98,8 @@ fn settle(message: &Message, outcome: std::result::Result<OwnedDeliveryResult, C
     }
 }
 
-#[async_trait]
-impl Writer for KafkaWriter {
-    fn driver(&self) -> &'static str {
-        DRIVER
-    }
-
+impl BrokerWriter for KafkaWriter {
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
-        self.closed.check(DRIVER)?;
         let mut seen: Option<&str> = None;
         for message in &batch {
             if seen != Some(message.stream.as_str()) {
@@ -136,11 +128,6 @@ impl Writer for KafkaWriter {
     /// messages, never returning while others keep writing.)
     async fn flush(&self) -> Result<()> {
         Ok(())
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.closed.close();
-        self.flush().await
     }
 }
 

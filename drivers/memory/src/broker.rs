@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_core::{
-    Admin, CloseFlag, Driver, Error, ErrorKind, Message, PartitionLag, ReadTask, Reader, ReadySignal, Result, Source,
-    Transactions, WriteNow, Writer,
+    Admin, BrokerWriter, Closable, Driver, Error, ErrorKind, Message, PartitionLag, ReadTask, Reader, ReadySignal,
+    Result, Source, Transactions, WriteNow, Writer,
 };
 use tokio::sync::Notify;
 
@@ -243,11 +243,9 @@ fn validate_topic(name: &str) -> Result<()> {
 }
 
 /// A writer to a [`MemoryBroker`], from [`Driver::writer`] or [`MemoryBroker::writer`].
-/// Writes are on the broker when they return, so flushing has nothing to wait for; a
-/// closed writer refuses further writes, as a closed network producer would.
+/// Writes are on the broker when they return, so flushing has nothing to wait for.
 pub struct MemoryWriter {
     broker: MemoryBroker,
-    closed: CloseFlag,
     /// The topic written last: most writers write to one topic, and finding it by name
     /// in the broker's map costs a lock and a hash per message.
     last: std::sync::Mutex<Option<Arc<Topic>>>,
@@ -260,15 +258,16 @@ impl MemoryBroker {
         Arc::new(self.memory_writer())
     }
 
-    /// A new writer of the concrete type.
-    pub fn memory_writer(&self) -> MemoryWriter {
-        MemoryWriter { broker: self.clone(), closed: CloseFlag::new(), last: std::sync::Mutex::default() }
+    /// A new writer of the concrete type; a closed one refuses further writes, as a
+    /// closed network producer would.
+    pub fn memory_writer(&self) -> Closable<MemoryWriter> {
+        Closable::new(DRIVER, MemoryWriter { broker: self.clone(), last: std::sync::Mutex::default() })
     }
 }
 
 impl std::fmt::Debug for MemoryWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryWriter").field("broker", &self.broker).field("closed", &self.closed).finish()
+        f.debug_struct("MemoryWriter").field("broker", &self.broker).finish()
     }
 }
 
@@ -288,16 +287,10 @@ impl MemoryWriter {
     }
 }
 
-#[async_trait]
-impl Writer for MemoryWriter {
-    fn driver(&self) -> &'static str {
-        DRIVER
-    }
-
+impl BrokerWriter for MemoryWriter {
     /// Appends each message to its topic, waiting for room where a partition is full.
     /// The batch is checked first: if any message is invalid, none is written.
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
-        self.closed.check(DRIVER)?;
         self.broker.write(batch).await
     }
 
@@ -314,8 +307,7 @@ impl Writer for MemoryWriter {
 
     /// Appends at once when the partition has room; a full one hands the message back.
     fn try_write_now(&self, message: Message) -> WriteNow {
-        let checked = self.closed.check(DRIVER).and_then(|()| self.broker.check(0, &message));
-        let topic = match checked.and_then(|()| self.topic(&message.stream)) {
+        let topic = match self.broker.check(0, &message).and_then(|()| self.topic(&message.stream)) {
             Ok(topic) => topic,
             Err(err) => return WriteNow::Done(Err(err)),
         };
@@ -328,11 +320,6 @@ impl Writer for MemoryWriter {
                 Err(shared) => WriteNow::Wait((*shared).clone()),
             },
         }
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.closed.close();
-        Ok(())
     }
 }
 

@@ -1,14 +1,14 @@
 //! Core NATS: publish, subscribe, queue groups. At most once.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::future::Either;
 use futures::{FutureExt, StreamExt, TryFutureExt};
 use tidewater_core::{
-    Admin, CloseFlag, Delivery, Driver, Error, ErrorKind, IdFactory, Incoming, Message, Position, ReadTask, Reader,
-    ReadySignal, Result, Settle, Settlement, Settler, Source, TopicName, UuidV7Ids, Writer,
+    Admin, BrokerWriter, Closable, Delivery, Driver, Error, ErrorKind, IdFactory, Incoming, Message, Position,
+    ReadTask, Reader, ReadySignal, Result, Settle, Settlement, Settler, Source, TopicName, UuidV7Ids, Writer,
 };
 
 use tidewater_core::request::{self, NativeRequests};
@@ -57,11 +57,10 @@ impl Driver for NatsCore {
     }
 
     fn writer(&self) -> Arc<dyn Writer> {
-        Arc::new(CoreWriter {
-            client: self.client.clone(),
-            closed: CloseFlag::new(),
-            subjects: CheckedSubjects::default(),
-        })
+        Arc::new(Closable::new(
+            DRIVER,
+            CoreWriter { client: self.client.clone(), subjects: CheckedSubjects::default() },
+        ))
     }
 
     fn reader(&self) -> Arc<dyn Reader> {
@@ -101,7 +100,6 @@ impl Admin for NatsCore {
 /// [`Writer::flush`] waits until the server has them.
 struct CoreWriter {
     client: async_nats::Client,
-    closed: CloseFlag,
     subjects: CheckedSubjects,
 }
 
@@ -141,14 +139,8 @@ pub(crate) fn publish_error(e: async_nats::PublishError) -> Error {
     Error::new(kind, what).with_source(e).with_driver(DRIVER)
 }
 
-#[async_trait]
-impl Writer for CoreWriter {
-    fn driver(&self) -> &'static str {
-        DRIVER
-    }
-
+impl BrokerWriter for CoreWriter {
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
-        self.closed.check(DRIVER)?;
         let out = batch.into_iter().map(|m| self.prepare(m)).collect::<Result<Vec<_>>>()?;
         check_sizes(
             self.client.max_payload(),
@@ -166,24 +158,15 @@ impl Writer for CoreWriter {
     // size glibc's per-thread cache serves (1,032), so that allocating the box took
     // malloc's slow path (about 320 instructions instead of 50, on every publish).
     // Preparing first leaves only the publish in the box: 704 bytes with async-nats 0.51.
-    fn write_one<'w, 'f>(&'w self, message: Message) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'f>>
-    where
-        'w: 'f,
-        Self: 'f,
-    {
-        match self.closed.check(DRIVER).and_then(|()| self.prepare(message)) {
-            Ok(prepared) => Box::pin(self.publish(prepared)),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
+    fn write_one(&self, message: Message) -> impl Future<Output = Result<()>> + Send + '_ {
+        match self.prepare(message) {
+            Ok(prepared) => Either::Left(self.publish(prepared)),
+            Err(e) => Either::Right(std::future::ready(Err(e))),
         }
     }
 
     async fn flush(&self) -> Result<()> {
         self.client.flush().await.map_err(|e| connection_error("flush failed", e))
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.closed.close();
-        self.flush().await
     }
 }
 

@@ -9,8 +9,8 @@ use async_nats::jetstream::{self, consumer, message::Acker, stream, AckKind};
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use tidewater_core::{
-    Admin, CloseFlag, Delivery, Driver, Error, ErrorKind, Incoming, Message, PartitionLag, Position, ReadTask, Reader,
-    ReadySignal, Result, Settle, Settlement, Settler, Source, StartFrom, TopicName, Writer,
+    Admin, BrokerWriter, Closable, Delivery, Driver, Error, ErrorKind, Incoming, Message, PartitionLag, Position,
+    ReadTask, Reader, ReadySignal, Result, Settle, Settlement, Settler, Source, StartFrom, TopicName, Writer,
 };
 use tokio::task::JoinHandle;
 
@@ -246,7 +246,7 @@ impl Driver for JetStream {
     }
 
     fn writer(&self) -> Arc<dyn Writer> {
-        Arc::new(JsWriter { js: self.clone(), closed: CloseFlag::new(), subjects: CheckedSubjects::default() })
+        Arc::new(Closable::new(DRIVER, JsWriter { js: self.clone(), subjects: CheckedSubjects::default() }))
     }
 
     fn reader(&self) -> Arc<dyn Reader> {
@@ -257,28 +257,16 @@ impl Driver for JetStream {
 /// Writes to JetStream; a write returns when the stream acknowledged every message.
 struct JsWriter {
     js: JetStream,
-    closed: CloseFlag,
     subjects: CheckedSubjects,
 }
 
-#[async_trait]
-impl Writer for JsWriter {
-    fn driver(&self) -> &'static str {
-        DRIVER
-    }
-
+impl BrokerWriter for JsWriter {
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
-        self.closed.check(DRIVER)?;
         self.js.publish(batch, &self.subjects).await
     }
 
     async fn flush(&self) -> Result<()> {
         self.js.context.client().flush().await.map_err(|e| connection_error("flush failed", e))
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.closed.close();
-        self.flush().await
     }
 }
 

@@ -63,7 +63,7 @@ mod writer;
 use std::sync::Arc;
 
 use pulsar::{Authentication, TokioExecutor};
-use tidewater_core::{Admin, Driver, Error, ErrorKind, Reader, Result, Writer};
+use tidewater_core::{Admin, Closable, Driver, Error, ErrorKind, Reader, Result, Writer};
 
 pub use config::{Auth, Batching, Compression, DeadLetter, PulsarConfig, SubscriptionType, Tls};
 pub use reader::PulsarReader;
@@ -159,8 +159,8 @@ impl Pulsar {
 
     /// A writer. Writers share the producers; closing one flushes them and closes only
     /// that writer.
-    pub fn pulsar_writer(&self) -> PulsarWriter {
-        PulsarWriter::new(Arc::clone(&self.producers), self.config.max_message_bytes)
+    pub fn pulsar_writer(&self) -> Closable<PulsarWriter> {
+        Closable::new(DRIVER, PulsarWriter::new(Arc::clone(&self.producers), self.config.max_message_bytes))
     }
 
     /// A reader.

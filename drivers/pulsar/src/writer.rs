@@ -3,10 +3,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use pulsar::producer::{Producer, SendFuture};
 use pulsar::{ProducerOptions, TokioExecutor};
-use tidewater_core::{names, CloseFlag, Error, ErrorKind, Message, MessageId, Result, Writer};
+use tidewater_core::{names, BrokerWriter, Error, ErrorKind, Message, MessageId, Result};
 use tokio::sync::OnceCell;
 
 use crate::errors::{kind_of, pulsar_error};
@@ -116,12 +115,11 @@ impl Producers {
 pub struct PulsarWriter {
     producers: Arc<Producers>,
     max_message_bytes: usize,
-    closed: CloseFlag,
 }
 
 impl PulsarWriter {
     pub(crate) fn new(producers: Arc<Producers>, max_message_bytes: usize) -> Self {
-        Self { producers, max_message_bytes, closed: CloseFlag::new() }
+        Self { producers, max_message_bytes }
     }
 }
 
@@ -131,14 +129,8 @@ impl std::fmt::Debug for PulsarWriter {
     }
 }
 
-#[async_trait]
-impl Writer for PulsarWriter {
-    fn driver(&self) -> &'static str {
-        DRIVER
-    }
-
+impl BrokerWriter for PulsarWriter {
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
-        self.closed.check(DRIVER)?;
         // Check everything before sending anything, so bad input sends nothing.
         let mut by_topic: Vec<(String, Vec<pulsar::producer::Message>, Vec<MessageId>)> = Vec::new();
         for message in &batch {
@@ -178,10 +170,5 @@ impl Writer for PulsarWriter {
 
     async fn flush(&self) -> Result<()> {
         self.producers.flush().await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.closed.close();
-        self.flush().await
     }
 }

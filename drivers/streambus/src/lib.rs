@@ -51,7 +51,7 @@ mod writer;
 
 use std::sync::Arc;
 
-use tidewater_core::{Admin, Driver, Reader, Result, Writer};
+use tidewater_core::{Admin, Closable, Driver, Reader, Result, Writer};
 
 pub use client::BrokerGeneration;
 pub use config::{CoordinatorAddress, Envelope, Generation, GroupScope, RetryPolicy, StreamBusConfig};
@@ -123,8 +123,8 @@ impl StreamBus {
     }
 
     /// A writer.
-    pub fn streambus_writer(&self) -> StreamBusWriter {
-        StreamBusWriter::new(Arc::clone(&self.client), self.envelope())
+    pub fn streambus_writer(&self) -> Closable<StreamBusWriter> {
+        Closable::new(DRIVER, StreamBusWriter::new(Arc::clone(&self.client), self.envelope()))
     }
 
     /// A reader.

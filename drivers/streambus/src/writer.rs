@@ -4,9 +4,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use futures::future::join_all;
-use tidewater_core::{hash::fnv1a_64, CloseFlag, Error, ErrorKind, Message, Result, Writer};
+use tidewater_core::{hash::fnv1a_64, BrokerWriter, Error, ErrorKind, Message, Result};
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
@@ -124,7 +123,6 @@ pub struct StreamBusWriter {
 struct Inner {
     client: Arc<Client>,
     envelope: bool,
-    closed: CloseFlag,
     queues: Mutex<HashMap<PartitionKey, Queue>>,
     /// Told when a batch fills up, so a sending task that lingers on it goes at once.
     filled: Notify,
@@ -142,7 +140,6 @@ impl StreamBusWriter {
         let inner = Arc::new(Inner {
             client,
             envelope,
-            closed: CloseFlag::new(),
             queues: Mutex::default(),
             filled: Notify::new(),
             next_keyless: AtomicU64::new(0),
@@ -221,14 +218,8 @@ async fn drain(inner: Arc<Inner>, key: PartitionKey) {
     }
 }
 
-#[async_trait]
-impl Writer for StreamBusWriter {
-    fn driver(&self) -> &'static str {
-        DRIVER
-    }
-
+impl BrokerWriter for StreamBusWriter {
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
-        self.inner.closed.check(DRIVER)?;
         let inner = &self.inner;
         // Everything is checked before anything is queued, so a bad message fails the
         // write without half of it written.
@@ -277,11 +268,6 @@ impl Writer for StreamBusWriter {
             }
         }
         Ok(())
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.inner.closed.close();
-        self.flush().await
     }
 }
 
