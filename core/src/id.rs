@@ -6,6 +6,14 @@ use crate::MessageId;
 pub trait IdFactory: Send + Sync + 'static {
     /// A new, unique id.
     fn next_id(&self) -> MessageId;
+
+    /// A new, unique id for a message made at `time`. A factory whose ids carry a time
+    /// (UUIDv7) takes it from there rather than reading the clock a second time for the
+    /// same message; the default is [`IdFactory::next_id`].
+    fn id_at(&self, time: std::time::SystemTime) -> MessageId {
+        let _ = time;
+        self.next_id()
+    }
 }
 
 /// UUID version 7 ids: time-ordered, 36 characters. The default.
@@ -20,7 +28,11 @@ pub struct UuidV7Ids;
 
 impl IdFactory for UuidV7Ids {
     fn next_id(&self) -> MessageId {
-        let bytes = fast_v7::next(std::time::SystemTime::now());
+        self.id_at(std::time::SystemTime::now())
+    }
+
+    fn id_at(&self, time: std::time::SystemTime) -> MessageId {
+        let bytes = fast_v7::next(time);
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
         // Formatted straight into a buffer, not through `fmt`, and kept inline: no
         // allocation.
@@ -161,5 +173,13 @@ mod tests {
         assert_eq!(uuid_v7_millis("017f22e279b07cc398c4dc0c0c07398f"), None);
         assert_eq!(uuid_v7_millis("017f22e2-79b0-4cc3-98c4-dc0c0c07398f"), None);
         assert_eq!(uuid_v7_millis("017f22e2-79b0-7cc3-98c4-dc0c0c07398g"), None);
+    }
+
+    #[test]
+    fn an_id_made_for_a_time_carries_it() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_796_208_746_005);
+        let (a, b) = (UuidV7Ids.id_at(at), UuidV7Ids.id_at(at));
+        assert_eq!(uuid_v7_millis(&a), Some(1_796_208_746_005));
+        assert_ne!(a, b, "ids of one millisecond still differ");
     }
 }

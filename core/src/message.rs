@@ -67,38 +67,65 @@ pub mod wire {
 ///
 /// A name holds one value; inserting a name again replaces its value. Iteration is in
 /// name order, so encodings are deterministic.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(Text, Text)>);
+#[derive(Clone, Default)]
+pub struct Headers(Entries);
 
 /// A header name or value: borrowed for the names and values a program spells out (the
 /// event type, the well-known header names), so that setting them allocates nothing.
 type Text = Cow<'static, str>;
 
+/// The headers, sorted by name. A message has a few: a sorted vector finds one as fast as
+/// a map and holds each in 48 bytes, where a map's first node takes over 500 for every
+/// message held. Most messages have none or one (the event type), which is kept in the
+/// value itself rather than in a vector of its own.
+#[derive(Clone, Default)]
+enum Entries {
+    #[default]
+    None,
+    One([(Text, Text); 1]),
+    Many(Vec<(Text, Text)>),
+}
+
 impl Headers {
     /// An empty set of headers.
     pub fn new() -> Self {
-        Self(Vec::new())
+        Self(Entries::None)
     }
 
-    /// Where `name` is, or where it would go to keep the names in order. A message has a
-    /// few headers: a sorted vector finds one as fast as a map and holds each in 48
-    /// bytes, where a map's first node takes over 500 for every message held.
+    fn entries(&self) -> &[(Text, Text)] {
+        match &self.0 {
+            Entries::None => &[],
+            Entries::One(one) => one,
+            Entries::Many(many) => many,
+        }
+    }
+
+    /// Where `name` is, or where it would go to keep the names in order.
     fn position(&self, name: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| (**k).cmp(name))
+        self.entries().binary_search_by(|(k, _)| (**k).cmp(name))
     }
 
     fn set(&mut self, name: Text, value: Text) -> Option<String> {
-        match self.position(&name) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value).into_owned()),
-            Err(i) => {
-                // Room for exactly one at first: most messages have one header (the
-                // event type), and a message that is held keeps whatever room it has.
-                if self.0.capacity() == 0 {
-                    self.0.reserve_exact(1);
-                }
-                self.0.insert(i, (name, value));
+        match (self.position(&name), &mut self.0) {
+            (Ok(0), Entries::One([(_, old)])) => Some(std::mem::replace(old, value).into_owned()),
+            (Ok(i), Entries::Many(many)) => Some(std::mem::replace(&mut many[i].1, value).into_owned()),
+            (Err(_), entries @ Entries::None) => {
+                *entries = Entries::One([(name, value)]);
                 None
             }
+            (Err(i), entries @ Entries::One(_)) => {
+                let Entries::One([first]) = std::mem::take(entries) else { unreachable!("matched One") };
+                let mut many = Vec::with_capacity(2);
+                many.push(first);
+                many.insert(i, (name, value));
+                *entries = Entries::Many(many);
+                None
+            }
+            (Err(i), Entries::Many(many)) => {
+                many.insert(i, (name, value));
+                None
+            }
+            (Ok(_), _) => unreachable!("a found name has an entry"),
         }
     }
 
@@ -124,12 +151,20 @@ impl Headers {
 
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.position(name).ok().map(|i| &*self.0[i].1)
+        self.position(name).ok().map(|i| &*self.entries()[i].1)
     }
 
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        self.position(name).ok().map(|i| self.0.remove(i).1.into_owned())
+        let i = self.position(name).ok()?;
+        let removed = match &mut self.0 {
+            Entries::Many(many) => many.remove(i),
+            entries => {
+                let Entries::One([only]) = std::mem::take(entries) else { unreachable!("a found name has an entry") };
+                only
+            }
+        };
+        Some(removed.1.into_owned())
     }
 
     /// Whether `name` is set.
@@ -139,19 +174,27 @@ impl Headers {
 
     /// The number of headers.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.entries().len()
     }
 
     /// Whether there are no headers.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries().is_empty()
     }
 
     /// The headers in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (&**k, &**v))
+        self.entries().iter().map(|(k, v)| (&**k, &**v))
     }
 }
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries() == other.entries()
+    }
+}
+
+impl Eq for Headers {}
 
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -169,8 +212,6 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
 
 impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for Headers {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        let iter = iter.into_iter();
-        self.0.reserve(iter.size_hint().0);
         for (k, v) in iter {
             self.insert(k, v);
         }
@@ -330,5 +371,25 @@ mod tests {
         assert_eq!(format!("{h:?}"), r#"{"a": "6", "c": "5", "d": "2"}"#);
         let same: Headers = [("d", "2"), ("c", "5"), ("a", "6")].into_iter().collect();
         assert_eq!(h, same, "equal whatever order they were set in");
+    }
+
+    /// One header is kept inline; a second moves both to a vector; equality and lookups
+    /// do not depend on which.
+    #[test]
+    fn one_header_and_several_read_the_same() {
+        let mut h = Headers::new();
+        assert!(h.is_empty() && h.get("a").is_none() && h.remove("a").is_none());
+        h.insert_static("b", "1");
+        assert_eq!((h.len(), h.get("b")), (1, Some("1")));
+        assert_eq!(h.insert("b", "2"), Some("1".to_owned()), "replaced in place");
+        h.insert("a", "3");
+        assert_eq!(h.iter().collect::<Vec<_>>(), [("a", "3"), ("b", "2")]);
+        assert_eq!(h.remove("a"), Some("3".to_owned()));
+        let mut single = Headers::new();
+        single.insert("b", "2");
+        assert_eq!(h, single, "a vector of one equals one kept inline");
+        assert_eq!(single.remove("b"), Some("2".to_owned()));
+        assert_eq!(single, Headers::new());
+        assert!(single.is_empty());
     }
 }

@@ -153,7 +153,7 @@ impl<C: Codec> Publisher<C> {
 
     fn stamp(&self, mut message: Message) -> Message {
         if message.id.is_empty() {
-            message.id = self.ids.next_id();
+            message.id = self.ids.id_at(message.timestamp);
         }
         if !message.headers.contains(wire::CORRELATION_ID) {
             if let Some(id) = context::correlation_id() {

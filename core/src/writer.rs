@@ -128,6 +128,14 @@ impl<W> Closable<W> {
         }
         Ok(())
     }
+
+    /// The write `write` makes, unless the writer is closed.
+    fn checked<'f>(&self, write: impl FnOnce() -> BoxFuture<'f, Result<()>>) -> BoxFuture<'f, Result<()>> {
+        match self.check() {
+            Ok(()) => write(),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
 }
 
 impl<W> std::fmt::Debug for Closable<W> {
@@ -149,10 +157,7 @@ impl<W: BrokerWriter> Writer for Closable<W> {
         'w: 'f,
         Self: 'f,
     {
-        match self.check() {
-            Ok(()) => Box::pin(self.inner.write(batch)),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
-        }
+        self.checked(|| Box::pin(self.inner.write(batch)))
     }
 
     // Written out rather than as an `async fn`, so that the box holds the driver's future
@@ -162,10 +167,7 @@ impl<W: BrokerWriter> Writer for Closable<W> {
         'w: 'f,
         Self: 'f,
     {
-        match self.check() {
-            Ok(()) => Box::pin(self.inner.write_one(message)),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
-        }
+        self.checked(|| Box::pin(self.inner.write_one(message)))
     }
 
     fn try_write_now(&self, message: Message) -> WriteNow {

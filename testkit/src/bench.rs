@@ -134,3 +134,29 @@ impl Ratios {
         }
     }
 }
+
+/// Reads `n` messages with `task` through `reader`, each handled by a handler that checks
+/// its payload has `payload_len` bytes and counts it: the time from the first message to
+/// the last, as a service's subscriber would see it.
+pub async fn consume(
+    reader: Arc<dyn tidewater_core::Reader>,
+    task: tidewater_core::ReadTask,
+    n: usize,
+    payload_len: usize,
+) -> Duration {
+    use tidewater_core::{handler_fn, Delivery, EventRegistry, HandlerError, SubscriberScheduler};
+
+    let counter = Counter::new(n);
+    let c = Arc::clone(&counter);
+    let handler = handler_fn(move |d: Delivery| {
+        assert_eq!(d.message().payload.len(), payload_len);
+        c.hit();
+        async { Ok::<_, HandlerError>(()) }
+    });
+    let mut scheduler = SubscriberScheduler::new(reader, EventRegistry::new());
+    scheduler.add(task, Arc::new(handler));
+    scheduler.start().await.expect("subscribe");
+    let elapsed = counter.wait(Duration::from_secs(300)).await;
+    scheduler.shutdown(Duration::from_secs(10)).await;
+    elapsed
+}

@@ -12,18 +12,15 @@
 //!
 //! Each figure is the median of 3 runs.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use rdkafka::Message as _;
-use tidewater_core::{
-    handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, ReadTask, SubscriberScheduler,
-};
+use tidewater_core::{Driver, Message, ReadTask};
 use tidewater_kafka::{Kafka, KafkaConfig};
-use tidewater_testkit::bench::{messages_from_env, paired, payload, Counter, Ratios};
+use tidewater_testkit::bench::{consume, messages_from_env, paired, payload, Counter, Ratios};
 
 const RUNS: usize = 3;
 const BATCH: usize = 1000;
@@ -83,19 +80,7 @@ async fn consume_raw(brokers: &str, topic: &str, group: &str, n: usize) -> Durat
 }
 
 async fn consume_tw(kafka: &Kafka, topic: &str, group: &str, n: usize) -> Duration {
-    let counter = Counter::new(n);
-    let c = Arc::clone(&counter);
-    let handler = handler_fn(move |d: Delivery| {
-        assert_eq!(d.message().payload.len(), 1024);
-        c.hit();
-        async { Ok::<_, HandlerError>(()) }
-    });
-    let mut scheduler = SubscriberScheduler::new(kafka.reader(), EventRegistry::new());
-    scheduler.add(ReadTask::new(topic).with_group(group), Arc::new(handler));
-    scheduler.start().await.unwrap();
-    let elapsed = counter.wait(Duration::from_secs(300)).await;
-    scheduler.shutdown(Duration::from_secs(10)).await;
-    elapsed
+    consume(kafka.reader(), ReadTask::new(topic).with_group(group), n, 1024).await
 }
 
 fn main() {

@@ -14,18 +14,15 @@
 //!
 //! Each figure is the median of 3 runs; which path goes first alternates.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use pulsar::consumer::InitialPosition;
 use pulsar::message::proto::command_subscribe::SubType;
 use pulsar::{ConsumerOptions, ProducerOptions, TokioExecutor};
-use tidewater_core::{
-    handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, ReadTask, SubscriberScheduler,
-};
+use tidewater_core::{Driver, Message, ReadTask};
 use tidewater_pulsar::{Pulsar, PulsarConfig};
-use tidewater_testkit::bench::{messages_from_env, paired, payload, Counter, Ratios};
+use tidewater_testkit::bench::{consume, messages_from_env, paired, payload, Counter, Ratios};
 
 const RUNS: usize = 3;
 const BATCH: usize = 1000;
@@ -106,19 +103,7 @@ async fn consume_raw(client: &pulsar::Pulsar<TokioExecutor>, topic: &str, group:
 }
 
 async fn consume_tw(pulsar: &Pulsar, topic: &str, group: &str, n: usize) -> Duration {
-    let counter = Counter::new(n);
-    let c = Arc::clone(&counter);
-    let handler = handler_fn(move |d: Delivery| {
-        assert_eq!(d.message().payload.len(), 1024);
-        c.hit();
-        async { Ok::<_, HandlerError>(()) }
-    });
-    let mut scheduler = SubscriberScheduler::new(pulsar.reader(), EventRegistry::new());
-    scheduler.add(ReadTask::new(topic).with_group(group), Arc::new(handler));
-    scheduler.start().await.unwrap();
-    let elapsed = counter.wait(Duration::from_secs(300)).await;
-    scheduler.shutdown(Duration::from_secs(10)).await;
-    elapsed
+    consume(pulsar.reader(), ReadTask::new(topic).with_group(group), n, 1024).await
 }
 
 fn main() {
