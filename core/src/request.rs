@@ -111,7 +111,7 @@ impl<T> Drop for Wait<T> {
 }
 
 /// A broker's own request/reply, which a driver offers through
-/// [`Driver::native_requests`](crate::Driver::native_requests). The broker routes the
+/// [`Driver::native_requests`]. The broker routes the
 /// reply back to the asking connection (no reply topic to create), and can tell that
 /// nobody listens on a topic: a `NoResponders` error right away instead of a `Timeout`.
 ///

@@ -8,7 +8,7 @@
 //! - [`PostgresServer`]: PostgreSQL, for the outbox.
 //! - [`clients`]: Kafka's Java client and the Python clients.
 //! - [`shared`]: the brokers `scripts/test` starts once per run.
-//! - [`bench`]: what the throughput benches share (their counter and statistics).
+//! - [`bench`](mod@bench): what the throughput benches share (their counter, paired runs, ratio tables and a timed consumer).
 //!
 //! Every broker here is installed by `scripts/setup` at the version `scripts/versions`
 //! names. Each kind restarts on its own ports and data after a SIGKILL, for the restart
