@@ -434,15 +434,9 @@ mod tests {
 
         fn push(&self, batch: &mut Vec<Incoming>, n: usize) {
             for _ in 0..n {
-                batch.push(Incoming {
-                    delivery: Delivery::new(
-                        Message::new("t", "p"),
-                        1,
-                        Position::Queue { partition: None, sequence: None },
-                        None,
-                    ),
-                    settle: Settler::Own(Box::new(Counted(Arc::clone(&self.outcomes)))),
-                });
+                let position = Position::Queue { partition: None, sequence: None };
+                let delivery = Delivery::new(Message::new("t", "p"), 1, position, None);
+                batch.push(Incoming::new(delivery, Counted(Arc::clone(&self.outcomes))));
             }
         }
     }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tidewater_core::{
-    Delivery, Error, ErrorKind, Incoming, Position, Result, Settlement, Settler, SharedSettle, Source, StartFrom,
+    Delivery, Error, ErrorKind, Incoming, Position, Result, Settlement, SharedSettle, Source, StartFrom,
 };
 use tokio::sync::Notify;
 
@@ -78,14 +78,10 @@ impl MemorySource {
         let pending = &self.pending;
         let fetch = pending.topic.fetch(&pending.group, self.member, max, &self.applying, &mut self.fetched);
         self.applying.clear();
-        batch.extend(self.fetched.drain(..).map(|f| Incoming {
-            delivery: Delivery::new(
-                f.message,
-                f.attempt,
-                Position::Queue { partition: Some(f.partition), sequence: Some(f.offset) },
-                Some(Arc::clone(&self.pending.group)),
-            ),
-            settle: Settler::Shared(Arc::clone(&self.settler)),
+        batch.extend(self.fetched.drain(..).map(|f| {
+            let position = Position::Queue { partition: Some(f.partition), sequence: Some(f.offset) };
+            let delivery = Delivery::new(f.message, f.attempt, position, Some(Arc::clone(&self.pending.group)));
+            Incoming::shared(delivery, &self.settler)
         }));
         fetch
     }

@@ -8,7 +8,7 @@ use futures::future::Either;
 use futures::{FutureExt, StreamExt, TryFutureExt};
 use tidewater_core::{
     Admin, BrokerWriter, Closable, Delivery, Driver, Error, ErrorKind, IdFactory, Incoming, Message, Position,
-    ReadTask, Reader, ReadySignal, Result, Settle, Settlement, Settler, Source, TopicName, UuidV7Ids, Writer,
+    ReadTask, Reader, ReadySignal, Result, Settle, Settlement, Source, TopicName, UuidV7Ids, Writer,
 };
 
 use tidewater_core::request::{self, NativeRequests};
@@ -239,15 +239,8 @@ impl CoreSource {
                 message.headers.insert(request::headers::REQUEST_ID, id);
             }
         }
-        Incoming {
-            delivery: Delivery::new(
-                message,
-                1,
-                Position::Queue { partition: None, sequence: None },
-                self.group.clone(),
-            ),
-            settle: Settler::Own(Box::new(CoreSettle)),
-        }
+        let position = Position::Queue { partition: None, sequence: None };
+        Incoming::new(Delivery::new(message, 1, position, self.group.clone()), CoreSettle)
     }
 }
 

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use tidewater_core::{
     Admin, BrokerWriter, Closable, Delivery, Driver, Error, ErrorKind, Incoming, Message, PartitionLag, Position,
-    ReadTask, Reader, ReadySignal, Result, Settle, Settlement, Settler, Source, StartFrom, TopicName, Writer,
+    ReadTask, Reader, ReadySignal, Result, Settle, Settlement, Source, StartFrom, TopicName, Writer,
 };
 use tokio::task::JoinHandle;
 
@@ -530,15 +530,9 @@ impl JsSource {
             Some(published),
         );
         let key = self.unsettled.add(acker);
-        Ok(Incoming {
-            delivery: Delivery::new(
-                message,
-                attempt,
-                Position::Queue { partition: None, sequence: Some(sequence) },
-                self.group.clone(),
-            ),
-            settle: Settler::Own(Box::new(JsSettle { unsettled: Arc::clone(&self.unsettled), key })),
-        })
+        let position = Position::Queue { partition: None, sequence: Some(sequence) };
+        let delivery = Delivery::new(message, attempt, position, self.group.clone());
+        Ok(Incoming::new(delivery, JsSettle { unsettled: Arc::clone(&self.unsettled), key }))
     }
 }
 

@@ -11,7 +11,7 @@ use pulsar::message::proto::MessageIdData;
 use pulsar::{Consumer, ConsumerOptions, TokioExecutor};
 use tidewater_core::{
     Delivery, Error, ErrorKind, IdFactory, Incoming, Position, ReadTask, Reader, ReadySignal, Result, Settle,
-    Settlement, Settler, Source, StartFrom, TopicName, UuidV7Ids,
+    Settlement, Source, StartFrom, TopicName, UuidV7Ids,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -550,14 +550,9 @@ struct PulsarSource {
 
 impl PulsarSource {
     fn incoming(&self, (delivery, id): (Delivery, MessageIdData)) -> Incoming {
-        Incoming {
-            delivery,
-            settle: Settler::Own(Box::new(PulsarSettle {
-                commands: self.commands.clone(),
-                id: Some(id),
-                default_nack_delay: self.default_nack_delay,
-            })),
-        }
+        let settle =
+            PulsarSettle { commands: self.commands.clone(), id: Some(id), default_nack_delay: self.default_nack_delay };
+        Incoming::new(delivery, settle)
     }
 }
 

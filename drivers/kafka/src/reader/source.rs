@@ -10,7 +10,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
-use tidewater_core::{Delivery, Incoming, Message, PartitionCommits, Position, Result, Settler, Source, TopicName};
+use tidewater_core::{Delivery, Incoming, Message, PartitionCommits, Position, Result, Source, TopicName};
 use tokio::time::Instant;
 
 use crate::errors::{kafka_error, kind_of};
@@ -131,22 +131,21 @@ impl KafkaSource {
             let ticket = part.commits.get_or_insert_with(|| PartitionCommits::new(offset)).dispatched(offset);
             let attempt = state.attempts.get(&partition).and_then(|a| a.get(&offset)).copied().unwrap_or(1);
             let position = Position::Log { partition: partition as u32, offset };
-            batch.push(Incoming {
-                delivery: match &state.origin {
-                    Some(origin) => {
-                        let origin: Arc<dyn std::any::Any + Send + Sync> = Arc::clone(origin) as _;
-                        Delivery::with_origin(message, attempt, position, self.group.clone(), origin)
-                    }
-                    None => Delivery::new(message, attempt, position, self.group.clone()),
-                },
-                settle: Settler::Own(Box::new(KafkaSettle {
-                    shared: Arc::clone(&self.shared),
-                    partition,
-                    generation: part.generation,
-                    ticket,
-                    attempt,
-                })),
-            });
+            let delivery = match &state.origin {
+                Some(origin) => {
+                    let origin: Arc<dyn std::any::Any + Send + Sync> = Arc::clone(origin) as _;
+                    Delivery::with_origin(message, attempt, position, self.group.clone(), origin)
+                }
+                None => Delivery::new(message, attempt, position, self.group.clone()),
+            };
+            let settle = KafkaSettle {
+                shared: Arc::clone(&self.shared),
+                partition,
+                generation: part.generation,
+                ticket,
+                attempt,
+            };
+            batch.push(Incoming::new(delivery, settle));
         }
         batch.len() - start
     }
