@@ -89,4 +89,4 @@ pub use settle::{Incoming, Settle, Settler, SharedSettle};
 pub use shutdown::{stop_pair, StopHandle, StopSignal};
 pub use topic::TopicName;
 pub use transaction::{Transaction, Transactions};
-pub use writer::{BrokerWriter, Closable, WriteNow, Writer};
+pub use writer::{await_receipts, BrokerWriter, Closable, WriteNow, Writer};

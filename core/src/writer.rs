@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 
-use crate::{Error, Message, Result};
+use crate::{Error, Message, MessageId, Result};
 
 /// Writes messages to a broker. Each message names its own stream, so one batch may span
 /// topics. Object-safe: a bus holds an `Arc<dyn Writer>`.
@@ -192,6 +192,43 @@ impl<W: BrokerWriter> Writer for Closable<W> {
     {
         self.closed.store(true, Ordering::Release);
         Box::pin(self.inner.flush())
+    }
+}
+
+/// Waits for the broker's receipt of each message of a batch that was sent ahead of the
+/// waiting (so the batch costs about one round trip), and makes one error of what failed:
+/// a lone failure is returned as it is, several as "`n` of `total` messages were not
+/// `what`" with the first as the cause. Every failure is logged with its topic and id.
+///
+/// `error` turns a receipt's error into the driver's [`Error`] for the topic it names.
+pub async fn await_receipts<T, F, R, E>(
+    driver: &'static str,
+    what: &str,
+    receipts: Vec<(T, MessageId, F)>,
+    error: impl Fn(E, &str) -> Error,
+) -> Result<()>
+where
+    T: AsRef<str>,
+    F: std::future::IntoFuture<Output = std::result::Result<R, E>>,
+    E: std::fmt::Display,
+{
+    let total = receipts.len();
+    let mut failed = 0;
+    let mut first: Option<Error> = None;
+    for (topic, id, receipt) in receipts {
+        if let Err(e) = receipt.await {
+            failed += 1;
+            let topic = topic.as_ref();
+            tracing::warn!(driver, topic, id = %id, error = %e, "the broker did not confirm a message");
+            first.get_or_insert_with(|| error(e, topic));
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some(err) if total == 1 => Err(err),
+        Some(err) => Err(Error::new(err.kind(), format!("{failed} of {total} messages were not {what}"))
+            .with_driver(driver)
+            .with_source(err)),
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use pulsar::producer::{Producer, SendFuture};
 use pulsar::{ProducerOptions, TokioExecutor};
-use tidewater_core::{names, BrokerWriter, Error, ErrorKind, Message, MessageId, Result};
+use tidewater_core::{await_receipts, names, BrokerWriter, Error, ErrorKind, Message, MessageId, Result};
 use tokio::sync::OnceCell;
 
 use crate::errors::{kind_of, pulsar_error};
@@ -149,23 +149,10 @@ impl BrokerWriter for PulsarWriter {
             let sent = self.producers.send(&topic, messages).await?;
             receipts.extend(sent.into_iter().zip(ids).map(|(receipt, id)| (topic.clone(), id, receipt)));
         }
-        let total = receipts.len();
-        let mut failed = 0;
-        let mut first: Option<Error> = None;
-        for (topic, id, receipt) in receipts {
-            if let Err(err) = receipt.await {
-                failed += 1;
-                tracing::warn!(topic = %topic, id = %id, error = %err, "Pulsar did not store a message");
-                first.get_or_insert_with(|| pulsar_error("Pulsar did not store the message", err).with_topic(topic));
-            }
-        }
-        match first {
-            None => Ok(()),
-            Some(err) if total == 1 => Err(err),
-            Some(err) => Err(Error::new(err.kind(), format!("{failed} of {total} messages were not stored"))
-                .with_driver(DRIVER)
-                .with_source(err)),
-        }
+        await_receipts(DRIVER, "stored", receipts, |e, topic| {
+            pulsar_error("Pulsar did not store the message", e).with_topic(topic)
+        })
+        .await
     }
 
     async fn flush(&self) -> Result<()> {
