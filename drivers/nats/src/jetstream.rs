@@ -9,8 +9,8 @@ use async_nats::jetstream::{self, consumer, message::Acker, stream, AckKind};
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use tidewater_core::{
-    Admin, BrokerWriter, Closable, Delivery, Driver, Error, ErrorKind, Incoming, Message, PartitionLag, Position,
-    ReadTask, Reader, ReadySignal, Result, Settle, Settlement, Source, StartFrom, TopicName, Writer,
+    await_receipts, Admin, BrokerWriter, Closable, Delivery, Driver, Error, ErrorKind, Incoming, Message, PartitionLag,
+    Position, ReadTask, Reader, ReadySignal, Result, Settle, Settlement, Source, StartFrom, TopicName, Writer,
 };
 use tokio::task::JoinHandle;
 
@@ -209,22 +209,22 @@ impl JetStream {
                 .map_err(|e| failed_in_batch(publish_error(e, &message.stream), i, total))?;
             acks.push((message.stream, message.id, ack));
         }
-        let mut failed = 0;
-        let mut first: Option<Error> = None;
-        for (topic, id, ack) in acks {
-            if let Err(e) = ack.await {
-                failed += 1;
-                tracing::warn!(topic = %topic, id = %id, error = %e, "JetStream did not acknowledge a publish");
-                first.get_or_insert_with(|| publish_error(e, &topic));
-            }
-        }
-        match first {
-            None => Ok(()),
-            Some(err) if total == 1 => Err(err),
-            Some(err) => Err(Error::new(err.kind(), format!("{failed} of {total} messages were not acknowledged"))
+        await_receipts(DRIVER, "acknowledged", acks, |e, topic| publish_error(e, topic)).await
+    }
+
+    /// The stream that holds `topic`, with its info, or `None` when no stream does.
+    async fn stream_holding(&self, topic: &str) -> Result<Option<jetstream::stream::Stream>> {
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::new(ErrorKind::Connection, format!("cannot look up the stream of {topic:?}: {e}"))
                 .with_driver(DRIVER)
-                .with_source(err)),
-        }
+                .with_topic(topic)
+        };
+        let name = match self.context.stream_by_subject(topic).await {
+            Ok(name) => name,
+            Err(e) if matches!(e.kind(), jetstream::context::GetStreamByNameErrorKind::NotFound) => return Ok(None),
+            Err(e) => return Err(failed(&e)),
+        };
+        self.context.get_stream(&name).await.map(Some).map_err(|e| failed(&e))
     }
 }
 
@@ -355,18 +355,9 @@ impl Admin for JetStream {
     /// that shares its stream with other subjects is refused: deleting the stream would
     /// take them too.
     async fn delete_topic(&self, topic: &str) -> Result<()> {
-        let lookup = |e: &dyn std::fmt::Display| {
-            Error::new(ErrorKind::Connection, format!("cannot look up the stream of {topic:?}: {e}"))
-                .with_driver(DRIVER)
-                .with_topic(topic)
-        };
-        let name = match self.context.stream_by_subject(topic).await {
-            Ok(name) => name,
-            Err(e) if matches!(e.kind(), jetstream::context::GetStreamByNameErrorKind::NotFound) => return Ok(()),
-            Err(e) => return Err(lookup(&e)),
-        };
-        let mut stream = self.context.get_stream(&name).await.map_err(|e| lookup(&e))?;
-        let subjects = stream.info().await.map_err(|e| lookup(&e))?.config.subjects.clone();
+        let Some(stream) = self.stream_holding(topic).await? else { return Ok(()) };
+        let info = stream.cached_info();
+        let (name, subjects) = (info.config.name.clone(), &info.config.subjects);
         if subjects.iter().any(|s| s != topic) {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -386,21 +377,17 @@ impl Admin for JetStream {
 
     /// The group's durable consumer's pending and unacknowledged counts, as partition 0.
     async fn lag(&self, topic: &str, group: &str) -> Result<Vec<PartitionLag>> {
+        let Some(stream) = self.stream_holding(topic).await? else {
+            return Err(Error::new(ErrorKind::UnknownTopic, "no stream holds this subject")
+                .with_driver(DRIVER)
+                .with_topic(topic));
+        };
+        let name = &stream.cached_info().config.name;
         let failed = |e: &dyn std::fmt::Display| {
             Error::new(ErrorKind::Connection, format!("cannot read group {group:?}'s lag: {e}"))
                 .with_driver(DRIVER)
                 .with_topic(topic)
         };
-        let name = match self.context.stream_by_subject(topic).await {
-            Ok(name) => name,
-            Err(e) if matches!(e.kind(), jetstream::context::GetStreamByNameErrorKind::NotFound) => {
-                return Err(Error::new(ErrorKind::UnknownTopic, "no stream holds this subject")
-                    .with_driver(DRIVER)
-                    .with_topic(topic))
-            }
-            Err(e) => return Err(failed(&e)),
-        };
-        let stream = self.context.get_stream(&name).await.map_err(|e| failed(&e))?;
         let durable = durable_name(group, topic);
         match stream.consumer_info(&durable).await {
             Ok(info) => Ok(vec![PartitionLag { partition: 0, lag: info.num_pending + info.num_ack_pending as u64 }]),
