@@ -208,13 +208,7 @@ impl Membership {
             group_id: self.group_id.clone(),
             generation_id: self.generation,
             member_id: self.member_id.clone(),
-            topics: vec![CommitTopic {
-                topic: self.topic.clone(),
-                partitions: positions
-                    .iter()
-                    .map(|(p, o)| CommitPartition { partition: *p as i32, offset: *o as i64, metadata: String::new() })
-                    .collect(),
-            }],
+            topics: vec![CommitTopic::positions(self.topic.clone(), positions)],
         });
         let Response::OffsetCommit(r) = self.call(request).await? else { unreachable!() };
         match r.first_error() {

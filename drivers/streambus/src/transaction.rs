@@ -124,13 +124,7 @@ impl TransactionalWriter {
             group_id: group_id.to_owned(),
             producer_id: self.producer.id,
             producer_epoch: self.producer.epoch,
-            topics: vec![CommitTopic {
-                topic: topic.to_owned(),
-                partitions: positions
-                    .iter()
-                    .map(|(p, o)| CommitPartition { partition: *p as i32, offset: *o as i64, metadata: String::new() })
-                    .collect(),
-            }],
+            topics: vec![CommitTopic::positions(topic, positions)],
         });
         let Response::TxnOffsetCommit(r) = self.coordinator_call(request).await? else { unreachable!() };
         match r.first_error() {

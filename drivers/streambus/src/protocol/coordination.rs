@@ -143,6 +143,21 @@ wire_struct! {
     }
 }
 
+impl CommitTopic {
+    /// `positions` (partition, next offset to read) of `topic`, without metadata.
+    pub fn positions(topic: impl Into<String>, positions: &[(u32, u64)]) -> Self {
+        let partitions = positions
+            .iter()
+            .map(|&(partition, offset)| CommitPartition {
+                partition: partition as i32,
+                offset: offset as i64,
+                metadata: String::new(),
+            })
+            .collect();
+        Self { topic: topic.into(), partitions }
+    }
+}
+
 wire_struct! {
     /// 0x0C OffsetCommit request.
     #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::primitives::{put_bytes, Cursor};
+use super::wire::wire_struct;
 use super::DecodeError;
 
 type R<T> = Result<T, DecodeError>;
@@ -264,188 +265,90 @@ impl FetchResponse {
     }
 }
 
-/// 0x03 GetOffset request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GetOffsetRequest {
-    /// The topic.
-    pub topic: String,
-    /// The partition.
-    pub partition: u32,
-}
-
-impl GetOffsetRequest {
-    /// Appends the payload.
-    pub fn encode(&self, buf: &mut BytesMut) {
-        put_bytes(buf, self.topic.as_bytes());
-        buf.put_u32(self.partition);
-    }
-
-    /// Reads the payload.
-    pub fn decode(payload: Bytes) -> R<Self> {
-        let mut c = Cursor::new(payload);
-        let r = Self { topic: c.string("topic")?, partition: c.u32("partition")? };
-        Ok(r)
+wire_struct! {
+    in Legacy;
+    /// 0x03 GetOffset request.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct GetOffsetRequest {
+        /// The topic.
+        pub topic: String,
+        /// The partition.
+        pub partition: u32,
     }
 }
 
-/// 0x03 GetOffset response.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GetOffsetResponse {
-    /// The topic.
-    pub topic: String,
-    /// The partition.
-    pub partition: u32,
-    /// The first offset held.
-    pub start_offset: i64,
-    /// The offset the next record will get.
-    pub end_offset: i64,
-    /// The high-water mark.
-    pub high_water_mark: i64,
-}
-
-impl GetOffsetResponse {
-    /// Appends the payload.
-    pub fn encode(&self, buf: &mut BytesMut) {
-        put_bytes(buf, self.topic.as_bytes());
-        buf.put_u32(self.partition);
-        buf.put_i64(self.start_offset);
-        buf.put_i64(self.end_offset);
-        buf.put_i64(self.high_water_mark);
-    }
-
-    /// Reads the payload.
-    pub fn decode(payload: Bytes) -> R<Self> {
-        let mut c = Cursor::new(payload);
-        Ok(Self {
-            topic: c.string("topic")?,
-            partition: c.u32("partition")?,
-            start_offset: c.i64("start offset")?,
-            end_offset: c.i64("end offset")?,
-            high_water_mark: c.i64("high-water mark")?,
-        })
+wire_struct! {
+    in Legacy;
+    /// 0x03 GetOffset response.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct GetOffsetResponse {
+        /// The topic.
+        pub topic: String,
+        /// The partition.
+        pub partition: u32,
+        /// The first offset held.
+        pub start_offset: i64,
+        /// The offset the next record will get.
+        pub end_offset: i64,
+        /// The high-water mark.
+        pub high_water_mark: i64,
     }
 }
 
-/// 0x04 CreateTopic request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CreateTopicRequest {
-    /// The topic.
-    pub topic: String,
-    /// Partitions (fixed at creation).
-    pub partitions: u32,
-    /// Accepted and ignored by every broker.
-    pub replication_factor: u16,
-}
-
-impl CreateTopicRequest {
-    /// Appends the payload.
-    pub fn encode(&self, buf: &mut BytesMut) {
-        put_bytes(buf, self.topic.as_bytes());
-        buf.put_u32(self.partitions);
-        buf.put_u16(self.replication_factor);
-    }
-
-    /// Reads the payload.
-    pub fn decode(payload: Bytes) -> R<Self> {
-        let mut c = Cursor::new(payload);
-        Ok(Self {
-            topic: c.string("topic")?,
-            partitions: c.u32("partitions")?,
-            replication_factor: c.u16("replication factor")?,
-        })
+wire_struct! {
+    in Legacy;
+    /// 0x04 CreateTopic request.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct CreateTopicRequest {
+        /// The topic.
+        pub topic: String,
+        /// Partitions (fixed at creation).
+        pub partitions: u32,
+        /// Accepted and ignored by every broker.
+        pub replication_factor: u16,
     }
 }
 
-/// 0x04 CreateTopic and 0x05 DeleteTopic responses: the topic and whether it happened.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TopicResult {
-    /// The topic.
-    pub topic: String,
-    /// Created (or deleted).
-    pub done: bool,
-}
-
-impl TopicResult {
-    /// Appends the payload.
-    pub fn encode(&self, buf: &mut BytesMut) {
-        put_bytes(buf, self.topic.as_bytes());
-        buf.put_u8(self.done as u8);
-    }
-
-    /// Reads the payload.
-    pub fn decode(payload: Bytes) -> R<Self> {
-        let mut c = Cursor::new(payload);
-        Ok(Self { topic: c.string("topic")?, done: c.u8("flag")? != 0 })
+wire_struct! {
+    in Legacy;
+    /// 0x04 CreateTopic and 0x05 DeleteTopic responses: the topic and whether it happened.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct TopicResult {
+        /// The topic.
+        pub topic: String,
+        /// Created (or deleted).
+        pub done: bool,
     }
 }
 
-/// 0x05 DeleteTopic request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeleteTopicRequest {
-    /// The topic.
-    pub topic: String,
-}
-
-impl DeleteTopicRequest {
-    /// Appends the payload.
-    pub fn encode(&self, buf: &mut BytesMut) {
-        put_bytes(buf, self.topic.as_bytes());
-    }
-
-    /// Reads the payload.
-    pub fn decode(payload: Bytes) -> R<Self> {
-        Ok(Self { topic: Cursor::new(payload).string("topic")? })
+wire_struct! {
+    in Legacy;
+    /// 0x05 DeleteTopic request.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct DeleteTopicRequest {
+        /// The topic.
+        pub topic: String,
     }
 }
 
-/// 0x06 ListTopics response.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ListTopicsResponse {
-    /// Each topic with its partition count, in no particular order.
-    pub topics: Vec<(String, u32)>,
-}
-
-impl ListTopicsResponse {
-    /// Appends the payload.
-    pub fn encode(&self, buf: &mut BytesMut) {
-        buf.put_u32(self.topics.len() as u32);
-        for (name, partitions) in &self.topics {
-            put_bytes(buf, name.as_bytes());
-            buf.put_u32(*partitions);
-        }
-    }
-
-    /// Reads the payload.
-    pub fn decode(payload: Bytes) -> R<Self> {
-        let mut c = Cursor::new(payload);
-        let count = c.count("topic count", 8)?;
-        let mut topics = Vec::with_capacity(count);
-        for _ in 0..count {
-            topics.push((c.string("topic")?, c.u32("partitions")?));
-        }
-        Ok(Self { topics })
+wire_struct! {
+    in Legacy;
+    /// 0x06 ListTopics response.
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct ListTopicsResponse {
+        /// Each topic with its partition count, in no particular order.
+        pub topics: Vec<(String, u32)>,
     }
 }
 
-/// 0x07 HealthCheck response.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HealthResponse {
-    /// "healthy".
-    pub status: String,
-    /// Seconds since the broker started.
-    pub uptime_seconds: i64,
-}
-
-impl HealthResponse {
-    /// Appends the payload.
-    pub fn encode(&self, buf: &mut BytesMut) {
-        put_bytes(buf, self.status.as_bytes());
-        buf.put_i64(self.uptime_seconds);
-    }
-
-    /// Reads the payload.
-    pub fn decode(payload: Bytes) -> R<Self> {
-        let mut c = Cursor::new(payload);
-        Ok(Self { status: c.string("status")?, uptime_seconds: c.i64("uptime")? })
+wire_struct! {
+    in Legacy;
+    /// 0x07 HealthCheck response.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct HealthResponse {
+        /// "healthy".
+        pub status: String,
+        /// Seconds since the broker started.
+        pub uptime_seconds: i64,
     }
 }

@@ -3,6 +3,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::wire::wire_struct;
 use super::FrameError;
 
 /// The largest frame, length prefix included, that a broker accepts or sends (10 MiB).
@@ -29,31 +30,48 @@ pub mod flags {
     pub const IDEMPOTENT: u16 = 1 << 4;
 }
 
-/// The header of a request frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RequestHeader {
-    /// Echoed in the response.
-    pub id: u64,
-    /// The request type code (see [`RequestType`](super::RequestType)).
-    pub code: u8,
-    /// The protocol version; brokers ignore it.
-    pub version: u8,
-    /// Flag bits (see [`flags`]); brokers ignore them.
-    pub flags: u16,
+wire_struct! {
+    in Legacy;
+    /// The header of a request frame.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct RequestHeader {
+        /// Echoed in the response.
+        pub id: u64,
+        /// The request type code (see [`RequestType`](super::RequestType)).
+        pub code: u8,
+        /// The protocol version; brokers ignore it.
+        pub version: u8,
+        /// Flag bits (see [`flags`]); brokers ignore them.
+        pub flags: u16,
+    }
 }
 
-/// The header of a response frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResponseHeader {
-    /// The id of the request answered.
-    pub id: u64,
-    /// The status code (see [`Status`](super::Status)).
-    pub status: u8,
-    /// The error code, 0 when the status is OK.
-    pub error_code: u16,
+wire_struct! {
+    in Legacy;
+    /// The header of a response frame.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct ResponseHeader {
+        /// The id of the request answered.
+        pub id: u64,
+        /// The status code (see [`Status`](super::Status)).
+        pub status: u8,
+        /// The error code, 0 when the status is OK.
+        pub error_code: u16,
+    }
 }
 
-fn finish(buf: &mut BytesMut, start: usize) -> Result<(), FrameError> {
+/// Appends a frame: the length prefix (filled in last), the header `header` writes, the
+/// payload, then the CRC. A frame over [`MAX_FRAME`] is refused and nothing is left in
+/// `buf`.
+fn frame(
+    buf: &mut BytesMut,
+    header: impl FnOnce(&mut BytesMut),
+    payload: impl FnOnce(&mut BytesMut),
+) -> Result<(), FrameError> {
+    let start = buf.len();
+    buf.put_u32(0);
+    header(buf);
+    payload(buf);
     let crc = crc32fast::hash(&buf[start + 4..]);
     buf.put_u32(crc);
     let total = buf.len() - start;
@@ -72,14 +90,7 @@ pub fn encode_request(
     header: RequestHeader,
     payload: impl FnOnce(&mut BytesMut),
 ) -> Result<(), FrameError> {
-    let start = buf.len();
-    buf.put_u32(0);
-    buf.put_u64(header.id);
-    buf.put_u8(header.code);
-    buf.put_u8(header.version);
-    buf.put_u16(header.flags);
-    payload(buf);
-    finish(buf, start)
+    frame(buf, |buf| header.encode(buf), payload)
 }
 
 /// Appends a whole response frame to `buf`; `payload` writes the payload.
@@ -88,13 +99,7 @@ pub fn encode_response(
     header: ResponseHeader,
     payload: impl FnOnce(&mut BytesMut),
 ) -> Result<(), FrameError> {
-    let start = buf.len();
-    buf.put_u32(0);
-    buf.put_u64(header.id);
-    buf.put_u8(header.status);
-    buf.put_u16(header.error_code);
-    payload(buf);
-    finish(buf, start)
+    frame(buf, |buf| header.encode(buf), payload)
 }
 
 /// The body length announced by a length prefix, checked against the frame limit and

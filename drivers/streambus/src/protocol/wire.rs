@@ -1,17 +1,57 @@
-//! The encoding of the coordination payloads (spec §1.7), once: each field type knows how
-//! it is written and read, and [`wire_struct!`] makes a payload type from its fields in
-//! wire order. Strings have `i32` lengths, bytes may be null (−1), arrays are an `i32`
-//! count followed by the elements.
+//! The two payload encodings (spec §1.4), once: each field type knows how it is written
+//! and read in each, and [`wire_struct!`] makes a payload type from its fields in wire
+//! order.
+//!
+//! [`Coordination`] (operations 0x08–0x13): strings have `i32` lengths, bytes may be
+//! null (−1), arrays are an `i32` count followed by the elements. [`Legacy`] (the data
+//! path, 0x01–0x07): strings and counts have `u32` lengths and nothing is null.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::primitives::{put_wire_bytes, put_wire_string, Cursor};
+use super::primitives::{put_bytes, put_wire_bytes, put_wire_string, Cursor};
 use super::{DecodeError, ErrorCode};
 
 pub(crate) type R<T> = Result<T, DecodeError>;
 
-/// A value of a coordination payload.
-pub(crate) trait Wire: Sized {
+/// One of the two encodings: how each writes an array's count.
+pub(crate) trait Encoding {
+    /// Appends a count.
+    fn put_count(buf: &mut BytesMut, n: usize);
+
+    /// Reads a count of elements of at least `min_size` bytes each.
+    fn get_count(c: &mut Cursor, what: &'static str, min_size: usize) -> R<usize>;
+}
+
+/// The encoding of the coordination and transaction payloads.
+#[derive(Debug)]
+pub(crate) enum Coordination {}
+
+impl Encoding for Coordination {
+    fn put_count(buf: &mut BytesMut, n: usize) {
+        buf.put_i32(n as i32);
+    }
+
+    fn get_count(c: &mut Cursor, what: &'static str, min_size: usize) -> R<usize> {
+        c.wire_count(what, min_size)
+    }
+}
+
+/// The encoding of the data-path payloads.
+#[derive(Debug)]
+pub(crate) enum Legacy {}
+
+impl Encoding for Legacy {
+    fn put_count(buf: &mut BytesMut, n: usize) {
+        buf.put_u32(n as u32);
+    }
+
+    fn get_count(c: &mut Cursor, what: &'static str, min_size: usize) -> R<usize> {
+        c.count(what, min_size)
+    }
+}
+
+/// A value of a payload in the encoding `E`.
+pub(crate) trait Wire<E = Coordination>: Sized {
     /// The fewest bytes one value takes, so that an array count larger than what is left
     /// could fit is refused before anything is allocated.
     const MIN: usize;
@@ -71,10 +111,36 @@ impl Wire for bool {
     }
 }
 
-/// Big-endian integers, as `BufMut` writes and the cursor reads them.
+impl Wire<Legacy> for String {
+    const MIN: usize = 4;
+
+    fn put(&self, buf: &mut BytesMut) {
+        put_bytes(buf, self.as_bytes());
+    }
+
+    fn get(c: &mut Cursor, what: &'static str) -> R<Self> {
+        c.string(what)
+    }
+}
+
+/// A legacy flag: any byte but 0 is set, as the brokers read it.
+impl Wire<Legacy> for bool {
+    const MIN: usize = 1;
+
+    fn put(&self, buf: &mut BytesMut) {
+        buf.put_u8(u8::from(*self));
+    }
+
+    fn get(c: &mut Cursor, what: &'static str) -> R<Self> {
+        Ok(c.u8(what)? != 0)
+    }
+}
+
+/// Big-endian integers, as `BufMut` writes and the cursor reads them, the same in both
+/// encodings.
 macro_rules! wire_integer {
     ($($int:ty: $put:ident, $get:ident;)*) => {$(
-        impl Wire for $int {
+        impl<E> Wire<E> for $int {
             const MIN: usize = std::mem::size_of::<$int>();
 
             fn put(&self, buf: &mut BytesMut) {
@@ -89,32 +155,32 @@ macro_rules! wire_integer {
 }
 
 wire_integer! {
+    u8: put_u8, u8;
+    u16: put_u16, u16;
     i16: put_i16, i16;
+    u32: put_u32, u32;
     i32: put_i32, i32;
+    u64: put_u64, u64;
     i64: put_i64, i64;
 }
 
-impl<T: Wire> Wire for Vec<T> {
+impl<E: Encoding, T: Wire<E>> Wire<E> for Vec<T> {
     const MIN: usize = 4;
 
     fn put(&self, buf: &mut BytesMut) {
-        buf.put_i32(self.len() as i32);
+        E::put_count(buf, self.len());
         for item in self {
             item.put(buf);
         }
     }
 
     fn get(c: &mut Cursor, what: &'static str) -> R<Self> {
-        let n = c.wire_count(what, T::MIN)?;
-        let mut items = Vec::with_capacity(n);
-        for _ in 0..n {
-            items.push(T::get(c, what)?);
-        }
-        Ok(items)
+        let n = E::get_count(c, what, T::MIN)?;
+        (0..n).map(|_| T::get(c, what)).collect()
     }
 }
 
-impl<A: Wire, B: Wire> Wire for (A, B) {
+impl<E, A: Wire<E>, B: Wire<E>> Wire<E> for (A, B) {
     const MIN: usize = A::MIN + B::MIN;
 
     fn put(&self, buf: &mut BytesMut) {
@@ -127,7 +193,7 @@ impl<A: Wire, B: Wire> Wire for (A, B) {
     }
 }
 
-impl<A: Wire, B: Wire, C: Wire> Wire for (A, B, C) {
+impl<E, A: Wire<E>, B: Wire<E>, C: Wire<E>> Wire<E> for (A, B, C) {
     const MIN: usize = A::MIN + B::MIN + C::MIN;
 
     fn put(&self, buf: &mut BytesMut) {
@@ -143,9 +209,11 @@ impl<A: Wire, B: Wire, C: Wire> Wire for (A, B, C) {
 
 /// Defines a payload struct from its fields in wire order, with [`Wire`] for it and
 /// `encode`/`decode` for a whole payload. The fields are the table of the spec; a field
-/// is read with its name in errors.
+/// is read with its name in errors. `in Legacy;` before the struct picks the data-path
+/// encoding; the default is [`Coordination`].
 macro_rules! wire_struct {
     (
+        in $enc:ident;
         $(#[$meta:meta])*
         pub struct $name:ident {
             $( $(#[$field_meta:meta])* pub $field:ident: $ty:ty, )*
@@ -156,33 +224,42 @@ macro_rules! wire_struct {
             $( $(#[$field_meta])* pub $field: $ty, )*
         }
 
-        impl $crate::protocol::wire::Wire for $name {
-            const MIN: usize = 0 $( + <$ty as $crate::protocol::wire::Wire>::MIN )*;
+        impl $crate::protocol::wire::Wire<$crate::protocol::wire::$enc> for $name {
+            const MIN: usize =
+                0 $( + <$ty as $crate::protocol::wire::Wire<$crate::protocol::wire::$enc>>::MIN )*;
 
             fn put(&self, buf: &mut ::bytes::BytesMut) {
-                $( $crate::protocol::wire::Wire::put(&self.$field, buf); )*
+                $( <$ty as $crate::protocol::wire::Wire<$crate::protocol::wire::$enc>>::put(&self.$field, buf); )*
             }
 
             fn get(
                 c: &mut $crate::protocol::primitives::Cursor,
                 _what: &'static str,
             ) -> $crate::protocol::wire::R<Self> {
-                Ok(Self { $( $field: $crate::protocol::wire::Wire::get(c, stringify!($field))?, )* })
+                Ok(Self { $(
+                    $field: <$ty as $crate::protocol::wire::Wire<$crate::protocol::wire::$enc>>::get(
+                        c,
+                        stringify!($field),
+                    )?,
+                )* })
             }
         }
 
         impl $name {
             /// Appends the payload.
             pub fn encode(&self, buf: &mut ::bytes::BytesMut) {
-                $crate::protocol::wire::Wire::put(self, buf);
+                <Self as $crate::protocol::wire::Wire<$crate::protocol::wire::$enc>>::put(self, buf);
             }
 
             /// Reads the payload.
             pub fn decode(payload: ::bytes::Bytes) -> Result<Self, $crate::protocol::DecodeError> {
                 let mut c = $crate::protocol::primitives::Cursor::new(payload);
-                $crate::protocol::wire::Wire::get(&mut c, stringify!($name))
+                <Self as $crate::protocol::wire::Wire<$crate::protocol::wire::$enc>>::get(&mut c, stringify!($name))
             }
         }
+    };
+    ($(#[$meta:meta])* pub struct $($rest:tt)*) => {
+        $crate::protocol::wire::wire_struct! { in Coordination; $(#[$meta])* pub struct $($rest)* }
     };
 }
 
