@@ -60,10 +60,11 @@ wire_struct! {
     }
 }
 
-/// Appends a frame: the length prefix (filled in last), the header `header` writes, the
-/// payload, then the CRC. A frame over [`MAX_FRAME`] is refused and nothing is left in
+/// Appends a whole frame to `buf`: the length prefix (filled in last), the header
+/// `header` writes (a [`RequestHeader`] or a [`ResponseHeader`]), the payload `payload`
+/// writes, then the CRC. A frame over [`MAX_FRAME`] is refused and nothing is left in
 /// `buf`.
-fn frame(
+pub fn encode(
     buf: &mut BytesMut,
     header: impl FnOnce(&mut BytesMut),
     payload: impl FnOnce(&mut BytesMut),
@@ -81,25 +82,6 @@ fn frame(
     }
     buf[start..start + 4].copy_from_slice(&((total - 4) as u32).to_be_bytes());
     Ok(())
-}
-
-/// Appends a whole request frame to `buf`; `payload` writes the payload. A frame over
-/// [`MAX_FRAME`] is refused and nothing is left in `buf`.
-pub fn encode_request(
-    buf: &mut BytesMut,
-    header: RequestHeader,
-    payload: impl FnOnce(&mut BytesMut),
-) -> Result<(), FrameError> {
-    frame(buf, |buf| header.encode(buf), payload)
-}
-
-/// Appends a whole response frame to `buf`; `payload` writes the payload.
-pub fn encode_response(
-    buf: &mut BytesMut,
-    header: ResponseHeader,
-    payload: impl FnOnce(&mut BytesMut),
-) -> Result<(), FrameError> {
-    frame(buf, |buf| header.encode(buf), payload)
 }
 
 /// The body length announced by a length prefix, checked against the frame limit and

@@ -186,7 +186,7 @@ impl Request {
     /// Encodes the whole frame with request id `id` and flags `flags` into `buf`.
     pub fn encode_frame(&self, buf: &mut BytesMut, id: u64, flags: u16) -> Result<(), FrameError> {
         let header = RequestHeader { id, code: self.kind().code(), version: PROTOCOL_VERSION, flags };
-        frame::encode_request(buf, header, |b| self.encode(b))
+        frame::encode(buf, |b| header.encode(b), |b| self.encode(b))
     }
 }
 
@@ -277,11 +277,11 @@ pub fn decode_error_message(payload: Bytes) -> Result<String, DecodeError> {
 /// Encodes an error response frame.
 pub fn encode_error_frame(buf: &mut BytesMut, id: u64, code: ErrorCode, message: &str) -> Result<(), FrameError> {
     let header = ResponseHeader { id, status: Status::Error.code(), error_code: code.0 };
-    frame::encode_response(buf, header, |b| primitives::put_bytes(b, message.as_bytes()))
+    frame::encode(buf, |b| header.encode(b), |b| primitives::put_bytes(b, message.as_bytes()))
 }
 
 /// Encodes an OK response frame.
 pub fn encode_ok_frame(buf: &mut BytesMut, id: u64, response: &Response) -> Result<(), FrameError> {
     let header = ResponseHeader { id, status: Status::Ok.code(), error_code: 0 };
-    frame::encode_response(buf, header, |b| response.encode(b))
+    frame::encode(buf, |b| header.encode(b), |b| response.encode(b))
 }

@@ -108,16 +108,20 @@ impl Cursor {
     /// Legacy string: `u32` length, then UTF-8.
     pub fn string(&mut self, what: &'static str) -> R<String> {
         let len = self.u32(what)? as usize;
+        self.text(len, what)
+    }
+
+    /// `len` bytes of UTF-8.
+    pub fn text(&mut self, len: usize, what: &'static str) -> R<String> {
         utf8(self.take(len, what)?, what)
     }
 
-    /// Coordination string: `i32` length (negative is an error), then UTF-8.
-    pub fn wire_string(&mut self, what: &'static str) -> R<String> {
-        let len = self.i32(what)?;
-        if len < 0 {
-            return Err(DecodeError::Invalid { what, why: "negative string length" });
+    /// A coordination length: `i32`, not negative.
+    pub fn wire_len(&mut self, what: &'static str) -> R<usize> {
+        match self.i32(what)? {
+            len if len < 0 => Err(DecodeError::Invalid { what, why: "negative length" }),
+            len => Ok(len as usize),
         }
-        utf8(self.take(len as usize, what)?, what)
     }
 
     /// Coordination bytes: `i32` length, −1 for null, then the bytes.
@@ -129,24 +133,15 @@ impl Cursor {
         }
     }
 
-    /// Coordination array count: `i32`, not negative, and not more elements than
-    /// `min_size`-byte elements could fit in what is left.
-    pub fn wire_count(&mut self, what: &'static str, min_size: usize) -> R<usize> {
-        let count = self.i32(what)?;
-        if count < 0 {
-            return Err(DecodeError::Invalid { what, why: "negative array count" });
-        }
-        self.check_count(count as u32, min_size, what)
-    }
-
-    /// Legacy count: `u32`, checked like [`Cursor::wire_count`].
+    /// Legacy count: `u32`, and not more elements than `min_size`-byte elements could
+    /// fit in what is left.
     pub fn count(&mut self, what: &'static str, min_size: usize) -> R<usize> {
-        let count = self.u32(what)?;
+        let count = self.u32(what)? as usize;
         self.check_count(count, min_size, what)
     }
 
-    fn check_count(&self, count: u32, min_size: usize, what: &'static str) -> R<usize> {
-        let count = count as usize;
+    /// `count`, unless more `min_size`-byte elements than that could fit in what is left.
+    pub fn check_count(&self, count: usize, min_size: usize, what: &'static str) -> R<usize> {
         if count.saturating_mul(min_size.max(1)) > self.remaining() {
             return Err(DecodeError::Invalid { what, why: "more elements than bytes left" });
         }
@@ -170,12 +165,6 @@ fn utf8(b: &[u8], what: &'static str) -> R<String> {
 pub fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
     buf.put_u32(b.len() as u32);
     buf.put_slice(b);
-}
-
-/// Writes a coordination string (`i32` length).
-pub fn put_wire_string(buf: &mut BytesMut, s: &str) {
-    buf.put_i32(s.len() as i32);
-    buf.put_slice(s.as_bytes());
 }
 
 /// Writes coordination bytes (`i32` length, −1 for `None`).

@@ -8,45 +8,36 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::primitives::{put_bytes, put_wire_bytes, put_wire_string, Cursor};
+use super::primitives::{put_bytes, put_wire_bytes, Cursor};
 use super::{DecodeError, ErrorCode};
 
 pub(crate) type R<T> = Result<T, DecodeError>;
 
-/// One of the two encodings: how each writes an array's count.
+/// One of the two encodings. They differ in how a length (of a string or an array) is
+/// read; written, a length is the same four bytes in both.
 pub(crate) trait Encoding {
-    /// Appends a count.
-    fn put_count(buf: &mut BytesMut, n: usize);
-
-    /// Reads a count of elements of at least `min_size` bytes each.
-    fn get_count(c: &mut Cursor, what: &'static str, min_size: usize) -> R<usize>;
+    /// Reads a length.
+    fn get_len(c: &mut Cursor, what: &'static str) -> R<usize>;
 }
 
-/// The encoding of the coordination and transaction payloads.
+/// The encoding of the coordination and transaction payloads: `i32` lengths, negative
+/// ones refused.
 #[derive(Debug)]
 pub(crate) enum Coordination {}
 
 impl Encoding for Coordination {
-    fn put_count(buf: &mut BytesMut, n: usize) {
-        buf.put_i32(n as i32);
-    }
-
-    fn get_count(c: &mut Cursor, what: &'static str, min_size: usize) -> R<usize> {
-        c.wire_count(what, min_size)
+    fn get_len(c: &mut Cursor, what: &'static str) -> R<usize> {
+        c.wire_len(what)
     }
 }
 
-/// The encoding of the data-path payloads.
+/// The encoding of the data-path payloads: `u32` lengths.
 #[derive(Debug)]
 pub(crate) enum Legacy {}
 
 impl Encoding for Legacy {
-    fn put_count(buf: &mut BytesMut, n: usize) {
-        buf.put_u32(n as u32);
-    }
-
-    fn get_count(c: &mut Cursor, what: &'static str, min_size: usize) -> R<usize> {
-        c.count(what, min_size)
+    fn get_len(c: &mut Cursor, what: &'static str) -> R<usize> {
+        Ok(c.u32(what)? as usize)
     }
 }
 
@@ -63,15 +54,16 @@ pub(crate) trait Wire<E = Coordination>: Sized {
     fn get(c: &mut Cursor, what: &'static str) -> R<Self>;
 }
 
-impl Wire for String {
+impl<E: Encoding> Wire<E> for String {
     const MIN: usize = 4;
 
     fn put(&self, buf: &mut BytesMut) {
-        put_wire_string(buf, self);
+        put_bytes(buf, self.as_bytes());
     }
 
     fn get(c: &mut Cursor, what: &'static str) -> R<Self> {
-        c.wire_string(what)
+        let len = E::get_len(c, what)?;
+        c.text(len, what)
     }
 }
 
@@ -99,7 +91,7 @@ impl Wire for ErrorCode {
     }
 }
 
-impl Wire for bool {
+impl<E> Wire<E> for bool {
     const MIN: usize = 1;
 
     fn put(&self, buf: &mut BytesMut) {
@@ -108,31 +100,6 @@ impl Wire for bool {
 
     fn get(c: &mut Cursor, what: &'static str) -> R<Self> {
         c.bool(what)
-    }
-}
-
-impl Wire<Legacy> for String {
-    const MIN: usize = 4;
-
-    fn put(&self, buf: &mut BytesMut) {
-        put_bytes(buf, self.as_bytes());
-    }
-
-    fn get(c: &mut Cursor, what: &'static str) -> R<Self> {
-        c.string(what)
-    }
-}
-
-/// A legacy flag: any byte but 0 is set, as the brokers read it.
-impl Wire<Legacy> for bool {
-    const MIN: usize = 1;
-
-    fn put(&self, buf: &mut BytesMut) {
-        buf.put_u8(u8::from(*self));
-    }
-
-    fn get(c: &mut Cursor, what: &'static str) -> R<Self> {
-        Ok(c.u8(what)? != 0)
     }
 }
 
@@ -168,14 +135,15 @@ impl<E: Encoding, T: Wire<E>> Wire<E> for Vec<T> {
     const MIN: usize = 4;
 
     fn put(&self, buf: &mut BytesMut) {
-        E::put_count(buf, self.len());
+        buf.put_u32(self.len() as u32);
         for item in self {
             item.put(buf);
         }
     }
 
     fn get(c: &mut Cursor, what: &'static str) -> R<Self> {
-        let n = E::get_count(c, what, T::MIN)?;
+        let n = E::get_len(c, what)?;
+        let n = c.check_count(n, T::MIN, what)?;
         (0..n).map(|_| T::get(c, what)).collect()
     }
 }
