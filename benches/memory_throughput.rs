@@ -28,6 +28,13 @@ fn messages(n: usize) -> Vec<Message> {
         .collect()
 }
 
+/// Messages a second from now until `counter` counted all `n`, with `produce` running.
+async fn rate(counter: &Counter, n: u64, produce: impl std::future::Future<Output = ()>) -> f64 {
+    let start = Instant::now();
+    tokio::join!(produce, counter.wait(Duration::from_secs(120)));
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
 async fn raw_throughput(msgs: Vec<Message>) -> f64 {
     let n = msgs.len() as u64;
     let (tx, mut rx) = mpsc::channel::<Message>(1024);
@@ -39,16 +46,12 @@ async fn raw_throughput(msgs: Vec<Message>) -> f64 {
             c.hit();
         }
     });
-    let start = Instant::now();
-    let wait = counter.wait(Duration::from_secs(120));
-    tokio::pin!(wait);
-    let producer = async {
+    let rate = rate(&counter, n, async {
         for m in msgs {
             tx.send(m).await.unwrap();
         }
-    };
-    tokio::join!(producer, &mut wait);
-    let rate = n as f64 / start.elapsed().as_secs_f64();
+    })
+    .await;
     drop(tx);
     consumer.await.unwrap();
     rate
@@ -73,16 +76,12 @@ async fn tidewater_throughput(msgs: Vec<Message>) -> (f64, f64) {
     .group("bench");
     s.start().await.unwrap();
     let writer = broker.writer();
-    let start = Instant::now();
-    let wait = counter.wait(Duration::from_secs(120));
-    tokio::pin!(wait);
-    let producer = async {
+    let rate = rate(&counter, n, async {
         for m in msgs {
             writer.write_one(m).await.unwrap();
         }
-    };
-    tokio::join!(producer, &mut wait);
-    let rate = n as f64 / start.elapsed().as_secs_f64();
+    })
+    .await;
     let report = s.shutdown(Duration::from_secs(5)).await;
     let task = &report.tasks[0];
     (rate, task.fetched as f64 / task.fetches.max(1) as f64)

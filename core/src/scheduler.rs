@@ -293,27 +293,6 @@ impl<C: Codec> SubscriberScheduler<C> {
         self.pending.last_mut().expect("just pushed")
     }
 
-    /// Subscribes a batch handler to `topic`: it gets up to `max` deliveries at once, or
-    /// what came within `linger` of the first, in the order the broker delivered them,
-    /// one batch after another (so a key's messages keep their order across batches;
-    /// the task's concurrency does not apply). Each delivery is then settled by its own
-    /// outcome: those the handler reports failed ([`BatchError`](crate::BatchError)) are
-    /// dead-lettered or redelivered as a single handler's failures are, the rest acked,
-    /// and on a log the commit never passes one that is not settled. Middleware wraps
-    /// single handlers and does not apply to batches.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use tidewater_core::*;
-    /// # fn demo(scheduler: &mut SubscriberScheduler) {
-    /// scheduler
-    ///     .subscribe_batch("clicks", 500, Duration::from_millis(50), batch_handler_fn(|batch: Vec<Delivery>| async move {
-    ///         println!("storing {} clicks in one insert", batch.len());
-    ///         Ok::<_, BatchError>(())
-    ///     }))
-    ///     .group("analytics");
-    /// # }
-    /// ```
     /// A typed batch handler on the topic the registry gives `E`: `f` gets the events of
     /// a batch that decode (one that does not fails permanently, as with
     /// [`subscribe_event`](Self::subscribe_event)), and indices in its
@@ -338,6 +317,28 @@ impl<C: Codec> SubscriberScheduler<C> {
         }
     }
 
+    /// Subscribes a batch handler to `topic`: it gets up to `max` deliveries at once, or
+    /// what came within `linger` of the first, in the order the broker delivered them,
+    /// one batch after another (so a key's messages keep their order across batches;
+    /// the task's concurrency does not apply). Each delivery is then settled by its own
+    /// outcome: those the handler reports failed ([`BatchError`](crate::BatchError)) are
+    /// dead-lettered or redelivered as a single handler's failures are, the rest acked,
+    /// and on a log the commit never passes one that is not settled. Middleware wraps
+    /// single handlers and does not apply to batches.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tidewater_core::*;
+    /// # fn demo(scheduler: &mut SubscriberScheduler) {
+    /// scheduler
+    ///     .subscribe_batch("clicks", 500, Duration::from_millis(50), batch_handler_fn(|batch: Vec<Delivery>| async move {
+    ///         println!("storing {} clicks in one insert", batch.len());
+    ///         Ok::<_, BatchError>(())
+    ///     }))
+    ///     .group("analytics");
+    /// # }
+    /// ```
+    ///
     /// See [`subscribe_event_batch`](Self::subscribe_event_batch) for typed events.
     pub fn subscribe_batch(
         &mut self,

@@ -135,6 +135,29 @@ impl Ratios {
     }
 }
 
+/// Writes `n` messages of `payload_len` bytes to `topic` through `writer`, in batches of
+/// `batch` that each wait for their acknowledgements, keyed over 64 keys with ids
+/// `<topic>-<i>`, as the raw rows of the driver benches send them: the time it took.
+pub async fn produce(
+    writer: Arc<dyn tidewater_core::Writer>,
+    topic: &str,
+    n: usize,
+    batch: usize,
+    payload_len: usize,
+) -> Duration {
+    use tidewater_core::Message;
+
+    let p = payload(payload_len);
+    let started = std::time::Instant::now();
+    for start in (0..n).step_by(batch) {
+        let messages: Vec<Message> = (start..(start + batch).min(n))
+            .map(|i| Message::new(topic, p.clone()).with_id(format!("{topic}-{i}")).with_key(format!("k{}", i % 64)))
+            .collect();
+        writer.write(messages).await.expect("write a batch");
+    }
+    started.elapsed()
+}
+
 /// Reads `n` messages with `task` through `reader`, each handled by a handler that checks
 /// its payload has `payload_len` bytes and counts it: the time from the first message to
 /// the last, as a service's subscriber would see it.

@@ -18,9 +18,9 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use rdkafka::Message as _;
-use tidewater_core::{Driver, Message, ReadTask};
+use tidewater_core::{Driver, ReadTask};
 use tidewater_kafka::{Kafka, KafkaConfig};
-use tidewater_testkit::bench::{consume, messages_from_env, paired, payload, Counter, Ratios};
+use tidewater_testkit::bench::{consume, messages_from_env, paired, payload, produce, Counter, Ratios};
 
 const RUNS: usize = 3;
 const BATCH: usize = 1000;
@@ -41,19 +41,6 @@ async fn produce_raw(producer: &FutureProducer, topic: &str, n: usize) -> Durati
         for delivery in pending {
             delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
         }
-    }
-    started.elapsed()
-}
-
-async fn produce_tw(kafka: &Kafka, topic: &str, n: usize) -> Duration {
-    let writer = kafka.writer();
-    let p = payload(1024);
-    let started = Instant::now();
-    for start in (0..n).step_by(BATCH) {
-        let batch: Vec<Message> = (start..(start + BATCH).min(n))
-            .map(|i| Message::new(topic, p.clone()).with_id(format!("{topic}-{i}")).with_key(format!("k{}", i % 64)))
-            .collect();
-        writer.write(batch).await.unwrap();
     }
     started.elapsed()
 }
@@ -105,7 +92,11 @@ fn main() {
             let (raw_topic, tw_topic) = (format!("bench-raw-{run}"), format!("bench-tw-{run}"));
             kafka.create_topic(&raw_topic, 3).await.unwrap();
             kafka.create_topic(&tw_topic, 3).await.unwrap();
-            table.push(0, n, paired(run, produce_raw(&raw, &raw_topic, n), produce_tw(&kafka, &tw_topic, n)).await);
+            table.push(
+                0,
+                n,
+                paired(run, produce_raw(&raw, &raw_topic, n), produce(kafka.writer(), &tw_topic, n, BATCH, 1024)).await,
+            );
             let group = format!("bench-group-{run}");
             let consumed =
                 paired(run, consume_raw(&brokers, &raw_topic, &group, n), consume_tw(&kafka, &tw_topic, &group, n));

@@ -20,9 +20,9 @@ use futures::StreamExt;
 use pulsar::consumer::InitialPosition;
 use pulsar::message::proto::command_subscribe::SubType;
 use pulsar::{ConsumerOptions, ProducerOptions, TokioExecutor};
-use tidewater_core::{Driver, Message, ReadTask};
+use tidewater_core::{Driver, ReadTask};
 use tidewater_pulsar::{Pulsar, PulsarConfig};
-use tidewater_testkit::bench::{consume, messages_from_env, paired, payload, Counter, Ratios};
+use tidewater_testkit::bench::{consume, messages_from_env, paired, payload, produce, Counter, Ratios};
 
 const RUNS: usize = 3;
 const BATCH: usize = 1000;
@@ -62,19 +62,6 @@ async fn produce_raw(client: &pulsar::Pulsar<TokioExecutor>, topic: &str, n: usi
     let elapsed = started.elapsed();
     producer.close().await.unwrap();
     elapsed
-}
-
-async fn produce_tw(pulsar: &Pulsar, topic: &str, n: usize) -> Duration {
-    let writer = pulsar.writer();
-    let p = payload(1024);
-    let started = Instant::now();
-    for start in (0..n).step_by(BATCH) {
-        let batch: Vec<Message> = (start..(start + BATCH).min(n))
-            .map(|i| Message::new(topic, p.clone()).with_id(format!("{topic}-{i}")).with_key(format!("k{}", i % 64)))
-            .collect();
-        writer.write(batch).await.unwrap();
-    }
-    started.elapsed()
 }
 
 async fn consume_raw(client: &pulsar::Pulsar<TokioExecutor>, topic: &str, group: &str, n: usize) -> Duration {
@@ -117,7 +104,12 @@ fn main() {
         let mut table = Ratios::new("raw pulsar crate", &["produce", "consume"]);
         for run in 0..RUNS {
             let (raw_topic, tw_topic) = (format!("bench-raw-{run}"), format!("bench-tw-{run}"));
-            table.push(0, n, paired(run, produce_raw(&raw, &raw_topic, n), produce_tw(&pulsar, &tw_topic, n)).await);
+            table.push(
+                0,
+                n,
+                paired(run, produce_raw(&raw, &raw_topic, n), produce(pulsar.writer(), &tw_topic, n, BATCH, 1024))
+                    .await,
+            );
             let group = format!("bench-group-{run}");
             let consumed =
                 paired(run, consume_raw(&raw, &raw_topic, &group, n), consume_tw(&pulsar, &tw_topic, &group, n));
