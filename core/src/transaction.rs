@@ -65,11 +65,19 @@ pub trait Transaction: Send {
     /// a group).
     fn consumed(&mut self, delivery: &Delivery) -> Result<()>;
 
+    /// Ends the transaction: commits it if `commit`, else aborts it. What
+    /// [`commit`](Transaction::commit) and [`abort`](Transaction::abort) call.
+    async fn end(self: Box<Self>, commit: bool) -> Result<()>;
+
     /// Commits: every write and consumed position lands, or, on error, none does.
-    async fn commit(self: Box<Self>) -> Result<()>;
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.end(true).await
+    }
 
     /// Aborts: nothing written lands, no position moves.
-    async fn abort(self: Box<Self>) -> Result<()>;
+    async fn abort(self: Box<Self>) -> Result<()> {
+        self.end(false).await
+    }
 }
 
 impl dyn Transaction {

@@ -130,7 +130,7 @@ struct KafkaTransaction {
 
 impl KafkaTransaction {
     /// Ends the transaction with `commit` or an abort, on a blocking thread.
-    async fn end(&mut self, commit: bool) -> Result<()> {
+    async fn finish(&mut self, commit: bool) -> Result<()> {
         let Some(mut slot) = self.slot.take() else {
             return Err(Error::closed("the transaction has ended").with_driver(DRIVER));
         };
@@ -205,12 +205,8 @@ impl Transaction for KafkaTransaction {
         Ok(())
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<()> {
-        self.end(true).await
-    }
-
-    async fn abort(mut self: Box<Self>) -> Result<()> {
-        self.end(false).await
+    async fn end(mut self: Box<Self>, commit: bool) -> Result<()> {
+        self.finish(commit).await
     }
 }
 

@@ -70,12 +70,12 @@ impl Transaction for MemoryTransaction {
         Ok(())
     }
 
-    async fn commit(self: Box<Self>) -> Result<()> {
+    async fn end(self: Box<Self>, commit: bool) -> Result<()> {
         let this = *self;
-        this.broker.write(this.pending).await
-    }
-
-    async fn abort(self: Box<Self>) -> Result<()> {
-        Ok(())
+        if commit {
+            this.broker.write(this.pending).await
+        } else {
+            Ok(())
+        }
     }
 }

@@ -256,7 +256,7 @@ fn open(writer: &mut Option<OwnedMutexGuard<Option<TransactionalWriter>>>) -> Re
 }
 
 impl OpenTransaction {
-    async fn end(&mut self, commit: bool) -> Result<()> {
+    async fn finish(&mut self, commit: bool) -> Result<()> {
         let begun = !self.partitions.is_empty() || !self.offsets.is_empty();
         let offsets = std::mem::take(&mut self.offsets);
         let writer = open(&mut self.writer)?;
@@ -302,12 +302,8 @@ impl CoreTransaction for OpenTransaction {
         Ok(())
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<()> {
-        self.end(true).await
-    }
-
-    async fn abort(mut self: Box<Self>) -> Result<()> {
-        self.end(false).await
+    async fn end(mut self: Box<Self>, commit: bool) -> Result<()> {
+        self.finish(commit).await
     }
 }
 
