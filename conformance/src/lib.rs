@@ -69,7 +69,9 @@ pub use batches::*;
 pub use cases::*;
 pub use failures::*;
 pub use operations::*;
-pub use support::{fresh_topic, message_with_every_field, seq, subscribe_reader};
+pub use support::{
+    fresh_topic, message_with_every_field, seq, subscribe_reader, EVERY_FIELD_HEADERS, EVERY_FIELD_PAYLOAD_HEX,
+};
 pub use transactions::*;
 
 /// What a driver's broker can do. Each flag turns on the cases that need it.

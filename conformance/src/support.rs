@@ -228,6 +228,18 @@ pub fn message_with_every_field(topic: &str) -> Message {
         .with_header("trace", "a b c")
 }
 
+/// The headers another client reads on [`message_with_every_field`]: the id and the
+/// content type under their wire names, then the message's own headers.
+pub const EVERY_FIELD_HEADERS: [(&str, &str); 4] = [
+    (tidewater_core::wire::ID, "tw-1"),
+    (tidewater_core::wire::CONTENT_TYPE, "application/octet-stream"),
+    ("tenant", "acme"),
+    ("trace", "a b c"),
+];
+
+/// The payload of [`message_with_every_field`] in hex, as the interop scripts print it.
+pub const EVERY_FIELD_PAYLOAD_HEX: &str = "000102ff";
+
 pub(crate) fn skip(case: &str, missing: &str) {
     assert!(
         !crate::is_strict(),

@@ -7,29 +7,17 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tidewater_conformance::{seq, subscribe_reader as subscribe};
+use tidewater_conformance::{fresh_topic, seq, subscribe_reader as subscribe};
 use tidewater_core::testing::Recorder;
 use tidewater_core::{
-    handler_fn, Delivery, Driver, ErrorKind, EventRegistry, HandlerError, IdFactory, Message, Position, ReadTask,
-    SubscriberScheduler, UuidV7Ids,
+    handler_fn, Delivery, Driver, ErrorKind, EventRegistry, HandlerError, Message, Position, ReadTask,
+    SubscriberScheduler,
 };
 use tidewater_kafka::{Kafka, KafkaConfig};
 use tokio::sync::Semaphore;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 const GRACE: Duration = Duration::from_secs(10);
-
-fn topic(case: &str) -> String {
-    format!("tw-kafka-{case}-{}", UuidV7Ids.next_id().replace('-', ""))
-}
-
-async fn kafka(config: KafkaConfig) -> Kafka {
-    Kafka::connect(config).await.expect("connect to the test Kafka")
-}
-
-async fn shared() -> Kafka {
-    kafka(support::config(&support::shared_brokers())).await
-}
 
 fn position(d: &Delivery) -> (u32, u64) {
     match d.position() {
@@ -97,8 +85,8 @@ fn murmur2_matches_kafkas_test_vectors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_land_where_the_java_client_puts_them() {
     const PARTITIONS: u32 = 5;
-    let kafka = shared().await;
-    let topic = topic("partitioner");
+    let kafka = support::shared().await;
+    let topic = fresh_topic("partitioner");
     kafka.create_topic(&topic, PARTITIONS).await.unwrap();
     let messages: Vec<Message> =
         (0..100).map(|i| Message::new(&topic, "p").with_key(format!("customer-{i}"))).collect();
@@ -118,10 +106,10 @@ async fn keys_land_where_the_java_client_puts_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_typed_errors() {
-    let strict = kafka(support::config(&support::shared_brokers()).with_auto_create_topics(None)).await;
+    let strict = support::connect(support::config(&support::shared_brokers()).with_auto_create_topics(None)).await;
     let writer = strict.writer();
 
-    let missing = topic("missing");
+    let missing = fresh_topic("missing");
     let err = writer.write(vec![Message::new(&missing, "x")]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnknownTopic, "{err}");
     assert!(err.to_string().contains(&missing), "the error names the topic: {err}");
@@ -135,7 +123,7 @@ async fn bad_input_gets_typed_errors() {
     let err = writer.write(vec![Message::new("no/slashes", "x")]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidName, "{err}");
 
-    let existing = topic("limits");
+    let existing = fresh_topic("limits");
     strict.create_topic(&existing, 1).await.unwrap();
     let big = Message::new(&existing, vec![0u8; 2_000_000]);
     let err = writer.write(vec![big]).await.unwrap_err();
@@ -170,8 +158,8 @@ async fn a_missing_broker_is_a_connection_error() {
 /// again, in order, and the record's attempt counts up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nack_rewinds_the_partition_in_order() {
-    let kafka = shared().await;
-    let topic = topic("rewind");
+    let kafka = support::shared().await;
+    let topic = fresh_topic("rewind");
     kafka.create_topic(&topic, 1).await.unwrap();
     let messages: Vec<Message> =
         (0..6).map(|i| Message::new(&topic, "p").with_id(format!("m{i}")).with_header("seq", i.to_string())).collect();
@@ -211,8 +199,8 @@ async fn commits_never_pass_a_running_record() {
     let brokers = support::shared_brokers();
     let mut config = support::config(&brokers);
     config.commit_interval = Duration::from_millis(100);
-    let kafka = kafka(config).await;
-    let topic = topic("commits");
+    let kafka = support::connect(config).await;
+    let topic = fresh_topic("commits");
     kafka.create_topic(&topic, 3).await.unwrap();
     // The runner gives each of the 4 lanes the keys whose hash falls to it, and a lane
     // whose handler waits holds up its other keys. Pick the held key alone in its lane,
@@ -300,8 +288,8 @@ async fn commits_never_pass_a_running_record() {
 /// its settlement fails and the record is read again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_of_a_revoked_partition_does_not_commit() {
-    let kafka = shared().await;
-    let topic = topic("revoke");
+    let kafka = support::shared().await;
+    let topic = fresh_topic("revoke");
     kafka.create_topic(&topic, 3).await.unwrap();
     // m0 alone in its lane of two: a held lane fills up to its buffer and then holds the
     // fetch loop (and with it the polling) too, so the others go to the other lane.
@@ -364,8 +352,8 @@ async fn work_of_a_revoked_partition_does_not_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_with_one_lane_commits_everything_handled() {
     const TOTAL: usize = 200;
-    let kafka = shared().await;
-    let topic = topic("exact-stop");
+    let kafka = support::shared().await;
+    let topic = fresh_topic("exact-stop");
     kafka.create_topic(&topic, 3).await.unwrap();
     let messages: Vec<Message> = (0..TOTAL)
         .map(|i| Message::new(&topic, "p").with_id(format!("m{i}")).with_key(format!("k{}", i % 7)))

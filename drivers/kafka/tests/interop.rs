@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use tidewater_conformance::{fresh_topic, EVERY_FIELD_HEADERS, EVERY_FIELD_PAYLOAD_HEX};
 use tidewater_core::testing::Recorder;
-use tidewater_core::{Driver, EventRegistry, IdFactory, Message, ReadTask, SubscriberScheduler, UuidV7Ids};
-use tidewater_kafka::{Kafka, KafkaConfig, Partitioner};
+use tidewater_core::{Driver, EventRegistry, Message, ReadTask, SubscriberScheduler};
+use tidewater_kafka::Partitioner;
 use tidewater_testkit::clients::{java_kafka_client, output_lines};
 use tidewater_testkit::install::python;
 
@@ -52,19 +53,11 @@ impl Client {
     }
 }
 
-fn topic(case: &str) -> String {
-    format!("tw-kafka-{case}-{}", UuidV7Ids.next_id().replace('-', ""))
-}
-
-async fn shared(config: KafkaConfig) -> Kafka {
-    Kafka::connect(config).await.expect("connect to the test Kafka")
-}
-
 /// The client reads a record tidewater wrote with every field.
 async fn reads_what_tidewater_writes(client: Client) {
     let brokers = support::shared_brokers();
-    let kafka = shared(support::config(&brokers)).await;
-    let topic = topic("to-client");
+    let kafka = support::connect(support::config(&brokers)).await;
+    let topic = fresh_topic("to-client");
     kafka.create_topic(&topic, 3).await.unwrap();
     let sent = tidewater_conformance::message_with_every_field(&topic);
     kafka.writer().write(vec![sent.clone()]).await.unwrap();
@@ -72,11 +65,10 @@ async fn reads_what_tidewater_writes(client: Client) {
     let got = client.run("consume", &brokers, &topic, 1).await;
     let record = &got[0];
     assert_eq!(record["key"], "order-7", "{client:?}");
-    assert_eq!(record["value"], "000102ff");
-    assert_eq!(record["headers"]["tw-id"], "tw-1");
-    assert_eq!(record["headers"]["tw-content-type"], "application/octet-stream");
-    assert_eq!(record["headers"]["tenant"], "acme");
-    assert_eq!(record["headers"]["trace"], "a b c");
+    assert_eq!(record["value"], EVERY_FIELD_PAYLOAD_HEX);
+    for (name, value) in EVERY_FIELD_HEADERS {
+        assert_eq!(record["headers"][name], value, "{client:?}: header {name}");
+    }
     let millis = sent.timestamp.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
     assert_eq!(record["timestamp"].as_u64(), Some(millis));
 }
@@ -85,8 +77,8 @@ async fn reads_what_tidewater_writes(client: Client) {
 /// client chose.
 async fn tidewater_reads_what_the_client_writes(client: Client) {
     let brokers = support::shared_brokers();
-    let kafka = shared(support::config(&brokers)).await;
-    let topic = topic("from-client");
+    let kafka = support::connect(support::config(&brokers)).await;
+    let topic = fresh_topic("from-client");
     kafka.create_topic(&topic, 3).await.unwrap();
     let sent = client.run("produce", &brokers, &topic, 5).await;
 
@@ -121,9 +113,9 @@ async fn tidewater_reads_what_the_client_writes(client: Client) {
 /// with `partitioner` puts the same keys (as the client reads them back).
 async fn partitions_of_keys(client: Client, partitioner: Partitioner) -> (HashMap<String, u64>, HashMap<String, u64>) {
     let brokers = support::shared_brokers();
-    let kafka = shared(support::config(&brokers).with_partitioner(partitioner)).await;
-    let theirs = topic("client-keys");
-    let ours = topic("tidewater-keys");
+    let kafka = support::connect(support::config(&brokers).with_partitioner(partitioner)).await;
+    let theirs = fresh_topic("client-keys");
+    let ours = fresh_topic("tidewater-keys");
     kafka.create_topic(&theirs, PARTITIONS).await.unwrap();
     kafka.create_topic(&ours, PARTITIONS).await.unwrap();
     let by_key = |records: Vec<Value>| -> HashMap<String, u64> {
@@ -144,23 +136,16 @@ fn agreeing(a: &HashMap<String, u64>, b: &HashMap<String, u64>) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_java_client_reads_what_tidewater_writes() {
-    reads_what_tidewater_writes(Client::Java).await;
+async fn the_java_client_and_confluent_kafka_read_what_tidewater_writes() {
+    tokio::join!(reads_what_tidewater_writes(Client::Java), reads_what_tidewater_writes(Client::Python));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tidewater_reads_what_the_java_client_writes() {
-    tidewater_reads_what_the_client_writes(Client::Java).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn confluent_kafka_reads_what_tidewater_writes() {
-    reads_what_tidewater_writes(Client::Python).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tidewater_reads_what_confluent_kafka_writes() {
-    tidewater_reads_what_the_client_writes(Client::Python).await;
+async fn tidewater_reads_what_the_java_client_and_confluent_kafka_write() {
+    tokio::join!(
+        tidewater_reads_what_the_client_writes(Client::Java),
+        tidewater_reads_what_the_client_writes(Client::Python)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

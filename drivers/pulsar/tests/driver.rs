@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tidewater_conformance::{seq, subscribe_reader as subscribe};
+use tidewater_conformance::{fresh_topic, seq, subscribe_reader as subscribe};
 use tidewater_core::testing::Recorder;
 use tidewater_core::{
     handler_fn, Delivery, Driver, ErrorKind, HandlerError, IdFactory, Message, Position, ReadTask, StartFrom, UuidV7Ids,
@@ -21,22 +21,10 @@ use tidewater_testkit::{PulsarOptions, PulsarStandalone};
 const PATIENCE: Duration = Duration::from_secs(60);
 const GRACE: Duration = Duration::from_secs(10);
 
-fn topic(case: &str) -> String {
-    format!("tw-pulsar-{case}-{}", UuidV7Ids.next_id().replace('-', ""))
-}
-
-async fn pulsar(config: PulsarConfig) -> Pulsar {
-    Pulsar::connect(config).await.expect("connect to the test Pulsar")
-}
-
-async fn shared() -> Pulsar {
-    pulsar(support::config(&support::shared_url())).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_field_round_trips() {
-    let pulsar = shared().await;
-    let topic = topic("fields");
+    let pulsar = support::shared().await;
+    let topic = fresh_topic("fields");
     let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
     let text = Message::new(&topic, "text key")
         .with_id("m-1")
@@ -76,8 +64,8 @@ async fn every_field_round_trips() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_a_typed_error_and_sends_nothing() {
-    let pulsar = shared().await;
-    let topic = topic("bad");
+    let pulsar = support::shared().await;
+    let topic = fresh_topic("bad");
     let writer = pulsar.writer();
     let big = Message::new(&topic, vec![0u8; pulsar.config().max_message_bytes + 1]);
     let good = Message::new(&topic, "fine").with_header("seq", "0");
@@ -109,8 +97,8 @@ async fn a_broker_that_is_not_there_is_a_connection_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_starts_after_what_was_there() {
-    let pulsar = shared().await;
-    let topic = topic("latest");
+    let pulsar = support::shared().await;
+    let topic = fresh_topic("latest");
     let writer = pulsar.writer();
     writer.write(vec![Message::new(&topic, "before").with_id("before")]).await.unwrap();
     let recorder = Recorder::new();
@@ -133,8 +121,8 @@ async fn a_nack_with_a_delay_comes_back_after_it() {
     let mut config = support::config(&support::shared_url());
     // One message per entry, so only the nacked message comes again.
     config.batching = None;
-    let pulsar = pulsar(config).await;
-    let topic = topic("nack-delay");
+    let pulsar = support::connect(config).await;
+    let topic = fresh_topic("nack-delay");
     let recorder = Recorder::new();
     let times = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (seen, at) = (recorder.clone(), Arc::clone(&times));
@@ -165,8 +153,8 @@ async fn a_nack_with_a_delay_comes_back_after_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nack_in_a_batch_does_not_hand_out_the_acked_messages_again() {
     const N: usize = 10;
-    let pulsar = shared().await; // batching on: one write of ten is one broker entry
-    let topic = topic("batch-nack");
+    let pulsar = support::shared().await; // batching on: one write of ten is one broker entry
+    let topic = fresh_topic("batch-nack");
     let calls = Recorder::new();
     let seen = calls.clone();
     let handler = handler_fn(move |d: Delivery| {
@@ -207,8 +195,8 @@ async fn the_dead_letter_policy_moves_a_failing_message_where_the_middleware_wou
     let mut config = support::config(&support::shared_url());
     config.batching = None;
     config.dead_letter = Some(DeadLetter::after(3));
-    let pulsar = pulsar(config).await;
-    let topic = topic("dlq");
+    let pulsar = support::connect(config).await;
+    let topic = fresh_topic("dlq");
     let attempts = Recorder::new();
     let seen = attempts.clone();
     let failing = handler_fn(move |d: Delivery| {
@@ -258,8 +246,8 @@ async fn key_shared_keeps_each_key_on_one_member_in_order() {
     let mut config = support::config(&support::shared_url());
     config.subscription = SubscriptionType::KeyShared;
     config.batching = None;
-    let pulsar = pulsar(config).await;
-    let topic = topic("key-shared");
+    let pulsar = support::connect(config).await;
+    let topic = fresh_topic("key-shared");
     let union = Recorder::new();
     let members: Vec<Recorder> = vec![Recorder::new(), Recorder::new()];
     let mut subs = Vec::new();
@@ -311,8 +299,8 @@ async fn key_shared_keeps_each_key_on_one_member_in_order() {
 async fn partitioned_topics_spread_keys_and_keep_them_in_order() {
     const KEYS: usize = 12;
     const EACH: usize = 20;
-    let pulsar = shared().await;
-    let topic = topic("partitioned");
+    let pulsar = support::shared().await;
+    let topic = fresh_topic("partitioned");
     let made = topic.clone();
     tokio::task::spawn_blocking(move || support::create_partitioned_topic(&made, 3)).await.unwrap();
     let recorder = Recorder::new();
@@ -347,8 +335,8 @@ async fn partitioned_topics_spread_keys_and_keep_them_in_order() {
 async fn concurrent_writers_share_a_producer_and_lose_nothing() {
     const WRITERS: usize = 20;
     const EACH: usize = 50;
-    let pulsar = shared().await;
-    let topic = topic("writers");
+    let pulsar = support::shared().await;
+    let topic = fresh_topic("writers");
     let sent = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -401,10 +389,10 @@ async fn tls_and_token_authentication_on_a_secured_broker() {
         config
     };
 
-    let pulsar = pulsar(secured(&token)).await;
+    let pulsar = support::connect(secured(&token)).await;
     let redacted = format!("{:?}", pulsar.config());
     assert!(!redacted.contains(&token), "the token shows in Debug output: {redacted}");
-    let topic = topic("tls");
+    let topic = fresh_topic("tls");
     pulsar.writer().write(vec![Message::new(&topic, "over TLS").with_id("tls-1")]).await.unwrap();
     let recorder = Recorder::new();
     let mut sub = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("tls"), recorder.clone()).await;
@@ -446,8 +434,8 @@ async fn tls_and_token_authentication_on_a_secured_broker() {
 async fn failover_gives_everything_to_one_member() {
     let mut config = support::config(&support::shared_url());
     config.subscription = SubscriptionType::Failover;
-    let pulsar = pulsar(config).await;
-    let topic = topic("failover");
+    let pulsar = support::connect(config).await;
+    let topic = fresh_topic("failover");
     let union = Recorder::new();
     let member = |own: &Recorder| {
         let (own, union) = (own.clone(), union.clone());
@@ -479,8 +467,8 @@ async fn the_ack_timeout_does_not_run_a_slow_handler_twice_on_one_consumer() {
     let mut config = support::config(&support::shared_url());
     config.batching = None;
     config.ack_timeout = Some(ACK_TIMEOUT);
-    let pulsar = pulsar(config).await;
-    let topic = topic("ack-timeout");
+    let pulsar = support::connect(config).await;
+    let topic = fresh_topic("ack-timeout");
     let calls = Recorder::new();
     let seen = calls.clone();
     let handler = handler_fn(move |d: Delivery| {

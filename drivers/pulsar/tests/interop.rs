@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
+use tidewater_conformance::{fresh_topic, EVERY_FIELD_HEADERS, EVERY_FIELD_PAYLOAD_HEX};
 use tidewater_core::testing::Recorder;
-use tidewater_core::{Driver, EventRegistry, IdFactory, ReadTask, SubscriberScheduler, UuidV7Ids};
+use tidewater_core::{Driver, EventRegistry, ReadTask, SubscriberScheduler};
 use tidewater_pulsar::Pulsar;
 
 fn run_python(args: &[&str]) -> Vec<Value> {
@@ -25,10 +26,6 @@ fn run_python(args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
-fn topic(case: &str) -> String {
-    format!("tw-pulsar-{case}-{}", UuidV7Ids.next_id().replace('-', ""))
-}
-
 fn broker_url() -> String {
     support::shared_url()
 }
@@ -36,7 +33,7 @@ fn broker_url() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_client_reads_what_tidewater_writes() {
     let pulsar = Pulsar::connect(support::config(&support::shared_url())).await.unwrap();
-    let topic = topic("to-python");
+    let topic = fresh_topic("to-python");
     let sent = tidewater_conformance::message_with_every_field(&topic);
     pulsar.writer().write(vec![sent.clone()]).await.unwrap();
 
@@ -46,11 +43,10 @@ async fn the_python_client_reads_what_tidewater_writes() {
     let m = &got[0];
     assert_eq!(m["key"], "order-7");
     assert_eq!(m["ordering_key"], "order-7");
-    assert_eq!(m["value"], "000102ff");
-    assert_eq!(m["properties"]["tw-id"], "tw-1");
-    assert_eq!(m["properties"]["tw-content-type"], "application/octet-stream");
-    assert_eq!(m["properties"]["tenant"], "acme");
-    assert_eq!(m["properties"]["trace"], "a b c");
+    assert_eq!(m["value"], EVERY_FIELD_PAYLOAD_HEX);
+    for (name, value) in EVERY_FIELD_HEADERS {
+        assert_eq!(m["properties"][name], value, "property {name}");
+    }
     let millis = sent.timestamp.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
     assert_eq!(m["event_time"].as_u64(), Some(millis));
 }
@@ -58,7 +54,7 @@ async fn the_python_client_reads_what_tidewater_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tidewater_reads_what_the_python_client_writes() {
     let pulsar = Pulsar::connect(support::config(&support::shared_url())).await.unwrap();
-    let topic = topic("from-python");
+    let topic = fresh_topic("from-python");
     let topic_arg = topic.clone();
     let sent = tokio::task::spawn_blocking(move || run_python(&["produce", &broker_url(), &topic_arg])).await.unwrap();
     let sent = &sent[0];

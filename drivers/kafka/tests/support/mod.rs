@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tidewater_kafka::KafkaConfig;
+use tidewater_kafka::{Kafka, KafkaConfig};
 
 /// The bootstrap servers of the Kafka `scripts/test` started. A missing broker fails the
 /// test: run the suite with `scripts/test`, which starts it.
@@ -17,6 +17,16 @@ pub(crate) fn shared_brokers() -> String {
 /// The configuration tests use against `brokers`.
 pub(crate) fn config(brokers: &str) -> KafkaConfig {
     KafkaConfig::new(brokers)
+}
+
+/// A driver connected as `config` says.
+pub(crate) async fn connect(config: KafkaConfig) -> Kafka {
+    Kafka::connect(config).await.expect("connect to the test Kafka")
+}
+
+/// A driver on the shared broker, configured as tests are.
+pub(crate) async fn shared() -> Kafka {
+    connect(config(&shared_brokers())).await
 }
 
 /// The committed offset of `group` for each of `partitions` partitions of `topic`
