@@ -171,12 +171,26 @@ pub trait Fixture: Send + Sync + 'static {
 pub struct DriverFixture<D> {
     driver: D,
     capabilities: Capabilities,
+    /// What must live as long as the fixture: the broker process or double it runs on.
+    _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl<D> DriverFixture<D> {
     /// `driver`, whose broker can do what `capabilities` says.
     pub fn new(driver: D, capabilities: Capabilities) -> Self {
-        Self { driver, capabilities }
+        Self { driver, capabilities, _keep: None }
+    }
+
+    /// Keeps `broker` (a process or a double the fixture's own) alive as long as the
+    /// fixture.
+    pub fn keeping(mut self, broker: impl std::any::Any + Send + Sync) -> Self {
+        self._keep = Some(Box::new(broker));
+        self
+    }
+
+    /// The driver.
+    pub fn driver(&self) -> &D {
+        &self.driver
     }
 }
 

@@ -1,15 +1,13 @@
 //! The broker-restart scenario every network driver runs against a broker of its own.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tidewater_core::testing::Recorder;
 use tidewater_core::{
-    handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, MessageId, ReadTask, Reader,
-    SubscriberScheduler, Writer,
+    handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, MessageId, ReadTask, SubscriberScheduler,
 };
 
 /// Messages in a restart run.
@@ -27,23 +25,15 @@ pub struct RestartReport {
     pub reader_restarts: u64,
 }
 
-/// Writes [`TOTAL`] keyed messages to `task.topic` in writes of 100 while `task` reads
-/// them; once a third has arrived, calls `restart` (which stops the broker and starts it
-/// again on the same storage) while writing goes on. A write that fails with a
-/// retryable error is written again, as a service would (at least once). Then waits up
-/// to `patience` for every message to arrive at least once, stops the reader, and
-/// panics if one is missing or the reader did not stop cleanly.
-pub async fn broker_restart_loses_nothing<R, Fut>(
-    writer: Arc<dyn Writer>,
-    reader: Arc<dyn Reader>,
-    task: ReadTask,
-    restart: R,
-    patience: Duration,
-) -> RestartReport
-where
-    R: FnOnce() -> Fut,
-    Fut: Future<Output = ()>,
-{
+/// Writes [`TOTAL`] keyed messages in writes of 100 to the topic `fixture` prepares, while
+/// its read task reads them; once a third has arrived, restarts the broker (on the same
+/// storage) while writing goes on. A write that fails with a retryable error is written
+/// again, as a service would (at least once). Then waits up to the fixture's patience
+/// for every message to arrive at least once, stops the reader, and panics if one is
+/// missing or the reader did not stop cleanly.
+pub async fn broker_restart_loses_nothing(fixture: &dyn RestartFixture) -> RestartReport {
+    let task = fixture.prepare("restart").await;
+    let (writer, reader, patience) = (fixture.driver().writer(), fixture.driver().reader(), fixture.patience());
     let topic = task.topic.clone();
     let received = Recorder::new();
     let mut scheduler = SubscriberScheduler::new(reader, EventRegistry::new());
@@ -75,7 +65,7 @@ where
 
     received.wait_for(TOTAL / 3, patience).await.expect("a third consumed before the restart");
     println!("restarting the broker after {} written, {} received", written.load(Ordering::Relaxed), received.len());
-    restart().await;
+    fixture.restart().await;
 
     producer.await.expect("the writing task");
     let report = finish(&received, scheduler, TOTAL, patience, retries.load(Ordering::Relaxed)).await;
@@ -86,6 +76,7 @@ where
         report.write_retries,
         report.reader_restarts
     );
+    fixture.after_run("restart").await;
     report
 }
 
@@ -132,21 +123,13 @@ pub const LAGGING_WORK: Duration = Duration::from_millis(10);
 /// A consumer that lags behind: [`LAGGING_TOTAL`] keyed messages are written at once,
 /// while a handler that takes [`LAGGING_WORK`] a message (with the task's concurrency)
 /// works through them. Once a quarter is handled, with the rest still waiting in the
-/// broker or fetched ahead, `restart` kills the broker and starts it again; once half
-/// is, again. Every acknowledged message must then be handled at least once within
-/// `patience`: a reader whose consumer gave up during an outage has to be restarted, not
+/// broker or fetched ahead, the fixture kills the broker and starts it again; once half
+/// is, again. Every acknowledged message must then be handled at least once within the
+/// fixture's patience: a reader whose consumer gave up during an outage has to be restarted, not
 /// left waiting. The reader restarts are counted and printed.
-pub async fn lagging_consumer_survives_restarts<R, Fut>(
-    writer: Arc<dyn Writer>,
-    reader: Arc<dyn Reader>,
-    task: ReadTask,
-    mut restart: R,
-    patience: Duration,
-) -> RestartReport
-where
-    R: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
+pub async fn lagging_consumer_survives_restarts(fixture: &dyn RestartFixture) -> RestartReport {
+    let task = fixture.prepare("lagging").await;
+    let (writer, reader, patience) = (fixture.driver().writer(), fixture.driver().reader(), fixture.patience());
     let topic = task.topic.clone();
     let received = Recorder::new();
     let handler = {
@@ -170,7 +153,7 @@ where
     for share in [4, 2] {
         received.wait_for(LAGGING_TOTAL / share, patience).await.expect("progress before a restart");
         println!("restarting the broker with {} of {LAGGING_TOTAL} handled", received.len());
-        restart().await;
+        fixture.restart().await;
     }
     let report = finish(&received, scheduler, LAGGING_TOTAL, patience, 0).await;
     println!(
@@ -246,25 +229,6 @@ where
     }
 }
 
-/// [`broker_restart_loses_nothing`] on `fixture`.
-pub async fn restart_case(fixture: &dyn RestartFixture) -> RestartReport {
-    let task = fixture.prepare("restart").await;
-    let driver = fixture.driver();
-    let report =
-        broker_restart_loses_nothing(driver.writer(), driver.reader(), task, || fixture.restart(), fixture.patience())
-            .await;
-    fixture.after_run("restart").await;
-    report
-}
-
-/// [`lagging_consumer_survives_restarts`] on `fixture`.
-pub async fn lagging_case(fixture: &dyn RestartFixture) -> RestartReport {
-    let task = fixture.prepare("lagging").await;
-    let driver = fixture.driver();
-    lagging_consumer_survives_restarts(driver.writer(), driver.reader(), task, || fixture.restart(), fixture.patience())
-        .await
-}
-
 /// The two restart cases as tests, on the [`RestartFixture`] that `$make().await`
 /// gives (a broker of the test's own each time):
 ///
@@ -282,13 +246,13 @@ macro_rules! restart_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn broker_restart_loses_nothing() {
             let fixture = $make().await;
-            $crate::restart::restart_case(&fixture).await;
+            $crate::restart::broker_restart_loses_nothing(&fixture).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_lagging_consumer_survives_two_restarts() {
             let fixture = $make().await;
-            $crate::restart::lagging_case(&fixture).await;
+            $crate::restart::lagging_consumer_survives_restarts(&fixture).await;
         }
     };
 }

@@ -87,6 +87,10 @@ fn main() {
                 .set("partitioner", "murmur2_random");
             c.create().unwrap()
         };
+        println!(
+            "Apache Kafka {} (KRaft, one node), 1 KiB messages, {n} per run, median of {RUNS}",
+            tidewater_testkit::kafka_version()
+        );
         let mut table = Ratios::new("raw rdkafka", &["produce", "consume"]);
         for run in 0..RUNS {
             let (raw_topic, tw_topic) = (format!("bench-raw-{run}"), format!("bench-tw-{run}"));
@@ -102,10 +106,6 @@ fn main() {
                 paired(run, consume_raw(&brokers, &raw_topic, &group, n), consume_tw(&kafka, &tw_topic, &group, n));
             table.push(1, n, consumed.await);
         }
-        println!(
-            "Apache Kafka {} (KRaft, one node), 1 KiB messages, {n} per run, median of {RUNS}",
-            tidewater_testkit::kafka_version()
-        );
         table.print();
     });
 }

@@ -209,7 +209,7 @@ impl JetStream {
                 .map_err(|e| failed_in_batch(publish_error(e, &message.stream), i, total))?;
             acks.push((message.stream, message.id, ack));
         }
-        await_receipts(DRIVER, "acknowledged", acks, |e, topic| publish_error(e, topic)).await
+        await_receipts(DRIVER, "acknowledged", acks, publish_error).await
     }
 
     /// The stream that holds `topic`, with its info, or `None` when no stream does.

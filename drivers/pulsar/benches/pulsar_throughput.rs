@@ -101,6 +101,10 @@ fn main() {
     runtime.block_on(async {
         let pulsar = Pulsar::connect(PulsarConfig::new(&url)).await.unwrap();
         let raw = raw_client(&url).await;
+        println!(
+            "Apache Pulsar {} standalone, 1 KiB messages, batched, {n} per run, median of {RUNS}",
+            tidewater_testkit::pulsar_version()
+        );
         let mut table = Ratios::new("raw pulsar crate", &["produce", "consume"]);
         for run in 0..RUNS {
             let (raw_topic, tw_topic) = (format!("bench-raw-{run}"), format!("bench-tw-{run}"));
@@ -115,10 +119,6 @@ fn main() {
                 paired(run, consume_raw(&raw, &raw_topic, &group, n), consume_tw(&pulsar, &tw_topic, &group, n));
             table.push(1, n, consumed.await);
         }
-        println!(
-            "Apache Pulsar {} standalone, 1 KiB messages, batched, {n} per run, median of {RUNS}",
-            tidewater_testkit::pulsar_version()
-        );
         table.print();
     });
 }

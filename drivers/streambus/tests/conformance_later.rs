@@ -3,13 +3,15 @@
 
 mod support;
 
-use support::DoubleFixture;
+use support::double_fixture;
+use tidewater_conformance::DriverFixture;
+use tidewater_streambus::StreamBus;
 use tidewater_streambus_double::Profile;
 
-async fn fixture() -> DoubleFixture {
-    let f = DoubleFixture::start(Profile::Later).await;
-    assert_eq!(f.bus.generation(), tidewater_streambus::BrokerGeneration::Later, "the probe sees a later broker");
-    assert!(!f.bus.envelope(), "no envelope where the broker keeps headers");
+async fn fixture() -> DriverFixture<StreamBus> {
+    let f = double_fixture(Profile::Later).await;
+    assert_eq!(f.driver().generation(), tidewater_streambus::BrokerGeneration::Later, "the probe sees a later broker");
+    assert!(!f.driver().envelope(), "no envelope where the broker keeps headers");
     f
 }
 

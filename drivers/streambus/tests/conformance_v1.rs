@@ -4,13 +4,15 @@
 
 mod support;
 
-use support::DoubleFixture;
+use support::double_fixture;
+use tidewater_conformance::DriverFixture;
+use tidewater_streambus::StreamBus;
 use tidewater_streambus_double::Profile;
 
-async fn fixture() -> DoubleFixture {
-    let f = DoubleFixture::start(Profile::V1).await;
-    assert_eq!(f.bus.generation(), tidewater_streambus::BrokerGeneration::V1, "the probe sees a v1.0.x broker");
-    assert!(f.bus.envelope(), "the envelope is on against v1.0.x");
+async fn fixture() -> DriverFixture<StreamBus> {
+    let f = double_fixture(Profile::V1).await;
+    assert_eq!(f.driver().generation(), tidewater_streambus::BrokerGeneration::V1, "the probe sees a v1.0.x broker");
+    assert!(f.driver().envelope(), "the envelope is on against v1.0.x");
     f
 }
 

@@ -134,13 +134,20 @@ async fn v1_closes_on_group_requests_and_the_driver_says_unsupported() {
     bus.writer().write(vec![Message::new("after", "x")]).await.unwrap();
 }
 
-#[tokio::test]
-async fn idle_connections_are_closed_before_the_broker_goes_silent() {
+/// A double whose connections go silent once idle for `silent_after`, and a config for it
+/// that closes connections idle for `idle_close`.
+async fn silent_when_idle(silent_after: Duration, idle_close: Duration) -> (BrokerDouble, StreamBusConfig) {
     let mut faulty = DoubleConfig::new(Profile::V1);
-    faulty.idle_fault = Some(Duration::from_millis(400));
+    faulty.idle_fault = Some(silent_after);
     let double = BrokerDouble::start_with(faulty).await;
     let mut config = support::config(double.addr());
-    config.idle_close = Duration::from_millis(200);
+    config.idle_close = idle_close;
+    (double, config)
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_before_the_broker_goes_silent() {
+    let (double, config) = silent_when_idle(Duration::from_millis(400), Duration::from_millis(200)).await;
     let bus = StreamBus::connect(config).await.unwrap();
     bus.create_topic("idle", 1).await.unwrap();
     assert!(bus.idle_connections() > 0);
@@ -155,11 +162,7 @@ async fn idle_connections_are_closed_before_the_broker_goes_silent() {
 #[tokio::test]
 async fn a_silent_connection_times_out_and_the_retry_uses_a_new_one() {
     // The control case: idle close off, so a pooled connection reaches the fault.
-    let mut faulty = DoubleConfig::new(Profile::V1);
-    faulty.idle_fault = Some(Duration::from_millis(300));
-    let double = BrokerDouble::start_with(faulty).await;
-    let mut config = support::config(double.addr());
-    config.idle_close = Duration::from_secs(60);
+    let (double, mut config) = silent_when_idle(Duration::from_millis(300), Duration::from_secs(60)).await;
     config.request_timeout = Duration::from_millis(500);
     config.retry.initial = Duration::from_millis(10);
     let bus = StreamBus::connect(config).await.unwrap();

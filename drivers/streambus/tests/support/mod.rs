@@ -1,12 +1,9 @@
 //! What the StreamBus tests share: a double per test and a driver tuned for tests.
 #![allow(dead_code)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use tidewater_conformance::{Capabilities, Fixture};
-use tidewater_core::{Admin, Driver, Reader, Writer};
+use tidewater_conformance::{Capabilities, DriverFixture};
 use tidewater_streambus::{StreamBus, StreamBusConfig};
 use tidewater_streambus_double::{BrokerDouble, Profile};
 
@@ -26,54 +23,25 @@ pub(crate) async fn connect(double: &BrokerDouble) -> StreamBus {
     StreamBus::connect(config(double.addr())).await.expect("connect to the double")
 }
 
-/// A double and a driver connected to it, for the conformance suite.
-pub(crate) struct DoubleFixture {
-    pub double: BrokerDouble,
-    pub bus: StreamBus,
-}
-
-impl DoubleFixture {
-    pub(crate) async fn start(profile: Profile) -> Self {
-        let double = BrokerDouble::start(profile).await;
-        let bus = connect(&double).await;
-        Self { double, bus }
-    }
-}
-
-#[async_trait]
-impl Fixture for DoubleFixture {
-    fn capabilities(&self) -> Capabilities {
-        match self.double.config().profile {
-            // A commit is a position: with concurrency above 1, records that finished
-            // above one given back at a stop come again (as on Kafka).
-            Profile::Later => Capabilities { partitions: 3, settles_exactly: false, ..Capabilities::default() },
-            // v1.0.x has no consumer groups: members of a group cannot share partitions
-            // unless each is given its own (StaticPartitions); positions are kept by the
-            // driver's offset store, so a group still resumes where it stopped.
-            Profile::V1 => Capabilities {
-                partitions: 3,
-                settles_exactly: false,
-                consumer_groups: false,
-                // v1.0.x has no transactions at all (brokers.md: no EndTxn).
-                transactions: false,
-                ..Capabilities::default()
-            },
-        }
-    }
-
-    async fn admin(&self) -> Arc<dyn Admin> {
-        self.bus.admin()
-    }
-
-    async fn writer(&self) -> Arc<dyn Writer> {
-        self.bus.writer()
-    }
-
-    async fn reader(&self) -> Arc<dyn Reader> {
-        self.bus.reader()
-    }
-
-    async fn transactions(&self, id: &str) -> tidewater_core::Result<Arc<dyn tidewater_core::Transactions>> {
-        self.bus.transactions(id)
-    }
+/// A driver on a double of `profile` of its own, for the conformance suite, with what
+/// the profile's broker can do.
+pub(crate) async fn double_fixture(profile: Profile) -> DriverFixture<StreamBus> {
+    let double = BrokerDouble::start(profile).await;
+    let capabilities = match profile {
+        // A commit is a position: with concurrency above 1, records that finished above
+        // one given back at a stop come again (as on Kafka).
+        Profile::Later => Capabilities { partitions: 3, settles_exactly: false, ..Capabilities::default() },
+        // v1.0.x has no consumer groups: members of a group cannot share partitions
+        // unless each is given its own (StaticPartitions); positions are kept by the
+        // driver's offset store, so a group still resumes where it stopped.
+        Profile::V1 => Capabilities {
+            partitions: 3,
+            settles_exactly: false,
+            consumer_groups: false,
+            // v1.0.x has no transactions at all (brokers.md: no EndTxn).
+            transactions: false,
+            ..Capabilities::default()
+        },
+    };
+    DriverFixture::new(connect(&double).await, capabilities).keeping(double)
 }
