@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tidewater_core::{ErrorKind, Message, MessageId, ReadTask, StartFrom};
 use tokio::sync::Semaphore;
 
-use crate::support::{batch, fresh_topic, ids, sequences_by_key, skip, subscribe, write_each, Act, Probe};
+use crate::support::{abandon_one, batch, fresh_topic, ids, sequences_by_key, skip, subscribe, write_each, Act, Probe};
 use crate::Fixture;
 
 pub(crate) const GRACE: Duration = Duration::from_secs(10);
@@ -406,15 +406,9 @@ pub async fn shutdown_with_handlers_running(f: Arc<dyn Fixture>) {
     assert!(!round1.done.is_empty());
 
     // Round 2: a handler that never finishes in time is abandoned, not settled.
-    let stuck = Arc::new(Semaphore::new(0));
-    let held = Arc::clone(&stuck);
-    let second = Probe::new(move |_| Act::Block(Arc::clone(&held)));
-    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("sd"), second.clone()).await;
-    second.wait(caps.patience, "a handler running", |s| !s.calls.is_empty()).await;
-    let report = sub.shutdown(Duration::from_millis(200)).await;
+    let (second, report) = abandon_one(&*f, &topic, "sd").await;
     assert_eq!(report.abandoned(), 1, "the stuck handler is abandoned at the deadline: {report:?}");
     assert_eq!(report.acked(), 0, "{report:?}");
-    stuck.add_permits(1000);
 
     // Round 3: everything not settled before comes again.
     let third = Probe::succeeding();

@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidewater_core::dead_letter::headers;
-use tidewater_core::{DeadLetter, Delivery, ReadTask};
-use tokio::sync::Semaphore;
+use tidewater_core::{DeadLetter, Delivery, ReadTask, ShutdownReport, SubscriberScheduler};
 
 use crate::cases::{topic, GRACE};
-use crate::support::{batch, ids, skip, subscribe, subscribe_with, write_each, Act, Probe};
+use crate::support::{abandon_one, batch, ids, skip, subscribe, subscribe_with, write_each, Act, Probe};
 use crate::Fixture;
 
 /// Subscribes a probe to the dead-letter topic of `topic`, which it creates.
@@ -22,6 +21,39 @@ async fn dead_letters(f: &dyn Fixture, topic: &str) -> (tidewater_core::Subscrib
     (subscribe(f, ReadTask::new(&dlq).with_group("dlq-reader"), probe.clone()).await, probe)
 }
 
+/// One message through a handler that does `act`, on a fresh topic named for `case`
+/// read in `group`, with `dead_letter` placed on the scheduler by `place`: waits for its
+/// dead letter and stops.
+async fn dead_lettered(
+    f: &dyn Fixture,
+    case: &str,
+    group: &str,
+    act: fn(&Delivery) -> Act,
+    place: impl FnOnce(&mut SubscriberScheduler, DeadLetter),
+) -> DeadLettered {
+    let topic = topic(f, case).await;
+    let (mut dlq_sub, dlq) = dead_letters(f, &topic).await;
+    let writer = f.writer().await;
+    let probe = Probe::new(act);
+    let dead_letter = DeadLetter::new(Arc::clone(&writer));
+    let mut sub =
+        subscribe_with(f, ReadTask::new(&topic).with_group(group), probe.clone(), |s| place(s, dead_letter)).await;
+    write_each(&*writer, batch(&topic, 1, |_, m| m)).await;
+    let state = dlq.wait(f.capabilities().patience, "the dead letter", |s| !s.done.is_empty()).await;
+    let report = sub.shutdown(GRACE).await;
+    dlq_sub.shutdown(GRACE).await;
+    DeadLettered { topic, probe, dead: state.done[0].clone(), report }
+}
+
+/// What [`dead_lettered`] saw.
+struct DeadLettered {
+    topic: String,
+    probe: Probe,
+    /// The dead letter, as its reader got it.
+    dead: Delivery,
+    report: ShutdownReport,
+}
+
 /// The calls the probe saw for the message with `id`.
 fn calls_of(probe: &Probe, id: &str) -> Vec<Delivery> {
     probe.state().calls.into_iter().filter(|d| d.message().id == id).collect()
@@ -32,23 +64,18 @@ fn calls_of(probe: &Probe, id: &str) -> Vec<Delivery> {
 /// panic, with no opt-in middleware to turn panics into errors. The handler runs once,
 /// and the shutdown report counts a panic and a dead letter, not an ack.
 pub async fn panics_reach_the_chain(f: Arc<dyn Fixture>) {
-    let caps = f.capabilities();
-    let topic = topic(&*f, "panic-chain").await;
-    let (mut dlq_sub, dlq) = dead_letters(&*f, &topic).await;
-    let writer = f.writer().await;
-    let probe = Probe::new(|_| Act::Panic);
-    let dead_letter = DeadLetter::new(Arc::clone(&writer));
-    let mut sub = subscribe_with(&*f, ReadTask::new(&topic).with_group("pc"), probe.clone(), |s| {
-        s.with_middleware(dead_letter);
-    })
+    let run = dead_lettered(
+        &*f,
+        "panic-chain",
+        "pc",
+        |_| Act::Panic,
+        |s, dead_letter| {
+            s.with_middleware(dead_letter);
+        },
+    )
     .await;
-    let id = format!("{topic}-0");
-    write_each(&*writer, batch(&topic, 1, |_, m| m)).await;
-
-    let state = dlq.wait(caps.patience, "the dead letter of the panicking handler", |s| !s.done.is_empty()).await;
-    let report = sub.shutdown(GRACE).await;
-    dlq_sub.shutdown(GRACE).await;
-    let dead = state.done[0].message();
+    let (id, probe, report) = (format!("{}-0", run.topic), run.probe, run.report);
+    let dead = run.dead.message();
     assert_eq!(dead.id, id);
     assert_eq!(dead.headers.get(headers::RECOVERY), Some("transient"), "a panic is a transient failure");
     let error = dead.headers.get(headers::ERROR).unwrap_or_default();
@@ -67,26 +94,19 @@ pub async fn permanent_failures_never_loop(f: Arc<dyn Fixture>) {
         return skip("permanent_failures_never_loop", "redelivery_on_nack");
     }
     // With a default dead letter: the first failure is the last.
-    let topic = topic(&*f, "permanent").await;
-    let (mut dlq_sub, dlq) = dead_letters(&*f, &topic).await;
-    let writer = f.writer().await;
-    let probe = Probe::new(|_| Act::FailPermanently);
-    let dead_letter = DeadLetter::new(Arc::clone(&writer));
-    let mut sub = subscribe_with(&*f, ReadTask::new(&topic).with_group("pm"), probe.clone(), |s| {
+    let place = |s: &mut SubscriberScheduler, dead_letter| {
         s.default_dead_letter(Some(dead_letter));
-    })
-    .await;
-    write_each(&*writer, batch(&topic, 1, |_, m| m)).await;
-    let state = dlq.wait(caps.patience, "the dead letter of the permanent failure", |s| !s.done.is_empty()).await;
-    let report = sub.shutdown(GRACE).await;
-    dlq_sub.shutdown(GRACE).await;
-    assert_eq!(state.done[0].message().headers.get(headers::RECOVERY), Some("permanent"));
+    };
+    let DeadLettered { probe, dead, report, .. } =
+        dead_lettered(&*f, "permanent", "pm", |_| Act::FailPermanently, place).await;
+    assert_eq!(dead.message().headers.get(headers::RECOVERY), Some("permanent"));
     assert_eq!(probe.state().calls.len(), 1, "a permanent failure is not retried");
     assert_eq!((report.tasks[0].dead_lettered, report.tasks[0].acked), (1, 0), "{report:?}");
 
     // With none: 100 ms, then 200, 400, 800 ms... so at most 5 calls in 2.5 s, where an
     // undoubled delay made 25.
     let topic = crate::cases::topic(&*f, "permanent-alone").await;
+    let writer = f.writer().await;
     let probe = Probe::new(|_| Act::FailPermanently);
     let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("pa"), probe.clone()).await;
     write_each(&*writer, batch(&topic, 1, |_, m| m)).await;
@@ -131,14 +151,8 @@ pub async fn attempts_stay_exact_across_a_shutdown(f: Arc<dyn Fixture>) {
     let expected = ids(&messages);
     write_each(&*f.writer().await, messages).await;
 
-    let stuck = Arc::new(Semaphore::new(0));
-    let held = Arc::clone(&stuck);
-    let first = Probe::new(move |_| Act::Block(Arc::clone(&held)));
-    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("at"), first.clone()).await;
-    first.wait(caps.patience, "a handler running", |s| !s.calls.is_empty()).await;
-    let report = sub.shutdown(Duration::from_millis(200)).await;
+    let (first, report) = abandon_one(&*f, &topic, "at").await;
     assert_eq!(report.abandoned(), 1, "{report:?}");
-    stuck.add_permits(1000);
     let abandoned = first.state().calls[0].message().id.clone();
 
     let second = Probe::succeeding();

@@ -158,6 +158,21 @@ pub(crate) async fn subscribe_with(
     start_reading(f.reader().await, task, handler, setup).await
 }
 
+/// Reads `topic` in `group` with a handler that never finishes, waits until it runs,
+/// and stops with a deadline of 200 ms, so that the handler is abandoned. The probe's one
+/// call is the abandoned delivery; the report, what the stop said.
+pub(crate) async fn abandon_one(f: &dyn Fixture, topic: &str, group: &str) -> (Probe, tidewater_core::ShutdownReport) {
+    let stuck = Arc::new(Semaphore::new(0));
+    let held = Arc::clone(&stuck);
+    let probe = Probe::new(move |_| Act::Block(Arc::clone(&held)));
+    let mut sub = subscribe(f, ReadTask::new(topic).with_group(group), probe.clone()).await;
+    probe.wait(f.capabilities().patience, "a handler running", |s| !s.calls.is_empty()).await;
+    let report = sub.shutdown(Duration::from_millis(200)).await;
+    // Let the abandoned call end, now that it no longer counts.
+    stuck.add_permits(1000);
+    (probe, report)
+}
+
 async fn start_reading(
     reader: Arc<dyn Reader>,
     task: ReadTask,
