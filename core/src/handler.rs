@@ -84,6 +84,56 @@ pub trait Middleware: Send + Sync + 'static {
     }
 }
 
+/// A middleware written as what it does around each call of the rest of the chain: a
+/// type that implements it is a [`Middleware`]. The rest of the chain is `next`; call
+/// `next.handle(delivery)` to go on, or return without calling it to stop there.
+///
+/// ```
+/// use tidewater_core::{Around, Delivery, Handler, HandlerError};
+///
+/// /// Drops messages marked as tests before they reach the handler.
+/// #[derive(Clone)]
+/// struct SkipTests;
+///
+/// impl Around for SkipTests {
+///     async fn around(&self, delivery: Delivery, next: &dyn Handler) -> Result<(), HandlerError> {
+///         if delivery.message().headers.get("test") == Some("true") {
+///             return Ok(());
+///         }
+///         next.handle(delivery).await
+///     }
+/// }
+///
+/// # fn demo(bus: &mut tidewater_core::Bus) {
+/// bus.with_middleware(SkipTests);
+/// # }
+/// ```
+///
+/// Unlike [`middleware_fn`], the layer's state is the type's own, and each call costs no
+/// allocation beyond the one future of the layer.
+pub trait Around: Clone + Send + Sync + 'static {
+    /// Handles `delivery`, with `next` the rest of the chain.
+    fn around(&self, delivery: Delivery, next: &dyn Handler) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+impl<A: Around> Middleware for A {
+    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
+        Arc::new(AroundLayer { layer: self.clone(), inner })
+    }
+}
+
+struct AroundLayer<A> {
+    layer: A,
+    inner: BoxHandler,
+}
+
+#[async_trait]
+impl<A: Around> Handler for AroundLayer<A> {
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        self.layer.around(delivery, &*self.inner).await
+    }
+}
+
 /// Makes a middleware from an async closure that gets the delivery and the rest of the
 /// chain, as axum's `from_fn` does: call [`Next::run`] to go on, or return without calling
 /// it to stop there.

@@ -1,12 +1,10 @@
 //! The small middleware: timeout, panic recovery, tracing and correlation ids.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::FutureExt;
-use tidewater_core::{context, panic_message, BoxHandler, Delivery, Handler, HandlerError, Middleware};
+use tidewater_core::{context, panic_message, Around, Delivery, Handler, HandlerError};
 use tracing::Instrument;
 
 /// Fails a handler call that runs longer than a limit, with a transient error. The call
@@ -18,27 +16,15 @@ use tracing::Instrument;
 #[derive(Clone, Copy, Debug)]
 pub struct Timeout(pub Duration);
 
-impl Middleware for Timeout {
-    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
-        Arc::new(TimeoutHandler { inner, limit: self.0 })
-    }
-}
-
-struct TimeoutHandler {
-    inner: BoxHandler,
-    limit: Duration,
-}
-
-#[async_trait]
-impl Handler for TimeoutHandler {
-    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
-        let mut call = self.inner.handle(delivery);
+impl Around for Timeout {
+    async fn around(&self, delivery: Delivery, next: &dyn Handler) -> Result<(), HandlerError> {
+        let mut call = next.handle(delivery);
         if let std::task::Poll::Ready(result) = futures::poll!(&mut call) {
             return result;
         }
-        match tokio::time::timeout(self.limit, call).await {
+        match tokio::time::timeout(self.0, call).await {
             Ok(result) => result,
-            Err(_) => Err(HandlerError::transient(format!("handler timed out after {:?}", self.limit))),
+            Err(_) => Err(HandlerError::transient(format!("handler timed out after {:?}", self.0))),
         }
     }
 }
@@ -64,21 +50,9 @@ impl Recover {
     }
 }
 
-impl Middleware for Recover {
-    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
-        Arc::new(RecoverHandler { inner, permanent: self.permanent })
-    }
-}
-
-struct RecoverHandler {
-    inner: BoxHandler,
-    permanent: bool,
-}
-
-#[async_trait]
-impl Handler for RecoverHandler {
-    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
-        match AssertUnwindSafe(self.inner.handle(delivery)).catch_unwind().await {
+impl Around for Recover {
+    async fn around(&self, delivery: Delivery, next: &dyn Handler) -> Result<(), HandlerError> {
+        match AssertUnwindSafe(next.handle(delivery)).catch_unwind().await {
             // The scheduler's own catch around the handler got there first.
             Ok(Err(err)) if err.is_panic() && self.permanent => Err(err.into_permanent()),
             Ok(result) => result,
@@ -95,19 +69,8 @@ impl Handler for RecoverHandler {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Trace;
 
-impl Middleware for Trace {
-    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
-        Arc::new(TraceHandler { inner })
-    }
-}
-
-struct TraceHandler {
-    inner: BoxHandler,
-}
-
-#[async_trait]
-impl Handler for TraceHandler {
-    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+impl Around for Trace {
+    async fn around(&self, delivery: Delivery, next: &dyn Handler) -> Result<(), HandlerError> {
         let message = delivery.message();
         let span = tracing::info_span!(
             "tidewater.handle",
@@ -117,7 +80,7 @@ impl Handler for TraceHandler {
             group = delivery.group().unwrap_or_default(),
             outcome = tracing::field::Empty,
         );
-        let result = self.inner.handle(delivery.clone()).instrument(span.clone()).await;
+        let result = next.handle(delivery.clone()).instrument(span.clone()).await;
         let outcome = match &result {
             Ok(()) => "ok",
             Err(e) if e.is_transient() => "transient",
@@ -139,19 +102,8 @@ impl Handler for TraceHandler {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CorrelationId;
 
-impl Middleware for CorrelationId {
-    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
-        Arc::new(CorrelationHandler { inner })
-    }
-}
-
-struct CorrelationHandler {
-    inner: BoxHandler,
-}
-
-#[async_trait]
-impl Handler for CorrelationHandler {
-    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
-        context::with_correlation_of(delivery.shared_message(), self.inner.handle(delivery)).await
+impl Around for CorrelationId {
+    async fn around(&self, delivery: Delivery, next: &dyn Handler) -> Result<(), HandlerError> {
+        context::with_correlation_of(delivery.shared_message(), next.handle(delivery)).await
     }
 }

@@ -1,11 +1,9 @@
 //! The consumer side: the handler runs in a span whose parent came with the message.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TraceContextExt;
-use tidewater_core::{BoxHandler, Delivery, Handler, HandlerError, Middleware};
+use tidewater_core::{Around, Delivery, Handler, HandlerError};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -26,19 +24,8 @@ impl TraceContext {
     }
 }
 
-impl Middleware for TraceContext {
-    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
-        Arc::new(Traced { inner })
-    }
-}
-
-struct Traced {
-    inner: BoxHandler,
-}
-
-#[async_trait]
-impl Handler for Traced {
-    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+impl Around for TraceContext {
+    async fn around(&self, delivery: Delivery, next: &dyn Handler) -> Result<(), HandlerError> {
         let message = delivery.message();
         // No parent from the process: the message's context is the parent, or the span
         // is a root of its own.
@@ -60,7 +47,7 @@ impl Handler for Traced {
             // Only a span that has not started can take a parent; this one has not.
             let _ = span.set_parent(parent);
         }
-        let result = self.inner.handle(delivery.clone()).instrument(span.clone()).await;
+        let result = next.handle(delivery.clone()).instrument(span.clone()).await;
         if let Err(err) = &result {
             span.record("otel.status_code", "ERROR");
             span.in_scope(|| tracing::warn!(error = %err, transient = err.is_transient(), "handler failed"));
