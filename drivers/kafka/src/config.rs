@@ -150,8 +150,10 @@ impl Default for TopicSpec {
     }
 }
 
-/// The Kafka driver's configuration: typed options for what services usually set, and
-/// any other librdkafka property through [`KafkaConfig::set`].
+/// The Kafka driver's configuration: typed options for what services usually set, as
+/// public fields (set them with struct update syntax over [`KafkaConfig::new`], as with
+/// the other drivers' configurations), and any other librdkafka property through
+/// [`KafkaConfig::set`].
 ///
 /// `Debug` output redacts passwords, secrets and keys, also those set as properties.
 ///
@@ -159,10 +161,12 @@ impl Default for TopicSpec {
 /// use std::time::Duration;
 /// use tidewater_kafka::{Compression, KafkaConfig};
 ///
-/// let config = KafkaConfig::new("127.0.0.1:9092")
-///     .with_linger(Duration::from_millis(10))
-///     .with_compression(Compression::Zstd)
-///     .set("sasl.password", "hunter2");
+/// let config = KafkaConfig {
+///     linger: Duration::from_millis(10),
+///     compression: Compression::Zstd,
+///     ..KafkaConfig::new("127.0.0.1:9092")
+/// }
+/// .set("sasl.password", "hunter2");
 /// assert!(!format!("{config:?}").contains("hunter2"));
 /// ```
 #[derive(Clone)]
@@ -212,7 +216,9 @@ pub struct KafkaConfig {
     pub sasl: Option<Sasl>,
     /// TLS.
     pub tls: Option<Tls>,
-    properties: BTreeMap<String, String>,
+    /// librdkafka properties as they are, for producers, consumers and the admin client
+    /// alike; they win over the typed options. Empty by default; see [`KafkaConfig::set`].
+    pub properties: BTreeMap<String, String>,
 }
 
 impl KafkaConfig {
@@ -243,42 +249,6 @@ impl KafkaConfig {
     /// It wins over the typed options.
     pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.properties.insert(key.into(), value.into());
-        self
-    }
-
-    /// Sets the linger time.
-    pub fn with_linger(mut self, linger: Duration) -> Self {
-        self.linger = linger;
-        self
-    }
-
-    /// Sets the compression.
-    pub fn with_compression(mut self, compression: Compression) -> Self {
-        self.compression = compression;
-        self
-    }
-
-    /// Sets the partitioner.
-    pub fn with_partitioner(mut self, partitioner: Partitioner) -> Self {
-        self.partitioner = partitioner;
-        self
-    }
-
-    /// Sets whether and how unknown topics are created.
-    pub fn with_auto_create_topics(mut self, spec: Option<TopicSpec>) -> Self {
-        self.auto_create_topics = spec;
-        self
-    }
-
-    /// Sets the SASL credentials.
-    pub fn with_sasl(mut self, sasl: Sasl) -> Self {
-        self.sasl = Some(sasl);
-        self
-    }
-
-    /// Sets TLS.
-    pub fn with_tls(mut self, tls: Tls) -> Self {
-        self.tls = Some(tls);
         self
     }
 
@@ -442,11 +412,13 @@ mod tests {
 
     #[test]
     fn typed_options_become_properties_and_set_wins() {
-        let config = KafkaConfig::new("b:9092")
-            .with_sasl(Sasl { mechanism: SaslMechanism::ScramSha512, username: "svc".into(), password: "pw".into() })
-            .with_tls(Tls { ca_location: Some("/ca.pem".into()), ..Tls::default() })
-            .with_compression(Compression::Lz4)
-            .set("linger.ms", "50");
+        let config = KafkaConfig {
+            sasl: Some(Sasl { mechanism: SaslMechanism::ScramSha512, username: "svc".into(), password: "pw".into() }),
+            tls: Some(Tls { ca_location: Some("/ca.pem".into()), ..Tls::default() }),
+            compression: Compression::Lz4,
+            ..KafkaConfig::new("b:9092")
+        }
+        .set("linger.ms", "50");
         let p = config.producer();
         assert_eq!(p.get("security.protocol"), Some("sasl_ssl"));
         assert_eq!(p.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
@@ -455,7 +427,7 @@ mod tests {
         assert_eq!(p.get("compression.type"), Some("lz4"));
         assert_eq!(p.get("linger.ms"), Some("50"), "a set property wins over the typed option");
         assert_eq!(p.get("partitioner"), Some("murmur2_random"), "the Java client's, by default");
-        let p = config.clone().with_partitioner(Partitioner::ConsistentRandom).producer();
+        let p = KafkaConfig { partitioner: Partitioner::ConsistentRandom, ..config.clone() }.producer();
         assert_eq!(p.get("partitioner"), Some("consistent_random"));
         let c = config.consumer("g", false, 256);
         assert_eq!(c.get("auto.offset.reset"), Some("latest"));
@@ -471,12 +443,14 @@ mod tests {
 
     #[test]
     fn debug_output_has_no_secrets() {
-        let config = KafkaConfig::new("b:9092")
-            .with_sasl(Sasl { mechanism: SaslMechanism::Plain, username: "svc".into(), password: "s3cret-pw".into() })
-            .with_tls(Tls { key_password: Some("key-pw".into()), ..Tls::default() })
-            .set("sasl.oauthbearer.client.secret", "oauth-secret")
-            .set("ssl.key.pem", "-----BEGIN PRIVATE KEY-----")
-            .set("socket.keepalive.enable", "true");
+        let config = KafkaConfig {
+            sasl: Some(Sasl { mechanism: SaslMechanism::Plain, username: "svc".into(), password: "s3cret-pw".into() }),
+            tls: Some(Tls { key_password: Some("key-pw".into()), ..Tls::default() }),
+            ..KafkaConfig::new("b:9092")
+        }
+        .set("sasl.oauthbearer.client.secret", "oauth-secret")
+        .set("ssl.key.pem", "-----BEGIN PRIVATE KEY-----")
+        .set("socket.keepalive.enable", "true");
         let shown = format!("{config:?}");
         for secret in ["s3cret-pw", "key-pw", "oauth-secret", "BEGIN PRIVATE KEY"] {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");

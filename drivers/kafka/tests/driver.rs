@@ -106,7 +106,8 @@ async fn keys_land_where_the_java_client_puts_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_typed_errors() {
-    let strict = support::connect(support::config(&support::shared_brokers()).with_auto_create_topics(None)).await;
+    let strict =
+        support::connect(KafkaConfig { auto_create_topics: None, ..support::config(&support::shared_brokers()) }).await;
     let writer = strict.writer();
 
     let missing = fresh_topic("missing");

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tidewater_conformance::{fresh_topic, EVERY_FIELD_HEADERS, EVERY_FIELD_PAYLOAD_HEX};
 use tidewater_core::testing::Recorder;
 use tidewater_core::{Driver, EventRegistry, Message, ReadTask, SubscriberScheduler};
-use tidewater_kafka::Partitioner;
+use tidewater_kafka::{KafkaConfig, Partitioner};
 use tidewater_testkit::clients::{java_kafka_client, output_lines};
 use tidewater_testkit::install::python;
 
@@ -113,7 +113,7 @@ async fn tidewater_reads_what_the_client_writes(client: Client) {
 /// with `partitioner` puts the same keys (as the client reads them back).
 async fn partitions_of_keys(client: Client, partitioner: Partitioner) -> (HashMap<String, u64>, HashMap<String, u64>) {
     let brokers = support::shared_brokers();
-    let kafka = support::connect(support::config(&brokers).with_partitioner(partitioner)).await;
+    let kafka = support::connect(KafkaConfig { partitioner, ..support::config(&brokers) }).await;
     let theirs = fresh_topic("client-keys");
     let ours = fresh_topic("tidewater-keys");
     kafka.create_topic(&theirs, PARTITIONS).await.unwrap();
