@@ -99,7 +99,7 @@ impl Monitor {
                 group: t.group.clone(),
                 running: t.running.load(Ordering::Acquire),
                 subscribed: t.ready.is_ready(),
-                restarts: t.stats.restarts.load(Ordering::Relaxed),
+                restarts: t.stats.get(crate::reader::Count::Restarts),
             })
             .collect();
         let connected = self.reader.connected();

@@ -100,47 +100,60 @@ impl ReadTask {
     }
 }
 
+/// What a read task counts: each is the [`TaskReport`] field of the same name.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Count {
+    Fetches,
+    Fetched,
+    Delivered,
+    Acked,
+    DeadLettered,
+    Nacked,
+    Failed,
+    Retried,
+    Panicked,
+    Abandoned,
+    SettleErrors,
+    Restarts,
+}
+
 /// Counters of one read task, live while it runs.
 #[derive(Debug, Default)]
 pub struct TaskStats {
-    pub(crate) fetches: AtomicU64,
-    pub(crate) fetched: AtomicU64,
-    pub(crate) delivered: AtomicU64,
-    pub(crate) acked: AtomicU64,
-    pub(crate) dead_lettered: AtomicU64,
-    pub(crate) nacked: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) retried: AtomicU64,
-    pub(crate) panicked: AtomicU64,
-    pub(crate) abandoned: AtomicU64,
-    pub(crate) settle_errors: AtomicU64,
-    pub(crate) restarts: AtomicU64,
+    counts: [AtomicU64; Count::Restarts as usize + 1],
 }
 
 impl TaskStats {
     /// A snapshot of the counters for `topic` and `group`.
     pub fn report(&self, topic: &str, group: Option<&str>) -> TaskReport {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let [fetches, fetched, delivered, acked, dead_lettered, nacked, failed, retried, panicked, abandoned, settle_errors, restarts] =
+            self.counts.each_ref().map(|c| c.load(Ordering::Relaxed));
         TaskReport {
             topic: topic.to_owned(),
             group: group.map(str::to_owned),
-            fetches: get(&self.fetches),
-            fetched: get(&self.fetched),
-            delivered: get(&self.delivered),
-            acked: get(&self.acked),
-            dead_lettered: get(&self.dead_lettered),
-            nacked: get(&self.nacked),
-            failed: get(&self.failed),
-            retried: get(&self.retried),
-            panicked: get(&self.panicked),
-            abandoned: get(&self.abandoned),
-            settle_errors: get(&self.settle_errors),
-            restarts: get(&self.restarts),
+            fetches,
+            fetched,
+            delivered,
+            acked,
+            dead_lettered,
+            nacked,
+            failed,
+            retried,
+            panicked,
+            abandoned,
+            settle_errors,
+            restarts,
         }
     }
 
-    pub(crate) fn add(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// Adds `n` to `count`.
+    pub(crate) fn add(&self, count: Count, n: u64) {
+        self.counts[count as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The count of `count` now.
+    pub(crate) fn get(&self, count: Count) -> u64 {
+        self.counts[count as usize].load(Ordering::Relaxed)
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::hash::lane_of;
-use crate::reader::TaskStats;
+use crate::reader::{Count, TaskStats};
 use crate::{
     BatchSpec, BoxHandler, DeadLetter, Delivery, HandlerError, Incoming, ReadContext, ReadTask, Result, Settlement,
     Settler, Source, StopSignal,
@@ -71,8 +71,8 @@ async fn next_batch(
     };
     match fetched {
         Some(Ok(n)) if n > 0 => {
-            TaskStats::add(&step.stats.fetches);
-            step.stats.fetched.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            step.stats.add(Count::Fetches, 1);
+            step.stats.add(Count::Fetched, batch.len() as u64);
             Ok(true)
         }
         Some(Ok(_)) | None => {
@@ -120,8 +120,8 @@ async fn run_batches(source: &mut (dyn Source + '_), step: &Step, spec: &BatchSp
             };
             match fetch {
                 Some(Ok(n)) if n > 0 => {
-                    TaskStats::add(&step.stats.fetches);
-                    step.stats.fetched.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    step.stats.add(Count::Fetches, 1);
+                    step.stats.add(Count::Fetched, n as u64);
                     gathered.append(&mut fetched);
                     linger_ends.get_or_insert_with(|| tokio::time::Instant::now() + spec.linger);
                 }
@@ -225,7 +225,7 @@ impl Step {
             settle.release(&delivery).await;
             return;
         }
-        TaskStats::add(&self.stats.delivered);
+        self.stats.add(Count::Delivered, 1);
         let mut call = std::pin::pin!(AssertUnwindSafe(self.handler.handle(delivery.clone())).catch_unwind());
         // Most handlers finish on their first poll; only a handler that has to wait needs
         // the race against the shutdown deadline, which costs a timer and a watch.
@@ -237,7 +237,7 @@ impl Step {
             biased;
             outcome = &mut call => outcome,
             _ = self.stop.deadline_passed() => {
-                TaskStats::add(&self.stats.abandoned);
+                self.stats.add(Count::Abandoned, 1);
                 tracing::warn!(
                     topic = %self.task.topic,
                     id = %delivery.message().id,
@@ -249,7 +249,7 @@ impl Step {
         };
         let retries = delivery.retries();
         if retries > 0 {
-            self.stats.retried.fetch_add(u64::from(retries), std::sync::atomic::Ordering::Relaxed);
+            self.stats.add(Count::Retried, u64::from(retries));
         }
         let failure = match outcome {
             Ok(Ok(())) => None,
@@ -279,12 +279,12 @@ impl Step {
         };
         match settled {
             Ok(()) => match settlement {
-                Settlement::Ack if delivery.is_dead_lettered() => TaskStats::add(&self.stats.dead_lettered),
-                Settlement::Ack => TaskStats::add(&self.stats.acked),
-                Settlement::Nack { .. } => TaskStats::add(&self.stats.nacked),
+                Settlement::Ack if delivery.is_dead_lettered() => self.stats.add(Count::DeadLettered, 1),
+                Settlement::Ack => self.stats.add(Count::Acked, 1),
+                Settlement::Nack { .. } => self.stats.add(Count::Nacked, 1),
             },
             Err(err) => {
-                TaskStats::add(&self.stats.settle_errors);
+                self.stats.add(Count::SettleErrors, 1);
                 tracing::warn!(
                     topic = %self.task.topic,
                     id = %delivery.message().id,
@@ -312,13 +312,13 @@ impl Step {
         if deliveries.is_empty() {
             return;
         }
-        self.stats.delivered.fetch_add(deliveries.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.stats.add(Count::Delivered, deliveries.len() as u64);
         let call = AssertUnwindSafe(spec.handler.handle(&deliveries)).catch_unwind();
         let outcome = tokio::select! {
             biased;
             outcome = call => outcome,
             _ = self.stop.deadline_passed() => {
-                self.stats.abandoned.fetch_add(deliveries.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                self.stats.add(Count::Abandoned, deliveries.len() as u64);
                 tracing::warn!(
                     topic = %self.task.topic,
                     size = deliveries.len(),
@@ -346,9 +346,9 @@ impl Step {
         let delay = err.requested_delay().or_else(|| self.task.redelivery_delay(delivery.deliveries()));
         let message = delivery.message();
         if err.is_panic() {
-            TaskStats::add(&self.stats.panicked);
+            self.stats.add(Count::Panicked, 1);
         } else {
-            TaskStats::add(&self.stats.failed);
+            self.stats.add(Count::Failed, 1);
         }
         if err.is_transient() {
             tracing::warn!(

@@ -505,7 +505,7 @@ async fn worker(
             Err(err) => err,
         };
         tracing::warn!(topic = %task.topic, error = %err, retry_in = ?delay, "reader failed; restarting");
-        TaskStats::add(&ctx.stats.restarts);
+        ctx.stats.add(crate::reader::Count::Restarts, 1);
         let was_ready = ctx.ready.is_ready();
         ctx.ready.unready();
         if !was_ready {
