@@ -2,13 +2,14 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use tidewater::dead_letter::headers;
+use tidewater::testing::Recorder;
 use tidewater::{
-    handler_fn, Delivery, Driver, EventRegistry, Handler, HandlerError, PartitionLag, ReadTask, Redrive, StartFrom,
+    handler_fn, Delivery, Driver, EventRegistry, Handler, PartitionLag, ReadTask, Redrive, StartFrom,
     SubscriberScheduler,
 };
 use tokio::sync::Notify;
@@ -241,19 +242,9 @@ async fn collect(
     topic: &str,
     read: &ReadArgs,
 ) -> Result<Vec<Delivery>, Box<dyn std::error::Error>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let handler = {
-        let seen = Arc::clone(&seen);
-        handler_fn(move |delivery: Delivery| {
-            let seen = Arc::clone(&seen);
-            async move {
-                seen.lock().unwrap_or_else(|e| e.into_inner()).push(delivery);
-                Ok::<_, HandlerError>(())
-            }
-        })
-    };
-    read_until_idle(driver, ReadTask::new(topic).with_start(StartFrom::Earliest), read, handler).await?;
-    let mut seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
+    let recorder = Recorder::new();
+    read_until_idle(driver, ReadTask::new(topic).with_start(StartFrom::Earliest), read, recorder.clone()).await?;
+    let mut seen = recorder.deliveries();
     // A broker may hand a message out twice (a redelivery): list it once.
     let mut ids = std::collections::HashSet::new();
     seen.retain(|d| ids.insert(d.message().id.clone()));

@@ -251,6 +251,7 @@ pub enum Recovery {
 /// }
 /// assert_eq!(parse("x").unwrap_err().recovery(), Recovery::Permanent);
 /// ```
+#[derive(Debug)]
 pub struct HandlerError {
     recovery: Recovery,
     retry_after: Option<Duration>,
@@ -396,18 +397,6 @@ impl fmt::Display for HandlerError {
             Recovery::Permanent => "handler failed permanently",
         };
         write!(f, "{what}: {}", self.chain())
-    }
-}
-
-impl fmt::Debug for HandlerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HandlerError")
-            .field("recovery", &self.recovery)
-            .field("retry_after", &self.retry_after)
-            .field("attempts", &self.attempts)
-            .field("panicked", &self.panicked)
-            .field("source", &self.source)
-            .finish()
     }
 }
 
