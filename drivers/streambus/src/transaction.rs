@@ -84,9 +84,7 @@ impl TransactionalWriter {
             .collect();
         if !new.is_empty() {
             let request = Request::AddPartitionsToTxn(AddPartitionsToTxnRequest {
-                transaction_id: self.id.clone(),
-                producer_id: self.producer.id,
-                producer_epoch: self.producer.epoch,
+                txn: self.identity(),
                 partitions: new.clone(),
             });
             let Response::AddPartitionsToTxn(r) = self.coordinator_call(request).await? else { unreachable!() };
@@ -109,12 +107,8 @@ impl TransactionalWriter {
 
     /// Adds `positions` of `group_id` on `topic` to the open transaction.
     async fn send_offsets_in(&self, group_id: &str, topic: &str, positions: &[(u32, u64)]) -> Result<()> {
-        let request = Request::AddOffsetsToTxn(AddOffsetsToTxnRequest {
-            transaction_id: self.id.clone(),
-            producer_id: self.producer.id,
-            producer_epoch: self.producer.epoch,
-            group_id: group_id.to_owned(),
-        });
+        let request =
+            Request::AddOffsetsToTxn(AddOffsetsToTxnRequest { txn: self.identity(), group_id: group_id.to_owned() });
         let Response::AddOffsetsToTxn(r) = self.coordinator_call(request).await? else { unreachable!() };
         if !r.error.is_none() {
             return Err(broker_error("AddOffsetsToTxn failed", r.error, String::new()));
@@ -135,14 +129,18 @@ impl TransactionalWriter {
         }
     }
 
-    /// Commits or aborts the open transaction.
-    async fn end_txn(&self, commit: bool) -> Result<()> {
-        let request = Request::EndTxn(EndTxnRequest {
+    /// This writer's transaction, for the requests about it.
+    fn identity(&self) -> TxnIdentity {
+        TxnIdentity {
             transaction_id: self.id.clone(),
             producer_id: self.producer.id,
             producer_epoch: self.producer.epoch,
-            commit,
-        });
+        }
+    }
+
+    /// Commits or aborts the open transaction.
+    async fn end_txn(&self, commit: bool) -> Result<()> {
+        let request = Request::EndTxn(EndTxnRequest { txn: self.identity(), commit });
         let Response::EndTxn(r) = self.coordinator_call(request).await? else { unreachable!() };
         match r.error {
             ErrorCode::NONE => Ok(()),

@@ -359,15 +359,15 @@ async fn handle(shared: &Shared, request: Request) -> Result<Response, (ErrorCod
         Request::AddOffsetsToTxn(r) => {
             let storage = shared.storage.lock().unwrap();
             Response::AddOffsetsToTxn(ErrorResponse {
-                error: txn_check(&storage, &r.transaction_id, r.producer_id, r.producer_epoch),
+                error: txn_check(&storage, &r.txn.transaction_id, r.txn.producer_id, r.txn.producer_epoch),
             })
         }
         Request::TxnOffsetCommit(r) => txn_offset_commit(shared, r)?,
         Request::EndTxn(r) => {
             let mut storage = shared.storage.lock().unwrap();
-            let error = txn_check(&storage, &r.transaction_id, r.producer_id, r.producer_epoch);
+            let error = txn_check(&storage, &r.txn.transaction_id, r.txn.producer_id, r.txn.producer_epoch);
             if error.is_none() {
-                end_txn(&mut storage, &r.transaction_id, r.commit);
+                end_txn(&mut storage, &r.txn.transaction_id, r.commit);
             }
             Response::EndTxn(ErrorResponse { error })
         }
@@ -499,14 +499,14 @@ fn offset_fetch(shared: &Shared, r: OffsetFetchRequest) -> Result<Response, (Err
 
 fn add_partitions_to_txn(shared: &Shared, r: AddPartitionsToTxnRequest) -> Result<Response, (ErrorCode, String)> {
     let mut storage = shared.storage.lock().unwrap();
-    let check = txn_check(&storage, &r.transaction_id, r.producer_id, r.producer_epoch);
+    let check = txn_check(&storage, &r.txn.transaction_id, r.txn.producer_id, r.txn.producer_epoch);
     let mut results = Vec::new();
     for (topic, partition) in r.partitions {
         let error = match check {
             ErrorCode::NONE if partition < 0 => ErrorCode::INVALID_PARTITION_LIST,
             ErrorCode::NONE => match storage.partition(&topic, partition as u32) {
                 Ok(_) => {
-                    let txn = storage.txns.get_mut(&r.transaction_id).expect("checked");
+                    let txn = storage.txns.get_mut(&r.txn.transaction_id).expect("checked");
                     txn.partitions.insert((topic.clone(), partition as u32));
                     ErrorCode::NONE
                 }

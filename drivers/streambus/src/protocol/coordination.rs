@@ -253,15 +253,25 @@ wire_struct! {
 }
 
 wire_struct! {
-    /// 0x0F AddPartitionsToTxn request.
+    /// The transaction a request is about, as its first three fields say it: the
+    /// transactional id and the producer that InitProducerId gave it.
     #[derive(Clone, Debug, PartialEq, Eq)]
-    pub struct AddPartitionsToTxnRequest {
+    pub struct TxnIdentity {
         /// The transactional id.
         pub transaction_id: String,
         /// The producer id.
         pub producer_id: i64,
         /// The producer epoch.
         pub producer_epoch: i16,
+    }
+}
+
+wire_struct! {
+    /// 0x0F AddPartitionsToTxn request.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct AddPartitionsToTxnRequest {
+        /// Whose transaction.
+        pub txn: TxnIdentity,
         /// Topic and partition pairs.
         pub partitions: Vec<(String, i32)>,
     }
@@ -280,12 +290,8 @@ wire_struct! {
     /// 0x10 AddOffsetsToTxn request.
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub struct AddOffsetsToTxnRequest {
-        /// The transactional id.
-        pub transaction_id: String,
-        /// The producer id.
-        pub producer_id: i64,
-        /// The producer epoch.
-        pub producer_epoch: i16,
+        /// Whose transaction.
+        pub txn: TxnIdentity,
         /// The group whose offsets the transaction will commit.
         pub group_id: String,
     }
@@ -295,12 +301,8 @@ wire_struct! {
     /// 0x11 EndTxn request.
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub struct EndTxnRequest {
-        /// The transactional id.
-        pub transaction_id: String,
-        /// The producer id.
-        pub producer_id: i64,
-        /// The producer epoch.
-        pub producer_epoch: i16,
+        /// Whose transaction.
+        pub txn: TxnIdentity,
         /// Commit (true) or abort.
         pub commit: bool,
     }
