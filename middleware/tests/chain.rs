@@ -88,6 +88,21 @@ async fn poison_message_lands_in_dlq_with_every_header_and_original_is_settled()
     assert_eq!(report.tasks[0].nacked, 0);
 }
 
+/// Starts `s`, publishes one message to `topic`, and stops `s` once its dead letter is
+/// written and the original settled for `group`: the dead letters, and the report.
+async fn dead_lettered(
+    broker: &MemoryBroker,
+    mut s: SubscriberScheduler,
+    topic: &str,
+    group: &str,
+) -> (Vec<Message>, tidewater_core::ShutdownReport) {
+    s.start().await.unwrap();
+    publish(broker, Message::new(topic, "x").with_id(format!("{topic}-1"))).await;
+    let dead = broker.wait_published(&format!("{topic}.dlq"), 1, WAIT).await.unwrap();
+    broker.wait_acked(topic, group, 1, WAIT).await.unwrap();
+    (dead, s.shutdown(WAIT).await)
+}
+
 #[tokio::test]
 async fn failing_dlq_write_leaves_original_unsettled_and_redelivered() {
     let broker = MemoryBroker::new();
@@ -116,12 +131,7 @@ async fn failing_dlq_write_leaves_original_unsettled_and_redelivered() {
     )
     .group("billing")
     .nack_delay(Some(Duration::from_millis(5)));
-    s.start().await.unwrap();
-    publish(&broker, Message::new("orders", "x").with_id("m-1")).await;
-
-    let dead = broker.wait_published("orders.dlq", 1, WAIT).await.unwrap();
-    broker.wait_acked("orders", "billing", 1, WAIT).await.unwrap();
-    let report = s.shutdown(WAIT).await;
+    let (dead, report) = dead_lettered(&broker, s, "orders", "billing").await;
     assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3], "redelivered until the DLQ write worked");
     assert_eq!(dlq_attempts.load(Ordering::SeqCst), 3);
     assert_eq!(report.tasks[0].nacked, 2, "the two failed DLQ writes nacked the original");
@@ -198,11 +208,7 @@ async fn broker_redelivery_then_dlq_with_max_deliveries() {
     s.subscribe("jobs", counting(&calls, |_| Err(HandlerError::transient("down"))))
         .group("g")
         .nack_delay(Some(Duration::from_millis(5)));
-    s.start().await.unwrap();
-    publish(&broker, Message::new("jobs", "x").with_id("j-1")).await;
-    let dead = broker.wait_published("jobs.dlq", 1, WAIT).await.unwrap();
-    broker.wait_acked("jobs", "g", 1, WAIT).await.unwrap();
-    let report = s.shutdown(WAIT).await;
+    let (dead, report) = dead_lettered(&broker, s, "jobs", "g").await;
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     assert_eq!(report.tasks[0].nacked, 2);
     assert_eq!(dead[0].headers.get(dlq_headers::ATTEMPTS), Some("3"));
