@@ -18,6 +18,11 @@ fn scheduler(broker: &MemoryBroker) -> SubscriberScheduler {
     SubscriberScheduler::new(broker.reader(), EventRegistry::new())
 }
 
+/// A retry of `attempts` calls in all, a millisecond apart, for tests that do not wait.
+fn quick_retry(attempts: u32) -> Retry {
+    Retry::new().max_attempts(attempts).min_delay(Duration::from_millis(1)).without_jitter()
+}
+
 async fn publish(broker: &MemoryBroker, message: Message) {
     Driver::writer(broker).write(vec![message]).await.unwrap();
 }
@@ -178,8 +183,7 @@ async fn duplicates_are_skipped_with_a_store_behind_the_trait() {
 async fn retry_counts_attempts_and_stops_at_the_limit() {
     let broker = MemoryBroker::new();
     let mut s = scheduler(&broker);
-    s.with_middleware(DeadLetter::new(broker.writer()))
-        .with_middleware(Retry::new().max_attempts(4).min_delay(Duration::from_millis(1)).without_jitter());
+    s.with_middleware(DeadLetter::new(broker.writer())).with_middleware(quick_retry(4));
     let calls = Arc::new(AtomicU32::new(0));
     s.subscribe("jobs", counting(&calls, |_| Err(HandlerError::transient("still down")))).group("g");
     let recovered = Arc::new(AtomicU32::new(0));
@@ -363,8 +367,7 @@ async fn interceptors_and_metrics_see_every_send_and_handle() {
 async fn a_panic_is_one_failed_attempt_that_retry_and_dead_letter_see() {
     let broker = MemoryBroker::new();
     let mut s = scheduler(&broker);
-    s.with_middleware(DeadLetter::new(broker.writer()))
-        .with_middleware(Retry::new().max_attempts(3).min_delay(Duration::from_millis(1)).without_jitter());
+    s.with_middleware(DeadLetter::new(broker.writer())).with_middleware(quick_retry(3));
     let calls = Arc::new(AtomicU32::new(0));
     s.subscribe("t", counting(&calls, |n| panic!("boom {n}"))).group("g");
     s.start().await.unwrap();
@@ -383,7 +386,7 @@ async fn a_panic_is_one_failed_attempt_that_retry_and_dead_letter_see() {
 async fn the_handler_sees_its_attempt_on_every_in_place_retry() {
     let broker = MemoryBroker::new();
     let mut s = scheduler(&broker);
-    s.with_middleware(Retry::new().max_attempts(4).min_delay(Duration::from_millis(1)).without_jitter());
+    s.with_middleware(quick_retry(4));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
     s.subscribe(
