@@ -53,14 +53,20 @@
 //! lines here. An empty chain costs nothing (the handler is called directly) and each
 //! layer costs one boxed future; the `chain_cost` benchmark measures it.
 
-mod basics;
+mod correlation;
 mod dedup;
 mod publish;
+mod recover;
 mod retry;
+mod timeout;
+mod trace;
 
-pub use basics::{CorrelationId, Recover, Timeout, Trace};
+pub use correlation::CorrelationId;
 pub use dedup::{DedupKey, Deduplicate, DeduplicationStorage, InMemoryDedupStorage, MokaDedupStorage};
 pub use publish::{InstrumentedWriter, Metrics, MetricsCollector, NoMetrics, Outcome, PublishInterceptor};
+pub use recover::Recover;
 pub use retry::Retry;
 pub use tidewater_core::dead_letter::{headers as dlq_headers, DeadLetter, Redrive};
 pub use tidewater_core::{middleware_fn, Next};
+pub use timeout::Timeout;
+pub use trace::Trace;

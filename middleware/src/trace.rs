@@ -1,0 +1,34 @@
+//! Trace: a span around each handler call.
+
+use tidewater_core::{Around, Delivery, Handler, HandlerError};
+use tracing::Instrument;
+
+/// Runs each handler call in a `tidewater.handle` span with the topic, message id,
+/// attempt and group, and records the outcome (`ok`, `transient`, `permanent`) on it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Trace;
+
+impl Around for Trace {
+    async fn around(&self, delivery: Delivery, next: &dyn Handler) -> Result<(), HandlerError> {
+        let message = delivery.message();
+        let span = tracing::info_span!(
+            "tidewater.handle",
+            topic = %message.stream,
+            id = %message.id,
+            attempt = delivery.attempt(),
+            group = delivery.group().unwrap_or_default(),
+            outcome = tracing::field::Empty,
+        );
+        let result = next.handle(delivery.clone()).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(e) if e.is_transient() => "transient",
+            Err(_) => "permanent",
+        };
+        span.record("outcome", outcome);
+        if let Err(err) = &result {
+            span.in_scope(|| tracing::debug!(error = %err, "handler failed"));
+        }
+        result
+    }
+}
