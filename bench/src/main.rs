@@ -18,7 +18,6 @@
 //! raw channel only counts) and counts down a latch; the clock runs from the first publish
 //! to the last handler's return. Setup (building and starting the service) is outside it.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,29 +26,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-/// Counts heap allocations, so each path reports how many a message costs.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: tidewater_testkit::bench::Counting = tidewater_testkit::bench::Counting;
 
 #[derive(Debug, Serialize, Deserialize, ruststream::Outgoing)]
 pub struct Order {
@@ -153,7 +131,7 @@ struct Sample {
 async fn drive(latch: &Latch, load: Load, send: impl AsyncFn(usize)) -> Sample {
     let n = load.messages();
     latch.expect(n);
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = tidewater_testkit::bench::allocations();
     let start = Instant::now();
     for i in 0..n {
         if let Load::Paced { every, .. } = load {
@@ -170,7 +148,7 @@ async fn drive(latch: &Latch, load: Load, send: impl AsyncFn(usize)) -> Sample {
     latch.drained().await;
     Sample {
         elapsed: start.elapsed(),
-        allocations: ALLOCATIONS.load(Ordering::Relaxed) - before,
+        allocations: tidewater_testkit::bench::allocations() - before,
         latencies: latch.latencies(),
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use crate::{BoxHandler, Delivery, ErrorKind, Handler, HandlerError, Message, MessageId, Middleware, Position, Writer};
+use crate::{Around, Delivery, ErrorKind, Handler, HandlerError, Inner, Message, MessageId, Position, Writer};
 
 /// Header names on dead-lettered messages.
 pub mod headers {
@@ -136,28 +136,18 @@ impl std::fmt::Debug for DeadLetter {
     }
 }
 
-impl Middleware for DeadLetter {
-    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
-        Arc::new(DeadLetterHandler { inner, config: self.clone() })
+impl Around for DeadLetter {
+    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+        match next.run(delivery.clone()).await {
+            Ok(()) => Ok(()),
+            // Boxed, so that the success path's future does not carry the failure path's
+            // state (a dead-letter write) inside it.
+            Err(err) => Box::pin(self.dispose(&delivery, err)).await,
+        }
     }
 
     fn dead_letters(&self) -> bool {
         true
-    }
-}
-
-struct DeadLetterHandler {
-    inner: BoxHandler,
-    config: DeadLetter,
-}
-
-#[async_trait]
-impl Handler for DeadLetterHandler {
-    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
-        match self.inner.handle(delivery.clone()).await {
-            Ok(()) => Ok(()),
-            Err(err) => self.config.dispose(&delivery, err).await,
-        }
     }
 }
 

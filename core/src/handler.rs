@@ -86,21 +86,21 @@ pub trait Middleware: Send + Sync + 'static {
 
 /// A middleware written as what it does around each call of the rest of the chain: a
 /// type that implements it is a [`Middleware`]. The rest of the chain is `next`; call
-/// `next.handle(delivery)` to go on, or return without calling it to stop there.
+/// `next.run(delivery)` to go on, or return without calling it to stop there.
 ///
 /// ```
-/// use tidewater_core::{Around, Delivery, Handler, HandlerError};
+/// use tidewater_core::{Around, Delivery, HandlerError, Inner};
 ///
 /// /// Drops messages marked as tests before they reach the handler.
 /// #[derive(Clone)]
 /// struct SkipTests;
 ///
 /// impl Around for SkipTests {
-///     async fn around(&self, delivery: Delivery, next: &dyn Handler) -> Result<(), HandlerError> {
+///     async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
 ///         if delivery.message().headers.get("test") == Some("true") {
 ///             return Ok(());
 ///         }
-///         next.handle(delivery).await
+///         next.run(delivery).await
 ///     }
 /// }
 ///
@@ -109,16 +109,87 @@ pub trait Middleware: Send + Sync + 'static {
 /// # }
 /// ```
 ///
-/// Unlike [`middleware_fn`], the layer's state is the type's own, and each call costs no
-/// allocation beyond the one future of the layer.
+/// Each such middleware given to a chain on its own costs an allocation a call (its
+/// future, boxed, as every [`Handler`]'s). Layers joined with [`Around::then`] run as one
+/// future: a chain of them costs one allocation a call however long it is.
 pub trait Around: Clone + Send + Sync + 'static {
     /// Handles `delivery`, with `next` the rest of the chain.
-    fn around(&self, delivery: Delivery, next: &dyn Handler) -> impl Future<Output = Result<(), HandlerError>> + Send;
+    fn around<N: Inner + ?Sized>(
+        &self,
+        delivery: Delivery,
+        next: &N,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Whether this layer takes failed messages off the broker; see
+    /// [`Middleware::dead_letters`]. The default is false.
+    fn dead_letters(&self) -> bool {
+        false
+    }
+
+    /// This layer with `inner` inside it, as one layer: `inner` runs where this one calls
+    /// the rest of the chain, and the two are one future, not two boxed ones.
+    ///
+    /// ```
+    /// # use tidewater_core::Around;
+    /// # fn demo<A: Around, B: Around, C: Around>(a: A, b: B, c: C, bus: &mut tidewater_core::Bus) {
+    /// bus.with_middleware(a.then(b).then(c)); // a outermost, as with_middleware(a), (b), (c)
+    /// # }
+    /// ```
+    fn then<B: Around>(self, inner: B) -> Stack<Self, B> {
+        Stack { outer: self, inner }
+    }
+}
+
+/// The rest of a chain, as an [`Around`] layer calls it.
+pub trait Inner: Send + Sync {
+    /// Runs the rest of the chain, down to the handler, on `delivery`.
+    fn run(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// The end of a stack of layers: the boxed handler (or chain) it wraps.
+impl Inner for dyn Handler {
+    fn run(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        self.handle(delivery)
+    }
+}
+
+/// Two [`Around`] layers as one; see [`Around::then`].
+#[derive(Clone, Debug)]
+pub struct Stack<A, B> {
+    outer: A,
+    inner: B,
+}
+
+impl<A: Around, B: Around> Around for Stack<A, B> {
+    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+        self.outer.around(delivery, &Then { layer: &self.inner, next }).await
+    }
+
+    fn dead_letters(&self) -> bool {
+        self.outer.dead_letters() || self.inner.dead_letters()
+    }
+}
+
+/// `layer` with the rest of the chain `next` inside it, as the rest of the chain of the
+/// layer outside.
+struct Then<'a, B, N: ?Sized> {
+    layer: &'a B,
+    next: &'a N,
+}
+
+impl<B: Around, N: Inner + ?Sized> Inner for Then<'_, B, N> {
+    fn run(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        self.layer.around(delivery, self.next)
+    }
 }
 
 impl<A: Around> Middleware for A {
     fn wrap(&self, inner: BoxHandler) -> BoxHandler {
         Arc::new(AroundLayer { layer: self.clone(), inner })
+    }
+
+    fn dead_letters(&self) -> bool {
+        Around::dead_letters(self)
     }
 }
 
@@ -224,5 +295,70 @@ impl Handler for CatchPanic {
             Ok(result) => result,
             Err(panic) => Err(HandlerError::from_panic(&*panic)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::{Message, Position};
+
+    /// Writes its name to a shared log before and after the rest of the chain.
+    #[derive(Clone)]
+    struct Log(&'static str, Arc<Mutex<Vec<String>>>);
+
+    impl Around for Log {
+        async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+            self.1.lock().unwrap().push(format!("{} in", self.0));
+            let result = next.run(delivery).await;
+            self.1.lock().unwrap().push(format!("{} out", self.0));
+            result
+        }
+    }
+
+    /// Says it dead-letters, and does nothing else.
+    #[derive(Clone)]
+    struct Dlq;
+
+    impl Around for Dlq {
+        async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+            next.run(delivery).await
+        }
+
+        fn dead_letters(&self) -> bool {
+            true
+        }
+    }
+
+    fn delivery() -> Delivery {
+        Delivery::new(Message::new("t", "x"), 1, Position::Queue { partition: None, sequence: None }, None)
+    }
+
+    #[tokio::test]
+    async fn a_stack_runs_as_the_same_layers_in_a_chain_would() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&log);
+        let handler: BoxHandler = Arc::new(handler_fn(move |_d: Delivery| {
+            seen.lock().unwrap().push("handler".to_owned());
+            async { Ok::<_, HandlerError>(()) }
+        }));
+        let (a, b, c) = (Log("a", Arc::clone(&log)), Log("b", Arc::clone(&log)), Log("c", Arc::clone(&log)));
+        a.clone().then(b.clone()).then(c.clone()).wrap(Arc::clone(&handler)).handle(delivery()).await.unwrap();
+        let stacked = std::mem::take(&mut *log.lock().unwrap());
+        let chain: Vec<Arc<dyn Middleware>> = vec![Arc::new(a), Arc::new(b), Arc::new(c)];
+        apply_chain(handler, &chain).handle(delivery()).await.unwrap();
+        let chained = std::mem::take(&mut *log.lock().unwrap());
+        assert_eq!(stacked, ["a in", "b in", "c in", "handler", "c out", "b out", "a out"]);
+        assert_eq!(stacked, chained);
+    }
+
+    #[test]
+    fn a_stack_dead_letters_when_a_layer_of_it_does() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        assert!(Middleware::dead_letters(&Log("a", Arc::clone(&log)).then(Dlq)));
+        assert!(Middleware::dead_letters(&Dlq.then(Log("a", Arc::clone(&log)))));
+        assert!(!Middleware::dead_letters(&Log("a", Arc::clone(&log)).then(Log("b", log))));
     }
 }

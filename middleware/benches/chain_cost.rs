@@ -5,15 +5,22 @@
 //! directly (no broker), so the difference is the chain alone. Each message has its own
 //! id, so deduplication checks and commits a new key every time, as in production. A run
 //! commits 200,000 ids into stores of the default 100,000, so forgetting old ids is part
-//! of the cost, as in a long-running service. The last two rows put moka's store in
-//! place of the default one.
+//! of the cost, as in a long-running service. The moka rows put moka's store in place
+//! of the default one. The stacked row joins the same layers with `Around::then`, so that
+//! they run as one future instead of one boxed future each. Allocations are counted in
+//! the timed calls and given a message.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tidewater_core::{apply_chain, handler_fn, BoxHandler, Delivery, HandlerError, Message, Middleware, Position};
+use tidewater_core::{
+    apply_chain, handler_fn, Around, BoxHandler, Delivery, HandlerError, Message, Middleware, Position,
+};
 use tidewater_memory::MemoryBroker;
 use tidewater_middleware::*;
+
+#[global_allocator]
+static GLOBAL: tidewater_testkit::bench::Counting = tidewater_testkit::bench::Counting;
 
 const N: usize = 200_000;
 const RUNS: usize = 5;
@@ -32,18 +39,20 @@ fn deliveries(run: usize, from: usize) -> Vec<Delivery> {
         .collect()
 }
 
-/// Calls `handler` with N new deliveries; returns the time spent in the calls.
-async fn time(handler: &BoxHandler, run: usize) -> Duration {
-    let mut spent = Duration::ZERO;
+/// Calls `handler` with N new deliveries; returns the time spent in the calls and the
+/// allocations they made.
+async fn time(handler: &BoxHandler, run: usize) -> (Duration, u64) {
+    let (mut spent, mut allocations) = (Duration::ZERO, 0);
     for from in (0..N).step_by(BATCH) {
         let batch = deliveries(run, from);
-        let start = Instant::now();
+        let (start, before) = (Instant::now(), tidewater_testkit::bench::allocations());
         for d in batch {
             handler.handle(d).await.unwrap();
         }
         spent += start.elapsed();
+        allocations += tidewater_testkit::bench::allocations() - before;
     }
-    spent
+    (spent, allocations)
 }
 
 fn main() {
@@ -72,6 +81,14 @@ fn main() {
             rows.push((format!("{name} alone"), apply_chain(Arc::clone(&bare), std::slice::from_ref(m))));
         }
         rows.push(("full chain, all of the above".into(), apply_chain(Arc::clone(&bare), &full)));
+        let stacked = Trace
+            .then(CorrelationId)
+            .then(DeadLetter::new(broker.writer()))
+            .then(Deduplicate::in_memory())
+            .then(Retry::new())
+            .then(Timeout(Duration::from_secs(30)))
+            .then(Recover::new());
+        rows.push(("full chain, stacked with then".into(), stacked.wrap(Arc::clone(&bare))));
         let moka: Arc<dyn Middleware> = Arc::new(Deduplicate::new(MokaDedupStorage::default()));
         rows.push(("Deduplicate (moka) alone".into(), apply_chain(Arc::clone(&bare), std::slice::from_ref(&moka))));
         let with_moka: Vec<Arc<dyn Middleware>> = layers
@@ -80,9 +97,12 @@ fn main() {
             .collect();
         rows.push(("full chain, moka dedup".into(), apply_chain(Arc::clone(&bare), &with_moka)));
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); rows.len()];
+        let mut allocations = vec![0u64; rows.len()];
         for run in 0..RUNS {
             for (i, (_, handler)) in rows.iter().enumerate() {
-                times[i].push(time(handler, run * rows.len() + i).await.as_nanos() as f64 / N as f64);
+                let (spent, allocated) = time(handler, run * rows.len() + i).await;
+                times[i].push(spent.as_nanos() as f64 / N as f64);
+                allocations[i] += allocated;
             }
         }
         let med = |v: &Vec<f64>| {
@@ -92,11 +112,13 @@ fn main() {
         };
         let base = med(&times[0]);
         println!("middleware cost, success path, {N} calls per run, median of {RUNS}");
-        println!("| chain                          | ns/message | added ns |");
-        println!("|--------------------------------|------------|----------|");
+        let base_allocations = allocations[0] as f64 / (RUNS * N) as f64;
+        println!("| chain                          | ns/message | added ns | allocations/message | added |");
+        println!("|--------------------------------|------------|----------|---------------------|-------|");
         for (i, (name, _)) in rows.iter().enumerate() {
             let t = med(&times[i]);
-            println!("| {name:<30} | {t:>10.1} | {:>8.1} |", t - base);
+            let a = allocations[i] as f64 / (RUNS * N) as f64;
+            println!("| {name:<30} | {t:>10.1} | {:>8.1} | {a:>19.2} | {:>5.2} |", t - base, a - base_allocations);
         }
     });
 }

@@ -1,7 +1,7 @@
 //! CorrelationId: the consumed message's correlation id carried to what its handler
 //! publishes.
 
-use tidewater_core::{context, Around, Delivery, Handler, HandlerError};
+use tidewater_core::{context, Around, Delivery, HandlerError, Inner};
 
 /// Carries a correlation id from the consumed message to everything its handler
 /// publishes: the message's `tw-correlation-id` header, or its id when it has none,
@@ -12,7 +12,7 @@ use tidewater_core::{context, Around, Delivery, Handler, HandlerError};
 pub struct CorrelationId;
 
 impl Around for CorrelationId {
-    async fn around(&self, delivery: Delivery, next: &dyn Handler) -> Result<(), HandlerError> {
-        context::with_correlation_of(delivery.shared_message(), next.handle(delivery)).await
+    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+        context::with_correlation_of(delivery.shared_message(), next.run(delivery)).await
     }
 }

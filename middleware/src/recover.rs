@@ -3,7 +3,7 @@
 use std::panic::AssertUnwindSafe;
 
 use futures::FutureExt;
-use tidewater_core::{panic_message, Around, Delivery, Handler, HandlerError};
+use tidewater_core::{panic_message, Around, Delivery, HandlerError, Inner};
 
 /// Turns a panicking handler call into an error of the recovery you choose. Without
 /// it a panic is already one failed, transient attempt that the whole chain sees (the
@@ -27,8 +27,8 @@ impl Recover {
 }
 
 impl Around for Recover {
-    async fn around(&self, delivery: Delivery, next: &dyn Handler) -> Result<(), HandlerError> {
-        match AssertUnwindSafe(next.handle(delivery)).catch_unwind().await {
+    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+        match AssertUnwindSafe(next.run(delivery)).catch_unwind().await {
             // The scheduler's own catch around the handler got there first.
             Ok(Err(err)) if err.is_panic() && self.permanent => Err(err.into_permanent()),
             Ok(result) => result,

@@ -1,11 +1,9 @@
 //! Retrying a failed handler in place, with exponential backoff and jitter.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
-use tidewater_core::{Attempts, BoxHandler, Delivery, Handler, HandlerError, Middleware};
+use tidewater_core::{Around, Attempts, Delivery, HandlerError, Inner};
 
 /// Retries transient failures inside the handler call, waiting longer each time.
 ///
@@ -113,27 +111,28 @@ impl Retry {
     }
 }
 
-impl Middleware for Retry {
-    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
-        Arc::new(RetryHandler { inner, backoff: self.backoff() })
+impl Around for Retry {
+    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+        match next.run(delivery.clone()).await {
+            Ok(()) => Ok(()),
+            // Boxed, so that the success path's future does not carry the retries' state
+            // (a backoff and a timer) inside it.
+            Err(err) => Box::pin(self.retry(delivery, err, next)).await,
+        }
     }
 }
 
-struct RetryHandler {
-    inner: BoxHandler,
-    backoff: ExponentialBuilder,
-}
-
-#[async_trait]
-impl Handler for RetryHandler {
-    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
-        let err = match self.inner.handle(delivery.clone()).await {
-            Ok(()) => return Ok(()),
-            Err(err) => err,
-        };
-        // The backoff is built only on failure, so the success path costs one call.
+impl Retry {
+    /// Calls `next` again after `err`, the failure of the first call, for as long as the
+    /// backoff allows and the failures say a retry can help.
+    async fn retry<N: Inner + ?Sized>(
+        &self,
+        delivery: Delivery,
+        err: HandlerError,
+        next: &N,
+    ) -> Result<(), HandlerError> {
         let first_failure = SystemTime::now();
-        let mut delays = self.backoff.build();
+        let mut delays = self.backoff().build();
         let mut attempts = 1u32;
         let mut err = err;
         let mut call = delivery;
@@ -154,7 +153,7 @@ impl Handler for RetryHandler {
             attempts += 1;
             // The handler sees which call this is in `Delivery::attempt`.
             call = call.retried();
-            match self.inner.handle(call.clone()).await {
+            match next.run(call.clone()).await {
                 Ok(()) => return Ok(()),
                 Err(next) => err = next,
             }
@@ -167,9 +166,9 @@ impl Handler for RetryHandler {
 mod tests {
     //! Delays on tokio's paused clock: exact, and instant to run.
 
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
-    use tidewater_core::{handler_fn, Message, Position};
+    use tidewater_core::{handler_fn, Handler, Message, Middleware, Position};
     use tokio::time::Instant;
 
     use super::*;

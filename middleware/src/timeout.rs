@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tidewater_core::{Around, Delivery, Handler, HandlerError};
+use tidewater_core::{Around, Delivery, HandlerError, Inner};
 
 /// Fails a handler call that runs longer than a limit, with a transient error. The call
 /// is cancelled at its next await point.
@@ -14,9 +14,9 @@ use tidewater_core::{Around, Delivery, Handler, HandlerError};
 pub struct Timeout(pub Duration);
 
 impl Around for Timeout {
-    async fn around(&self, delivery: Delivery, next: &dyn Handler) -> Result<(), HandlerError> {
-        let mut call = next.handle(delivery);
-        if let std::task::Poll::Ready(result) = futures::poll!(&mut call) {
+    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+        let mut call = std::pin::pin!(next.run(delivery));
+        if let std::task::Poll::Ready(result) = futures::poll!(call.as_mut()) {
             return result;
         }
         match tokio::time::timeout(self.0, call).await {

@@ -1,6 +1,6 @@
 //! Trace: a span around each handler call.
 
-use tidewater_core::{Around, Delivery, Handler, HandlerError};
+use tidewater_core::{Around, Delivery, HandlerError, Inner};
 use tracing::Instrument;
 
 /// Runs each handler call in a `tidewater.handle` span with the topic, message id,
@@ -9,7 +9,7 @@ use tracing::Instrument;
 pub struct Trace;
 
 impl Around for Trace {
-    async fn around(&self, delivery: Delivery, next: &dyn Handler) -> Result<(), HandlerError> {
+    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
         let message = delivery.message();
         let span = tracing::info_span!(
             "tidewater.handle",
@@ -19,7 +19,7 @@ impl Around for Trace {
             group = delivery.group().unwrap_or_default(),
             outcome = tracing::field::Empty,
         );
-        let result = next.handle(delivery.clone()).instrument(span.clone()).await;
+        let result = next.run(delivery.clone()).instrument(span.clone()).await;
         let outcome = match &result {
             Ok(()) => "ok",
             Err(e) if e.is_transient() => "transient",

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TraceContextExt;
-use tidewater_core::{Around, Delivery, Handler, HandlerError};
+use tidewater_core::{Around, Delivery, HandlerError, Inner};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -25,7 +25,7 @@ impl TraceContext {
 }
 
 impl Around for TraceContext {
-    async fn around(&self, delivery: Delivery, next: &dyn Handler) -> Result<(), HandlerError> {
+    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
         let message = delivery.message();
         // No parent from the process: the message's context is the parent, or the span
         // is a root of its own.
@@ -47,7 +47,7 @@ impl Around for TraceContext {
             // Only a span that has not started can take a parent; this one has not.
             let _ = span.set_parent(parent);
         }
-        let result = next.handle(delivery.clone()).instrument(span.clone()).await;
+        let result = next.run(delivery.clone()).instrument(span.clone()).await;
         if let Err(err) = &result {
             span.record("otel.status_code", "ERROR");
             span.in_scope(|| tracing::warn!(error = %err, transient = err.is_transient(), "handler failed"));

@@ -183,3 +183,42 @@ pub async fn consume(
     scheduler.shutdown(Duration::from_secs(10)).await;
     elapsed
 }
+
+/// Counts heap allocations, so that a bench can say how many a message costs. A bench
+/// makes it its allocator:
+///
+/// ```text
+/// #[global_allocator]
+/// static GLOBAL: tidewater_testkit::bench::Counting = tidewater_testkit::bench::Counting;
+/// ```
+///
+/// and reads [`allocations`] before and after what it times.
+#[derive(Debug)]
+pub struct Counting;
+
+static ALLOCATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Allocations (and reallocations) made so far, where [`Counting`] is the allocator.
+pub fn allocations() -> u64 {
+    ALLOCATIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+// SAFETY: every call goes to the system allocator as it is; counting is all it adds.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}

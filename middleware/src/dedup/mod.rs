@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tidewater_core::{BoxHandler, Delivery, Error, Handler, HandlerError, Middleware};
+use tidewater_core::{Around, Delivery, Error, HandlerError, Inner};
 
 mod in_memory;
 mod moka_store;
@@ -102,49 +102,36 @@ impl Deduplicate {
     }
 }
 
-impl Middleware for Deduplicate {
-    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
-        Arc::new(DedupHandler { inner, storage: self.storage.clone() })
-    }
-}
-
-struct DedupHandler {
-    inner: BoxHandler,
-    storage: Storage,
-}
-
-impl DedupHandler {
-    async fn through_trait(
-        &self,
-        storage: &dyn DeduplicationStorage,
-        key: DedupKey<'_>,
-        delivery: Delivery,
-    ) -> Result<(), HandlerError> {
-        match storage.is_duplicate(&key).await {
-            Ok(true) => {
-                skipped(&delivery, key);
-                return Ok(());
-            }
-            Ok(false) => {}
-            Err(err) => tracing::warn!(id = %key.id, error = %err, "dedup check failed; processing anyway"),
+/// Through the trait, for a storage other than the default.
+async fn through_trait<N: Inner + ?Sized>(
+    storage: &dyn DeduplicationStorage,
+    key: DedupKey<'_>,
+    delivery: Delivery,
+    next: &N,
+) -> Result<(), HandlerError> {
+    match storage.is_duplicate(&key).await {
+        Ok(true) => {
+            skipped(&delivery, key);
+            return Ok(());
         }
-        self.inner.handle(delivery).await?;
-        if let Err(err) = storage.commit(&key).await {
-            tracing::warn!(id = %key.id, error = %err, "dedup commit failed; a redelivery would be processed again");
-        }
-        Ok(())
+        Ok(false) => {}
+        Err(err) => tracing::warn!(id = %key.id, error = %err, "dedup check failed; processing anyway"),
     }
+    next.run(delivery).await?;
+    if let Err(err) = storage.commit(&key).await {
+        tracing::warn!(id = %key.id, error = %err, "dedup commit failed; a redelivery would be processed again");
+    }
+    Ok(())
 }
 
 fn skipped(delivery: &Delivery, key: DedupKey<'_>) {
     tracing::debug!(topic = %delivery.message().stream, id = %key.id, group = %key.group, "duplicate skipped");
 }
 
-#[async_trait]
-impl Handler for DedupHandler {
-    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+impl Around for Deduplicate {
+    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
         if delivery.message().id.is_empty() {
-            return self.inner.handle(delivery).await;
+            return next.run(delivery).await;
         }
         // The key borrows from this handle while the handler has the delivery.
         let held = delivery.clone();
@@ -156,11 +143,11 @@ impl Handler for DedupHandler {
                     skipped(&held, key);
                     return Ok(());
                 }
-                self.inner.handle(delivery).await?;
+                next.run(delivery).await?;
                 store.commit_now(fingerprint);
                 Ok(())
             }
-            Storage::Other(store) => self.through_trait(&**store, key, delivery).await,
+            Storage::Other(store) => through_trait(&**store, key, delivery, next).await,
         }
     }
 }
