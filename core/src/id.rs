@@ -119,8 +119,33 @@ pub struct KsuidIds;
 impl IdFactory for KsuidIds {
     fn next_id(&self) -> MessageId {
         use svix_ksuid::KsuidLike;
-        MessageId::from(svix_ksuid::Ksuid::now(None).to_string())
+        let ksuid = svix_ksuid::Ksuid::now(None);
+        let text = ksuid_text(ksuid.bytes());
+        MessageId::from(std::str::from_utf8(&text).expect("base-62 digits are ASCII"))
     }
+}
+
+/// A KSUID's 20 bytes as its 27 base-62 digits, written on the stack: the id then fits
+/// inside its `MessageId`, where formatting through a `String` cost an allocation.
+fn ksuid_text(bytes: &[u8; 20]) -> [u8; 27] {
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    // The 160-bit number as five big-endian 32-bit words, divided by 62 once a digit,
+    // least significant digit first.
+    let mut words = [0u32; 5];
+    for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(4)) {
+        *word = u32::from_be_bytes(chunk.try_into().expect("4 bytes"));
+    }
+    let mut text = [b'0'; 27];
+    for digit in text.iter_mut().rev() {
+        let mut remainder = 0u64;
+        for word in &mut words {
+            let value = (remainder << 32) | u64::from(*word);
+            *word = (value / 62) as u32;
+            remainder = value % 62;
+        }
+        *digit = DIGITS[remainder as usize];
+    }
+    text
 }
 
 #[cfg(test)]
@@ -135,6 +160,7 @@ mod tests {
         assert!(uuids.iter().all(|id| uuid::Uuid::parse_str(id).unwrap().get_version_num() == 7));
 
         let ksuids: HashSet<MessageId> = (0..1000).map(|_| KsuidIds.next_id()).collect();
+        assert!(ksuids.iter().all(MessageId::is_inline), "a KSUID id is kept inside its MessageId");
         assert_eq!(ksuids.len(), 1000);
         assert!(ksuids.iter().all(|id| id.len() == 27 && id.chars().all(|c| c.is_ascii_alphanumeric())));
     }
@@ -182,4 +208,14 @@ mod tests {
         assert_eq!(uuid_v7_millis(&a), Some(1_796_208_746_005));
         assert_ne!(a, b, "ids of one millisecond still differ");
     }
+    }
+
+    #[test]
+    fn ksuid_digits_are_those_of_the_ksuid_crate() {
+        use svix_ksuid::KsuidLike;
+        let mut edges = vec![svix_ksuid::Ksuid::from_bytes([0; 20]), svix_ksuid::Ksuid::from_bytes([255; 20])];
+        edges.extend((0..1000).map(|_| svix_ksuid::Ksuid::now(None)));
+        for ksuid in edges {
+            assert_eq!(std::str::from_utf8(&ksuid_text(ksuid.bytes())).unwrap(), ksuid.to_string());
+        }
 }
