@@ -342,19 +342,21 @@ impl KafkaConfig {
     /// librdkafka keeps its own queue of fetched messages, by default up to 100,000
     /// messages per partition and 64 MiB per consumer, whatever the task's prefetch says:
     /// a slow consumer then holds tens of MiB it will not handle soon. The queue is held
-    /// to `prefetch` messages per partition, and to 4 KiB a prefetched message (at least
-    /// 1 MiB, so one large message still fits); a property set on the configuration wins.
+    /// to 8 KiB a prefetched message, at least 2 MiB and at most 64 MiB; a property set
+    /// on the configuration wins. The bound is in bytes, not messages: a fetch brings up
+    /// to 1 MiB a partition, and a queue of twice that lets the next fetch arrive while
+    /// the last is handled. Bounding the count as well (to `prefetch` a partition) left
+    /// each partition waiting for a fetch once it ran low, at 0.40-0.47 of raw rdkafka's
+    /// throughput against 0.52-0.74 without it (`BENCHMARKS.md`).
     ///
     /// A partition whose queue is full is fetched again only after `fetch.queue.backoff.ms`,
-    /// 1,000 ms by librdkafka's default: with a queue of a few hundred messages that
-    /// capped a busy consumer at about 1,000 messages a second. It is 1 ms here, so a
-    /// drained queue is filled again at once.
+    /// 1,000 ms by librdkafka's default: with a bounded queue that capped a busy consumer
+    /// at about 1,000 messages a second. It is 1 ms here, so a drained queue is filled
+    /// again at once.
     pub(crate) fn consumer(&self, group: &str, earliest: bool, prefetch: usize) -> ClientConfig {
         let mut c = self.common();
-        let kbytes = (prefetch.saturating_mul(4)).clamp(1024, 65_536);
-        c.set("queued.min.messages", prefetch.max(1).to_string())
-            .set("queued.max.messages.kbytes", kbytes.to_string())
-            .set("fetch.queue.backoff.ms", "1");
+        let kbytes = prefetch.saturating_mul(8).clamp(2048, 65_536);
+        c.set("queued.max.messages.kbytes", kbytes.to_string()).set("fetch.queue.backoff.ms", "1");
         c.set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -431,10 +433,10 @@ mod tests {
         assert_eq!(p.get("partitioner"), Some("consistent_random"));
         let c = config.consumer("g", false, 256);
         assert_eq!(c.get("auto.offset.reset"), Some("latest"));
-        assert_eq!(c.get("queued.min.messages"), Some("256"), "the task's prefetch holds");
-        assert_eq!(c.get("queued.max.messages.kbytes"), Some("1024"));
+        assert_eq!(c.get("queued.max.messages.kbytes"), Some("2048"), "the task's prefetch bounds the queue");
+        assert_eq!(c.get("queued.min.messages"), None, "in bytes alone");
         assert_eq!(c.get("fetch.queue.backoff.ms"), Some("1"), "a full queue is not left for a second");
-        assert_eq!(config.consumer("g", false, 5_000).get("queued.max.messages.kbytes"), Some("20000"));
+        assert_eq!(config.consumer("g", false, 5_000).get("queued.max.messages.kbytes"), Some("40000"));
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(config.group_id("billing", "orders"), "billing.orders");
         let shared = KafkaConfig { group_scope: GroupScope::AsGiven, ..config };
