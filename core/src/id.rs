@@ -208,14 +208,14 @@ mod tests {
         assert_eq!(uuid_v7_millis(&a), Some(1_796_208_746_005));
         assert_ne!(a, b, "ids of one millisecond still differ");
     }
-    }
+}
 
-    #[test]
-    fn ksuid_digits_are_those_of_the_ksuid_crate() {
-        use svix_ksuid::KsuidLike;
-        let mut edges = vec![svix_ksuid::Ksuid::from_bytes([0; 20]), svix_ksuid::Ksuid::from_bytes([255; 20])];
-        edges.extend((0..1000).map(|_| svix_ksuid::Ksuid::now(None)));
-        for ksuid in edges {
-            assert_eq!(std::str::from_utf8(&ksuid_text(ksuid.bytes())).unwrap(), ksuid.to_string());
-        }
+#[test]
+fn ksuid_digits_are_those_of_the_ksuid_crate() {
+    use svix_ksuid::KsuidLike;
+    let mut edges = vec![svix_ksuid::Ksuid::from_bytes([0; 20]), svix_ksuid::Ksuid::from_bytes([255; 20])];
+    edges.extend((0..1000).map(|_| svix_ksuid::Ksuid::now(None)));
+    for ksuid in edges {
+        assert_eq!(std::str::from_utf8(&ksuid_text(ksuid.bytes())).unwrap(), ksuid.to_string());
+    }
 }

@@ -222,3 +222,42 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
         unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
     }
 }
+
+/// This process's resident set size, in KiB (Linux).
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number of kB")
+}
+
+/// How far the resident set grew above `before` (KiB) by the time it stopped growing:
+/// for two seconds by more than 64 KiB, or a minute at most.
+pub async fn rss_growth_until_steady(before: u64) -> u64 {
+    let (mut last, mut since) = (rss_kib(), std::time::Instant::now());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while since.elapsed() < Duration::from_secs(2) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = rss_kib();
+        if now > last + 64 {
+            (last, since) = (now, std::time::Instant::now());
+        }
+    }
+    last.saturating_sub(before)
+}
+
+/// Subscribes `task` through `reader` with a handler that never finishes, so the reader
+/// fills all the read-ahead it allows and stops, and returns how much the resident set
+/// grew (KiB). Measure in a process of its own: a resident set only grows within one.
+pub async fn read_ahead_kib(reader: Arc<dyn tidewater_core::Reader>, task: tidewater_core::ReadTask) -> u64 {
+    use tidewater_core::{handler_fn, Delivery, EventRegistry, HandlerError, SubscriberScheduler};
+
+    let mut scheduler = SubscriberScheduler::new(reader, EventRegistry::new());
+    let before = rss_kib();
+    let handler = handler_fn(|_d: Delivery| async move {
+        std::future::pending::<()>().await;
+        Ok::<_, HandlerError>(())
+    });
+    scheduler.add(task, Arc::new(handler));
+    scheduler.start().await.expect("subscribe");
+    rss_growth_until_steady(before).await
+}

@@ -7,48 +7,20 @@
 //! size only grows within one): the growth of the resident set from before the
 //! subscription until it stops growing, divided by the slots.
 
-use std::time::{Duration, Instant};
-
-use tidewater_core::{
-    handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, ReadTask, SubscriberScheduler,
-};
+use tidewater_core::{Driver, Message, ReadTask};
 use tidewater_pulsar::{Pulsar, PulsarConfig};
+use tidewater_testkit::bench::read_ahead_kib;
 
 const TOPIC: &str = "reader-memory";
 const BACKLOG: usize = 12_000;
 const SIZES: [u32; 2] = [1_000, 10_000];
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
-    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number of kB")
-}
 
 /// One measurement, in this process: subscribes with `queue` slots and reports KiB.
 async fn measure(url: &str, queue: u32) -> u64 {
     let mut config = PulsarConfig::new(url);
     config.receiver_queue = queue;
     let pulsar = Pulsar::connect(config).await.expect("connect");
-    let mut scheduler = SubscriberScheduler::new(pulsar.reader(), EventRegistry::new());
-    let before = rss_kib();
-    // Every handler call waits for good: the reader fills its slots and stops.
-    let handler = handler_fn(|_d: Delivery| async move {
-        std::future::pending::<()>().await;
-        Ok::<_, HandlerError>(())
-    });
-    scheduler.add(ReadTask::new(TOPIC).with_group(format!("memory-{queue}")), std::sync::Arc::new(handler));
-    scheduler.start().await.expect("subscribe");
-    // Until the resident set has not grown for two seconds (at most a minute).
-    let (mut last, mut since) = (rss_kib(), Instant::now());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while since.elapsed() < Duration::from_secs(2) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = rss_kib();
-        if now > last + 64 {
-            (last, since) = (now, Instant::now());
-        }
-    }
-    last.saturating_sub(before)
+    read_ahead_kib(pulsar.reader(), ReadTask::new(TOPIC).with_group(format!("memory-{queue}"))).await
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
