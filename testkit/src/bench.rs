@@ -261,3 +261,26 @@ pub async fn read_ahead_kib(reader: Arc<dyn tidewater_core::Reader>, task: tidew
     scheduler.start().await.expect("subscribe");
     rss_growth_until_steady(before).await
 }
+
+/// Writes `n` messages of 1 KiB to `topic`, keyed over 64 keys, in writes of 1,000: a
+/// backlog for a reader to find.
+pub async fn write_backlog(writer: &dyn tidewater_core::Writer, topic: &str, n: usize) {
+    let payload = payload(1024);
+    for start in (0..n).step_by(1000) {
+        let batch = (start..(start + 1000).min(n))
+            .map(|i| tidewater_core::Message::new(topic, payload.clone()).with_key(format!("k{}", i % 64)))
+            .collect();
+        writer.write(batch).await.expect("write the backlog");
+    }
+}
+
+/// Runs this bench again as a process of its own with `env` set, and returns the number
+/// it prints: for a measurement a process must make alone (a resident set only grows
+/// within one).
+pub fn measured_alone(env: &[(&str, String)]) -> u64 {
+    let out = std::process::Command::new(std::env::current_exe().expect("this executable"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("the measuring process runs");
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a figure from the measuring process")
+}

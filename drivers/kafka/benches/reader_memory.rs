@@ -8,9 +8,9 @@
 //! growing. The cases: the driver's default (prefetch 256), a prefetch of 5,000, and
 //! librdkafka's own defaults (the queue bounds set back to them on the configuration).
 
-use tidewater_core::{Driver, Message, ReadTask};
+use tidewater_core::{Driver, ReadTask};
 use tidewater_kafka::{Kafka, KafkaConfig};
-use tidewater_testkit::bench::read_ahead_kib;
+use tidewater_testkit::bench::{measured_alone, read_ahead_kib, write_backlog};
 
 const TOPIC: &str = "reader-memory";
 const BACKLOG: usize = 40_000;
@@ -44,14 +44,7 @@ async fn main() {
     let broker = tidewater_testkit::KafkaBroker::start();
     let kafka = Kafka::connect(KafkaConfig::new(broker.brokers())).await.expect("connect to the private Kafka");
     kafka.create_topic(TOPIC, 4).await.expect("create the topic");
-    let writer = kafka.writer();
-    let payload = bytes::Bytes::from(vec![7u8; 1024]);
-    for start in (0..BACKLOG).step_by(1000) {
-        let batch = (start..start + 1000)
-            .map(|i| Message::new(TOPIC, payload.clone()).with_key(format!("k{}", i % 64)))
-            .collect();
-        writer.write(batch).await.expect("write the backlog");
-    }
+    write_backlog(&*kafka.writer(), TOPIC, BACKLOG).await;
     println!(
         "Apache Kafka {}, {BACKLOG} waiting messages of 1 KiB on 4 partitions",
         tidewater_testkit::kafka_version()
@@ -59,13 +52,7 @@ async fn main() {
     println!("| reader | resident set growth |");
     println!("|---|---|");
     for (case, (name, _, _)) in CASES.iter().enumerate() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .env("TW_MEASURE_BROKERS", broker.brokers())
-            .env("TW_MEASURE_CASE", case.to_string())
-            .output()
-            .expect("the measuring process runs");
-        let kib: u64 =
-            String::from_utf8_lossy(&out.stdout).trim().parse().expect("a figure from the measuring process");
+        let kib = measured_alone(&[("TW_MEASURE_BROKERS", broker.brokers()), ("TW_MEASURE_CASE", case.to_string())]);
         println!("| {name} | {:.1} MiB |", kib as f64 / 1024.0);
     }
 }

@@ -7,9 +7,9 @@
 //! size only grows within one): the growth of the resident set from before the
 //! subscription until it stops growing, divided by the slots.
 
-use tidewater_core::{Driver, Message, ReadTask};
+use tidewater_core::{Driver, ReadTask};
 use tidewater_pulsar::{Pulsar, PulsarConfig};
-use tidewater_testkit::bench::read_ahead_kib;
+use tidewater_testkit::bench::{measured_alone, read_ahead_kib, write_backlog};
 
 const TOPIC: &str = "reader-memory";
 const BACKLOG: usize = 12_000;
@@ -32,25 +32,12 @@ async fn main() {
     }
     let broker = tidewater_testkit::PulsarStandalone::start("");
     let pulsar = Pulsar::connect(PulsarConfig::new(broker.url())).await.expect("connect to the private Pulsar");
-    let writer = pulsar.writer();
-    let payload = bytes::Bytes::from(vec![7u8; 1024]);
-    for start in (0..BACKLOG).step_by(1000) {
-        let batch = (start..start + 1000)
-            .map(|i| Message::new(TOPIC, payload.clone()).with_key(format!("k{}", i % 64)))
-            .collect();
-        writer.write(batch).await.expect("write the backlog");
-    }
+    write_backlog(&*pulsar.writer(), TOPIC, BACKLOG).await;
     println!("| receiver queue | resident set growth | per slot |");
     println!("|---|---|---|");
     let mut growth = Vec::new();
     for queue in SIZES {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .env("TW_MEASURE_URL", broker.url())
-            .env("TW_MEASURE_QUEUE", queue.to_string())
-            .output()
-            .expect("the measuring process runs");
-        let kib: u64 =
-            String::from_utf8_lossy(&out.stdout).trim().parse().expect("a figure from the measuring process");
+        let kib = measured_alone(&[("TW_MEASURE_URL", broker.url()), ("TW_MEASURE_QUEUE", queue.to_string())]);
         println!("| {queue} | {:.1} MiB | {:.1} KiB |", kib as f64 / 1024.0, kib as f64 / f64::from(queue));
         growth.push(kib);
     }
