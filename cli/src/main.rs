@@ -18,8 +18,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "tidewater", version)]
 struct Cli {
-    /// The broker: nats://host:port, kafka://host:port[,host:port], pulsar://host:port or
-    /// streambus://host:port.
+    /// The broker: nats://host:port, kafka://host:port (several, comma-separated),
+    /// pulsar://host:port or streambus://host:port.
     #[arg(long, env = "TIDEWATER_URL")]
     url: String,
     /// Pulsar's admin API, for `topics` (default: the broker's host, port 8080).

@@ -1,7 +1,7 @@
 //! Prometheus metrics for a tidewater service, consumer lag included, and a small HTTP
 //! endpoint for probes and scrapes.
 //!
-//! [`PrometheusMetrics::instrument`] takes a [`Bus`](tidewater_core::Bus) and measures
+//! [`PrometheusMetrics::instrument`] takes a [`Bus`] and measures
 //! what it does; [`PrometheusMetrics::render`] writes the OpenMetrics text a scrape
 //! gets; [`serve`] answers `/metrics`, `/health/live` and `/health/ready`.
 //!

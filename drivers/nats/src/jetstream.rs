@@ -71,7 +71,7 @@ impl Default for JetStreamConfig {
 ///   and topic (named `<group>__<topic>`); members of a group share it. A task without
 ///   a group gets an ephemeral consumer. New groups start at the first message or at
 ///   new ones, as the task says.
-/// - **Settlement** is per message ([`DeliveryModel::Queue`]): ack, or nak with the
+/// - **Settlement** is per message ([`DeliveryModel::Queue`](tidewater_core::DeliveryModel::Queue)): ack, or nak with the
 ///   nack delay. The attempt is the server's delivery count. The consumer has no
 ///   delivery limit (`max_deliver` unlimited), because the server would silently stop
 ///   delivering a message that reached it; cap deliveries with the dead-letter

@@ -25,7 +25,7 @@ use crate::{PulsarConfig, SubscriptionType, DRIVER};
 /// - **Groups** are subscriptions named after the group, of the configured
 ///   [`SubscriptionType`] (Shared by default). A task without a group reads through an
 ///   Exclusive subscription of its own, `tidewater-private-<uuid>`, removed when it stops.
-/// - **Settlement** is per message ([`DeliveryModel::Queue`]). A nack asks the broker to
+/// - **Settlement** is per message ([`DeliveryModel::Queue`](tidewater_core::DeliveryModel::Queue)). A nack asks the broker to
 ///   redeliver after the nack delay (the task's, else [`PulsarConfig::nack_delay`]).
 /// - **Batches** (messages a producer sent together, one broker entry) are acked when
 ///   every message of the batch is: brokers that do not track acks inside a batch take an

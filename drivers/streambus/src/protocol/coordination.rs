@@ -1,6 +1,7 @@
 //! Payloads of the group, offset and transaction requests 0x08–0x13 (spec §1.7), only
-//! served by later brokers: each the table of its fields in wire order, encoded by
-//! [`Wire`](super::wire). Strings have `i32` lengths; bytes may be null.
+//! served by later brokers: each the table of its fields in wire order, in the
+//! coordination encoding (the crate's `wire` module): strings have `i32` lengths; bytes
+//! may be null.
 
 use bytes::{BufMut, Bytes, BytesMut};
 

@@ -1,5 +1,7 @@
 //! Payloads of the data-path operations 0x01–0x07 (spec §1.6), with the trailing fields
-//! later brokers add to Produce and Fetch.
+//! later brokers add to Produce and Fetch. Those of fixed fields are tables in the legacy
+//! encoding (`u32` lengths, nothing null); records and the optional trailers are written
+//! out by hand.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
