@@ -294,15 +294,13 @@ impl BrokerWriter for MemoryWriter {
         self.broker.write(batch).await
     }
 
+    /// Appends, waiting for room where the partition is full. No `try_write_now` first:
+    /// appending tries at once before it waits, so a publisher that already found the
+    /// partition full (the `Publisher` tries `try_write_now` first) tries it once less.
     async fn write_one(&self, message: Message) -> Result<()> {
-        match self.try_write_now(message) {
-            WriteNow::Done(result) => result,
-            // Checked and found full: wait for room.
-            WriteNow::Wait(message) => {
-                let topic = self.topic(&message.stream)?;
-                MemoryBroker::append_to(&topic, message).await
-            }
-        }
+        self.broker.check(0, &message)?;
+        let topic = self.topic(&message.stream)?;
+        MemoryBroker::append_to(&topic, message).await
     }
 
     /// Appends at once when the partition has room; a full one hands the message back.
