@@ -1,6 +1,6 @@
 //! Commit bookkeeping for log-style brokers.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 /// Identifies one dispatch of a record: its offset, and which dispatch of that offset
 /// it was, so that a handler finishing after its partition was rewound cannot settle the
@@ -31,41 +31,83 @@ pub struct Ticket {
 /// ```
 #[derive(Clone, Debug)]
 pub struct PartitionCommits {
-    /// Offset -> serial of its current dispatch.
-    in_flight: BTreeMap<u64, u64>,
+    /// Records dispatched and not yet passed by the commit point, by ascending offset.
+    /// Records arrive in offset order, so a dispatch appends and the commit point pops
+    /// from the front: a ring, where a tree would allocate and rebalance per record.
+    in_flight: VecDeque<Dispatch>,
     next: u64,
     committable: u64,
     serial: u64,
 }
 
+/// One dispatch of a record, kept until every record below it was processed too.
+#[derive(Clone, Copy, Debug)]
+struct Dispatch {
+    offset: u64,
+    serial: u64,
+    processed: bool,
+}
+
 impl PartitionCommits {
     /// Starts at `offset`, the position the partition is read from.
     pub fn new(offset: u64) -> Self {
-        Self { in_flight: BTreeMap::new(), next: offset, committable: offset, serial: 0 }
+        Self { in_flight: VecDeque::new(), next: offset, committable: offset, serial: 0 }
     }
 
     /// Records that the record at `offset` was handed to a handler.
     pub fn dispatched(&mut self, offset: u64) -> Ticket {
         self.serial += 1;
-        self.in_flight.insert(offset, self.serial);
+        let dispatch = Dispatch { offset, serial: self.serial, processed: false };
+        match self.in_flight.back() {
+            None => self.in_flight.push_back(dispatch),
+            Some(last) if last.offset < offset => self.in_flight.push_back(dispatch),
+            // Out of order (a driver handing an offset again without a rewind): keep the
+            // order, replacing an earlier dispatch of the same offset.
+            Some(_) => match self.find(offset) {
+                Ok(i) => self.in_flight[i] = dispatch,
+                Err(i) => self.in_flight.insert(i, dispatch),
+            },
+        }
         self.next = self.next.max(offset + 1);
         Ticket { offset, serial: self.serial }
+    }
+
+    fn find(&self, offset: u64) -> Result<usize, usize> {
+        // Offsets are mostly consecutive, so the distance from the front is usually the
+        // index; gaps (compaction, transaction markers) fall back to a search.
+        if let Some(front) = self.in_flight.front() {
+            let guess = offset.wrapping_sub(front.offset);
+            if let Some(d) = usize::try_from(guess).ok().and_then(|i| self.in_flight.get(i)) {
+                if d.offset == offset {
+                    return Ok(guess as usize);
+                }
+            }
+        }
+        self.in_flight.binary_search_by_key(&offset, |d| d.offset)
+    }
+
+    /// The position of `ticket`'s dispatch while it is current and unprocessed.
+    fn position(&self, ticket: Ticket) -> Option<usize> {
+        let i = self.find(ticket.offset).ok()?;
+        let d = &self.in_flight[i];
+        (d.serial == ticket.serial && !d.processed).then_some(i)
     }
 
     /// Whether `ticket` is still the record's current dispatch: false once the partition
     /// was rewound to or below its offset.
     pub fn is_current(&self, ticket: Ticket) -> bool {
-        self.in_flight.get(&ticket.offset) == Some(&ticket.serial)
+        self.position(ticket).is_some()
     }
 
     /// Records that the dispatch `ticket` was processed. Returns the new commit point if
     /// it moved. A ticket that is no longer current changes nothing.
     pub fn processed(&mut self, ticket: Ticket) -> Option<u64> {
-        if !self.is_current(ticket) {
-            return None;
+        let i = self.position(ticket)?;
+        self.in_flight[i].processed = true;
+        while self.in_flight.front().is_some_and(|d| d.processed) {
+            self.in_flight.pop_front();
         }
-        self.in_flight.remove(&ticket.offset);
-        let point = self.in_flight.keys().next().copied().unwrap_or(self.next);
+        let point = self.in_flight.front().map_or(self.next, |d| d.offset);
         (point > self.committable).then(|| {
             self.committable = point;
             point
@@ -81,13 +123,15 @@ impl PartitionCommits {
     /// are forgotten, so their running handlers settle nothing, and reading goes on from
     /// `offset`. Records below it stay in flight and still hold the commit point back.
     pub fn rewind(&mut self, offset: u64) {
-        self.in_flight.split_off(&offset);
+        let keep = self.find(offset).unwrap_or_else(|i| i);
+        self.in_flight.truncate(keep);
         self.next = offset;
         self.committable = self.committable.min(offset);
     }
 
     /// Whether records are in flight.
     pub fn is_idle(&self) -> bool {
+        // The front is never a processed record: those are popped as the point passes.
         self.in_flight.is_empty()
     }
 }
@@ -123,5 +167,32 @@ mod tests {
         let again = p.dispatched(2);
         assert_eq!(p.processed(t[2]), None, "the old dispatch of 2 cannot settle the new one");
         assert_eq!(p.processed(again), Some(3));
+    }
+
+    #[test]
+    fn an_offset_dispatched_out_of_order_keeps_the_point_right() {
+        let mut p = PartitionCommits::new(0);
+        let (a, c) = (p.dispatched(0), p.dispatched(2));
+        let b = p.dispatched(1);
+        let c_again = p.dispatched(2);
+        assert!(!p.is_current(c), "a second dispatch of an offset replaces the first");
+        assert_eq!(p.processed(a), Some(1));
+        assert_eq!(p.processed(c_again), None, "1 still runs");
+        assert_eq!(p.processed(b), Some(3));
+        assert!(p.is_idle());
+    }
+
+    #[test]
+    fn a_rewind_below_a_processed_record_forgets_it() {
+        let mut p = PartitionCommits::new(0);
+        let t: Vec<Ticket> = (0..4).map(|o| p.dispatched(o)).collect();
+        assert_eq!(p.processed(t[2]), None);
+        p.rewind(1);
+        assert_eq!(p.processed(t[0]), Some(1));
+        assert!(p.is_idle());
+        let again: Vec<Ticket> = (1..4).map(|o| p.dispatched(o)).collect();
+        assert_eq!(p.processed(again[0]), Some(2));
+        assert_eq!(p.processed(again[2]), None, "2 must run again first");
+        assert_eq!(p.processed(again[1]), Some(4));
     }
 }
