@@ -82,7 +82,8 @@ pub struct Delivery(Arc<Inner>);
 
 #[derive(Debug)]
 struct Inner {
-    message: Arc<Message>,
+    /// The message; `None` in an in-place retry, which reads its first delivery's.
+    message: Option<DeliveredMessage>,
     /// The handler call this is: the broker's delivery count plus in-place retries.
     attempt: u32,
     /// The broker's delivery count.
@@ -99,10 +100,51 @@ struct Inner {
     origin: Option<Arc<dyn Any + Send + Sync>>,
 }
 
+/// The message a delivery carries: its own (a network driver decodes a record into a
+/// message of the delivery's own, and one allocation holds both) or shared with the
+/// broker's log and other groups' deliveries (the memory driver). Made by `From`, so
+/// [`Delivery::new`] takes a [`Message`] or an `Arc<Message>`.
+#[derive(Debug)]
+pub struct DeliveredMessage(Held);
+
+#[derive(Debug)]
+enum Held {
+    Own(Message),
+    Shared(Arc<Message>),
+}
+
+impl From<Message> for DeliveredMessage {
+    fn from(message: Message) -> Self {
+        Self(Held::Own(message))
+    }
+}
+
+impl From<Arc<Message>> for DeliveredMessage {
+    fn from(message: Arc<Message>) -> Self {
+        Self(Held::Shared(message))
+    }
+}
+
+impl std::ops::Deref for DeliveredMessage {
+    type Target = Message;
+
+    fn deref(&self) -> &Message {
+        match &self.0 {
+            Held::Own(message) => message,
+            Held::Shared(message) => message,
+        }
+    }
+}
+
 impl Delivery {
     /// A delivery of `message`, for drivers. `attempt` is the broker's delivery count,
     /// from 1.
-    pub fn new(message: impl Into<Arc<Message>>, attempt: u32, position: Position, group: Option<Arc<str>>) -> Self {
+    pub fn new(
+        message: impl Into<DeliveredMessage>,
+        attempt: u32,
+        position: Position,
+        group: Option<Arc<str>>,
+    ) -> Self {
         Self::build(message.into(), attempt, position, group, None)
     }
 
@@ -110,7 +152,7 @@ impl Delivery {
     /// delivery's consumer again later, for example to commit its position in a
     /// transaction. Shared, not copied, per delivery; [`Delivery::origin`] reads it back.
     pub fn with_origin(
-        message: impl Into<Arc<Message>>,
+        message: impl Into<DeliveredMessage>,
         attempt: u32,
         position: Position,
         group: Option<Arc<str>>,
@@ -120,7 +162,7 @@ impl Delivery {
     }
 
     fn build(
-        message: Arc<Message>,
+        message: DeliveredMessage,
         attempt: u32,
         position: Position,
         group: Option<Arc<str>>,
@@ -128,7 +170,7 @@ impl Delivery {
     ) -> Self {
         let attempt = attempt.max(1);
         Self(Arc::new(Inner {
-            message,
+            message: Some(message),
             attempt,
             deliveries: attempt,
             position,
@@ -161,7 +203,8 @@ impl Delivery {
         let first = self.0.first.clone().unwrap_or_else(|| self.clone());
         first.0.retries.fetch_add(1, Ordering::Relaxed);
         Self(Arc::new(Inner {
-            message: Arc::clone(&self.0.message),
+            // Read through `first`, which keeps the message.
+            message: None,
             attempt: self.0.attempt.saturating_add(1),
             deliveries: self.0.deliveries,
             position: self.0.position,
@@ -175,12 +218,8 @@ impl Delivery {
 
     /// The message.
     pub fn message(&self) -> &Message {
-        &self.0.message
-    }
-
-    /// The message, shared.
-    pub fn shared_message(&self) -> Arc<Message> {
-        Arc::clone(&self.0.message)
+        let first = self.0.first.as_ref().unwrap_or(self);
+        first.0.message.as_deref().expect("a first delivery keeps its message")
     }
 
     /// Which handler call for this message this is: 1 the first time, counting up on

@@ -13,6 +13,6 @@ pub struct CorrelationId;
 
 impl Around for CorrelationId {
     async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
-        context::with_correlation_of(delivery.shared_message(), next.run(delivery)).await
+        context::with_correlation_of(delivery.clone(), next.run(delivery)).await
     }
 }
