@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
@@ -168,31 +168,37 @@ impl Source for KafkaSource {
         let Some(consumer) = self.consumer.clone() else { return Ok(0) };
         loop {
             let wake_at = self.housekeeping(&consumer);
+            // One stream for the whole batch: each stream registers a waker slot under a
+            // lock when made and frees it when dropped, which `recv` would do per record.
+            let mut stream = consumer.stream();
             let first = tokio::select! {
                 biased;
-                record = consumer.recv() => record.map(|r| fetched(&self.shared.topic, &r)),
+                record = stream.next() => record.map(|r| r.map(|r| fetched(&self.shared.topic, &r))),
                 _ = self.shared.wake.notified() => continue,
                 _ = tokio::time::sleep_until(wake_at) => continue,
             };
             let mut records = Vec::new();
             match first {
-                Ok(record) => records.push(record),
-                Err(err) => {
+                Some(Ok(record)) => records.push(record),
+                Some(Err(err)) => {
                     self.consumer_error(err)?;
                     continue;
                 }
+                None => return Ok(0),
             }
             // Take what librdkafka already holds, without waiting for more.
             while records.len() < max {
-                match consumer.recv().now_or_never() {
-                    Some(Ok(r)) => records.push(fetched(&self.shared.topic, &r)),
-                    Some(Err(err)) => {
+                match stream.next().now_or_never() {
+                    Some(Some(Ok(r))) => records.push(fetched(&self.shared.topic, &r)),
+                    Some(Some(Err(err))) => {
                         self.consumer_error(err)?;
                         break;
                     }
+                    Some(None) => return Ok(self.dispatch(records, batch)),
                     None => break,
                 }
             }
+            drop(stream);
             let n = self.dispatch(records, batch);
             if n > 0 {
                 return Ok(n);

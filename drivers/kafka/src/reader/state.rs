@@ -2,6 +2,7 @@
 //! assignment and the commit bookkeeping.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -33,14 +34,43 @@ pub(super) struct State {
     /// Counts assignments, so a settle handle can tell its partition was revoked even
     /// if the same partition was assigned again since.
     pub(super) generation: u64,
-    pub(super) partitions: HashMap<i32, Part>,
+    pub(super) partitions: HashMap<i32, Part, ByNumber>,
     /// Delivery attempts of nacked records that are to come again, by partition and
     /// offset. Kept apart from the assignment, so that a rebalance that gives this
     /// consumer the partition back does not reset the count.
-    pub(super) attempts: HashMap<i32, HashMap<u64, u32>>,
+    pub(super) attempts: HashMap<i32, HashMap<u64, u32, ByNumber>, ByNumber>,
     /// The group's membership as of the last assignment, which deliveries carry so a
     /// transaction can commit their offsets (and the broker can refuse a stale one).
     pub(super) origin: Option<Arc<KafkaOrigin>>,
+}
+
+/// Maps keyed by partition or offset are looked up several times a record; their keys
+/// come from the broker, not from a party that could choose them to collide, so a
+/// multiply-shift hash serves where SipHash's resistance to chosen keys is not needed.
+pub(super) type ByNumber = BuildHasherDefault<NumberHasher>;
+
+/// Fibonacci hashing of an integer key: one multiplication, high bits well mixed.
+#[derive(Default)]
+pub(super) struct NumberHasher(u64);
+
+impl Hasher for NumberHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(n as u32 as u64);
+    }
 }
 
 /// One assigned partition.
