@@ -7,7 +7,7 @@ use tidewater_core::StartFrom;
 use tokio::time::Instant;
 
 use super::group::Retry;
-use super::{Cursor, Fetch, Fetched, Group, MemberId, Settled, Slot, Topic};
+use super::{Cursor, Fetch, Fetched, Group, Head, MemberId, Settled, Slot, Topic};
 
 impl Topic {
     /// Whether a publisher waits for room.
@@ -155,22 +155,31 @@ impl Topic {
         // published: a slow reader then frees room in each partition as publishers
         // filled it (draining one partition after another left publishers to the others
         // waiting), and one publisher's keyless messages arrive in its order.
+        // Each partition's next message, with its publish sequence, so that picking the
+        // oldest compares numbers at hand rather than looking into every log each time.
+        let mut heads = std::mem::take(&mut state.heads);
+        heads.extend(g.cursors.iter().enumerate().filter_map(|(p, c)| {
+            let log = &state.partitions[p];
+            (c.owner == Some(member) && c.next() < log.end())
+                .then(|| Head { partition: p, sequence: log.sequence_at(c.next()) })
+        }));
         while out.len() < max {
-            let oldest = g
-                .cursors
-                .iter()
-                .enumerate()
-                .filter(|(p, c)| c.owner == Some(member) && c.next() < state.partitions[*p].end())
-                .min_by_key(|(p, c)| state.partitions[*p].sequence_at(c.next()))
-                .map(|(p, _)| p);
-            let Some(p) = oldest else { break };
+            let Some(k) = (0..heads.len()).min_by_key(|&k| heads[k].sequence) else { break };
+            let p = heads[k].partition;
             let (cursor, log) = (&mut g.cursors[p], &mut state.partitions[p]);
             let offset = cursor.next();
             cursor.slots.push_back(Slot::InFlight { member, attempt: 1 });
             if let Some(stored) = log.get_mut(offset) {
                 out.push(Fetched { partition: p as u32, offset, attempt: 1, message: stored.share() });
             }
+            if offset + 1 < log.end() {
+                heads[k].sequence = log.sequence_at(offset + 1);
+            } else {
+                heads.swap_remove(k);
+            }
         }
+        heads.clear();
+        state.heads = heads;
         if redelivered {
             // Retries were taken by swap_remove; give each partition's in offset order.
             out.sort_by_key(|f| (f.partition, f.offset));

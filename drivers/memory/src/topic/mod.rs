@@ -62,6 +62,14 @@ pub(crate) struct TopicState {
     publishers_waiting: usize,
     /// An empty vector with room, lent to each trim; see [`TopicState::take_front`].
     spare: Vec<Stored>,
+    /// An empty vector with room, lent to each fetch for its partitions' heads.
+    heads: Vec<Head>,
+}
+
+/// A partition a fetch takes new messages from: the publish sequence of its next one.
+pub(crate) struct Head {
+    partition: usize,
+    sequence: u64,
 }
 
 pub(crate) struct Partition {
@@ -161,6 +169,7 @@ impl Topic {
                 closed: false,
                 publishers_waiting: 0,
                 spare: Vec::new(),
+                heads: Vec::new(),
             }),
             data: Notify::new(),
             space: Notify::new(),
