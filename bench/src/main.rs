@@ -9,6 +9,8 @@
 //! cargo run --release --manifest-path bench/Cargo.toml -- 50000 3 10000  # and 10,000 paced
 //! ```
 //!
+//! `TW_BENCH_ONLY=<row, from 0>` runs one row alone, for a profiler.
+//!
 //! Then latency: each path again at a fixed 10k msg/s (20,000 messages unless the third
 //! argument says otherwise; 0 skips it), each message's time from just before its
 //! publish to its handler's first line (after the decode, for the paths that decode), p50
@@ -314,17 +316,27 @@ async fn run(path: usize, load: Load, orders: &Orders) -> Sample {
     }
 }
 
+/// The one path `TW_BENCH_ONLY` names, if it names one.
+fn only() -> Option<usize> {
+    std::env::var("TW_BENCH_ONLY").ok().and_then(|v| v.parse().ok())
+}
+
+/// Whether `path` runs: all do, unless `TW_BENCH_ONLY` names one.
+fn selected(path: usize) -> bool {
+    only().is_none_or(|only| only == path)
+}
+
 /// Runs every path `rounds` times under `load`, in alternating order, after a warm-up.
 async fn rounds(paths: usize, load: Load, rounds: usize, warm_up: Load) -> Vec<Vec<Sample>> {
     let orders = Orders::for_load(load);
     let warm = Orders::for_load(warm_up);
     let mut samples: Vec<Vec<Sample>> = (0..paths).map(|_| Vec::new()).collect();
-    for path in 0..paths {
+    for path in (0..paths).filter(|&p| selected(p)) {
         run(path, warm_up, &warm).await;
     }
     for round in 0..rounds {
         let order: Vec<usize> = if round % 2 == 0 { (0..paths).collect() } else { (0..paths).rev().collect() };
-        for path in order {
+        for path in order.into_iter().filter(|&p| selected(p)) {
             samples[path].push(run(path, load, &orders).await);
         }
     }
@@ -345,8 +357,15 @@ fn main() {
         let m = &s[s.len() / 2];
         (m.elapsed, m.allocations)
     };
-    let medians: Vec<(Duration, u64)> = samples.iter_mut().map(median).collect();
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    if let Some(path) = only().filter(|&p| p < PATHS.len()) {
+        let (elapsed, allocations) = median(&mut samples[path]);
+        let per = |x: f64| x / n as f64;
+        let (ns, allocations) = (per(elapsed.as_nanos() as f64), per(allocations as f64));
+        println!("{}: {:.0}k msg/s, {ns:.0} ns/msg, {allocations:.1} allocations/msg", PATHS[path], rate(elapsed) / 1e3);
+        return;
+    }
+    let medians: Vec<(Duration, u64)> = samples.iter_mut().map(median).collect();
     println!("| path | msg/s | ns/msg | allocations/msg | vs RustStream | vs raw |");
     println!("|---|---|---|---|---|---|");
     for (path, (elapsed, allocations)) in medians.iter().enumerate() {
