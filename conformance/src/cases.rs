@@ -229,7 +229,6 @@ struct SlowEveryOther {
     calls: Arc<AtomicUsize>,
 }
 
-#[async_trait::async_trait]
 impl tidewater_core::Handler for SlowEveryOther {
     async fn handle(&self, d: tidewater_core::Delivery) -> Result<(), tidewater_core::HandlerError> {
         let n = self.calls.load(Ordering::Relaxed);
@@ -281,7 +280,6 @@ struct Member {
     union: Probe,
 }
 
-#[async_trait::async_trait]
 impl tidewater_core::Handler for Member {
     async fn handle(&self, d: tidewater_core::Delivery) -> Result<(), tidewater_core::HandlerError> {
         self.count.fetch_add(1, Ordering::Relaxed);

@@ -4,7 +4,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tidewater_core::{
     Delivery, EventRegistry, Handler, HandlerError, IdFactory, Message, MessageId, ReadTask, Reader,
     SubscriberScheduler, UuidV7Ids, Writer,
@@ -123,7 +122,6 @@ impl Probe {
     }
 }
 
-#[async_trait]
 impl Handler for Probe {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         let act = (self.inner.behave)(&delivery);

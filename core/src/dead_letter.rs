@@ -3,8 +3,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
-
 use crate::{Around, Delivery, ErrorKind, Handler, HandlerError, Inner, Message, MessageId, Position, Writer};
 
 /// Header names on dead-lettered messages.
@@ -281,7 +279,6 @@ impl Redrive {
     }
 }
 
-#[async_trait]
 impl Handler for Redrive {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         let dead = delivery.message();

@@ -3,29 +3,165 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use crate::{Delivery, HandlerError};
+use crate::{Delivery, HandlerError, ReadContext, ReadTask, Result, Source};
 
 /// Processes deliveries. Returning `Ok` settles the delivery (ack or commit); an error
 /// makes it a nack, redelivered according to the read task's policy; a panic counts as an
 /// error and never ends the worker.
 ///
-/// Most handlers are closures made into handlers with [`handler_fn`].
-#[async_trait]
+/// Most handlers are closures made into handlers with [`handler_fn`]. A type of its own
+/// implements it with an `async fn`:
+///
+/// ```
+/// use tidewater_core::{Delivery, Handler, HandlerError};
+///
+/// struct Audit;
+///
+/// impl Handler for Audit {
+///     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+///         println!("{} on {}", delivery.message().id, delivery.message().stream);
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// The runner calls a handler subscribed as it is (no middleware list) through its own
+/// type, so its future is not boxed; [`BoxHandler`] is the erased form middleware wraps.
 pub trait Handler: Send + Sync + 'static {
     /// Processes one delivery.
-    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError>;
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
-/// A shared, type-erased handler.
-pub type BoxHandler = Arc<dyn Handler>;
+/// A [`Handler`] with its future boxed, so that handlers of different types can stand
+/// behind one pointer ([`BoxHandler`]). Every handler is one; there is nothing to
+/// implement.
+pub trait DynHandler: Send + Sync + 'static {
+    /// [`Handler::handle`], its future boxed.
+    fn handle_boxed(&self, delivery: Delivery) -> BoxFuture<'_, Result<(), HandlerError>>;
+}
 
-#[async_trait]
-impl<H: Handler + ?Sized> Handler for Arc<H> {
-    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
-        (**self).handle(delivery).await
+impl<H: Handler> DynHandler for H {
+    fn handle_boxed(&self, delivery: Delivery) -> BoxFuture<'_, Result<(), HandlerError>> {
+        Box::pin(self.handle(delivery))
+    }
+}
+
+/// A shared, type-erased handler: what middleware wraps and returns.
+pub type BoxHandler = Arc<dyn DynHandler>;
+
+impl Handler for Arc<dyn DynHandler> {
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        (**self).handle_boxed(delivery)
+    }
+}
+
+impl<H: Handler> Handler for Arc<H> {
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        (**self).handle(delivery)
+    }
+}
+
+/// A read task's handler as [`Reader::read`](crate::Reader::read) gets it, ready for
+/// the runner. Made from a handler's own type ([`TaskHandler::new`], or `From<Arc<H>>`)
+/// the runner calls that type, so no call boxes its future; made from a [`BoxHandler`]
+/// (what a middleware chain is) each call goes through the box.
+#[derive(Clone)]
+pub struct TaskHandler(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Erased(BoxHandler),
+    Typed(Arc<dyn RunsTask>),
+}
+
+/// A handler of a known type, with the runner for that type.
+trait RunsTask: Send + Sync {
+    fn run<'a>(
+        &'a self,
+        source: &'a mut (dyn Source + 'a),
+        task: &'a ReadTask,
+        ctx: &'a ReadContext,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    fn boxed(&self) -> BoxHandler;
+}
+
+struct Typed<H>(Arc<H>);
+
+impl<H: Handler> RunsTask for Typed<H> {
+    fn run<'a>(
+        &'a self,
+        source: &'a mut (dyn Source + 'a),
+        task: &'a ReadTask,
+        ctx: &'a ReadContext,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(crate::run_source(source, Arc::clone(&self.0), task, ctx))
+    }
+
+    fn boxed(&self) -> BoxHandler {
+        Arc::clone(&self.0) as BoxHandler
+    }
+}
+
+impl TaskHandler {
+    /// `handler`, called through its own type. (A [`BoxHandler`] goes through `From`,
+    /// which does not box it again.)
+    pub fn new<H: Handler>(handler: H) -> Self {
+        Self::from(Arc::new(handler))
+    }
+
+    /// The handler as a [`BoxHandler`], for wrapping it in middleware.
+    pub fn boxed(&self) -> BoxHandler {
+        match &self.0 {
+            Repr::Erased(handler) => Arc::clone(handler),
+            Repr::Typed(typed) => typed.boxed(),
+        }
+    }
+
+    /// Runs the handler over `source` with [`run_source`](crate::run_source).
+    pub fn run<'a>(
+        &'a self,
+        source: &'a mut (dyn Source + 'a),
+        task: &'a ReadTask,
+        ctx: &'a ReadContext,
+    ) -> BoxFuture<'a, Result<()>> {
+        match &self.0 {
+            Repr::Erased(handler) => Box::pin(crate::run_source(source, Boxed(Arc::clone(handler)), task, ctx)),
+            Repr::Typed(typed) => typed.run(source, task, ctx),
+        }
+    }
+}
+
+/// A [`BoxHandler`] as a handler of a named type, for the runner.
+struct Boxed(BoxHandler);
+
+impl Handler for Boxed {
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        self.0.handle_boxed(delivery)
+    }
+}
+
+impl From<BoxHandler> for TaskHandler {
+    fn from(handler: BoxHandler) -> Self {
+        Self(Repr::Erased(handler))
+    }
+}
+
+impl<H: Handler> From<Arc<H>> for TaskHandler {
+    fn from(handler: Arc<H>) -> Self {
+        Self(Repr::Typed(Arc::new(Typed(handler))))
+    }
+}
+
+impl std::fmt::Debug for TaskHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Repr::Erased(_) => "TaskHandler(boxed)",
+            Repr::Typed(_) => "TaskHandler(typed)",
+        })
     }
 }
 
@@ -52,7 +188,6 @@ where
     FnHandler(f)
 }
 
-#[async_trait]
 impl<F, Fut> Handler for FnHandler<F>
 where
     F: Fn(Delivery) -> Fut + Send + Sync + 'static,
@@ -147,9 +282,9 @@ pub trait Inner: Send + Sync {
 }
 
 /// The end of a stack of layers: the boxed handler (or chain) it wraps.
-impl Inner for dyn Handler {
+impl Inner for dyn DynHandler {
     fn run(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
-        self.handle(delivery)
+        self.handle_boxed(delivery)
     }
 }
 
@@ -198,7 +333,6 @@ struct AroundLayer<A> {
     inner: BoxHandler,
 }
 
-#[async_trait]
 impl<A: Around> Handler for AroundLayer<A> {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         self.layer.around(delivery, &*self.inner).await
@@ -266,7 +400,6 @@ struct FnLayer<F> {
     inner: BoxHandler,
 }
 
-#[async_trait]
 impl<F, Fut> Handler for FnLayer<F>
 where
     F: Fn(Delivery, Next) -> Fut + Send + Sync + 'static,
@@ -288,7 +421,6 @@ pub fn apply_chain(handler: BoxHandler, chain: &[Arc<dyn Middleware>]) -> BoxHan
 /// catch does the same.
 pub(crate) struct CatchPanic(pub(crate) BoxHandler);
 
-#[async_trait]
 impl Handler for CatchPanic {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         match std::panic::AssertUnwindSafe(self.0.handle(delivery)).catch_unwind().await {
@@ -304,6 +436,16 @@ mod tests {
 
     use super::*;
     use crate::{Message, Position};
+
+    #[test]
+    fn a_task_handler_keeps_the_form_it_was_given() {
+        let typed = TaskHandler::new(handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) }));
+        assert_eq!(format!("{typed:?}"), "TaskHandler(typed)");
+        let boxed: BoxHandler = Arc::new(handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) }));
+        let erased = TaskHandler::from(Arc::clone(&boxed));
+        assert_eq!(format!("{erased:?}"), "TaskHandler(boxed)");
+        assert!(Arc::ptr_eq(&erased.boxed(), &boxed), "a boxed handler is not boxed again");
+    }
 
     /// Writes its name to a shared log before and after the rest of the chain.
     #[derive(Clone)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::{BoxHandler, Extensions, Incoming, Result, StopSignal};
+use crate::{Extensions, Incoming, Result, StopSignal, TaskHandler};
 
 /// Where a consumer group with no stored position starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -288,12 +288,12 @@ pub trait Reader: Send + Sync {
     /// Drivers implement [`Reader::open`] and leave this as it is, so the loop, the
     /// readiness and the shutdown are the same on every broker; a wrapper (a recording
     /// test kit) overrides it to change the handler and calls the inner reader's.
-    async fn read(&self, task: ReadTask, handler: BoxHandler, ctx: ReadContext) -> Result<()> {
+    async fn read(&self, task: ReadTask, handler: TaskHandler, ctx: ReadContext) -> Result<()> {
         let mut source = self.open(&task, &ctx.ready).await?;
         if !source.announces_ready() {
             ctx.ready.ready();
         }
-        crate::run_source(source.as_mut(), handler, &task, &ctx).await
+        handler.run(source.as_mut(), &task, &ctx).await
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use crate::hash::lane_of;
 use crate::reader::{Count, TaskStats};
 use crate::{
-    BatchSpec, BoxHandler, DeadLetter, Delivery, HandlerError, Incoming, ReadContext, ReadTask, Result, Settlement,
+    BatchSpec, DeadLetter, Delivery, Handler, HandlerError, Incoming, ReadContext, ReadTask, Result, Settlement,
     Settler, Source, StopSignal,
 };
 
@@ -30,9 +30,9 @@ const MAX_PREALLOCATED: usize = 1024;
 /// parallel; keyless messages are spread over the lanes. On stop, no new delivery starts;
 /// running handlers get until the deadline, and what finishes is settled; what does not
 /// is left unsettled for the broker to deliver again.
-pub async fn run_source(
+pub async fn run_source<H: Handler>(
     source: &mut (dyn Source + '_),
-    handler: BoxHandler,
+    handler: H,
     task: &ReadTask,
     ctx: &ReadContext,
 ) -> Result<()> {
@@ -57,9 +57,9 @@ pub async fn run_source(
 
 /// Fills `batch` (empty on entry) from the source; false once the source ended or the
 /// stop signal fired, with anything a cancelled fetch left in `batch` released.
-async fn next_batch(
+async fn next_batch<H: Handler>(
     source: &mut (dyn Source + '_),
-    step: &Step,
+    step: &Step<H>,
     batch: &mut Vec<Incoming>,
     max: usize,
 ) -> Result<bool> {
@@ -87,7 +87,7 @@ async fn next_batch(
     }
 }
 
-async fn run_sequential(source: &mut (dyn Source + '_), step: &Step, fetch: usize) -> Result<()> {
+async fn run_sequential<H: Handler>(source: &mut (dyn Source + '_), step: &Step<H>, fetch: usize) -> Result<()> {
     let mut batch = Vec::with_capacity(fetch.min(MAX_PREALLOCATED));
     while next_batch(source, step, &mut batch, fetch).await? {
         let mut rest = batch.drain(..);
@@ -105,7 +105,7 @@ async fn run_sequential(source: &mut (dyn Source + '_), step: &Step, fetch: usiz
 /// Gathers batches (up to `spec.max` deliveries, or what came within `spec.linger` of
 /// the first) and runs them one after another, so messages of a key keep their order
 /// across batches; each delivery is then settled by its own outcome.
-async fn run_batches(source: &mut (dyn Source + '_), step: &Step, spec: &BatchSpec) -> Result<()> {
+async fn run_batches<H: Handler>(source: &mut (dyn Source + '_), step: &Step<H>, spec: &BatchSpec) -> Result<()> {
     let mut gathered: Vec<Incoming> = Vec::with_capacity(spec.max.min(MAX_PREALLOCATED));
     let mut fetched = Vec::with_capacity(spec.max.min(MAX_PREALLOCATED));
     loop {
@@ -145,7 +145,12 @@ async fn run_batches(source: &mut (dyn Source + '_), step: &Step, spec: &BatchSp
     }
 }
 
-async fn run_lanes(source: &mut (dyn Source + '_), step: Step, lanes: usize, fetch: usize) -> Result<()> {
+async fn run_lanes<H: Handler>(
+    source: &mut (dyn Source + '_),
+    step: Step<H>,
+    lanes: usize,
+    fetch: usize,
+) -> Result<()> {
     let step = Arc::new(step);
     let mut workers = JoinSet::new();
     let mut senders = Vec::with_capacity(lanes);
@@ -209,8 +214,8 @@ async fn release_all(rest: impl Iterator<Item = Incoming>) {
 }
 
 /// Everything needed to run one delivery.
-struct Step {
-    handler: BoxHandler,
+struct Step<H> {
+    handler: H,
     dead_letter: Option<DeadLetter>,
     stats: Arc<TaskStats>,
     stop: StopSignal,
@@ -218,7 +223,7 @@ struct Step {
     task: ReadTask,
 }
 
-impl Step {
+impl<H: Handler> Step<H> {
     async fn run(&self, incoming: Incoming) {
         let Incoming { delivery, settle } = incoming;
         if !settle.is_current(&delivery) {
@@ -387,7 +392,9 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::{handler_fn, stop_pair, Delivery, Error, ErrorKind, HandlerError, Message, Position, Settle};
+    use crate::{
+        handler_fn, stop_pair, BoxHandler, Delivery, Error, ErrorKind, HandlerError, Message, Position, Settle,
+    };
 
     /// Counts what happened to the deliveries a scripted source handed out.
     #[derive(Default)]

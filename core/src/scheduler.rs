@@ -6,7 +6,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -17,7 +16,7 @@ use crate::shutdown::stop_pair;
 use crate::{
     wire, BatchSpec, BoxHandler, Codec, DeadLetter, Delivery, Error, ErrorKind, Event, EventFn, EventRegistry,
     Extensions, Handler, HandlerError, Health, JsonCodec, Middleware, ReadContext, ReadTask, Reader, ReadySignal,
-    Result, StartFrom, StopHandle, StopSignal, TaskReport,
+    Result, StartFrom, StopHandle, StopSignal, TaskHandler, TaskReport,
 };
 
 /// Longest wait between restarts of a failing reader.
@@ -46,23 +45,23 @@ pub struct TaskSpec {
 }
 
 /// Makes a typed handler from the scheduler's states.
-type BuildHandler = Box<dyn FnOnce(&Extensions) -> Result<BoxHandler> + Send + Sync>;
+type BuildHandler = Box<dyn FnOnce(&Extensions) -> Result<TaskHandler> + Send + Sync>;
 
 /// A task's handler, or how to make it once the scheduler's states are known.
 enum Slot {
-    Ready(BoxHandler),
+    Ready(TaskHandler),
     Build(BuildHandler),
 }
 
 impl TaskSpec {
     /// Makes the handler if it waits for the states; an error says which task it is.
-    fn resolve(&mut self, states: &Extensions) -> Result<BoxHandler> {
+    fn resolve(&mut self, states: &Extensions) -> Result<TaskHandler> {
         let slot = std::mem::replace(&mut self.handler, Slot::Build(Box::new(|_| unreachable!("being resolved"))));
         let handler = match slot {
             Slot::Ready(handler) => handler,
             Slot::Build(build) => build(states)?,
         };
-        self.handler = Slot::Ready(Arc::clone(&handler));
+        self.handler = Slot::Ready(handler.clone());
         Ok(handler)
     }
 }
@@ -239,7 +238,7 @@ impl<C: Codec> SubscriberScheduler<C> {
 
     /// Subscribes `handler` to the raw messages of `topic`.
     pub fn subscribe(&mut self, topic: impl Into<String>, handler: impl Handler) -> &mut TaskSpec {
-        self.add(ReadTask::new(topic), Arc::new(handler))
+        self.add(ReadTask::new(topic), TaskHandler::new(handler))
     }
 
     /// Gives typed handlers a value they take as [`State<S>`](crate::State), cloned into
@@ -275,9 +274,9 @@ impl<C: Codec> SubscriberScheduler<C> {
         let codec = Arc::clone(&self.codec);
         let (topic, slot) = match self.registry.topic_of::<H::Event>() {
             Ok(topic) => {
-                let build = move |states: &Extensions| -> Result<BoxHandler> {
+                let build = move |states: &Extensions| -> Result<TaskHandler> {
                     let parts = H::resolve(states)?;
-                    Ok(Arc::new(EventHandler { f: handler, parts, codec, _args: PhantomData::<fn() -> T> }))
+                    Ok(TaskHandler::new(EventHandler { f: handler, parts, codec, _args: PhantomData::<fn() -> T> }))
                 };
                 (topic.to_owned(), Slot::Build(Box::new(build)))
             }
@@ -287,9 +286,11 @@ impl<C: Codec> SubscriberScheduler<C> {
         self.pending.last_mut().expect("just pushed")
     }
 
-    /// Adds a fully built task.
-    pub fn add(&mut self, task: ReadTask, handler: BoxHandler) -> &mut TaskSpec {
-        self.pending.push(TaskSpec { task, handler: Slot::Ready(handler), middleware: Vec::new(), batch: None });
+    /// Adds a fully built task: its handler a [`TaskHandler`], an `Arc` of a handler or a
+    /// [`BoxHandler`].
+    pub fn add(&mut self, task: ReadTask, handler: impl Into<TaskHandler>) -> &mut TaskSpec {
+        let handler = Slot::Ready(handler.into());
+        self.pending.push(TaskSpec { task, handler, middleware: Vec::new(), batch: None });
         self.pending.last_mut().expect("just pushed")
     }
 
@@ -351,7 +352,7 @@ impl<C: Codec> SubscriberScheduler<C> {
         let mut task = ReadTask::new(topic);
         // Fetch what a batch can hold.
         task.prefetch = task.prefetch.max(spec.max);
-        let unused: BoxHandler = Arc::new(crate::handler_fn(|_d: Delivery| async {
+        let unused = TaskHandler::new(crate::handler_fn(|_d: Delivery| async {
             Err::<(), _>(HandlerError::permanent("a batch task's deliveries go to its batch handler"))
         }));
         self.pending.push(TaskSpec { task, handler: Slot::Ready(unused), middleware: Vec::new(), batch: Some(spec) });
@@ -416,7 +417,7 @@ impl<C: Codec> SubscriberScheduler<C> {
 
     /// The handler of `spec` in its middleware (the task's own innermost, then the
     /// scheduler's), and the default dead letter if no middleware dead-letters.
-    fn chain(&self, spec: &TaskSpec, handler: BoxHandler) -> (BoxHandler, Option<DeadLetter>) {
+    fn chain(&self, spec: &TaskSpec, handler: TaskHandler) -> (TaskHandler, Option<DeadLetter>) {
         let dead_letters = spec.middleware.iter().chain(&self.middleware).any(|m| m.dead_letters());
         let default = self.dead_letter.clone().filter(|_| !dead_letters);
         if !dead_letters && default.is_none() {
@@ -430,8 +431,8 @@ impl<C: Codec> SubscriberScheduler<C> {
             // The runner's own catch makes a panic one failed attempt already.
             return (handler, default);
         }
-        let handler: BoxHandler = Arc::new(CatchPanic(handler));
-        (apply_chain(apply_chain(handler, &spec.middleware), &self.middleware), default)
+        let handler: BoxHandler = Arc::new(CatchPanic(handler.boxed()));
+        (apply_chain(apply_chain(handler, &spec.middleware), &self.middleware).into(), default)
     }
 
     /// Tells every task to stop taking new messages now, with `grace` for in-flight
@@ -483,14 +484,14 @@ impl<C: Codec> SubscriberScheduler<C> {
 async fn worker(
     reader: Arc<dyn Reader>,
     task: ReadTask,
-    handler: BoxHandler,
+    handler: TaskHandler,
     ctx: ReadContext,
     first_error: oneshot::Sender<Error>,
 ) {
     let mut first_error = Some(first_error);
     let mut delay = Duration::from_millis(50);
     loop {
-        let result = reader.read(task.clone(), Arc::clone(&handler), ctx.clone()).await;
+        let result = reader.read(task.clone(), handler.clone(), ctx.clone()).await;
         if ctx.stop.is_stopped() {
             if let Err(err) = result {
                 tracing::warn!(topic = %task.topic, error = %err, "reader failed while stopping");
@@ -528,7 +529,6 @@ struct EventHandler<H: EventFn<T>, T, C> {
     _args: PhantomData<fn() -> T>,
 }
 
-#[async_trait]
 impl<H, T, C> Handler for EventHandler<H, T, C>
 where
     H: EventFn<T>,
@@ -557,6 +557,7 @@ mod tests {
 
     use super::*;
     use crate::{handler_fn, Incoming, Source};
+    use async_trait::async_trait;
 
     /// A reader whose first subscription ends at once without an error (as a consumer
     /// whose broker gave up does), and whose later ones run until the stop.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tidewater_core::{
-    apply_chain, handler_fn, Around, BoxHandler, Delivery, HandlerError, Message, Middleware, Position,
+    apply_chain, handler_fn, Around, BoxHandler, Delivery, Handler, HandlerError, Message, Middleware, Position,
 };
 use tidewater_memory::MemoryBroker;
 use tidewater_middleware::*;

@@ -154,7 +154,6 @@ struct MetricsHandler {
     collector: Arc<dyn MetricsCollector>,
 }
 
-#[async_trait]
 impl Handler for MetricsHandler {
     async fn handle(&self, delivery: Delivery) -> std::result::Result<(), HandlerError> {
         let started = Instant::now();

@@ -114,7 +114,6 @@ struct Timed {
     instruments: Arc<Instruments>,
 }
 
-#[async_trait]
 impl Handler for Timed {
     async fn handle(&self, delivery: Delivery) -> std::result::Result<(), HandlerError> {
         let started = Instant::now();

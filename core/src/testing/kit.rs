@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use super::WaitTimeout;
 use crate::{
     BoxHandler, Delivery, Driver, Handler, HandlerError, Message, ReadContext, ReadTask, Reader, ReadySignal, Result,
-    Source, Writer,
+    Source, TaskHandler, Writer,
 };
 
 /// What became of one delivery: how its handler chain ended, which decides how the
@@ -275,12 +275,12 @@ impl Reader for RecordingReader {
     }
 
     /// Wraps the handler, then lets the inner reader run it as it would.
-    async fn read(&self, task: ReadTask, handler: BoxHandler, mut ctx: ReadContext) -> Result<()> {
+    async fn read(&self, task: ReadTask, handler: TaskHandler, mut ctx: ReadContext) -> Result<()> {
         let subscription = (task.topic.clone(), task.group.clone());
         // The runner applies the scheduler's default dead letter after the chain; the kit
         // records outermost, so it puts that dead letter into the chain, where it sees it.
         // A panic becomes an error inside the kit, so the kit records it too.
-        let handler: BoxHandler = Arc::new(crate::handler::CatchPanic(handler));
+        let handler: BoxHandler = Arc::new(crate::handler::CatchPanic(handler.boxed()));
         let handler = match ctx.dead_letter.take() {
             Some(dead_letter) => crate::Middleware::wrap(&dead_letter, handler),
             None => handler,
@@ -290,7 +290,7 @@ impl Reader for RecordingReader {
                 s.subscriptions.push(subscription);
             }
         });
-        let handler = Arc::new(RecordingHandler { inner: handler, kit: self.kit.clone() });
+        let handler = TaskHandler::new(RecordingHandler { inner: handler, kit: self.kit.clone() });
         self.inner.read(task, handler, ctx).await
     }
 }
@@ -301,7 +301,6 @@ struct RecordingHandler {
     kit: TestKit,
 }
 
-#[async_trait]
 impl Handler for RecordingHandler {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         self.kit.update(|s| s.running += 1);

@@ -8,7 +8,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::{Delivery, Handler, HandlerError};
@@ -117,7 +116,6 @@ impl Recorder {
     }
 }
 
-#[async_trait]
 impl Handler for Recorder {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         self.record(delivery);
