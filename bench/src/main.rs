@@ -16,8 +16,10 @@
 //! publish to its handler's first line (after the decode, for the paths that decode), p50
 //! and p99.
 //!
-//! Every path carries the same 1 KiB JSON order and ends in a handler that decodes it (the
-//! raw channel only counts) and counts down a latch; the clock runs from the first publish
+//! Every path carries the same 1 KiB JSON order and ends in a handler that decodes it and
+//! counts down a latch, but for the raw channel and the two counting rows (RustStream's raw
+//! `&Frame` and a tidewater `handler_fn` on the `Delivery`), which only count: they are
+//! compared with each other; the clock runs from the first publish
 //! to the last handler's return. Setup (building and starting the service) is outside it.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -259,12 +261,47 @@ async fn tidewater_batches(load: Load, orders: &Orders) -> Sample {
     sample
 }
 
+/// `publish_bytes`, consumed by a plain handler that counts: the shape of the measurement
+/// the issue began with, and RustStream's raw row's counterpart.
+async fn tidewater_counting(load: Load, orders: &Orders) -> Sample {
+    let latch = Latch::new(load);
+    let broker = tidewater::memory::MemoryBroker::new();
+    let mut bus = tidewater::Bus::new(&broker, tidewater::EventRegistry::new());
+    let counter = latch.clone();
+    let handler = tidewater::handler_fn(move |delivery: tidewater::Delivery| {
+        std::hint::black_box(delivery.message().payload.len());
+        counter.arrived(0);
+        async { Ok::<_, tidewater::HandlerError>(()) }
+    });
+    bus.subscribe("frames", handler).group("bench");
+    bus.start().await.unwrap();
+    let publisher = bus.publisher().clone();
+    let sample = drive(&latch, load, async |i| {
+        let body = Bytes::copy_from_slice(orders.body(i));
+        publisher.publish_bytes("frames", body, "application/json").await.unwrap();
+    })
+    .await;
+    bus.shutdown(Duration::from_secs(10)).await.unwrap();
+    sample
+}
+
 // ---- RustStream ------------------------------------------------------------------------
 
 mod peer {
     use ruststream::memory::prelude::*;
 
     use super::{Latch, Order};
+
+    /// The payload as it came: RustStream's raw form, no codec.
+    #[derive(ruststream::Deserialized)]
+    pub struct Frame<'a>(pub &'a [u8]);
+
+    #[subscriber("frames")]
+    pub async fn count(frame: &Frame<'_>, ctx: &mut Context<'_, (), Latch>) -> HandlerOutcome {
+        std::hint::black_box(frame.0.len());
+        ctx.state().arrived(0);
+        HandlerOutcome::ack()
+    }
 
     #[subscriber("orders")]
     pub async fn consume(order: &Order, ctx: &mut Context<'_, (), Latch>) -> HandlerOutcome {
@@ -274,7 +311,8 @@ mod peer {
     }
 }
 
-async fn ruststream(load: Load, orders: &Orders) -> Sample {
+/// `raw`: the frames subscriber that counts the bytes; else the one that decodes orders.
+async fn ruststream(load: Load, orders: &Orders, raw: bool) -> Sample {
     use ruststream::memory::prelude::*;
 
     let latch = Latch::new(load);
@@ -283,13 +321,18 @@ async fn ruststream(load: Load, orders: &Orders) -> Sample {
     let app = RustStream::new(AppInfo::new("bench", "0.0.0"))
         .on_startup(async move |()| Ok::<_, std::convert::Infallible>(state))
         .with_broker(broker.clone(), |b| {
-            b.include(peer::consume);
+            if raw {
+                b.include(peer::count);
+            } else {
+                b.include(peer::consume);
+            }
         });
     let running = app.start().await.expect("the peer service starts");
     let publisher = broker.publisher();
+    let topic = if raw { "frames" } else { "orders" };
     let sample = drive(&latch, load, async |i| {
         let payload = Bytes::copy_from_slice(orders.body(i));
-        publisher.publish(ruststream::OutgoingMessage::new("orders", &payload[..]), None).await.unwrap();
+        publisher.publish(ruststream::OutgoingMessage::new(topic, &payload[..]), None).await.unwrap();
     })
     .await;
     drop(running);
@@ -298,21 +341,29 @@ async fn ruststream(load: Load, orders: &Orders) -> Sample {
 
 // ---- the run ---------------------------------------------------------------------------
 
-const PATHS: [&str; 5] = [
+const PATHS: [&str; 7] = [
     "raw tokio mpsc of Bytes",
     "RustStream 0.7.7 memory, #[subscriber] &Order",
     "tidewater memory, publish_bytes -> fn(Order)",
     "tidewater memory, publish(&Order) -> fn(Order)",
     "tidewater memory, publish_bytes -> batches of up to 100",
+    "RustStream 0.7.7 memory, raw &Frame that counts",
+    "tidewater memory, publish_bytes -> handler_fn(Delivery) that counts",
 ];
+
+/// The paths a latency run times: those whose handler knows the message's index. (The
+/// batch path's linger is its point; the counting paths do not decode.)
+const LATENCY_PATHS: usize = 4;
 
 async fn run(path: usize, load: Load, orders: &Orders) -> Sample {
     match path {
         0 => raw_mpsc(load, orders).await,
-        1 => ruststream(load, orders).await,
+        1 => ruststream(load, orders, false).await,
         2 => tidewater(load, orders, false).await,
         3 => tidewater(load, orders, true).await,
-        _ => tidewater_batches(load, orders).await,
+        4 => tidewater_batches(load, orders).await,
+        5 => ruststream(load, orders, true).await,
+        _ => tidewater_counting(load, orders).await,
     }
 }
 
@@ -375,7 +426,8 @@ fn main() {
             rate(*elapsed) / 1e3,
             elapsed.as_nanos() as f64 / n as f64,
             *allocations as f64 / n as f64,
-            rate(*elapsed) / rate(medians[1].0),
+            // The counting rows against RustStream's counting row, the rest against its decoding one.
+            rate(*elapsed) / rate(medians[if path >= 5 { 5 } else { 1 }].0),
             rate(*elapsed) / rate(medians[0].0),
         );
     }
@@ -386,7 +438,7 @@ fn main() {
     let every = Duration::from_micros(100);
     let load = Load::Paced { n: paced, every };
     let warm_up = Load::Paced { n: paced / 10, every };
-    let mut samples = runtime.block_on(rounds(PATHS.len() - 1, load, round_count.min(3), warm_up));
+    let mut samples = runtime.block_on(rounds(LATENCY_PATHS, load, round_count.min(3), warm_up));
     println!();
     println!("latency, send to handler, {paced} messages at 10k msg/s, median over rounds of each percentile");
     println!("| path | p50 | p99 | p50 vs raw |");
