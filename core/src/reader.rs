@@ -309,6 +309,21 @@ pub trait Source: Send {
     /// it appended before being dropped stays in `batch`, and the runner releases it.
     async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize>;
 
+    /// [`Source::next_batch`] as a poll, for a source that can wait by registering the
+    /// waker of `cx`: `None` (the default) says it cannot, and the runner awaits
+    /// `next_batch` instead. A source that polls spares the runner a boxed future per
+    /// fetch, which a reader that keeps up with its publisher pays per message. Must
+    /// be cancel-safe in the same way: what it appended stays in `batch`.
+    fn poll_next_batch(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        batch: &mut Vec<Incoming>,
+        max: usize,
+    ) -> Option<std::task::Poll<Result<usize>>> {
+        let _ = (cx, batch, max);
+        None
+    }
+
     /// Ends the subscription, after the runner settled what it could.
     async fn close(&mut self) -> Result<()>;
 

@@ -67,7 +67,7 @@ async fn next_batch<H: Handler>(
     let fetched = tokio::select! {
         biased;
         _ = step.stop.stopped() => None,
-        fetched = source.next_batch(batch, max) => Some(fetched),
+        fetched = fetch(source, batch, max) => Some(fetched),
     };
     match fetched {
         Some(Ok(n)) if n > 0 => {
@@ -84,6 +84,19 @@ async fn next_batch<H: Handler>(
             release_all(batch.drain(..)).await;
             Err(err)
         }
+    }
+}
+
+/// The source's next batch: polled where the source polls, else its `next_batch` awaited.
+async fn fetch(source: &mut (dyn Source + '_), batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
+    let polled = std::future::poll_fn(|cx| match source.poll_next_batch(cx, batch, max) {
+        Some(poll) => poll.map(Some),
+        None => std::task::Poll::Ready(None),
+    })
+    .await;
+    match polled {
+        Some(result) => result,
+        None => source.next_batch(batch, max).await,
     }
 }
 
@@ -112,13 +125,13 @@ async fn run_batches<H: Handler>(source: &mut (dyn Source + '_), step: &Step<H>,
         let mut linger_ends = None;
         while gathered.len() < spec.max {
             let room = spec.max - gathered.len();
-            let fetch = tokio::select! {
+            let got = tokio::select! {
                 biased;
                 _ = step.stop.stopped() => None,
                 _ = tokio::time::sleep_until(linger_ends.unwrap_or_else(tokio::time::Instant::now)), if linger_ends.is_some() => break,
-                fetch = source.next_batch(&mut fetched, room) => Some(fetch),
+                got = fetch(source, &mut fetched, room) => Some(got),
             };
-            match fetch {
+            match got {
                 Some(Ok(n)) if n > 0 => {
                     step.stats.add(Count::Fetches, 1);
                     step.stats.add(Count::Fetched, n as u64);

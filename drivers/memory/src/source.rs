@@ -4,10 +4,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use tidewater_core::{
     Delivery, Error, ErrorKind, Incoming, Position, Result, Settlement, SharedSettle, Source, StartFrom,
 };
-use tokio::sync::Notify;
+
+use futures::task::AtomicWaker;
 
 use crate::topic::{Fetched, MemberId, Settled, Topic};
 
@@ -17,7 +21,7 @@ use crate::topic::{Fetched, MemberId, Settled, Topic};
 struct Pending {
     settled: Mutex<Vec<Settled>>,
     /// Wakes an idle reader so settlements made while it waits are applied at once.
-    wake: Notify,
+    wake: AtomicWaker,
     topic: Arc<Topic>,
     group: Arc<str>,
 }
@@ -42,6 +46,11 @@ pub(crate) struct MemorySource {
     applying: Vec<Settled>,
     /// What a fetch found, before it becomes deliveries; kept for its allocation too.
     fetched: Vec<Fetched>,
+    /// Counted in the topic's idle readers.
+    idle: bool,
+    /// Wakes a waiting reader when its earliest redelivery falls due; made at the first
+    /// such wait and reset for the next.
+    redelivery: Option<Pin<Box<tokio::time::Sleep>>>,
     left: bool,
 }
 
@@ -50,12 +59,21 @@ impl MemorySource {
         let (group, member) = topic.join(group, start);
         let pending = Arc::new(Pending {
             settled: Mutex::default(),
-            wake: Notify::new(),
+            wake: AtomicWaker::new(),
             topic: Arc::clone(&topic),
             group: Arc::clone(&group),
         });
         let settler: Arc<dyn SharedSettle> = Arc::clone(&pending) as _;
-        Self { member, pending, settler, applying: Vec::new(), fetched: Vec::new(), left: false }
+        Self {
+            member,
+            pending,
+            settler,
+            applying: Vec::new(),
+            fetched: Vec::new(),
+            idle: false,
+            redelivery: None,
+            left: false,
+        }
     }
 
     fn topic(&self) -> &Arc<Topic> {
@@ -65,6 +83,8 @@ impl MemorySource {
     fn leave(&mut self) {
         if !self.left {
             self.left = true;
+            self.not_idle();
+            self.pending.topic.forget_reader(self.member);
             self.pending.take_into(&mut self.applying);
             self.pending.topic.leave(&self.pending.group, self.member, &self.applying);
             self.applying.clear();
@@ -93,46 +113,60 @@ impl Drop for MemorySource {
     }
 }
 
+impl MemorySource {
+    /// Counts this reader out of the topic's idle readers, if it was in.
+    fn not_idle(&mut self) {
+        if self.idle {
+            self.idle = false;
+            self.topic().idle_readers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Fetches into `batch`, or registers to be woken when there may be something.
+    fn poll_fetch(&mut self, cx: &mut Context<'_>, batch: &mut Vec<Incoming>, max: usize) -> Poll<Result<usize>> {
+        let start = batch.len();
+        if self.fetch(batch, max).is_some() && batch.len() == start {
+            // Nothing there: register, count in as idle, then look once more, so that a
+            // publish in between is not missed (the publisher reads the count after
+            // appending, and wakes whoever registered).
+            self.topic().register_reader(self.member, cx.waker());
+            self.pending.wake.register(cx.waker());
+            if !self.idle {
+                self.idle = true;
+                self.topic().idle_readers.fetch_add(1, Ordering::SeqCst);
+            }
+            if let Some(fetch) = self.fetch(batch, max) {
+                if batch.len() == start {
+                    if let Some(at) = fetch.wake {
+                        let timer = self.redelivery.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                        timer.as_mut().reset(at);
+                        if timer.as_mut().poll(cx).is_ready() {
+                            cx.waker().wake_by_ref();
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        // Found something, or the topic was closed (0: the end).
+        self.not_idle();
+        Poll::Ready(Ok(batch.len() - start))
+    }
+}
+
 #[async_trait]
 impl Source for MemorySource {
     async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
-        let start = batch.len();
-        let mut idle = false;
-        loop {
-            if self.fetch(batch, max).is_none() || batch.len() > start {
-                break;
-            }
-            // Nothing there: listen, count in as idle, then look once more, so a publish
-            // in between is not missed. Listening takes the Notify's lock, which
-            // publishers also take, so a reader that finds messages never listens.
-            let topic = Arc::clone(self.topic());
-            let data = topic.data.notified();
-            tokio::pin!(data);
-            data.as_mut().enable();
-            if !idle {
-                idle = true;
-                self.topic().idle_readers.fetch_add(1, Ordering::SeqCst);
-            }
-            let Some(fetch) = self.fetch(batch, max) else { break };
-            if batch.len() > start {
-                break;
-            }
-            let redelivery_due = async {
-                match fetch.wake {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = data => {}
-                _ = self.pending.wake.notified() => {}
-                _ = redelivery_due => {}
-            }
-        }
-        if idle {
-            self.topic().idle_readers.fetch_sub(1, Ordering::SeqCst);
-        }
-        Ok(batch.len() - start)
+        std::future::poll_fn(|cx| self.poll_fetch(cx, batch, max)).await
+    }
+
+    fn poll_next_batch(
+        &mut self,
+        cx: &mut Context<'_>,
+        batch: &mut Vec<Incoming>,
+        max: usize,
+    ) -> Option<Poll<Result<usize>>> {
+        Some(self.poll_fetch(cx, batch, max))
     }
 
     async fn close(&mut self) -> Result<()> {
@@ -158,8 +192,9 @@ impl Pending {
             let now = std::mem::take(&mut *self.settled.lock().unwrap_or_else(|e| e.into_inner()));
             self.topic.settle(&self.group, &now);
         } else if first {
-            // notify_one keeps a permit, so a reader about to wait still sees it.
-            self.wake.notify_one();
+            // A reader about to wait registers before its last look, so it either takes
+            // this settlement with that look or is woken here.
+            self.wake.wake();
         }
     }
 

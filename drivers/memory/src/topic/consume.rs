@@ -53,7 +53,7 @@ impl Topic {
         g.members.push(member);
         g.rebalance();
         drop(state);
-        self.data.notify_waiters();
+        self.wake_readers();
         (name, member)
     }
 
@@ -89,7 +89,7 @@ impl Topic {
                 state.wake_publishers(&self.space);
             }
         }
-        self.data.notify_waiters();
+        self.wake_readers();
         self.wake_watchers();
     }
 

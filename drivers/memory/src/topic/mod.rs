@@ -9,6 +9,7 @@ use group::{Cursor, Group, Slot};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
 
 use tidewater_core::Message;
 use tokio::sync::Notify;
@@ -31,8 +32,10 @@ pub(crate) struct Topic {
     /// Messages one partition holds at most.
     capacity: usize,
     state: Mutex<TopicState>,
-    /// Something to fetch may be there (publish, nack, rebalance, close).
-    pub(crate) data: Notify,
+    /// Readers waiting for something to fetch (publish, nack, rebalance, close): woken
+    /// all at once, each registering again if it still finds nothing. A waker list rather
+    /// than a `Notify`, so that a reader waits by polling, without a future of its own.
+    readers: Mutex<Vec<(MemberId, Waker)>>,
     /// Room to publish may be there.
     pub(crate) space: Notify,
     /// Messages were settled (for test waits).
@@ -44,7 +47,7 @@ pub(crate) struct Topic {
     /// instead of with the reader's next fetch, so the room it frees goes to the
     /// publisher as soon as a handler is done.
     blocked: AtomicUsize,
-    /// Readers about to wait on `data`, so a publish skips the wake-up when all are busy.
+    /// Readers about to wait in `readers`, so a publish skips the wake-up when all are busy.
     /// A reader counts itself in before its last look at the log, and a publisher reads
     /// the count after appending, so one of the two always sees the other.
     pub(crate) idle_readers: AtomicUsize,
@@ -171,7 +174,7 @@ impl Topic {
                 spare: Vec::new(),
                 heads: Vec::new(),
             }),
-            data: Notify::new(),
+            readers: Mutex::new(Vec::new()),
             space: Notify::new(),
             settled: Notify::new(),
             watchers: AtomicUsize::new(0),
@@ -199,6 +202,29 @@ impl Topic {
             }
         }
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes every reader waiting for something to fetch.
+    pub(crate) fn wake_readers(&self) {
+        // Woken under the lock: waking only schedules the task, and the list keeps its
+        // room for the next waits.
+        for (_, waker) in self.readers.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Has `member`'s task woken on the next [`Topic::wake_readers`].
+    pub(crate) fn register_reader(&self, member: MemberId, waker: &Waker) {
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        match readers.iter_mut().find(|(m, _)| *m == member) {
+            Some((_, w)) => w.clone_from(waker),
+            None => readers.push((member, waker.clone())),
+        }
+    }
+
+    /// Forgets `member`'s waker, as it leaves.
+    pub(crate) fn forget_reader(&self, member: MemberId) {
+        self.readers.lock().unwrap_or_else(|e| e.into_inner()).retain(|(m, _)| *m != member);
     }
 
     fn wake_watchers(&self) {
@@ -242,7 +268,7 @@ impl Topic {
         // Wake a waiting reader before freeing what the trim took: freeing a few thousand
         // messages takes tens of microseconds, which the new message would otherwise wait.
         if self.idle_readers.load(Ordering::SeqCst) > 0 {
-            self.data.notify_waiters();
+            self.wake_readers();
         }
         self.wake_watchers();
         self.free(trimmed);
@@ -323,7 +349,7 @@ impl Topic {
 
     pub(crate) fn close(&self) {
         self.lock().closed = true;
-        self.data.notify_waiters();
+        self.wake_readers();
         self.space.notify_waiters();
         self.settled.notify_waiters();
     }
