@@ -1,6 +1,6 @@
 //! A group member's stream of deliveries, and their settlement.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -22,6 +22,9 @@ struct Pending {
     settled: Mutex<Vec<Settled>>,
     /// Wakes an idle reader so settlements made while it waits are applied at once.
     wake: AtomicWaker,
+    /// Whether the reader waits: a settlement made while it runs is applied with its next
+    /// fetch, and waking it then would only poll it once more for nothing.
+    waiting: AtomicBool,
     topic: Arc<Topic>,
     group: Arc<str>,
 }
@@ -60,6 +63,7 @@ impl MemorySource {
         let pending = Arc::new(Pending {
             settled: Mutex::default(),
             wake: AtomicWaker::new(),
+            waiting: AtomicBool::new(false),
             topic: Arc::clone(&topic),
             group: Arc::clone(&group),
         });
@@ -116,6 +120,7 @@ impl Drop for MemorySource {
 impl MemorySource {
     /// Counts this reader out of the topic's idle readers, if it was in.
     fn not_idle(&mut self) {
+        self.pending.waiting.store(false, Ordering::Relaxed);
         if self.idle {
             self.idle = false;
             self.topic().idle_readers.fetch_sub(1, Ordering::SeqCst);
@@ -131,6 +136,7 @@ impl MemorySource {
             // appending, and wakes whoever registered).
             self.topic().register_reader(self.member, cx.waker());
             self.pending.wake.register(cx.waker());
+            self.pending.waiting.store(true, Ordering::SeqCst);
             if !self.idle {
                 self.idle = true;
                 self.topic().idle_readers.fetch_add(1, Ordering::SeqCst);
@@ -191,9 +197,9 @@ impl Pending {
         if self.topic.publishers_blocked() {
             let now = std::mem::take(&mut *self.settled.lock().unwrap_or_else(|e| e.into_inner()));
             self.topic.settle(&self.group, &now);
-        } else if first {
-            // A reader about to wait registers before its last look, so it either takes
-            // this settlement with that look or is woken here.
+        } else if first && self.waiting.load(Ordering::SeqCst) {
+            // A reader about to wait says so before its last look, so it either takes
+            // this settlement with that look or is seen waiting and woken here.
             self.wake.wake();
         }
     }
