@@ -250,11 +250,23 @@ async fn tidewater_batches(load: Load, orders: &Orders) -> Sample {
         }
     });
     bus.subscribe_batch("orders", 100, Duration::from_millis(1), handler).group("bench");
+    publish_bytes_through(bus, "orders", &latch, load, orders).await
+}
+
+/// Starts `bus`, publishes the orders' bytes to `topic` with `publish_bytes` as `load`
+/// says, waits for the handlers, and shuts the bus down.
+async fn publish_bytes_through(
+    mut bus: tidewater::Bus,
+    topic: &str,
+    latch: &Latch,
+    load: Load,
+    orders: &Orders,
+) -> Sample {
     bus.start().await.unwrap();
     let publisher = bus.publisher().clone();
-    let sample = drive(&latch, load, async |i| {
+    let sample = drive(latch, load, async |i| {
         let body = Bytes::copy_from_slice(orders.body(i));
-        publisher.publish_bytes("orders", body, "application/json").await.unwrap();
+        publisher.publish_bytes(topic, body, "application/json").await.unwrap();
     })
     .await;
     bus.shutdown(Duration::from_secs(10)).await.unwrap();
@@ -274,15 +286,7 @@ async fn tidewater_counting(load: Load, orders: &Orders) -> Sample {
         async { Ok::<_, tidewater::HandlerError>(()) }
     });
     bus.subscribe("frames", handler).group("bench");
-    bus.start().await.unwrap();
-    let publisher = bus.publisher().clone();
-    let sample = drive(&latch, load, async |i| {
-        let body = Bytes::copy_from_slice(orders.body(i));
-        publisher.publish_bytes("frames", body, "application/json").await.unwrap();
-    })
-    .await;
-    bus.shutdown(Duration::from_secs(10)).await.unwrap();
-    sample
+    publish_bytes_through(bus, "frames", &latch, load, orders).await
 }
 
 // ---- RustStream ------------------------------------------------------------------------
@@ -413,7 +417,11 @@ fn main() {
         let (elapsed, allocations) = median(&mut samples[path]);
         let per = |x: f64| x / n as f64;
         let (ns, allocations) = (per(elapsed.as_nanos() as f64), per(allocations as f64));
-        println!("{}: {:.0}k msg/s, {ns:.0} ns/msg, {allocations:.1} allocations/msg", PATHS[path], rate(elapsed) / 1e3);
+        println!(
+            "{}: {:.0}k msg/s, {ns:.0} ns/msg, {allocations:.1} allocations/msg",
+            PATHS[path],
+            rate(elapsed) / 1e3
+        );
         return;
     }
     let medians: Vec<(Duration, u64)> = samples.iter_mut().map(median).collect();
