@@ -1,17 +1,16 @@
 //! A group member's stream of deliveries, and their settlement.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-
-use async_trait::async_trait;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use futures::task::AtomicWaker;
 use tidewater_core::{
     Delivery, Error, ErrorKind, Incoming, Position, Result, Settlement, SharedSettle, Source, StartFrom,
 };
-
-use futures::task::AtomicWaker;
 
 use crate::topic::{Fetched, MemberId, Settled, Topic};
 
@@ -22,8 +21,9 @@ struct Pending {
     settled: Mutex<Vec<Settled>>,
     /// Wakes an idle reader so settlements made while it waits are applied at once.
     wake: AtomicWaker,
-    /// Whether the reader waits: a settlement made while it runs is applied with its next
-    /// fetch, and waking it then would only poll it once more for nothing.
+    /// Whether the reader waits, counted in the topic's idle readers: a settlement made
+    /// while it runs is applied with its next fetch, and waking it then would only poll
+    /// it once more for nothing.
     waiting: AtomicBool,
     topic: Arc<Topic>,
     group: Arc<str>,
@@ -49,8 +49,6 @@ pub(crate) struct MemorySource {
     applying: Vec<Settled>,
     /// What a fetch found, before it becomes deliveries; kept for its allocation too.
     fetched: Vec<Fetched>,
-    /// Counted in the topic's idle readers.
-    idle: bool,
     /// Wakes a waiting reader when its earliest redelivery falls due; made at the first
     /// such wait and reset for the next.
     redelivery: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -68,16 +66,7 @@ impl MemorySource {
             group: Arc::clone(&group),
         });
         let settler: Arc<dyn SharedSettle> = Arc::clone(&pending) as _;
-        Self {
-            member,
-            pending,
-            settler,
-            applying: Vec::new(),
-            fetched: Vec::new(),
-            idle: false,
-            redelivery: None,
-            left: false,
-        }
+        Self { member, pending, settler, applying: Vec::new(), fetched: Vec::new(), redelivery: None, left: false }
     }
 
     fn topic(&self) -> &Arc<Topic> {
@@ -119,10 +108,8 @@ impl Drop for MemorySource {
 
 impl MemorySource {
     /// Counts this reader out of the topic's idle readers, if it was in.
-    fn not_idle(&mut self) {
-        self.pending.waiting.store(false, Ordering::Relaxed);
-        if self.idle {
-            self.idle = false;
+    fn not_idle(&self) {
+        if self.pending.waiting.swap(false, Ordering::SeqCst) {
             self.topic().idle_readers.fetch_sub(1, Ordering::SeqCst);
         }
     }
@@ -136,9 +123,7 @@ impl MemorySource {
             // appending, and wakes whoever registered).
             self.topic().register_reader(self.member, cx.waker());
             self.pending.wake.register(cx.waker());
-            self.pending.waiting.store(true, Ordering::SeqCst);
-            if !self.idle {
-                self.idle = true;
+            if !self.pending.waiting.swap(true, Ordering::SeqCst) {
                 self.topic().idle_readers.fetch_add(1, Ordering::SeqCst);
             }
             if let Some(fetch) = self.fetch(batch, max) {
