@@ -138,6 +138,26 @@ async fn a_dead_letter_middleware_of_your_own_replaces_the_default() {
 }
 
 #[tokio::test]
+async fn a_dead_letter_layered_around_the_handler_replaces_the_default_too() {
+    use tidewater::Around;
+    let broker = MemoryBroker::new();
+    let mut bus = Bus::new(&broker, EventRegistry::new());
+    // A default that dead-letters any failure at once, and a handler whose own dead
+    // letter lets a transient failure come back once: the default must stay out.
+    bus.dead_letter(Some(DeadLetter::new(bus.writer())));
+    let mine = DeadLetter::new(bus.writer()).max_deliveries(2).topic_name(|topic| format!("dead.{topic}"));
+    let fails = tidewater::handler_fn(|_d: Delivery| async { Err(HandlerError::transient("not yet")) });
+    bus.subscribe("t", mine.wrapping(fails)).group("g").nack_delay(Some(Duration::from_millis(10)));
+    bus.start().await.unwrap();
+    bus.publisher().publish_bytes("t", "x", "text/plain").await.unwrap();
+    broker.wait_published("dead.t", 1, WAIT).await.unwrap();
+    broker.wait_acked("t", "g", 1, WAIT).await.unwrap();
+    let report = bus.shutdown(WAIT).await.unwrap();
+    assert!(broker.published("t.dlq").is_empty(), "the default dead letter stays out");
+    assert_eq!(report.dead_lettered(), 1);
+}
+
+#[tokio::test]
 async fn a_failing_handler_never_ends_its_worker() {
     let broker = MemoryBroker::new();
     let mut bus = Bus::new(&broker, EventRegistry::new());

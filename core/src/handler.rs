@@ -33,6 +33,13 @@ use crate::{Delivery, HandlerError, ReadContext, ReadTask, Result, Source};
 pub trait Handler: Send + Sync + 'static {
     /// Processes one delivery.
     fn handle(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Whether this handler takes failed messages off the broker itself, as a
+    /// [`Layered`] handler with a dead-letter layer does, so that the scheduler adds no
+    /// default dead letter of its own around it. The default is false.
+    fn dead_letters(&self) -> bool {
+        false
+    }
 }
 
 /// A [`Handler`] with its future boxed, so that handlers of different types can stand
@@ -41,11 +48,19 @@ pub trait Handler: Send + Sync + 'static {
 pub trait DynHandler: Send + Sync + 'static {
     /// [`Handler::handle`], its future boxed.
     fn handle_boxed(&self, delivery: Delivery) -> BoxFuture<'_, Result<(), HandlerError>>;
+
+    /// [`Handler::dead_letters`], behind the pointer. (Named apart from it so that a
+    /// call on a concrete handler is never ambiguous.)
+    fn dead_letters_erased(&self) -> bool;
 }
 
 impl<H: Handler> DynHandler for H {
     fn handle_boxed(&self, delivery: Delivery) -> BoxFuture<'_, Result<(), HandlerError>> {
         Box::pin(self.handle(delivery))
+    }
+
+    fn dead_letters_erased(&self) -> bool {
+        self.dead_letters()
     }
 }
 
@@ -56,11 +71,19 @@ impl Handler for Arc<dyn DynHandler> {
     fn handle(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
         (**self).handle_boxed(delivery)
     }
+
+    fn dead_letters(&self) -> bool {
+        (**self).dead_letters_erased()
+    }
 }
 
 impl<H: Handler> Handler for Arc<H> {
     fn handle(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
         (**self).handle(delivery)
+    }
+
+    fn dead_letters(&self) -> bool {
+        (**self).dead_letters()
     }
 }
 
@@ -87,6 +110,8 @@ trait RunsTask: Send + Sync {
     ) -> BoxFuture<'a, Result<()>>;
 
     fn boxed(&self) -> BoxHandler;
+
+    fn dead_letters(&self) -> bool;
 }
 
 struct Typed<H>(Arc<H>);
@@ -104,6 +129,10 @@ impl<H: Handler> RunsTask for Typed<H> {
     fn boxed(&self) -> BoxHandler {
         Arc::clone(&self.0) as BoxHandler
     }
+
+    fn dead_letters(&self) -> bool {
+        self.0.dead_letters()
+    }
 }
 
 impl TaskHandler {
@@ -118,6 +147,15 @@ impl TaskHandler {
         match &self.0 {
             Repr::Erased(handler) => Arc::clone(handler),
             Repr::Typed(typed) => typed.boxed(),
+        }
+    }
+
+    /// Whether the handler takes failed messages off the broker itself; see
+    /// [`Handler::dead_letters`].
+    pub fn dead_letters(&self) -> bool {
+        match &self.0 {
+            Repr::Erased(handler) => handler.dead_letters_erased(),
+            Repr::Typed(typed) => typed.dead_letters(),
         }
     }
 
@@ -141,6 +179,10 @@ struct Boxed(BoxHandler);
 impl Handler for Boxed {
     fn handle(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
         self.0.handle_boxed(delivery)
+    }
+
+    fn dead_letters(&self) -> bool {
+        self.0.dead_letters_erased()
     }
 }
 
@@ -246,7 +288,8 @@ pub trait Middleware: Send + Sync + 'static {
 ///
 /// Each such middleware given to a chain on its own costs an allocation a call (its
 /// future, boxed, as every [`Handler`]'s). Layers joined with [`Around::then`] run as one
-/// future: a chain of them costs one allocation a call however long it is.
+/// future: a chain of them costs one allocation a call however long it is, and none when
+/// it is put around the handler with [`Around::wrapping`] and subscribed as one handler.
 pub trait Around: Clone + Send + Sync + 'static {
     /// Handles `delivery`, with `next` the rest of the chain.
     fn around<N: Inner + ?Sized>(
@@ -272,6 +315,35 @@ pub trait Around: Clone + Send + Sync + 'static {
     /// ```
     fn then<B: Around>(self, inner: B) -> Stack<Self, B> {
         Stack { outer: self, inner }
+    }
+
+    /// This layer (or stack) around `handler`, as one handler of a known type. Subscribed
+    /// as a handler, without a middleware list, it is called through its own type: no
+    /// call allocates, where a middleware list boxes the chain's future on each call. A
+    /// panic of `handler` is one failed attempt that the layers see, as in a list.
+    ///
+    /// ```
+    /// use tidewater_core::{handler_fn, Around, Delivery, HandlerError, Inner};
+    ///
+    /// #[derive(Clone)]
+    /// struct SkipTests;
+    ///
+    /// impl Around for SkipTests {
+    ///     async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+    ///         if delivery.message().headers.get("test") == Some("true") {
+    ///             return Ok(());
+    ///         }
+    ///         next.run(delivery).await
+    ///     }
+    /// }
+    ///
+    /// # fn demo(bus: &mut tidewater_core::Bus) {
+    /// let handler = handler_fn(|_delivery: Delivery| async { Ok::<_, HandlerError>(()) });
+    /// bus.subscribe("orders", SkipTests.wrapping(handler));
+    /// # }
+    /// ```
+    fn wrapping<H: Handler>(self, handler: H) -> Layered<Self, H> {
+        Layered { layer: self, handler: Innermost(handler) }
     }
 }
 
@@ -318,6 +390,37 @@ impl<B: Around, N: Inner + ?Sized> Inner for Then<'_, B, N> {
     }
 }
 
+/// An [`Around`] layer (or stack) with its handler inside, as one handler; see
+/// [`Around::wrapping`].
+#[derive(Clone, Debug)]
+pub struct Layered<A, H> {
+    layer: A,
+    handler: Innermost<H>,
+}
+
+impl<A: Around, H: Handler> Handler for Layered<A, H> {
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        self.layer.around(delivery, &self.handler)
+    }
+
+    fn dead_letters(&self) -> bool {
+        self.layer.dead_letters() || self.handler.0.dead_letters()
+    }
+}
+
+/// The handler at the bottom of a [`Layered`] stack, its panics made into failed
+/// attempts as [`CatchPanic`] does for a middleware list.
+#[derive(Clone, Debug)]
+struct Innermost<H>(H);
+
+impl<H: Handler> Inner for Innermost<H> {
+    fn run(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        std::panic::AssertUnwindSafe(self.0.handle(delivery))
+            .catch_unwind()
+            .map(|caught| caught.unwrap_or_else(|panic| Err(HandlerError::from_panic(&*panic))))
+    }
+}
+
 impl<A: Around> Middleware for A {
     fn wrap(&self, inner: BoxHandler) -> BoxHandler {
         Arc::new(AroundLayer { layer: self.clone(), inner })
@@ -336,6 +439,10 @@ struct AroundLayer<A> {
 impl<A: Around> Handler for AroundLayer<A> {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         self.layer.around(delivery, &*self.inner).await
+    }
+
+    fn dead_letters(&self) -> bool {
+        self.layer.dead_letters() || self.inner.dead_letters_erased()
     }
 }
 
@@ -408,6 +515,10 @@ where
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         (self.f)(delivery, Next(Arc::clone(&self.inner))).await
     }
+
+    fn dead_letters(&self) -> bool {
+        self.inner.dead_letters_erased()
+    }
 }
 
 /// Applies `chain` to `handler`, the first element outermost.
@@ -427,6 +538,10 @@ impl Handler for CatchPanic {
             Ok(result) => result,
             Err(panic) => Err(HandlerError::from_panic(&*panic)),
         }
+    }
+
+    fn dead_letters(&self) -> bool {
+        self.0.dead_letters_erased()
     }
 }
 
@@ -502,5 +617,46 @@ mod tests {
         assert!(Middleware::dead_letters(&Log("a", Arc::clone(&log)).then(Dlq)));
         assert!(Middleware::dead_letters(&Dlq.then(Log("a", Arc::clone(&log)))));
         assert!(!Middleware::dead_letters(&Log("a", Arc::clone(&log)).then(Log("b", log))));
+    }
+
+    #[tokio::test]
+    async fn a_stack_around_a_typed_handler_runs_as_the_chain_would() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&log);
+        let handler = handler_fn(move |_d: Delivery| {
+            seen.lock().unwrap().push("handler".to_owned());
+            async { Ok::<_, HandlerError>(()) }
+        });
+        let layered = Log("a", Arc::clone(&log)).then(Log("b", Arc::clone(&log))).wrapping(handler);
+        layered.handle(delivery()).await.unwrap();
+        assert_eq!(*log.lock().unwrap(), ["a in", "b in", "handler", "b out", "a out"]);
+    }
+
+    #[tokio::test]
+    async fn a_layered_handler_that_panics_is_a_failed_attempt_its_layers_see() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let panics = handler_fn(|_d: Delivery| async {
+            if true {
+                panic!("induced panic");
+            }
+            Ok::<_, HandlerError>(())
+        });
+        let err = Log("a", Arc::clone(&log)).wrapping(panics).handle(delivery()).await.unwrap_err();
+        assert!(err.is_panic() && err.is_transient(), "{err}");
+        assert_eq!(*log.lock().unwrap(), ["a in", "a out"], "the layer saw the call end");
+    }
+
+    #[test]
+    fn a_layered_handler_says_whether_it_dead_letters_through_any_pointer() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let handler = || handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) });
+        let with = Log("a", Arc::clone(&log)).then(Dlq).wrapping(handler());
+        let without = Log("a", log).wrapping(handler());
+        assert!(with.dead_letters() && !without.dead_letters());
+        assert!(TaskHandler::new(with.clone()).dead_letters() && !TaskHandler::new(without).dead_letters());
+        let boxed: BoxHandler = Arc::new(with);
+        assert!(TaskHandler::from(Arc::clone(&boxed)).dead_letters());
+        let chained: Vec<Arc<dyn Middleware>> = vec![Arc::new(Log("b", Arc::new(Mutex::new(Vec::new()))))];
+        assert!(apply_chain(boxed, &chained).dead_letters(), "a chain around it still does");
     }
 }

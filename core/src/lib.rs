@@ -74,7 +74,7 @@ pub use extensions::Extensions;
 pub use extract::{EventFn, FromDelivery, HandlerResult, State};
 pub use handler::{
     apply_chain, handler_fn, middleware_fn, Around, BoxHandler, DynHandler, FnHandler, FnMiddleware, Handler, Inner,
-    Middleware, Next, Stack, TaskHandler,
+    Layered, Middleware, Next, Stack, TaskHandler,
 };
 pub use health::{Health, TaskHealth};
 pub use id::{IdFactory, KsuidIds, UuidV7Ids};

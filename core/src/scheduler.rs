@@ -217,7 +217,8 @@ impl<C: Codec> SubscriberScheduler<C> {
     }
 
     /// Sets the dead letter for tasks whose chain has none (no middleware whose
-    /// [`Middleware::dead_letters`] is true): the runner hands it what the chain returns
+    /// [`Middleware::dead_letters`] is true, nor a handler whose
+    /// [`Handler::dead_letters`] is, as a [`Layered`](crate::Layered) one can be): the runner hands it what the chain returns
     /// as failed, panics included, as if it were outermost in the chain, but without a
     /// layer on the success path. `None` removes it. A [`Bus`](crate::Bus) sets a
     /// [`DeadLetter`] to `<topic>.dlq` through its own writer; a scheduler made on its own
@@ -418,7 +419,8 @@ impl<C: Codec> SubscriberScheduler<C> {
     /// The handler of `spec` in its middleware (the task's own innermost, then the
     /// scheduler's), and the default dead letter if no middleware dead-letters.
     fn chain(&self, spec: &TaskSpec, handler: TaskHandler) -> (TaskHandler, Option<DeadLetter>) {
-        let dead_letters = spec.middleware.iter().chain(&self.middleware).any(|m| m.dead_letters());
+        let dead_letters =
+            handler.dead_letters() || spec.middleware.iter().chain(&self.middleware).any(|m| m.dead_letters());
         let default = self.dead_letter.clone().filter(|_| !dead_letters);
         if !dead_letters && default.is_none() {
             tracing::warn!(

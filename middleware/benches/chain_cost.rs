@@ -7,12 +7,18 @@
 //! commits 200,000 ids into stores of the default 100,000, so forgetting old ids is part
 //! of the cost, as in a long-running service. The moka rows put moka's store in place
 //! of the default one. The stacked row joins the same layers with `Around::then`, so that
-//! they run as one future instead of one boxed future each. Allocations are counted in
-//! the timed calls and given a message.
+//! they run as one future instead of one boxed future each; the last rows put that stack
+//! around the handler with `Around::wrapping` and call it through its own type, as the
+//! runner calls a handler subscribed without a middleware list, against the same handler
+//! called the same way. Allocations are counted in the timed calls and given a message.
+//!
+//! `TW_CHAIN_ONLY=<text>` runs only the rows whose name holds the text (and the rows
+//! they are measured against), for a profiler.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::LocalBoxFuture;
 use tidewater_core::{
     apply_chain, handler_fn, Around, BoxHandler, Delivery, Handler, HandlerError, Message, Middleware, Position,
 };
@@ -41,7 +47,7 @@ fn deliveries(run: usize, from: usize) -> Vec<Delivery> {
 
 /// Calls `handler` with N new deliveries; returns the time spent in the calls and the
 /// allocations they made.
-async fn time(handler: &BoxHandler, run: usize) -> (Duration, u64) {
+async fn time<H: Handler>(handler: &H, run: usize) -> (Duration, u64) {
     let (mut spent, mut allocations) = (Duration::ZERO, 0);
     for from in (0..N).step_by(BATCH) {
         let batch = deliveries(run, from);
@@ -55,13 +61,34 @@ async fn time(handler: &BoxHandler, run: usize) -> (Duration, u64) {
     (spent, allocations)
 }
 
+/// A row: its name, the row it is measured against, and what times it.
+struct Row {
+    name: String,
+    base: usize,
+    time: Box<dyn Fn(usize) -> LocalBoxFuture<'static, (Duration, u64)>>,
+}
+
+impl Row {
+    fn new<H: Handler>(name: impl Into<String>, base: usize, handler: H) -> Self {
+        let handler = Arc::new(handler);
+        let time = Box::new(move |run| {
+            let handler = Arc::clone(&handler);
+            Box::pin(async move { time(&*handler, run).await }) as LocalBoxFuture<'static, _>
+        });
+        Self { name: name.into(), base, time }
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let bare: BoxHandler = Arc::new(handler_fn(|d: Delivery| async move {
-            std::hint::black_box(&d);
-            Ok::<_, HandlerError>(())
-        }));
+        let counted = || {
+            handler_fn(|d: Delivery| async move {
+                std::hint::black_box(&d);
+                Ok::<_, HandlerError>(())
+            })
+        };
+        let bare: BoxHandler = Arc::new(counted());
         let broker = MemoryBroker::new();
         let layers: Vec<(&str, Arc<dyn Middleware>)> = vec![
             ("Trace", Arc::new(Trace)),
@@ -73,14 +100,14 @@ fn main() {
             ("Recover", Arc::new(Recover::new())),
         ];
         let full: Vec<Arc<dyn Middleware>> = layers.iter().map(|(_, m)| Arc::clone(m)).collect();
-        let mut rows: Vec<(String, BoxHandler)> = vec![
-            ("none (handler called directly)".into(), Arc::clone(&bare)),
-            ("empty chain".into(), apply_chain(Arc::clone(&bare), &[])),
+        let mut rows = vec![
+            Row::new("none (handler called directly)", 0, Arc::clone(&bare)),
+            Row::new("empty chain", 0, apply_chain(Arc::clone(&bare), &[])),
         ];
         for (name, m) in &layers {
-            rows.push((format!("{name} alone"), apply_chain(Arc::clone(&bare), std::slice::from_ref(m))));
+            rows.push(Row::new(format!("{name} alone"), 0, apply_chain(Arc::clone(&bare), std::slice::from_ref(m))));
         }
-        rows.push(("full chain, all of the above".into(), apply_chain(Arc::clone(&bare), &full)));
+        rows.push(Row::new("full chain, all of the above", 0, apply_chain(Arc::clone(&bare), &full)));
         let stacked = Trace
             .then(CorrelationId)
             .then(DeadLetter::new(broker.writer()))
@@ -88,19 +115,34 @@ fn main() {
             .then(Retry::new())
             .then(Timeout(Duration::from_secs(30)))
             .then(Recover::new());
-        rows.push(("full chain, stacked with then".into(), stacked.wrap(Arc::clone(&bare))));
+        rows.push(Row::new("full chain, stacked with then", 0, stacked.clone().wrap(Arc::clone(&bare))));
         let moka: Arc<dyn Middleware> = Arc::new(Deduplicate::new(MokaDedupStorage::default()));
-        rows.push(("Deduplicate (moka) alone".into(), apply_chain(Arc::clone(&bare), std::slice::from_ref(&moka))));
+        rows.push(Row::new("Deduplicate (moka) alone", 0, apply_chain(Arc::clone(&bare), std::slice::from_ref(&moka))));
         let with_moka: Vec<Arc<dyn Middleware>> = layers
             .iter()
             .map(|(name, m)| if name.starts_with("Deduplicate") { Arc::clone(&moka) } else { Arc::clone(m) })
             .collect();
-        rows.push(("full chain, moka dedup".into(), apply_chain(Arc::clone(&bare), &with_moka)));
+        rows.push(Row::new("full chain, moka dedup", 0, apply_chain(Arc::clone(&bare), &with_moka)));
+        let typed = rows.len();
+        rows.push(Row::new("none, typed handler", typed, counted()));
+        rows.push(Row::new("full chain, stacked, typed", typed, stacked.wrapping(counted())));
+        if let Ok(only) = std::env::var("TW_CHAIN_ONLY") {
+            let keep: Vec<bool> = (0..rows.len())
+                .map(|i| rows[i].name.contains(&only) || rows.iter().any(|r| r.base == i && r.name.contains(&only)))
+                .collect();
+            let mut kept = keep.iter();
+            rows.retain(|_| *kept.next().unwrap());
+            // Bases move with the rows kept before them.
+            let moved: Vec<usize> = (0..keep.len()).map(|i| keep[..i].iter().filter(|k| **k).count()).collect();
+            for row in &mut rows {
+                row.base = moved[row.base];
+            }
+        }
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); rows.len()];
         let mut allocations = vec![0u64; rows.len()];
         for run in 0..RUNS {
-            for (i, (_, handler)) in rows.iter().enumerate() {
-                let (spent, allocated) = time(handler, run * rows.len() + i).await;
+            for (i, row) in rows.iter().enumerate() {
+                let (spent, allocated) = (row.time)(run * rows.len() + i).await;
                 times[i].push(spent.as_nanos() as f64 / N as f64);
                 allocations[i] += allocated;
             }
@@ -110,15 +152,14 @@ fn main() {
             v.sort_by(|a, b| a.partial_cmp(b).unwrap());
             v[v.len() / 2]
         };
-        let base = med(&times[0]);
         println!("middleware cost, success path, {N} calls per run, median of {RUNS}");
-        let base_allocations = allocations[0] as f64 / (RUNS * N) as f64;
         println!("| chain                          | ns/message | added ns | allocations/message | added |");
         println!("|--------------------------------|------------|----------|---------------------|-------|");
-        for (i, (name, _)) in rows.iter().enumerate() {
-            let t = med(&times[i]);
-            let a = allocations[i] as f64 / (RUNS * N) as f64;
-            println!("| {name:<30} | {t:>10.1} | {:>8.1} | {a:>19.2} | {:>5.2} |", t - base, a - base_allocations);
+        let per_message = |i: usize| allocations[i] as f64 / (RUNS * N) as f64;
+        for (i, row) in rows.iter().enumerate() {
+            let (t, a) = (med(&times[i]), per_message(i));
+            let (added, added_allocations) = (t - med(&times[row.base]), a - per_message(row.base));
+            println!("| {:<30} | {t:>10.1} | {added:>8.1} | {a:>19.2} | {added_allocations:>5.2} |", row.name);
         }
     });
 }
