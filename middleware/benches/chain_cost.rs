@@ -125,7 +125,15 @@ fn main() {
         rows.push(Row::new("full chain, moka dedup", 0, apply_chain(Arc::clone(&bare), &with_moka)));
         let typed = rows.len();
         rows.push(Row::new("none, typed handler", typed, counted()));
+        rows.push(Row::new("Deduplicate (in memory), typed", typed, Deduplicate::in_memory().wrapping(counted())));
         rows.push(Row::new("full chain, stacked, typed", typed, stacked.wrapping(counted())));
+        let no_dedup = Trace
+            .then(CorrelationId)
+            .then(DeadLetter::new(broker.writer()))
+            .then(Retry::new())
+            .then(Timeout(Duration::from_secs(30)))
+            .then(Recover::new());
+        rows.push(Row::new("full chain but dedup, typed", typed, no_dedup.wrapping(counted())));
         if let Ok(only) = std::env::var("TW_CHAIN_ONLY") {
             let keep: Vec<bool> = (0..rows.len())
                 .map(|i| rows[i].name.contains(&only) || rows.iter().any(|r| r.base == i && r.name.contains(&only)))

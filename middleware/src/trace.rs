@@ -19,7 +19,11 @@ impl Around for Trace {
             group = delivery.group().unwrap_or_default(),
             outcome = tracing::field::Empty,
         );
-        let result = next.run(delivery.clone()).instrument(span.clone()).await;
+        // The span is the instrumented call's own, not a clone: a clone of an enabled
+        // span is a call into the subscriber, and so is its drop.
+        let mut call = std::pin::pin!(next.run(delivery).instrument(span));
+        let result = call.as_mut().await;
+        let span = call.span();
         let outcome = match &result {
             Ok(()) => "ok",
             Err(e) if e.is_transient() => "transient",

@@ -91,7 +91,8 @@ impl InMemoryDedupStorage {
     /// Remembers the newest ids, at most `capacity` of them (at least 2), each for `ttl`.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         let capacity = capacity.max(2);
-        let count = SHARDS.min(capacity / 2);
+        // A power of two, so that a mask picks the shard rather than a division.
+        let count = 1 << SHARDS.min(capacity / 2).ilog2();
         let shards = (0..count)
             .map(|i| {
                 // The first `capacity % count` shards take one more, so the shares add up.
@@ -116,7 +117,7 @@ impl InMemoryDedupStorage {
 
     fn shard(&self, id: Id) -> &Mutex<Shard> {
         // The high half picks the shard; the map hashes by the low half, independent of it.
-        &self.shards[id.high as usize % self.shards.len()]
+        &self.shards[id.high as usize & (self.shards.len() - 1)]
     }
 
     pub(super) fn fingerprint(&self, key: &DedupKey<'_>) -> u128 {

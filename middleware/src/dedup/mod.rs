@@ -31,6 +31,13 @@ pub struct DedupKey<'a> {
     pub id: &'a str,
 }
 
+impl<'a> DedupKey<'a> {
+    /// The key of `delivery`.
+    pub fn of(delivery: &'a Delivery) -> Self {
+        Self { group: delivery.group().unwrap_or_default(), id: &delivery.message().id }
+    }
+}
+
 /// Where processed message keys are remembered. Implement it over Redis or a database
 /// table to share it across processes; [`InMemoryDedupStorage`] (the default) and
 /// [`MokaDedupStorage`] keep them in this process.
@@ -133,21 +140,24 @@ impl Around for Deduplicate {
         if delivery.message().id.is_empty() {
             return next.run(delivery).await;
         }
-        // The key borrows from this handle while the handler has the delivery.
-        let held = delivery.clone();
-        let key = DedupKey { group: held.group().unwrap_or_default(), id: &held.message().id };
         match &self.storage {
             Storage::InMemory(store) => {
-                let fingerprint = store.fingerprint(&key);
+                // The fingerprint is all the commit needs, so the handler can have the
+                // delivery itself.
+                let fingerprint = store.fingerprint(&DedupKey::of(&delivery));
                 if store.seen_now(fingerprint) {
-                    skipped(&held, key);
+                    skipped(&delivery, DedupKey::of(&delivery));
                     return Ok(());
                 }
                 next.run(delivery).await?;
                 store.commit_now(fingerprint);
                 Ok(())
             }
-            Storage::Other(store) => through_trait(&**store, key, delivery, next).await,
+            Storage::Other(store) => {
+                // The key borrows from this handle while the handler has the delivery.
+                let held = delivery.clone();
+                through_trait(&**store, DedupKey::of(&held), delivery, next).await
+            }
         }
     }
 }
