@@ -3,7 +3,9 @@
 //! so these rules hold the same way on every broker.
 
 use futures::FutureExt;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -57,17 +59,28 @@ pub async fn run_source<H: Handler>(
 
 /// Fills `batch` (empty on entry) from the source; false once the source ended or the
 /// stop signal fired, with anything a cancelled fetch left in `batch` released.
+///
+/// `stopped` is the runner's one [`StopSignal::stopped`] future, kept across batches: it
+/// is polled only when the fetch has to wait, and stays registered with the signal
+/// between waits. Made anew and polled first for each batch, it cloned the signal's
+/// receiver and registered and unregistered a waiter (a lock each) on every batch, which
+/// for a reader that keeps up with its publisher is every message; the stop flag, an
+/// atomic, is what a batch that needs no wait reads instead.
 async fn next_batch<H: Handler>(
     source: &mut (dyn Source + '_),
     step: &Step<H>,
     batch: &mut Vec<Incoming>,
     max: usize,
+    stopped: Pin<&mut impl Future<Output = ()>>,
 ) -> Result<bool> {
     debug_assert!(batch.is_empty());
+    if step.stop.is_stopped() {
+        return Ok(false);
+    }
     let fetched = tokio::select! {
         biased;
-        _ = step.stop.stopped() => None,
         fetched = fetch(source, batch, max) => Some(fetched),
+        _ = stopped => None,
     };
     match fetched {
         Some(Ok(n)) if n > 0 => {
@@ -102,7 +115,8 @@ async fn fetch(source: &mut (dyn Source + '_), batch: &mut Vec<Incoming>, max: u
 
 async fn run_sequential<H: Handler>(source: &mut (dyn Source + '_), step: &Step<H>, fetch: usize) -> Result<()> {
     let mut batch = Vec::with_capacity(fetch.min(MAX_PREALLOCATED));
-    while next_batch(source, step, &mut batch, fetch).await? {
+    let mut stopped = std::pin::pin!(step.stop.stopped());
+    while next_batch(source, step, &mut batch, fetch, stopped.as_mut()).await? {
         let mut rest = batch.drain(..);
         while let Some(incoming) = rest.next() {
             if step.stop.is_stopped() {
@@ -121,15 +135,21 @@ async fn run_sequential<H: Handler>(source: &mut (dyn Source + '_), step: &Step<
 async fn run_batches<H: Handler>(source: &mut (dyn Source + '_), step: &Step<H>, spec: &BatchSpec) -> Result<()> {
     let mut gathered: Vec<Incoming> = Vec::with_capacity(spec.max.min(MAX_PREALLOCATED));
     let mut fetched = Vec::with_capacity(spec.max.min(MAX_PREALLOCATED));
+    // One stop future for the whole run, as in `next_batch`.
+    let mut stopped = std::pin::pin!(step.stop.stopped());
     loop {
         let mut linger_ends = None;
         while gathered.len() < spec.max {
             let room = spec.max - gathered.len();
-            let got = tokio::select! {
-                biased;
-                _ = step.stop.stopped() => None,
-                _ = tokio::time::sleep_until(linger_ends.unwrap_or_else(tokio::time::Instant::now)), if linger_ends.is_some() => break,
-                got = fetch(source, &mut fetched, room) => Some(got),
+            let got = if step.stop.is_stopped() {
+                None
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = stopped.as_mut() => None,
+                    _ = tokio::time::sleep_until(linger_ends.unwrap_or_else(tokio::time::Instant::now)), if linger_ends.is_some() => break,
+                    got = fetch(source, &mut fetched, room) => Some(got),
+                }
             };
             match got {
                 Some(Ok(n)) if n > 0 => {
@@ -184,8 +204,9 @@ async fn run_lanes<H: Handler>(
 
     let mut round_robin = 0usize;
     let mut batch = Vec::with_capacity(fetch.min(MAX_PREALLOCATED));
+    let mut stopped = std::pin::pin!(step.stop.stopped());
     let result = 'fetch: loop {
-        match next_batch(source, &step, &mut batch, fetch).await {
+        match next_batch(source, &step, &mut batch, fetch, stopped.as_mut()).await {
             Ok(true) => {}
             Ok(false) => break Ok(()),
             Err(err) => break Err(err),
