@@ -43,16 +43,22 @@ pub(crate) fn timestamp(message: &Message) -> i64 {
 /// deduplication works; header values that are not UTF-8 are read lossily, and a null
 /// header value reads as empty.
 pub(crate) fn from_record(topic: &TopicName, record: &BorrowedMessage<'_>) -> Message {
-    let payload = record.payload().map(Bytes::copy_from_slice).unwrap_or_default();
-    // The reader's one topic, shared, rather than a copy of the record's name apiece.
-    let mut message =
-        if *topic == *record.topic() { Message::new(topic, payload) } else { Message::new(record.topic(), payload) };
-    message.key = record.key().map(Bytes::copy_from_slice);
-    message.timestamp = record
-        .timestamp()
-        .to_millis()
-        .filter(|ms| *ms >= 0)
-        .map_or_else(SystemTime::now, |ms| UNIX_EPOCH + Duration::from_millis(ms as u64));
+    // Built whole rather than with `Message::new`, which reads the clock for a timestamp
+    // the record's then replaces.
+    let mut message = Message {
+        id: MessageId::empty(),
+        // The reader's one topic, shared, rather than a copy of the record's name apiece.
+        stream: if *topic == *record.topic() { topic.clone() } else { record.topic().into() },
+        key: record.key().map(Bytes::copy_from_slice),
+        headers: Headers::new(),
+        content_type: None,
+        payload: record.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
+        timestamp: record
+            .timestamp()
+            .to_millis()
+            .filter(|ms| *ms >= 0)
+            .map_or_else(SystemTime::now, |ms| UNIX_EPOCH + Duration::from_millis(ms as u64)),
+    };
     let mut id = None;
     let mut user = Headers::new();
     if let Some(headers) = record.headers() {
