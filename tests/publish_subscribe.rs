@@ -121,13 +121,9 @@ async fn ksuid_ids_and_explicit_topics_and_batches() {
     assert_eq!(publisher.publish_message(given).await.unwrap(), "mine", "a given id is kept");
 }
 
-#[tokio::test]
-async fn a_dead_letter_middleware_of_your_own_replaces_the_default() {
-    let broker = MemoryBroker::new();
-    let mut bus = Bus::new(&broker, EventRegistry::new());
-    let mine = DeadLetter::new(bus.writer()).topic_name(|topic| format!("dead.{topic}"));
-    bus.with_middleware(mine);
-    bus.subscribe("t", tidewater::handler_fn(|_d: Delivery| async { Err(HandlerError::permanent("no")) })).group("g");
+/// Publishes one message to `t` on `bus`, whose task (group `g`) fails it, and checks
+/// that it went to `dead.t`, the task's own dead letter, and not to the default `t.dlq`.
+async fn one_message_goes_to_its_own_dead_letter(broker: &MemoryBroker, mut bus: Bus) {
     bus.start().await.unwrap();
     bus.publisher().publish_bytes("t", "x", "text/plain").await.unwrap();
     broker.wait_published("dead.t", 1, WAIT).await.unwrap();
@@ -135,6 +131,16 @@ async fn a_dead_letter_middleware_of_your_own_replaces_the_default() {
     let report = bus.shutdown(WAIT).await.unwrap();
     assert!(broker.published("t.dlq").is_empty(), "the default dead letter stays out");
     assert_eq!(report.dead_lettered(), 1);
+}
+
+#[tokio::test]
+async fn a_dead_letter_middleware_of_your_own_replaces_the_default() {
+    let broker = MemoryBroker::new();
+    let mut bus = Bus::new(&broker, EventRegistry::new());
+    let mine = DeadLetter::new(bus.writer()).topic_name(|topic| format!("dead.{topic}"));
+    bus.with_middleware(mine);
+    bus.subscribe("t", tidewater::handler_fn(|_d: Delivery| async { Err(HandlerError::permanent("no")) })).group("g");
+    one_message_goes_to_its_own_dead_letter(&broker, bus).await;
 }
 
 #[tokio::test]
@@ -148,13 +154,7 @@ async fn a_dead_letter_layered_around_the_handler_replaces_the_default_too() {
     let mine = DeadLetter::new(bus.writer()).max_deliveries(2).topic_name(|topic| format!("dead.{topic}"));
     let fails = tidewater::handler_fn(|_d: Delivery| async { Err(HandlerError::transient("not yet")) });
     bus.subscribe("t", mine.wrapping(fails)).group("g").nack_delay(Some(Duration::from_millis(10)));
-    bus.start().await.unwrap();
-    bus.publisher().publish_bytes("t", "x", "text/plain").await.unwrap();
-    broker.wait_published("dead.t", 1, WAIT).await.unwrap();
-    broker.wait_acked("t", "g", 1, WAIT).await.unwrap();
-    let report = bus.shutdown(WAIT).await.unwrap();
-    assert!(broker.published("t.dlq").is_empty(), "the default dead letter stays out");
-    assert_eq!(report.dead_lettered(), 1);
+    one_message_goes_to_its_own_dead_letter(&broker, bus).await;
 }
 
 #[tokio::test]
