@@ -343,7 +343,7 @@ pub trait Around: Clone + Send + Sync + 'static {
     /// # }
     /// ```
     fn wrapping<H: Handler>(self, handler: H) -> Layered<Self, H> {
-        Layered { layer: self, handler: Innermost(handler) }
+        Layered { layer: self, handler: CatchPanic(handler) }
     }
 }
 
@@ -395,7 +395,7 @@ impl<B: Around, N: Inner + ?Sized> Inner for Then<'_, B, N> {
 #[derive(Clone, Debug)]
 pub struct Layered<A, H> {
     layer: A,
-    handler: Innermost<H>,
+    handler: CatchPanic<H>,
 }
 
 impl<A: Around, H: Handler> Handler for Layered<A, H> {
@@ -404,20 +404,7 @@ impl<A: Around, H: Handler> Handler for Layered<A, H> {
     }
 
     fn dead_letters(&self) -> bool {
-        self.layer.dead_letters() || self.handler.0.dead_letters()
-    }
-}
-
-/// The handler at the bottom of a [`Layered`] stack, its panics made into failed
-/// attempts as [`CatchPanic`] does for a middleware list.
-#[derive(Clone, Debug)]
-struct Innermost<H>(H);
-
-impl<H: Handler> Inner for Innermost<H> {
-    fn run(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
-        std::panic::AssertUnwindSafe(self.0.handle(delivery))
-            .catch_unwind()
-            .map(|caught| caught.unwrap_or_else(|panic| Err(HandlerError::from_panic(&*panic))))
+        self.layer.dead_letters() || self.handler.dead_letters()
     }
 }
 
@@ -528,20 +515,27 @@ pub fn apply_chain(handler: BoxHandler, chain: &[Arc<dyn Middleware>]) -> BoxHan
 
 /// Makes a panic of the handler into a [`HandlerError::from_panic`], so that the
 /// middleware around it sees one failed attempt like any other. The scheduler puts it
-/// right around every handler that has middleware; without middleware the runner's own
-/// catch does the same.
-pub(crate) struct CatchPanic(pub(crate) BoxHandler);
+/// right around every handler that has middleware, and a [`Layered`] handler has it at
+/// the bottom of its stack; without middleware the runner's own catch does the same.
+#[derive(Clone, Debug)]
+pub(crate) struct CatchPanic<H>(pub(crate) H);
 
-impl Handler for CatchPanic {
-    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
-        match std::panic::AssertUnwindSafe(self.0.handle(delivery)).catch_unwind().await {
-            Ok(result) => result,
-            Err(panic) => Err(HandlerError::from_panic(&*panic)),
-        }
+impl<H: Handler> Handler for CatchPanic<H> {
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        std::panic::AssertUnwindSafe(self.0.handle(delivery))
+            .catch_unwind()
+            .map(|caught| caught.unwrap_or_else(|panic| Err(HandlerError::from_panic(&*panic))))
     }
 
     fn dead_letters(&self) -> bool {
-        self.0.dead_letters_erased()
+        self.0.dead_letters()
+    }
+}
+
+/// The bottom of a [`Layered`] stack.
+impl<H: Handler> Inner for CatchPanic<H> {
+    fn run(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        self.handle(delivery)
     }
 }
 

@@ -218,9 +218,9 @@ impl<C: Codec> SubscriberScheduler<C> {
 
     /// Sets the dead letter for tasks whose chain has none (no middleware whose
     /// [`Middleware::dead_letters`] is true, nor a handler whose
-    /// [`Handler::dead_letters`] is, as a [`Layered`](crate::Layered) one can be): the runner hands it what the chain returns
-    /// as failed, panics included, as if it were outermost in the chain, but without a
-    /// layer on the success path. `None` removes it. A [`Bus`](crate::Bus) sets a
+    /// [`Handler::dead_letters`] is, as a [`Layered`](crate::Layered) one can be): the
+    /// runner hands it what the chain returns as failed, panics included, as if it were
+    /// outermost in the chain, but without a layer on the success path. `None` removes it. A [`Bus`](crate::Bus) sets a
     /// [`DeadLetter`] to `<topic>.dlq` through its own writer; a scheduler made on its own
     /// has none.
     ///
