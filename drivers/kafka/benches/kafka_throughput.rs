@@ -96,16 +96,12 @@ fn main() {
         );
         // Warm-up: the same round, smaller, not counted.
         let warm = (n / 5).max(1000);
-        for (topic, raw_side) in [("bench-warm-raw", true), ("bench-warm-tw", false)] {
-            kafka.create_topic(topic, 3).await.unwrap();
-            if raw_side {
-                produce_raw(&raw, topic, warm).await;
-                consume_raw(&brokers, topic, "bench-warm", warm).await;
-            } else {
-                produce(kafka.writer(), topic, warm, BATCH, 1024).await;
-                consume_tw(&kafka, topic, "bench-warm", warm).await;
-            }
-        }
+        kafka.create_topic("bench-warm-raw", 3).await.unwrap();
+        produce_raw(&raw, "bench-warm-raw", warm).await;
+        consume_raw(&brokers, "bench-warm-raw", "bench-warm", warm).await;
+        kafka.create_topic("bench-warm-tw", 3).await.unwrap();
+        produce(kafka.writer(), "bench-warm-tw", warm, BATCH, 1024).await;
+        consume_tw(&kafka, "bench-warm-tw", "bench-warm", warm).await;
         let mut table = Ratios::new("raw rdkafka", &["produce", "consume"]);
         for run in 0..RUNS {
             let (raw_topic, tw_topic) = (format!("bench-raw-{run}"), format!("bench-tw-{run}"));
