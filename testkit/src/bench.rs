@@ -36,6 +36,40 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// The CPU time this process has used so far, on all its threads (not its children,
+/// such as a broker it started): from `/proc/self/stat`, in steps of 10 ms.
+///
+/// Next to a rate it says what a client costs: on a machine where the client shares its
+/// cores with a broker, the rate moves with what the broker does, while the client's CPU
+/// time a message hardly does.
+pub fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+    // The command name, in parentheses, may hold spaces: the fields start after it.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    // utime and stime, fields 14 and 15 of the whole line, in clock ticks (USER_HZ, 100
+    // on Linux whatever the kernel's own tick).
+    let ticks: u64 = fields[11..13].iter().map(|f| f.parse::<u64>().expect("a tick count")).sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// What a measured piece of work cost the process: CPU time on all its threads, and heap
+/// allocations made through Rust's allocator (counted where the bench's allocator is
+/// [`Counting`]; a C library's own allocations, such as librdkafka's, are not).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cost {
+    /// CPU time.
+    pub cpu: Duration,
+    /// Allocations.
+    pub allocations: u64,
+}
+
+/// Runs `work`, returning what it returns and what it cost the process.
+pub async fn measured<T>(work: impl std::future::Future<Output = T>) -> (T, Cost) {
+    let (cpu, allocations) = (process_cpu(), allocations());
+    let out = work.await;
+    (out, Cost { cpu: process_cpu().saturating_sub(cpu), allocations: self::allocations() - allocations })
+}
+
 /// Counts what handlers saw, remembers when the first arrived, and wakes the bench at
 /// the last.
 #[derive(Debug)]
@@ -97,17 +131,31 @@ pub async fn paired<T>(
 }
 
 /// Paired figures (messages a second) per path, printed as a table of medians with the
-/// ratio ours / raw.
+/// ratio ours / raw; and, for the paths whose sides were [`measured`], the process's CPU
+/// time and allocations a message on each side.
 #[derive(Debug)]
 pub struct Ratios {
     raw: &'static str,
-    rows: Vec<(&'static str, Vec<f64>, Vec<f64>)>,
+    rows: Vec<Row>,
+}
+
+/// One path's runs: rates and, where measured, CPU time (microseconds) and allocations a
+/// message.
+#[derive(Debug, Default)]
+struct Row {
+    name: &'static str,
+    raw: Vec<f64>,
+    ours: Vec<f64>,
+    raw_cpu: Vec<f64>,
+    ours_cpu: Vec<f64>,
+    raw_allocations: Vec<f64>,
+    ours_allocations: Vec<f64>,
 }
 
 impl Ratios {
     /// A table of `paths`, with the raw side's column called `raw` ("raw rdkafka").
     pub fn new(raw: &'static str, paths: &[&'static str]) -> Self {
-        Self { raw, rows: paths.iter().map(|p| (*p, Vec::new(), Vec::new())).collect() }
+        Self { raw, rows: paths.iter().map(|&name| Row { name, ..Row::default() }).collect() }
     }
 
     /// Adds one run of path `row`: `n` messages in `raw` and in `ours`.
@@ -117,20 +165,54 @@ impl Ratios {
 
     /// Adds one run of path `row` as rates.
     pub fn push_rates(&mut self, row: usize, raw: f64, ours: f64) {
-        self.rows[row].1.push(raw);
-        self.rows[row].2.push(ours);
+        self.rows[row].raw.push(raw);
+        self.rows[row].ours.push(ours);
+    }
+
+    /// Adds one run of path `row` whose sides were [`measured`]: `n` messages, each
+    /// side's time and cost.
+    pub fn push_measured(&mut self, row: usize, n: usize, (raw, ours): ((Duration, Cost), (Duration, Cost))) {
+        self.push(row, n, (raw.0, ours.0));
+        let row = &mut self.rows[row];
+        for (cost, cpu, allocations) in [
+            (raw.1, &mut row.raw_cpu, &mut row.raw_allocations),
+            (ours.1, &mut row.ours_cpu, &mut row.ours_allocations),
+        ] {
+            cpu.push(cost.cpu.as_secs_f64() * 1e6 / n as f64);
+            allocations.push(cost.allocations as f64 / n as f64);
+        }
     }
 
     /// Prints the medians as a Markdown table.
     pub fn print(self) {
-        let path = self.rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(4);
+        let path = self.rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
         let raw = format!("{} msg/s", self.raw);
         let w = raw.len();
-        println!("| {:<path$} | {raw} | tidewater msg/s | ratio |", "path");
-        println!("|{}|{}|-----------------|-------|", "-".repeat(path + 2), "-".repeat(w + 2));
-        for (name, r, o) in self.rows {
-            let (r, o) = (median(r), median(o));
-            println!("| {name:<path$} | {r:>w$.0} | {o:>15.0} | {:>5.2} |", o / r);
+        let cpu = self.rows.iter().any(|r| !r.raw_cpu.is_empty());
+        let (cpu_head, cpu_rule) = if cpu {
+            (
+                " raw CPU µs/msg | tidewater CPU µs/msg | raw allocations/msg | tidewater allocations/msg |",
+                "----------------|----------------------|---------------------|---------------------------|",
+            )
+        } else {
+            ("", "")
+        };
+        println!("| {:<path$} | {raw} | tidewater msg/s | ratio |{cpu_head}", "path");
+        println!("|{}|{}|-----------------|-------|{cpu_rule}", "-".repeat(path + 2), "-".repeat(w + 2));
+        for row in self.rows {
+            let (r, o) = (median(row.raw), median(row.ours));
+            let cpu = if cpu {
+                format!(
+                    " {:>14.2} | {:>20.2} | {:>19.1} | {:>25.1} |",
+                    median(row.raw_cpu),
+                    median(row.ours_cpu),
+                    median(row.raw_allocations),
+                    median(row.ours_allocations)
+                )
+            } else {
+                String::new()
+            };
+            println!("| {:<path$} | {r:>w$.0} | {o:>15.0} | {:>5.2} |{cpu}", row.name, o / r);
         }
     }
 }

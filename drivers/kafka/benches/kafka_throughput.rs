@@ -10,6 +10,11 @@
 //!   first record to the last, so group set-up is left out (raw: a `StreamConsumer::recv`
 //!   loop with auto-commit; tidewater: a handler, with its commits of processed offsets).
 //!
+//! Beside each rate, what a message cost the process on each side: CPU time (the broker's
+//! JVM is a process of its own, so not counted) and allocations through Rust's allocator
+//! (librdkafka's own are not counted). On two cores shared with the broker the rates
+//! swing with what the JVM does; the client's CPU time a message moves less.
+//!
 //! Each figure is the median of 3 runs, after an untimed round of both sides (a fifth of
 //! the messages): a broker just started spends its first seconds compiling its own hot
 //! paths (the JVM's JIT threads took over a third of the machine's CPU through a cold
@@ -23,7 +28,10 @@ use rdkafka::ClientConfig;
 use rdkafka::Message as _;
 use tidewater_core::{Driver, ReadTask};
 use tidewater_kafka::{Kafka, KafkaConfig};
-use tidewater_testkit::bench::{consume, messages_from_env, paired, payload, produce, Counter, Ratios};
+use tidewater_testkit::bench::{consume, measured, messages_from_env, paired, payload, produce, Counter, Ratios};
+
+#[global_allocator]
+static GLOBAL: tidewater_testkit::bench::Counting = tidewater_testkit::bench::Counting;
 
 const RUNS: usize = 3;
 const BATCH: usize = 1000;
@@ -107,15 +115,19 @@ fn main() {
             let (raw_topic, tw_topic) = (format!("bench-raw-{run}"), format!("bench-tw-{run}"));
             kafka.create_topic(&raw_topic, 3).await.unwrap();
             kafka.create_topic(&tw_topic, 3).await.unwrap();
-            table.push(
-                0,
-                n,
-                paired(run, produce_raw(&raw, &raw_topic, n), produce(kafka.writer(), &tw_topic, n, BATCH, 1024)).await,
+            let produced = paired(
+                run,
+                measured(produce_raw(&raw, &raw_topic, n)),
+                measured(produce(kafka.writer(), &tw_topic, n, BATCH, 1024)),
             );
+            table.push_measured(0, n, produced.await);
             let group = format!("bench-group-{run}");
-            let consumed =
-                paired(run, consume_raw(&brokers, &raw_topic, &group, n), consume_tw(&kafka, &tw_topic, &group, n));
-            table.push(1, n, consumed.await);
+            let consumed = paired(
+                run,
+                measured(consume_raw(&brokers, &raw_topic, &group, n)),
+                measured(consume_tw(&kafka, &tw_topic, &group, n)),
+            );
+            table.push_measured(1, n, consumed.await);
         }
         table.print();
     });
