@@ -10,11 +10,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
 use rdkafka::Message as _;
 use tidewater_core::{wire, Headers, Message, MessageId, Result, TopicName};
 
+use crate::reader::Copies;
 use crate::DRIVER;
 
 /// The headers of the record for `message`.
@@ -42,17 +42,17 @@ pub(crate) fn timestamp(message: &Message) -> i64 {
 /// record: the id is `<topic>-<partition>-<offset>`, stable across redeliveries so
 /// deduplication works; header values that are not UTF-8 are read lossily, and a null
 /// header value reads as empty.
-pub(crate) fn from_record(topic: &TopicName, record: &BorrowedMessage<'_>) -> Message {
+pub(crate) fn from_record(topic: &TopicName, record: &BorrowedMessage<'_>, copies: &mut Copies) -> Message {
     // Built whole rather than with `Message::new`, which reads the clock for a timestamp
     // the record's then replaces.
     let mut message = Message {
         id: MessageId::empty(),
         // The reader's one topic, shared, rather than a copy of the record's name apiece.
         stream: if *topic == *record.topic() { topic.clone() } else { record.topic().into() },
-        key: record.key().map(Bytes::copy_from_slice),
+        key: record.key().map(|k| copies.copy(k)),
         headers: Headers::new(),
         content_type: None,
-        payload: record.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
+        payload: record.payload().map(|p| copies.copy(p)).unwrap_or_default(),
         timestamp: record
             .timestamp()
             .to_millis()

@@ -13,11 +13,13 @@ use crate::errors::kafka_error;
 use crate::topics::Topics;
 use crate::{KafkaConfig, DRIVER};
 
+mod copies;
 mod rebalance;
 mod settle;
 mod source;
 mod state;
 
+pub(crate) use copies::Copies;
 use rebalance::ReaderContext;
 use source::KafkaSource;
 use state::Shared;
@@ -106,6 +108,8 @@ impl Reader for KafkaReader {
             group: task.group.as_deref().map(Arc::from),
             commit_interval: self.config.commit_interval,
             next_commit: Instant::now() + self.config.commit_interval,
+            copies: Copies::default(),
+            records: Vec::new(),
         }))
     }
 }

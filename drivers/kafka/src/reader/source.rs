@@ -17,6 +17,7 @@ use crate::errors::{kafka_error, kind_of};
 use crate::record::from_record;
 use crate::topics::blocking;
 
+use super::copies::Copies;
 use super::rebalance::ReaderContext;
 use super::settle::KafkaSettle;
 use super::state::{Rewind, Shared};
@@ -29,6 +30,9 @@ pub(super) struct KafkaSource {
     pub(super) group: Option<Arc<str>>,
     pub(super) commit_interval: Duration,
     pub(super) next_commit: Instant,
+    pub(super) copies: Copies,
+    /// The records of the batch being fetched, kept for the next batch's.
+    pub(super) records: Vec<(i32, u64, Message)>,
 }
 
 impl KafkaSource {
@@ -110,11 +114,11 @@ impl KafkaSource {
 
     /// Turns fetched records into deliveries appended to `batch`, dropping leftovers of an
     /// old position; returns how many it appended.
-    pub(super) fn dispatch(&self, records: Vec<(i32, u64, Message)>, batch: &mut Vec<Incoming>) -> usize {
+    pub(super) fn dispatch(&self, records: &mut Vec<(i32, u64, Message)>, batch: &mut Vec<Incoming>) -> usize {
         let start = batch.len();
         let mut guard = self.shared.state();
         let state = &mut *guard;
-        for (partition, offset, message) in records {
+        for (partition, offset, message) in records.drain(..) {
             let Some(part) = state.partitions.get_mut(&partition) else { continue };
             if part.rewind.is_some() {
                 continue;
@@ -152,8 +156,8 @@ impl KafkaSource {
 }
 
 /// A fetched record's partition, offset and message.
-pub(super) fn fetched(topic: &TopicName, record: &BorrowedMessage<'_>) -> (i32, u64, Message) {
-    (record.partition(), record.offset() as u64, from_record(topic, record))
+pub(super) fn fetched(topic: &TopicName, record: &BorrowedMessage<'_>, copies: &mut Copies) -> (i32, u64, Message) {
+    (record.partition(), record.offset() as u64, from_record(topic, record, copies))
 }
 
 pub(super) fn one(topic: &str, partition: i32) -> TopicPartitionList {
@@ -173,11 +177,13 @@ impl Source for KafkaSource {
             let mut stream = consumer.stream();
             let first = tokio::select! {
                 biased;
-                record = stream.next() => record.map(|r| r.map(|r| fetched(&self.shared.topic, &r))),
+                record = stream.next() => record.map(|r| r.map(|r| fetched(&self.shared.topic, &r, &mut self.copies))),
                 _ = self.shared.wake.notified() => continue,
                 _ = tokio::time::sleep_until(wake_at) => continue,
             };
-            let mut records = Vec::new();
+            // Reused from batch to batch: a new vector grew by doubling, moving every
+            // record fetched so far each time.
+            let mut records = std::mem::take(&mut self.records);
             match first {
                 Some(Ok(record)) => records.push(record),
                 Some(Err(err)) => {
@@ -189,17 +195,18 @@ impl Source for KafkaSource {
             // Take what librdkafka already holds, without waiting for more.
             while records.len() < max {
                 match stream.next().now_or_never() {
-                    Some(Some(Ok(r))) => records.push(fetched(&self.shared.topic, &r)),
+                    Some(Some(Ok(r))) => records.push(fetched(&self.shared.topic, &r, &mut self.copies)),
                     Some(Some(Err(err))) => {
                         self.consumer_error(err)?;
                         break;
                     }
-                    Some(None) => return Ok(self.dispatch(records, batch)),
+                    Some(None) => return Ok(self.dispatch(&mut records, batch)),
                     None => break,
                 }
             }
             drop(stream);
-            let n = self.dispatch(records, batch);
+            let n = self.dispatch(&mut records, batch);
+            self.records = records;
             if n > 0 {
                 return Ok(n);
             }
