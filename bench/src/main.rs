@@ -11,15 +11,16 @@
 //!
 //! `TW_BENCH_ONLY=<row, from 0>` runs one row alone, for a profiler.
 //!
-//! Then latency: each path again at a fixed 10k msg/s (20,000 messages unless the third
-//! argument says otherwise; 0 skips it), each message's time from just before its
-//! publish to its handler's first line (after the decode, for the paths that decode), p50
-//! and p99.
+//! Then latency: each path but the batch one again at a fixed 10k msg/s (20,000 messages
+//! unless the third argument says otherwise; 0 skips it), each message's time from just
+//! before its publish to its handler's first line (after the decode, for the paths that
+//! decode), p50 and p99.
 //!
 //! Every path carries the same 1 KiB JSON order and ends in a handler that decodes it and
 //! counts down a latch, but for the raw channel and the two counting rows (RustStream's raw
-//! `&Frame` and a tidewater `handler_fn` on the `Delivery`), which only count: they are
-//! compared with each other; the clock runs from the first publish
+//! `&Frame` and a tidewater `handler_fn` on the `Delivery`), which only read the order's id
+//! from the front of its JSON and count: they are compared with each other, and with the
+//! raw channel in the latency run like for like. The clock runs from the first publish
 //! to the last handler's return. Setup (building and starting the service) is outside it.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -46,6 +47,12 @@ impl tidewater::Event for Order {
 
 fn order(id: u64) -> Order {
     Order { id, quantity: 37, note: "x".repeat(990) }
+}
+
+/// The id at the start of an order's JSON (`{"id":N,...`), read without decoding the
+/// rest: how the paths that only count tell their messages apart in a latency run.
+fn id_in(json: &[u8]) -> u64 {
+    json.iter().skip(br#"{"id":"#.len()).take_while(|b| b.is_ascii_digit()).fold(0, |n, b| n * 10 + u64::from(b - b'0'))
 }
 
 /// Counts deliveries down and wakes the waiter at zero; in a paced run, also when each
@@ -185,17 +192,15 @@ impl Orders {
 
 async fn raw_mpsc(load: Load, orders: &Orders) -> Sample {
     let latch = Latch::new(load);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Bytes)>(1024);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(1024);
     let counter = latch.clone();
     let consumer = tokio::spawn(async move {
-        while let Some((id, payload)) = rx.recv().await {
-            std::hint::black_box(payload.len());
-            counter.arrived(id);
+        while let Some(payload) = rx.recv().await {
+            counter.arrived(id_in(&payload));
         }
     });
     let sample = drive(&latch, load, async |i| {
-        let id = orders.event(i).id;
-        tx.send((id, Bytes::copy_from_slice(orders.body(i)))).await.unwrap();
+        tx.send(Bytes::copy_from_slice(orders.body(i))).await.unwrap();
     })
     .await;
     drop(tx);
@@ -281,8 +286,7 @@ async fn tidewater_counting(load: Load, orders: &Orders) -> Sample {
     let mut bus = tidewater::Bus::new(&broker, tidewater::EventRegistry::new());
     let counter = latch.clone();
     let handler = tidewater::handler_fn(move |delivery: tidewater::Delivery| {
-        std::hint::black_box(delivery.message().payload.len());
-        counter.arrived(0);
+        counter.arrived(id_in(&delivery.message().payload));
         async { Ok::<_, tidewater::HandlerError>(()) }
     });
     bus.subscribe("frames", handler).group("bench");
@@ -302,8 +306,7 @@ mod peer {
 
     #[subscriber("frames")]
     pub async fn count(frame: &Frame<'_>, ctx: &mut Context<'_, (), Latch>) -> HandlerOutcome {
-        std::hint::black_box(frame.0.len());
-        ctx.state().arrived(0);
+        ctx.state().arrived(super::id_in(frame.0));
         HandlerOutcome::ack()
     }
 
@@ -355,9 +358,8 @@ const PATHS: [&str; 7] = [
     "tidewater memory, publish_bytes -> handler_fn(Delivery) that counts",
 ];
 
-/// The paths a latency run times: those whose handler knows the message's index. (The
-/// batch path's linger is its point; the counting paths do not decode.)
-const LATENCY_PATHS: usize = 4;
+/// The paths a latency run times: all but the batch path, whose linger is its point.
+const LATENCY_PATHS: [usize; 6] = [0, 1, 2, 3, 5, 6];
 
 async fn run(path: usize, load: Load, orders: &Orders) -> Sample {
     match path {
@@ -381,16 +383,20 @@ fn selected(path: usize) -> bool {
     only().is_none_or(|only| only == path)
 }
 
-/// Runs every path `rounds` times under `load`, in alternating order, after a warm-up.
-async fn rounds(paths: usize, load: Load, rounds: usize, warm_up: Load) -> Vec<Vec<Sample>> {
+/// Runs each of `paths` `rounds` times under `load`, in alternating order, after a
+/// warm-up; the samples are indexed by path, empty for a path not run.
+async fn rounds(paths: &[usize], load: Load, rounds: usize, warm_up: Load) -> Vec<Vec<Sample>> {
     let orders = Orders::for_load(load);
     let warm = Orders::for_load(warm_up);
-    let mut samples: Vec<Vec<Sample>> = (0..paths).map(|_| Vec::new()).collect();
-    for path in (0..paths).filter(|&p| selected(p)) {
+    let mut samples: Vec<Vec<Sample>> = (0..PATHS.len()).map(|_| Vec::new()).collect();
+    for &path in paths.iter().filter(|&&p| selected(p)) {
         run(path, warm_up, &warm).await;
     }
     for round in 0..rounds {
-        let order: Vec<usize> = if round % 2 == 0 { (0..paths).collect() } else { (0..paths).rev().collect() };
+        let mut order = paths.to_vec();
+        if round % 2 == 1 {
+            order.reverse();
+        }
         for path in order.into_iter().filter(|&p| selected(p)) {
             samples[path].push(run(path, load, &orders).await);
         }
@@ -406,7 +412,12 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let body_len = serde_json::to_vec(&order(1)).unwrap().len();
     println!("{n} messages of {body_len} bytes, 2 workers, median of {round_count} rounds in alternating order");
-    let mut samples = runtime.block_on(rounds(PATHS.len(), Load::Flood(n), round_count, Load::Flood(n / 10)));
+    let mut samples = runtime.block_on(rounds(
+        &(0..PATHS.len()).collect::<Vec<_>>(),
+        Load::Flood(n),
+        round_count,
+        Load::Flood(n / 10),
+    ));
     let median = |s: &mut Vec<Sample>| {
         s.sort_by_key(|x| x.elapsed);
         let m = &s[s.len() / 2];
@@ -446,14 +457,19 @@ fn main() {
     let every = Duration::from_micros(100);
     let load = Load::Paced { n: paced, every };
     let warm_up = Load::Paced { n: paced / 10, every };
-    let mut samples = runtime.block_on(rounds(LATENCY_PATHS, load, round_count.min(3), warm_up));
+    let mut samples = runtime.block_on(rounds(&LATENCY_PATHS, load, round_count.min(3), warm_up));
     println!();
     println!("latency, send to handler, {paced} messages at 10k msg/s, median over rounds of each percentile");
     println!("| path | p50 | p99 | p50 vs raw |");
     println!("|---|---|---|---|");
-    let percentiles: Vec<(f64, f64)> = samples
-        .iter_mut()
-        .map(|rounds| {
+    // Each run path's p50 and p99, the median over its rounds.
+    let percentiles: Vec<(usize, f64, f64)> = LATENCY_PATHS
+        .iter()
+        .filter_map(|&path| {
+            let rounds = &mut samples[path];
+            if rounds.is_empty() {
+                return None;
+            }
             let (mut p50, mut p99): (Vec<u64>, Vec<u64>) = rounds
                 .iter_mut()
                 .map(|s| {
@@ -464,10 +480,11 @@ fn main() {
                 .unzip();
             p50.sort_unstable();
             p99.sort_unstable();
-            (p50[p50.len() / 2] as f64 / 1e3, p99[p99.len() / 2] as f64 / 1e3)
+            Some((path, p50[p50.len() / 2] as f64 / 1e3, p99[p99.len() / 2] as f64 / 1e3))
         })
         .collect();
-    for (path, (p50, p99)) in percentiles.iter().enumerate() {
-        println!("| {} | {p50:.1} µs | {p99:.1} µs | {:+.1} µs |", PATHS[path], p50 - percentiles[0].0);
+    let raw = percentiles.iter().find(|p| p.0 == 0).map_or(f64::NAN, |p| p.1);
+    for &(path, p50, p99) in &percentiles {
+        println!("| {} | {p50:.1} µs | {p99:.1} µs | {:+.1} µs |", PATHS[path], p50 - raw);
     }
 }
