@@ -13,8 +13,7 @@ const SMALL: usize = 4 * 1024;
 ///
 /// A record's bytes live in librdkafka's fetch buffer, which a message cannot keep, so
 /// they are copied. Copied one to an allocation, a 1 KiB payload took glibc's slow path
-/// to allocate and again to free (a chunk that size is past its per-thread cache), and
-/// the reader's CPU time a record fell by about a quarter without it. As with the Go
+/// to allocate and again to free (a chunk that size is past its per-thread cache). As with the Go
 /// clients that slice records out of the fetch response, a message kept after its handler
 /// returns keeps its chunk alive: at most [`CHUNK`] bytes, since larger payloads are not
 /// shared.
@@ -42,7 +41,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn copies_are_equal_to_their_source_and_independent_of_each_other() {
+    fn copies_equal_their_source_whatever_their_size() {
         let mut copies = Copies::default();
         let small: Vec<Vec<u8>> = (0..200u8).map(|i| vec![i; 1000]).collect();
         let made: Vec<Bytes> = small.iter().map(|s| copies.copy(s)).collect();
