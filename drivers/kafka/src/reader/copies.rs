@@ -13,10 +13,10 @@ const SMALL: usize = 4 * 1024;
 ///
 /// A record's bytes live in librdkafka's fetch buffer, which a message cannot keep, so
 /// they are copied. Copied one to an allocation, a 1 KiB payload took glibc's slow path
-/// to allocate and again to free (a chunk that size is past its per-thread cache). As with the Go
-/// clients that slice records out of the fetch response, a message kept after its handler
-/// returns keeps its chunk alive: at most [`CHUNK`] bytes, since larger payloads are not
-/// shared.
+/// to allocate and again to free (a chunk that size is past its per-thread cache). As
+/// with the Go clients that slice records out of the fetch response, a message kept after
+/// its handler returns keeps its chunk alive: at most [`CHUNK`] bytes, since larger
+/// payloads are not shared.
 #[derive(Debug, Default)]
 pub(crate) struct Copies {
     buffer: BytesMut,
