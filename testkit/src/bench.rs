@@ -188,8 +188,8 @@ impl Ratios {
         let path = self.rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
         let raw = format!("{} msg/s", self.raw);
         let w = raw.len();
-        let cpu = self.rows.iter().any(|r| !r.raw_cpu.is_empty());
-        let (cpu_head, cpu_rule) = if cpu {
+        let costs = self.rows.iter().any(|r| !r.raw_cpu.is_empty());
+        let (costs_head, costs_rule) = if costs {
             (
                 " raw CPU µs/msg | tidewater CPU µs/msg | raw allocations/msg | tidewater allocations/msg |",
                 "----------------|----------------------|---------------------|---------------------------|",
@@ -197,11 +197,11 @@ impl Ratios {
         } else {
             ("", "")
         };
-        println!("| {:<path$} | {raw} | tidewater msg/s | ratio |{cpu_head}", "path");
-        println!("|{}|{}|-----------------|-------|{cpu_rule}", "-".repeat(path + 2), "-".repeat(w + 2));
+        println!("| {:<path$} | {raw} | tidewater msg/s | ratio |{costs_head}", "path");
+        println!("|{}|{}|-----------------|-------|{costs_rule}", "-".repeat(path + 2), "-".repeat(w + 2));
         for row in self.rows {
             let (r, o) = (median(row.raw), median(row.ours));
-            let cpu = if cpu {
+            let costs = if costs {
                 format!(
                     " {:>14.2} | {:>20.2} | {:>19.1} | {:>25.1} |",
                     median(row.raw_cpu),
@@ -212,7 +212,7 @@ impl Ratios {
             } else {
                 String::new()
             };
-            println!("| {:<path$} | {r:>w$.0} | {o:>15.0} | {:>5.2} |{cpu}", row.name, o / r);
+            println!("| {:<path$} | {r:>w$.0} | {o:>15.0} | {:>5.2} |{costs}", row.name, o / r);
         }
     }
 }
