@@ -12,8 +12,10 @@
 //!
 //! Beside each rate, what a message cost the process on each side: CPU time (the broker's
 //! JVM is a process of its own, so not counted) and allocations through Rust's allocator
-//! (librdkafka's own are not counted). On two cores shared with the broker the rates
-//! swing with what the JVM does; the client's CPU time a message moves less.
+//! (librdkafka's own are not counted), over the whole of each side's call, so a consumer's
+//! group join and close are in them, where the consume rate runs from the first record
+//! to the last. On two cores shared with the broker the rates swing with what the JVM
+//! does; the client's CPU time a message moves less.
 //!
 //! Each figure is the median of 3 runs, after an untimed round of both sides (a fifth of
 //! the messages): a broker just started spends its first seconds compiling its own hot
