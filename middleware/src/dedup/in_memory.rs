@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_core::Error;
 
-use super::{DedupKey, DeduplicationStorage, Fingerprints};
+use super::{clock, DedupKey, DeduplicationStorage, Fingerprints};
 
 /// Shards, so concurrent workers rarely wait for one another's lock.
 const SHARDS: usize = 16;
@@ -28,10 +28,9 @@ const SHARDS: usize = 16;
 /// remembered id costs about 50 bytes.
 pub struct InMemoryDedupStorage {
     shards: Box<[Mutex<Shard>]>,
-    /// The ttl in milliseconds, the unit of the stored times.
+    /// The ttl in milliseconds, the unit of the stored times (milliseconds on the
+    /// monotonic clock: half the room of an `Instant`).
     ttl: u64,
-    /// Times are kept as milliseconds since this: half the room of an `Instant`.
-    epoch: Instant,
     fingerprints: Fingerprints,
 }
 
@@ -101,7 +100,7 @@ impl InMemoryDedupStorage {
             })
             .collect();
         let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        Self { shards, ttl, epoch: Instant::now(), fingerprints: Fingerprints::default() }
+        Self { shards, ttl, fingerprints: Fingerprints::default() }
     }
 
     /// How many ids are remembered, counting expired ones not yet forgotten (they already
@@ -125,27 +124,27 @@ impl InMemoryDedupStorage {
     }
 
     pub(super) fn seen_now(&self, fingerprint: u128) -> bool {
-        self.seen(fingerprint, Instant::now)
+        self.seen(fingerprint, clock::precise)
     }
 
     pub(super) fn commit_now(&self, fingerprint: u128) {
-        self.commit_at(fingerprint, Instant::now());
+        // Coarse: a commit time behind the true one only makes the id look older, so
+        // the check's precise reading never answers it seen past its ttl.
+        self.commit_at(fingerprint, clock::coarse());
     }
 
-    fn millis(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Whether `fingerprint` was committed within the ttl before `now()`. The clock is
-    /// read only for an id found, which is rare: most messages are not duplicates.
-    fn seen(&self, fingerprint: u128, now: impl FnOnce() -> Instant) -> bool {
+    /// Whether `fingerprint` was committed within the ttl before `now()`, in
+    /// milliseconds. The clock is read only for an id found, which is rare: most
+    /// messages are not duplicates.
+    fn seen(&self, fingerprint: u128, now: impl FnOnce() -> u64) -> bool {
         let id = halves(fingerprint);
         let at = lock(self.shard(id)).committed(&id);
-        at.is_some_and(|at| self.millis(now()).saturating_sub(at) < self.ttl)
+        at.is_some_and(|at| now().saturating_sub(at) < self.ttl)
     }
 
-    fn commit_at(&self, fingerprint: u128, now: Instant) {
-        let (id, now) = (halves(fingerprint), self.millis(now));
+    /// Commits `fingerprint` at `now`, in milliseconds.
+    fn commit_at(&self, fingerprint: u128, now: u64) {
+        let id = halves(fingerprint);
         let mut shard = lock(self.shard(id));
         // Committed within the ttl already: keep its first time, as for a message whose
         // second delivery raced the first.
@@ -211,6 +210,10 @@ impl Hasher for FingerprintHasher {
 mod tests {
     use super::*;
 
+    fn secs(n: u64) -> u64 {
+        n * 1000
+    }
+
     fn fingerprint(i: u64) -> u128 {
         // Spread over shards and map buckets as real fingerprints are.
         let x = u128::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
@@ -220,34 +223,34 @@ mod tests {
     #[test]
     fn an_id_is_forgotten_after_the_ttl() {
         let store = InMemoryDedupStorage::new(100, Duration::from_secs(60));
-        let t0 = Instant::now();
+        let t0 = clock::precise();
         store.commit_at(fingerprint(1), t0);
-        assert!(store.seen(fingerprint(1), || t0 + Duration::from_secs(59)));
-        assert!(!store.seen(fingerprint(1), || t0 + Duration::from_secs(60)));
+        assert!(store.seen(fingerprint(1), || t0 + secs(59)));
+        assert!(!store.seen(fingerprint(1), || t0 + secs(60)));
         assert!(!store.seen(fingerprint(2), || t0));
         // An expired id can be committed anew, and counts from then.
-        store.commit_at(fingerprint(1), t0 + Duration::from_secs(61));
-        assert!(store.seen(fingerprint(1), || t0 + Duration::from_secs(62)));
-        assert!(store.seen(fingerprint(1), || t0 + Duration::from_secs(120)));
+        store.commit_at(fingerprint(1), t0 + secs(61));
+        assert!(store.seen(fingerprint(1), || t0 + secs(62)));
+        assert!(store.seen(fingerprint(1), || t0 + secs(120)));
     }
 
     #[test]
     fn expired_generations_are_forgotten_before_the_store_is_full() {
         let store = InMemoryDedupStorage::new(64_000, Duration::from_secs(10));
-        let t0 = Instant::now();
+        let t0 = clock::precise();
         for i in 0..1000 {
             store.commit_at(fingerprint(i), t0);
         }
         // Each shard's generation has been filling for the ttl, so it moves to previous,
         // and the one before (empty here) is dropped; a ttl later, these go too.
         for i in 1000..2000 {
-            store.commit_at(fingerprint(i), t0 + Duration::from_secs(11));
+            store.commit_at(fingerprint(i), t0 + secs(11));
         }
         for i in 2000..3000 {
-            store.commit_at(fingerprint(i), t0 + Duration::from_secs(22));
+            store.commit_at(fingerprint(i), t0 + secs(22));
         }
         assert_eq!(store.len(), 2000, "the first thousand were dropped with their generation");
-        let at = || t0 + Duration::from_secs(23);
+        let at = || t0 + secs(23);
         assert!((2000..3000).all(|i| store.seen(fingerprint(i), at)));
         assert!((0..2000).all(|i| !store.seen(fingerprint(i), at)), "held or not, older than the ttl is not seen");
     }
@@ -257,7 +260,7 @@ mod tests {
         // One shard: capacity 2 holds generations of one id each.
         let store = InMemoryDedupStorage::new(2, Duration::from_secs(60));
         assert_eq!(store.shards.len(), 1);
-        let t0 = Instant::now();
+        let t0 = clock::precise();
         for i in 0..10 {
             store.commit_at(fingerprint(i), t0);
             assert!(store.seen(fingerprint(i), || t0), "{i} just committed");
@@ -277,12 +280,21 @@ mod tests {
     }
 
     #[test]
+    fn an_id_committed_by_the_coarse_clock_is_seen_at_once() {
+        let store = InMemoryDedupStorage::new(100, Duration::from_secs(60));
+        for i in 0..1000 {
+            store.commit_now(fingerprint(i));
+            assert!(store.seen_now(fingerprint(i)), "{i} just committed");
+        }
+    }
+
+    #[test]
     fn a_second_commit_keeps_the_first_time() {
         let store = InMemoryDedupStorage::new(10, Duration::from_secs(60));
-        let t0 = Instant::now();
+        let t0 = clock::precise();
         store.commit_at(fingerprint(1), t0);
-        store.commit_at(fingerprint(1), t0 + Duration::from_secs(30));
+        store.commit_at(fingerprint(1), t0 + secs(30));
         assert_eq!(store.len(), 1);
-        assert!(!store.seen(fingerprint(1), || t0 + Duration::from_secs(60)));
+        assert!(!store.seen(fingerprint(1), || t0 + secs(60)));
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tidewater_core::{Around, Delivery, Error, HandlerError, Inner};
 
+mod clock;
 mod in_memory;
 mod moka_store;
 
