@@ -4,6 +4,9 @@
 //! Run: `cargo bench -p tidewater-nats --bench nats_throughput` (`TW_BENCH_MESSAGES`
 //! sets the count, default 50,000). Rows:
 //! - core publish: one publish call per message, then a flush;
+//! - the same against raw publishes without headers, as the issue that set the target
+//!   put it: what a message's id header costs on the wire, which tidewater sends so that
+//!   a consumer gets the id the publisher made (interop and deduplication need it);
 //! - core end to end: publish and receive in one subscriber (raw: a subscription loop;
 //!   tidewater: a handler);
 //! - JetStream publish: batches of 100, each waiting for its acknowledgements;
@@ -92,6 +95,18 @@ async fn core_publish_raw(client: &async_nats::Client, n: usize, run: usize) -> 
     let ids = ids(&subject, n);
     let started = Instant::now();
     publish_raw(client, &subject, ids).await;
+    rate(n, started.elapsed())
+}
+
+/// Core publish without headers: the payload alone, as a client with no ids sends it.
+async fn core_publish_plain(client: &async_nats::Client, n: usize, run: usize) -> f64 {
+    let subject = async_nats::Subject::from(format!("bench.core.pub.plain.{run}"));
+    let p = payload(1024);
+    let started = Instant::now();
+    for _ in 0..n {
+        client.publish(subject.clone(), p.clone()).await.unwrap();
+    }
+    client.flush().await.unwrap();
     rate(n, started.elapsed())
 }
 
@@ -276,6 +291,7 @@ fn main() {
             &[
                 "core publish",
                 "core end to end",
+                "core publish, raw without headers",
                 "JetStream publish (acked, batches of 100)",
                 "JetStream consume (pull, explicit ack)",
             ],
@@ -288,12 +304,14 @@ fn main() {
             table.push_rates(0, r, t);
             let (r, t) = paired(run, core_e2e_raw(&raw, core_n, run), core_e2e_tw(&core, core_n, run)).await;
             table.push_rates(1, r, t);
+            let (r, t) = paired(run, core_publish_plain(&raw, core_n, run), core_publish_tw(&core, core_n, run)).await;
+            table.push_rates(2, r, t);
         }
         // TW_BENCH_CORE_ONLY=1 skips the JetStream rows, for profiling core NATS.
         let js_runs = if std::env::var_os("TW_BENCH_CORE_ONLY").is_some() { 0 } else { RUNS };
         for run in 0..js_runs {
-            table.push_rates(2, js_publish_raw(&ctx, n, run).await, js_publish_tw(&js, n, run).await);
-            table.push_rates(3, js_consume_raw(&js, n, run).await, js_consume_tw(&js, n, run).await);
+            table.push_rates(3, js_publish_raw(&ctx, n, run).await, js_publish_tw(&js, n, run).await);
+            table.push_rates(4, js_consume_raw(&js, n, run).await, js_consume_tw(&js, n, run).await);
         }
         println!(
             "NATS, 1 KiB messages, nats-server {} on this machine; core: {core_n} per run, median of {CORE_RUNS}; JetStream: {n} per run, median of {RUNS}",
