@@ -12,6 +12,8 @@
 //! runner calls a handler subscribed without a middleware list, against the same handler
 //! called the same way. Allocations are counted in the timed calls and given a message.
 //!
+//! After the table, issue 17's target for the full chain and whether the run met it.
+//!
 //! `TW_CHAIN_ONLY=<text>` runs only the rows whose name holds the text (and the rows
 //! they are measured against), for a profiler.
 
@@ -24,6 +26,7 @@ use tidewater_core::{
 };
 use tidewater_memory::MemoryBroker;
 use tidewater_middleware::*;
+use tidewater_testkit::bench::{print_targets, Goal, Target};
 
 #[global_allocator]
 static GLOBAL: tidewater_testkit::bench::Counting = tidewater_testkit::bench::Counting;
@@ -168,10 +171,20 @@ fn main() {
         println!("| chain                          | ns/message | added ns | allocations/message | added |");
         println!("|--------------------------------|------------|----------|---------------------|-------|");
         let per_message = |i: usize| allocations[i] as f64 / (RUNS * N) as f64;
+        let added = |i: usize| (med(&times[i]) - med(&times[rows[i].base]), per_message(i) - per_message(rows[i].base));
         for (i, row) in rows.iter().enumerate() {
             let (t, a) = (med(&times[i]), per_message(i));
-            let (added, added_allocations) = (t - med(&times[row.base]), a - per_message(row.base));
+            let (added, added_allocations) = added(i);
             println!("| {:<30} | {t:>10.1} | {added:>8.1} | {a:>19.2} | {added_allocations:>5.2} |", row.name);
+        }
+        // Issue 17: the full chain, Deduplicate included, at most 150 ns and no allocation
+        // a message: the stack a service subscribes as one handler.
+        if let Some(full) = rows.iter().position(|r| r.name == "full chain, stacked, typed") {
+            let (ns, allocations) = added(full);
+            print_targets(&[
+                Target::new("full chain with Deduplicate, added to its handler", Goal::AtMost(150.0), " ns", ns),
+                Target::new("the same, allocations added a message", Goal::AtMost(0.0), "", allocations),
+            ]);
         }
     });
 }

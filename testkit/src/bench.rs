@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+mod targets;
+
+pub use targets::{print_targets, Goal, Target};
+
 /// How many messages a bench sends: `TW_BENCH_MESSAGES`, else `default`.
 pub fn messages_from_env(default: usize) -> usize {
     std::env::var("TW_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -183,8 +187,15 @@ impl Ratios {
         }
     }
 
+    /// The median ratio of path `row`, ours over raw, as [`Ratios::print`] shows it (NaN
+    /// for a path not run).
+    pub fn ratio(&self, row: usize) -> f64 {
+        let row = &self.rows[row];
+        median(row.ours.clone()) / median(row.raw.clone())
+    }
+
     /// Prints the medians as a Markdown table.
-    pub fn print(self) {
+    pub fn print(&self) {
         let path = self.rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
         let raw = format!("{} msg/s", self.raw);
         let w = raw.len();
@@ -199,15 +210,15 @@ impl Ratios {
         };
         println!("| {:<path$} | {raw} | tidewater msg/s | ratio |{costs_head}", "path");
         println!("|{}|{}|-----------------|-------|{costs_rule}", "-".repeat(path + 2), "-".repeat(w + 2));
-        for row in self.rows {
-            let (r, o) = (median(row.raw), median(row.ours));
+        for row in &self.rows {
+            let (r, o) = (median(row.raw.clone()), median(row.ours.clone()));
             let costs = if costs {
                 format!(
                     " {:>14.2} | {:>20.2} | {:>19.1} | {:>25.1} |",
-                    median(row.raw_cpu),
-                    median(row.ours_cpu),
-                    median(row.raw_allocations),
-                    median(row.ours_allocations)
+                    median(row.raw_cpu.clone()),
+                    median(row.ours_cpu.clone()),
+                    median(row.raw_allocations.clone()),
+                    median(row.ours_allocations.clone())
                 )
             } else {
                 String::new()

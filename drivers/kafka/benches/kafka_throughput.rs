@@ -8,7 +8,13 @@
 //!   tidewater: `Writer::write`), both with the driver's producer settings;
 //! - consume: a pre-filled 3-partition topic read by a new consumer group, timed from the
 //!   first record to the last, so group set-up is left out (raw: a `StreamConsumer::recv`
-//!   loop with auto-commit; tidewater: a handler, with its commits of processed offsets).
+//!   loop with auto-commit; tidewater: a handler, with its commits of processed offsets);
+//! - consume, against raw reading what a message carries: the same, but the raw loop
+//!   also copies each record's payload and key out of librdkafka's buffer and reads its
+//!   headers (librdkafka parses them on first access) into owned values, as anything
+//!   that keeps a record past the next poll must: the part of tidewater's cost that is
+//!   reading the record rather than the layer (each side reads its topic again, with a
+//!   group of its own).
 //!
 //! Beside each rate, what a message cost the process on each side: CPU time (the broker's
 //! JVM is a process of its own, so not counted) and allocations through Rust's allocator
@@ -16,6 +22,8 @@
 //! group join and close are in them, where the consume rate runs from the first record
 //! to the last. On two cores shared with the broker the rates swing with what the JVM
 //! does; the client's CPU time a message moves less.
+//!
+//! After the table, issue 17's targets for these rows and whether the run met them.
 //!
 //! Each figure is the median of 3 runs, after an untimed round of both sides (a fifth of
 //! the messages): a broker just started spends its first seconds compiling its own hot
@@ -30,7 +38,9 @@ use rdkafka::ClientConfig;
 use rdkafka::Message as _;
 use tidewater_core::{Driver, ReadTask};
 use tidewater_kafka::{Kafka, KafkaConfig};
-use tidewater_testkit::bench::{consume, measured, messages_from_env, paired, payload, produce, Counter, Ratios};
+use tidewater_testkit::bench::{
+    consume, measured, messages_from_env, paired, payload, print_targets, produce, Counter, Goal, Ratios, Target,
+};
 
 #[global_allocator]
 static GLOBAL: tidewater_testkit::bench::Counting = tidewater_testkit::bench::Counting;
@@ -79,6 +89,41 @@ async fn consume_raw(brokers: &str, topic: &str, group: &str, n: usize) -> Durat
     elapsed
 }
 
+/// Like [`consume_raw`], but each record is read into owned values as a message that
+/// outlives the poll needs: payload and key copied, headers parsed and copied.
+async fn consume_raw_owned(brokers: &str, topic: &str, group: &str, n: usize) -> Duration {
+    use rdkafka::message::Headers as _;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let counter = Counter::new(n);
+    let mut bytes = 0usize;
+    for _ in 0..n {
+        let record = consumer.recv().await.unwrap();
+        let payload = bytes::Bytes::copy_from_slice(record.payload().unwrap_or_default());
+        let key = record.key().map(bytes::Bytes::copy_from_slice);
+        let headers: Vec<(String, String)> = record
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        std::hint::black_box((&key, &headers, record.timestamp()));
+        bytes += payload.len();
+        counter.hit();
+    }
+    assert_eq!(bytes, n * 1024);
+    let elapsed = counter.wait(Duration::from_secs(300)).await;
+    tokio::task::spawn_blocking(move || drop(consumer)).await.unwrap();
+    elapsed
+}
+
 async fn consume_tw(kafka: &Kafka, topic: &str, group: &str, n: usize) -> Duration {
     consume(kafka.reader(), ReadTask::new(topic).with_group(group), n, 1024).await
 }
@@ -112,7 +157,8 @@ fn main() {
         kafka.create_topic("bench-warm-tw", 3).await.unwrap();
         produce(kafka.writer(), "bench-warm-tw", warm, BATCH, 1024).await;
         consume_tw(&kafka, "bench-warm-tw", "bench-warm", warm).await;
-        let mut table = Ratios::new("raw rdkafka", &["produce", "consume"]);
+        let mut table =
+            Ratios::new("raw rdkafka", &["produce", "consume", "consume, raw reading what a message carries"]);
         for run in 0..RUNS {
             let (raw_topic, tw_topic) = (format!("bench-raw-{run}"), format!("bench-tw-{run}"));
             kafka.create_topic(&raw_topic, 3).await.unwrap();
@@ -130,7 +176,20 @@ fn main() {
                 measured(consume_tw(&kafka, &tw_topic, &group, n)),
             );
             table.push_measured(1, n, consumed.await);
+            let group = format!("bench-group-owned-{run}");
+            let consumed = paired(
+                run,
+                measured(consume_raw_owned(&brokers, &raw_topic, &group, n)),
+                measured(consume_tw(&kafka, &tw_topic, &group, n)),
+            );
+            table.push_measured(2, n, consumed.await);
         }
         table.print();
+        // Issue 17: every driver row at 0.95 of its raw client. The third row is a
+        // reference for the second, with no target of its own.
+        print_targets(&[
+            Target::new("produce, tidewater over raw rdkafka", Goal::AtLeast(0.95), "x", table.ratio(0)),
+            Target::new("consume, tidewater over raw rdkafka", Goal::AtLeast(0.95), "x", table.ratio(1)),
+        ]);
     });
 }

@@ -22,6 +22,8 @@
 //! `TW_BENCH_IDS=plain` uses `{subject}-{i}` instead, which makes tidewater send the
 //! time as a header of its own.
 //!
+//! After the table, issue 17's targets for these rows and whether the run met them.
+//!
 //! Each JetStream figure is the median of 3 runs; each core figure the median of 31 runs
 //! of a fifth as many messages, raw and tidewater taking turns at going first.
 //! `TW_BENCH_CORE_ONLY=1` runs the core rows alone. `TW_BENCH_ONLY=raw` or
@@ -38,7 +40,9 @@ use tidewater_core::{
     handler_fn, Delivery, Driver, EventRegistry, HandlerError, IdFactory, Message, SubscriberScheduler, UuidV7Ids,
 };
 use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig, NatsCore};
-use tidewater_testkit::bench::{median, messages_from_env, paired, payload, rate, Counter, Ratios};
+use tidewater_testkit::bench::{
+    median, messages_from_env, paired, payload, print_targets, rate, Counter, Goal, Ratios, Target,
+};
 
 const RUNS: usize = 3;
 const CORE_RUNS: usize = 31;
@@ -318,6 +322,18 @@ fn main() {
             tidewater_testkit::install::version("NATS_SERVER_VERSION")
         );
         table.print();
+        // Issue 17: core publish at 0.9 of plain async-nats (no headers), every other row
+        // at 0.95 of raw. The first row, raw with the id header too, has no target of
+        // its own: it says how much of the gap is the header.
+        let mut targets = vec![
+            Target::new("core publish, tidewater over raw without headers", Goal::AtLeast(0.9), "x", table.ratio(2)),
+            Target::new("core end to end, tidewater over raw", Goal::AtLeast(0.95), "x", table.ratio(1)),
+        ];
+        if js_runs > 0 {
+            targets.push(Target::new("JetStream publish, tidewater over raw", Goal::AtLeast(0.95), "x", table.ratio(3)));
+            targets.push(Target::new("JetStream consume, tidewater over raw", Goal::AtLeast(0.95), "x", table.ratio(4)));
+        }
+        print_targets(&targets);
     });
     drop(server);
 }
