@@ -18,6 +18,10 @@
 //! before its publish to its handler's first line (after the decode, for the paths that
 //! decode), p50 and p99.
 //!
+//! Each RustStream path publishes as its tidewater counterpart does: bytes to the subscriber
+//! that decodes orders, the order itself (`publisher.message(&order)`, RustStream's default
+//! JSON codec) for the typed publish, bytes to a counting subscriber for the counting rows.
+//!
 //! Every path carries the same 1 KiB JSON order and ends in a handler that decodes it and
 //! counts down a latch, but for the raw channel and the two counting rows (RustStream's raw
 //! `&Frame` and a tidewater `handler_fn` on the `Delivery`), which only read the order's id
@@ -321,8 +325,19 @@ mod peer {
     }
 }
 
-/// `raw`: the frames subscriber that counts the bytes; else the one that decodes orders.
-async fn ruststream(load: Load, orders: &Orders, raw: bool) -> Sample {
+/// What a RustStream path publishes, and which subscriber takes it.
+#[derive(Clone, Copy, PartialEq)]
+enum Peer {
+    /// The order's JSON as bytes, to the subscriber that decodes orders.
+    Bytes,
+    /// The order itself, `publisher.message(&order)`, encoded by RustStream's default
+    /// codec (JSON), to the same subscriber.
+    Typed,
+    /// The order's JSON as bytes, to the frames subscriber that counts.
+    Frames,
+}
+
+async fn ruststream(load: Load, orders: &Orders, peer: Peer) -> Sample {
     use ruststream::memory::prelude::*;
 
     let latch = Latch::new(load);
@@ -331,7 +346,7 @@ async fn ruststream(load: Load, orders: &Orders, raw: bool) -> Sample {
     let app = RustStream::new(AppInfo::new("bench", "0.0.0"))
         .on_startup(async move |()| Ok::<_, std::convert::Infallible>(state))
         .with_broker(broker.clone(), |b| {
-            if raw {
+            if peer == Peer::Frames {
                 b.include(peer::count);
             } else {
                 b.include(peer::consume);
@@ -339,10 +354,14 @@ async fn ruststream(load: Load, orders: &Orders, raw: bool) -> Sample {
         });
     let running = app.start().await.expect("the peer service starts");
     let publisher = broker.publisher();
-    let topic = if raw { "frames" } else { "orders" };
+    let topic = if peer == Peer::Frames { "frames" } else { "orders" };
     let sample = drive(&latch, load, async |i| {
-        let payload = Bytes::copy_from_slice(orders.body(i));
-        publisher.publish(ruststream::OutgoingMessage::new(topic, &payload[..]), None).await.unwrap();
+        if peer == Peer::Typed {
+            publisher.message(orders.event(i)).to(topic).publish().await.unwrap();
+        } else {
+            let payload = Bytes::copy_from_slice(orders.body(i));
+            publisher.publish(ruststream::OutgoingMessage::new(topic, &payload[..]), None).await.unwrap();
+        }
     })
     .await;
     drop(running);
@@ -351,7 +370,7 @@ async fn ruststream(load: Load, orders: &Orders, raw: bool) -> Sample {
 
 // ---- the run ---------------------------------------------------------------------------
 
-const PATHS: [&str; 7] = [
+const PATHS: [&str; 8] = [
     "raw tokio mpsc of Bytes",
     "RustStream 0.7.7 memory, #[subscriber] &Order",
     "tidewater memory, publish_bytes -> fn(Order)",
@@ -359,20 +378,33 @@ const PATHS: [&str; 7] = [
     "tidewater memory, publish_bytes -> batches of up to 100",
     "RustStream 0.7.7 memory, raw &Frame that counts",
     "tidewater memory, publish_bytes -> handler_fn(Delivery) that counts",
+    "RustStream 0.7.7 memory, message(&Order) -> #[subscriber] &Order",
 ];
 
+/// The RustStream path a path is compared with: the typed publish with RustStream's typed
+/// publish, the counting rows with its counting row, the rest with its byte publish to
+/// the subscriber that decodes.
+fn peer_of(path: usize) -> usize {
+    match path {
+        3 | 7 => 7,
+        5 | 6 => 5,
+        _ => 1,
+    }
+}
+
 /// The paths a latency run times: all but the batch path, whose linger is its point.
-const LATENCY_PATHS: [usize; 6] = [0, 1, 2, 3, 5, 6];
+const LATENCY_PATHS: [usize; 7] = [0, 1, 2, 3, 5, 6, 7];
 
 async fn run(path: usize, load: Load, orders: &Orders) -> Sample {
     match path {
         0 => raw_mpsc(load, orders).await,
-        1 => ruststream(load, orders, false).await,
+        1 => ruststream(load, orders, Peer::Bytes).await,
         2 => tidewater(load, orders, false).await,
         3 => tidewater(load, orders, true).await,
         4 => tidewater_batches(load, orders).await,
-        5 => ruststream(load, orders, true).await,
-        _ => tidewater_counting(load, orders).await,
+        5 => ruststream(load, orders, Peer::Frames).await,
+        6 => tidewater_counting(load, orders).await,
+        _ => ruststream(load, orders, Peer::Typed).await,
     }
 }
 
@@ -448,8 +480,7 @@ fn main() {
             rate(*elapsed) / 1e3,
             elapsed.as_nanos() as f64 / n as f64,
             *allocations as f64 / n as f64,
-            // The counting rows against RustStream's counting row, the rest against its decoding one.
-            rate(*elapsed) / rate(medians[if path >= 5 { 5 } else { 1 }].0),
+            rate(*elapsed) / rate(medians[peer_of(path)].0),
             rate(*elapsed) / rate(medians[0].0),
         );
     }
@@ -457,6 +488,12 @@ fn main() {
     let allocations = |path: usize| medians[path].1 as f64 / n as f64;
     print_targets(&[
         Target::new("publish_bytes -> fn(Order), over RustStream's &Order", Goal::AtLeast(1.5), "x", over(2, 1)),
+        Target::new(
+            "publish(&Order) -> fn(Order), over RustStream's message(&Order)",
+            Goal::AtLeast(1.5),
+            "x",
+            over(3, 7),
+        ),
         Target::new("the counting rows, tidewater over RustStream", Goal::AtLeast(1.5), "x", over(6, 5)),
         Target::new("publish_bytes -> fn(Order), over raw mpsc", Goal::AtLeast(0.4), "x", over(2, 0)),
         Target::new("tidewater's counting row, over raw mpsc", Goal::AtLeast(0.4), "x", over(6, 0)),
