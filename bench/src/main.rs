@@ -14,9 +14,9 @@
 //! `TW_BENCH_ONLY=<row, from 0>` runs one row alone, for a profiler.
 //!
 //! Then latency: each path but the batch one again at a fixed 10k msg/s (20,000 messages
-//! unless the third argument says otherwise; 0 skips it), each message's time from just
-//! before its publish to its handler's first line (after the decode, for the paths that
-//! decode), p50 and p99.
+//! unless the third argument says otherwise; 0 skips it), in ten slices with the paths
+//! taking turns, each message's time from just before its publish to its handler's first
+//! line (after the decode, for the paths that decode), p50 and p99 of them all.
 //!
 //! Each RustStream path publishes as its tidewater counterpart does: bytes to the subscriber
 //! that decodes orders, the order itself (`publisher.message(&order)`, RustStream's default
@@ -392,6 +392,16 @@ fn peer_of(path: usize) -> usize {
     }
 }
 
+/// A latency run's messages come in this many slices per path, the paths taking turns
+/// slice by slice: the machine's noise comes in bursts of seconds, which whole runs of
+/// two seconds a path caught on one path and not another (the raw channel's p50 moved by
+/// 1.5 µs from run to run, more than the differences measured).
+const LATENCY_SLICES: usize = 10;
+
+/// The part of each latency slice left out at its start (1/20: its first 5%), where the
+/// service just started runs on cold caches, alike for every path.
+const SLICE_WARM_PART: usize = 20;
+
 /// The paths a latency run times: all but the batch path, whose linger is its point.
 const LATENCY_PATHS: [usize; 7] = [0, 1, 2, 3, 5, 6, 7];
 
@@ -506,32 +516,33 @@ fn main() {
     }
     // Latency at a fixed 10k msg/s, the batch path left out (its linger is the point).
     let every = Duration::from_micros(100);
-    let load = Load::Paced { n: paced, every };
-    let warm_up = Load::Paced { n: paced / 10, every };
-    let mut samples = runtime.block_on(rounds(&LATENCY_PATHS, load, round_count.min(3), warm_up));
+    let slice = (paced / LATENCY_SLICES).max(1);
+    let load = Load::Paced { n: slice, every };
+    let warm_up = Load::Paced { n: slice, every };
+    let samples = runtime.block_on(rounds(&LATENCY_PATHS, load, LATENCY_SLICES, warm_up));
     println!();
-    println!("latency, send to handler, {paced} messages at 10k msg/s, median over rounds of each percentile");
+    println!(
+        "latency, send to handler, {} messages at 10k msg/s in {LATENCY_SLICES} slices, the paths taking turns; \
+         p50 and p99 of them all, the first {}% of each slice left out",
+        slice * LATENCY_SLICES,
+        100 / SLICE_WARM_PART
+    );
     println!("| path | p50 | p99 | p50 vs raw |");
     println!("|---|---|---|---|");
-    // Each run path's p50 and p99, the median over its rounds.
+    // Each run path's p50 and p99 over its slices' messages together.
     let percentiles: Vec<(usize, f64, f64)> = LATENCY_PATHS
         .iter()
         .filter_map(|&path| {
-            let rounds = &mut samples[path];
-            if rounds.is_empty() {
+            let mut all: Vec<u64> = samples[path]
+                .iter()
+                .flat_map(|s| s.latencies.iter().skip(s.latencies.len() / SLICE_WARM_PART).copied())
+                .collect();
+            if all.is_empty() {
                 return None;
             }
-            let (mut p50, mut p99): (Vec<u64>, Vec<u64>) = rounds
-                .iter_mut()
-                .map(|s| {
-                    s.latencies.sort_unstable();
-                    let at = |q: f64| s.latencies[((s.latencies.len() - 1) as f64 * q) as usize];
-                    (at(0.5), at(0.99))
-                })
-                .unzip();
-            p50.sort_unstable();
-            p99.sort_unstable();
-            Some((path, p50[p50.len() / 2] as f64 / 1e3, p99[p99.len() / 2] as f64 / 1e3))
+            all.sort_unstable();
+            let at = |q: f64| all[((all.len() - 1) as f64 * q) as usize] as f64 / 1e3;
+            Some((path, at(0.5), at(0.99)))
         })
         .collect();
     let raw = percentiles.iter().find(|p| p.0 == 0).map_or(f64::NAN, |p| p.1);
