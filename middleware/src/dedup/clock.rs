@@ -1,12 +1,12 @@
 //! The deduplication store's clock: milliseconds on the monotonic clock, read precisely
 //! where an answer depends on it and coarsely where a commit only records it.
 //!
-//! A precise read costs about 33 ns on the 2-core VM the store was measured on, a coarse
-//! one 7; the store reads the clock once a commit, so the coarse read is a tenth of what
-//! deduplicating a message costs. A coarse read lags the precise clock by up to one tick
-//! (1 to 10 ms, by the kernel's timer frequency) and never runs ahead of it, so an id stamped with it
-//! looks older than it is: it can be forgotten up to a tick before its ttl, and is never
-//! answered as seen after it.
+//! A precise read took 33 ns on the 2-core VM the store was measured on, a coarse one 7;
+//! the store reads the clock once a commit, and the precise read was about a tenth of
+//! what deduplicating a message cost. A coarse read lags the precise clock by up to one
+//! kernel tick (1 to 10 ms, by the kernel's timer frequency) and never runs ahead of it,
+//! so an id stamped with it looks older than it is: it can be forgotten up to a tick
+//! before its ttl, and is never answered as seen after it.
 
 /// Milliseconds on the monotonic clock, to the millisecond.
 pub(super) fn precise() -> u64 {

@@ -14,8 +14,10 @@ use super::{clock, DedupKey, DeduplicationStorage, Fingerprints};
 const SHARDS: usize = 16;
 
 /// The default storage of [`Deduplicate`](super::Deduplicate): the most recent ids
-/// committed in this process, each remembered for at least `ttl` unless room runs out,
-/// and never answered as seen once older than `ttl`.
+/// committed in this process, each remembered for `ttl` unless room runs out, and never
+/// answered as seen once older than `ttl`. A commit's time comes from the system's coarse
+/// clock, which costs a fifth of the precise one's 33 ns a read: so an id may be
+/// forgotten up to one clock tick (1 to 10 ms) before its `ttl` is up, never after.
 ///
 /// Ids are kept in two generations: new ids go into the current one, and when it holds
 /// half the capacity, or has been filling for `ttl`, the previous generation is
