@@ -22,11 +22,7 @@ use crate::{Error, ErrorKind, Result};
 /// }
 /// ```
 pub fn check_topic(name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 249
-        && name.split('.').all(|segment| !segment.is_empty())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if valid {
+    if is_valid_topic(name.as_bytes()) {
         Ok(())
     } else {
         Err(Error::new(
@@ -37,5 +33,59 @@ pub fn check_topic(name: &str) -> Result<()> {
             ),
         )
         .with_topic(name))
+    }
+}
+
+/// The rule of [`check_topic`] in one pass over the bytes: the memory driver checks every
+/// message's topic, and splitting at dots first searched the name for them once more (a
+/// fifth of the check's instructions, counted by callgrind on the peer bench).
+fn is_valid_topic(name: &[u8]) -> bool {
+    if name.is_empty() || name.len() > 249 {
+        return false;
+    }
+    let mut segment_empty = true;
+    for &b in name {
+        if b == b'.' {
+            if segment_empty {
+                return false;
+            }
+            segment_empty = true;
+        } else if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            segment_empty = false;
+        } else {
+            return false;
+        }
+    }
+    !segment_empty
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rule as the docs state it, segment by segment.
+    fn by_segments(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= 249
+            && name.split('.').all(|segment| !segment.is_empty())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    }
+
+    #[test]
+    fn the_one_pass_check_agrees_with_the_rule_on_every_short_name() {
+        let alphabet = ["a", "7", ".", "_", "-", "/", "é"];
+        let mut names = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> =
+                names.iter().flat_map(|n| alphabet.iter().map(move |c| format!("{n}{c}"))).collect();
+            for name in &longer {
+                assert_eq!(check_topic(name).is_ok(), by_segments(name), "{name:?}");
+            }
+            names = longer;
+        }
+        for len in [248, 249, 250] {
+            let name = "a".repeat(len);
+            assert_eq!(check_topic(&name).is_ok(), by_segments(&name), "{len} letters");
+        }
     }
 }
