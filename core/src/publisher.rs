@@ -1,9 +1,11 @@
 //! Publishing typed events and raw messages.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::future::Either;
 
 use crate::{
     context, wire, Codec, Event, EventRegistry, IdFactory, JsonCodec, Message, Result, UuidV7Ids, WriteNow, Writer,
@@ -115,13 +117,21 @@ impl<C: Codec> Publisher<C> {
 
     /// Writes one stamped message, without a boxed future where the writer can take it at
     /// once; its id.
-    async fn send(&self, message: Message) -> Result<MessageId> {
+    ///
+    /// Not an `async fn`: one would hold the message (about 200 bytes) in its state from
+    /// its call, copied in and out again, where the writer mostly takes it at once. The
+    /// message enters a future only when the writer has to wait. With `publish_bytes`
+    /// stamping and sending without `publish_message`'s future between, that is two to
+    /// three fewer copies a publish (callgrind, the peer bench's counting row).
+    fn send(&self, message: Message) -> impl Future<Output = Result<MessageId>> + '_ {
         let id = message.id.clone();
         match self.writer.try_write_now(message) {
-            WriteNow::Done(result) => result?,
-            WriteNow::Wait(message) => self.writer.write_one(message).await?,
+            WriteNow::Done(result) => Either::Left(std::future::ready(result.map(|()| id))),
+            WriteNow::Wait(message) => Either::Right(async move {
+                self.writer.write_one(message).await?;
+                Ok(id)
+            }),
         }
-        Ok(id)
     }
 
     /// Publishes raw messages in one write; see [`Publisher::publish_message`].
@@ -134,7 +144,7 @@ impl<C: Codec> Publisher<C> {
 
     /// Publishes `payload` to `topic` untouched, with `content_type`.
     pub async fn publish_bytes(&self, topic: &str, payload: impl Into<Bytes>, content_type: &str) -> Result<MessageId> {
-        self.publish_message(Message::new(topic, payload).with_content_type(content_type)).await
+        self.send(self.stamp(Message::new(topic, payload).with_content_type(content_type))).await
     }
 
     /// The message `publish_to` would write for `event`.
