@@ -120,7 +120,8 @@ impl<C: Codec> Publisher<C> {
     ///
     /// Not an `async fn`: one would hold the message (about 200 bytes) in its state from
     /// its call, copied in and out again, where the writer mostly takes it at once. The
-    /// message enters a future only when the writer has to wait. With `publish_bytes`
+    /// message enters a future only when the writer has to wait. So it writes when called,
+    /// not when polled: its callers await it at once. With `publish_bytes`
     /// stamping and sending without `publish_message`'s future between, that is two to
     /// three fewer copies a publish (callgrind, the peer bench's counting row).
     fn send(&self, message: Message) -> impl Future<Output = Result<MessageId>> + '_ {
