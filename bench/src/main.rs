@@ -481,6 +481,8 @@ fn main() {
         return;
     }
     let medians: Vec<(Duration, u64)> = samples.iter_mut().map(median).collect();
+    // How many times `base`'s rate `path` ran at: the table's ratios and the targets' alike.
+    let over = |path: usize, base: usize| rate(medians[path].0) / rate(medians[base].0);
     println!("| path | msg/s | ns/msg | allocations/msg | vs RustStream | vs raw |");
     println!("|---|---|---|---|---|---|");
     for (path, (elapsed, allocations)) in medians.iter().enumerate() {
@@ -490,11 +492,10 @@ fn main() {
             rate(*elapsed) / 1e3,
             elapsed.as_nanos() as f64 / n as f64,
             *allocations as f64 / n as f64,
-            rate(*elapsed) / rate(medians[peer_of(path)].0),
-            rate(*elapsed) / rate(medians[0].0),
+            over(path, peer_of(path)),
+            over(path, 0),
         );
     }
-    let over = |path: usize, base: usize| rate(medians[path].0) / rate(medians[base].0);
     let allocations = |path: usize| medians[path].1 as f64 / n as f64;
     print_targets(&[
         Target::new("publish_bytes -> fn(Order), over RustStream's &Order", Goal::AtLeast(1.5), "x", over(2, 1)),
