@@ -3,11 +3,12 @@
 //!
 //! Run: `cargo bench -p tidewater-middleware --bench chain_cost`. Calls the handler
 //! directly (no broker), so the difference is the chain alone. Each message has its own
-//! id, so deduplication checks and commits a new key every time, as in production. A run
-//! commits 200,000 ids into stores of the default 100,000, so forgetting old ids is part
-//! of the cost, as in a long-running service. The moka rows put moka's store in place
-//! of the default one. The stacked row joins the same layers with `Around::then`, so that
-//! they run as one future instead of one boxed future each; the last rows put that stack
+//! default id (a UUIDv7), so deduplication checks and commits a new key every time, as in
+//! production. A run commits 200,000 ids into stores of the default 100,000, so
+//! forgetting old ids is part of the cost, as in a long-running service. The moka rows
+//! put moka's store in place of the default one. The stacked row joins the same layers
+//! with `Around::then`, so that they run as one future instead of one boxed future each;
+//! the last rows put that stack
 //! around the handler with `Around::wrapping` and call it through its own type, as the
 //! runner calls a handler subscribed without a middleware list, against the same handler
 //! called the same way. Allocations are counted in the timed calls and given a message.
@@ -22,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::LocalBoxFuture;
 use tidewater_core::{
-    apply_chain, handler_fn, Around, BoxHandler, Delivery, Handler, HandlerError, Message, Middleware, Position,
+    apply_chain, handler_fn, Around, BoxHandler, Delivery, Handler, HandlerError, IdFactory, Message, Middleware,
+    Position, UuidV7Ids,
 };
 use tidewater_memory::MemoryBroker;
 use tidewater_middleware::*;
@@ -37,23 +39,27 @@ const RUNS: usize = 5;
 /// chain works on memory as warm as in a consumer rather than on 200,000 cold ones.
 const BATCH: usize = 1000;
 
-fn deliveries(run: usize, from: usize) -> Vec<Delivery> {
+/// Deliveries as a service gets them: each with a default id (a UUIDv7, 36 characters,
+/// which is what deduplication hashes) and a consumer group's name.
+fn deliveries(from: usize) -> Vec<Delivery> {
     // One shared payload: no middleware reads it.
     let payload = bytes::Bytes::from(vec![0u8; 1024]);
+    let group: Arc<str> = Arc::from("order-service");
     (from..from + BATCH)
         .map(|i| {
-            let m = Message::new("bench", payload.clone()).with_id(format!("{run}-{i}"));
-            Delivery::new(m, 1, Position::Queue { partition: Some(0), sequence: Some(i as u64) }, Some(Arc::from("g")))
+            let m = Message::new("bench", payload.clone()).with_id(UuidV7Ids.next_id());
+            let position = Position::Queue { partition: Some(0), sequence: Some(i as u64) };
+            Delivery::new(m, 1, position, Some(Arc::clone(&group)))
         })
         .collect()
 }
 
 /// Calls `handler` with N new deliveries; returns the time spent in the calls and the
 /// allocations they made.
-async fn time<H: Handler>(handler: &H, run: usize) -> (Duration, u64) {
+async fn time<H: Handler>(handler: &H) -> (Duration, u64) {
     let (mut spent, mut allocations) = (Duration::ZERO, 0);
     for from in (0..N).step_by(BATCH) {
-        let batch = deliveries(run, from);
+        let batch = deliveries(from);
         let (start, before) = (Instant::now(), tidewater_testkit::bench::allocations());
         for d in batch {
             handler.handle(d).await.unwrap();
@@ -68,15 +74,15 @@ async fn time<H: Handler>(handler: &H, run: usize) -> (Duration, u64) {
 struct Row {
     name: String,
     base: usize,
-    time: Box<dyn Fn(usize) -> LocalBoxFuture<'static, (Duration, u64)>>,
+    time: Box<dyn Fn() -> LocalBoxFuture<'static, (Duration, u64)>>,
 }
 
 impl Row {
     fn new<H: Handler>(name: impl Into<String>, base: usize, handler: H) -> Self {
         let handler = Arc::new(handler);
-        let time = Box::new(move |run| {
+        let time = Box::new(move || {
             let handler = Arc::clone(&handler);
-            Box::pin(async move { time(&*handler, run).await }) as LocalBoxFuture<'static, _>
+            Box::pin(async move { time(&*handler).await }) as LocalBoxFuture<'static, _>
         });
         Self { name: name.into(), base, time }
     }
@@ -155,9 +161,9 @@ fn main() {
         }
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); rows.len()];
         let mut allocations = vec![0u64; rows.len()];
-        for run in 0..RUNS {
+        for _ in 0..RUNS {
             for (i, row) in rows.iter().enumerate() {
-                let (spent, allocated) = (row.time)(run * rows.len() + i).await;
+                let (spent, allocated) = (row.time)().await;
                 times[i].push(spent.as_nanos() as f64 / N as f64);
                 allocations[i] += allocated;
             }

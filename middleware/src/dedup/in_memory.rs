@@ -1,5 +1,6 @@
 //! Deduplication storage in this process: the most recent ids, in two generations.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, PoisonError};
@@ -84,7 +85,18 @@ impl Shard {
         if self.current.is_empty() {
             self.started = now;
         }
-        self.current.insert(id, now);
+        // Committed within the ttl already, in either generation: keep its first time,
+        // as for a message whose second delivery raced the first. One lookup in the
+        // current generation both checks and finds the slot to write.
+        let fresh = |at: u64| now.saturating_sub(at) < ttl;
+        match self.current.entry(id) {
+            Entry::Occupied(at) if fresh(*at.get()) => {}
+            Entry::Occupied(mut at) => *at.get_mut() = now,
+            Entry::Vacant(_) if self.previous.get(&id).is_some_and(|&at| fresh(at)) => {}
+            Entry::Vacant(slot) => {
+                slot.insert(now);
+            }
+        }
     }
 }
 
@@ -147,13 +159,7 @@ impl InMemoryDedupStorage {
     /// Commits `fingerprint` at `now`, in milliseconds.
     fn commit_at(&self, fingerprint: u128, now: u64) {
         let id = halves(fingerprint);
-        let mut shard = lock(self.shard(id));
-        // Committed within the ttl already: keep its first time, as for a message whose
-        // second delivery raced the first.
-        if shard.committed(&id).is_some_and(|at| now.saturating_sub(at) < self.ttl) {
-            return;
-        }
-        shard.insert(id, now, self.ttl);
+        lock(self.shard(id)).insert(id, now, self.ttl);
     }
 }
 

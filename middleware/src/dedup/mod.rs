@@ -1,6 +1,5 @@
 //! Processing each message once per consumer group.
 
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,9 +7,11 @@ use async_trait::async_trait;
 use tidewater_core::{Around, Delivery, Error, HandlerError, Inner};
 
 mod clock;
+mod fingerprint;
 mod in_memory;
 mod moka_store;
 
+use fingerprint::Fingerprints;
 pub use in_memory::InMemoryDedupStorage;
 pub use moka_store::MokaDedupStorage;
 
@@ -48,27 +49,6 @@ pub trait DeduplicationStorage: Send + Sync + 'static {
     async fn is_duplicate(&self, key: &DedupKey<'_>) -> Result<bool, Error>;
     /// Remembers `key` as processed.
     async fn commit(&self, key: &DedupKey<'_>) -> Result<(), Error>;
-}
-
-/// A 128-bit fingerprint of a [`DedupKey`], which the in-process stores keep instead of
-/// the two strings: a fixed-size key is cheaper to hash, compare and store.
-///
-/// It is a randomly keyed SipHash of the key, finished twice: once after the key and once
-/// after one more byte, which gives two 64-bit values of two different inputs from one
-/// pass. Two different keys colliding, which would skip a message, is then about as
-/// likely as a cosmic-ray bit flip. The hash key is random per store, so a fingerprint
-/// means nothing outside the store that made it.
-#[derive(Clone, Debug, Default)]
-struct Fingerprints(RandomState);
-
-impl Fingerprints {
-    fn of(&self, key: &DedupKey<'_>) -> u128 {
-        let mut hasher = self.0.build_hasher();
-        key.hash(&mut hasher);
-        let first = hasher.finish();
-        hasher.write_u8(0x5a);
-        (u128::from(first) << 64) | u128::from(hasher.finish())
-    }
 }
 
 /// Skips messages this consumer group already processed: a duplicate is acked without
