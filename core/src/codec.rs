@@ -48,7 +48,7 @@ thread_local! {
     static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// JSON through serde_json; content type `application/json`.
+/// JSON as serde_json writes and reads it; content type `application/json`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct JsonCodec;
 
@@ -59,7 +59,10 @@ impl Codec for JsonCodec {
 
     /// Writes into a buffer the thread keeps, then copies the result out: one allocation
     /// of the exact size, where `serde_json::to_vec` grows its vector from 128 bytes,
-    /// reallocating (and copying) several times for a 1 KiB event.
+    /// reallocating (and copying) several times for a 1 KiB event. The JSON is
+    /// serde_json's, byte for byte, from a writer that escapes strings eight bytes at a
+    /// time where serde_json looks at each byte; values it does not take on (unusual map
+    /// keys, serde_json's private types, errors) go through serde_json itself.
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes> {
         let encoded = ENCODE_BUFFER.with(|buffer| {
             // A Serialize impl that publishes would find the buffer taken; it gets its own.
@@ -67,7 +70,15 @@ impl Codec for JsonCodec {
                 return serde_json::to_vec(value).map(Bytes::from);
             };
             buf.clear();
-            let result = serde_json::to_writer(&mut *buf, value).map(|()| Bytes::copy_from_slice(&buf));
+            let result = match crate::json::write(&mut buf, value) {
+                Ok(()) => Ok(Bytes::copy_from_slice(&buf)),
+                // What the fast writer leaves to serde_json, serde_json writes whole, so
+                // the payload, or the error, is serde_json's own.
+                Err(crate::json::Unsupported) => {
+                    buf.clear();
+                    serde_json::to_writer(&mut *buf, value).map(|()| Bytes::copy_from_slice(&buf))
+                }
+            };
             if buf.capacity() > MAX_KEPT_BUFFER {
                 *buf = Vec::new();
             }
@@ -117,5 +128,22 @@ mod tests {
         let not_a_map_key = std::collections::HashMap::from([(vec![1u8], 1)]);
         assert_eq!(codec.encode(&not_a_map_key).unwrap_err().kind(), ErrorKind::Encode);
         assert_eq!(&codec.encode(&[1, 2]).unwrap()[..], b"[1,2]");
+    }
+
+    /// Values the fast writer leaves to serde_json come out exactly as serde_json makes
+    /// them, payload or error.
+    #[test]
+    fn what_the_fast_writer_refuses_is_serde_jsons_own() {
+        let codec = JsonCodec;
+        let bool_keys = std::collections::BTreeMap::from([(false, 1), (true, 2)]);
+        match serde_json::to_vec(&bool_keys) {
+            Ok(json) => assert_eq!(codec.encode(&bool_keys).unwrap(), json),
+            Err(_) => assert_eq!(codec.encode(&bool_keys).unwrap_err().kind(), ErrorKind::Encode),
+        }
+        let nested = vec![std::collections::HashMap::from([(vec![1u8], 1)])];
+        let err = codec.encode(&nested).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Encode);
+        let source = std::error::Error::source(&err).expect("serde_json's error").to_string();
+        assert_eq!(source, serde_json::to_vec(&nested).unwrap_err().to_string());
     }
 }

@@ -44,6 +44,7 @@ mod handler;
 pub mod hash;
 mod health;
 pub mod id;
+mod json;
 mod message;
 mod message_id;
 mod monitor;
