@@ -49,10 +49,14 @@ struct Json<'o> {
     out: &'o mut Vec<u8>,
 }
 
+/// Runs one of serde_json's formatter calls on `out`; writing to a `Vec` cannot fail.
+fn format(out: &mut Vec<u8>, write: impl FnOnce(&mut CompactFormatter, &mut Vec<u8>) -> std::io::Result<()>) {
+    write(&mut CompactFormatter, out).expect("writing to a Vec never fails");
+}
+
 impl Json<'_> {
-    /// Runs one of serde_json's formatter calls; writing to a `Vec` cannot fail.
     fn format(&mut self, write: impl FnOnce(&mut CompactFormatter, &mut Vec<u8>) -> std::io::Result<()>) {
-        write(&mut CompactFormatter, self.out).expect("writing to a Vec never fails");
+        format(self.out, write);
     }
 
     fn float(&mut self, finite: bool, write: impl FnOnce(&mut CompactFormatter, &mut Vec<u8>) -> std::io::Result<()>) {
@@ -410,7 +414,7 @@ impl MapKey<'_> {
         write: impl FnOnce(&mut CompactFormatter, &mut Vec<u8>) -> std::io::Result<()>,
     ) -> Result<(), Unsupported> {
         self.out.push(b'"');
-        write(&mut CompactFormatter, self.out).expect("writing to a Vec never fails");
+        format(self.out, write);
         self.out.push(b'"');
         Ok(())
     }

@@ -114,9 +114,7 @@ impl<const C: usize, const D: usize> Words<C, D> {
     #[inline]
     fn compress(&mut self, word: u64) {
         self.v[3] ^= word;
-        for _ in 0..C {
-            self.round();
-        }
+        self.rounds(C);
         self.v[0] ^= word;
     }
 
