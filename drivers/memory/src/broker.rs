@@ -272,14 +272,21 @@ impl std::fmt::Debug for MemoryWriter {
 }
 
 impl MemoryWriter {
-    fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+    /// The topic `message` goes to, once the message is checked against the name rules
+    /// and the size limit.
+    fn checked_topic(&self, message: &Message) -> Result<Arc<Topic>> {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         match &*last {
-            // A closed broker's topics are closed too, so appending to a kept one fails
-            // as a lookup would.
-            Some(topic) if *topic.name == *name && !topic.is_deleted() => Ok(Arc::clone(topic)),
+            // The name was checked when the topic was created: checking it again was a
+            // fortieth of a memory publish's instructions. A closed broker's topics are
+            // closed too, so appending to a kept one fails as a lookup would.
+            Some(topic) if *topic.name == *message.stream && !topic.is_deleted() => {
+                self.broker.check_size(0, message)?;
+                Ok(Arc::clone(topic))
+            }
             _ => {
-                let topic = self.broker.topic(name)?;
+                self.broker.check(0, message)?;
+                let topic = self.broker.topic(&message.stream)?;
                 *last = Some(Arc::clone(&topic));
                 Ok(topic)
             }
@@ -298,14 +305,13 @@ impl BrokerWriter for MemoryWriter {
     /// appending tries at once before it waits, so a publisher that already found the
     /// partition full (the `Publisher` tries `try_write_now` first) tries it once less.
     async fn write_one(&self, message: Message) -> Result<()> {
-        self.broker.check(0, &message)?;
-        let topic = self.topic(&message.stream)?;
+        let topic = self.checked_topic(&message)?;
         MemoryBroker::append_to(&topic, message).await
     }
 
     /// Appends at once when the partition has room; a full one hands the message back.
     fn try_write_now(&self, message: Message) -> WriteNow {
-        let topic = match self.broker.check(0, &message).and_then(|()| self.topic(&message.stream)) {
+        let topic = match self.checked_topic(&message) {
             Ok(topic) => topic,
             Err(err) => return WriteNow::Done(Err(err)),
         };
@@ -330,6 +336,11 @@ impl MemoryBroker {
     /// Checks the `i`-th message of a write against the topic name rules and size limit.
     pub(crate) fn check(&self, i: usize, message: &Message) -> Result<()> {
         validate_topic(&message.stream).map_err(|e| e.with_topic(&message.stream))?;
+        self.check_size(i, message)
+    }
+
+    /// Checks the `i`-th message of a write against the size limit.
+    fn check_size(&self, i: usize, message: &Message) -> Result<()> {
         let limit = self.inner.config.max_message_bytes;
         let size = message.encoded_len();
         if size > limit {

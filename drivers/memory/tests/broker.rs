@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tidewater_core::testing::Recorder;
 use tidewater_core::{
     handler_fn, Delivery, Driver, ErrorKind, EventRegistry, Handler, HandlerError, Message, StartFrom,
-    SubscriberScheduler,
+    SubscriberScheduler, WriteNow,
 };
 use tidewater_memory::{MemoryBroker, MemoryConfig};
 use tokio::sync::Semaphore;
@@ -216,6 +216,28 @@ async fn bad_input_gets_typed_errors_and_nothing_is_written() {
     assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
     assert!(err.to_string().contains("limit is 100"), "{err}");
     assert!(broker.published("t").is_empty(), "a batch with a bad message is written not at all");
+}
+
+/// The writer keeps the topic it wrote last and skips the name check for it: a message
+/// to that topic is still held to the size limit, and one to another topic to the name
+/// rules, one at a time as a publisher writes them.
+#[tokio::test]
+async fn single_writes_after_a_kept_topic_are_still_checked() {
+    let broker = MemoryBroker::with_config(MemoryConfig::default().max_message_bytes(100));
+    let writer = broker.writer();
+    writer.write_one(msg("t", "ok")).await.unwrap();
+    let err = writer.write_one(Message::new("t", vec![0u8; 200])).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    let WriteNow::Done(Err(err)) = writer.try_write_now(Message::new("t", vec![0u8; 200])) else {
+        panic!("an oversize message was taken");
+    };
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    let WriteNow::Done(Err(err)) = writer.try_write_now(msg("t.", "a")) else {
+        panic!("a message to a bad name was taken");
+    };
+    assert_eq!(err.kind(), ErrorKind::InvalidName, "{err}");
+    assert_eq!(broker.published("t").len(), 1);
+    assert!(broker.published("t.").is_empty());
 }
 
 #[tokio::test]
