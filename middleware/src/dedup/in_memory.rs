@@ -76,7 +76,14 @@ impl Shard {
     }
 
     fn insert(&mut self, id: Id, now: u64, ttl: u64) {
+        // Committed within the ttl already, in either generation: keep its first time,
+        // as for a message whose second delivery raced the first.
+        let fresh = |at: u64| now.saturating_sub(at) < ttl;
         if self.current.len() >= self.generation || now.saturating_sub(self.started) >= ttl {
+            // Looked up before the turn, which would forget the previous generation.
+            if self.committed(&id).is_some_and(fresh) {
+                return;
+            }
             // Reuses the previous generation's table: clearing it only resets its control
             // bytes, where a new table would be allocated and freed each time.
             std::mem::swap(&mut self.current, &mut self.previous);
@@ -85,10 +92,7 @@ impl Shard {
         if self.current.is_empty() {
             self.started = now;
         }
-        // Committed within the ttl already, in either generation: keep its first time,
-        // as for a message whose second delivery raced the first. One lookup in the
-        // current generation both checks and finds the slot to write.
-        let fresh = |at: u64| now.saturating_sub(at) < ttl;
+        // One lookup in the current generation both checks and finds the slot to write.
         match self.current.entry(id) {
             Entry::Occupied(at) if fresh(*at.get()) => {}
             Entry::Occupied(mut at) => *at.get_mut() = now,
@@ -304,5 +308,17 @@ mod tests {
         store.commit_at(fingerprint(1), t0 + secs(30));
         assert_eq!(store.len(), 1);
         assert!(!store.seen(fingerprint(1), || t0 + secs(60)));
+    }
+
+    #[test]
+    fn a_second_commit_due_to_rotate_keeps_the_first_time_and_the_generations() {
+        // One shard of one id a generation: the third commit finds its generation full.
+        let store = InMemoryDedupStorage::new(2, Duration::from_secs(60));
+        let t0 = clock::precise();
+        store.commit_at(fingerprint(1), t0);
+        store.commit_at(fingerprint(2), t0);
+        store.commit_at(fingerprint(1), t0 + secs(30));
+        assert!(store.seen(fingerprint(2), || t0), "a commit of a known id drops no generation");
+        assert!(!store.seen(fingerprint(1), || t0 + secs(60)), "the id keeps its first time");
     }
 }
