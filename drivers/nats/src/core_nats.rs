@@ -1,5 +1,6 @@
 //! Core NATS: publish, subscribe, queue groups. At most once.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -8,12 +9,12 @@ use futures::future::Either;
 use futures::{FutureExt, StreamExt, TryFutureExt};
 use tidewater_core::{
     Admin, BrokerWriter, Closable, Delivery, Driver, Error, ErrorKind, IdFactory, Incoming, Message, Position,
-    ReadTask, Reader, ReadySignal, Result, Settle, Settlement, Source, TopicName, UuidV7Ids, Writer,
+    ReadTask, Reader, ReadySignal, Result, Settle, Settlement, Source, TopicName, UuidV7Ids, WriteNow, Writer,
 };
 
 use tidewater_core::request::{self, NativeRequests};
 
-use crate::headers::{check_sizes, from_nats, into_nats, topic_of, wire_size};
+use crate::headers::{check_sizes, from_nats, into_nats, to_nats, topic_of, wire_size, Implied};
 use crate::requests::CoreRequests;
 use crate::subjects::CheckedSubjects;
 use crate::{connection_error, failed_in_batch, NatsConfig, DRIVER};
@@ -29,9 +30,16 @@ use crate::{connection_error, failed_in_batch, NatsConfig, DRIVER};
 /// Consumer groups are queue groups: each group gets every message and its members
 /// share them; a group has no position, so it gets only what is published while it
 /// listens. Per-key order holds for one subscriber of one publisher.
+///
+/// A message's fields travel as headers (see the crate's table). Two options send fewer
+/// of them, for consumers that do not need them: [`NatsCore::without_message_ids`] and
+/// [`NatsCore::with_implied_content_type`]. A message with no header at all goes out as a
+/// plain `PUB`, which async-nats and the server handle in about half the time of one
+/// with headers (`BENCHMARKS.md`).
 #[derive(Clone, Debug)]
 pub struct NatsCore {
     client: async_nats::Client,
+    implied: Implied,
 }
 
 impl NatsCore {
@@ -42,7 +50,43 @@ impl NatsCore {
 
     /// Uses an existing client.
     pub fn from_client(client: async_nats::Client) -> Self {
-        Self { client }
+        Self { client, implied: Implied::default() }
+    }
+
+    /// Publishes without the message's id (the `Nats-Msg-Id` header), and so without its
+    /// time, which tidewater's UUIDv7 ids carry.
+    ///
+    /// Core NATS de-duplicates nothing, so on the wire the id serves only consumers that
+    /// read it. Without it, a consumer gets an id and a time made when the message
+    /// arrives, as for a plain client's message: unique, but not the id the publisher
+    /// returned, so logs cannot join the two sides on it and the `Deduplicate` middleware
+    /// cannot recognise a message published twice. Readers of this connection are
+    /// unchanged.
+    ///
+    /// ```no_run
+    /// # async fn run() -> tidewater_core::Result<()> {
+    /// use tidewater_nats::{NatsConfig, NatsCore};
+    ///
+    /// let core = NatsCore::connect(&NatsConfig::new("nats://127.0.0.1:4222"))
+    ///     .await?
+    ///     .without_message_ids()
+    ///     .with_implied_content_type("application/json");
+    /// # Ok(()) }
+    /// ```
+    pub fn without_message_ids(mut self) -> Self {
+        self.implied.no_ids = true;
+        self
+    }
+
+    /// Takes `content_type` as the type of every message without a `Content-Type`
+    /// header: publishes of that type leave the header out, and messages read without
+    /// one, from tidewater or a plain client, get that type.
+    ///
+    /// Every connection that reads what this one publishes should imply the same type;
+    /// one that does not reads such messages with no content type.
+    pub fn with_implied_content_type(mut self, content_type: impl Into<Cow<'static, str>>) -> Self {
+        self.implied.content_type = Some(content_type.into());
+        self
     }
 
     /// The client, for what tidewater does not cover.
@@ -59,7 +103,11 @@ impl Driver for NatsCore {
     fn writer(&self) -> Arc<dyn Writer> {
         Arc::new(Closable::new(
             DRIVER,
-            CoreWriter { client: self.client.clone(), subjects: CheckedSubjects::default() },
+            CoreWriter {
+                client: self.client.clone(),
+                subjects: CheckedSubjects::default(),
+                implied: self.implied.clone(),
+            },
         ))
     }
 
@@ -101,6 +149,7 @@ impl Admin for NatsCore {
 struct CoreWriter {
     client: async_nats::Client,
     subjects: CheckedSubjects,
+    implied: Implied,
 }
 
 /// What is sent of a message: its subject in the client's form, its headers and its
@@ -116,15 +165,28 @@ impl CoreWriter {
     /// Checks a message and makes what is sent of it, before anything of its batch is sent.
     fn prepare(&self, message: Message) -> Result<Prepared> {
         let subject = self.subjects.get(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
-        let (topic, headers, payload) = into_nats(message)?;
+        let (topic, headers, payload) = into_nats(message, &self.implied)?;
         Ok(Prepared { subject, topic, headers, payload })
+    }
+
+    /// What is sent of `message`, which stays with the caller.
+    fn prepare_ref(&self, message: &Message) -> Result<Prepared> {
+        let subject = self.subjects.get(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
+        let headers = to_nats(message, &self.implied)?;
+        Ok(Prepared { subject, topic: message.stream.clone(), headers, payload: message.payload.clone() })
     }
 
     /// Publishes a prepared message; the error names its topic. A combinator rather than
     /// an `async fn`, which would keep the prepared message beside the client's future.
     fn publish(&self, prepared: Prepared) -> impl Future<Output = Result<()>> + Send + '_ {
         let Prepared { subject, topic, headers, payload } = prepared;
-        self.client.publish_with_headers(subject, headers, payload).map_err(move |e| publish_error(e).with_topic(topic))
+        // With no headers, a plain publish: nothing of an empty header map to move along.
+        let sent = if headers.is_empty() {
+            Either::Left(self.client.publish(subject, payload))
+        } else {
+            Either::Right(self.client.publish_with_headers(subject, headers, payload))
+        };
+        sent.map_err(move |e| publish_error(e).with_topic(topic))
     }
 }
 
@@ -165,6 +227,22 @@ impl BrokerWriter for CoreWriter {
         }
     }
 
+    // The client's publish is a send on its bounded command channel: ready at the first
+    // poll unless the channel is full. Polled once here, it saves the boxed future of
+    // `write_one` on nearly every publish. A send that is not ready has sent nothing
+    // (tokio's `Sender::send` is cancel safe, and it is the publish's only wait), so the
+    // message goes back to be written by `write_one`.
+    fn try_write_now(&self, message: Message) -> WriteNow {
+        let prepared = match self.prepare_ref(&message) {
+            Ok(prepared) => prepared,
+            Err(e) => return WriteNow::Done(Err(e)),
+        };
+        match self.publish(prepared).now_or_never() {
+            Some(result) => WriteNow::Done(result),
+            None => WriteNow::Wait(message),
+        }
+    }
+
     async fn flush(&self) -> Result<()> {
         self.client.flush().await.map_err(|e| connection_error("flush failed", e))
     }
@@ -193,6 +271,7 @@ impl Reader for NatsCore {
             subscriber,
             topic: TopicName::from(&task.topic),
             group: task.group.as_deref().map(Arc::from),
+            content_type: self.implied.content_type.clone(),
         }))
     }
 }
@@ -222,12 +301,21 @@ struct CoreSource {
     subscriber: async_nats::Subscriber,
     topic: TopicName,
     group: Option<Arc<str>>,
+    /// The content type of a message without a `Content-Type` header, if implied.
+    content_type: Option<Cow<'static, str>>,
 }
 
 impl CoreSource {
     fn incoming(&self, msg: async_nats::Message) -> Incoming {
         let subject = topic_of(&self.topic, &msg.subject);
-        let mut message = from_nats(subject, msg.headers.as_ref(), msg.payload, || UuidV7Ids.next_id(), None);
+        let mut message = from_nats(
+            subject,
+            msg.headers.as_ref(),
+            msg.payload,
+            || UuidV7Ids.next_id(),
+            None,
+            self.content_type.as_ref(),
+        );
         if let Some(reply) = msg.reply {
             // A request (a Requester's, or any NATS client's): `Publisher::reply` answers
             // it on the subject the server gave.

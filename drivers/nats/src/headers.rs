@@ -8,6 +8,7 @@
 //! | timestamp      | `tw-time`        | milliseconds since the Unix epoch; left out when the id is a UUIDv7 made in the same millisecond, which carries it |
 //! | headers        | as they are      | |
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::{HeaderMap, HeaderName};
@@ -41,26 +42,37 @@ fn check_value(message: &Message, name: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// The NATS headers for `message`.
-pub(crate) fn to_nats(message: &Message) -> Result<HeaderMap> {
-    let mut h = all_but_id(message)?;
-    if !message.id.is_empty() {
+/// What a connection leaves out of the headers it sends, and takes for granted in the
+/// messages it reads: by default nothing (see `NatsCore::without_message_ids` and
+/// `NatsCore::with_implied_content_type`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Implied {
+    /// Send no id, nor the time, which tidewater's ids carry; a reader makes both when a
+    /// message arrives, as for a plain client's message.
+    pub(crate) no_ids: bool,
+    /// The content type of a message that has no `Content-Type` header: one that has
+    /// this type is sent without the header.
+    pub(crate) content_type: Option<Cow<'static, str>>,
+}
+
+/// The NATS headers for `message`, without what `implied` leaves out.
+pub(crate) fn to_nats(message: &Message, implied: &Implied) -> Result<HeaderMap> {
+    let mut h = all_but_id(message, implied)?;
+    if !message.id.is_empty() && !implied.no_ids {
         h.insert(MSG_ID_NAME, message.id.as_str());
     }
     Ok(h)
 }
 
-/// The subject, NATS headers and payload of `message`.
-pub(crate) fn into_nats(message: Message) -> Result<(TopicName, HeaderMap, Bytes)> {
-    let mut h = all_but_id(&message)?;
-    if !message.id.is_empty() {
-        h.insert(MSG_ID_NAME, message.id.as_str());
-    }
+/// The subject, NATS headers and payload of `message`, without what `implied` leaves out.
+pub(crate) fn into_nats(message: Message, implied: &Implied) -> Result<(TopicName, HeaderMap, Bytes)> {
+    let h = to_nats(&message, implied)?;
     Ok((message.stream, h, message.payload))
 }
 
-/// The headers of `message` but its id, which is checked.
-fn all_but_id(message: &Message) -> Result<HeaderMap> {
+/// The headers of `message` but its id, which is checked when it is sent, and but what
+/// `implied` leaves out.
+fn all_but_id(message: &Message, implied: &Implied) -> Result<HeaderMap> {
     let mut h = HeaderMap::new();
     for (name, value) in message.headers.iter() {
         let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
@@ -70,12 +82,6 @@ fn all_but_id(message: &Message) -> Result<HeaderMap> {
         check_value(message, name, value)?;
         h.insert(name, value);
     }
-    // A UUIDv7 id (tidewater's default) parses as 36 hex digits and hyphens, so it needs
-    // no search for line breaks.
-    let id_millis = uuid_v7_millis(&message.id);
-    if id_millis.is_none() {
-        check_value(message, MSG_ID, &message.id)?;
-    }
     if let Some(key) = &message.key {
         let key = std::str::from_utf8(key).map_err(|_| {
             invalid(message, format!("the key of message {} is not UTF-8; NATS headers carry text", message.id))
@@ -83,9 +89,18 @@ fn all_but_id(message: &Message) -> Result<HeaderMap> {
         check_value(message, wire::KEY, key)?;
         h.insert(KEY_NAME, key);
     }
-    if let Some(ct) = &message.content_type {
+    if let Some(ct) = message.content_type.as_ref().filter(|ct| Some(*ct) != implied.content_type.as_ref()) {
         check_value(message, CONTENT_TYPE, ct)?;
         h.insert(CONTENT_TYPE_NAME, &**ct);
+    }
+    if implied.no_ids {
+        return Ok(h);
+    }
+    // A UUIDv7 id (tidewater's default) parses as 36 hex digits and hyphens, so it needs
+    // no search for line breaks.
+    let id_millis = uuid_v7_millis(&message.id);
+    if id_millis.is_none() {
+        check_value(message, MSG_ID, &message.id)?;
     }
     // As u64: formatting the u128 that as_millis gives takes several times longer.
     let millis = message.timestamp.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
@@ -133,9 +148,6 @@ pub(crate) fn check_sizes<'a>(max: usize, sizes: impl IntoIterator<Item = (usize
     Ok(())
 }
 
-/// A message from a NATS message. The time is `tw-time`, else the millisecond of a
-/// UUIDv7 id; fields a plain client did not send come from the fallbacks: the broker's id
-/// and time where it has them; with no time, now.
 /// The name of a message read on `subject` by a subscription to `subscribed`: the
 /// subscription's shared name where they are the same (no wildcard), else a copy.
 pub(crate) fn topic_of(subscribed: &TopicName, subject: &str) -> TopicName {
@@ -146,12 +158,16 @@ pub(crate) fn topic_of(subscribed: &TopicName, subject: &str) -> TopicName {
     }
 }
 
+/// A message from a NATS message. The time is `tw-time`, else the millisecond of a
+/// UUIDv7 id; fields a plain client did not send come from the fallbacks: the broker's id
+/// and time where it has them; with no time, now; with no content type, the implied one.
 pub(crate) fn from_nats(
     subject: impl Into<TopicName>,
     headers: Option<&HeaderMap>,
     payload: Bytes,
     fallback_id: impl FnOnce() -> MessageId,
     fallback_time: Option<SystemTime>,
+    implied_content_type: Option<&Cow<'static, str>>,
 ) -> Message {
     // One pass over the headers, rather than a lookup for each field: a lookup hashes
     // the name with SipHash, and four of them cost more than the rest of this function.
@@ -188,8 +204,9 @@ pub(crate) fn from_nats(
         payload,
         timestamp,
     };
-    if let Some(content_type) = content_type {
-        message.set_content_type(content_type);
+    match content_type {
+        Some(content_type) => message.set_content_type(content_type),
+        None => message.content_type = implied_content_type.cloned(),
     }
     message
 }
@@ -243,9 +260,9 @@ mod tests {
             .with_key("k")
             .with_content_type("application/json")
             .with_header("tenant", "acme");
-        let h = to_nats(&sent).unwrap();
+        let h = to_nats(&sent, &Implied::default()).unwrap();
         assert_eq!(h.get(MSG_ID).unwrap().as_str(), "id-1");
-        let got = from_nats("orders.eu", Some(&h), sent.payload.clone(), || unreachable!(), None);
+        let got = from_nats("orders.eu", Some(&h), sent.payload.clone(), || unreachable!(), None, None);
         assert_eq!(got.id, "id-1");
         assert_eq!(got.key_str(), Some("k"));
         assert_eq!(got.content_type.as_deref(), Some("application/json"));
@@ -262,16 +279,16 @@ mod tests {
         let at = UNIX_EPOCH + Duration::from_millis(ms) + Duration::from_micros(250);
         let mut sent = Message::new("orders", "p").with_id(id.clone());
         sent.timestamp = at;
-        let h = to_nats(&sent).unwrap();
+        let h = to_nats(&sent, &Implied::default()).unwrap();
         assert!(h.get(wire::TIMESTAMP).is_none(), "the id holds the time");
-        let got = from_nats("orders", Some(&h), Bytes::new(), || unreachable!(), Some(UNIX_EPOCH));
+        let got = from_nats("orders", Some(&h), Bytes::new(), || unreachable!(), Some(UNIX_EPOCH), None);
         assert_eq!(got.timestamp, UNIX_EPOCH + Duration::from_millis(ms));
 
         // A time the id does not hold is sent.
         sent.timestamp = at + Duration::from_secs(3600);
-        let h = to_nats(&sent).unwrap();
+        let h = to_nats(&sent, &Implied::default()).unwrap();
         assert_eq!(h.get(wire::TIMESTAMP).unwrap().as_str(), (ms + 3_600_000).to_string());
-        let got = from_nats("orders", Some(&h), Bytes::new(), || unreachable!(), Some(UNIX_EPOCH));
+        let got = from_nats("orders", Some(&h), Bytes::new(), || unreachable!(), Some(UNIX_EPOCH), None);
         assert_eq!(got.timestamp, UNIX_EPOCH + Duration::from_millis(ms + 3_600_000));
     }
 
@@ -282,27 +299,64 @@ mod tests {
         h.insert("TW-TIME", "1000");
         h.append("trace", "1");
         h.append("trace", "2");
-        let got = from_nats("s", Some(&h), Bytes::new(), || unreachable!(), None);
+        let got = from_nats("s", Some(&h), Bytes::new(), || unreachable!(), None, None);
         assert_eq!(got.id, "abc");
         assert_eq!(got.timestamp, UNIX_EPOCH + Duration::from_secs(1));
         assert_eq!(got.headers.get("trace"), Some("2"));
         assert_eq!(got.headers.iter().count(), 1);
 
         let before = SystemTime::now();
-        let bare = from_nats("s", None, Bytes::new(), || "fallback".into(), None);
+        let bare = from_nats("s", None, Bytes::new(), || "fallback".into(), None, None);
         assert_eq!(bare.id, "fallback");
         assert!(bare.timestamp >= before);
         assert!(bare.key.is_none() && bare.content_type.is_none());
     }
 
     #[test]
+    fn left_out_fields_are_not_sent_and_the_implied_type_is_read() {
+        use tidewater_core::{IdFactory, UuidV7Ids};
+        let json = Implied { no_ids: true, content_type: Some(Cow::Borrowed("application/json")) };
+        let plain = Message::new("orders", "p").with_id(UuidV7Ids.next_id()).with_content_type("application/json");
+        let (_, h, _) = into_nats(plain.clone(), &json).unwrap();
+        assert!(h.is_empty(), "nothing left to send as a header: {h:?}");
+        // An hour off the id's time would take a header of its own, but the time goes with the id.
+        let mut late = plain.clone();
+        late.timestamp += Duration::from_secs(3600);
+        assert!(into_nats(late, &json).unwrap().1.is_empty());
+
+        let text = plain.clone().with_content_type("text/plain").with_key("k").with_header("tenant", "acme");
+        let (_, h, _) = into_nats(text, &json).unwrap();
+        let names: Vec<&str> = h.iter().map(|(n, _)| n.as_ref()).collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert_eq!(h.get(CONTENT_TYPE).unwrap().as_str(), "text/plain");
+        assert!(h.get(MSG_ID).is_none() && h.get(wire::TIMESTAMP).is_none());
+
+        // Ids alone left out: the content type still goes; the type alone: the id still goes.
+        let ids_only = Implied { no_ids: true, content_type: None };
+        let (_, h, _) = into_nats(plain.clone(), &ids_only).unwrap();
+        assert_eq!(h.get(CONTENT_TYPE).unwrap().as_str(), "application/json");
+        let type_only = Implied { no_ids: false, content_type: json.content_type.clone() };
+        let (_, h, _) = into_nats(plain.clone(), &type_only).unwrap();
+        assert_eq!(h.get(MSG_ID).unwrap().as_str(), plain.id.as_str());
+        assert!(h.get(CONTENT_TYPE).is_none());
+
+        // A message read without the header gets the implied type; one with it keeps its own.
+        let got = from_nats("orders", None, Bytes::new(), || "f".into(), None, json.content_type.as_ref());
+        assert_eq!(got.content_type.as_deref(), Some("application/json"));
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, "text/plain");
+        let got = from_nats("orders", Some(&h), Bytes::new(), || "f".into(), None, json.content_type.as_ref());
+        assert_eq!(got.content_type.as_deref(), Some("text/plain"));
+    }
+
+    #[test]
     fn bad_input_is_rejected() {
         let m = Message::new("t", "p").with_header("evil", "a\r\nb");
-        assert_eq!(to_nats(&m).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(to_nats(&m, &Implied::default()).unwrap_err().kind(), ErrorKind::InvalidInput);
         let m = Message::new("t", "p").with_key(vec![0xff, 0xfe]);
-        assert_eq!(to_nats(&m).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(to_nats(&m, &Implied::default()).unwrap_err().kind(), ErrorKind::InvalidInput);
         let m = Message::new("t", "p").with_header("Nats-Msg-Id", "x");
-        assert_eq!(to_nats(&m).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(to_nats(&m, &Implied::default()).unwrap_err().kind(), ErrorKind::InvalidInput);
         for bad in ["", ".", "a.", ".a", "a..b", "a.*", "a.>", "*", ">", "has space", "tab\there", "nl\n"] {
             assert_eq!(check_subject(bad).unwrap_err().kind(), ErrorKind::InvalidName, "{bad:?}");
         }

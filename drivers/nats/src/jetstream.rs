@@ -14,7 +14,7 @@ use tidewater_core::{
 };
 use tokio::task::JoinHandle;
 
-use crate::headers::{check_sizes, check_subject, from_nats, to_nats, topic_of, wire_size};
+use crate::headers::{check_sizes, check_subject, from_nats, to_nats, topic_of, wire_size, Implied};
 use crate::subjects::CheckedSubjects;
 use crate::{connection_error, failed_in_batch, NatsConfig, DRIVER};
 
@@ -188,7 +188,7 @@ impl JetStream {
         let mut prepared = Vec::with_capacity(batch.len());
         let mut seen = HashSet::new();
         for message in &batch {
-            let headers = to_nats(message)?;
+            let headers = to_nats(message, &Implied::default())?;
             if seen.insert(message.stream.as_str()) {
                 self.stream_for(&message.stream).await?;
             }
@@ -515,6 +515,7 @@ impl JsSource {
             msg.payload,
             || format!("{stream}-{sequence}").into(),
             Some(published),
+            None,
         );
         let key = self.unsettled.add(acker);
         let position = Position::Queue { partition: None, sequence: Some(sequence) };

@@ -17,6 +17,11 @@
 //! | timestamp      | `tw-time` (ms since the Unix epoch), left out when the id is a UUIDv7 made in the same millisecond (tidewater's default ids), whose first 48 bits hold it |
 //! | headers        | as they are (no line breaks in values) |
 //!
+//! On core NATS, which de-duplicates nothing, [`NatsCore::without_message_ids`] leaves the
+//! id and the time out, and [`NatsCore::with_implied_content_type`] a content type that
+//! goes without saying: a message with nothing else to carry then goes out as a plain
+//! `PUB` with no headers, as a plain client sends it.
+//!
 //! Writes fail with typed errors: `InvalidName` for a subject NATS cannot publish to,
 //! `InvalidInput` for a header it cannot carry, `TooLarge` for a message over the
 //! server's `max_payload` (headers included), `UnknownTopic` for a JetStream subject no

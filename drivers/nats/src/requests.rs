@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
 use crate::core_nats::publish_error;
-use crate::headers::{check_subject, from_nats, into_nats};
+use crate::headers::{check_subject, from_nats, into_nats, Implied};
 use crate::{connection_error, DRIVER};
 
 /// Requests over core NATS: each request goes out with a reply subject under an inbox of
@@ -68,7 +68,7 @@ impl NativeRequests for CoreRequests {
         check_subject(&message.stream)?;
         let token = self.next.fetch_add(1, Ordering::Relaxed).to_string();
         let reply_to = format!("{}.{token}", self.inbox);
-        let (topic, headers, payload) = into_nats(message)?;
+        let (topic, headers, payload) = into_nats(message, &Implied::default())?;
         let wait = self.waiters.wait(token);
         self.client
             .publish_with_reply_and_headers(topic.to_string(), reply_to, headers, payload)
@@ -80,7 +80,7 @@ impl NativeRequests for CoreRequests {
                 .with_driver(DRIVER)
                 .with_topic(topic));
         }
-        Ok(from_nats(reply.subject.as_str(), reply.headers.as_ref(), reply.payload, || UuidV7Ids.next_id(), None))
+        Ok(from_nats(reply.subject.as_str(), reply.headers.as_ref(), reply.payload, || UuidV7Ids.next_id(), None, None))
     }
 
     fn late_replies(&self) -> u64 {

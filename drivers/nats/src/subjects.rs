@@ -7,7 +7,7 @@
 use std::sync::{Mutex, TryLockError};
 
 use async_nats::Subject;
-use tidewater_core::Result;
+use tidewater_core::{Result, TopicName};
 
 use crate::headers::check_subject;
 
@@ -24,43 +24,56 @@ pub(crate) struct CheckedSubjects {
 
 #[derive(Debug, Default)]
 struct Recent {
-    subjects: Vec<Subject>,
+    /// Each subject with the topic name it was last asked for by.
+    subjects: Vec<(TopicName, Subject)>,
     /// The slot the next new subject takes once all are used.
     next: usize,
 }
 
 impl Recent {
-    fn find(&self, subject: &str) -> Option<&Subject> {
-        self.subjects.iter().find(|s| s.as_str() == subject)
+    /// The subject of `topic`. Messages of one publisher's topic share its name, so a
+    /// comparison of pointers finds it first; a copy of the name is compared as text,
+    /// and then kept, so that its clones are found by pointer too.
+    fn find(&mut self, topic: &TopicName) -> Option<&Subject> {
+        let at = match self.subjects.iter().position(|(name, _)| name.shares(topic)) {
+            Some(at) => at,
+            None => {
+                let at = self.subjects.iter().position(|(name, _)| name == topic)?;
+                self.subjects[at].0 = topic.clone();
+                at
+            }
+        };
+        Some(&self.subjects[at].1)
     }
 
-    fn remember(&mut self, subject: Subject) {
+    fn remember(&mut self, topic: &TopicName, subject: Subject) {
+        let entry = (topic.clone(), subject);
         if self.subjects.len() < SLOTS {
-            self.subjects.push(subject);
+            self.subjects.push(entry);
         } else {
-            self.subjects[self.next] = subject;
+            self.subjects[self.next] = entry;
             self.next = (self.next + 1) % SLOTS;
         }
     }
 }
 
 impl CheckedSubjects {
-    /// `subject`, checked as a subject to publish to, in the client's form.
-    pub(crate) fn get(&self, subject: &str) -> Result<Subject> {
+    /// The subject of `topic`, checked as a subject to publish to, in the client's form.
+    pub(crate) fn get(&self, topic: &TopicName) -> Result<Subject> {
         let mut recent = match self.recent.try_lock() {
             Ok(recent) => recent,
             // Nothing panics while holding the lock, but a poisoned list is still whole.
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             // Another task of this writer holds the list: doing the work is quicker than
             // waiting for it.
-            Err(TryLockError::WouldBlock) => return checked(subject),
+            Err(TryLockError::WouldBlock) => return checked(topic),
         };
-        if let Some(known) = recent.find(subject) {
+        if let Some(known) = recent.find(topic) {
             return Ok(known.clone());
         }
-        let fresh = checked(subject)?;
+        let fresh = checked(topic)?;
         // The clone moves the bytes to shared storage once, so later clones only count.
-        recent.remember(fresh.clone());
+        recent.remember(topic, fresh.clone());
         Ok(fresh)
     }
 }
@@ -75,6 +88,8 @@ fn checked(subject: &str) -> Result<Subject> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use tidewater_core::ErrorKind;
 
     use super::*;
@@ -82,12 +97,17 @@ mod tests {
     #[test]
     fn a_known_subject_is_shared_and_a_bad_one_is_never_remembered() {
         let subjects = CheckedSubjects::default();
-        let first = subjects.get("orders.eu").unwrap();
-        let again = subjects.get("orders.eu").unwrap();
+        let name = TopicName::from("orders.eu");
+        let first = subjects.get(&name).unwrap();
+        let again = subjects.get(&name).unwrap();
         assert_eq!(first, again);
+        // A copy of the name, not a clone, finds the subject by its text.
+        let copy = TopicName::from(Arc::<str>::from("orders.eu"));
+        assert!(!copy.shares(&name));
+        assert_eq!(subjects.get(&copy).unwrap(), first);
         assert_eq!(subjects.recent.lock().unwrap().subjects.len(), 1);
         for _ in 0..2 {
-            assert_eq!(subjects.get("orders..eu").unwrap_err().kind(), ErrorKind::InvalidName);
+            assert_eq!(subjects.get(&"orders..eu".into()).unwrap_err().kind(), ErrorKind::InvalidName);
         }
         assert_eq!(subjects.recent.lock().unwrap().subjects.len(), 1);
     }
@@ -96,13 +116,13 @@ mod tests {
     fn more_subjects_than_slots_replace_the_oldest() {
         let subjects = CheckedSubjects::default();
         for i in 0..SLOTS + 3 {
-            assert_eq!(subjects.get(&format!("s.{i}")).unwrap().as_str(), format!("s.{i}"));
+            assert_eq!(subjects.get(&format!("s.{i}").into()).unwrap().as_str(), format!("s.{i}"));
         }
-        let recent = subjects.recent.lock().unwrap();
+        let mut recent = subjects.recent.lock().unwrap();
         assert_eq!(recent.subjects.len(), SLOTS);
-        assert!(recent.find("s.0").is_none() && recent.find("s.2").is_none());
+        assert!(recent.find(&"s.0".into()).is_none() && recent.find(&"s.2".into()).is_none());
         for i in 3..SLOTS + 3 {
-            assert!(recent.find(&format!("s.{i}")).is_some(), "s.{i}");
+            assert!(recent.find(&format!("s.{i}").into()).is_some(), "s.{i}");
         }
     }
 
@@ -110,8 +130,8 @@ mod tests {
     fn a_busy_list_still_checks() {
         let subjects = CheckedSubjects::default();
         let held = subjects.recent.lock().unwrap();
-        assert_eq!(subjects.get("ok.subject").unwrap().as_str(), "ok.subject");
-        assert_eq!(subjects.get("bad subject").unwrap_err().kind(), ErrorKind::InvalidName);
+        assert_eq!(subjects.get(&"ok.subject".into()).unwrap().as_str(), "ok.subject");
+        assert_eq!(subjects.get(&"bad subject".into()).unwrap_err().kind(), ErrorKind::InvalidName);
         drop(held);
         assert!(subjects.recent.lock().unwrap().subjects.is_empty());
     }

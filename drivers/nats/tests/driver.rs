@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use tidewater_core::testing::Recorder;
 use tidewater_core::{
-    handler_fn, Delivery, Driver, ErrorKind, EventRegistry, HandlerError, IdFactory, Message, SubscriberScheduler,
-    UuidV7Ids,
+    handler_fn, Delivery, Driver, ErrorKind, EventRegistry, HandlerError, IdFactory, Message, Publisher,
+    SubscriberScheduler, UuidV7Ids,
 };
 use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig, NatsCore};
 
@@ -105,6 +105,83 @@ async fn tidewater_reads_what_a_plain_client_publishes() {
     s.shutdown(WAIT).await;
     assert_eq!(&got[0].message().payload[..], b"plain core");
     assert_eq!(got[0].message().id.len(), 36, "a fresh UUID stands in for a missing id");
+}
+
+#[tokio::test]
+async fn core_can_leave_out_the_id_and_an_implied_content_type() {
+    let topic = subject("interop.bare");
+    let client = plain().await;
+    let mut sub = client.subscribe(topic.clone()).await.unwrap();
+    client.flush().await.unwrap();
+    let config = NatsConfig::new(support::driver_url());
+    let bare =
+        NatsCore::connect(&config).await.unwrap().without_message_ids().with_implied_content_type("application/json");
+    let publisher = Publisher::new(bare.writer(), EventRegistry::new());
+
+    // Nothing but the payload: a plain PUB, which async-nats reads as no headers at all.
+    publisher.publish_bytes(&topic, "{}", "application/json").await.unwrap();
+    // What the implied type and the left-out id do not cover still goes.
+    let keyed = Message::new(&topic, "k").with_key("customer-7").with_content_type("text/plain");
+    publisher.publish_message(keyed).await.unwrap();
+    publisher.flush().await.unwrap();
+
+    let got = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap();
+    assert_eq!(&got.payload[..], b"{}");
+    assert!(got.headers.is_none(), "sent as a plain PUB: {:?}", got.headers);
+    let got = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap();
+    let h = got.headers.expect("headers");
+    let names: Vec<String> = h.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(h.get("tw-key").map(|v| v.as_str()), Some("customer-7"));
+    assert_eq!(h.get("Content-Type").map(|v| v.as_str()), Some("text/plain"));
+
+    // A reader that implies the type reads it into messages without the header; one
+    // that does not, and gets no id from the wire, makes one when the message arrives.
+    let default = NatsCore::connect(&config).await.unwrap();
+    let (implied, plain_read) = (Recorder::new(), Recorder::new());
+    let mut s = SubscriberScheduler::new(bare.reader(), EventRegistry::new());
+    s.subscribe(topic.clone(), implied.clone());
+    let mut d = SubscriberScheduler::new(default.reader(), EventRegistry::new());
+    d.subscribe(topic.clone(), plain_read.clone());
+    s.start().await.unwrap();
+    d.start().await.unwrap();
+    let sent = publisher.publish_bytes(&topic, "[]", "application/json").await.unwrap();
+    publisher.flush().await.unwrap();
+    let got = implied.wait_for(1, WAIT).await.unwrap();
+    let other = plain_read.wait_for(1, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+    d.shutdown(WAIT).await;
+    let (got, other) = (got[0].message(), other[0].message());
+    assert_eq!(got.content_type.as_deref(), Some("application/json"));
+    assert_eq!(other.content_type, None);
+    assert_eq!(got.id.len(), 36);
+    assert_ne!(got.id, sent, "the publisher's id stayed with the publisher");
+    assert_ne!(got.id, other.id, "each reader made its own id");
+}
+
+#[tokio::test]
+async fn core_publishes_that_find_the_client_busy_are_sent_once_in_order() {
+    // A command channel of one: with this test's single thread, nearly every publish
+    // finds it full, so the writer's attempt to publish without waiting gives the message
+    // back and the waiting write sends it.
+    let client = async_nats::ConnectOptions::new().client_capacity(1).connect(support::driver_url()).await.unwrap();
+    let topic = subject("busy");
+    let reader = plain().await;
+    let mut sub = reader.subscribe(topic.clone()).await.unwrap();
+    reader.flush().await.unwrap();
+    let core = NatsCore::from_client(client).without_message_ids();
+    let publisher = Publisher::new(core.writer(), EventRegistry::new());
+    let sent: Vec<String> = (0..500).map(|i| i.to_string()).chain(["end".to_owned()]).collect();
+    for payload in &sent {
+        publisher.publish_bytes(&topic, payload.clone(), "text/plain").await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+    // One connection's messages arrive in the order it sent them, so a message sent
+    // twice would come before "end".
+    for payload in &sent {
+        let got = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap();
+        assert_eq!(std::str::from_utf8(&got.payload).unwrap(), payload);
+    }
 }
 
 #[tokio::test]
