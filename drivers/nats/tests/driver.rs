@@ -28,12 +28,19 @@ async fn plain() -> async_nats::Client {
     async_nats::connect(support::driver_url()).await.unwrap()
 }
 
+/// A fresh subject under `prefix` and a plain client's subscription to it, in place on
+/// the server.
+async fn plain_subscription(prefix: &str) -> (String, async_nats::Subscriber) {
+    let topic = subject(prefix);
+    let client = plain().await;
+    let sub = client.subscribe(topic.clone()).await.unwrap();
+    client.flush().await.unwrap();
+    (topic, sub)
+}
+
 #[tokio::test]
 async fn a_plain_client_reads_what_tidewater_publishes() {
-    let topic = subject("interop.out");
-    let client = plain().await;
-    let mut sub = client.subscribe(topic.clone()).await.unwrap();
-    client.flush().await.unwrap();
+    let (topic, mut sub) = plain_subscription("interop.out").await;
 
     let js = js(JetStreamConfig::default()).await;
     let sent = Message::new(&topic, "hello")
@@ -109,10 +116,7 @@ async fn tidewater_reads_what_a_plain_client_publishes() {
 
 #[tokio::test]
 async fn core_can_leave_out_the_id_and_an_implied_content_type() {
-    let topic = subject("interop.bare");
-    let client = plain().await;
-    let mut sub = client.subscribe(topic.clone()).await.unwrap();
-    client.flush().await.unwrap();
+    let (topic, mut sub) = plain_subscription("interop.bare").await;
     let config = NatsConfig::new(support::driver_url());
     let bare =
         NatsCore::connect(&config).await.unwrap().without_message_ids().with_implied_content_type("application/json");
@@ -165,10 +169,7 @@ async fn core_publishes_that_find_the_client_busy_are_sent_once_in_order() {
     // finds it full, so the writer's attempt to publish without waiting gives the message
     // back and the waiting write sends it.
     let client = async_nats::ConnectOptions::new().client_capacity(1).connect(support::driver_url()).await.unwrap();
-    let topic = subject("busy");
-    let reader = plain().await;
-    let mut sub = reader.subscribe(topic.clone()).await.unwrap();
-    reader.flush().await.unwrap();
+    let (topic, mut sub) = plain_subscription("busy").await;
     let core = NatsCore::from_client(client).without_message_ids();
     let publisher = Publisher::new(core.writer(), EventRegistry::new());
     let sent: Vec<String> = (0..500).map(|i| i.to_string()).chain(["end".to_owned()]).collect();
