@@ -1,21 +1,33 @@
 //! A broker process of a test's own: started on free loopback ports with its own data
 //! directory, waited for until it answers, killed by PID, and cleaned up on drop.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, never one this process was given before.
 ///
 /// The port is free when this returns; a broker started right after gets it unless
-/// another process takes it first, which on a test machine does not happen in practice.
+/// another process takes it first. The system hands out a port it just released again,
+/// so without the record two ports asked for at once could be the same one (a Pulsar
+/// broker and its bookie were, and the broker could not bind).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    listener.local_addr().expect("a bound listener has an address").port()
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
+        let port = listener.local_addr().expect("a bound listener has an address").port();
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A new, empty directory for one broker's data and log, under the system's temporary
@@ -205,6 +217,13 @@ fn tail(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_ports_asked_for_together_are_all_different() {
+        let ports: Vec<u16> = (0..2_000).map(|_| free_port()).collect();
+        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+    }
 
     #[test]
     fn a_process_that_exits_early_fails_with_its_log() {
