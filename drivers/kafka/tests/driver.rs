@@ -146,7 +146,8 @@ async fn bad_input_gets_typed_errors() {
 
 #[tokio::test]
 async fn a_missing_broker_is_a_connection_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Free, and never given to a broker this test process starts.
+    let port = tidewater_testkit::free_port();
     let mut config = KafkaConfig::new(format!("127.0.0.1:{port}"));
     config.request_timeout = Duration::from_secs(2);
     let err = Kafka::connect(config).await.unwrap_err();

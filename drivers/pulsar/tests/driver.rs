@@ -87,7 +87,8 @@ async fn bad_input_is_a_typed_error_and_sends_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_that_is_not_there_is_a_connection_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Free, and never given to a broker this test process starts.
+    let port = tidewater_testkit::free_port();
     let mut config = PulsarConfig::new(format!("pulsar://127.0.0.1:{port}"));
     config.request_timeout = Duration::from_secs(2);
     let err = Pulsar::connect(config).await.unwrap_err();
