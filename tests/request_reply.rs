@@ -148,6 +148,18 @@ async fn on_core_nats() {
     request_reply(NatsCore::connect(&nats).await.unwrap(), "core", Replies::Native).await;
 }
 
+/// The same with a connection that sends no ids and implies JSON: requests and replies
+/// match by their reply subjects, not by ids, and a reply read without its content type
+/// header still decodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_core_nats_without_ids_or_content_types() {
+    use tidewater::nats::{NatsConfig, NatsCore};
+    let nats = NatsConfig::new(tidewater_testkit::shared::nats_url());
+    let driver =
+        NatsCore::connect(&nats).await.unwrap().without_message_ids().with_implied_content_type("application/json");
+    request_reply(driver, "core-bare", Replies::Native).await;
+}
+
 /// Interop both ways with plain NATS clients: a plain `request` is answered by a
 /// tidewater handler through `Publisher::reply`, and a plain responder answers a
 /// `Requester`.

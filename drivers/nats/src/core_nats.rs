@@ -118,7 +118,7 @@ impl Driver for NatsCore {
     /// NATS's own request/reply: replies come to an inbox of the connection, and a
     /// subject nobody listens on is a `NoResponders` error at once.
     fn native_requests(&self) -> Option<Arc<dyn NativeRequests>> {
-        Some(Arc::new(CoreRequests::new(self.client.clone())))
+        Some(Arc::new(CoreRequests::new(self.client.clone(), self.implied.clone())))
     }
 }
 

@@ -27,12 +27,14 @@ pub(crate) struct CoreRequests {
     waiters: Arc<Waiters<async_nats::Message>>,
     /// The task that hands replies to their requests, started with the first request.
     routing: OnceCell<JoinHandle<()>>,
+    /// What the connection's publishes leave out and its reads take for granted.
+    implied: Implied,
 }
 
 impl CoreRequests {
-    pub(crate) fn new(client: async_nats::Client) -> Self {
+    pub(crate) fn new(client: async_nats::Client, implied: Implied) -> Self {
         let inbox = client.new_inbox();
-        Self { client, inbox, next: AtomicU64::new(0), waiters: Arc::default(), routing: OnceCell::new() }
+        Self { client, inbox, next: AtomicU64::new(0), waiters: Arc::default(), routing: OnceCell::new(), implied }
     }
 
     /// Subscribes to the inbox and starts handing replies out, once.
@@ -68,7 +70,7 @@ impl NativeRequests for CoreRequests {
         check_subject(&message.stream)?;
         let token = self.next.fetch_add(1, Ordering::Relaxed).to_string();
         let reply_to = format!("{}.{token}", self.inbox);
-        let (topic, headers, payload) = into_nats(message, &Implied::default())?;
+        let (topic, headers, payload) = into_nats(message, &self.implied)?;
         let wait = self.waiters.wait(token);
         self.client
             .publish_with_reply_and_headers(topic.to_string(), reply_to, headers, payload)
@@ -80,7 +82,14 @@ impl NativeRequests for CoreRequests {
                 .with_driver(DRIVER)
                 .with_topic(topic));
         }
-        Ok(from_nats(reply.subject.as_str(), reply.headers.as_ref(), reply.payload, || UuidV7Ids.next_id(), None, None))
+        Ok(from_nats(
+            reply.subject.as_str(),
+            reply.headers.as_ref(),
+            reply.payload,
+            || UuidV7Ids.next_id(),
+            None,
+            self.implied.content_type.as_ref(),
+        ))
     }
 
     fn late_replies(&self) -> u64 {
