@@ -1,7 +1,7 @@
 //! The cases. Each takes a fixture, uses fresh topics, and panics with an explanation
 //! when the driver breaks a rule.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -219,6 +219,17 @@ pub async fn per_key_order(f: Arc<dyn Fixture>) {
         for (key, seqs) in sequences_by_key(&state.done) {
             let expected: Vec<usize> = (0..EACH).collect();
             assert_eq!(seqs, expected, "order of {key} with concurrency {concurrency}");
+        }
+        // A key's messages share a partition, where the broker has partitions: order
+        // across partitions holds only by chance.
+        let mut partitions: HashMap<String, HashSet<u32>> = HashMap::new();
+        for d in &state.done {
+            if let Some(p) = d.position().partition() {
+                partitions.entry(d.message().key_str().expect("keyed").to_owned()).or_default().insert(p);
+            }
+        }
+        for (key, held) in partitions {
+            assert_eq!(held.len(), 1, "{key} was spread over partitions {held:?}");
         }
     }
 }

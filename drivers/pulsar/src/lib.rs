@@ -16,7 +16,7 @@
 //! | Message field | Pulsar message                                                    |
 //! |---------------|-------------------------------------------------------------------|
 //! | id            | property `tw-id`                                                  |
-//! | key           | partition key (Base64 and flagged if not UTF-8) and ordering key  |
+//! | key           | partition key (Base64 and flagged if not UTF-8) and ordering key; on a partitioned topic it picks the partition (murmur3 of the partition key), so a key's messages stay in order |
 //! | content type  | property `tw-content-type`                                        |
 //! | timestamp     | event time                                                        |
 //! | headers       | properties, as they are                                           |

@@ -32,6 +32,11 @@ impl Producers {
             compression: self.config.compression.codec(),
             // A burst waits for room in the connection's queue instead of failing.
             block_queue_if_full: true,
+            // Without a policy the crate sends every message to the next partition in
+            // turn, keyed or not, so one key's messages spread over the partitions and
+            // could be read out of order. This one picks a keyed message's partition by
+            // a hash of its key (murmur3), and turns only for messages without a key.
+            routing_policy: Some(pulsar::routing_policy::RoutingPolicy::RoundRobin),
             ..Default::default()
         };
         if let Some(batching) = self.config.batching {
