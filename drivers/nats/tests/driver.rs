@@ -29,12 +29,16 @@ async fn plain() -> async_nats::Client {
 }
 
 /// A fresh subject under `prefix` and a plain client's subscription to it, in place on
-/// the server.
+/// the server: a flush only empties the client's buffer, so the subscriber's own probe
+/// message, which the server handles after the subscription, is waited for.
 async fn plain_subscription(prefix: &str) -> (String, async_nats::Subscriber) {
     let topic = subject(prefix);
     let client = plain().await;
-    let sub = client.subscribe(topic.clone()).await.unwrap();
+    let mut sub = client.subscribe(topic.clone()).await.unwrap();
+    client.publish(topic.clone(), "probe".into()).await.unwrap();
     client.flush().await.unwrap();
+    let probe = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap();
+    assert_eq!(&probe.payload[..], b"probe");
     (topic, sub)
 }
 
