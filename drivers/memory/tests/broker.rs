@@ -100,8 +100,8 @@ async fn a_long_stream_stays_within_the_capacity_and_a_late_group_replays_its_ta
         seen.wait_for(1000, WAIT).await.unwrap().iter().map(|d| d.message().id.clone()).collect();
     assert_eq!(got, (0..1000).map(|i| i.to_string()).collect::<Vec<_>>());
 
-    // Settled messages are trimmed from three quarters full down to half, so between 20
-    // and 40 of the newest are kept, and a late group gets them in order.
+    // Settled messages are trimmed past three quarters full, never below half, so
+    // between 20 and 40 of the newest are kept, and a late group gets them in order.
     let kept: Vec<tidewater_core::MessageId> = broker.published("t").into_iter().map(|m| m.id).collect();
     assert!((20..=40).contains(&kept.len()), "kept {}", kept.len());
     let tail: Vec<String> = (1000 - kept.len()..1000).map(|i| i.to_string()).collect();
@@ -144,14 +144,44 @@ async fn settled_messages_are_freed_as_publishing_goes_on() {
         most = most.max(alive.load(Ordering::SeqCst));
     }
     broker.wait_acked("t", "g", 2000, WAIT).await.unwrap();
-    // The partition keeps at most 40, and what a trim takes (from three quarters full
-    // down to half) is freed, not kept elsewhere: counting the one made before its
+    // The partition keeps at most 40, and what a trim takes (past three quarters full)
+    // is freed, not kept elsewhere: counting the one made before its
     // publish and one a handler may still hold, 42 at most.
     assert!((40..=42).contains(&most), "at most {most} messages alive at once");
     sub.shutdown(WAIT).await;
     broker.close();
     drop((sub, writer, broker));
     assert_eq!(alive.load(Ordering::SeqCst), 0, "every message freed with the broker");
+}
+
+#[tokio::test]
+async fn a_publish_frees_a_few_settled_messages_not_all_of_them() {
+    // Freeing everything settled at once handed the allocator hundreds of blocks per
+    // publish, more than it keeps at hand; a publish trims two, for the one it adds.
+    let broker = MemoryBroker::with_config(MemoryConfig::default().partitions(1).capacity(40));
+    let mut sub =
+        subscribe(&broker, "t", Some("g"), handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) })).await;
+    let alive = Arc::new(AtomicUsize::new(0));
+    let writer = broker.writer();
+    let publish = |i: usize| {
+        alive.fetch_add(1, Ordering::SeqCst);
+        let payload = bytes::Bytes::from_owner(Counted(Arc::clone(&alive)));
+        writer.write_one(Message::new("t", payload).with_id(i.to_string()))
+    };
+    for i in 0..36 {
+        publish(i).await.unwrap();
+    }
+    broker.wait_acked("t", "g", 36, WAIT).await.unwrap();
+    assert_eq!(alive.load(Ordering::SeqCst), 36, "nothing trimmed below three quarters full");
+    let mut counts = Vec::new();
+    for i in 36..44 {
+        publish(i).await.unwrap();
+        counts.push(alive.load(Ordering::SeqCst));
+    }
+    // 36 settled and one more: two go, then the partition settles at three quarters (30).
+    assert_eq!(counts[..4], [35, 34, 33, 32], "each publish frees two and adds one");
+    assert!(counts[4..].iter().all(|n| (30..=32).contains(n)), "kept {counts:?}");
+    sub.shutdown(WAIT).await;
 }
 
 #[tokio::test]
