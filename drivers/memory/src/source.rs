@@ -174,15 +174,27 @@ impl Pending {
             Settlement::Ack => None,
             Settlement::Nack { delay } => Some(delay.unwrap_or_default()),
         };
-        let first = {
-            let mut settled = self.settled.lock().unwrap_or_else(|e| e.into_inner());
-            settled.push(Settled { partition, offset, nack });
-            settled.len() == 1
-        };
+        let this = Settled { partition, offset, nack };
+        let mut settled = self.settled.lock().unwrap_or_else(|e| e.into_inner());
         if self.topic.publishers_blocked() {
-            let now = std::mem::take(&mut *self.settled.lock().unwrap_or_else(|e| e.into_inner()));
-            self.topic.settle(&self.group, &now);
-        } else if first && self.waiting.load(Ordering::SeqCst) {
+            // Applied at once, without the list in the common case that nothing else
+            // waits in it: taking the list away each time freed its allocation and made
+            // the next settlement allocate a new one, once per message.
+            if settled.is_empty() {
+                drop(settled);
+                self.topic.settle(&self.group, std::slice::from_ref(&this));
+            } else {
+                settled.push(this);
+                let now = std::mem::take(&mut *settled);
+                drop(settled);
+                self.topic.settle(&self.group, &now);
+            }
+            return;
+        }
+        settled.push(this);
+        let first = settled.len() == 1;
+        drop(settled);
+        if first && self.waiting.load(Ordering::SeqCst) {
             // A reader about to wait says so before its last look, so it either takes
             // this settlement with that look or is seen waiting and woken here.
             self.wake.wake();

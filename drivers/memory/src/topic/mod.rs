@@ -4,9 +4,9 @@
 mod consume;
 mod group;
 
-use group::{Cursor, Group, Slot};
+use group::{Cursor, Group, Groups, Slot};
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
@@ -70,7 +70,7 @@ pub(crate) struct Topic {
 
 pub(crate) struct TopicState {
     pub(crate) partitions: Vec<Partition>,
-    groups: HashMap<Arc<str>, Group>,
+    groups: Groups,
     next_member: MemberId,
     round_robin: u32,
     published: u64,
@@ -178,7 +178,7 @@ impl Topic {
             capacity: capacity.max(1),
             state: Mutex::new(TopicState {
                 partitions,
-                groups: HashMap::new(),
+                groups: Groups::default(),
                 next_member: 1,
                 round_robin: 0,
                 published: 0,
