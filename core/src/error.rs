@@ -99,7 +99,12 @@ impl fmt::Display for ErrorKind {
 ///     "message too large: payload is 2000000 bytes, the limit is 1048576 (driver memory, topic orders)"
 /// );
 /// ```
-pub struct Error {
+// Boxed, so that the error is a pointer wide: a `Result` on a path that succeeds, each
+// publish and write among them, then moves its success value through the futures'
+// states rather than the 88 bytes the error's parts take.
+pub struct Error(Box<Inner>);
+
+struct Inner {
     kind: ErrorKind,
     message: String,
     driver: Option<&'static str>,
@@ -113,35 +118,35 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error of `kind`, explained by `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), driver: None, topic: None, source: None }
+        Self(Box::new(Inner { kind, message: message.into(), driver: None, topic: None, source: None }))
     }
 
     /// Records the driver the error came from.
     pub fn with_driver(mut self, driver: &'static str) -> Self {
-        self.driver = Some(driver);
+        self.0.driver = Some(driver);
         self
     }
 
     /// Records the topic the error concerns.
     pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
-        self.topic = Some(topic.into());
+        self.0.topic = Some(topic.into());
         self
     }
 
     /// Records the underlying cause.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.source = Some(source.into());
+        self.0.source = Some(source.into());
         self
     }
 
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// Whether trying again can succeed.
     pub fn is_retryable(&self) -> bool {
-        self.kind.is_retryable()
+        self.0.kind.is_retryable()
     }
 
     /// What happened, without the kind, driver and topic that [`Display`](fmt::Display)
@@ -159,17 +164,17 @@ impl Error {
     /// );
     /// ```
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The driver the error came from, if recorded.
     pub fn driver(&self) -> Option<&'static str> {
-        self.driver
+        self.0.driver
     }
 
     /// The topic the error concerns, if recorded.
     pub fn topic(&self) -> Option<&str> {
-        self.topic.as_deref()
+        self.0.topic.as_deref()
     }
 
     /// A `Closed` error.
@@ -180,19 +185,19 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.kind)?;
-        if !self.message.is_empty() {
-            write!(f, ": {}", self.message)?;
+        write!(f, "{}", self.0.kind)?;
+        if !self.0.message.is_empty() {
+            write!(f, ": {}", self.0.message)?;
         }
         // The cause is part of what happened ("connection refused"), so the text says it;
         // a message that already quotes it does not say it again.
-        if let Some(source) = &self.source {
+        if let Some(source) = &self.0.source {
             let cause = source.to_string();
-            if !cause.is_empty() && !self.message.contains(&cause) {
+            if !cause.is_empty() && !self.0.message.contains(&cause) {
                 write!(f, ": {cause}")?;
             }
         }
-        match (self.driver, &self.topic) {
+        match (self.0.driver, &self.0.topic) {
             (Some(d), Some(t)) => write!(f, " (driver {d}, topic {t})"),
             (Some(d), None) => write!(f, " (driver {d})"),
             (None, Some(t)) => write!(f, " (topic {t})"),
@@ -204,14 +209,14 @@ impl fmt::Display for Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind).field("message", &self.message);
-        if let Some(driver) = self.driver {
+        d.field("kind", &self.0.kind).field("message", &self.0.message);
+        if let Some(driver) = self.0.driver {
             d.field("driver", &driver);
         }
-        if let Some(topic) = &self.topic {
+        if let Some(topic) = &self.0.topic {
             d.field("topic", topic);
         }
-        if let Some(source) = &self.source {
+        if let Some(source) = &self.0.source {
             d.field("source", source);
         }
         d.finish()
@@ -220,7 +225,7 @@ impl fmt::Debug for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+        self.0.source.as_deref().map(|e| e as &(dyn StdError + 'static))
     }
 }
 
@@ -251,13 +256,30 @@ pub enum Recovery {
 /// }
 /// assert_eq!(parse("x").unwrap_err().recovery(), Recovery::Permanent);
 /// ```
+// Boxed like `Error`: every handler returns a `Result<(), HandlerError>`, which is then
+// a pointer wide rather than the 64 bytes these parts take.
+pub struct HandlerError(Box<HandlerInner>);
+
 #[derive(Debug)]
-pub struct HandlerError {
+struct HandlerInner {
     recovery: Recovery,
     retry_after: Option<Duration>,
     attempts: Option<Attempts>,
     panicked: bool,
     source: BoxError,
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = &*self.0;
+        f.debug_struct("HandlerError")
+            .field("recovery", &e.recovery)
+            .field("retry_after", &e.retry_after)
+            .field("attempts", &e.attempts)
+            .field("panicked", &e.panicked)
+            .field("source", &e.source)
+            .finish()
+    }
 }
 
 /// How many calls a failure took, as recorded by retrying middleware.
@@ -295,77 +317,79 @@ impl HandlerError {
     /// ```
     pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Self {
         let text = format!("handler panicked: {}", crate::panic_message(payload));
-        Self { panicked: true, ..Self::transient(text) }
+        let mut err = Self::transient(text);
+        err.0.panicked = true;
+        err
     }
 
     fn with_recovery(recovery: Recovery, source: BoxError) -> Self {
-        Self { recovery, retry_after: None, attempts: None, panicked: false, source }
+        Self(Box::new(HandlerInner { recovery, retry_after: None, attempts: None, panicked: false, source }))
     }
 
     /// The same failure for another message: the same recovery, delay and text (the
     /// source itself cannot be shared), for a batch that failed as a whole.
     pub(crate) fn for_another(&self) -> Self {
-        Self {
-            recovery: self.recovery,
-            retry_after: self.retry_after,
-            attempts: self.attempts,
-            panicked: self.panicked,
+        Self(Box::new(HandlerInner {
+            recovery: self.0.recovery,
+            retry_after: self.0.retry_after,
+            attempts: self.0.attempts,
+            panicked: self.0.panicked,
             source: self.chain().into(),
-        }
+        }))
     }
 
     /// Whether the failure was a panic of the handler.
     pub fn is_panic(&self) -> bool {
-        self.panicked
+        self.0.panicked
     }
 
     /// Asks for the redelivery to wait `delay` (where the broker can delay).
     pub fn retry_after(mut self, delay: Duration) -> Self {
-        self.retry_after = Some(delay);
+        self.0.retry_after = Some(delay);
         self
     }
 
     /// Records that the failure came after `attempts` calls (retry middleware does).
     pub fn with_attempts(mut self, attempts: Attempts) -> Self {
-        self.attempts = Some(attempts);
+        self.0.attempts = Some(attempts);
         self
     }
 
     /// The calls this failure took, where retry middleware recorded them.
     pub fn attempts(&self) -> Option<Attempts> {
-        self.attempts
+        self.0.attempts
     }
 
     /// Marks the failure permanent: retrying cannot help.
     pub fn into_permanent(mut self) -> Self {
-        self.recovery = Recovery::Permanent;
+        self.0.recovery = Recovery::Permanent;
         self
     }
 
     /// Whether retrying can help.
     pub fn recovery(&self) -> Recovery {
-        self.recovery
+        self.0.recovery
     }
 
     /// Whether retrying can help, as a bool.
     pub fn is_transient(&self) -> bool {
-        self.recovery == Recovery::Transient
+        self.0.recovery == Recovery::Transient
     }
 
     /// The delay the handler asked for before a redelivery.
     pub fn requested_delay(&self) -> Option<Duration> {
-        self.retry_after
+        self.0.retry_after
     }
 
     /// The underlying error.
     pub fn source_ref(&self) -> &(dyn StdError + Send + Sync + 'static) {
-        &*self.source
+        &*self.0.source
     }
 
     /// The error and its chain of causes, joined by ": ", for logs and DLQ headers.
     pub fn chain(&self) -> String {
-        let mut out = self.source.to_string();
-        let mut next = self.source.source();
+        let mut out = self.0.source.to_string();
+        let mut next = self.0.source.source();
         while let Some(cause) = next {
             let text = cause.to_string();
             // An [`Error`] already quotes its cause in its text.
@@ -392,7 +416,7 @@ impl<E: Into<BoxError>> From<E> for HandlerError {
 
 impl fmt::Display for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.recovery {
+        let what = match self.0.recovery {
             Recovery::Transient => "handler failed",
             Recovery::Permanent => "handler failed permanently",
         };
