@@ -437,6 +437,14 @@ mod tests {
     }
 
     #[test]
+    fn results_on_the_success_path_stay_a_pointer_wide() {
+        // What a write or a handler returns is moved through every future that awaits
+        // it; the errors' parts belong behind a pointer, off that path.
+        assert_eq!(std::mem::size_of::<Result<()>>(), std::mem::size_of::<usize>());
+        assert_eq!(std::mem::size_of::<Result<(), HandlerError>>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
     fn chain_joins_causes() {
         let inner = Error::new(ErrorKind::Connection, "refused");
         let outer = Error::new(ErrorKind::Timeout, "write").with_source(inner);
