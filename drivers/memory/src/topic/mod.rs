@@ -127,6 +127,17 @@ impl Partition {
     }
 }
 
+/// Messages a publish took off the front of partitions, dropped once the topic lock is
+/// released.
+#[derive(Default)]
+struct Trimmed {
+    /// What a publish trims past three quarters full, in place: the topic's spare vector
+    /// would have to be given back under the lock again, a second lock a publish.
+    few: [Option<Stored>; TRIM_PER_PUBLISH],
+    /// Larger trims, in the topic's spare vector.
+    many: Vec<Stored>,
+}
+
 /// A settlement recorded by a member, applied under the topic lock with its next fetch.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Settled {
@@ -261,7 +272,7 @@ impl Topic {
                 state.round_robin % count
             }
         };
-        let mut trimmed = Vec::new();
+        let mut trimmed = Trimmed::default();
         let room = match message.key {
             Some(_) => state.room_in(partition, capacity, &mut trimmed).then_some(partition),
             // A keyless message may go anywhere: past a full partition to the next with
@@ -288,16 +299,18 @@ impl Topic {
         Append::Done
     }
 
-    /// Drops trimmed messages, outside the lock, and gives the emptied vector back for
-    /// the next trim.
-    fn free(&self, mut trimmed: Vec<Stored>) {
-        if trimmed.capacity() == 0 {
+    /// Drops trimmed messages, outside the lock, and gives the spare vector back for the
+    /// next trim if a trim took it.
+    fn free(&self, trimmed: Trimmed) {
+        let Trimmed { few, mut many } = trimmed;
+        drop(few);
+        if many.capacity() == 0 {
             return;
         }
-        trimmed.clear();
+        many.clear();
         let mut state = self.lock();
-        if state.spare.capacity() < trimmed.capacity() {
-            std::mem::swap(&mut state.spare, &mut trimmed);
+        if state.spare.capacity() < many.capacity() {
+            std::mem::swap(&mut state.spare, &mut many);
         }
         drop(state);
     }
@@ -380,7 +393,7 @@ impl TopicState {
     ///
     /// Each publish trims at most [`TRIM_PER_PUBLISH`] messages there, not all that was
     /// settled: see that constant.
-    fn room_in(&mut self, partition: u32, capacity: usize, trimmed: &mut Vec<Stored>) -> bool {
+    fn room_in(&mut self, partition: u32, capacity: usize, trimmed: &mut Trimmed) -> bool {
         if self.partitions[partition as usize].log.len() > capacity / 4 * 3 {
             self.trim_settled(partition, capacity / 2, TRIM_PER_PUBLISH, trimmed);
         }
@@ -393,7 +406,7 @@ impl TopicState {
     /// Moves what every group has settled from the front of a full partition to `out`;
     /// with no group at all, the oldest message (retention). The caller drops them after
     /// releasing the lock.
-    fn make_room(&mut self, partition: u32, capacity: usize, out: &mut Vec<Stored>) {
+    fn make_room(&mut self, partition: u32, capacity: usize, out: &mut Trimmed) {
         if self.groups.is_empty() {
             let log = &self.partitions[partition as usize];
             let excess = (log.log.len() + 1).saturating_sub(capacity);
@@ -405,7 +418,7 @@ impl TopicState {
 
     /// Moves up to `most` messages every group has settled from the front of
     /// `partition` to `out`, keeping at least `keep` messages.
-    fn trim_settled(&mut self, partition: u32, keep: usize, most: usize, out: &mut Vec<Stored>) {
+    fn trim_settled(&mut self, partition: u32, keep: usize, most: usize, out: &mut Trimmed) {
         let p = partition as usize;
         let floor = self.groups.values().map(|g| g.cursors[p].floor).min().unwrap_or(0);
         let log = &self.partitions[p];
@@ -414,20 +427,28 @@ impl TopicState {
         self.take_front(partition, n, out);
     }
 
-    /// Moves the oldest `n` messages of `partition` to `out`, in the spare vector if `out`
-    /// has no allocation yet: a trim can take thousands of messages, and a fresh vector
-    /// that size each time made the allocator consolidate its free lists, a tenth of the
-    /// publisher's time in the memory_throughput benchmark.
-    fn take_front(&mut self, partition: u32, n: usize, out: &mut Vec<Stored>) {
+    /// Moves the oldest `n` messages of `partition` to `out`: into its few slots if they
+    /// have room, else into the spare vector. A trim can take thousands of messages, and
+    /// a fresh vector that size each time made the allocator consolidate its free lists,
+    /// a tenth of the publisher's time in the memory_throughput benchmark.
+    fn take_front(&mut self, partition: u32, n: usize, out: &mut Trimmed) {
         if n == 0 {
             return;
         }
-        if out.capacity() == 0 {
-            *out = std::mem::take(&mut self.spare);
-        }
         let log = &mut self.partitions[partition as usize];
         log.base += n as u64;
-        out.extend(log.log.drain(..n));
+        let mut taken = log.log.drain(..n);
+        let empty = out.few.iter().filter(|slot| slot.is_none()).count();
+        if out.many.capacity() == 0 && n <= empty {
+            for slot in out.few.iter_mut().filter(|slot| slot.is_none()) {
+                *slot = taken.next();
+            }
+            return;
+        }
+        if out.many.capacity() == 0 {
+            out.many = std::mem::take(&mut self.spare);
+        }
+        out.many.extend(taken);
     }
 
     fn wake_publishers(&self, space: &Notify) {
