@@ -18,9 +18,12 @@
 //!   group. A redelivered message may overtake later messages of its key.
 //! - **Retention and backpressure.** A partition holds at most
 //!   [`MemoryConfig::capacity`] messages. Settled messages are kept for late groups and
-//!   [`MemoryBroker::published`] until room is needed; a publisher to a partition full of
-//!   messages some group has not settled waits, so nothing is dropped and memory stays
-//!   bounded. With no group on a topic, the oldest messages make room.
+//!   [`MemoryBroker::published`] until room is needed: past three quarters of the
+//!   capacity each publish trims the two oldest that every group settled, never below
+//!   half the capacity, and a full partition trims all it can. A publisher to a
+//!   partition full of messages some group has not settled waits, so nothing is
+//!   dropped and memory stays bounded. With no group on a topic, the oldest messages
+//!   make room.
 //! - **Checks a real broker makes**: topic names as Kafka allows them, a message size
 //!   limit, and optionally no auto-creation of topics.
 //!
