@@ -129,6 +129,13 @@ impl Drop for Counted {
     }
 }
 
+/// Message `i` to topic `t`, its payload counted in `alive` until freed.
+fn counted_message(alive: &Arc<AtomicUsize>, i: usize) -> Message {
+    alive.fetch_add(1, Ordering::SeqCst);
+    let payload = bytes::Bytes::from_owner(Counted(Arc::clone(alive)));
+    Message::new("t", payload).with_id(i.to_string())
+}
+
 #[tokio::test]
 async fn settled_messages_are_freed_as_publishing_goes_on() {
     let broker = MemoryBroker::with_config(MemoryConfig::default().partitions(1).capacity(40));
@@ -138,9 +145,7 @@ async fn settled_messages_are_freed_as_publishing_goes_on() {
     let writer = broker.writer();
     let mut most = 0;
     for i in 0..2000 {
-        alive.fetch_add(1, Ordering::SeqCst);
-        let payload = bytes::Bytes::from_owner(Counted(Arc::clone(&alive)));
-        writer.write_one(Message::new("t", payload).with_id(i.to_string())).await.unwrap();
+        writer.write_one(counted_message(&alive, i)).await.unwrap();
         most = most.max(alive.load(Ordering::SeqCst));
     }
     broker.wait_acked("t", "g", 2000, WAIT).await.unwrap();
@@ -163,19 +168,14 @@ async fn a_publish_frees_a_few_settled_messages_not_all_of_them() {
         subscribe(&broker, "t", Some("g"), handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) })).await;
     let alive = Arc::new(AtomicUsize::new(0));
     let writer = broker.writer();
-    let publish = |i: usize| {
-        alive.fetch_add(1, Ordering::SeqCst);
-        let payload = bytes::Bytes::from_owner(Counted(Arc::clone(&alive)));
-        writer.write_one(Message::new("t", payload).with_id(i.to_string()))
-    };
     for i in 0..36 {
-        publish(i).await.unwrap();
+        writer.write_one(counted_message(&alive, i)).await.unwrap();
     }
     broker.wait_acked("t", "g", 36, WAIT).await.unwrap();
     assert_eq!(alive.load(Ordering::SeqCst), 36, "nothing trimmed below three quarters full");
     let mut counts = Vec::new();
     for i in 36..44 {
-        publish(i).await.unwrap();
+        writer.write_one(counted_message(&alive, i)).await.unwrap();
         counts.push(alive.load(Ordering::SeqCst));
     }
     // 36 settled and one more: two go, then the partition settles at three quarters (30).
