@@ -1,9 +1,10 @@
 //! A consumer group of a topic: its members and, per partition, its cursor.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
+use tidewater_core::hash::Fnv1a;
 use tokio::time::Instant;
 
 use super::{MemberId, Settled};
@@ -15,29 +16,7 @@ use super::{MemberId, Settled};
 /// 150 instructions a lookup there (callgrind, the peer bench's counting row). The names
 /// come from the service's own code, not from the network, so there is no flood of
 /// chosen collisions to guard against.
-pub(super) type Groups = HashMap<Arc<str>, Group, BuildHasherDefault<NameHasher>>;
-
-/// FNV-1a over what is written, for [`Groups`].
-pub(super) struct NameHasher(u64);
-
-impl Default for NameHasher {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+pub(super) type Groups = HashMap<Arc<str>, Group, BuildHasherDefault<Fnv1a>>;
 
 pub(super) struct Group {
     pub(super) members: Vec<MemberId>,
