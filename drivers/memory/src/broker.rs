@@ -79,9 +79,9 @@ impl MemoryBroker {
     pub fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
         validate_topic(topic)?;
         let mut topics = self.inner.topics.write().unwrap_or_else(|e| e.into_inner());
-        topics
-            .entry(topic.to_owned())
-            .or_insert_with(|| Arc::new(Topic::new(topic, partitions, self.inner.config.capacity)));
+        topics.entry(topic.to_owned()).or_insert_with(|| {
+            Arc::new(Topic::new(topic, partitions, self.inner.config.capacity, self.inner.config.retain))
+        });
         drop(topics);
         self.inner.topic_created.notify_waiters();
         Ok(())
@@ -144,7 +144,9 @@ impl MemoryBroker {
     }
 
     /// The messages `topic` still holds, in publish order: what a test reads back to see
-    /// what a service published. Empty for a topic that does not exist.
+    /// what a service published. Empty for a topic that does not exist. Once consumer
+    /// groups have settled them, a partition holds only the newest
+    /// [`MemoryConfig::retain`] of them.
     pub fn published(&self, topic: &str) -> Vec<Message> {
         self.existing(topic).map(|t| t.retained()).unwrap_or_default()
     }

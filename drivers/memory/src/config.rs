@@ -17,6 +17,13 @@ pub struct MemoryConfig {
     /// group on the topic, the oldest message is dropped instead, as a log's retention
     /// would. Default 10,000.
     pub capacity: usize,
+    /// Settled messages one partition keeps at most, newest first, for groups that join
+    /// later at the earliest message and for
+    /// [`MemoryBroker::published`](crate::MemoryBroker::published). Messages some group
+    /// has not settled are kept regardless, up to `capacity`. Default 1,024: a longer
+    /// retention costs memory and, as each message is freed long after it was written,
+    /// cache misses on every publish (see the crate docs).
+    pub retain: usize,
     /// Largest message accepted, counting payload, key, id, headers and content type.
     /// Default 1 MiB, as Kafka's default.
     pub max_message_bytes: usize,
@@ -26,7 +33,7 @@ pub struct MemoryConfig {
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        Self { partitions: 4, capacity: 10_000, max_message_bytes: 1024 * 1024, auto_create: true }
+        Self { partitions: 4, capacity: 10_000, retain: 1_024, max_message_bytes: 1024 * 1024, auto_create: true }
     }
 }
 
@@ -40,6 +47,12 @@ impl MemoryConfig {
     /// Sets the per-partition capacity.
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Sets how many settled messages a partition keeps at most.
+    pub fn retain(mut self, retain: usize) -> Self {
+        self.retain = retain;
         self
     }
 

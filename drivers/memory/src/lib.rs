@@ -17,13 +17,19 @@
 //!   the attempt counting up; what a member had in flight when it left comes again to the
 //!   group. A redelivered message may overtake later messages of its key.
 //! - **Retention and backpressure.** A partition holds at most
-//!   [`MemoryConfig::capacity`] messages. Settled messages are kept for late groups and
-//!   [`MemoryBroker::published`] until room is needed: past three quarters of the
-//!   capacity each publish trims the two oldest that every group settled, never below
-//!   half the capacity, and a full partition trims all it can. A publisher to a
-//!   partition full of messages some group has not settled waits, so nothing is
-//!   dropped and memory stays bounded. With no group on a topic, the oldest messages
-//!   make room.
+//!   [`MemoryConfig::capacity`] messages. Of those every group has settled it keeps the
+//!   newest [`MemoryConfig::retain`] (default 1,024) for late groups and
+//!   [`MemoryBroker::published`]: each publish trims the two oldest beyond that, and
+//!   past three quarters of the capacity it trims settled ones down to half, and a full
+//!   partition trims all it can. A publisher to a partition full of messages some group
+//!   has not settled waits, so nothing is dropped and memory stays bounded. With no
+//!   group on a topic, the oldest messages make room only when it is full.
+//!
+//!   The retention is kept short by default because a message freed long after it was
+//!   written is out of every cache: with 30,000 kept (the old rule's three quarters of
+//!   the default capacity, 4 partitions), the peer bench's counting row ran at
+//!   0.9-1.2M msg/s, and 1.4-1.7M with 1,024 (`BENCHMARKS.md`, session 23). A test that
+//!   reads back more than that per partition with `published` sets a larger `retain`.
 //! - **Checks a real broker makes**: topic names as Kafka allows them, a message size
 //!   limit, and optionally no auto-creation of topics.
 //!

@@ -44,6 +44,8 @@ pub(crate) struct Topic {
     pub(crate) name: Arc<str>,
     /// Messages one partition holds at most.
     capacity: usize,
+    /// Settled messages one partition keeps at most.
+    retain: usize,
     state: Mutex<TopicState>,
     /// Readers waiting for something to fetch (publish, nack, rebalance, close): woken
     /// all at once, each registering again if it still finds nothing. A waker list rather
@@ -182,11 +184,12 @@ pub(crate) enum Append {
 }
 
 impl Topic {
-    pub(crate) fn new(name: &str, partitions: u32, capacity: usize) -> Self {
+    pub(crate) fn new(name: &str, partitions: u32, capacity: usize, retain: usize) -> Self {
         let partitions = (0..partitions.max(1)).map(|_| Partition { base: 0, log: VecDeque::new() }).collect();
         Self {
             name: Arc::from(name),
             capacity: capacity.max(1),
+            retain,
             state: Mutex::new(TopicState {
                 partitions,
                 groups: Groups::default(),
@@ -259,7 +262,7 @@ impl Topic {
 
     /// Appends `message` to the partition its key picks, or hands it back if full.
     pub(crate) fn append(&self, message: Arc<Message>) -> Append {
-        let capacity = self.capacity;
+        let (capacity, retain) = (self.capacity, self.retain);
         let mut state = self.lock();
         if state.closed {
             return Append::Closed;
@@ -274,10 +277,12 @@ impl Topic {
         };
         let mut trimmed = Trimmed::default();
         let room = match message.key {
-            Some(_) => state.room_in(partition, capacity, &mut trimmed).then_some(partition),
+            Some(_) => state.room_in(partition, capacity, retain, &mut trimmed).then_some(partition),
             // A keyless message may go anywhere: past a full partition to the next with
             // room, rather than wait for the one its turn named.
-            None => (0..count).map(|k| (partition + k) % count).find(|&p| state.room_in(p, capacity, &mut trimmed)),
+            None => {
+                (0..count).map(|k| (partition + k) % count).find(|&p| state.room_in(p, capacity, retain, &mut trimmed))
+            }
         };
         let Some(partition) = room else {
             drop(state);
@@ -385,7 +390,8 @@ impl TopicState {
     /// Whether `partition` has room for one more message, after trimming what every
     /// group settled from its front.
     ///
-    /// The publisher trims once the partition is three quarters full: it allocated these
+    /// The publisher trims settled messages beyond the retention, or past three quarters
+    /// of the capacity: it allocated these
     /// messages, and freeing them on its own thread spares the allocator's lock, which a
     /// reader freeing them fought the publisher for on every message (the
     /// memory_throughput benchmark went from 1.0M to 1.3M messages a second with this).
@@ -393,9 +399,10 @@ impl TopicState {
     ///
     /// Each publish trims at most [`TRIM_PER_PUBLISH`] messages there, not all that was
     /// settled: see that constant.
-    fn room_in(&mut self, partition: u32, capacity: usize, trimmed: &mut Trimmed) -> bool {
-        if self.partitions[partition as usize].log.len() > capacity / 4 * 3 {
-            self.trim_settled(partition, capacity / 2, TRIM_PER_PUBLISH, trimmed);
+    fn room_in(&mut self, partition: u32, capacity: usize, retain: usize, trimmed: &mut Trimmed) -> bool {
+        let len = self.partitions[partition as usize].log.len();
+        if len > retain.min(capacity / 4 * 3) {
+            self.trim_settled(partition, retain, capacity, TRIM_PER_PUBLISH, trimmed);
         }
         if self.partitions[partition as usize].log.len() >= capacity {
             self.make_room(partition, capacity, trimmed);
@@ -412,18 +419,21 @@ impl TopicState {
             let excess = (log.log.len() + 1).saturating_sub(capacity);
             self.take_front(partition, excess, out);
         } else {
-            self.trim_settled(partition, 0, usize::MAX, out);
+            self.trim_settled(partition, 0, capacity, usize::MAX, out);
         }
     }
 
     /// Moves up to `most` messages every group has settled from the front of
-    /// `partition` to `out`, keeping at least `keep` messages.
-    fn trim_settled(&mut self, partition: u32, keep: usize, most: usize, out: &mut Trimmed) {
+    /// `partition` to `out`: those past the newest `retain` settled ones, and past three
+    /// quarters of `capacity` as many as keep the partition at least half full.
+    fn trim_settled(&mut self, partition: u32, retain: usize, capacity: usize, most: usize, out: &mut Trimmed) {
         let p = partition as usize;
         let floor = self.groups.values().map(|g| g.cursors[p].floor).min().unwrap_or(0);
         let log = &self.partitions[p];
         let settled = floor.saturating_sub(log.base) as usize;
-        let n = settled.min(log.log.len().saturating_sub(keep)).min(most);
+        let len = log.log.len();
+        let over_capacity = if len > capacity / 4 * 3 { len - capacity / 2 } else { 0 };
+        let n = settled.saturating_sub(retain).max(settled.min(over_capacity)).min(most);
         self.take_front(partition, n, out);
     }
 
