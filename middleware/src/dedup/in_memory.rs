@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tidewater_core::Error;
 
+use super::filter::Filter;
 use super::{clock, DedupKey, DeduplicationStorage, Fingerprints};
 
 /// Shards, so concurrent workers rarely wait for one another's lock.
@@ -59,6 +60,12 @@ type Generation = HashMap<Id, u64, BuildHasherDefault<FingerprintHasher>>;
 struct Shard {
     current: Generation,
     previous: Generation,
+    /// Which ids `previous` may hold. A new id, most of them, is looked for in both
+    /// generations, and each lookup in a large store is a trip to memory; the filter
+    /// answers for the previous one from a few kilobytes in cache instead.
+    previous_filter: Filter,
+    /// The same for `current`, to become `previous_filter` at the turn.
+    current_filter: Filter,
     /// When the current generation got its first id.
     started: u64,
     /// How many ids a generation takes.
@@ -68,11 +75,18 @@ struct Shard {
 impl Shard {
     fn new(generation: usize) -> Self {
         let make = || Generation::with_capacity_and_hasher(generation, BuildHasherDefault::default());
-        Self { current: make(), previous: make(), started: 0, generation }
+        Self {
+            current: make(),
+            previous: make(),
+            previous_filter: Filter::new(generation),
+            current_filter: Filter::new(generation),
+            started: 0,
+            generation,
+        }
     }
 
     fn committed(&self, id: &Id) -> Option<u64> {
-        self.current.get(id).or_else(|| self.previous.get(id)).copied()
+        self.current.get(id).or_else(|| look_up(&self.previous, &self.previous_filter, id)).copied()
     }
 
     fn insert(&mut self, id: Id, now: u64, ttl: u64) {
@@ -87,7 +101,9 @@ impl Shard {
             // Reuses the previous generation's table: clearing it only resets its control
             // bytes, where a new table would be allocated and freed each time.
             std::mem::swap(&mut self.current, &mut self.previous);
+            std::mem::swap(&mut self.current_filter, &mut self.previous_filter);
             self.current.clear();
+            self.current_filter.clear();
         }
         if self.current.is_empty() {
             self.started = now;
@@ -96,11 +112,21 @@ impl Shard {
         match self.current.entry(id) {
             Entry::Occupied(at) if fresh(*at.get()) => {}
             Entry::Occupied(mut at) => *at.get_mut() = now,
-            Entry::Vacant(_) if self.previous.get(&id).is_some_and(|&at| fresh(at)) => {}
+            Entry::Vacant(_) if look_up(&self.previous, &self.previous_filter, &id).is_some_and(|&at| fresh(at)) => {}
             Entry::Vacant(slot) => {
                 slot.insert(now);
+                self.current_filter.insert(id.low);
             }
         }
+    }
+}
+
+/// When `generation` had `id` committed, asking it only if its `filter` says it may hold it.
+fn look_up<'a>(generation: &'a Generation, filter: &Filter, id: &Id) -> Option<&'a u64> {
+    if filter.may_hold(id.low) {
+        generation.get(id)
+    } else {
+        None
     }
 }
 

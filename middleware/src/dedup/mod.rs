@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use tidewater_core::{Around, Delivery, Error, HandlerError, Inner};
 
 mod clock;
+mod filter;
 mod fingerprint;
 mod in_memory;
 mod moka_store;
