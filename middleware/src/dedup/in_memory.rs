@@ -29,7 +29,8 @@ const SHARDS: usize = 16;
 /// by id, saves a cache miss per message on a large store, its main cost.
 ///
 /// Ids are spread over 16 shards by hash, each with its share of `capacity`. Each
-/// remembered id costs about 50 bytes.
+/// remembered id costs about 50 bytes, and 2 more in the Bloom filters that let a new id
+/// skip the previous generation's table: the lookup there is the other cache miss.
 pub struct InMemoryDedupStorage {
     shards: Box<[Mutex<Shard>]>,
     /// The ttl in milliseconds, the unit of the stored times (milliseconds on the
