@@ -19,8 +19,8 @@
 //! - **Retention and backpressure.** A partition holds at most
 //!   [`MemoryConfig::capacity`] messages. Of those every group has settled it keeps the
 //!   newest [`MemoryConfig::retain`] (default 1,024) for late groups and
-//!   [`MemoryBroker::published`]: each publish trims the two oldest beyond that, and
-//!   past three quarters of the capacity it trims settled ones down to half, and a full
+//!   [`MemoryBroker::published`]: each publish trims up to two of the oldest beyond
+//!   that (past three quarters of the capacity, down to half of it), and a full
 //!   partition trims all it can. A publisher to a partition full of messages some group
 //!   has not settled waits, so nothing is dropped and memory stays bounded. With no
 //!   group on a topic, the oldest messages make room only when it is full.
