@@ -42,6 +42,7 @@
 
 mod broker;
 mod config;
+mod gather;
 mod source;
 mod topic;
 mod transaction;

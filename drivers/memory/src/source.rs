@@ -12,6 +12,7 @@ use tidewater_core::{
     Delivery, Error, ErrorKind, Incoming, Position, Result, Settlement, SharedSettle, Source, StartFrom,
 };
 
+use crate::gather::Gather;
 use crate::topic::{Fetched, MemberId, Settled, Topic};
 
 /// Settlements a member's handlers made, waiting to be applied with its next fetch: one
@@ -52,6 +53,8 @@ pub(crate) struct MemorySource {
     /// Wakes a waiting reader when its earliest redelivery falls due; made at the first
     /// such wait and reset for the next.
     redelivery: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When the next fetch waits for more messages first.
+    gather: Gather,
     left: bool,
 }
 
@@ -66,7 +69,16 @@ impl MemorySource {
             group: Arc::clone(&group),
         });
         let settler: Arc<dyn SharedSettle> = Arc::clone(&pending) as _;
-        Self { member, pending, settler, applying: Vec::new(), fetched: Vec::new(), redelivery: None, left: false }
+        Self {
+            member,
+            pending,
+            settler,
+            applying: Vec::new(),
+            fetched: Vec::new(),
+            redelivery: None,
+            gather: Gather::default(),
+            left: false,
+        }
     }
 
     fn topic(&self) -> &Arc<Topic> {
@@ -114,8 +126,17 @@ impl MemorySource {
         }
     }
 
-    /// Fetches into `batch`, or registers to be woken when there may be something.
+    /// Fetches into `batch`, or registers to be woken when there may be something; after
+    /// a small fetch, a moment later (see `gather.rs`).
     fn poll_fetch(&mut self, cx: &mut Context<'_>, batch: &mut Vec<Incoming>, max: usize) -> Poll<Result<usize>> {
+        self.gather.before_fetch();
+        let start = batch.len();
+        let polled = self.poll_fetch_now(cx, batch, max);
+        self.gather.after_fetch(batch.len() - start, max);
+        polled
+    }
+
+    fn poll_fetch_now(&mut self, cx: &mut Context<'_>, batch: &mut Vec<Incoming>, max: usize) -> Poll<Result<usize>> {
         let start = batch.len();
         if self.fetch(batch, max).is_some() && batch.len() == start {
             // Nothing there: register, count in as idle, then look once more, so that a
