@@ -184,19 +184,25 @@ async fn a_publish_frees_a_few_settled_messages_not_all_of_them() {
     sub.shutdown(WAIT).await;
 }
 
-#[tokio::test]
-async fn a_partition_keeps_the_newest_settled_messages_it_retains() {
-    let broker = MemoryBroker::with_config(MemoryConfig::default().partitions(1).retain(8));
+/// Publishes `n` counted messages to `t`, each acked by group `g` before the next is
+/// published; returns how many are still alive.
+async fn publish_each_settled(broker: &MemoryBroker, n: usize) -> Arc<AtomicUsize> {
     let mut sub =
-        subscribe(&broker, "t", Some("g"), handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) })).await;
+        subscribe(broker, "t", Some("g"), handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) })).await;
     let alive = Arc::new(AtomicUsize::new(0));
     let writer = broker.writer();
-    for i in 0..50 {
+    for i in 0..n {
         writer.write_one(counted_message(&alive, i)).await.unwrap();
-        // Each publish finds every earlier message settled.
         broker.wait_acked("t", "g", i as u64 + 1, WAIT).await.unwrap();
     }
     sub.shutdown(WAIT).await;
+    alive
+}
+
+#[tokio::test]
+async fn a_partition_keeps_the_newest_settled_messages_it_retains() {
+    let broker = MemoryBroker::with_config(MemoryConfig::default().partitions(1).retain(8));
+    let alive = publish_each_settled(&broker, 50).await;
     // Eight settled before the last publish, and the last one; the rest freed.
     assert_eq!(alive.load(Ordering::SeqCst), 9);
     let kept: Vec<tidewater_core::MessageId> = broker.published("t").into_iter().map(|m| m.id).collect();
@@ -215,15 +221,7 @@ async fn messages_a_group_has_not_settled_are_kept_past_the_retention() {
     // A named group keeps its position after its member leaves, having settled nothing.
     let mut idle = subscribe(&broker, "t", Some("idle"), Recorder::new()).await;
     idle.shutdown(WAIT).await;
-    let mut sub =
-        subscribe(&broker, "t", Some("g"), handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) })).await;
-    let alive = Arc::new(AtomicUsize::new(0));
-    let writer = broker.writer();
-    for i in 0..30 {
-        writer.write_one(counted_message(&alive, i)).await.unwrap();
-        broker.wait_acked("t", "g", i as u64 + 1, WAIT).await.unwrap();
-    }
-    sub.shutdown(WAIT).await;
+    let alive = publish_each_settled(&broker, 30).await;
     assert_eq!(alive.load(Ordering::SeqCst), 30, "all kept for the group that settled none");
     assert_eq!(broker.published("t").len(), 30);
 }
