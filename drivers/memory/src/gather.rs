@@ -12,8 +12,8 @@
 //!
 //! The wait spins, as a task cannot sleep for microseconds: timers tick by the
 //! millisecond. So it is kept for when it pays: only on a runtime with more than one
-//! worker and a machine with more than one core (on one thread the spin would hold up
-//! the very publisher it waits for); only after two fetches in a row found messages, so
+//! worker thread and a machine with more than one core (on one thread the spin would
+//! hold up the very publisher it waits for); only after two fetches in a row found messages, so
 //! a reader of a trickle, which finds one and then none, never spins; and after a pause
 //! that brought too little, not again for a millisecond.
 
@@ -79,11 +79,10 @@ impl Gather {
     }
 }
 
-/// Whether the current runtime runs tasks on more than one thread, on more than one core.
+/// Whether the current runtime has more than one worker thread, on more than one core.
 fn spare_threads() -> bool {
-    let threads = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    threads && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+    let workers = tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
+    workers > 1 && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
 }
 
 #[cfg(test)]
@@ -150,12 +149,26 @@ mod tests {
 
     #[test]
     fn a_reader_on_one_thread_never_pauses() {
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let one_worker = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+        let current = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for runtime in [one_worker, current] {
+            let mut gather = Gather::default();
+            runtime.block_on(async {
+                gather.after_fetch(2, 256);
+                gather.after_fetch(2, 256);
+            });
+            assert!(!gather.pause_next);
+        }
+    }
+
+    #[test]
+    fn a_reader_on_two_workers_pauses() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
         let mut gather = Gather::default();
         runtime.block_on(async {
             gather.after_fetch(2, 256);
             gather.after_fetch(2, 256);
         });
-        assert!(!gather.pause_next);
+        assert_eq!(gather.pause_next, std::thread::available_parallelism().unwrap().get() > 1);
     }
 }
