@@ -104,6 +104,19 @@ impl fmt::Debug for MessageId {
     }
 }
 
+impl MessageId {
+    /// An id of the ASCII text in `text`: for ids this crate formats itself, straight
+    /// into the value rather than through a `&str` copied into it.
+    pub(crate) fn from_ascii<const N: usize>(text: [u8; N]) -> Self {
+        const { assert!(N <= INLINE) };
+        debug_assert!(text.is_ascii());
+        let mut bytes = [0; INLINE];
+        bytes[..N].copy_from_slice(&text);
+        // ASCII is UTF-8, as the inline form requires.
+        Self(Repr::Inline { len: N as u8, bytes })
+    }
+}
+
 impl From<&str> for MessageId {
     fn from(id: &str) -> Self {
         if id.len() > INLINE {
