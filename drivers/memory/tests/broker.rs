@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tidewater_core::testing::Recorder;
 use tidewater_core::{
     handler_fn, Delivery, Driver, ErrorKind, EventRegistry, Handler, HandlerError, Message, StartFrom,
-    SubscriberScheduler, WriteNow,
+    SubscriberScheduler, WriteNow, Writer,
 };
 use tidewater_memory::{MemoryBroker, MemoryConfig};
 use tokio::sync::Semaphore;
@@ -129,6 +129,13 @@ impl Drop for Counted {
     }
 }
 
+/// Group `g` on topic `t`, acking all it gets; a count of live payloads for
+/// [`counted_message`]; and a writer.
+async fn acking_group(broker: &MemoryBroker) -> (SubscriberScheduler, Arc<AtomicUsize>, Arc<dyn Writer>) {
+    let sub = subscribe(broker, "t", Some("g"), handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) })).await;
+    (sub, Arc::new(AtomicUsize::new(0)), broker.writer())
+}
+
 /// Message `i` to topic `t`, its payload counted in `alive` until freed.
 fn counted_message(alive: &Arc<AtomicUsize>, i: usize) -> Message {
     alive.fetch_add(1, Ordering::SeqCst);
@@ -139,10 +146,7 @@ fn counted_message(alive: &Arc<AtomicUsize>, i: usize) -> Message {
 #[tokio::test]
 async fn settled_messages_are_freed_as_publishing_goes_on() {
     let broker = MemoryBroker::with_config(MemoryConfig::default().partitions(1).capacity(40));
-    let mut sub =
-        subscribe(&broker, "t", Some("g"), handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) })).await;
-    let alive = Arc::new(AtomicUsize::new(0));
-    let writer = broker.writer();
+    let (mut sub, alive, writer) = acking_group(&broker).await;
     let mut most = 0;
     for i in 0..2000 {
         writer.write_one(counted_message(&alive, i)).await.unwrap();
@@ -164,10 +168,7 @@ async fn a_publish_frees_a_few_settled_messages_not_all_of_them() {
     // Freeing everything settled at once handed the allocator hundreds of blocks per
     // publish, more than it keeps at hand; a publish trims two, for the one it adds.
     let broker = MemoryBroker::with_config(MemoryConfig::default().partitions(1).capacity(40));
-    let mut sub =
-        subscribe(&broker, "t", Some("g"), handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) })).await;
-    let alive = Arc::new(AtomicUsize::new(0));
-    let writer = broker.writer();
+    let (mut sub, alive, writer) = acking_group(&broker).await;
     for i in 0..36 {
         writer.write_one(counted_message(&alive, i)).await.unwrap();
     }
@@ -187,10 +188,7 @@ async fn a_publish_frees_a_few_settled_messages_not_all_of_them() {
 /// Publishes `n` counted messages to `t`, each acked by group `g` before the next is
 /// published; returns how many are still alive.
 async fn publish_each_settled(broker: &MemoryBroker, n: usize) -> Arc<AtomicUsize> {
-    let mut sub =
-        subscribe(broker, "t", Some("g"), handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) })).await;
-    let alive = Arc::new(AtomicUsize::new(0));
-    let writer = broker.writer();
+    let (mut sub, alive, writer) = acking_group(broker).await;
     for i in 0..n {
         writer.write_one(counted_message(&alive, i)).await.unwrap();
         broker.wait_acked("t", "g", i as u64 + 1, WAIT).await.unwrap();
