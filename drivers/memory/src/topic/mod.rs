@@ -42,10 +42,8 @@ pub(crate) type MemberId = u64;
 
 pub(crate) struct Topic {
     pub(crate) name: Arc<str>,
-    /// Messages one partition holds at most.
-    capacity: usize,
-    /// Settled messages one partition keeps at most.
-    retain: usize,
+    /// How much one partition holds.
+    bounds: Bounds,
     state: Mutex<TopicState>,
     /// Readers waiting for something to fetch (publish, nack, rebalance, close): woken
     /// all at once, each registering again if it still finds nothing. A waker list rather
@@ -129,11 +127,19 @@ impl Partition {
     }
 }
 
+/// How much one partition holds: at most `capacity` messages, of which at most `retain`
+/// that every group settled (as far as room allows).
+#[derive(Clone, Copy)]
+struct Bounds {
+    capacity: usize,
+    retain: usize,
+}
+
 /// Messages a publish took off the front of partitions, dropped once the topic lock is
 /// released.
 #[derive(Default)]
 struct Trimmed {
-    /// What a publish trims past three quarters full, in place: the topic's spare vector
+    /// What a publish trims as it goes (see [`TRIM_PER_PUBLISH`]), in place: the topic's spare vector
     /// would have to be given back under the lock again, a second lock a publish.
     few: [Option<Stored>; TRIM_PER_PUBLISH],
     /// Larger trims, in the topic's spare vector.
@@ -188,8 +194,7 @@ impl Topic {
         let partitions = (0..partitions.max(1)).map(|_| Partition { base: 0, log: VecDeque::new() }).collect();
         Self {
             name: Arc::from(name),
-            capacity: capacity.max(1),
-            retain,
+            bounds: Bounds { capacity: capacity.max(1), retain },
             state: Mutex::new(TopicState {
                 partitions,
                 groups: Groups::default(),
@@ -262,7 +267,7 @@ impl Topic {
 
     /// Appends `message` to the partition its key picks, or hands it back if full.
     pub(crate) fn append(&self, message: Arc<Message>) -> Append {
-        let (capacity, retain) = (self.capacity, self.retain);
+        let bounds = self.bounds;
         let mut state = self.lock();
         if state.closed {
             return Append::Closed;
@@ -277,12 +282,10 @@ impl Topic {
         };
         let mut trimmed = Trimmed::default();
         let room = match message.key {
-            Some(_) => state.room_in(partition, capacity, retain, &mut trimmed).then_some(partition),
+            Some(_) => state.room_in(partition, bounds, &mut trimmed).then_some(partition),
             // A keyless message may go anywhere: past a full partition to the next with
             // room, rather than wait for the one its turn named.
-            None => {
-                (0..count).map(|k| (partition + k) % count).find(|&p| state.room_in(p, capacity, retain, &mut trimmed))
-            }
+            None => (0..count).map(|k| (partition + k) % count).find(|&p| state.room_in(p, bounds, &mut trimmed)),
         };
         let Some(partition) = room else {
             drop(state);
@@ -391,42 +394,43 @@ impl TopicState {
     /// group settled from its front.
     ///
     /// The publisher trims settled messages beyond the retention, or past three quarters
-    /// of the capacity: it allocated these
-    /// messages, and freeing them on its own thread spares the allocator's lock, which a
-    /// reader freeing them fought the publisher for on every message (the
+    /// of the capacity: it allocated these messages, and freeing them on its own thread
+    /// spares the allocator's lock, which a reader freeing them fought the publisher for
+    /// on every message (the
     /// memory_throughput benchmark went from 1.0M to 1.3M messages a second with this).
     /// The caller frees `trimmed` after releasing the lock.
     ///
     /// Each publish trims at most [`TRIM_PER_PUBLISH`] messages there, not all that was
     /// settled: see that constant.
-    fn room_in(&mut self, partition: u32, capacity: usize, retain: usize, trimmed: &mut Trimmed) -> bool {
+    fn room_in(&mut self, partition: u32, bounds: Bounds, trimmed: &mut Trimmed) -> bool {
         let len = self.partitions[partition as usize].log.len();
-        if len > retain.min(capacity / 4 * 3) {
-            self.trim_settled(partition, retain, capacity, TRIM_PER_PUBLISH, trimmed);
+        if len > bounds.retain.min(bounds.capacity / 4 * 3) {
+            self.trim_settled(partition, bounds, TRIM_PER_PUBLISH, trimmed);
         }
-        if self.partitions[partition as usize].log.len() >= capacity {
-            self.make_room(partition, capacity, trimmed);
+        if self.partitions[partition as usize].log.len() >= bounds.capacity {
+            self.make_room(partition, bounds, trimmed);
         }
-        self.partitions[partition as usize].log.len() < capacity
+        self.partitions[partition as usize].log.len() < bounds.capacity
     }
 
     /// Moves what every group has settled from the front of a full partition to `out`;
     /// with no group at all, the oldest message (retention). The caller drops them after
     /// releasing the lock.
-    fn make_room(&mut self, partition: u32, capacity: usize, out: &mut Trimmed) {
+    fn make_room(&mut self, partition: u32, bounds: Bounds, out: &mut Trimmed) {
         if self.groups.is_empty() {
             let log = &self.partitions[partition as usize];
-            let excess = (log.log.len() + 1).saturating_sub(capacity);
+            let excess = (log.log.len() + 1).saturating_sub(bounds.capacity);
             self.take_front(partition, excess, out);
         } else {
-            self.trim_settled(partition, 0, capacity, usize::MAX, out);
+            self.trim_settled(partition, Bounds { retain: 0, ..bounds }, usize::MAX, out);
         }
     }
 
     /// Moves up to `most` messages every group has settled from the front of
-    /// `partition` to `out`: those past the newest `retain` settled ones, and past three
-    /// quarters of `capacity` as many as keep the partition at least half full.
-    fn trim_settled(&mut self, partition: u32, retain: usize, capacity: usize, most: usize, out: &mut Trimmed) {
+    /// `partition` to `out`: those past the newest `bounds.retain` settled ones, and past
+    /// three quarters of the capacity as many as keep the partition at least half full.
+    fn trim_settled(&mut self, partition: u32, bounds: Bounds, most: usize, out: &mut Trimmed) {
+        let Bounds { capacity, retain } = bounds;
         let p = partition as usize;
         let floor = self.groups.values().map(|g| g.cursors[p].floor).min().unwrap_or(0);
         let log = &self.partitions[p];
