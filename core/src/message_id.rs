@@ -110,10 +110,15 @@ impl MessageId {
     pub(crate) fn from_ascii<const N: usize>(text: [u8; N]) -> Self {
         const { assert!(N <= INLINE) };
         debug_assert!(text.is_ascii());
-        let mut bytes = [0; INLINE];
-        bytes[..N].copy_from_slice(&text);
         // ASCII is UTF-8, as the inline form requires.
-        Self(Repr::Inline { len: N as u8, bytes })
+        Self::inline(&text)
+    }
+
+    /// `text`, which must be UTF-8 and at most `INLINE` bytes, kept inside the value.
+    fn inline(text: &[u8]) -> Self {
+        let mut bytes = [0; INLINE];
+        bytes[..text.len()].copy_from_slice(text);
+        Self(Repr::Inline { len: text.len() as u8, bytes })
     }
 }
 
@@ -122,9 +127,7 @@ impl From<&str> for MessageId {
         if id.len() > INLINE {
             return Self(Repr::Shared(Arc::from(id)));
         }
-        let mut bytes = [0; INLINE];
-        bytes[..id.len()].copy_from_slice(id.as_bytes());
-        Self(Repr::Inline { len: id.len() as u8, bytes })
+        Self::inline(id.as_bytes())
     }
 }
 
