@@ -5,17 +5,17 @@
 //! the runtime, a system call on the publisher's thread and a thread switch on the
 //! reader's. Each fetch also takes the topic lock the publishers need, and the lock's
 //! cache lines move between the two cores every time. Waiting a few microseconds after
-//! a small fetch lets publishers add a batch meanwhile, which the next fetch takes at once:
-//! the peer bench's counting row went from a median of 918k to 1,390k msg/s with it
-//! (ten runs each, by turns), and context switches from thousands a run to about a
+//! a small fetch lets publishers add a batch meanwhile, which the next fetch takes at
+//! once: the peer bench's counting row went from a median of 1,322k to 1,741k msg/s with
+//! it (eight runs each, by turns), and context switches from thousands a run to about a
 //! hundred (`BENCHMARKS.md`, session 23).
 //!
 //! The wait spins, as a task cannot sleep for microseconds: timers tick by the
 //! millisecond. So it is kept for when it pays: only on a runtime with more than one
 //! worker thread and a machine with more than one core (on one thread the spin would
-//! hold up the very publisher it waits for); only after two fetches in a row found messages, so
-//! a reader of a trickle, which finds one and then none, never spins; and after a pause
-//! that brought too little, not again for a millisecond.
+//! hold up the very publisher it waits for); only after two fetches in a row found
+//! messages, so a reader of a trickle, which finds one and then none, never spins; and
+//! after a pause that brought too little, not again for a millisecond.
 
 use std::time::{Duration, Instant};
 

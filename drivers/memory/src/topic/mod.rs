@@ -139,8 +139,9 @@ struct Bounds {
 /// released.
 #[derive(Default)]
 struct Trimmed {
-    /// What a publish trims as it goes (see [`TRIM_PER_PUBLISH`]), in place: the topic's spare vector
-    /// would have to be given back under the lock again, a second lock a publish.
+    /// What a publish trims as it goes (see [`TRIM_PER_PUBLISH`]), in place: the topic's
+    /// spare vector would have to be given back under the lock again, a second lock a
+    /// publish.
     few: [Option<Stored>; TRIM_PER_PUBLISH],
     /// Larger trims, in the topic's spare vector.
     many: Vec<Stored>,
