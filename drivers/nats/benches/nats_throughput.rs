@@ -23,8 +23,9 @@
 //! After the table, issue 17's targets for these rows and whether the run met them.
 //!
 //! Each JetStream figure is the median of 3 runs; each core figure the median of 31 runs
-//! of a fifth as many messages, raw and tidewater taking turns at going first.
-//! `TW_BENCH_CORE_ONLY=1` runs the core rows alone. `TW_BENCH_ONLY=raw` or
+//! of a fifth as many messages; raw and tidewater take turns at going first.
+//! `TW_BENCH_CORE_ONLY=1` runs the core rows alone, `TW_BENCH_JS_ONLY=1` the JetStream
+//! rows alone. `TW_BENCH_ONLY=raw` or
 //! `TW_BENCH_ONLY=tidewater` runs core end to end for one side alone and prints its rate:
 //! run both, one after the other, to compare the sides without either's runs following
 //! the other's in one process.
@@ -294,7 +295,9 @@ fn main() {
         // Core NATS swings widely from run to run on two shared cores (the client's
         // connection task, the server and the publisher compete for them), so its rows
         // take more, shorter runs, with raw and tidewater taking turns at going first.
-        for run in 0..CORE_RUNS {
+        // TW_BENCH_JS_ONLY=1 skips the core rows, for profiling JetStream.
+        let core_runs = if std::env::var_os("TW_BENCH_JS_ONLY").is_some() { 0 } else { CORE_RUNS };
+        for run in 0..core_runs {
             let (r, t) =
                 paired(run, core_publish_raw(&raw, core_n, run), core_publish_tw(&core_publisher, core_n, run)).await;
             table.push_rates(0, r, t);
@@ -306,8 +309,10 @@ fn main() {
         // TW_BENCH_CORE_ONLY=1 skips the JetStream rows, for profiling core NATS.
         let js_runs = if std::env::var_os("TW_BENCH_CORE_ONLY").is_some() { 0 } else { RUNS };
         for run in 0..js_runs {
-            table.push_rates(3, js_publish_raw(&ctx, n, run).await, js_publish_tw(&js, n, run).await);
-            table.push_rates(4, js_consume_raw(&js, n, run).await, js_consume_tw(&js, n, run).await);
+            let (r, t) = paired(run, js_publish_raw(&ctx, n, run), js_publish_tw(&js, n, run)).await;
+            table.push_rates(3, r, t);
+            let (r, t) = paired(run, js_consume_raw(&js, n, run), js_consume_tw(&js, n, run)).await;
+            table.push_rates(4, r, t);
         }
         println!(
             "NATS, 1 KiB messages, nats-server {} on this machine; core: {core_n} per run, median of {CORE_RUNS}; JetStream: {n} per run, median of {RUNS}",
@@ -318,10 +323,16 @@ fn main() {
         // matches when set to send none, every other row at 0.95 of raw. The first row,
         // both sides with the headers, has no target of its own: against the third it
         // says what the headers cost.
-        let mut targets = vec![
-            Target::new("core publish with no headers, tidewater over raw", Goal::AtLeast(0.9), "x", table.ratio(2)),
-            Target::new("core end to end, tidewater over raw", Goal::AtLeast(0.95), "x", table.ratio(1)),
-        ];
+        let mut targets = Vec::new();
+        if core_runs > 0 {
+            targets.push(Target::new(
+                "core publish with no headers, tidewater over raw",
+                Goal::AtLeast(0.9),
+                "x",
+                table.ratio(2),
+            ));
+            targets.push(Target::new("core end to end, tidewater over raw", Goal::AtLeast(0.95), "x", table.ratio(1)));
+        }
         if js_runs > 0 {
             targets.push(Target::new("JetStream publish, tidewater over raw", Goal::AtLeast(0.95), "x", table.ratio(3)));
             targets.push(Target::new("JetStream consume, tidewater over raw", Goal::AtLeast(0.95), "x", table.ratio(4)));
