@@ -11,7 +11,8 @@
 //!
 //! After each table, issue 17's targets for it and whether the run met them.
 //!
-//! `TW_BENCH_ONLY=<row, from 0>` runs one row alone, for a profiler.
+//! `TW_BENCH_ONLY=<row, from 0>` runs one row alone, for a profiler; `TW_BENCH_ONLY=5,6`
+//! runs those rows, by turns as in a whole run.
 //!
 //! Then latency: each path but the batch one again at a fixed 10k msg/s (20,000 messages
 //! unless the third argument says otherwise; 0 skips it), in ten slices with the paths
@@ -418,14 +419,16 @@ async fn run(path: usize, load: Load, orders: &Orders) -> Sample {
     }
 }
 
-/// The one path `TW_BENCH_ONLY` names, if it names one.
-fn only() -> Option<usize> {
-    std::env::var("TW_BENCH_ONLY").ok().and_then(|v| v.parse().ok())
+/// The paths `TW_BENCH_ONLY` names (a number or a comma-separated list), if it names any.
+fn only() -> Option<Vec<usize>> {
+    let listed: Vec<usize> =
+        std::env::var("TW_BENCH_ONLY").ok()?.split(',').filter_map(|v| v.trim().parse().ok()).collect();
+    (!listed.is_empty()).then_some(listed)
 }
 
-/// Whether `path` runs: all do, unless `TW_BENCH_ONLY` names one.
+/// Whether `path` runs: all do, unless `TW_BENCH_ONLY` names some.
 fn selected(path: usize) -> bool {
-    only().is_none_or(|only| only == path)
+    only().is_none_or(|only| only.contains(&path))
 }
 
 /// Runs each of `paths` `rounds` times under `load`, in alternating order, after a
@@ -469,15 +472,17 @@ fn main() {
         (m.elapsed, m.allocations)
     };
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    if let Some(path) = only().filter(|&p| p < PATHS.len()) {
-        let (elapsed, allocations) = median(&mut samples[path]);
-        let per = |x: f64| x / n as f64;
-        let (ns, allocations) = (per(elapsed.as_nanos() as f64), per(allocations as f64));
-        println!(
-            "{}: {:.0}k msg/s, {ns:.0} ns/msg, {allocations:.1} allocations/msg",
-            PATHS[path],
-            rate(elapsed) / 1e3
-        );
+    if let Some(paths) = only() {
+        for path in paths.into_iter().filter(|&p| p < PATHS.len()) {
+            let (elapsed, allocations) = median(&mut samples[path]);
+            let per = |x: f64| x / n as f64;
+            let (ns, allocations) = (per(elapsed.as_nanos() as f64), per(allocations as f64));
+            println!(
+                "{}: {:.0}k msg/s, {ns:.0} ns/msg, {allocations:.1} allocations/msg",
+                PATHS[path],
+                rate(elapsed) / 1e3
+            );
+        }
         return;
     }
     let medians: Vec<(Duration, u64)> = samples.iter_mut().map(median).collect();
