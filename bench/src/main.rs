@@ -1,8 +1,10 @@
 //! Publish to handler return, as a service calls it, in one process: tidewater's `Bus` and
 //! `Publisher` on the memory driver (default ids and codec), RustStream 0.7.7's memory
 //! broker with a `#[subscriber]`, and a raw tokio channel, in the same run, paired and in
-//! alternating order. Prints messages per second, nanoseconds and allocations per message,
-//! and the ratios.
+//! alternating order. Prints messages per second, nanoseconds and allocations per message
+//! (medians over the rounds), and the ratios: for each round, a path's rate over its
+//! RustStream counterpart's and over raw's in that round, the median of those and their
+//! range, since the machine's pace drifts from one stretch of a run to the next.
 //!
 //! ```sh
 //! cargo run --release --manifest-path bench/Cargo.toml            # 200,000 messages, 5 rounds
@@ -459,7 +461,10 @@ fn main() {
     let paced = args.get(2).copied().unwrap_or(20_000);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let body_len = serde_json::to_vec(&order(1)).unwrap().len();
-    println!("{n} messages of {body_len} bytes, 2 workers, median of {round_count} rounds in alternating order");
+    println!(
+        "{n} messages of {body_len} bytes, 2 workers, median of {round_count} rounds in alternating order; \
+         ratios: the median of the rounds' own (lowest-highest)"
+    );
     let mut samples = runtime.block_on(rounds(
         &(0..PATHS.len()).collect::<Vec<_>>(),
         Load::Flood(n),
@@ -485,22 +490,47 @@ fn main() {
         }
         return;
     }
+    // Each path's rate over another's, round by round: the rounds' samples are in the
+    // order they ran, and within a round the two ran a few seconds apart at most (the
+    // counting rows and the byte rows back to back), so a stretch of the machine's noise
+    // weighs on both sides of a pair, where the medians of each side alone can come from
+    // rounds minutes apart.
+    let per_round = |path: usize, base: usize| -> Vec<f64> {
+        samples[path]
+            .iter()
+            .zip(&samples[base])
+            .map(|(p, b)| b.elapsed.as_secs_f64() / p.elapsed.as_secs_f64())
+            .collect()
+    };
+    let ratios: Vec<(Vec<f64>, Vec<f64>)> =
+        (0..PATHS.len()).map(|path| (per_round(path, peer_of(path)), per_round(path, 0))).collect();
     let medians: Vec<(Duration, u64)> = samples.iter_mut().map(median).collect();
-    // How many times `base`'s rate `path` ran at: the table's ratios and the targets' alike.
-    let over = |path: usize, base: usize| rate(medians[path].0) / rate(medians[base].0);
+    // How many times `base`'s rate `path` ran at, the median of the rounds' ratios: the
+    // table's ratios and the targets' alike.
+    let over = |path: usize, base: usize| {
+        let (peer, raw) = &ratios[path];
+        let mut r = if base == 0 { raw.clone() } else { peer.clone() };
+        debug_assert!(base == 0 || base == peer_of(path));
+        r.sort_by(f64::total_cmp);
+        (
+            r.get(r.len() / 2).copied().unwrap_or(f64::NAN),
+            r.first().copied().unwrap_or(f64::NAN),
+            r.last().copied().unwrap_or(f64::NAN),
+        )
+    };
     println!("| path | msg/s | ns/msg | allocations/msg | vs RustStream | vs raw |");
     println!("|---|---|---|---|---|---|");
     for (path, (elapsed, allocations)) in medians.iter().enumerate() {
+        let ((peer, peer_low, peer_high), (raw, raw_low, raw_high)) = (over(path, peer_of(path)), over(path, 0));
         println!(
-            "| {} | {:.0}k | {:.0} | {:.1} | {:.2} | {:.2} |",
+            "| {} | {:.0}k | {:.0} | {:.1} | {peer:.2} ({peer_low:.2}-{peer_high:.2}) | {raw:.2} ({raw_low:.2}-{raw_high:.2}) |",
             PATHS[path],
             rate(*elapsed) / 1e3,
             elapsed.as_nanos() as f64 / n as f64,
             *allocations as f64 / n as f64,
-            over(path, peer_of(path)),
-            over(path, 0),
         );
     }
+    let over = |path: usize, base: usize| over(path, base).0;
     let allocations = |path: usize| medians[path].1 as f64 / n as f64;
     print_targets(&[
         Target::new("publish_bytes -> fn(Order), over RustStream's &Order", Goal::AtLeast(1.5), "x", over(2, 1)),
