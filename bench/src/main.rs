@@ -454,6 +454,28 @@ async fn rounds(paths: &[usize], load: Load, rounds: usize, warm_up: Load) -> Ve
     samples
 }
 
+/// Ratios from the rounds of a run: their median, lowest and highest.
+struct Spread {
+    median: f64,
+    low: f64,
+    high: f64,
+}
+
+impl Spread {
+    fn of(ratios: impl Iterator<Item = f64>) -> Self {
+        let mut r: Vec<f64> = ratios.collect();
+        r.sort_by(f64::total_cmp);
+        let at = |i: Option<usize>| i.and_then(|i| r.get(i)).copied().unwrap_or(f64::NAN);
+        Self { median: at(Some(r.len() / 2)), low: at(Some(0)), high: at(r.len().checked_sub(1)) }
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2} ({:.2}-{:.2})", self.median, self.low, self.high)
+    }
+}
+
 fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let n = args.first().copied().unwrap_or(200_000);
@@ -490,59 +512,44 @@ fn main() {
         }
         return;
     }
-    // Each path's rate over another's, round by round: the rounds' samples are in the
-    // order they ran, and within a round the two ran a few seconds apart at most (the
-    // counting rows and the byte rows back to back), so a stretch of the machine's noise
-    // weighs on both sides of a pair, where the medians of each side alone can come from
-    // rounds minutes apart.
-    let per_round = |path: usize, base: usize| -> Vec<f64> {
-        samples[path]
-            .iter()
-            .zip(&samples[base])
-            .map(|(p, b)| b.elapsed.as_secs_f64() / p.elapsed.as_secs_f64())
-            .collect()
-    };
-    let ratios: Vec<(Vec<f64>, Vec<f64>)> =
-        (0..PATHS.len()).map(|path| (per_round(path, peer_of(path)), per_round(path, 0))).collect();
-    let medians: Vec<(Duration, u64)> = samples.iter_mut().map(median).collect();
-    // How many times `base`'s rate `path` ran at, the median of the rounds' ratios: the
-    // table's ratios and the targets' alike.
-    let over = |path: usize, base: usize| {
-        let (peer, raw) = &ratios[path];
-        let mut r = if base == 0 { raw.clone() } else { peer.clone() };
-        debug_assert!(base == 0 || base == peer_of(path));
-        r.sort_by(f64::total_cmp);
-        (
-            r.get(r.len() / 2).copied().unwrap_or(f64::NAN),
-            r.first().copied().unwrap_or(f64::NAN),
-            r.last().copied().unwrap_or(f64::NAN),
+    // Each path's rate over its peer's and over raw's, round by round: the rounds'
+    // samples are in the order they ran, and within a round the two sides of a pair ran a
+    // few seconds apart at most (the counting rows and the byte rows back to back), so a
+    // stretch of the machine's noise weighs on both, where the medians of each side
+    // alone can come from rounds minutes apart.
+    let per_round = |path: usize, base: usize| {
+        Spread::of(
+            samples[path].iter().zip(&samples[base]).map(|(p, b)| b.elapsed.as_secs_f64() / p.elapsed.as_secs_f64()),
         )
     };
+    let vs_peer: Vec<Spread> = (0..PATHS.len()).map(|path| per_round(path, peer_of(path))).collect();
+    let vs_raw: Vec<Spread> = (0..PATHS.len()).map(|path| per_round(path, 0)).collect();
+    let medians: Vec<(Duration, u64)> = samples.iter_mut().map(median).collect();
     println!("| path | msg/s | ns/msg | allocations/msg | vs RustStream | vs raw |");
     println!("|---|---|---|---|---|---|");
     for (path, (elapsed, allocations)) in medians.iter().enumerate() {
-        let ((peer, peer_low, peer_high), (raw, raw_low, raw_high)) = (over(path, peer_of(path)), over(path, 0));
         println!(
-            "| {} | {:.0}k | {:.0} | {:.1} | {peer:.2} ({peer_low:.2}-{peer_high:.2}) | {raw:.2} ({raw_low:.2}-{raw_high:.2}) |",
+            "| {} | {:.0}k | {:.0} | {:.1} | {} | {} |",
             PATHS[path],
             rate(*elapsed) / 1e3,
             elapsed.as_nanos() as f64 / n as f64,
             *allocations as f64 / n as f64,
+            vs_peer[path],
+            vs_raw[path],
         );
     }
-    let over = |path: usize, base: usize| over(path, base).0;
     let allocations = |path: usize| medians[path].1 as f64 / n as f64;
     print_targets(&[
-        Target::new("publish_bytes -> fn(Order), over RustStream's &Order", Goal::AtLeast(1.5), "x", over(2, 1)),
+        Target::new("publish_bytes -> fn(Order), over RustStream's &Order", Goal::AtLeast(1.5), "x", vs_peer[2].median),
         Target::new(
             "publish(&Order) -> fn(Order), over RustStream's message(&Order)",
             Goal::AtLeast(1.5),
             "x",
-            over(3, 7),
+            vs_peer[3].median,
         ),
-        Target::new("the counting rows, tidewater over RustStream", Goal::AtLeast(1.5), "x", over(6, 5)),
-        Target::new("publish_bytes -> fn(Order), over raw mpsc", Goal::AtLeast(0.4), "x", over(2, 0)),
-        Target::new("tidewater's counting row, over raw mpsc", Goal::AtLeast(0.4), "x", over(6, 0)),
+        Target::new("the counting rows, tidewater over RustStream", Goal::AtLeast(1.5), "x", vs_peer[6].median),
+        Target::new("publish_bytes -> fn(Order), over raw mpsc", Goal::AtLeast(0.4), "x", vs_raw[2].median),
+        Target::new("tidewater's counting row, over raw mpsc", Goal::AtLeast(0.4), "x", vs_raw[6].median),
         // The bench's own copy of each payload is one of them; the rows that decode an
         // Order also count the String its note decodes into, which is the event's own.
         Target::new("allocations a message, tidewater's counting row", Goal::AtMost(3.0), "", allocations(6)),
