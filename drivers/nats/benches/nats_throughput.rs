@@ -315,7 +315,7 @@ fn main() {
             table.push_rates(4, r, t);
         }
         println!(
-            "NATS, 1 KiB messages, nats-server {} on this machine; core: {core_n} per run, median of {CORE_RUNS}; JetStream: {n} per run, median of {RUNS}",
+            "NATS, 1 KiB messages, nats-server {} on this machine; core: {core_n} per run, median of {core_runs}; JetStream: {n} per run, median of {js_runs}",
             tidewater_testkit::install::version("NATS_SERVER_VERSION")
         );
         table.print();
