@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tidewater_testkit::bench::{print_targets, Goal, Target};
+use tidewater_testkit::bench::{median, print_targets, Goal, Target};
 use tokio::sync::Notify;
 
 #[global_allocator]
@@ -463,10 +463,11 @@ struct Spread {
 
 impl Spread {
     fn of(ratios: impl Iterator<Item = f64>) -> Self {
-        let mut r: Vec<f64> = ratios.collect();
-        r.sort_by(f64::total_cmp);
-        let at = |i: Option<usize>| i.and_then(|i| r.get(i)).copied().unwrap_or(f64::NAN);
-        Self { median: at(Some(r.len() / 2)), low: at(Some(0)), high: at(r.len().checked_sub(1)) }
+        let r: Vec<f64> = ratios.collect();
+        // NaN for no rounds, as the median is.
+        let low = r.iter().copied().fold(f64::NAN, f64::min);
+        let high = r.iter().copied().fold(f64::NAN, f64::max);
+        Self { median: median(r), low, high }
     }
 }
 

@@ -135,7 +135,7 @@ pub async fn paired<T>(
 }
 
 /// Paired figures (messages a second) per path, printed as a table of medians with the
-/// ratio ours / raw; and, for the paths whose sides were [`measured`], the process's CPU
+/// median of the runs' ratios ours / raw; and, for the paths whose sides were [`measured`], the process's CPU
 /// time and allocations a message on each side.
 #[derive(Debug)]
 pub struct Ratios {
@@ -154,6 +154,12 @@ struct Row {
     ours_cpu: Vec<f64>,
     raw_allocations: Vec<f64>,
     ours_allocations: Vec<f64>,
+}
+
+impl Row {
+    fn ratio(&self) -> f64 {
+        median(self.ours.iter().zip(&self.raw).map(|(ours, raw)| ours / raw).collect())
+    }
 }
 
 impl Ratios {
@@ -187,11 +193,12 @@ impl Ratios {
         }
     }
 
-    /// The median ratio of path `row`, ours over raw, as [`Ratios::print`] shows it (NaN
-    /// for a path not run).
+    /// The ratio of path `row`, ours over raw, as [`Ratios::print`] shows it: the median
+    /// of each run's own ratio, since the two sides of a run ran back to back while the
+    /// medians of each side alone can come from runs minutes apart (NaN for a path not
+    /// run).
     pub fn ratio(&self, row: usize) -> f64 {
-        let row = &self.rows[row];
-        median(row.ours.clone()) / median(row.raw.clone())
+        self.rows[row].ratio()
     }
 
     /// Prints the medians as a Markdown table.
@@ -223,7 +230,7 @@ impl Ratios {
             } else {
                 String::new()
             };
-            println!("| {:<path$} | {r:>w$.0} | {o:>15.0} | {:>5.2} |{costs}", row.name, o / r);
+            println!("| {:<path$} | {r:>w$.0} | {o:>15.0} | {:>5.2} |{costs}", row.name, row.ratio());
         }
     }
 }
@@ -376,4 +383,21 @@ pub fn measured_alone(env: &[(&str, String)]) -> u64 {
         .output()
         .expect("the measuring process runs");
     String::from_utf8_lossy(&out.stdout).trim().parse().expect("a figure from the measuring process")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ratio_is_the_median_of_each_runs_own() {
+        let mut table = Ratios::new("raw", &["path"]);
+        // Run by run, ours ran at half of raw twice and at twice raw once: a median of
+        // 0.5, where the median of each side alone gives 200 over 200.
+        table.push_rates(0, 100.0, 50.0);
+        table.push_rates(0, 400.0, 200.0);
+        table.push_rates(0, 200.0, 400.0);
+        assert_eq!(table.ratio(0), 0.5);
+        assert!(Ratios::new("raw", &["never run"]).ratio(0).is_nan());
+    }
 }
