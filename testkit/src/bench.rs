@@ -47,7 +47,28 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// cores with a broker, the rate moves with what the broker does, while the client's CPU
 /// time a message hardly does.
 pub fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+    cpu_of("self")
+}
+
+/// The CPU time the JIT compiler threads of JVM `pid` (a broker the bench started) have
+/// used so far. A JVM just started compiles its hot paths as load reaches them, for tens
+/// of seconds, on the cores the clients measured beside it use too.
+pub fn jit_cpu(pid: u32) -> Duration {
+    let tasks = format!("/proc/{pid}/task");
+    let entries = std::fs::read_dir(&tasks).unwrap_or_else(|e| panic!("read {tasks}: {e}"));
+    entries
+        .filter_map(|task| task.ok())
+        .filter(|task| {
+            // HotSpot names them "C1 CompilerThread0", "C2 CompilerThread1", ...
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|name| name.contains("CompilerThre"))
+        })
+        .map(|task| cpu_of(&format!("{pid}/task/{}", task.file_name().to_string_lossy())))
+        .sum()
+}
+
+fn cpu_of(process: &str) -> Duration {
+    let path = format!("/proc/{process}/stat");
+    let stat = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     // The command name, in parentheses, may hold spaces: the fields start after it.
     let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
     // utime and stime, fields 14 and 15 of the whole line, in clock ticks (USER_HZ, 100
@@ -201,8 +222,15 @@ impl Ratios {
         self.rows[row].ratio()
     }
 
-    /// Prints the medians as a Markdown table.
+    /// Prints [`Ratios::table`].
     pub fn print(&self) {
+        print!("{}", self.table());
+    }
+
+    /// The medians as a Markdown table, leaving out the paths not run.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
         let path = self.rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
         let raw = format!("{} msg/s", self.raw);
         let w = raw.len();
@@ -215,9 +243,9 @@ impl Ratios {
         } else {
             ("", "")
         };
-        println!("| {:<path$} | {raw} | tidewater msg/s | ratio |{costs_head}", "path");
-        println!("|{}|{}|-----------------|-------|{costs_rule}", "-".repeat(path + 2), "-".repeat(w + 2));
-        for row in &self.rows {
+        let _ = writeln!(out, "| {:<path$} | {raw} | tidewater msg/s | ratio |{costs_head}", "path");
+        let _ = writeln!(out, "|{}|{}|-----------------|-------|{costs_rule}", "-".repeat(path + 2), "-".repeat(w + 2));
+        for row in self.rows.iter().filter(|row| !row.raw.is_empty()) {
             let (r, o) = (median(row.raw.clone()), median(row.ours.clone()));
             let costs = if costs {
                 format!(
@@ -230,8 +258,9 @@ impl Ratios {
             } else {
                 String::new()
             };
-            println!("| {:<path$} | {r:>w$.0} | {o:>15.0} | {:>5.2} |{costs}", row.name, row.ratio());
+            let _ = writeln!(out, "| {:<path$} | {r:>w$.0} | {o:>15.0} | {:>5.2} |{costs}", row.name, row.ratio());
         }
+        out
     }
 }
 
@@ -399,5 +428,15 @@ mod tests {
         table.push_rates(0, 200.0, 400.0);
         assert_eq!(table.ratio(0), 0.5);
         assert!(Ratios::new("raw", &["never run"]).ratio(0).is_nan());
+    }
+
+    #[test]
+    fn a_path_not_run_is_left_out_of_the_table() {
+        let mut table = Ratios::new("raw", &["run", "skipped"]);
+        table.push_rates(0, 100.0, 50.0);
+        let printed = table.table();
+        assert!(printed.contains("| run "), "{printed}");
+        assert!(!printed.contains("skipped") && !printed.contains("NaN"), "{printed}");
+        assert_eq!(printed.lines().count(), 3, "{printed}");
     }
 }
