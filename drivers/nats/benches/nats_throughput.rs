@@ -28,7 +28,8 @@
 //! rows alone. `TW_BENCH_ONLY=raw` or
 //! `TW_BENCH_ONLY=tidewater` runs core end to end for one side alone and prints its rate:
 //! run both, one after the other, to compare the sides without either's runs following
-//! the other's in one process.
+//! the other's in one process. `TW_BENCH_ONLY=raw-plain` and `=tidewater-bare` do the same
+//! for core publish with no headers, for a profiler such as callgrind.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -268,18 +269,21 @@ fn main() {
         let js = JetStream::connect(&config, JetStreamConfig::default()).await.unwrap();
         // Messages per core run: a fifth of a JetStream run's.
         let core_n = (n / 5).max(1);
-        // TW_BENCH_ONLY=raw or =tidewater runs core end to end for one side alone, so
-        // that neither side's runs follow the other's in this process.
+        // TW_BENCH_ONLY runs one row for one side alone, so that neither side's runs
+        // follow the other's in this process.
         if let Ok(only) = std::env::var("TW_BENCH_ONLY") {
             let mut rates = Vec::with_capacity(CORE_RUNS);
             for run in 0..CORE_RUNS {
                 rates.push(match only.as_str() {
                     "raw" => core_e2e_raw(&raw, core_n, run).await,
                     "tidewater" => core_e2e_tw(&core, core_n, run).await,
-                    other => panic!("TW_BENCH_ONLY is raw or tidewater, not {other:?}"),
+                    "raw-plain" => core_publish_plain(&raw, core_n, run).await,
+                    "tidewater-bare" => core_publish_tw(&bare, core_n, run).await,
+                    other => panic!("TW_BENCH_ONLY is raw, tidewater, raw-plain or tidewater-bare, not {other:?}"),
                 });
             }
-            println!("core end to end, {only} alone: {:.0} msg/s (median of {CORE_RUNS} runs)", median(rates));
+            let row = if only.contains('-') { "core publish with no headers" } else { "core end to end" };
+            println!("{row}, {only} alone: {:.0} msg/s (median of {CORE_RUNS} runs)", median(rates));
             return;
         }
         let mut table = Ratios::new(
