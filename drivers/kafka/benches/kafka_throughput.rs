@@ -25,10 +25,12 @@
 //!
 //! After the table, issue 17's targets for these rows and whether the run met them.
 //!
-//! Each figure is the median of 3 runs, after an untimed round of both sides (a fifth of
-//! the messages): a broker just started spends its first seconds compiling its own hot
-//! paths (the JVM's JIT threads took over a third of the machine's CPU through a cold
-//! run), which the client on the same two cores then competes with.
+//! Each figure is the median of 3 runs, after untimed rounds of both sides (a fifth of
+//! the messages each) until the broker's JIT compiler threads use at most a tenth of a core
+//! through a round (at most 10 rounds): a broker just started spends its first tens of
+//! seconds compiling its own hot paths (the JIT threads took over a third of the
+//! machine's CPU through a cold run), which the clients on the same two cores then
+//! compete with. The header says how many rounds it took and what the JIT used last.
 
 use std::time::{Duration, Instant};
 
@@ -121,6 +123,14 @@ async fn consume_tw(kafka: &Kafka, topic: &str, group: &str, n: usize) -> Durati
     consume(kafka.reader(), ReadTask::new(topic).with_group(group), n, 1024).await
 }
 
+/// How much of a core the broker's JIT compiler may use through a warm-up round for the
+/// timed runs to start. A broker just started compiles its hot paths as load reaches
+/// them: its JIT threads took 35-50% of the machine's samples through the first 20 s of
+/// a run, on the two cores the clients use too.
+const QUIET: f64 = 0.10;
+/// The most warm-up rounds before timing, quiet or not.
+const WARM_ROUNDS: usize = 10;
+
 fn main() {
     let n: usize = messages_from_env(50_000);
     let broker = tidewater_testkit::KafkaBroker::start();
@@ -142,14 +152,28 @@ fn main() {
             "Apache Kafka {} (KRaft, one node), 1 KiB messages, {n} per run, median of {RUNS}",
             tidewater_testkit::kafka_version()
         );
-        // Warm-up: the same round, smaller, not counted.
+        // Warm-up: the same round, smaller, not counted, until the broker has compiled
+        // what the rounds run (see `QUIET`).
         let warm = (n / 5).max(1000);
-        kafka.create_topic("bench-warm-raw", 3).await.unwrap();
-        produce_raw(&raw, "bench-warm-raw", warm).await;
-        consume_raw(&brokers, "bench-warm-raw", "bench-warm", warm, length_only).await;
-        kafka.create_topic("bench-warm-tw", 3).await.unwrap();
-        produce(kafka.writer(), "bench-warm-tw", warm, BATCH, 1024).await;
-        consume_tw(&kafka, "bench-warm-tw", "bench-warm", warm).await;
+        let pid = broker.pid().expect("the broker runs");
+        let (mut rounds, mut busy) = (0, 1.0);
+        while rounds < WARM_ROUNDS && busy > QUIET {
+            let (jit, started) = (tidewater_testkit::bench::jit_cpu(pid), Instant::now());
+            let (raw_topic, tw_topic) = (format!("bench-warm-raw-{rounds}"), format!("bench-warm-tw-{rounds}"));
+            kafka.create_topic(&raw_topic, 3).await.unwrap();
+            produce_raw(&raw, &raw_topic, warm).await;
+            consume_raw(&brokers, &raw_topic, "bench-warm", warm, length_only).await;
+            kafka.create_topic(&tw_topic, 3).await.unwrap();
+            produce(kafka.writer(), &tw_topic, warm, BATCH, 1024).await;
+            consume_tw(&kafka, &tw_topic, "bench-warm", warm).await;
+            let compiled = tidewater_testkit::bench::jit_cpu(pid).saturating_sub(jit);
+            busy = compiled.as_secs_f64() / started.elapsed().as_secs_f64();
+            rounds += 1;
+        }
+        println!(
+            "{rounds} warm-up rounds of {warm} messages; the broker's JIT compiler used {:.0}% of a core through the last",
+            busy * 100.0
+        );
         let mut table =
             Ratios::new("raw rdkafka", &["produce", "consume", "consume, raw reading what a message carries"]);
         for run in 0..RUNS {
