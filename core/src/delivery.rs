@@ -217,6 +217,7 @@ impl Delivery {
     }
 
     /// The message.
+    #[inline]
     pub fn message(&self) -> &Message {
         let first = self.0.first.as_ref().unwrap_or(self);
         first.0.message.as_deref().expect("a first delivery keeps its message")
@@ -245,6 +246,7 @@ impl Delivery {
     }
 
     /// The consumer group this delivery was made to, if the read task has one.
+    #[inline]
     pub fn group(&self) -> Option<&str> {
         self.0.group.as_deref()
     }

@@ -92,6 +92,7 @@ impl Headers {
         Self(Entries::None)
     }
 
+    #[inline]
     fn entries(&self) -> &[(Text, Text)] {
         match &self.0 {
             Entries::None => &[],
@@ -101,6 +102,7 @@ impl Headers {
     }
 
     /// Where `name` is, or where it would go to keep the names in order.
+    #[inline]
     fn position(&self, name: &str) -> Result<usize, usize> {
         self.entries().binary_search_by(|(k, _)| (**k).cmp(name))
     }
@@ -168,11 +170,13 @@ impl Headers {
     }
 
     /// Whether `name` is set.
+    #[inline]
     pub fn contains(&self, name: &str) -> bool {
         self.position(name).is_ok()
     }
 
     /// The number of headers.
+    #[inline]
     pub fn len(&self) -> usize {
         self.entries().len()
     }

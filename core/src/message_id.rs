@@ -48,6 +48,7 @@ impl MessageId {
     }
 
     /// The id as a string slice.
+    #[inline]
     pub fn as_str(&self) -> &str {
         match &self.0 {
             Repr::Inline { len, bytes } => {
@@ -75,6 +76,7 @@ impl Default for MessageId {
 impl Deref for MessageId {
     type Target = str;
 
+    #[inline]
     fn deref(&self) -> &str {
         self.as_str()
     }

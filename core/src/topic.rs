@@ -30,11 +30,13 @@ pub struct TopicName(Arc<str>);
 
 impl TopicName {
     /// The name as a string slice.
+    #[inline]
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
     /// Whether both are clones of one name (rather than two copies of the same text).
+    #[inline]
     pub fn shares(&self, other: &TopicName) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
@@ -43,6 +45,7 @@ impl TopicName {
 impl Deref for TopicName {
     type Target = str;
 
+    #[inline]
     fn deref(&self) -> &str {
         &self.0
     }
@@ -102,9 +105,16 @@ mod recent {
     /// Enough for the topics one publisher writes to; a miss costs a comparison each.
     const KEPT: usize = 4;
 
+    /// The kept names, where the next new one goes (round robin), and which one was
+    /// shared last.
+    struct Recent {
+        kept: [Option<TopicName>; KEPT],
+        next: usize,
+        last: usize,
+    }
+
     thread_local! {
-        /// The names, and where the next new one goes (round robin).
-        static RECENT: RefCell<([Option<TopicName>; KEPT], usize)> = const { RefCell::new(([None, None, None, None], 0)) };
+        static RECENT: RefCell<Recent> = const { RefCell::new(Recent { kept: [None, None, None, None], next: 0, last: 0 }) };
     }
 
     /// `name` as a shared name: a clone of a kept one with that text, else a new one,
@@ -113,12 +123,19 @@ mod recent {
         RECENT
             .try_with(|recent| {
                 let mut recent = recent.borrow_mut();
-                let (kept, next) = &mut *recent;
-                if let Some(found) = kept.iter().flatten().find(|kept| kept.as_str() == name) {
+                let Recent { kept, next, last } = &mut *recent;
+                // The last one first: a publisher mostly writes to one topic after another
+                // to the same, and each other name of the same length costs a comparison.
+                if let Some(found) = kept[*last].as_ref().filter(|kept| kept.as_str() == name) {
                     return found.clone();
+                }
+                if let Some(at) = kept.iter().position(|kept| kept.as_ref().is_some_and(|kept| kept.as_str() == name)) {
+                    *last = at;
+                    return kept[at].clone().expect("just found");
                 }
                 let made = TopicName(Arc::from(name));
                 kept[*next] = Some(made.clone());
+                *last = *next;
                 *next = (*next + 1) % KEPT;
                 made
             })
@@ -209,5 +226,24 @@ mod tests {
         let c = TopicName::from("orders");
         assert_eq!(c, a);
         assert!(!c.shares(&a));
+    }
+
+    #[test]
+    fn names_taking_turns_stay_shared_and_distinct() {
+        // Three names of one length in turn: each found again, never another's.
+        let first: Vec<TopicName> = ["t.1", "t.2", "t.3"].into_iter().map(TopicName::from).collect();
+        for round in 0..5 {
+            for (name, kept) in ["t.1", "t.2", "t.3", "t.2", "t.2"].into_iter().zip([0, 1, 2, 1, 1]) {
+                let again = TopicName::from(name);
+                assert_eq!(again.as_str(), name, "round {round}");
+                assert!(again.shares(&first[kept]), "{name} in round {round}");
+            }
+        }
+        // New names go round the slots whatever was shared last: with four kept, the
+        // fifth name pushes out the first.
+        let _ = TopicName::from("t.4");
+        let _ = TopicName::from("t.5");
+        assert!(TopicName::from("t.2").shares(&first[1]) && TopicName::from("t.3").shares(&first[2]));
+        assert!(!TopicName::from("t.1").shares(&first[0]));
     }
 }
