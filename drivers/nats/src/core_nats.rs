@@ -14,7 +14,7 @@ use tidewater_core::{
 
 use tidewater_core::request::{self, NativeRequests};
 
-use crate::headers::{check_sizes, from_nats, to_nats, topic_of, wire_size, Implied};
+use crate::headers::{check_sizes, from_nats, to_send, topic_of, wire_size, Implied};
 use crate::requests::CoreRequests;
 use crate::subjects::CheckedSubjects;
 use crate::{connection_error, failed_in_batch, NatsConfig, DRIVER};
@@ -157,7 +157,8 @@ struct CoreWriter {
 struct Prepared {
     subject: async_nats::Subject,
     topic: TopicName,
-    headers: async_nats::HeaderMap,
+    /// `None` when there are none to send.
+    headers: Option<async_nats::HeaderMap>,
     payload: bytes::Bytes,
 }
 
@@ -166,7 +167,7 @@ impl CoreWriter {
     /// sent); the message stays with the caller, which `try_write_now` needs.
     fn prepare(&self, message: &Message) -> Result<Prepared> {
         let subject = self.subjects.get(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
-        let headers = to_nats(message, &self.implied)?;
+        let headers = to_send(message, &self.implied)?;
         Ok(Prepared { subject, topic: message.stream.clone(), headers, payload: message.payload.clone() })
     }
 
@@ -175,10 +176,9 @@ impl CoreWriter {
     fn publish(&self, prepared: Prepared) -> impl Future<Output = Result<()>> + Send + '_ {
         let Prepared { subject, topic, headers, payload } = prepared;
         // With no headers, a plain publish: nothing of an empty header map to move along.
-        let sent = if headers.is_empty() {
-            Either::Left(self.client.publish(subject, payload))
-        } else {
-            Either::Right(self.client.publish_with_headers(subject, headers, payload))
+        let sent = match headers.filter(|h| !h.is_empty()) {
+            None => Either::Left(self.client.publish(subject, payload)),
+            Some(headers) => Either::Right(self.client.publish_with_headers(subject, headers, payload)),
         };
         sent.map_err(move |e| publish_error(e).with_topic(topic))
     }
@@ -200,7 +200,8 @@ impl BrokerWriter for CoreWriter {
         let out = batch.iter().map(|m| self.prepare(m)).collect::<Result<Vec<_>>>()?;
         check_sizes(
             self.client.max_payload(),
-            out.iter().map(|p| (wire_size(&p.headers, p.payload.len()), &*p.topic)),
+            out.iter()
+                .map(|p| (p.headers.as_ref().map_or(p.payload.len(), |h| wire_size(h, p.payload.len())), &*p.topic)),
         )?;
         let total = out.len();
         for (i, prepared) in out.into_iter().enumerate() {

@@ -28,6 +28,9 @@ struct Recent {
     subjects: Vec<(TopicName, Subject)>,
     /// The slot the next new subject takes once all are used.
     next: usize,
+    /// The slot found last, looked at first: a writer mostly writes to one subject after
+    /// another to the same.
+    last: usize,
 }
 
 impl Recent {
@@ -35,6 +38,9 @@ impl Recent {
     /// comparison of pointers finds it first; a copy of the name is compared as text,
     /// and then kept, so that its clones are found by pointer too.
     fn find(&mut self, topic: &TopicName) -> Option<&Subject> {
+        if self.subjects.get(self.last).is_some_and(|(name, _)| name.shares(topic)) {
+            return Some(&self.subjects[self.last].1);
+        }
         let at = match self.subjects.iter().position(|(name, _)| name.shares(topic)) {
             Some(at) => at,
             None => {
@@ -43,15 +49,18 @@ impl Recent {
                 at
             }
         };
+        self.last = at;
         Some(&self.subjects[at].1)
     }
 
     fn remember(&mut self, topic: &TopicName, subject: Subject) {
         let entry = (topic.clone(), subject);
         if self.subjects.len() < SLOTS {
+            self.last = self.subjects.len();
             self.subjects.push(entry);
         } else {
             self.subjects[self.next] = entry;
+            self.last = self.next;
             self.next = (self.next + 1) % SLOTS;
         }
     }
@@ -124,6 +133,16 @@ mod tests {
         for i in 3..SLOTS + 3 {
             assert!(recent.find(&format!("s.{i}").into()).is_some(), "s.{i}");
         }
+    }
+
+    #[test]
+    fn subjects_taking_turns_each_find_their_own() {
+        let subjects = CheckedSubjects::default();
+        let names: Vec<TopicName> = ["a.1", "a.2", "a.3"].into_iter().map(TopicName::from).collect();
+        for i in [0, 1, 0, 0, 2, 1, 2, 2, 0] {
+            assert_eq!(subjects.get(&names[i]).unwrap().as_str(), names[i].as_str());
+        }
+        assert_eq!(subjects.recent.lock().unwrap().subjects.len(), 3);
     }
 
     #[test]
