@@ -112,8 +112,9 @@ impl<C: Codec> Publisher<C> {
 
     /// Publishes a raw message as it is, filling in its id if empty and the current
     /// correlation id if it has none. Returns the id.
-    pub async fn publish_message(&self, message: Message) -> Result<MessageId> {
-        self.send(self.stamp(message)).await
+    pub async fn publish_message(&self, mut message: Message) -> Result<MessageId> {
+        self.stamp(&mut message);
+        self.send(message).await
     }
 
     /// Writes one stamped message, without a boxed future where the writer can take it at
@@ -141,8 +142,8 @@ impl<C: Codec> Publisher<C> {
     }
 
     /// Publishes raw messages in one write; see [`Publisher::publish_message`].
-    pub async fn publish_messages(&self, messages: Vec<Message>) -> Result<Vec<MessageId>> {
-        let messages: Vec<Message> = messages.into_iter().map(|m| self.stamp(m)).collect();
+    pub async fn publish_messages(&self, mut messages: Vec<Message>) -> Result<Vec<MessageId>> {
+        messages.iter_mut().for_each(|m| self.stamp(m));
         let ids = messages.iter().map(|m| m.id.clone()).collect();
         self.writer.write(messages).await?;
         Ok(ids)
@@ -150,7 +151,13 @@ impl<C: Codec> Publisher<C> {
 
     /// Publishes `payload` to `topic` untouched, with `content_type`.
     pub async fn publish_bytes(&self, topic: &str, payload: impl Into<Bytes>, content_type: &str) -> Result<MessageId> {
-        self.send(self.stamp(Message::new(topic, payload).with_content_type(content_type))).await
+        // Built in place rather than through `with_content_type` and a `stamp` that takes
+        // and returns the message: each of those moves it whole (about 220 bytes, a
+        // `memcpy` call each, by callgrind).
+        let mut message = Message::new(topic, payload);
+        message.set_content_type(content_type);
+        self.stamp(&mut message);
+        self.send(message).await
     }
 
     /// The message `publish_to` would write for `event`.
@@ -160,14 +167,16 @@ impl<C: Codec> Publisher<C> {
 
     fn encode_to<E: Event>(&self, topic: &TopicName, event: &E) -> Result<Message> {
         let payload = self.codec.encode(event).map_err(|e| e.with_topic(topic))?;
-        let mut message = Message::new(topic, payload).with_content_type(self.codec.content_type());
+        let mut message = Message::new(topic, payload);
+        message.set_content_type(self.codec.content_type());
         message.key = event.key().map(Bytes::from);
         message.headers = event.headers();
         message.headers.insert_static(wire::EVENT_TYPE, E::TYPE);
-        Ok(self.stamp(message))
+        self.stamp(&mut message);
+        Ok(message)
     }
 
-    fn stamp(&self, mut message: Message) -> Message {
+    fn stamp(&self, message: &mut Message) {
         if message.id.is_empty() {
             message.id = self.ids.id_at(message.timestamp);
         }
@@ -176,7 +185,6 @@ impl<C: Codec> Publisher<C> {
                 message.headers.insert(wire::CORRELATION_ID, id);
             }
         }
-        message
     }
 
     /// Waits until everything published so far is on the broker.
