@@ -312,6 +312,9 @@ impl BrokerWriter for MemoryWriter {
     }
 
     /// Appends at once when the partition has room; a full one hands the message back.
+    // Inline into `Closable`'s, which calls it: as a call of its own, the message moved
+    // into it whole.
+    #[inline]
     fn try_write_now(&self, message: Message) -> WriteNow {
         let topic = match self.checked_topic(&message) {
             Ok(topic) => topic,

@@ -227,6 +227,9 @@ impl BrokerWriter for CoreWriter {
     // `write_one` on nearly every publish. A send that is not ready has sent nothing
     // (tokio's `Sender::send` is cancel safe, and it is the publish's only wait), so the
     // message goes back to be written by `write_one`.
+    // Inline into `Closable`'s, which calls it: as a call of its own, the message moved
+    // into it whole.
+    #[inline]
     fn try_write_now(&self, message: Message) -> WriteNow {
         let prepared = match self.prepare(&message) {
             Ok(prepared) => prepared,
