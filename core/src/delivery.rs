@@ -128,6 +128,7 @@ impl From<Arc<Message>> for DeliveredMessage {
 impl std::ops::Deref for DeliveredMessage {
     type Target = Message;
 
+    #[inline]
     fn deref(&self) -> &Message {
         match &self.0 {
             Held::Own(message) => message,
