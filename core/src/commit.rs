@@ -114,6 +114,13 @@ impl PartitionCommits {
         })
     }
 
+    /// The offset after the highest dispatched (or the start, or where a rewind went
+    /// back to): where reading goes on from. A record below it is dispatched again out of
+    /// order, and replaces its earlier dispatch.
+    pub fn next_offset(&self) -> u64 {
+        self.next
+    }
+
     /// The offset that may be committed now.
     pub fn committable(&self) -> u64 {
         self.committable
@@ -139,6 +146,20 @@ impl PartitionCommits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_offset_follows_dispatches_and_rewinds() {
+        let mut p = PartitionCommits::new(7);
+        assert_eq!(p.next_offset(), 7);
+        for o in 7..10 {
+            let _ = p.dispatched(o);
+        }
+        assert_eq!(p.next_offset(), 10);
+        let _ = p.dispatched(8);
+        assert_eq!(p.next_offset(), 10, "a record again below it leaves it");
+        p.rewind(8);
+        assert_eq!(p.next_offset(), 8);
+    }
 
     #[test]
     fn never_commits_past_a_running_record() {
