@@ -25,6 +25,10 @@
 //!
 //! After the table, issue 17's targets for these rows and whether the run met them.
 //!
+//! `TW_BENCH_ONLY=raw-owned` or `=tidewater` runs the consume row for one side alone
+//! (the raw loop owning what it reads), without warm-up: for callgrind, which counts
+//! instructions rather than time.
+//!
 //! Each figure is the median of 3 runs, after untimed rounds of both sides (a fifth of
 //! the messages each) until the broker's JIT compiler threads use at most a tenth of a core
 //! through a round (at most 10 rounds): a broker just started spends its first tens of
@@ -42,7 +46,7 @@ use rdkafka::Message as _;
 use tidewater_core::{Driver, ReadTask};
 use tidewater_kafka::{Kafka, KafkaConfig};
 use tidewater_testkit::bench::{
-    consume, measured, messages_from_env, paired, payload, print_targets, produce, Counter, Goal, Ratios, Target,
+    consume, measured, messages_from_env, paired, payload, print_targets, produce, rate, Counter, Goal, Ratios, Target,
 };
 
 #[global_allocator]
@@ -152,6 +156,25 @@ fn main() {
             "Apache Kafka {} (KRaft, one node), 1 KiB messages, {n} per run, median of {RUNS}",
             tidewater_testkit::kafka_version()
         );
+        // TW_BENCH_ONLY=raw-owned or =tidewater consumes for one side alone, with no
+        // warm-up, for callgrind: both read records the raw producer wrote, so what else
+        // the process ran is the same for both.
+        if let Ok(only) = std::env::var("TW_BENCH_ONLY") {
+            let topic = format!("bench-only-{only}");
+            kafka.create_topic(&topic, 3).await.unwrap();
+            produce_raw(&raw, &topic, n).await;
+            let (elapsed, cost) = match only.as_str() {
+                "raw-owned" => measured(consume_raw(&brokers, &topic, "bench-only", n, owned)).await,
+                "tidewater" => measured(consume_tw(&kafka, &topic, "bench-only", n)).await,
+                other => panic!("TW_BENCH_ONLY is raw-owned or tidewater, not {other:?}"),
+            };
+            println!(
+                "consume, {only} alone: {:.0} msg/s, {:.2} CPU µs a record",
+                rate(n, elapsed),
+                cost.cpu.as_secs_f64() * 1e6 / n as f64
+            );
+            return;
+        }
         // Warm-up: the same round, smaller, not counted, until the broker has compiled
         // what the rounds run (see `QUIET`).
         let warm = (n / 5).max(1000);

@@ -1,5 +1,6 @@
 //! The read side: consumer groups whose commits never pass an unprocessed record.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,6 +93,7 @@ impl Reader for KafkaReader {
             ready: ready.clone(),
             state: Mutex::default(),
             wake: Notify::new(),
+            changes: AtomicU64::new(0),
         });
         let context = ReaderContext { shared: Arc::clone(&shared) };
         let consumer: StreamConsumer<ReaderContext> = self

@@ -49,6 +49,7 @@ impl ReaderContext {
         {
             let mut state = shared.state();
             state.generation += 1;
+            shared.changed();
             let generation = state.generation;
             if shared.commits {
                 state.origin = consumer.group_metadata().map(|group| Arc::new(KafkaOrigin { group }));
@@ -99,6 +100,7 @@ impl ReaderContext {
         shared.commit_now(consumer, |p| revoked.contains(&p));
         {
             let mut state = shared.state();
+            shared.changed();
             for p in &revoked {
                 if let Some(point) = state.partitions.remove(p).and_then(|part| part.commits).map(|c| c.committable()) {
                     // Below the commit point everything was processed: nothing to count.

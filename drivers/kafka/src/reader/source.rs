@@ -132,7 +132,13 @@ impl KafkaSource {
                 }
                 part.awaiting = None;
             }
-            let ticket = part.commits.get_or_insert_with(|| PartitionCommits::new(offset)).dispatched(offset);
+            let commits = part.commits.get_or_insert_with(|| PartitionCommits::new(offset));
+            if offset < commits.next_offset() {
+                // Dispatched again out of order: it replaces the earlier dispatch, which
+                // is no longer current.
+                self.shared.changed();
+            }
+            let ticket = commits.dispatched(offset);
             let attempt = state.attempts.get(&partition).and_then(|a| a.get(&offset)).copied().unwrap_or(1);
             let position = Position::Log { partition: partition as u32, offset };
             let delivery = match &state.origin {
@@ -148,6 +154,7 @@ impl KafkaSource {
                 generation: part.generation,
                 ticket,
                 attempt,
+                changes: self.shared.changes(),
             };
             batch.push(Incoming::new(delivery, settle));
         }

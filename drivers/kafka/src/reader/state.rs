@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -27,6 +28,12 @@ pub(super) struct Shared {
     pub(super) state: Mutex<State>,
     /// Wakes the source when a nack asks for a seek.
     pub(super) wake: Notify,
+    /// Bumped, under the state lock, whenever a dispatched record may have stopped being
+    /// current: a rewind, a rebalance, a record dispatched again below where its
+    /// partition had got to. A settle whose count is unchanged since its record was
+    /// dispatched is current without taking the lock, which the runner asks before every
+    /// handler call and which the reader's thread holds for each batch.
+    pub(super) changes: AtomicU64,
 }
 
 #[derive(Default)]
@@ -96,6 +103,17 @@ pub(super) struct Rewind {
 impl Shared {
     pub(super) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records a change that may leave dispatched records no longer current; called
+    /// with the state locked.
+    pub(super) fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many such changes there have been.
+    pub(super) fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// The offsets to commit for the partitions `which` selects, marked as sent.
