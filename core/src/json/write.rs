@@ -13,37 +13,17 @@
 //! `arbitrary_precision`), and any error a value's `Serialize` raises, so that the error
 //! the caller sees is serde_json's. Such a value's `Serialize` then runs twice.
 
-use std::fmt;
-
 use serde::ser::{self, Serialize};
 use serde_json::ser::{CompactFormatter, Formatter};
+
+use super::scan::escapes;
+use super::{Unsupported, SERDE_JSON_PRIVATE};
 
 /// Appends the compact JSON of `value` to `out`, or refuses the value (leaving `out`
 /// holding part of it).
 pub(crate) fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), Unsupported> {
     value.serialize(&mut Json { out })
 }
-
-/// A value this writer leaves to serde_json.
-#[derive(Debug)]
-pub(crate) struct Unsupported;
-
-impl fmt::Display for Unsupported {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("left to serde_json")
-    }
-}
-
-impl std::error::Error for Unsupported {}
-
-impl ser::Error for Unsupported {
-    fn custom<T: fmt::Display>(_: T) -> Self {
-        Unsupported
-    }
-}
-
-/// The names serde_json gives its private types, which its serializer writes raw.
-const SERDE_JSON_PRIVATE: &str = "$serde_json::private::";
 
 struct Json<'o> {
     out: &'o mut Vec<u8>,
@@ -602,23 +582,6 @@ const ESCAPE: [u8; 256] = {
     table[b'\\' as usize] = b'\\';
     table
 };
-
-const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-
-/// The high bit of each of a word's eight bytes that needs escaping, and maybe of some
-/// bytes above one that does: a control character (below 0x20), a quote or a backslash
-/// (which the XORs turn into zero bytes). Subtracting `n` from every byte at once sets a
-/// byte's high bit in `(x - n) & !x` only below `n` (at most 0x80), or through a borrow
-/// from a lower byte that was below `n` itself; so whether the result is zero is exact,
-/// whichever byte order the word was read in.
-fn escapes(word: u64) -> u64 {
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word;
-    let quote = word ^ (ONES * u64::from(b'"'));
-    let backslash = word ^ (ONES * u64::from(b'\\'));
-    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x;
-    (below_space | zero_byte(quote) | zero_byte(backslash)) & HIGHS
-}
 
 /// Writes `text` as a JSON string.
 fn write_str(out: &mut Vec<u8>, text: &str) {
