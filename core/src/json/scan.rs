@@ -1,7 +1,9 @@
 //! Finding where a JSON string's plain text ends: the first quote, backslash or control
 //! byte, a block of bytes at a time.
 
+#[cfg(any(not(target_arch = "x86_64"), test))]
 const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+#[cfg(any(not(target_arch = "x86_64"), test))]
 const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
 
 /// The high bit of each of a word's eight bytes that needs escaping, and maybe of some
@@ -11,7 +13,8 @@ const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
 /// from a lower byte that was below `n` itself; so whether the result is zero is exact,
 /// whichever byte order the word was read in, and so is its lowest byte that is set
 /// when the word was read little-endian.
-pub(super) fn escapes(word: u64) -> u64 {
+#[cfg(any(not(target_arch = "x86_64"), test))]
+fn escapes(word: u64) -> u64 {
     let below_space = word.wrapping_sub(ONES * 0x20) & !word;
     let quote = word ^ (ONES * u64::from(b'"'));
     let backslash = word ^ (ONES * u64::from(b'\\'));

@@ -16,7 +16,7 @@
 use serde::ser::{self, Serialize};
 use serde_json::ser::{CompactFormatter, Formatter};
 
-use super::scan::escapes;
+use super::scan::to_special;
 use super::{Unsupported, SERDE_JSON_PRIVATE};
 
 /// Appends the compact JSON of `value` to `out`, or refuses the value (leaving `out`
@@ -583,37 +583,20 @@ const ESCAPE: [u8; 256] = {
     table
 };
 
-/// Writes `text` as a JSON string.
+/// Writes `text` as a JSON string: the stretches that need no escape copied whole, as
+/// the reader's search finds where each ends.
 fn write_str(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    // Bytes from `run` on need no escape and are copied when one that does comes.
-    let (mut run, mut i) = (0, 0);
-    while i < bytes.len() {
-        let rest = &bytes[i..];
-        // Sixteen, then eight bytes at a time while none needs an escape.
-        if let Some(block) = rest.first_chunk::<16>() {
-            let block = u128::from_ne_bytes(*block);
-            if escapes(block as u64) | escapes((block >> 64) as u64) == 0 {
-                i += 16;
-                continue;
-            }
-        }
-        if let Some(word) = rest.first_chunk::<8>() {
-            if escapes(u64::from_ne_bytes(*word)) == 0 {
-                i += 8;
-                continue;
-            }
-        }
-        let byte = bytes[i];
+    let mut run = 0;
+    loop {
+        let (at, _) = to_special(bytes, run);
+        out.extend_from_slice(&bytes[run..at]);
+        let Some(&byte) = bytes.get(at) else { break };
+        run = at + 1;
+        // Every byte the search stops at has an escape.
         let escape = ESCAPE[usize::from(byte)];
-        i += 1;
-        if escape == 0 {
-            continue;
-        }
-        out.extend_from_slice(&bytes[run..i - 1]);
-        run = i;
         if escape == b'u' {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(&[
@@ -628,7 +611,6 @@ fn write_str(out: &mut Vec<u8>, text: &str) {
             out.extend_from_slice(&[b'\\', escape]);
         }
     }
-    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 
@@ -659,11 +641,13 @@ mod tests {
     }
 
     #[test]
-    fn escapes_are_found_at_every_place_in_a_word() {
+    fn escapes_are_found_at_every_place_in_a_block() {
         // Each character that needs an escape, and some that do not, at every offset of
-        // strings up to three words long, among plain ASCII and multi-byte text.
+        // strings up to two and a half blocks of sixteen bytes long, among plain ASCII
+        // and multi-byte text.
         let specials = ['"', '\\', '\n', '\u{0}', '\u{1f}', '\u{7f}', ' ', '~', 'é', '€', '😀'];
-        for fill in ["abcdefghijklmnopqrstuvwx", "ééééééééééé", "😀😀😀😀😀😀"] {
+        for fill in ["abcdefghijklmnopqrstuvwxyz0123456789ABCD", "éééééééééééééééééééé", "😀😀😀😀😀😀😀😀😀😀"]
+        {
             for len in 0..=fill.chars().count() {
                 let base: Vec<char> = fill.chars().take(len).collect();
                 for at in 0..=len {
