@@ -90,14 +90,15 @@ impl Shard {
         self.current.get(id).or_else(|| look_up(&self.previous, &self.previous_filter, id)).copied()
     }
 
-    fn insert(&mut self, id: Id, now: u64, ttl: u64) {
-        // Committed within the ttl already, in either generation: keep its first time,
-        // as for a message whose second delivery raced the first.
-        let fresh = |at: u64| now.saturating_sub(at) < ttl;
+    /// Claims `id` at `now` unless it was committed within the ttl before `clock()`;
+    /// returns the time it holds if claimed. `clock` is read only when the id is found,
+    /// which is rare: most messages are not duplicates.
+    fn claim(&mut self, id: Id, now: u64, ttl: u64, clock: impl Fn() -> u64) -> Option<u64> {
+        let seen = |at: u64| clock().saturating_sub(at) < ttl;
         if self.current.len() >= self.generation || now.saturating_sub(self.started) >= ttl {
             // Looked up before the turn, which would forget the previous generation.
-            if self.committed(&id).is_some_and(fresh) {
-                return;
+            if self.committed(&id).is_some_and(seen) {
+                return None;
             }
             // Reuses the previous generation's table: clearing it only resets its control
             // bytes, where a new table would be allocated and freed each time.
@@ -110,13 +111,29 @@ impl Shard {
             self.started = now;
         }
         // One lookup in the current generation both checks and finds the slot to write.
+        // An id seen keeps its first time, as for a delivery that raced the first.
         match self.current.entry(id) {
-            Entry::Occupied(at) if fresh(*at.get()) => {}
-            Entry::Occupied(mut at) => *at.get_mut() = now,
-            Entry::Vacant(_) if look_up(&self.previous, &self.previous_filter, &id).is_some_and(|&at| fresh(at)) => {}
+            Entry::Occupied(at) if seen(*at.get()) => None,
+            Entry::Occupied(mut at) => {
+                *at.get_mut() = now;
+                Some(now)
+            }
+            Entry::Vacant(_) if look_up(&self.previous, &self.previous_filter, &id).is_some_and(|&at| seen(at)) => None,
             Entry::Vacant(slot) => {
                 slot.insert(now);
                 self.current_filter.insert(id.low);
+                Some(now)
+            }
+        }
+    }
+
+    /// Forgets `id` if it still holds the claim made at `at` (a turn may have moved it
+    /// to the previous generation, or forgotten it already).
+    fn release(&mut self, id: &Id, at: u64) {
+        for generation in [&mut self.current, &mut self.previous] {
+            if generation.get(id) == Some(&at) {
+                generation.remove(id);
+                return;
             }
         }
     }
@@ -178,6 +195,22 @@ impl InMemoryDedupStorage {
         self.commit_at(fingerprint, clock::coarse());
     }
 
+    /// Checks and commits `fingerprint` at once, with one lock and one lookup where a
+    /// check and a commit take two each: `None` if it was committed within the ttl,
+    /// else the time it is committed at, which [`Self::release`] takes to undo it. The
+    /// time is coarse, and whether an id found is still fresh is read precisely, as for
+    /// a check and a commit.
+    pub(super) fn claim_now(&self, fingerprint: u128) -> Option<u64> {
+        let id = halves(fingerprint);
+        lock(self.shard(id)).claim(id, clock::coarse(), self.ttl, clock::precise)
+    }
+
+    /// Undoes the claim of `fingerprint` made at `at`, unless a later one replaced it.
+    pub(super) fn release(&self, fingerprint: u128, at: u64) {
+        let id = halves(fingerprint);
+        lock(self.shard(id)).release(&id, at);
+    }
+
     /// Whether `fingerprint` was committed within the ttl before `now()`, in
     /// milliseconds. The clock is read only for an id found, which is rare: most
     /// messages are not duplicates.
@@ -190,7 +223,7 @@ impl InMemoryDedupStorage {
     /// Commits `fingerprint` at `now`, in milliseconds.
     fn commit_at(&self, fingerprint: u128, now: u64) {
         let id = halves(fingerprint);
-        lock(self.shard(id)).insert(id, now, self.ttl);
+        lock(self.shard(id)).claim(id, now, self.ttl, || now);
     }
 }
 
@@ -347,5 +380,37 @@ mod tests {
         store.commit_at(fingerprint(1), t0 + secs(30));
         assert!(store.seen(fingerprint(2), || t0), "a commit of a known id drops no generation");
         assert!(!store.seen(fingerprint(1), || t0 + secs(60)), "the id keeps its first time");
+    }
+
+    #[test]
+    fn a_claim_is_a_check_and_a_commit_at_once() {
+        let store = InMemoryDedupStorage::new(100, Duration::from_secs(60));
+        let at = store.claim_now(fingerprint(1)).expect("a new id is claimed");
+        assert!(store.claim_now(fingerprint(1)).is_none(), "claimed: a second delivery is a duplicate");
+        assert!(store.seen_now(fingerprint(1)), "a claim is a commit to a check through the trait");
+        store.release(fingerprint(1), at);
+        assert!(!store.seen_now(fingerprint(1)), "released: forgotten");
+        assert!(store.claim_now(fingerprint(1)).is_some(), "and claimed again");
+        assert!(store.claim_now(fingerprint(2)).is_some(), "claims are per id");
+    }
+
+    #[test]
+    fn a_release_undoes_only_its_own_claim() {
+        // One shard of one id a generation, so that claims move between generations.
+        let store = InMemoryDedupStorage::new(2, Duration::from_secs(60));
+        let t0 = clock::precise();
+        let mut shard = lock(&store.shards[0]);
+        let id = |i| halves(fingerprint(i));
+        let at = shard.claim(id(1), t0, store.ttl, || t0).unwrap();
+        shard.claim(id(2), t0, store.ttl, || t0).unwrap();
+        shard.release(&id(1), at);
+        assert!(shard.committed(&id(1)).is_none(), "released from the previous generation");
+        assert!(shard.committed(&id(2)).is_some(), "the other id stays");
+        // A claim that outlived the ttl was replaced by a later one, which stays.
+        let first = shard.claim(id(3), t0, store.ttl, || t0).unwrap();
+        let later = t0 + secs(61);
+        assert_eq!(shard.claim(id(3), later, store.ttl, || later), Some(later));
+        shard.release(&id(3), first);
+        assert_eq!(shard.committed(&id(3)), Some(later));
     }
 }

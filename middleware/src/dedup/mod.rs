@@ -53,13 +53,19 @@ pub trait DeduplicationStorage: Send + Sync + 'static {
 }
 
 /// Skips messages this consumer group already processed: a duplicate is acked without
-/// calling the handler. The key is committed only after the handler succeeded, so a
-/// failed message is processed again when it comes back.
+/// calling the handler. A message whose handler fails (or whose call is cancelled) is
+/// not remembered, so it is processed again when it comes back.
 ///
-/// If the storage cannot answer, the message is processed (at least once beats at most
-/// once) and a warning is logged. Two deliveries of one id running at the same moment
-/// can both pass the check; brokers redeliver one message at a time, so this needs a
-/// redelivery racing a slow first delivery. Messages without an id are not deduplicated.
+/// The default store claims an id when it checks it, in the same step, and forgets the
+/// claim if the handler fails: so a second delivery of an id that arrives while the
+/// first is being handled is skipped too, and if the first then fails, its own
+/// redelivery (or dead-letter entry) carries the message on. A store behind
+/// [`DeduplicationStorage`] is asked twice, before the handler and after it succeeded,
+/// so two deliveries of one id running at the same moment can both pass its check;
+/// brokers redeliver one message at a time, so this needs a redelivery racing a slow
+/// first delivery. If a store cannot answer, the message is processed (at least once
+/// beats at most once) and a warning is logged. Messages without an id are not
+/// deduplicated.
 #[derive(Clone)]
 pub struct Deduplicate {
     storage: Storage,
@@ -113,6 +119,23 @@ async fn through_trait<N: Inner + ?Sized>(
     Ok(())
 }
 
+/// A claim on an id in the default store, held while its handler runs: released if
+/// the handler fails or its call is dropped, so that the message is processed when it
+/// comes again; kept (`at` taken) once the handler succeeded.
+struct Claim<'s> {
+    store: &'s InMemoryDedupStorage,
+    fingerprint: u128,
+    at: Option<u64>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if let Some(at) = self.at {
+            self.store.release(self.fingerprint, at);
+        }
+    }
+}
+
 fn skipped(delivery: &Delivery, key: DedupKey<'_>) {
     tracing::debug!(topic = %delivery.message().stream, id = %key.id, group = %key.group, "duplicate skipped");
 }
@@ -124,16 +147,19 @@ impl Around for Deduplicate {
         }
         match &self.storage {
             Storage::InMemory(store) => {
-                // The fingerprint is all the commit needs, so the handler can have the
+                // The fingerprint is all the claim needs, so the handler can have the
                 // delivery itself.
                 let fingerprint = store.fingerprint(&DedupKey::of(&delivery));
-                if store.seen_now(fingerprint) {
+                let Some(at) = store.claim_now(fingerprint) else {
                     skipped(&delivery, DedupKey::of(&delivery));
                     return Ok(());
+                };
+                let mut claim = Claim { store, fingerprint, at: Some(at) };
+                let result = next.run(delivery).await;
+                if result.is_ok() {
+                    claim.at = None;
                 }
-                next.run(delivery).await?;
-                store.commit_now(fingerprint);
-                Ok(())
+                result
             }
             Storage::Other(store) => {
                 // The key borrows from this handle while the handler has the delivery.
@@ -141,5 +167,72 @@ impl Around for Deduplicate {
                 through_trait(&**store, DedupKey::of(&held), delivery, next).await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use futures::FutureExt;
+    use tidewater_core::{handler_fn, Handler, Message, Position};
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    fn delivery(id: &str) -> Delivery {
+        let position = Position::Queue { partition: None, sequence: None };
+        Delivery::new(Message::new("orders", "x").with_id(id), 1, position, Some(Arc::from("billing")))
+    }
+
+    /// A handler that counts its calls, waits for a permit, and fails while `failing`.
+    fn gated(calls: &Arc<AtomicU32>, gate: &Arc<Semaphore>, failing: bool) -> impl Handler {
+        let (calls, gate) = (Arc::clone(calls), Arc::clone(gate));
+        handler_fn(move |_: Delivery| {
+            let (calls, gate) = (Arc::clone(&calls), Arc::clone(&gate));
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                gate.acquire().await.unwrap().forget();
+                if failing {
+                    Err(HandlerError::transient("db down"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_arriving_while_the_first_runs_is_skipped_unless_the_first_fails() {
+        let (calls, gate) = (Arc::new(AtomicU32::new(0)), Arc::new(Semaphore::new(0)));
+        let dedup = Deduplicate::in_memory();
+        let failing = dedup.clone().wrapping(gated(&calls, &gate, true));
+        let first = tokio::spawn(async move { failing.handle(delivery("a")).await });
+        while calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let handler = dedup.wrapping(gated(&calls, &gate, false));
+        handler.handle(delivery("a")).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "skipped while the first was running");
+        gate.add_permits(1);
+        assert!(first.await.unwrap().is_err());
+        gate.add_permits(1);
+        handler.handle(delivery("a")).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "the first failed: its id was forgotten");
+        handler.handle(delivery("a")).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "the second succeeded: remembered");
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_midway_forgets_its_id() {
+        let (calls, gate) = (Arc::new(AtomicU32::new(0)), Arc::new(Semaphore::new(0)));
+        let handler = Deduplicate::in_memory().wrapping(gated(&calls, &gate, false));
+        let mut call = Box::pin(handler.handle(delivery("a")));
+        assert!((&mut call).now_or_never().is_none(), "waits at the gate");
+        drop(call);
+        gate.add_permits(1);
+        handler.handle(delivery("a")).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "processed again after the cancelled call");
     }
 }
