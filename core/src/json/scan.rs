@@ -31,6 +31,16 @@ fn escapes(word: u64) -> u64 {
 pub(super) fn to_special(bytes: &[u8], from: usize) -> (usize, bool) {
     let mut at = from;
     let mut high = 0;
+    // Four blocks at a time while none holds a special byte: long text, most of it.
+    while let Some(blocks) = bytes.get(at..).and_then(|rest| rest.first_chunk::<64>()) {
+        // SAFETY: as below.
+        let (special, top) = unsafe { four_blocks_masks(blocks) };
+        if special {
+            break;
+        }
+        high |= top;
+        at += 64;
+    }
     while let Some(block) = bytes.get(at..).and_then(|rest| rest.first_chunk::<16>()) {
         // SAFETY: SSE2 is part of x86-64, so every processor this runs on has it.
         let (special, top) = unsafe { block_masks(block) };
@@ -43,6 +53,29 @@ pub(super) fn to_special(bytes: &[u8], from: usize) -> (usize, bool) {
     }
     let (end, tail_high) = byte_by_byte(bytes, at);
     (end, high != 0 || tail_high)
+}
+
+/// Whether any of the 64 bytes of `blocks` is a quote, a backslash or a control byte,
+/// and a bit set if any is 0x80 or above: the checks of [`block_masks`], four blocks to
+/// one answer, in about half the instructions a byte.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn four_blocks_masks(blocks: &[u8; 64]) -> (bool, u32) {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    let (mut special, mut any) = (_mm_set1_epi8(0), _mm_set1_epi8(0));
+    for block in blocks.chunks_exact(16) {
+        // SAFETY: reads the sixteen bytes of `block`, and an unaligned load may read
+        // from any address.
+        let block = unsafe { _mm_loadu_si128(block.as_ptr().cast::<__m128i>()) };
+        let quote = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'\\' as i8));
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(block, _mm_set1_epi8(0x1f)), block);
+        special = _mm_or_si128(special, _mm_or_si128(_mm_or_si128(quote, backslash), control));
+        any = _mm_or_si128(any, block);
+    }
+    (_mm_movemask_epi8(special) != 0, _mm_movemask_epi8(any) as u32)
 }
 
 /// A bit for each byte of `block` that is a quote, a backslash or a control byte, and
@@ -110,7 +143,7 @@ mod tests {
     #[test]
     fn the_block_scans_agree_with_the_byte_by_byte_one() {
         for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
-            for len in 0..40usize {
+            for len in (0..40usize).chain([63, 64, 65, 79, 80, 81, 130]) {
                 for place in 0..=len {
                     for high in [None, Some(0), Some(place.saturating_sub(1)), Some(len.saturating_sub(1))] {
                         let mut text = vec![b'a'; len];
