@@ -123,6 +123,34 @@ mod tests {
         assert_eq!(err.topic(), Some("t"));
     }
 
+    /// The fast reader leaves what it does not take on to serde_json, so a payload it
+    /// refuses decodes, or fails, exactly as with serde_json alone.
+    #[test]
+    fn decoding_gives_serde_jsons_values_and_errors() {
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct Order {
+            id: u64,
+            note: String,
+        }
+        let codec = JsonCodec;
+        for payload in
+            [&br#"{"id":1,"note":"caf\u00e9 \ud83c"}"#[..], br#"{"id":1,}"#, br#"{"id":-1,"note":""}"#, b"[1]"]
+        {
+            let ours = codec.decode::<Order>(payload);
+            match serde_json::from_slice::<Order>(payload) {
+                Ok(theirs) => assert_eq!(ours.unwrap(), theirs),
+                Err(theirs) => {
+                    let err = ours.unwrap_err();
+                    assert_eq!(err.kind(), ErrorKind::Decode);
+                    let source = std::error::Error::source(&err).expect("serde_json's error").to_string();
+                    assert_eq!(source, theirs.to_string());
+                }
+            }
+        }
+        let order = codec.decode::<Order>(br#"{"note":"caf\u00e9","id":7}"#).unwrap();
+        assert_eq!(order, Order { id: 7, note: "café".into() });
+    }
+
     /// The thread's buffer is reused, so each payload must be exactly its own value's
     /// encoding, whatever the thread encoded before (a larger one, or one whose buffer
     /// was dropped for being too large), and a value that fails leaves nothing behind.
