@@ -349,6 +349,19 @@ impl<'de> Reader<'de> {
     }
 }
 
+/// Number methods that read as [`Deserializer::deserialize_u64`](de::Deserializer) does:
+/// serde_json reads every number type alike and leaves it to the visitor to say whether
+/// the number fits.
+macro_rules! numbers {
+    ($($method:ident)*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+                self.deserialize_u64(visitor)
+            }
+        )*
+    };
+}
+
 /// The methods of a deserializer that leave the value to serde_json.
 macro_rules! unsupported {
     ($($method:ident)*) => {
@@ -395,49 +408,13 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         }
     }
 
-    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_u64(visitor)
-    }
-
-    fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_u64(visitor)
-    }
-
-    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_u64(visitor)
-    }
-
-    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_u64(visitor)
-    }
-
-    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_u64(visitor)
-    }
-
-    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_u64(visitor)
-    }
-
-    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_u64(visitor)
-    }
-
-    /// Every number type reads as serde_json reads them all: the number as it is
+    /// Every number type reads as this one does (see `numbers!`): the number as it is
     /// written, handed to the visitor, which says whether it fits.
     fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.peek() {
             Some(b'-' | b'0'..=b'9') => self.visit_number(visitor),
             _ => Err(Unsupported),
         }
-    }
-
-    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_u64(visitor)
-    }
-
-    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_u64(visitor)
     }
 
     fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
@@ -549,6 +526,11 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.skip_value()?;
         visitor.visit_unit()
+    }
+
+    numbers! {
+        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_u8 deserialize_u16
+        deserialize_u32 deserialize_f32 deserialize_f64
     }
 
     unsupported! { deserialize_i128 deserialize_u128 deserialize_bytes deserialize_byte_buf }
