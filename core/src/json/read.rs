@@ -9,9 +9,13 @@
 //! place. What the reader does not take on, it refuses with [`Unsupported`] and the
 //! codec reads the payload with serde_json from the start: any payload that is not
 //! valid JSON or does not fit the type (so every error is serde_json's), a `\u` escape
-//! of half a surrogate pair in text that is read, bytes, `i128` and `u128`, map keys read as anything but text,
-//! serde_json's private types, and nesting deeper than [`MAX_DEPTH`]. A type whose
-//! `Deserialize` refuses a value then runs twice, the second time under serde_json.
+//! of half a surrogate pair in text that is read, bytes, `i128` and `u128`, map keys
+//! read as anything but text, serde_json's private types, nesting deeper than
+//! [`MAX_DEPTH`], and every payload when serde_json's `arbitrary_precision` is on. A
+//! type whose `Deserialize` refuses a value then runs twice, the second time under
+//! serde_json.
+
+use std::sync::OnceLock;
 
 use serde::de::{self, DeserializeSeed, Visitor};
 
@@ -26,12 +30,26 @@ const MAX_DEPTH: u32 = 100;
 
 /// Reads `T` from all of `json` as serde_json's `from_slice` would, or refuses it.
 pub(crate) fn read<'de, T: de::Deserialize<'de>>(json: &'de [u8]) -> Result<T> {
+    if numbers_as_text() {
+        return Err(Unsupported);
+    }
     let mut reader = Reader { json, at: 0, depth: 0, scratch: Vec::new() };
     let value = T::deserialize(&mut reader)?;
     match reader.peek() {
         None => Ok(value),
         Some(_) => Err(Unsupported),
     }
+}
+
+/// Whether serde_json reads numbers as their text: its `arbitrary_precision` feature,
+/// which any crate of a program can turn on for all of it. This reader hands numbers to
+/// visitors as serde_json does without it, so with it, every payload is serde_json's.
+fn numbers_as_text() -> bool {
+    static AS_TEXT: OnceLock<bool> = OnceLock::new();
+    *AS_TEXT.get_or_init(|| {
+        let read = serde_json::from_str::<serde_json::Value>("1.000");
+        read.and_then(|value| serde_json::to_string(&value)).ok().as_deref() == Some("1.000")
+    })
 }
 
 struct Reader<'de> {
@@ -44,7 +62,7 @@ struct Reader<'de> {
     scratch: Vec<u8>,
 }
 
-/// A number without a fraction or an exponent, as serde_json hands it to a visitor.
+/// A number as serde_json hands it to a visitor.
 enum Number {
     Positive(u64),
     Negative(i64),
@@ -908,6 +926,14 @@ mod tests {
 
     /// Random documents and random damage to them: whenever the reader takes one on,
     /// serde_json reads the same value from it.
+    /// Nothing in this workspace turns on serde_json's `arbitrary_precision`, under
+    /// which the reader would leave every payload to serde_json.
+    #[test]
+    fn numbers_are_read_as_numbers_here() {
+        assert!(!numbers_as_text());
+        assert!(read::<Value>(b"1.000").is_ok());
+    }
+
     #[test]
     fn random_documents_read_alike() {
         let mut rng = 0x2545_f491_4f6c_dd1du64;
