@@ -3,10 +3,12 @@
 //! and checked as UTF-8 in the same pass.
 //!
 //! It takes on what events are mostly made of: objects, arrays, strings, numbers,
-//! `true`, `false` and `null`, and fields it skips of any kind. A number with a
-//! fraction or an exponent, or too large for a 64-bit integer, gets its value from
-//! serde_json reading that number's text alone, which gives what serde_json gives in
-//! place. What the reader does not take on, it refuses with [`Unsupported`] and the
+//! `true`, `false` and `null`, and fields it skips of any kind. A float is read as
+//! serde_json's default build reads it, bit for bit (a check against serde_json at the
+//! first float finds out whether some crate turned on its `float_roundtrip`, which
+//! reads some differently); a number it cannot read that way (more digits than a `u64`
+//! holds, `float_roundtrip` on) gets its value from serde_json reading that number's
+//! text alone, which gives what serde_json gives in place. What the reader does not take on, it refuses with [`Unsupported`] and the
 //! codec reads the payload with serde_json from the start: any payload that is not
 //! valid JSON or does not fit the type (so every error is serde_json's), a `\u` escape
 //! of half a surrogate pair in text that is read, bytes, `i128` and `u128`, map keys
@@ -50,6 +52,58 @@ fn numbers_as_text() -> bool {
         let read = serde_json::from_str::<serde_json::Value>("1.000");
         read.and_then(|value| serde_json::to_string(&value)).ok().as_deref() == Some("1.000")
     })
+}
+
+/// A number whose reading serde_json's default build and its `float_roundtrip`
+/// feature round differently (604.02102123843 against 604.0210212384299): digits
+/// 60402102123842989, power -14.
+const ROUNDING_PROBE: &[u8] = b"60402102123842989e-14";
+
+/// Whether serde_json turns a float's digits into an `f64` as [`from_parts`] does: its
+/// default, unless some crate of the program turned on `float_roundtrip`, which rounds
+/// each float correctly and so differs in the last bit for some.
+fn floats_read_plainly() -> bool {
+    static PLAIN: OnceLock<bool> = OnceLock::new();
+    *PLAIN.get_or_init(|| {
+        serde_json::from_slice::<f64>(ROUNDING_PROBE).ok() == from_parts(true, 60_402_102_123_842_989, -14)
+    })
+}
+
+/// The `f64` serde_json's default build makes of a float's digits, read as a `u64`
+/// `significand`, and its power of ten: the significand scaled by one power of ten (a
+/// quick reading, not always the nearest `f64`, but serde_json's). `None` for a result
+/// too large, which serde_json refuses.
+fn from_parts(positive: bool, significand: u64, mut exponent: i32) -> Option<f64> {
+    let pow10 = pow10();
+    let mut f = significand as f64;
+    loop {
+        match pow10.get(exponent.unsigned_abs() as usize) {
+            Some(&pow) if exponent >= 0 => {
+                f *= pow;
+                if f.is_infinite() {
+                    return None;
+                }
+                break;
+            }
+            Some(&pow) => {
+                f /= pow;
+                break;
+            }
+            None if f == 0.0 => break,
+            None if exponent >= 0 => return None,
+            None => {
+                f /= 1e308;
+                exponent += 308;
+            }
+        }
+    }
+    Some(if positive { f } else { -f })
+}
+
+/// 1e0 to 1e308, each the nearest `f64`, as serde_json's table has them.
+fn pow10() -> &'static [f64; 309] {
+    static POW10: OnceLock<[f64; 309]> = OnceLock::new();
+    POW10.get_or_init(|| std::array::from_fn(|i| format!("1e{i}").parse().expect("a power of ten")))
 }
 
 struct Reader<'de> {
@@ -160,25 +214,91 @@ impl<'de> Reader<'de> {
         Ok((start, float))
     }
 
-    /// Reads the number that starts here as serde_json would: an integer that fits as
-    /// one, anything else as serde_json's own `f64` of the same text.
+    /// Reads the number that starts here as serde_json would, in one pass: an integer
+    /// that fits as one; a float as serde_json's default build reads it (see
+    /// [`from_parts`]); anything else as serde_json's own `f64` of the same text.
     fn number(&mut self) -> Result<Number> {
-        let (start, float) = self.number_extent()?;
-        let text = &self.json[start..self.at];
-        if !float {
-            let (negative, digits) = match text.split_first() {
-                Some((b'-', digits)) => (true, digits),
-                _ => (false, text),
-            };
-            let magnitude = digits.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')));
-            match (negative, magnitude) {
-                (false, Some(n)) => return Ok(Number::Positive(n)),
-                // serde_json reads -0 as the float -0.0, and below i64::MIN as a float.
-                (true, Some(n)) if n != 0 && n <= 1 << 63 => return Ok(Number::Negative((n as i64).wrapping_neg())),
-                _ => {}
+        let json = self.json;
+        let start = self.at;
+        let digit = |at: usize| json.get(at).filter(|c| c.is_ascii_digit()).map(|c| u64::from(c - b'0'));
+        let negative = json.get(start) == Some(&b'-');
+        let mut at = start + usize::from(negative);
+        // The digits, whole part and fraction, while they fit a u64: serde_json takes a
+        // longer way past that (`long`), and so does this reader, through serde_json.
+        let (mut significand, mut long) = (0u64, false);
+        let mut push = |d: u64| {
+            if significand >= u64::MAX / 10 && (significand > u64::MAX / 10 || d > u64::MAX % 10) {
+                long = true;
+            } else {
+                significand = significand * 10 + d;
+            }
+        };
+        match json.get(at) {
+            // No digit may follow a leading zero (checked below).
+            Some(b'0') => at += 1,
+            Some(b'1'..=b'9') => {
+                while let Some(d) = digit(at) {
+                    push(d);
+                    at += 1;
+                }
+            }
+            _ => return Err(Unsupported),
+        }
+        let mut exponent = 0i32;
+        let mut float = false;
+        if json.get(at) == Some(&b'.') {
+            at += 1;
+            float = true;
+            let from = at;
+            while let Some(d) = digit(at) {
+                push(d);
+                exponent -= 1;
+                at += 1;
+            }
+            if at == from {
+                return Err(Unsupported);
             }
         }
-        serde_json::from_slice::<f64>(text).map(Number::Float).map_err(|_| Unsupported)
+        if let Some(b'e' | b'E') = json.get(at) {
+            at += 1;
+            float = true;
+            let negative_power = json.get(at) == Some(&b'-');
+            at += usize::from(matches!(json.get(at), Some(b'+' | b'-')));
+            let from = at;
+            let mut power = 0i32;
+            while let Some(d) = digit(at) {
+                let d = d as i32;
+                if power >= i32::MAX / 10 && (power > i32::MAX / 10 || d > i32::MAX % 10) {
+                    long = true;
+                } else {
+                    power = power * 10 + d;
+                }
+                at += 1;
+            }
+            if at == from {
+                return Err(Unsupported);
+            }
+            exponent = if negative_power { exponent.saturating_sub(power) } else { exponent.saturating_add(power) };
+        }
+        if digit(at).is_some() {
+            return Err(Unsupported);
+        }
+        self.at = at;
+        let n = significand;
+        match (float, long) {
+            (_, true) => {}
+            (false, false) if !negative => return Ok(Number::Positive(n)),
+            // serde_json reads -0 as the float -0.0, and below i64::MIN as a float.
+            (false, false) if n != 0 && n <= 1 << 63 => return Ok(Number::Negative((n as i64).wrapping_neg())),
+            (false, false) => {}
+            (true, false) if floats_read_plainly() => {
+                if let Some(x) = from_parts(!negative, n, exponent) {
+                    return Ok(Number::Float(x));
+                }
+            }
+            (true, false) => {}
+        }
+        serde_json::from_slice::<f64>(&json[start..at]).map(Number::Float).map_err(|_| Unsupported)
     }
 
     fn visit_number<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
@@ -922,6 +1042,64 @@ mod tests {
         assert!(!agrees::<String>(b"\"\xff\""));
         assert!(!agrees::<String>(b"\"ab\xc3\""));
         assert!(agrees::<IgnoredAny>(b"\"ab\xc3\""));
+    }
+
+    /// Floats of every shape serde_json reads its quick way, and the longer ways it
+    /// takes past them, read to the bit as serde_json reads them.
+    #[test]
+    fn floats_read_as_serde_json_reads_them() {
+        assert!(floats_read_plainly(), "serde_json's default build rounds as plain_float does");
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let digits = |n: u64, next: &mut dyn FnMut() -> u64| -> String {
+            (0..n).map(|_| char::from(b'0' + (next() % 10) as u8)).collect()
+        };
+        for _ in 0..50_000 {
+            let shape = next();
+            let mut text = String::from(if shape & 1 == 0 { "" } else { "-" });
+            // The whole part: 0, or up to 21 digits not starting with 0.
+            let whole = (shape >> 1) % 22;
+            if whole == 0 {
+                text.push('0');
+            } else {
+                text.push(char::from(b'1' + (next() % 9) as u8));
+                text += &digits(whole - 1, &mut next);
+            }
+            let fraction = (shape >> 8) % 24;
+            if fraction > 0 {
+                text.push('.');
+                text += &digits(fraction, &mut next);
+            }
+            if fraction == 0 || shape & 2 == 0 {
+                text += ["e", "E", "e+", "e-", "E-"][(shape >> 16) as usize % 5];
+                let top = [10, 30, 330, 400, 100_000][(shape >> 24) as usize % 5];
+                text += &(next() % top).to_string();
+            }
+            let taken = agrees::<f64>(text.as_bytes());
+            assert!(
+                taken || text.len() > 20 || serde_json::from_str::<f64>(&text).is_err(),
+                "{text} left to serde_json"
+            );
+            agrees::<Value>(text.as_bytes());
+            agrees::<f32>(text.as_bytes());
+        }
+        for long in [
+            "123456789012345678901.5",
+            "0.12345678901234567890123",
+            "1e2147483648",
+            "1e308",
+            "1e309",
+            "-1e-400",
+            "4.9e-324",
+        ] {
+            agrees::<f64>(long.as_bytes());
+        }
+        assert!(agrees::<f64>(ROUNDING_PROBE));
     }
 
     /// Random documents and random damage to them: whenever the reader takes one on,
