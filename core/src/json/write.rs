@@ -591,7 +591,14 @@ fn write_str(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
     let mut run = 0;
     loop {
-        let (at, _) = to_special(bytes, run);
+        // Short text (keys, names, most values) is looked at a byte at a time through
+        // the table, as serde_json does: the block search's setup costs more than it
+        // saves below a block.
+        let at = if bytes.len() - run < 16 {
+            bytes[run..].iter().position(|&b| ESCAPE[usize::from(b)] != 0).map_or(bytes.len(), |i| run + i)
+        } else {
+            to_special(bytes, run).0
+        };
         out.extend_from_slice(&bytes[run..at]);
         let Some(&byte) = bytes.get(at) else { break };
         run = at + 1;
