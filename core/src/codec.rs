@@ -89,9 +89,9 @@ impl Codec for JsonCodec {
 
     /// Reads with a reader that searches strings sixteen bytes at a time and checks
     /// their UTF-8 in the same pass, where serde_json takes two passes at eight bytes;
-    /// what it does not take on (invalid JSON, a value the type refuses, `\u` escapes,
-    /// bytes, numeric map keys), serde_json reads from the start, so the value, or the
-    /// error, is serde_json's.
+    /// what it does not take on (invalid JSON, a value the type refuses, half a
+    /// surrogate pair, bytes, numeric map keys), serde_json reads from the start, so the
+    /// value, or the error, is serde_json's.
     fn decode<T: DeserializeOwned>(&self, payload: &[u8]) -> Result<T> {
         if let Ok(value) = crate::json::read(payload) {
             return Ok(value);
