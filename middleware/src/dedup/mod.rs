@@ -11,6 +11,7 @@ mod filter;
 mod fingerprint;
 mod in_memory;
 mod moka_store;
+mod table;
 
 use fingerprint::Fingerprints;
 pub use in_memory::InMemoryDedupStorage;

@@ -1,0 +1,295 @@
+//! One generation of the in-memory store's ids: a hash table whose buckets are one
+//! cache line each, keys and times together.
+//!
+//! A std `HashMap` keeps its control bytes apart from its entries, so adding an id to a
+//! table larger than the cache is two trips to memory: one to find the slot, one to
+//! write it. Here a bucket holds five keys, their times and its count in one aligned
+//! line: looking an id up and adding it touch that line alone, unless the bucket
+//! overflowed into the next one (about one in eleven when a table is as full as it gets).
+
+/// Slots in a bucket: five keys and five times fill 60 of its 64 bytes.
+const SLOTS: usize = 5;
+/// A bucket's `meta`: how many slots are used (the first ones) in its low bits...
+const USED: u32 = 0b111;
+/// ...this bit, set once an insert found the bucket full and went on to the next: a key
+/// not found here may then be further on. Never unset until the table is cleared, so a
+/// lookup never stops short of a key that overflowed...
+const OVERFLOWED: u32 = 1 << 3;
+/// ...and above them the epoch the bucket was last written in. A bucket of an earlier
+/// epoch counts as empty, so clearing a table is a new epoch rather than a write to each
+/// of its lines (a megabyte or two of memory at the default size, once every few
+/// thousand messages a shard).
+const EPOCH_SHIFT: u32 = 4;
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Bucket {
+    keys: [u64; SLOTS],
+    /// Each key's time, in milliseconds after the table's `base`.
+    times: [u32; SLOTS],
+    /// [`USED`], [`OVERFLOWED`] and the epoch.
+    meta: u32,
+}
+
+impl Bucket {
+    const EMPTY: Self = Self { keys: [0; SLOTS], times: [0; SLOTS], meta: 0 };
+
+    /// How many slots are used, and whether the bucket overflowed, in `epoch`.
+    fn state(&self, epoch: u32) -> (usize, bool) {
+        if self.meta >> EPOCH_SHIFT == epoch {
+            ((self.meta & USED) as usize, self.meta & OVERFLOWED != 0)
+        } else {
+            (0, false)
+        }
+    }
+}
+
+/// Where a key is: its bucket and slot.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Slot {
+    bucket: usize,
+    slot: usize,
+}
+
+/// Keys, each with a time in milliseconds.
+///
+/// A key is a fingerprint's `(home, key)`: `home` picks the bucket it is looked for
+/// from and `key` is what is compared, so both must be random bits and independent
+/// of each other (the two halves of a fingerprint are). Times are kept as 32-bit
+/// offsets from the time the table was last cleared at, so a table must be cleared
+/// within `u32::MAX` milliseconds (49 days) of the times it holds.
+pub(super) struct Table {
+    buckets: Box<[Bucket]>,
+    /// The bucket count less one (a power of two, so a mask picks a bucket).
+    mask: usize,
+    len: usize,
+    /// The time the stored offsets count from.
+    base: u64,
+    /// The buckets of this epoch are the table's; the rest count as empty.
+    epoch: u32,
+}
+
+impl Table {
+    /// A table for up to `keys` keys. It is sized so that even when it holds them all,
+    /// most buckets have a free slot; it never fills, so an insert always finds one.
+    pub(super) fn new(keys: usize) -> Self {
+        // At most about 61% of the slots used when full (`keys` over the next power of two
+        // of `keys / SLOTS` buckets): few buckets overflow.
+        let count = keys.max(1).div_ceil(SLOTS).next_power_of_two();
+        let count = if count * SLOTS == keys { count * 2 } else { count };
+        Self { buckets: vec![Bucket::EMPTY; count].into_boxed_slice(), mask: count - 1, len: 0, base: 0, epoch: 0 }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets every key; times are counted from `base` from now on.
+    pub(super) fn clear(&mut self, base: u64) {
+        self.epoch = (self.epoch + 1) & (u32::MAX >> EPOCH_SHIFT);
+        if self.epoch == 0 {
+            // Every epoch was used: buckets of this one may be left from long ago.
+            self.buckets.fill(Bucket::EMPTY);
+        }
+        self.len = 0;
+        self.base = base;
+    }
+
+    /// Counts times from `base` from now on, for a table that holds no key. Overflow
+    /// marks stay, which costs a lookup at most a bucket more, where a new epoch would
+    /// be used up at every message by a store whose handlers all fail (each release
+    /// empties the table again).
+    pub(super) fn rebase(&mut self, base: u64) {
+        debug_assert!(self.is_empty());
+        self.base = base;
+    }
+
+    /// Where `key` is, looked for from bucket `home`.
+    pub(super) fn find(&self, home: u64, key: u64) -> Option<Slot> {
+        let mut bucket = home as usize & self.mask;
+        // Bounded: after removals every bucket may be marked overflowed.
+        for _ in 0..self.buckets.len() {
+            let b = &self.buckets[bucket];
+            let (used, overflowed) = b.state(self.epoch);
+            // All five compared at once, without a branch a key: which of them match,
+            // as bits, of those used.
+            let matches = (0..SLOTS).fold(0u32, |bits, i| bits | u32::from(b.keys[i] == key) << i) & ((1 << used) - 1);
+            if matches != 0 {
+                return Some(Slot { bucket, slot: matches.trailing_zeros() as usize });
+            }
+            if !overflowed {
+                return None;
+            }
+            bucket = (bucket + 1) & self.mask;
+        }
+        None
+    }
+
+    /// The time of the key at `at`.
+    pub(super) fn time(&self, at: Slot) -> u64 {
+        self.base + u64::from(self.buckets[at.bucket].times[at.slot])
+    }
+
+    /// Sets the time of the key at `at`.
+    pub(super) fn set_time(&mut self, at: Slot, time: u64) {
+        self.buckets[at.bucket].times[at.slot] = self.offset(time);
+    }
+
+    /// Adds `key`, which must not be in the table already, at `time`. The table must
+    /// have room: fewer keys than it was made for.
+    pub(super) fn insert(&mut self, home: u64, key: u64, time: u64) {
+        let offset = self.offset(time);
+        let mut bucket = home as usize & self.mask;
+        loop {
+            let b = &mut self.buckets[bucket];
+            let (used, overflowed) = b.state(self.epoch);
+            let epoch = self.epoch << EPOCH_SHIFT;
+            if used < SLOTS {
+                (b.keys[used], b.times[used]) = (key, offset);
+                b.meta = epoch | (u32::from(overflowed) * OVERFLOWED) | (used as u32 + 1);
+                self.len += 1;
+                return;
+            }
+            b.meta = epoch | OVERFLOWED | used as u32;
+            bucket = (bucket + 1) & self.mask;
+        }
+    }
+
+    /// Removes the key at `at`.
+    pub(super) fn remove(&mut self, at: Slot) {
+        let b = &mut self.buckets[at.bucket];
+        // The last key of the bucket takes the slot, so used slots stay the first ones.
+        // A found key is in a bucket of this epoch, whose count the low bits are.
+        let last = (b.meta & USED) as usize - 1;
+        b.keys[at.slot] = b.keys[last];
+        b.times[at.slot] = b.times[last];
+        b.meta -= 1;
+        self.len -= 1;
+    }
+
+    /// `time` as an offset from `base`; a time before it (which the store never gives)
+    /// counts as `base`, and one past the offsets' range as their last.
+    fn offset(&self, time: u64) -> u32 {
+        u32::try_from(time.saturating_sub(self.base)).unwrap_or(u32::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(i: u64) -> u64 {
+        let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^ (x >> 29)
+    }
+
+    #[test]
+    fn a_bucket_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Bucket>(), 64);
+        assert_eq!(std::mem::align_of::<Bucket>(), 64);
+    }
+
+    #[test]
+    fn a_full_table_finds_every_key_and_no_other() {
+        for keys in [1, 2, 5, 10, 3_125, 50_000] {
+            let mut table = Table::new(keys);
+            table.clear(1_000);
+            for i in 0..keys as u64 {
+                table.insert(random(2 * i), random(2 * i + 1), 1_000 + i);
+            }
+            assert_eq!(table.len(), keys);
+            for i in 0..keys as u64 {
+                let at = table.find(random(2 * i), random(2 * i + 1)).unwrap_or_else(|| panic!("{keys}: {i} lost"));
+                assert_eq!(table.time(at), 1_000 + i);
+            }
+            let strangers =
+                (keys as u64..keys as u64 + 10_000).filter(|&i| table.find(random(2 * i), random(2 * i + 1)).is_some());
+            assert_eq!(strangers.count(), 0);
+        }
+    }
+
+    #[test]
+    fn keys_of_one_home_overflow_and_are_still_found_after_removals() {
+        // Every key in bucket 0: the first five fill it, the rest go on to the next ones.
+        let mut table = Table::new(40);
+        table.clear(0);
+        for key in 1..=20 {
+            table.insert(0, key, key);
+        }
+        // Removing from the first bucket must not hide the keys past it.
+        for key in [1, 3, 5] {
+            let at = table.find(0, key).unwrap();
+            table.remove(at);
+        }
+        assert_eq!(table.len(), 17);
+        for key in 1..=20 {
+            assert_eq!(table.find(0, key).is_some(), ![1, 3, 5].contains(&key), "{key}");
+        }
+        // A freed slot is used again.
+        table.insert(0, 21, 21);
+        assert_eq!(table.find(0, 21).map(|at| table.time(at)), Some(21));
+        table.clear(100);
+        assert!(table.is_empty() && (1..=21).all(|key| table.find(0, key).is_none()));
+    }
+
+    #[test]
+    fn times_are_kept_to_the_millisecond_and_set_anew() {
+        let mut table = Table::new(10);
+        let base = 1 << 40;
+        table.clear(base);
+        table.insert(7, 7, base + 123_456);
+        let at = table.find(7, 7).unwrap();
+        assert_eq!(table.time(at), base + 123_456);
+        table.set_time(at, base + u64::from(u32::MAX));
+        assert_eq!(table.time(at), base + u64::from(u32::MAX));
+    }
+
+    #[test]
+    fn a_lookup_ends_when_every_bucket_overflowed() {
+        let mut table = Table::new(10);
+        table.clear(0);
+        let buckets = table.buckets.len() as u64;
+        // Fill each bucket from its own home, overflow it once, then empty it.
+        for home in 0..buckets {
+            for key in 0..=SLOTS as u64 {
+                table.insert(home, home * 100 + key, 0);
+            }
+            while let Some(at) = (0..=SLOTS as u64).find_map(|key| table.find(home, home * 100 + key)) {
+                table.remove(at);
+            }
+        }
+        assert!(table.is_empty());
+        assert!(table.find(0, 12345).is_none());
+    }
+
+    #[test]
+    fn keys_of_an_earlier_epoch_are_gone_and_so_after_every_epoch_was_used() {
+        let mut table = Table::new(10);
+        table.clear(0);
+        table.insert(1, 1, 0);
+        table.clear(0);
+        assert!(table.find(1, 1).is_none());
+        table.insert(1, 2, 0);
+        // The epochs wrap: the table is cleared whole rather than take the first one back.
+        table.epoch = u32::MAX >> EPOCH_SHIFT;
+        table.insert(1, 3, 0);
+        table.clear(0);
+        assert_eq!(table.epoch, 0);
+        assert!(table.find(1, 2).is_none() && table.find(1, 3).is_none());
+        table.insert(2, 4, 0);
+        assert!(table.find(2, 4).is_some());
+    }
+
+    #[test]
+    fn a_table_never_fills() {
+        // Sizes where the slots would be exactly the keys without the doubling.
+        for keys in [5, 10, 20, 40, 640] {
+            let table = Table::new(keys);
+            assert!(table.buckets.len() * SLOTS > keys, "{keys}");
+        }
+    }
+}
