@@ -65,9 +65,9 @@ struct Shard {
     previous: Table,
     /// Which ids `previous` may hold. A new id, most of them, is looked for in both
     /// generations, and each lookup in a large store is a trip to memory; the filter
-    /// answers for the previous one from a few kilobytes instead.
+    /// answers from a few kilobytes instead.
     previous_filter: Filter,
-    /// The same for `current`, to become `previous_filter` at the turn.
+    /// The same for `current`.
     current_filter: Filter,
     /// When the current generation got its first id.
     started: u64,
@@ -92,10 +92,7 @@ impl Shard {
     }
 
     fn committed(&self, id: &Id) -> Option<u64> {
-        match self.current.find(id.home(), id.low) {
-            Some(at) => Some(self.current.time(at)),
-            None => look_up(&self.previous, &self.previous_filter, id),
-        }
+        look_up(&self.current, &self.current_filter, id).or_else(|| look_up(&self.previous, &self.previous_filter, id))
     }
 
     /// Claims `id` at `now` unless it was committed within the ttl before `clock()`;
@@ -119,10 +116,12 @@ impl Shard {
             self.current.rebase(now);
             self.started = now;
         }
-        // The current generation is looked in first, then the previous one if its filter
-        // lets it hold the id. An id seen keeps its first time, as for a delivery that
-        // raced the first.
-        match self.current.find(id.home(), id.low) {
+        // Each generation is looked in only if its filter lets it hold the id: a new id
+        // then reads no table, and its insert waits to be written with others (see
+        // `Table`). An id seen keeps its first time, as for a delivery that raced the
+        // first.
+        let found = if self.current_filter.may_hold(id.low) { self.current.find(id.home(), id.low) } else { None };
+        match found {
             Some(at) if seen(self.current.time(at)) => None,
             Some(at) => {
                 self.current.set_time(at, now);

@@ -6,6 +6,14 @@
 //! write it. Here a bucket holds five keys, their times and its count in one aligned
 //! line: looking an id up and adding it touch that line alone, unless the bucket
 //! overflowed into the next one (about one in eleven when a table is as full as it gets).
+//!
+//! Even one line is a trip to memory a new id when the table is larger than the cache,
+//! and a trip the processor waits for: the next message's work is too far on to run
+//! meanwhile. So new keys wait in a short list, in cache, and are written to their
+//! buckets [`PENDING`] at a time: first each bucket is read, loads that do not wait for
+//! one another, so their trips overlap, then the keys are written. The store asks a
+//! table only for keys its Bloom filter may hold, so a new id, nearly every message,
+//! does not wait for memory at all.
 
 /// Slots in a bucket: five keys and five times fill 60 of its 64 bytes.
 const SLOTS: usize = 5;
@@ -44,11 +52,24 @@ impl Bucket {
     }
 }
 
-/// Where a key is: its bucket and slot.
+/// How many new keys wait before they are written to their buckets together.
+const PENDING: usize = 32;
+
+/// A key waiting to be written to its bucket.
+#[derive(Clone, Copy)]
+struct Waiting {
+    home: u64,
+    key: u64,
+    offset: u32,
+}
+
+/// Where a key is.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Slot {
-    bucket: usize,
-    slot: usize,
+pub(super) enum Slot {
+    /// In `bucket`, at `slot`.
+    Bucket { bucket: usize, slot: usize },
+    /// Still waiting, at this index.
+    Waiting(usize),
 }
 
 /// Keys, each with a time in milliseconds.
@@ -67,6 +88,9 @@ pub(super) struct Table {
     base: u64,
     /// The buckets of this epoch are the table's; the rest count as empty.
     epoch: u32,
+    /// New keys not yet in their buckets: the first `waiting` of them.
+    pending: [Waiting; PENDING],
+    waiting: usize,
 }
 
 impl Table {
@@ -77,7 +101,15 @@ impl Table {
         // of `keys / SLOTS` buckets): few buckets overflow.
         let count = keys.max(1).div_ceil(SLOTS).next_power_of_two();
         let count = if count * SLOTS == keys { count * 2 } else { count };
-        Self { buckets: vec![Bucket::EMPTY; count].into_boxed_slice(), mask: count - 1, len: 0, base: 0, epoch: 0 }
+        Self {
+            buckets: vec![Bucket::EMPTY; count].into_boxed_slice(),
+            mask: count - 1,
+            len: 0,
+            base: 0,
+            epoch: 0,
+            pending: [Waiting { home: 0, key: 0, offset: 0 }; PENDING],
+            waiting: 0,
+        }
     }
 
     pub(super) fn len(&self) -> usize {
@@ -96,6 +128,7 @@ impl Table {
             self.buckets.fill(Bucket::EMPTY);
         }
         self.len = 0;
+        self.waiting = 0;
         self.base = base;
     }
 
@@ -110,6 +143,9 @@ impl Table {
 
     /// Where `key` is, looked for from bucket `home`.
     pub(super) fn find(&self, home: u64, key: u64) -> Option<Slot> {
+        if let Some(i) = self.pending[..self.waiting].iter().position(|w| w.key == key) {
+            return Some(Slot::Waiting(i));
+        }
         let mut bucket = home as usize & self.mask;
         // Bounded: after removals every bucket may be marked overflowed.
         for _ in 0..self.buckets.len() {
@@ -119,7 +155,7 @@ impl Table {
             // as bits, of those used.
             let matches = (0..SLOTS).fold(0u32, |bits, i| bits | u32::from(b.keys[i] == key) << i) & ((1 << used) - 1);
             if matches != 0 {
-                return Some(Slot { bucket, slot: matches.trailing_zeros() as usize });
+                return Some(Slot::Bucket { bucket, slot: matches.trailing_zeros() as usize });
             }
             if !overflowed {
                 return None;
@@ -131,18 +167,54 @@ impl Table {
 
     /// The time of the key at `at`.
     pub(super) fn time(&self, at: Slot) -> u64 {
-        self.base + u64::from(self.buckets[at.bucket].times[at.slot])
+        self.base + u64::from(*self.offset_at(at))
     }
 
     /// Sets the time of the key at `at`.
     pub(super) fn set_time(&mut self, at: Slot, time: u64) {
-        self.buckets[at.bucket].times[at.slot] = self.offset(time);
+        let offset = self.offset(time);
+        *self.offset_at_mut(at) = offset;
+    }
+
+    fn offset_at(&self, at: Slot) -> &u32 {
+        match at {
+            Slot::Bucket { bucket, slot } => &self.buckets[bucket].times[slot],
+            Slot::Waiting(i) => &self.pending[i].offset,
+        }
+    }
+
+    fn offset_at_mut(&mut self, at: Slot) -> &mut u32 {
+        match at {
+            Slot::Bucket { bucket, slot } => &mut self.buckets[bucket].times[slot],
+            Slot::Waiting(i) => &mut self.pending[i].offset,
+        }
     }
 
     /// Adds `key`, which must not be in the table already, at `time`. The table must
     /// have room: fewer keys than it was made for.
     pub(super) fn insert(&mut self, home: u64, key: u64, time: u64) {
-        let offset = self.offset(time);
+        self.pending[self.waiting] = Waiting { home, key, offset: self.offset(time) };
+        self.waiting += 1;
+        self.len += 1;
+        if self.waiting == PENDING {
+            self.write_pending();
+        }
+    }
+
+    /// Writes the waiting keys to their buckets.
+    fn write_pending(&mut self) {
+        // Each bucket read first, in loads that do not depend on one another, so that
+        // their trips to memory overlap; the writes then find the lines in cache.
+        let touched =
+            self.pending[..self.waiting].iter().fold(0, |all, w| all | self.buckets[w.home as usize & self.mask].meta);
+        std::hint::black_box(touched);
+        for i in 0..std::mem::take(&mut self.waiting) {
+            let Waiting { home, key, offset } = self.pending[i];
+            self.write(home, key, offset);
+        }
+    }
+
+    fn write(&mut self, home: u64, key: u64, offset: u32) {
         let mut bucket = home as usize & self.mask;
         loop {
             let b = &mut self.buckets[bucket];
@@ -151,7 +223,6 @@ impl Table {
             if used < SLOTS {
                 (b.keys[used], b.times[used]) = (key, offset);
                 b.meta = epoch | (u32::from(overflowed) * OVERFLOWED) | (used as u32 + 1);
-                self.len += 1;
                 return;
             }
             b.meta = epoch | OVERFLOWED | used as u32;
@@ -161,14 +232,22 @@ impl Table {
 
     /// Removes the key at `at`.
     pub(super) fn remove(&mut self, at: Slot) {
-        let b = &mut self.buckets[at.bucket];
+        self.len -= 1;
+        let (bucket, slot) = match at {
+            Slot::Bucket { bucket, slot } => (bucket, slot),
+            Slot::Waiting(i) => {
+                self.waiting -= 1;
+                self.pending[i] = self.pending[self.waiting];
+                return;
+            }
+        };
+        let b = &mut self.buckets[bucket];
         // The last key of the bucket takes the slot, so used slots stay the first ones.
         // A found key is in a bucket of this epoch, whose count the low bits are.
         let last = (b.meta & USED) as usize - 1;
-        b.keys[at.slot] = b.keys[last];
-        b.times[at.slot] = b.times[last];
+        b.keys[slot] = b.keys[last];
+        b.times[slot] = b.times[last];
         b.meta -= 1;
-        self.len -= 1;
     }
 
     /// `time` as an offset from `base`; a time before it (which the store never gives)
@@ -220,6 +299,7 @@ mod tests {
         for key in 1..=20 {
             table.insert(0, key, key);
         }
+        table.write_pending();
         // Removing from the first bucket must not hide the keys past it.
         for key in [1, 3, 5] {
             let at = table.find(0, key).unwrap();
@@ -243,9 +323,46 @@ mod tests {
         table.clear(base);
         table.insert(7, 7, base + 123_456);
         let at = table.find(7, 7).unwrap();
+        assert!(matches!(at, Slot::Waiting(_)));
         assert_eq!(table.time(at), base + 123_456);
         table.set_time(at, base + u64::from(u32::MAX));
         assert_eq!(table.time(at), base + u64::from(u32::MAX));
+        table.write_pending();
+        let at = table.find(7, 7).unwrap();
+        assert!(matches!(at, Slot::Bucket { .. }));
+        assert_eq!(table.time(at), base + u64::from(u32::MAX));
+        table.set_time(at, base + 1);
+        assert_eq!(table.time(table.find(7, 7).unwrap()), base + 1);
+    }
+
+    #[test]
+    fn keys_wait_until_a_batch_is_full_and_are_found_and_removed_either_way() {
+        let mut table = Table::new(1_000);
+        table.clear(0);
+        for i in 0..PENDING as u64 - 1 {
+            table.insert(random(2 * i), random(2 * i + 1), i);
+        }
+        assert_eq!((table.waiting, table.len()), (PENDING - 1, PENDING - 1));
+        // A waiting key removed: the last waiting one takes its place.
+        table.remove(table.find(random(0), random(1)).unwrap());
+        assert!(table.find(random(0), random(1)).is_none());
+        let last = PENDING as u64 - 2;
+        assert_eq!(table.time(table.find(random(2 * last), random(2 * last + 1)).unwrap()), last);
+        for i in PENDING as u64 - 1..PENDING as u64 + 1 {
+            table.insert(random(2 * i), random(2 * i + 1), i);
+        }
+        assert_eq!(table.waiting, 0, "a full batch is written to the buckets");
+        assert_eq!(table.len(), PENDING);
+        for i in 1..PENDING as u64 + 1 {
+            let at = table.find(random(2 * i), random(2 * i + 1)).unwrap();
+            assert!(matches!(at, Slot::Bucket { .. }));
+            assert_eq!(table.time(at), i);
+        }
+        table.remove(table.find(random(2), random(3)).unwrap());
+        assert!(table.find(random(2), random(3)).is_none());
+        assert_eq!(table.len(), PENDING - 1);
+        table.clear(0);
+        assert!(table.is_empty() && table.find(random(4), random(5)).is_none());
     }
 
     #[test]
@@ -258,6 +375,7 @@ mod tests {
             for key in 0..=SLOTS as u64 {
                 table.insert(home, home * 100 + key, 0);
             }
+            table.write_pending();
             while let Some(at) = (0..=SLOTS as u64).find_map(|key| table.find(home, home * 100 + key)) {
                 table.remove(at);
             }
