@@ -102,16 +102,24 @@ impl PartitionCommits {
     /// Records that the dispatch `ticket` was processed. Returns the new commit point if
     /// it moved. A ticket that is no longer current changes nothing.
     pub fn processed(&mut self, ticket: Ticket) -> Option<u64> {
-        let i = self.position(ticket)?;
+        let before = self.committable;
+        (self.mark_processed(ticket) && self.committable > before).then_some(self.committable)
+    }
+
+    /// Records that the dispatch `ticket` was processed if it is still current, moving
+    /// the commit point with it; returns whether it was current (a ticket that is not
+    /// changes nothing). One lookup, where [`Self::is_current`] and then
+    /// [`Self::processed`] take two: a driver that fails a stale ack calls this on
+    /// every ack.
+    pub fn mark_processed(&mut self, ticket: Ticket) -> bool {
+        let Some(i) = self.position(ticket) else { return false };
         self.in_flight[i].processed = true;
         while self.in_flight.front().is_some_and(|d| d.processed) {
             self.in_flight.pop_front();
         }
         let point = self.in_flight.front().map_or(self.next, |d| d.offset);
-        (point > self.committable).then(|| {
-            self.committable = point;
-            point
-        })
+        self.committable = self.committable.max(point);
+        true
     }
 
     /// The offset after the highest dispatched (or the start, or where a rewind went
@@ -173,6 +181,20 @@ mod tests {
         assert_eq!(p.processed(t[3]), Some(5));
         assert!(p.is_idle());
         assert_eq!(p.processed(t[3]), None, "a second report is ignored");
+    }
+
+    #[test]
+    fn marking_a_record_processed_says_whether_it_was_current() {
+        let mut p = PartitionCommits::new(0);
+        let t: Vec<Ticket> = (0..3).map(|o| p.dispatched(o)).collect();
+        assert!(p.mark_processed(t[1]));
+        assert_eq!(p.committable(), 0, "0 still runs");
+        assert!(!p.mark_processed(t[1]), "a second report is not current");
+        assert!(p.mark_processed(t[0]));
+        assert_eq!(p.committable(), 2);
+        p.rewind(2);
+        assert!(!p.mark_processed(t[2]), "rewound");
+        assert_eq!(p.committable(), 2);
     }
 
     #[test]

@@ -43,18 +43,22 @@ impl KafkaSettle {
         let Some(part) = state.partitions.get_mut(&self.partition).filter(|p| p.generation == self.generation) else {
             return Err(self.gone("the partition was revoked"));
         };
-        let Some(commits) = part.commits.as_mut().filter(|c| c.is_current(self.ticket)) else {
-            return Err(self.gone("a nack of an earlier record rewound the partition"));
-        };
+        let stale = || self.gone("a nack of an earlier record rewound the partition");
+        let Some(commits) = part.commits.as_mut() else { return Err(stale()) };
         let offset = self.ticket.offset;
         match settlement {
             Settlement::Ack => {
-                commits.processed(self.ticket);
+                if !commits.mark_processed(self.ticket) {
+                    return Err(stale());
+                }
                 if let Some(attempts) = state.attempts.get_mut(&self.partition) {
                     attempts.remove(&offset);
                 }
             }
             Settlement::Nack { delay } => {
+                if !commits.is_current(self.ticket) {
+                    return Err(stale());
+                }
                 commits.rewind(offset);
                 self.shared.changed();
                 part.rewind = Some(Rewind { offset, due: Instant::now() + delay.unwrap_or_default() });
