@@ -183,6 +183,30 @@ impl Delivery {
         }))
     }
 
+    /// Sets the attempt and the origin of a delivery its driver made before it knew
+    /// them, and has not handed out or cloned yet: a driver can then make each delivery
+    /// as it reads its record, where the message would otherwise be moved whole into a
+    /// batch and out again before the delivery is made. Returns false, changing nothing,
+    /// for a delivery that was cloned.
+    ///
+    /// ```
+    /// use tidewater_core::{Delivery, Message, Position};
+    ///
+    /// let position = Position::Log { partition: 0, offset: 7 };
+    /// let mut delivery = Delivery::new(Message::new("orders", "{}"), 1, position, None);
+    /// assert!(delivery.set_dispatch(3, None));
+    /// assert_eq!(delivery.attempt(), 3);
+    /// let copy = delivery.clone();
+    /// assert!(!delivery.set_dispatch(4, None));
+    /// assert_eq!(copy.attempt(), 3);
+    /// ```
+    pub fn set_dispatch(&mut self, attempt: u32, origin: Option<Arc<dyn Any + Send + Sync>>) -> bool {
+        let Some(inner) = Arc::get_mut(&mut self.0) else { return false };
+        let attempt = attempt.max(1);
+        (inner.attempt, inner.deliveries, inner.origin) = (attempt, attempt, origin);
+        true
+    }
+
     /// The origin the driver gave the delivery, if it is a `T`.
     pub fn origin<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
         self.0.origin.clone().and_then(|origin| origin.downcast().ok())

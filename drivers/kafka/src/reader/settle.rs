@@ -105,12 +105,14 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use tidewater_core::{Incoming, Message, ReadySignal, Settlement, Settler, StartFrom, TopicName};
+    use tidewater_core::{
+        Delivery, Incoming, Message, Position, ReadySignal, Settlement, Settler, StartFrom, TopicName,
+    };
     use tokio::sync::Notify;
     use tokio::time::Instant;
 
     use super::super::copies::Copies;
-    use super::super::source::KafkaSource;
+    use super::super::source::{Fetched, KafkaSource};
     use super::super::state::{Part, Shared, State};
 
     fn source() -> KafkaSource {
@@ -140,7 +142,14 @@ mod tests {
 
     /// Dispatches the records at `offsets` of partition 0; their settle handles.
     fn dispatch(source: &KafkaSource, offsets: &[u64]) -> Vec<Settler> {
-        let mut records = offsets.iter().map(|&o| (0, o, Message::new("orders", "p"))).collect();
+        let mut records = offsets
+            .iter()
+            .map(|&offset| {
+                let position = Position::Log { partition: 0, offset };
+                let delivery = Delivery::new(Message::new("orders", "p"), 1, position, None);
+                Fetched { partition: 0, offset, delivery }
+            })
+            .collect();
         let mut batch = Vec::new();
         source.dispatch(&mut records, &mut batch);
         batch.into_iter().map(|Incoming { settle, .. }| settle).collect()
