@@ -100,6 +100,54 @@ struct State {
     attempts: HashMap<(u32, u64), u32>,
 }
 
+/// Why a settlement changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stale {
+    /// The record's partition was assigned away since its dispatch.
+    Revoked,
+    /// A nack of an earlier record rewound the partition past it.
+    Rewound,
+}
+
+impl State {
+    /// Settles the dispatch `ticket` of `partition`, made in assignment `epoch`: an ack
+    /// counts it processed, a nack rewinds the partition to it and counts the attempt.
+    /// A dispatch that is no longer current changes nothing, its attempt count
+    /// included: a stale ack that forgot it would restart the count of a record nacked
+    /// before and still to come again, past a limit on its deliveries.
+    fn settle(
+        &mut self,
+        epoch: u64,
+        partition: u32,
+        ticket: Ticket,
+        attempt: u32,
+        settlement: Settlement,
+    ) -> std::result::Result<(), Stale> {
+        let State { epoch: current, parts, attempts } = self;
+        let Some(part) = parts.get_mut(&partition).filter(|_| *current == epoch) else {
+            return Err(Stale::Revoked);
+        };
+        match settlement {
+            Settlement::Ack => {
+                if !part.commits.mark_processed(ticket) {
+                    return Err(Stale::Rewound);
+                }
+                attempts.remove(&(partition, ticket.offset));
+            }
+            Settlement::Nack { delay } => {
+                if !part.commits.is_current(ticket) {
+                    return Err(Stale::Rewound);
+                }
+                part.commits.rewind(ticket.offset);
+                part.position = ticket.offset as i64;
+                part.resume_at = delay.map(|d| Instant::now() + d);
+                attempts.insert((partition, ticket.offset), attempt + 1);
+            }
+        }
+        Ok(())
+    }
+}
+
 struct Shared {
     client: Arc<Client>,
     topic: TopicName,
@@ -550,40 +598,72 @@ struct LogSettle {
 impl Settle for LogSettle {
     async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
         let mut state = self.shared.state.lock().unwrap();
-        let State { epoch, parts, attempts } = &mut *state;
-        let part = parts.get_mut(&self.partition).filter(|_| *epoch == self.epoch);
-        let Some(part) = part else {
-            return Err(Error::new(
+        let stale = |why: &str| {
+            Err(Error::new(
                 ErrorKind::BrokerTransient,
-                format!(
-                    "partition {} was taken away before offset {} was settled; its new owner reads it again",
-                    self.partition, self.ticket.offset
-                ),
+                format!("offset {} of partition {} was not settled: {why}", self.ticket.offset, self.partition),
             )
             .with_driver(DRIVER)
-            .with_topic(self.shared.topic.clone()));
+            .with_topic(self.shared.topic.clone()))
         };
-        match settlement {
-            Settlement::Ack => {
-                part.commits.processed(self.ticket);
-                attempts.remove(&(self.partition, self.ticket.offset));
-            }
-            Settlement::Nack { delay } => {
-                if part.commits.is_current(self.ticket) {
-                    part.commits.rewind(self.ticket.offset);
-                    part.position = self.ticket.offset as i64;
-                    part.resume_at = delay.map(|d| Instant::now() + d);
-                    attempts.insert((self.partition, self.ticket.offset), self.attempt + 1);
+        match state.settle(self.epoch, self.partition, self.ticket, self.attempt, settlement) {
+            Ok(()) => {
+                if let Settlement::Nack { .. } = settlement {
                     drop(state);
                     self.shared.wake.notify_one();
                 }
+                Ok(())
+            }
+            Err(Stale::Revoked) => stale("the partition was taken away; its new owner reads it again"),
+            Err(Stale::Rewound) => {
+                stale("a nack of an earlier record rewound the partition; it will be delivered again")
             }
         }
-        Ok(())
     }
 
     fn is_current(&self) -> bool {
         let state = self.shared.state.lock().unwrap();
         state.epoch == self.epoch && state.parts.get(&self.partition).is_some_and(|p| p.commits.is_current(self.ticket))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(offset: u64) -> State {
+        let part = Part {
+            position: offset as i64,
+            commits: PartitionCommits::new(offset),
+            committed: offset,
+            resume_at: None,
+        };
+        State { epoch: 1, parts: BTreeMap::from([(0, part)]), attempts: HashMap::new() }
+    }
+
+    #[test]
+    fn a_stale_settlement_is_an_error_and_keeps_the_attempt_count() {
+        let mut state = state(5);
+        let commits = &mut state.parts.get_mut(&0).unwrap().commits;
+        let (five, six) = (commits.dispatched(5), commits.dispatched(6));
+        // 6 failed before: its next delivery is its second.
+        state.attempts.insert((0, 6), 2);
+        // A nack of 5 rewinds the partition to it, so 6's dispatch is stale.
+        assert_eq!(state.settle(1, 0, five, 1, Settlement::Nack { delay: None }), Ok(()));
+        assert_eq!(state.attempts.get(&(0, 5)), Some(&2));
+        assert_eq!(state.settle(1, 0, six, 2, Settlement::Ack), Err(Stale::Rewound));
+        assert_eq!(state.attempts.get(&(0, 6)), Some(&2), "a stale ack forgets no attempt");
+        assert_eq!(state.settle(1, 0, six, 2, Settlement::Nack { delay: None }), Err(Stale::Rewound));
+        assert_eq!(state.parts[&0].position, 5, "a stale nack moves nothing");
+        // Dispatched again, 5 is acked and forgets its count; 6 then is current again.
+        let commits = &mut state.parts.get_mut(&0).unwrap().commits;
+        let (five, six) = (commits.dispatched(5), commits.dispatched(6));
+        assert_eq!(state.settle(1, 0, five, 2, Settlement::Ack), Ok(()));
+        assert_eq!(state.attempts.get(&(0, 5)), None);
+        assert_eq!(state.settle(1, 0, six, 2, Settlement::Ack), Ok(()));
+        assert_eq!(state.parts[&0].commits.committable(), 7);
+        // A settlement from an earlier assignment.
+        let seven = state.parts.get_mut(&0).unwrap().commits.dispatched(7);
+        assert_eq!(state.settle(0, 0, seven, 1, Settlement::Ack), Err(Stale::Revoked));
     }
 }
