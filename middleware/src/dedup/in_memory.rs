@@ -27,11 +27,11 @@ const SHARDS: usize = 16;
 /// by id, saves a cache miss per message on a large store, its main cost.
 ///
 /// Ids are spread over 16 shards by hash, each with its share of `capacity`, and kept
-/// in tables whose buckets are one cache line each, so that checking and claiming a new
-/// id reads one line of a table that does not fit the cache. The store takes 13 to 26
-/// bytes an id of `capacity` (21 at the default 100,000: 2.2 MB in all), and 1 to 2
-/// more in the Bloom filters that let a new id skip the previous generation's table:
-/// the lookup there would be another cache miss.
+/// in tables whose buckets are one cache line each. A Bloom filter a generation lets a
+/// new id, nearly every message, skip the tables, which do not fit the cache at the
+/// default size; new ids are written to them a few dozen at a time, their trips to
+/// memory overlapping. The store takes 13 to 26 bytes an id of `capacity` (21 at the
+/// default 100,000: 2.2 MB in all), and 1 to 2 more in the filters.
 ///
 /// A generation fills for at most 49 days (the tables keep times as 32-bit milliseconds),
 /// so with a longer `ttl` an id may be forgotten after 49 to 98 days.
@@ -69,8 +69,6 @@ struct Shard {
     previous_filter: Filter,
     /// The same for `current`.
     current_filter: Filter,
-    /// When the current generation got its first id.
-    started: u64,
     /// How many ids a generation takes.
     generation: usize,
 }
@@ -86,7 +84,6 @@ impl Shard {
             previous: Table::new(generation),
             previous_filter: Filter::new(generation),
             current_filter: Filter::new(generation),
-            started: 0,
             generation,
         }
     }
@@ -100,7 +97,9 @@ impl Shard {
     /// which is rare: most messages are not duplicates.
     fn claim(&mut self, id: Id, now: u64, ttl: u64, clock: impl Fn() -> u64) -> Option<u64> {
         let seen = |at: u64| clock().saturating_sub(at) < ttl;
-        let span = now.saturating_sub(self.started);
+        // How long the current generation has been filling: its table counts times from
+        // its first id.
+        let span = now.saturating_sub(self.current.base());
         if self.current.len() >= self.generation || span >= ttl || span >= LONGEST_GENERATION {
             // Looked up before the turn, which would forget the previous generation.
             if self.committed(&id).is_some_and(seen) {
@@ -111,10 +110,8 @@ impl Shard {
             std::mem::swap(&mut self.current_filter, &mut self.previous_filter);
             self.current.clear(now);
             self.current_filter.clear();
-            self.started = now;
         } else if self.current.is_empty() {
             self.current.rebase(now);
-            self.started = now;
         }
         // Each generation is looked in only if its filter lets it hold the id: a new id
         // then reads no table, and its insert waits to be written with others (see

@@ -77,7 +77,7 @@ pub(super) enum Slot {
 /// A key is a fingerprint's `(home, key)`: `home` picks the bucket it is looked for
 /// from and `key` is what is compared, so both must be random bits and independent
 /// of each other (the two halves of a fingerprint are). Times are kept as 32-bit
-/// offsets from the time the table was last cleared at, so a table must be cleared
+/// offsets from the time the table was last cleared or rebased at, so a table must be cleared
 /// within `u32::MAX` milliseconds (49 days) of the times it holds.
 pub(super) struct Table {
     buckets: Box<[Bucket]>,
@@ -118,6 +118,11 @@ impl Table {
 
     pub(super) fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The time the table counts times from: the one it was last cleared or rebased at.
+    pub(super) fn base(&self) -> u64 {
+        self.base
     }
 
     /// Forgets every key; times are counted from `base` from now on.
