@@ -15,10 +15,11 @@ use super::DedupKey;
 ///
 /// Two different keys colliding, which would skip a message, is about as likely as a
 /// cosmic-ray bit flip: 2^-128 for a pair in the moka store, which keeps fingerprints
-/// whole. [`InMemoryDedupStorage`](super::InMemoryDedupStorage) keeps 64 bits of one
-/// and compares 68 (its shard's too), to fit five in a cache line: a new id is compared
-/// with about six, so a false skip is 2^-65 a message, once in a million years at a
-/// million messages a second. The hash key is random per store and secret, so a
+/// whole. [`InMemoryDedupStorage`](super::InMemoryDedupStorage) keeps 64 bits of one,
+/// to fit five in a cache line, and picks the bucket by the other half: a new id is
+/// compared with the few ids of its bucket (about ten at most, in two generations), so
+/// a false skip is about 2^-61 a message, once in fifty thousand years at a million
+/// messages a second. The hash key is random per store and secret, so a
 /// producer cannot choose ids that collide with another's, and a fingerprint means
 /// nothing outside the store that made it.
 #[derive(Clone, Debug)]

@@ -148,7 +148,9 @@ impl Table {
 
     /// Where `key` is, looked for from bucket `home`.
     pub(super) fn find(&self, home: u64, key: u64) -> Option<Slot> {
-        if let Some(i) = self.pending[..self.waiting].iter().position(|w| w.key == key) {
+        // Waiting keys are of any bucket, so their home is compared too: a key alone would
+        // make each of them a chance of a false match, where a bucket holds a handful.
+        if let Some(i) = self.pending[..self.waiting].iter().position(|w| w.key == key && w.home == home) {
             return Some(Slot::Waiting(i));
         }
         let mut bucket = home as usize & self.mask;
@@ -348,6 +350,7 @@ mod tests {
             table.insert(random(2 * i), random(2 * i + 1), i);
         }
         assert_eq!((table.waiting, table.len()), (PENDING - 1, PENDING - 1));
+        assert!(table.find(random(2) ^ 1, random(3)).is_none(), "a waiting key is found only from its own home");
         // A waiting key removed: the last waiting one takes its place.
         table.remove(table.find(random(0), random(1)).unwrap());
         assert!(table.find(random(0), random(1)).is_none());
