@@ -140,6 +140,7 @@ impl std::ops::Deref for DeliveredMessage {
 impl Delivery {
     /// A delivery of `message`, for drivers. `attempt` is the broker's delivery count,
     /// from 1.
+    #[inline]
     pub fn new(
         message: impl Into<DeliveredMessage>,
         attempt: u32,
@@ -162,6 +163,10 @@ impl Delivery {
         Self::build(message.into(), attempt, position, group, Some(origin))
     }
 
+    // Inlined, with `new`: a call of its own took the message (about 200 bytes) by
+    // pointer and copied it into the delivery on its stack, and that again into the
+    // allocation, three `memcpy` calls a delivery (callgrind, the Kafka reader).
+    #[inline]
     fn build(
         message: DeliveredMessage,
         attempt: u32,
