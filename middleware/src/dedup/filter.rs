@@ -52,12 +52,8 @@ impl Filter {
 
 #[cfg(test)]
 mod tests {
+    use super::super::random_bits as key;
     use super::*;
-
-    fn key(i: u64) -> u64 {
-        let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        x ^ (x >> 29)
-    }
 
     #[test]
     fn every_inserted_key_may_be_held_and_few_others_are() {

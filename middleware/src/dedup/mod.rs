@@ -171,6 +171,14 @@ impl Around for Deduplicate {
     }
 }
 
+/// Random-looking bits from a counter, as a fingerprint's half would be: for the
+/// store's tests, which need many distinct keys spread over shards and buckets.
+#[cfg(test)]
+pub(super) fn random_bits(i: u64) -> u64 {
+    let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^ (x >> 29)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -77,8 +77,8 @@ pub(super) enum Slot {
 /// A key is a fingerprint's `(home, key)`: `home` picks the bucket it is looked for
 /// from and `key` is what is compared, so both must be random bits and independent
 /// of each other (the two halves of a fingerprint are). Times are kept as 32-bit
-/// offsets from the time the table was last cleared or rebased at, so a table must be cleared
-/// within `u32::MAX` milliseconds (49 days) of the times it holds.
+/// offsets from the time the table was last cleared or rebased at, so a table must be
+/// cleared within `u32::MAX` milliseconds (49 days) of the times it holds.
 pub(super) struct Table {
     buckets: Box<[Bucket]>,
     /// The bucket count less one (a power of two, so a mask picks a bucket).
@@ -266,12 +266,8 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
+    use super::super::random_bits as random;
     use super::*;
-
-    fn random(i: u64) -> u64 {
-        let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        x ^ (x >> 29)
-    }
 
     #[test]
     fn a_bucket_is_one_cache_line() {
