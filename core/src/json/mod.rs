@@ -7,9 +7,9 @@
 //! way out; an event with a 1 KiB text field spent most of its decoding and encoding
 //! there. Both find the end of plain text sixteen bytes at a time (sixty-four while
 //! none of them needs a look; short text to be written goes through a table, as in
-//! serde_json). Each refuses what it does
-//! not handle with [`Unsupported`], and the codec then runs serde_json on the value
-//! from the start: so every payload, value and error the codec gives is serde_json's.
+//! serde_json). Each refuses what it does not handle with [`Unsupported`], and the
+//! codec then runs serde_json on the value from the start: so every payload, value and
+//! error the codec gives is serde_json's.
 
 use std::fmt;
 

@@ -4,8 +4,9 @@
 //! serde_json looks at a string's bytes one at a time to find those that need escaping,
 //! about nine instructions a byte; an event with a 1 KiB text field spent most of its
 //! encoding there. This writer finds them with the reader's block search (short text
-//! through a table, as serde_json does) and copies the stretches that need nothing. Numbers, `null` and byte arrays go through serde_json's
-//! own formatter, so they read exactly as serde_json writes them.
+//! through a table, as serde_json does) and copies the stretches that need nothing.
+//! Numbers, `null` and byte arrays go through serde_json's own formatter, so they read
+//! exactly as serde_json writes them.
 //!
 //! What this writer does not take on, it refuses with [`Unsupported`], and the codec
 //! encodes the value with serde_json instead: map keys other than strings, chars, unit
