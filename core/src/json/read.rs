@@ -8,8 +8,9 @@
 //! first float finds out whether some crate turned on its `float_roundtrip`, which
 //! reads some differently); a number it cannot read that way (more digits than a `u64`
 //! holds, `float_roundtrip` on) gets its value from serde_json reading that number's
-//! text alone, which gives what serde_json gives in place. What the reader does not take on, it refuses with [`Unsupported`] and the
-//! codec reads the payload with serde_json from the start: any payload that is not
+//! text alone, which gives what serde_json gives in place. What the reader does not
+//! take on, it refuses with [`Unsupported`] and the codec reads the payload with
+//! serde_json from the start: any payload that is not
 //! valid JSON or does not fit the type (so every error is serde_json's), a `\u` escape
 //! of half a surrogate pair in text that is read, bytes, `i128` and `u128`, map keys
 //! read as anything but text, serde_json's private types, nesting deeper than
