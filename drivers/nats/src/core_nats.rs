@@ -16,7 +16,7 @@ use tidewater_core::request::{self, NativeRequests};
 
 use crate::headers::{check_sizes, from_nats, to_send, topic_of, wire_size, Implied};
 use crate::requests::CoreRequests;
-use crate::subjects::CheckedSubjects;
+use crate::subjects::subject_of;
 use crate::{connection_error, failed_in_batch, NatsConfig, DRIVER};
 
 /// Core NATS, without JetStream.
@@ -101,14 +101,7 @@ impl Driver for NatsCore {
     }
 
     fn writer(&self) -> Arc<dyn Writer> {
-        Arc::new(Closable::new(
-            DRIVER,
-            CoreWriter {
-                client: self.client.clone(),
-                subjects: CheckedSubjects::default(),
-                implied: self.implied.clone(),
-            },
-        ))
+        Arc::new(Closable::new(DRIVER, CoreWriter { client: self.client.clone(), implied: self.implied.clone() }))
     }
 
     fn reader(&self) -> Arc<dyn Reader> {
@@ -148,15 +141,15 @@ impl Admin for NatsCore {
 /// [`Writer::flush`] waits until the server has them.
 struct CoreWriter {
     client: async_nats::Client,
-    subjects: CheckedSubjects,
     implied: Implied,
 }
 
 /// What is sent of a message: its subject in the client's form, its headers and its
-/// payload; and its topic, which an error names.
+/// payload. Not its topic, which an error names: the callers add it from the message,
+/// moved or only when there is an error, where a clone here cost an atomic increment
+/// and decrement a publish.
 struct Prepared {
     subject: async_nats::Subject,
-    topic: TopicName,
     /// `None` when there are none to send.
     headers: Option<async_nats::HeaderMap>,
     payload: bytes::Bytes,
@@ -166,21 +159,22 @@ impl CoreWriter {
     /// Checks a message and makes what is sent of it (before anything of its batch is
     /// sent); the message stays with the caller, which `try_write_now` needs.
     fn prepare(&self, message: &Message) -> Result<Prepared> {
-        let subject = self.subjects.get(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
+        let subject = subject_of(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
         let headers = to_send(message, &self.implied)?;
-        Ok(Prepared { subject, topic: message.stream.clone(), headers, payload: message.payload.clone() })
+        Ok(Prepared { subject, headers, payload: message.payload.clone() })
     }
 
-    /// Publishes a prepared message; the error names its topic. A combinator rather than
-    /// an `async fn`, which would keep the prepared message beside the client's future.
+    /// Publishes a prepared message; the caller adds its topic to an error. A combinator
+    /// rather than an `async fn`, which would keep the prepared message beside the
+    /// client's future.
     fn publish(&self, prepared: Prepared) -> impl Future<Output = Result<()>> + Send + '_ {
-        let Prepared { subject, topic, headers, payload } = prepared;
+        let Prepared { subject, headers, payload } = prepared;
         // With no headers, a plain publish: nothing of an empty header map to move along.
         let sent = match headers.filter(|h| !h.is_empty()) {
             None => Either::Left(self.client.publish(subject, payload)),
             Some(headers) => Either::Right(self.client.publish_with_headers(subject, headers, payload)),
         };
-        sent.map_err(move |e| publish_error(e).with_topic(topic))
+        sent.map_err(publish_error)
     }
 }
 
@@ -200,12 +194,15 @@ impl BrokerWriter for CoreWriter {
         let out = batch.iter().map(|m| self.prepare(m)).collect::<Result<Vec<_>>>()?;
         check_sizes(
             self.client.max_payload(),
-            out.iter()
-                .map(|p| (p.headers.as_ref().map_or(p.payload.len(), |h| wire_size(h, p.payload.len())), &*p.topic)),
+            out.iter().zip(&batch).map(|(p, m)| {
+                (p.headers.as_ref().map_or(p.payload.len(), |h| wire_size(h, p.payload.len())), &*m.stream)
+            }),
         )?;
         let total = out.len();
-        for (i, prepared) in out.into_iter().enumerate() {
-            self.publish(prepared).await.map_err(|e| failed_in_batch(e, i, total))?;
+        for (i, (prepared, message)) in out.into_iter().zip(&batch).enumerate() {
+            self.publish(prepared)
+                .await
+                .map_err(|e| failed_in_batch(e.with_topic(message.stream.clone()), i, total))?;
         }
         Ok(())
     }
@@ -217,7 +214,12 @@ impl BrokerWriter for CoreWriter {
     // Preparing first leaves only the publish in the box: 704 bytes with async-nats 0.51.
     fn write_one(&self, message: Message) -> impl Future<Output = Result<()>> + Send + '_ {
         match self.prepare(&message) {
-            Ok(prepared) => Either::Left(self.publish(prepared)),
+            Ok(prepared) => {
+                // Moved out, the rest of the message dropped here: the future keeps only
+                // the name.
+                let topic = message.stream;
+                Either::Left(self.publish(prepared).map_err(move |e| e.with_topic(topic)))
+            }
             Err(e) => Either::Right(std::future::ready(Err(e))),
         }
     }
@@ -236,7 +238,7 @@ impl BrokerWriter for CoreWriter {
             Err(e) => return WriteNow::Done(Err(e)),
         };
         match self.publish(prepared).now_or_never() {
-            Some(result) => WriteNow::Done(result),
+            Some(result) => WriteNow::Done(result.map_err(|e| e.with_topic(message.stream))),
             None => WriteNow::Wait(message),
         }
     }

@@ -15,7 +15,7 @@ use tidewater_core::{
 use tokio::task::JoinHandle;
 
 use crate::headers::{check_sizes, check_subject, from_nats, to_nats, topic_of, wire_size, Implied};
-use crate::subjects::CheckedSubjects;
+use crate::subjects::subject_of;
 use crate::{connection_error, failed_in_batch, NatsConfig, DRIVER};
 
 /// How JetStream streams and consumers are set up.
@@ -184,7 +184,7 @@ impl JetStream {
         Ok(name)
     }
 
-    async fn publish(&self, batch: Vec<Message>, subjects: &CheckedSubjects) -> Result<()> {
+    async fn publish(&self, batch: Vec<Message>) -> Result<()> {
         let mut prepared = Vec::with_capacity(batch.len());
         let mut seen = HashSet::new();
         for message in &batch {
@@ -192,7 +192,7 @@ impl JetStream {
             if seen.insert(message.stream.as_str()) {
                 self.stream_for(&message.stream).await?;
             }
-            let subject = subjects.get(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
+            let subject = subject_of(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
             prepared.push((subject, headers));
         }
         let max = self.context.client().max_payload();
@@ -246,7 +246,7 @@ impl Driver for JetStream {
     }
 
     fn writer(&self) -> Arc<dyn Writer> {
-        Arc::new(Closable::new(DRIVER, JsWriter { js: self.clone(), subjects: CheckedSubjects::default() }))
+        Arc::new(Closable::new(DRIVER, JsWriter { js: self.clone() }))
     }
 
     fn reader(&self) -> Arc<dyn Reader> {
@@ -257,12 +257,11 @@ impl Driver for JetStream {
 /// Writes to JetStream; a write returns when the stream acknowledged every message.
 struct JsWriter {
     js: JetStream,
-    subjects: CheckedSubjects,
 }
 
 impl BrokerWriter for JsWriter {
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
-        self.js.publish(batch, &self.subjects).await
+        self.js.publish(batch).await
     }
 
     async fn flush(&self) -> Result<()> {
