@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tidewater_core::Error;
 
-use super::filter::Filter;
+use super::filter::Filters;
 use super::table::Table;
 use super::{clock, DedupKey, DeduplicationStorage, Fingerprints};
 
@@ -63,12 +63,10 @@ impl Id {
 struct Shard {
     current: Table,
     previous: Table,
-    /// Which ids `previous` may hold. A new id, most of them, is looked for in both
-    /// generations, and each lookup in a large store is a trip to memory; the filter
-    /// answers from a few kilobytes instead.
-    previous_filter: Filter,
-    /// The same for `current`.
-    current_filter: Filter,
+    /// Which ids each generation may hold. A new id, most of them, is looked for in both
+    /// generations, and each lookup in a large store is a trip to memory; the filters
+    /// answer from a few kilobytes instead.
+    filters: Filters,
     /// How many ids a generation takes.
     generation: usize,
 }
@@ -82,14 +80,14 @@ impl Shard {
         Self {
             current: Table::new(generation),
             previous: Table::new(generation),
-            previous_filter: Filter::new(generation),
-            current_filter: Filter::new(generation),
+            filters: Filters::new(generation),
             generation,
         }
     }
 
     fn committed(&self, id: &Id) -> Option<u64> {
-        look_up(&self.current, &self.current_filter, id).or_else(|| look_up(&self.previous, &self.previous_filter, id))
+        let maybe = self.filters.may_hold(id.low);
+        look_up(&self.current, maybe.current, id).or_else(|| look_up(&self.previous, maybe.previous, id))
     }
 
     /// Claims `id` at `now` unless it was committed within the ttl before `clock()`;
@@ -107,9 +105,8 @@ impl Shard {
             }
             // Clearing reuses the previous generation's memory for the new one.
             std::mem::swap(&mut self.current, &mut self.previous);
-            std::mem::swap(&mut self.current_filter, &mut self.previous_filter);
             self.current.clear(now);
-            self.current_filter.clear();
+            self.filters.turn();
         } else if self.current.is_empty() {
             self.current.rebase(now);
         }
@@ -117,17 +114,18 @@ impl Shard {
         // then reads no table, and its insert waits to be written with others (see
         // `Table`). An id seen keeps its first time, as for a delivery that raced the
         // first.
-        let found = if self.current_filter.may_hold(id.low) { self.current.find(id.home(), id.low) } else { None };
+        let maybe = self.filters.may_hold(id.low);
+        let found = if maybe.current { self.current.find(id.home(), id.low) } else { None };
         match found {
             Some(at) if seen(self.current.time(at)) => None,
             Some(at) => {
                 self.current.set_time(at, now);
                 Some(now)
             }
-            None if look_up(&self.previous, &self.previous_filter, &id).is_some_and(seen) => None,
+            None if look_up(&self.previous, maybe.previous, &id).is_some_and(seen) => None,
             None => {
                 self.current.insert(id.home(), id.low, now);
-                self.current_filter.insert(id.low);
+                self.filters.insert(id.low);
                 Some(now)
             }
         }
@@ -147,9 +145,9 @@ impl Shard {
     }
 }
 
-/// When `generation` had `id` committed, asking it only if its `filter` says it may hold it.
-fn look_up(generation: &Table, filter: &Filter, id: &Id) -> Option<u64> {
-    if filter.may_hold(id.low) {
+/// When `generation` had `id` committed, asking it only if its filter says it `may_hold` it.
+fn look_up(generation: &Table, may_hold: bool, id: &Id) -> Option<u64> {
+    if may_hold {
         generation.find(id.home(), id.low).map(|at| generation.time(at))
     } else {
         None
