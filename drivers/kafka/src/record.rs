@@ -47,16 +47,17 @@ pub(crate) fn timestamp(message: &Message) -> i64 {
 /// has no `^`, which would make it a pattern), so the record's own name is not read. That
 /// read measures the C string and checks it as UTF-8, about 200 instructions a record.
 pub(crate) fn from_record(topic: &TopicName, record: &BorrowedMessage<'_>, copies: &mut Copies) -> Message {
+    let (key, payload) = copies.copy_record(record.key(), record.payload().unwrap_or_default());
     // Built whole rather than with `Message::new`, which reads the clock for a timestamp
     // the record's then replaces.
     let mut message = Message {
         id: MessageId::empty(),
         // The reader's one topic, shared, rather than a copy of the record's name apiece.
         stream: topic.clone(),
-        key: record.key().map(|k| copies.copy(k)),
+        key,
         headers: Headers::new(),
         content_type: None,
-        payload: record.payload().map(|p| copies.copy(p)).unwrap_or_default(),
+        payload,
         timestamp: record
             .timestamp()
             .to_millis()

@@ -34,6 +34,28 @@ impl Copies {
         self.buffer.extend_from_slice(bytes);
         self.buffer.split().freeze()
     }
+
+    /// Copies of a record's `key` and `payload`. A small pair is copied side by side and
+    /// split off the buffer as one: taking a piece of the shared buffer is most of what
+    /// a copy costs (about 140 instructions, an atomic increment among them), and a
+    /// piece of that piece costs a fifth of it.
+    pub(crate) fn copy_record(&mut self, key: Option<&[u8]>, payload: &[u8]) -> (Option<Bytes>, Bytes) {
+        let Some(key) = key else {
+            return (None, self.copy(payload));
+        };
+        let length = key.len() + payload.len();
+        if length > SMALL {
+            return (Some(self.copy(key)), self.copy(payload));
+        }
+        if self.buffer.capacity() - self.buffer.len() < length {
+            self.buffer = BytesMut::with_capacity(CHUNK);
+        }
+        self.buffer.extend_from_slice(key);
+        self.buffer.extend_from_slice(payload);
+        let mut payload = self.buffer.split().freeze();
+        let key = payload.split_to(key.len());
+        (Some(key), payload)
+    }
 }
 
 #[cfg(test)]
@@ -51,5 +73,27 @@ mod tests {
         assert!(copies.copy(&[]).is_empty());
         drop(made);
         assert_eq!(copies.copy(b"key")[..], b"key"[..]);
+    }
+
+    #[test]
+    fn a_records_key_and_payload_are_copied_apart_whatever_their_sizes() {
+        let mut copies = Copies::default();
+        let large = vec![7u8; SMALL];
+        let cases: [(Option<&[u8]>, &[u8]); 6] = [
+            (Some(b"k1"), b"payload"),
+            (None, b"no key"),
+            (Some(b""), b"empty key"),
+            (Some(b"key"), b""),
+            (Some(b"k2"), &large),
+            (Some(&large), b"p"),
+        ];
+        // Enough rounds to fill several shared buffers.
+        for _ in 0..40 {
+            for (key, payload) in cases {
+                let (k, p) = copies.copy_record(key, payload);
+                assert_eq!(k.as_deref(), key);
+                assert_eq!(&p[..], payload);
+            }
+        }
     }
 }
