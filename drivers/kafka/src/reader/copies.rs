@@ -24,15 +24,20 @@ pub(crate) struct Copies {
 
 impl Copies {
     /// A copy of `bytes`.
-    pub(crate) fn copy(&mut self, bytes: &[u8]) -> Bytes {
+    fn copy(&mut self, bytes: &[u8]) -> Bytes {
         if bytes.len() > SMALL {
             return Bytes::copy_from_slice(bytes);
         }
-        if self.buffer.capacity() - self.buffer.len() < bytes.len() {
-            self.buffer = BytesMut::with_capacity(CHUNK);
-        }
+        self.make_room(bytes.len());
         self.buffer.extend_from_slice(bytes);
         self.buffer.split().freeze()
+    }
+
+    /// Starts a new shared buffer unless the current one has room for `length` bytes.
+    fn make_room(&mut self, length: usize) {
+        if self.buffer.capacity() - self.buffer.len() < length {
+            self.buffer = BytesMut::with_capacity(CHUNK);
+        }
     }
 
     /// Copies of a record's `key` and `payload`. A small pair is copied side by side and
@@ -47,9 +52,7 @@ impl Copies {
         if length > SMALL {
             return (Some(self.copy(key)), self.copy(payload));
         }
-        if self.buffer.capacity() - self.buffer.len() < length {
-            self.buffer = BytesMut::with_capacity(CHUNK);
-        }
+        self.make_room(length);
         self.buffer.extend_from_slice(key);
         self.buffer.extend_from_slice(payload);
         let mut payload = self.buffer.split().freeze();
