@@ -10,13 +10,12 @@
 //! holds, `float_roundtrip` on) gets its value from serde_json reading that number's
 //! text alone, which gives what serde_json gives in place. What the reader does not
 //! take on, it refuses with [`Unsupported`] and the codec reads the payload with
-//! serde_json from the start: any payload that is not
-//! valid JSON or does not fit the type (so every error is serde_json's), a `\u` escape
-//! of half a surrogate pair in text that is read, bytes, `i128` and `u128`, map keys
-//! read as anything but text, serde_json's private types, nesting deeper than
-//! [`MAX_DEPTH`], and every payload when serde_json's `arbitrary_precision` is on. A
-//! type whose `Deserialize` refuses a value then runs twice, the second time under
-//! serde_json.
+//! serde_json from the start: any payload that is not valid JSON or does not fit the
+//! type (so every error is serde_json's), a `\u` escape of half a surrogate pair in
+//! text that is read, bytes, `i128` and `u128`, map keys read as anything but text,
+//! serde_json's private types, nesting deeper than [`MAX_DEPTH`], and every payload
+//! when serde_json's `arbitrary_precision` is on. A type whose `Deserialize` refuses a
+//! value then runs twice, the second time under serde_json.
 
 use std::sync::OnceLock;
 
