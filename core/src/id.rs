@@ -63,7 +63,7 @@ fn hyphenated(bytes: [u8; 16]) -> [u8; 36] {
 
 mod fast_v7 {
     use std::cell::Cell;
-    use std::time::{SystemTime, UNIX_EPOCH};
+    use std::time::SystemTime;
 
     thread_local! {
         /// The SplitMix64 state, and 10 more random bits for the id's last field.
@@ -81,7 +81,7 @@ mod fast_v7 {
     /// milliseconds, the version, 12 bits of `rand_a`, the variant and 62 bits of
     /// `rand_b`.
     pub(super) fn next(now: SystemTime) -> [u8; 16] {
-        let millis = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64) & 0xFFFF_FFFF_FFFF;
+        let millis = crate::unix_time::millis(now) & 0xFFFF_FFFF_FFFF;
         let (z, tag) = STATE.with(|(state, tag)| {
             let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
             state.set(s);

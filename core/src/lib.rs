@@ -18,7 +18,7 @@
 //!
 //! | concern | files |
 //! |---|---|
-//! | the envelope | `message.rs` (Message, Headers, wire names), `topic.rs` (TopicName, a shared topic name), `delivery.rs` (Delivery, Position, Settlement), `message_id.rs` (MessageId, kept inline), `id.rs` (the id factories), `names.rs` (the topic rule) |
+//! | the envelope | `message.rs` (Message, Headers, wire names), `topic.rs` (TopicName, a shared topic name), `delivery.rs` (Delivery, Position, Settlement), `message_id.rs` (MessageId, kept inline), `id.rs` (the id factories), `unix_time.rs` (times as Unix milliseconds), `names.rs` (the topic rule) |
 //! | what a driver implements | `driver.rs`, `writer.rs`, `reader.rs` (Reader, Source, ReadTask, TaskStats), `settle.rs` (Incoming, Settle, SharedSettle), `admin.rs` (topics, lag), `commit.rs` (offset commits for logs) |
 //! | running handlers | `runner.rs` (the shared read loop, lanes, settlement), `scheduler.rs` (workers, restarts, shutdown), `shutdown.rs`, `hash.rs` (lanes by key) |
 //! | handlers and middleware | `handler.rs` (Handler, Middleware, Around, `handler_fn`, `middleware_fn`), `extract.rs` (typed handlers, State), `extensions.rs`, `context.rs` (correlation ids) |
@@ -59,6 +59,7 @@ mod shutdown;
 pub mod testing;
 mod topic;
 pub mod transaction;
+pub mod unix_time;
 mod writer;
 
 pub use admin::{Admin, PartitionLag};

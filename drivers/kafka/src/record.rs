@@ -35,7 +35,7 @@ pub(crate) fn headers(message: &Message) -> Result<OwnedHeaders> {
 
 /// The record timestamp for `message`: milliseconds since the Unix epoch.
 pub(crate) fn timestamp(message: &Message) -> i64 {
-    message.timestamp.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+    tidewater_core::unix_time::millis(message.timestamp) as i64
 }
 
 /// A message from a fetched record of `topic`. What a plain client did not send comes

@@ -9,7 +9,7 @@
 //! | headers       | properties, as they are                                     |
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -65,13 +65,9 @@ pub(crate) fn to_pulsar(message: &Message, max_bytes: usize) -> Result<Outgoing>
         partition_key,
         partition_key_b64_encoded: b64,
         ordering_key: message.key.as_ref().map(|k| k.to_vec()),
-        event_time: Some(millis(message.timestamp)),
+        event_time: Some(tidewater_core::unix_time::millis(message.timestamp)),
         ..Default::default()
     })
-}
-
-fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
 /// The id of a message from a client that set no `tw-id`: its Pulsar message id, the
