@@ -1,15 +1,23 @@
 //! The 128-bit fingerprints the in-process stores keep instead of a key's two strings.
 //!
-//! A fingerprint is a randomly keyed SipHash-1-3 of the key with SipHash's 128-bit
-//! output. The hash is written out here rather than taken from std because std offers
-//! only a 64-bit output through the `Hasher` trait: getting 128 bits from it meant
-//! finishing twice and feeding the key as four writes, each buffering its bytes. For a
-//! UUID id that took about 520 instructions, more than half of deduplicating a message;
-//! this one reads the key in 8-byte words once and finishes once, in about 320.
+//! A fingerprint is a keyed SipHash-1-3 of the key's id with SipHash's 128-bit output,
+//! under a key of the key's group: the 128-bit SipHash-1-3 of the group's name under
+//! the store's own random key. A store sees few groups, so each group's key is derived
+//! once and kept, and a message hashes its id alone: 36 bytes for a UUID, eleven SipHash
+//! rounds, where hashing the group, a separator and the id took thirteen and two writes
+//! that joined their pieces into words. The hash is written out here rather than taken
+//! from std because std offers only a 64-bit output through the `Hasher` trait: getting
+//! 128 bits from it meant finishing twice and feeding the key as four writes, each
+//! buffering its bytes.
 
 use std::hash::{BuildHasher, RandomState};
+use std::sync::OnceLock;
 
 use super::DedupKey;
+
+/// How many groups' keys a store keeps; the keys of further groups are derived again
+/// for each message (about 150 instructions more).
+const GROUPS: usize = 4;
 
 /// Fingerprints of [`DedupKey`]s under one random key.
 ///
@@ -19,11 +27,22 @@ use super::DedupKey;
 /// to fit five in a cache line, and picks the bucket by the other half: a new id is
 /// compared with the few ids of its bucket (about ten at most, in two generations), so
 /// a false skip is about 2^-61 a message, once in fifty thousand years at a million
-/// messages a second. The hash key is random per store and secret, so a
-/// producer cannot choose ids that collide with another's, and a fingerprint means
-/// nothing outside the store that made it.
+/// messages a second. The hash key is random per store and secret, and so are the
+/// groups' keys derived from it, so a producer cannot choose ids that collide with
+/// another's, in its group or another, and a fingerprint means nothing outside the
+/// store that made it.
 #[derive(Clone, Debug)]
 pub(super) struct Fingerprints {
+    k0: u64,
+    k1: u64,
+    /// The keys of the first groups seen, each derived once.
+    groups: [OnceLock<GroupKey>; GROUPS],
+}
+
+/// A group's name and the hash key its ids are fingerprinted under.
+#[derive(Clone, Debug)]
+struct GroupKey {
+    group: Box<str>,
     k0: u64,
     k1: u64,
 }
@@ -32,20 +51,61 @@ impl Default for Fingerprints {
     /// A fresh random key, from std's per-process random hasher keys.
     fn default() -> Self {
         let random = RandomState::new();
-        Self { k0: random.hash_one(0u8), k1: random.hash_one(1u8) }
+        Self::with_key(random.hash_one(0u8), random.hash_one(1u8))
     }
 }
 
 impl Fingerprints {
-    /// The fingerprint of `key`: its group, a 0xFF byte and its id. No UTF-8 text holds
-    /// a 0xFF byte, so the byte marks where the group ends and no two keys read alike.
+    fn with_key(k0: u64, k1: u64) -> Self {
+        Self { k0, k1, groups: Default::default() }
+    }
+
+    /// The fingerprint of `key`: its id hashed under its group's key.
     pub(super) fn of(&self, key: &DedupKey<'_>) -> u128 {
-        let mut words = Words::<1, 3>::new(self.k0, self.k1);
-        words.write(key.group.as_bytes());
-        words.write_byte(0xff);
+        let (k0, k1) = self.key_of(key.group);
+        let mut words = Words::<1, 3>::new(k0, k1);
         words.write(key.id.as_bytes());
         words.finish_128()
     }
+
+    /// The hash key of `group`'s ids: kept, or derived and kept while there is room.
+    #[inline]
+    fn key_of(&self, group: &str) -> (u64, u64) {
+        for slot in &self.groups {
+            let kept = slot.get_or_init(|| {
+                let (k0, k1) = self.derive(group);
+                GroupKey { group: group.into(), k0, k1 }
+            });
+            if same_bytes(kept.group.as_bytes(), group.as_bytes()) {
+                return (kept.k0, kept.k1);
+            }
+        }
+        self.derive(group)
+    }
+
+    /// The hash key of `group`'s ids: the two halves of its name's hash.
+    fn derive(&self, group: &str) -> (u64, u64) {
+        let mut words = Words::<1, 3>::new(self.k0, self.k1);
+        words.write(group.as_bytes());
+        let key = words.finish_128();
+        (key as u64, (key >> 64) as u64)
+    }
+}
+
+/// Whether `a` and `b` hold the same bytes, compared in place up to 32 bytes (most
+/// groups' names), where the library's `memcmp` cost about 35 instructions a message.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    // Words at these offsets cover every byte of 8 to 32, overlapping where shorter.
+    let word = |bytes: &[u8], at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    n == b.len()
+        && match n {
+            0..8 => little_endian(a) == little_endian(b),
+            8..16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+            16..=32 => [0, 8, n - 16, n - 8].iter().all(|&at| word(a, at) == word(b, at)),
+            _ => a == b,
+        }
 }
 
 /// SipHash with `C` rounds a word and `D` to finish, fed bytes in any pieces.
@@ -82,7 +142,7 @@ impl<const C: usize, const D: usize> Words<C, D> {
         }
     }
 
-    // Always inlined: `of` calls it twice, and as a call it cost a third again.
+    // Always inlined: it is on every message's path, and as a call it cost a third again.
     #[inline(always)]
     fn write(&mut self, mut bytes: &[u8]) {
         self.length += bytes.len();
@@ -102,18 +162,6 @@ impl<const C: usize, const D: usize> Words<C, D> {
             bytes = rest;
         }
         (self.tail, self.held) = (little_endian(bytes), bytes.len());
-    }
-
-    /// One byte, as `write(&[byte])` would take it, without its loops.
-    #[inline]
-    fn write_byte(&mut self, byte: u8) {
-        self.length += 1;
-        self.tail |= u64::from(byte) << (8 * self.held);
-        self.held += 1;
-        if self.held == 8 {
-            self.compress(self.tail);
-            (self.tail, self.held) = (0, 0);
-        }
     }
 
     #[inline]
@@ -138,6 +186,7 @@ impl<const C: usize, const D: usize> Words<C, D> {
 
     /// SipHash's 128-bit output, of a hash made by [`Self::new`]: finished with
     /// `v2 ^ 0xee` rather than `0xff`, and then once more after `v1 ^ 0xdd`.
+    #[inline]
     fn finish_128(mut self) -> u128 {
         self.compress(self.last_word());
         self.v[2] ^= 0xee;
@@ -227,7 +276,7 @@ mod tests {
             let mut std = std::hash::SipHasher::new_with_keys(k0, k1);
             std.write(&message[..len]);
             let expected = std.finish();
-            // Every split into three pieces, as a key's group, separator and id come.
+            // Every split into three pieces.
             for a in 0..=len {
                 for b in a..=len {
                     let mut words = Words::<2, 4>::new_64(k0, k1);
@@ -235,18 +284,24 @@ mod tests {
                     words.write(&message[a..b]);
                     words.write(&message[b..len]);
                     assert_eq!(words.finish_64(), expected, "{len} bytes split at {a} and {b}");
-                    if b < len {
-                        // The same with the byte at `b` written alone.
-                        let mut words = Words::<2, 4>::new_64(k0, k1);
-                        words.write(&message[..a]);
-                        words.write(&message[a..b]);
-                        words.write_byte(message[b]);
-                        words.write(&message[b + 1..len]);
-                        assert_eq!(words.finish_64(), expected, "{len} bytes, byte {b} alone");
-                    }
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_id_is_hashed_under_its_groups_key_derived_from_the_stores() {
+        let (k0, k1) = (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
+        let fingerprints = Fingerprints::with_key(k0, k1);
+        let hash = |(k0, k1): (u64, u64), bytes: &[u8]| {
+            let mut words = Words::<1, 3>::new(k0, k1);
+            words.write(bytes);
+            words.finish_128()
+        };
+        let derived = hash((k0, k1), b"billing");
+        let group_key = (derived as u64, (derived >> 64) as u64);
+        let id = "0193a9e4-7f55-7c3b-b2d4-5e8f00112233";
+        assert_eq!(fingerprints.of(&DedupKey { group: "billing", id }), hash(group_key, id.as_bytes()));
     }
 
     #[test]
@@ -255,7 +310,45 @@ mod tests {
         let of = |group, id| fingerprints.of(&DedupKey { group, id });
         assert_ne!(of("ab", "c"), of("a", "bc"));
         assert_ne!(of("", "a"), of("a", ""));
+        assert_ne!(of("g", "id-1"), of("h", "id-1"));
         assert_eq!(of("g", "id-1"), of("g", "id-1"));
         assert_ne!(of("g", "id-1"), Fingerprints::default().of(&DedupKey { group: "g", id: "id-1" }), "keys differ");
+    }
+
+    #[test]
+    fn bytes_compare_equal_only_when_all_of_them_are() {
+        let text: Vec<u8> = (0..40u8).map(|b| b'a' + b % 26).collect();
+        for n in 0..=text.len() {
+            let (a, copy) = (&text[..n], text[..n].to_vec());
+            assert!(same_bytes(a, &copy), "{n} bytes");
+            for at in 0..n {
+                let mut b = a.to_vec();
+                b[at] ^= 0x20;
+                assert!(!same_bytes(a, &b), "{n} bytes, byte {at} differs");
+            }
+            if n > 0 {
+                assert!(!same_bytes(a, &a[..n - 1]), "{n} bytes against one fewer");
+            }
+        }
+    }
+
+    #[test]
+    fn groups_past_those_kept_fingerprint_as_if_kept() {
+        let groups: Vec<String> = (0..3 * GROUPS).map(|i| format!("group-{i}")).collect();
+        let all = |fingerprints: &Fingerprints, order: &mut dyn Iterator<Item = &String>| {
+            let mut of: Vec<(String, u128)> =
+                order.map(|g| (g.clone(), fingerprints.of(&DedupKey { group: g, id: "id-1" }))).collect();
+            of.sort();
+            of
+        };
+        // The first store keeps the first groups, the second the last ones.
+        let (forwards, backwards) = (Fingerprints::with_key(1, 2), Fingerprints::with_key(1, 2));
+        let first = all(&forwards, &mut groups.iter());
+        assert_eq!(first, all(&backwards, &mut groups.iter().rev()));
+        assert_eq!(first, all(&forwards, &mut groups.iter().rev()), "asked again, kept or not");
+        let kept: Vec<&str> = forwards.groups.iter().filter_map(|s| s.get()).map(|k| &*k.group).collect();
+        assert_eq!(kept, ["group-0", "group-1", "group-2", "group-3"]);
+        let distinct: std::collections::HashSet<u128> = first.iter().map(|(_, f)| *f).collect();
+        assert_eq!(distinct.len(), groups.len(), "one id, a different fingerprint in each group");
     }
 }
