@@ -3,12 +3,12 @@
 //! A fingerprint is a keyed SipHash-1-3 of the key's id with SipHash's 128-bit output,
 //! under a key of the key's group: the 128-bit SipHash-1-3 of the group's name under
 //! the store's own random key. A store sees few groups, so each group's key is derived
-//! once and kept, and a message hashes its id alone: 36 bytes for a UUID, eleven SipHash
-//! rounds, where hashing the group, a separator and the id took thirteen and two writes
-//! that joined their pieces into words. The hash is written out here rather than taken
-//! from std because std offers only a 64-bit output through the `Hasher` trait: getting
-//! 128 bits from it meant finishing twice and feeding the key as four writes, each
-//! buffering its bytes.
+//! once and kept, and a message hashes its id alone, in one piece: 36 bytes for a UUID,
+//! eleven SipHash rounds, where hashing the group, a separator and the id took thirteen
+//! and three writes that joined their pieces into words. The hash is written out here
+//! rather than taken from std because std offers only a 64-bit output through the
+//! `Hasher` trait: getting 128 bits from it meant finishing twice and feeding the key
+//! as four writes, each buffering its bytes.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::OnceLock;
@@ -63,9 +63,7 @@ impl Fingerprints {
     /// The fingerprint of `key`: its id hashed under its group's key.
     pub(super) fn of(&self, key: &DedupKey<'_>) -> u128 {
         let (k0, k1) = self.key_of(key.group);
-        let mut words = Words::<1, 3>::new(k0, k1);
-        words.write(key.id.as_bytes());
-        words.finish_128()
+        Sip::<1, 3>::hash_128(k0, k1, key.id.as_bytes())
     }
 
     /// The hash key of `group`'s ids: kept, or derived and kept while there is room.
@@ -85,9 +83,7 @@ impl Fingerprints {
 
     /// The hash key of `group`'s ids: the two halves of its name's hash.
     fn derive(&self, group: &str) -> (u64, u64) {
-        let mut words = Words::<1, 3>::new(self.k0, self.k1);
-        words.write(group.as_bytes());
-        let key = words.finish_128();
+        let key = Sip::<1, 3>::hash_128(self.k0, self.k1, group.as_bytes());
         (key as u64, (key >> 64) as u64)
     }
 }
@@ -108,27 +104,41 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         }
 }
 
-/// SipHash with `C` rounds a word and `D` to finish, fed bytes in any pieces.
-struct Words<const C: usize, const D: usize> {
+/// SipHash with `C` rounds a word and `D` to finish, over one piece of bytes: every
+/// key here is hashed whole, so there are no pieces to join into words.
+struct Sip<const C: usize, const D: usize> {
     v: [u64; 4],
-    /// Bytes waiting for a whole word, the first in the low byte.
-    tail: u64,
-    /// How many bytes `tail` holds (0 to 7).
-    held: usize,
-    /// How many bytes were written in all; SipHash's last word carries its low byte.
-    length: usize,
 }
 
-impl<const C: usize, const D: usize> Words<C, D> {
-    /// A hash with the 128-bit output, which differs from the 64-bit one from the start.
-    fn new(k0: u64, k1: u64) -> Self {
-        let mut words = Self::new_64(k0, k1);
-        words.v[1] ^= 0xee;
-        words
+impl<const C: usize, const D: usize> Sip<C, D> {
+    /// The 128-bit output of `bytes` under `(k0, k1)`: begun with `v1 ^ 0xee`, finished
+    /// with `v2 ^ 0xee` rather than `0xff`, and then once more after `v1 ^ 0xdd`.
+    // Always inlined: it is on every message's path, and as a call it cost a third again.
+    #[inline(always)]
+    fn hash_128(k0: u64, k1: u64, bytes: &[u8]) -> u128 {
+        let mut sip = Self::new(k0, k1);
+        sip.v[1] ^= 0xee;
+        sip.absorb(bytes);
+        sip.v[2] ^= 0xee;
+        sip.rounds(D);
+        let first = sip.v.iter().fold(0, |h, v| h ^ v);
+        sip.v[1] ^= 0xdd;
+        sip.rounds(D);
+        let second = sip.v.iter().fold(0, |h, v| h ^ v);
+        (u128::from(second) << 64) | u128::from(first)
     }
 
-    /// A hash with the 64-bit output.
-    fn new_64(k0: u64, k1: u64) -> Self {
+    /// The 64-bit output of `bytes` under `(k0, k1)`.
+    #[cfg(test)]
+    fn hash_64(k0: u64, k1: u64, bytes: &[u8]) -> u64 {
+        let mut sip = Self::new(k0, k1);
+        sip.absorb(bytes);
+        sip.v[2] ^= 0xff;
+        sip.rounds(D);
+        sip.v.iter().fold(0, |h, v| h ^ v)
+    }
+
+    fn new(k0: u64, k1: u64) -> Self {
         Self {
             v: [
                 k0 ^ 0x736f_6d65_7073_6575,
@@ -136,32 +146,19 @@ impl<const C: usize, const D: usize> Words<C, D> {
                 k0 ^ 0x6c79_6765_6e65_7261,
                 k1 ^ 0x7465_6462_7974_6573,
             ],
-            tail: 0,
-            held: 0,
-            length: 0,
         }
     }
 
-    // Always inlined: it is on every message's path, and as a call it cost a third again.
+    /// Every whole word of `bytes`, then the last one: what is left of them and the
+    /// length's low byte on top.
     #[inline(always)]
-    fn write(&mut self, mut bytes: &[u8]) {
-        self.length += bytes.len();
-        if self.held > 0 {
-            let take = bytes.len().min(8 - self.held);
-            self.tail |= little_endian(&bytes[..take]) << (8 * self.held);
-            self.held += take;
-            bytes = &bytes[take..];
-            if self.held < 8 {
-                return;
-            }
-            self.compress(self.tail);
-            (self.tail, self.held) = (0, 0);
-        }
-        while let Some((word, rest)) = bytes.split_first_chunk::<8>() {
+    fn absorb(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while let Some((word, tail)) = rest.split_first_chunk::<8>() {
             self.compress(u64::from_le_bytes(*word));
-            bytes = rest;
+            rest = tail;
         }
-        (self.tail, self.held) = (little_endian(bytes), bytes.len());
+        self.compress(((bytes.len() as u64) << 56) | little_endian(rest));
     }
 
     #[inline]
@@ -169,33 +166,6 @@ impl<const C: usize, const D: usize> Words<C, D> {
         self.v[3] ^= word;
         self.rounds(C);
         self.v[0] ^= word;
-    }
-
-    fn last_word(&self) -> u64 {
-        ((self.length as u64) << 56) | self.tail
-    }
-
-    /// SipHash's 64-bit output, of a hash made by [`Self::new_64`].
-    #[cfg(test)]
-    fn finish_64(mut self) -> u64 {
-        self.compress(self.last_word());
-        self.v[2] ^= 0xff;
-        self.rounds(D);
-        self.v.iter().fold(0, |h, v| h ^ v)
-    }
-
-    /// SipHash's 128-bit output, of a hash made by [`Self::new`]: finished with
-    /// `v2 ^ 0xee` rather than `0xff`, and then once more after `v1 ^ 0xdd`.
-    #[inline]
-    fn finish_128(mut self) -> u128 {
-        self.compress(self.last_word());
-        self.v[2] ^= 0xee;
-        self.rounds(D);
-        let first = self.v.iter().fold(0, |h, v| h ^ v);
-        self.v[1] ^= 0xdd;
-        self.rounds(D);
-        let second = self.v.iter().fold(0, |h, v| h ^ v);
-        (u128::from(second) << 64) | u128::from(first)
     }
 
     fn rounds(&mut self, n: usize) {
@@ -261,31 +231,19 @@ mod tests {
         ];
         for (len, expected) in cases {
             let message: Vec<u8> = (0..len as u8).collect();
-            let mut words = Words::<2, 4>::new(k0, k1);
-            words.write(&message);
-            assert_eq!(words.finish_128().to_le_bytes(), expected, "{len} bytes");
+            assert_eq!(Sip::<2, 4>::hash_128(k0, k1, &message).to_le_bytes(), expected, "{len} bytes");
         }
     }
 
     #[test]
     #[allow(deprecated)] // std's SipHasher is SipHash-2-4, the reference to compare with
-    fn bytes_in_any_pieces_hash_as_std_siphash_2_4() {
+    fn every_length_hashes_as_std_siphash_2_4() {
         let message: Vec<u8> = (0..64u8).map(|b| b.wrapping_mul(37)).collect();
         let (k0, k1) = (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
         for len in 0..message.len() {
             let mut std = std::hash::SipHasher::new_with_keys(k0, k1);
             std.write(&message[..len]);
-            let expected = std.finish();
-            // Every split into three pieces.
-            for a in 0..=len {
-                for b in a..=len {
-                    let mut words = Words::<2, 4>::new_64(k0, k1);
-                    words.write(&message[..a]);
-                    words.write(&message[a..b]);
-                    words.write(&message[b..len]);
-                    assert_eq!(words.finish_64(), expected, "{len} bytes split at {a} and {b}");
-                }
-            }
+            assert_eq!(Sip::<2, 4>::hash_64(k0, k1, &message[..len]), std.finish(), "{len} bytes");
         }
     }
 
@@ -293,11 +251,7 @@ mod tests {
     fn an_id_is_hashed_under_its_groups_key_derived_from_the_stores() {
         let (k0, k1) = (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
         let fingerprints = Fingerprints::with_key(k0, k1);
-        let hash = |(k0, k1): (u64, u64), bytes: &[u8]| {
-            let mut words = Words::<1, 3>::new(k0, k1);
-            words.write(bytes);
-            words.finish_128()
-        };
+        let hash = |(k0, k1): (u64, u64), bytes: &[u8]| Sip::<1, 3>::hash_128(k0, k1, bytes);
         let derived = hash((k0, k1), b"billing");
         let group_key = (derived as u64, (derived >> 64) as u64);
         let id = "0193a9e4-7f55-7c3b-b2d4-5e8f00112233";
