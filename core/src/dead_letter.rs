@@ -1,9 +1,11 @@
 //! The dead-letter queue: where messages go that cannot be processed, and the way back.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use crate::{Around, Delivery, ErrorKind, Handler, HandlerError, Inner, Message, MessageId, Position, Writer};
+use crate::{
+    unix_time, Around, Delivery, ErrorKind, Handler, HandlerError, Inner, Message, MessageId, Position, Writer,
+};
 
 /// Header names on dead-lettered messages.
 pub mod headers {
@@ -233,8 +235,8 @@ fn dead_letter_message(
     h.insert(headers::ERROR, err.chain());
     h.insert(headers::RECOVERY, if err.is_transient() { "transient" } else { "permanent" });
     h.insert(headers::ATTEMPTS, failures.calls.to_string());
-    h.insert(headers::FIRST_FAILURE, epoch_millis(failures.first));
-    h.insert(headers::LAST_FAILURE, epoch_millis(now));
+    h.insert(headers::FIRST_FAILURE, unix_time::millis(failures.first).to_string());
+    h.insert(headers::LAST_FAILURE, unix_time::millis(now).to_string());
     h.insert(headers::GROUP, group);
     let position = match delivery.position() {
         Position::Log { partition, offset } => Some(format!("partition {partition} offset {offset}")),
@@ -248,10 +250,6 @@ fn dead_letter_message(
         h.insert(headers::ORIGINAL_POSITION, position);
     }
     dead
-}
-
-fn epoch_millis(t: SystemTime) -> String {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis().to_string()
 }
 
 /// A handler that publishes dead-lettered messages back to their original topic, without
