@@ -124,7 +124,8 @@ struct Sip<const C: usize, const D: usize> {
 impl<const C: usize, const D: usize> Sip<C, D> {
     /// The 128-bit output of `bytes` under `(k0, k1)`: begun with `v1 ^ 0xee`, finished
     /// with `v2 ^ 0xee` rather than `0xff`, and then once more after `v1 ^ 0xdd`.
-    // Always inlined: it is on every message's path, and as a call it cost a third again.
+    // Always inlined: it is on every message's path, and the writer before it cost a
+    // third again as a call.
     #[inline(always)]
     fn hash_128(k0: u64, k1: u64, bytes: &[u8]) -> u128 {
         let mut sip = Self::new(k0, k1);
