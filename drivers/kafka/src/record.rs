@@ -68,7 +68,7 @@ pub(crate) fn from_record(topic: &TopicName, record: &BorrowedMessage<'_>, copie
     let mut user = Headers::new();
     if let Some(headers) = record.headers() {
         for header in headers.iter() {
-            let value = header.value.map(String::from_utf8_lossy).unwrap_or_default();
+            let value = header.value.map(wire::text).unwrap_or_default();
             match header.key {
                 wire::ID => id = Some(MessageId::from(&*value)),
                 wire::CONTENT_TYPE => message.set_content_type(value),

@@ -112,7 +112,7 @@ pub(crate) fn from_record(topic: &TopicName, partition: u32, record: Record) -> 
     let mut id = None;
     let mut user = Headers::new();
     for (name, value) in headers {
-        let value = String::from_utf8_lossy(&value).into_owned();
+        let value = wire::text(&value).into_owned();
         match name.as_str() {
             wire::ID => id = Some(value.into()),
             wire::CONTENT_TYPE => message.set_content_type(value),
