@@ -12,6 +12,28 @@ pub struct Ticket {
     serial: u64,
 }
 
+impl Ticket {
+    /// Which dispatch of its partition this was: with the offset, all a ticket holds. For
+    /// a driver that keeps its tickets on the deliveries themselves (a
+    /// [`DispatchNote`](crate::DispatchNote)) rather than in a settle handle of each.
+    pub fn serial(self) -> u64 {
+        self.serial
+    }
+
+    /// The ticket whose [`Ticket::serial`] was `serial`, of the record at `offset`.
+    ///
+    /// ```
+    /// use tidewater_core::{PartitionCommits, Ticket};
+    ///
+    /// let mut commits = PartitionCommits::new(0);
+    /// let ticket = commits.dispatched(0);
+    /// assert_eq!(Ticket::from_parts(ticket.offset, ticket.serial()), ticket);
+    /// ```
+    pub fn from_parts(offset: u64, serial: u64) -> Self {
+        Self { offset, serial }
+    }
+}
+
 /// Tracks one partition's records in flight and says what may be committed.
 ///
 /// The commit point is the lowest offset not yet processed: records can finish out of

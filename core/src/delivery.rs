@@ -98,7 +98,18 @@ struct Inner {
     /// What the driver that made the delivery needs to find it again (see
     /// [`Delivery::with_origin`]).
     origin: Option<Arc<dyn Any + Send + Sync>>,
+    /// What the driver noted on it when it dispatched it (see [`DispatchNote`]).
+    note: DispatchNote,
 }
+
+/// Numbers a driver keeps on a delivery for itself: set as it dispatches the delivery
+/// ([`Delivery::set_dispatch`]) and read back as it settles it ([`Delivery::note`]), zero
+/// until then. What they mean is the driver's: say, which assignment of its partition the
+/// delivery came in and which dispatch of its record it is, which is what tells it from
+/// a later dispatch of the same record. With them on the delivery, a source's one
+/// [`SharedSettle`](crate::SharedSettle) can settle each delivery, where a
+/// [`Settle`](crate::Settle) of its own would be an allocation a delivery.
+pub type DispatchNote = [u64; 3];
 
 /// The message a delivery carries: its own (a network driver decodes a record into a
 /// message of the delivery's own, and one allocation holds both) or shared with the
@@ -185,31 +196,43 @@ impl Delivery {
             dead_lettered: AtomicBool::new(false),
             retries: AtomicU32::new(0),
             origin,
+            note: [0; 3],
         }))
     }
 
-    /// Sets the attempt and the origin of a delivery its driver made before it knew
-    /// them, and has not handed out or cloned yet: a driver can then make each delivery
-    /// as it reads its record, where the message would otherwise be moved whole into a
-    /// batch and out again before the delivery is made. Returns false, changing nothing,
-    /// for a delivery that was cloned.
+    /// Sets the attempt, the origin and the driver's note of a delivery its driver made
+    /// before it knew them, and has not handed out or cloned yet: a driver can then make
+    /// each delivery as it reads its record, where the message would otherwise be moved
+    /// whole into a batch and out again before the delivery is made. Returns false,
+    /// changing nothing, for a delivery that was cloned.
     ///
     /// ```
     /// use tidewater_core::{Delivery, Message, Position};
     ///
     /// let position = Position::Log { partition: 0, offset: 7 };
     /// let mut delivery = Delivery::new(Message::new("orders", "{}"), 1, position, None);
-    /// assert!(delivery.set_dispatch(3, None));
-    /// assert_eq!(delivery.attempt(), 3);
+    /// assert!(delivery.set_dispatch(3, None, [5, 1, 0]));
+    /// assert_eq!((delivery.attempt(), delivery.note()), (3, [5, 1, 0]));
     /// let copy = delivery.clone();
-    /// assert!(!delivery.set_dispatch(4, None));
-    /// assert_eq!(copy.attempt(), 3);
+    /// assert!(!delivery.set_dispatch(4, None, [6, 2, 0]));
+    /// assert_eq!((copy.attempt(), copy.note()), (3, [5, 1, 0]));
     /// ```
-    pub fn set_dispatch(&mut self, attempt: u32, origin: Option<Arc<dyn Any + Send + Sync>>) -> bool {
+    pub fn set_dispatch(
+        &mut self,
+        attempt: u32,
+        origin: Option<Arc<dyn Any + Send + Sync>>,
+        note: DispatchNote,
+    ) -> bool {
         let Some(inner) = Arc::get_mut(&mut self.0) else { return false };
         let attempt = attempt.max(1);
-        (inner.attempt, inner.deliveries, inner.origin) = (attempt, attempt, origin);
+        (inner.attempt, inner.deliveries, inner.origin, inner.note) = (attempt, attempt, origin, note);
         true
+    }
+
+    /// What the driver noted on the delivery as it dispatched it; see [`DispatchNote`].
+    /// An in-place retry has its first delivery's.
+    pub fn note(&self) -> DispatchNote {
+        self.0.note
     }
 
     /// The origin the driver gave the delivery, if it is a `T`.
@@ -243,6 +266,7 @@ impl Delivery {
             dead_lettered: AtomicBool::new(false),
             retries: AtomicU32::new(0),
             origin: self.0.origin.clone(),
+            note: self.0.note,
         }))
     }
 

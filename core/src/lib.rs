@@ -68,7 +68,7 @@ pub use bus::Bus;
 pub use codec::{Codec, JsonCodec};
 pub use commit::{PartitionCommits, Ticket};
 pub use dead_letter::{DeadLetter, Redrive};
-pub use delivery::{DeliveredMessage, Delivery, DeliveryModel, Position, Settlement};
+pub use delivery::{DeliveredMessage, Delivery, DeliveryModel, DispatchNote, Position, Settlement};
 pub use driver::Driver;
 pub use error::{Attempts, Error, ErrorKind, HandlerError, Recovery, Result};
 pub use event::{Event, EventRegistry};

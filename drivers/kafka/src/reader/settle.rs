@@ -1,29 +1,48 @@
-//! Settling one record.
-
-use std::sync::Arc;
+//! Settling records: the reader's shared state settles every delivery, told which
+//! dispatch of which record by the delivery itself.
 
 use async_trait::async_trait;
-use tidewater_core::{Error, ErrorKind, Result, Settle, Settlement, Ticket};
+use tidewater_core::{Delivery, DispatchNote, Error, ErrorKind, Position, Result, Settlement, SharedSettle, Ticket};
 use tokio::time::Instant;
 
 use crate::DRIVER;
 
 use super::state::{Rewind, Shared};
 
-/// Settles one record: counts it towards the commit, or rewinds its partition.
-pub(super) struct KafkaSettle {
-    pub(super) shared: Arc<Shared>,
-    pub(super) partition: i32,
-    pub(super) generation: u64,
-    pub(super) ticket: Ticket,
-    pub(super) attempt: u32,
+/// One dispatch of a record, as its delivery tells it: the partition and offset are its
+/// position, the attempt its delivery count, and the rest the note the reader put on it
+/// ([`Dispatch::note`]). Kept on the delivery rather than in a settle handle of each
+/// record, which was an allocation a record.
+pub(super) struct Dispatch {
+    partition: i32,
+    /// The partition's assignment the record came in.
+    generation: u64,
+    ticket: Ticket,
+    attempt: u32,
     /// The reader's count of changes when the record was dispatched (see
     /// `Shared::changes`).
-    pub(super) changes: u64,
+    changes: u64,
 }
 
-impl KafkaSettle {
-    pub(super) fn gone(&self, why: &str) -> Error {
+impl Dispatch {
+    /// What the reader notes on a delivery as it dispatches it.
+    pub(super) fn note(generation: u64, ticket: Ticket, changes: u64) -> DispatchNote {
+        [generation, ticket.serial(), changes]
+    }
+
+    fn of(delivery: &Delivery) -> Option<Self> {
+        let Position::Log { partition, offset } = delivery.position() else { return None };
+        let [generation, serial, changes] = delivery.note();
+        Some(Self {
+            partition: partition as i32,
+            generation,
+            ticket: Ticket::from_parts(offset, serial),
+            attempt: delivery.deliveries(),
+            changes,
+        })
+    }
+
+    fn gone(&self, shared: &Shared, why: &str) -> Error {
         Error::new(
             ErrorKind::BrokerTransient,
             format!(
@@ -32,18 +51,18 @@ impl KafkaSettle {
             ),
         )
         .with_driver(DRIVER)
-        .with_topic(&self.shared.topic)
+        .with_topic(&shared.topic)
     }
 
     /// Counts the record towards the commit (an ack) or rewinds its partition (a nack):
     /// bookkeeping under the reader's lock, with no waiting.
-    fn apply(&self, settlement: Settlement) -> Result<()> {
-        let mut guard = self.shared.state();
+    fn apply(&self, shared: &Shared, settlement: Settlement) -> Result<()> {
+        let mut guard = shared.state();
         let state = &mut *guard;
         let Some(part) = state.partitions.get_mut(&self.partition).filter(|p| p.generation == self.generation) else {
-            return Err(self.gone("the partition was revoked"));
+            return Err(self.gone(shared, "the partition was revoked"));
         };
-        let stale = || self.gone("a nack of an earlier record rewound the partition");
+        let stale = || self.gone(shared, "a nack of an earlier record rewound the partition");
         let Some(commits) = part.commits.as_mut() else { return Err(stale()) };
         let offset = self.ticket.offset;
         match settlement {
@@ -60,42 +79,59 @@ impl KafkaSettle {
                     return Err(stale());
                 }
                 commits.rewind(offset);
-                self.shared.changed();
+                shared.changed();
                 part.rewind = Some(Rewind { offset, due: Instant::now() + delay.unwrap_or_default() });
                 part.awaiting = None;
                 state.attempts.entry(self.partition).or_default().insert(offset, self.attempt.saturating_add(1));
                 drop(guard);
-                self.shared.wake.notify_one();
+                shared.wake.notify_one();
             }
         }
         Ok(())
     }
-}
 
-#[async_trait]
-impl Settle for KafkaSettle {
-    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
-        self.apply(settlement)
-    }
-
-    /// Always at once, which spares the runner a boxed future a record.
-    fn settle_now(&mut self, settlement: Settlement) -> Option<Result<()>> {
-        Some(self.apply(settlement))
-    }
-
-    fn is_current(&self) -> bool {
+    fn is_current(&self, shared: &Shared) -> bool {
         // Nothing that could make it stale happened since its dispatch: no lock needed.
         // (Asked under the lock, the answer could go stale just as soon after it.)
-        if self.shared.changes() == self.changes {
+        if shared.changes() == self.changes {
             return true;
         }
-        let state = self.shared.state();
+        let state = shared.state();
         state
             .partitions
             .get(&self.partition)
             .filter(|p| p.generation == self.generation)
             .and_then(|p| p.commits.as_ref())
             .is_some_and(|c| c.is_current(self.ticket))
+    }
+}
+
+/// A delivery this reader did not make: every one it makes has a log position.
+fn not_a_record(delivery: &Delivery) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("delivery of message {} has no Kafka record's position to settle", delivery.message().id),
+    )
+    .with_driver(DRIVER)
+}
+
+#[async_trait]
+impl SharedSettle for Shared {
+    async fn settle(&self, delivery: &Delivery, settlement: Settlement) -> Result<()> {
+        let dispatch = Dispatch::of(delivery).ok_or_else(|| not_a_record(delivery))?;
+        dispatch.apply(self, settlement)
+    }
+
+    /// Always at once, which spares the runner a boxed future a record.
+    fn settle_now(&self, delivery: &Delivery, settlement: Settlement) -> Option<Result<()>> {
+        Some(match Dispatch::of(delivery) {
+            Some(dispatch) => dispatch.apply(self, settlement),
+            None => Err(not_a_record(delivery)),
+        })
+    }
+
+    fn is_current(&self, delivery: &Delivery) -> bool {
+        Dispatch::of(delivery).is_some_and(|dispatch| dispatch.is_current(self))
     }
 }
 
@@ -106,7 +142,7 @@ mod tests {
     use std::time::Duration;
 
     use tidewater_core::{
-        Delivery, Incoming, Message, Position, ReadySignal, Settlement, Settler, StartFrom, TopicName,
+        Delivery, Incoming, Message, Position, ReadySignal, Settlement, Settler, SharedSettle, StartFrom, TopicName,
     };
     use tokio::sync::Notify;
     use tokio::time::Instant;
@@ -140,8 +176,8 @@ mod tests {
         }
     }
 
-    /// Dispatches the records at `offsets` of partition 0; their settle handles.
-    fn dispatch(source: &KafkaSource, offsets: &[u64]) -> Vec<Settler> {
+    /// Dispatches the records at `offsets` of partition 0.
+    fn dispatch(source: &KafkaSource, offsets: &[u64]) -> Vec<Incoming> {
         let mut records = offsets
             .iter()
             .map(|&offset| {
@@ -152,29 +188,32 @@ mod tests {
             .collect();
         let mut batch = Vec::new();
         source.dispatch(&mut records, &mut batch);
-        batch.into_iter().map(|Incoming { settle, .. }| settle).collect()
+        batch
     }
 
-    fn current(settle: &Settler) -> bool {
-        match settle {
-            Settler::Own(settle) => settle.is_current(),
-            Settler::Shared(_) => unreachable!("a Kafka record settles by its own handle"),
+    fn shared(incoming: &Incoming) -> &dyn SharedSettle {
+        match &incoming.settle {
+            Settler::Shared(settle) => &**settle,
+            Settler::Own(_) => unreachable!("a Kafka record settles through the reader's shared state"),
         }
     }
 
-    fn settle(settle: &mut Settler, settlement: Settlement) {
-        let Settler::Own(settle) = settle else { unreachable!() };
-        settle.settle_now(settlement).expect("at once").expect("settled");
+    fn current(incoming: &Incoming) -> bool {
+        shared(incoming).is_current(&incoming.delivery)
+    }
+
+    fn settle(incoming: &Incoming, settlement: Settlement) {
+        shared(incoming).settle_now(&incoming.delivery, settlement).expect("at once").expect("settled");
     }
 
     #[test]
     fn a_record_stops_being_current_by_a_rewind_a_redispatch_or_a_revocation() {
         let source = source();
-        let mut first = dispatch(&source, &[10, 11, 12]);
+        let first = dispatch(&source, &[10, 11, 12]);
         assert!(first.iter().all(current), "nothing changed since their dispatch");
 
         // A nack of 11 rewinds the partition to it: 12 is no longer current, 10 still is.
-        settle(&mut first[1], Settlement::Nack { delay: None });
+        settle(&first[1], Settlement::Nack { delay: None });
         assert!(current(&first[0]));
         assert!(!current(&first[2]));
 
@@ -200,5 +239,19 @@ mod tests {
             source.shared.changed();
         }
         assert!(!current(&first[0]) && !current(&again[0]) && !current(&twice[0]));
+    }
+
+    #[test]
+    fn a_delivery_the_reader_did_not_make_is_refused_with_an_error() {
+        let source = source();
+        let queued =
+            Delivery::new(Message::new("orders", "p"), 1, Position::Queue { partition: None, sequence: None }, None);
+        let reader: &dyn SharedSettle = &*source.shared;
+        assert!(!reader.is_current(&queued));
+        let err = reader.settle_now(&queued, Settlement::Ack).expect("at once").unwrap_err();
+        assert_eq!(err.kind(), tidewater_core::ErrorKind::InvalidInput, "{err}");
+        // The reader's own records are untouched by it.
+        let mine = dispatch(&source, &[20]);
+        settle(&mine[0], Settlement::Ack);
     }
 }

@@ -10,7 +10,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
-use tidewater_core::{Delivery, Incoming, PartitionCommits, Position, Result, Source, TopicName};
+use tidewater_core::{Delivery, Incoming, PartitionCommits, Position, Result, Settler, Source, TopicName};
 use tokio::time::Instant;
 
 use crate::errors::{kafka_error, kind_of};
@@ -19,7 +19,7 @@ use crate::topics::blocking;
 
 use super::copies::Copies;
 use super::rebalance::ReaderContext;
-use super::settle::KafkaSettle;
+use super::settle::Dispatch;
 use super::state::{Rewind, Shared};
 use super::SEEK_TIMEOUT;
 
@@ -142,18 +142,11 @@ impl KafkaSource {
             let ticket = commits.dispatched(offset);
             let attempt = state.attempts.get(&partition).and_then(|a| a.get(&offset)).copied().unwrap_or(1);
             let origin = state.origin.as_ref().map(|o| Arc::clone(o) as Arc<dyn std::any::Any + Send + Sync>);
+            let note = Dispatch::note(part.generation, ticket, self.shared.changes());
             // Always true: the delivery was made by `fetched` and not cloned since.
-            let set = delivery.set_dispatch(attempt, origin);
+            let set = delivery.set_dispatch(attempt, origin, note);
             debug_assert!(set);
-            let settle = KafkaSettle {
-                shared: Arc::clone(&self.shared),
-                partition,
-                generation: part.generation,
-                ticket,
-                attempt,
-                changes: self.shared.changes(),
-            };
-            batch.push(Incoming::new(delivery, settle));
+            batch.push(Incoming { delivery, settle: Settler::Shared(Arc::clone(&self.shared) as _) });
         }
         batch.len() - start
     }
