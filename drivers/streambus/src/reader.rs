@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_core::{
-    Delivery, Error, ErrorKind, Incoming, PartitionCommits, Position, ReadTask, Reader, ReadySignal, Result, Settle,
-    Settlement, Source, StartFrom, Ticket, TopicName,
+    Delivery, Error, ErrorKind, Incoming, PartitionCommits, Position, ReadTask, Reader, ReadySignal, Result,
+    Settlement, Settler, SharedSettle, Source, StartFrom, Ticket, TopicName,
 };
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -482,15 +482,12 @@ impl StreamBusSource {
             let attempt = attempts.get(&(partition, offset)).copied().unwrap_or(1);
             let message = record::from_record(&self.shared.topic, partition, rec);
             let (position, group) = (Position::Log { partition, offset }, self.shared.group.clone());
-            let delivery = match &self.shared.origin {
-                Some(origin) => {
-                    let origin: Arc<dyn std::any::Any + Send + Sync> = Arc::clone(origin) as _;
-                    Delivery::with_origin(message, attempt, position, group, origin)
-                }
-                None => Delivery::new(message, attempt, position, group),
-            };
-            let settle = LogSettle { shared: Arc::clone(&self.shared), epoch, partition, ticket, attempt };
-            self.buffer.push_back(Incoming::new(delivery, settle));
+            let mut delivery = Delivery::new(message, attempt, position, group);
+            let origin = self.shared.origin.as_ref().map(|o| Arc::clone(o) as Arc<dyn std::any::Any + Send + Sync>);
+            // Always true: the delivery was made just now.
+            let set = delivery.set_dispatch(attempt, origin, [epoch, ticket.serial(), 0]);
+            debug_assert!(set);
+            self.buffer.push_back(Incoming { delivery, settle: Settler::Shared(Arc::clone(&self.shared) as _) });
         }
         Ok(count)
     }
@@ -586,31 +583,48 @@ impl Source for StreamBusSource {
     }
 }
 
-struct LogSettle {
-    shared: Arc<Shared>,
+/// One dispatch of a record, as its delivery tells it: its position, its delivery count,
+/// and the note the reader put on it (the assignment's epoch and the ticket's serial).
+/// Kept on the delivery rather than in a settle handle of each record, which was an
+/// allocation a record and, settled by an `async fn`, a boxed future too.
+struct Dispatch {
     epoch: u64,
     partition: u32,
     ticket: Ticket,
     attempt: u32,
 }
 
-#[async_trait]
-impl Settle for LogSettle {
-    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
-        let mut state = self.shared.state.lock().unwrap();
+impl Dispatch {
+    fn of(delivery: &Delivery) -> Result<Self> {
+        let Position::Log { partition, offset } = delivery.position() else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("delivery of message {} has no StreamBus record's position to settle", delivery.message().id),
+            )
+            .with_driver(DRIVER));
+        };
+        let [epoch, serial, _] = delivery.note();
+        Ok(Self { epoch, partition, ticket: Ticket::from_parts(offset, serial), attempt: delivery.deliveries() })
+    }
+}
+
+impl Shared {
+    fn settle_record(&self, delivery: &Delivery, settlement: Settlement) -> Result<()> {
+        let dispatch = Dispatch::of(delivery)?;
+        let mut state = self.state.lock().unwrap();
         let stale = |why: &str| {
             Err(Error::new(
                 ErrorKind::BrokerTransient,
-                format!("offset {} of partition {} was not settled: {why}", self.ticket.offset, self.partition),
+                format!("offset {} of partition {} was not settled: {why}", dispatch.ticket.offset, dispatch.partition),
             )
             .with_driver(DRIVER)
-            .with_topic(self.shared.topic.clone()))
+            .with_topic(self.topic.clone()))
         };
-        match state.settle(self.epoch, self.partition, self.ticket, self.attempt, settlement) {
+        match state.settle(dispatch.epoch, dispatch.partition, dispatch.ticket, dispatch.attempt, settlement) {
             Ok(()) => {
                 if let Settlement::Nack { .. } = settlement {
                     drop(state);
-                    self.shared.wake.notify_one();
+                    self.wake.notify_one();
                 }
                 Ok(())
             }
@@ -620,10 +634,25 @@ impl Settle for LogSettle {
             }
         }
     }
+}
 
-    fn is_current(&self) -> bool {
-        let state = self.shared.state.lock().unwrap();
-        state.epoch == self.epoch && state.parts.get(&self.partition).is_some_and(|p| p.commits.is_current(self.ticket))
+/// The reader's shared state settles each of its records, at once: bookkeeping under its
+/// lock.
+#[async_trait]
+impl SharedSettle for Shared {
+    async fn settle(&self, delivery: &Delivery, settlement: Settlement) -> Result<()> {
+        self.settle_record(delivery, settlement)
+    }
+
+    fn settle_now(&self, delivery: &Delivery, settlement: Settlement) -> Option<Result<()>> {
+        Some(self.settle_record(delivery, settlement))
+    }
+
+    fn is_current(&self, delivery: &Delivery) -> bool {
+        let Ok(dispatch) = Dispatch::of(delivery) else { return false };
+        let state = self.state.lock().unwrap();
+        state.epoch == dispatch.epoch
+            && state.parts.get(&dispatch.partition).is_some_and(|p| p.commits.is_current(dispatch.ticket))
     }
 }
 
