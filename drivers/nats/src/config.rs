@@ -159,7 +159,7 @@ impl NatsConfig {
             // Every subject the driver publishes to passed its own check first, stricter
             // than the client's (tokens, no wildcards, no white space or control
             // characters; `subjects.rs` keeps what it checked), or came from the server
-            // or the client (inboxes, replies). The client's second look took about 200
+            // or the client (inboxes, replies). The client's second look took about 140
             // instructions a publish (callgrind, core publish). JetStream names are
             // checked by the client whatever this says.
             .skip_subject_validation(true);
