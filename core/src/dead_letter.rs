@@ -137,7 +137,7 @@ impl std::fmt::Debug for DeadLetter {
 }
 
 impl Around for DeadLetter {
-    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+    async fn around<N: Inner>(&self, delivery: Delivery, next: N) -> Result<(), HandlerError> {
         match next.run(delivery.clone()).await {
             Ok(()) => Ok(()),
             // Boxed, so that the success path's future does not carry the failure path's

@@ -275,7 +275,7 @@ pub trait Middleware: Send + Sync + 'static {
 /// struct SkipTests;
 ///
 /// impl Around for SkipTests {
-///     async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+///     async fn around<N: Inner>(&self, delivery: Delivery, next: N) -> Result<(), HandlerError> {
 ///         if delivery.message().headers.get("test") == Some("true") {
 ///             return Ok(());
 ///         }
@@ -293,12 +293,10 @@ pub trait Middleware: Send + Sync + 'static {
 /// future: a chain of them costs one allocation a call however long it is, and none when
 /// it is put around the handler with [`Around::wrapping`] and subscribed as one handler.
 pub trait Around: Clone + Send + Sync + 'static {
-    /// Handles `delivery`, with `next` the rest of the chain.
-    fn around<N: Inner + ?Sized>(
-        &self,
-        delivery: Delivery,
-        next: &N,
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+    /// Handles `delivery`, with `next` the rest of the chain. `next.run` borrows it, so
+    /// a layer may call it more than once (as a retry does), and a helper of the layer's
+    /// can take `&next`, which runs the chain as well.
+    fn around<N: Inner>(&self, delivery: Delivery, next: N) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
     /// Whether this layer takes failed messages off the broker; see
     /// [`Middleware::dead_letters`]. The default is false.
@@ -331,7 +329,7 @@ pub trait Around: Clone + Send + Sync + 'static {
     /// struct SkipTests;
     ///
     /// impl Around for SkipTests {
-    ///     async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+    ///     async fn around<N: Inner>(&self, delivery: Delivery, next: N) -> Result<(), HandlerError> {
     ///         if delivery.message().headers.get("test") == Some("true") {
     ///             return Ok(());
     ///         }
@@ -355,6 +353,14 @@ pub trait Inner: Send + Sync {
     fn run(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
+/// A reference to the rest of a chain runs it: a layer that calls a helper of its own
+/// can pass `&next` on.
+impl<N: Inner + ?Sized> Inner for &N {
+    fn run(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        (**self).run(delivery)
+    }
+}
+
 /// The end of a stack of layers: the boxed handler (or chain) it wraps.
 impl Inner for dyn DynHandler {
     fn run(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
@@ -370,8 +376,10 @@ pub struct Stack<A, B> {
 }
 
 impl<A: Around, B: Around> Around for Stack<A, B> {
-    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
-        self.outer.around(delivery, &Then { layer: &self.inner, next }).await
+    // Not an `async fn`: the outer layer's call takes the rest of the chain by value, so
+    // a stack is its outer layer's future and adds no level of its own.
+    fn around<N: Inner>(&self, delivery: Delivery, next: N) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        self.outer.around(delivery, Then { layer: &self.inner, next })
     }
 
     fn dead_letters(&self) -> bool {
@@ -381,14 +389,14 @@ impl<A: Around, B: Around> Around for Stack<A, B> {
 
 /// `layer` with the rest of the chain `next` inside it, as the rest of the chain of the
 /// layer outside.
-struct Then<'a, B, N: ?Sized> {
+struct Then<'a, B, N> {
     layer: &'a B,
-    next: &'a N,
+    next: N,
 }
 
-impl<B: Around, N: Inner + ?Sized> Inner for Then<'_, B, N> {
+impl<B: Around, N: Inner> Inner for Then<'_, B, N> {
     fn run(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send {
-        self.layer.around(delivery, self.next)
+        self.layer.around(delivery, &self.next)
     }
 }
 
@@ -584,7 +592,7 @@ mod tests {
     struct Log(&'static str, Arc<Mutex<Vec<String>>>);
 
     impl Around for Log {
-        async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+        async fn around<N: Inner>(&self, delivery: Delivery, next: N) -> Result<(), HandlerError> {
             self.1.lock().unwrap().push(format!("{} in", self.0));
             let result = next.run(delivery).await;
             self.1.lock().unwrap().push(format!("{} out", self.0));
@@ -597,7 +605,7 @@ mod tests {
     struct Dlq;
 
     impl Around for Dlq {
-        async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+        async fn around<N: Inner>(&self, delivery: Delivery, next: N) -> Result<(), HandlerError> {
             next.run(delivery).await
         }
 

@@ -12,7 +12,7 @@ use tidewater_core::{context, Around, Delivery, HandlerError, Inner};
 pub struct CorrelationId;
 
 impl Around for CorrelationId {
-    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+    async fn around<N: Inner>(&self, delivery: Delivery, next: N) -> Result<(), HandlerError> {
         context::with_correlation_of(delivery.clone(), next.run(delivery)).await
     }
 }

@@ -27,7 +27,7 @@ impl Recover {
 }
 
 impl Around for Recover {
-    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+    async fn around<N: Inner>(&self, delivery: Delivery, next: N) -> Result<(), HandlerError> {
         match AssertUnwindSafe(next.run(delivery)).catch_unwind().await {
             // The scheduler's own catch around the handler got there first.
             Ok(Err(err)) if err.is_panic() && self.permanent => Err(err.into_permanent()),

@@ -112,12 +112,12 @@ impl Retry {
 }
 
 impl Around for Retry {
-    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+    async fn around<N: Inner>(&self, delivery: Delivery, next: N) -> Result<(), HandlerError> {
         match next.run(delivery.clone()).await {
             Ok(()) => Ok(()),
             // Boxed, so that the success path's future does not carry the retries' state
             // (a backoff and a timer) inside it.
-            Err(err) => Box::pin(self.retry(delivery, err, next)).await,
+            Err(err) => Box::pin(self.retry(delivery, err, &next)).await,
         }
     }
 }

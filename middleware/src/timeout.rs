@@ -14,7 +14,7 @@ use tidewater_core::{Around, Delivery, HandlerError, Inner};
 pub struct Timeout(pub Duration);
 
 impl Around for Timeout {
-    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+    async fn around<N: Inner>(&self, delivery: Delivery, next: N) -> Result<(), HandlerError> {
         let mut call = std::pin::pin!(next.run(delivery));
         if let std::task::Poll::Ready(result) = futures::poll!(call.as_mut()) {
             return result;

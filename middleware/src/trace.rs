@@ -9,7 +9,7 @@ use tracing::Instrument;
 pub struct Trace;
 
 impl Around for Trace {
-    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+    async fn around<N: Inner>(&self, delivery: Delivery, next: N) -> Result<(), HandlerError> {
         let message = delivery.message();
         let span = tracing::info_span!(
             "tidewater.handle",

@@ -25,7 +25,7 @@ impl TraceContext {
 }
 
 impl Around for TraceContext {
-    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+    async fn around<N: Inner>(&self, delivery: Delivery, next: N) -> Result<(), HandlerError> {
         let message = delivery.message();
         // No parent from the process: the message's context is the parent, or the span
         // is a root of its own.

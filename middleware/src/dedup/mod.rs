@@ -99,11 +99,11 @@ impl Deduplicate {
 }
 
 /// Through the trait, for a storage other than the default.
-async fn through_trait<N: Inner + ?Sized>(
+async fn through_trait<N: Inner>(
     storage: &dyn DeduplicationStorage,
     key: DedupKey<'_>,
     delivery: Delivery,
-    next: &N,
+    next: N,
 ) -> Result<(), HandlerError> {
     match storage.is_duplicate(&key).await {
         Ok(true) => {
@@ -142,7 +142,7 @@ fn skipped(delivery: &Delivery, key: DedupKey<'_>) {
 }
 
 impl Around for Deduplicate {
-    async fn around<N: Inner + ?Sized>(&self, delivery: Delivery, next: &N) -> Result<(), HandlerError> {
+    async fn around<N: Inner>(&self, delivery: Delivery, next: N) -> Result<(), HandlerError> {
         if delivery.message().id.is_empty() {
             return next.run(delivery).await;
         }
