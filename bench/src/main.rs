@@ -157,11 +157,7 @@ async fn drive(latch: &Latch, load: Load, send: impl AsyncFn(usize)) -> Sample {
     for i in 0..n {
         if let Load::Paced { every, .. } = load {
             let due = start + every * i as u32;
-            // Timers tick by the millisecond; a yielding spin keeps the pace to the
-            // microsecond and leaves the worker to the other tasks meanwhile.
-            while Instant::now() < due {
-                tokio::task::yield_now().await;
-            }
+            wait_until(due).await;
             latch.stamp(&latch.stamps.sent, i as u64);
         }
         send(i).await;
@@ -171,6 +167,26 @@ async fn drive(latch: &Latch, load: Load, send: impl AsyncFn(usize)) -> Sample {
         elapsed: start.elapsed(),
         allocations: tidewater_testkit::bench::allocations() - before,
         latencies: latch.latencies(),
+    }
+}
+
+/// Waits until `due`, to the microsecond: asleep for most of the wait, then a yielding
+/// spin for the last stretch, as tokio's timers tick by the millisecond and a thread's
+/// sleep ends up to about 50 µs late (the kernel's timer slack).
+///
+/// The sleep blocks the thread, which is the one `Runtime::block_on` runs the load on,
+/// not a worker: the tasks under test keep both workers. A spin for the whole wait kept
+/// that thread busy, and with a worker busy too, the VM's host took a core away for
+/// 100 ms every few seconds (two spinning threads alone see it; one does not): the
+/// consumer stopped while the load went on, which put p99s of 60-100 ms on whichever
+/// path's slice it hit.
+async fn wait_until(due: Instant) {
+    const SPIN: Duration = Duration::from_micros(70);
+    if let Some(sleep) = due.checked_duration_since(Instant::now()).and_then(|left| left.checked_sub(SPIN)) {
+        std::thread::sleep(sleep);
+    }
+    while Instant::now() < due {
+        tokio::task::yield_now().await;
     }
 }
 
