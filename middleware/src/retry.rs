@@ -168,7 +168,7 @@ mod tests {
 
     use std::sync::{Arc, Mutex};
 
-    use tidewater_core::{handler_fn, Handler, Message, Middleware, Position};
+    use tidewater_core::{handler_fn, Around, Handler, Inner, Message, Middleware, Position};
     use tokio::time::Instant;
 
     use super::*;
@@ -241,6 +241,46 @@ mod tests {
         let (after, result) = calls(retry, 10, || HandlerError::permanent("bad input")).await;
         assert!(after.is_empty(), "one call only");
         assert_eq!(result.expect_err("failed").attempts().map(|a| a.count), Some(1));
+    }
+
+    /// Counts its calls, and the attempt each call saw.
+    #[derive(Clone)]
+    struct Seen(Arc<Mutex<Vec<u32>>>);
+
+    impl Around for Seen {
+        async fn around<N: Inner>(&self, delivery: Delivery, next: N) -> Result<(), HandlerError> {
+            self.0.lock().unwrap().push(delivery.attempt());
+            next.run(delivery).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_a_stack_each_retry_runs_the_layers_below_it_again() {
+        let (outer, inner) = (Seen(Arc::default()), Seen(Arc::default()));
+        let calls = Arc::new(Mutex::new(0));
+        let handler = {
+            let calls = Arc::clone(&calls);
+            handler_fn(move |_d: Delivery| {
+                let calls = Arc::clone(&calls);
+                async move {
+                    let mut calls = calls.lock().unwrap();
+                    *calls += 1;
+                    if *calls < 3 {
+                        Err(transient())
+                    } else {
+                        Ok(())
+                    }
+                }
+            })
+        };
+        let retry = Retry::new().max_attempts(3).min_delay(Duration::from_millis(10)).without_jitter();
+        let stacked = outer.clone().then(retry).then(inner.clone()).wrapping(handler);
+        let delivery =
+            Delivery::new(Message::new("t", "x"), 1, Position::Queue { partition: None, sequence: None }, None);
+        stacked.handle(delivery).await.expect("the third call succeeds");
+        assert_eq!(*outer.0.lock().unwrap(), [1], "the layer above the retry runs once");
+        assert_eq!(*inner.0.lock().unwrap(), [1, 2, 3], "the layer below runs for every call, and sees its attempt");
+        assert_eq!(*calls.lock().unwrap(), 3);
     }
 
     #[tokio::test(start_paused = true)]
