@@ -173,13 +173,9 @@ mod tests {
 
     use super::*;
 
-    /// Calls `retry` around a handler that fails `failures` times with `err`, and
-    /// returns the gaps between its calls, and the outcome.
-    async fn calls(
-        retry: Retry,
-        failures: usize,
-        err: fn() -> HandlerError,
-    ) -> (Vec<Duration>, Result<(), HandlerError>) {
+    /// A handler that fails its first `failures` calls with `err`, and the times of its
+    /// calls.
+    fn failing(failures: usize, err: fn() -> HandlerError) -> (impl Handler, Arc<Mutex<Vec<Instant>>>) {
         let times = Arc::new(Mutex::new(Vec::new()));
         let handler = {
             let times = Arc::clone(&times);
@@ -196,10 +192,22 @@ mod tests {
                 }
             })
         };
-        let wrapped = retry.wrap(Arc::new(handler));
-        let delivery =
-            Delivery::new(Message::new("t", "x"), 1, Position::Queue { partition: None, sequence: None }, None);
-        let result = wrapped.handle(delivery).await;
+        (handler, times)
+    }
+
+    fn delivery() -> Delivery {
+        Delivery::new(Message::new("t", "x"), 1, Position::Queue { partition: None, sequence: None }, None)
+    }
+
+    /// Calls `retry` around a handler that fails `failures` times with `err`, and
+    /// returns the gaps between its calls, and the outcome.
+    async fn calls(
+        retry: Retry,
+        failures: usize,
+        err: fn() -> HandlerError,
+    ) -> (Vec<Duration>, Result<(), HandlerError>) {
+        let (handler, times) = failing(failures, err);
+        let result = retry.wrap(Arc::new(handler)).handle(delivery()).await;
         let times = times.lock().unwrap();
         (times.windows(2).map(|w| w[1].duration_since(w[0])).collect(), result)
     }
@@ -257,30 +265,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn in_a_stack_each_retry_runs_the_layers_below_it_again() {
         let (outer, inner) = (Seen(Arc::default()), Seen(Arc::default()));
-        let calls = Arc::new(Mutex::new(0));
-        let handler = {
-            let calls = Arc::clone(&calls);
-            handler_fn(move |_d: Delivery| {
-                let calls = Arc::clone(&calls);
-                async move {
-                    let mut calls = calls.lock().unwrap();
-                    *calls += 1;
-                    if *calls < 3 {
-                        Err(transient())
-                    } else {
-                        Ok(())
-                    }
-                }
-            })
-        };
+        let (handler, calls) = failing(2, transient);
         let retry = Retry::new().max_attempts(3).min_delay(Duration::from_millis(10)).without_jitter();
         let stacked = outer.clone().then(retry).then(inner.clone()).wrapping(handler);
-        let delivery =
-            Delivery::new(Message::new("t", "x"), 1, Position::Queue { partition: None, sequence: None }, None);
-        stacked.handle(delivery).await.expect("the third call succeeds");
+        stacked.handle(delivery()).await.expect("the third call succeeds");
         assert_eq!(*outer.0.lock().unwrap(), [1], "the layer above the retry runs once");
         assert_eq!(*inner.0.lock().unwrap(), [1, 2, 3], "the layer below runs for every call, and sees its attempt");
-        assert_eq!(*calls.lock().unwrap(), 3);
+        assert_eq!(calls.lock().unwrap().len(), 3);
     }
 
     #[tokio::test(start_paused = true)]
