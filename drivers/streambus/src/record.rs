@@ -19,7 +19,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tidewater_core::{names, wire, Headers, Message, Result, TopicName};
+use tidewater_core::{names, wire, Headers, Message, MessageId, Result, TopicName};
 
 use crate::protocol::primitives::{put_bytes, Cursor};
 use crate::protocol::Record;
@@ -112,12 +112,14 @@ pub(crate) fn from_record(topic: &TopicName, partition: u32, record: Record) -> 
     let mut id = None;
     let mut user = Headers::new();
     for (name, value) in headers {
-        let value = wire::text(&value).into_owned();
+        // Borrowed where it can be: an id is kept inline and a content type may be a
+        // shared one, so only a user header needs a string of its own.
+        let value = wire::text(&value);
         match name.as_str() {
-            wire::ID => id = Some(value.into()),
+            wire::ID => id = Some(MessageId::from(&*value)),
             wire::CONTENT_TYPE => message.set_content_type(value),
             _ => {
-                user.insert(name, value);
+                user.insert(name, value.into_owned());
             }
         }
     }
