@@ -115,19 +115,22 @@ fn not_a_record(delivery: &Delivery) -> Error {
     .with_driver(DRIVER)
 }
 
+impl Shared {
+    fn settle_record(&self, delivery: &Delivery, settlement: Settlement) -> Result<()> {
+        let dispatch = Dispatch::of(delivery).ok_or_else(|| not_a_record(delivery))?;
+        dispatch.apply(self, settlement)
+    }
+}
+
 #[async_trait]
 impl SharedSettle for Shared {
     async fn settle(&self, delivery: &Delivery, settlement: Settlement) -> Result<()> {
-        let dispatch = Dispatch::of(delivery).ok_or_else(|| not_a_record(delivery))?;
-        dispatch.apply(self, settlement)
+        self.settle_record(delivery, settlement)
     }
 
     /// Always at once, which spares the runner a boxed future a record.
     fn settle_now(&self, delivery: &Delivery, settlement: Settlement) -> Option<Result<()>> {
-        Some(match Dispatch::of(delivery) {
-            Some(dispatch) => dispatch.apply(self, settlement),
-            None => Err(not_a_record(delivery)),
-        })
+        Some(self.settle_record(delivery, settlement))
     }
 
     fn is_current(&self, delivery: &Delivery) -> bool {
