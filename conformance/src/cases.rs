@@ -438,22 +438,26 @@ pub async fn shutdown_with_handlers_running(f: Arc<dyn Fixture>) {
 /// Case 13: A message larger than any broker takes (16 MiB and a byte) is refused with
 /// `TooLarge`, which no retry can fix, and its error says each thing once: its kind, the
 /// driver, what happened. The writer goes on working, and nothing of the refused write
-/// arrives.
+/// arrives, not even the good message before the big one in its batch: a batch is
+/// checked whole before any of it is sent.
 pub async fn oversize_is_too_large(f: Arc<dyn Fixture>) {
     let caps = f.capabilities();
     let topic = topic(&*f, "oversize").await;
     let probe = Probe::succeeding();
     let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("big"), probe.clone()).await;
     let writer = f.writer().await;
+    let before = Message::new(&topic, "small").with_id(format!("{topic}-before")).with_key("k");
     let big = Message::new(&topic, Bytes::from(vec![b'x'; 16 * 1024 * 1024 + 1])).with_id(format!("{topic}-big"));
-    let err = writer.write(vec![big]).await.expect_err("a 16 MiB message is refused");
+    let err = writer.write(vec![before, big]).await.expect_err("a 16 MiB message is refused");
     assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
     assert!(!err.is_retryable(), "{err}");
     let text = err.to_string();
     for once in [ErrorKind::TooLarge.to_string(), "(driver ".to_owned()] {
         assert_eq!(text.matches(&once).count(), 1, "{once:?} should appear once in: {text}");
     }
-    let after = Message::new(&topic, "small").with_id(format!("{topic}-small"));
+    // Keyed as the good message of the refused batch was, so on a partitioned broker it
+    // would have come first.
+    let after = Message::new(&topic, "small").with_id(format!("{topic}-small")).with_key("k");
     writer.write(vec![after]).await.expect("the writer still writes after a refused message");
     writer.flush().await.expect("flush");
     let state = probe.wait(caps.patience, "the message after the refused one", |s| !s.done.is_empty()).await;

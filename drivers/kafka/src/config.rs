@@ -317,6 +317,15 @@ impl KafkaConfig {
         self.finish(c)
     }
 
+    /// The largest record a producer takes, as librdkafka counts it (see
+    /// [`record::wire_size`](crate::record::wire_size)): the `message.max.bytes`
+    /// property if set, else librdkafka's default. A value librdkafka cannot read fails
+    /// the producer's creation, so what this falls back to for it is never used.
+    pub(crate) fn max_message_bytes(&self) -> usize {
+        const LIBRDKAFKA_DEFAULT: usize = 1_000_000;
+        self.properties.get("message.max.bytes").and_then(|v| v.trim().parse().ok()).unwrap_or(LIBRDKAFKA_DEFAULT)
+    }
+
     /// A transactional producer's properties, under the transactional id `id`.
     pub(crate) fn transactional_producer(&self, id: &str) -> ClientConfig {
         let mut c = self.producer();

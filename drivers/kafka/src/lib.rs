@@ -14,6 +14,10 @@
 //! - Topics a writer or reader uses are created when missing, if
 //!   [`KafkaConfig::auto_create_topics`] allows it, and are an `UnknownTopic` error
 //!   otherwise.
+//! - A write checks its whole batch before queueing any of it: a message with a header
+//!   name the driver keeps (`InvalidInput`) or larger than the producer's
+//!   `message.max.bytes` as librdkafka counts it (`TooLarge`) fails the write with
+//!   nothing written.
 //!
 //! Message fields travel as the record's own fields where Kafka has them:
 //!
@@ -103,7 +107,10 @@ impl Kafka {
 
     /// A writer. Writers share the producer; closing one closes only that writer.
     pub fn kafka_writer(&self) -> Closable<KafkaWriter> {
-        Closable::new(DRIVER, KafkaWriter::new(self.producer.clone(), Arc::clone(&self.topics)))
+        Closable::new(
+            DRIVER,
+            KafkaWriter::new(self.producer.clone(), Arc::clone(&self.topics), self.config.max_message_bytes()),
+        )
     }
 
     /// A reader.

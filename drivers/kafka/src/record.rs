@@ -12,14 +12,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
 use rdkafka::Message as _;
-use tidewater_core::{wire, Headers, Message, MessageId, Result, TopicName};
+use tidewater_core::{wire, Headers, Message, MessageId, TopicName};
 
 use crate::reader::Copies;
-use crate::DRIVER;
 
-/// The headers of the record for `message`.
-pub(crate) fn headers(message: &Message) -> Result<OwnedHeaders> {
-    wire::check_headers(message, DRIVER)?;
+/// The headers of the record for `message`, whose own headers passed
+/// [`wire::check_headers`].
+pub(crate) fn headers(message: &Message) -> OwnedHeaders {
     let mut h = OwnedHeaders::new_with_capacity(message.headers.len() + 2);
     for (name, value) in message.headers.iter() {
         h = h.insert(Header { key: name, value: Some(value) });
@@ -30,7 +29,36 @@ pub(crate) fn headers(message: &Message) -> Result<OwnedHeaders> {
     if let Some(ct) = &message.content_type {
         h = h.insert(Header { key: wire::CONTENT_TYPE, value: Some(&**ct) });
     }
-    Ok(h)
+    h
+}
+
+/// The size librdkafka gives `message`'s record when it checks it against
+/// `message.max.bytes`: the most a record's framing can take (36 bytes: its length,
+/// attributes, timestamp and offset deltas, and the key, value and header counts as
+/// varints of their widest), its key and payload, and each header as it is framed (name
+/// and value, each after its zig-zag varint length). The same rule as librdkafka's
+/// `rd_kafka_msg_max_wire_size`, so that the writer refuses a batch before queueing any
+/// of it exactly when librdkafka would refuse one of its messages.
+pub(crate) fn wire_size(message: &Message) -> usize {
+    const FRAMING: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
+    fn header(name: &str, value: &str) -> usize {
+        name.len() + value.len() + varint_len(name.len()) + varint_len(value.len())
+    }
+    let mut size = FRAMING + message.key.as_ref().map_or(0, |k| k.len()) + message.payload.len();
+    size += message.headers.iter().map(|(name, value)| header(name, value)).sum::<usize>();
+    if !message.id.is_empty() {
+        size += header(wire::ID, message.id.as_str());
+    }
+    if let Some(ct) = &message.content_type {
+        size += header(wire::CONTENT_TYPE, ct);
+    }
+    size
+}
+
+/// The bytes of a length as a zig-zag varint: seven bits a byte, of twice the length.
+fn varint_len(len: usize) -> usize {
+    let bits = usize::BITS - (len << 1).leading_zeros();
+    (bits as usize).div_ceil(7).max(1)
 }
 
 /// The record timestamp for `message`: milliseconds since the Unix epoch.
@@ -81,4 +109,71 @@ pub(crate) fn from_record(topic: &TopicName, record: &BorrowedMessage<'_>, copie
     message.id = id.unwrap_or_else(|| format!("{topic}-{}-{}", record.partition(), record.offset()).into());
     message.headers = user;
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _, PurgeConfig};
+    use rdkafka::ClientConfig;
+
+    use super::*;
+
+    /// `wire_size` says of every message what librdkafka's own check says, at its limit
+    /// and a byte either side: librdkafka checks a record's size as it queues it, with no
+    /// broker, so a producer pointed at a closed port answers at once.
+    #[test]
+    fn wire_size_refuses_exactly_what_librdkafka_refuses() {
+        const LIMIT: usize = 3000;
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("message.max.bytes", LIMIT.to_string())
+            .create()
+            .unwrap();
+        let shapes: [fn(Message) -> Message; 5] = [
+            |m| m,
+            |m| m.with_key("k"),
+            |m| m.with_id("an-id").with_content_type("application/json"),
+            |m| m.with_key(vec![b'k'; 200]).with_header("tenant", "acme").with_header("h", "x".repeat(130)),
+            |m| m.with_id(MessageId::empty()).with_header("", ""),
+        ];
+        let (mut accepted, mut refused) = (0, 0);
+        for shape in shapes {
+            let overhead = wire_size(&shape(Message::new("t", Vec::new())));
+            for payload in [LIMIT - overhead - 1, LIMIT - overhead, LIMIT - overhead + 1] {
+                let message = shape(Message::new("t", vec![0u8; payload]));
+                let mut record =
+                    BaseRecord::<[u8], [u8]>::to("t").payload(&message.payload[..]).headers(headers(&message));
+                if let Some(key) = &message.key {
+                    record = record.key(&key[..]);
+                }
+                let taken = match producer.send(record) {
+                    Ok(()) => true,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => false,
+                    Err((err, _)) => panic!("queueing failed otherwise: {err}"),
+                };
+                assert_eq!(
+                    wire_size(&message) <= LIMIT,
+                    taken,
+                    "{} bytes of payload, size {}",
+                    payload,
+                    wire_size(&message)
+                );
+                if taken {
+                    accepted += 1
+                } else {
+                    refused += 1
+                }
+            }
+        }
+        assert_eq!((accepted, refused), (10, 5));
+        producer.purge(PurgeConfig::default().queue());
+    }
+
+    #[test]
+    fn varint_lengths_are_those_of_twice_the_length() {
+        for (len, bytes) in [(0, 1), (63, 1), (64, 2), (8191, 2), (8192, 3)] {
+            assert_eq!(varint_len(len), bytes, "{len}");
+        }
+    }
 }

@@ -101,7 +101,7 @@ impl Transactions for KafkaTransactions {
             return Err(kafka_error("cannot begin a transaction", err));
         }
         Ok(Box::new(KafkaTransaction {
-            writer: KafkaWriter::new(producer.clone(), Arc::clone(&self.topics)),
+            writer: KafkaWriter::new(producer.clone(), Arc::clone(&self.topics), self.config.max_message_bytes()),
             producer,
             offsets: Vec::new(),
             timeout: self.config.request_timeout,

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use futures::channel::oneshot::Canceled;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use tidewater_core::{BrokerWriter, Error, Message, Result};
+use tidewater_core::{wire, BrokerWriter, Error, ErrorKind, Message, Result};
 
 use crate::errors::kafka_error;
 use crate::record;
@@ -30,6 +29,8 @@ use crate::DRIVER;
 pub struct KafkaWriter {
     producer: FutureProducer,
     topics: Arc<Topics>,
+    /// The producer's `message.max.bytes`.
+    max_message_bytes: usize,
 }
 
 impl std::fmt::Debug for KafkaWriter {
@@ -39,17 +40,35 @@ impl std::fmt::Debug for KafkaWriter {
 }
 
 impl KafkaWriter {
-    pub(crate) fn new(producer: FutureProducer, topics: Arc<Topics>) -> Self {
-        Self { producer, topics }
+    pub(crate) fn new(producer: FutureProducer, topics: Arc<Topics>, max_message_bytes: usize) -> Self {
+        Self { producer, topics, max_message_bytes }
     }
 
-    /// Queues `batch[index]` with its record `headers`, waiting for room in librdkafka's
-    /// queue. A message librdkafka refuses goes to `failures`.
+    /// Refuses `message` if librdkafka would: checked for the whole batch before any of
+    /// it is queued, where librdkafka's own check comes only as each is queued.
+    fn check_size(&self, message: &Message) -> Result<()> {
+        let size = record::wire_size(message);
+        if size <= self.max_message_bytes {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "message {} takes {size} bytes as a record, over the producer's limit of {} \
+                 (message.max.bytes)",
+                message.id, self.max_message_bytes
+            ),
+        )
+        .with_driver(DRIVER)
+        .with_topic(message.stream.clone()))
+    }
+
+    /// Queues `batch[index]`, waiting for room in librdkafka's queue. A message
+    /// librdkafka refuses goes to `failures`.
     async fn enqueue(
         &self,
         batch: &[Message],
         index: usize,
-        headers: OwnedHeaders,
         pending: &mut VecDeque<(usize, DeliveryFuture)>,
         failures: &mut Vec<(usize, Error)>,
     ) {
@@ -57,7 +76,7 @@ impl KafkaWriter {
         let mut record = FutureRecord::to(&message.stream)
             .payload(&message.payload[..])
             .timestamp(record::timestamp(message))
-            .headers(headers);
+            .headers(record::headers(message));
         if let Some(key) = &message.key {
             record = record.key(&key[..]);
         }
@@ -107,13 +126,18 @@ impl BrokerWriter for KafkaWriter {
                 seen = Some(&message.stream);
             }
         }
-        // Build every message's headers (which checks them) before queueing any, so bad
-        // input writes nothing.
-        let headers = batch.iter().map(record::headers).collect::<Result<Vec<_>>>()?;
+        // Check every message's headers and size before queueing any, so bad input
+        // writes nothing. Each record's headers are built as it is queued: librdkafka's linger
+        // starts with a partition's first record, so work done before that one is
+        // queued adds to the batch's time, where work between records overlaps it.
+        for message in &batch {
+            wire::check_headers(message, DRIVER)?;
+            self.check_size(message)?;
+        }
         let mut pending = VecDeque::with_capacity(batch.len());
         let mut failures = Vec::new();
-        for (i, headers) in headers.into_iter().enumerate() {
-            self.enqueue(&batch, i, headers, &mut pending, &mut failures).await;
+        for i in 0..batch.len() {
+            self.enqueue(&batch, i, &mut pending, &mut failures).await;
         }
         for (i, delivery) in pending {
             if let Err(err) = settle(&batch[i], delivery.await) {

@@ -130,8 +130,9 @@ async fn bad_input_gets_typed_errors() {
     let err = writer.write(vec![big]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
 
+    // A bad message after a good one: the batch is checked before any of it is queued.
     let reserved = Message::new(&existing, "x").with_header("tw-id", "forged");
-    let err = writer.write(vec![reserved]).await.unwrap_err();
+    let err = writer.write(vec![Message::new(&existing, "before").with_id("before"), reserved]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 
     // Nothing of the failed writes reached the topic: a good message is the only one.
