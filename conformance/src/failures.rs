@@ -167,7 +167,8 @@ pub async fn attempts_stay_exact_across_a_shutdown(f: Arc<dyn Fixture>) {
 
 /// Case 18: A topic name outside the portable rule is refused the same way on every
 /// driver, by the writer and by the scheduler's start, with `InvalidName`: a name that
-/// passes in a test on the memory driver passes on every broker.
+/// passes in a test on the memory driver passes on every broker. A batch with such a name
+/// in it writes nothing, not even its messages to good topics before the bad one.
 pub async fn names_follow_one_rule(f: Arc<dyn Fixture>) {
     let base = crate::fresh_topic("names");
     let writer = f.writer().await;
@@ -181,6 +182,22 @@ pub async fn names_follow_one_rule(f: Arc<dyn Fixture>) {
         assert_eq!(err.kind(), tidewater_core::ErrorKind::InvalidName, "subscribing to {bad:?}: {err}");
         assert!(err.to_string().contains(&format!("{bad:?}")), "the error names the topic: {err}");
     }
+
+    let good = topic(&*f, "names-good").await;
+    let probe = Probe::succeeding();
+    let mut sub = subscribe(&*f, ReadTask::new(&good).with_group("names"), probe.clone()).await;
+    // Keyed alike, so that on a partitioned broker the first would come before the last.
+    let first = tidewater_core::Message::new(&good, "x").with_id(format!("{good}-before")).with_key("k");
+    let bad = tidewater_core::Message::new(format!("{base}..eu"), "x");
+    let err = writer.write(vec![first, bad]).await.expect_err("a batch with a bad name is refused");
+    assert_eq!(err.kind(), tidewater_core::ErrorKind::InvalidName, "{err}");
+    let last = tidewater_core::Message::new(&good, "y").with_id(format!("{good}-after")).with_key("k");
+    writer.write(vec![last]).await.expect("the writer still writes after a refused batch");
+    let state =
+        probe.wait(f.capabilities().patience, "the message after the refused batch", |s| !s.done.is_empty()).await;
+    sub.shutdown(GRACE).await;
+    let got: Vec<&str> = state.done.iter().map(|d| d.message().id.as_str()).collect();
+    assert!(got.iter().all(|id| id.ends_with("-after")), "only the message after the refused batch arrives: {got:?}");
 }
 
 /// Case 19: Topics are created, listed and deleted through the driver's admin the same
