@@ -44,19 +44,24 @@ impl KafkaWriter {
         Self { producer, topics, max_message_bytes }
     }
 
-    /// Refuses `message` if librdkafka would: checked for the whole batch before any of
-    /// it is queued, where librdkafka's own check comes only as each is queued.
-    fn check_size(&self, message: &Message) -> Result<()> {
+    /// Refuses `message`, the `i`-th of its batch, if librdkafka would: checked for the
+    /// whole batch before any of it is queued, where librdkafka's own check comes only as
+    /// each is queued.
+    fn check_size(&self, i: usize, message: &Message) -> Result<()> {
         let size = record::wire_size(message);
         if size <= self.max_message_bytes {
             return Ok(());
         }
+        let which = match message.id.as_str() {
+            "" => format!("message {i} of the batch"),
+            id => format!("message {i} of the batch ({id})"),
+        };
         Err(Error::new(
             ErrorKind::TooLarge,
             format!(
-                "message {} takes {size} bytes as a record, over the producer's limit of {} \
-                 (message.max.bytes)",
-                message.id, self.max_message_bytes
+                "{which} takes {size} bytes as a record; the producer takes at most {} (its \
+                 message.max.bytes), so nothing of the batch was written",
+                self.max_message_bytes
             ),
         )
         .with_driver(DRIVER)
@@ -130,9 +135,9 @@ impl BrokerWriter for KafkaWriter {
         // writes nothing. Each record's headers are built as it is queued: librdkafka's linger
         // starts with a partition's first record, so work done before that one is
         // queued adds to the batch's time, where work between records overlaps it.
-        for message in &batch {
+        for (i, message) in batch.iter().enumerate() {
             wire::check_headers(message, DRIVER)?;
-            self.check_size(message)?;
+            self.check_size(i, message)?;
         }
         let mut pending = VecDeque::with_capacity(batch.len());
         let mut failures = Vec::new();

@@ -129,6 +129,8 @@ async fn bad_input_gets_typed_errors() {
     let big = Message::new(&existing, vec![0u8; 2_000_000]);
     let err = writer.write(vec![big]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("message 0 of the batch takes") && text.contains("message.max.bytes"), "{text}");
 
     // A bad message after a good one: the batch is checked before any of it is queued.
     let reserved = Message::new(&existing, "x").with_header("tw-id", "forged");
