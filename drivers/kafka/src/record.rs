@@ -135,7 +135,7 @@ mod tests {
             |m| m.with_key("k"),
             |m| m.with_id("an-id").with_content_type("application/json"),
             |m| m.with_key(vec![b'k'; 200]).with_header("tenant", "acme").with_header("h", "x".repeat(130)),
-            |m| m.with_id(MessageId::empty()).with_header("", ""),
+            |m| m.with_header("", ""),
         ];
         let (mut accepted, mut refused) = (0, 0);
         for shape in shapes {

@@ -124,20 +124,22 @@ fn settle(message: &Message, outcome: std::result::Result<OwnedDeliveryResult, C
 
 impl BrokerWriter for KafkaWriter {
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
+        // Check every message before queueing any, so bad input writes nothing: its
+        // headers and size first, which need no broker, so that a bad message does not
+        // create the topics of the good ones; then its topic. Each record's headers are
+        // built as it is queued: librdkafka's linger starts with a partition's first
+        // record, so work done before that one is queued adds to the batch's time, where
+        // work between records overlaps it.
+        for (i, message) in batch.iter().enumerate() {
+            wire::check_headers(message, DRIVER)?;
+            self.check_size(i, message)?;
+        }
         let mut seen: Option<&str> = None;
         for message in &batch {
             if seen != Some(message.stream.as_str()) {
                 self.topics.ensure(&message.stream).await?;
                 seen = Some(&message.stream);
             }
-        }
-        // Check every message's headers and size before queueing any, so bad input
-        // writes nothing. Each record's headers are built as it is queued: librdkafka's linger
-        // starts with a partition's first record, so work done before that one is
-        // queued adds to the batch's time, where work between records overlaps it.
-        for (i, message) in batch.iter().enumerate() {
-            wire::check_headers(message, DRIVER)?;
-            self.check_size(i, message)?;
         }
         let mut pending = VecDeque::with_capacity(batch.len());
         let mut failures = Vec::new();
