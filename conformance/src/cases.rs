@@ -439,7 +439,8 @@ pub async fn shutdown_with_handlers_running(f: Arc<dyn Fixture>) {
 /// `TooLarge`, which no retry can fix, and its error says each thing once: its kind, the
 /// driver, what happened. The writer goes on working, and nothing of the refused write
 /// arrives, not even the good message before the big one in its batch: a batch is
-/// checked whole before any of it is sent.
+/// checked whole before any of it is sent. Nor does a refused batch create a topic, where
+/// the driver can list them to show it.
 pub async fn oversize_is_too_large(f: Arc<dyn Fixture>) {
     let caps = f.capabilities();
     let topic = topic(&*f, "oversize").await;
@@ -457,6 +458,16 @@ pub async fn oversize_is_too_large(f: Arc<dyn Fixture>) {
     }
     // Keyed as the good message of the refused batch was, so on a partitioned broker it
     // would have come first.
+    if caps.lists_topics {
+        // Nor does a refused batch create the topic it names: the checks that need no
+        // broker come before the lookup that creates a missing topic.
+        let fresh = fresh_topic("oversize-new");
+        let big = Message::new(&fresh, Bytes::from(vec![b'x'; 16 * 1024 * 1024 + 1]));
+        let err = writer.write(vec![Message::new(&fresh, "small"), big]).await.expect_err("refused again");
+        assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+        let topics = f.admin().await.topics().await.expect("list the topics");
+        assert!(!topics.contains(&fresh), "the refused batch created its topic {fresh}");
+    }
     let after = Message::new(&topic, "small").with_id(format!("{topic}-small")).with_key("k");
     writer.write(vec![after]).await.expect("the writer still writes after a refused message");
     writer.flush().await.expect("flush");

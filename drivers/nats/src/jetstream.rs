@@ -186,17 +186,21 @@ impl JetStream {
 
     async fn publish(&self, batch: Vec<Message>) -> Result<()> {
         let mut prepared = Vec::with_capacity(batch.len());
-        let mut seen = HashSet::new();
         for message in &batch {
             let headers = to_nats(message, &Implied::default())?;
-            if seen.insert(message.stream.as_str()) {
-                self.stream_for(&message.stream).await?;
-            }
             let subject = subject_of(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
             prepared.push((subject, headers));
         }
         let max = self.context.client().max_payload();
         check_sizes(max, batch.iter().zip(&prepared).map(|(m, (_, h))| (wire_size(h, m.payload.len()), &*m.stream)))?;
+        // Streams are looked up (and made) only for a batch that passed every check: a
+        // refused batch creates none.
+        let mut seen = HashSet::new();
+        for message in &batch {
+            if seen.insert(message.stream.as_str()) {
+                self.stream_for(&message.stream).await?;
+            }
+        }
         // Send everything first and then wait for the acknowledgements, so a batch costs
         // about one round trip rather than one per message.
         let total = batch.len();

@@ -27,18 +27,19 @@ pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
 pub(crate) type PartitionKey = (String, u32);
 
 /// The records of `batch` by topic and partition, in first-seen order, every message
-/// checked (name, reserved headers, frame size) before any is sent. A key picks its
-/// partition; keyless messages all go to partition `keyless` modulo the count.
+/// checked (name, reserved headers, frame size) before any is sent, and before any topic
+/// is looked up: the lookup creates a missing topic, which a refused batch must not. A
+/// key picks its partition; keyless messages all go to partition `keyless` modulo the
+/// count.
 pub(crate) async fn by_partition(
     client: &Client,
     batch: &[Message],
     envelope: bool,
     keyless: u64,
 ) -> Result<Vec<(PartitionKey, Vec<Record>)>> {
-    let mut groups: Vec<(PartitionKey, Vec<Record>)> = Vec::new();
+    let mut records = Vec::with_capacity(batch.len());
     for (index, message) in batch.iter().enumerate() {
         record::check_topic(&message.stream)?;
-        let partitions = client.partitions(&message.stream, true).await?;
         let record = record::to_record(message, envelope)?;
         let size = record.encoded_len() + message.stream.len() + REQUEST_OVERHEAD + 12;
         if size > MAX_FRAME {
@@ -49,6 +50,11 @@ pub(crate) async fn by_partition(
             .with_driver(DRIVER)
             .with_topic(message.stream.clone()));
         }
+        records.push(record);
+    }
+    let mut groups: Vec<(PartitionKey, Vec<Record>)> = Vec::new();
+    for (message, record) in batch.iter().zip(records) {
+        let partitions = client.partitions(&message.stream, true).await?;
         let partition = match &message.key {
             Some(key) if !key.is_empty() => partition_for_key(key, partitions),
             _ => (keyless % u64::from(partitions)) as u32,
