@@ -147,19 +147,6 @@ async fn bad_input_gets_typed_errors() {
     assert_eq!(ids, ["good"]);
 }
 
-/// A refused batch creates no topic for its good messages: the checks that need no broker
-/// come before the topic lookup that would create them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_batch_creates_no_topic() {
-    let kafka = support::shared().await;
-    let fresh = fresh_topic("refused");
-    let batch = vec![Message::new(&fresh, "good"), Message::new(&fresh, vec![0u8; 2_000_000])];
-    let err = kafka.writer().write(batch).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
-    let topics = tidewater_core::Admin::topics(&kafka).await.unwrap();
-    assert!(!topics.contains(&fresh), "the refused batch created {fresh}");
-}
-
 #[tokio::test]
 async fn a_missing_broker_is_a_connection_error() {
     // Free, and never given to a broker this test process starts.
