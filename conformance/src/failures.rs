@@ -168,7 +168,8 @@ pub async fn attempts_stay_exact_across_a_shutdown(f: Arc<dyn Fixture>) {
 /// Case 18: A topic name outside the portable rule is refused the same way on every
 /// driver, by the writer and by the scheduler's start, with `InvalidName`: a name that
 /// passes in a test on the memory driver passes on every broker. A batch with such a name
-/// in it writes nothing, not even its messages to good topics before the bad one.
+/// in it writes nothing, not even its messages to good topics before the bad one, and
+/// creates none of their topics.
 pub async fn names_follow_one_rule(f: Arc<dyn Fixture>) {
     let base = crate::fresh_topic("names");
     let writer = f.writer().await;
@@ -189,8 +190,16 @@ pub async fn names_follow_one_rule(f: Arc<dyn Fixture>) {
     // Keyed alike, so that on a partitioned broker the first would come before the last.
     let first = tidewater_core::Message::new(&good, "x").with_id(format!("{good}-before")).with_key("k");
     let bad = tidewater_core::Message::new(format!("{base}..eu"), "x");
-    let err = writer.write(vec![first, bad]).await.expect_err("a batch with a bad name is refused");
+    let err = writer.write(vec![first, bad.clone()]).await.expect_err("a batch with a bad name is refused");
     assert_eq!(err.kind(), tidewater_core::ErrorKind::InvalidName, "{err}");
+    if f.capabilities().lists_topics {
+        // Nor does it create the topic of a good message.
+        let fresh = crate::fresh_topic("names-new");
+        let err = writer.write(vec![tidewater_core::Message::new(&fresh, "x"), bad]).await.expect_err("refused again");
+        assert_eq!(err.kind(), tidewater_core::ErrorKind::InvalidName, "{err}");
+        let topics = f.admin().await.topics().await.expect("list the topics");
+        assert!(!topics.contains(&fresh), "the refused batch created the topic {fresh}");
+    }
     let last = tidewater_core::Message::new(&good, "y").with_id(format!("{good}-after")).with_key("k");
     writer.write(vec![last]).await.expect("the writer still writes after a refused batch");
     let state =

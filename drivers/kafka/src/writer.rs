@@ -8,7 +8,7 @@ use futures::channel::oneshot::Canceled;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use tidewater_core::{wire, BrokerWriter, Error, ErrorKind, Message, Result};
+use tidewater_core::{names, wire, BrokerWriter, Error, ErrorKind, Message, Result};
 
 use crate::errors::kafka_error;
 use crate::record;
@@ -125,12 +125,17 @@ fn settle(message: &Message, outcome: std::result::Result<OwnedDeliveryResult, C
 impl BrokerWriter for KafkaWriter {
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
         // Check every message before queueing any, so bad input writes nothing: its
-        // headers and size first, which need no broker, so that a bad message does not
-        // create the topics of the good ones; then its topic. Each record's headers are
-        // built as it is queued: librdkafka's linger starts with a partition's first
-        // record, so work done before that one is queued adds to the batch's time, where
-        // work between records overlaps it.
+        // topic's name, headers and size first, which need no broker, so that a bad
+        // message does not create the topics of the good ones; then its topic. Each
+        // record's headers are built as it is queued: librdkafka's linger starts with a
+        // partition's first record, so work done before that one is queued adds to the
+        // batch's time, where work between records overlaps it.
+        let mut named: Option<&str> = None;
         for (i, message) in batch.iter().enumerate() {
+            if named != Some(message.stream.as_str()) {
+                names::check_topic(&message.stream).map_err(|e| e.with_driver(DRIVER))?;
+                named = Some(&message.stream);
+            }
             wire::check_headers(message, DRIVER)?;
             self.check_size(i, message)?;
         }
