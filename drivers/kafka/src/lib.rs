@@ -14,10 +14,10 @@
 //! - Topics a writer or reader uses are created when missing, if
 //!   [`KafkaConfig::auto_create_topics`] allows it, and are an `UnknownTopic` error
 //!   otherwise.
-//! - A write checks its whole batch before queueing any of it: a message with a header
-//!   name the driver keeps (`InvalidInput`) or larger than the producer's
-//!   `message.max.bytes` as librdkafka counts it (`TooLarge`) fails the write with
-//!   nothing written.
+//! - A write checks its whole batch before queueing any of it: a message with a bad
+//!   topic name (`InvalidName`), a header name the driver keeps (`InvalidInput`) or a
+//!   size over the producer's `message.max.bytes` as librdkafka counts it (`TooLarge`)
+//!   fails the write with nothing written and no topic created.
 //!
 //! Message fields travel as the record's own fields where Kafka has them:
 //!
