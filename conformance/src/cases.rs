@@ -456,8 +456,6 @@ pub async fn oversize_is_too_large(f: Arc<dyn Fixture>) {
     for once in [ErrorKind::TooLarge.to_string(), "(driver ".to_owned()] {
         assert_eq!(text.matches(&once).count(), 1, "{once:?} should appear once in: {text}");
     }
-    // Keyed as the good message of the refused batch was, so on a partitioned broker it
-    // would have come first.
     if caps.lists_topics {
         // Nor does a refused batch create the topic it names: the checks that need no
         // broker come before the lookup that creates a missing topic.
@@ -468,6 +466,8 @@ pub async fn oversize_is_too_large(f: Arc<dyn Fixture>) {
         let topics = f.admin().await.topics().await.expect("list the topics");
         assert!(!topics.contains(&fresh), "the refused batch created its topic {fresh}");
     }
+    // Keyed as the good message of the refused batch was, so on a partitioned broker it
+    // would have come first.
     let after = Message::new(&topic, "small").with_id(format!("{topic}-small")).with_key("k");
     writer.write(vec![after]).await.expect("the writer still writes after a refused message");
     writer.flush().await.expect("flush");
