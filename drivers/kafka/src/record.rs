@@ -16,18 +16,21 @@ use tidewater_core::{wire, Headers, Message, MessageId, TopicName};
 
 use crate::reader::Copies;
 
+/// The headers a record of `message` carries, as name and value: the message's own, then
+/// its id (unless empty) and content type (if set). Both [`headers`] and [`wire_size`]
+/// go by this one list, so the size checked is that of the headers sent.
+fn record_headers(message: &Message) -> impl Iterator<Item = (&str, &str)> {
+    let id = Some(message.id.as_str()).filter(|id| !id.is_empty()).map(|id| (wire::ID, id));
+    let content_type = message.content_type.as_deref().map(|ct| (wire::CONTENT_TYPE, ct));
+    message.headers.iter().chain(id).chain(content_type)
+}
+
 /// The headers of the record for `message`, whose own headers passed
 /// [`wire::check_headers`].
 pub(crate) fn headers(message: &Message) -> OwnedHeaders {
     let mut h = OwnedHeaders::new_with_capacity(message.headers.len() + 2);
-    for (name, value) in message.headers.iter() {
+    for (name, value) in record_headers(message) {
         h = h.insert(Header { key: name, value: Some(value) });
-    }
-    if !message.id.is_empty() {
-        h = h.insert(Header { key: wire::ID, value: Some(message.id.as_str()) });
-    }
-    if let Some(ct) = &message.content_type {
-        h = h.insert(Header { key: wire::CONTENT_TYPE, value: Some(&**ct) });
     }
     h
 }
@@ -41,18 +44,10 @@ pub(crate) fn headers(message: &Message) -> OwnedHeaders {
 /// of it exactly when librdkafka would refuse one of its messages.
 pub(crate) fn wire_size(message: &Message) -> usize {
     const FRAMING: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
-    fn header(name: &str, value: &str) -> usize {
-        name.len() + value.len() + varint_len(name.len()) + varint_len(value.len())
-    }
-    let mut size = FRAMING + message.key.as_ref().map_or(0, |k| k.len()) + message.payload.len();
-    size += message.headers.iter().map(|(name, value)| header(name, value)).sum::<usize>();
-    if !message.id.is_empty() {
-        size += header(wire::ID, message.id.as_str());
-    }
-    if let Some(ct) = &message.content_type {
-        size += header(wire::CONTENT_TYPE, ct);
-    }
-    size
+    let headers: usize = record_headers(message)
+        .map(|(name, value)| name.len() + value.len() + varint_len(name.len()) + varint_len(value.len()))
+        .sum();
+    FRAMING + message.key.as_ref().map_or(0, |k| k.len()) + message.payload.len() + headers
 }
 
 /// The bytes of a length as a zig-zag varint: seven bits a byte, of twice the length.

@@ -130,21 +130,18 @@ impl BrokerWriter for KafkaWriter {
         // record's headers are built as it is queued: librdkafka's linger starts with a
         // partition's first record, so work done before that one is queued adds to the
         // batch's time, where work between records overlaps it.
-        let mut named: Option<&str> = None;
+        // Each run of messages to one topic names it once, here and in the lookup.
+        let mut runs: Vec<&str> = Vec::new();
         for (i, message) in batch.iter().enumerate() {
-            if named != Some(message.stream.as_str()) {
+            if runs.last() != Some(&message.stream.as_str()) {
                 names::check_topic(&message.stream).map_err(|e| e.with_driver(DRIVER))?;
-                named = Some(&message.stream);
+                runs.push(&message.stream);
             }
             wire::check_headers(message, DRIVER)?;
             self.check_size(i, message)?;
         }
-        let mut seen: Option<&str> = None;
-        for message in &batch {
-            if seen != Some(message.stream.as_str()) {
-                self.topics.ensure(&message.stream).await?;
-                seen = Some(&message.stream);
-            }
+        for topic in runs {
+            self.topics.ensure(topic).await?;
         }
         let mut pending = VecDeque::with_capacity(batch.len());
         let mut failures = Vec::new();
