@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use async_trait::async_trait;
 use futures::future::Either;
@@ -237,9 +238,13 @@ impl BrokerWriter for CoreWriter {
             Ok(prepared) => prepared,
             Err(e) => return WriteNow::Done(Err(e)),
         };
-        match self.publish(prepared).now_or_never() {
-            Some(result) => WriteNow::Done(result.map_err(|e| e.with_topic(message.stream))),
-            None => WriteNow::Wait(message),
+        // Pinned where it is made and polled there, not through `now_or_never`, which
+        // takes the future by value: a copy of all its 700 bytes, about 100 instructions
+        // a publish (callgrind).
+        let publish = std::pin::pin!(self.publish(prepared));
+        match publish.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => WriteNow::Done(result.map_err(|e| e.with_topic(message.stream))),
+            Poll::Pending => WriteNow::Wait(message),
         }
     }
 
