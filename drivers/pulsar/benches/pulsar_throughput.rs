@@ -12,7 +12,8 @@
 //!   message, timed from the first message to the last (raw: a `Consumer` stream loop
 //!   with an ack per message; tidewater: a handler, acks by the driver).
 //!
-//! Each figure is the median of 3 runs; which path goes first alternates.
+//! Each figure is the median of 3 runs; which path goes first alternates. After the
+//! table, issue 17's targets for these rows and whether the run met them.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,9 @@ use pulsar::message::proto::command_subscribe::SubType;
 use pulsar::{ConsumerOptions, ProducerOptions, TokioExecutor};
 use tidewater_core::{Driver, ReadTask};
 use tidewater_pulsar::{Pulsar, PulsarConfig};
-use tidewater_testkit::bench::{consume, messages_from_env, paired, payload, produce, Counter, Ratios};
+use tidewater_testkit::bench::{
+    consume, messages_from_env, paired, payload, print_targets, produce, Counter, Goal, Ratios, Target,
+};
 
 const RUNS: usize = 3;
 const BATCH: usize = 1000;
@@ -120,5 +123,10 @@ fn main() {
             table.push(1, n, consumed.await);
         }
         table.print();
+        // Issue 17: every driver row at 0.95 of its raw client.
+        print_targets(&[
+            Target::new("produce, tidewater over the raw pulsar crate", Goal::AtLeast(0.95), "x", table.ratio(0)),
+            Target::new("consume, tidewater over the raw pulsar crate", Goal::AtLeast(0.95), "x", table.ratio(1)),
+        ]);
     });
 }
