@@ -23,8 +23,10 @@ use crate::DRIVER;
 /// The property the pulsar crate's dead-letter policy sets to the topic a message failed on.
 pub(crate) const DLQ_REAL_TOPIC: &str = "REAL_TOPIC";
 
-/// The Pulsar message for `message`, checked against `max_bytes`.
-pub(crate) fn to_pulsar(message: &Message, max_bytes: usize) -> Result<Outgoing> {
+/// Checks `message` against `max_bytes` and the reserved header names: what
+/// [`to_pulsar`] needs to hold, so that a writer can check a whole batch before it sends
+/// any of it.
+pub(crate) fn check(message: &Message, max_bytes: usize) -> Result<()> {
     if message.payload.len() > max_bytes {
         return Err(Error::new(
             ErrorKind::TooLarge,
@@ -38,7 +40,11 @@ pub(crate) fn to_pulsar(message: &Message, max_bytes: usize) -> Result<Outgoing>
         .with_driver(DRIVER)
         .with_topic(message.stream.clone()));
     }
-    wire::check_headers(message, DRIVER)?;
+    wire::check_headers(message, DRIVER)
+}
+
+/// The Pulsar message for `message`, which [`check`] passed.
+pub(crate) fn to_pulsar(message: &Message) -> Outgoing {
     let mut properties = HashMap::with_capacity(message.headers.len() + 2);
     for (name, value) in message.headers.iter() {
         properties.insert(name.to_owned(), value.to_owned());
@@ -59,7 +65,7 @@ pub(crate) fn to_pulsar(message: &Message, max_bytes: usize) -> Result<Outgoing>
             (Some(base64::engine::general_purpose::STANDARD.encode(key)), Some(true))
         }
     };
-    Ok(Outgoing {
+    Outgoing {
         payload: message.payload.to_vec(),
         properties,
         partition_key,
@@ -67,7 +73,7 @@ pub(crate) fn to_pulsar(message: &Message, max_bytes: usize) -> Result<Outgoing>
         ordering_key: message.key.as_ref().map(|k| k.to_vec()),
         event_time: Some(tidewater_core::unix_time::millis(message.timestamp)),
         ..Default::default()
-    })
+    }
 }
 
 /// The id of a message from a client that set no `tw-id`: its Pulsar message id, the
@@ -163,21 +169,22 @@ mod tests {
     fn keys_that_are_not_text_travel_in_base64() {
         let mut m = Message::new("t", Bytes::from_static(b"x"));
         m.key = Some(Bytes::from_static(&[0xff, 0x00]));
-        let out = to_pulsar(&m, 100).unwrap();
+        let out = to_pulsar(&m);
         assert_eq!(out.partition_key.as_deref(), Some("/wA="));
         assert_eq!(out.partition_key_b64_encoded, Some(true));
         assert_eq!(out.ordering_key.as_deref(), Some(&[0xff, 0x00][..]));
         m.key = Some(Bytes::from_static(b"k"));
-        let out = to_pulsar(&m, 100).unwrap();
+        let out = to_pulsar(&m);
         assert_eq!((out.partition_key.as_deref(), out.partition_key_b64_encoded), (Some("k"), None));
     }
 
     #[test]
     fn oversize_and_reserved_headers_are_refused() {
         let m = Message::new("t", Bytes::from(vec![0u8; 11]));
-        assert_eq!(to_pulsar(&m, 10).unwrap_err().kind(), ErrorKind::TooLarge);
+        assert_eq!(check(&m, 10).unwrap_err().kind(), ErrorKind::TooLarge);
+        assert!(check(&m, 11).is_ok());
         let mut m = Message::new("t", Bytes::from_static(b"x"));
         m.headers.insert(wire::ID, "x");
-        assert_eq!(to_pulsar(&m, 10).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(check(&m, 10).unwrap_err().kind(), ErrorKind::InvalidInput);
     }
 }

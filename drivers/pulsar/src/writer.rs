@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use pulsar::producer::{Producer, SendFuture};
 use pulsar::{ProducerOptions, TokioExecutor};
-use tidewater_core::{await_receipts, names, BrokerWriter, Error, ErrorKind, Message, MessageId, Result};
+use tidewater_core::{await_receipts, names, BrokerWriter, Error, ErrorKind, Message, Result, TopicName};
 use tokio::sync::OnceCell;
 
 use crate::errors::{kind_of, pulsar_error};
-use crate::record::to_pulsar;
+use crate::record::{check, to_pulsar};
 use crate::{PulsarConfig, DRIVER};
 
 type SharedProducer = Arc<tokio::sync::Mutex<Producer<TokioExecutor>>>;
@@ -79,8 +79,13 @@ impl Producers {
         by_topic.values().filter_map(|cell| cell.get().cloned()).collect()
     }
 
-    /// Sends the messages of a batch that have one topic; returns the receipts to wait for.
-    async fn send(&self, topic: &str, messages: Vec<pulsar::producer::Message>) -> Result<Vec<SendFuture>> {
+    /// Sends the messages of a batch that have one topic, each as `messages` yields it;
+    /// returns the receipts to wait for.
+    async fn send(
+        &self,
+        topic: &str,
+        messages: impl ExactSizeIterator<Item = pulsar::producer::Message> + Send,
+    ) -> Result<Vec<SendFuture>> {
         let producer = self.producer(topic).await?;
         let mut producer = producer.lock().await;
         let mut receipts = Vec::with_capacity(messages.len());
@@ -137,22 +142,24 @@ impl std::fmt::Debug for PulsarWriter {
 impl BrokerWriter for PulsarWriter {
     async fn write(&self, batch: Vec<Message>) -> Result<()> {
         // Check everything before sending anything, so bad input sends nothing.
-        let mut by_topic: Vec<(String, Vec<pulsar::producer::Message>, Vec<MessageId>)> = Vec::new();
         for message in &batch {
             names::check_topic(&message.stream).map_err(|e| e.with_driver(DRIVER))?;
-            let outgoing = to_pulsar(message, self.max_message_bytes)?;
-            match by_topic.iter_mut().find(|(topic, _, _)| *topic == message.stream) {
-                Some((_, messages, ids)) => {
-                    messages.push(outgoing);
-                    ids.push(message.id.clone());
-                }
-                None => by_topic.push((message.stream.to_string(), vec![outgoing], vec![message.id.clone()])),
+            check(message, self.max_message_bytes)?;
+        }
+        let mut by_topic: Vec<(&TopicName, Vec<&Message>)> = Vec::new();
+        for message in &batch {
+            match by_topic.iter_mut().find(|(topic, _)| **topic == message.stream) {
+                Some((_, messages)) => messages.push(message),
+                None => by_topic.push((&message.stream, vec![message])),
             }
         }
         let mut receipts = Vec::with_capacity(batch.len());
-        for (topic, messages, ids) in by_topic {
-            let sent = self.producers.send(&topic, messages).await?;
-            receipts.extend(sent.into_iter().zip(ids).map(|(receipt, id)| (topic.clone(), id, receipt)));
+        for (topic, messages) in by_topic {
+            // Each message is built as it is sent, not all of them first: the producer's
+            // linger starts at a batch's first message, so building first would add
+            // that time to every batch.
+            let sent = self.producers.send(topic, messages.iter().map(|m| to_pulsar(m))).await?;
+            receipts.extend(messages.iter().zip(sent).map(|(m, receipt)| (topic.clone(), m.id.clone(), receipt)));
         }
         await_receipts(DRIVER, "stored", receipts, |e, topic| {
             pulsar_error("Pulsar did not store the message", e).with_topic(topic)
