@@ -59,10 +59,10 @@ pub(crate) async fn by_partition(
             Some(key) if !key.is_empty() => partition_for_key(key, partitions),
             _ => (keyless % u64::from(partitions)) as u32,
         };
-        let key = (message.stream.to_string(), partition);
-        match groups.iter_mut().find(|(k, _)| *k == key) {
+        // The topic's name is copied for a new group only, not for each message.
+        match groups.iter_mut().find(|((topic, p), _)| *p == partition && *topic == *message.stream) {
             Some((_, records)) => records.push(record),
-            None => groups.push((key, vec![record])),
+            None => groups.push(((message.stream.to_string(), partition), vec![record])),
         }
     }
     Ok(groups)
