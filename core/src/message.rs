@@ -57,6 +57,22 @@ pub mod wire {
         }
     }
 
+    /// How a writer's error names the `i`-th message of a refused batch: by its place,
+    /// and by its id where it has one (a message written without a publisher may not).
+    ///
+    /// ```
+    /// use tidewater_core::{wire, Message};
+    ///
+    /// assert_eq!(wire::in_batch(2, &Message::new("t", "x").with_id("o-17")), "message 2 of the batch (o-17)");
+    /// assert_eq!(wire::in_batch(0, &Message::new("t", "x")), "message 0 of the batch");
+    /// ```
+    pub fn in_batch(i: usize, message: &super::Message) -> String {
+        match message.id.as_str() {
+            "" => format!("message {i} of the batch"),
+            id => format!("message {i} of the batch ({id})"),
+        }
+    }
+
     /// A header value as text: borrowed when it is UTF-8, as every value tidewater
     /// writes is, and read lossily (each bad sequence a U+FFFD) when it is not, for what
     /// other clients send.

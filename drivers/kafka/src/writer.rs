@@ -52,15 +52,12 @@ impl KafkaWriter {
         if size <= self.max_message_bytes {
             return Ok(());
         }
-        let which = match message.id.as_str() {
-            "" => format!("message {i} of the batch"),
-            id => format!("message {i} of the batch ({id})"),
-        };
         Err(Error::new(
             ErrorKind::TooLarge,
             format!(
-                "{which} takes {size} bytes as a record; the producer takes at most {} (its \
+                "{} takes {size} bytes as a record; the producer takes at most {} (its \
                  message.max.bytes), so nothing of the batch was written",
+                wire::in_batch(i, message),
                 self.max_message_bytes
             ),
         )

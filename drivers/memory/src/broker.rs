@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidewater_core::{
-    Admin, BrokerWriter, Closable, Driver, Error, ErrorKind, Message, PartitionLag, ReadTask, Reader, ReadySignal,
-    Result, Source, Transactions, WriteNow, Writer,
+    wire, Admin, BrokerWriter, Closable, Driver, Error, ErrorKind, Message, PartitionLag, ReadTask, Reader,
+    ReadySignal, Result, Source, Transactions, WriteNow, Writer,
 };
 use tokio::sync::Notify;
 
@@ -351,7 +351,7 @@ impl MemoryBroker {
         if size > limit {
             return Err(Error::new(
                 ErrorKind::TooLarge,
-                format!("message {i} of the batch ({}) is {size} bytes; the limit is {limit}", message.id),
+                format!("{} is {size} bytes; the limit is {limit}", wire::in_batch(i, message)),
             )
             .with_driver(DRIVER)
             .with_topic(&message.stream));
