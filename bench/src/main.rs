@@ -14,7 +14,9 @@
 //! After each table, issue 17's targets for it and whether the run met them.
 //!
 //! `TW_BENCH_ONLY=<row, from 0>` runs one row alone, for a profiler; `TW_BENCH_ONLY=5,6`
-//! runs those rows, by turns as in a whole run.
+//! runs those rows, by turns as in a whole run, in the latency run too unless its third
+//! argument is 0 (`TW_BENCH_ONLY=0,2,6 ... 5000 1 40000` compares two rows' latency with
+//! raw's, without the rest).
 //!
 //! Then latency: each path but the batch one again at a fixed 10k msg/s (20,000 messages
 //! unless the third argument says otherwise; 0 skips it), in ten slices with the paths
@@ -493,42 +495,16 @@ impl std::fmt::Display for Spread {
     }
 }
 
-fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let n = args.first().copied().unwrap_or(200_000);
-    let round_count = args.get(1).copied().unwrap_or(5);
-    let paced = args.get(2).copied().unwrap_or(20_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let body_len = serde_json::to_vec(&order(1)).unwrap().len();
-    println!(
-        "{n} messages of {body_len} bytes, 2 workers, median of {round_count} rounds in alternating order; \
-         ratios: the median of the rounds' own (lowest-highest)"
-    );
-    let mut samples = runtime.block_on(rounds(
-        &(0..PATHS.len()).collect::<Vec<_>>(),
-        Load::Flood(n),
-        round_count,
-        Load::Flood(n / 10),
-    ));
-    let median = |s: &mut Vec<Sample>| {
-        s.sort_by_key(|x| x.elapsed);
-        let m = &s[s.len() / 2];
-        (m.elapsed, m.allocations)
-    };
+/// The median run of `samples` by time: its elapsed time and allocations.
+fn middle(samples: &mut [Sample]) -> (Duration, u64) {
+    samples.sort_by_key(|x| x.elapsed);
+    let m = &samples[samples.len() / 2];
+    (m.elapsed, m.allocations)
+}
+
+/// The throughput table of a whole run, with issue 17's targets for it.
+fn print_throughput(samples: &mut [Vec<Sample>], n: usize) {
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    if let Some(paths) = only() {
-        for path in paths.into_iter().filter(|&p| p < PATHS.len()) {
-            let (elapsed, allocations) = median(&mut samples[path]);
-            let per = |x: f64| x / n as f64;
-            let (ns, allocations) = (per(elapsed.as_nanos() as f64), per(allocations as f64));
-            println!(
-                "{}: {:.0}k msg/s, {ns:.0} ns/msg, {allocations:.1} allocations/msg",
-                PATHS[path],
-                rate(elapsed) / 1e3
-            );
-        }
-        return;
-    }
     // Each path's rate over its peer's and over raw's, round by round: the rounds'
     // samples are in the order they ran, and within a round the two sides of a pair ran a
     // few seconds apart at most (the counting rows and the byte rows back to back), so a
@@ -541,7 +517,7 @@ fn main() {
     };
     let vs_peer: Vec<Spread> = (0..PATHS.len()).map(|path| per_round(path, peer_of(path))).collect();
     let vs_raw: Vec<Spread> = (0..PATHS.len()).map(|path| per_round(path, 0)).collect();
-    let medians: Vec<(Duration, u64)> = samples.iter_mut().map(median).collect();
+    let medians: Vec<(Duration, u64)> = samples.iter_mut().map(|s| middle(s)).collect();
     println!("| path | msg/s | ns/msg | allocations/msg | vs RustStream | vs raw |");
     println!("|---|---|---|---|---|---|");
     for (path, (elapsed, allocations)) in medians.iter().enumerate() {
@@ -571,6 +547,40 @@ fn main() {
         // Order also count the String its note decodes into, which is the event's own.
         Target::new("allocations a message, tidewater's counting row", Goal::AtMost(3.0), "", allocations(6)),
     ]);
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let n = args.first().copied().unwrap_or(200_000);
+    let round_count = args.get(1).copied().unwrap_or(5);
+    let paced = args.get(2).copied().unwrap_or(20_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let body_len = serde_json::to_vec(&order(1)).unwrap().len();
+    println!(
+        "{n} messages of {body_len} bytes, 2 workers, median of {round_count} rounds in alternating order; \
+         ratios: the median of the rounds' own (lowest-highest)"
+    );
+    let mut samples = runtime.block_on(rounds(
+        &(0..PATHS.len()).collect::<Vec<_>>(),
+        Load::Flood(n),
+        round_count,
+        Load::Flood(n / 10),
+    ));
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    if let Some(paths) = only() {
+        for path in paths.into_iter().filter(|&p| p < PATHS.len()) {
+            let (elapsed, allocations) = middle(&mut samples[path]);
+            let per = |x: f64| x / n as f64;
+            let (ns, allocations) = (per(elapsed.as_nanos() as f64), per(allocations as f64));
+            println!(
+                "{}: {:.0}k msg/s, {ns:.0} ns/msg, {allocations:.1} allocations/msg",
+                PATHS[path],
+                rate(elapsed) / 1e3
+            );
+        }
+    } else {
+        print_throughput(&mut samples, n);
+    }
     if paced == 0 {
         return;
     }
