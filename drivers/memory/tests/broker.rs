@@ -329,6 +329,29 @@ async fn without_auto_create_unknown_topics_are_errors() {
 }
 
 #[tokio::test]
+async fn one_publish_wakes_every_reader_waiting_on_the_topic() {
+    // More groups than a publish takes wakers out for in place (four): past that it
+    // takes the whole list. Each round's message comes after every group handled the
+    // last, so the readers are (nearly always) all waiting when it is published.
+    const GROUPS: usize = 6;
+    let broker = MemoryBroker::with_config(MemoryConfig::default().partitions(1));
+    let mut subs = Vec::new();
+    for g in 0..GROUPS {
+        subs.push(subscribe(&broker, "t", Some(&format!("g{g}")), Recorder::new()).await);
+    }
+    let writer = broker.writer();
+    for round in 1..=5u64 {
+        writer.write(vec![msg("t", format!("m{round}"))]).await.unwrap();
+        for g in 0..GROUPS {
+            broker.wait_acked("t", &format!("g{g}"), round, WAIT).await.unwrap();
+        }
+    }
+    for mut sub in subs {
+        sub.shutdown(WAIT).await;
+    }
+}
+
+#[tokio::test]
 async fn closing_the_broker_ends_readers_and_refuses_writes() {
     let broker = MemoryBroker::new();
     let mut sub = subscribe(&broker, "t", Some("g"), Recorder::new()).await;
