@@ -21,7 +21,10 @@
 //! Then latency: each path but the batch one again at a fixed 10k msg/s (20,000 messages
 //! unless the third argument says otherwise; 0 skips it), in ten slices with the paths
 //! taking turns, each message's time from just before its publish to its handler's first
-//! line (after the decode, for the paths that decode), p50 and p99 of them all.
+//! line (after the decode, for the paths that decode), p50 and p99 of them all. Beside
+//! them, the p50 of the publish call alone (from the same start to its return, the copy
+//! of the payload included): how much of the latency the publishing side spends in line,
+//! the wake-up of the handler's thread included.
 //!
 //! Each RustStream path publishes as its tidewater counterpart does: bytes to the subscriber
 //! that decodes orders, the order itself (`publisher.message(&order)`, RustStream's default
@@ -79,6 +82,8 @@ pub struct Latch {
 struct Stamps {
     base: Instant,
     sent: Vec<AtomicU64>,
+    /// When the publish call returned, the message then on its way.
+    returned: Vec<AtomicU64>,
     seen: Vec<AtomicU64>,
 }
 
@@ -86,7 +91,10 @@ impl Latch {
     fn new(load: Load) -> Self {
         let n = if load.is_paced() { load.messages() } else { 0 };
         let stamps = || (0..n).map(|_| AtomicU64::new(0)).collect();
-        Self { left: Arc::default(), stamps: Arc::new(Stamps { base: Instant::now(), sent: stamps(), seen: stamps() }) }
+        Self {
+            left: Arc::default(),
+            stamps: Arc::new(Stamps { base: Instant::now(), sent: stamps(), returned: stamps(), seen: stamps() }),
+        }
     }
 
     fn expect(&self, n: usize) {
@@ -119,8 +127,16 @@ impl Latch {
 
     /// Send to handler, per message, in nanoseconds.
     fn latencies(&self) -> Vec<u64> {
-        let s = &self.stamps;
-        s.sent.iter().zip(&s.seen).map(|(a, b)| b.load(Ordering::Relaxed) - a.load(Ordering::Relaxed)).collect()
+        Self::between(&self.stamps.sent, &self.stamps.seen)
+    }
+
+    /// The publish call, per message, in nanoseconds.
+    fn publish_times(&self) -> Vec<u64> {
+        Self::between(&self.stamps.sent, &self.stamps.returned)
+    }
+
+    fn between(from: &[AtomicU64], to: &[AtomicU64]) -> Vec<u64> {
+        from.iter().zip(to).map(|(a, b)| b.load(Ordering::Relaxed).saturating_sub(a.load(Ordering::Relaxed))).collect()
     }
 }
 
@@ -143,11 +159,13 @@ impl Load {
     }
 }
 
-/// One run: elapsed time, allocations, and (paced) each message's latency.
+/// One run: elapsed time, allocations, and (paced) each message's latency and publish
+/// call.
 struct Sample {
     elapsed: Duration,
     allocations: u64,
     latencies: Vec<u64>,
+    publish_times: Vec<u64>,
 }
 
 /// Publishes message `i` with `send(i)` as `load` says, then waits for the handlers.
@@ -163,12 +181,16 @@ async fn drive(latch: &Latch, load: Load, send: impl AsyncFn(usize)) -> Sample {
             latch.stamp(&latch.stamps.sent, i as u64);
         }
         send(i).await;
+        if load.is_paced() {
+            latch.stamp(&latch.stamps.returned, i as u64);
+        }
     }
     latch.drained().await;
     Sample {
         elapsed: start.elapsed(),
         allocations: tidewater_testkit::bench::allocations() - before,
         latencies: latch.latencies(),
+        publish_times: latch.publish_times(),
     }
 }
 
@@ -597,27 +619,29 @@ fn main() {
         slice * LATENCY_SLICES,
         100 / SLICE_WARM_PART
     );
-    println!("| path | p50 | p99 | p50 vs raw |");
-    println!("|---|---|---|---|");
-    // Each run path's p50 and p99 over its slices' messages together.
-    let percentiles: Vec<(usize, f64, f64)> = LATENCY_PATHS
+    println!("| path | p50 | p99 | p50 vs raw | publish call p50 |");
+    println!("|---|---|---|---|---|");
+    // Quantiles in µs of one path's times over its slices' messages together.
+    let quantiles = |path: usize, times: fn(&Sample) -> &[u64], qs: &[f64]| -> Option<Vec<f64>> {
+        let mut all: Vec<u64> = samples[path]
+            .iter()
+            .flat_map(|s| times(s).iter().skip(times(s).len() / SLICE_WARM_PART).copied())
+            .collect();
+        all.sort_unstable();
+        (!all.is_empty()).then(|| qs.iter().map(|q| all[((all.len() - 1) as f64 * q) as usize] as f64 / 1e3).collect())
+    };
+    // Each run path's p50 and p99, and its publish call's p50.
+    let percentiles: Vec<(usize, f64, f64, f64)> = LATENCY_PATHS
         .iter()
         .filter_map(|&path| {
-            let mut all: Vec<u64> = samples[path]
-                .iter()
-                .flat_map(|s| s.latencies.iter().skip(s.latencies.len() / SLICE_WARM_PART).copied())
-                .collect();
-            if all.is_empty() {
-                return None;
-            }
-            all.sort_unstable();
-            let at = |q: f64| all[((all.len() - 1) as f64 * q) as usize] as f64 / 1e3;
-            Some((path, at(0.5), at(0.99)))
+            let latency = quantiles(path, |s| &s.latencies, &[0.5, 0.99])?;
+            let call = quantiles(path, |s| &s.publish_times, &[0.5])?;
+            Some((path, latency[0], latency[1], call[0]))
         })
         .collect();
     let raw = percentiles.iter().find(|p| p.0 == 0).map_or(f64::NAN, |p| p.1);
-    for &(path, p50, p99) in &percentiles {
-        println!("| {} | {p50:.1} µs | {p99:.1} µs | {:+.1} µs |", PATHS[path], p50 - raw);
+    for &(path, p50, p99, call) in &percentiles {
+        println!("| {} | {p50:.1} µs | {p99:.1} µs | {:+.1} µs | {call:.2} µs |", PATHS[path], p50 - raw);
     }
     // p50 within 1 µs of raw, for the paths that carry bytes as raw does: the typed
     // publish also serializes its event, which raw never does.
