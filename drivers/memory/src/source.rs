@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use futures::task::AtomicWaker;
@@ -22,7 +22,7 @@ struct Pending {
     settled: Mutex<Vec<Settled>>,
     /// Wakes an idle reader so settlements made while it waits are applied at once.
     wake: AtomicWaker,
-    /// Whether the reader waits for something to fetch: a settlement made
+    /// Whether the reader waits, counted in the topic's idle readers: a settlement made
     /// while it runs is applied with its next fetch, and waking it then would only poll
     /// it once more for nothing.
     waiting: AtomicBool,
@@ -36,11 +36,6 @@ impl Pending {
     fn take_into(&self, out: &mut Vec<Settled>) {
         debug_assert!(out.is_empty());
         std::mem::swap(out, &mut *self.settled.lock().unwrap_or_else(|e| e.into_inner()));
-    }
-
-    /// Whether settlements wait to be applied.
-    fn has_settled(&self) -> bool {
-        !self.settled.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 }
 
@@ -86,22 +81,27 @@ impl MemorySource {
         }
     }
 
+    fn topic(&self) -> &Arc<Topic> {
+        &self.pending.topic
+    }
+
     fn leave(&mut self) {
         if !self.left {
             self.left = true;
             self.not_idle();
+            self.pending.topic.forget_reader(self.member);
             self.pending.take_into(&mut self.applying);
             self.pending.topic.leave(&self.pending.group, self.member, &self.applying);
             self.applying.clear();
         }
     }
 
-    /// Applies what was settled and appends up to `max` deliveries to `batch`, or has the
-    /// topic wake `waker` when there may be some; `None` once the topic is closed.
-    fn fetch(&mut self, batch: &mut Vec<Incoming>, max: usize, waker: &Waker) -> Option<crate::topic::Fetch> {
+    /// Applies what was settled and appends up to `max` deliveries to `batch`; `None`
+    /// once the topic is closed.
+    fn fetch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Option<crate::topic::Fetch> {
         self.pending.take_into(&mut self.applying);
         let pending = &self.pending;
-        let fetch = pending.topic.fetch(&pending.group, self.member, max, &self.applying, &mut self.fetched, waker);
+        let fetch = pending.topic.fetch(&pending.group, self.member, max, &self.applying, &mut self.fetched);
         self.applying.clear();
         batch.extend(self.fetched.drain(..).map(|f| {
             let position = Position::Queue { partition: Some(f.partition), sequence: Some(f.offset) };
@@ -119,12 +119,10 @@ impl Drop for MemorySource {
 }
 
 impl MemorySource {
-    /// Marks this reader as busy: its settlements wait for its next fetch again.
+    /// Counts this reader out of the topic's idle readers, if it was in.
     fn not_idle(&self) {
-        // Read before written: handlers on other threads read the flag for each
-        // settlement, and a write that changes nothing would still take their copy away.
-        if self.pending.waiting.load(Ordering::Relaxed) {
-            self.pending.waiting.store(false, Ordering::SeqCst);
+        if self.pending.waiting.swap(false, Ordering::SeqCst) {
+            self.topic().idle_readers.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -140,17 +138,16 @@ impl MemorySource {
 
     fn poll_fetch_now(&mut self, cx: &mut Context<'_>, batch: &mut Vec<Incoming>, max: usize) -> Poll<Result<usize>> {
         let start = batch.len();
-        let mut fetch = self.fetch(batch, max, cx.waker());
-        if fetch.is_some() && batch.len() == start {
-            // Nothing there, and the topic holds the waker for its next publish. From
-            // here on a settlement wakes this task too; one made after the fetch took
-            // the settlements and before the flag was set is taken with a second look.
+        if self.fetch(batch, max).is_some() && batch.len() == start {
+            // Nothing there: register, count in as idle, then look once more, so that a
+            // publish in between is not missed (the publisher reads the count after
+            // appending, and wakes whoever registered).
+            self.topic().register_reader(self.member, cx.waker());
             self.pending.wake.register(cx.waker());
-            self.pending.waiting.swap(true, Ordering::SeqCst);
-            if self.pending.has_settled() {
-                fetch = self.fetch(batch, max, cx.waker());
+            if !self.pending.waiting.swap(true, Ordering::SeqCst) {
+                self.topic().idle_readers.fetch_add(1, Ordering::SeqCst);
             }
-            if let Some(fetch) = fetch {
+            if let Some(fetch) = self.fetch(batch, max) {
                 if batch.len() == start {
                     if let Some(at) = fetch.wake {
                         let timer = self.redelivery.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));

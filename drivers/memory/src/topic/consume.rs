@@ -2,13 +2,12 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Waker;
 
 use tidewater_core::StartFrom;
 use tokio::time::Instant;
 
 use super::group::Retry;
-use super::{Cursor, Fetch, Fetched, Group, Head, MemberId, Settled, Slot, Topic, TopicState};
+use super::{Cursor, Fetch, Fetched, Group, Head, MemberId, Settled, Slot, Topic};
 
 impl Topic {
     /// Whether a publisher waits for room.
@@ -53,18 +52,16 @@ impl Topic {
         let g = state.groups.get_mut(&name).expect("group exists");
         g.members.push(member);
         g.rebalance();
-        let woken = state.take_readers();
         drop(state);
-        woken.wake();
+        self.wake_readers();
         (name, member)
     }
 
     /// Removes a member after applying what it settled; what it still had in flight is
     /// redelivered to the group.
     pub(crate) fn leave(&self, group: &str, member: MemberId, settled: &[Settled]) {
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        state.not_waiting(member);
+        let mut state = self.lock();
+        let state = &mut *state;
         let Some(g) = state.groups.get_mut(group) else { return };
         let floor_moved = g.apply(settled);
         g.members.retain(|m| *m != member);
@@ -92,16 +89,13 @@ impl Topic {
                 state.wake_publishers(&self.space);
             }
         }
-        let woken = state.take_readers();
-        drop(guard);
-        woken.wake();
+        self.wake_readers();
         self.wake_watchers();
     }
 
     /// Applies what `member` settled, then appends up to `max` deliveries for it to
-    /// `out` (empty on entry): due redeliveries first, then new messages. If there are
-    /// none, `waker` is woken when there may be (see [`TopicState::wait`]). Returns when
-    /// the earliest pending redelivery falls due, or `None` once the topic is closed.
+    /// `out` (empty on entry): due redeliveries first, then new messages. Returns when the
+    /// earliest pending redelivery falls due, or `None` once the topic is closed.
     pub(crate) fn fetch(
         &self,
         group: &str,
@@ -109,35 +103,16 @@ impl Topic {
         max: usize,
         settled: &[Settled],
         out: &mut Vec<Fetched>,
-        waker: &Waker,
     ) -> Option<Fetch> {
         let mut state = self.lock();
         let state = &mut *state;
         if state.closed {
             return None;
         }
-        let fetch = self.fetch_locked(state, group, member, max, settled, out);
-        if out.is_empty() {
-            state.wait(member, waker);
-        } else {
-            state.not_waiting(member);
-        }
-        Some(fetch)
-    }
-
-    fn fetch_locked(
-        &self,
-        state: &mut TopicState,
-        group: &str,
-        member: MemberId,
-        max: usize,
-        settled: &[Settled],
-        out: &mut Vec<Fetched>,
-    ) -> Fetch {
         let mut wake: Option<Instant> = None;
         let mut redelivered = false;
         let Some(g) = state.groups.get_mut(group) else {
-            return Fetch { wake };
+            return Some(Fetch { wake });
         };
         let floor_moved = g.apply(settled);
         if !settled.is_empty() {
@@ -212,6 +187,6 @@ impl Topic {
         if floor_moved {
             state.wake_publishers(&self.space);
         }
-        Fetch { wake }
+        Some(Fetch { wake })
     }
 }

@@ -45,6 +45,10 @@ pub(crate) struct Topic {
     /// How much one partition holds.
     bounds: Bounds,
     state: Mutex<TopicState>,
+    /// Readers waiting for something to fetch (publish, nack, rebalance, close): woken
+    /// all at once, each registering again if it still finds nothing. A waker list rather
+    /// than a `Notify`, so that a reader waits by polling, without a future of its own.
+    readers: Mutex<Vec<(MemberId, Waker)>>,
     /// Room to publish may be there.
     pub(crate) space: Notify,
     /// Messages were settled (for test waits).
@@ -56,6 +60,10 @@ pub(crate) struct Topic {
     /// instead of with the reader's next fetch, so the room it frees goes to the
     /// publisher as soon as a handler is done.
     blocked: AtomicUsize,
+    /// Readers about to wait in `readers`, so a publish skips the wake-up when all are busy.
+    /// A reader counts itself in before its last look at the log, and a publisher reads
+    /// the count after appending, so one of the two always sees the other.
+    pub(crate) idle_readers: AtomicUsize,
     /// Set when the topic is deleted, read without the lock by writers that kept it.
     deleted: std::sync::atomic::AtomicBool,
 }
@@ -72,45 +80,6 @@ pub(crate) struct TopicState {
     spare: Vec<Stored>,
     /// An empty vector with room, lent to each fetch for its partitions' heads.
     heads: Vec<Head>,
-    /// Readers waiting for something to fetch (publish, nack, rebalance, close): woken
-    /// all at once, each registering again if it still finds nothing. A waker list rather
-    /// than a `Notify`, so that a reader waits by polling, without a future of its own.
-    ///
-    /// Kept under the topic lock, which a fetch that finds nothing and a publish hold
-    /// anyway: a reader registers in the same hold as the look that found nothing, so no
-    /// publish can slip in between, and a publish sees who waits without a lock and a
-    /// counter of their own. With a list of its own, a reader had to count itself in as
-    /// idle and then look at the log a second time.
-    readers: Vec<(MemberId, Waker)>,
-}
-
-/// The most waiting readers whose wakers a publish takes out under the topic lock; see
-/// [`Woken`].
-const WAKE_AT_ONCE: usize = 4;
-
-/// Wakers of readers that waited, taken out of the topic's list under its lock and woken
-/// once it is released: waking a task parked on another thread can take a system call,
-/// which would hold up every publisher and reader of the topic meanwhile.
-#[must_use = "the readers wait until woken"]
-pub(crate) enum Woken {
-    /// No reader waited: what nearly every publish to a busy topic finds.
-    Nobody,
-    /// In place, so that waking a topic's reader or few allocates nothing.
-    Few([Option<Waker>; WAKE_AT_ONCE]),
-    /// The whole list, for a topic with more readers waiting than that.
-    Many(Vec<(MemberId, Waker)>),
-}
-
-impl Woken {
-    /// Wakes them; call it after releasing the topic lock.
-    #[inline]
-    pub(crate) fn wake(self) {
-        match self {
-            Woken::Nobody => {}
-            Woken::Few(wakers) => wakers.into_iter().flatten().for_each(Waker::wake),
-            Woken::Many(readers) => readers.into_iter().for_each(|(_, waker)| waker.wake()),
-        }
-    }
 }
 
 /// A partition a fetch takes new messages from: the publish sequence of its next one.
@@ -237,12 +206,13 @@ impl Topic {
                 publishers_waiting: 0,
                 spare: Vec::new(),
                 heads: Vec::new(),
-                readers: Vec::new(),
             }),
+            readers: Mutex::new(Vec::new()),
             space: Notify::new(),
             settled: Notify::new(),
             watchers: AtomicUsize::new(0),
             blocked: AtomicUsize::new(0),
+            idle_readers: AtomicUsize::new(0),
             deleted: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -265,6 +235,29 @@ impl Topic {
             }
         }
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes every reader waiting for something to fetch.
+    pub(crate) fn wake_readers(&self) {
+        // Woken under the lock: waking only schedules the task, and the list keeps its
+        // room for the next waits.
+        for (_, waker) in self.readers.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Has `member`'s task woken on the next [`Topic::wake_readers`].
+    pub(crate) fn register_reader(&self, member: MemberId, waker: &Waker) {
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        match readers.iter_mut().find(|(m, _)| *m == member) {
+            Some((_, w)) => w.clone_from(waker),
+            None => readers.push((member, waker.clone())),
+        }
+    }
+
+    /// Forgets `member`'s waker, as it leaves.
+    pub(crate) fn forget_reader(&self, member: MemberId) {
+        self.readers.lock().unwrap_or_else(|e| e.into_inner()).retain(|(m, _)| *m != member);
     }
 
     fn wake_watchers(&self) {
@@ -304,11 +297,12 @@ impl Topic {
         let sequence = state.published;
         let first = Some(Arc::clone(&message));
         state.partitions[partition as usize].log.push_back(Stored { sequence, message, first });
-        let woken = state.take_readers();
         drop(state);
         // Wake a waiting reader before freeing what the trim took: freeing a few thousand
         // messages takes tens of microseconds, which the new message would otherwise wait.
-        woken.wake();
+        if self.idle_readers.load(Ordering::SeqCst) > 0 {
+            self.wake_readers();
+        }
         self.wake_watchers();
         self.free(trimmed);
         Append::Done
@@ -389,49 +383,14 @@ impl Topic {
     }
 
     pub(crate) fn close(&self) {
-        let mut state = self.lock();
-        state.closed = true;
-        let woken = state.take_readers();
-        drop(state);
-        woken.wake();
+        self.lock().closed = true;
+        self.wake_readers();
         self.space.notify_waiters();
         self.settled.notify_waiters();
     }
 }
 
 impl TopicState {
-    /// Takes the waiting readers' wakers out of the list, for [`Woken::wake`] once the
-    /// lock is released.
-    #[inline]
-    pub(crate) fn take_readers(&mut self) -> Woken {
-        if self.readers.is_empty() {
-            return Woken::Nobody;
-        }
-        if self.readers.len() > WAKE_AT_ONCE {
-            return Woken::Many(std::mem::take(&mut self.readers));
-        }
-        let mut wakers: [Option<Waker>; WAKE_AT_ONCE] = Default::default();
-        for (slot, (_, waker)) in wakers.iter_mut().zip(self.readers.drain(..)) {
-            *slot = Some(waker);
-        }
-        Woken::Few(wakers)
-    }
-
-    /// Has `member`'s task woken by the next publish, or by a join, leave or close.
-    fn wait(&mut self, member: MemberId, waker: &Waker) {
-        match self.readers.iter_mut().find(|(m, _)| *m == member) {
-            Some((_, w)) => w.clone_from(waker),
-            None => self.readers.push((member, waker.clone())),
-        }
-    }
-
-    /// Takes `member` off the list of waiting readers, if it is there.
-    fn not_waiting(&mut self, member: MemberId) {
-        if !self.readers.is_empty() {
-            self.readers.retain(|(m, _)| *m != member);
-        }
-    }
-
     /// Whether `partition` has room for one more message, after trimming what every
     /// group settled from its front.
     ///
