@@ -330,9 +330,9 @@ async fn without_auto_create_unknown_topics_are_errors() {
 
 #[tokio::test]
 async fn one_publish_wakes_every_reader_waiting_on_the_topic() {
-    // More groups than a publish takes wakers out for in place (four): past that it
-    // takes the whole list. Each round's message comes after every group handled the
-    // last, so the readers are (nearly always) all waiting when it is published.
+    // Each round's message comes after every group handled the last, so the six
+    // readers are (nearly always) all waiting when it is published, and that one
+    // publish has to wake every one of them.
     const GROUPS: usize = 6;
     let broker = MemoryBroker::with_config(MemoryConfig::default().partitions(1));
     let mut subs = Vec::new();
