@@ -136,7 +136,7 @@ impl Latch {
     }
 
     fn between(from: &[AtomicU64], to: &[AtomicU64]) -> Vec<u64> {
-        from.iter().zip(to).map(|(a, b)| b.load(Ordering::Relaxed).saturating_sub(a.load(Ordering::Relaxed))).collect()
+        from.iter().zip(to).map(|(a, b)| b.load(Ordering::Relaxed) - a.load(Ordering::Relaxed)).collect()
     }
 }
 
