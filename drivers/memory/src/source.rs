@@ -13,7 +13,7 @@ use tidewater_core::{
 };
 
 use crate::gather::Gather;
-use crate::topic::{Fetched, MemberId, Settled, Topic};
+use crate::topic::{FetchBuffers, MemberId, Settled, Topic};
 
 /// Settlements a member's handlers made, waiting to be applied with its next fetch: one
 /// lock of the topic then covers a whole batch rather than one message. While a
@@ -48,8 +48,8 @@ pub(crate) struct MemorySource {
     settler: Arc<dyn SharedSettle>,
     /// Settlements being applied; kept between fetches for its allocation.
     applying: Vec<Settled>,
-    /// What a fetch found, before it becomes deliveries; kept for its allocation too.
-    fetched: Vec<Fetched>,
+    /// What a fetch found, before it becomes deliveries; kept for its allocations too.
+    buffers: FetchBuffers,
     /// Wakes a waiting reader when its earliest redelivery falls due; made at the first
     /// such wait and reset for the next.
     redelivery: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -74,7 +74,7 @@ impl MemorySource {
             pending,
             settler,
             applying: Vec::new(),
-            fetched: Vec::new(),
+            buffers: FetchBuffers::default(),
             redelivery: None,
             gather: Gather::default(),
             left: false,
@@ -101,9 +101,9 @@ impl MemorySource {
     fn fetch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Option<crate::topic::Fetch> {
         self.pending.take_into(&mut self.applying);
         let pending = &self.pending;
-        let fetch = pending.topic.fetch(&pending.group, self.member, max, &self.applying, &mut self.fetched);
+        let fetch = pending.topic.fetch(&pending.group, self.member, max, &self.applying, &mut self.buffers);
         self.applying.clear();
-        batch.extend(self.fetched.drain(..).map(|f| {
+        batch.extend(self.buffers.fetched.drain(..).map(|f| {
             let position = Position::Queue { partition: Some(f.partition), sequence: Some(f.offset) };
             let delivery = Delivery::new(f.message, f.attempt, position, Some(Arc::clone(&self.pending.group)));
             Incoming::shared(delivery, &self.settler)

@@ -7,7 +7,7 @@ use tidewater_core::StartFrom;
 use tokio::time::Instant;
 
 use super::group::Retry;
-use super::{Cursor, Fetch, Fetched, Group, Head, MemberId, Settled, Slot, Topic};
+use super::{Cursor, Fetch, FetchBuffers, Fetched, Group, Head, MemberId, Settled, Slot, Topic};
 
 impl Topic {
     /// Whether a publisher waits for room.
@@ -94,16 +94,18 @@ impl Topic {
     }
 
     /// Applies what `member` settled, then appends up to `max` deliveries for it to
-    /// `out` (empty on entry): due redeliveries first, then new messages. Returns when the
-    /// earliest pending redelivery falls due, or `None` once the topic is closed.
+    /// `buffers.fetched` (empty on entry): due redeliveries first, then new messages.
+    /// Returns when the earliest pending redelivery falls due, or `None` once the topic
+    /// is closed.
     pub(crate) fn fetch(
         &self,
         group: &str,
         member: MemberId,
         max: usize,
         settled: &[Settled],
-        out: &mut Vec<Fetched>,
+        buffers: &mut FetchBuffers,
     ) -> Option<Fetch> {
+        let FetchBuffers { fetched: out, heads } = buffers;
         let mut state = self.lock();
         let state = &mut *state;
         if state.closed {
@@ -157,7 +159,6 @@ impl Topic {
         // waiting), and one publisher's keyless messages arrive in its order.
         // Each partition's next message, with its publish sequence, so that picking the
         // oldest compares numbers at hand rather than looking into every log each time.
-        let mut heads = std::mem::take(&mut state.heads);
         heads.extend(g.cursors.iter().enumerate().filter_map(|(p, c)| {
             let log = &state.partitions[p];
             (c.owner == Some(member) && c.next() < log.end())
@@ -179,7 +180,6 @@ impl Topic {
             }
         }
         heads.clear();
-        state.heads = heads;
         if redelivered {
             // Retries were taken by swap_remove; give each partition's in offset order.
             out.sort_by_key(|f| (f.partition, f.offset));

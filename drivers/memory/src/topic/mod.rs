@@ -78,7 +78,18 @@ pub(crate) struct TopicState {
     publishers_waiting: usize,
     /// An empty vector with room, lent to each trim; see [`TopicState::take_front`].
     spare: Vec<Stored>,
-    /// An empty vector with room, lent to each fetch for its partitions' heads.
+}
+
+/// What a member's fetches fill, kept by the member between fetches for their room.
+///
+/// The reader's own rather than the topic's: a scratch vector in the topic's state was
+/// taken out and put back by every fetch, two writes to the lines of that state the
+/// publisher writes too, each moving a cache line between their cores.
+#[derive(Default)]
+pub(crate) struct FetchBuffers {
+    /// The messages a fetch hands out.
+    pub(crate) fetched: Vec<Fetched>,
+    /// Each partition's next message, while a fetch picks the oldest.
     heads: Vec<Head>,
 }
 
@@ -205,7 +216,6 @@ impl Topic {
                 closed: false,
                 publishers_waiting: 0,
                 spare: Vec::new(),
-                heads: Vec::new(),
             }),
             readers: Mutex::new(Vec::new()),
             space: Notify::new(),
