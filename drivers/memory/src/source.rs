@@ -48,7 +48,8 @@ pub(crate) struct MemorySource {
     settler: Arc<dyn SharedSettle>,
     /// Settlements being applied; kept between fetches for its allocation.
     applying: Vec<Settled>,
-    /// What a fetch found, before it becomes deliveries; kept for its allocations too.
+    /// What a fetch fills: what it found, before that becomes deliveries, and its
+    /// scratch; kept for their allocations too.
     buffers: FetchBuffers,
     /// Wakes a waiting reader when its earliest redelivery falls due; made at the first
     /// such wait and reset for the next.
