@@ -48,7 +48,11 @@ pub trait Codec: Send + Sync + 'static {
 const MAX_KEPT_BUFFER: usize = 64 * 1024;
 
 thread_local! {
-    static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Taken for an encode and put back after it. A `Cell` rather than a `RefCell`: the
+    /// borrow flag's bookkeeping was a tenth of a small event's encode. An event whose
+    /// `Serialize` encodes another (say, to embed it) finds the buffer empty and grows
+    /// one of its own, which the outer encode then replaces.
+    static ENCODE_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// JSON as serde_json writes and reads it; content type `application/json`.
@@ -68,22 +72,17 @@ impl Codec for JsonCodec {
     /// keys, serde_json's private types, errors) go through serde_json itself.
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes> {
         let encoded = ENCODE_BUFFER.with(|buffer| {
-            // A Serialize impl that publishes would find the buffer taken; it gets its own.
-            let Ok(mut buf) = buffer.try_borrow_mut() else {
-                return serde_json::to_vec(value).map(Bytes::from);
-            };
+            let mut buf = buffer.take();
             buf.clear();
             let result = match crate::json::write(&mut buf, value) {
                 Ok(()) => Ok(Bytes::copy_from_slice(&buf)),
-                // What the fast writer leaves to serde_json, serde_json writes whole, so
-                // the payload, or the error, is serde_json's own.
                 Err(crate::json::Unsupported) => {
                     buf.clear();
-                    serde_json::to_writer(&mut *buf, value).map(|()| Bytes::copy_from_slice(&buf))
+                    serde_json::to_writer(&mut buf, value).map(|()| Bytes::copy_from_slice(&buf))
                 }
             };
-            if buf.capacity() > MAX_KEPT_BUFFER {
-                *buf = Vec::new();
+            if buf.capacity() <= MAX_KEPT_BUFFER {
+                buffer.set(buf);
             }
             result
         });
@@ -169,6 +168,23 @@ mod tests {
         let not_a_map_key = std::collections::HashMap::from([(vec![1u8], 1)]);
         assert_eq!(codec.encode(&not_a_map_key).unwrap_err().kind(), ErrorKind::Encode);
         assert_eq!(&codec.encode(&[1, 2]).unwrap()[..], b"[1,2]");
+    }
+
+    /// An event whose `Serialize` encodes another while the thread's buffer is out: each
+    /// payload is still its own value's, the inner one included.
+    #[test]
+    fn an_encode_inside_an_encode_keeps_both_payloads_whole() {
+        struct Embeds(&'static str);
+        impl serde::Serialize for Embeds {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                let inner = JsonCodec.encode(&[self.0, self.0]).map_err(serde::ser::Error::custom)?;
+                s.serialize_str(std::str::from_utf8(&inner).unwrap())
+            }
+        }
+        let codec = JsonCodec;
+        let outer = codec.encode(&(1, Embeds("ab"), 2)).unwrap();
+        assert_eq!(&outer[..], br#"[1,"[\"ab\",\"ab\"]",2]"#);
+        assert_eq!(&codec.encode(&"after").unwrap()[..], br#""after""#);
     }
 
     /// Values the fast writer leaves to serde_json come out exactly as serde_json makes

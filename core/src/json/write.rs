@@ -58,19 +58,30 @@ impl Json<'_> {
 }
 
 /// One array, object or variant being written.
-struct Compound<'s, 'o> {
-    json: &'s mut Json<'o>,
+///
+/// It holds the output itself, not the `Json` it was opened on: each byte it writes
+/// then takes one pointer less to find the vector, which made a small event's encode
+/// about a tenth faster.
+struct Compound<'s> {
+    json: Json<'s>,
     first: bool,
-    /// Closing bytes: `]`, `}`, or `]}` / `}}` for a variant.
-    close: &'static [u8],
+    /// The closing bracket: `]` or `}`. A byte and a flag rather than the closing
+    /// bytes as a slice, whose loop of one or two pushes took a twentieth of a small
+    /// event's encode.
+    close: u8,
+    /// Whether a variant's `}` follows it.
+    in_variant: bool,
 }
 
-impl<'s, 'o> Compound<'s, 'o> {
-    fn open(json: &'s mut Json<'o>, open: u8, close: &'static [u8]) -> Self {
+impl<'s> Compound<'s> {
+    fn open(json: &'s mut Json<'_>, open: u8, close: u8, in_variant: bool) -> Self {
         json.out.push(open);
-        Self { json, first: true, close }
+        Self { json: Json { out: &mut *json.out }, first: true, close, in_variant }
     }
 
+    // This and `field` inlined into each field's `serialize_field`: a small event's
+    // encode took 198 ns with them as calls and 174 ns without (json_codec bench).
+    #[inline]
     fn comma(&mut self) {
         if !std::mem::take(&mut self.first) {
             self.json.out.push(b',');
@@ -79,21 +90,21 @@ impl<'s, 'o> Compound<'s, 'o> {
 
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
         self.comma();
-        value.serialize(&mut *self.json)
+        value.serialize(&mut self.json)
     }
 
+    #[inline]
     fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), Unsupported> {
         self.comma();
         write_str(self.json.out, key);
         self.json.out.push(b':');
-        value.serialize(&mut *self.json)
+        value.serialize(&mut self.json)
     }
 
     fn close(self) {
-        // A byte at a time: a copy of one or two bytes, its length unknown to the
-        // compiler, went through `memcpy`'s dispatch on the length.
-        for &byte in self.close {
-            self.json.out.push(byte);
+        self.json.out.push(self.close);
+        if self.in_variant {
+            self.json.out.push(b'}');
         }
     }
 }
@@ -101,13 +112,13 @@ impl<'s, 'o> Compound<'s, 'o> {
 impl<'s, 'o> ser::Serializer for &'s mut Json<'o> {
     type Ok = ();
     type Error = Unsupported;
-    type SerializeSeq = Compound<'s, 'o>;
-    type SerializeTuple = Compound<'s, 'o>;
-    type SerializeTupleStruct = Compound<'s, 'o>;
-    type SerializeTupleVariant = Compound<'s, 'o>;
-    type SerializeMap = Compound<'s, 'o>;
-    type SerializeStruct = Compound<'s, 'o>;
-    type SerializeStructVariant = Compound<'s, 'o>;
+    type SerializeSeq = Compound<'s>;
+    type SerializeTuple = Compound<'s>;
+    type SerializeTupleStruct = Compound<'s>;
+    type SerializeTupleVariant = Compound<'s>;
+    type SerializeMap = Compound<'s>;
+    type SerializeStruct = Compound<'s>;
+    type SerializeStructVariant = Compound<'s>;
 
     fn serialize_bool(self, v: bool) -> Result<(), Unsupported> {
         self.format(|f, w| f.write_bool(w, v));
@@ -237,15 +248,15 @@ impl<'s, 'o> ser::Serializer for &'s mut Json<'o> {
         Ok(())
     }
 
-    fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'s, 'o>, Unsupported> {
-        Ok(Compound::open(self, b'[', b"]"))
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'s>, Unsupported> {
+        Ok(Compound::open(self, b'[', b']', false))
     }
 
-    fn serialize_tuple(self, len: usize) -> Result<Compound<'s, 'o>, Unsupported> {
+    fn serialize_tuple(self, len: usize) -> Result<Compound<'s>, Unsupported> {
         self.serialize_seq(Some(len))
     }
 
-    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<Compound<'s, 'o>, Unsupported> {
+    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<Compound<'s>, Unsupported> {
         self.serialize_seq(Some(len))
     }
 
@@ -255,16 +266,16 @@ impl<'s, 'o> ser::Serializer for &'s mut Json<'o> {
         _index: u32,
         variant: &'static str,
         _len: usize,
-    ) -> Result<Compound<'s, 'o>, Unsupported> {
+    ) -> Result<Compound<'s>, Unsupported> {
         self.open_variant(variant);
-        Ok(Compound::open(self, b'[', b"]}"))
+        Ok(Compound::open(self, b'[', b']', true))
     }
 
-    fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'s, 'o>, Unsupported> {
-        Ok(Compound::open(self, b'{', b"}"))
+    fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'s>, Unsupported> {
+        Ok(Compound::open(self, b'{', b'}', false))
     }
 
-    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Compound<'s, 'o>, Unsupported> {
+    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Compound<'s>, Unsupported> {
         if name.starts_with(SERDE_JSON_PRIVATE) {
             return Err(Unsupported);
         }
@@ -277,13 +288,13 @@ impl<'s, 'o> ser::Serializer for &'s mut Json<'o> {
         _index: u32,
         variant: &'static str,
         _len: usize,
-    ) -> Result<Compound<'s, 'o>, Unsupported> {
+    ) -> Result<Compound<'s>, Unsupported> {
         self.open_variant(variant);
-        Ok(Compound::open(self, b'{', b"}}"))
+        Ok(Compound::open(self, b'{', b'}', true))
     }
 }
 
-impl ser::SerializeSeq for Compound<'_, '_> {
+impl ser::SerializeSeq for Compound<'_> {
     type Ok = ();
     type Error = Unsupported;
 
@@ -297,7 +308,7 @@ impl ser::SerializeSeq for Compound<'_, '_> {
     }
 }
 
-impl ser::SerializeTuple for Compound<'_, '_> {
+impl ser::SerializeTuple for Compound<'_> {
     type Ok = ();
     type Error = Unsupported;
 
@@ -311,7 +322,7 @@ impl ser::SerializeTuple for Compound<'_, '_> {
     }
 }
 
-impl ser::SerializeTupleStruct for Compound<'_, '_> {
+impl ser::SerializeTupleStruct for Compound<'_> {
     type Ok = ();
     type Error = Unsupported;
 
@@ -325,7 +336,7 @@ impl ser::SerializeTupleStruct for Compound<'_, '_> {
     }
 }
 
-impl ser::SerializeTupleVariant for Compound<'_, '_> {
+impl ser::SerializeTupleVariant for Compound<'_> {
     type Ok = ();
     type Error = Unsupported;
 
@@ -339,7 +350,7 @@ impl ser::SerializeTupleVariant for Compound<'_, '_> {
     }
 }
 
-impl ser::SerializeMap for Compound<'_, '_> {
+impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
     type Error = Unsupported;
 
@@ -350,7 +361,7 @@ impl ser::SerializeMap for Compound<'_, '_> {
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
         self.json.out.push(b':');
-        value.serialize(&mut *self.json)
+        value.serialize(&mut self.json)
     }
 
     fn end(self) -> Result<(), Unsupported> {
@@ -359,7 +370,7 @@ impl ser::SerializeMap for Compound<'_, '_> {
     }
 }
 
-impl ser::SerializeStruct for Compound<'_, '_> {
+impl ser::SerializeStruct for Compound<'_> {
     type Ok = ();
     type Error = Unsupported;
 
@@ -373,7 +384,7 @@ impl ser::SerializeStruct for Compound<'_, '_> {
     }
 }
 
-impl ser::SerializeStructVariant for Compound<'_, '_> {
+impl ser::SerializeStructVariant for Compound<'_> {
     type Ok = ();
     type Error = Unsupported;
 
@@ -588,9 +599,26 @@ const ESCAPE: [u8; 256] = {
     table
 };
 
+/// Writes `text` as a JSON string.
+///
+/// Short text with nothing to escape (field names, most values) is written here, in the
+/// caller: a call of its own, for a few bytes, cost more than the writing.
+#[inline]
+fn write_str(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    if bytes.len() < 16 && bytes.iter().all(|&b| ESCAPE[usize::from(b)] == 0) {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+    } else {
+        write_any_str(out, text);
+    }
+}
+
 /// Writes `text` as a JSON string: the stretches that need no escape copied whole, as
 /// the reader's search finds where each ends.
-fn write_str(out: &mut Vec<u8>, text: &str) {
+fn write_any_str(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
