@@ -55,6 +55,25 @@ thread_local! {
     static ENCODE_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// The thread's encode buffer, empty, for an encode to write into.
+///
+/// Not generic, so that the thread-local is reached from this crate's own code: from
+/// an encode compiled in the crate that calls it, every access went through the key's
+/// accessor, called through a pointer (encoding a number took 33-35 ns that way and
+/// 28-31 ns this way, in the json_codec bench beside serde_json's 19-21).
+fn take_encode_buffer() -> Vec<u8> {
+    let mut buf = ENCODE_BUFFER.take();
+    buf.clear();
+    buf
+}
+
+/// Gives an encode's buffer back to the thread, unless it grew too large to keep.
+fn put_back_encode_buffer(buf: Vec<u8>) {
+    if buf.capacity() <= MAX_KEPT_BUFFER {
+        ENCODE_BUFFER.set(buf);
+    }
+}
+
 /// JSON as serde_json writes and reads it; content type `application/json`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct JsonCodec;
@@ -71,21 +90,15 @@ impl Codec for JsonCodec {
     /// time where serde_json looks at each byte; values it does not take on (unusual map
     /// keys, serde_json's private types, errors) go through serde_json itself.
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes> {
-        let encoded = ENCODE_BUFFER.with(|buffer| {
-            let mut buf = buffer.take();
-            buf.clear();
-            let result = match crate::json::write(&mut buf, value) {
-                Ok(()) => Ok(Bytes::copy_from_slice(&buf)),
-                Err(crate::json::Unsupported) => {
-                    buf.clear();
-                    serde_json::to_writer(&mut buf, value).map(|()| Bytes::copy_from_slice(&buf))
-                }
-            };
-            if buf.capacity() <= MAX_KEPT_BUFFER {
-                buffer.set(buf);
+        let mut buf = take_encode_buffer();
+        let encoded = match crate::json::write(&mut buf, value) {
+            Ok(()) => Ok(Bytes::copy_from_slice(&buf)),
+            Err(crate::json::Unsupported) => {
+                buf.clear();
+                serde_json::to_writer(&mut buf, value).map(|()| Bytes::copy_from_slice(&buf))
             }
-            result
-        });
+        };
+        put_back_encode_buffer(buf);
         encoded.map_err(|e| Error::new(ErrorKind::Encode, "JSON encoding failed").with_source(e))
     }
 
