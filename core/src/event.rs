@@ -57,7 +57,7 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
 #[derive(Clone, Debug, Default)]
 pub struct EventRegistry {
     /// Looked up on every typed publish, by names the service's own code gives: hashed
-    /// with FNV-1a rather than SipHash, which took about 170 instructions a publish of
+    /// with FNV-1a rather than SipHash, which took about 160 instructions a publish of
     /// the peer bench's typed row (callgrind), more than the lookup's other work.
     topics: HashMap<&'static str, TopicName, Names>,
     /// Routes to topics that break the naming rule, by event type: the text of the error

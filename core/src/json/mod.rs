@@ -7,9 +7,10 @@
 //! way out; an event with a 1 KiB text field spent most of its decoding and encoding
 //! there. Both look at the first sixteen bytes of text at once, then sixty-four at a
 //! time (in 32-byte blocks where the processor has AVX2) while none of them needs a
-//! look; short text to be written goes through a table, as in serde_json. Each refuses what it does not handle with [`Unsupported`], and the
-//! codec then runs serde_json on the value from the start: so every payload, value and
-//! error the codec gives is serde_json's.
+//! look; short text to be written goes through a table, as in serde_json. Each refuses
+//! what it does not handle with [`Unsupported`], and the codec then runs serde_json on
+//! the value from the start: so every payload, value and error the codec gives is
+//! serde_json's.
 
 use std::fmt;
 
