@@ -124,6 +124,61 @@ impl MessageId {
     }
 }
 
+impl MessageId {
+    /// The id `args` write, as `format!` would make it, but kept inside the value when it
+    /// fits, with no `String` made on the way: readers name a record that came without
+    /// an id by where it is (`orders-2-1017`), once for each such record they read.
+    ///
+    /// ```
+    /// use tidewater_core::MessageId;
+    ///
+    /// let (topic, partition, offset) = ("orders", 2, 1017);
+    /// let id = MessageId::from_args(format_args!("{topic}-{partition}-{offset}"));
+    /// assert_eq!(id, "orders-2-1017");
+    /// assert!(id.is_inline());
+    /// ```
+    pub fn from_args(args: fmt::Arguments<'_>) -> Self {
+        if let Some(text) = args.as_str() {
+            return Self::from(text);
+        }
+        let mut out = Written { len: 0, bytes: [0; INLINE], longer: None };
+        fmt::Write::write_fmt(&mut out, args).expect("writing to memory does not fail");
+        match out.longer {
+            Some(text) => Self(Repr::Shared(Arc::from(text))),
+            None => Self(Repr::Inline { len: out.len as u8, bytes: out.bytes }),
+        }
+    }
+}
+
+/// What [`MessageId::from_args`] writes to: the inline bytes until they would overflow,
+/// then a `String` of everything.
+struct Written {
+    len: usize,
+    bytes: [u8; INLINE],
+    longer: Option<String>,
+}
+
+impl fmt::Write for Written {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some(longer) = &mut self.longer {
+            longer.push_str(s);
+            return Ok(());
+        }
+        let end = self.len + s.len();
+        if end <= INLINE {
+            self.bytes[self.len..end].copy_from_slice(s.as_bytes());
+            self.len = end;
+        } else {
+            let written = std::str::from_utf8(&self.bytes[..self.len]).expect("whole strings were copied in");
+            let mut longer = String::with_capacity(end.max(2 * INLINE));
+            longer.push_str(written);
+            longer.push_str(s);
+            self.longer = Some(longer);
+        }
+        Ok(())
+    }
+}
+
 impl From<&str> for MessageId {
     fn from(id: &str) -> Self {
         if id.len() > INLINE {
@@ -258,6 +313,22 @@ mod tests {
         assert_eq!(shared, long);
         let edge = "é".repeat(INLINE / 2);
         assert_eq!(MessageId::from(edge.as_str()).as_str(), edge, "multi-byte text at the inline limit");
+    }
+
+    #[test]
+    fn ids_from_args_read_as_format_writes_them_at_every_length() {
+        // Topics of every length around the inline limit, and text of several bytes a
+        // character where the limit falls inside one.
+        for len in 0..=INLINE + 8 {
+            for topic in ["t".repeat(len), "é".repeat(len / 2)] {
+                let expected = format!("{topic}-{}-{}", 7, 123_456);
+                let id = MessageId::from_args(format_args!("{topic}-{}-{}", 7, 123_456));
+                assert_eq!(id, expected.as_str());
+                assert_eq!(id.is_inline(), expected.len() <= INLINE, "{expected}");
+            }
+        }
+        assert_eq!(MessageId::from_args(format_args!("plain")), "plain");
+        assert!(MessageId::from_args(format_args!("")).is_empty());
     }
 
     #[test]

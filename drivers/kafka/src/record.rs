@@ -101,7 +101,8 @@ pub(crate) fn from_record(topic: &TopicName, record: &BorrowedMessage<'_>, copie
             }
         }
     }
-    message.id = id.unwrap_or_else(|| format!("{topic}-{}-{}", record.partition(), record.offset()).into());
+    message.id =
+        id.unwrap_or_else(|| MessageId::from_args(format_args!("{topic}-{}-{}", record.partition(), record.offset())));
     message.headers = user;
     message
 }

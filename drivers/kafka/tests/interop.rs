@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tidewater_conformance::{fresh_topic, EVERY_FIELD_HEADERS, EVERY_FIELD_PAYLOAD_HEX};
 use tidewater_core::testing::Recorder;
-use tidewater_core::{Driver, EventRegistry, Message, ReadTask, SubscriberScheduler};
+use tidewater_core::{Driver, EventRegistry, Message, Position, ReadTask, SubscriberScheduler};
 use tidewater_kafka::{KafkaConfig, Partitioner};
 use tidewater_testkit::clients::{java_kafka_client, output_lines};
 use tidewater_testkit::install::python;
@@ -98,11 +98,9 @@ async fn tidewater_reads_what_the_client_writes(client: Client) {
         assert_eq!(m.content_type.as_deref(), Some("text/plain"), "tw-content-type becomes the content type");
         assert_eq!(m.headers.get("tw-content-type"), None, "and is not repeated as a header");
         let partition = record["partition"].as_u64().unwrap();
-        assert!(
-            m.id.starts_with(&format!("{topic}-{partition}-")),
-            "a record without tw-id is named by its position, on the client's partition: {}",
-            m.id
-        );
+        let Position::Log { partition: read_on, offset } = d.position() else { panic!("{:?}", d.position()) };
+        assert_eq!(u64::from(read_on), partition, "read on the partition the client chose");
+        assert_eq!(m.id, format!("{topic}-{partition}-{offset}"), "a record without tw-id is named by its position");
         let expected = UNIX_EPOCH + Duration::from_millis(record["timestamp"].as_u64().unwrap());
         assert_eq!(m.timestamp, expected);
         assert!(m.timestamp < SystemTime::now());

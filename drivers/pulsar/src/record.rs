@@ -78,8 +78,9 @@ pub(crate) fn to_pulsar(message: &Message) -> Outgoing {
 
 /// The id of a message from a client that set no `tw-id`: its Pulsar message id, the
 /// same on every redelivery, so deduplication works on it.
-pub(crate) fn fallback_id(topic: &str, id: &MessageIdData) -> String {
-    format!("{topic}-{}:{}:{}:{}", id.ledger_id, id.entry_id, id.partition.unwrap_or(-1), id.batch_index.unwrap_or(-1))
+pub(crate) fn fallback_id(topic: &str, id: &MessageIdData) -> MessageId {
+    let (partition, batch_index) = (id.partition.unwrap_or(-1), id.batch_index.unwrap_or(-1));
+    MessageId::from_args(format_args!("{topic}-{}:{}:{partition}:{batch_index}", id.ledger_id, id.entry_id))
 }
 
 /// A message from a received one, on tidewater topic `topic`. The time is the event
@@ -126,7 +127,7 @@ pub(crate) fn from_pulsar(topic: &TopicName, received: &mut Received<Vec<u8>>) -
             }
         }
     }
-    message.id = id.unwrap_or_else(|| fallback_id(topic, received.message_id()).into());
+    message.id = id.unwrap_or_else(|| fallback_id(topic, received.message_id()));
     message.headers = headers;
     message
 }

@@ -123,7 +123,7 @@ pub(crate) fn from_record(topic: &TopicName, partition: u32, record: Record) -> 
             }
         }
     }
-    message.id = id.unwrap_or_else(|| format!("{topic}-{partition}-{}", record.offset).into());
+    message.id = id.unwrap_or_else(|| MessageId::from_args(format_args!("{topic}-{partition}-{}", record.offset)));
     message.headers = user;
     message
 }
