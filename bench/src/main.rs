@@ -24,7 +24,9 @@
 //! line (after the decode, for the paths that decode), p50 and p99 of them all. Beside
 //! them, the p50 of the publish call alone (from the same start to its return, the copy
 //! of the payload included): how much of the latency the publishing side spends in line,
-//! the wake-up of the handler's thread included.
+//! the wake-up of the handler's thread included. Last, the p50 over raw's taken slice by
+//! slice (each slice's p50 less raw's in the same turn, the median of those), which the
+//! machine's slow stretches move less than the difference of the whole run's p50s.
 //!
 //! Each RustStream path publishes as its tidewater counterpart does: bytes to the subscriber
 //! that decodes orders, the order itself (`publisher.message(&order)`, RustStream's default
@@ -619,8 +621,8 @@ fn main() {
         slice * LATENCY_SLICES,
         100 / SLICE_WARM_PART
     );
-    println!("| path | p50 | p99 | p50 vs raw | publish call p50 |");
-    println!("|---|---|---|---|---|");
+    println!("| path | p50 | p99 | p50 vs raw | publish call p50 | p50 vs raw, slice by slice |");
+    println!("|---|---|---|---|---|---|");
     // Quantiles in µs of one path's times over its slices' messages together.
     let quantiles = |path: usize, times: fn(&Sample) -> &[u64], qs: &[f64]| -> Option<Vec<f64>> {
         let mut all: Vec<u64> = samples[path]
@@ -640,8 +642,26 @@ fn main() {
         })
         .collect();
     let raw = percentiles.iter().find(|p| p.0 == 0).map_or(f64::NAN, |p| p.1);
+    // The same difference taken slice by slice: each slice's p50 less that of raw's slice
+    // of the same turn, a few seconds apart at most, and the median of those. The
+    // machine's slow stretches, which move a whole run's p50s by several microseconds,
+    // then fall on both sides of each difference.
+    let slice_p50 = |s: &Sample| -> Option<f64> {
+        let mut times: Vec<u64> = s.latencies.iter().skip(s.latencies.len() / SLICE_WARM_PART).copied().collect();
+        times.sort_unstable();
+        (!times.is_empty()).then(|| times[(times.len() - 1) / 2] as f64 / 1e3)
+    };
+    let by_slice = |path: usize| {
+        let pairs = samples[path].iter().zip(&samples[0]);
+        median(pairs.filter_map(|(s, r)| Some(slice_p50(s)? - slice_p50(r)?)).collect())
+    };
     for &(path, p50, p99, call) in &percentiles {
-        println!("| {} | {p50:.1} µs | {p99:.1} µs | {:+.1} µs | {call:.2} µs |", PATHS[path], p50 - raw);
+        println!(
+            "| {} | {p50:.1} µs | {p99:.1} µs | {:+.1} µs | {call:.2} µs | {:+.2} µs |",
+            PATHS[path],
+            p50 - raw,
+            by_slice(path)
+        );
     }
     // p50 within 1 µs of raw, for the paths that carry bytes as raw does: the typed
     // publish also serializes its event, which raw never does.
