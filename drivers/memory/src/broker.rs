@@ -283,6 +283,7 @@ impl MemoryWriter {
             // fortieth of a memory publish's instructions. A closed broker's topics are
             // closed too, so appending to a kept one fails as a lookup would.
             Some(topic) if *topic.name == *message.stream && !topic.is_deleted() => {
+                topic.prefetch_for_append();
                 self.broker.check_size(0, message)?;
                 Ok(Arc::clone(topic))
             }

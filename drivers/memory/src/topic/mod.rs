@@ -40,6 +40,27 @@ const TRIM_PER_PUBLISH: usize = 2;
 /// A consumer group member's id.
 pub(crate) type MemberId = u64;
 
+/// Asks the processor to start loading the cache line at `at`.
+///
+/// For lines that the other side of a publish wrote last, on its own core: the
+/// publisher's writes reach the reader's core, and the reader's the publisher's, only as
+/// each line is asked for, a transfer of about a hundred nanoseconds each between cores,
+/// one after another where each read needs the one before it (the stored message, then
+/// its payload). Asked for early, they travel while other work goes on. The peer bench's
+/// latency run, twelve runs of each build by turns: the publish call's p50 from 3.56 to
+/// 3.34 µs, the handlers' p50 over raw from +1.35 to +1.20 µs (`BENCHMARKS.md`).
+#[inline(always)]
+fn prefetch<T>(at: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints the cache: it reads nothing the program sees and
+    // never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
 pub(crate) struct Topic {
     pub(crate) name: Arc<str>,
     /// How much one partition holds.
@@ -113,9 +134,19 @@ pub(crate) struct Stored {
     /// hold the lock long enough for publishers to sleep on it; the publisher clones
     /// on a line it already holds.
     first: Option<Arc<Message>>,
+    /// Where the payload's bytes are, so that a fetch can have them loaded without
+    /// reading the message first.
+    payload_at: usize,
 }
 
 impl Stored {
+    /// Has the processor load what the handler reads first, the message's payload field
+    /// and the payload's first bytes, while the fetch and the delivery are made.
+    fn prefetch(&self) {
+        prefetch(&self.message.payload);
+        prefetch(self.payload_at as *const u8);
+    }
+
     /// A reference to the message for a delivery: the publisher's spare if still there.
     fn share(&mut self) -> Arc<Message> {
         self.first.take().unwrap_or_else(|| Arc::clone(&self.message))
@@ -227,6 +258,13 @@ impl Topic {
         }
     }
 
+    /// Has the processor load the lines an append takes that a reader wrote last (the
+    /// lock and the list of waiting readers), while the writer still builds the message.
+    pub(crate) fn prefetch_for_append(&self) {
+        prefetch(&self.state);
+        prefetch(&self.readers);
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, TopicState> {
         // A panic while holding the lock leaves plain bookkeeping behind, never a broken
         // invariant worth poisoning every later caller for.
@@ -306,7 +344,8 @@ impl Topic {
         state.published += 1;
         let sequence = state.published;
         let first = Some(Arc::clone(&message));
-        state.partitions[partition as usize].log.push_back(Stored { sequence, message, first });
+        let payload_at = message.payload.as_ptr() as usize;
+        state.partitions[partition as usize].log.push_back(Stored { sequence, message, first, payload_at });
         drop(state);
         // Wake a waiting reader before freeing what the trim took: freeing a few thousand
         // messages takes tens of microseconds, which the new message would otherwise wait.
