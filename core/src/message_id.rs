@@ -122,9 +122,7 @@ impl MessageId {
         bytes[..text.len()].copy_from_slice(text);
         Self(Repr::Inline { len: text.len() as u8, bytes })
     }
-}
 
-impl MessageId {
     /// The id `args` write, as `format!` would make it, but kept inside the value when it
     /// fits, with no `String` made on the way: readers name a record that came without
     /// an id by where it is (`orders-2-1017`), once for each such record they read.
