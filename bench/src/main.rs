@@ -623,12 +623,10 @@ fn main() {
     );
     println!("| path | p50 | p99 | p50 vs raw | publish call p50 | p50 vs raw, slice by slice |");
     println!("|---|---|---|---|---|---|");
-    // Quantiles in µs of one path's times over its slices' messages together.
-    let quantiles = |path: usize, times: fn(&Sample) -> &[u64], qs: &[f64]| -> Option<Vec<f64>> {
-        let mut all: Vec<u64> = samples[path]
-            .iter()
-            .flat_map(|s| times(s).iter().skip(times(s).len() / SLICE_WARM_PART).copied())
-            .collect();
+    // Quantiles in µs of the times of `slices`' messages together.
+    let quantiles = |slices: &[Sample], times: fn(&Sample) -> &[u64], qs: &[f64]| -> Option<Vec<f64>> {
+        let mut all: Vec<u64> =
+            slices.iter().flat_map(|s| times(s).iter().skip(times(s).len() / SLICE_WARM_PART).copied()).collect();
         all.sort_unstable();
         (!all.is_empty()).then(|| qs.iter().map(|q| all[((all.len() - 1) as f64 * q) as usize] as f64 / 1e3).collect())
     };
@@ -636,8 +634,8 @@ fn main() {
     let percentiles: Vec<(usize, f64, f64, f64)> = LATENCY_PATHS
         .iter()
         .filter_map(|&path| {
-            let latency = quantiles(path, |s| &s.latencies, &[0.5, 0.99])?;
-            let call = quantiles(path, |s| &s.publish_times, &[0.5])?;
+            let latency = quantiles(&samples[path], |s| &s.latencies, &[0.5, 0.99])?;
+            let call = quantiles(&samples[path], |s| &s.publish_times, &[0.5])?;
             Some((path, latency[0], latency[1], call[0]))
         })
         .collect();
@@ -646,11 +644,7 @@ fn main() {
     // of the same turn, a few seconds apart at most, and the median of those. The
     // machine's slow stretches, which move a whole run's p50s by several microseconds,
     // then fall on both sides of each difference.
-    let slice_p50 = |s: &Sample| -> Option<f64> {
-        let mut times: Vec<u64> = s.latencies.iter().skip(s.latencies.len() / SLICE_WARM_PART).copied().collect();
-        times.sort_unstable();
-        (!times.is_empty()).then(|| times[(times.len() - 1) / 2] as f64 / 1e3)
-    };
+    let slice_p50 = |s: &Sample| quantiles(std::slice::from_ref(s), |s| &s.latencies, &[0.5]).map(|q| q[0]);
     let by_slice = |path: usize| {
         let pairs = samples[path].iter().zip(&samples[0]);
         median(pairs.filter_map(|(s, r)| Some(slice_p50(s)? - slice_p50(r)?)).collect())
