@@ -1,11 +1,14 @@
 //! What a handler receives: a message plus where and how often it was delivered.
 
 use std::any::Any;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Message;
+
+mod spares;
 
 /// How the broker behind a reader settles messages. Every [`Delivery`] says which one it
 /// is in, so a handler never has to guess.
@@ -78,7 +81,7 @@ pub enum Settlement {
 /// Cloning is cheap (a reference count), so middleware can keep a delivery across
 /// retries and hand it to a dead-letter writer.
 #[derive(Clone, Debug)]
-pub struct Delivery(Arc<Inner>);
+pub struct Delivery(ManuallyDrop<Arc<Inner>>);
 
 #[derive(Debug)]
 struct Inner {
@@ -186,7 +189,7 @@ impl Delivery {
         origin: Option<Arc<dyn Any + Send + Sync>>,
     ) -> Self {
         let attempt = attempt.max(1);
-        Self(Arc::new(Inner {
+        Self::share(Inner {
             message: Some(message),
             attempt,
             deliveries: attempt,
@@ -197,7 +200,12 @@ impl Delivery {
             retries: AtomicU32::new(0),
             origin,
             note: [0; 3],
-        }))
+        })
+    }
+
+    #[inline]
+    fn share(inner: Inner) -> Self {
+        Self(ManuallyDrop::new(spares::share(inner)))
     }
 
     /// Sets the attempt, the origin and the driver's note of a delivery its driver made
@@ -223,7 +231,7 @@ impl Delivery {
         origin: Option<Arc<dyn Any + Send + Sync>>,
         note: DispatchNote,
     ) -> bool {
-        let Some(inner) = Arc::get_mut(&mut self.0) else { return false };
+        let Some(inner) = Arc::get_mut(&mut *self.0) else { return false };
         let attempt = attempt.max(1);
         (inner.attempt, inner.deliveries, inner.origin, inner.note) = (attempt, attempt, origin, note);
         true
@@ -255,7 +263,7 @@ impl Delivery {
     pub fn retried(&self) -> Delivery {
         let first = self.0.first.clone().unwrap_or_else(|| self.clone());
         first.0.retries.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::new(Inner {
+        Self::share(Inner {
             // Read through `first`, which keeps the message.
             message: None,
             attempt: self.0.attempt.saturating_add(1),
@@ -267,7 +275,7 @@ impl Delivery {
             retries: AtomicU32::new(0),
             origin: self.0.origin.clone(),
             note: self.0.note,
-        }))
+        })
     }
 
     /// The message.
@@ -323,5 +331,13 @@ impl Delivery {
     pub fn is_dead_lettered(&self) -> bool {
         let first = self.0.first.as_ref().unwrap_or(self);
         first.0.dead_lettered.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Delivery {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: taken once, here, and never read again.
+        spares::release(unsafe { ManuallyDrop::take(&mut self.0) });
     }
 }
