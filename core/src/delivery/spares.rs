@@ -5,8 +5,9 @@
 //! keeps only seven freed blocks of a size per thread at hand, so most of a batch's
 //! allocations and frees took its slow path, through the shared lists (about 360
 //! instructions an allocation and 250 a free, by callgrind on the core NATS reader,
-//! against about 50 each on the fast path). A thread's own stack of spare blocks, larger
-//! than a batch usually is, keeps them out of the allocator altogether.
+//! against about 50 each on the fast path). A thread's own stack of spare blocks keeps
+//! most of them out of the allocator: the last handle of a delivery drops its value in
+//! place and keeps the block, and the thread's next delivery is made in it.
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -14,7 +15,8 @@ use std::sync::Arc;
 
 use super::Inner;
 
-/// Spare blocks a thread keeps: more than a typical batch, and about 40 KiB at most.
+/// Spare blocks a thread keeps: half a default batch (a task prefetches 256), and about
+/// 42 KiB at most (336 bytes a block); as many as a whole batch measured no better.
 const KEPT: usize = 128;
 
 type Spare = Arc<MaybeUninit<Inner>>;
