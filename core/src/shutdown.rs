@@ -22,13 +22,16 @@ pub struct StopSignal {
     /// Set with the deadline, for [`StopSignal::is_stopped`], which runners ask before
     /// every delivery: reading the watch takes its lock.
     stopped: Arc<AtomicBool>,
+    /// For a signal that never fires, the sender nobody else holds: kept open while the
+    /// signal lives, so that `stopped` pends, and dropped with it.
+    _never: Option<Arc<watch::Sender<Option<Instant>>>>,
 }
 
 /// A new stop handle and the signal it controls.
 pub fn stop_pair() -> (StopHandle, StopSignal) {
     let (tx, rx) = watch::channel(None);
     let stopped = Arc::new(AtomicBool::new(false));
-    (StopHandle { tx, stopped: Arc::clone(&stopped) }, StopSignal { rx, stopped })
+    (StopHandle { tx, stopped: Arc::clone(&stopped) }, StopSignal { rx, stopped, _never: None })
 }
 
 impl StopHandle {
@@ -48,7 +51,7 @@ impl StopHandle {
 
     /// A signal that follows this handle.
     pub fn signal(&self) -> StopSignal {
-        StopSignal { rx: self.tx.subscribe(), stopped: Arc::clone(&self.stopped) }
+        StopSignal { rx: self.tx.subscribe(), stopped: Arc::clone(&self.stopped), _never: None }
     }
 }
 
@@ -56,9 +59,7 @@ impl StopSignal {
     /// A signal that never fires, for readers run outside a scheduler.
     pub fn never() -> Self {
         let (tx, rx) = watch::channel(None);
-        // Leaking the sender keeps the channel open, so `stopped` pends forever.
-        std::mem::forget(tx);
-        Self { rx, stopped: Arc::new(AtomicBool::new(false)) }
+        Self { rx, stopped: Arc::new(AtomicBool::new(false)), _never: Some(Arc::new(tx)) }
     }
 
     /// Whether a stop was requested.
@@ -87,5 +88,30 @@ impl StopSignal {
         if let Some(deadline) = deadline {
             tokio::time::sleep_until(deadline).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+
+    #[test]
+    fn a_signal_that_never_fires_pends_while_any_copy_lives() {
+        let first = StopSignal::never();
+        let copy = first.clone();
+        drop(first);
+        assert!(!copy.is_stopped());
+        assert!(copy.stopped().now_or_never().is_none(), "the channel closed with the first copy");
+        assert!(copy.deadline().is_none());
+    }
+
+    #[test]
+    fn a_dropped_handle_counts_as_a_stop() {
+        let (handle, signal) = stop_pair();
+        assert!(signal.stopped().now_or_never().is_none());
+        drop(handle);
+        assert!(signal.stopped().now_or_never().is_some());
     }
 }
