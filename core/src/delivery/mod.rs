@@ -80,8 +80,15 @@ pub enum Settlement {
 ///
 /// Cloning is cheap (a reference count), so middleware can keep a delivery across
 /// retries and hand it to a dead-letter writer.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Delivery(ManuallyDrop<Arc<Inner>>);
+
+impl std::fmt::Debug for Delivery {
+    // As the derived form printed it before the handle was wrapped.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Delivery").field(&*self.0).finish()
+    }
+}
 
 #[derive(Debug)]
 struct Inner {
@@ -339,5 +346,18 @@ impl Drop for Delivery {
     fn drop(&mut self) {
         // SAFETY: taken once, here, and never read again.
         spares::release(unsafe { ManuallyDrop::take(&mut self.0) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_prints_as_its_fields() {
+        let position = Position::Queue { partition: None, sequence: None };
+        let printed = format!("{:?}", Delivery::new(Message::new("orders", "{}"), 1, position, None));
+        assert!(printed.starts_with("Delivery(Inner {"), "{printed}");
+        assert!(printed.contains("attempt: 1"), "{printed}");
     }
 }
