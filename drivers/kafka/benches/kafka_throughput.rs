@@ -25,9 +25,9 @@
 //!
 //! After the table, issue 17's targets for these rows and whether the run met them.
 //!
-//! `TW_BENCH_ONLY=raw-owned` or `=tidewater` runs the consume row for one side alone
-//! (the raw loop owning what it reads), without warm-up: for callgrind, which counts
-//! instructions rather than time.
+//! `TW_BENCH_ONLY=raw`, `=raw-owned` or `=tidewater` runs the consume row for one side
+//! alone (`raw` reading the payload's length only, `raw-owned` owning what it reads),
+//! without warm-up: for callgrind, which counts instructions rather than time.
 //!
 //! Each figure is the median of 3 runs, after untimed rounds of both sides (a fifth of
 //! the messages each) until the broker's JIT compiler threads use at most a tenth of a core
@@ -156,17 +156,18 @@ fn main() {
             "Apache Kafka {} (KRaft, one node), 1 KiB messages, {n} per run, median of {RUNS}",
             tidewater_testkit::kafka_version()
         );
-        // TW_BENCH_ONLY=raw-owned or =tidewater consumes for one side alone, with no
-        // warm-up, for callgrind: both read records the raw producer wrote, so what else
-        // the process ran is the same for both.
+        // TW_BENCH_ONLY=raw, =raw-owned or =tidewater consumes for one side alone, with
+        // no warm-up, for callgrind: each reads records the raw producer wrote, so what
+        // else the process ran is the same for all.
         if let Ok(only) = std::env::var("TW_BENCH_ONLY") {
             let topic = format!("bench-only-{only}");
             kafka.create_topic(&topic, 3).await.unwrap();
             produce_raw(&raw, &topic, n).await;
             let (elapsed, cost) = match only.as_str() {
+                "raw" => measured(consume_raw(&brokers, &topic, "bench-only", n, length_only)).await,
                 "raw-owned" => measured(consume_raw(&brokers, &topic, "bench-only", n, owned)).await,
                 "tidewater" => measured(consume_tw(&kafka, &topic, "bench-only", n)).await,
-                other => panic!("TW_BENCH_ONLY is raw-owned or tidewater, not {other:?}"),
+                other => panic!("TW_BENCH_ONLY is raw, raw-owned or tidewater, not {other:?}"),
             };
             println!(
                 "consume, {only} alone: {:.0} msg/s, {:.2} CPU µs a record",
