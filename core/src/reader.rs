@@ -38,7 +38,17 @@ pub struct ReadTask {
     /// delivery of the message, up to [`ReadTask::MAX_NACK_DELAY`], so that a message
     /// that keeps failing never makes a tight loop. `None` redelivers at once, every time.
     pub nack_delay: Option<Duration>,
-    /// How many messages a reader may fetch ahead of the handlers.
+    /// How many messages a reader may fetch ahead of the handlers: fetched, and not yet
+    /// taken up by a handler (with concurrency `n`, up to `n` more are being handled).
+    ///
+    /// Where the broker shares a group's messages as each member asks (JetStream's pull
+    /// requests), a member whose handlers are slow or stuck holds no more than that of
+    /// them, and the other members get the rest. Kafka's client queue is sized from it
+    /// (8 KiB a message, at least 2 MiB). Pulsar's flow permits are not: the broker
+    /// dispatches batched entries whole, and permits below a producer's batch stall it,
+    /// so they stay at the driver's receiver queue a partition. Core NATS has no flow
+    /// control: the server sends every message as it is published, and the client
+    /// buffers what the handlers have not taken.
     pub prefetch: usize,
     /// Typed options for a particular driver.
     pub options: Extensions,
@@ -96,6 +106,13 @@ impl ReadTask {
     /// Sets the start position.
     pub fn with_start(mut self, start: StartFrom) -> Self {
         self.start = start;
+        self
+    }
+
+    /// Sets how many messages may be fetched ahead of the handlers (at least 1); see
+    /// [`ReadTask::prefetch`].
+    pub fn with_prefetch(mut self, prefetch: usize) -> Self {
+        self.prefetch = prefetch.max(1);
         self
     }
 }

@@ -6,8 +6,9 @@ use futures::FutureExt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
 use crate::hash::lane_of;
@@ -185,14 +186,17 @@ async fn run_lanes<H: Handler>(
     fetch: usize,
 ) -> Result<()> {
     let step = Arc::new(step);
+    let ahead = Arc::new(Ahead::new(fetch));
     let mut workers = JoinSet::new();
     let mut senders = Vec::with_capacity(lanes);
     for _ in 0..lanes {
         let (tx, mut rx) = mpsc::channel::<Incoming>(LANE_BUFFER);
         senders.push(tx);
         let step = Arc::clone(&step);
+        let ahead = Arc::clone(&ahead);
         workers.spawn(async move {
             while let Some(incoming) = rx.recv().await {
+                ahead.started();
                 if step.stop.is_stopped() {
                     incoming.release().await;
                 } else {
@@ -206,11 +210,17 @@ async fn run_lanes<H: Handler>(
     let mut batch = Vec::with_capacity(fetch.min(MAX_PREALLOCATED));
     let mut stopped = std::pin::pin!(step.stop.stopped());
     let result = 'fetch: loop {
-        match next_batch(source, &step, &mut batch, fetch, stopped.as_mut()).await {
+        let room = tokio::select! {
+            biased;
+            room = ahead.room() => room,
+            _ = stopped.as_mut() => break Ok(()),
+        };
+        match next_batch(source, &step, &mut batch, room, stopped.as_mut()).await {
             Ok(true) => {}
             Ok(false) => break Ok(()),
             Err(err) => break Err(err),
         }
+        ahead.fetched(batch.len());
         let mut rest = batch.drain(..);
         while let Some(incoming) = rest.next() {
             let lane = match &incoming.delivery.message().key {
@@ -239,6 +249,55 @@ async fn run_lanes<H: Handler>(
     drop(senders);
     while workers.join_next().await.is_some() {}
     result
+}
+
+/// The deliveries the lanes hold that no handler has started: at most the task's
+/// prefetch, so that a reader with concurrency takes no more ahead of its handlers than
+/// one without. Fetching again as soon as the last batch was handed to the lanes let
+/// each lane's queue fill as well (16 a lane), and a group member whose handlers were
+/// stuck kept that many of the group's messages from the other members.
+struct Ahead {
+    limit: usize,
+    queued: AtomicUsize,
+    room: Notify,
+}
+
+impl Ahead {
+    fn new(limit: usize) -> Self {
+        Self { limit: limit.max(1), queued: AtomicUsize::new(0), room: Notify::new() }
+    }
+
+    /// How many the next fetch may take: waits until a handler has started one, if
+    /// the lanes hold the limit already.
+    async fn room(&self) -> usize {
+        let queued = self.queued.load(Ordering::Acquire);
+        if queued < self.limit {
+            return self.limit - queued;
+        }
+        loop {
+            let freed = self.room.notified();
+            tokio::pin!(freed);
+            // Registered before the count is read, so that a start in between wakes it.
+            freed.as_mut().enable();
+            let queued = self.queued.load(Ordering::Acquire);
+            if queued < self.limit {
+                return self.limit - queued;
+            }
+            freed.await;
+        }
+    }
+
+    /// Counts in `n` deliveries a fetch handed to the lanes.
+    fn fetched(&self, n: usize) {
+        self.queued.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Counts out a delivery a lane took up; wakes the fetch if it waits for room.
+    fn started(&self) {
+        if self.queued.fetch_sub(1, Ordering::AcqRel) >= self.limit {
+            self.room.notify_one();
+        }
+    }
 }
 
 async fn release_all(rest: impl Iterator<Item = Incoming>) {
@@ -528,6 +587,81 @@ mod tests {
         run_source(&mut source, ok_handler(), &ReadTask::new("t"), &ReadContext::detached()).await.unwrap();
         assert_eq!(outcomes.acked.load(Ordering::SeqCst), 13);
         assert_eq!(outcomes.released.load(Ordering::SeqCst), 0);
+    }
+
+    /// Hands out as many deliveries as asked for, for as long as asked, and counts them.
+    struct Endless {
+        handed: Arc<AtomicUsize>,
+        outcomes: Arc<Outcomes>,
+    }
+
+    #[async_trait]
+    impl Source for Endless {
+        async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
+            for _ in 0..max {
+                let position = Position::Queue { partition: None, sequence: None };
+                let delivery = Delivery::new(Message::new("t", "p"), 1, position, None);
+                batch.push(Incoming::new(delivery, Counted(Arc::clone(&self.outcomes))));
+            }
+            self.handed.fetch_add(max, Ordering::SeqCst);
+            Ok(max)
+        }
+
+        async fn close(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// With every handler stuck, a reader with lanes holds its prefetch and what its
+    /// handlers run, no more: its lanes' queues did not count, and a stuck reader took
+    /// 16 a lane more.
+    #[tokio::test(flavor = "current_thread")]
+    async fn lanes_take_no_more_than_the_prefetch_ahead_of_their_handlers() {
+        const PREFETCH: usize = 4;
+        const LANES: usize = 2;
+        let handed = Arc::new(AtomicUsize::new(0));
+        let outcomes = Arc::new(Outcomes::default());
+        let mut source = Endless { handed: Arc::clone(&handed), outcomes: Arc::clone(&outcomes) };
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let running = Arc::new(AtomicUsize::new(0));
+        let handler: BoxHandler = Arc::new(handler_fn({
+            let (gate, running) = (Arc::clone(&gate), Arc::clone(&running));
+            move |_d: Delivery| {
+                let (gate, running) = (Arc::clone(&gate), Arc::clone(&running));
+                async move {
+                    running.fetch_add(1, Ordering::SeqCst);
+                    gate.acquire().await.expect("open").forget();
+                    Ok::<_, HandlerError>(())
+                }
+            }
+        }));
+        let task = ReadTask::new("t").with_concurrency(LANES).with_prefetch(PREFETCH);
+        let (handle, stop) = stop_pair();
+        let ctx = ReadContext { stop, ..ReadContext::detached() };
+        let run = run_source(&mut source, handler, &task, &ctx);
+        tokio::pin!(run);
+        // One thread: once every task waits, the run stays where it is however often it
+        // is polled, and the count of what it fetched is final.
+        for _ in 0..1_000 {
+            assert!(futures::poll!(run.as_mut()).is_pending());
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(running.load(Ordering::SeqCst), LANES, "every lane runs a handler");
+        assert_eq!(handed.load(Ordering::SeqCst), PREFETCH + LANES, "fetched: the prefetch and the running ones");
+        // Handlers that finish make room for more.
+        gate.add_permits(3);
+        while outcomes.acked.load(Ordering::SeqCst) < 3 {
+            assert!(futures::poll!(run.as_mut()).is_pending());
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..1_000 {
+            assert!(futures::poll!(run.as_mut()).is_pending());
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(handed.load(Ordering::SeqCst), PREFETCH + LANES + 3);
+        handle.stop(Duration::from_millis(10));
+        gate.add_permits(1_000);
+        tokio::time::timeout(Duration::from_secs(5), run).await.expect("the stop ends the run").unwrap();
     }
 
     #[tokio::test]

@@ -92,7 +92,8 @@ impl TaskSpec {
         self
     }
 
-    /// Sets how many messages may be fetched ahead of the handlers.
+    /// Sets how many messages may be fetched ahead of the handlers (at least 1); see
+    /// [`ReadTask::prefetch`].
     pub fn prefetch(&mut self, prefetch: usize) -> &mut Self {
         self.task.prefetch = prefetch.max(1);
         self
