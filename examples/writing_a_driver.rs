@@ -226,6 +226,8 @@ mod conformance {
             counts_attempts: false,
             settles_exactly: false,
             reports_lag: false,
+            // It pushes each message to a member as it is published, asked or not.
+            flow_follows_prefetch: false,
             transactions: false,
             partitions: 1,
             ..Capabilities::default()
@@ -244,6 +246,8 @@ mod conformance {
             attempts_stay_exact_across_a_shutdown: "the toy keeps nothing for a redelivery after a shutdown",
             lag_drains_to_zero: "the toy keeps no positions, so a group has no lag to tell",
             batches_settle_each_delivery: "the toy does not redeliver the delivery a batch reports failed",
+            prefetch_bounds_read_ahead:
+                "the toy pushes each message to a member as it is published, with no flow control",
         }
     );
 }

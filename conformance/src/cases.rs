@@ -504,7 +504,8 @@ pub async fn run_stress(f: Arc<dyn Fixture>, copies: usize) {
             crate::concurrency_runs_handlers_in_parallel(Arc::clone(&f)).await;
             crate::lag_drains_to_zero(Arc::clone(&f)).await;
             crate::batches_settle_each_delivery(Arc::clone(&f)).await;
-            crate::transactions_land_whole_or_not_at_all(f).await;
+            crate::transactions_land_whole_or_not_at_all(Arc::clone(&f)).await;
+            crate::prefetch_bounds_read_ahead(f).await;
         }));
     }
     for run in runs {

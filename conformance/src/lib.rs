@@ -54,6 +54,7 @@ mod batches;
 mod cases;
 pub mod certs;
 mod failures;
+mod flow;
 mod operations;
 pub mod restart;
 mod support;
@@ -68,6 +69,7 @@ use tidewater_core::{Admin, Reader, Result, Transactions, Writer};
 pub use batches::*;
 pub use cases::*;
 pub use failures::*;
+pub use flow::*;
 pub use operations::*;
 pub use support::{
     fresh_topic, message_with_every_field, seq, subscribe_reader, EVERY_FIELD_HEADERS, EVERY_FIELD_PAYLOAD_HEX,
@@ -101,6 +103,14 @@ pub struct Capabilities {
     pub lists_topics: bool,
     /// The broker tells how far a group is behind ([`Admin::lag`] answers).
     pub reports_lag: bool,
+    /// A group's members share every partition's messages, and the broker gives each
+    /// only as many as its reader asks for (JetStream's pull requests), so a reader's
+    /// prefetch bounds what a member holds: one whose handlers are stuck leaves the rest
+    /// to the others. Off where members own partitions (Kafka, StreamBus, the memory
+    /// driver: a partition's messages wait for its owner), where the broker pushes
+    /// messages unasked (core NATS), and where its flow control is coarser than a
+    /// prefetch (Pulsar, whose flow permits must cover a producer's batch).
+    pub flow_follows_prefetch: bool,
     /// Transactions: writes that land together or not at all, and consumed positions
     /// committed with them ([`Fixture::transactions`] opens them). Off, the driver must
     /// answer `Unsupported`, which the transactions case checks instead.
@@ -124,6 +134,7 @@ impl Default for Capabilities {
             settles_exactly: true,
             lists_topics: true,
             reports_lag: true,
+            flow_follows_prefetch: true,
             transactions: true,
             partitions: 3,
             patience: Duration::from_secs(30),
@@ -253,7 +264,7 @@ macro_rules! conformance_tests {
             oversize_is_too_large, shutdown_with_handlers_running, panics_reach_the_chain,
             permanent_failures_never_loop, attempts_stay_exact_across_a_shutdown, names_follow_one_rule,
             topics_are_administered, concurrency_runs_handlers_in_parallel, lag_drains_to_zero,
-            batches_settle_each_delivery, transactions_land_whole_or_not_at_all);
+            batches_settle_each_delivery, transactions_land_whole_or_not_at_all, prefetch_bounds_read_ahead);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stress() {
@@ -346,6 +357,9 @@ macro_rules! __conformance_case {
     };
     ($make:path; transactions_land_whole_or_not_at_all; [transactions_land_whole_or_not_at_all : $why:literal $(, $r:ident : $rw:literal)*]) => {
         $crate::__conformance_test!($make; transactions_land_whole_or_not_at_all; $why);
+    };
+    ($make:path; prefetch_bounds_read_ahead; [prefetch_bounds_read_ahead : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; prefetch_bounds_read_ahead; $why);
     };
     ($make:path; [$skip:ident : $why:literal $(, $r:ident : $rw:literal)*]; $case:ident) => {
         $crate::__conformance_case!($make; $case; [$skip : $why $(, $r : $rw)*]);

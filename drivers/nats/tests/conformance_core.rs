@@ -26,6 +26,8 @@ async fn fixture() -> DriverFixture<NatsCore> {
         group_positions: false,
         // Nor transactions.
         transactions: false,
+        // The server pushes every message as it is published: no flow control.
+        flow_follows_prefetch: false,
         partitions: 1,
         ..Capabilities::default()
     };
@@ -43,5 +45,7 @@ tidewater_conformance::conformance_tests!(
         attempts_stay_exact_across_a_shutdown: "core NATS keeps nothing for a redelivery after a shutdown",
         lag_drains_to_zero: "core NATS keeps no messages and no positions, so a group has no lag to tell",
         batches_settle_each_delivery: "core NATS does not redeliver the delivery a batch reports failed",
+        prefetch_bounds_read_ahead:
+            "core NATS has no flow control: the server pushes each message to a queue group member as it is published",
     }
 );

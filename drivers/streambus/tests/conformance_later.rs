@@ -15,4 +15,10 @@ async fn fixture() -> DriverFixture<StreamBus> {
     f
 }
 
-tidewater_conformance::conformance_tests!(fixture);
+tidewater_conformance::conformance_tests!(
+    fixture,
+    ignore {
+        prefetch_bounds_read_ahead:
+            "a StreamBus group's members own partitions: a partition's records wait for its owner"
+    }
+);

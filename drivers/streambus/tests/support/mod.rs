@@ -30,7 +30,13 @@ pub(crate) async fn double_fixture(profile: Profile) -> DriverFixture<StreamBus>
     let capabilities = match profile {
         // A commit is a position: with concurrency above 1, records that finished above
         // one given back at a stop come again (as on Kafka).
-        Profile::Later => Capabilities { partitions: 3, settles_exactly: false, ..Capabilities::default() },
+        // Members of a group own partitions, as on Kafka.
+        Profile::Later => Capabilities {
+            partitions: 3,
+            settles_exactly: false,
+            flow_follows_prefetch: false,
+            ..Capabilities::default()
+        },
         // v1.0.x has no consumer groups: members of a group cannot share partitions
         // unless each is given its own (StaticPartitions); positions are kept by the
         // driver's offset store, so a group still resumes where it stopped.
@@ -40,6 +46,7 @@ pub(crate) async fn double_fixture(profile: Profile) -> DriverFixture<StreamBus>
             consumer_groups: false,
             // v1.0.x has no transactions at all (brokers.md: no EndTxn).
             transactions: false,
+            flow_follows_prefetch: false,
             ..Capabilities::default()
         },
     };
