@@ -5,7 +5,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use pulsar::consumer::{InitialPosition, Message as Received};
 use pulsar::message::proto::MessageIdData;
 use pulsar::{Consumer, ConsumerOptions, TokioExecutor};
@@ -35,8 +35,13 @@ use crate::{PulsarConfig, SubscriptionType, DRIVER};
 /// - **Attempts**: the pulsar crate does not pass the broker's redelivery count on, so
 ///   this reader counts the deliveries it sees of each message. A redelivery to another
 ///   member of the group starts at 1 there.
-/// - **Flow**: at most `receiver_queue` deliveries are unsettled at once; the consumer
-///   fetches no more until some are settled.
+/// - **Flow**: at most the task's prefetch and concurrency (or the receiver queue, if
+///   smaller) are unsettled at once; the reader takes no more from the consumer until
+///   some are settled. The broker's flow permits stay at
+///   [`PulsarConfig::receiver_queue`] a partition: it dispatches batched entries whole,
+///   and permits below a producer's batch (up to 1,000 messages by default) stalled its
+///   dispatch, at an eighth of the throughput (`BENCHMARKS.md`). So a member whose
+///   handlers are stuck can hold up to that many of a Shared subscription's messages.
 /// - **Outages**: the pulsar crate reconnects by itself. An ack or nack that does not go
 ///   through within three request timeouts, or a broker that no longer knows the
 ///   consumer after as long a quiet spell, ends the subscription with an error, and the
@@ -48,6 +53,13 @@ use crate::{PulsarConfig, SubscriptionType, DRIVER};
 pub struct PulsarReader {
     client: Arc<ConsumerClient>,
     config: Arc<PulsarConfig>,
+}
+
+/// How many deliveries a reader of `task` hands its runner before some are settled: its
+/// prefetch and what its handlers run, or the receiver queue if that is smaller.
+fn unsettled_at_most(config: &PulsarConfig, task: &ReadTask) -> usize {
+    let runner = task.prefetch.max(1) + task.concurrency.max(1);
+    runner.min(config.receiver_queue.max(1) as usize)
 }
 
 /// The client consumers subscribe through, made anew when it stops answering. Its
@@ -152,7 +164,7 @@ impl Reader for PulsarReader {
             deliveries,
             entries: HashMap::new(),
             unsettled: 0,
-            max_unsettled: config.receiver_queue.max(1) as usize,
+            max_unsettled: unsettled_at_most(config, task),
             nacks: BinaryHeap::new(),
             nack_ids: HashMap::new(),
             done: RecentEntries::default(),
@@ -521,11 +533,12 @@ impl Engine {
                 self.nack(&topic, id).await;
             }
             if self.unsubscribe {
-                if let Err(err) = self.consumer.unsubscribe().await {
+                let consumer = &mut self.consumer;
+                if let Err(err) = through_engine(consumer, |c| Box::pin(c.unsubscribe())).await {
                     tracing::debug!(topic = %self.topic, error = %err, "removing a private subscription failed");
                 }
             }
-            self.consumer.close().await
+            through_engine(&mut self.consumer, |c| Box::pin(c.close())).await
         };
         match tokio::time::timeout(timeout, closing).await {
             Ok(result) => result.map_err(|e| pulsar_error("closing the Pulsar consumer failed", e).with_topic(&topic)),
@@ -533,6 +546,34 @@ impl Engine {
                 tracing::warn!(topic = %topic, ?timeout, "closing the Pulsar consumer timed out; dropping it");
                 Ok(())
             }
+        }
+    }
+}
+
+/// How long a request that goes through the pulsar crate's consumer engine may wait
+/// before the engine's queue is emptied again; see [`through_engine`].
+const ENGINE_STEP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs `request` (an unsubscribe or a close) on `consumer`, emptying the crate's queue
+/// of received messages first, and again while the request waits.
+///
+/// The pulsar crate's consumer engine hands messages over through a bounded queue and
+/// waits while it is full; acks, unsubscribes and closes are served by the same loop,
+/// after the messages that arrived before them. A reader that stopped taking messages
+/// (its handlers held all they may) would have its last acks and its close wait behind
+/// a full queue until the close timed out, and the acks were lost: the group got those
+/// messages again. What is read here was never handed out; the broker gives it to
+/// another member once this consumer is gone.
+async fn through_engine(
+    consumer: &mut Consumer<Vec<u8>, TokioExecutor>,
+    request: impl Fn(
+        &mut Consumer<Vec<u8>, TokioExecutor>,
+    ) -> futures::future::BoxFuture<'_, std::result::Result<(), pulsar::Error>>,
+) -> std::result::Result<(), pulsar::Error> {
+    loop {
+        while let Some(Some(_)) = consumer.next().now_or_never() {}
+        if let Ok(result) = tokio::time::timeout(ENGINE_STEP, request(consumer)).await {
+            return result;
         }
     }
 }

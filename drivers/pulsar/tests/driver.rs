@@ -497,3 +497,74 @@ async fn the_ack_timeout_does_not_run_a_slow_handler_twice_on_one_consumer() {
     let slow = calls.deliveries().iter().filter(|d| d.message().id == "slow").count();
     assert_eq!(slow, 1, "the broker redelivered after the ack timeout, but the handler still ran");
 }
+
+/// Messages the shared broker has sent the consumers of `subscription` on `topic` and
+/// not had acked, by its admin API.
+fn dispatched_unacked(topic: &str, subscription: &str) -> u64 {
+    let path = format!("/admin/v2/persistent/public/default/{topic}/stats");
+    let port = tidewater_testkit::shared::pulsar_admin_port();
+    let (status, body) = tidewater_testkit::process::http(port, "GET", &path, None, "").expect("the admin API");
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).expect("JSON stats");
+    let consumers = stats["subscriptions"][subscription]["consumers"].as_array().cloned().unwrap_or_default();
+    consumers.iter().filter_map(|c| c["unackedMessages"].as_u64()).sum()
+}
+
+/// A reader whose handlers hold all it may take, with the pulsar crate's queue full
+/// behind them, gets its last acks to the broker before it closes. The crate's engine
+/// serves acks and the close after the messages that arrived before them, and waits
+/// while its queue is full: the acks and the close waited there until the close timed
+/// out, the acks were lost, and the group got those messages again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_behind_a_full_client_queue_reach_the_broker_before_the_close() {
+    // More than the crate's queue of 1,000 and the permits can hold between them.
+    const BACKLOG: usize = 2_500;
+    const RUNNING: usize = 4;
+    let mut config = support::config(&support::shared_url());
+    // An entry a message, so that each is acked on its own.
+    config.batching = None;
+    let pulsar = support::connect(config).await;
+    let topic = fresh_topic("full-queue");
+    let messages: Vec<Message> = (0..BACKLOG).map(|i| Message::new(&topic, "q").with_id(format!("q-{i}"))).collect();
+    pulsar.writer().write(messages).await.unwrap();
+
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let calls = Recorder::new();
+    let handler = handler_fn({
+        let (gate, calls) = (Arc::clone(&gate), calls.clone());
+        move |d: Delivery| {
+            let (gate, calls) = (Arc::clone(&gate), calls.clone());
+            async move {
+                calls.record(d);
+                gate.acquire().await.expect("open").forget();
+                Ok::<_, HandlerError>(())
+            }
+        }
+    });
+    let task = ReadTask::new(&topic).with_group("full").with_concurrency(RUNNING).with_prefetch(1);
+    let mut sub = subscribe(pulsar.reader(), task, handler).await;
+    calls.wait_until(|s| s.len() >= RUNNING, PATIENCE).await.unwrap();
+    // The broker keeps sending until the crate's queue is full and its engine waits:
+    // past the queue, what the runner took and the one the engine holds.
+    let deadline = Instant::now() + PATIENCE;
+    while dispatched_unacked(&topic, "full") < 1_000 + RUNNING as u64 + 10 {
+        assert!(Instant::now() < deadline, "the broker never filled the consumer's queue");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The running handlers finish: their acks queue up behind the full queue, and the
+    // next ones start and wait.
+    gate.add_permits(RUNNING);
+    let acked = calls.wait_until(|s| s.len() >= 2 * RUNNING, PATIENCE).await.unwrap();
+    let acked: HashSet<String> = acked[..RUNNING].iter().map(|d| d.message().id.to_string()).collect();
+    let started = Instant::now();
+    sub.shutdown(Duration::from_millis(200)).await;
+    gate.add_permits(BACKLOG);
+    assert!(started.elapsed() < GRACE, "the close waited {:?}", started.elapsed());
+
+    let again = Recorder::new();
+    let mut sub = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("full"), again.clone()).await;
+    let got = again.wait_until(|s| s.len() >= BACKLOG - RUNNING, PATIENCE).await.unwrap();
+    sub.shutdown(GRACE).await;
+    let redelivered: Vec<&Delivery> = got.iter().filter(|d| acked.contains(d.message().id.as_str())).collect();
+    assert!(redelivered.is_empty(), "{} acked messages came again", redelivered.len());
+}
