@@ -44,12 +44,12 @@ pub struct ReadTask {
     /// Where the broker shares a group's messages as each member asks (JetStream's pull
     /// requests), a member whose handlers are slow or stuck holds no more than that of
     /// them, and the other members get the rest. Kafka's client queue is sized from it
-    /// (8 KiB a message, at least 2 MiB); a StreamBus reader holds one fetch, of at most
-    /// its `fetch_max_bytes`, at a time. Pulsar's flow permits are not: the broker
-    /// dispatches batched entries whole, and permits below a producer's batch stall it,
-    /// so they stay at the driver's receiver queue a partition. Core NATS has no flow
-    /// control: the server sends every message as it is published, and the client
-    /// buffers what the handlers have not taken.
+    /// (8 KiB a message, at least 2 MiB), and a StreamBus reader's fetches (8 KiB a
+    /// record, at most its `fetch_max_bytes`; it holds one at a time). Pulsar's flow
+    /// permits are not: the broker dispatches batched entries whole, and permits below
+    /// a producer's batch stall it, so they stay at the driver's receiver queue a
+    /// partition. Core NATS has no flow control: the server sends every message as it
+    /// is published, and the client buffers what the handlers have not taken.
     pub prefetch: usize,
     /// Typed options for a particular driver.
     pub options: Extensions,

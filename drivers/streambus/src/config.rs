@@ -115,8 +115,9 @@ pub struct StreamBusConfig {
     pub batch_bytes: usize,
     /// A batch is sent when it holds this many records.
     pub batch_records: usize,
-    /// Key and value bytes asked for per fetch; kept far below the 10 MiB frame limit
-    /// (the broker closes the connection when a response would exceed it).
+    /// The most key and value bytes a fetch asks for; kept far below the 10 MiB frame
+    /// limit (the broker closes the connection when a response would exceed it). A
+    /// reader asks for 8 KiB a record of its task's prefetch, up to this.
     pub fetch_max_bytes: u32,
     /// The longest pause between empty fetches. Brokers answer at once, empty or not,
     /// so readers poll, doubling the pause from 1 ms up to this.

@@ -148,10 +148,22 @@ impl State {
     }
 }
 
+/// Key and value bytes a fetch asks for: 8 KiB a prefetched record, as the Kafka driver
+/// holds librdkafka's queue, up to `fetch_max_bytes`. The reader keeps one fetch until
+/// its runner has taken it all, so this is what it holds ahead of its handlers; a fetch
+/// of the configured 1 MiB held about a thousand 1 KiB records whatever the prefetch. The
+/// broker answers with at least one record whatever the size.
+fn fetch_bytes(prefetch: usize, fetch_max_bytes: u32) -> u32 {
+    let wanted = prefetch.max(1).saturating_mul(8 * 1024);
+    u32::try_from(wanted).unwrap_or(u32::MAX).min(fetch_max_bytes).max(1)
+}
+
 struct Shared {
     client: Arc<Client>,
     topic: TopicName,
     start: StartFrom,
+    /// Key and value bytes a fetch asks for; see [`fetch_bytes`].
+    fetch_bytes: u32,
     group: Option<Arc<str>>,
     /// What deliveries of a group member carry, so a transaction can commit their
     /// positions (later brokers only).
@@ -239,6 +251,7 @@ impl Reader for StreamBusReader {
             client: Arc::clone(&client),
             topic: TopicName::from(&task.topic),
             start: task.start,
+            fetch_bytes: fetch_bytes(task.prefetch, client.config.fetch_max_bytes),
             group: task.group.as_deref().map(Arc::from),
             origin: match (&task.group, client.generation) {
                 (Some(group), BrokerGeneration::Later) => {
@@ -436,7 +449,7 @@ impl StreamBusSource {
             topic: self.shared.topic.to_string(),
             partition,
             offset: position,
-            max_bytes: client.config.fetch_max_bytes,
+            max_bytes: self.shared.fetch_bytes,
             isolation: later.then_some(if client.config.read_committed {
                 Isolation::ReadCommitted
             } else {
@@ -668,6 +681,16 @@ mod tests {
             resume_at: None,
         };
         State { epoch: 1, parts: BTreeMap::from([(0, part)]), attempts: HashMap::new() }
+    }
+
+    #[test]
+    fn a_fetch_asks_for_8_kib_a_prefetched_record_up_to_the_configured_most() {
+        const MOST: u32 = 1024 * 1024;
+        assert_eq!(fetch_bytes(4, MOST), 32 * 1024);
+        assert_eq!(fetch_bytes(0, MOST), 8 * 1024, "a prefetch of 0 counts as 1");
+        assert_eq!(fetch_bytes(256, MOST), MOST, "the default prefetch asks for the configured most");
+        assert_eq!(fetch_bytes(usize::MAX, MOST), MOST);
+        assert_eq!(fetch_bytes(4, 0), 1, "a fetch asks for at least a byte: the broker returns nothing for 0");
     }
 
     #[test]

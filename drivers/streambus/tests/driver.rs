@@ -576,3 +576,42 @@ async fn a_lingering_batch_goes_once_it_is_full() {
     }
     assert_eq!(double.storage().lock().unwrap().records("fills", 0).len(), 2 * HALF + 1);
 }
+
+/// A reader holds one fetch ahead of its handlers, and asks for 8 KiB a record of its
+/// prefetch: with a prefetch of 4 and its handler stuck, it has fetched at most 33 of 300
+/// waiting 1 KiB records (a fetch may pass its size by one record). A fetch of the
+/// configured 1 MiB took all 300.
+#[tokio::test]
+async fn a_reader_fetches_in_proportion_to_its_prefetch() {
+    const PREFETCH: usize = 4;
+    let double = BrokerDouble::start(Profile::Later).await;
+    let bus = support::connect(&double).await;
+    bus.create_topic("ahead", 1).await.unwrap();
+    let messages: Vec<Message> =
+        (0..300).map(|i| Message::new("ahead", vec![b'x'; 1024]).with_id(format!("a-{i}"))).collect();
+    bus.writer().write(messages).await.unwrap();
+    let fetched_before = bus.counters().fetched;
+
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let calls = Recorder::new();
+    let handler = tidewater_core::handler_fn({
+        let (gate, calls) = (Arc::clone(&gate), calls.clone());
+        move |d: tidewater_core::Delivery| {
+            let (gate, calls) = (Arc::clone(&gate), calls.clone());
+            async move {
+                calls.record(d);
+                gate.acquire().await.expect("open").forget();
+                Ok::<_, tidewater_core::HandlerError>(())
+            }
+        }
+    });
+    let mut scheduler = SubscriberScheduler::new(bus.reader(), EventRegistry::new());
+    scheduler.add(ReadTask::new("ahead").with_prefetch(PREFETCH), Arc::new(handler));
+    scheduler.start().await.unwrap();
+    calls.wait_for(1, PATIENCE).await.expect("the first delivery");
+    // The handler holds the runner: nothing fetches until it returns.
+    let fetched = bus.counters().fetched - fetched_before;
+    gate.add_permits(1_000);
+    scheduler.shutdown(Duration::from_secs(5)).await;
+    assert!(fetched <= (PREFETCH * 8 + 1) as u64, "fetched {fetched} records with a prefetch of {PREFETCH}");
+}
