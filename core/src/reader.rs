@@ -59,6 +59,12 @@ impl ReadTask {
     /// The longest wait before a redelivery that the growing nack delay reaches.
     pub const MAX_NACK_DELAY: Duration = Duration::from_secs(30);
 
+    /// What a driver whose client fetches by size (Kafka, StreamBus) lets a reader hold
+    /// ahead of its handlers, per message of its [`prefetch`](ReadTask::prefetch): room for
+    /// messages of up to 8 KiB, so that one of the 1 KiB payloads most services send
+    /// takes an eighth of it.
+    pub const BYTES_A_PREFETCHED_MESSAGE: usize = 8 * 1024;
+
     /// The wait before the redelivery of a message that failed on its `deliveries`-th
     /// delivery: the nack delay, doubled for each delivery after the first, at most
     /// [`ReadTask::MAX_NACK_DELAY`] (or the nack delay itself, if that is longer).

@@ -364,7 +364,8 @@ impl KafkaConfig {
     /// again at once.
     pub(crate) fn consumer(&self, group: &str, earliest: bool, prefetch: usize) -> ClientConfig {
         let mut c = self.common();
-        let kbytes = prefetch.saturating_mul(8).clamp(2048, 65_536);
+        let kbytes =
+            prefetch.saturating_mul(tidewater_core::ReadTask::BYTES_A_PREFETCHED_MESSAGE / 1024).clamp(2048, 65_536);
         c.set("queued.max.messages.kbytes", kbytes.to_string()).set("fetch.queue.backoff.ms", "1");
         c.set("group.id", group)
             .set("enable.auto.commit", "false")

@@ -154,7 +154,7 @@ impl State {
 /// of the configured 1 MiB held about a thousand 1 KiB records whatever the prefetch. The
 /// broker answers with at least one record whatever the size.
 fn fetch_bytes(prefetch: usize, fetch_max_bytes: u32) -> u32 {
-    let wanted = prefetch.max(1).saturating_mul(8 * 1024);
+    let wanted = prefetch.max(1).saturating_mul(ReadTask::BYTES_A_PREFETCHED_MESSAGE);
     u32::try_from(wanted).unwrap_or(u32::MAX).min(fetch_max_bytes).max(1)
 }
 
