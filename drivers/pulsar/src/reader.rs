@@ -533,8 +533,7 @@ impl Engine {
                 self.nack(&topic, id).await;
             }
             if self.unsubscribe {
-                let consumer = &mut self.consumer;
-                if let Err(err) = through_engine(consumer, |c| Box::pin(c.unsubscribe())).await {
+                if let Err(err) = through_engine(&mut self.consumer, |c| Box::pin(c.unsubscribe())).await {
                     tracing::debug!(topic = %self.topic, error = %err, "removing a private subscription failed");
                 }
             }
