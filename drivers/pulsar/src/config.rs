@@ -203,7 +203,18 @@ pub struct PulsarConfig {
     pub max_message_bytes: usize,
     /// How a group's members share its subscription. Default Shared.
     pub subscription: SubscriptionType,
-    /// Messages a consumer fetches ahead. Default 1,000.
+    /// Messages a consumer fetches ahead, a partition: its flow permits, and what the
+    /// pulsar crate's queue holds. Default 1,000.
+    ///
+    /// Keep it at or above the most messages a producer puts in one batch (Pulsar's
+    /// producers batch up to 1,000 by default, and tidewater's writer up to 1,000 or
+    /// 128 KiB): the broker sends a batch whole, and to a consumer with fewer permits
+    /// than a batch holds it dispatches at a fraction of its pace. With batches of 128
+    /// messages, the raw pulsar crate read 18,203-25,576 msg/s with 130-1,000 permits and
+    /// 4,501-4,556 with 64-100 (`BENCHMARKS.md`). A reader that receives a batch larger
+    /// than this warns once. Above that, a smaller queue holds less: a group member
+    /// whose handlers are stuck can hold up to this many of a Shared subscription's
+    /// messages a partition.
     pub receiver_queue: u32,
     /// Redeliver a delivery left unsettled this long (Pulsar's ack timeout). Default
     /// none: a slow handler is never redelivered under itself.

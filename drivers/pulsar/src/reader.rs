@@ -42,6 +42,8 @@ use crate::{PulsarConfig, SubscriptionType, DRIVER};
 ///   and permits below a producer's batch (up to 1,000 messages by default) stalled its
 ///   dispatch, at an eighth of the throughput (`BENCHMARKS.md`). So a member whose
 ///   handlers are stuck can hold up to that many of a Shared subscription's messages.
+///   A reader that receives a batch larger than its receiver queue says so in a
+///   warning, once.
 /// - **Outages**: the pulsar crate reconnects by itself. An ack or nack that does not go
 ///   through within three request timeouts, or a broker that no longer knows the
 ///   consumer after as long a quiet spell, ends the subscription with an error, and the
@@ -175,6 +177,8 @@ impl Reader for PulsarReader {
             close_timeout: config.request_timeout,
             client: Arc::clone(&self.client),
             generation,
+            receiver_queue: config.receiver_queue.max(1) as usize,
+            warned_of_a_larger_batch: false,
         };
         let engine = tokio::spawn(engine.run());
         Ok(Box::new(PulsarSource {
@@ -265,6 +269,10 @@ struct Engine {
     /// Renewed when this consumer is found stuck.
     client: Arc<ConsumerClient>,
     generation: u64,
+    /// The consumer's flow permits a partition ([`PulsarConfig::receiver_queue`]), and
+    /// whether a batch larger than that has been warned of already.
+    receiver_queue: usize,
+    warned_of_a_larger_batch: bool,
 }
 
 /// The last [`RecentEntries::KEEP`] entries acked.
@@ -371,6 +379,18 @@ impl Engine {
         self.last_received = Instant::now();
         let id = received.message_id().clone();
         let size = received.message_id.batch_size.filter(|n| *n > 0).unwrap_or(1) as usize;
+        if size > self.receiver_queue && !self.warned_of_a_larger_batch {
+            self.warned_of_a_larger_batch = true;
+            // Once a reader: the pace it would explain is the same for every batch.
+            tracing::warn!(
+                topic = %self.topic,
+                "a batch of {size} messages came, more than the receiver queue of {}: the broker sends a \
+                 producer's batch whole and, to a consumer with fewer flow permits than it holds, dispatches \
+                 at a fraction of its pace; set PulsarConfig::receiver_queue to at least the producers' \
+                 largest batch",
+                self.receiver_queue
+            );
+        }
         let index = id.batch_index.filter(|i| *i >= 0).unwrap_or(0) as usize;
         let key = EntryKey::of(&id);
         let topic = Arc::clone(

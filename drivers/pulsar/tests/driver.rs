@@ -568,3 +568,35 @@ async fn acks_behind_a_full_client_queue_reach_the_broker_before_the_close() {
     let redelivered: Vec<&Delivery> = got.iter().filter(|d| acked.contains(d.message().id.as_str())).collect();
     assert!(redelivered.is_empty(), "{} acked messages came again", redelivered.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_the_receiver_queue_is_read_whole_and_warned_of_once() {
+    const QUEUE: u32 = 8;
+    const SENT: usize = 60;
+    let warnings = support::warnings();
+    let mut config = support::config(&support::shared_url());
+    config.receiver_queue = QUEUE;
+    let pulsar = support::connect(config).await;
+    let topic = fresh_topic("small-queue");
+    // One write: the producer batches it into one or a few entries, at least one of
+    // them larger than the queue.
+    let messages: Vec<Message> = (0..SENT).map(|i| Message::new(&topic, "b").with_id(format!("b-{i}"))).collect();
+    pulsar.writer().write(messages).await.unwrap();
+
+    let recorder = Recorder::new();
+    let mut sub = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("small"), recorder.clone()).await;
+    let got = recorder.wait_for(SENT, PATIENCE).await.unwrap();
+    sub.shutdown(GRACE).await;
+    let ids: HashSet<String> = got.iter().map(|d| d.message().id.to_string()).collect();
+    assert_eq!(ids.len(), SENT, "every message of the batches is handed out");
+
+    let about_this_topic: Vec<String> =
+        warnings.lock().unwrap().iter().filter(|line| line.contains(topic.as_str())).cloned().collect();
+    assert_eq!(about_this_topic.len(), 1, "one warning for the reader: {about_this_topic:?}");
+    let warning = &about_this_topic[0];
+    assert!(
+        warning.contains(&format!("more than the receiver queue of {QUEUE}"))
+            && warning.contains("PulsarConfig::receiver_queue"),
+        "the warning names the queue and what to set: {warning}"
+    );
+}

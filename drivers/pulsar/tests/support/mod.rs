@@ -30,3 +30,39 @@ pub(crate) async fn connect(config: PulsarConfig) -> Pulsar {
 pub(crate) async fn shared() -> Pulsar {
     connect(config(&shared_url())).await
 }
+
+/// What the driver logs at `warn` and above from here on, for tests that check a
+/// warning: the first call installs a subscriber for the whole test binary that keeps
+/// each formatted line.
+pub(crate) fn warnings() -> &'static std::sync::Mutex<Vec<String>> {
+    static LINES: std::sync::OnceLock<std::sync::Mutex<Vec<String>>> = std::sync::OnceLock::new();
+    LINES.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("tidewater_pulsar=warn"))
+            .with_ansi(false)
+            .with_writer(|| Line(Vec::new()))
+            .try_init();
+        std::sync::Mutex::new(Vec::new())
+    })
+}
+
+/// One formatted event, kept when it is dropped.
+struct Line(Vec<u8>);
+
+impl std::io::Write for Line {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        let line = String::from_utf8_lossy(&self.0).into_owned();
+        warnings().lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
+}
