@@ -212,7 +212,7 @@ pub struct PulsarConfig {
     /// than a batch holds it dispatches at a fraction of its pace. With batches of 128
     /// messages, the raw pulsar crate read 18,203-25,576 msg/s with 130-1,000 permits and
     /// 4,501-4,556 with 64-100 (`BENCHMARKS.md`). A reader that receives a batch larger
-    /// than this warns once. Above that, a smaller queue holds less: a group member
+    /// than this warns once. Past that floor, a smaller queue holds less: a group member
     /// whose handlers are stuck can hold up to this many of a Shared subscription's
     /// messages a partition.
     pub receiver_queue: u32,
