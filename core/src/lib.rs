@@ -25,7 +25,7 @@
 //! | failures | `error.rs`, `dead_letter.rs` (DeadLetter, Redrive) |
 //! | publishing | `publisher.rs`, `event.rs` (Event, EventRegistry), `codec.rs`, `transaction.rs` (writes that land together, consumed positions with them), `request.rs` (request/reply) |
 //! | the service's view | `bus.rs`, `health.rs`, `monitor.rs` (health, counters and lag for probes and exporters) |
-//! | tests | `testing/` (Recorder, TestKit) |
+//! | tests | `testing/` (Recorder, Gate, TestKit) |
 
 mod admin;
 mod batch;

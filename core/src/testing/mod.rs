@@ -2,7 +2,8 @@
 //! handlers saw, on any driver, and wait for it without sleeping.
 //!
 //! [`TestKit`] wraps a driver and records everything a bus does through it;
-//! [`Recorder`] is a handler that records the deliveries it gets.
+//! [`Recorder`] is a handler that records the deliveries it gets; [`Gate`] records them
+//! and holds each call until the test lets it return.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -12,8 +13,10 @@ use tokio::sync::Notify;
 
 use crate::{Delivery, Handler, HandlerError};
 
+mod gate;
 mod kit;
 
+pub use gate::Gate;
 pub use kit::{Handled, Outcome, Recorded, TestKit};
 
 /// A handler that records every delivery it gets and lets a test wait for them.

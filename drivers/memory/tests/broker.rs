@@ -4,13 +4,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tidewater_core::testing::Recorder;
+use tidewater_core::testing::{Gate, Recorder};
 use tidewater_core::{
     handler_fn, Delivery, Driver, ErrorKind, EventRegistry, Handler, HandlerError, Message, StartFrom,
     SubscriberScheduler, WriteNow, Writer,
 };
 use tidewater_memory::{MemoryBroker, MemoryConfig};
-use tokio::sync::Semaphore;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -36,21 +35,8 @@ fn msg(topic: &str, id: impl Into<tidewater_core::MessageId>) -> Message {
 #[tokio::test]
 async fn full_partition_makes_the_publisher_wait_and_drops_nothing() {
     let broker = MemoryBroker::with_config(MemoryConfig::default().partitions(1).capacity(10));
-    let gate = Arc::new(Semaphore::new(0));
-    let g = Arc::clone(&gate);
-    let mut sub = subscribe(
-        &broker,
-        "t",
-        Some("slow"),
-        handler_fn(move |_d: Delivery| {
-            let g = Arc::clone(&g);
-            async move {
-                g.acquire().await.unwrap().forget();
-                Ok::<_, HandlerError>(())
-            }
-        }),
-    )
-    .await;
+    let gate = Gate::new();
+    let mut sub = subscribe(&broker, "t", Some("slow"), gate.clone()).await;
     let writer = broker.writer();
     for i in 0..10 {
         writer.write(vec![msg("t", i.to_string())]).await.unwrap();
@@ -61,7 +47,7 @@ async fn full_partition_makes_the_publisher_wait_and_drops_nothing() {
         tokio::task::yield_now().await;
     }
     assert_eq!(broker.published("t").len(), 10, "memory stays within the capacity");
-    gate.add_permits(100);
+    gate.open();
     tokio::time::timeout(WAIT, eleventh).await.expect("room was made").unwrap();
     broker.wait_acked("t", "slow", 11, WAIT).await.unwrap();
     sub.shutdown(WAIT).await;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tidewater_conformance::{fresh_topic, seq, subscribe_reader as subscribe};
-use tidewater_core::testing::Recorder;
+use tidewater_core::testing::{Gate, Recorder};
 use tidewater_core::{
     handler_fn, Delivery, Driver, ErrorKind, HandlerError, IdFactory, Message, Position, ReadTask, StartFrom, UuidV7Ids,
 };
@@ -528,21 +528,10 @@ async fn acks_behind_a_full_client_queue_reach_the_broker_before_the_close() {
     let messages: Vec<Message> = (0..BACKLOG).map(|i| Message::new(&topic, "q").with_id(format!("q-{i}"))).collect();
     pulsar.writer().write(messages).await.unwrap();
 
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let calls = Recorder::new();
-    let handler = handler_fn({
-        let (gate, calls) = (Arc::clone(&gate), calls.clone());
-        move |d: Delivery| {
-            let (gate, calls) = (Arc::clone(&gate), calls.clone());
-            async move {
-                calls.record(d);
-                gate.acquire().await.expect("open").forget();
-                Ok::<_, HandlerError>(())
-            }
-        }
-    });
+    let gate = Gate::new();
+    let calls = gate.recorder();
     let task = ReadTask::new(&topic).with_group("full").with_concurrency(RUNNING).with_prefetch(1);
-    let mut sub = subscribe(pulsar.reader(), task, handler).await;
+    let mut sub = subscribe(pulsar.reader(), task, gate.clone()).await;
     calls.wait_until(|s| s.len() >= RUNNING, PATIENCE).await.unwrap();
     // The broker keeps sending until the crate's queue is full and its engine waits:
     // past the queue, what the runner took and the one the engine holds.
@@ -553,12 +542,12 @@ async fn acks_behind_a_full_client_queue_reach_the_broker_before_the_close() {
     }
     // The running handlers finish: their acks queue up behind the full queue, and the
     // next ones start and wait.
-    gate.add_permits(RUNNING);
+    gate.release(RUNNING);
     let acked = calls.wait_until(|s| s.len() >= 2 * RUNNING, PATIENCE).await.unwrap();
     let acked: HashSet<String> = acked[..RUNNING].iter().map(|d| d.message().id.to_string()).collect();
     let started = Instant::now();
     sub.shutdown(Duration::from_millis(200)).await;
-    gate.add_permits(BACKLOG);
+    gate.open();
     assert!(started.elapsed() < GRACE, "the close waited {:?}", started.elapsed());
 
     let again = Recorder::new();

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tidewater_core::testing::Recorder;
+use tidewater_core::testing::{Gate, Recorder};
 use tidewater_core::{Driver, ErrorKind, EventRegistry, Message, Position, ReadTask, StartFrom, SubscriberScheduler};
 use tidewater_streambus::protocol::ErrorCode;
 use tidewater_streambus::*;
@@ -592,26 +592,14 @@ async fn a_reader_fetches_in_proportion_to_its_prefetch() {
     bus.writer().write(messages).await.unwrap();
     let fetched_before = bus.counters().fetched;
 
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let calls = Recorder::new();
-    let handler = tidewater_core::handler_fn({
-        let (gate, calls) = (Arc::clone(&gate), calls.clone());
-        move |d: tidewater_core::Delivery| {
-            let (gate, calls) = (Arc::clone(&gate), calls.clone());
-            async move {
-                calls.record(d);
-                gate.acquire().await.expect("open").forget();
-                Ok::<_, tidewater_core::HandlerError>(())
-            }
-        }
-    });
+    let gate = Gate::new();
     let mut scheduler = SubscriberScheduler::new(bus.reader(), EventRegistry::new());
-    scheduler.add(ReadTask::new("ahead").with_prefetch(PREFETCH), Arc::new(handler));
+    scheduler.add(ReadTask::new("ahead").with_prefetch(PREFETCH), Arc::new(gate.clone()));
     scheduler.start().await.unwrap();
-    calls.wait_for(1, PATIENCE).await.expect("the first delivery");
+    gate.recorder().wait_for(1, PATIENCE).await.expect("the first delivery");
     // The handler holds the runner: nothing fetches until it returns.
     let fetched = bus.counters().fetched - fetched_before;
-    gate.add_permits(1_000);
+    gate.open();
     scheduler.shutdown(Duration::from_secs(5)).await;
     assert!(fetched <= (PREFETCH * 8 + 1) as u64, "fetched {fetched} records with a prefetch of {PREFETCH}");
 }
