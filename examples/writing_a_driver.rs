@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tidewater::{
     names, Admin, BrokerWriter, Closable, Delivery, Driver, Error, ErrorKind, Incoming, Message, Position, ReadTask,
-    Reader, ReadySignal, Result, Settle, Settlement, Source, Writer,
+    Reader, ReadySignal, Result, Settle, Settlement, Source, Writer, MOST_A_FETCH,
 };
 use tokio::sync::mpsc;
 
@@ -141,8 +141,10 @@ struct ToySource {
 
 #[async_trait]
 impl Source for ToySource {
-    /// Waits for one message, then takes what else is there, up to `max`.
+    /// Waits for one message, then takes what else is there, up to `max` and no more
+    /// than core's `MOST_A_FETCH` (the channel keeps the rest).
     async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
+        let max = max.min(MOST_A_FETCH);
         let Some(first) = self.from.recv().await else { return Ok(0) };
         let mut n = 0;
         let mut next = Some(first);

@@ -19,7 +19,9 @@
 //!    and runs the handlers over it. A source ends only when the broker ended the
 //!    subscription (core restarts it as a failure); one that is subscribed only after the
 //!    open (a log consumer waiting for partitions) says so with `announces_ready` and
-//!    calls the ready signal itself.
+//!    calls the ready signal itself. `next_batch` hands out at most its `max` and never
+//!    more than [`MOST_A_FETCH`](tidewater_core::MOST_A_FETCH) deliveries a call,
+//!    leaving the rest in the broker's client.
 //! 3. Every delivery is settled exactly once: `Settle::settle` for ack or nack,
 //!    `release` for one given back unhandled (or, for a source that keeps its settlement
 //!    state in one place, the same calls of one
@@ -264,7 +266,8 @@ macro_rules! conformance_tests {
             oversize_is_too_large, shutdown_with_handlers_running, panics_reach_the_chain,
             permanent_failures_never_loop, attempts_stay_exact_across_a_shutdown, names_follow_one_rule,
             topics_are_administered, concurrency_runs_handlers_in_parallel, lag_drains_to_zero,
-            batches_settle_each_delivery, transactions_land_whole_or_not_at_all, prefetch_bounds_read_ahead);
+            batches_settle_each_delivery, transactions_land_whole_or_not_at_all, prefetch_bounds_read_ahead,
+            fetches_stay_bounded_whatever_the_prefetch);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stress() {
@@ -360,6 +363,9 @@ macro_rules! __conformance_case {
     };
     ($make:path; prefetch_bounds_read_ahead; [prefetch_bounds_read_ahead : $why:literal $(, $r:ident : $rw:literal)*]) => {
         $crate::__conformance_test!($make; prefetch_bounds_read_ahead; $why);
+    };
+    ($make:path; fetches_stay_bounded_whatever_the_prefetch; [fetches_stay_bounded_whatever_the_prefetch : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; fetches_stay_bounded_whatever_the_prefetch; $why);
     };
     ($make:path; [$skip:ident : $why:literal $(, $r:ident : $rw:literal)*]; $case:ident) => {
         $crate::__conformance_case!($make; $case; [$skip : $why $(, $r : $rw)*]);

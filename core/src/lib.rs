@@ -84,7 +84,7 @@ pub use message::{wire, Headers, Message};
 pub use message_id::MessageId;
 pub use monitor::{Monitor, TaskLag};
 pub use publisher::Publisher;
-pub use reader::{ReadContext, ReadTask, Reader, ReadySignal, Source, StartFrom, TaskReport, TaskStats};
+pub use reader::{ReadContext, ReadTask, Reader, ReadySignal, Source, StartFrom, TaskReport, TaskStats, MOST_A_FETCH};
 pub use request::{NativeRequests, Requester};
 pub use runner::{panic_message, run_source};
 pub use scheduler::{ShutdownReport, SubscriberScheduler, TaskSpec};

@@ -50,6 +50,9 @@ pub struct ReadTask {
     /// a producer's batch stall it, so they stay at the driver's receiver queue a
     /// partition. Core NATS has no flow control: the server sends every message as it
     /// is published, and the client buffers what the handlers have not taken.
+    ///
+    /// However large, a reader makes at most [`MOST_A_FETCH`] deliveries at a time: a
+    /// larger prefetch holds more ahead, in the broker's client.
     pub prefetch: usize,
     /// Typed options for a particular driver.
     pub options: Extensions,
@@ -321,13 +324,27 @@ pub trait Reader: Send + Sync {
     }
 }
 
+/// The most deliveries a [`Source`] makes in one [`Source::next_batch`], however large
+/// the `max` it is given: what is left waits in the broker client's buffer for the next
+/// call.
+///
+/// A batch's deliveries are all made before its first handler runs, so a batch of a
+/// thousand, which a reader with a large prefetch took when catching up, outgrew the
+/// caches: on Kafka (prefetch 8,192) 0.62-0.86M records a second against 0.80-0.99M
+/// with this bound, and the memory driver draining a backlog ran about a tenth slower
+/// (`BENCHMARKS.md`, session 40). The runner still passes the prefetch as `max`, since
+/// a source may size the broker's flow by it (JetStream's pull requests); the bound is
+/// on what a call hands out.
+pub const MOST_A_FETCH: usize = 256;
+
 /// A driver's stream of deliveries, run by [`run_source`](crate::run_source).
 #[async_trait]
 pub trait Source: Send {
-    /// Appends up to `max` deliveries to `batch`, waiting until at least one is there,
-    /// and returns how many it appended; 0 means the source has ended (the broker
-    /// closed). The runner passes the same `batch` every time, emptied, so a source
-    /// allocates no vector per fetch (the shape of tokio's `recv_many`).
+    /// Appends up to `max` deliveries to `batch`, and no more than [`MOST_A_FETCH`],
+    /// waiting until at least one is there, and returns how many it appended; 0 means
+    /// the source has ended (the broker closed). The runner passes the same `batch` every
+    /// time, emptied, so a source allocates no vector per fetch (the shape of tokio's
+    /// `recv_many`).
     ///
     /// Must be cancel-safe: a future dropped before it completes loses no delivery. What
     /// it appended before being dropped stays in `batch`, and the runner releases it.

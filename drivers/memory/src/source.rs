@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use async_trait::async_trait;
 use futures::task::AtomicWaker;
 use tidewater_core::{
-    Delivery, Error, ErrorKind, Incoming, Position, Result, Settlement, SharedSettle, Source, StartFrom,
+    Delivery, Error, ErrorKind, Incoming, Position, Result, Settlement, SharedSettle, Source, StartFrom, MOST_A_FETCH,
 };
 
 use crate::gather::Gather;
@@ -130,6 +130,8 @@ impl MemorySource {
     /// Fetches into `batch`, or registers to be woken when there may be something; after
     /// a small fetch, a moment later (see `gather.rs`).
     fn poll_fetch(&mut self, cx: &mut Context<'_>, batch: &mut Vec<Incoming>, max: usize) -> Poll<Result<usize>> {
+        // The partitions keep what is left: the prefetch bounds nothing else here.
+        let max = max.min(MOST_A_FETCH);
         self.gather.before_fetch();
         let start = batch.len();
         let polled = self.poll_fetch_now(cx, batch, max);

@@ -11,6 +11,7 @@ use futures::{FutureExt, StreamExt, TryFutureExt};
 use tidewater_core::{
     Admin, BrokerWriter, Closable, Delivery, Driver, Error, ErrorKind, IdFactory, Incoming, Message, Position,
     ReadTask, Reader, ReadySignal, Result, Settle, Settlement, Source, TopicName, UuidV7Ids, WriteNow, Writer,
+    MOST_A_FETCH,
 };
 
 use tidewater_core::request::{self, NativeRequests};
@@ -343,7 +344,8 @@ impl Source for CoreSource {
         let Some(first) = self.subscriber.next().await else { return Ok(0) };
         batch.push(self.incoming(first));
         let mut n = 1;
-        while n < max {
+        // The client's subscription buffer keeps what is left.
+        while n < max.min(MOST_A_FETCH) {
             match self.subscriber.next().now_or_never() {
                 Some(Some(msg)) => batch.push(self.incoming(msg)),
                 _ => break,

@@ -11,6 +11,7 @@ use futures::{FutureExt, StreamExt};
 use tidewater_core::{
     await_receipts, Admin, BrokerWriter, Closable, Delivery, Driver, Error, ErrorKind, Incoming, Message, PartitionLag,
     Position, ReadTask, Reader, ReadySignal, Result, Settle, Settlement, Source, StartFrom, TopicName, Writer,
+    MOST_A_FETCH,
 };
 use tokio::task::JoinHandle;
 
@@ -565,7 +566,9 @@ impl Source for JsSource {
                 }
             };
             let mut rest = Vec::new();
-            while rest.len() + 1 < max {
+            // The pull asked for `max`; what this call leaves of it stays in the pull's
+            // stream for the next.
+            while rest.len() + 1 < max.min(MOST_A_FETCH) {
                 match batch.next().now_or_never() {
                     Some(Some(Ok(msg))) => rest.push(msg),
                     Some(Some(Err(e))) => {

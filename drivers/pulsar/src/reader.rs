@@ -11,7 +11,7 @@ use pulsar::message::proto::MessageIdData;
 use pulsar::{Consumer, ConsumerOptions, TokioExecutor};
 use tidewater_core::{
     Delivery, Error, ErrorKind, IdFactory, Incoming, Position, ReadTask, Reader, ReadySignal, Result, Settle,
-    Settlement, Source, StartFrom, TopicName, UuidV7Ids,
+    Settlement, Source, StartFrom, TopicName, UuidV7Ids, MOST_A_FETCH,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -629,7 +629,8 @@ impl Source for PulsarSource {
         });
         let start = batch.len();
         batch.push(self.incoming(first?));
-        while batch.len() - start < max {
+        // The engine's channel keeps what is left.
+        while batch.len() - start < max.min(MOST_A_FETCH) {
             match self.deliveries.try_recv() {
                 Ok(Ok(next)) => batch.push(self.incoming(next)),
                 Ok(Err(err)) => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tidewater_core::{
     Delivery, Error, ErrorKind, Incoming, PartitionCommits, Position, ReadTask, Reader, ReadySignal, Result,
-    Settlement, Settler, SharedSettle, Source, StartFrom, Ticket, TopicName,
+    Settlement, Settler, SharedSettle, Source, StartFrom, Ticket, TopicName, MOST_A_FETCH,
 };
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -534,7 +534,7 @@ impl Source for StreamBusSource {
     async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
         loop {
             if !self.buffer.is_empty() {
-                let n = max.min(self.buffer.len());
+                let n = max.min(MOST_A_FETCH).min(self.buffer.len());
                 batch.extend(self.buffer.drain(..n));
                 return Ok(n);
             }

@@ -10,7 +10,9 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
-use tidewater_core::{Delivery, Incoming, PartitionCommits, Position, Result, Settler, Source, TopicName};
+use tidewater_core::{
+    Delivery, Incoming, PartitionCommits, Position, Result, Settler, Source, TopicName, MOST_A_FETCH,
+};
 use tokio::time::Instant;
 
 use crate::errors::{kafka_error, kind_of};
@@ -22,16 +24,6 @@ use super::rebalance::ReaderContext;
 use super::settle::Dispatch;
 use super::state::{Rewind, Shared};
 use super::SEEK_TIMEOUT;
-
-/// The most records made deliveries in one batch, whatever the prefetch.
-///
-/// A batch's deliveries are all made before its first handler runs. With a prefetch of
-/// 8,192, a reader catching up took batches of about a thousand records (all that one
-/// fetch response brings), which outgrew the caches: 0.62-0.86M records a second at
-/// 1.65-2.15 CPU µs each, against 0.82-1.08M and 1.20-1.50 µs at the default prefetch of
-/// 256. Bounded, with librdkafka's queue still sized from the prefetch, the same reader
-/// took 0.80-0.99M at 1.45-1.75 µs (`BENCHMARKS.md`, session 40).
-const MOST_A_BATCH: usize = 256;
 
 /// The fetch side of one read task.
 pub(super) struct KafkaSource {
@@ -218,9 +210,9 @@ impl Source for KafkaSource {
                 None => return Ok(0),
             }
             // Take what librdkafka already holds, without waiting for more, up to a
-            // batch's worth: the rest stays in librdkafka's queue, which the prefetch
+            // fetch's worth: the rest stays in librdkafka's queue, which the prefetch
             // sizes.
-            while records.len() < max.min(MOST_A_BATCH) {
+            while records.len() < max.min(MOST_A_FETCH) {
                 match stream.next().now_or_never() {
                     Some(Some(Ok(r))) => records.push(fetched(&self.shared.topic, &r, &mut self.copies, &self.group)),
                     Some(Some(Err(err))) => {
