@@ -330,8 +330,8 @@ pub trait Reader: Send + Sync {
 ///
 /// A batch's deliveries are all made before its first handler runs, so a batch of a
 /// thousand, which a reader with a large prefetch took when catching up, outgrew the
-/// caches: on Kafka (prefetch 8,192) 0.62-0.86M records a second against 0.80-0.99M
-/// with this bound, and the memory driver draining a backlog ran about a tenth slower
+/// caches: a Kafka reader with a prefetch of 8,192 read at 0.76-0.84M records a second
+/// and 1.55-1.95 CPU µs a record, and at 0.88-0.93M and 1.40-1.60 µs with this bound
 /// (`BENCHMARKS.md`, session 40). The runner still passes the prefetch as `max`, since
 /// a source may size the broker's flow by it (JetStream's pull requests); the bound is
 /// on what a call hands out.
