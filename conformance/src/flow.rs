@@ -68,9 +68,9 @@ pub async fn prefetch_bounds_read_ahead(f: Arc<dyn Fixture>) {
     }
 }
 
-/// Case 25: However large the prefetch, one call of a source's `next_batch` makes at
-/// most [`MOST_A_FETCH`] deliveries, leaving the rest in the broker's client, and every
-/// message comes once.
+/// Case 25: However large the prefetch, one call of a source's `next_batch` hands out
+/// at most [`MOST_A_FETCH`] deliveries, leaving the rest in the broker's client, and
+/// every message comes once.
 ///
 /// A batch's deliveries are all made before its first handler runs; a Kafka reader
 /// catching up with a prefetch of 8,192 made about a thousand at once, which outgrew the

@@ -51,8 +51,8 @@ pub struct ReadTask {
     /// partition. Core NATS has no flow control: the server sends every message as it
     /// is published, and the client buffers what the handlers have not taken.
     ///
-    /// However large, a reader makes at most [`MOST_A_FETCH`] deliveries at a time: a
-    /// larger prefetch holds more ahead, in the broker's client.
+    /// However large, a reader hands its handlers at most [`MOST_A_FETCH`] deliveries
+    /// at a time: a larger prefetch holds more ahead, in the broker's client.
     pub prefetch: usize,
     /// Typed options for a particular driver.
     pub options: Extensions,
@@ -324,9 +324,9 @@ pub trait Reader: Send + Sync {
     }
 }
 
-/// The most deliveries a [`Source`] makes in one [`Source::next_batch`], however large
-/// the `max` it is given: what is left waits in the broker client's buffer for the next
-/// call.
+/// The most deliveries a [`Source`] hands out in one [`Source::next_batch`], however
+/// large the `max` it is given: what is left waits in the broker client's buffer for the
+/// next call.
 ///
 /// A batch's deliveries are all made before its first handler runs, so a batch of a
 /// thousand, which a reader with a large prefetch took when catching up, outgrew the
@@ -334,7 +334,8 @@ pub trait Reader: Send + Sync {
 /// and 1.55-1.95 CPU µs a record, and at 0.88-0.93M and 1.40-1.60 µs with this bound
 /// (`BENCHMARKS.md`, session 40). The runner still passes the prefetch as `max`, since
 /// a source may size the broker's flow by it (JetStream's pull requests); the bound is
-/// on what a call hands out.
+/// on what a call hands out. (A StreamBus reader makes a fetch's deliveries as the
+/// fetch arrives, and hands them out 256 at a time; its fetches are bounded in bytes.)
 pub const MOST_A_FETCH: usize = 256;
 
 /// A driver's stream of deliveries, run by [`run_source`](crate::run_source).
