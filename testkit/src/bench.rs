@@ -13,7 +13,13 @@ pub use targets::{print_targets, Goal, Target};
 
 /// How many messages a bench sends: `TW_BENCH_MESSAGES`, else `default`.
 pub fn messages_from_env(default: usize) -> usize {
-    std::env::var("TW_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    count_from_env("TW_BENCH_MESSAGES", default)
+}
+
+/// A count a bench takes from the environment variable `name`, else `default` (also
+/// when the value is not a number).
+pub fn count_from_env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// A payload of `len` bytes.

@@ -23,7 +23,7 @@ use rdkafka::ClientConfig;
 use support::{consume_raw, length_only, owned, produce_raw};
 use tidewater_core::{Driver, ReadTask};
 use tidewater_kafka::{Kafka, KafkaConfig};
-use tidewater_testkit::bench::{consume, measured, median, messages_from_env, rate, Cost};
+use tidewater_testkit::bench::{consume, count_from_env, measured, median, messages_from_env, rate, Cost};
 
 #[global_allocator]
 static GLOBAL: tidewater_testkit::bench::Counting = tidewater_testkit::bench::Counting;
@@ -35,14 +35,10 @@ const QUIET: f64 = 0.10;
 /// The most warm-up reads.
 const WARM_ROUNDS: usize = 10;
 
-fn from_env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn main() {
     let n = messages_from_env(200_000);
-    let rounds = from_env("TW_BENCH_ROUNDS", 5).max(1);
-    let prefetch = from_env("TW_BENCH_PREFETCH", ReadTask::new("t").prefetch);
+    let rounds = count_from_env("TW_BENCH_ROUNDS", 5).max(1);
+    let prefetch = count_from_env("TW_BENCH_PREFETCH", ReadTask::new("t").prefetch);
     let broker = tidewater_testkit::KafkaBroker::start();
     let brokers = broker.brokers();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
