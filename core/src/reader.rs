@@ -334,8 +334,8 @@ pub trait Reader: Send + Sync {
 /// and 1.55-1.95 CPU µs a record, and at 0.88-0.93M and 1.40-1.60 µs with this bound
 /// (`BENCHMARKS.md`, session 40). The runner still passes the prefetch as `max`, since
 /// a source may size the broker's flow by it (JetStream's pull requests); the bound is
-/// on what a call hands out. (A StreamBus reader makes a fetch's deliveries as the
-/// fetch arrives, and hands them out 256 at a time; its fetches are bounded in bytes.)
+/// on what a call hands out. Sources that read whole fetches (StreamBus) keep the
+/// records and make deliveries only of what they hand out.
 pub const MOST_A_FETCH: usize = 256;
 
 /// A driver's stream of deliveries, run by [`run_source`](crate::run_source).

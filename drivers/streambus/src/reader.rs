@@ -1,7 +1,7 @@
 //! The read side: a polling fetch loop over the assigned partitions, commits that never
 //! pass an unprocessed record, and three ways to own partitions.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::client::{BrokerGeneration, Client};
 use crate::counters::Counters;
 use crate::errors::broker_code;
 use crate::group::{Membership, Standing};
-use crate::protocol::{ErrorCode, FetchRequest, Isolation, Request, Response};
+use crate::protocol::{ErrorCode, FetchRequest, Isolation, Record, Request, Response};
 use crate::record;
 use crate::transaction::StreamBusOrigin;
 use crate::DRIVER;
@@ -309,7 +309,8 @@ impl Reader for StreamBusReader {
         let background = tokio::spawn(keep_up(Arc::clone(&shared), owner, stop_rx));
         Ok(Box::new(StreamBusSource {
             shared,
-            buffer: VecDeque::new(),
+            pending: None,
+            dispatches: Vec::new(),
             next_partition: 0,
             idle: Duration::ZERO,
             background: Some((stop_tx, background)),
@@ -412,9 +413,23 @@ async fn rebalance(shared: &Shared, owner: &mut Owner) -> Result<()> {
     }
 }
 
+/// The records of a fetch not yet handed out, and where the fetch left their partition.
+struct Pending {
+    epoch: u64,
+    partition: u32,
+    /// The partition's position after the fetch. A nack or a reset moves it back and a
+    /// reassignment bumps the epoch; either makes the rest of the fetch stale.
+    next: i64,
+    records: std::vec::IntoIter<Record>,
+}
+
 struct StreamBusSource {
     shared: Arc<Shared>,
-    buffer: VecDeque<Incoming>,
+    /// The fetch being handed out: its deliveries are made as they are handed out, not
+    /// as the fetch arrives, so none is made that a nack meanwhile made stale.
+    pending: Option<Pending>,
+    /// Scratch for [`StreamBusSource::hand_out`]: each record's ticket serial and attempt.
+    dispatches: Vec<(u64, u32)>,
     next_partition: usize,
     idle: Duration,
     background: Option<(watch::Sender<bool>, tokio::task::JoinHandle<Result<()>>)>,
@@ -478,31 +493,66 @@ impl StreamBusSource {
         }
         let next = response.next_position(position);
         let mut state = self.shared.state.lock().unwrap();
-        let State { epoch: now_epoch, parts, attempts } = &mut *state;
+        let State { epoch: now_epoch, parts, .. } = &mut *state;
         let Some(part) = parts.get_mut(&partition) else { return Ok(0) };
         if *now_epoch != epoch || part.position != position {
             // Rewound or reassigned while the fetch was out: its records are stale.
             return Ok(0);
         }
         part.position = next;
+        drop(state);
         let count = response.records.len();
-        for rec in response.records {
-            if rec.offset < position {
-                continue;
+        let mut records = response.records;
+        records.retain(|r| r.offset >= position);
+        if !records.is_empty() {
+            self.pending = Some(Pending { epoch, partition, next, records: records.into_iter() });
+        }
+        Ok(count)
+    }
+
+    /// Hands out up to `max` records of the pending fetch as deliveries, dispatched now:
+    /// none if a nack or a reassignment since the fetch made them stale, in which case
+    /// the fetch is dropped and its partition read again from where it was moved to.
+    fn hand_out(&mut self, batch: &mut Vec<Incoming>, max: usize) -> usize {
+        let Some(pending) = &mut self.pending else { return 0 };
+        let n = max.clamp(1, MOST_A_FETCH).min(pending.records.len());
+        {
+            // Tickets are taken in offset order and only while the partition is where the
+            // fetch left it; the deliveries are made after, outside the lock the handlers
+            // settle under.
+            let mut state = self.shared.state.lock().unwrap();
+            let State { epoch, parts, attempts } = &mut *state;
+            let part = parts
+                .get_mut(&pending.partition)
+                .filter(|part| *epoch == pending.epoch && part.position == pending.next);
+            let Some(part) = part else {
+                self.pending = None;
+                return 0;
+            };
+            self.dispatches.clear();
+            for record in &pending.records.as_slice()[..n] {
+                let offset = record.offset as u64;
+                let ticket = part.commits.dispatched(offset);
+                let attempt = attempts.get(&(pending.partition, offset)).copied().unwrap_or(1);
+                self.dispatches.push((ticket.serial(), attempt));
             }
+        }
+        let (epoch, partition) = (pending.epoch, pending.partition);
+        for (rec, &(serial, attempt)) in pending.records.by_ref().take(n).zip(&self.dispatches) {
             let offset = rec.offset as u64;
-            let ticket = part.commits.dispatched(offset);
-            let attempt = attempts.get(&(partition, offset)).copied().unwrap_or(1);
             let message = record::from_record(&self.shared.topic, partition, rec);
             let (position, group) = (Position::Log { partition, offset }, self.shared.group.clone());
             let mut delivery = Delivery::new(message, attempt, position, group);
             let origin = self.shared.origin.as_ref().map(|o| Arc::clone(o) as Arc<dyn std::any::Any + Send + Sync>);
             // Always true: the delivery was made just now.
-            let set = delivery.set_dispatch(attempt, origin, [epoch, ticket.serial(), 0]);
+            let set = delivery.set_dispatch(attempt, origin, [epoch, serial, 0]);
             debug_assert!(set);
-            self.buffer.push_back(Incoming { delivery, settle: Settler::Shared(Arc::clone(&self.shared) as _) });
+            batch.push(Incoming { delivery, settle: Settler::Shared(Arc::clone(&self.shared) as _) });
         }
-        Ok(count)
+        if pending.records.len() == 0 {
+            self.pending = None;
+        }
+        n
     }
 }
 
@@ -533,10 +583,11 @@ impl StreamBusSource {
 impl Source for StreamBusSource {
     async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
         loop {
-            if !self.buffer.is_empty() {
-                let n = max.min(MOST_A_FETCH).min(self.buffer.len());
-                batch.extend(self.buffer.drain(..n));
-                return Ok(n);
+            if self.pending.is_some() {
+                match self.hand_out(batch, max) {
+                    0 => {}
+                    n => return Ok(n),
+                }
             }
             if let Some((_, task)) = &self.background {
                 if task.is_finished() {
@@ -558,7 +609,7 @@ impl Source for StreamBusSource {
                     }
                     Err(e) => return Err(e),
                 }
-                if !self.buffer.is_empty() {
+                if self.pending.is_some() {
                     break;
                 }
             }
@@ -580,7 +631,7 @@ impl Source for StreamBusSource {
     }
 
     async fn close(&mut self) -> Result<()> {
-        self.buffer.clear();
+        self.pending = None;
         if let Some((stop, task)) = self.background.take() {
             let _ = stop.send(true);
             match task.await {
