@@ -248,6 +248,7 @@ mod conformance {
             attempts_stay_exact_across_a_shutdown: "the toy keeps nothing for a redelivery after a shutdown",
             lag_drains_to_zero: "the toy keeps no positions, so a group has no lag to tell",
             batches_settle_each_delivery: "the toy does not redeliver the delivery a batch reports failed",
+            nothing_stale_is_handed_out_after_a_nack: "the toy does not redeliver: a nack rewinds nothing",
             prefetch_bounds_read_ahead:
                 "the toy pushes each message to a member as it is published, with no flow control",
         }

@@ -506,7 +506,8 @@ pub async fn run_stress(f: Arc<dyn Fixture>, copies: usize) {
             crate::batches_settle_each_delivery(Arc::clone(&f)).await;
             crate::transactions_land_whole_or_not_at_all(Arc::clone(&f)).await;
             crate::prefetch_bounds_read_ahead(Arc::clone(&f)).await;
-            crate::fetches_stay_bounded_whatever_the_prefetch(f).await;
+            crate::fetches_stay_bounded_whatever_the_prefetch(Arc::clone(&f)).await;
+            crate::nothing_stale_is_handed_out_after_a_nack(f).await;
         }));
     }
     for run in runs {

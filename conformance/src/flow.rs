@@ -2,8 +2,9 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tidewater_core::{ReadTask, ReadySignal, Settlement, Settler, MOST_A_FETCH};
+use tidewater_core::{Incoming, MessageId, ReadTask, ReadySignal, Settlement, Settler, Source, MOST_A_FETCH};
 use tokio::sync::Semaphore;
 
 use crate::cases::GRACE;
@@ -125,4 +126,126 @@ pub async fn fetches_stay_bounded_whatever_the_prefetch(f: Arc<dyn Fixture>) {
         sizes.iter().all(|&n| n <= MOST_A_FETCH),
         "fetches made more than {MOST_A_FETCH} deliveries at once: {sizes:?}"
     );
+}
+
+/// Case 26: Once a nack has rewound a partition, its source hands out nothing the rewind
+/// made stale: what it held of that partition beyond the nacked message is dropped, and
+/// the partition is read again from the nacked message, which comes again; every message
+/// is acked once in the end.
+///
+/// A stale delivery reaches a handler only to be given back unhandled (the runner asks
+/// `is_current` first), but a source that made a whole fetch's deliveries before handing
+/// them out still made them, and handed out up to a fetch of them after the nack. The
+/// case opens the source itself with a prefetch of 8,192, writes 1,000 small messages,
+/// nacks the first it is handed, and asks of every delivery handed out after whether it
+/// is still current. Without it, the StreamBus reader handed out the rest of a fetch
+/// made stale by the nack. Where a nack redelivers that one message (the memory driver,
+/// Pulsar, JetStream), nothing is rewound and nothing goes stale.
+pub async fn nothing_stale_is_handed_out_after_a_nack(f: Arc<dyn Fixture>) {
+    const MESSAGES: usize = 1_000;
+    const PREFETCH: usize = 8_192;
+    let caps = f.capabilities();
+    if !caps.redelivery_on_nack {
+        return skip("nothing_stale_is_handed_out_after_a_nack", "redelivery_on_nack");
+    }
+    let patience = caps.patience;
+    let topic = crate::cases::topic(&*f, "stale").await;
+    let task = ReadTask::new(&topic).with_prefetch(PREFETCH);
+    let reader = f.reader().await;
+    let mut source = match reader.open(&task, &ReadySignal::new().0).await {
+        Ok(source) => source,
+        Err(err) => panic!("opening a source on {topic} failed: {err}"),
+    };
+    let messages = batch(&topic, MESSAGES, |_, m| m);
+    let expected = ids(&messages);
+    if let Err(err) = f.writer().await.write(messages).await {
+        panic!("writing {MESSAGES} messages to {topic} failed: {err}");
+    }
+
+    let mut fetched = Vec::new();
+    next_batch(&mut *source, &mut fetched, PREFETCH, patience, 0).await;
+    let mut first = fetched.drain(..);
+    let nacked = first.next().expect("a batch is not empty");
+    let nacked_id = nacked.delivery.message().id.clone();
+    settle(nacked, Settlement::Nack { delay: Some(Duration::from_millis(20)) }).await;
+    // Handed out before the nack: the records it made stale are given back, as the
+    // runner gives them back; the others (of other partitions) are handled.
+    let mut seen = HashSet::new();
+    for incoming in first {
+        if is_current(&incoming) {
+            seen.insert(settle(incoming, Settlement::Ack).await);
+        } else {
+            release(incoming).await;
+        }
+    }
+    let mut stale = Vec::new();
+    while seen.len() < MESSAGES {
+        next_batch(&mut *source, &mut fetched, PREFETCH, patience, seen.len()).await;
+        for incoming in fetched.drain(..) {
+            if is_current(&incoming) {
+                seen.insert(settle(incoming, Settlement::Ack).await);
+            } else {
+                stale.push(incoming.delivery.message().id.clone());
+                release(incoming).await;
+            }
+        }
+    }
+    if let Err(err) = source.close().await {
+        panic!("closing the source failed: {err}");
+    }
+    assert!(
+        stale.is_empty(),
+        "after the nack of {nacked_id}, the source handed out {} deliveries the nack had already made stale, \
+         the first {:?}",
+        stale.len(),
+        &stale[..stale.len().min(3)]
+    );
+    assert!(seen.contains(&nacked_id), "the nacked {nacked_id} came again");
+    assert_eq!(seen, expected);
+}
+
+/// One call of `next_batch` into `fetched`, which must hand out something within
+/// `patience`; `so_far` messages were handled before it.
+async fn next_batch(
+    source: &mut dyn Source,
+    fetched: &mut Vec<Incoming>,
+    max: usize,
+    patience: Duration,
+    so_far: usize,
+) -> usize {
+    match tokio::time::timeout(patience, source.next_batch(fetched, max)).await {
+        Ok(Ok(0)) => panic!("the source ended after {so_far} messages"),
+        Ok(Ok(n)) => n,
+        Ok(Err(err)) => panic!("a fetch failed after {so_far} messages: {err}"),
+        Err(_) => panic!("nothing more arrived within {patience:?} after {so_far} messages"),
+    }
+}
+
+/// Whether the source still wants `incoming` handled.
+fn is_current(incoming: &Incoming) -> bool {
+    match &incoming.settle {
+        Settler::Own(settle) => settle.is_current(),
+        Settler::Shared(settle) => settle.is_current(&incoming.delivery),
+    }
+}
+
+/// Settles `incoming`, which must succeed, and returns its message's id.
+async fn settle(incoming: Incoming, settlement: Settlement) -> MessageId {
+    let id = incoming.delivery.message().id.clone();
+    let settled = match incoming.settle {
+        Settler::Own(settle) => settle.settle(settlement).await,
+        Settler::Shared(settle) => settle.settle(&incoming.delivery, settlement).await,
+    };
+    if let Err(err) = settled {
+        panic!("settling {id} with {settlement:?} failed: {err}");
+    }
+    id
+}
+
+/// Gives `incoming` back unhandled.
+async fn release(incoming: Incoming) {
+    match incoming.settle {
+        Settler::Own(settle) => settle.release().await,
+        Settler::Shared(settle) => settle.release(&incoming.delivery).await,
+    }
 }

@@ -21,7 +21,8 @@
 //!    open (a log consumer waiting for partitions) says so with `announces_ready` and
 //!    calls the ready signal itself. `next_batch` hands out at most its `max` and never
 //!    more than [`MOST_A_FETCH`](tidewater_core::MOST_A_FETCH) deliveries a call,
-//!    leaving the rest in the broker's client.
+//!    leaving the rest in the broker's client. After a nack rewinds a partition, it
+//!    hands out none of what it held of that partition past the nacked record.
 //! 3. Every delivery is settled exactly once: `Settle::settle` for ack or nack,
 //!    `release` for one given back unhandled (or, for a source that keeps its settlement
 //!    state in one place, the same calls of one
@@ -267,7 +268,7 @@ macro_rules! conformance_tests {
             permanent_failures_never_loop, attempts_stay_exact_across_a_shutdown, names_follow_one_rule,
             topics_are_administered, concurrency_runs_handlers_in_parallel, lag_drains_to_zero,
             batches_settle_each_delivery, transactions_land_whole_or_not_at_all, prefetch_bounds_read_ahead,
-            fetches_stay_bounded_whatever_the_prefetch);
+            fetches_stay_bounded_whatever_the_prefetch, nothing_stale_is_handed_out_after_a_nack);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stress() {
@@ -366,6 +367,9 @@ macro_rules! __conformance_case {
     };
     ($make:path; fetches_stay_bounded_whatever_the_prefetch; [fetches_stay_bounded_whatever_the_prefetch : $why:literal $(, $r:ident : $rw:literal)*]) => {
         $crate::__conformance_test!($make; fetches_stay_bounded_whatever_the_prefetch; $why);
+    };
+    ($make:path; nothing_stale_is_handed_out_after_a_nack; [nothing_stale_is_handed_out_after_a_nack : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; nothing_stale_is_handed_out_after_a_nack; $why);
     };
     ($make:path; [$skip:ident : $why:literal $(, $r:ident : $rw:literal)*]; $case:ident) => {
         $crate::__conformance_case!($make; $case; [$skip : $why $(, $r : $rw)*]);

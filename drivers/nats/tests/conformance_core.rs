@@ -45,6 +45,7 @@ tidewater_conformance::conformance_tests!(
         attempts_stay_exact_across_a_shutdown: "core NATS keeps nothing for a redelivery after a shutdown",
         lag_drains_to_zero: "core NATS keeps no messages and no positions, so a group has no lag to tell",
         batches_settle_each_delivery: "core NATS does not redeliver the delivery a batch reports failed",
+        nothing_stale_is_handed_out_after_a_nack: "core NATS does not redeliver: a nack rewinds nothing",
         prefetch_bounds_read_ahead:
             "core NATS has no flow control: the server pushes each message to a queue group member as it is published",
     }
