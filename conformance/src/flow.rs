@@ -84,37 +84,13 @@ pub async fn fetches_stay_bounded_whatever_the_prefetch(f: Arc<dyn Fixture>) {
     const MESSAGES: usize = 1_000;
     const PREFETCH: usize = 8_192;
     let patience = f.capabilities().patience;
-    let topic = crate::cases::topic(&*f, "fetch-bound").await;
-    let task = ReadTask::new(&topic).with_prefetch(PREFETCH);
-    let reader = f.reader().await;
-    let mut source = match reader.open(&task, &ReadySignal::new().0).await {
-        Ok(source) => source,
-        Err(err) => panic!("opening a source on {topic} failed: {err}"),
-    };
-    let messages = batch(&topic, MESSAGES, |_, m| m);
-    let expected = ids(&messages);
-    if let Err(err) = f.writer().await.write(messages).await {
-        panic!("writing {MESSAGES} messages to {topic} failed: {err}");
-    }
+    let (mut source, expected) = backlog(&*f, "fetch-bound", MESSAGES, PREFETCH).await;
 
     let (mut sizes, mut seen, mut fetched) = (Vec::new(), HashSet::new(), Vec::new());
     while seen.len() < MESSAGES {
-        let n = match tokio::time::timeout(patience, source.next_batch(&mut fetched, PREFETCH)).await {
-            Ok(Ok(n)) => n,
-            Ok(Err(err)) => panic!("a fetch failed after {} of {MESSAGES}: {err}", seen.len()),
-            Err(_) => panic!("{} of {MESSAGES} messages arrived within {patience:?}", seen.len()),
-        };
-        assert!(n > 0, "the source ended after {} of {MESSAGES} messages", seen.len());
-        sizes.push(n);
+        sizes.push(next_batch(&mut *source, &mut fetched, PREFETCH, patience, seen.len()).await);
         for incoming in fetched.drain(..) {
-            let id = incoming.delivery.message().id.clone();
-            let settled = match incoming.settle {
-                Settler::Own(settle) => settle.settle(Settlement::Ack).await,
-                Settler::Shared(settle) => settle.settle(&incoming.delivery, Settlement::Ack).await,
-            };
-            if let Err(err) = settled {
-                panic!("acking {id} failed: {err}");
-            }
+            let id = settle(incoming, Settlement::Ack).await;
             assert!(seen.insert(id.clone()), "{id} came twice");
         }
     }
@@ -149,18 +125,7 @@ pub async fn nothing_stale_is_handed_out_after_a_nack(f: Arc<dyn Fixture>) {
         return skip("nothing_stale_is_handed_out_after_a_nack", "redelivery_on_nack");
     }
     let patience = caps.patience;
-    let topic = crate::cases::topic(&*f, "stale").await;
-    let task = ReadTask::new(&topic).with_prefetch(PREFETCH);
-    let reader = f.reader().await;
-    let mut source = match reader.open(&task, &ReadySignal::new().0).await {
-        Ok(source) => source,
-        Err(err) => panic!("opening a source on {topic} failed: {err}"),
-    };
-    let messages = batch(&topic, MESSAGES, |_, m| m);
-    let expected = ids(&messages);
-    if let Err(err) = f.writer().await.write(messages).await {
-        panic!("writing {MESSAGES} messages to {topic} failed: {err}");
-    }
+    let (mut source, expected) = backlog(&*f, "stale", MESSAGES, PREFETCH).await;
 
     let mut fetched = Vec::new();
     next_batch(&mut *source, &mut fetched, PREFETCH, patience, 0).await;
@@ -202,6 +167,28 @@ pub async fn nothing_stale_is_handed_out_after_a_nack(f: Arc<dyn Fixture>) {
     );
     assert!(seen.contains(&nacked_id), "the nacked {nacked_id} came again");
     assert_eq!(seen, expected);
+}
+
+/// A source opened with `prefetch` on a fresh topic, to which `messages` small
+/// messages were then written, and their ids.
+async fn backlog(
+    f: &dyn Fixture,
+    name: &str,
+    messages: usize,
+    prefetch: usize,
+) -> (Box<dyn Source>, HashSet<MessageId>) {
+    let topic = crate::cases::topic(f, name).await;
+    let task = ReadTask::new(&topic).with_prefetch(prefetch);
+    let source = match f.reader().await.open(&task, &ReadySignal::new().0).await {
+        Ok(source) => source,
+        Err(err) => panic!("opening a source on {topic} failed: {err}"),
+    };
+    let written = batch(&topic, messages, |_, m| m);
+    let expected = ids(&written);
+    if let Err(err) = f.writer().await.write(written).await {
+        panic!("writing {messages} messages to {topic} failed: {err}");
+    }
+    (source, expected)
 }
 
 /// One call of `next_batch` into `fetched`, which must hand out something within
