@@ -11,8 +11,9 @@
 //! - core end to end: publish and receive in one subscriber (raw: a subscription loop;
 //!   tidewater: a handler), both sides with the headers of the first row;
 //! - JetStream publish: batches of 100, each waiting for its acknowledgements;
-//! - JetStream consume: a pre-filled stream read by a durable pull consumer with explicit
-//!   acks (raw: `consumer.messages()` with an ack per message; tidewater: a handler).
+//! - JetStream consume: one stream filled once, then read whole in each run by a durable
+//!   pull consumer of each side's own, with explicit acks (raw: `consumer.messages()`
+//!   with an ack per message; tidewater: a handler).
 //!
 //! Tidewater publishes as a service does: a `Publisher` with its default ids, each made
 //! on the clock (`publish_bytes`; `publish_messages` for JetStream's batches). Raw is a
@@ -23,7 +24,8 @@
 //!
 //! After the table, issue 17's targets for these rows and whether the run met them.
 //!
-//! Each JetStream figure is the median of 3 runs; each core figure the median of 31 runs
+//! Each JetStream publish figure is the median of 3 runs, each consume figure the median
+//! of 9 (after a read of each side not counted); each core figure the median of 31 runs
 //! of a fifth as many messages; raw and tidewater take turns at going first.
 //! `TW_BENCH_CORE_ONLY=1` runs the core rows alone, `TW_BENCH_JS_ONLY=1` the JetStream
 //! rows alone. `TW_BENCH_ONLY=raw` or
@@ -47,6 +49,8 @@ use tidewater_testkit::bench::{
 };
 
 const RUNS: usize = 3;
+/// Reads of the one consume stream a side, after one not counted.
+const CONSUME_RUNS: usize = 9;
 const CORE_RUNS: usize = 31;
 const BATCH: usize = 100;
 
@@ -207,17 +211,17 @@ async fn fill(js: &JetStream, subject: &str, stream: &str, n: usize) {
     publish_batches(&publisher(js), subject, n).await;
 }
 
-async fn js_consume_raw(js: &JetStream, n: usize, run: usize) -> f64 {
-    let (subject, stream) = (format!("bench.js.con.raw.{run}"), format!("bench_js_con_raw_{run}"));
-    fill(js, &subject, &stream, n).await;
+/// Reads the whole of `stream` with a new durable consumer, acking each message.
+async fn js_consume_raw(js: &JetStream, stream: &str, n: usize, run: usize) -> f64 {
+    let name = format!("raw-{run}");
     let consumer: jetstream::consumer::PullConsumer = js
         .context()
-        .get_stream(&stream)
+        .get_stream(stream)
         .await
         .unwrap()
         .get_or_create_consumer(
-            "raw",
-            jetstream::consumer::pull::Config { durable_name: Some("raw".into()), ..Default::default() },
+            &name,
+            jetstream::consumer::pull::Config { durable_name: Some(name.clone()), ..Default::default() },
         )
         .await
         .unwrap();
@@ -231,9 +235,8 @@ async fn js_consume_raw(js: &JetStream, n: usize, run: usize) -> f64 {
     rate(n, started.elapsed())
 }
 
-async fn js_consume_tw(js: &JetStream, n: usize, run: usize) -> f64 {
-    let (subject, stream) = (format!("bench.js.con.tw.{run}"), format!("bench_js_con_tw_{run}"));
-    fill(js, &subject, &stream, n).await;
+/// Reads the whole of the stream behind `subject` in a new group, through a handler.
+async fn js_consume_tw(js: &JetStream, subject: &str, n: usize, run: usize) -> f64 {
     let counter = Counter::new(n);
     let c = Arc::clone(&counter);
     let mut s = SubscriberScheduler::new(js.reader(), EventRegistry::new());
@@ -245,7 +248,7 @@ async fn js_consume_tw(js: &JetStream, n: usize, run: usize) -> f64 {
             async { Ok::<_, HandlerError>(()) }
         }),
     )
-    .group("tw");
+    .group(format!("tw-{run}"));
     let started = Instant::now();
     s.start().await.unwrap();
     counter.wait(Duration::from_secs(120)).await;
@@ -320,11 +323,24 @@ fn main() {
         for run in 0..js_runs {
             let (r, t) = paired(run, js_publish_raw(&ctx, n, run), js_publish_tw(&js, n, run)).await;
             table.push_rates(3, r, t);
-            let (r, t) = paired(run, js_consume_raw(&js, n, run), js_consume_tw(&js, n, run)).await;
+        }
+        // Both sides read one stream, filled once, with consumers of their own. With a
+        // stream filled for each read, just before it, the row came out anywhere from
+        // 0.72 to 1.24 from one run of the bench to the next; this way, 0.98-1.13
+        // (`BENCHMARKS.md`, session 41).
+        let consume_runs = if js_runs > 0 { CONSUME_RUNS } else { 0 };
+        let (subject, stream) = ("bench.js.con", "bench_js_con");
+        if consume_runs > 0 {
+            fill(&js, subject, stream, n).await;
+            paired(consume_runs, js_consume_raw(&js, stream, n, consume_runs), js_consume_tw(&js, subject, n, consume_runs))
+                .await;
+        }
+        for run in 0..consume_runs {
+            let (r, t) = paired(run, js_consume_raw(&js, stream, n, run), js_consume_tw(&js, subject, n, run)).await;
             table.push_rates(4, r, t);
         }
         println!(
-            "NATS, 1 KiB messages, nats-server {} on this machine; core: {core_n} per run, median of {core_runs}; JetStream: {n} per run, median of {js_runs}",
+            "NATS, 1 KiB messages, nats-server {} on this machine; core: {core_n} per run, median of {core_runs}; JetStream: {n} per run, median of {js_runs} (publish) and {consume_runs} (consume)",
             tidewater_testkit::install::version("NATS_SERVER_VERSION")
         );
         table.print();
