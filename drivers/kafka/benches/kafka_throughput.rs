@@ -6,14 +6,15 @@
 //! - produce: batches of 1,000 keyed messages, each waiting for its acknowledgements
 //!   (raw: `FutureProducer::send_result` per message, then the delivery futures;
 //!   tidewater: `Writer::write`), both with the driver's producer settings;
-//! - consume: a pre-filled 3-partition topic read by a new consumer group, timed from the
-//!   first record to the last, so group set-up is left out (raw: a `StreamConsumer::recv`
-//!   loop with auto-commit; tidewater: a handler, with its commits of processed offsets);
+//! - consume: the 3-partition topic tidewater's writer filled in the produce row, read
+//!   by each side with a new consumer group, timed from the first record to the last, so
+//!   group set-up is left out (raw: a `StreamConsumer::recv` loop with auto-commit;
+//!   tidewater: a handler, with its commits of processed offsets);
 //! - consume, against raw reading what a message carries: the same, but the raw loop
 //!   also copies each record's payload and key out of librdkafka's buffer and reads its
 //!   headers (librdkafka parses them on first access) into owned values, as anything
 //!   that keeps a record past the next poll must: the part of tidewater's cost that is
-//!   reading the record rather than the layer (each side reads its topic again, with a
+//!   reading the record rather than the layer (each side reads the topic again, with a
 //!   group of its own).
 //!
 //! Beside each rate, what a message cost the process on each side: CPU time (the broker's
@@ -141,12 +142,14 @@ fn main() {
                 measured(produce(kafka.writer(), &tw_topic, n, BATCH, 1024)),
             );
             table.push_measured(0, n, produced.await);
-            // Each consume row reads both topics again, in groups of its own.
+            // Both sides read the same records, those tidewater wrote, as the Pulsar and
+            // JetStream benches do. Each consume row reads the topic again, in groups of
+            // its own.
             for (row, read, group) in [(1, length_only as ReadRecord, "group"), (2, owned, "group-owned")] {
                 let group = format!("bench-{group}-{run}");
                 let consumed = paired(
                     run,
-                    measured(consume_raw(&brokers, &raw_topic, &group, n, read)),
+                    measured(consume_raw(&brokers, &tw_topic, &group, n, read)),
                     measured(consume_tw(&kafka, &tw_topic, &group, n)),
                 );
                 table.push_measured(row, n, consumed.await);
