@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidewater_core::{Incoming, MessageId, ReadTask, ReadySignal, Settlement, Settler, Source, MOST_A_FETCH};
+use tidewater_core::{Incoming, MessageId, ReadTask, ReadySignal, Settlement, Source, MOST_A_FETCH};
 use tokio::sync::Semaphore;
 
 use crate::cases::GRACE;
@@ -137,21 +137,21 @@ pub async fn nothing_stale_is_handed_out_after_a_nack(f: Arc<dyn Fixture>) {
     // runner gives them back; the others (of other partitions) are handled.
     let mut seen = HashSet::new();
     for incoming in first {
-        if is_current(&incoming) {
+        if incoming.settle.is_current(&incoming.delivery) {
             seen.insert(settle(incoming, Settlement::Ack).await);
         } else {
-            release(incoming).await;
+            incoming.settle.release(&incoming.delivery).await;
         }
     }
     let mut stale = Vec::new();
     while seen.len() < MESSAGES {
         next_batch(&mut *source, &mut fetched, PREFETCH, patience, seen.len()).await;
         for incoming in fetched.drain(..) {
-            if is_current(&incoming) {
+            if incoming.settle.is_current(&incoming.delivery) {
                 seen.insert(settle(incoming, Settlement::Ack).await);
             } else {
                 stale.push(incoming.delivery.message().id.clone());
-                release(incoming).await;
+                incoming.settle.release(&incoming.delivery).await;
             }
         }
     }
@@ -208,31 +208,12 @@ async fn next_batch(
     }
 }
 
-/// Whether the source still wants `incoming` handled.
-fn is_current(incoming: &Incoming) -> bool {
-    match &incoming.settle {
-        Settler::Own(settle) => settle.is_current(),
-        Settler::Shared(settle) => settle.is_current(&incoming.delivery),
-    }
-}
-
 /// Settles `incoming`, which must succeed, and returns its message's id.
 async fn settle(incoming: Incoming, settlement: Settlement) -> MessageId {
-    let id = incoming.delivery.message().id.clone();
-    let settled = match incoming.settle {
-        Settler::Own(settle) => settle.settle(settlement).await,
-        Settler::Shared(settle) => settle.settle(&incoming.delivery, settlement).await,
-    };
-    if let Err(err) = settled {
+    let Incoming { delivery, settle } = incoming;
+    let id = delivery.message().id.clone();
+    if let Err(err) = settle.settle(&delivery, settlement).await {
         panic!("settling {id} with {settlement:?} failed: {err}");
     }
     id
-}
-
-/// Gives `incoming` back unhandled.
-async fn release(incoming: Incoming) {
-    match incoming.settle {
-        Settler::Own(settle) => settle.release().await,
-        Settler::Shared(settle) => settle.release(&incoming.delivery).await,
-    }
 }

@@ -72,29 +72,36 @@ pub enum Settler {
     Shared(Arc<dyn SharedSettle>),
 }
 
+/// The calls of [`Settle`] and [`SharedSettle`], whichever settles `delivery`: what the
+/// runner calls, and what a test that drives a [`Source`](crate::Source) by hand calls.
 impl Settler {
-    pub(crate) fn is_current(&self, delivery: &Delivery) -> bool {
+    /// Whether `delivery` should still be handled; see [`Settle::is_current`].
+    pub fn is_current(&self, delivery: &Delivery) -> bool {
         match self {
             Settler::Own(settle) => settle.is_current(),
             Settler::Shared(settle) => settle.is_current(delivery),
         }
     }
 
-    pub(crate) fn settle_now(&mut self, delivery: &Delivery, settlement: Settlement) -> Option<Result<()>> {
+    /// Acks or nacks `delivery` at once where that needs no waiting; see
+    /// [`Settle::settle_now`].
+    pub fn settle_now(&mut self, delivery: &Delivery, settlement: Settlement) -> Option<Result<()>> {
         match self {
             Settler::Own(settle) => settle.settle_now(settlement),
             Settler::Shared(settle) => settle.settle_now(delivery, settlement),
         }
     }
 
-    pub(crate) async fn settle(self, delivery: &Delivery, settlement: Settlement) -> Result<()> {
+    /// Acks or nacks `delivery`.
+    pub async fn settle(self, delivery: &Delivery, settlement: Settlement) -> Result<()> {
         match self {
             Settler::Own(settle) => settle.settle(settlement).await,
             Settler::Shared(settle) => settle.settle(delivery, settlement).await,
         }
     }
 
-    pub(crate) async fn release(self, delivery: &Delivery) {
+    /// Gives back `delivery`, fetched but not handled; see [`Settle::release`].
+    pub async fn release(self, delivery: &Delivery) {
         match self {
             Settler::Own(settle) => settle.release().await,
             Settler::Shared(settle) => settle.release(delivery).await,
