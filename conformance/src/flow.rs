@@ -137,22 +137,13 @@ pub async fn nothing_stale_is_handed_out_after_a_nack(f: Arc<dyn Fixture>) {
     // runner gives them back; the others (of other partitions) are handled.
     let mut seen = HashSet::new();
     for incoming in first {
-        if incoming.settle.is_current(&incoming.delivery) {
-            seen.insert(settle(incoming, Settlement::Ack).await);
-        } else {
-            incoming.settle.release(&incoming.delivery).await;
-        }
+        ack_if_current(incoming, &mut seen).await;
     }
     let mut stale = Vec::new();
     while seen.len() < MESSAGES {
         next_batch(&mut *source, &mut fetched, PREFETCH, patience, seen.len()).await;
         for incoming in fetched.drain(..) {
-            if incoming.settle.is_current(&incoming.delivery) {
-                seen.insert(settle(incoming, Settlement::Ack).await);
-            } else {
-                stale.push(incoming.delivery.message().id.clone());
-                incoming.settle.release(&incoming.delivery).await;
-            }
+            stale.extend(ack_if_current(incoming, &mut seen).await);
         }
     }
     if let Err(err) = source.close().await {
@@ -206,6 +197,18 @@ async fn next_batch(
         Ok(Err(err)) => panic!("a fetch failed after {so_far} messages: {err}"),
         Err(_) => panic!("nothing more arrived within {patience:?} after {so_far} messages"),
     }
+}
+
+/// Acks `incoming` and adds its id to `seen` if its source still wants it handled;
+/// else gives it back, as the runner does, and returns its id.
+async fn ack_if_current(incoming: Incoming, seen: &mut HashSet<MessageId>) -> Option<MessageId> {
+    if incoming.settle.is_current(&incoming.delivery) {
+        seen.insert(settle(incoming, Settlement::Ack).await);
+        return None;
+    }
+    let Incoming { delivery, settle } = incoming;
+    settle.release(&delivery).await;
+    Some(delivery.message().id.clone())
 }
 
 /// Settles `incoming`, which must succeed, and returns its message's id.
