@@ -5,7 +5,7 @@
 //! the topic's records (default 200,000), `TW_BENCH_ROUNDS` the rounds (default 5), and
 //! `TW_BENCH_PREFETCH` tidewater's prefetch (default 256, the default of a read task).
 //!
-//! Where `kafka_throughput` writes a topic for each run and reads it once a side, this
+//! Where `kafka_throughput` writes a topic in each run and reads it there, this
 //! bench writes one topic, warms the broker up (until its JIT compiler is quiet), then
 //! reads the whole topic in each round with a new group a side, in a rotating order, so
 //! that the broker serves every read from the same warm page cache. Each round prints

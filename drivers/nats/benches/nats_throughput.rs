@@ -326,7 +326,7 @@ fn main() {
         }
         // Both sides read one stream, filled once, with consumers of their own. With a
         // stream filled for each read, just before it, the row came out anywhere from
-        // 0.72 to 1.24 from one run of the bench to the next; this way, 0.98-1.13
+        // 0.75 to 1.24 from one run of the bench to the next; this way, 0.98-1.13
         // (`BENCHMARKS.md`, session 41).
         let consume_runs = if js_runs > 0 { CONSUME_RUNS } else { 0 };
         let (subject, stream) = ("bench.js.con", "bench_js_con");

@@ -123,8 +123,9 @@ fn main() {
             );
         }
         // Both sides read one topic, filled once, with subscriptions of their own, as
-        // the NATS bench reads JetStream (`BENCHMARKS.md`, session 41): a topic filled
-        // for each read, just before it, put the side that read it after its own fill.
+        // the NATS bench reads JetStream. Each side had read a topic its own producer
+        // had just filled, and the row came out 1.06-1.25; on the same data, 0.98-1.09
+        // (`BENCHMARKS.md`, session 41).
         let topic = "bench-consume";
         produce(pulsar.writer(), topic, n, BATCH, 1024).await;
         let (raw_group, tw_group) = (format!("raw-{CONSUME_RUNS}"), format!("tw-{CONSUME_RUNS}"));
