@@ -159,7 +159,7 @@ mod tests {
                 Err(theirs) => {
                     let err = ours.unwrap_err();
                     assert_eq!(err.kind(), ErrorKind::Decode);
-                    let source = std::error::Error::source(&err).expect("serde_json's error").to_string();
+                    let source = err.get_ref().expect("serde_json's error").to_string();
                     assert_eq!(source, theirs.to_string());
                 }
             }
@@ -213,7 +213,7 @@ mod tests {
         let nested = vec![std::collections::HashMap::from([(vec![1u8], 1)])];
         let err = codec.encode(&nested).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Encode);
-        let source = std::error::Error::source(&err).expect("serde_json's error").to_string();
+        let source = err.get_ref().expect("serde_json's error").to_string();
         assert_eq!(source, serde_json::to_vec(&nested).unwrap_err().to_string());
     }
 }

@@ -87,6 +87,12 @@ impl fmt::Display for ErrorKind {
 /// It says what went wrong ([`ErrorKind`]), whether a retry can help
 /// ([`Error::is_retryable`]), which driver and topic it concerns, and what caused it.
 ///
+/// Its text says its cause, as [`std::io::Error`]'s does, so that a log line of it alone
+/// (`%err`) tells the whole story; and so that a reporter that also prints each
+/// [`source`](StdError::source) (anyhow's `{:#}`, tracing's `error.sources`) says that
+/// cause once, not twice, `source()` goes on from the first cause below those the text
+/// already says. [`Error::get_ref`] is the cause as it was recorded, to downcast.
+///
 /// ```
 /// use tidewater_core::{Error, ErrorKind};
 ///
@@ -186,23 +192,77 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0.kind)?;
-        if !self.0.message.is_empty() {
-            write!(f, ": {}", self.0.message)?;
-        }
-        // The cause is part of what happened ("connection refused"), so the text says it;
-        // a message that already quotes it does not say it again.
-        if let Some(source) = &self.0.source {
-            let cause = source.to_string();
-            if !cause.is_empty() && !self.0.message.contains(&cause) {
-                write!(f, ": {cause}")?;
-            }
-        }
-        match (self.0.driver, &self.0.topic) {
+        self.write_what(f)?;
+        match self.place() {
             (Some(d), Some(t)) => write!(f, " (driver {d}, topic {t})"),
             (Some(d), None) => write!(f, " (driver {d})"),
             (None, Some(t)) => write!(f, " (topic {t})"),
             (None, None) => Ok(()),
         }
+    }
+}
+
+impl Error {
+    /// What happened and its cause, after the kind: the text between the kind and the
+    /// driver and topic.
+    fn write_what(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = &self.0.message;
+        if !message.is_empty() {
+            write!(f, ": {message}")?;
+        }
+        let Some(source) = &self.0.source else { return Ok(()) };
+        // The cause is part of what happened ("connection refused"), so the text says it;
+        // a message that already quotes it does not say it again.
+        match source.downcast_ref::<Error>() {
+            // An error of this crate wrapped in another (a batch's failed message): its
+            // kind where it differs, then its own account; its driver and topic go to
+            // the end, with this one's, rather than a second "(driver ...)" mid-text.
+            Some(inner) if !message.contains(&inner.to_string()) => {
+                if inner.0.kind != self.0.kind {
+                    write!(f, ": {}", inner.0.kind)?;
+                }
+                inner.write_what(f)
+            }
+            Some(_) => Ok(()),
+            None => {
+                let cause = source.to_string();
+                if cause.is_empty() || message.contains(&cause) {
+                    return Ok(());
+                }
+                write!(f, ": {cause}")
+            }
+        }
+    }
+
+    /// The driver and topic the text ends with: this error's, or else those of the first
+    /// error of this crate among its causes that has them.
+    fn place(&self) -> (Option<&'static str>, Option<&str>) {
+        let (mut driver, mut topic) = (self.0.driver, self.0.topic.as_deref());
+        let mut next = self.0.source.as_deref().and_then(|s| s.downcast_ref::<Error>());
+        while let Some(inner) = next {
+            driver = driver.or(inner.0.driver);
+            topic = topic.or(inner.0.topic.as_deref());
+            next = inner.0.source.as_deref().and_then(|s| s.downcast_ref::<Error>());
+        }
+        (driver, topic)
+    }
+
+    /// The cause as it was recorded with [`Error::with_source`], to downcast: the error
+    /// of the broker's client, say. Its text is part of this error's;
+    /// [`source`](StdError::source) starts below it.
+    ///
+    /// ```
+    /// use tidewater_core::{Error, ErrorKind};
+    ///
+    /// let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+    /// let err = Error::new(ErrorKind::Connection, "cannot reach 127.0.0.1:4222").with_source(refused);
+    /// let io = err.get_ref().and_then(|e| e.downcast_ref::<std::io::Error>());
+    /// assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::ConnectionRefused));
+    /// assert_eq!(err.to_string(), "connection failed: cannot reach 127.0.0.1:4222: connection refused");
+    /// assert!(std::error::Error::source(&err).is_none(), "the text already says it");
+    /// ```
+    pub fn get_ref(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
+        self.0.source.as_deref()
     }
 }
 
@@ -224,8 +284,21 @@ impl fmt::Debug for Error {
 }
 
 impl StdError for Error {
+    /// The first cause below those this error's text says: the recorded cause's own
+    /// source, passing over any whose text the error's already holds (a client's error
+    /// that quotes its own cause) or that has none. `None` when the text says them all.
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.0.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+        let recorded: &(dyn StdError + 'static) = self.0.source.as_deref()?;
+        let said = self.to_string();
+        let mut next = recorded.source();
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !text.is_empty() && !said.contains(&text) {
+                return Some(cause);
+            }
+            next = cause.source();
+        }
+        None
     }
 }
 
@@ -461,5 +534,81 @@ mod tests {
         let err = Error::new(ErrorKind::Connection, "cannot connect: Connection refused").with_source(quoted);
         assert_eq!(err.to_string(), "connection failed: cannot connect: Connection refused");
         assert_eq!(HandlerError::transient(err).chain(), "connection failed: cannot connect: Connection refused");
+    }
+
+    /// A client's error that says its own cause and returns it as its source too, as
+    /// async-nats's and rdkafka's do.
+    #[derive(Debug)]
+    struct Quoting(std::io::Error);
+
+    impl fmt::Display for Quoting {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "IO error: {}", self.0)
+        }
+    }
+
+    impl StdError for Quoting {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// What anyhow's `{:#}` prints: the error's text, then each source's, joined by ": ".
+    fn reported(err: &(dyn StdError + 'static)) -> String {
+        let mut text = err.to_string();
+        let mut next = err.source();
+        while let Some(cause) = next {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_reporter_says_each_cause_once() {
+        let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let err = Error::new(ErrorKind::Connection, "cannot reach 127.0.0.1:4222").with_source(refused());
+        assert_eq!(reported(&err), "connection failed: cannot reach 127.0.0.1:4222: Connection refused");
+
+        // The client's error quotes its cause: the chain goes on below both.
+        let err = Error::new(ErrorKind::Connection, "cannot reach 127.0.0.1:4222")
+            .with_source(Quoting(refused()))
+            .with_driver("nats");
+        assert_eq!(
+            reported(&err),
+            "connection failed: cannot reach 127.0.0.1:4222: IO error: Connection refused (driver nats)"
+        );
+        // The cause itself stays at hand, to downcast.
+        let io = err.get_ref().and_then(|e| e.downcast_ref::<Quoting>()).map(|q| q.0.kind());
+        assert_eq!(io, Some(std::io::ErrorKind::ConnectionRefused));
+
+        // A cause the text does not say comes next.
+        let deeper = std::io::Error::other(Quoting(refused()));
+        let err = Error::new(ErrorKind::Connection, "cannot reach").with_source(std::io::Error::other(deeper));
+        assert!(reported(&err).matches("Connection refused").count() == 1, "{}", reported(&err));
+    }
+
+    #[test]
+    fn a_wrapped_error_of_this_crate_says_its_kind_and_driver_once() {
+        let inner = Error::new(ErrorKind::Connection, "gone").with_driver("nats").with_topic("orders");
+        let err = Error::new(ErrorKind::Connection, "message 2 of the batch of 5 was not sent")
+            .with_driver("nats")
+            .with_source(inner);
+        assert_eq!(
+            reported(&err),
+            "connection failed: message 2 of the batch of 5 was not sent: gone (driver nats, topic orders)"
+        );
+        let inner = Error::new(ErrorKind::Timeout, "no answer in 5s")
+            .with_source(std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline"));
+        let err = Error::new(ErrorKind::Connection, "write").with_source(inner).with_driver("kafka");
+        assert_eq!(reported(&err), "connection failed: write: timed out: no answer in 5s: deadline (driver kafka)");
+        // A message that quotes the wrapped error whole says nothing more of it.
+        let inner = Error::new(ErrorKind::TooLarge, "2 MiB").with_source(std::io::Error::other("refused"));
+        let err = Error::new(ErrorKind::TooLarge, format!("2 requests failed; the first: {inner}")).with_source(inner);
+        assert_eq!(
+            reported(&err),
+            "message too large: 2 requests failed; the first: message too large: 2 MiB: refused"
+        );
     }
 }

@@ -78,7 +78,7 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Connection);
         assert!(e.is_retryable());
         assert!(e.to_string().contains("message 2 of the batch of 5 was not sent; the 2 before it were"), "{e}");
-        let source = std::error::Error::source(&e).expect("the failure is the source").to_string();
+        let source = e.get_ref().expect("the failure is the source").to_string();
         assert!(source.contains("gone"), "{source}");
     }
 }

@@ -11,18 +11,33 @@ use crate::protocol::frame::{self, RESPONSE_OVERHEAD};
 use crate::protocol::{FrameError, Request, ResponseHeader};
 
 /// Why a call on a connection failed. Every one of them leaves the connection unusable.
+///
+/// The text of an I/O or frame error quotes it, and it is not also the source: a
+/// reporter that prints each source would say it twice.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CallError {
     #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("the broker closed the connection")]
     Closed,
     #[error("invalid frame: {0}")]
-    Frame(#[from] FrameError),
+    Frame(FrameError),
     #[error("response id {got} does not match request id {sent}")]
     IdMismatch { sent: u64, got: u64 },
     #[error("no response within {0:?}")]
     Timeout(Duration),
+}
+
+impl From<std::io::Error> for CallError {
+    fn from(err: std::io::Error) -> Self {
+        CallError::Io(err)
+    }
+}
+
+impl From<FrameError> for CallError {
+    fn from(err: FrameError) -> Self {
+        CallError::Frame(err)
+    }
 }
 
 impl CallError {

@@ -19,12 +19,17 @@ pub struct BrokerError {
 
 /// The broker's error code behind `err`, if the broker sent one.
 pub fn broker_code(err: &Error) -> Option<ErrorCode> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-    while let Some(s) = source {
-        if let Some(b) = s.downcast_ref::<BrokerError>() {
+    // Down the recorded causes: `source()` passes over those an error's text says, and
+    // the broker's answer is one of them.
+    let mut next: Option<&(dyn std::error::Error + 'static)> = err.get_ref().map(|e| e as _);
+    while let Some(cause) = next {
+        if let Some(b) = cause.downcast_ref::<BrokerError>() {
             return Some(b.code);
         }
-        source = s.source();
+        next = match cause.downcast_ref::<Error>() {
+            Some(inner) => inner.get_ref().map(|e| e as _),
+            None => cause.source(),
+        };
     }
     None
 }

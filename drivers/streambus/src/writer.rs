@@ -284,7 +284,7 @@ fn summarize(mut failures: Vec<Error>, total: usize) -> Result<()> {
         n => {
             let first = failures.remove(0);
             let of = if total > 0 { format!(" of a write of {total} messages") } else { String::new() };
-            Err(Error::new(first.kind(), format!("{n} produce requests{of} failed; the first: {first}"))
+            Err(Error::new(first.kind(), format!("{n} produce requests{of} failed; the first"))
                 .with_driver(DRIVER)
                 .with_source(first))
         }

@@ -395,7 +395,7 @@ async fn a_response_with_the_wrong_id_drops_the_connection() {
     // The health check's connection went back to the pool; its second answer is wrong.
     let err = bus.create_topic("t", 1).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
-    let cause = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+    let cause = err.get_ref().map(ToString::to_string).unwrap_or_default();
     assert!(cause.contains("does not match"), "the cause says what went wrong: {cause}");
     assert_eq!(bus.idle_connections(), 0, "the connection was dropped, not pooled");
 
