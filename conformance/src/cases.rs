@@ -437,7 +437,8 @@ pub async fn shutdown_with_handlers_running(f: Arc<dyn Fixture>) {
 
 /// Case 13: A message larger than any broker takes (16 MiB and a byte) is refused with
 /// `TooLarge`, which no retry can fix, and its error says each thing once: its kind, the
-/// driver, what happened. The writer goes on working, and nothing of the refused write
+/// driver, what happened, and each cause, in its text and as a reporter that prints each
+/// source makes it. The writer goes on working, and nothing of the refused write
 /// arrives, not even the good message before the big one in its batch: a batch is
 /// checked whole before any of it is sent. Nor does a refused batch create a topic, where
 /// the driver can list them to show it.
@@ -456,6 +457,7 @@ pub async fn oversize_is_too_large(f: Arc<dyn Fixture>) {
     for once in [ErrorKind::TooLarge.to_string(), "(driver ".to_owned()] {
         assert_eq!(text.matches(&once).count(), 1, "{once:?} should appear once in: {text}");
     }
+    crate::assert_each_cause_said_once(&err);
     if caps.lists_topics {
         // Nor does a refused batch create the topic it names: the checks that need no
         // broker come before the lookup that creates a missing topic.

@@ -166,8 +166,9 @@ pub async fn attempts_stay_exact_across_a_shutdown(f: Arc<dyn Fixture>) {
 }
 
 /// Case 18: A topic name outside the portable rule is refused the same way on every
-/// driver, by the writer and by the scheduler's start, with `InvalidName`: a name that
-/// passes in a test on the memory driver passes on every broker. A batch with such a name
+/// driver, by the writer and by the scheduler's start, with `InvalidName` and an error
+/// that says each cause once: a name that passes in a test on the memory driver passes
+/// on every broker. A batch with such a name
 /// in it writes nothing, not even its messages to good topics before the bad one, and
 /// creates none of their topics.
 pub async fn names_follow_one_rule(f: Arc<dyn Fixture>) {
@@ -177,11 +178,13 @@ pub async fn names_follow_one_rule(f: Arc<dyn Fixture>) {
     {
         let err = writer.write(vec![tidewater_core::Message::new(&bad, "x")]).await.expect_err(&bad);
         assert_eq!(err.kind(), tidewater_core::ErrorKind::InvalidName, "writing to {bad:?}: {err}");
+        crate::assert_each_cause_said_once(&err);
         let mut scheduler = tidewater_core::SubscriberScheduler::new(f.reader().await, Default::default());
         scheduler.subscribe(bad.clone(), Probe::succeeding());
         let err = scheduler.start().await.expect_err(&bad);
         assert_eq!(err.kind(), tidewater_core::ErrorKind::InvalidName, "subscribing to {bad:?}: {err}");
         assert!(err.to_string().contains(&format!("{bad:?}")), "the error names the topic: {err}");
+        crate::assert_each_cause_said_once(&err);
     }
 
     let good = topic(&*f, "names-good").await;

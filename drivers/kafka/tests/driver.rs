@@ -157,6 +157,7 @@ async fn a_missing_broker_is_a_connection_error() {
     assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
     assert!(err.is_retryable());
     assert!(err.to_string().contains(&port.to_string()), "the error names the address: {err}");
+    tidewater_conformance::assert_each_cause_said_once(&err);
 }
 
 /// A nack on a log rewinds the partition: the record and everything after it come

@@ -262,6 +262,7 @@ async fn bad_input_and_unknown_topics_are_typed_errors() {
     assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
     assert!(err.is_retryable());
     assert!(err.to_string().contains("refused"), "the text says the cause: {err}");
+    tidewater_conformance::assert_each_cause_said_once(&err);
     let err = NatsCore::connect(&NatsConfig::new("htp:/nope")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
 }
@@ -358,6 +359,7 @@ async fn tls_connects_with_the_configured_roots_and_refuses_an_unknown_ca() {
 
     let err = NatsCore::connect(&NatsConfig::new(server.url())).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connection, "a server whose CA we do not trust is refused: {err}");
+    tidewater_conformance::assert_each_cause_said_once(&err);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

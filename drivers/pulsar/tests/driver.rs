@@ -94,6 +94,7 @@ async fn a_broker_that_is_not_there_is_a_connection_error() {
     let err = Pulsar::connect(config).await.unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout), "{err:?}");
     assert!(err.kind().is_retryable());
+    tidewater_conformance::assert_each_cause_said_once(&err);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,6 +414,7 @@ async fn tls_and_token_authentication_on_a_secured_broker() {
     };
     assert_eq!(err.kind(), ErrorKind::Config, "a token with a bad signature is refused for good: {err:?}");
     assert!(err.to_string().contains("refused token"), "the error says what to check: {err}");
+    tidewater_conformance::assert_each_cause_said_once(&err);
 
     let mut plain = support::config(&broker.url());
     plain.request_timeout = Duration::from_secs(10);
@@ -427,6 +429,7 @@ async fn tls_and_token_authentication_on_a_secured_broker() {
     untrusted.request_timeout = Duration::from_secs(3);
     let err = Pulsar::connect(untrusted).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "a broker whose CA we do not trust is refused for good: {err:?}");
+    tidewater_conformance::assert_each_cause_said_once(&err);
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -200,12 +200,14 @@ async fn missing_broker_and_broker_errors_are_typed() {
     let err = StreamBus::connect(config).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
     assert!(err.to_string().contains(&unused.to_string()), "the error names the address: {err}");
+    tidewater_conformance::assert_each_cause_said_once(&err);
 
     let double = BrokerDouble::start(Profile::Later).await;
     let bus = support::connect(&double).await;
     bus.create_topic("fixed", 2).await.unwrap();
     let err = bus.create_topic("fixed", 4).await.unwrap_err();
     assert_eq!(broker_code(&err), Some(ErrorCode::TOPIC_EXISTS), "{err}");
+    tidewater_conformance::assert_each_cause_said_once(&err);
     let err = bus.writer().write(vec![Message::new("bad/name", "x")]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidName, "{err}");
     let huge = Message::new("fixed", vec![0u8; 11 * 1024 * 1024]);

@@ -97,5 +97,6 @@ async fn tls_dials_through_a_terminating_proxy_and_refuses_an_unknown_ca() {
         matches!(err.kind(), ErrorKind::Connection | ErrorKind::Config),
         "a proxy whose CA we do not trust is refused: {err:?}"
     );
+    tidewater_conformance::assert_each_cause_said_once(&err);
     let _ = std::fs::remove_dir_all(&dir);
 }
