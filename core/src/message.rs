@@ -47,13 +47,26 @@ pub mod wire {
             None => Ok(()),
             Some(name) => Err(crate::Error::new(
                 crate::ErrorKind::InvalidInput,
-                format!(
-                    "message {} has a header {name:?}, a name the {driver} driver keeps for its own use",
-                    message.id
-                ),
+                format!("{} has a header {name:?}, a name the {driver} driver keeps for its own use", which(message)),
             )
             .with_driver(driver)
             .with_topic(message.stream.clone())),
+        }
+    }
+
+    /// How an error names a message: by its id, or as one without (a message written
+    /// without a publisher may have none), rather than a blank where the id would go.
+    ///
+    /// ```
+    /// use tidewater_core::{wire, Message};
+    ///
+    /// assert_eq!(wire::which(&Message::new("t", "x").with_id("o-17")), "message o-17");
+    /// assert_eq!(wire::which(&Message::new("t", "x")), "a message with no id");
+    /// ```
+    pub fn which(message: &super::Message) -> String {
+        match message.id.as_str() {
+            "" => "a message with no id".to_owned(),
+            id => format!("message {id}"),
         }
     }
 

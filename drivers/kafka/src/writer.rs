@@ -102,7 +102,7 @@ impl KafkaWriter {
                     }
                 }
                 Err((err, _)) => {
-                    failures.push((index, kafka_error(format!("cannot queue message {}", message.id), err)));
+                    failures.push((index, kafka_error(format!("cannot queue {}", wire::which(message)), err)));
                     return;
                 }
             }
@@ -114,7 +114,7 @@ impl KafkaWriter {
 fn settle(message: &Message, outcome: std::result::Result<OwnedDeliveryResult, Canceled>) -> Result<()> {
     match outcome {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err((err, _))) => Err(kafka_error(format!("message {} was not written", message.id), err)),
+        Ok(Err((err, _))) => Err(kafka_error(format!("{} was not written", wire::which(message)), err)),
         Err(_) => Err(Error::closed("the producer was dropped before the broker answered").with_driver(DRIVER)),
     }
 }

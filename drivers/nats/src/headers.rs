@@ -37,7 +37,7 @@ fn check_value(message: &Message, name: &str, value: &str) -> Result<()> {
     // A byte loop: `contains` with a pattern of chars cost a few hundred instructions
     // for a 36-byte id, checked on every publish.
     if value.bytes().any(|b| b == b'\r' || b == b'\n') {
-        return Err(invalid(message, format!("header {name:?} of message {} contains a line break", message.id)));
+        return Err(invalid(message, format!("header {name:?} of {} contains a line break", wire::which(message))));
     }
     Ok(())
 }
@@ -95,14 +95,14 @@ fn all_but_id(message: &Message, implied: &Implied) -> Result<HeaderMap> {
     for (name, value) in message.headers.iter() {
         let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
         if !valid_name || RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-            return Err(invalid(message, format!("{name:?} cannot be a NATS header name of message {}", message.id)));
+            return Err(invalid(message, format!("{name:?} cannot be a NATS header name of {}", wire::which(message))));
         }
         check_value(message, name, value)?;
         h.insert(name, value);
     }
     if let Some(key) = &message.key {
         let key = std::str::from_utf8(key).map_err(|_| {
-            invalid(message, format!("the key of message {} is not UTF-8; NATS headers carry text", message.id))
+            invalid(message, format!("the key of {} is not UTF-8; NATS headers carry text", wire::which(message)))
         })?;
         check_value(message, wire::KEY, key)?;
         h.insert(KEY_NAME, key);

@@ -31,9 +31,9 @@ pub(crate) fn check(message: &Message, max_bytes: usize) -> Result<()> {
         return Err(Error::new(
             ErrorKind::TooLarge,
             format!(
-                "message {} has a payload of {} bytes; the limit is {max_bytes} (PulsarConfig::max_message_bytes, \
+                "{} has a payload of {} bytes; the limit is {max_bytes} (PulsarConfig::max_message_bytes, \
                  which should match the broker's maxMessageSize)",
-                message.id,
+                wire::which(message),
                 message.payload.len()
             ),
         )
@@ -182,7 +182,11 @@ mod tests {
     #[test]
     fn oversize_and_reserved_headers_are_refused() {
         let m = Message::new("t", Bytes::from(vec![0u8; 11]));
-        assert_eq!(check(&m, 10).unwrap_err().kind(), ErrorKind::TooLarge);
+        let err = check(&m, 10).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooLarge);
+        assert!(err.to_string().contains("a message with no id has a payload of 11 bytes"), "{err}");
+        let err = check(&m.clone().with_id("o-17"), 10).unwrap_err();
+        assert!(err.to_string().contains("message o-17 has a payload of 11 bytes"), "{err}");
         assert!(check(&m, 11).is_ok());
         let mut m = Message::new("t", Bytes::from_static(b"x"));
         m.headers.insert(wire::ID, "x");
