@@ -149,11 +149,7 @@ impl Pulsar {
             )
             .with_driver(DRIVER)),
             Ok(Err(err)) => Err(pulsar_error(format!("cannot connect to Pulsar at {}", config.url), err)),
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                format!("connecting to Pulsar at {} took longer than {:?}", config.url, config.request_timeout),
-            )
-            .with_driver(DRIVER)),
+            Err(_) => Err(timed_out(config).await),
         }
     }
 
@@ -195,6 +191,56 @@ impl Driver for Pulsar {
     }
 }
 
+/// The error of a connect that took the whole request timeout. The pulsar crate retries
+/// a refused connection until then and does not pass on why, so one TCP connection to
+/// each of the URL's hosts tells a broker that is not there (with the system's reason,
+/// such as "connection refused") from one that answers too slowly.
+async fn timed_out(config: &PulsarConfig) -> Error {
+    let waited = format!("no Pulsar broker at {} answered within {:?}", config.url, config.request_timeout);
+    let mut refused = None;
+    for host in hosts(&config.url) {
+        match tokio::time::timeout(PROBE, tokio::net::TcpStream::connect(&host)).await {
+            Ok(Ok(_)) => {
+                let text = format!("{waited}; {host} takes connections but did not complete Pulsar's handshake");
+                return Error::new(ErrorKind::Timeout, text).with_driver(DRIVER);
+            }
+            Ok(Err(err)) => refused = refused.or(Some((host, err))),
+            Err(_) => {}
+        }
+    }
+    match refused {
+        Some((host, err)) => Error::new(ErrorKind::Connection, format!("{waited}; connecting to {host}"))
+            .with_source(err)
+            .with_driver(DRIVER),
+        None => Error::new(ErrorKind::Timeout, waited).with_driver(DRIVER),
+    }
+}
+
+/// How long the diagnosis of a timed out connect waits for each host.
+const PROBE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The `host:port` of each broker a service URL names (the port Pulsar's default for its
+/// scheme where the URL gives none).
+fn hosts(url: &str) -> Vec<String> {
+    let (rest, port) = match url.strip_prefix("pulsar+ssl://") {
+        Some(rest) => (rest, 6651),
+        None => (url.strip_prefix("pulsar://").unwrap_or(url), 6650),
+    };
+    let list = rest.split('/').next().unwrap_or_default();
+    list.split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            // A port after the last ':' that is not inside an IPv6 address's brackets.
+            let has_port = h.rsplit_once(':').is_some_and(|(_, p)| !p.is_empty() && !p.contains(']'));
+            if has_port {
+                h.to_owned()
+            } else {
+                format!("{h}:{port}")
+            }
+        })
+        .collect()
+}
+
 /// A configuration error for a service URL that can never reach a broker (a mistyped
 /// scheme, no host), so that it does not look like a broker that is down.
 fn check_url(url: &str) -> Result<()> {
@@ -220,5 +266,14 @@ mod url_tests {
         for url in ["pulsar://127.0.0.1:6650", "pulsar+ssl://broker.example:6651", "pulsar://a:6650,b:6650"] {
             check_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
         }
+    }
+
+    #[test]
+    fn a_url_names_its_hosts_with_their_ports() {
+        assert_eq!(hosts("pulsar://a:6650,b:7000/"), ["a:6650", "b:7000"]);
+        assert_eq!(hosts("pulsar://broker"), ["broker:6650"]);
+        assert_eq!(hosts("pulsar+ssl://broker"), ["broker:6651"]);
+        assert_eq!(hosts("pulsar://[::1]:6650"), ["[::1]:6650"]);
+        assert_eq!(hosts("pulsar://[::1]"), ["[::1]:6650"]);
     }
 }
