@@ -69,9 +69,12 @@ impl Default for JetStreamConfig {
 ///   message id, so the server drops a retried publish it already stored (within the
 ///   stream's duplicate window).
 /// - **Consumer groups** are durable pull consumers with explicit acks, one per group
-///   and topic (named `<group>__<topic>`); members of a group share it. A task without
-///   a group gets an ephemeral consumer. New groups start at the first message or at
-///   new ones, as the task says.
+///   and topic (named `<group>__<topic>`, with `.` and the other characters JetStream
+///   names cannot hold as `_`); members of a group share it. The consumer records its
+///   group, so a second group whose name maps to the same consumer (`billing.eu`,
+///   `billing_eu`) is refused with `InvalidName` rather than sharing the first's
+///   messages. A task without a group gets an ephemeral consumer. New groups start at
+///   the first message or at new ones, as the task says.
 /// - **Settlement** is per message ([`DeliveryModel::Queue`](tidewater_core::DeliveryModel::Queue)): ack, or nak with the
 ///   nack delay. The attempt is the server's delivery count. The consumer has no
 ///   delivery limit (`max_deliver` unlimited), because the server would silently stop
@@ -297,6 +300,7 @@ impl Reader for JetStream {
         let durable = task.group.as_deref().map(|g| durable_name(g, &topic));
         let config = consumer::pull::Config {
             durable_name: durable.clone(),
+            description: task.group.as_deref().map(|g| format!("{GROUP_PREFIX}{g}")),
             deliver_policy: match task.start {
                 StartFrom::Earliest => consumer::DeliverPolicy::All,
                 StartFrom::Latest => consumer::DeliverPolicy::New,
@@ -317,9 +321,14 @@ impl Reader for JetStream {
                 .with_driver(DRIVER)
                 .with_topic(topic.clone())
         };
-        let consumer: consumer::PullConsumer = match &durable {
-            Some(name) => stream.get_or_create_consumer(name, config).await.map_err(|e| consumer_error(&e))?,
-            None => stream.create_consumer(config).await.map_err(|e| consumer_error(&e))?,
+        let consumer: consumer::PullConsumer = match (&durable, &task.group) {
+            (Some(name), Some(group)) => {
+                let bound = stream.get_or_create_consumer(name, config).await.map_err(|e| consumer_error(&e))?;
+                let owner = Owner { group, topic: &topic, durable: name, stream: &stream_name };
+                owner.check(&bound.cached_info().config)?;
+                bound
+            }
+            _ => stream.create_consumer(config).await.map_err(|e| consumer_error(&e))?,
         };
         let unsettled = Arc::new(Unsettled::default());
         let progress = tokio::spawn(keep_alive(Arc::clone(&unsettled), self.config.ack_wait / 3));
@@ -340,6 +349,48 @@ impl Reader for JetStream {
 /// since a stream may hold several subjects.
 fn durable_name(group: &str, topic: &str) -> String {
     sanitize(&format!("{group}__{topic}"))
+}
+
+/// How a consumer's description names the group it stands for.
+const GROUP_PREFIX: &str = "tidewater group ";
+
+/// A group binding the durable consumer its name maps to.
+struct Owner<'a> {
+    group: &'a str,
+    topic: &'a str,
+    durable: &'a str,
+    stream: &'a str,
+}
+
+impl Owner<'_> {
+    /// Refuses a consumer that another group or another subject made: JetStream names
+    /// cannot hold `.` and a few more characters, which [`sanitize`] turns into `_`, so
+    /// groups `billing.eu` and `billing_eu` (or two subjects of one stream) map to one
+    /// consumer, and binding it would split one group's messages with the other's, or
+    /// read another subject's. A consumer whose description names no group (made before
+    /// groups were recorded, or by another client) is taken as it is.
+    fn check(&self, bound: &consumer::Config) -> Result<()> {
+        let problem = if bound.filter_subject != self.topic {
+            Some(match bound.filter_subject.as_str() {
+                "" => "reads every subject of the stream".to_owned(),
+                other => format!("reads {other:?}"),
+            })
+        } else {
+            bound
+                .description
+                .as_deref()
+                .and_then(|d| d.strip_prefix(GROUP_PREFIX))
+                .filter(|other| *other != self.group)
+                .map(|other| format!("belongs to group {other:?}"))
+        };
+        let Some(problem) = problem else { return Ok(()) };
+        let text = format!(
+            "group {:?} of {:?} maps to JetStream consumer {} of stream {}, which {problem}: JetStream names \
+             hold no '.', '*', '>', '/', '\\' or whitespace, so they become '_'; rename one of the two",
+            self.group, self.topic, self.durable, self.stream
+        );
+        Err(Error::new(ErrorKind::InvalidName, text).with_driver(DRIVER).with_topic(self.topic))
+    }
 }
 
 /// Topics are subjects, each in a stream of its own named after it (as auto-created

@@ -283,6 +283,38 @@ async fn topics_that_share_a_stream_name_clash_clearly() {
     assert!(!err.is_retryable());
 }
 
+/// Groups whose names differ only where JetStream names cannot (`billing.eu`,
+/// `billing_eu`) map to one durable consumer: the second group is refused, naming the
+/// first, rather than sharing the first group's messages; a second member of a group
+/// binds its consumer as before.
+#[tokio::test]
+async fn groups_that_share_a_consumer_name_clash_clearly() {
+    let js = js(JetStreamConfig::default()).await;
+    let topic = subject("groups");
+    js.admin().create_topic(&topic, 1).await.unwrap();
+    let scheduler = |group: &str| {
+        let mut scheduler = SubscriberScheduler::new(js.reader(), EventRegistry::new());
+        scheduler.subscribe(topic.clone(), Recorder::new()).group(group);
+        scheduler
+    };
+    let mut first = scheduler("billing.eu");
+    first.start().await.unwrap();
+    let mut member = scheduler("billing.eu");
+    member.start().await.expect("a second member of the group binds its consumer");
+
+    let mut other = scheduler("billing_eu");
+    let err = other.start().await.expect_err("another group of the same consumer name is refused");
+    assert_eq!(err.kind(), ErrorKind::InvalidName, "{err}");
+    assert!(!err.is_retryable());
+    let text = err.to_string();
+    assert!(text.contains(r#"group "billing_eu""#) && text.contains(r#"belongs to group "billing.eu""#), "{text}");
+    tidewater_conformance::assert_each_cause_said_once(&err);
+    for mut scheduler in [first, member, other] {
+        scheduler.shutdown(WAIT).await;
+    }
+    js.admin().delete_topic(&topic).await.unwrap();
+}
+
 /// A message over the server's `max_payload` is a `TooLarge` error that no retry will fix,
 /// on core NATS and JetStream; a batch holding one writes none of its messages.
 #[tokio::test]
