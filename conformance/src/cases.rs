@@ -285,6 +285,82 @@ pub async fn consumer_groups(f: Arc<dyn Fixture>) {
     assert!(n1 > 0 && n2 > 0, "both members of the group should get work: {n1} and {n2}");
 }
 
+/// Case 27: Groups whose names look alike to a broker stay two groups. Brokers limit
+/// the characters of their own names, so a driver maps a group to one: `billing.eu` and
+/// `billing_eu` of one topic may become one name (JetStream's consumer names hold no
+/// `.`), and so may group `g` of topic `x.<t>` and group `g.x` of topic `<t>` (a group
+/// id of `<group>.<topic>`). Each group of such a pair gets every message of its own
+/// topic and none of the other's, or the second one is refused at its start with
+/// `InvalidName`; it never shares the first one's messages.
+///
+/// It needs no shared group (`consumer_groups`): each group here has one member.
+pub async fn groups_with_alike_names_stay_apart(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    let topic = self::topic(&*f, "alike").await;
+    let dotted = Probe::succeeding();
+    let mut first = subscribe(&*f, ReadTask::new(&topic).with_group("billing.eu"), dotted.clone()).await;
+    let underscored = Probe::succeeding();
+    let second = alike(&*f, ReadTask::new(&topic).with_group("billing_eu"), underscored.clone()).await;
+    let messages = batch(&topic, 50, |i, m| m.with_key(format!("k{i}")));
+    let expected = ids(&messages);
+    write_each(&*f.writer().await, messages).await;
+    dotted.wait_ids(caps.patience, &expected).await;
+    if let Some(mut second) = second {
+        underscored.wait_ids(caps.patience, &expected).await;
+        second.shutdown(GRACE).await;
+    }
+    first.shutdown(GRACE).await;
+
+    let inner = self::topic(&*f, "alike").await;
+    let outer = format!("x.{inner}");
+    if let Err(err) = f.create_topic(&outer, caps.partitions).await {
+        panic!("creating topic {outer} failed: {err}");
+    }
+    let (of_outer, of_inner) = (Probe::succeeding(), Probe::succeeding());
+    let mut first = subscribe(&*f, ReadTask::new(&outer).with_group("g"), of_outer.clone()).await;
+    let second = alike(&*f, ReadTask::new(&inner).with_group("g.x"), of_inner.clone()).await;
+    let (to_outer, to_inner) = (batch(&outer, 50, |_, m| m), batch(&inner, 50, |_, m| m));
+    let (expect_outer, expect_inner) = (ids(&to_outer), ids(&to_inner));
+    let writer = f.writer().await;
+    write_each(&*writer, to_outer).await;
+    write_each(&*writer, to_inner).await;
+    of_outer.wait_ids(caps.patience, &expect_outer).await;
+    if let Some(mut second) = second {
+        of_inner.wait_ids(caps.patience, &expect_inner).await;
+        second.shutdown(GRACE).await;
+    }
+    first.shutdown(GRACE).await;
+    for (probe, own) in [(&of_outer, &outer), (&of_inner, &inner)] {
+        let strays: Vec<String> = probe
+            .state()
+            .done
+            .iter()
+            .filter(|d| *d.message().stream != **own)
+            .map(|d| d.message().stream.to_string())
+            .collect();
+        assert!(strays.is_empty(), "the group reading {own} got messages of {strays:?}");
+    }
+}
+
+/// A scheduler reading `task`, started, or `None` when the driver refuses the task's
+/// group at the start as `InvalidName` (its name maps to another group's), with an error
+/// that says each thing once.
+async fn alike(f: &dyn Fixture, task: ReadTask, probe: Probe) -> Option<tidewater_core::SubscriberScheduler> {
+    let mut scheduler = tidewater_core::SubscriberScheduler::new(f.reader().await, Default::default());
+    let group = task.group.clone().unwrap_or_default();
+    scheduler.add(task, Arc::new(probe));
+    match scheduler.start().await {
+        Ok(()) => Some(scheduler),
+        Err(err) => {
+            assert_eq!(err.kind(), ErrorKind::InvalidName, "group {group:?} was refused for another reason: {err}");
+            assert!(err.to_string().contains(&format!("{group:?}")), "the error names the group: {err}");
+            crate::assert_each_cause_said_once(&err);
+            scheduler.shutdown(GRACE).await;
+            None
+        }
+    }
+}
+
 /// One member of a group: counts its deliveries, records them in the shared probe.
 struct Member {
     count: Arc<AtomicUsize>,
@@ -509,7 +585,8 @@ pub async fn run_stress(f: Arc<dyn Fixture>, copies: usize) {
             crate::transactions_land_whole_or_not_at_all(Arc::clone(&f)).await;
             crate::prefetch_bounds_read_ahead(Arc::clone(&f)).await;
             crate::fetches_stay_bounded_whatever_the_prefetch(Arc::clone(&f)).await;
-            crate::nothing_stale_is_handed_out_after_a_nack(f).await;
+            crate::nothing_stale_is_handed_out_after_a_nack(Arc::clone(&f)).await;
+            groups_with_alike_names_stay_apart(f).await;
         }));
     }
     for run in runs {

@@ -272,7 +272,8 @@ macro_rules! conformance_tests {
             permanent_failures_never_loop, attempts_stay_exact_across_a_shutdown, names_follow_one_rule,
             topics_are_administered, concurrency_runs_handlers_in_parallel, lag_drains_to_zero,
             batches_settle_each_delivery, transactions_land_whole_or_not_at_all, prefetch_bounds_read_ahead,
-            fetches_stay_bounded_whatever_the_prefetch, nothing_stale_is_handed_out_after_a_nack);
+            fetches_stay_bounded_whatever_the_prefetch, nothing_stale_is_handed_out_after_a_nack,
+            groups_with_alike_names_stay_apart);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stress() {
@@ -374,6 +375,9 @@ macro_rules! __conformance_case {
     };
     ($make:path; nothing_stale_is_handed_out_after_a_nack; [nothing_stale_is_handed_out_after_a_nack : $why:literal $(, $r:ident : $rw:literal)*]) => {
         $crate::__conformance_test!($make; nothing_stale_is_handed_out_after_a_nack; $why);
+    };
+    ($make:path; groups_with_alike_names_stay_apart; [groups_with_alike_names_stay_apart : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; groups_with_alike_names_stay_apart; $why);
     };
     ($make:path; [$skip:ident : $why:literal $(, $r:ident : $rw:literal)*]; $case:ident) => {
         $crate::__conformance_case!($make; $case; [$skip : $why $(, $r : $rw)*]);
