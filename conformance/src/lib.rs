@@ -36,7 +36,9 @@
 //! 4. `Delivery::new` gets the broker's delivery count where it keeps one (else the
 //!    driver counts), the group, and a [`Position`](tidewater_core::Position). Messages
 //!    read from one topic are named with one shared
-//!    [`TopicName`](tidewater_core::TopicName), not a copy of the name per record.
+//!    [`TopicName`](tidewater_core::TopicName), not a copy of the name per record. A
+//!    group mapped to a broker's name for it never becomes another group's: two groups
+//!    whose names map to one are told apart or the second is refused (case 27).
 //! 5. `Driver::admin` creates, deletes and lists topics and tells a group's lag where
 //!    the broker can; the rest answers `Unsupported`. So do `Driver::transactions`
 //!    (a driver whose deliveries can be committed in a transaction gives them an origin,
