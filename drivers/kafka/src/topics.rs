@@ -10,6 +10,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::Metadata;
 use rdkafka::{Offset, TopicPartitionList};
+use tidewater_core::reach::{self, Reach};
 use tidewater_core::{names, Error, ErrorKind, PartitionLag, Result};
 
 use crate::errors::kafka_error;
@@ -33,14 +34,19 @@ impl Topics {
     pub(crate) async fn ping(&self) -> Result<()> {
         let admin = Arc::clone(&self.admin);
         let timeout = self.config.request_timeout;
-        let brokers = self.config.brokers.clone();
-        blocking(move || admin.inner().fetch_metadata(None, timeout)).await?.map(|_| ()).map_err(|e| {
-            // Whatever librdkafka calls it (timeout, all brokers down), the broker is
-            // not there: say so.
-            Error::new(ErrorKind::Connection, format!("no Kafka broker at {brokers} answered within {timeout:?}"))
-                .with_driver(DRIVER)
-                .with_source(e)
-        })
+        let Err(err) = blocking(move || admin.inner().fetch_metadata(None, timeout)).await? else { return Ok(()) };
+        // Whatever librdkafka calls it (timeout, all brokers down), the broker is not
+        // there: say so, and why where the system can tell, which librdkafka, retrying
+        // until the timeout, reports only as a "broker transport failure".
+        let brokers = &self.config.brokers;
+        let waited = format!("no Kafka broker at {brokers} answered within {timeout:?}");
+        let error = match reach::probe(hosts(brokers), PROBE).await {
+            Reach::Fails(host, why) => {
+                Error::new(ErrorKind::Connection, format!("{waited}; connecting to {host}")).with_source(why)
+            }
+            _ => Error::new(ErrorKind::Connection, waited).with_source(err),
+        };
+        Err(error.with_driver(DRIVER))
     }
 
     /// Makes sure `topic` exists: known, found on the broker, or created if the
@@ -265,8 +271,41 @@ fn admin_outcome<T>(
 }
 
 /// Runs a blocking librdkafka call off the async threads.
+/// How long the diagnosis of a failed connect waits for each address.
+const PROBE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The `host:port` of each bootstrap server (librdkafka's default port where one gives
+/// none, a `protocol://` prefix left out).
+fn hosts(brokers: &str) -> Vec<String> {
+    brokers
+        .split(',')
+        .map(|b| b.trim())
+        .map(|b| b.split_once("://").map_or(b, |(_, rest)| rest))
+        .filter(|b| !b.is_empty())
+        .map(|b| {
+            if b.rsplit_once(':').is_some_and(|(_, port)| !port.contains(']')) {
+                b.to_owned()
+            } else {
+                format!("{b}:9092")
+            }
+        })
+        .collect()
+}
+
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
         Error::new(ErrorKind::Closed, format!("a blocking Kafka call did not finish: {e}")).with_driver(DRIVER)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hosts;
+
+    #[test]
+    fn bootstrap_servers_name_their_hosts_with_ports() {
+        assert_eq!(hosts("a:9093, b"), ["a:9093", "b:9092"]);
+        assert_eq!(hosts("PLAINTEXT://a:9093,SSL://b:9094"), ["a:9093", "b:9094"]);
+        assert_eq!(hosts("[::1]:9093,[::1]"), ["[::1]:9093", "[::1]:9092"]);
+    }
 }

@@ -157,6 +157,8 @@ async fn a_missing_broker_is_a_connection_error() {
     assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
     assert!(err.is_retryable());
     assert!(err.to_string().contains(&port.to_string()), "the error names the address: {err}");
+    // librdkafka says only "broker transport failure"; the error says why.
+    assert!(err.to_string().contains("refused"), "the error says why: {err}");
     tidewater_conformance::assert_each_cause_said_once(&err);
 }
 

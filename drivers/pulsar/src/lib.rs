@@ -63,6 +63,7 @@ mod writer;
 use std::sync::Arc;
 
 use pulsar::{Authentication, TokioExecutor};
+use tidewater_core::reach::{self, Reach};
 use tidewater_core::{Admin, Closable, Driver, Error, ErrorKind, Reader, Result, Writer};
 
 pub use config::{Auth, Batching, Compression, DeadLetter, PulsarConfig, SubscriptionType, Tls};
@@ -197,26 +198,19 @@ impl Driver for Pulsar {
 /// such as "connection refused") from one that answers too slowly.
 async fn timed_out(config: &PulsarConfig) -> Error {
     let waited = format!("no Pulsar broker at {} answered within {:?}", config.url, config.request_timeout);
-    let mut refused = None;
-    for host in hosts(&config.url) {
-        match tokio::time::timeout(PROBE, tokio::net::TcpStream::connect(&host)).await {
-            Ok(Ok(_)) => {
-                let text = format!("{waited}; {host} takes connections but did not complete Pulsar's handshake");
-                return Error::new(ErrorKind::Timeout, text).with_driver(DRIVER);
-            }
-            Ok(Err(err)) => refused = refused.or(Some((host, err))),
-            Err(_) => {}
-        }
-    }
-    match refused {
-        Some((host, err)) => Error::new(ErrorKind::Connection, format!("{waited}; connecting to {host}"))
+    match reach::probe(hosts(&config.url), PROBE).await {
+        Reach::Fails(host, err) => Error::new(ErrorKind::Connection, format!("{waited}; connecting to {host}"))
             .with_source(err)
             .with_driver(DRIVER),
-        None => Error::new(ErrorKind::Timeout, waited).with_driver(DRIVER),
+        Reach::Answers(host) => {
+            let text = format!("{waited}; {host} takes connections but did not complete Pulsar's handshake");
+            Error::new(ErrorKind::Timeout, text).with_driver(DRIVER)
+        }
+        Reach::Silent => Error::new(ErrorKind::Timeout, waited).with_driver(DRIVER),
     }
 }
 
-/// How long the diagnosis of a timed out connect waits for each host.
+/// How long the diagnosis of a timed out connect waits for each address.
 const PROBE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The `host:port` of each broker a service URL names (the port Pulsar's default for its

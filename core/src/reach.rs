@@ -1,0 +1,71 @@
+//! Whether a broker's address takes connections at all: for the error of a connect that
+//! timed out.
+//!
+//! Some clients retry a refused connection until their timeout and then report only that
+//! they timed out (librdkafka says "broker transport failure", the pulsar crate nothing),
+//! so a mistyped port or a broker that is not running reads like a slow one. After such
+//! a timeout, a driver asks [`probe`] and says the system's reason when there is one.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// What one TCP connection to each of a broker's addresses found.
+#[derive(Debug)]
+pub enum Reach {
+    /// This `host:port` took the connection: the broker, or something, listens there.
+    Answers(String),
+    /// None took it; the first that failed for a reason other than a timeout, and why
+    /// ("connection refused", a name that does not resolve).
+    Fails(String, std::io::Error),
+    /// None answered within the wait: the client's own timeout already says as much.
+    Silent,
+}
+
+/// Tries each of `hosts` (`host:port`) in turn, each address it resolves to for at most
+/// `wait`, on a blocking thread, and stops at the first that takes the connection.
+///
+/// ```
+/// use std::time::Duration;
+/// use tidewater_core::reach::{probe, Reach};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+/// let listening = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// let open = listening.local_addr().unwrap();
+///
+/// let found = probe(vec![closed.to_string()], Duration::from_secs(1)).await;
+/// assert!(matches!(found, Reach::Fails(host, e) if host == closed.to_string()
+///     && e.kind() == std::io::ErrorKind::ConnectionRefused));
+/// let found = probe(vec![closed.to_string(), open.to_string()], Duration::from_secs(1)).await;
+/// assert!(matches!(found, Reach::Answers(host) if host == open.to_string()));
+/// # }
+/// ```
+pub async fn probe(hosts: Vec<String>, wait: Duration) -> Reach {
+    tokio::task::spawn_blocking(move || probe_now(&hosts, wait)).await.unwrap_or(Reach::Silent)
+}
+
+fn probe_now(hosts: &[String], wait: Duration) -> Reach {
+    let mut failed = None;
+    for host in hosts {
+        let addresses = match host.to_socket_addrs() {
+            Ok(addresses) => addresses,
+            Err(err) => {
+                failed.get_or_insert((host, err));
+                continue;
+            }
+        };
+        for address in addresses {
+            match TcpStream::connect_timeout(&address, wait) {
+                Ok(_) => return Reach::Answers(host.clone()),
+                Err(err) if err.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(err) => {
+                    failed.get_or_insert((host, err));
+                }
+            }
+        }
+    }
+    match failed {
+        Some((host, err)) => Reach::Fails(host.clone(), err),
+        None => Reach::Silent,
+    }
+}
