@@ -80,8 +80,8 @@ pub use failures::*;
 pub use flow::*;
 pub use operations::*;
 pub use support::{
-    assert_each_cause_said_once, fresh_topic, message_with_every_field, reported, seq, subscribe_reader,
-    EVERY_FIELD_HEADERS, EVERY_FIELD_PAYLOAD_HEX,
+    assert_each_cause_said_once, fresh_topic, message_with_every_field, seq, subscribe_reader, EVERY_FIELD_HEADERS,
+    EVERY_FIELD_PAYLOAD_HEX,
 };
 pub use transactions::*;
 

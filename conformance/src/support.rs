@@ -229,19 +229,6 @@ pub async fn subscribe_reader(reader: Arc<dyn Reader>, task: ReadTask, handler: 
     start_reading(reader, task, handler, |_| {}).await
 }
 
-/// The text a reporter that prints each source makes of `err`, as anyhow's `{:#}` does:
-/// the error's own, then each cause's, joined by ": ".
-pub fn reported(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut next = err.source();
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
-}
-
 /// Asserts that a reporter that prints each source says each cause of `err` once: no
 /// cause's text is already in what came before it, and the kind and the driver appear
 /// once. A driver's error that quotes its client's error and returns it as its source too
@@ -251,7 +238,8 @@ pub fn assert_each_cause_said_once(err: &tidewater_core::Error) {
     let mut next = std::error::Error::source(err);
     while let Some(cause) = next {
         let text = cause.to_string();
-        assert!(!said.contains(&text), "{text:?} is said twice by a reporter: {}", reported(err));
+        let reported = tidewater_core::testing::reported(err);
+        assert!(!said.contains(&text), "{text:?} is said twice by a reporter: {reported}");
         said.push_str(": ");
         said.push_str(&text);
         next = cause.source();

@@ -553,17 +553,7 @@ mod tests {
         }
     }
 
-    /// What anyhow's `{:#}` prints: the error's text, then each source's, joined by ": ".
-    fn reported(err: &(dyn StdError + 'static)) -> String {
-        let mut text = err.to_string();
-        let mut next = err.source();
-        while let Some(cause) = next {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            next = cause.source();
-        }
-        text
-    }
+    use crate::testing::reported;
 
     #[test]
     fn a_reporter_says_each_cause_once() {

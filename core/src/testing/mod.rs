@@ -3,7 +3,8 @@
 //!
 //! [`TestKit`] wraps a driver and records everything a bus does through it;
 //! [`Recorder`] is a handler that records the deliveries it gets; [`Gate`] records them
-//! and holds each call until the test lets it return.
+//! and holds each call until the test lets it return; [`reported`] is an error as a
+//! log reporter prints it.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,28 @@ mod kit;
 
 pub use gate::Gate;
 pub use kit::{Handled, Outcome, Recorded, TestKit};
+
+/// The text a reporter that prints each [`source`](std::error::Error::source) makes of
+/// `err`, as anyhow's `{:#}` does: the error's own, then each cause's, joined by ": ".
+/// For a test that an error of a service's says each cause once.
+///
+/// ```
+/// use tidewater_core::{testing::reported, Error, ErrorKind};
+///
+/// let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+/// let err = Error::new(ErrorKind::Connection, "cannot reach the broker").with_source(refused);
+/// assert_eq!(reported(&err), "connection failed: cannot reach the broker: connection refused");
+/// ```
+pub fn reported(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}
 
 /// A handler that records every delivery it gets and lets a test wait for them.
 ///
