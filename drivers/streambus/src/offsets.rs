@@ -55,20 +55,39 @@ impl FileOffsets {
         Ok(Self { dir: dir.as_ref().to_owned(), lock: tokio::sync::Mutex::new(()) })
     }
 
-    fn path(&self, group: &str, topic: &str) -> PathBuf {
+    /// The file of a group and topic, and the line that names them in it, if any.
+    fn path(&self, group: &str, topic: &str) -> (PathBuf, Option<String>) {
         // Group and topic names may hold characters a file name cannot; hex keeps
         // them apart without escaping rules.
         let hex: String = format!("{group}\u{0}{topic}").bytes().map(|b| format!("{b:02x}")).collect();
-        self.dir.join(format!("{hex}.offsets"))
+        if hex.len() + EXTENSION.len() <= MOST_NAME {
+            return (self.dir.join(format!("{hex}{EXTENSION}")), None);
+        }
+        // Hex doubles the names: a group and topic of more than about 120 bytes together
+        // would pass the file name limit (a topic may have 249). Such a pair's file is
+        // named by a digest of the names ("s" is no hex digit, so it meets no short
+        // pair's name), and its first line holds them, so that a second pair of the same
+        // digest is refused rather than read.
+        let digest = format!("s{:016x}{:016x}", fnv1a(&hex, 0xcbf2_9ce4_8422_2325), fnv1a(&hex, 0x6c62_272e_07bb_0142));
+        (self.dir.join(format!("{digest}{EXTENSION}")), Some(format!("{KEY}{hex}")))
     }
 
     fn read(&self, group: &str, topic: &str) -> Result<HashMap<u32, u64>> {
-        let text = match std::fs::read_to_string(self.path(group, topic)) {
+        let (path, key) = self.path(group, topic);
+        let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
             Err(e) => return Err(io("cannot read the offset file")(e)),
         };
-        text.lines()
+        let mut lines = text.lines();
+        if let Some(key) = key {
+            if lines.next() != Some(key.as_str()) {
+                let what =
+                    format!("the offset file {} holds another group and topic of the same digest", path.display());
+                return Err(Error::new(ErrorKind::Config, what).with_driver(DRIVER));
+            }
+        }
+        lines
             .filter(|l| !l.trim().is_empty())
             .map(|line| {
                 let mut parts = line.split_whitespace();
@@ -81,6 +100,18 @@ impl FileOffsets {
             })
             .collect()
     }
+}
+
+/// The longest file name most file systems take (ext4, XFS, APFS, NTFS: 255 bytes).
+const MOST_NAME: usize = 255;
+const EXTENSION: &str = ".offsets";
+/// How the first line of a file named by a digest starts.
+const KEY: &str = "names ";
+
+/// FNV-1a over `text`, from `basis`: stable from build to build, as a file name must be
+/// (std's hasher is not).
+fn fnv1a(text: &str, basis: u64) -> u64 {
+    text.bytes().fold(basis, |hash, b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
@@ -100,8 +131,9 @@ impl OffsetStore for FileOffsets {
         all.extend(positions.iter().copied());
         let mut sorted: Vec<_> = all.into_iter().collect();
         sorted.sort_unstable();
-        let text: String = sorted.iter().map(|(p, o)| format!("{p} {o}\n")).collect();
-        let path = self.path(group, topic);
+        let (path, key) = self.path(group, topic);
+        let key = key.map(|k| format!("{k}\n")).unwrap_or_default();
+        let text: String = key + &sorted.iter().map(|(p, o)| format!("{p} {o}\n")).collect::<String>();
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, text).map_err(io("cannot write the offset file"))?;
         std::fs::rename(&tmp, &path).map_err(io("cannot replace the offset file"))?;

@@ -268,6 +268,16 @@ async fn file_offsets_survive_a_new_store() {
     assert_eq!(again.load("g", "orders", 2).await.unwrap(), Some(9));
     assert_eq!(again.load("g", "orders", 1).await.unwrap(), None);
     assert_eq!(again.load("other", "orders", 0).await.unwrap(), None);
+
+    // A topic may have 249 characters: its file name, hex of the names, would be too
+    // long for the file system, and a digest names it instead.
+    let (long, longer) = ("t".repeat(249), format!("{}u", "t".repeat(248)));
+    store.commit("billing", &long, &[(0, 3)]).await.expect("a long topic's positions are stored");
+    store.commit("billing", &longer, &[(0, 4)]).await.unwrap();
+    let again = FileOffsets::new(&dir).unwrap();
+    assert_eq!(again.load("billing", &long, 0).await.unwrap(), Some(3));
+    assert_eq!(again.load("billing", &longer, 0).await.unwrap(), Some(4));
+    assert_eq!(again.load("billings", &long, 0).await.unwrap(), None);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
