@@ -21,11 +21,14 @@ pub enum Reach {
     Silent,
 }
 
+/// How long a probe waits for each address: a broker on a reachable host answers a TCP
+/// connection at once, whatever its own handshake then takes.
+const WAIT: Duration = Duration::from_secs(1);
+
 /// Tries each of `hosts` (`host:port`) in turn, each address it resolves to for at most
-/// `wait`, on a blocking thread, and stops at the first that takes the connection.
+/// a second, on a blocking thread, and stops at the first that takes the connection.
 ///
 /// ```
-/// use std::time::Duration;
 /// use tidewater_core::reach::{probe, Reach};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -33,18 +36,36 @@ pub enum Reach {
 /// let listening = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
 /// let open = listening.local_addr().unwrap();
 ///
-/// let found = probe(vec![closed.to_string()], Duration::from_secs(1)).await;
+/// let found = probe(vec![closed.to_string()]).await;
 /// assert!(matches!(found, Reach::Fails(host, e) if host == closed.to_string()
 ///     && e.kind() == std::io::ErrorKind::ConnectionRefused));
-/// let found = probe(vec![closed.to_string(), open.to_string()], Duration::from_secs(1)).await;
+/// let found = probe(vec![closed.to_string(), open.to_string()]).await;
 /// assert!(matches!(found, Reach::Answers(host) if host == open.to_string()));
 /// # }
 /// ```
-pub async fn probe(hosts: Vec<String>, wait: Duration) -> Reach {
-    tokio::task::spawn_blocking(move || probe_now(&hosts, wait)).await.unwrap_or(Reach::Silent)
+pub async fn probe(hosts: Vec<String>) -> Reach {
+    tokio::task::spawn_blocking(move || probe_now(&hosts)).await.unwrap_or(Reach::Silent)
 }
 
-fn probe_now(hosts: &[String], wait: Duration) -> Reach {
+/// `host` as `host:port`, with `port` where it names none (an IPv6 address in brackets
+/// has colons of its own): for the address lists of clients that take both forms.
+///
+/// ```
+/// use tidewater_core::reach::with_port;
+///
+/// assert_eq!(with_port("broker", 9092), "broker:9092");
+/// assert_eq!(with_port("broker:9093", 9092), "broker:9093");
+/// assert_eq!(with_port("[::1]", 6650), "[::1]:6650");
+/// assert_eq!(with_port("[::1]:6651", 6650), "[::1]:6651");
+/// ```
+pub fn with_port(host: &str, port: u16) -> String {
+    match host.rsplit_once(':') {
+        Some((_, given)) if !given.is_empty() && !given.contains(']') => host.to_owned(),
+        _ => format!("{host}:{port}"),
+    }
+}
+
+fn probe_now(hosts: &[String]) -> Reach {
     let mut failed = None;
     for host in hosts {
         let addresses = match host.to_socket_addrs() {
@@ -55,7 +76,7 @@ fn probe_now(hosts: &[String], wait: Duration) -> Reach {
             }
         };
         for address in addresses {
-            match TcpStream::connect_timeout(&address, wait) {
+            match TcpStream::connect_timeout(&address, WAIT) {
                 Ok(_) => return Reach::Answers(host.clone()),
                 Err(err) if err.kind() == std::io::ErrorKind::TimedOut => {}
                 Err(err) => {

@@ -40,7 +40,7 @@ impl Topics {
         // until the timeout, reports only as a "broker transport failure".
         let brokers = &self.config.brokers;
         let waited = format!("no Kafka broker at {brokers} answered within {timeout:?}");
-        let error = match reach::probe(hosts(brokers), PROBE).await {
+        let error = match reach::probe(hosts(brokers)).await {
             Reach::Fails(host, why) => {
                 Error::new(ErrorKind::Connection, format!("{waited}; connecting to {host}")).with_source(why)
             }
@@ -271,9 +271,6 @@ fn admin_outcome<T>(
 }
 
 /// Runs a blocking librdkafka call off the async threads.
-/// How long the diagnosis of a failed connect waits for each address.
-const PROBE: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// The `host:port` of each bootstrap server (librdkafka's default port where one gives
 /// none, a `protocol://` prefix left out).
 fn hosts(brokers: &str) -> Vec<String> {
@@ -282,13 +279,7 @@ fn hosts(brokers: &str) -> Vec<String> {
         .map(|b| b.trim())
         .map(|b| b.split_once("://").map_or(b, |(_, rest)| rest))
         .filter(|b| !b.is_empty())
-        .map(|b| {
-            if b.rsplit_once(':').is_some_and(|(_, port)| !port.contains(']')) {
-                b.to_owned()
-            } else {
-                format!("{b}:9092")
-            }
-        })
+        .map(|b| reach::with_port(b, 9092))
         .collect()
 }
 

@@ -198,7 +198,7 @@ impl Driver for Pulsar {
 /// such as "connection refused") from one that answers too slowly.
 async fn timed_out(config: &PulsarConfig) -> Error {
     let waited = format!("no Pulsar broker at {} answered within {:?}", config.url, config.request_timeout);
-    match reach::probe(hosts(&config.url), PROBE).await {
+    match reach::probe(hosts(&config.url)).await {
         Reach::Fails(host, err) => Error::new(ErrorKind::Connection, format!("{waited}; connecting to {host}"))
             .with_source(err)
             .with_driver(DRIVER),
@@ -210,9 +210,6 @@ async fn timed_out(config: &PulsarConfig) -> Error {
     }
 }
 
-/// How long the diagnosis of a timed out connect waits for each address.
-const PROBE: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// The `host:port` of each broker a service URL names (the port Pulsar's default for its
 /// scheme where the URL gives none).
 fn hosts(url: &str) -> Vec<String> {
@@ -221,18 +218,7 @@ fn hosts(url: &str) -> Vec<String> {
         None => (url.strip_prefix("pulsar://").unwrap_or(url), 6650),
     };
     let list = rest.split('/').next().unwrap_or_default();
-    list.split(',')
-        .filter(|h| !h.is_empty())
-        .map(|h| {
-            // A port after the last ':' that is not inside an IPv6 address's brackets.
-            let has_port = h.rsplit_once(':').is_some_and(|(_, p)| !p.is_empty() && !p.contains(']'));
-            if has_port {
-                h.to_owned()
-            } else {
-                format!("{h}:{port}")
-            }
-        })
-        .collect()
+    list.split(',').filter(|h| !h.is_empty()).map(|h| reach::with_port(h, port)).collect()
 }
 
 /// A configuration error for a service URL that can never reach a broker (a mistyped
