@@ -21,6 +21,13 @@ use crate::{
 
 /// Longest wait between restarts of a failing reader.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
+
+/// The first wait before restarting a failed reader, doubled for each failure after.
+const FIRST_RESTART_DELAY: Duration = Duration::from_millis(50);
+
+/// How long a reader must have run for its failure to count as a new outage, restarted
+/// after the first wait again rather than the longest one the last outage reached.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// How long shutdown waits past the grace period for a reader to close its subscription.
 const CLOSE_ALLOWANCE: Duration = Duration::from_secs(5);
 
@@ -154,8 +161,9 @@ struct Running {
     join: JoinHandle<()>,
 }
 
-/// Runs read tasks: one worker per task, restarted with backoff when its reader fails,
-/// stopped gracefully by [`SubscriberScheduler::shutdown`].
+/// Runs read tasks: one worker per task, restarted with backoff when its reader fails
+/// (50 ms, doubled for each failure that follows up to 5 s, and 50 ms again after a run
+/// of a minute), stopped gracefully by [`SubscriberScheduler::shutdown`].
 ///
 /// A handler's error never ends a worker: the delivery is nacked and comes again, as
 /// the task's nack policy says (use the retry and dead-letter middleware for more).
@@ -492,8 +500,9 @@ async fn worker(
     first_error: oneshot::Sender<Error>,
 ) {
     let mut first_error = Some(first_error);
-    let mut delay = Duration::from_millis(50);
+    let mut delay = FIRST_RESTART_DELAY;
     loop {
+        let started = tokio::time::Instant::now();
         let result = reader.read(task.clone(), handler.clone(), ctx.clone()).await;
         if ctx.stop.is_stopped() {
             if let Err(err) = result {
@@ -508,6 +517,9 @@ async fn worker(
             Ok(()) => Error::closed("the subscription ended without a stop").with_topic(task.topic.clone()),
             Err(err) => err,
         };
+        if started.elapsed() >= HEALTHY_RUN {
+            delay = FIRST_RESTART_DELAY;
+        }
         tracing::warn!(topic = %task.topic, error = %err, retry_in = ?delay, "reader failed; restarting");
         ctx.stats.add(crate::reader::Count::Restarts, 1);
         let was_ready = ctx.ready.is_ready();
@@ -557,6 +569,7 @@ where
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
     use super::*;
     use crate::{handler_fn, Incoming, Source};
@@ -601,6 +614,79 @@ mod tests {
         async fn close(&mut self) -> Result<()> {
             Ok(())
         }
+    }
+
+    /// A reader that subscribes each time, and whose subscriptions fail as `fails` says
+    /// of each: at once, after a while, or never. It records when each was opened.
+    struct Flaky {
+        opened: Mutex<Vec<tokio::time::Instant>>,
+        fails: fn(usize) -> Option<Duration>,
+        settled: tokio::sync::Notify,
+    }
+
+    #[async_trait]
+    impl Reader for Flaky {
+        fn driver(&self) -> &'static str {
+            "flaky"
+        }
+
+        async fn open(&self, _task: &ReadTask, _ready: &ReadySignal) -> Result<Box<dyn Source>> {
+            let mut opened = self.opened.lock().unwrap();
+            opened.push(tokio::time::Instant::now());
+            let fails_after = (self.fails)(opened.len() - 1);
+            if fails_after.is_none() {
+                self.settled.notify_one();
+            }
+            Ok(Box::new(FailsAfter(fails_after)))
+        }
+    }
+
+    struct FailsAfter(Option<Duration>);
+
+    #[async_trait]
+    impl Source for FailsAfter {
+        async fn next_batch(&mut self, _batch: &mut Vec<Incoming>, _max: usize) -> Result<usize> {
+            match self.0 {
+                Some(after) => {
+                    tokio::time::sleep(after).await;
+                    Err(Error::new(ErrorKind::Connection, "the broker went away"))
+                }
+                None => std::future::pending().await,
+            }
+        }
+
+        async fn close(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_ran_a_long_while_is_restarted_at_once_again() {
+        // Seven failures in a row (the waits grow to 3.2 s), then a subscription that
+        // runs two minutes before it fails, then one more failure, then one that holds.
+        let reader = Arc::new(Flaky {
+            opened: Mutex::default(),
+            fails: |i| match i {
+                0..=6 => Some(Duration::ZERO),
+                7 => Some(Duration::from_secs(120)),
+                8 => Some(Duration::ZERO),
+                _ => None,
+            },
+            settled: tokio::sync::Notify::new(),
+        });
+        let mut scheduler = SubscriberScheduler::new(Arc::clone(&reader) as Arc<dyn Reader>, EventRegistry::new());
+        scheduler.subscribe("t", handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) }));
+        scheduler.start().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(600), reader.settled.notified()).await.expect("a subscription holds");
+        scheduler.shutdown(Duration::from_secs(1)).await;
+
+        let opened = reader.opened.lock().unwrap().clone();
+        let waits: Vec<Duration> = opened.windows(2).map(|w| w[1] - w[0]).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(&waits[..7], [ms(50), ms(100), ms(200), ms(400), ms(800), ms(1600), ms(3200)]);
+        // After two healthy minutes, the failure is a new outage: the first wait again.
+        assert_eq!(waits[7], Duration::from_secs(120) + ms(50), "{waits:?}");
+        assert_eq!(waits[8], ms(100), "{waits:?}");
     }
 
     #[tokio::test]
