@@ -111,11 +111,6 @@ impl MemoryBroker {
         self.inner.topics.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
     }
 
-    async fn append(&self, message: Message) -> Result<()> {
-        let topic = self.topic(&message.stream)?;
-        Self::append_to(&topic, message).await
-    }
-
     async fn append_to(topic: &Topic, message: Message) -> Result<()> {
         // Shared at once: a message is moved several times on its way into the log, and
         // moving a pointer is cheaper than moving the message.
@@ -360,12 +355,25 @@ impl MemoryBroker {
         Ok(())
     }
 
+    /// Writes `batch` whole or not at all, but for a close or a cancel on the way: every
+    /// message is checked and its topic found (or made) before the first is appended,
+    /// so a message to a topic that does not exist leaves the batch unwritten rather
+    /// than written up to it, which a caller that writes it again would duplicate.
     pub(crate) async fn write(&self, batch: Vec<Message>) -> Result<()> {
         for (i, message) in batch.iter().enumerate() {
             self.check(i, message)?;
         }
-        for message in batch {
-            self.append(message).await?;
+        let mut topics = Vec::with_capacity(batch.len());
+        for (i, message) in batch.iter().enumerate() {
+            let topic = self.topic(&message.stream).map_err(|e| {
+                Error::new(e.kind(), format!("{} was not written: {}", wire::in_batch(i, message), e.message()))
+                    .with_driver(DRIVER)
+                    .with_topic(&message.stream)
+            })?;
+            topics.push(topic);
+        }
+        for (message, topic) in batch.into_iter().zip(topics) {
+            Self::append_to(&topic, message).await?;
         }
         Ok(())
     }

@@ -303,6 +303,14 @@ async fn without_auto_create_unknown_topics_are_errors() {
     assert_eq!(err.kind(), ErrorKind::UnknownTopic);
     assert_eq!(err.topic(), Some("nope"));
 
+    // Refused whole: a caller that writes the batch again (an outbox relay) would
+    // otherwise duplicate what came before the unknown topic.
+    broker.create_topic("t", 1).unwrap();
+    let err = broker.writer().write(vec![msg("t", "a"), msg("nope", "b").with_id("m-2")]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnknownTopic, "{err}");
+    assert!(err.to_string().contains("message 1 of the batch (m-2) was not written"), "{err}");
+    assert!(broker.published("t").is_empty(), "nothing of the batch is written");
+
     let mut s = SubscriberScheduler::new(broker.reader(), EventRegistry::new());
     s.subscribe("nope", Recorder::new()).group("g");
     let err = s.start().await.unwrap_err();
