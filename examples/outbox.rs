@@ -61,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The relay, in a real service a task of its own (`run_until` a stop signal).
     let relay = Relay::new(pool.clone(), bus.writer()).poll_interval(Duration::from_millis(50));
-    let forwarded = relay.relay_once().await?;
+    let forwarded = relay.relay_once().await?.forwarded;
     let published: Vec<tidewater::MessageId> =
         broker.published(&format!("orders-{run}")).iter().map(|m| m.id.clone()).collect();
     println!("relay: forwarded {forwarded} events; on the broker: {}", published.len());

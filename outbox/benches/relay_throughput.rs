@@ -38,14 +38,14 @@ async fn main() {
         let tasks: Vec<_> = (0..relays)
             .map(|_| {
                 let relay = Relay::new(pool.clone(), broker.writer()).batch(100);
-                tokio::spawn(async move { while relay.relay_once().await.unwrap() > 0 {} })
+                tokio::spawn(async move { while relay.relay_once().await.unwrap().rows() > 0 {} })
             })
             .collect();
         for task in tasks {
             task.await.unwrap();
         }
         let last = Relay::new(pool.clone(), broker.writer());
-        while last.relay_once().await.unwrap() > 0 {}
+        while last.relay_once().await.unwrap().rows() > 0 {}
         let relayed = started.elapsed();
         assert_eq!(broker.published("orders").len(), N);
         let rate = |d: Duration| N as f64 / d.as_secs_f64();

@@ -30,11 +30,18 @@
 //!
 //! **At least once.** Rows are deleted only after the broker took them. A relay that dies
 //! between the two leaves them in the table; the next pass forwards them again, so the
-//! consumer sees a duplicate (with the same message id: deduplicate on it).
+//! consumer sees a duplicate (with the same message id: deduplicate on it). One stopped
+//! through [`Relay::run_until`] finishes the bucket it is writing first, and leaves none.
+//!
+//! **Rows the broker refuses** for good (too large, an unknown topic) are set aside in
+//! `<table>_refused` with the reason, so the rest flows; [`Outbox::refused`] lists them
+//! and [`Outbox::requeue_refused`] puts them back.
 
+mod refused;
 mod relay;
 mod store;
 
+pub use refused::Refused;
 pub use relay::{Relay, RelayReport};
 pub use store::Outbox;
 

@@ -31,26 +31,58 @@ impl Outbox {
         Self { table: "tidewater_outbox".to_owned() }
     }
 
-    /// Another table name: lowercase letters, digits and underscores.
+    /// Another table name: lowercase letters, digits and underscores, starting with a
+    /// letter or an underscore, at most [`Outbox::MAX_TABLE_NAME`] bytes.
+    ///
+    /// ```
+    /// use tidewater_outbox::Outbox;
+    ///
+    /// assert!(Outbox::with_table("billing_outbox").is_ok());
+    /// assert!(Outbox::with_table("Billing").is_err());
+    /// ```
     pub fn with_table(name: &str) -> Result<Self> {
         let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
             && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !valid {
-            return Err(Error::new(
-                ErrorKind::InvalidName,
-                format!("outbox table {name:?}: use lowercase letters, digits and underscores"),
-            ));
-        }
-        Ok(Self { table: name.to_owned() })
+        let why = if !valid {
+            "use lowercase letters, digits and underscores, and start with a letter or an underscore".to_owned()
+        } else if name.len() > Self::MAX_TABLE_NAME {
+            // PostgreSQL cuts longer names to 63 bytes without an error, so two long names
+            // could share a table, or the table's index or its refused table.
+            format!("at most {} bytes, so that the names made from it fit PostgreSQL's 63", Self::MAX_TABLE_NAME)
+        } else {
+            return Ok(Self { table: name.to_owned() });
+        };
+        Err(Error::new(ErrorKind::InvalidName, format!("outbox table {name:?}: {why}")))
     }
 
-    pub(crate) fn table(&self) -> &str {
+    /// The longest table name [`Outbox::with_table`] takes: its index (`<name>_bucket_seq`)
+    /// and its refused rows' table (`<name>_refused`) are named from it, and PostgreSQL
+    /// names have at most 63 bytes.
+    pub const MAX_TABLE_NAME: usize = 48;
+
+    /// The table's name, as given.
+    pub fn table(&self) -> &str {
         &self.table
     }
 
-    /// Creates the table and its index if they are missing.
+    /// The table's name as SQL: quoted, so that a name that is also a keyword (`order`)
+    /// works; it has only lowercase letters, digits and underscores, so the quoted name
+    /// is the one PostgreSQL would fold an unquoted one to.
+    pub(crate) fn sql_name(&self) -> String {
+        format!("\"{}\"", self.table)
+    }
+
+    /// The table that keeps the rows the broker refused, as SQL.
+    pub(crate) fn refused_sql_name(&self) -> String {
+        format!("\"{}_refused\"", self.table)
+    }
+
+    /// Creates the table, its index and the table of refused rows (`<table>_refused`,
+    /// see [`Relay`](crate::Relay)) if they are missing.
     pub async fn create_table(&self, pool: &sqlx::PgPool) -> Result<()> {
-        let t = &self.table;
+        let t = self.sql_name();
+        let refused = self.refused_sql_name();
+        let index = format!("\"{}_bucket_seq\"", self.table);
         let statements = [
             format!(
                 "CREATE TABLE IF NOT EXISTS {t} (
@@ -64,7 +96,22 @@ impl Outbox {
                     payload BYTEA NOT NULL,
                     stored_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             ),
-            format!("CREATE INDEX IF NOT EXISTS {t}_bucket_seq ON {t} (bucket, seq)"),
+            format!("CREATE INDEX IF NOT EXISTS {index} ON {t} (bucket, seq)"),
+            // A refused row keeps its place (`seq`) and its fields, with why and when.
+            format!(
+                "CREATE TABLE IF NOT EXISTS {refused} (
+                    seq BIGINT PRIMARY KEY,
+                    bucket INT NOT NULL,
+                    topic TEXT NOT NULL,
+                    id TEXT NOT NULL,
+                    key BYTEA,
+                    content_type TEXT,
+                    headers TEXT NOT NULL,
+                    payload BYTEA NOT NULL,
+                    stored_at TIMESTAMPTZ NOT NULL,
+                    error TEXT NOT NULL,
+                    refused_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            ),
         ];
         for statement in statements {
             sqlx::query(&statement).execute(pool).await.map_err(|e| db_error("creating the table", e))?;
@@ -88,7 +135,7 @@ impl Outbox {
             message.headers.iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
         let statement = format!(
             "INSERT INTO {} (bucket, topic, id, key, content_type, headers, payload) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            self.table
+            self.sql_name()
         );
         sqlx::query(&statement)
             .bind(bucket)

@@ -1,7 +1,8 @@
 //! The outbox against a real PostgreSQL of the test's own (Debian's server, started by
 //! the test kit in a temporary directory): a rolled-back transaction publishes nothing;
 //! a relay stopped dead mid-run loses nothing (its duplicates are counted); two relays at
-//! once never reorder a key.
+//! once never reorder a key; a row the broker refuses is set aside and the rest flows; a
+//! relay that cannot write waits longer each time; one stopped leaves no duplicates.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -9,8 +10,8 @@ use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
-use tidewater_core::{Message, Writer};
-use tidewater_memory::MemoryBroker;
+use tidewater_core::{Driver, Message, Writer};
+use tidewater_memory::{MemoryBroker, MemoryConfig};
 use tidewater_outbox::{Outbox, Relay};
 use tidewater_testkit::PostgresServer;
 
@@ -61,7 +62,7 @@ async fn a_rolled_back_transaction_publishes_nothing() {
 
     let broker = MemoryBroker::new();
     let relay = Relay::new(pool.clone(), broker.writer());
-    while relay.relay_once().await.unwrap() > 0 {}
+    while relay.relay_once().await.unwrap().rows() > 0 {}
     let ids: Vec<tidewater_core::MessageId> = written(&broker).into_iter().map(|m| m.id).collect();
     assert_eq!(ids, ["committed"], "only what was committed is relayed");
     assert_eq!(remaining(&pool).await, 0, "and deleted once relayed");
@@ -109,7 +110,7 @@ async fn a_relay_stopped_dead_loses_nothing() {
     assert!(left > 0, "stopped before the end (else the test proves nothing)");
 
     let second = Relay::new(pool.clone(), broker.writer());
-    while second.relay_once().await.unwrap() > 0 {}
+    while second.relay_once().await.unwrap().rows() > 0 {}
     assert_eq!(remaining(&pool).await, 0);
     let all = written(&broker);
     let distinct: HashSet<&str> = all.iter().map(|m| m.id.as_str()).collect();
@@ -130,7 +131,7 @@ async fn two_relays_never_reorder_a_key() {
             tokio::spawn(async move {
                 let mut forwarded = 0;
                 loop {
-                    match relay.relay_once().await.unwrap() {
+                    match relay.relay_once().await.unwrap().forwarded {
                         0 => break forwarded,
                         n => forwarded += n,
                     }
@@ -144,7 +145,7 @@ async fn two_relays_never_reorder_a_key() {
     }
     // A relay can find every bucket taken in a pass and stop early: finish the rest.
     let last = Relay::new(pool.clone(), broker.writer());
-    while last.relay_once().await.unwrap() > 0 {}
+    while last.relay_once().await.unwrap().rows() > 0 {}
     assert_eq!(remaining(&pool).await, 0);
 
     let mut by_key: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
@@ -158,4 +159,141 @@ async fn two_relays_never_reorder_a_key() {
     }
     println!("two relays forwarded {shares:?} messages side by side");
     assert!(shares.iter().all(|&n| n > 0), "both relays worked: {shares:?}");
+}
+
+/// Relays until a pass takes no row; what the passes did together.
+async fn drain(relay: &Relay) -> tidewater_outbox::RelayReport {
+    let mut total = tidewater_outbox::RelayReport::default();
+    loop {
+        let pass = relay.relay_once().await.expect("a pass fails only when the writer cannot write");
+        if pass.rows() == 0 {
+            return total;
+        }
+        total.forwarded += pass.forwarded;
+        total.refused += pass.refused;
+    }
+}
+
+fn ids(messages: &[Message]) -> Vec<&str> {
+    messages.iter().map(|m| m.id.as_str()).collect()
+}
+
+/// Before, the first row the broker refused failed every pass at its bucket: that
+/// bucket's keys, and every bucket after it, never moved again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_the_broker_refuses_is_set_aside_and_the_rest_flow() {
+    let (_server, pool, outbox) = setup().await;
+    let broker = MemoryBroker::with_config(MemoryConfig::default().max_message_bytes(2048).auto_create(false));
+    broker.admin().create_topic("orders", 4).await.unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    for i in 0..60 {
+        let message = Message::new("orders", format!("{i}")).with_id(format!("m{i}")).with_key(format!("k{}", i % 6));
+        outbox.store(&mut tx, &message).await.unwrap();
+        let poison = match i {
+            10 => Message::new("orders", vec![b'x'; 4096]).with_id("too-big").with_key("k1"),
+            20 => Message::new("nowhere", "0").with_id("no-topic").with_key("k2"),
+            30 => Message::new("orders", "0").with_id("garbled").with_key("k3"),
+            _ => continue,
+        };
+        outbox.store(&mut tx, &poison).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    // Headers that a hand-made row or another program's left unreadable.
+    sqlx::query("UPDATE tidewater_outbox SET headers = 'not json' WHERE id = 'garbled'").execute(&pool).await.unwrap();
+
+    let relay = Relay::new(pool.clone(), broker.writer()).batch(8);
+    let report = drain(&relay).await;
+    assert_eq!((report.forwarded, report.refused), (60, 3));
+    assert_eq!(remaining(&pool).await, 0);
+    let written = written(&broker);
+    let distinct: HashSet<&str> = ids(&written).into_iter().collect();
+    assert_eq!((written.len(), distinct.len()), (60, 60), "every good row once: {:?}", ids(&written));
+    let mut by_key: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+    for m in &written {
+        let i: usize = std::str::from_utf8(&m.payload).unwrap().parse().unwrap();
+        assert_eq!(m.id.as_str(), format!("m{i}"));
+        by_key.entry(m.key.clone().unwrap().to_vec()).or_default().push(i);
+    }
+    for (key, order) in &by_key {
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "key {key:?} in order: {order:?}");
+    }
+
+    let refused = outbox.refused(&pool).await.unwrap();
+    let refused_ids: Vec<&str> = refused.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(refused_ids, ["too-big", "no-topic", "garbled"], "in the order stored");
+    assert!(
+        refused[0].error.contains("too large") && refused[0].error.contains("the limit is 2048"),
+        "{}",
+        refused[0].error
+    );
+    assert!(refused[1].error.contains("unknown topic") && refused[1].topic == "nowhere", "{:?}", refused[1]);
+    assert!(refused[2].error.contains("not a JSON object"), "{}", refused[2].error);
+    assert!(refused.iter().all(|r| r.refused_at.elapsed().unwrap() < Duration::from_secs(60)));
+
+    // The cause of one fixed: that one is put back and goes; the others stay aside.
+    broker.admin().create_topic("nowhere", 1).await.unwrap();
+    assert_eq!(outbox.requeue_refused(&pool, Some("nowhere")).await.unwrap(), 1);
+    assert_eq!(drain(&relay).await.forwarded, 1);
+    assert_eq!(ids(&broker.published("nowhere")), ["no-topic"]);
+    // The rest put back are refused again, as before.
+    assert_eq!(outbox.requeue_refused(&pool, None).await.unwrap(), 2);
+    let again = drain(&relay).await;
+    assert_eq!((again.forwarded, again.refused), (0, 2));
+    let refused_ids: Vec<String> = outbox.refused(&pool).await.unwrap().into_iter().map(|r| r.id.to_string()).collect();
+    assert_eq!(refused_ids, ["too-big", "garbled"]);
+    assert_eq!(written.len(), 60, "nothing of them reached orders");
+}
+
+/// Before, a relay whose writer failed tried again every poll interval (100 ms), and
+/// logged each, for as long as the broker was gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_cannot_write_waits_longer_each_time() {
+    let (_server, pool, outbox) = setup().await;
+    store(&pool, &outbox, 10, 2).await;
+    let writer = MemoryBroker::new().writer();
+    writer.close().await.unwrap();
+
+    let relay = Relay::new(pool.clone(), writer).max_retry_wait(Duration::from_secs(10));
+    let report = relay.run_until(tokio::time::sleep(Duration::from_secs(3))).await.unwrap();
+    // Waits of 0.1, 0.2, 0.4, 0.8 and 1.6 s (each up to twice that with jitter) come
+    // to 3.1 s: at most five passes in three seconds, where a steady 100 ms made 30.
+    assert!((3..=5).contains(&report.passes), "{report:?}");
+    assert_eq!(report.failed_passes, report.passes, "{report:?}");
+    assert_eq!(report.rows(), 0);
+    assert_eq!(remaining(&pool).await, 10, "a closed writer refuses no row: they wait");
+    assert!(outbox.refused(&pool).await.unwrap().is_empty());
+}
+
+/// Before, the stop dropped the bucket being relayed, after the broker took its rows
+/// and before they were deleted: they went out again with the next relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_stopped_through_run_until_leaves_no_duplicates() {
+    const N: usize = 2000;
+    let (_server, pool, outbox) = setup().await;
+    store(&pool, &outbox, N, 10).await;
+    let broker = MemoryBroker::new();
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let first = {
+        let relay = Relay::new(pool.clone(), Arc::new(Slow(broker.writer()))).batch(50);
+        tokio::spawn(async move { relay.run_until(async move { stopped.await.unwrap_or(()) }).await })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while written(&broker).len() < N / 4 {
+        assert!(tokio::time::Instant::now() < deadline, "the first relay forwards");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(()).unwrap();
+    let report = first.await.unwrap().unwrap();
+    let left = remaining(&pool).await;
+    assert!(left > 0, "stopped before the end (else the test proves nothing)");
+    assert_eq!(report.forwarded + left as u64, N as u64, "what it reported forwarded is gone from the table");
+
+    let second = Relay::new(pool.clone(), broker.writer());
+    drain(&second).await;
+    assert_eq!(remaining(&pool).await, 0);
+    let all = written(&broker);
+    let distinct: HashSet<&str> = all.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!((all.len(), distinct.len()), (N, N), "each once");
 }
