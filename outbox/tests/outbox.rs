@@ -297,3 +297,25 @@ async fn a_relay_stopped_through_run_until_leaves_no_duplicates() {
     let distinct: HashSet<&str> = all.iter().map(|m| m.id.as_str()).collect();
     assert_eq!((all.len(), distinct.len()), (N, N), "each once");
 }
+
+/// Table names are quoted, so one that is also a keyword works; a name PostgreSQL
+/// would cut short (and so could share with another) is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_named_like_a_keyword_works_and_a_long_name_is_refused() {
+    let (_server, pool, _) = setup().await;
+    let outbox = Outbox::with_table("order").unwrap();
+    outbox.create_table(&pool).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    outbox.store(&mut tx, &Message::new("orders", "o-1").with_id("o-1")).await.unwrap();
+    tx.commit().await.unwrap();
+    let broker = MemoryBroker::new();
+    let relay = Relay::new(pool.clone(), broker.writer()).outbox(outbox.clone());
+    assert_eq!(drain(&relay).await.forwarded, 1);
+    assert_eq!(ids(&written(&broker)), ["o-1"]);
+    assert!(outbox.refused(&pool).await.unwrap().is_empty());
+
+    assert!(Outbox::with_table(&"a".repeat(Outbox::MAX_TABLE_NAME)).is_ok());
+    let err = Outbox::with_table(&"a".repeat(Outbox::MAX_TABLE_NAME + 1)).unwrap_err();
+    assert_eq!(err.kind(), tidewater_core::ErrorKind::InvalidName);
+    assert!(err.to_string().contains("at most 48 bytes"), "{err}");
+}
