@@ -264,7 +264,11 @@ fn dead_letter_message(
 /// ```
 ///
 /// A message without the original-topic header is not a dead letter; it fails
-/// permanently rather than being guessed at.
+/// permanently rather than being guessed at. So does one whose write is refused for a
+/// reason that retrying will not fix (its original topic is not a valid name here, or no
+/// longer exists where topics are not made on first use): with the bus's default dead
+/// letter it moves on to the dead-letter topic's own, rather than coming back after each
+/// nack delay for good. A write that may pass (the broker is down) fails transiently.
 #[derive(Clone)]
 pub struct Redrive {
     writer: Arc<dyn Writer>,
@@ -293,7 +297,9 @@ impl Handler for Redrive {
         for name in headers::ALL {
             again.headers.remove(name);
         }
-        self.writer.write(vec![again]).await?;
-        Ok(())
+        self.writer.write(vec![again]).await.map_err(|err| match err.is_retryable() {
+            true => HandlerError::transient(err),
+            false => HandlerError::permanent(err),
+        })
     }
 }

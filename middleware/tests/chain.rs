@@ -307,6 +307,34 @@ async fn redrive_returns_dead_letters_to_their_topic() {
     assert!(dlq_headers::ALL.iter().all(|h| !again.headers.contains(h)), "{:?}", again.headers);
 }
 
+/// Before, a dead letter whose write was refused (here its original topic's name is not
+/// valid) failed transiently, so it came back after every nack delay, for good.
+#[tokio::test]
+async fn a_dead_letter_that_cannot_be_written_back_fails_permanently() {
+    use tidewater_core::Handler as _;
+    let broker = MemoryBroker::new();
+    let dead = Message::new("orders.dlq", "p").with_id("m-1").with_header(dlq_headers::ORIGINAL_TOPIC, "no spaces");
+    let stray = Message::new("orders.dlq", "q").with_id("m-2");
+    let recorder = tidewater_core::testing::Recorder::new();
+    let mut s = scheduler(&broker);
+    s.subscribe("orders.dlq", recorder.clone()).group("look");
+    s.start().await.unwrap();
+    publish(&broker, dead).await;
+    publish(&broker, stray).await;
+    let deliveries = recorder.wait_for(2, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+
+    let redrive = Redrive::new(broker.writer());
+    for delivery in deliveries.clone() {
+        let err = redrive.handle(delivery).await.unwrap_err();
+        assert!(!err.is_transient(), "{err}");
+    }
+    let closed = broker.writer();
+    closed.close().await.unwrap();
+    let err = Redrive::new(closed).handle(deliveries[0].clone()).await.unwrap_err();
+    assert!(!err.is_transient(), "a closed writer is not a passing failure either: {err}");
+}
+
 #[tokio::test]
 async fn interceptors_and_metrics_see_every_send_and_handle() {
     #[derive(Default)]
