@@ -258,20 +258,36 @@ async fn redrive(driver: &impl Driver, topic: &str, filter: Filter, read: &ReadA
         writeln!(std::io::stdout().lock(), "redriven 0, passed over 0")?;
         return Ok(());
     }
-    let progress = Arc::new(Progress { redriven: AtomicU64::new(0), skipped: AtomicU64::new(0), total });
+    let progress = Arc::new(Progress {
+        redriven: AtomicU64::new(0),
+        skipped: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        total,
+    });
     let handler = {
         let (progress, redrive) = (Arc::clone(&progress), Redrive::new(driver.writer()));
         let filter = Arc::new(filter);
         handler_fn(move |delivery: Delivery| {
             let (progress, redrive, filter) = (Arc::clone(&progress), redrive.clone(), Arc::clone(&filter));
             async move {
-                if filter.matches(&delivery, SystemTime::now()) {
-                    // Written before the ack: interrupted here, it comes again.
-                    redrive.handle(delivery).await?;
-                    progress.redriven.fetch_add(1, Ordering::SeqCst);
-                } else {
+                if !filter.matches(&delivery, SystemTime::now()) {
                     progress.skipped.fetch_add(1, Ordering::SeqCst);
+                    progress.show();
+                    return Ok(());
                 }
+                let id = delivery.message().id.clone();
+                // Written before the ack: interrupted here, it comes again.
+                match redrive.handle(delivery).await {
+                    Ok(()) => progress.redriven.fetch_add(1, Ordering::SeqCst),
+                    // One that can never be written back is said and passed over (it stays
+                    // in the dead-letter topic); given back, it would come again for good
+                    // and the redrive would never end.
+                    Err(err) if !err.is_transient() => {
+                        progress.say(&format!("not redriven: {id}: {}", err.chain()));
+                        progress.refused.fetch_add(1, Ordering::SeqCst)
+                    }
+                    Err(err) => return Err(err),
+                };
                 progress.show();
                 Ok(())
             }
@@ -283,7 +299,21 @@ async fn redrive(driver: &impl Driver, topic: &str, filter: Filter, read: &ReadA
         eprintln!();
     }
     let (redriven, skipped) = (progress.redriven.load(Ordering::SeqCst), progress.skipped.load(Ordering::SeqCst));
-    writeln!(std::io::stdout().lock(), "redriven {redriven}, passed over {skipped}")?;
+    match progress.refused.load(Ordering::SeqCst) {
+        0 => writeln!(std::io::stdout().lock(), "redriven {redriven}, passed over {skipped}")?,
+        refused => {
+            writeln!(std::io::stdout().lock(), "redriven {redriven}, passed over {skipped}, not redriven {refused}")?;
+            let (these, stay) = match refused {
+                1 => ("1 dead letter".to_owned(), "it stays"),
+                n => (format!("{n} dead letters"), "they stay"),
+            };
+            return Err(format!(
+                "{these} could not be written back (said above); {stay} in {topic}, passed by group {group}: \
+                 redrive with another --group once the cause is fixed"
+            )
+            .into());
+        }
+    }
     Ok(())
 }
 
@@ -291,6 +321,8 @@ async fn redrive(driver: &impl Driver, topic: &str, filter: Filter, read: &ReadA
 struct Progress {
     redriven: AtomicU64,
     skipped: AtomicU64,
+    /// Dead letters whose write was refused for good.
+    refused: AtomicU64,
     /// The group's lag when the redrive began, where the broker tells it.
     total: Option<u64>,
 }
@@ -301,7 +333,18 @@ impl Progress {
             return;
         }
         let (redriven, skipped) = (self.redriven.load(Ordering::SeqCst), self.skipped.load(Ordering::SeqCst));
+        let refused = self.refused.load(Ordering::SeqCst);
         let of = self.total.map(|t| format!(" of {t}")).unwrap_or_default();
-        eprint!("\rredriving: {}{of} read, {redriven} redriven, {skipped} passed over", redriven + skipped);
+        let read = redriven + skipped + refused;
+        eprint!("\rredriving: {read}{of} read, {redriven} redriven, {skipped} passed over, {refused} not redriven");
+    }
+
+    /// A line on stderr, over the progress line on a terminal.
+    fn say(&self, line: &str) {
+        if std::io::stderr().is_terminal() {
+            // Back to the line's start and cleared, so the progress line is not left under it.
+            eprint!("\r\x1b[K");
+        }
+        eprintln!("{line}");
     }
 }

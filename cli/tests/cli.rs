@@ -16,8 +16,25 @@ fn tidewater(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
     if let Some(input) = stdin {
         child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     }
-    child.wait_with_output().unwrap()
+    // A run that does not end (a redrive that never goes idle) fails its test rather
+    // than holding the whole run: killed after two minutes.
+    let (ended, watch) = std::sync::mpsc::channel::<()>();
+    let pid = child.id().to_string();
+    let watchdog = std::thread::spawn(move || {
+        let late = watch.recv_timeout(RUN_LIMIT).is_err();
+        if late {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+        late
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = ended.send(());
+    assert!(!watchdog.join().unwrap(), "tidewater {args:?} did not end within {RUN_LIMIT:?}");
+    out
 }
+
+/// The longest a run of the command may take in these tests.
+const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn ok(url: &str, args: &[&str], stdin: Option<&str>) -> String {
     let out = tidewater(url, args, stdin);
@@ -147,6 +164,21 @@ fn dlq_round_trip(url: &str, name: &str) {
     );
     let again = run(&["dlq", "redrive", &dlq, "--reason", "customer", "--group", "fixers"]);
     assert_eq!(again, "redriven 0, passed over 0\n", "one group redrives a dead letter once");
+
+    // One that can never be written back (its topic's name is not valid) is said and
+    // passed over, and the run fails; before, it came back after each nack delay and
+    // the redrive never ended.
+    let bad = {
+        let (original, error) = ("tw-dlq-original-topic=no spaces", "tw-dlq-error=no such customer");
+        ok(url, &["publish", &dlq, "d", "--header", original, "--header", error], None).trim().to_owned()
+    };
+    let out =
+        tidewater(url, &["dlq", "redrive", &dlq, "--reason", "customer", "--group", "fixers", "--idle", "2s"], None);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{stdout}");
+    assert_eq!(stdout, "redriven 0, passed over 0, not redriven 1\n", "{stderr}");
+    assert!(stderr.contains(&format!("not redriven: {bad}: invalid name")), "{stderr}");
+    assert!(stderr.contains("it stays in") && stderr.contains("another --group"), "{stderr}");
 }
 
 #[test]
