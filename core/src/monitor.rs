@@ -3,8 +3,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use crate::{Admin, Health, PartitionLag, Reader, ReadySignal, Result, TaskHealth, TaskReport, TaskStats};
+use crate::{
+    Admin, Error, ErrorKind, Health, PartitionLag, Reader, ReadySignal, Result, TaskHealth, TaskReport, TaskStats,
+};
 
 /// Health, counters and lag of a scheduler's read tasks, from
 /// [`Bus::monitor`](crate::Bus::monitor) or
@@ -113,20 +116,42 @@ impl Monitor {
         self.read().iter().map(|t| t.stats.report(&t.topic, t.group.as_deref())).collect()
     }
 
-    /// The lag of every task that reads in a group, asked of the broker now; empty
-    /// without an admin ([`Monitor::with_admin`]; a [`Bus`](crate::Bus)'s monitor has
-    /// its driver's).
+    /// The lag of every task that reads in a group, asked of the broker now, all tasks at
+    /// once; empty without an admin ([`Monitor::with_admin`]; a [`Bus`](crate::Bus)'s
+    /// monitor has its driver's).
+    ///
+    /// While the broker is away each ask takes the driver's request timeout; see
+    /// [`Monitor::lag_within`] for an answer in bounded time.
     pub async fn lag(&self) -> Vec<TaskLag> {
+        self.ask_lag(None).await
+    }
+
+    /// [`Monitor::lag`], each task's ask given at most `limit`: one the broker has not
+    /// answered by then is a `Timeout` for that task. For a metrics scrape, which its
+    /// scraper gives up on whole after its own timeout (10 s by default in Prometheus).
+    pub async fn lag_within(&self, limit: Duration) -> Vec<TaskLag> {
+        self.ask_lag(Some(limit)).await
+    }
+
+    async fn ask_lag(&self, limit: Option<Duration>) -> Vec<TaskLag> {
         let Some(admin) = &self.admin else { return Vec::new() };
         let mut asked: Vec<(String, String)> =
             self.read().iter().filter_map(|t| Some((t.topic.clone(), t.group.clone()?))).collect();
         asked.sort();
         asked.dedup();
-        let mut out = Vec::with_capacity(asked.len());
-        for (topic, group) in asked {
-            let partitions = admin.lag(&topic, &group).await;
-            out.push(TaskLag { topic, group, partitions });
-        }
-        out
+        // At once rather than one after another: with the broker away, one after another
+        // took a request timeout for each task.
+        let asks = asked.into_iter().map(|(topic, group)| async move {
+            let ask = admin.lag(&topic, &group);
+            let partitions = match limit {
+                None => ask.await,
+                Some(limit) => tokio::time::timeout(limit, ask).await.unwrap_or_else(|_| {
+                    let text = format!("the broker did not tell group {group:?}'s lag within {limit:?}");
+                    Err(Error::new(ErrorKind::Timeout, text).with_driver(admin.driver()).with_topic(&topic))
+                }),
+            };
+            TaskLag { topic, group, partitions }
+        });
+        futures::future::join_all(asks).await
     }
 }

@@ -1,6 +1,7 @@
 //! The task metrics, read from the scheduler's own counters at each scrape.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -53,11 +54,13 @@ impl TaskCollector {
         self.monitors.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Asks the brokers for the lag of every watched group.
-    pub(crate) async fn refresh_lag(&self) {
+    /// Asks the brokers for the lag of every watched group, each ask given at most
+    /// `limit`.
+    pub(crate) async fn refresh_lag(&self, limit: Duration) {
         let mut rows = Vec::new();
-        for monitor in self.monitors() {
-            for task in monitor.lag().await {
+        let asks = self.monitors().into_iter().map(|monitor| async move { monitor.lag_within(limit).await });
+        for tasks in futures::future::join_all(asks).await {
+            for task in tasks {
                 match task.partitions {
                     Ok(partitions) => rows.extend(partitions.into_iter().map(|p| LagRow {
                         topic: task.topic.clone(),

@@ -20,7 +20,7 @@
 //! | `tidewater_reader_restarts_total` | topic, group | readers restarted after a failure |
 //! | `tidewater_messages_in_flight` | topic, group | handed out, not yet settled |
 //! | `tidewater_task_ready` | topic, group | 1 while the task is subscribed |
-//! | `tidewater_consumer_lag` | topic, group, partition | not yet settled by the group, asked of the broker at each scrape |
+//! | `tidewater_consumer_lag` | topic, group, partition | not yet settled by the group, asked of the broker at each scrape (left out for a group whose broker has not answered within 2 s: [`PrometheusMetrics::with_lag_timeout`]) |
 //! | `tidewater_handler_duration_seconds` | topic, group | the handler chain's time per delivery (single handlers: middleware does not wrap batch handlers, whose deliveries the counters above count all the same) |
 //!
 //! Why `prometheus-client` and not the `metrics` facade with its exporter: the counters
@@ -50,6 +50,7 @@ mod http;
 mod instruments;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use tidewater_core::{Bus, Codec, Monitor};
@@ -66,6 +67,7 @@ pub struct PrometheusMetrics {
     registry: Arc<Mutex<Registry>>,
     tasks: Arc<TaskCollector>,
     instruments: Arc<Instruments>,
+    lag_timeout: Duration,
 }
 
 impl std::fmt::Debug for PrometheusMetrics {
@@ -88,7 +90,18 @@ impl PrometheusMetrics {
         let instruments = Arc::new(Instruments::default());
         registry.register_collector(Box::new(Arc::clone(&tasks)));
         registry.register_collector(Box::new(Arc::clone(&instruments)));
-        Self { registry: Arc::new(Mutex::new(registry)), tasks, instruments }
+        Self { registry: Arc::new(Mutex::new(registry)), tasks, instruments, lag_timeout: Duration::from_secs(2) }
+    }
+
+    /// How long a scrape waits for each group's lag (2 s by default); a group whose
+    /// broker has not answered by then has no lag in that scrape, and the rest is served
+    /// as it is. Without a bound, a scrape while the broker is away took the driver's
+    /// request timeout (10 s on most) for each group, longer than Prometheus waits for
+    /// a whole scrape (10 s by default), so every metric of the service was lost just
+    /// when it was needed most.
+    pub fn with_lag_timeout(mut self, timeout: Duration) -> Self {
+        self.lag_timeout = timeout;
+        self
     }
 
     /// Measures `bus`: its tasks' counters, health and lag ([`PrometheusMetrics::watch`]),
@@ -123,10 +136,11 @@ impl PrometheusMetrics {
     }
 
     /// The OpenMetrics text of every metric, with each group's lag asked of its broker
-    /// now. A broker that cannot tell leaves the lag of that task out (and logs why at
-    /// debug level).
+    /// now, all groups at once. A broker that cannot tell, or not within the lag timeout
+    /// ([`PrometheusMetrics::with_lag_timeout`]), leaves the lag of that task out (and
+    /// logs why at debug level).
     pub async fn render(&self) -> String {
-        self.tasks.refresh_lag().await;
+        self.tasks.refresh_lag(self.lag_timeout).await;
         let mut text = String::new();
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("writing to a String does not fail");

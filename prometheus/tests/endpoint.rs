@@ -77,3 +77,45 @@ async fn ready_follows_the_broker_and_metrics_are_served() {
     bus.shutdown(Duration::from_secs(5)).await.unwrap();
     endpoint.abort();
 }
+
+/// Before, a scrape asked each group's lag in turn, each taking the driver's request
+/// timeout (10 s here) while the broker was away: three groups made a scrape of about
+/// a minute, far past the 10 s Prometheus waits, so every metric was lost. Now the
+/// groups are asked at once, each for at most the lag timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_while_the_broker_is_away_is_served_in_time() {
+    const PROMETHEUS_WAITS: Duration = Duration::from_secs(10);
+    let mut server = NatsServer::start(NatsRelease::Current);
+    let js = JetStream::connect(&NatsConfig::new(server.url()), JetStreamConfig::default()).await.unwrap();
+    let mut bus = Bus::new(&js, EventRegistry::new());
+    let metrics = PrometheusMetrics::new().with_lag_timeout(Duration::from_secs(1));
+    metrics.instrument(&mut bus);
+    for name in ["away1", "away2", "away3"] {
+        js.create_stream(name, &[&format!("{name}.events")]).await.unwrap();
+        bus.subscribe(format!("{name}.events"), Recorder::new()).group("probe");
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let endpoint = tokio::spawn(tidewater_prometheus::serve(listener, metrics.clone(), bus.monitor()));
+    bus.start().await.unwrap();
+    until(addr, "/health/ready", 200).await;
+    let (_, text) = get(addr, "/metrics").await;
+    assert!(text.contains("tidewater_consumer_lag{"), "the lag is there while the broker is:\n{text}");
+
+    tokio::task::block_in_place(|| server.kill());
+    until(addr, "/health/ready", 503).await;
+    let (status, text) = tokio::time::timeout(PROMETHEUS_WAITS, get(addr, "/metrics"))
+        .await
+        .expect("a scrape is served before Prometheus gives up on it");
+    assert_eq!(status, 200);
+    for name in ["away1", "away2", "away3"] {
+        let task = [("topic", &*format!("{name}.events")), ("group", "probe")];
+        assert_eq!(support::value(&text, "tidewater_messages_delivered_total", &task), Some(0.0), "{text}");
+    }
+    assert!(!text.contains("tidewater_consumer_lag{"), "no lag the broker did not tell:\n{text}");
+
+    tokio::task::block_in_place(|| server.restart());
+    until(addr, "/health/ready", 200).await;
+    bus.shutdown(Duration::from_secs(5)).await.unwrap();
+    endpoint.abort();
+}
