@@ -100,13 +100,32 @@ impl Collector for TaskCollector {
             let in_flight = r.delivered.saturating_sub(settled);
             ConstGauge::new(i64::try_from(in_flight).unwrap_or(i64::MAX)).encode(family.encode_family(&labels(r))?)?;
         }
+        let health: Vec<_> = monitors.iter().map(|m| (m.driver(), m.health())).collect();
         let mut family =
             encoder.encode_descriptor("task_ready", "1 while the read task is subscribed.", None, MetricType::Gauge)?;
-        for monitor in &monitors {
-            for task in monitor.health().tasks {
-                let labels = [("topic", task.topic), ("group", task.group.unwrap_or_default())];
+        for (_, health) in &health {
+            for task in &health.tasks {
+                let labels = [("topic", task.topic.clone()), ("group", task.group.clone().unwrap_or_default())];
                 ConstGauge::new(i64::from(task.subscribed)).encode(family.encode_family(&labels)?)?;
             }
+        }
+        // A task stays subscribed while its client reconnects, so the connection is a
+        // gauge of its own: the one that shows a broker outage as it happens. One series a
+        // driver, down if any of its monitors says so.
+        let mut connected = std::collections::BTreeMap::new();
+        for (driver, health) in &health {
+            if let Some(up) = health.connected {
+                *connected.entry(*driver).or_insert(true) &= up;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "connected",
+            "1 while the driver's connection to its broker is up, 0 while it is not; absent for a driver that cannot tell.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (driver, up) in connected {
+            ConstGauge::new(i64::from(up)).encode(family.encode_family(&[("driver", driver)])?)?;
         }
         let mut family = encoder.encode_descriptor(
             "consumer_lag",

@@ -101,6 +101,7 @@ async fn a_scrape_while_the_broker_is_away_is_served_in_time() {
     until(addr, "/health/ready", 200).await;
     let (_, text) = get(addr, "/metrics").await;
     assert!(text.contains("tidewater_consumer_lag{"), "the lag is there while the broker is:\n{text}");
+    assert_eq!(support::value(&text, "tidewater_connected", &[("driver", "nats")]), Some(1.0), "{text}");
 
     tokio::task::block_in_place(|| server.kill());
     until(addr, "/health/ready", 503).await;
@@ -113,6 +114,7 @@ async fn a_scrape_while_the_broker_is_away_is_served_in_time() {
         assert_eq!(support::value(&text, "tidewater_messages_delivered_total", &task), Some(0.0), "{text}");
     }
     assert!(!text.contains("tidewater_consumer_lag{"), "no lag the broker did not tell:\n{text}");
+    assert_eq!(support::value(&text, "tidewater_connected", &[("driver", "nats")]), Some(0.0), "{text}");
 
     tokio::task::block_in_place(|| server.restart());
     until(addr, "/health/ready", 200).await;
