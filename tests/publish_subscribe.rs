@@ -259,3 +259,38 @@ async fn events_of_a_route_share_its_topic_name() {
     let other = bus.publisher().encode("orders", &OrderPlaced { id: 10 }).unwrap();
     assert!(raw.stream.shares(&other.stream), "a name given as text again is shared, not copied");
 }
+
+/// A handler whose own publish is refused for good (larger than the broker takes) sends
+/// its message to the dead-letter topic, once. Before, the refusal converted into a
+/// transient failure: the message came back after each nack delay, for good, and never
+/// reached the dead-letter topic.
+#[tokio::test]
+async fn a_handler_whose_publish_is_refused_for_good_dead_letters_its_message() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    let broker = MemoryBroker::with_config(tidewater::memory::MemoryConfig::default().max_message_bytes(1024));
+    let mut bus = Bus::new(&broker, EventRegistry::new());
+    let (publisher, calls) = (bus.publisher().clone(), Arc::new(AtomicU32::new(0)));
+    let counted = Arc::clone(&calls);
+    let handler = tidewater::handler_fn(move |delivery: Delivery| {
+        let (publisher, counted) = (publisher.clone(), Arc::clone(&counted));
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            // An enrichment that makes it larger than the broker takes.
+            publisher.publish_bytes("out", delivery.message().payload.repeat(4), "text/plain").await?;
+            Ok::<(), HandlerError>(())
+        }
+    });
+    bus.subscribe("in", handler).group("g");
+    bus.start().await.unwrap();
+    bus.publisher().publish_bytes("in", vec![b'x'; 400], "text/plain").await.unwrap();
+    let dead = broker.wait_published("in.dlq", 1, WAIT).await.unwrap();
+    broker.wait_acked("in", "g", 1, WAIT).await.unwrap();
+    let report = bus.shutdown(WAIT).await.unwrap();
+    assert_eq!((report.dead_lettered(), calls.load(Ordering::SeqCst)), (1, 1), "{report:?}");
+    let error = dead[0].headers.get(dlq_headers::ERROR).unwrap();
+    assert!(error.contains("too large") && error.contains("the limit is 1024"), "{error}");
+    assert_eq!(dead[0].headers.get(dlq_headers::RECOVERY), Some("permanent"));
+    assert!(broker.published("out").is_empty());
+}

@@ -314,8 +314,11 @@ pub enum Recovery {
 
 /// Why a handler did not process a message.
 ///
-/// Any error converts into a transient `HandlerError` with `?`, so a handler can return
-/// the errors of the libraries it calls; mark input that can never succeed with
+/// Any error converts into a `HandlerError` with `?`, so a handler can return the errors
+/// of the libraries it calls. It is transient, but for a tidewater [`Error`] that says
+/// the input can never succeed (`Decode`, `Encode`, `TooLarge`, `InvalidName`,
+/// `InvalidInput`: a payload that does not decode, an event published from it that is
+/// too large): that one is permanent. Mark other input that can never succeed with
 /// [`HandlerError::permanent`]. `HandlerError` deliberately does not implement
 /// [`std::error::Error`] itself (as `anyhow::Error` does not), which is what makes the
 /// blanket conversion possible; [`HandlerError::source_ref`] gives the cause.
@@ -479,8 +482,20 @@ impl HandlerError {
 impl<E: Into<BoxError>> From<E> for HandlerError {
     fn from(err: E) -> Self {
         let source: BoxError = err.into();
-        let recovery = match source.downcast_ref::<Error>() {
-            Some(e) if !e.is_retryable() && e.kind() == ErrorKind::Decode => Recovery::Permanent,
+        let recovery = match source.downcast_ref::<Error>().map(Error::kind) {
+            // What tidewater itself says of a message, or of what a handler made of it:
+            // the same input fails the same way each time. A handler that publishes an
+            // event too large for the broker, or to a topic named from the message that
+            // is not a valid name, would otherwise be redelivered for good and never
+            // reach the dead-letter queue.
+            Some(
+                ErrorKind::Decode
+                | ErrorKind::Encode
+                | ErrorKind::TooLarge
+                | ErrorKind::InvalidName
+                | ErrorKind::InvalidInput,
+            ) => Recovery::Permanent,
+            // The broker, the configuration or the service's state, which can change.
             _ => Recovery::Transient,
         };
         Self::with_recovery(recovery, source)
@@ -502,10 +517,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decode_errors_become_permanent_handler_errors() {
-        let err: HandlerError = Error::new(ErrorKind::Decode, "bad json").into();
-        assert_eq!(err.recovery(), Recovery::Permanent);
-        let err: HandlerError = Error::new(ErrorKind::Connection, "down").into();
+    fn errors_about_the_input_become_permanent_handler_errors() {
+        use ErrorKind as K;
+        for kind in [K::Decode, K::Encode, K::TooLarge, K::InvalidName, K::InvalidInput] {
+            let err: HandlerError = Error::new(kind, "about the message").into();
+            assert_eq!(err.recovery(), Recovery::Permanent, "{kind:?}");
+        }
+        let may_pass = [
+            K::Connection,
+            K::Timeout,
+            K::Busy,
+            K::BrokerTransient,
+            K::BrokerPermanent,
+            K::UnknownTopic,
+            K::UnknownGroup,
+            K::UnknownEventType,
+            K::Config,
+            K::Unsupported,
+            K::Closed,
+            K::NoResponders,
+        ];
+        for kind in may_pass {
+            let err: HandlerError = Error::new(kind, "about the broker or the service").into();
+            assert_eq!(err.recovery(), Recovery::Transient, "{kind:?}");
+        }
+        let err: HandlerError = std::io::Error::other("not ours").into();
         assert_eq!(err.recovery(), Recovery::Transient);
     }
 
