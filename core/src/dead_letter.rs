@@ -268,7 +268,8 @@ fn dead_letter_message(
 /// reason that retrying will not fix (its original topic is not a valid name here, or no
 /// longer exists where topics are not made on first use): with the bus's default dead
 /// letter it moves on to the dead-letter topic's own, rather than coming back after each
-/// nack delay for good. A write that may pass (the broker is down) fails transiently.
+/// nack delay for good. A write that may pass (the broker is down) fails transiently, as
+/// does one to a closed writer (the service is stopping).
 #[derive(Clone)]
 pub struct Redrive {
     writer: Arc<dyn Writer>,
@@ -297,9 +298,13 @@ impl Handler for Redrive {
         for name in headers::ALL {
             again.headers.remove(name);
         }
-        self.writer.write(vec![again]).await.map_err(|err| match err.is_retryable() {
-            true => HandlerError::transient(err),
-            false => HandlerError::permanent(err),
+        // Closed is no fault of the dead letter: the service is stopping, and it comes
+        // again after the restart.
+        self.writer.write(vec![again]).await.map_err(|err| {
+            match err.is_retryable() || err.kind() == ErrorKind::Closed {
+                true => HandlerError::transient(err),
+                false => HandlerError::permanent(err),
+            }
         })
     }
 }
