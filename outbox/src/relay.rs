@@ -19,7 +19,7 @@ use crate::{Outbox, BUCKETS};
 ///
 /// **Rows the broker refuses.** A row whose message the broker refuses for a reason that
 /// retrying will not fix (too large, a topic that does not exist, an invalid name, or
-/// headers that cannot be read) is moved to `<table>_refused` with the error, logged,
+/// headers that cannot be read; the error's kind says which) is moved to `<table>_refused` with the error, logged,
 /// and counted in [`RelayReport::refused`]; the rows after it go on. Without that, one
 /// such row would stop its bucket, and every key in it, for good. List them with
 /// [`Outbox::refused`] and put them back with [`Outbox::requeue_refused`] once the cause
@@ -314,13 +314,14 @@ impl Relay {
 }
 
 /// Whether `err` is the broker or driver refusing a message itself, so that writing it
-/// again cannot succeed and other messages can.
+/// again cannot succeed and other messages can. A topic that does not exist is one: its
+/// rows are set aside, to be put back with `requeue_refused` once it is made. Not
+/// `BrokerPermanent`, which drivers also give for what is not the message's (a refused
+/// authorization, a fenced producer): that fails the bucket, as a broker that is away
+/// does, and every row of it would otherwise be set aside.
 fn refuses_the_message(err: &Error) -> bool {
     use ErrorKind as K;
-    matches!(
-        err.kind(),
-        K::TooLarge | K::InvalidName | K::InvalidInput | K::UnknownTopic | K::BrokerPermanent | K::Encode | K::Decode
-    )
+    matches!(err.kind(), K::TooLarge | K::InvalidName | K::InvalidInput | K::UnknownTopic | K::Encode | K::Decode)
 }
 
 /// Whether a failed write says that the writer can write nothing now, so that the
