@@ -83,34 +83,19 @@ impl Outbox {
         let t = self.sql_name();
         let refused = self.refused_sql_name();
         let index = format!("\"{}_bucket_seq\"", self.table);
+        // The fields of a stored message, as both tables hold them.
+        let message = "bucket INT NOT NULL, topic TEXT NOT NULL, id TEXT NOT NULL, key BYTEA, content_type TEXT, \
+                       headers TEXT NOT NULL, payload BYTEA NOT NULL";
         let statements = [
             format!(
-                "CREATE TABLE IF NOT EXISTS {t} (
-                    seq BIGSERIAL PRIMARY KEY,
-                    bucket INT NOT NULL,
-                    topic TEXT NOT NULL,
-                    id TEXT NOT NULL,
-                    key BYTEA,
-                    content_type TEXT,
-                    headers TEXT NOT NULL,
-                    payload BYTEA NOT NULL,
-                    stored_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                "CREATE TABLE IF NOT EXISTS {t} (seq BIGSERIAL PRIMARY KEY, {message}, \
+                 stored_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             ),
             format!("CREATE INDEX IF NOT EXISTS {index} ON {t} (bucket, seq)"),
             // A refused row keeps its place (`seq`) and its fields, with why and when.
             format!(
-                "CREATE TABLE IF NOT EXISTS {refused} (
-                    seq BIGINT PRIMARY KEY,
-                    bucket INT NOT NULL,
-                    topic TEXT NOT NULL,
-                    id TEXT NOT NULL,
-                    key BYTEA,
-                    content_type TEXT,
-                    headers TEXT NOT NULL,
-                    payload BYTEA NOT NULL,
-                    stored_at TIMESTAMPTZ NOT NULL,
-                    error TEXT NOT NULL,
-                    refused_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                "CREATE TABLE IF NOT EXISTS {refused} (seq BIGINT PRIMARY KEY, {message}, \
+                 stored_at TIMESTAMPTZ NOT NULL, error TEXT NOT NULL, refused_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             ),
         ];
         for statement in statements {

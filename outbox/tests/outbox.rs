@@ -86,24 +86,37 @@ impl Writer for Slow {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_stopped_dead_loses_nothing() {
-    const N: usize = 2000;
-    let (_server, pool, outbox) = setup().await;
-    store(&pool, &outbox, N, 10).await;
-    let broker = MemoryBroker::new();
+/// Rows that `relay_a_quarter` stores.
+const STORED: usize = 2000;
 
-    // The task is aborted mid-run, as a process killed would stop: its open
-    // transaction goes with its connection.
-    let first = {
-        let relay = Relay::new(pool.clone(), Arc::new(Slow(broker.writer()))).batch(50);
-        tokio::spawn(async move { relay.run_until(std::future::pending()).await })
-    };
+/// [`STORED`] rows stored over 10 keys, and a relay of them through a slow writer that
+/// runs until `stop`, spawned; returns once a quarter of them reached the broker.
+async fn relay_a_quarter<S>(pool: &PgPool, outbox: &Outbox, broker: &MemoryBroker, stop: S) -> RelayTask
+where
+    S: std::future::Future<Output = ()> + Send + 'static,
+{
+    const N: usize = STORED;
+    store(pool, outbox, N, 10).await;
+    let relay = Relay::new(pool.clone(), Arc::new(Slow(broker.writer()))).batch(50);
+    let task = tokio::spawn(async move { relay.run_until(stop).await });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while written(&broker).len() < N / 4 {
+    while written(broker).len() < N / 4 {
         assert!(tokio::time::Instant::now() < deadline, "the first relay forwards");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    task
+}
+
+type RelayTask = tokio::task::JoinHandle<tidewater_core::Result<tidewater_outbox::RelayReport>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_stopped_dead_loses_nothing() {
+    const N: usize = STORED;
+    let (_server, pool, outbox) = setup().await;
+    let broker = MemoryBroker::new();
+    // The task is aborted mid-run, as a process killed would stop: its open
+    // transaction goes with its connection.
+    let first = relay_a_quarter(&pool, &outbox, &broker, std::future::pending()).await;
     first.abort();
     let _ = first.await;
     let left = remaining(&pool).await;
@@ -269,21 +282,11 @@ async fn a_relay_that_cannot_write_waits_longer_each_time() {
 /// and before they were deleted: they went out again with the next relay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_stopped_through_run_until_leaves_no_duplicates() {
-    const N: usize = 2000;
+    const N: usize = STORED;
     let (_server, pool, outbox) = setup().await;
-    store(&pool, &outbox, N, 10).await;
     let broker = MemoryBroker::new();
-
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let first = {
-        let relay = Relay::new(pool.clone(), Arc::new(Slow(broker.writer()))).batch(50);
-        tokio::spawn(async move { relay.run_until(async move { stopped.await.unwrap_or(()) }).await })
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while written(&broker).len() < N / 4 {
-        assert!(tokio::time::Instant::now() < deadline, "the first relay forwards");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let first = relay_a_quarter(&pool, &outbox, &broker, async move { stopped.await.unwrap_or(()) }).await;
     stop.send(()).unwrap();
     let report = first.await.unwrap().unwrap();
     let left = remaining(&pool).await;
