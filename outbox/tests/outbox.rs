@@ -322,3 +322,48 @@ async fn a_table_named_like_a_keyword_works_and_a_long_name_is_refused() {
     assert_eq!(err.kind(), tidewater_core::ErrorKind::InvalidName);
     assert!(err.to_string().contains("at most 48 bytes"), "{err}");
 }
+
+/// A writer that times out on one topic and writes the others.
+struct TimesOutOn(&'static str, Arc<dyn Writer>);
+
+#[async_trait::async_trait]
+impl Writer for TimesOutOn {
+    fn driver(&self) -> &'static str {
+        self.1.driver()
+    }
+
+    async fn write(&self, batch: Vec<Message>) -> tidewater_core::Result<()> {
+        if batch.iter().any(|m| &*m.stream == self.0) {
+            let err = tidewater_core::Error::new(tidewater_core::ErrorKind::Timeout, "the partition's leader is away");
+            return Err(err.with_topic(self.0));
+        }
+        self.1.write(batch).await
+    }
+}
+
+/// A bucket whose write fails in a way the others need not share (a timeout on one
+/// topic) is left for the next pass, and the other buckets go on in the same pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_that_times_out_leaves_the_others_going() {
+    let (_server, pool, outbox) = setup().await;
+    store(&pool, &outbox, 200, 40).await;
+    let mut tx = pool.begin().await.unwrap();
+    outbox.store(&mut tx, &Message::new("stalled", "s").with_id("s-1").with_key("k0")).await.unwrap();
+    tx.commit().await.unwrap();
+    // The rows that share the stalled row's bucket (keys spread over 16 buckets).
+    let stalled_bucket: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tidewater_outbox WHERE bucket = (SELECT bucket FROM tidewater_outbox WHERE id = 's-1')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(stalled_bucket < 201, "other buckets hold rows too");
+    let broker = MemoryBroker::new();
+    let relay = Relay::new(pool.clone(), Arc::new(TimesOutOn("stalled", broker.writer())));
+
+    let err = relay.relay_once().await.unwrap_err();
+    assert_eq!(err.kind(), tidewater_core::ErrorKind::Timeout, "{err}");
+    assert_eq!(remaining(&pool).await, stalled_bucket, "only the stalled row's bucket is left for the next pass");
+    assert_eq!(written(&broker).len() as i64, 201 - stalled_bucket, "every other bucket was forwarded in the pass");
+    assert!(outbox.refused(&pool).await.unwrap().is_empty(), "a timeout sets nothing aside");
+}
