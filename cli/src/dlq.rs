@@ -48,7 +48,9 @@ pub(crate) enum DlqAction {
     /// its write returned, so an interrupted redrive loses nothing: what it had not
     /// finished comes again on the next run. A dead letter that does not match the
     /// filters is passed over and acknowledged in the group too; give a filtered run a
-    /// group of its own if a later run should see the rest.
+    /// group of its own if a later run should see the rest. One that can never be
+    /// written back (its topic's name is not valid there, or the topic is gone) is named
+    /// on stderr and passed over as well, and the run ends with exit code 1.
     Redrive {
         /// The dead-letter topic.
         topic: String,
