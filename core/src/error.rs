@@ -53,6 +53,22 @@ impl ErrorKind {
         matches!(self, ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Busy | ErrorKind::BrokerTransient)
     }
 
+    /// Whether the error is about the message itself (its payload, size, names or
+    /// fields), so that the same message fails the same way each time while others can
+    /// succeed: `Decode`, `Encode`, `TooLarge`, `InvalidName`, `InvalidInput`. What
+    /// handler errors convert as permanent, and what an outbox relay sets aside.
+    ///
+    /// ```
+    /// use tidewater_core::ErrorKind;
+    ///
+    /// assert!(ErrorKind::TooLarge.is_about_the_message());
+    /// assert!(!ErrorKind::Connection.is_about_the_message());
+    /// ```
+    pub fn is_about_the_message(self) -> bool {
+        use ErrorKind as K;
+        matches!(self, K::Decode | K::Encode | K::TooLarge | K::InvalidName | K::InvalidInput)
+    }
+
     fn describe(self) -> &'static str {
         match self {
             ErrorKind::Connection => "connection failed",
@@ -482,20 +498,13 @@ impl HandlerError {
 impl<E: Into<BoxError>> From<E> for HandlerError {
     fn from(err: E) -> Self {
         let source: BoxError = err.into();
-        let recovery = match source.downcast_ref::<Error>().map(Error::kind) {
-            // What tidewater itself says of a message, or of what a handler made of it:
-            // the same input fails the same way each time. A handler that publishes an
-            // event too large for the broker, or to a topic named from the message that
-            // is not a valid name, would otherwise be redelivered for good and never
-            // reach the dead-letter queue.
-            Some(
-                ErrorKind::Decode
-                | ErrorKind::Encode
-                | ErrorKind::TooLarge
-                | ErrorKind::InvalidName
-                | ErrorKind::InvalidInput,
-            ) => Recovery::Permanent,
-            // The broker, the configuration or the service's state, which can change.
+        // What tidewater itself says of a message, or of what a handler made of it, is
+        // permanent: a handler that publishes an event too large for the broker, or to a
+        // topic named from the message that is not a valid name, would otherwise be
+        // redelivered for good and never reach the dead-letter queue. The broker, the
+        // configuration or the service's state can change: transient.
+        let recovery = match source.downcast_ref::<Error>() {
+            Some(e) if e.kind().is_about_the_message() => Recovery::Permanent,
             _ => Recovery::Transient,
         };
         Self::with_recovery(recovery, source)

@@ -320,8 +320,7 @@ impl Relay {
 /// authorization, a fenced producer): that fails the bucket, as a broker that is away
 /// does, and every row of it would otherwise be set aside.
 fn refuses_the_message(err: &Error) -> bool {
-    use ErrorKind as K;
-    matches!(err.kind(), K::TooLarge | K::InvalidName | K::InvalidInput | K::UnknownTopic | K::Encode | K::Decode)
+    err.kind().is_about_the_message() || err.kind() == ErrorKind::UnknownTopic
 }
 
 /// Whether a failed write says that the writer can write nothing now, so that the
