@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::{PgConnection, PgPool, Row};
 use tidewater_core::{MessageId, Result};
 
-use crate::store::db_error;
+use crate::store::{db_error, STORED};
 use crate::Outbox;
 
 /// A row the relay set aside because the broker refused it for a reason that retrying
@@ -57,7 +57,8 @@ impl Outbox {
     /// A requeued row goes after the rows of its key stored since it was refused, so
     /// those reached the broker before it.
     pub async fn requeue_refused(&self, pool: &PgPool, topic: Option<&str>) -> Result<u64> {
-        let columns = "bucket, topic, id, key, content_type, headers, payload, stored_at";
+        // A new `seq`: after what the outbox holds now.
+        let columns = format!("{STORED}, stored_at");
         let statement = format!(
             "WITH moved AS (DELETE FROM {refused} WHERE $1::text IS NULL OR topic = $1 RETURNING seq, {columns})
              INSERT INTO {table} ({columns}) SELECT {columns} FROM moved ORDER BY seq",
@@ -74,7 +75,7 @@ impl Outbox {
 
     /// Moves the row `seq` to the refused rows with `error`, in the relay's transaction.
     pub(crate) async fn set_aside(&self, connection: &mut PgConnection, seq: i64, error: &str) -> Result<()> {
-        let columns = "seq, bucket, topic, id, key, content_type, headers, payload, stored_at";
+        let columns = format!("seq, {STORED}, stored_at");
         let statement = format!(
             "WITH moved AS (DELETE FROM {table} WHERE seq = $1 RETURNING {columns})
              INSERT INTO {refused} ({columns}, error) SELECT {columns}, $2 FROM moved",

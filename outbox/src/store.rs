@@ -17,6 +17,9 @@ impl Default for Outbox {
     }
 }
 
+/// The columns a stored message fills, in both the outbox table and its refused rows'.
+pub(crate) const STORED: &str = "bucket, topic, id, key, content_type, headers, payload";
+
 pub(crate) fn db_error(what: &str, err: sqlx::Error) -> Error {
     let kind = match &err {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => ErrorKind::Connection,
@@ -118,10 +121,7 @@ impl Outbox {
         let bucket = (hash::fnv1a_64(basis) % BUCKETS as u64) as i32;
         let headers: serde_json::Map<String, serde_json::Value> =
             message.headers.iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
-        let statement = format!(
-            "INSERT INTO {} (bucket, topic, id, key, content_type, headers, payload) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            self.sql_name()
-        );
+        let statement = format!("INSERT INTO {} ({STORED}) VALUES ($1, $2, $3, $4, $5, $6, $7)", self.sql_name());
         sqlx::query(&statement)
             .bind(bucket)
             .bind(message.stream.as_str())
