@@ -214,18 +214,28 @@ pub async fn names_follow_one_rule(f: Arc<dyn Fixture>) {
 
 /// Case 19: Topics are created, listed and deleted through the driver's admin the same
 /// way everywhere: creating or deleting twice is no error, a created topic carries
-/// messages and is listed (where the broker keeps a list), a deleted one is not.
+/// messages and is listed and said to exist (where the broker keeps a list), a deleted
+/// one is not, and asking whether a topic exists does not create it.
 pub async fn topics_are_administered(f: Arc<dyn Fixture>) {
     let caps = f.capabilities();
     let admin = f.admin().await;
     let topic = crate::fresh_topic("admin");
+    let err = admin.topic_exists("no/slashes").await.expect_err("a name that is not valid exists nowhere");
+    assert_eq!(err.kind(), tidewater_core::ErrorKind::InvalidName, "{err}");
+    if caps.lists_topics {
+        assert!(!admin.topic_exists(&topic).await.expect("ask"), "{topic} exists before its creation");
+        assert!(!admin.topics().await.expect("list").contains(&topic), "asking whether {topic} exists created it");
+    }
     admin.create_topic(&topic, caps.partitions).await.expect("create");
     admin.create_topic(&topic, caps.partitions).await.expect("creating an existing topic is no error");
     if caps.lists_topics {
         let topics = admin.topics().await.expect("list");
         assert!(topics.contains(&topic), "{topic} is listed after its creation");
+        assert!(admin.topic_exists(&topic).await.expect("ask"), "{topic} exists after its creation");
     } else {
         let err = admin.topics().await.expect_err("a broker without a list says so");
+        assert_eq!(err.kind(), tidewater_core::ErrorKind::Unsupported, "{err}");
+        let err = admin.topic_exists(&topic).await.expect_err("a broker without a list cannot tell");
         assert_eq!(err.kind(), tidewater_core::ErrorKind::Unsupported, "{err}");
     }
     let probe = Probe::succeeding();
@@ -239,6 +249,7 @@ pub async fn topics_are_administered(f: Arc<dyn Fixture>) {
     if caps.lists_topics {
         let topics = admin.topics().await.expect("list");
         assert!(!topics.contains(&topic), "{topic} is not listed after its deletion");
+        assert!(!admin.topic_exists(&topic).await.expect("ask"), "{topic} exists after its deletion");
     }
 }
 

@@ -34,6 +34,28 @@ pub trait Admin: Send + Sync {
     /// The topics there are, in no particular order.
     async fn topics(&self) -> Result<Vec<String>>;
 
+    /// Whether `topic` exists, without creating it.
+    ///
+    /// Worth asking before reading a topic a person named: where the broker or the driver
+    /// makes topics on first use (Kafka's and Pulsar's defaults, JetStream's
+    /// `auto_create_streams`), subscribing to a misspelt name makes a new, empty topic and
+    /// waits on it. By default, whether [`topics`](Admin::topics) lists it; JetStream
+    /// answers whether a stream holds the subject, so a subject under a stream's wildcard
+    /// exists. A name that is not valid is [`ErrorKind::InvalidName`]; a broker that
+    /// keeps no list (core NATS) answers [`ErrorKind::Unsupported`].
+    ///
+    /// ```
+    /// # async fn demo(driver: impl tidewater_core::Driver) -> tidewater_core::Result<()> {
+    /// if !driver.admin().topic_exists("orders").await? {
+    ///     eprintln!("no topic orders: create it first");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    async fn topic_exists(&self, topic: &str) -> Result<bool> {
+        crate::names::check_topic(topic).map_err(|e| e.with_driver(self.driver()))?;
+        Ok(self.topics().await?.iter().any(|t| t == topic))
+    }
+
     /// How many messages of `topic` the consumer group `group` has not yet settled, per
     /// partition (one entry, partition 0, on brokers without partitions). Messages
     /// handed to a handler that has not returned count as behind: the figure drops as

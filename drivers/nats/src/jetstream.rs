@@ -457,6 +457,18 @@ impl Admin for JetStream {
     }
 
     /// The subjects of every stream, wildcard subjects left out.
+    /// Whether a stream holds the subject, under a wildcard of its subjects or by name.
+    async fn topic_exists(&self, topic: &str) -> Result<bool> {
+        tidewater_core::names::check_topic(topic).map_err(|e| e.with_driver(DRIVER))?;
+        match self.context.stream_by_subject(topic).await {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), jetstream::context::GetStreamByNameErrorKind::NotFound) => Ok(false),
+            Err(e) => Err(Error::new(ErrorKind::Connection, format!("cannot look up the stream of {topic:?}: {e}"))
+                .with_driver(DRIVER)
+                .with_topic(topic)),
+        }
+    }
+
     async fn topics(&self) -> Result<Vec<String>> {
         let failed = |e: &dyn std::fmt::Display| {
             Error::new(ErrorKind::Connection, format!("cannot list the JetStream streams: {e}")).with_driver(DRIVER)

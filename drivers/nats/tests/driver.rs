@@ -267,6 +267,21 @@ async fn bad_input_and_unknown_topics_are_typed_errors() {
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
 }
 
+/// A subject under a stream's wildcard exists, though `topics` lists only plain subjects;
+/// asking creates no stream, even where streams are made on first use.
+#[tokio::test]
+async fn a_subject_under_a_wildcard_stream_exists() {
+    let js = js(JetStreamConfig::default()).await;
+    let base = subject("wild");
+    js.create_stream(&base.replace('.', "_"), &[format!("{base}.>").as_str()]).await.unwrap();
+    let admin = js.admin();
+    assert!(admin.topic_exists(&format!("{base}.eu.orders")).await.unwrap());
+    assert!(!admin.topic_exists(&base).await.unwrap(), "the wildcard holds only subjects below {base}");
+    let elsewhere = subject("wild");
+    assert!(!admin.topic_exists(&elsewhere).await.unwrap());
+    assert!(!admin.topic_exists(&elsewhere).await.unwrap(), "asking made no stream for {elsewhere}");
+}
+
 /// Topics that differ only in '.' and '_' map to one stream name; the second is refused
 /// with an error that names the stream it clashes with, not a "no stream found" later.
 #[tokio::test]
