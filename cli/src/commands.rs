@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use clap::{Args, Subcommand, ValueEnum};
 use tidewater::{
-    handler_fn, Delivery, Driver, EventRegistry, HandlerError, IdFactory, Message, ReadTask, StartFrom,
+    handler_fn, Delivery, Driver, ErrorKind, EventRegistry, HandlerError, IdFactory, Message, ReadTask, StartFrom,
     SubscriberScheduler, UuidV7Ids,
 };
 use tokio::sync::Notify;
@@ -193,8 +193,32 @@ pub(crate) struct TailArgs {
     json: bool,
 }
 
+/// Refuses to read a topic that does not exist. Where topics are made on first use (the
+/// drivers' defaults on Kafka, Pulsar and JetStream), subscribing to a misspelt name
+/// would make a new, empty topic and wait on it without a word.
+///
+/// A broker that cannot tell (no list of topics, or an admin API out of reach) is read
+/// anyway, after a line on stderr that says why it was not asked.
+/// `missing` is what to say of a topic that does not exist.
+pub(crate) async fn must_exist(driver: &impl Driver, topic: &str, missing: &str) -> Outcome {
+    match driver.admin().topic_exists(topic).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            Err(format!("topic {topic:?} does not exist: {missing} (`tidewater topics list` lists those that do)")
+                .into())
+        }
+        Err(err) if err.kind() == ErrorKind::InvalidName => Err(err.into()),
+        Err(err) if err.kind() == ErrorKind::Unsupported => Ok(()),
+        Err(err) => {
+            eprintln!("tidewater: cannot tell whether topic {topic:?} exists, reading it anyway: {err}");
+            Ok(())
+        }
+    }
+}
+
 /// Prints messages as they come.
 pub(crate) async fn tail(driver: &impl Driver, args: TailArgs) -> Outcome {
+    must_exist(driver, &args.topic, "the name is misspelt, or nothing made it yet").await?;
     let printed = Arc::new(AtomicUsize::new(0));
     let enough = Arc::new(Notify::new());
     let limit = args.count.unwrap_or(usize::MAX);

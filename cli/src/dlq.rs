@@ -14,7 +14,7 @@ use tidewater::{
 };
 use tokio::sync::Notify;
 
-use crate::commands::{as_json, as_text, terminate, Outcome};
+use crate::commands::{as_json, as_text, must_exist, terminate, Outcome};
 
 /// What `dlq` does.
 #[derive(Debug, Subcommand)]
@@ -137,6 +137,8 @@ fn failed_at(delivery: &Delivery) -> SystemTime {
 }
 
 pub(crate) async fn dlq(driver: &impl Driver, action: DlqAction) -> Outcome {
+    let (DlqAction::List { topic, .. } | DlqAction::Show { topic, .. } | DlqAction::Redrive { topic, .. }) = &action;
+    must_exist(driver, topic, "no dead letter was written to it yet, or the name is misspelt").await?;
     match action {
         DlqAction::List { topic, filter, read, json } => {
             let now = SystemTime::now();

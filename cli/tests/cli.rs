@@ -42,9 +42,29 @@ fn ok(url: &str, args: &[&str], stdin: Option<&str>) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Reading a topic that does not exist ends at once with a line that names it, and makes
+/// no topic: where topics are made on first use, a misspelt name used to make one and
+/// wait on it without a word. `admin` goes before the command (Pulsar's `--admin-url`).
+fn missing_topics_are_refused(url: &str, admin: &[&str], topic: &str) {
+    let dlq = format!("{topic}.dlq");
+    let reads: [(&[&str], &str); 3] =
+        [(&["tail", topic, "--count", "1"], topic), (&["dlq", "list", &dlq], &dlq), (&["dlq", "redrive", &dlq], &dlq)];
+    for (read, named) in reads {
+        let args: Vec<&str> = admin.iter().chain(read).copied().collect();
+        let out = tidewater(url, &args, None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "tidewater {args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains(&format!("topic {named:?} does not exist")), "{err}");
+    }
+    let listed = ok(url, &[admin, &["topics", "list"]].concat(), None);
+    assert!(!listed.lines().any(|t| t == topic || t == dlq), "a refused read made its topic: {listed}");
+}
+
 /// Create, publish three lines, tail them back as JSON, list, delete.
 fn round_trip(url: &str) {
     let topic = format!("cli-{}", std::process::id());
+    missing_topics_are_refused(url, &[], &topic);
     ok(url, &["topics", "create", &topic, "--partitions", "1"], None);
     let ids =
         ok(url, &["publish", &topic, "--lines", "--key", "k1", "--header", "tenant=acme"], Some("one\ntwo\nthree\n"));
@@ -101,6 +121,7 @@ fn on_pulsar() {
         args.extend(topic_args.iter().map(|s| s.to_string()));
         args
     };
+    missing_topics_are_refused(&url, &["--admin-url", &admin], &topic);
     run(with(with_admin(&["topics", "create"]), &[&topic]));
     run(with(with_admin(&["publish"]), &[&topic, "hello"]));
     let tailed = run(with(with_admin(&["tail"]), &[&topic, "--from", "start", "--count", "1", "--json"]));
