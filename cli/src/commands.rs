@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -25,8 +25,8 @@ pub(crate) enum TopicsAction {
     Create {
         /// The topic.
         name: String,
-        /// Partitions, where the broker has them.
-        #[arg(long, default_value_t = 1)]
+        /// Partitions, where the broker has them (at least 1).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         partitions: u32,
     },
     /// Delete a topic with its messages.
@@ -140,6 +140,9 @@ pub(crate) async fn publish(driver: &impl Driver, args: PublishArgs) -> Outcome 
     };
     let writer = driver.writer();
     let mut out = std::io::stdout().lock();
+    // A reader of the ids that went away (`publish --lines < big | head -1`) must not cut
+    // the publishing short: the lines after it would be lost without a word.
+    let mut unprinted: Option<std::io::Error> = None;
     for payload in payloads {
         let mut message = Message::new(&args.topic, payload).with_id(UuidV7Ids.next_id());
         if let Some(key) = &args.key {
@@ -153,10 +156,17 @@ pub(crate) async fn publish(driver: &impl Driver, args: PublishArgs) -> Outcome 
         }
         let id = message.id.clone();
         writer.write(vec![message]).await?;
-        writeln!(out, "{id}")?;
+        if unprinted.is_none() {
+            unprinted = writeln!(out, "{id}").err();
+        }
     }
     writer.close().await?;
-    Ok(())
+    match unprinted {
+        Some(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("published all, but cannot write their ids to stdout: {err}").into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Where `tail` starts a group that has no position yet.
@@ -216,30 +226,41 @@ pub(crate) async fn must_exist(driver: &impl Driver, topic: &str, missing: &str)
     }
 }
 
-/// Prints messages as they come.
+/// Prints messages as they come, until `--count`, a signal, or stdout's end: a write
+/// that fails, or the reader of a pipe gone (`tail orders | head -1`).
 pub(crate) async fn tail(driver: &impl Driver, args: TailArgs) -> Outcome {
     must_exist(driver, &args.topic, "the name is misspelt, or nothing made it yet").await?;
     let printed = Arc::new(AtomicUsize::new(0));
     let enough = Arc::new(Notify::new());
+    let unwritable: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
     let limit = args.count.unwrap_or(usize::MAX);
     let json = args.json;
     let since = args.since.map(|d| std::time::SystemTime::now() - d);
     let handler = {
-        let (printed, enough) = (Arc::clone(&printed), Arc::clone(&enough));
+        let (printed, enough, unwritable) = (Arc::clone(&printed), Arc::clone(&enough), Arc::clone(&unwritable));
         handler_fn(move |delivery: Delivery| {
-            let (printed, enough) = (Arc::clone(&printed), Arc::clone(&enough));
+            let (printed, enough, unwritable) = (Arc::clone(&printed), Arc::clone(&enough), Arc::clone(&unwritable));
             async move {
                 if since.is_some_and(|since| delivery.message().timestamp < since) {
                     return Ok(());
                 }
-                // Past the count the message is given back, not settled: a group must
-                // not lose what was never printed.
+                // Past the count, or once stdout is gone, the message is given back, not
+                // settled: a group must not lose what was never printed.
                 if printed.load(Ordering::SeqCst) >= limit {
                     return Err(HandlerError::transient("tail printed what it was asked for"));
                 }
+                let mut unwritable = unwritable.lock().unwrap_or_else(|e| e.into_inner());
+                if unwritable.is_some() {
+                    return Err(HandlerError::transient("tail cannot write to stdout"));
+                }
                 let text = if json { as_json(&delivery) } else { as_text(&delivery) };
                 let mut out = std::io::stdout().lock();
-                writeln!(out, "{text}").and_then(|()| out.flush()).map_err(HandlerError::transient)?;
+                if let Err(err) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+                    *unwritable = Some(err);
+                    enough.notify_one();
+                    return Err(HandlerError::transient("tail cannot write to stdout"));
+                }
+                drop(unwritable);
                 if printed.fetch_add(1, Ordering::SeqCst) + 1 >= limit {
                     enough.notify_one();
                 }
@@ -260,10 +281,50 @@ pub(crate) async fn tail(driver: &impl Driver, args: TailArgs) -> Outcome {
             _ = enough.notified() => {}
             _ = tokio::signal::ctrl_c() => {}
             _ = terminate() => {}
+            _ = stdout_closed() => {}
         }
     }
     scheduler.shutdown(Duration::from_secs(5)).await;
-    Ok(())
+    let unwritable = unwritable.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match unwritable {
+        // Its reader had what it wanted, as with `head`: no error.
+        Some(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write to stdout: {err}").into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Ends when stdout is a pipe whose reader has gone, as GNU `tail -f` does: without it,
+/// a tail of a quiet topic would learn of it only at its next message's write.
+#[cfg(unix)]
+async fn stdout_closed() {
+    use std::os::fd::AsFd;
+    use tokio::io::unix::AsyncFd;
+    use tokio::io::Interest;
+
+    let Ok(stdout) = std::io::stdout().as_fd().try_clone_to_owned() else {
+        return std::future::pending().await;
+    };
+    // SAFETY: the descriptor is this function's own duplicate of stdout, which the AsyncFd
+    // owns and closes when it is dropped, so it stays open and the same while registered.
+    let registered = unsafe { AsyncFd::register_with_interest(stdout, Interest::ERROR) };
+    // A file or /dev/null cannot be watched (epoll refuses them), nor need to be.
+    let Ok(watched) = registered else {
+        return std::future::pending().await;
+    };
+    loop {
+        match watched.ready(Interest::ERROR).await {
+            Ok(ready) if ready.ready().is_error() => return,
+            Ok(mut ready) => ready.clear_ready(),
+            Err(_) => return std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn stdout_closed() {
+    std::future::pending().await
 }
 
 #[cfg(unix)]

@@ -61,6 +61,13 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // A listing whose reader had enough (`topics list | head -1`), as with `head`:
+        // what was not printed was only to be read.
+        Err(err)
+            if err.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             // One line that says what failed and why, not a backtrace.
             eprintln!("tidewater: {err}");

@@ -16,8 +16,12 @@ fn tidewater(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
     if let Some(input) = stdin {
         child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     }
-    // A run that does not end (a redrive that never goes idle) fails its test rather
-    // than holding the whole run: killed after two minutes.
+    finish(child, args)
+}
+
+/// Waits for the run's end and its output. A run that does not end (a redrive that never
+/// goes idle) fails its test rather than holding the whole run: killed after two minutes.
+fn finish(child: std::process::Child, args: &[&str]) -> Output {
     let (ended, watch) = std::sync::mpsc::channel::<()>();
     let pid = child.id().to_string();
     let watchdog = std::thread::spawn(move || {
@@ -275,6 +279,32 @@ fn an_interrupted_redrive_loses_nothing() {
     // `dlq list` reads any topic to its end and lists each id once.
     let back = ok(&url, &["dlq", "list", &topic, "--idle", "2s", "--json"], None);
     assert_eq!(back.lines().count(), N, "every dead letter is back on {topic}");
+}
+
+/// A tail whose reader went away ends, with no error, as `tail -f | head -1` does: on a
+/// quiet topic too, where no later write would fail to tell it.
+#[test]
+fn a_tail_ends_when_its_reader_goes() {
+    let url = tidewater_testkit::shared::nats_url();
+    let topic = format!("cli-reader-gone-{}", std::process::id());
+    ok(&url, &["topics", "create", &topic], None);
+    ok(&url, &["publish", &topic, "one"], None);
+    let args = ["--url", &url, "tail", &topic, "--from", "start"];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.starts_with(&format!("--- {topic} ")), "{first}");
+    drop(stdout);
+    let out = finish(child, &args);
+    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// `tail --since` passes over what is older.
