@@ -9,7 +9,6 @@ use crate::DRIVER;
 /// as the source of the tidewater [`Error`], so callers can get the code back with
 /// [`broker_code`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("broker answered {code}: {message}")]
 pub struct BrokerError {
     /// The code.
     pub code: ErrorCode,
@@ -17,14 +16,29 @@ pub struct BrokerError {
     pub message: String,
 }
 
+impl std::fmt::Display for BrokerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "broker answered {}", self.code)?;
+        match self.message.is_empty() {
+            true => Ok(()),
+            false => write!(f, ": {}", self.message),
+        }
+    }
+}
+
 /// The broker's error code behind `err`, if the broker sent one.
 pub fn broker_code(err: &Error) -> Option<ErrorCode> {
+    broker_answer(err).map(|b| b.code)
+}
+
+/// The broker's answer behind `err`, if the broker sent one.
+pub(crate) fn broker_answer(err: &Error) -> Option<&BrokerError> {
     // Down the recorded causes: `source()` passes over those an error's text says, and
     // the broker's answer is one of them.
     let mut next: Option<&(dyn std::error::Error + 'static)> = err.get_ref().map(|e| e as _);
     while let Some(cause) = next {
         if let Some(b) = cause.downcast_ref::<BrokerError>() {
-            return Some(b.code);
+            return Some(b);
         }
         next = match cause.downcast_ref::<Error>() {
             Some(inner) => inner.get_ref().map(|e| e as _),
@@ -48,7 +62,8 @@ pub(crate) fn kind_of(code: ErrorCode) -> ErrorKind {
 }
 
 pub(crate) fn broker_error(what: &str, code: ErrorCode, message: String) -> Error {
-    Error::new(kind_of(code), format!("{what}: {code}")).with_driver(DRIVER).with_source(BrokerError { code, message })
+    // The code is said once, by the broker's answer that the text goes on with.
+    Error::new(kind_of(code), what).with_driver(DRIVER).with_source(BrokerError { code, message })
 }
 
 pub(crate) fn connection(

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::counters::{Counters, ProduceInfo};
-use crate::errors::{broker_code, BrokerError};
+use crate::errors::{broker_answer, broker_code};
 use crate::protocol::frame::{MAX_FRAME, REQUEST_OVERHEAD};
 use crate::protocol::{ErrorCode, ProduceRequest, Record, Request, Response};
 use crate::record;
@@ -291,11 +291,12 @@ fn summarize(mut failures: Vec<Error>, total: usize) -> Result<()> {
     }
 }
 
-/// A copy of `err` for another waiter of the same batch: same kind, text and broker code.
+/// A copy of `err` for another waiter of the same batch: same kind, text and broker
+/// answer.
 fn replicate(err: &Error, topic: &str) -> Error {
     let copy = Error::new(err.kind(), err.message()).with_driver(DRIVER).with_topic(topic);
-    match broker_code(err) {
-        Some(code) => copy.with_source(BrokerError { code, message: String::new() }),
+    match broker_answer(err) {
+        Some(answer) => copy.with_source(answer.clone()),
         None => copy,
     }
 }

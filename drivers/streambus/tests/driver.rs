@@ -70,6 +70,29 @@ async fn read_messages_share_the_topic_name() {
     assert!(got.windows(2).all(|w| w[0].message().stream.shares(&w[1].message().stream)));
 }
 
+/// A produce the broker refuses says the broker's answer once, with its text, on each
+/// message's error: those of a batch's other messages once carried the code alone, and
+/// every error said the code twice.
+#[tokio::test]
+async fn a_refused_produce_says_the_brokers_answer_once() {
+    let mut config = DoubleConfig::new(Profile::Later);
+    config.unwritable_topics = vec!["locked".to_owned()];
+    let double = BrokerDouble::start_with(config).await;
+    let bus = support::connect(&double).await;
+    bus.create_topic("locked", 2).await.unwrap();
+    let writer = bus.writer();
+    let batch = (0..6).map(|i| Message::new("locked", "x").with_key(format!("k{i}"))).collect();
+    let alone = Message::new("locked", "x").with_key("k0");
+    let (batched, alone) = tokio::join!(writer.write(batch), writer.write(vec![alone]));
+    for err in [batched.unwrap_err(), alone.unwrap_err()] {
+        assert_eq!(err.kind(), ErrorKind::BrokerPermanent, "{err}");
+        assert_eq!(broker_code(&err), Some(ErrorCode::AUTHORIZATION_FAILED), "{err}");
+        let text = tidewater_core::testing::reported(&err);
+        assert_eq!(text.matches("AUTHORIZATION_FAILED").count(), 1, "{text}");
+        assert!(text.contains("not authorized to write to topic locked"), "{text}");
+    }
+}
+
 #[tokio::test]
 async fn v1_auto_create_is_not_left_to_the_broker() {
     let double = BrokerDouble::start(Profile::V1).await;
