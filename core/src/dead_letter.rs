@@ -264,12 +264,15 @@ fn dead_letter_message(
 /// ```
 ///
 /// A message without the original-topic header is not a dead letter; it fails
-/// permanently rather than being guessed at. So does one whose write is refused for a
-/// reason that retrying will not fix (its original topic is not a valid name here, or no
+/// permanently rather than being guessed at. So does one whose write is refused for the
+/// dead letter's own sake ([`ErrorKind::is_about_the_message`], or its original topic no
 /// longer exists where topics are not made on first use): with the bus's default dead
 /// letter it moves on to the dead-letter topic's own, rather than coming back after each
-/// nack delay for good. A write that may pass (the broker is down) fails transiently, as
-/// does one to a closed writer (the service is stopping).
+/// nack delay for good. Any other refusal is the writer's or the broker's, not the dead
+/// letter's (the broker is down, the writer is closed because the service is stopping,
+/// writing to the topic is not authorized), and would refuse every dead letter alike: it
+/// fails transiently, so the dead letters stay where they are until the cause is fixed,
+/// as an outbox relay keeps its rows.
 #[derive(Clone)]
 pub struct Redrive {
     writer: Arc<dyn Writer>,
@@ -298,12 +301,10 @@ impl Handler for Redrive {
         for name in headers::ALL {
             again.headers.remove(name);
         }
-        // Closed is no fault of the dead letter: the service is stopping, and it comes
-        // again after the restart.
         self.writer.write(vec![again]).await.map_err(|err| {
-            match err.is_retryable() || err.kind() == ErrorKind::Closed {
-                true => HandlerError::transient(err),
-                false => HandlerError::permanent(err),
+            match err.kind().is_about_the_message() || err.kind() == ErrorKind::UnknownTopic {
+                true => HandlerError::permanent(err),
+                false => HandlerError::transient(err),
             }
         })
     }

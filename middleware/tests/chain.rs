@@ -329,10 +329,59 @@ async fn a_dead_letter_that_cannot_be_written_back_fails_permanently() {
         let err = redrive.handle(delivery).await.unwrap_err();
         assert!(!err.is_transient(), "{err}");
     }
+    let strict = MemoryBroker::with_config(tidewater_memory::MemoryConfig::default().auto_create(false));
+    let gone = Message::new("orders.dlq", "p").with_id("m-3").with_header(dlq_headers::ORIGINAL_TOPIC, "orders");
+    let err = Redrive::new(strict.writer()).handle(delivered(gone)).await.unwrap_err();
+    assert!(!err.is_transient(), "its topic is gone: {err}");
+
     let closed = broker.writer();
     closed.close().await.unwrap();
     let err = Redrive::new(closed).handle(deliveries[0].clone()).await.unwrap_err();
     assert!(err.is_transient(), "a closed writer is the service stopping, no fault of the dead letter: {err}");
+}
+
+/// `message` as a broker would hand it out the first time.
+fn delivered(message: Message) -> Delivery {
+    Delivery::new(message, 1, tidewater_core::Position::Queue { partition: None, sequence: None }, None)
+}
+
+/// A writer that refuses every write with one kind of error.
+struct Refusing(ErrorKind);
+
+#[async_trait]
+impl Writer for Refusing {
+    fn driver(&self) -> &'static str {
+        "refusing"
+    }
+    async fn write(&self, _batch: Vec<Message>) -> Result<()> {
+        Err(Error::new(self.0, "refused"))
+    }
+}
+
+/// A refusal that is the writer's or the broker's (not authorized, misconfigured, the
+/// broker away) would refuse every dead letter alike: each stays where it is, rather
+/// than moving on to the dead-letter topic's own dead letters, as an outbox relay keeps
+/// its rows.
+#[tokio::test]
+async fn a_dead_letter_refused_for_the_writers_sake_fails_transiently() {
+    use tidewater_core::Handler as _;
+    let dead = Message::new("orders.dlq", "p").with_id("m-1").with_header(dlq_headers::ORIGINAL_TOPIC, "orders");
+    let delivery = delivered(dead);
+    for kind in [
+        ErrorKind::BrokerPermanent,
+        ErrorKind::Config,
+        ErrorKind::Unsupported,
+        ErrorKind::Connection,
+        ErrorKind::Timeout,
+        ErrorKind::Closed,
+    ] {
+        let err = Redrive::new(Arc::new(Refusing(kind))).handle(delivery.clone()).await.unwrap_err();
+        assert!(err.is_transient(), "{kind:?}: {err}");
+    }
+    for kind in [ErrorKind::TooLarge, ErrorKind::InvalidName, ErrorKind::InvalidInput, ErrorKind::UnknownTopic] {
+        let err = Redrive::new(Arc::new(Refusing(kind))).handle(delivery.clone()).await.unwrap_err();
+        assert!(!err.is_transient(), "{kind:?}: {err}");
+    }
 }
 
 #[tokio::test]
