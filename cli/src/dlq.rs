@@ -2,15 +2,15 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use tidewater::dead_letter::headers;
 use tidewater::testing::Recorder;
 use tidewater::{
-    handler_fn, Delivery, Driver, EventRegistry, Handler, PartitionLag, ReadTask, Redrive, StartFrom,
-    SubscriberScheduler,
+    handler_fn, Delivery, Driver, ErrorKind, EventRegistry, Handler, HandlerError, PartitionLag, ReadTask, Redrive,
+    StartFrom, SubscriberScheduler,
 };
 use tokio::sync::Notify;
 
@@ -50,7 +50,10 @@ pub(crate) enum DlqAction {
     /// filters is passed over and acknowledged in the group too; give a filtered run a
     /// group of its own if a later run should see the rest. One that can never be
     /// written back (its topic's name is not valid there, or the topic is gone) is named
-    /// on stderr and passed over as well, and the run ends with exit code 1.
+    /// on stderr and passed over as well, and the run ends with exit code 1. A write
+    /// refused for the writer's sake (not authorized, the broker gone) stops the redrive
+    /// instead: that dead letter and the rest stay unread by the group for the next run,
+    /// and the run ends with exit code 1.
     Redrive {
         /// The dead-letter topic.
         topic: String,
@@ -193,11 +196,17 @@ fn summary(delivery: &Delivery, now: SystemTime) -> String {
     )
 }
 
-/// Runs `handler` on `task` until nothing came for `idle`, or Ctrl-C or SIGTERM; the
+/// Runs `handler` on `task` until nothing came for `idle`, `stop`, or Ctrl-C or SIGTERM; the
 /// shutdown then lets running handlers finish, so what they did is settled. A task in a
 /// group also waits while the broker says the group is behind: messages a killed run
 /// had taken come again only when the broker gives up on it.
-async fn read_until_idle(driver: &impl Driver, task: ReadTask, read: &ReadArgs, handler: impl Handler) -> Outcome {
+async fn read_until_idle(
+    driver: &impl Driver,
+    task: ReadTask,
+    read: &ReadArgs,
+    handler: impl Handler,
+    stop: &Notify,
+) -> Outcome {
     let (topic, group) = (task.topic.clone(), task.group.clone());
     let activity = Arc::new(Notify::new());
     let handler = {
@@ -231,6 +240,7 @@ async fn read_until_idle(driver: &impl Driver, task: ReadTask, read: &ReadArgs, 
                 }
                 quiet = read.idle;
             }
+            _ = stop.notified() => break,
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate() => break,
         }
@@ -247,7 +257,8 @@ async fn collect(
     read: &ReadArgs,
 ) -> Result<Vec<Delivery>, Box<dyn std::error::Error>> {
     let recorder = Recorder::new();
-    read_until_idle(driver, ReadTask::new(topic).with_start(StartFrom::Earliest), read, recorder.clone()).await?;
+    let task = ReadTask::new(topic).with_start(StartFrom::Earliest);
+    read_until_idle(driver, task, read, recorder.clone(), &Notify::new()).await?;
     let mut seen = recorder.deliveries();
     // A broker may hand a message out twice (a redelivery): list it once.
     let mut ids = std::collections::HashSet::new();
@@ -267,6 +278,8 @@ async fn redrive(driver: &impl Driver, topic: &str, filter: Filter, read: &ReadA
         skipped: AtomicU64::new(0),
         refused: AtomicU64::new(0),
         total,
+        stopped: Mutex::new(None),
+        stop: Notify::new(),
     });
     let handler = {
         let (progress, redrive) = (Arc::clone(&progress), Redrive::new(driver.writer()));
@@ -290,6 +303,14 @@ async fn redrive(driver: &impl Driver, topic: &str, filter: Filter, read: &ReadA
                         progress.say(&format!("not redriven: {id}: {}", err.chain()));
                         progress.refused.fetch_add(1, Ordering::SeqCst)
                     }
+                    // Refused for the writer's own sake, every dead letter would be: the
+                    // redrive stops, and this one and the rest stay unread by the group
+                    // for a run after the cause is fixed. Given back to come again, it
+                    // would keep the redrive from ever ending.
+                    Err(err) if writes_nothing(&err) => {
+                        progress.stop_at(&id, &err);
+                        return Err(err);
+                    }
                     Err(err) => return Err(err),
                 };
                 progress.show();
@@ -298,11 +319,20 @@ async fn redrive(driver: &impl Driver, topic: &str, filter: Filter, read: &ReadA
         })
     };
     let task = ReadTask::new(topic).with_group(group).with_start(StartFrom::Earliest);
-    read_until_idle(driver, task, read, handler).await?;
+    read_until_idle(driver, task, read, handler, &progress.stop).await?;
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
     let (redriven, skipped) = (progress.redriven.load(Ordering::SeqCst), progress.skipped.load(Ordering::SeqCst));
+    let stopped = progress.stopped.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(why) = stopped {
+        writeln!(std::io::stdout().lock(), "redriven {redriven}, passed over {skipped}, then stopped")?;
+        return Err(format!(
+            "the redrive stopped: {why}; that dead letter and those after it stay in {topic}, unread by group \
+             {group}: run the redrive again once the cause is fixed"
+        )
+        .into());
+    }
     match progress.refused.load(Ordering::SeqCst) {
         0 => writeln!(std::io::stdout().lock(), "redriven {redriven}, passed over {skipped}")?,
         refused => {
@@ -329,6 +359,19 @@ struct Progress {
     refused: AtomicU64,
     /// The group's lag when the redrive began, where the broker tells it.
     total: Option<u64>,
+    /// Why the redrive stopped early: the dead letter and the writer's refusal.
+    stopped: Mutex<Option<String>>,
+    /// Notified when it does.
+    stop: Notify,
+}
+
+/// Whether a redrive's failed write says the writer can write nothing now (the broker is
+/// away, the writer is misconfigured or not authorized), rather than that this one dead
+/// letter cannot be written or that the broker asks for a moment.
+fn writes_nothing(err: &HandlerError) -> bool {
+    let kind = err.source_ref().downcast_ref::<tidewater::Error>().map(tidewater::Error::kind);
+    use ErrorKind as K;
+    matches!(kind, Some(K::Connection | K::Closed | K::Config | K::Unsupported | K::BrokerPermanent))
 }
 
 impl Progress {
@@ -341,6 +384,15 @@ impl Progress {
         let of = self.total.map(|t| format!(" of {t}")).unwrap_or_default();
         let read = redriven + skipped + refused;
         eprint!("\rredriving: {read}{of} read, {redriven} redriven, {skipped} passed over, {refused} not redriven");
+    }
+
+    /// Records the first refusal that stops the redrive, and stops it.
+    fn stop_at(&self, id: &str, err: &HandlerError) {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if stopped.is_none() {
+            *stopped = Some(format!("{id} was not written back: {}", err.chain()));
+            self.stop.notify_one();
+        }
     }
 
     /// A line on stderr, over the progress line on a terminal.

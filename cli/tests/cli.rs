@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use tidewater_streambus_double::{BrokerDouble, Profile};
+use tidewater_streambus_double::{BrokerDouble, DoubleConfig, Profile};
 
 fn tidewater(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tidewater"));
@@ -96,7 +96,12 @@ fn round_trip(url: &str) {
 
 /// The total `lag --json` prints for group cli-readers on `topic`.
 fn total_lag(url: &str, topic: &str) -> u64 {
-    let out = ok(url, &["lag", "cli-readers", topic, "--json"], None);
+    total_lag_of(url, "cli-readers", topic)
+}
+
+/// The total `lag --json` prints for `group` on `topic`.
+fn total_lag_of(url: &str, group: &str, topic: &str) -> u64 {
+    let out = ok(url, &["lag", group, topic, "--json"], None);
     let line: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
     assert_eq!(line["topic"], topic, "{out}");
     line["total"].as_u64().expect("a total")
@@ -232,6 +237,42 @@ fn on_streambus() {
         round_trip(&url);
         dlq_round_trip(&url, name);
     }
+}
+
+/// A redrive whose writes the broker refuses for the writer's sake (here, not authorized
+/// to write the original topic) stops at the first, says why, and acknowledges nothing:
+/// run again once writing is allowed, it redrives them all. Before, each dead letter was
+/// called one that can never be written back and passed over in the group, so the run
+/// after the fix found nothing to redrive.
+#[test]
+fn a_redrive_the_broker_refuses_to_write_stops_and_passes_nothing_over() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let topic = format!("cli-unwritable-{}", std::process::id());
+    let dlq = format!("{topic}.dlq");
+    let mut config = DoubleConfig::new(Profile::Later);
+    config.unwritable_topics = vec![topic.clone()];
+    let double = runtime.block_on(BrokerDouble::start_with(config));
+    let url = format!("streambus://{}", double.addr());
+    ok(&url, &["topics", "create", &topic], None);
+    ok(&url, &["topics", "create", &dlq], None);
+    let original = format!("tw-dlq-original-topic={topic}");
+    ok(&url, &["publish", &dlq, "--lines", "--header", &original], Some("a\nb\nc\n"));
+
+    let out = tidewater(&url, &["dlq", "redrive", &dlq, "--group", "fixers"], None);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(stdout.trim(), "redriven 0, passed over 0, then stopped", "{stderr}");
+    assert!(stderr.contains("the redrive stopped") && stderr.contains("not authorized"), "{stderr}");
+    assert!(!stderr.contains("not redriven"), "nothing was passed over: {stderr}");
+    assert_eq!(total_lag_of(&url, "fixers", &dlq), 3, "the group acknowledged none");
+
+    let (addr, mut config, storage) = runtime.block_on(double.stop());
+    config.unwritable_topics.clear();
+    let _double = runtime.block_on(BrokerDouble::restart(addr, config, storage));
+    let again = ok(&url, &["dlq", "redrive", &dlq, "--group", "fixers", "--idle", "1s"], None);
+    assert_eq!(again.trim(), "redriven 3, passed over 0");
+    let back = ok(&url, &["tail", &topic, "--from", "start", "--count", "3", "--json"], None);
+    assert_eq!(back.lines().count(), 3, "{back}");
 }
 
 /// A redrive killed (SIGKILL) in the middle loses nothing: the next run redrives the

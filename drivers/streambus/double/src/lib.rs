@@ -65,6 +65,10 @@ pub struct DoubleConfig {
     /// How long a produce request waits before the double appends it and answers, as a
     /// slow disk would make it. Zero by default.
     pub produce_delay: Duration,
+    /// Topics whose produce requests are refused with `AuthorizationFailed` (41), as a
+    /// broker with security on refuses a client not allowed to write them. None by
+    /// default.
+    pub unwritable_topics: Vec<String>,
 }
 
 impl DoubleConfig {
@@ -75,6 +79,7 @@ impl DoubleConfig {
             idle_fault: Some(Duration::from_secs(30)),
             drop_metadata: profile == Profile::V1,
             produce_delay: Duration::ZERO,
+            unwritable_topics: Vec::new(),
         }
     }
 }
@@ -377,6 +382,9 @@ async fn handle(shared: &Shared, request: Request) -> Result<Response, (ErrorCod
 async fn produce(shared: &Shared, r: ProduceRequest) -> Result<Response, (ErrorCode, String)> {
     let later = shared.config.profile == Profile::Later;
     valid_topic(&r.topic)?;
+    if shared.config.unwritable_topics.contains(&r.topic) {
+        return Err((ErrorCode::AUTHORIZATION_FAILED, format!("not authorized to write to topic {}", r.topic)));
+    }
     shared.counters.produces_received.fetch_add(1, Ordering::Relaxed);
     if !shared.config.produce_delay.is_zero() {
         tokio::time::sleep(shared.config.produce_delay).await;
