@@ -1,16 +1,16 @@
 //! `dlq list|show|redrive`: what is in a dead-letter topic, and the way back.
 
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use tidewater::dead_letter::headers;
-use tidewater::testing::Recorder;
 use tidewater::{
-    handler_fn, Delivery, Driver, ErrorKind, EventRegistry, Handler, HandlerError, PartitionLag, ReadTask, Redrive,
-    StartFrom, SubscriberScheduler,
+    handler_fn, Delivery, Driver, ErrorKind, EventRegistry, Handler, HandlerError, MessageId, PartitionLag, ReadTask,
+    Redrive, StartFrom, SubscriberScheduler,
 };
 use tokio::sync::Notify;
 
@@ -145,34 +145,48 @@ pub(crate) async fn dlq(driver: &impl Driver, action: DlqAction) -> Outcome {
     match action {
         DlqAction::List { topic, filter, read, json } => {
             let now = SystemTime::now();
-            let mut out = std::io::stdout().lock();
-            for delivery in collect(driver, &topic, &read).await? {
-                if !filter.matches(&delivery, now) {
-                    continue;
+            scan(driver, &topic, &read, move |delivery| {
+                if filter.matches(delivery, now) {
+                    let line = if json { as_json(delivery) } else { summary(delivery, now) };
+                    writeln!(std::io::stdout().lock(), "{line}")?;
                 }
-                let line = if json { as_json(&delivery) } else { summary(&delivery, now) };
-                writeln!(out, "{line}")?;
-            }
-            Ok(())
+                Ok(Scan::More)
+            })
+            .await
         }
         DlqAction::Show { topic, id, read, json } => {
-            let found = collect(driver, &topic, &read).await?.into_iter().find(|d| d.message().id == id);
-            let Some(delivery) = found else {
+            let found = Arc::new(AtomicBool::new(false));
+            let seen = Arc::clone(&found);
+            let wanted = id.clone();
+            scan(driver, &topic, &read, move |delivery| {
+                if delivery.message().id != wanted {
+                    return Ok(Scan::More);
+                }
+                seen.store(true, Ordering::SeqCst);
+                writeln!(std::io::stdout().lock(), "{}", if json { as_json(delivery) } else { as_text(delivery) })?;
+                Ok(Scan::Done)
+            })
+            .await?;
+            if !found.load(Ordering::SeqCst) {
                 return Err(format!("no message {id:?} in {topic} (read until none came for {:?})", read.idle).into());
-            };
-            writeln!(std::io::stdout().lock(), "{}", if json { as_json(&delivery) } else { as_text(&delivery) })?;
+            }
             Ok(())
         }
         DlqAction::Redrive { topic, filter, read, group, dry_run } => {
             if dry_run {
                 let now = SystemTime::now();
-                let mut out = std::io::stdout().lock();
-                let mut would = 0;
-                for delivery in collect(driver, &topic, &read).await?.iter().filter(|d| filter.matches(d, now)) {
-                    writeln!(out, "would redrive {}", summary(delivery, now))?;
-                    would += 1;
-                }
-                writeln!(out, "dry run: {would} would be redriven")?;
+                let would = Arc::new(AtomicU64::new(0));
+                let counted = Arc::clone(&would);
+                scan(driver, &topic, &read, move |delivery| {
+                    if filter.matches(delivery, now) {
+                        writeln!(std::io::stdout().lock(), "would redrive {}", summary(delivery, now))?;
+                        counted.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(Scan::More)
+                })
+                .await?;
+                let would = would.load(Ordering::SeqCst);
+                writeln!(std::io::stdout().lock(), "dry run: {would} would be redriven")?;
                 return Ok(());
             }
             redrive(driver, &topic, filter, &read, &group).await
@@ -249,21 +263,60 @@ async fn read_until_idle(
     Ok(())
 }
 
-/// Every dead letter of `topic`, read on a private subscription from the start, so
-/// nothing is settled for anyone else.
-async fn collect(
+/// Whether a scan goes on after a dead letter.
+enum Scan {
+    More,
+    Done,
+}
+
+/// Calls `visit` on each dead letter of `topic` as it comes, once each (a broker may hand
+/// one out twice), read on a private subscription from the start, so nothing is settled
+/// for anyone else, until none came for `idle`, or `visit` says it is done. Printed as
+/// they come, rather than gathered first: a large dead-letter topic is neither held in
+/// memory nor silent until its end. An error of `visit` (stdout gone) stops the scan and
+/// is its outcome.
+async fn scan(
     driver: &impl Driver,
     topic: &str,
     read: &ReadArgs,
-) -> Result<Vec<Delivery>, Box<dyn std::error::Error>> {
-    let recorder = Recorder::new();
+    visit: impl FnMut(&Delivery) -> std::io::Result<Scan> + Send + 'static,
+) -> Outcome {
+    struct State<F> {
+        seen: HashSet<MessageId>,
+        visit: F,
+        ended: bool,
+        failed: Option<std::io::Error>,
+    }
+    let state = Arc::new(Mutex::new(State { seen: HashSet::new(), visit, ended: false, failed: None }));
+    let stop = Arc::new(Notify::new());
+    let handler = {
+        let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
+        handler_fn(move |delivery: Delivery| {
+            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+            if !state.ended && state.seen.insert(delivery.message().id.clone()) {
+                let outcome = (state.visit)(&delivery);
+                match outcome {
+                    Ok(Scan::More) => {}
+                    Ok(Scan::Done) => state.ended = true,
+                    Err(err) => {
+                        state.ended = true;
+                        state.failed = Some(err);
+                    }
+                }
+                if state.ended {
+                    stop.notify_one();
+                }
+            }
+            std::future::ready(Ok::<_, HandlerError>(()))
+        })
+    };
     let task = ReadTask::new(topic).with_start(StartFrom::Earliest);
-    read_until_idle(driver, task, read, recorder.clone(), &Notify::new()).await?;
-    let mut seen = recorder.deliveries();
-    // A broker may hand a message out twice (a redelivery): list it once.
-    let mut ids = std::collections::HashSet::new();
-    seen.retain(|d| ids.insert(d.message().id.clone()));
-    Ok(seen)
+    read_until_idle(driver, task, read, handler, &stop).await?;
+    let failed = state.lock().unwrap_or_else(|e| e.into_inner()).failed.take();
+    match failed {
+        Some(err) => Err(err.into()),
+        None => Ok(()),
+    }
 }
 
 async fn redrive(driver: &impl Driver, topic: &str, filter: Filter, read: &ReadArgs, group: &str) -> Outcome {

@@ -176,7 +176,9 @@ fn dlq_round_trip(url: &str, name: &str) {
     assert_eq!(ids, want);
     let old = run(&["dlq", "list", &dlq, "--older-than", "1h"]);
     assert!(old.lines().count() == 1 && old.starts_with(&a), "{old}");
-    let shown = run(&["dlq", "show", &dlq, &b]);
+    // Ends at the match, long before five minutes without a dead letter (and the test's
+    // two-minute limit): before, every dead letter was read first.
+    let shown = ok(url, &["dlq", "show", &dlq, &b, "--idle", "300s"], None);
     assert!(shown.contains("timeout talking to the bank") && shown.ends_with("b\n"), "{shown}");
 
     let dry = run(&["dlq", "redrive", &dlq, "--reason", "customer", "--dry-run"]);
@@ -237,6 +239,38 @@ fn on_streambus() {
         round_trip(&url);
         dlq_round_trip(&url, name);
     }
+}
+
+/// `dlq list` prints each dead letter as it comes: before, it printed nothing until the
+/// whole topic was read and none came for `--idle`, holding every dead letter meanwhile.
+#[test]
+fn dlq_list_prints_as_it_reads() {
+    let url = tidewater_testkit::shared::nats_url();
+    let dlq = format!("cli-streamed-{}.dlq", std::process::id());
+    ok(&url, &["topics", "create", &dlq], None);
+    ok(&url, &["publish", &dlq, "--lines", "--header", "tw-dlq-error=no such customer"], Some("a\nb\n"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["--url", &url, "dlq", "list", &dlq, "--idle", "300s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            if lines.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let first = printed.recv_timeout(RUN_LIMIT);
+    let second = first.as_ref().ok().map(|_| printed.recv_timeout(RUN_LIMIT));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (first, second) = (first.expect("a line while the list still reads"), second.unwrap().expect("a second"));
+    assert!(first.ends_with("no such customer") && second.ends_with("no such customer"), "{first}\n{second}");
 }
 
 /// A redrive whose writes the broker refuses for the writer's sake (here, not authorized
