@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tidewater_core::{Error, ErrorKind, Result};
@@ -148,7 +149,12 @@ impl NatsConfig {
             options = options.name(name);
         }
         let max_delay = self.max_reconnect_delay;
+        let servers: Arc<str> = self.servers.join(",").into();
         options = options
+            .event_callback(move |event| {
+                log_event(&servers, &event);
+                std::future::ready(())
+            })
             .max_reconnects(self.max_reconnects)
             .reconnect_delay_callback(move |attempt| {
                 let exp = Duration::from_millis(50).saturating_mul(1u32 << attempt.min(16));
@@ -193,6 +199,24 @@ fn server_addr(url: &str) -> Result<async_nats::ServerAddr> {
         return Err(invalid("a server URL has no path or query"));
     }
     Ok(addr)
+}
+
+/// The client's connection events in the log. The client reconnects on its own and says
+/// so only at debug level, so without these a lost connection shows only as readers and
+/// writers that wait.
+fn log_event(servers: &str, event: &async_nats::Event) {
+    use async_nats::Event as E;
+    match event {
+        E::Disconnected => tracing::warn!(servers, "lost the connection to NATS; reconnecting"),
+        E::Connected => tracing::info!(servers, "connected to NATS"),
+        E::LameDuckMode => tracing::warn!(servers, "the NATS server is shutting down (lame duck mode)"),
+        E::SlowConsumer(sid) => {
+            tracing::warn!(servers, subscription = sid, "NATS dropped messages of a subscription that fell behind")
+        }
+        E::ServerError(err) => tracing::error!(servers, error = %err, "the NATS server reported an error"),
+        E::ClientError(err) => tracing::warn!(servers, error = %err, "the NATS client reported an error"),
+        E::Draining | E::Closed => tracing::debug!(servers, %event, "NATS connection"),
+    }
 }
 
 #[cfg(test)]
