@@ -9,8 +9,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use clap::{Args, Subcommand, ValueEnum};
 use tidewater::{
-    handler_fn, Delivery, Driver, ErrorKind, EventRegistry, HandlerError, IdFactory, Message, ReadTask, StartFrom,
-    SubscriberScheduler, UuidV7Ids,
+    handler_fn, Delivery, Driver, ErrorKind, EventRegistry, Handler, HandlerError, IdFactory, Message, ReadTask,
+    StartFrom, SubscriberScheduler, UuidV7Ids,
 };
 use tokio::sync::Notify;
 
@@ -274,7 +274,7 @@ pub(crate) async fn tail(driver: &impl Driver, args: TailArgs) -> Outcome {
     });
     task.group = args.group;
     let mut scheduler = SubscriberScheduler::new(driver.reader(), EventRegistry::new());
-    scheduler.add(task, Arc::new(handler));
+    scheduler.add(task, Arc::new(Own(handler)));
     scheduler.start().await?;
     if limit > 0 {
         tokio::select! {
@@ -325,6 +325,21 @@ async fn stdout_closed() {
 #[cfg(not(unix))]
 async fn stdout_closed() {
     std::future::pending().await
+}
+
+/// A handler of the command's own. None fails a message for good: what one cannot
+/// finish it gives back, for the group's next reader. So no dead-letter topic is wanted,
+/// and none is added, nor warned of on stderr.
+pub(crate) struct Own<H>(pub(crate) H);
+
+impl<H: Handler> Handler for Own<H> {
+    fn handle(&self, delivery: Delivery) -> impl std::future::Future<Output = Result<(), HandlerError>> + Send {
+        self.0.handle(delivery)
+    }
+
+    fn dead_letters(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(unix)]

@@ -14,7 +14,7 @@ use tidewater::{
 };
 use tokio::sync::Notify;
 
-use crate::commands::{as_json, as_text, must_exist, terminate, Outcome};
+use crate::commands::{as_json, as_text, must_exist, terminate, Outcome, Own};
 
 /// What `dlq` does.
 #[derive(Debug, Subcommand)]
@@ -237,7 +237,7 @@ async fn read_until_idle(
         })
     };
     let mut scheduler = SubscriberScheduler::new(driver.reader(), EventRegistry::new());
-    scheduler.add(task, Arc::new(handler));
+    scheduler.add(task, Arc::new(Own(handler)));
     scheduler.start().await?;
     let mut quiet = read.wait;
     let admin = driver.admin();
@@ -364,7 +364,10 @@ async fn redrive(driver: &impl Driver, topic: &str, filter: Filter, read: &ReadA
                         progress.stop_at(&id, &err);
                         return Err(err);
                     }
-                    Err(err) => return Err(err),
+                    Err(err) => {
+                        progress.say(&format!("not redriven yet: {id}: {}; it comes again", err.chain()));
+                        return Err(err);
+                    }
                 };
                 progress.show();
                 Ok(())

@@ -52,6 +52,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    log_to_stderr();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -74,6 +75,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The library's warnings on stderr: a reader that failed and restarts, a broker that
+/// went away. Without them a command whose broker stops answering seems only to hang.
+/// Not the runner's warning of each failed handler call: the commands' handlers fail
+/// only to give a message back on purpose (past `--count`, stdout gone) and say what
+/// needs saying themselves. `TIDEWATER_LOG` sets the filter (`error`, `info`,
+/// `tidewater_core=debug`, ...).
+fn log_to_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TIDEWATER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tidewater_core::runner=error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .with_target(false)
+        .init();
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {

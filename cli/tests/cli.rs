@@ -382,6 +382,57 @@ fn a_tail_ends_when_its_reader_goes() {
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A tail whose broker goes away (killed, as in a crash) says so on stderr, rather than
+/// seeming only to hang: the command once kept the library's warnings to itself, and the
+/// NATS client tells of a lost connection only at debug level. It reads on once the
+/// broker is back.
+#[test]
+fn a_tail_says_when_its_broker_goes_away() {
+    use tidewater_testkit::{NatsRelease, NatsServer, Restart};
+    let mut server = NatsServer::start(NatsRelease::Current);
+    let url = server.url();
+    let topic = format!("cli-broker-gone-{}", std::process::id());
+    ok(&url, &["topics", "create", &topic], None);
+    ok(&url, &["publish", &topic, "before"], None);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["--url", &url, "tail", &topic, "--from", "start"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines_of = |from: Box<dyn std::io::Read + Send>| {
+        let (lines, read) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(from)) {
+                if lines.send(line.unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        read
+    };
+    let stdout = lines_of(Box::new(child.stdout.take().unwrap()));
+    let stderr = lines_of(Box::new(child.stderr.take().unwrap()));
+    let printed = |want: &str| loop {
+        match stdout.recv_timeout(RUN_LIMIT) {
+            Ok(line) if line == want => return,
+            Ok(_) => {}
+            Err(_) => panic!("the tail printed no {want:?}"),
+        }
+    };
+    printed("before");
+
+    server.kill();
+    let said = stderr.recv_timeout(RUN_LIMIT).expect("a line on stderr once the broker went away");
+    assert!(said.contains("lost the connection to NATS"), "{said}");
+    server.restart();
+    ok(&url, &["publish", &topic, "after"], None);
+    printed("after");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// `tail --since` passes over what is older.
 #[test]
 fn tail_since_passes_over_older_messages() {
