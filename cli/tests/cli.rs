@@ -40,6 +40,32 @@ fn finish(child: std::process::Child, args: &[&str]) -> Output {
 /// The longest a run of the command may take in these tests.
 const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// The command started with `args` (the URL among them), its stdout and stderr piped, for
+/// a test that reads them while it runs.
+fn running(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs")
+}
+
+/// The lines of `from` as they come, read on a thread of their own, so that a test can
+/// wait for one with a limit.
+fn lines_of(from: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (lines, read) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(from)) {
+            if lines.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    read
+}
+
 fn ok(url: &str, args: &[&str], stdin: Option<&str>) -> String {
     let out = tidewater(url, args, stdin);
     assert!(out.status.success(), "tidewater {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -249,22 +275,8 @@ fn dlq_list_prints_as_it_reads() {
     let dlq = format!("cli-streamed-{}.dlq", std::process::id());
     ok(&url, &["topics", "create", &dlq], None);
     ok(&url, &["publish", &dlq, "--lines", "--header", "tw-dlq-error=no such customer"], Some("a\nb\n"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .args(["--url", &url, "dlq", "list", &dlq, "--idle", "300s"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (lines, printed) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-            if lines.send(line.unwrap()).is_err() {
-                return;
-            }
-        }
-    });
+    let mut child = running(&["--url", &url, "dlq", "list", &dlq, "--idle", "300s"]);
+    let printed = lines_of(child.stdout.take().unwrap());
     let first = printed.recv_timeout(RUN_LIMIT);
     let second = first.as_ref().ok().map(|_| printed.recv_timeout(RUN_LIMIT));
     child.kill().unwrap();
@@ -365,13 +377,7 @@ fn a_tail_ends_when_its_reader_goes() {
     ok(&url, &["topics", "create", &topic], None);
     ok(&url, &["publish", &topic, "one"], None);
     let args = ["--url", &url, "tail", &topic, "--from", "start"];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = running(&args);
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
@@ -394,26 +400,9 @@ fn a_tail_says_when_its_broker_goes_away() {
     let topic = format!("cli-broker-gone-{}", std::process::id());
     ok(&url, &["topics", "create", &topic], None);
     ok(&url, &["publish", &topic, "before"], None);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .args(["--url", &url, "tail", &topic, "--from", "start"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines_of = |from: Box<dyn std::io::Read + Send>| {
-        let (lines, read) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(std::io::BufReader::new(from)) {
-                if lines.send(line.unwrap()).is_err() {
-                    return;
-                }
-            }
-        });
-        read
-    };
-    let stdout = lines_of(Box::new(child.stdout.take().unwrap()));
-    let stderr = lines_of(Box::new(child.stderr.take().unwrap()));
+    let mut child = running(&["--url", &url, "tail", &topic, "--from", "start"]);
+    let stdout = lines_of(child.stdout.take().unwrap());
+    let stderr = lines_of(child.stderr.take().unwrap());
     let printed = |want: &str| loop {
         match stdout.recv_timeout(RUN_LIMIT) {
             Ok(line) if line == want => return,
