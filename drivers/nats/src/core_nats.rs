@@ -196,9 +196,9 @@ impl BrokerWriter for CoreWriter {
         let out = batch.iter().map(|m| self.prepare(m)).collect::<Result<Vec<_>>>()?;
         check_sizes(
             self.client.max_payload(),
-            out.iter().zip(&batch).map(|(p, m)| {
-                (p.headers.as_ref().map_or(p.payload.len(), |h| wire_size(h, p.payload.len())), &*m.stream)
-            }),
+            out.iter()
+                .zip(&batch)
+                .map(|(p, m)| (p.headers.as_ref().map_or(p.payload.len(), |h| wire_size(h, p.payload.len())), m)),
         )?;
         let total = out.len();
         for (i, (prepared, message)) in out.into_iter().zip(&batch).enumerate() {

@@ -148,18 +148,19 @@ pub(crate) fn wire_size(headers: &HeaderMap, payload: usize) -> usize {
 
 /// Checks the messages of a batch against the server's `max_payload` before any is sent,
 /// so that a batch with an oversize message writes none; `sizes` gives each message's
-/// [`wire_size`] and topic.
-pub(crate) fn check_sizes<'a>(max: usize, sizes: impl IntoIterator<Item = (usize, &'a str)>) -> Result<()> {
-    for (i, (size, topic)) in sizes.into_iter().enumerate() {
+/// [`wire_size`] and message.
+pub(crate) fn check_sizes<'a>(max: usize, sizes: impl IntoIterator<Item = (usize, &'a Message)>) -> Result<()> {
+    for (i, (size, message)) in sizes.into_iter().enumerate() {
         if size > max {
+            let which = wire::in_batch(i, message);
             return Err(Error::new(
                 ErrorKind::TooLarge,
                 format!(
-                    "message {i} of the batch is {size} bytes with its headers; the server takes at most {max} (its max_payload), so nothing of the batch was sent"
+                    "{which} is {size} bytes with its headers; the server takes at most {max} (its max_payload), so nothing of the batch was sent"
                 ),
             )
             .with_driver(DRIVER)
-            .with_topic(topic));
+            .with_topic(&*message.stream));
         }
     }
     Ok(())

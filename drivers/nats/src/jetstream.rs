@@ -196,7 +196,7 @@ impl JetStream {
             prepared.push((subject, headers));
         }
         let max = self.context.client().max_payload();
-        check_sizes(max, batch.iter().zip(&prepared).map(|(m, (_, h))| (wire_size(h, m.payload.len()), &*m.stream)))?;
+        check_sizes(max, batch.iter().zip(&prepared).map(|(m, (_, h))| (wire_size(h, m.payload.len()), m)))?;
         // Streams are looked up (and made) only for a batch that passed every check: a
         // refused batch creates none.
         let mut seen = HashSet::new();
