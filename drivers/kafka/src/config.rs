@@ -373,6 +373,8 @@ impl KafkaConfig {
             .set("enable.partition.eof", "false")
             .set("allow.auto.create.topics", "false")
             .set("session.timeout.ms", millis(self.session_timeout))
+            // Whether the consumer reaches a broker is told only here (`Reader::connected`).
+            .set("statistics.interval.ms", "1000")
             .set("auto.offset.reset", if earliest { "earliest" } else { "latest" });
         self.finish(c)
     }

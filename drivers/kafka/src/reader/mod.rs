@@ -15,12 +15,14 @@ use crate::topics::Topics;
 use crate::{KafkaConfig, DRIVER};
 
 mod copies;
+mod link;
 mod rebalance;
 mod settle;
 mod source;
 mod state;
 
 pub(crate) use copies::Copies;
+use link::Links;
 use rebalance::ReaderContext;
 use source::KafkaSource;
 use state::Shared;
@@ -57,6 +59,7 @@ pub(super) const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct KafkaReader {
     config: Arc<KafkaConfig>,
     topics: Arc<Topics>,
+    links: Arc<Links>,
 }
 
 impl std::fmt::Debug for KafkaReader {
@@ -67,7 +70,7 @@ impl std::fmt::Debug for KafkaReader {
 
 impl KafkaReader {
     pub(crate) fn new(config: Arc<KafkaConfig>, topics: Arc<Topics>) -> Self {
-        Self { config, topics }
+        Self { config, topics, links: Arc::default() }
     }
 }
 
@@ -75,6 +78,12 @@ impl KafkaReader {
 impl Reader for KafkaReader {
     fn driver(&self) -> &'static str {
         DRIVER
+    }
+
+    /// Whether its consumers reach a broker, from the statistics librdkafka gives each
+    /// second: false while any has none, `None` before the first statistics.
+    fn connected(&self) -> Option<bool> {
+        self.links.connected()
     }
 
     /// Subscribes; the reader is ready once the group assigned it partitions, which the
@@ -95,7 +104,7 @@ impl Reader for KafkaReader {
             wake: Notify::new(),
             changes: AtomicU64::new(0),
         });
-        let context = ReaderContext { shared: Arc::clone(&shared) };
+        let context = ReaderContext { shared: Arc::clone(&shared), link: self.links.add() };
         let consumer: StreamConsumer<ReaderContext> = self
             .config
             .consumer(&group_id, task.start == StartFrom::Earliest, task.prefetch)

@@ -4,20 +4,28 @@ use std::sync::Arc;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tidewater_core::StartFrom;
 
 use crate::transaction::KafkaOrigin;
 
+use super::link::Link;
 use super::state::{Part, Shared};
 
 /// The consumer's callbacks: rebalances and commit results.
 pub(super) struct ReaderContext {
     pub(super) shared: Arc<Shared>,
+    /// Whether the consumer reaches a broker, from its statistics.
+    pub(super) link: Arc<Link>,
 }
 
-impl ClientContext for ReaderContext {}
+impl ClientContext for ReaderContext {
+    fn stats(&self, statistics: Statistics) {
+        self.link.observe(&statistics);
+    }
+}
 
 impl ConsumerContext for ReaderContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
