@@ -222,18 +222,25 @@ impl JetStream {
 
     /// The stream that holds `topic`, with its info, or `None` when no stream does.
     async fn stream_holding(&self, topic: &str) -> Result<Option<jetstream::stream::Stream>> {
-        let failed = |e: &dyn std::fmt::Display| {
-            Error::new(ErrorKind::Connection, format!("cannot look up the stream of {topic:?}: {e}"))
-                .with_driver(DRIVER)
-                .with_topic(topic)
-        };
-        let name = match self.context.stream_by_subject(topic).await {
-            Ok(name) => name,
-            Err(e) if matches!(e.kind(), jetstream::context::GetStreamByNameErrorKind::NotFound) => return Ok(None),
-            Err(e) => return Err(failed(&e)),
-        };
-        self.context.get_stream(&name).await.map(Some).map_err(|e| failed(&e))
+        let Some(name) = self.stream_name_of(topic).await? else { return Ok(None) };
+        self.context.get_stream(&name).await.map(Some).map_err(|e| stream_lookup_failed(topic, &e))
     }
+
+    /// The name of the stream that holds `topic`, under a wildcard of its subjects or by
+    /// name, or `None` when no stream does.
+    async fn stream_name_of(&self, topic: &str) -> Result<Option<String>> {
+        match self.context.stream_by_subject(topic).await {
+            Ok(name) => Ok(Some(name)),
+            Err(e) if matches!(e.kind(), jetstream::context::GetStreamByNameErrorKind::NotFound) => Ok(None),
+            Err(e) => Err(stream_lookup_failed(topic, &e)),
+        }
+    }
+}
+
+fn stream_lookup_failed(topic: &str, e: &dyn std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Connection, format!("cannot look up the stream of {topic:?}: {e}"))
+        .with_driver(DRIVER)
+        .with_topic(topic)
 }
 
 fn publish_error(e: async_nats::jetstream::context::PublishError, topic: &str) -> Error {
@@ -456,19 +463,13 @@ impl Admin for JetStream {
         }
     }
 
-    /// The subjects of every stream, wildcard subjects left out.
     /// Whether a stream holds the subject, under a wildcard of its subjects or by name.
     async fn topic_exists(&self, topic: &str) -> Result<bool> {
         tidewater_core::names::check_topic(topic).map_err(|e| e.with_driver(DRIVER))?;
-        match self.context.stream_by_subject(topic).await {
-            Ok(_) => Ok(true),
-            Err(e) if matches!(e.kind(), jetstream::context::GetStreamByNameErrorKind::NotFound) => Ok(false),
-            Err(e) => Err(Error::new(ErrorKind::Connection, format!("cannot look up the stream of {topic:?}: {e}"))
-                .with_driver(DRIVER)
-                .with_topic(topic)),
-        }
+        Ok(self.stream_name_of(topic).await?.is_some())
     }
 
+    /// The subjects of every stream, wildcard subjects left out.
     async fn topics(&self) -> Result<Vec<String>> {
         let failed = |e: &dyn std::fmt::Display| {
             Error::new(ErrorKind::Connection, format!("cannot list the JetStream streams: {e}")).with_driver(DRIVER)
