@@ -265,8 +265,8 @@ fn dead_letter_message(
 ///
 /// A message without the original-topic header is not a dead letter; it fails
 /// permanently rather than being guessed at. So does one whose write is refused for the
-/// dead letter's own sake ([`ErrorKind::is_about_the_message`], or its original topic no
-/// longer exists where topics are not made on first use): with the bus's default dead
+/// dead letter's own sake ([`ErrorKind::refuses_the_message`]: its original topic no
+/// longer exists where topics are not made on first use, say): with the bus's default dead
 /// letter it moves on to the dead-letter topic's own, rather than coming back after each
 /// nack delay for good. Any other refusal is the writer's or the broker's, not the dead
 /// letter's (the broker is down, the writer is closed because the service is stopping,
@@ -301,11 +301,9 @@ impl Handler for Redrive {
         for name in headers::ALL {
             again.headers.remove(name);
         }
-        self.writer.write(vec![again]).await.map_err(|err| {
-            match err.kind().is_about_the_message() || err.kind() == ErrorKind::UnknownTopic {
-                true => HandlerError::permanent(err),
-                false => HandlerError::transient(err),
-            }
+        self.writer.write(vec![again]).await.map_err(|err| match err.kind().refuses_the_message() {
+            true => HandlerError::permanent(err),
+            false => HandlerError::transient(err),
         })
     }
 }

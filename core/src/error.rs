@@ -69,6 +69,24 @@ impl ErrorKind {
         matches!(self, K::Decode | K::Encode | K::TooLarge | K::InvalidName | K::InvalidInput)
     }
 
+    /// Whether a failed write refused the message for its own sake: it is
+    /// [about the message](ErrorKind::is_about_the_message), or its topic does not exist.
+    /// Writing it again fails the same way, while other messages can pass. Not
+    /// `BrokerPermanent`, which drivers also give for what is not the message's (a
+    /// refused authorization, a fenced producer), and which would refuse every message
+    /// alike. What [`Redrive`](crate::Redrive) fails permanently and an outbox relay
+    /// sets aside.
+    ///
+    /// ```
+    /// use tidewater_core::ErrorKind;
+    ///
+    /// assert!(ErrorKind::UnknownTopic.refuses_the_message());
+    /// assert!(!ErrorKind::BrokerPermanent.refuses_the_message());
+    /// ```
+    pub fn refuses_the_message(self) -> bool {
+        self.is_about_the_message() || self == ErrorKind::UnknownTopic
+    }
+
     fn describe(self) -> &'static str {
         match self {
             ErrorKind::Connection => "connection failed",

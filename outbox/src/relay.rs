@@ -19,11 +19,11 @@ use crate::{Outbox, BUCKETS};
 ///
 /// **Rows the broker refuses.** A row whose message the broker refuses for a reason that
 /// retrying will not fix (too large, a topic that does not exist, an invalid name, or
-/// headers that cannot be read; the error's kind says which) is moved to `<table>_refused` with the error, logged,
-/// and counted in [`RelayReport::refused`]; the rows after it go on. Without that, one
-/// such row would stop its bucket, and every key in it, for good. List them with
-/// [`Outbox::refused`] and put them back with [`Outbox::requeue_refused`] once the cause
-/// is fixed. A key whose row was set aside goes on without it, as a consumer's dead
+/// headers that cannot be read: [`ErrorKind::refuses_the_message`]) is moved to
+/// `<table>_refused` with the error, logged, and counted in [`RelayReport::refused`]; the
+/// rows after it go on. Without that, one such row would stop its bucket, and every key
+/// in it, for good. List them with [`Outbox::refused`] and put them back with
+/// [`Outbox::requeue_refused`] once the cause is fixed. A key whose row was set aside goes on without it, as a consumer's dead
 /// letter does.
 ///
 /// **Failures that retrying can fix** (the broker gone, a timeout) leave the rows where
@@ -256,14 +256,14 @@ impl Relay {
         let written = if messages.is_empty() { Ok(()) } else { self.writer.write(messages).await };
         match written {
             Ok(()) => sent.extend(readable.iter().map(|(seq, _)| *seq)),
-            Err(err) if !refuses_the_message(&err) => failure = Some(err),
+            Err(err) if !err.kind().refuses_the_message() => failure = Some(err),
             // Something in the batch was refused: one at a time, to tell which. What the
             // batch wrote before it failed is written again (at least once).
             Err(_) => {
                 for (seq, row) in &readable {
                     match self.writer.write_one(to_message(row)?).await {
                         Ok(()) => sent.push(*seq),
-                        Err(err) if refuses_the_message(&err) => {
+                        Err(err) if err.kind().refuses_the_message() => {
                             self.refuse(&mut tx, *seq, row, &err).await?;
                             refused += 1;
                         }
@@ -311,16 +311,6 @@ impl Relay {
         );
         self.outbox.set_aside(tx, seq, &err.to_string()).await
     }
-}
-
-/// Whether `err` is the broker or driver refusing a message itself, so that writing it
-/// again cannot succeed and other messages can. A topic that does not exist is one: its
-/// rows are set aside, to be put back with `requeue_refused` once it is made. Not
-/// `BrokerPermanent`, which drivers also give for what is not the message's (a refused
-/// authorization, a fenced producer): that fails the bucket, as a broker that is away
-/// does, and every row of it would otherwise be set aside.
-fn refuses_the_message(err: &Error) -> bool {
-    err.kind().is_about_the_message() || err.kind() == ErrorKind::UnknownTopic
 }
 
 /// Whether a failed write says that the writer can write nothing now, so that the
