@@ -161,10 +161,14 @@ pub(crate) async fn publish(driver: &impl Driver, args: PublishArgs) -> Outcome 
         }
     }
     writer.close().await?;
-    match unprinted {
-        Some(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(format!("published all, but cannot write their ids to stdout: {err}").into())
-        }
+    printing_ended(unprinted, "published all, but cannot write their ids to stdout")
+}
+
+/// How printing to stdout ended: `failed` is its write error, if any. A reader that
+/// went away (a broken pipe, as after `| head -1`) had what it wanted: no error.
+fn printing_ended(failed: Option<std::io::Error>, what: &str) -> Outcome {
+    match failed {
+        Some(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("{what}: {err}").into()),
         _ => Ok(()),
     }
 }
@@ -286,13 +290,7 @@ pub(crate) async fn tail(driver: &impl Driver, args: TailArgs) -> Outcome {
     }
     scheduler.shutdown(Duration::from_secs(5)).await;
     let unwritable = unwritable.lock().unwrap_or_else(|e| e.into_inner()).take();
-    match unwritable {
-        // Its reader had what it wanted, as with `head`: no error.
-        Some(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(format!("cannot write to stdout: {err}").into())
-        }
-        _ => Ok(()),
-    }
+    printing_ended(unwritable, "cannot write to stdout")
 }
 
 /// Ends when stdout is a pipe whose reader has gone, as GNU `tail -f` does: without it,
