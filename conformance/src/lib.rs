@@ -50,7 +50,9 @@
 //!    helpers), never a mock, plus the restart cases where the broker can be killed and
 //!    started again: a [`restart::RestartFixture`] on a broker of the test's own (for a
 //!    broker the test kit starts as a process, [`restart::ProcessRestart`] is that
-//!    fixture) and [`restart_tests!`], which runs the same two cases on every such driver.
+//!    fixture) and [`restart_tests!`], which runs the same three cases on every such driver:
+//!    nothing lost through a restart, a lagging consumer through two, and readiness that
+//!    follows the broker ([`Reader::connected`] says whether the broker is reached).
 //!
 //! Capabilities are switched off only where the broker truly lacks them, and a case that
 //! needs a missing capability is declared ignored with the reason in the driver's

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tidewater_core::testing::Recorder;
 use tidewater_core::{
-    handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, MessageId, ReadTask, SubscriberScheduler,
+    handler_fn, Delivery, Driver, EventRegistry, HandlerError, Health, Message, MessageId, ReadTask,
+    SubscriberScheduler,
 };
 
 /// Messages in a restart run.
@@ -165,9 +166,83 @@ pub async fn lagging_consumer_survives_restarts(fixture: &dyn RestartFixture) ->
     report
 }
 
+/// Readiness follows the broker, for a reader with nothing to read: a subscribed reader
+/// is ready and says it is connected; once the broker is killed, it says it is not
+/// connected and is no longer ready, while its worker stays live; once the broker is
+/// back, it is connected and ready again, and a message written then is handled. Every network driver's reader can tell whether it
+/// reaches its broker ([`Reader::connected`](tidewater_core::Reader::connected)); one
+/// that could not stayed ready through an outage wherever its client reconnects on its
+/// own, and a readiness probe or the `tidewater_connected` gauge saw nothing.
+pub async fn health_follows_the_broker(fixture: &dyn RestartFixture) {
+    let task = fixture.prepare("health").await;
+    let (topic, patience) = (task.topic.clone(), fixture.patience());
+    let seen = Recorder::new();
+    let mut scheduler = SubscriberScheduler::new(fixture.driver().reader(), EventRegistry::new());
+    scheduler.add(task, Arc::new(seen.clone()));
+    scheduler.start().await.expect("subscribe");
+
+    let health =
+        health_until(&scheduler, |h| h.ready && h.connected == Some(true), "ready and connected", patience).await;
+    assert!(health.live, "{health:?}");
+
+    fixture.kill().await;
+    let killed = tokio::time::Instant::now();
+    let health =
+        health_until(&scheduler, |h| !h.ready && h.connected == Some(false), "unready with the broker gone", patience)
+            .await;
+    assert!(health.live, "the workers run on while the broker is away: {health:?}");
+    let unready_after = killed.elapsed();
+
+    fixture.start().await;
+    let started = tokio::time::Instant::now();
+    health_until(&scheduler, |h| h.ready && h.connected == Some(true), "ready again once the broker is back", patience)
+        .await;
+    println!(
+        "health: unready {unready_after:.1?} after the kill, ready again {:.1?} after the broker was",
+        started.elapsed()
+    );
+    let writer = fixture.driver().writer();
+    let deadline = tokio::time::Instant::now() + patience;
+    let message = Message::new(&topic, "after the restart").with_id("after");
+    loop {
+        match writer.write_one(message.clone()).await {
+            Ok(()) => break,
+            // The writer's client may still be reconnecting.
+            Err(err) if err.is_retryable() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(err) => panic!("write after the restart: {err}"),
+        }
+    }
+    seen.wait_for(1, patience).await.expect("the message written after the restart is handled");
+    assert!(seen.deliveries().iter().any(|d| d.message().id.as_str() == "after"));
+    let stopped = scheduler.shutdown(Duration::from_secs(10)).await;
+    assert!(stopped.is_clean(), "{stopped:?}");
+}
+
+/// Asks `scheduler` for its health every 50 ms, as a probe would (the state changes with
+/// no event to wait on), until `want` holds; panics with the last answer after
+/// `patience`.
+async fn health_until(
+    scheduler: &SubscriberScheduler,
+    want: fn(&Health) -> bool,
+    what: &str,
+    patience: Duration,
+) -> Health {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let health = scheduler.health();
+        if want(&health) {
+            return health;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what} within {patience:?}: {health:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A driver on a broker of the test's own, which the restart cases kill and start
 /// again: what a driver's tests give [`restart_tests!`](crate::restart_tests) so that
-/// every driver runs the same two restart cases.
+/// every driver runs the same restart cases.
 #[async_trait::async_trait]
 pub trait RestartFixture: Send + Sync + 'static {
     /// The driver, connected to the broker.
@@ -182,9 +257,19 @@ pub trait RestartFixture: Send + Sync + 'static {
         ReadTask::new(name).with_group(name).with_concurrency(4)
     }
 
-    /// Stops the broker (SIGKILL where it is a process of its own) and starts it again
-    /// on the same data and address.
-    async fn restart(&self);
+    /// Stops the broker as a crash would (SIGKILL where it is a process of its own);
+    /// [`RestartFixture::start`] starts it again.
+    async fn kill(&self);
+
+    /// Starts the broker [`RestartFixture::kill`] stopped, on the same data and address,
+    /// and returns once it is ready.
+    async fn start(&self);
+
+    /// Kills the broker and starts it again. The default calls the two in turn.
+    async fn restart(&self) {
+        self.kill().await;
+        self.start().await;
+    }
 
     /// How long a case waits for every message. Default 240 s: a JVM broker under the
     /// whole test run can take minutes to come back.
@@ -222,14 +307,18 @@ where
         &self.driver
     }
 
+    async fn kill(&self) {
+        tokio::task::block_in_place(|| self.process.lock().unwrap().kill());
+    }
+
     /// Blocks this thread while the broker starts (a JVM takes seconds); the writer and
     /// reader go on meanwhile on the runtime's other thread.
-    async fn restart(&self) {
+    async fn start(&self) {
         tokio::task::block_in_place(|| self.process.lock().unwrap().restart());
     }
 }
 
-/// The two restart cases as tests, on the [`RestartFixture`] that `$make().await`
+/// The restart cases as tests, on the [`RestartFixture`] that `$make().await`
 /// gives (a broker of the test's own each time):
 ///
 /// ```text
@@ -253,6 +342,12 @@ macro_rules! restart_tests {
         async fn a_lagging_consumer_survives_two_restarts() {
             let fixture = $make().await;
             $crate::restart::lagging_consumer_survives_restarts(&fixture).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn health_follows_the_broker() {
+            let fixture = $make().await;
+            $crate::restart::health_follows_the_broker(&fixture).await;
         }
     };
 }

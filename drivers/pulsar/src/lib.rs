@@ -56,6 +56,7 @@
 mod admin;
 mod config;
 mod errors;
+mod link;
 mod reader;
 mod record;
 mod writer;

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::errors::pulsar_error;
+use crate::link::Link;
 use crate::record::from_pulsar;
 use crate::{PulsarConfig, SubscriptionType, DRIVER};
 
@@ -69,15 +70,26 @@ fn unsettled_at_most(config: &PulsarConfig, task: &ReadTask) -> usize {
 pub(crate) struct ConsumerClient {
     config: Arc<PulsarConfig>,
     current: std::sync::Mutex<(u64, pulsar::Pulsar<TokioExecutor>)>,
+    /// Whether the client reaches the broker, once a reader has subscribed.
+    link: Link,
 }
 
 impl ConsumerClient {
     pub(crate) fn new(client: pulsar::Pulsar<TokioExecutor>, config: Arc<PulsarConfig>) -> Self {
-        Self { config, current: std::sync::Mutex::new((0, client)) }
+        Self { config, current: std::sync::Mutex::new((0, client)), link: Link::default() }
     }
 
-    fn get(&self) -> (u64, pulsar::Pulsar<TokioExecutor>) {
+    /// The client, and how often it was replaced before.
+    pub(crate) fn get(&self) -> (u64, pulsar::Pulsar<TokioExecutor>) {
         self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn config(&self) -> &PulsarConfig {
+        &self.config
+    }
+
+    pub(crate) fn link(&self) -> &Link {
+        &self.link
     }
 
     /// Replaces the client of `generation` with a new connection, unless another reader
@@ -117,6 +129,14 @@ impl Reader for PulsarReader {
         DRIVER
     }
 
+    /// Whether the readers' client reaches the broker, from a topic lookup asked once a
+    /// second from the first subscription on (`None` before): the pulsar crate
+    /// reconnects its consumers by itself, so a reader need not fail while the broker is
+    /// away, and only a quiet spell of three request timeouts made it.
+    fn connected(&self) -> Option<bool> {
+        self.client.link().connected()
+    }
+
     async fn open(&self, task: &ReadTask, _ready: &ReadySignal) -> Result<Box<dyn Source>> {
         tidewater_core::names::check_topic(&task.topic).map_err(|e| e.with_driver(DRIVER))?;
         let config = &self.config;
@@ -130,6 +150,7 @@ impl Reader for PulsarReader {
             StartFrom::Earliest => InitialPosition::Earliest,
             StartFrom::Latest => InitialPosition::Latest,
         };
+        self.client.link().watch(&self.client, config.full_topic(&task.topic));
         let (generation, client) = self.client.get();
         let mut builder = client
             .consumer()

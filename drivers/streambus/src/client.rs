@@ -3,13 +3,16 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tidewater_core::{Error, ErrorKind, Result};
 
 use crate::connection::CallError;
 use crate::counters::Counters;
 use crate::errors::{broker_error, connection};
-use crate::pool::Pool;
+use crate::pool::{Link, Pool};
 use crate::protocol::frame::flags;
 use crate::protocol::*;
 use crate::{CoordinatorAddress, Generation, StreamBusConfig, DRIVER};
@@ -54,6 +57,26 @@ impl Client {
         let health = client.call(Request::HealthCheck).await?;
         tracing::debug!(broker = %client.config.broker, ?generation, ?health, "connected to StreamBus");
         Ok(client)
+    }
+
+    /// Whether this client reaches its brokers, from how its last exchanges went: not
+    /// while the last exchange with a broker in use failed to connect, broke its
+    /// connection or timed out. A broker counts as in use while its last exchange is
+    /// recent (a reader's idle fetches and a member's heartbeats are seconds apart), so
+    /// a coordinator given up for another does not keep the client down; with none in
+    /// use, the last exchange with any tells. `None` before the first.
+    pub(crate) fn connected(&self) -> Option<bool> {
+        let in_use = (self.config.request_timeout * 2).max(Duration::from_secs(10));
+        let links: Vec<(Link, Instant)> = self.pools.lock().unwrap().values().map(|p| p.link()).collect();
+        let recent: Vec<Link> = links.iter().filter(|(_, at)| at.elapsed() <= in_use).map(|(l, _)| *l).collect();
+        let latest = links.iter().filter(|(l, _)| *l != Link::Untried).max_by_key(|(_, at)| *at).map(|(l, _)| *l);
+        if recent.contains(&Link::Down) {
+            Some(false)
+        } else if recent.contains(&Link::Up) {
+            Some(true)
+        } else {
+            latest.map(|l| l == Link::Up)
+        }
     }
 
     /// Sends `request` to the configured broker, retrying as the policy allows.
@@ -105,6 +128,7 @@ impl Client {
         match lease.conn.call(request, flags, timeout).await {
             Ok((header, payload)) => {
                 lease.release();
+                pool.note(Link::Up);
                 match Status::from_code(header.status) {
                     Some(Status::Ok) => Response::decode(kind, payload).map_err(|e| {
                         Error::new(ErrorKind::Decode, format!("cannot decode the {kind:?} response: {e}"))
@@ -128,6 +152,10 @@ impl Client {
                     }
                     _ => format!("{kind:?} to {} failed", pool.addr()),
                 };
+                // A broker that answers garbage is reached all the same.
+                if matches!(e, CallError::Io(_) | CallError::Closed | CallError::Timeout(_)) {
+                    pool.note(Link::Down);
+                }
                 let err = if e.is_timeout() {
                     Error::new(ErrorKind::Timeout, what).with_driver(DRIVER).with_source(e)
                 } else {

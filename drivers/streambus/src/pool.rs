@@ -22,6 +22,17 @@ pub(crate) struct Pool {
     idle: Mutex<Vec<Connection>>,
     /// Consecutive failed dials and when the next may start: reconnects back off.
     dial_state: Mutex<(u32, Instant)>,
+    /// Whether the last exchange with the broker went through, and when it ended.
+    link: Mutex<(Link, Instant)>,
+}
+
+/// What the last exchange with a broker said of the way there: nothing yet, a request
+/// answered, or a dial or connection that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Link {
+    Untried,
+    Up,
+    Down,
 }
 
 /// A connection lent by the pool. Dropping it closes the connection; [`Lease::release`]
@@ -49,6 +60,7 @@ impl Pool {
             config,
             idle: Mutex::new(Vec::new()),
             dial_state: Mutex::new((0, Instant::now())),
+            link: Mutex::new((Link::Untried, Instant::now())),
         });
         spawn_reaper(Arc::downgrade(&pool), pool.config.idle_close);
         pool
@@ -56,6 +68,17 @@ impl Pool {
 
     pub(crate) fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// Whether the last exchange with the broker went through, and when it ended.
+    pub(crate) fn link(&self) -> (Link, Instant) {
+        *self.link.lock().unwrap()
+    }
+
+    /// Notes how an exchange with the broker went: answered, or a connection that failed
+    /// or timed out.
+    pub(crate) fn note(&self, link: Link) {
+        *self.link.lock().unwrap() = (link, Instant::now());
     }
 
     /// A connection: an idle one, or a new one. Waits up to `acquire_timeout` when
@@ -130,6 +153,8 @@ impl Pool {
                 state.0 += 1;
                 let backoff = Duration::from_millis(20).saturating_mul(1 << state.0.min(8)).min(Duration::from_secs(2));
                 state.1 = Instant::now() + backoff;
+                drop(state);
+                self.note(Link::Down);
                 let why = match outcome {
                     Ok(Err(e)) => e.to_string(),
                     _ => format!("no connection within {:?}", self.config.connect_timeout),

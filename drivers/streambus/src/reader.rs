@@ -243,6 +243,14 @@ impl Reader for StreamBusReader {
         DRIVER
     }
 
+    /// Whether the driver's last exchanges with its brokers went through: a reader
+    /// fetches at least every [`fetch_idle_max`](crate::StreamBusConfig::fetch_idle_max)
+    /// and retries a failed fetch without failing, so this is what tells readiness of
+    /// a broker that is gone.
+    fn connected(&self) -> Option<bool> {
+        self.client.connected()
+    }
+
     async fn open(&self, task: &ReadTask, _ready: &ReadySignal) -> Result<Box<dyn Source>> {
         record::check_topic(&task.topic)?;
         let client = Arc::clone(&self.client);
