@@ -390,33 +390,71 @@ fn a_tail_ends_when_its_reader_goes() {
 
 /// A tail whose broker goes away (killed, as in a crash) says so on stderr, rather than
 /// seeming only to hang: the command once kept the library's warnings to itself, and the
-/// NATS client tells of a lost connection only at debug level. It reads on once the
-/// broker is back.
+/// NATS client tells of a lost connection only at debug level, the pulsar crate only
+/// through `log` (at each attempt of its reconnects), and the StreamBus driver said
+/// nothing at all for the first 30 s. It reads on once the broker is back.
 #[test]
 fn a_tail_says_when_its_broker_goes_away() {
-    use tidewater_testkit::{NatsRelease, NatsServer, Restart};
-    let mut server = NatsServer::start(NatsRelease::Current);
-    let url = server.url();
+    use tidewater_testkit::{NatsRelease, NatsServer, PulsarStandalone, Restart};
+    let mut nats = NatsServer::start(NatsRelease::Current);
+    let url = nats.url();
+    let lost = "lost the connection to NATS";
+    tail_through_an_outage(&url, &[], |up| if up { nats.restart() } else { nats.kill() }, lost);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let double = runtime.block_on(BrokerDouble::start(Profile::Later));
+    let url = format!("streambus://{}", double.addr());
+    let (mut serving, mut stopped) = (Some(double), None);
+    let serve = |up| match up {
+        false => stopped = Some(runtime.block_on(serving.take().unwrap().stop())),
+        true => {
+            let (addr, config, storage) = stopped.take().unwrap();
+            serving = Some(runtime.block_on(BrokerDouble::restart(addr, config, storage)));
+        }
+    };
+    tail_through_an_outage(&url, &[], serve, "lost the connection to StreamBus");
+
+    let mut pulsar = PulsarStandalone::start("");
+    let (url, admin) = (pulsar.url(), pulsar.admin_url());
+    let lost = "lost the connection to Pulsar";
+    let serve = |up| if up { pulsar.restart() } else { pulsar.kill() };
+    tail_through_an_outage(&url, &["--admin-url", &admin], serve, lost);
+}
+
+/// Tails a new topic on the broker at `url` (`options` go before each command), takes
+/// the broker away with `serve(false)`, waits for a line on stderr that holds `lost`,
+/// brings the broker back with `serve(true)`, and waits for a message published then to
+/// be printed.
+fn tail_through_an_outage(url: &str, options: &[&str], mut serve: impl FnMut(bool), lost: &str) {
     let topic = format!("cli-broker-gone-{}", std::process::id());
-    ok(&url, &["topics", "create", &topic], None);
-    ok(&url, &["publish", &topic, "before"], None);
-    let mut child = running(&["--url", &url, "tail", &topic, "--from", "start"]);
+    let command = |args: &[&str]| -> Vec<String> { options.iter().chain(args).map(|s| s.to_string()).collect() };
+    let run = |args: Vec<String>| ok(url, &args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    run(command(&["topics", "create", &topic]));
+    run(command(&["publish", &topic, "before"]));
+    let mut tail = vec!["--url".to_owned(), url.to_owned()];
+    tail.extend(command(&["tail", &topic, "--from", "start"]));
+    let mut child = running(&tail.iter().map(String::as_str).collect::<Vec<_>>());
     let stdout = lines_of(child.stdout.take().unwrap());
     let stderr = lines_of(child.stderr.take().unwrap());
     let printed = |want: &str| loop {
         match stdout.recv_timeout(RUN_LIMIT) {
             Ok(line) if line == want => return,
             Ok(_) => {}
-            Err(_) => panic!("the tail printed no {want:?}"),
+            Err(_) => panic!("the tail on {url} printed no {want:?}"),
         }
     };
     printed("before");
 
-    server.kill();
-    let said = stderr.recv_timeout(RUN_LIMIT).expect("a line on stderr once the broker went away");
-    assert!(said.contains("lost the connection to NATS"), "{said}");
-    server.restart();
-    ok(&url, &["publish", &topic, "after"], None);
+    serve(false);
+    let mut said = Vec::new();
+    while !said.iter().any(|line: &String| line.contains(lost)) {
+        match stderr.recv_timeout(RUN_LIMIT) {
+            Ok(line) => said.push(line),
+            Err(_) => panic!("no {lost:?} on stderr once the broker at {url} went away: {said:?}"),
+        }
+    }
+    serve(true);
+    run(command(&["publish", &topic, "after"]));
     printed("after");
     child.kill().unwrap();
     child.wait().unwrap();

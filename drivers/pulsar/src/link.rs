@@ -34,8 +34,16 @@ impl Link {
         }
     }
 
-    fn set(&self, up: bool) {
-        self.state.store(if up { UP } else { DOWN }, Ordering::Relaxed);
+    /// Notes a lookup's outcome, and says when it changes what the client knew: the
+    /// pulsar crate logs every attempt of its reconnects (through `log`, at error level),
+    /// so this is the one line a service's logs need.
+    fn set(&self, up: bool, url: &str) {
+        let was = self.state.swap(if up { UP } else { DOWN }, Ordering::Relaxed);
+        match (was, up) {
+            (UP, false) => tracing::warn!(%url, "lost the connection to Pulsar; reconnecting"),
+            (DOWN, true) => tracing::info!(%url, "connected to Pulsar again"),
+            _ => {}
+        }
     }
 
     /// Starts looking `topic` (a full topic name the readers use) up through `client`,
@@ -85,6 +93,6 @@ async fn watch(client: Weak<ConsumerClient>, topic: String) {
 
 fn note(client: &Weak<ConsumerClient>, up: bool) {
     if let Some(owner) = client.upgrade() {
-        owner.link().set(up);
+        owner.link().set(up, &owner.config().url);
     }
 }

@@ -77,8 +77,17 @@ impl Pool {
 
     /// Notes how an exchange with the broker went: answered, or a connection that failed
     /// or timed out.
+    /// Says so when that changes what was known: the driver reconnects by itself, so
+    /// without this a service's logs would show nothing of an outage but failed fetches.
     pub(crate) fn note(&self, link: Link) {
-        *self.link.lock().unwrap() = (link, Instant::now());
+        let was = std::mem::replace(&mut *self.link.lock().unwrap(), (link, Instant::now())).0;
+        match (was, link) {
+            (Link::Up, Link::Down) => {
+                tracing::warn!(broker = %self.addr, "lost the connection to StreamBus; reconnecting")
+            }
+            (Link::Down, Link::Up) => tracing::info!(broker = %self.addr, "connected to StreamBus again"),
+            _ => {}
+        }
     }
 
     /// A connection: an idle one, or a new one. Waits up to `acquire_timeout` when
