@@ -130,9 +130,9 @@ impl Reader for PulsarReader {
     }
 
     /// Whether the readers' client reaches the broker, from a topic lookup asked once a
-    /// second from the first subscription on (`None` before): the pulsar crate
-    /// reconnects its consumers by itself, so a reader need not fail while the broker is
-    /// away, and only a quiet spell of three request timeouts made it.
+    /// second from the first subscription on (`None` before). The pulsar crate
+    /// reconnects its consumers by itself, so a reader fails only after a quiet spell of
+    /// three request timeouts, and its readiness alone would miss most of an outage.
     fn connected(&self) -> Option<bool> {
         self.client.link().connected()
     }

@@ -75,10 +75,10 @@ impl Pool {
         *self.link.lock().unwrap()
     }
 
-    /// Notes how an exchange with the broker went: answered, or a connection that failed
-    /// or timed out.
-    /// Says so when that changes what was known: the driver reconnects by itself, so
-    /// without this a service's logs would show nothing of an outage but failed fetches.
+    /// Notes how an exchange with the broker went (answered, or a connection that failed
+    /// or timed out), and logs a change of what was known: the driver reconnects by
+    /// itself, so without this a service's logs would show nothing of an outage for the
+    /// first 30 s, until a fetch gave up.
     pub(crate) fn note(&self, link: Link) {
         let was = std::mem::replace(&mut *self.link.lock().unwrap(), (link, Instant::now())).0;
         match (was, link) {
