@@ -125,7 +125,9 @@ impl Relay {
 
     /// Relays until `stop` completes, looking again every poll interval when the
     /// outbox is empty. A failed pass is logged and tried again after a wait that
-    /// doubles with each failed pass in a row (see [`Relay::max_retry_wait`]).
+    /// doubles with each failed pass in a row (see [`Relay::max_retry_wait`]). A pass
+    /// that failed in part (a bucket failed, others moved) is followed by the next at
+    /// once, and said at most once every longest retry wait, with how many failed.
     ///
     /// `stop` is heeded between buckets and while waiting, never between a bucket's write
     /// and the deletion of what it wrote: a relay stopped this way leaves no duplicates.
@@ -133,22 +135,34 @@ impl Relay {
     pub async fn run_until(&self, stop: impl Future<Output = ()>) -> Result<RelayReport> {
         let mut report = RelayReport::default();
         let mut backoff: Option<ExponentialBackoff> = None;
+        // Under load one pass follows another at once, so a bucket that fails on each
+        // is said at most once every longest retry wait, with how many passes failed.
+        let mut in_part = (None::<tokio::time::Instant>, 0u64);
         tokio::pin!(stop);
         loop {
             let before = report.rows();
             let Some(pass) = self.pass(&mut report, stop.as_mut()).await else { return Ok(report) };
             let wait = match pass {
                 Ok(()) if report.rows() > before => {
-                    backoff = None;
+                    (backoff, in_part) = (None, (None, 0));
                     continue;
                 }
                 Ok(()) => {
-                    backoff = None;
+                    (backoff, in_part) = (None, (None, 0));
                     self.poll
                 }
                 // Other buckets moved: the failed one was tried at the pace of real work.
                 Err(err) if report.rows() > before => {
-                    tracing::warn!(error = %err, "an outbox relay pass failed in part; going on");
+                    in_part.1 += 1;
+                    if in_part.0.is_none_or(|said| said.elapsed() >= self.max_retry_wait) {
+                        tracing::warn!(
+                            error = %err,
+                            failed_passes = in_part.1,
+                            "outbox relay passes failed in part; the other buckets go on (said at most every {:?})",
+                            self.max_retry_wait
+                        );
+                        in_part = (Some(tokio::time::Instant::now()), 0);
+                    }
                     continue;
                 }
                 Err(err) => {

@@ -367,3 +367,66 @@ async fn a_bucket_that_times_out_leaves_the_others_going() {
     assert_eq!(written(&broker).len() as i64, 201 - stalled_bucket, "every other bucket was forwarded in the pass");
     assert!(outbox.refused(&pool).await.unwrap().is_empty(), "a timeout sets nothing aside");
 }
+
+/// Before, a relay whose passes each failed in part (one bucket's writes time out while
+/// the other buckets move) said so on every pass: under load, passes follow each other
+/// at once, and the log filled with the same warning. It says so once every longest
+/// retry wait (10 s here), with how many passes failed.
+#[tokio::test]
+async fn a_bucket_failing_on_every_pass_is_said_once_a_while() {
+    let (_server, pool, outbox) = setup().await;
+    // First in its bucket, so that the bucket fails from the first pass on.
+    let mut tx = pool.begin().await.unwrap();
+    outbox.store(&mut tx, &Message::new("stalled", "s").with_id("s-1").with_key("k0")).await.unwrap();
+    tx.commit().await.unwrap();
+    store(&pool, &outbox, 1_000, 40).await;
+    let stalled_bucket: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tidewater_outbox WHERE bucket = (SELECT bucket FROM tidewater_outbox WHERE id = 's-1')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let broker = MemoryBroker::new();
+    let relay = Relay::new(pool.clone(), Arc::new(TimesOutOn("stalled", broker.writer())))
+        .batch(5)
+        .max_retry_wait(Duration::from_secs(10));
+
+    // This test's runtime has one thread, so the relay logs to this thread's subscriber.
+    let log = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer({
+            let log = Arc::clone(&log);
+            move || Captured(Arc::clone(&log))
+        })
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let stalled_bucket_left = async {
+        // The relay's progress has no event to wait on: looked at every 50 ms.
+        while remaining(&pool).await > stalled_bucket {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let report = relay.run_until(stalled_bucket_left).await.unwrap();
+
+    let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    let said = log.lines().filter(|l| l.contains("failed in part")).count();
+    assert!(report.failed_passes >= 10, "passes enough for the warning to repeat: {report:?}");
+    assert_eq!(said, 1, "{report:?}\n{log}");
+    assert!(log.contains("failed_passes=1"), "{log}");
+}
+
+/// A writer into a shared buffer, for a test that reads what was logged.
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
