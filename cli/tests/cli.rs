@@ -454,7 +454,19 @@ fn tail_through_an_outage(url: &str, options: &[&str], mut serve: impl FnMut(boo
         }
     }
     serve(true);
-    run(command(&["publish", &topic, "after"]));
+    // A broker just started can take longer than a request's timeout to serve the topic
+    // again (Pulsar loads it anew): the publish is tried again while it times out.
+    let deadline = std::time::Instant::now() + RUN_LIMIT;
+    loop {
+        let args = command(&["publish", &topic, "after"]);
+        let out = tidewater(url, &args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match out.status.success() {
+            true => break,
+            false if stderr.contains("timed out") && std::time::Instant::now() < deadline => {}
+            false => panic!("the publish after the restart failed: {stderr}"),
+        }
+    }
     printed("after");
     child.kill().unwrap();
     child.wait().unwrap();
