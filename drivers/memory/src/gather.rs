@@ -20,9 +20,12 @@
 use std::time::{Duration, Instant};
 
 /// How long a reader waits before fetching again after a small fetch: at the peer
-/// bench's publish rate (about 1.5M msg/s), time for a dozen messages. Spin hints take
+/// bench's publish rate (about 1.8M msg/s), time for two dozen messages. 8 µs (a dozen)
+/// was measured best in session 23; on the machines CI has run on since, the counting
+/// row ran at 1.60-1.73M msg/s with it and 1.76-1.93M with 16 µs (12 and 24 µs: no
+/// better than 16), paired runs by turns (`BENCHMARKS.md`, session 45). Spin hints take
 /// 10-25 ns each depending on the processor, so the wait is timed, not counted.
-const PAUSE: Duration = Duration::from_micros(8);
+const PAUSE: Duration = Duration::from_micros(16);
 
 /// A fetch that found fewer messages than this (and not none) asks for a pause.
 const FEW: usize = 16;
