@@ -67,7 +67,7 @@ async fn watch(client: Weak<ConsumerClient>, topic: String) {
         // Spawned and never dropped half-way: a lookup dropped while the pulsar crate is
         // connecting leaves that connection marked as being made, and every later
         // request through the client would wait for it for good.
-        let mut lookup = tokio::spawn(async move { pulsar.lookup_topic(topic).await.is_ok() });
+        let mut lookup = tokio::spawn(async move { answered(&pulsar.lookup_topic(topic).await) });
         let up = match tokio::time::timeout(patience, &mut lookup).await {
             Ok(answer) => answer.unwrap_or(false),
             Err(_) => {
@@ -91,8 +91,44 @@ async fn watch(client: Weak<ConsumerClient>, topic: String) {
     }
 }
 
+/// Whether a lookup's outcome says the broker was reached and serves: an answer, or a
+/// refusal about the topic (deleted where topics are not made on first use, not
+/// authorized), which the readers of other topics need not share. A broker that says it
+/// is not ready yet does not serve.
+fn answered<T>(outcome: &Result<T, pulsar::Error>) -> bool {
+    use pulsar::error::ServiceDiscoveryError as Lookup;
+    use pulsar::message::proto::ServerError;
+    match outcome {
+        Ok(_) => true,
+        Err(pulsar::Error::ServiceDiscovery(Lookup::NotFound)) => true,
+        Err(pulsar::Error::ServiceDiscovery(Lookup::Query(Some(error), _))) => {
+            !matches!(error, ServerError::ServiceNotReady | ServerError::MetadataError)
+        }
+        Err(_) => false,
+    }
+}
+
 fn note(client: &Weak<ConsumerClient>, up: bool) {
     if let Some(owner) = client.upgrade() {
         owner.link().set(up, &owner.config().url);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answered;
+    use pulsar::error::{ConnectionError, ServiceDiscoveryError as Lookup};
+    use pulsar::message::proto::ServerError;
+
+    #[test]
+    fn a_refusal_about_the_topic_is_an_answer_and_a_broken_connection_is_not() {
+        let lookup = |e: Lookup| Err::<(), _>(pulsar::Error::ServiceDiscovery(e));
+        assert!(answered(&Ok::<(), pulsar::Error>(())));
+        assert!(answered(&lookup(Lookup::NotFound)));
+        assert!(answered(&lookup(Lookup::Query(Some(ServerError::TopicNotFound), None))));
+        assert!(answered(&lookup(Lookup::Query(Some(ServerError::AuthorizationError), None))));
+        assert!(!answered(&lookup(Lookup::Query(Some(ServerError::ServiceNotReady), None))));
+        assert!(!answered(&lookup(Lookup::Connection(ConnectionError::Disconnected))));
+        assert!(!answered(&lookup(Lookup::Canceled)));
     }
 }
