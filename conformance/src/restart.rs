@@ -169,10 +169,12 @@ pub async fn lagging_consumer_survives_restarts(fixture: &dyn RestartFixture) ->
 /// Readiness follows the broker, for a reader with nothing to read: a subscribed reader
 /// is ready and says it is connected; once the broker is killed, it says it is not
 /// connected and is no longer ready, while its worker stays live; once the broker is
-/// back, it is connected and ready again, and a message written then is handled. Every network driver's reader can tell whether it
-/// reaches its broker ([`Reader::connected`](tidewater_core::Reader::connected)); one
-/// that could not stayed ready through an outage wherever its client reconnects on its
-/// own, and a readiness probe or the `tidewater_connected` gauge saw nothing.
+/// back, it is connected and ready again, and a message written then is handled.
+///
+/// Every network driver's reader can tell whether it reaches its broker
+/// ([`Reader::connected`](tidewater_core::Reader::connected)). One that could not stayed
+/// ready through an outage wherever its client reconnects on its own, and a readiness
+/// probe or the `tidewater_connected` gauge saw nothing.
 pub async fn health_follows_the_broker(fixture: &dyn RestartFixture) {
     let task = fixture.prepare("health").await;
     let (topic, patience) = (task.topic.clone(), fixture.patience());
