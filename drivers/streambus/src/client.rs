@@ -67,15 +67,22 @@ impl Client {
     /// use, the last exchange with any tells. `None` before the first.
     pub(crate) fn connected(&self) -> Option<bool> {
         let in_use = (self.config.request_timeout * 2).max(Duration::from_secs(10));
-        let links: Vec<(Link, Instant)> = self.pools.lock().unwrap().values().map(|p| p.link()).collect();
-        let recent: Vec<Link> = links.iter().filter(|(_, at)| at.elapsed() <= in_use).map(|(l, _)| *l).collect();
-        let latest = links.iter().filter(|(l, _)| *l != Link::Untried).max_by_key(|(_, at)| *at).map(|(l, _)| *l);
-        if recent.contains(&Link::Down) {
-            Some(false)
-        } else if recent.contains(&Link::Up) {
-            Some(true)
-        } else {
-            latest.map(|l| l == Link::Up)
+        let (mut recently_up, mut latest) = (false, None::<(Link, Instant)>);
+        for (link, at) in self.pools.lock().unwrap().values().map(|pool| pool.link()) {
+            match (link, at.elapsed() <= in_use) {
+                (Link::Untried, _) => continue,
+                (Link::Down, true) => return Some(false),
+                (Link::Up, true) => recently_up = true,
+                _ => {}
+            }
+            if latest.is_none_or(|(_, then)| at > then) {
+                latest = Some((link, at));
+            }
+        }
+        match latest {
+            _ if recently_up => Some(true),
+            Some((link, _)) => Some(link == Link::Up),
+            None => None,
         }
     }
 
