@@ -67,23 +67,8 @@ impl Client {
     /// use, the last exchange with any tells. `None` before the first.
     pub(crate) fn connected(&self) -> Option<bool> {
         let in_use = (self.config.request_timeout * 2).max(Duration::from_secs(10));
-        let (mut recently_up, mut latest) = (false, None::<(Link, Instant)>);
-        for (link, at) in self.pools.lock().unwrap().values().map(|pool| pool.link()) {
-            match (link, at.elapsed() <= in_use) {
-                (Link::Untried, _) => continue,
-                (Link::Down, true) => return Some(false),
-                (Link::Up, true) => recently_up = true,
-                _ => {}
-            }
-            if latest.is_none_or(|(_, then)| at > then) {
-                latest = Some((link, at));
-            }
-        }
-        match latest {
-            _ if recently_up => Some(true),
-            Some((link, _)) => Some(link == Link::Up),
-            None => None,
-        }
+        let pools = self.pools.lock().unwrap();
+        reached(pools.values().map(|pool| pool.link()), in_use)
     }
 
     /// Sends `request` to the configured broker, retrying as the policy allows.
@@ -288,6 +273,28 @@ impl Client {
     }
 }
 
+/// [`Client::connected`]'s answer from each broker's last outcome and its time: down if
+/// one within `in_use` failed, up if one within it went through, else the latest.
+fn reached(links: impl Iterator<Item = (Link, Instant)>, in_use: Duration) -> Option<bool> {
+    let (mut recently_up, mut latest) = (false, None::<(Link, Instant)>);
+    for (link, at) in links {
+        match (link, at.elapsed() <= in_use) {
+            (Link::Untried, _) => continue,
+            (Link::Down, true) => return Some(false),
+            (Link::Up, true) => recently_up = true,
+            _ => {}
+        }
+        if latest.is_none_or(|(_, then)| at > then) {
+            latest = Some((link, at));
+        }
+    }
+    match latest {
+        _ if recently_up => Some(true),
+        Some((link, _)) => Some(link == Link::Up),
+        None => None,
+    }
+}
+
 fn transport_retryable(err: &Error) -> bool {
     match crate::errors::broker_code(err) {
         Some(code) => code.is_retryable(),
@@ -313,5 +320,27 @@ async fn probe(config: &StreamBusConfig) -> Result<BrokerGeneration> {
         Err(CallError::Closed) => Ok(BrokerGeneration::V1),
         Err(CallError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(BrokerGeneration::V1),
         Err(e) => Err(connection(format!("cannot probe the StreamBus broker at {}", config.broker), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broker_no_longer_in_use_does_not_keep_the_client_down() {
+        let in_use = Duration::from_secs(10);
+        let start = Instant::now();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let (old, new) = (start, Instant::now());
+        assert_eq!(reached([].into_iter(), in_use), None);
+        assert_eq!(reached([(Link::Untried, new)].into_iter(), in_use), None);
+        assert_eq!(reached([(Link::Up, new), (Link::Down, new)].into_iter(), in_use), Some(false));
+        assert_eq!(reached([(Link::Down, old), (Link::Up, new)].into_iter(), in_use), Some(true), "given up");
+        // None in use: the latest outcome tells.
+        assert_eq!(reached([(Link::Down, old)].into_iter(), in_use), Some(false));
+        let later = old + Duration::from_secs(1);
+        assert_eq!(reached([(Link::Down, old), (Link::Up, later)].into_iter(), in_use), Some(true));
+        assert_eq!(reached([(Link::Up, old), (Link::Down, later)].into_iter(), in_use), Some(false));
     }
 }
