@@ -454,16 +454,19 @@ fn tail_through_an_outage(url: &str, options: &[&str], mut serve: impl FnMut(boo
         }
     }
     serve(true);
-    // A broker just started can take longer than a request's timeout to serve the topic
-    // again (Pulsar loads it anew): the publish is tried again while it times out.
+    // A broker just started may not serve the topic at once (Pulsar loads it anew, and
+    // its bookie may still count as faulty): the publish is tried again, as a user
+    // would, while it fails with an error of a kind that says a retry helps.
+    let retryable = ["connection failed", "timed out", "busy", "transient broker error"];
     let deadline = std::time::Instant::now() + RUN_LIMIT;
     loop {
         let args = command(&["publish", &topic, "after"]);
         let out = tidewater(url, &args.iter().map(String::as_str).collect::<Vec<_>>(), None);
         let stderr = String::from_utf8_lossy(&out.stderr);
+        let again = retryable.iter().any(|kind| stderr.starts_with(&format!("tidewater: {kind}")));
         match out.status.success() {
             true => break,
-            false if stderr.contains("timed out") && std::time::Instant::now() < deadline => {}
+            false if again && std::time::Instant::now() < deadline => {}
             false => panic!("the publish after the restart failed: {stderr}"),
         }
     }
