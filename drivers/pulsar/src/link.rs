@@ -1,9 +1,12 @@
 //! Whether the readers' client reaches its broker. The pulsar crate reconnects by itself
-//! and tells nobody, so a topic lookup is asked through the client once a second.
+//! and tells nobody, so a topic lookup is asked through the client once a second while
+//! some reader uses it.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::reader::ConsumerClient;
 
@@ -12,13 +15,21 @@ const EVERY: Duration = Duration::from_secs(1);
 /// The longest a lookup may take before the broker counts as out of reach (or the
 /// request timeout, if shorter). A broker on loopback answers in a millisecond.
 const PATIENCE: Duration = Duration::from_secs(5);
+/// How long the lookups go on once no reader uses the client: past the scheduler's
+/// longest wait between two subscriptions of a failed reader (5 s), so that an outage,
+/// when no subscription is open for a while, is still watched.
+pub(crate) const IDLE: Duration = Duration::from_secs(10);
 
 /// What the last lookup said: nothing yet, answered, or failed or late.
 #[derive(Debug, Default)]
 pub(crate) struct Link {
-    /// 0 until the first lookup ends, then [`UP`] or [`DOWN`].
+    /// 0 until the first lookup ends, and again once the lookups stop; then [`UP`] or
+    /// [`DOWN`].
     state: AtomicU8,
-    watching: OnceLock<()>,
+    /// Subscriptions open or being made through the client.
+    users: AtomicUsize,
+    /// Whether a task is looking up.
+    watching: AtomicBool,
 }
 
 const UP: u8 = 1;
@@ -46,20 +57,62 @@ impl Link {
         }
     }
 
-    /// Starts looking `topic` (a full topic name the readers use) up through `client`,
-    /// once for the client's life: the first subscription starts it, so a driver that
-    /// only writes asks nothing.
-    pub(crate) fn watch(&self, client: &Arc<ConsumerClient>, topic: String) {
-        if self.watching.set(()).is_ok() {
+    /// Notes a subscription to `topic` (a full topic name) through `client` until the
+    /// guard is dropped, and starts looking `topic` up if nothing does: a driver that
+    /// only writes asks nothing, and one whose readers have all stopped stops asking
+    /// after [`IDLE`].
+    pub(crate) fn in_use(client: &Arc<ConsumerClient>, topic: String) -> InUse {
+        let link = client.link();
+        link.users.fetch_add(1, Ordering::SeqCst);
+        if link.watching.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
             tokio::spawn(watch(Arc::downgrade(client), topic));
         }
+        InUse(Arc::clone(client))
+    }
+
+    /// Whether the lookups may stop: no subscription for `IDLE`, counted from `idle`
+    /// (when none was first seen, kept by the caller). When they stop, what the client
+    /// knew is forgotten.
+    fn may_stop(&self, idle: &mut Option<Instant>) -> bool {
+        if self.users.load(Ordering::SeqCst) > 0 {
+            *idle = None;
+            return false;
+        }
+        if idle.get_or_insert_with(Instant::now).elapsed() < IDLE {
+            return false;
+        }
+        self.state.store(0, Ordering::Relaxed);
+        self.watching.store(false, Ordering::SeqCst);
+        // A subscription made since the count was read found the lookups still going
+        // and started none: they go on for it, unless it started them anew already.
+        if self.users.load(Ordering::SeqCst) > 0
+            && self.watching.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        {
+            *idle = None;
+            return false;
+        }
+        true
     }
 }
 
-/// Looks `topic` up once a second until the client is dropped, and notes the outcome.
+/// A subscription through the readers' client, counted while this lives.
+pub(crate) struct InUse(Arc<ConsumerClient>);
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        self.0.link().users.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Looks `topic` up once a second until the client is dropped or no reader has used it
+/// for [`IDLE`], and notes the outcome.
 async fn watch(client: Weak<ConsumerClient>, topic: String) {
+    let mut idle = None;
     'lookups: loop {
         let Some(owner) = client.upgrade() else { return };
+        if owner.link().may_stop(&mut idle) {
+            return;
+        }
         let (generation, pulsar) = owner.get();
         let patience = owner.config().request_timeout.min(PATIENCE);
         drop(owner);

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::errors::pulsar_error;
-use crate::link::Link;
+use crate::link::{InUse, Link};
 use crate::record::from_pulsar;
 use crate::{PulsarConfig, SubscriptionType, DRIVER};
 
@@ -130,7 +130,8 @@ impl Reader for PulsarReader {
     }
 
     /// Whether the readers' client reaches the broker, from a topic lookup asked once a
-    /// second from the first subscription on (`None` before). The pulsar crate
+    /// second while a subscription is open or being made, and for 10 s after the last
+    /// (`None` before the first lookup ends, and again after). The pulsar crate
     /// reconnects its consumers by itself, so a reader fails only after a quiet spell of
     /// three request timeouts, and its readiness alone would miss most of an outage.
     fn connected(&self) -> Option<bool> {
@@ -150,7 +151,7 @@ impl Reader for PulsarReader {
             StartFrom::Earliest => InitialPosition::Earliest,
             StartFrom::Latest => InitialPosition::Latest,
         };
-        self.client.link().watch(&self.client, config.full_topic(&task.topic));
+        let in_use = Link::in_use(&self.client, config.full_topic(&task.topic));
         let (generation, client) = self.client.get();
         let mut builder = client
             .consumer()
@@ -198,6 +199,7 @@ impl Reader for PulsarReader {
             close_timeout: config.request_timeout,
             client: Arc::clone(&self.client),
             generation,
+            _in_use: in_use,
             receiver_queue: config.receiver_queue.max(1) as usize,
             warned_of_a_larger_batch: false,
         };
@@ -290,6 +292,8 @@ struct Engine {
     /// Renewed when this consumer is found stuck.
     client: Arc<ConsumerClient>,
     generation: u64,
+    /// Keeps the client's link watched while the consumer lives.
+    _in_use: InUse,
     /// The consumer's flow permits a partition ([`PulsarConfig::receiver_queue`]), and
     /// whether a batch larger than that has been warned of already.
     receiver_queue: usize,

@@ -596,3 +596,43 @@ async fn a_batch_larger_than_the_receiver_queue_is_read_whole_and_warned_of_once
         "the warning names the queue and what to set: {warning}"
     );
 }
+
+/// The readers' client asks the broker whether it is reached (a topic lookup a second)
+/// while a reader reads, and stops some seconds after the last one has stopped: it once
+/// asked for as long as the driver lived. A reader opened later starts it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_is_watched_while_readers_read_and_not_after() {
+    // Past the scheduler's longest wait between two subscriptions of a failed reader.
+    const AFTER_THE_LAST: Duration = Duration::from_secs(10);
+    let pulsar = support::shared().await;
+    let reader = pulsar.reader();
+    assert_eq!(reader.connected(), None, "nothing is asked before a reader subscribes");
+    let connected_within = |want: Option<bool>, patience: Duration| {
+        let reader = reader.clone();
+        async move {
+            let deadline = Instant::now() + patience;
+            while reader.connected() != want {
+                assert!(Instant::now() < deadline, "connected() is {want:?} within {patience:?}");
+                // Polled as a probe would: the state changes with no event to wait on.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    let topic = fresh_topic("link");
+    let mut sub = subscribe(reader.clone(), ReadTask::new(&topic).with_group("link"), Recorder::new()).await;
+    connected_within(Some(true), PATIENCE).await;
+    sub.shutdown(GRACE).await;
+    let stopped = Instant::now();
+    connected_within(None, AFTER_THE_LAST + Duration::from_secs(5)).await;
+    assert!(
+        stopped.elapsed() >= AFTER_THE_LAST - Duration::from_millis(100),
+        "the lookups go on for {AFTER_THE_LAST:?} after the last reader, through a failed reader's restarts; \
+         they stopped after {:?}",
+        stopped.elapsed()
+    );
+
+    let mut sub = subscribe(reader.clone(), ReadTask::new(&topic).with_group("link"), Recorder::new()).await;
+    connected_within(Some(true), PATIENCE).await;
+    sub.shutdown(GRACE).await;
+}
