@@ -18,7 +18,7 @@ const PATIENCE: Duration = Duration::from_secs(5);
 /// How long the lookups go on once no reader uses the client: past the scheduler's
 /// longest wait between two subscriptions of a failed reader (5 s), so that an outage,
 /// when no subscription is open for a while, is still watched.
-pub(crate) const IDLE: Duration = Duration::from_secs(10);
+const IDLE: Duration = Duration::from_secs(10);
 
 /// What the last lookup said: nothing yet, answered, or failed or late.
 #[derive(Debug, Default)]
