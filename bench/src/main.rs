@@ -33,10 +33,12 @@
 //! JSON codec) for the typed publish, bytes to a counting subscriber for the counting rows.
 //!
 //! Every path carries the same 1 KiB JSON order and ends in a handler that decodes it and
-//! counts down a latch, but for the raw channel and the two counting rows (RustStream's raw
+//! counts down a latch, but for the raw channel and the counting rows (RustStream's raw
 //! `&Frame` and a tidewater `handler_fn` on the `Delivery`), which only read the order's id
 //! from the front of its JSON and count: they are compared with each other, and with the
-//! raw channel in the latency run like for like. The clock runs from the first publish
+//! raw channel in the latency run like for like. The last pair counts the same way on four
+//! lanes by key (tidewater's `.concurrency(4)`, RustStream's `workers(4, by_key)`), where
+//! each delivery goes from the reading task to a lane's. The clock runs from the first publish
 //! to the last handler's return. Setup (building and starting the service) is outside it.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -332,7 +334,7 @@ async fn publish_bytes_through(
 
 /// `publish_bytes`, consumed by a plain handler that counts: the shape of the measurement
 /// the issue began with, and RustStream's raw row's counterpart.
-async fn tidewater_counting(load: Load, orders: &Orders) -> Sample {
+async fn tidewater_counting(load: Load, orders: &Orders, lanes: usize) -> Sample {
     let latch = Latch::new(load);
     let broker = tidewater::memory::MemoryBroker::new();
     let mut bus = tidewater::Bus::new(&broker, tidewater::EventRegistry::new());
@@ -341,7 +343,7 @@ async fn tidewater_counting(load: Load, orders: &Orders) -> Sample {
         counter.arrived(id_in(&delivery.message().payload));
         async { Ok::<_, tidewater::HandlerError>(()) }
     });
-    bus.subscribe("frames", handler).group("bench");
+    bus.subscribe("frames", handler).group("bench").concurrency(lanes);
     publish_bytes_through(bus, "frames", &latch, load, orders).await
 }
 
@@ -357,7 +359,14 @@ mod peer {
     pub struct Frame<'a>(pub &'a [u8]);
 
     #[subscriber("frames")]
-    pub async fn count(frame: &Frame<'_>, ctx: &mut Context<'_, (), Latch>) -> HandlerOutcome {
+    pub async fn tally(frame: &Frame<'_>, ctx: &mut Context<'_, (), Latch>) -> HandlerOutcome {
+        ctx.state().arrived(super::id_in(frame.0));
+        HandlerOutcome::ack()
+    }
+
+    /// The same, on four workers as lanes by key.
+    #[subscriber("lanes", workers(4, by_key))]
+    pub async fn tally_on_lanes(frame: &Frame<'_>, ctx: &mut Context<'_, (), Latch>) -> HandlerOutcome {
         ctx.state().arrived(super::id_in(frame.0));
         HandlerOutcome::ack()
     }
@@ -380,6 +389,8 @@ enum Peer {
     Typed,
     /// The order's JSON as bytes, to the frames subscriber that counts.
     Frames,
+    /// The same, to the subscriber that counts on four lanes.
+    Lanes,
 }
 
 async fn ruststream(load: Load, orders: &Orders, peer: Peer) -> Sample {
@@ -392,14 +403,20 @@ async fn ruststream(load: Load, orders: &Orders, peer: Peer) -> Sample {
         .on_startup(async move |()| Ok::<_, std::convert::Infallible>(state))
         .with_broker(broker.clone(), |b| {
             if peer == Peer::Frames {
-                b.include(peer::count);
+                b.include(peer::tally);
+            } else if peer == Peer::Lanes {
+                b.include(peer::tally_on_lanes);
             } else {
                 b.include(peer::consume);
             }
         });
     let running = app.start().await.expect("the peer service starts");
     let publisher = broker.publisher();
-    let topic = if peer == Peer::Frames { "frames" } else { "orders" };
+    let topic = match peer {
+        Peer::Frames => "frames",
+        Peer::Lanes => "lanes",
+        Peer::Bytes | Peer::Typed => "orders",
+    };
     let sample = drive(&latch, load, async |i| {
         if peer == Peer::Typed {
             publisher.message(orders.event(i)).to(topic).publish().await.unwrap();
@@ -409,13 +426,13 @@ async fn ruststream(load: Load, orders: &Orders, peer: Peer) -> Sample {
         }
     })
     .await;
-    drop(running);
+    running.shutdown().await.expect("the peer service shuts down");
     sample
 }
 
 // ---- the run ---------------------------------------------------------------------------
 
-const PATHS: [&str; 8] = [
+const PATHS: [&str; 10] = [
     "raw tokio mpsc of Bytes",
     "RustStream 0.7.7 memory, #[subscriber] &Order",
     "tidewater memory, publish_bytes -> fn(Order)",
@@ -424,6 +441,8 @@ const PATHS: [&str; 8] = [
     "RustStream 0.7.7 memory, raw &Frame that counts",
     "tidewater memory, publish_bytes -> handler_fn(Delivery) that counts",
     "RustStream 0.7.7 memory, message(&Order) -> #[subscriber] &Order",
+    "RustStream 0.7.7 memory, raw &Frame that counts, workers(4, by_key)",
+    "tidewater memory, publish_bytes -> handler_fn(Delivery) that counts, concurrency(4)",
 ];
 
 /// The RustStream path a path is compared with: the typed publish with RustStream's typed
@@ -433,6 +452,7 @@ fn peer_of(path: usize) -> usize {
     match path {
         3 | 7 => 7,
         5 | 6 => 5,
+        8 | 9 => 8,
         _ => 1,
     }
 }
@@ -448,7 +468,7 @@ const LATENCY_SLICES: usize = 10;
 const SLICE_WARM_PART: usize = 20;
 
 /// The paths a latency run times: all but the batch path, whose linger is its point.
-const LATENCY_PATHS: [usize; 7] = [0, 1, 2, 3, 5, 6, 7];
+const LATENCY_PATHS: [usize; 9] = [0, 1, 2, 3, 5, 6, 7, 8, 9];
 
 async fn run(path: usize, load: Load, orders: &Orders) -> Sample {
     match path {
@@ -458,8 +478,10 @@ async fn run(path: usize, load: Load, orders: &Orders) -> Sample {
         3 => tidewater(load, orders, true).await,
         4 => tidewater_batches(load, orders).await,
         5 => ruststream(load, orders, Peer::Frames).await,
-        6 => tidewater_counting(load, orders).await,
-        _ => ruststream(load, orders, Peer::Typed).await,
+        6 => tidewater_counting(load, orders, 1).await,
+        7 => ruststream(load, orders, Peer::Typed).await,
+        8 => ruststream(load, orders, Peer::Lanes).await,
+        _ => tidewater_counting(load, orders, 4).await,
     }
 }
 
@@ -565,11 +587,18 @@ fn print_throughput(samples: &mut [Vec<Sample>], n: usize) {
             vs_peer[3].median,
         ),
         Target::new("the counting rows, tidewater over RustStream", Goal::AtLeast(1.5), "x", vs_peer[6].median),
+        Target::new(
+            "the counting rows on four lanes, tidewater over RustStream",
+            Goal::AtLeast(1.5),
+            "x",
+            vs_peer[9].median,
+        ),
         Target::new("publish_bytes -> fn(Order), over raw mpsc", Goal::AtLeast(0.4), "x", vs_raw[2].median),
         Target::new("tidewater's counting row, over raw mpsc", Goal::AtLeast(0.4), "x", vs_raw[6].median),
         // The bench's own copy of each payload is one of them; the rows that decode an
         // Order also count the String its note decodes into, which is the event's own.
         Target::new("allocations a message, tidewater's counting row", Goal::AtMost(3.0), "", allocations(6)),
+        Target::new("allocations a message, the same on four lanes", Goal::AtMost(3.0), "", allocations(9)),
     ]);
 }
 
