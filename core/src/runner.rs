@@ -18,9 +18,6 @@ use crate::{
     Settler, Source, StopSignal,
 };
 
-/// Deliveries queued per lane ahead of the one running.
-const LANE_BUFFER: usize = 16;
-
 /// The most deliveries the batch buffer makes room for up front; a larger prefetch
 /// grows it on first use instead.
 const MAX_PREALLOCATED: usize = 1024;
@@ -190,7 +187,10 @@ async fn run_lanes<H: Handler>(
     let mut workers = JoinSet::new();
     let mut senders = Vec::with_capacity(lanes);
     for _ in 0..lanes {
-        let (tx, mut rx) = mpsc::channel::<Incoming>(LANE_BUFFER);
+        // Unbounded: what the lanes hold together is bounded by `Ahead`, and a lane's own
+        // bound only held up the others behind a full one. A bounded channel's permits
+        // also took its waiters' lock on every receive.
+        let (tx, mut rx) = mpsc::unbounded_channel::<Incoming>();
         senders.push(tx);
         let step = Arc::clone(&step);
         let ahead = Arc::clone(&ahead);
@@ -209,7 +209,7 @@ async fn run_lanes<H: Handler>(
     let mut round_robin = 0usize;
     let mut batch = Vec::with_capacity(fetch.min(MAX_PREALLOCATED));
     let mut stopped = std::pin::pin!(step.stop.stopped());
-    let result = 'fetch: loop {
+    let result = loop {
         let room = tokio::select! {
             biased;
             room = ahead.room() => room,
@@ -221,8 +221,7 @@ async fn run_lanes<H: Handler>(
             Err(err) => break Err(err),
         }
         ahead.fetched(batch.len());
-        let mut rest = batch.drain(..);
-        while let Some(incoming) = rest.next() {
+        for incoming in batch.drain(..) {
             let lane = match &incoming.delivery.message().key {
                 Some(key) => lane_of(key, lanes),
                 None => {
@@ -230,16 +229,7 @@ async fn run_lanes<H: Handler>(
                     round_robin % lanes
                 }
             };
-            let send = senders[lane].send(incoming);
-            let sent = tokio::select! {
-                biased;
-                sent = send => sent,
-                _ = step.stop.stopped() => {
-                    release_all(rest).await;
-                    break 'fetch Ok(());
-                }
-            };
-            if let Err(mpsc::error::SendError(incoming)) = sent {
+            if let Err(mpsc::error::SendError(incoming)) = senders[lane].send(incoming) {
                 // A lane only ends when its sender is dropped; this is unreachable in
                 // practice, but the delivery must not vanish if it ever happens.
                 incoming.release().await;
@@ -253,9 +243,11 @@ async fn run_lanes<H: Handler>(
 
 /// The deliveries the lanes hold that no handler has started: at most the task's
 /// prefetch, so that a reader with concurrency takes no more ahead of its handlers than
-/// one without. Fetching again as soon as the last batch was handed to the lanes let
-/// each lane's queue fill as well (16 a lane), and a group member whose handlers were
-/// stuck kept that many of the group's messages from the other members.
+/// one without. This is the lanes' only bound: with a queue of its own bound, a lane
+/// full behind a stuck key held up the dispatch to every other lane. (Fetching again as
+/// soon as the last batch was handed out, before this bound, let each lane's queue fill
+/// on top of the prefetch, and a group member whose handlers were stuck kept that many
+/// of the group's messages from the other members.)
 struct Ahead {
     limit: usize,
     queued: AtomicUsize,
@@ -613,8 +605,8 @@ mod tests {
     }
 
     /// With every handler stuck, a reader with lanes holds its prefetch and what its
-    /// handlers run, no more: its lanes' queues did not count, and a stuck reader took
-    /// 16 a lane more.
+    /// handlers run, no more: its lanes' queues once did not count, and a stuck reader
+    /// took 16 a lane more.
     #[tokio::test(flavor = "current_thread")]
     async fn lanes_take_no_more_than_the_prefetch_ahead_of_their_handlers() {
         const PREFETCH: usize = 4;
@@ -661,6 +653,77 @@ mod tests {
         assert_eq!(handed.load(Ordering::SeqCst), PREFETCH + LANES + 3);
         handle.stop(Duration::from_millis(10));
         gate.add_permits(1_000);
+        tokio::time::timeout(Duration::from_secs(5), run).await.expect("the stop ends the run").unwrap();
+    }
+
+    /// Hands out one batch of deliveries with the given keys, then waits for good.
+    struct KeyedOnce {
+        keys: Option<Vec<&'static str>>,
+        outcomes: Arc<Outcomes>,
+    }
+
+    #[async_trait]
+    impl Source for KeyedOnce {
+        async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
+            let Some(keys) = self.keys.take() else { return std::future::pending().await };
+            assert!(keys.len() <= max, "one fetch takes the whole batch");
+            for key in &keys {
+                let position = Position::Queue { partition: None, sequence: None };
+                let delivery = Delivery::new(Message::new("t", "p").with_key(*key), 1, position, None);
+                batch.push(Incoming::new(delivery, Counted(Arc::clone(&self.outcomes))));
+            }
+            Ok(keys.len())
+        }
+
+        async fn close(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A key whose handler is stuck holds up its own lane only: the other keys' messages
+    /// behind its own in the fetch still reach their lanes and run. When each lane's
+    /// queue held 16, the dispatch waited for room behind the stuck key's 18th message,
+    /// and every other lane waited with it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stuck_key_holds_up_only_its_own_lane() {
+        const LANES: usize = 2;
+        let stuck = "a";
+        let other = ["b", "c", "d", "e"].into_iter().find(|k| lane_of(k.as_bytes(), LANES) != lane_of(b"a", LANES));
+        let other = other.expect("a key on the other lane");
+        let mut keys = vec![stuck; 30];
+        keys.extend([other; 5]);
+        let outcomes = Arc::new(Outcomes::default());
+        let mut source = KeyedOnce { keys: Some(keys), outcomes: Arc::clone(&outcomes) };
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let handler: BoxHandler = Arc::new(handler_fn({
+            let gate = Arc::clone(&gate);
+            move |d: Delivery| {
+                let gate = Arc::clone(&gate);
+                async move {
+                    if d.message().key.as_deref() == Some(stuck.as_bytes()) {
+                        gate.acquire().await.expect("open").forget();
+                    }
+                    Ok::<_, HandlerError>(())
+                }
+            }
+        }));
+        let task = ReadTask::new("t").with_concurrency(LANES).with_prefetch(64);
+        let (handle, stop) = stop_pair();
+        let ctx = ReadContext { stop, ..ReadContext::detached() };
+        let run = run_source(&mut source, handler, &task, &ctx);
+        tokio::pin!(run);
+        // One thread: once every task waits, nothing moves however often the run is polled.
+        for _ in 0..1_000 {
+            assert!(futures::poll!(run.as_mut()).is_pending());
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(outcomes.acked.load(Ordering::SeqCst), 5, "the other key's messages ran");
+        gate.add_permits(30);
+        while outcomes.acked.load(Ordering::SeqCst) < 35 {
+            assert!(futures::poll!(run.as_mut()).is_pending());
+            tokio::task::yield_now().await;
+        }
+        handle.stop(Duration::from_millis(10));
         tokio::time::timeout(Duration::from_secs(5), run).await.expect("the stop ends the run").unwrap();
     }
 
