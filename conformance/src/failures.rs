@@ -280,6 +280,41 @@ pub async fn concurrency_runs_handlers_in_parallel(f: Arc<dyn Fixture>) {
     assert!(waited.is_ok(), "with concurrency {LANES}, at most {most} handlers ran at once");
 }
 
+/// Case 28: a key whose handler is stuck holds up its own lane only. With concurrency,
+/// the messages of other keys fetched behind the stuck key's still run, as long as the
+/// prefetch has room for them. When each lane had a queue of 16, the dispatch waited
+/// for room behind the stuck key's 18th message, and every other lane waited with it.
+pub async fn a_stuck_key_holds_up_only_its_own_lane(f: Arc<dyn Fixture>) {
+    const LANES: usize = 2;
+    const STUCK: usize = 30;
+    const OTHER: usize = 5;
+    let caps = f.capabilities();
+    let topic = topic(&*f, "stuck-lane").await;
+    let lane = |key: &str| tidewater_core::hash::lane_of(key.as_bytes(), LANES);
+    let other = (0..).map(|i| format!("other-{i}")).find(|k| lane(k) != lane("stuck")).expect("a key");
+    let held = Arc::new(tokio::sync::Semaphore::new(0));
+    let probe = Probe::new({
+        let held = Arc::clone(&held);
+        move |d: &Delivery| match d.message().key_str() {
+            Some("stuck") => Act::Block(Arc::clone(&held)),
+            _ => Act::Succeed,
+        }
+    });
+    let task = ReadTask::new(&topic).with_group("lanes").with_concurrency(LANES).with_prefetch(64);
+    let mut sub = subscribe(&*f, task, probe.clone()).await;
+    let messages =
+        batch(&topic, STUCK + OTHER, |i, m| m.with_key(if i < STUCK { "stuck".to_owned() } else { other.clone() }));
+    let all = ids(&messages);
+    write_each(&*f.writer().await, messages).await;
+    // Only the other key's handlers can succeed while the stuck key's are held.
+    probe
+        .wait(caps.patience, &format!("the {OTHER} messages of a key on the free lane"), |s| s.done.len() >= OTHER)
+        .await;
+    held.add_permits(STUCK);
+    probe.wait_ids(caps.patience, &all).await;
+    sub.shutdown(GRACE).await;
+}
+
 /// Counts handlers running at once, and opens once `n` have.
 #[derive(Default)]
 pub(crate) struct Gate {

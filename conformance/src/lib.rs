@@ -277,7 +277,7 @@ macro_rules! conformance_tests {
             topics_are_administered, concurrency_runs_handlers_in_parallel, lag_drains_to_zero,
             batches_settle_each_delivery, transactions_land_whole_or_not_at_all, prefetch_bounds_read_ahead,
             fetches_stay_bounded_whatever_the_prefetch, nothing_stale_is_handed_out_after_a_nack,
-            groups_with_alike_names_stay_apart);
+            groups_with_alike_names_stay_apart, a_stuck_key_holds_up_only_its_own_lane);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stress() {
@@ -382,6 +382,9 @@ macro_rules! __conformance_case {
     };
     ($make:path; groups_with_alike_names_stay_apart; [groups_with_alike_names_stay_apart : $why:literal $(, $r:ident : $rw:literal)*]) => {
         $crate::__conformance_test!($make; groups_with_alike_names_stay_apart; $why);
+    };
+    ($make:path; a_stuck_key_holds_up_only_its_own_lane; [a_stuck_key_holds_up_only_its_own_lane : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; a_stuck_key_holds_up_only_its_own_lane; $why);
     };
     ($make:path; [$skip:ident : $why:literal $(, $r:ident : $rw:literal)*]; $case:ident) => {
         $crate::__conformance_case!($make; $case; [$skip : $why $(, $r : $rw)*]);
