@@ -235,6 +235,13 @@ async fn run_lanes<H: Handler>(
                 incoming.release().await;
             }
         }
+        // Let the lanes start on the batch before fetching again: the fetch that finds
+        // nothing can wait (the memory driver's takes the lock of its waiting readers,
+        // which a publisher holds while it wakes a worker, several microseconds), and
+        // with one message a batch the lane waited that long behind it before its
+        // handler started. Peer bench, four lanes at 10k msg/s: p50 over raw +6.7-7.9 µs
+        // before, +0.8-1.8 µs after; the same throughput flooded.
+        tokio::task::yield_now().await;
     };
     drop(senders);
     while workers.join_next().await.is_some() {}

@@ -326,7 +326,7 @@ async fn without_auto_create_unknown_topics_are_errors() {
 async fn one_publish_wakes_every_reader_waiting_on_the_topic() {
     // Each round's message comes after every group handled the last, so the readers are
     // (nearly always) all waiting when it is published, and that one publish has to wake
-    // every one of them. Up to eight are woken from the stack, more with their list.
+    // every one of them, a few or many.
     for groups in [6, 12] {
         let broker = MemoryBroker::with_config(MemoryConfig::default().partitions(1));
         let mut subs = Vec::new();

@@ -301,28 +301,18 @@ impl Topic {
 
     /// Wakes every reader waiting for something to fetch.
     ///
-    /// The wakers are taken out under the lock and woken after it: a wake from a thread
-    /// outside the runtime (a publisher's) unparks a worker, a system call of several
-    /// microseconds, and the reader it woke, back to register for the next publish, waited
-    /// for the lock that long. With concurrency, that wait came before its handlers
-    /// started: 3 of the 5 µs a delivery took to reach its lane (peer bench, latency run).
+    /// Woken under the lock, which keeps the list's room for the next waits, though a
+    /// wake from outside the runtime (a publisher's thread) is a system call of several
+    /// microseconds that a reader registering again waits for. Woken after the lock, the
+    /// reader that had just run went idle before the worker its own wake-up set
+    /// searching, and tokio, which wakes the worker that went idle last, ran 91-98% of
+    /// the next messages on the other core (15-40% here), its lines cold: the peer
+    /// bench's counting row went from +1.11 to +1.77 µs over raw at the p50 (medians of
+    /// five runs by turns; `BENCHMARKS.md`, session 47).
     pub(crate) fn wake_readers(&self) {
-        /// Readers woken from the stack; more than this take the list with them.
-        const AT_ONCE: usize = 8;
-        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-        if readers.len() > AT_ONCE {
-            let all = std::mem::take(&mut *readers);
-            drop(readers);
-            all.into_iter().for_each(|(_, waker)| waker.wake());
-            return;
+        for (_, waker) in self.readers.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            waker.wake();
         }
-        // Drained rather than taken, so that the list keeps its room for the next waits.
-        let mut woken: [Option<Waker>; AT_ONCE] = Default::default();
-        for (slot, (_, waker)) in woken.iter_mut().zip(readers.drain(..)) {
-            *slot = Some(waker);
-        }
-        drop(readers);
-        woken.into_iter().flatten().for_each(Waker::wake);
     }
 
     /// Has `member`'s task woken on the next [`Topic::wake_readers`].
