@@ -611,6 +611,15 @@ mod tests {
         }
     }
 
+    /// Polls `run`, on a one-thread runtime, until every task waits: from there nothing
+    /// moves however often it is polled, so what it did so far is final.
+    async fn until_still<F: std::future::Future>(mut run: Pin<&mut F>) {
+        for _ in 0..1_000 {
+            assert!(futures::poll!(run.as_mut()).is_pending());
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// With every handler stuck, a reader with lanes holds its prefetch and what its
     /// handlers run, no more: its lanes' queues once did not count, and a stuck reader
     /// took 16 a lane more.
@@ -639,12 +648,8 @@ mod tests {
         let ctx = ReadContext { stop, ..ReadContext::detached() };
         let run = run_source(&mut source, handler, &task, &ctx);
         tokio::pin!(run);
-        // One thread: once every task waits, the run stays where it is however often it
-        // is polled, and the count of what it fetched is final.
-        for _ in 0..1_000 {
-            assert!(futures::poll!(run.as_mut()).is_pending());
-            tokio::task::yield_now().await;
-        }
+        // The count of what it fetched is final once the run is still.
+        until_still(run.as_mut()).await;
         assert_eq!(running.load(Ordering::SeqCst), LANES, "every lane runs a handler");
         assert_eq!(handed.load(Ordering::SeqCst), PREFETCH + LANES, "fetched: the prefetch and the running ones");
         // Handlers that finish make room for more.
@@ -653,10 +658,7 @@ mod tests {
             assert!(futures::poll!(run.as_mut()).is_pending());
             tokio::task::yield_now().await;
         }
-        for _ in 0..1_000 {
-            assert!(futures::poll!(run.as_mut()).is_pending());
-            tokio::task::yield_now().await;
-        }
+        until_still(run.as_mut()).await;
         assert_eq!(handed.load(Ordering::SeqCst), PREFETCH + LANES + 3);
         handle.stop(Duration::from_millis(10));
         gate.add_permits(1_000);
@@ -719,11 +721,7 @@ mod tests {
         let ctx = ReadContext { stop, ..ReadContext::detached() };
         let run = run_source(&mut source, handler, &task, &ctx);
         tokio::pin!(run);
-        // One thread: once every task waits, nothing moves however often the run is polled.
-        for _ in 0..1_000 {
-            assert!(futures::poll!(run.as_mut()).is_pending());
-            tokio::task::yield_now().await;
-        }
+        until_still(run.as_mut()).await;
         assert_eq!(outcomes.acked.load(Ordering::SeqCst), 5, "the other key's messages ran");
         gate.add_permits(30);
         while outcomes.acked.load(Ordering::SeqCst) < 35 {
