@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tidewater_conformance::{fresh_topic, EVERY_FIELD_HEADERS, EVERY_FIELD_PAYLOAD_HEX};
 use tidewater_core::testing::Recorder;
-use tidewater_core::{Driver, EventRegistry, Message, Position, ReadTask, SubscriberScheduler};
+use tidewater_core::{Admin, Driver, EventRegistry, Message, Position, ReadTask, SubscriberScheduler};
 use tidewater_kafka::{KafkaConfig, Partitioner};
 use tidewater_testkit::clients::{java_kafka_client, output_lines};
 use tidewater_testkit::install::python;
@@ -86,7 +86,15 @@ async fn tidewater_reads_what_the_client_writes(client: Client) {
     let mut scheduler = SubscriberScheduler::new(kafka.reader(), EventRegistry::new());
     scheduler.add(ReadTask::new(&topic).with_group("from-client"), Arc::new(recorder.clone()));
     scheduler.start().await.unwrap();
-    let got = recorder.wait_for(sent.len(), Duration::from_secs(60)).await.unwrap();
+    let got = match recorder.wait_for(sent.len(), Duration::from_secs(60)).await {
+        Ok(got) => got,
+        // What the reader and the group saw, for a failure seen once in CI and not since.
+        Err(err) => panic!(
+            "{client:?}: {err:?}; the reader's stats: {:?}; the group's lag: {:?}",
+            scheduler.stats(),
+            kafka.lag(&topic, "from-client").await
+        ),
+    };
     scheduler.shutdown(Duration::from_secs(10)).await;
     for record in &sent {
         let key = record["key"].as_str().unwrap();
