@@ -497,6 +497,12 @@ mod tests {
 
     struct Counted(Arc<Outcomes>);
 
+    /// A first delivery of `message` whose outcome `outcomes` counts.
+    fn counted(message: Message, outcomes: &Arc<Outcomes>) -> Incoming {
+        let position = Position::Queue { partition: None, sequence: None };
+        Incoming::new(Delivery::new(message, 1, position, None), Counted(Arc::clone(outcomes)))
+    }
+
     #[async_trait]
     impl Settle for Counted {
         async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
@@ -532,11 +538,7 @@ mod tests {
         }
 
         fn push(&self, batch: &mut Vec<Incoming>, n: usize) {
-            for _ in 0..n {
-                let position = Position::Queue { partition: None, sequence: None };
-                let delivery = Delivery::new(Message::new("t", "p"), 1, position, None);
-                batch.push(Incoming::new(delivery, Counted(Arc::clone(&self.outcomes))));
-            }
+            batch.extend((0..n).map(|_| counted(Message::new("t", "p"), &self.outcomes)));
         }
     }
 
@@ -597,11 +599,7 @@ mod tests {
     #[async_trait]
     impl Source for Endless {
         async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
-            for _ in 0..max {
-                let position = Position::Queue { partition: None, sequence: None };
-                let delivery = Delivery::new(Message::new("t", "p"), 1, position, None);
-                batch.push(Incoming::new(delivery, Counted(Arc::clone(&self.outcomes))));
-            }
+            batch.extend((0..max).map(|_| counted(Message::new("t", "p"), &self.outcomes)));
             self.handed.fetch_add(max, Ordering::SeqCst);
             Ok(max)
         }
@@ -676,11 +674,7 @@ mod tests {
         async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
             let Some(keys) = self.keys.take() else { return std::future::pending().await };
             assert!(keys.len() <= max, "one fetch takes the whole batch");
-            for key in &keys {
-                let position = Position::Queue { partition: None, sequence: None };
-                let delivery = Delivery::new(Message::new("t", "p").with_key(*key), 1, position, None);
-                batch.push(Incoming::new(delivery, Counted(Arc::clone(&self.outcomes))));
-            }
+            batch.extend(keys.iter().map(|key| counted(Message::new("t", "p").with_key(*key), &self.outcomes)));
             Ok(keys.len())
         }
 
