@@ -82,18 +82,23 @@ async fn tidewater_reads_what_the_client_writes(client: Client) {
     kafka.create_topic(&topic, 3).await.unwrap();
     let sent = client.run("produce", &brokers, &topic, 5).await;
 
+    // A group of its own: the two clients' cases run at once, and members of one group on
+    // two topics would make every join of one a rebalance of the other.
+    let group = format!("from-{client:?}").to_lowercase();
     let recorder = Recorder::new();
     let mut scheduler = SubscriberScheduler::new(kafka.reader(), EventRegistry::new());
-    scheduler.add(ReadTask::new(&topic).with_group("from-client"), Arc::new(recorder.clone()));
+    scheduler.add(ReadTask::new(&topic).with_group(&group), Arc::new(recorder.clone()));
     scheduler.start().await.unwrap();
     let got = match recorder.wait_for(sent.len(), Duration::from_secs(60)).await {
         Ok(got) => got,
         // What the reader and the group saw, for a rare failure (once in CI, once in 45
-        // runs on a developer machine) whose cause is not known yet.
+        // runs on a developer machine, while both cases shared one group) whose cause is
+        // not known: 420 later runs with the shared group, 120 of them beside two busy
+        // loops, all passed.
         Err(err) => panic!(
             "{client:?}: {err:?}; the reader's stats: {:?}; the group's lag: {:?}",
             scheduler.stats(),
-            kafka.lag(&topic, "from-client").await
+            kafka.lag(&topic, &group).await
         ),
     };
     scheduler.shutdown(Duration::from_secs(10)).await;
