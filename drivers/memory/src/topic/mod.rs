@@ -338,6 +338,10 @@ impl Topic {
     /// Appends `message` to the partition its key picks, or hands it back if full.
     pub(crate) fn append(&self, message: Arc<Message>) -> Append {
         let bounds = self.bounds;
+        // The reader's reference, counted before the lock: an atomic increment waits for
+        // the stores before it, which under the lock are those to the partition's lines
+        // that the reader last held.
+        let first = Arc::clone(&message);
         let mut state = self.lock();
         if state.closed {
             return Append::Closed;
@@ -359,12 +363,14 @@ impl Topic {
         };
         let Some(partition) = room else {
             drop(state);
+            // Dropped first, so that the caller gets the message back as the only holder.
+            drop(first);
             self.free(trimmed);
             return Append::Full(message);
         };
         state.published += 1;
         let sequence = state.published;
-        let first = Some(Arc::clone(&message));
+        let first = Some(first);
         let payload_at = message.payload.as_ptr() as usize;
         state.partitions[partition as usize].log.push_back(Stored { sequence, message, first, payload_at });
         drop(state);
