@@ -296,6 +296,35 @@ async fn single_writes_after_a_kept_topic_are_still_checked() {
     assert!(broker.published("t.").is_empty());
 }
 
+/// The writer goes straight to the first topic it wrote to, but not once that topic is
+/// deleted: writes then go to the topic made in its place, or fail where topics are not
+/// made on first use.
+#[tokio::test]
+async fn a_writer_follows_its_first_topic_through_deletion() {
+    for auto_create in [true, false] {
+        let broker = MemoryBroker::with_config(MemoryConfig::default().auto_create(auto_create));
+        broker.create_topic("t", 1).unwrap();
+        let writer = broker.writer();
+        writer.write_one(msg("t", "before")).await.unwrap();
+        assert!(matches!(writer.try_write_now(msg("t", "kept")), WriteNow::Done(Ok(()))));
+        assert!(broker.delete_topic("t"));
+        let after = writer.try_write_now(msg("t", "after"));
+        if auto_create {
+            assert!(matches!(after, WriteNow::Done(Ok(()))), "{after:?}");
+            let ids: Vec<_> = broker.published("t").into_iter().map(|m| m.id).collect();
+            assert_eq!(ids, ["after"], "written to the new topic alone");
+        } else {
+            let WriteNow::Done(Err(err)) = after else { panic!("written to a deleted topic: {after:?}") };
+            assert_eq!(err.kind(), ErrorKind::UnknownTopic, "{err}");
+            broker.create_topic("t", 1).unwrap();
+            writer.write_one(msg("t", "made again")).await.unwrap();
+            assert!(matches!(writer.try_write_now(msg("t", "next")), WriteNow::Done(Ok(()))));
+            let ids: Vec<_> = broker.published("t").into_iter().map(|m| m.id).collect();
+            assert_eq!(ids, ["made again", "next"]);
+        }
+    }
+}
+
 #[tokio::test]
 async fn without_auto_create_unknown_topics_are_errors() {
     let broker = MemoryBroker::with_config(MemoryConfig::default().auto_create(false));
