@@ -282,12 +282,8 @@ impl MemoryWriter {
     fn checked_topic(&self, message: &Message) -> Result<Arc<Topic>> {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         match &*last {
-            // The name was checked when the topic was created: checking it again was a
-            // fortieth of a memory publish's instructions. A closed broker's topics are
-            // closed too, so appending to a kept one fails as a lookup would.
             Some(topic) if *topic.name == *message.stream && !topic.is_deleted() => {
-                topic.prefetch_for_append();
-                self.broker.check_size(0, message)?;
+                self.check_for_known(topic, message)?;
                 Ok(Arc::clone(topic))
             }
             _ => {
@@ -298,6 +294,16 @@ impl MemoryWriter {
                 Ok(topic)
             }
         }
+    }
+
+    /// Checks `message` for `topic`, which the writer found before: against the size
+    /// limit only. The name was checked when the topic was created: checking it again
+    /// was a fortieth of a memory publish's instructions. A closed broker's topics are
+    /// closed too, so appending to a kept one fails as a lookup would.
+    #[inline]
+    fn check_for_known(&self, topic: &Topic, message: &Message) -> Result<()> {
+        topic.prefetch_for_append();
+        self.broker.check_size(0, message)
     }
 
     /// The writer's first topic, if `message` goes there and it was not deleted.
@@ -336,9 +342,7 @@ impl BrokerWriter for MemoryWriter {
     #[inline]
     fn try_write_now(&self, message: Message) -> WriteNow {
         if let Some(topic) = self.usual_topic(&message) {
-            // What `checked_topic` does for a topic it knows.
-            topic.prefetch_for_append();
-            return match self.broker.check_size(0, &message) {
+            return match self.check_for_known(topic, &message) {
                 Ok(()) => append_now(topic, message),
                 Err(err) => WriteNow::Done(Err(err)),
             };
