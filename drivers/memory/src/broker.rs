@@ -249,8 +249,7 @@ pub struct MemoryWriter {
     /// The topic of the writer's first write, with the name it came by: a write to it
     /// takes neither `last`'s lock nor a reference to the topic, whose counting took
     /// two atomic operations more a publish (see [`MemoryWriter::usual_topic`]). Kept
-    /// for the writer's life, and with it a topic deleted meanwhile, whose retained
-    /// messages stay until the writer goes.
+    /// for the writer's life, even once deleted: a deletion drops the topic's messages.
     first: std::sync::OnceLock<(TopicName, Arc<Topic>)>,
 }
 

@@ -298,16 +298,19 @@ async fn single_writes_after_a_kept_topic_are_still_checked() {
 
 /// The writer goes straight to the first topic it wrote to, but not once that topic is
 /// deleted: writes then go to the topic made in its place, or fail where topics are not
-/// made on first use.
+/// made on first use. The writer keeps the deleted topic, but not its messages.
 #[tokio::test]
 async fn a_writer_follows_its_first_topic_through_deletion() {
     for auto_create in [true, false] {
         let broker = MemoryBroker::with_config(MemoryConfig::default().auto_create(auto_create));
         broker.create_topic("t", 1).unwrap();
         let writer = broker.writer();
-        writer.write_one(msg("t", "before")).await.unwrap();
-        assert!(matches!(writer.try_write_now(msg("t", "kept")), WriteNow::Done(Ok(()))));
+        let alive = Arc::new(AtomicUsize::new(0));
+        writer.write_one(counted_message(&alive, 0)).await.unwrap();
+        assert!(matches!(writer.try_write_now(counted_message(&alive, 1)), WriteNow::Done(Ok(()))));
+        assert_eq!(alive.load(Ordering::SeqCst), 2);
         assert!(broker.delete_topic("t"));
+        assert_eq!(alive.load(Ordering::SeqCst), 0, "the deleted topic's messages are freed");
         let after = writer.try_write_now(msg("t", "after"));
         if auto_create {
             assert!(matches!(after, WriteNow::Done(Ok(()))), "{after:?}");

@@ -449,9 +449,27 @@ impl Topic {
     }
 
     /// Closes the topic for good as it is deleted: writers that kept it look it up again.
+    ///
+    /// Its messages are dropped at once: writers keep a topic they wrote to (a writer its
+    /// first one for good) and readers theirs until they end, and a deleted topic's
+    /// messages are of no use to either. Offsets stay where they were, so a reader
+    /// settling what it still handles finds nothing and changes nothing.
     pub(crate) fn delete(&self) {
         self.deleted.store(true, std::sync::atomic::Ordering::Release);
         self.close();
+        let dropped: Vec<VecDeque<Stored>> = {
+            let mut state = self.lock();
+            state
+                .partitions
+                .iter_mut()
+                .map(|p| {
+                    p.base += p.log.len() as u64;
+                    std::mem::take(&mut p.log)
+                })
+                .collect()
+        };
+        // Freed outside the lock.
+        drop(dropped);
     }
 
     pub(crate) fn is_deleted(&self) -> bool {
