@@ -618,6 +618,19 @@ mod tests {
         }
     }
 
+    /// Polls `run`, on a one-thread runtime, until `outcomes` counts `n` acks; fails
+    /// rather than spinning for good if they do not come.
+    async fn until_acked<F: std::future::Future>(mut run: Pin<&mut F>, outcomes: &Outcomes, n: usize) {
+        for _ in 0..10_000 {
+            if outcomes.acked.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            assert!(futures::poll!(run.as_mut()).is_pending());
+            tokio::task::yield_now().await;
+        }
+        panic!("{} acked, not {n}", outcomes.acked.load(Ordering::SeqCst));
+    }
+
     /// With every handler stuck, a reader with lanes holds its prefetch and what its
     /// handlers run, no more: its lanes' queues once did not count, and a stuck reader
     /// took 16 a lane more.
@@ -652,10 +665,7 @@ mod tests {
         assert_eq!(handed.load(Ordering::SeqCst), PREFETCH + LANES, "fetched: the prefetch and the running ones");
         // Handlers that finish make room for more.
         gate.add_permits(3);
-        while outcomes.acked.load(Ordering::SeqCst) < 3 {
-            assert!(futures::poll!(run.as_mut()).is_pending());
-            tokio::task::yield_now().await;
-        }
+        until_acked(run.as_mut(), &outcomes, 3).await;
         until_still(run.as_mut()).await;
         assert_eq!(handed.load(Ordering::SeqCst), PREFETCH + LANES + 3);
         handle.stop(Duration::from_millis(10));
@@ -718,10 +728,7 @@ mod tests {
         until_still(run.as_mut()).await;
         assert_eq!(outcomes.acked.load(Ordering::SeqCst), 5, "the other key's messages ran");
         gate.add_permits(30);
-        while outcomes.acked.load(Ordering::SeqCst) < 35 {
-            assert!(futures::poll!(run.as_mut()).is_pending());
-            tokio::task::yield_now().await;
-        }
+        until_acked(run.as_mut(), &outcomes, 35).await;
         handle.stop(Duration::from_millis(10));
         tokio::time::timeout(Duration::from_secs(5), run).await.expect("the stop ends the run").unwrap();
     }
@@ -736,10 +743,7 @@ mod tests {
             let run = run_source(&mut source, ok_handler(), &task, &ctx);
             tokio::pin!(run);
             // The first batch is handled, then the source hangs until the stop.
-            while outcomes.acked.load(Ordering::SeqCst) < 1 {
-                assert!(futures::poll!(run.as_mut()).is_pending());
-                tokio::task::yield_now().await;
-            }
+            until_acked(run.as_mut(), &outcomes, 1).await;
             handle.stop(Duration::from_secs(1));
             tokio::time::timeout(Duration::from_secs(5), run).await.expect("the stop ends the run").unwrap();
         }
