@@ -189,6 +189,40 @@ async fn core_publishes_that_find_the_client_busy_are_sent_once_in_order() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_publishes_from_tasks_at_once_each_arrive_whole() {
+    // Four tasks on two threads share one writer, whose command channel is one long:
+    // publishes find the writer's own sink busy with another thread's, or the channel
+    // full, and take the other ways. Each payload must arrive once and whole.
+    let client = async_nats::ConnectOptions::new().client_capacity(1).connect(support::driver_url()).await.unwrap();
+    let (topic, mut sub) = plain_subscription("busy.tasks").await;
+    let core = NatsCore::from_client(client).without_message_ids();
+    let publisher = Publisher::new(core.writer(), EventRegistry::new());
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let (publisher, topic) = (publisher.clone(), topic.clone());
+            tokio::spawn(async move {
+                for i in 0..300 {
+                    publisher.publish_bytes(&topic, format!("{t}-{i}"), "text/plain").await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+    let mut got = std::collections::BTreeSet::new();
+    for _ in 0..1_200 {
+        let m = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap();
+        let payload = String::from_utf8(m.payload.to_vec()).unwrap();
+        assert!(got.insert(payload.clone()), "{payload:?} arrived twice");
+    }
+    let expected: std::collections::BTreeSet<String> =
+        (0..4).flat_map(|t| (0..300).map(move |i| format!("{t}-{i}"))).collect();
+    assert_eq!(got, expected);
+}
+
 #[tokio::test]
 async fn jetstream_drops_a_republished_message_id() {
     let topic = subject("dedup");
