@@ -154,11 +154,11 @@ struct CoreWriter {
     client: async_nats::Client,
     /// A client of the writer's own, used as a `Sink` by `try_write_now`: its readiness is
     /// asked before the message is handed over, so a publish that would wait leaves the
-    /// message whole and its payload can be moved rather than cloned. A clone of a payload
-    /// shared with the connection's task cost two atomic operations on a line that task
-    /// writes too, about a tenth of a publish; and a payload made from a `Vec` of exact
-    /// size is promoted on its first clone, an allocation. A publish that finds it taken
-    /// (a publish on another thread at that moment) uses `client` and clones.
+    /// message whole and its payload can be moved rather than cloned. The clone and the
+    /// message's drop were two atomic operations on a count the connection's task
+    /// writes too (it drops its reference once the bytes are out), a twentieth of a
+    /// publish with no headers. A publish that finds the sink taken (a publish on
+    /// another thread at that moment) uses `client` and clones.
     sink: Mutex<async_nats::Client>,
     implied: Implied,
 }
