@@ -182,8 +182,8 @@ impl CoreWriter {
         Ok(Prepared { subject, headers, payload: message.payload.clone() })
     }
 
-    /// Checks a message and makes its subject and headers, `None` when there are none to
-    /// send.
+    /// Checks a message and makes its subject and headers: `None` when there are none to
+    /// send, so that a plain publish carries no empty header map.
     fn address(&self, message: &Message) -> Result<(async_nats::Subject, Option<async_nats::HeaderMap>)> {
         let subject = subject_of(&message.stream).map_err(|e| e.with_topic(message.stream.clone()))?;
         let headers = to_send(message, &self.implied)?.filter(|h| !h.is_empty());
@@ -217,8 +217,9 @@ impl CoreWriter {
     /// client's future.
     fn publish(&self, prepared: Prepared) -> impl Future<Output = Result<()>> + Send + '_ {
         let Prepared { subject, headers, payload } = prepared;
-        // With no headers, a plain publish: nothing of an empty header map to move along.
-        let sent = match headers.filter(|h| !h.is_empty()) {
+        // With no headers, a plain publish: nothing of an empty header map to move along
+        // (`address` leaves an empty one out).
+        let sent = match headers {
             None => Either::Left(self.client.publish(subject, payload)),
             Some(headers) => Either::Right(self.client.publish_with_headers(subject, headers, payload)),
         };
