@@ -201,6 +201,30 @@ impl Headers {
         self.set(Cow::Borrowed(name), Cow::Borrowed(value))
     }
 
+    /// Sets a header read from a broker, as [`insert`](Self::insert) does, but keeps a
+    /// name among tidewater's own ([`wire::EVENT_TYPE`], [`wire::CORRELATION_ID`]) as the
+    /// constant rather than a copy: every typed message carries the event type, and a
+    /// driver reading it would otherwise allocate its name for each message.
+    ///
+    /// ```
+    /// use tidewater_core::{wire, Headers};
+    ///
+    /// let mut h = Headers::new();
+    /// let read = String::from("tw-event-type");
+    /// h.insert_read(&read, "order.placed");
+    /// h.insert_read("x-tenant", "eu");
+    /// assert_eq!(h.get(wire::EVENT_TYPE), Some("order.placed"));
+    /// assert_eq!(h.insert_read("x-tenant", "us"), Some("eu".to_owned()));
+    /// ```
+    pub fn insert_read(&mut self, name: &str, value: impl Into<String>) -> Option<String> {
+        let name = match name {
+            wire::EVENT_TYPE => Cow::Borrowed(wire::EVENT_TYPE),
+            wire::CORRELATION_ID => Cow::Borrowed(wire::CORRELATION_ID),
+            other => Cow::Owned(other.to_owned()),
+        };
+        self.set(name, Cow::Owned(value.into()))
+    }
+
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.position(name).ok().map(|i| &*self.entries()[i].1)

@@ -96,7 +96,7 @@ pub(crate) fn from_record(topic: &TopicName, record: &BorrowedMessage<'_>, copie
                 wire::ID => id = Some(MessageId::from(&*value)),
                 wire::CONTENT_TYPE => message.set_content_type(value),
                 name => {
-                    user.insert(name, value.into_owned());
+                    user.insert_read(name, value.into_owned());
                 }
             }
         }

@@ -204,7 +204,7 @@ pub(crate) fn from_nats(
         } else if is(name, wire::TIMESTAMP) {
             time = Some(first.as_str());
         } else {
-            user.insert(name, last.as_str());
+            user.insert_read(name, last.as_str());
         }
     }
     let timestamp = time

@@ -112,7 +112,7 @@ pub(crate) fn from_pulsar(topic: &TopicName, received: &mut Received<Vec<u8>>) -
             wire::ID => id = Some(MessageId::from(kv.value.as_str())),
             wire::CONTENT_TYPE => message.set_content_type(kv.value.as_str()),
             name => {
-                headers.insert(name, kv.value.as_str());
+                headers.insert_read(name, kv.value.as_str());
             }
         }
     }
