@@ -28,6 +28,8 @@ const MSG_ID_NAME: HeaderName = HeaderName::from_static(MSG_ID);
 const KEY_NAME: HeaderName = HeaderName::from_static(wire::KEY);
 const CONTENT_TYPE_NAME: HeaderName = HeaderName::from_static(CONTENT_TYPE);
 const TIMESTAMP_NAME: HeaderName = HeaderName::from_static(wire::TIMESTAMP);
+const EVENT_TYPE_NAME: HeaderName = HeaderName::from_static(wire::EVENT_TYPE);
+const CORRELATION_ID_NAME: HeaderName = HeaderName::from_static(wire::CORRELATION_ID);
 
 fn invalid(message: &Message, what: String) -> Error {
     Error::new(ErrorKind::InvalidInput, what).with_driver(DRIVER).with_topic(message.stream.clone())
@@ -98,7 +100,12 @@ fn all_but_id(message: &Message, implied: &Implied) -> Result<HeaderMap> {
             return Err(invalid(message, format!("{name:?} cannot be a NATS header name of {}", wire::which(message))));
         }
         check_value(message, name, value)?;
-        h.insert(name, value);
+        // Tidewater's own names, which typed messages carry, as the names made once.
+        match name {
+            wire::EVENT_TYPE => h.insert(EVENT_TYPE_NAME, value),
+            wire::CORRELATION_ID => h.insert(CORRELATION_ID_NAME, value),
+            _ => h.insert(name, value),
+        }
     }
     if let Some(key) = &message.key {
         let key = std::str::from_utf8(key).map_err(|_| {
