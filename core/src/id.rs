@@ -32,7 +32,7 @@ impl IdFactory for UuidV7Ids {
     }
 
     fn id_at(&self, time: std::time::SystemTime) -> MessageId {
-        MessageId::from_ascii(hyphenated(fast_v7::next(time)))
+        MessageId::from_uuid_v7(hyphenated(fast_v7::next(time)))
     }
 }
 
