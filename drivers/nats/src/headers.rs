@@ -36,12 +36,31 @@ fn invalid(message: &Message, what: String) -> Error {
 }
 
 fn check_value(message: &Message, name: &str, value: &str) -> Result<()> {
-    // A byte loop: `contains` with a pattern of chars cost a few hundred instructions
-    // for a 36-byte id, checked on every publish.
-    if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+    if has_line_break(value.as_bytes()) {
         return Err(invalid(message, format!("header {name:?} of {} contains a line break", wire::which(message))));
     }
     Ok(())
+}
+
+/// Whether `bytes` holds a carriage return or a line feed, which would end a header line
+/// early. Eight bytes at a time: this runs on each header value of each publish, and a
+/// byte loop took about 200 instructions a message for a 24-byte content type alone
+/// (callgrind; `contains` with a pattern of chars, a few hundred for a 36-byte id).
+fn has_line_break(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The usual test for a zero byte in a word: its answer for a byte above the first
+    // zero one may be wrong, but for the word as a whole it is exact.
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
+    let has_either =
+        |word: u64| has_zero(word ^ u64::from_ne_bytes([b'\r'; 8])) || has_zero(word ^ u64::from_ne_bytes([b'\n'; 8]));
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        if has_either(u64::from_ne_bytes(word.try_into().expect("eight bytes"))) {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| b == b'\r' || b == b'\n')
 }
 
 /// What a connection leaves out of the headers it sends, and takes for granted in the
@@ -123,7 +142,7 @@ fn all_but_id(message: &Message, implied: &Implied) -> Result<HeaderMap> {
     }
     // A UUIDv7 id (tidewater's default) parses as 36 hex digits and hyphens, so it needs
     // no search for line breaks.
-    let id_millis = uuid_v7_millis(&message.id);
+    let id_millis = message.id.uuid_v7_millis();
     if id_millis.is_none() {
         check_value(message, MSG_ID, &message.id)?;
     }
@@ -414,6 +433,28 @@ mod tests {
         h.insert(CONTENT_TYPE, "text/plain");
         let got = from_nats("orders", Some(&h), Bytes::new(), || "f".into(), None, json.content_type.as_ref());
         assert_eq!(got.content_type.as_deref(), Some("text/plain"));
+    }
+
+    #[test]
+    fn line_breaks_are_found_wherever_they_fall() {
+        let naive = |bytes: &[u8]| bytes.iter().any(|&b| b == b'\r' || b == b'\n');
+        // Bytes that differ from a line break by one bit or by the high bit, and the
+        // zero and all-ones bytes, which sit at the edges of the word arithmetic.
+        let near = [0x00, 0x0B, 0x0C, 0x0E, 0x8A, 0x8D, 0xFF, 0x2A, b'a'];
+        for len in 0..=40 {
+            for filler in near {
+                let clean = vec![filler; len];
+                assert!(!has_line_break(&clean), "{len} bytes of {filler:#x}");
+                for at in 0..len {
+                    for bad in [b'\r', b'\n'] {
+                        let mut text = clean.clone();
+                        text[at] = bad;
+                        assert!(has_line_break(&text), "{bad:#x} at {at} of {len}");
+                        assert_eq!(has_line_break(&text[..at]), naive(&text[..at]));
+                    }
+                }
+            }
+        }
     }
 
     #[test]
