@@ -104,7 +104,9 @@ mod fast_v7 {
 
 /// The Unix time in milliseconds that a UUID version 7 id carries in its first 48 bits
 /// (RFC 9562), or `None` if `id` is not a UUIDv7. Drivers whose brokers have no time
-/// field of their own use it to leave out a time header the id already holds.
+/// field of their own use it to leave out a time header the id already holds. For a
+/// message's own id, [`MessageId::uuid_v7_millis`] answers the same, without a parse
+/// when [`UuidV7Ids`] made the id.
 ///
 /// ```
 /// use tidewater_core::{id::uuid_v7_millis, IdFactory, UuidV7Ids};
