@@ -154,17 +154,16 @@ impl MessageId {
     /// a UUIDv7 so that its time reads without a parse.
     pub(crate) fn from_uuid_v7(text: [u8; 36]) -> Self {
         debug_assert!(crate::id::uuid_v7_millis(std::str::from_utf8(&text).unwrap_or_default()).is_some());
-        let mut bytes = [0; INLINE];
-        bytes[..36].copy_from_slice(&text);
         // Hexadecimal digits and hyphens are ASCII, so UTF-8, as the inline form requires.
-        Self(Repr::Inline { len: 36, uuid_v7: true, bytes })
+        Self::inline(&text, true)
     }
 
-    /// `text`, which must be UTF-8 and at most `INLINE` bytes, kept inside the value.
-    fn inline(text: &[u8]) -> Self {
+    /// `text`, which must be UTF-8 and at most `INLINE` bytes, kept inside the value;
+    /// `uuid_v7` only for a UUIDv7's 36-character form.
+    fn inline(text: &[u8], uuid_v7: bool) -> Self {
         let mut bytes = [0; INLINE];
         bytes[..text.len()].copy_from_slice(text);
-        Self(Repr::Inline { len: text.len() as u8, uuid_v7: false, bytes })
+        Self(Repr::Inline { len: text.len() as u8, uuid_v7, bytes })
     }
 
     /// The id `args` write, as `format!` would make it, but kept inside the value when it
@@ -226,7 +225,7 @@ impl From<&str> for MessageId {
         if id.len() > INLINE {
             return Self(Repr::Shared(Arc::from(id)));
         }
-        Self::inline(id.as_bytes())
+        Self::inline(id.as_bytes(), false)
     }
 }
 
