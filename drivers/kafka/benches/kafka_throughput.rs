@@ -28,7 +28,8 @@
 //!
 //! `TW_BENCH_ONLY=raw`, `=raw-owned` or `=tidewater` runs the consume row for one side
 //! alone (`raw` reading the payload's length only, `raw-owned` owning what it reads),
-//! without warm-up: for callgrind, which counts instructions rather than time.
+//! and `TW_BENCH_ONLY=produce-raw` or `=produce-tidewater` the produce row, each without
+//! warm-up: for callgrind, which counts instructions rather than time.
 //!
 //! Each figure is the median of 3 runs, after untimed rounds of both sides (a fifth of
 //! the messages each) until the broker's JIT compiler threads use at most a tenth of a core
@@ -90,19 +91,28 @@ fn main() {
         );
         // TW_BENCH_ONLY=raw, =raw-owned or =tidewater consumes for one side alone, with
         // no warm-up, for callgrind: each reads records the raw producer wrote, so what
-        // else the process ran is the same for all.
+        // else the process ran is the same for all. =produce-raw or =produce-tidewater
+        // produces for one side alone, to an empty topic.
         if let Ok(only) = std::env::var("TW_BENCH_ONLY") {
             let topic = format!("bench-only-{only}");
             kafka.create_topic(&topic, 3).await.unwrap();
-            produce_raw(&raw, &topic, n).await;
-            let (elapsed, cost) = match only.as_str() {
-                "raw" => measured(consume_raw(&brokers, &topic, "bench-only", n, length_only)).await,
-                "raw-owned" => measured(consume_raw(&brokers, &topic, "bench-only", n, owned)).await,
-                "tidewater" => measured(consume_tw(&kafka, &topic, "bench-only", n)).await,
-                other => panic!("TW_BENCH_ONLY is raw, raw-owned or tidewater, not {other:?}"),
+            let (row, side) = only.split_once('-').filter(|(row, _)| *row == "produce").unwrap_or(("consume", &only));
+            let (elapsed, cost) = match (row, side) {
+                ("produce", "raw") => measured(produce_raw(&raw, &topic, n)).await,
+                ("produce", "tidewater") => measured(produce(kafka.writer(), &topic, n, BATCH, 1024)).await,
+                ("consume", _) => {
+                    produce_raw(&raw, &topic, n).await;
+                    match side {
+                        "raw" => measured(consume_raw(&brokers, &topic, "bench-only", n, length_only)).await,
+                        "raw-owned" => measured(consume_raw(&brokers, &topic, "bench-only", n, owned)).await,
+                        "tidewater" => measured(consume_tw(&kafka, &topic, "bench-only", n)).await,
+                        other => panic!("TW_BENCH_ONLY is raw, raw-owned or tidewater, not {other:?}"),
+                    }
+                }
+                (_, other) => panic!("TW_BENCH_ONLY=produce- is followed by raw or tidewater, not {other:?}"),
             };
             println!(
-                "consume, {only} alone: {:.0} msg/s, {:.2} CPU µs a record",
+                "{row}, {side} alone: {:.0} msg/s, {:.2} CPU µs a record",
                 rate(n, elapsed),
                 cost.cpu.as_secs_f64() * 1e6 / n as f64
             );
