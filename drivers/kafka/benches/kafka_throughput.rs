@@ -96,20 +96,24 @@ fn main() {
         if let Ok(only) = std::env::var("TW_BENCH_ONLY") {
             let topic = format!("bench-only-{only}");
             kafka.create_topic(&topic, 3).await.unwrap();
-            let (row, side) = only.split_once('-').filter(|(row, _)| *row == "produce").unwrap_or(("consume", &only));
+            let (row, side) = match only.strip_prefix("produce-") {
+                Some(side) => ("produce", side),
+                None => ("consume", only.as_str()),
+            };
             let (elapsed, cost) = match (row, side) {
                 ("produce", "raw") => measured(produce_raw(&raw, &topic, n)).await,
                 ("produce", "tidewater") => measured(produce(kafka.writer(), &topic, n, BATCH, 1024)).await,
-                ("consume", _) => {
+                ("consume", "raw" | "raw-owned" | "tidewater") => {
                     produce_raw(&raw, &topic, n).await;
                     match side {
                         "raw" => measured(consume_raw(&brokers, &topic, "bench-only", n, length_only)).await,
                         "raw-owned" => measured(consume_raw(&brokers, &topic, "bench-only", n, owned)).await,
-                        "tidewater" => measured(consume_tw(&kafka, &topic, "bench-only", n)).await,
-                        other => panic!("TW_BENCH_ONLY is raw, raw-owned or tidewater, not {other:?}"),
+                        _ => measured(consume_tw(&kafka, &topic, "bench-only", n)).await,
                     }
                 }
-                (_, other) => panic!("TW_BENCH_ONLY=produce- is followed by raw or tidewater, not {other:?}"),
+                _ => panic!(
+                    "TW_BENCH_ONLY is raw, raw-owned, tidewater, produce-raw or produce-tidewater, not {only:?}"
+                ),
             };
             println!(
                 "{row}, {side} alone: {:.0} msg/s, {:.2} CPU µs a record",
