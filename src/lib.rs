@@ -47,6 +47,8 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 // The README's Rust blocks, compiled and run as doc tests so that they stay true to the code.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

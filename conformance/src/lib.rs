@@ -60,6 +60,8 @@
 //! capability off without that declaration fails. In the stress run, which runs every
 //! case, such a case says so on standard output and returns.
 
+#![forbid(unsafe_code)]
+
 mod batches;
 mod cases;
 pub mod certs;

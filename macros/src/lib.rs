@@ -13,6 +13,8 @@
 //! value (through `ToString`) is the partition key; without it, events have no key. The
 //! derive writes nothing else: for headers, implement `Event` by hand.
 
+#![forbid(unsafe_code)]
+
 use proc_macro::TokenStream;
 use quote::quote;
 use syn::{parse_macro_input, DeriveInput, Ident, LitStr};

@@ -28,6 +28,8 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod carrier;
 mod consume;
 mod publish;

@@ -37,6 +37,8 @@
 //! `<table>_refused` with the reason, so the rest flows; [`Outbox::refused`] lists them
 //! and [`Outbox::requeue_refused`] puts them back.
 
+#![forbid(unsafe_code)]
+
 mod refused;
 mod relay;
 mod store;

@@ -46,6 +46,8 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod collector;
 mod http;
 mod instruments;

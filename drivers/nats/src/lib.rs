@@ -29,6 +29,8 @@
 //! can fix, when the server is gone or slow. A batch is checked whole before any of it
 //! is sent, so a bad message in it writes none.
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod core_nats;
 mod headers;

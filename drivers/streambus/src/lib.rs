@@ -33,6 +33,8 @@
 //! **Errors** keep the broker's numeric code: [`broker_code`] gets it back from a
 //! tidewater [`Error`](tidewater_core::Error).
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod config;
 mod connection;

@@ -25,6 +25,8 @@
 //! keeps its data (records, committed offsets, transactional ids) and loses its
 //! in-memory group membership.
 
+#![forbid(unsafe_code)]
+
 mod groups;
 mod storage;
 
