@@ -222,9 +222,20 @@ mod tests {
     /// edges, from every start, against the byte-by-byte answer.
     #[test]
     fn the_block_scans_agree_with_the_byte_by_byte_one() {
-        for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
-            for len in (0..40usize).chain([63, 64, 65, 79, 80, 81, 130]) {
-                for place in 0..=len {
+        // Under Miri, which checks the loads rather than the answers, a grid that still
+        // puts a special byte before, inside and past each kind of block: the whole one
+        // takes it over an hour.
+        let lens: Vec<usize> = if cfg!(miri) {
+            vec![0, 7, 15, 16, 17, 31, 64, 65, 81, 130]
+        } else {
+            (0..40).chain([63, 64, 65, 79, 80, 81, 130]).collect()
+        };
+        let specials: &[u8] = if cfg!(miri) { &[b'"', 0x1f] } else { &[b'"', b'\\', 0x00, 0x1f, b'\n'] };
+        for &special in specials {
+            for &len in &lens {
+                let places: Vec<usize> =
+                    if cfg!(miri) { vec![0, len / 2, len.saturating_sub(1), len] } else { (0..=len).collect() };
+                for place in places {
                     for high in [None, Some(0), Some(place.saturating_sub(1)), Some(len.saturating_sub(1))] {
                         let mut text = vec![b'a'; len];
                         if let Some(h) = high.filter(|&h| h < len) {
