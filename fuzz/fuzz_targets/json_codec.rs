@@ -6,7 +6,7 @@
 //!   where serde_json fails;
 //! - encoding what was decoded gives serde_json's bytes.
 //!
-//! `cargo +nightly fuzz run json_codec` from `fuzz/` (see the README's "Fuzzing").
+//! `cargo +nightly fuzz run json_codec` from `fuzz/` (see the README's "Unsafe code and fuzzing").
 
 #![no_main]
 

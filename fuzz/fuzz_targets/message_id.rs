@@ -2,7 +2,7 @@
 //! UTF-8 check) or shared, hashes and orders as that text, and reads a UUIDv7's time
 //! as a parse of the text does.
 //!
-//! `cargo +nightly fuzz run message_id` from `fuzz/` (see the README's "Fuzzing").
+//! `cargo +nightly fuzz run message_id` from `fuzz/` (see the README's "Unsafe code and fuzzing").
 
 #![no_main]
 
