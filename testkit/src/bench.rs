@@ -358,6 +358,43 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
     }
 }
 
+/// [`Counting`], that also keeps the bytes live on the heap, for tests that hold a
+/// figure to a bound: what a held message costs, or what a path leaves allocated. Its
+/// frees touch a counter shared by every thread, which [`Counting`]'s do not: a bench
+/// that times a path should keep to [`Counting`].
+#[derive(Debug)]
+pub struct Tracking;
+
+static LIVE_BYTES: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+/// Bytes allocated and not yet freed, where [`Tracking`] is the allocator.
+pub fn live_bytes() -> isize {
+    LIVE_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+// SAFETY: every call goes to the system allocator as it is; counting is all it adds.
+unsafe impl std::alloc::GlobalAlloc for Tracking {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        LIVE_BYTES.fetch_add(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
 /// This process's resident set size, in KiB (Linux).
 pub fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
