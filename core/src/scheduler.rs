@@ -220,6 +220,10 @@ impl<C: Codec> SubscriberScheduler<C> {
 
     /// Adds a middleware to every task, outside each task's own chain. The first added
     /// runs first.
+    ///
+    /// Each middleware added boxes its future on every call: layers joined with
+    /// [`Around::then`](crate::Around::then) and added once cost one allocation a message
+    /// for the whole chain, where the same layers added one by one cost one each.
     pub fn with_middleware(&mut self, middleware: impl Middleware) -> &mut Self {
         self.middleware.push(Arc::new(middleware));
         self
