@@ -22,7 +22,10 @@
 //! constants, a UUIDv7 id made on the clock for each message (with tidewater's id
 //! factory, so both sides pay the same for it).
 //!
-//! After the table, issue 17's targets for these rows and whether the run met them.
+//! Beside the rates, each side's CPU time and allocations a message, in this process (the
+//! client and tidewater; the server is a process of its own), a subscription's making
+//! included. After the table, issue 17's targets for these rows and whether the run met
+//! them.
 //!
 //! Each JetStream publish figure is the median of 3 runs, each consume figure the median
 //! of 9 (after a read of each side not counted); each core figure the median of 31 runs
@@ -45,8 +48,11 @@ use tidewater_core::{
 };
 use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig, NatsCore};
 use tidewater_testkit::bench::{
-    median, messages_from_env, paired, payload, print_targets, rate, Counter, Goal, Ratios, Target,
+    measured, median, messages_from_env, paired, payload, print_targets, rate, Counter, Goal, Ratios, Target,
 };
+
+#[global_allocator]
+static GLOBAL: tidewater_testkit::bench::Counting = tidewater_testkit::bench::Counting;
 
 const RUNS: usize = 3;
 /// Reads of the one consume stream a side, after one not counted.
@@ -93,15 +99,15 @@ fn publisher(driver: &impl Driver) -> Publisher {
     Publisher::new(driver.writer(), EventRegistry::new())
 }
 
-async fn core_publish_raw(client: &async_nats::Client, n: usize, run: usize) -> f64 {
+async fn core_publish_raw(client: &async_nats::Client, n: usize, run: usize) -> Duration {
     let subject = format!("bench.core.pub.raw.{run}");
     let started = Instant::now();
     publish_raw(client, &subject, n).await;
-    rate(n, started.elapsed())
+    started.elapsed()
 }
 
 /// Core publish without headers: the payload alone, as a client with no ids sends it.
-async fn core_publish_plain(client: &async_nats::Client, n: usize, run: usize) -> f64 {
+async fn core_publish_plain(client: &async_nats::Client, n: usize, run: usize) -> Duration {
     let subject = async_nats::Subject::from(format!("bench.core.pub.plain.{run}"));
     let p = payload(1024);
     let started = Instant::now();
@@ -109,18 +115,18 @@ async fn core_publish_plain(client: &async_nats::Client, n: usize, run: usize) -
         client.publish(subject.clone(), p.clone()).await.unwrap();
     }
     client.flush().await.unwrap();
-    rate(n, started.elapsed())
+    started.elapsed()
 }
 
 /// `publisher` is on a `NatsCore` with its defaults, or with headers left out.
-async fn core_publish_tw(publisher: &Publisher, n: usize, run: usize) -> f64 {
+async fn core_publish_tw(publisher: &Publisher, n: usize, run: usize) -> Duration {
     let subject = format!("bench.core.pub.tw.{run}");
     let started = Instant::now();
     publish_tw(publisher, &subject, n).await;
-    rate(n, started.elapsed())
+    started.elapsed()
 }
 
-async fn core_e2e_raw(client: &async_nats::Client, n: usize, run: usize) -> f64 {
+async fn core_e2e_raw(client: &async_nats::Client, n: usize, run: usize) -> Duration {
     let subject = format!("bench.core.e2e.raw.{run}");
     let mut sub = client.subscribe(subject.clone()).await.unwrap();
     client.flush().await.unwrap();
@@ -135,12 +141,12 @@ async fn core_e2e_raw(client: &async_nats::Client, n: usize, run: usize) -> f64 
     let started = Instant::now();
     publish_raw(client, &subject, n).await;
     counter.wait(Duration::from_secs(120)).await;
-    let r = rate(n, started.elapsed());
+    let elapsed = started.elapsed();
     reader.abort();
-    r
+    elapsed
 }
 
-async fn core_e2e_tw(core: &NatsCore, n: usize, run: usize) -> f64 {
+async fn core_e2e_tw(core: &NatsCore, n: usize, run: usize) -> Duration {
     let subject = format!("bench.core.e2e.tw.{run}");
     let counter = Counter::new(n);
     let c = Arc::clone(&counter);
@@ -158,12 +164,12 @@ async fn core_e2e_tw(core: &NatsCore, n: usize, run: usize) -> f64 {
     let started = Instant::now();
     publish_tw(&publisher, &subject, n).await;
     counter.wait(Duration::from_secs(120)).await;
-    let r = rate(n, started.elapsed());
+    let elapsed = started.elapsed();
     s.shutdown(Duration::from_secs(5)).await;
-    r
+    elapsed
 }
 
-async fn js_publish_raw(ctx: &jetstream::Context, n: usize, run: usize) -> f64 {
+async fn js_publish_raw(ctx: &jetstream::Context, n: usize, run: usize) -> Duration {
     let subject = format!("bench.js.pub.raw.{run}");
     ctx.get_or_create_stream(jetstream::stream::Config {
         name: format!("bench_js_pub_raw_{run}"),
@@ -184,16 +190,16 @@ async fn js_publish_raw(ctx: &jetstream::Context, n: usize, run: usize) -> f64 {
             ack.await.unwrap();
         }
     }
-    rate(n, started.elapsed())
+    started.elapsed()
 }
 
-async fn js_publish_tw(js: &JetStream, n: usize, run: usize) -> f64 {
+async fn js_publish_tw(js: &JetStream, n: usize, run: usize) -> Duration {
     let subject = format!("bench.js.pub.tw.{run}");
     js.create_stream(&format!("bench_js_pub_tw_{run}"), &[subject.as_str()]).await.unwrap();
     let publisher = publisher(js);
     let started = Instant::now();
     publish_batches(&publisher, &subject, n).await;
-    rate(n, started.elapsed())
+    started.elapsed()
 }
 
 /// Publishes `n` messages through a tidewater publisher in acknowledged batches of 100,
@@ -212,7 +218,7 @@ async fn fill(js: &JetStream, subject: &str, stream: &str, n: usize) {
 }
 
 /// Reads the whole of `stream` with a new durable consumer, acking each message.
-async fn js_consume_raw(js: &JetStream, stream: &str, n: usize, run: usize) -> f64 {
+async fn js_consume_raw(js: &JetStream, stream: &str, n: usize, run: usize) -> Duration {
     let name = format!("raw-{run}");
     let consumer: jetstream::consumer::PullConsumer = js
         .context()
@@ -232,11 +238,11 @@ async fn js_consume_raw(js: &JetStream, stream: &str, n: usize, run: usize) -> f
         std::hint::black_box(&m);
         m.ack().await.unwrap();
     }
-    rate(n, started.elapsed())
+    started.elapsed()
 }
 
 /// Reads the whole of the stream behind `subject` in a new group, through a handler.
-async fn js_consume_tw(js: &JetStream, subject: &str, n: usize, run: usize) -> f64 {
+async fn js_consume_tw(js: &JetStream, subject: &str, n: usize, run: usize) -> Duration {
     let counter = Counter::new(n);
     let c = Arc::clone(&counter);
     let mut s = SubscriberScheduler::new(js.reader(), EventRegistry::new());
@@ -252,9 +258,9 @@ async fn js_consume_tw(js: &JetStream, subject: &str, n: usize, run: usize) -> f
     let started = Instant::now();
     s.start().await.unwrap();
     counter.wait(Duration::from_secs(120)).await;
-    let r = rate(n, started.elapsed());
+    let elapsed = started.elapsed();
     s.shutdown(Duration::from_secs(5)).await;
-    r
+    elapsed
 }
 
 fn main() {
@@ -282,13 +288,14 @@ fn main() {
         if let Ok(only) = std::env::var("TW_BENCH_ONLY") {
             let mut rates = Vec::with_capacity(CORE_RUNS);
             for run in 0..CORE_RUNS {
-                rates.push(match only.as_str() {
+                let elapsed = match only.as_str() {
                     "raw" => core_e2e_raw(&raw, core_n, run).await,
                     "tidewater" => core_e2e_tw(&core, core_n, run).await,
                     "raw-plain" => core_publish_plain(&raw, core_n, run).await,
                     "tidewater-bare" => core_publish_tw(&bare, core_n, run).await,
                     other => panic!("TW_BENCH_ONLY is raw, tidewater, raw-plain or tidewater-bare, not {other:?}"),
-                });
+                };
+                rates.push(rate(core_n, elapsed));
             }
             let row = if only.contains('-') { "core publish with no headers" } else { "core end to end" };
             println!("{row}, {only} alone: {:.0} msg/s (median of {CORE_RUNS} runs)", median(rates));
@@ -310,19 +317,27 @@ fn main() {
         // TW_BENCH_JS_ONLY=1 skips the core rows, for profiling JetStream.
         let core_runs = if std::env::var_os("TW_BENCH_JS_ONLY").is_some() { 0 } else { CORE_RUNS };
         for run in 0..core_runs {
-            let (r, t) =
-                paired(run, core_publish_raw(&raw, core_n, run), core_publish_tw(&core_publisher, core_n, run)).await;
-            table.push_rates(0, r, t);
-            let (r, t) = paired(run, core_e2e_raw(&raw, core_n, run), core_e2e_tw(&core, core_n, run)).await;
-            table.push_rates(1, r, t);
-            let (r, t) = paired(run, core_publish_plain(&raw, core_n, run), core_publish_tw(&bare, core_n, run)).await;
-            table.push_rates(2, r, t);
+            let published = paired(
+                run,
+                measured(core_publish_raw(&raw, core_n, run)),
+                measured(core_publish_tw(&core_publisher, core_n, run)),
+            );
+            table.push_measured(0, core_n, published.await);
+            let both =
+                paired(run, measured(core_e2e_raw(&raw, core_n, run)), measured(core_e2e_tw(&core, core_n, run)));
+            table.push_measured(1, core_n, both.await);
+            let bare_published = paired(
+                run,
+                measured(core_publish_plain(&raw, core_n, run)),
+                measured(core_publish_tw(&bare, core_n, run)),
+            );
+            table.push_measured(2, core_n, bare_published.await);
         }
         // TW_BENCH_CORE_ONLY=1 skips the JetStream rows, for profiling core NATS.
         let js_runs = if std::env::var_os("TW_BENCH_CORE_ONLY").is_some() { 0 } else { RUNS };
         for run in 0..js_runs {
-            let (r, t) = paired(run, js_publish_raw(&ctx, n, run), js_publish_tw(&js, n, run)).await;
-            table.push_rates(3, r, t);
+            let published = paired(run, measured(js_publish_raw(&ctx, n, run)), measured(js_publish_tw(&js, n, run)));
+            table.push_measured(3, n, published.await);
         }
         // Both sides read one stream, filled once, with consumers of their own. With a
         // stream filled for each read, just before it, the row came out anywhere from
@@ -336,8 +351,9 @@ fn main() {
                 .await;
         }
         for run in 0..consume_runs {
-            let (r, t) = paired(run, js_consume_raw(&js, stream, n, run), js_consume_tw(&js, subject, n, run)).await;
-            table.push_rates(4, r, t);
+            let consumed =
+                paired(run, measured(js_consume_raw(&js, stream, n, run)), measured(js_consume_tw(&js, subject, n, run)));
+            table.push_measured(4, n, consumed.await);
         }
         println!(
             "NATS, 1 KiB messages, nats-server {} on this machine; core: {core_n} per run, median of {core_runs}; JetStream: {n} per run, median of {js_runs} (publish) and {consume_runs} (consume)",

@@ -14,8 +14,11 @@
 //!   message; tidewater: a handler, acks by the driver).
 //!
 //! Each produce figure is the median of 3 runs, each consume figure the median of 9
-//! (after a read of each side not counted); which path goes first alternates. After the
-//! table, issue 17's targets for these rows and whether the run met them.
+//! (after a read of each side not counted); which path goes first alternates. Beside the
+//! rates, each side's CPU time and allocations a message, in this process (the client
+//! and tidewater; the broker is a process of its own), the making of its producer or
+//! consumer included. After the table, issue 17's targets for these rows and whether the
+//! run met them.
 
 use std::time::{Duration, Instant};
 
@@ -26,8 +29,11 @@ use pulsar::{ConsumerOptions, ProducerOptions, TokioExecutor};
 use tidewater_core::{Driver, ReadTask};
 use tidewater_pulsar::{Pulsar, PulsarConfig};
 use tidewater_testkit::bench::{
-    consume, messages_from_env, paired, payload, print_targets, produce, Counter, Goal, Ratios, Target,
+    consume, measured, messages_from_env, paired, payload, print_targets, produce, Counter, Goal, Ratios, Target,
 };
+
+#[global_allocator]
+static GLOBAL: tidewater_testkit::bench::Counting = tidewater_testkit::bench::Counting;
 
 const RUNS: usize = 3;
 /// Reads of the one consume topic a side, after one not counted.
@@ -115,12 +121,12 @@ fn main() {
         let mut table = Ratios::new("raw pulsar crate", &["produce", "consume"]);
         for run in 0..RUNS {
             let (raw_topic, tw_topic) = (format!("bench-raw-{run}"), format!("bench-tw-{run}"));
-            table.push(
-                0,
-                n,
-                paired(run, produce_raw(&raw, &raw_topic, n), produce(pulsar.writer(), &tw_topic, n, BATCH, 1024))
-                    .await,
+            let produced = paired(
+                run,
+                measured(produce_raw(&raw, &raw_topic, n)),
+                measured(produce(pulsar.writer(), &tw_topic, n, BATCH, 1024)),
             );
+            table.push_measured(0, n, produced.await);
         }
         // Both sides read one topic, filled once, with subscriptions of their own, as
         // the NATS bench reads JetStream. Each side had read a topic its own producer
@@ -132,8 +138,12 @@ fn main() {
         paired(CONSUME_RUNS, consume_raw(&raw, topic, &raw_group, n), consume_tw(&pulsar, topic, &tw_group, n)).await;
         for run in 0..CONSUME_RUNS {
             let (raw_group, tw_group) = (format!("raw-{run}"), format!("tw-{run}"));
-            let consumed = paired(run, consume_raw(&raw, topic, &raw_group, n), consume_tw(&pulsar, topic, &tw_group, n));
-            table.push(1, n, consumed.await);
+            let consumed = paired(
+                run,
+                measured(consume_raw(&raw, topic, &raw_group, n)),
+                measured(consume_tw(&pulsar, topic, &tw_group, n)),
+            );
+            table.push_measured(1, n, consumed.await);
         }
         table.print();
         // Issue 17: every driver row at 0.95 of its raw client.
