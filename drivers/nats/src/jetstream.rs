@@ -1,16 +1,16 @@
 //! JetStream: streams, acknowledged publishes, durable pull consumers. At least once.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream::{self, consumer, message::Acker, stream, AckKind};
+use async_nats::jetstream::{self, consumer, stream, AckKind};
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use tidewater_core::{
     await_receipts, Admin, BrokerWriter, Closable, Delivery, Driver, Error, ErrorKind, Incoming, Message, PartitionLag,
-    Position, ReadTask, Reader, ReadySignal, Result, Settle, Settlement, Source, StartFrom, TopicName, Writer,
+    Position, ReadTask, Reader, ReadySignal, Result, Settlement, SharedSettle, Source, StartFrom, TopicName, Writer,
     MOST_A_FETCH,
 };
 use tokio::task::JoinHandle;
@@ -337,8 +337,9 @@ impl Reader for JetStream {
             }
             _ => stream.create_consumer(config).await.map_err(|e| consumer_error(&e))?,
         };
-        let unsettled = Arc::new(Unsettled::default());
+        let unsettled = Arc::new(Unsettled::new(self.context.client()));
         let progress = tokio::spawn(keep_alive(Arc::clone(&unsettled), self.config.ack_wait / 3));
+        let settler: Arc<dyn SharedSettle> = Arc::clone(&unsettled) as _;
         Ok(Box::new(JsSource {
             consumer,
             topic: TopicName::from(&task.topic),
@@ -346,6 +347,7 @@ impl Reader for JetStream {
             stream: Arc::from(stream_name.as_str()),
             group: task.group.as_deref().map(Arc::from),
             unsettled,
+            settler,
             progress,
             client: self.context.client(),
         }))
@@ -484,52 +486,98 @@ impl Admin for JetStream {
     }
 }
 
-/// Ackers of deliveries handed out and not yet settled, and of deliveries given back
-/// while a pull request was open.
+/// The reply subjects of deliveries handed out and not yet settled, and of deliveries
+/// given back while a pull request was open: a delivery is acked, nak'ed or kept alive by
+/// a message to its reply subject.
 ///
-/// A delivery given back (released at a stop, or dropped by a handler abandoned at the
-/// deadline) is nak'ed only once no pull request of this consumer is open: the server
-/// redelivers a nak'ed message at once, to the open request if there is one, and a
-/// closing source that nak'ed it again would spin it through the request, one delivery
+/// One for the whole source, as what settles its deliveries: a delivery says which it
+/// is by its stream sequence and attempt (JetStream counts each delivery of a message),
+/// so no delivery needs a settler of its own, nor an `Acker` with a copy of the context
+/// (two allocations a message, of the three a tidewater consumer made beyond raw
+/// async-nats's; the third, the boxed settlement, remains).
+///
+/// A delivery given back (released at a stop, or left unsettled by a handler abandoned
+/// at the deadline) is nak'ed only once no pull request of this consumer is open: the
+/// server redelivers a nak'ed message at once, to the open request if there is one, and
+/// a closing source that nak'ed it again would spin it through the request, one delivery
 /// count each time, until the request was used up.
-#[derive(Default)]
 struct Unsettled {
-    next: AtomicU64,
-    ackers: Mutex<HashMap<u64, Arc<Acker>>>,
-    pull_open: std::sync::atomic::AtomicBool,
-    given_back: Mutex<Vec<Arc<Acker>>>,
+    client: async_nats::Client,
+    replies: Mutex<HashMap<(u64, u32), async_nats::Subject>>,
+    pull_open: AtomicBool,
+    given_back: Mutex<Vec<async_nats::Subject>>,
 }
 
 impl Unsettled {
-    /// Nak's `acker` now, or once the open pull request has ended.
-    async fn give_back(&self, acker: Arc<Acker>) {
+    fn new(client: async_nats::Client) -> Self {
+        Self { client, replies: Mutex::default(), pull_open: AtomicBool::new(false), given_back: Mutex::default() }
+    }
+
+    /// Sends `kind` for the delivery whose reply subject is `reply`.
+    async fn send(&self, reply: async_nats::Subject, kind: AckKind) -> Result<()> {
+        self.client.publish(reply, kind.into()).await.map_err(|e| {
+            Error::new(ErrorKind::Connection, "acknowledging a JetStream delivery failed")
+                .with_source(e)
+                .with_driver(DRIVER)
+        })
+    }
+
+    /// Nak's the delivery whose reply subject is `reply` now, or once the open pull
+    /// request has ended.
+    async fn give_back(&self, reply: async_nats::Subject) {
         if self.pull_open.load(Ordering::SeqCst) {
-            self.given_back.lock().unwrap_or_else(|e| e.into_inner()).push(acker);
+            self.given_back.lock().unwrap_or_else(|e| e.into_inner()).push(reply);
         } else {
-            let _ = acker.ack_with(AckKind::Nak(None)).await;
+            let _ = self.send(reply, AckKind::Nak(None)).await;
         }
     }
 
     /// Nak's what was given back while the pull request that has now ended was open.
     async fn nak_given_back(&self) {
-        let ackers = std::mem::take(&mut *self.given_back.lock().unwrap_or_else(|e| e.into_inner()));
-        for acker in ackers {
-            let _ = acker.ack_with(AckKind::Nak(None)).await;
+        let replies = std::mem::take(&mut *self.given_back.lock().unwrap_or_else(|e| e.into_inner()));
+        for reply in replies {
+            let _ = self.send(reply, AckKind::Nak(None)).await;
         }
     }
 
-    fn add(&self, acker: Acker) -> u64 {
-        let key = self.next.fetch_add(1, Ordering::Relaxed);
-        self.ackers.lock().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(acker));
-        key
+    /// Gives back every delivery still unsettled: at the source's close, those are the
+    /// deliveries of handlers abandoned at the deadline, which the server would otherwise
+    /// hold until their ack wait ran out.
+    fn give_back_unsettled(&self) {
+        let left: Vec<_> = self.replies.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, r)| r).collect();
+        self.given_back.lock().unwrap_or_else(|e| e.into_inner()).extend(left);
     }
 
-    fn take(&self, key: u64) -> Option<Arc<Acker>> {
-        self.ackers.lock().unwrap_or_else(|e| e.into_inner()).remove(&key)
+    fn add(&self, sequence: u64, attempt: u32, reply: async_nats::Subject) {
+        self.replies.lock().unwrap_or_else(|e| e.into_inner()).insert((sequence, attempt), reply);
     }
 
-    fn all(&self) -> Vec<Arc<Acker>> {
-        self.ackers.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    /// The reply subject of `delivery`, if it is still unsettled; taken, so that it is
+    /// settled once.
+    fn take(&self, delivery: &Delivery) -> Option<async_nats::Subject> {
+        let Position::Queue { sequence: Some(sequence), .. } = delivery.position() else { return None };
+        self.replies.lock().unwrap_or_else(|e| e.into_inner()).remove(&(sequence, delivery.attempt()))
+    }
+
+    fn all(&self) -> Vec<async_nats::Subject> {
+        self.replies.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl SharedSettle for Unsettled {
+    async fn settle(&self, delivery: &Delivery, settlement: Settlement) -> Result<()> {
+        let Some(reply) = self.take(delivery) else { return Ok(()) };
+        match settlement {
+            Settlement::Ack => self.send(reply, AckKind::Ack).await,
+            Settlement::Nack { delay } => self.send(reply, AckKind::Nak(delay)).await,
+        }
+    }
+
+    async fn release(&self, delivery: &Delivery) {
+        if let Some(reply) = self.take(delivery) {
+            self.give_back(reply).await;
+        }
     }
 }
 
@@ -540,10 +588,10 @@ async fn keep_alive(unsettled: Arc<Unsettled>, every: Duration) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        // Ackers stay in the registry while in use here, so a settlement meanwhile still
-        // finds its acker.
-        for acker in unsettled.all() {
-            let _ = acker.ack_with(AckKind::Progress).await;
+        // The subjects stay in the registry while in use here, so a settlement meanwhile
+        // still finds its own.
+        for reply in unsettled.all() {
+            let _ = unsettled.send(reply, AckKind::Progress).await;
         }
     }
 }
@@ -562,6 +610,8 @@ struct JsSource {
     stream: Arc<str>,
     group: Option<Arc<str>>,
     unsettled: Arc<Unsettled>,
+    /// `unsettled`, as what settles this source's deliveries.
+    settler: Arc<dyn SharedSettle>,
     progress: JoinHandle<()>,
     client: async_nats::Client,
 }
@@ -575,7 +625,11 @@ impl JsSource {
         })?;
         let (attempt, sequence) = (info.delivered.max(1) as u32, info.stream_sequence);
         let published = SystemTime::from(info.published);
-        let (msg, acker) = msg.split();
+        let mut msg = msg.message;
+        // `info` read the reply subject, so there is one.
+        let reply = msg.reply.take().ok_or_else(|| {
+            Error::new(ErrorKind::BrokerPermanent, "a JetStream delivery had no reply subject").with_driver(DRIVER)
+        })?;
         let stream = &self.stream;
         let message = from_nats(
             topic_of(&self.topic, &msg.subject),
@@ -585,10 +639,10 @@ impl JsSource {
             Some(published),
             None,
         );
-        let key = self.unsettled.add(acker);
+        self.unsettled.add(sequence, attempt, reply);
         let position = Position::Queue { partition: None, sequence: Some(sequence) };
         let delivery = Delivery::new(message, attempt, position, self.group.clone());
-        Ok(Incoming::new(delivery, JsSettle { unsettled: Arc::clone(&self.unsettled), key }))
+        Ok(Incoming::shared(delivery, &self.settler))
     }
 }
 
@@ -664,12 +718,12 @@ impl Source for JsSource {
             // has ended, with everything else given back meanwhile.
             let deadline = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
             while let Ok(Some(item)) = tokio::time::timeout_at(deadline, batch.next()).await {
-                if let Ok(msg) = item {
-                    let (_, acker) = msg.split();
-                    self.unsettled.given_back.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::new(acker));
+                if let Some(reply) = item.ok().and_then(|mut msg| msg.message.reply.take()) {
+                    self.unsettled.given_back.lock().unwrap_or_else(|e| e.into_inner()).push(reply);
                 }
             }
         }
+        self.unsettled.give_back_unsettled();
         self.unsettled.pull_open.store(false, Ordering::SeqCst);
         self.unsettled.nak_given_back().await;
         // Acks are published without waiting for an answer; flushing puts them on the
@@ -682,61 +736,12 @@ impl Drop for JsSource {
     fn drop(&mut self) {
         self.progress.abort();
         // Dropped without a close (its task was aborted): the request it had open is
-        // abandoned, so what was given back goes back now.
+        // abandoned, so what was given back, and what is still unsettled, goes back now.
+        self.unsettled.give_back_unsettled();
         self.unsettled.pull_open.store(false, Ordering::SeqCst);
         let unsettled = Arc::clone(&self.unsettled);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { unsettled.nak_given_back().await });
-        }
-    }
-}
-
-struct JsSettle {
-    unsettled: Arc<Unsettled>,
-    key: u64,
-}
-
-impl JsSettle {
-    async fn send(&self, kind: AckKind) -> Result<()> {
-        match self.unsettled.take(self.key) {
-            Some(acker) => acker.ack_with(kind).await.map_err(|e| {
-                Error::new(ErrorKind::Connection, "acknowledging a JetStream delivery failed")
-                    .with_source(e)
-                    .with_driver(DRIVER)
-            }),
-            None => Ok(()),
-        }
-    }
-}
-
-#[async_trait]
-impl Settle for JsSettle {
-    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
-        match settlement {
-            Settlement::Ack => self.send(AckKind::Ack).await,
-            Settlement::Nack { delay } => self.send(AckKind::Nak(delay)).await,
-        }
-    }
-
-    async fn release(self: Box<Self>) {
-        if let Some(acker) = self.unsettled.take(self.key) {
-            self.unsettled.give_back(acker).await;
-        }
-    }
-}
-
-impl Drop for JsSettle {
-    /// A delivery dropped unsettled (its handler was abandoned at a shutdown deadline) is
-    /// nak'ed at once, rather than left for the ack wait to expire.
-    fn drop(&mut self) {
-        if let Some(acker) = self.unsettled.take(self.key) {
-            if self.unsettled.pull_open.load(Ordering::SeqCst) {
-                self.unsettled.given_back.lock().unwrap_or_else(|e| e.into_inner()).push(acker);
-            } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = acker.ack_with(AckKind::Nak(None)).await;
-                });
-            }
         }
     }
 }
