@@ -701,9 +701,10 @@ struct PulsarSettle {
     default_nack_delay: std::time::Duration,
 }
 
-#[async_trait]
-impl Settle for PulsarSettle {
-    async fn settle(mut self: Box<Self>, settlement: Settlement) -> Result<()> {
+impl PulsarSettle {
+    /// Hands the settlement to the engine: a send on an unbounded channel, which never
+    /// waits.
+    fn send(&mut self, settlement: Settlement) -> Result<()> {
         let Some(id) = self.id.take() else { return Ok(()) };
         let command = match settlement {
             Settlement::Ack => Command::Ack(id),
@@ -713,6 +714,19 @@ impl Settle for PulsarSettle {
             Error::new(ErrorKind::Closed, "the Pulsar consumer is closed; the message will be delivered again")
                 .with_driver(DRIVER)
         })
+    }
+}
+
+#[async_trait]
+impl Settle for PulsarSettle {
+    async fn settle(mut self: Box<Self>, settlement: Settlement) -> Result<()> {
+        self.send(settlement)
+    }
+
+    /// Always at once: the runner then makes no boxed future for the settlement, one
+    /// allocation a message.
+    fn settle_now(&mut self, settlement: Settlement) -> Option<Result<()>> {
+        Some(self.send(settlement))
     }
 
     async fn release(mut self: Box<Self>) {
