@@ -5,7 +5,8 @@
 //! message count, default 200,000; `TW_BENCH_RUNTIME=current_thread` to run both on
 //! one thread instead of tokio's multi-threaded runtime with 2 workers). Throughput: one task publishes as fast as it can
 //! and the handler counts. Latency: ping-pong, one message in flight at a time, time
-//! from before the publish to the handler. Each figure is the median of 5 runs.
+//! from before the publish to the handler. Each figure is the median of 5 runs; beside
+//! the rates, allocations a message over the throughput run.
 //! `TW_BENCH_ONLY=raw` or `TW_BENCH_ONLY=tidewater` measures one side's throughput
 //! alone, with only 1,000 ping-pongs, for a profiler.
 
@@ -15,8 +16,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tidewater::memory::MemoryBroker;
 use tidewater::{handler_fn, Delivery, Driver, EventRegistry, HandlerError, Message, SubscriberScheduler};
-use tidewater_testkit::bench::{median, messages_from_env, percentile, Counter};
+use tidewater_testkit::bench::{allocations, median, messages_from_env, percentile, Counter};
 use tokio::sync::mpsc;
+
+#[global_allocator]
+static GLOBAL: tidewater_testkit::bench::Counting = tidewater_testkit::bench::Counting;
 
 const RUNS: usize = 5;
 const PAYLOAD: usize = 1024;
@@ -28,14 +32,16 @@ fn messages(n: usize) -> Vec<Message> {
         .collect()
 }
 
-/// Messages a second from now until `counter` counted all `n`, with `produce` running.
-async fn rate(counter: &Counter, n: u64, produce: impl std::future::Future<Output = ()>) -> f64 {
-    let start = Instant::now();
+/// Messages a second from now until `counter` counted all `n`, with `produce` running,
+/// and allocations a message meanwhile.
+async fn rate(counter: &Counter, n: u64, produce: impl std::future::Future<Output = ()>) -> (f64, f64) {
+    let (start, before) = (Instant::now(), allocations());
     tokio::join!(produce, counter.wait(Duration::from_secs(120)));
-    n as f64 / start.elapsed().as_secs_f64()
+    (n as f64 / start.elapsed().as_secs_f64(), (allocations() - before) as f64 / n as f64)
 }
 
-async fn raw_throughput(msgs: Vec<Message>) -> f64 {
+/// The rate and allocations a message.
+async fn raw_throughput(msgs: Vec<Message>) -> (f64, f64) {
     let n = msgs.len() as u64;
     let (tx, mut rx) = mpsc::channel::<Message>(1024);
     let counter = Counter::new(n as usize);
@@ -57,9 +63,9 @@ async fn raw_throughput(msgs: Vec<Message>) -> f64 {
     rate
 }
 
-/// The rate, and the mean number of messages per fetch (small batches mean the reader
-/// kept catching up with the publisher and waiting for it).
-async fn tidewater_throughput(msgs: Vec<Message>) -> (f64, f64) {
+/// The rate, allocations a message, and the mean number of messages per fetch (small
+/// batches mean the reader kept catching up with the publisher and waiting for it).
+async fn tidewater_throughput(msgs: Vec<Message>) -> (f64, f64, f64) {
     let n = msgs.len() as u64;
     let broker = MemoryBroker::new();
     let counter = Counter::new(n as usize);
@@ -76,7 +82,7 @@ async fn tidewater_throughput(msgs: Vec<Message>) -> (f64, f64) {
     .group("bench");
     s.start().await.unwrap();
     let writer = broker.writer();
-    let rate = rate(&counter, n, async {
+    let (rate, allocations) = rate(&counter, n, async {
         for m in msgs {
             writer.write_one(m).await.unwrap();
         }
@@ -84,7 +90,7 @@ async fn tidewater_throughput(msgs: Vec<Message>) -> (f64, f64) {
     .await;
     let report = s.shutdown(Duration::from_secs(5)).await;
     let task = &report.tasks[0];
-    (rate, task.fetched as f64 / task.fetches.max(1) as f64)
+    (rate, allocations, task.fetched as f64 / task.fetches.max(1) as f64)
 }
 
 async fn raw_latency(msgs: Vec<Message>) -> Vec<Duration> {
@@ -144,11 +150,16 @@ fn main() {
         // is then meaningless.
         let only = std::env::var("TW_BENCH_ONLY").unwrap_or_default();
         let (mut raw, mut tw, mut batch) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut raw_allocations, mut tw_allocations) = (Vec::new(), Vec::new());
         for _ in 0..RUNS {
-            raw.push(if only == "tidewater" { f64::NAN } else { raw_throughput(messages(n)).await });
-            let (rate, mean_batch) =
-                if only == "raw" { (f64::NAN, f64::NAN) } else { tidewater_throughput(messages(n)).await };
+            let (rate, allocations) =
+                if only == "tidewater" { (f64::NAN, f64::NAN) } else { raw_throughput(messages(n)).await };
+            raw.push(rate);
+            raw_allocations.push(allocations);
+            let (rate, allocations, mean_batch) =
+                if only == "raw" { (f64::NAN, f64::NAN, f64::NAN) } else { tidewater_throughput(messages(n)).await };
             tw.push(rate);
+            tw_allocations.push(allocations);
             batch.push(mean_batch);
         }
         let (raw, tw) = (median(raw), median(tw));
@@ -160,10 +171,18 @@ fn main() {
         raw_lat.sort();
         tw_lat.sort();
         println!("in-memory publish -> handler, {PAYLOAD}-byte messages, {n} messages per run, median of {RUNS}; latency over {ping} ping-pongs");
-        println!("| path                  | msg/s      | p50 latency | p99 latency |");
-        println!("|-----------------------|------------|-------------|-------------|");
-        println!("| raw tokio mpsc        | {:>10.0} | {:>11.1?} | {:>11.1?} |", raw, percentile(&raw_lat, 0.5), percentile(&raw_lat, 0.99));
-        println!("| tidewater memory      | {:>10.0} | {:>11.1?} | {:>11.1?} |", tw, percentile(&tw_lat, 0.5), percentile(&tw_lat, 0.99));
+        println!("| path                  | msg/s      | allocations/msg | p50 latency | p99 latency |");
+        println!("|-----------------------|------------|-----------------|-------------|-------------|");
+        for (path, rate, allocations, latencies) in
+            [("raw tokio mpsc", raw, raw_allocations, &raw_lat), ("tidewater memory", tw, tw_allocations, &tw_lat)]
+        {
+            println!(
+                "| {path:<21} | {rate:>10.0} | {:>15.2} | {:>11.1?} | {:>11.1?} |",
+                median(allocations),
+                percentile(latencies, 0.5),
+                percentile(latencies, 0.99)
+            );
+        }
         println!("tidewater / raw throughput: {:.2}", tw / raw);
         println!("tidewater messages per fetch (mean, median run): {:.1}", median(batch));
     });
