@@ -47,10 +47,10 @@ const PAYLOAD: usize = 1024;
 /// Allocations a message allowed beyond the bound, for what is made now and then rather
 /// than for each message: a timer's entry, a block of the lanes' channels that could not
 /// be reused, a delivery's block when a fetch brings more than a thread keeps spare.
-/// 0.0004-0.0101 a message here, with the machine idle or its cores kept busy by three
-/// other processes: a twentieth leaves room for a busier machine and still fails a path
-/// that allocates once more for one message in twenty.
-const STRAY: f64 = 0.05;
+/// 0.0004-0.0164 a message here over twenty runs, with the machine idle or its cores
+/// kept busy by three other processes: a tenth leaves room for a busier machine and
+/// still fails a path that allocates once more for one message in ten.
+const STRAY: f64 = 0.1;
 const WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Serialize, Deserialize)]

@@ -22,13 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::LocalBoxFuture;
-use tidewater_core::{
-    apply_chain, handler_fn, Around, BoxHandler, Delivery, Handler, HandlerError, IdFactory, Message, Middleware,
-    Position, UuidV7Ids,
-};
+use tidewater_core::{apply_chain, handler_fn, Around, BoxHandler, Delivery, Handler, HandlerError, Middleware};
 use tidewater_memory::MemoryBroker;
 use tidewater_middleware::*;
-use tidewater_testkit::bench::{print_targets, Goal, Target};
+use tidewater_testkit::bench::{deliveries, print_targets, Goal, Target};
 
 #[global_allocator]
 static GLOBAL: tidewater_testkit::bench::Counting = tidewater_testkit::bench::Counting;
@@ -39,27 +36,12 @@ const RUNS: usize = 5;
 /// chain works on memory as warm as in a consumer rather than on 200,000 cold ones.
 const BATCH: usize = 1000;
 
-/// Deliveries as a service gets them: each with a default id (a UUIDv7, 36 characters,
-/// which is what deduplication hashes) and a consumer group's name.
-fn deliveries(from: usize) -> Vec<Delivery> {
-    // One shared payload: no middleware reads it.
-    let payload = bytes::Bytes::from(vec![0u8; 1024]);
-    let group: Arc<str> = Arc::from("order-service");
-    (from..from + BATCH)
-        .map(|i| {
-            let m = Message::new("bench", payload.clone()).with_id(UuidV7Ids.next_id());
-            let position = Position::Queue { partition: Some(0), sequence: Some(i as u64) };
-            Delivery::new(m, 1, position, Some(Arc::clone(&group)))
-        })
-        .collect()
-}
-
 /// Calls `handler` with N new deliveries; returns the time spent in the calls and the
 /// allocations they made.
 async fn time<H: Handler>(handler: &H) -> (Duration, u64) {
     let (mut spent, mut allocations) = (Duration::ZERO, 0);
     for from in (0..N).step_by(BATCH) {
-        let batch = deliveries(from);
+        let batch = deliveries(from, BATCH);
         let (start, before) = (Instant::now(), tidewater_testkit::bench::allocations());
         for d in batch {
             handler.handle(d).await.unwrap();

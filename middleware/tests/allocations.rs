@@ -7,13 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidewater_core::{
-    apply_chain, handler_fn, Around, BoxHandler, Delivery, Handler, HandlerError, IdFactory, Message, Middleware,
-    Position, UuidV7Ids,
-};
+use tidewater_core::{apply_chain, handler_fn, Around, BoxHandler, Delivery, Handler, HandlerError, Middleware};
 use tidewater_memory::MemoryBroker;
 use tidewater_middleware::*;
-use tidewater_testkit::bench::{allocations, Counting};
+use tidewater_testkit::bench::{allocations, deliveries, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -23,20 +20,6 @@ static GLOBAL: Counting = Counting;
 const MESSAGES: usize = 120_000;
 /// Deliveries made at a time, before counting: a consumer's fetch makes them, not the chain.
 const BATCH: usize = 1_000;
-
-/// Deliveries as a consumer gets them, each with its own default id (a UUIDv7, which
-/// Deduplicate keeps) and the group's name.
-fn deliveries(from: usize) -> Vec<Delivery> {
-    let payload = bytes::Bytes::from(vec![0u8; 1024]);
-    let group: Arc<str> = Arc::from("orders-service");
-    (from..from + BATCH)
-        .map(|i| {
-            let message = Message::new("orders", payload.clone()).with_id(UuidV7Ids.next_id());
-            let position = Position::Queue { partition: Some(0), sequence: Some(i as u64) };
-            Delivery::new(message, 1, position, Some(Arc::clone(&group)))
-        })
-        .collect()
-}
 
 /// Allocations `handler` made over `MESSAGES` deliveries, each handled with success,
 /// and over as many again: the first run's count, then the second's. Tests hold the
@@ -48,7 +31,7 @@ async fn allocations_handling(handler: &impl Handler) -> (u64, u64) {
 async fn handle_all(handler: &impl Handler) -> u64 {
     let mut made = 0;
     for from in (0..MESSAGES).step_by(BATCH) {
-        let batch = deliveries(from);
+        let batch = deliveries(from, BATCH);
         let before = allocations();
         for delivery in batch {
             handler.handle(delivery).await.expect("the handler succeeds");

@@ -324,6 +324,24 @@ pub async fn consume(
     elapsed
 }
 
+/// `n` deliveries as a consumer's fetch makes them, numbered from `from`, for what calls
+/// a handler directly (a middleware chain's bench and tests): each with its own default
+/// id (a UUIDv7, 36 characters, which deduplication keeps) and a consumer group's name,
+/// all sharing one 1 KiB payload, which no middleware reads.
+pub fn deliveries(from: usize, n: usize) -> Vec<tidewater_core::Delivery> {
+    use tidewater_core::{Delivery, IdFactory, Message, Position, UuidV7Ids};
+
+    let payload = payload(1024);
+    let group: Arc<str> = Arc::from("order-service");
+    (from..from + n)
+        .map(|i| {
+            let message = Message::new("bench", payload.clone()).with_id(UuidV7Ids.next_id());
+            let position = Position::Queue { partition: Some(0), sequence: Some(i as u64) };
+            Delivery::new(message, 1, position, Some(Arc::clone(&group)))
+        })
+        .collect()
+}
+
 /// Counts heap allocations, so that a bench can say how many a message costs. A bench
 /// makes it its allocator:
 ///
@@ -377,26 +395,25 @@ pub fn live_bytes() -> isize {
     LIVE_BYTES.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-// SAFETY: every call goes to the system allocator as it is; counting is all it adds.
+// SAFETY: every call goes to `Counting`, which passes it to the system allocator as it
+// is; keeping the count of bytes is all this adds.
 unsafe impl std::alloc::GlobalAlloc for Tracking {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         LIVE_BYTES.fetch_add(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
         // SAFETY: the caller's contract, passed on.
-        unsafe { std::alloc::System.alloc(layout) }
+        unsafe { std::alloc::GlobalAlloc::alloc(&Counting, layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
         LIVE_BYTES.fetch_sub(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
         // SAFETY: the caller's contract, passed on.
-        unsafe { std::alloc::System.dealloc(ptr, layout) }
+        unsafe { std::alloc::GlobalAlloc::dealloc(&Counting, ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
         // SAFETY: the caller's contract, passed on.
-        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+        unsafe { std::alloc::GlobalAlloc::realloc(&Counting, ptr, layout, new_size) }
     }
 }
 
