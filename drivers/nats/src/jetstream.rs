@@ -349,7 +349,6 @@ impl Reader for JetStream {
             unsettled,
             settler,
             progress,
-            client: self.context.client(),
         }))
     }
 }
@@ -548,15 +547,23 @@ impl Unsettled {
         self.given_back.lock().unwrap_or_else(|e| e.into_inner()).extend(left);
     }
 
-    fn add(&self, sequence: u64, attempt: u32, reply: async_nats::Subject) {
-        self.replies.lock().unwrap_or_else(|e| e.into_inner()).insert((sequence, attempt), reply);
+    /// Where `delivery`'s reply subject is kept: its stream sequence and delivery count.
+    fn key(delivery: &Delivery) -> Option<(u64, u32)> {
+        match delivery.position() {
+            Position::Queue { sequence: Some(sequence), .. } => Some((sequence, delivery.attempt())),
+            _ => None,
+        }
+    }
+
+    fn add(&self, key: (u64, u32), reply: async_nats::Subject) {
+        self.replies.lock().unwrap_or_else(|e| e.into_inner()).insert(key, reply);
     }
 
     /// The reply subject of `delivery`, if it is still unsettled; taken, so that it is
     /// settled once.
     fn take(&self, delivery: &Delivery) -> Option<async_nats::Subject> {
-        let Position::Queue { sequence: Some(sequence), .. } = delivery.position() else { return None };
-        self.replies.lock().unwrap_or_else(|e| e.into_inner()).remove(&(sequence, delivery.attempt()))
+        let key = Self::key(delivery)?;
+        self.replies.lock().unwrap_or_else(|e| e.into_inner()).remove(&key)
     }
 
     fn all(&self) -> Vec<async_nats::Subject> {
@@ -587,8 +594,8 @@ impl SharedSettle for Unsettled {
         // back unsettled, for `settle` to wait for room.
         let sent = self.send(reply.clone(), ack_kind(settlement)).now_or_never();
         if sent.is_none() {
-            let Position::Queue { sequence: Some(sequence), .. } = delivery.position() else { return None };
-            self.add(sequence, delivery.attempt(), reply);
+            // `take` found it, so it has a key.
+            self.add(Self::key(delivery)?, reply);
         }
         sent
     }
@@ -632,7 +639,6 @@ struct JsSource {
     /// `unsettled`, as what settles this source's deliveries.
     settler: Arc<dyn SharedSettle>,
     progress: JoinHandle<()>,
-    client: async_nats::Client,
 }
 
 impl JsSource {
@@ -658,7 +664,7 @@ impl JsSource {
             Some(published),
             None,
         );
-        self.unsettled.add(sequence, attempt, reply);
+        self.unsettled.add((sequence, attempt), reply);
         let position = Position::Queue { partition: None, sequence: Some(sequence) };
         let delivery = Delivery::new(message, attempt, position, self.group.clone());
         Ok(Incoming::shared(delivery, &self.settler))
@@ -747,7 +753,7 @@ impl Source for JsSource {
         self.unsettled.nak_given_back().await;
         // Acks are published without waiting for an answer; flushing puts them on the
         // server before the next subscription asks for messages.
-        self.client.flush().await.map_err(|e| connection_error("flush failed", e))
+        self.unsettled.client.flush().await.map_err(|e| connection_error("flush failed", e))
     }
 }
 
