@@ -10,8 +10,8 @@ use pulsar::consumer::{InitialPosition, Message as Received};
 use pulsar::message::proto::MessageIdData;
 use pulsar::{Consumer, ConsumerOptions, TokioExecutor};
 use tidewater_core::{
-    Delivery, Error, ErrorKind, IdFactory, Incoming, Position, ReadTask, Reader, ReadySignal, Result, Settle,
-    Settlement, Source, StartFrom, TopicName, UuidV7Ids, MOST_A_FETCH,
+    Delivery, DispatchNote, Error, ErrorKind, IdFactory, Incoming, Position, ReadTask, Reader, ReadySignal, Result,
+    Settlement, SharedSettle, Source, StartFrom, TopicName, UuidV7Ids, MOST_A_FETCH,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -204,10 +204,11 @@ impl Reader for PulsarReader {
             warned_of_a_larger_batch: false,
         };
         let engine = tokio::spawn(engine.run());
+        let settler = Arc::new(PulsarSettle { commands: commands.clone(), default_nack_delay: config.nack_delay });
         Ok(Box::new(PulsarSource {
             commands,
             deliveries: delivery_rx,
-            default_nack_delay: config.nack_delay,
+            settler,
             engine: Some(engine),
             pending_error: None,
         }))
@@ -226,6 +227,28 @@ struct EntryKey {
 impl EntryKey {
     fn of(id: &MessageIdData) -> Self {
         Self { ledger: id.ledger_id, entry: id.entry_id, partition: id.partition.unwrap_or(-1) }
+    }
+}
+
+/// Which message of which entry a delivery carries: written in the delivery's dispatch
+/// note, so that the source's one settler can name it to the engine, which keeps the
+/// message's id. A settler of each delivery's own, holding a copy of the id, was an
+/// allocation a message.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Ticket {
+    key: EntryKey,
+    index: i32,
+}
+
+impl Ticket {
+    fn note(self) -> DispatchNote {
+        let (partition, index) = (self.key.partition as u32 as u64, self.index as u32 as u64);
+        [self.key.ledger, self.key.entry, partition << 32 | index]
+    }
+
+    fn of(delivery: &Delivery) -> Self {
+        let [ledger, entry, both] = delivery.note();
+        Self { key: EntryKey { ledger, entry, partition: (both >> 32) as u32 as i32 }, index: both as u32 as i32 }
     }
 }
 
@@ -254,13 +277,13 @@ struct Entry {
 }
 
 enum Command {
-    Ack(MessageIdData),
-    Nack(MessageIdData, std::time::Duration),
-    Release(MessageIdData),
+    Ack(Ticket),
+    Nack(Ticket, std::time::Duration),
+    Release(Ticket),
     Close(oneshot::Sender<Result<()>>),
 }
 
-type Delivered = Result<(Delivery, MessageIdData)>;
+type Delivered = Result<Delivery>;
 
 /// Owns the consumer (whose acks need `&mut`): hands messages out, turns settlements
 /// into acks and nacks, and holds delayed nacks until they are due.
@@ -437,13 +460,14 @@ impl Engine {
         }
         entry.slots[index] = Slot::Running;
         entry.deliveries[index] += 1;
-        entry.ids[index] = Some(id.clone());
         let attempt = entry.deliveries[index];
-        let message = from_pulsar(&self.topic, &mut received);
         let position = Position::Queue { partition: id.partition.map(|p| p as u32), sequence: Some(id.entry_id) };
+        entry.ids[index] = Some(id);
+        let message = from_pulsar(&self.topic, &mut received);
         self.unsettled += 1;
-        let delivery = Delivery::new(message, attempt, position, self.group.clone());
-        let _ = self.deliveries.send(Ok((delivery, id)));
+        let mut delivery = Delivery::new(message, attempt, position, self.group.clone());
+        delivery.set_dispatch(attempt, None, Ticket { key, index: index as i32 }.note());
+        let _ = self.deliveries.send(Ok(delivery));
         None
     }
 
@@ -517,12 +541,11 @@ impl Engine {
     }
 
     async fn command(&mut self, command: Command) {
-        let id = match &command {
-            Command::Ack(id) | Command::Nack(id, _) | Command::Release(id) => id.clone(),
+        let Ticket { key, index } = match command {
+            Command::Ack(ticket) | Command::Nack(ticket, _) | Command::Release(ticket) => ticket,
             Command::Close(_) => return,
         };
-        let key = EntryKey::of(&id);
-        let index = id.batch_index.filter(|i| *i >= 0).unwrap_or(0) as usize;
+        let Ok(index) = usize::try_from(index) else { return };
         let Some(entry) = self.entries.get_mut(&key) else { return };
         if entry.slots.get(index) != Some(&Slot::Running) {
             return;
@@ -545,6 +568,7 @@ impl Engine {
                 }
             }
             Command::Nack(_, delay) => {
+                let Some(id) = entry.ids[index].clone() else { return };
                 if delay.is_zero() {
                     entry.slots[index] = Slot::Waiting;
                     let topic = Arc::clone(&entry.topic);
@@ -575,6 +599,19 @@ impl Engine {
             for ((key, _), id) in std::mem::take(&mut self.nack_ids) {
                 let topic =
                     self.entries.get(&key).map_or_else(|| Arc::from(self.topic.as_str()), |e| Arc::clone(&e.topic));
+                self.nack(&topic, id).await;
+            }
+            // So are the messages still running: their handlers were abandoned at the
+            // stop's deadline, and will not settle them.
+            let running: Vec<_> = self
+                .entries
+                .values()
+                .flat_map(|entry| {
+                    let running = entry.slots.iter().zip(&entry.ids).filter(|(slot, _)| **slot == Slot::Running);
+                    running.filter_map(|(_, id)| Some((Arc::clone(&entry.topic), id.clone()?)))
+                })
+                .collect();
+            for (topic, id) in running {
                 self.nack(&topic, id).await;
             }
             if self.unsubscribe {
@@ -626,19 +663,12 @@ async fn through_engine(
 struct PulsarSource {
     commands: mpsc::UnboundedSender<Command>,
     deliveries: mpsc::UnboundedReceiver<Delivered>,
-    default_nack_delay: std::time::Duration,
+    /// Settles every delivery of this source.
+    settler: Arc<dyn SharedSettle>,
     engine: Option<tokio::task::JoinHandle<()>>,
     /// An error met while a batch was filled: the batch went out first, the error goes
     /// with the next call.
     pending_error: Option<Error>,
-}
-
-impl PulsarSource {
-    fn incoming(&self, (delivery, id): (Delivery, MessageIdData)) -> Incoming {
-        let settle =
-            PulsarSettle { commands: self.commands.clone(), id: Some(id), default_nack_delay: self.default_nack_delay };
-        Incoming::new(delivery, settle)
-    }
 }
 
 #[async_trait]
@@ -653,11 +683,11 @@ impl Source for PulsarSource {
             Err(Error::new(ErrorKind::Closed, "the Pulsar consumer's engine stopped").with_driver(DRIVER))
         });
         let start = batch.len();
-        batch.push(self.incoming(first?));
+        batch.push(Incoming::shared(first?, &self.settler));
         // The engine's channel keeps what is left.
         while batch.len() - start < max.min(MOST_A_FETCH) {
             match self.deliveries.try_recv() {
-                Ok(Ok(next)) => batch.push(self.incoming(next)),
+                Ok(Ok(next)) => batch.push(Incoming::shared(next, &self.settler)),
                 Ok(Err(err)) => {
                     // Hand out what arrived; the error comes with the next call, which
                     // ends this subscription so the scheduler makes a new consumer.
@@ -694,21 +724,22 @@ impl Drop for PulsarSource {
     }
 }
 
-/// Settles one delivery through the engine.
+/// Settles the deliveries of one source through its engine, each named by the
+/// [`Ticket`] in its dispatch note. A delivery whose handler was abandoned at a stop's
+/// deadline is never settled here: the engine nacks it as it closes.
 struct PulsarSettle {
     commands: mpsc::UnboundedSender<Command>,
-    id: Option<MessageIdData>,
     default_nack_delay: std::time::Duration,
 }
 
 impl PulsarSettle {
     /// Hands the settlement to the engine: a send on an unbounded channel, which never
     /// waits.
-    fn send(&mut self, settlement: Settlement) -> Result<()> {
-        let Some(id) = self.id.take() else { return Ok(()) };
+    fn send(&self, delivery: &Delivery, settlement: Settlement) -> Result<()> {
+        let ticket = Ticket::of(delivery);
         let command = match settlement {
-            Settlement::Ack => Command::Ack(id),
-            Settlement::Nack { delay } => Command::Nack(id, delay.unwrap_or(self.default_nack_delay)),
+            Settlement::Ack => Command::Ack(ticket),
+            Settlement::Nack { delay } => Command::Nack(ticket, delay.unwrap_or(self.default_nack_delay)),
         };
         self.commands.send(command).map_err(|_| {
             Error::new(ErrorKind::Closed, "the Pulsar consumer is closed; the message will be delivered again")
@@ -718,31 +749,35 @@ impl PulsarSettle {
 }
 
 #[async_trait]
-impl Settle for PulsarSettle {
-    async fn settle(mut self: Box<Self>, settlement: Settlement) -> Result<()> {
-        self.send(settlement)
+impl SharedSettle for PulsarSettle {
+    async fn settle(&self, delivery: &Delivery, settlement: Settlement) -> Result<()> {
+        self.send(delivery, settlement)
     }
 
-    /// Always at once: the runner then makes no boxed future for the settlement, one
-    /// allocation a message.
-    fn settle_now(&mut self, settlement: Settlement) -> Option<Result<()>> {
-        Some(self.send(settlement))
+    /// Always at once: the runner then makes no boxed future for the settlement.
+    fn settle_now(&self, delivery: &Delivery, settlement: Settlement) -> Option<Result<()>> {
+        Some(self.send(delivery, settlement))
     }
 
-    async fn release(mut self: Box<Self>) {
-        if let Some(id) = self.id.take() {
-            let _ = self.commands.send(Command::Release(id));
-        }
+    async fn release(&self, delivery: &Delivery) {
+        let _ = self.commands.send(Command::Release(Ticket::of(delivery)));
     }
 }
 
-impl Drop for PulsarSettle {
-    /// A delivery dropped unsettled (its handler was abandoned at a shutdown deadline)
-    /// is nacked, so the broker hands it to another member now rather than when this
-    /// consumer closes.
-    fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            let _ = self.commands.send(Command::Nack(id, std::time::Duration::ZERO));
+#[cfg(test)]
+mod tests {
+    use tidewater_core::{Delivery, Message, Position};
+
+    use super::{EntryKey, Ticket};
+
+    #[test]
+    fn a_ticket_comes_back_whole_from_a_deliverys_note() {
+        let position = Position::Queue { partition: None, sequence: Some(7) };
+        for (partition, index) in [(-1, 0), (0, 999), (i32::MAX, i32::MAX), (12, 1)] {
+            let ticket = Ticket { key: EntryKey { ledger: u64::MAX - 3, entry: 7, partition }, index };
+            let mut delivery = Delivery::new(Message::new("t", "x"), 1, position, None);
+            assert!(delivery.set_dispatch(2, None, ticket.note()));
+            assert_eq!(Ticket::of(&delivery), ticket);
         }
     }
 }
