@@ -94,15 +94,22 @@ pub(crate) fn from_pulsar(topic: &TopicName, received: &mut Received<Vec<u8>>) -
     // The payload is taken, not copied: the received message is dropped right after, and a
     // copy held both for a moment, per message in the receiver queue's flow.
     let payload = Bytes::from(std::mem::take(&mut received.payload.data));
-    let meta = received.metadata();
     let mut message = Message::new(topic, payload);
-    message.key = match received.key_bytes() {
-        Ok(key) => key.map(Bytes::from),
-        Err(err) => {
-            tracing::warn!(topic = %topic, error = %err, "a message's key is flagged Base64 but does not decode; kept as text");
-            meta.partition_key.clone().map(Bytes::from)
+    // A text key is taken too: as the payload, it is the message's own already, and a
+    // key read as protobuf decodes it is held whole (without spare room from 8 bytes on),
+    // so it becomes the message's without an allocation.
+    message.key = if !received.has_base64_encoded_key() {
+        received.payload.metadata.partition_key.take().map(Bytes::from)
+    } else {
+        match received.key_bytes() {
+            Ok(key) => key.map(Bytes::from),
+            Err(err) => {
+                tracing::warn!(topic = %topic, error = %err, "a message's key is flagged Base64 but does not decode; kept as text");
+                received.payload.metadata.partition_key.take().map(Bytes::from)
+            }
         }
     };
+    let meta = received.metadata();
     let ms = meta.event_time.filter(|t| *t > 0).unwrap_or(meta.publish_time);
     message.timestamp = UNIX_EPOCH + Duration::from_millis(ms);
     let mut id = None;
@@ -177,6 +184,35 @@ mod tests {
         m.key = Some(Bytes::from_static(b"k"));
         let out = to_pulsar(&m);
         assert_eq!((out.partition_key.as_deref(), out.partition_key_b64_encoded), (Some("k"), None));
+    }
+
+    fn received(key: &str, b64: Option<bool>) -> Received<Vec<u8>> {
+        use pulsar::consumer::data::MessageData;
+        use pulsar::message::proto::MessageMetadata;
+        let metadata = MessageMetadata {
+            partition_key: Some(key.to_owned()),
+            partition_key_b64_encoded: b64,
+            publish_time: 1,
+            ..Default::default()
+        };
+        let id =
+            MessageData { id: MessageIdData { ledger_id: 1, entry_id: 2, ..Default::default() }, batch_size: None };
+        Received::new("persistent://public/default/t", id, pulsar::Payload { metadata, data: b"x".to_vec() })
+    }
+
+    #[test]
+    fn a_received_text_key_is_taken_not_copied() {
+        let topic = TopicName::from("t");
+        let mut text = received("order-0001", None);
+        let at = text.payload.metadata.partition_key.as_deref().map(str::as_ptr);
+        let message = from_pulsar(&topic, &mut text);
+        assert_eq!(message.key.as_deref(), Some(&b"order-0001"[..]));
+        assert_eq!(message.key.as_deref().map(<[u8]>::as_ptr), at, "the key's own bytes, not a copy");
+
+        let mut flagged = received("/wA=", Some(true));
+        assert_eq!(from_pulsar(&topic, &mut flagged).key.as_deref(), Some(&[0xff, 0x00][..]));
+        let mut broken = received("not!!base64", Some(true));
+        assert_eq!(from_pulsar(&topic, &mut broken).key.as_deref(), Some(&b"not!!base64"[..]), "kept as text");
     }
 
     #[test]
