@@ -584,7 +584,8 @@ impl Engine {
         }
     }
 
-    /// Sends the delayed nacks and closes the consumer, within `close_timeout`: a close
+    /// Sends the delayed nacks, nacks what is still running (handlers abandoned at a
+    /// stop's deadline) and closes the consumer, within `close_timeout`: a close
     /// on a connection that broke (a broker restart) can hang in the pulsar crate, and a
     /// reader that never finished closing would never be restarted. Past the timeout the
     /// consumer is dropped, which closes it in the background; the broker redelivers what
