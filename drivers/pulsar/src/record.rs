@@ -95,9 +95,9 @@ pub(crate) fn from_pulsar(topic: &TopicName, received: &mut Received<Vec<u8>>) -
     // copy held both for a moment, per message in the receiver queue's flow.
     let payload = Bytes::from(std::mem::take(&mut received.payload.data));
     let mut message = Message::new(topic, payload);
-    // A text key is taken too: as the payload, it is the message's own already, and a
-    // key read as protobuf decodes it is held whole (without spare room from 8 bytes on),
-    // so it becomes the message's without an allocation.
+    // Like the payload, a text key is taken rather than copied: prost decodes a string of
+    // 8 bytes or more without spare room, and such a string becomes `Bytes` without an
+    // allocation.
     message.key = if !received.has_base64_encoded_key() {
         received.payload.metadata.partition_key.take().map(Bytes::from)
     } else {
