@@ -1,7 +1,9 @@
 //! The low-level write side.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -201,6 +203,12 @@ impl<W: BrokerWriter> Writer for Closable<W> {
 /// `what`" with the first as the cause. Every failure is logged with its topic and id.
 ///
 /// `error` turns a receipt's error into the driver's [`Error`] for the topic it names.
+///
+/// Receipts are waited for in order, but if the batch is not answered within 100 ms,
+/// every receipt not waited for yet is polled once, so that receipts whose timeout
+/// starts at their first poll (async-nats's) time out together. Waited for only one
+/// after the other, a batch whose answers were lost (a broker restart) took a timeout
+/// a message: 200 s for a JetStream batch of 100 with a 2 s timeout.
 pub async fn await_receipts<T, F, R, E>(
     driver: &'static str,
     what: &str,
@@ -210,14 +218,37 @@ pub async fn await_receipts<T, F, R, E>(
 where
     T: AsRef<str>,
     F: std::future::IntoFuture<Output = std::result::Result<R, E>>,
+    F::IntoFuture: Unpin,
     E: std::fmt::Display,
 {
     let total = receipts.len();
     let mut failed = 0;
     let mut first: Option<Error> = None;
-    for (topic, id, receipt) in receipts {
-        if let Err(e) = receipt.await {
+    let mut receipts: Vec<Waiting<T, F>> =
+        receipts.into_iter().map(|(topic, id, receipt)| (topic, id, receipt.into_future(), None)).collect();
+    // One timer for the batch, not one a receipt: a batch answered within it (every
+    // healthy one) starts no receipt ahead of its turn.
+    let mut straggler = std::pin::pin!(tokio::time::sleep(STRAGGLER));
+    let mut rest_started = false;
+    for i in 0..receipts.len() {
+        let (done, rest) = receipts.split_at_mut(i + 1);
+        let (_, _, receipt, answered) = &mut done[i];
+        let outcome = match answered.take() {
+            Some(outcome) => outcome,
+            None if rest_started => receipt.await,
+            None => tokio::select! {
+                biased;
+                outcome = &mut *receipt => outcome,
+                () = straggler.as_mut() => {
+                    start::<T, F>(rest);
+                    rest_started = true;
+                    receipt.await
+                }
+            },
+        };
+        if let Err(e) = outcome {
             failed += 1;
+            let (topic, id, _, _) = &done[i];
             let topic = topic.as_ref();
             tracing::warn!(driver, topic, id = %id, error = %e, "the broker did not confirm a message");
             first.get_or_insert_with(|| error(e, topic));
@@ -232,4 +263,106 @@ where
     }
 }
 
+/// How long [`await_receipts`] waits for one receipt before it starts the rest: far
+/// longer than a round trip to a broker that answers, far shorter than any timeout.
+pub(crate) const STRAGGLER: Duration = Duration::from_millis(100);
+
+/// A receipt waited for: its topic, id, future and, once polled ahead, its outcome.
+type Waiting<T, F> =
+    (T, MessageId, <F as std::future::IntoFuture>::IntoFuture, Option<<F as std::future::IntoFuture>::Output>);
+
+/// Polls each receipt of `rest` once, keeping the outcome of those answered already.
+///
+/// Polled without a waker: the receipt waited for is polled again with the waiting
+/// task's, and one answered meanwhile is found ready then, so none of the others wakes
+/// the task for nothing.
+fn start<T, F: std::future::IntoFuture>(rest: &mut [Waiting<T, F>])
+where
+    F::IntoFuture: Unpin,
+{
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for (_, _, receipt, answered) in rest {
+        if answered.is_none() {
+            if let std::task::Poll::Ready(outcome) = Pin::new(receipt).poll(&mut cx) {
+                *answered = Some(outcome);
+            }
+        }
+    }
+}
+
 type BoxFuture<'f, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'f>>;
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::time::Duration;
+
+    use super::{await_receipts, STRAGGLER};
+    use crate::{Error, ErrorKind, MessageId};
+
+    type Receipt = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+    /// A receipt that fails `timeout` after it is first polled, as async-nats's do when
+    /// the answer never comes; `None` answers at once.
+    fn receipt(timeout: Option<Duration>) -> Receipt {
+        Box::pin(async move {
+            match timeout {
+                Some(timeout) => {
+                    tokio::time::sleep(timeout).await;
+                    Err("timed out".to_owned())
+                }
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// A receipt answered `delay` after its first poll.
+    fn answered_after(delay: Duration) -> Receipt {
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            Ok(())
+        })
+    }
+
+    fn batch(receipts: impl IntoIterator<Item = Receipt>) -> Vec<(&'static str, MessageId, Receipt)> {
+        receipts.into_iter().enumerate().map(|(i, r)| ("orders", MessageId::from(format!("m{i}")), r)).collect()
+    }
+
+    fn failed(e: String, topic: &str) -> Error {
+        Error::new(ErrorKind::Timeout, e).with_topic(topic)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lost_answers_time_out_together_not_one_after_another() {
+        let timeout = Duration::from_secs(2);
+        let started = tokio::time::Instant::now();
+        let err = await_receipts("test", "acknowledged", batch((0..100).map(|_| receipt(Some(timeout)))), failed)
+            .await
+            .unwrap_err();
+        // The first receipt waited for alone until the others were started.
+        assert_eq!(started.elapsed(), STRAGGLER + timeout, "one timeout for the batch, not one a message");
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        assert!(err.to_string().contains("100 of 100 messages were not acknowledged"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rest_start_even_when_an_answer_comes_as_the_batch_is_late() {
+        // The first answer and the batch's 100 ms come at the same instant; the answer
+        // is taken first, and the lost ones after it must still time out together.
+        let timeout = Duration::from_secs(2);
+        let receipts = std::iter::once(answered_after(STRAGGLER)).chain((0..50).map(|_| receipt(Some(timeout))));
+        let started = tokio::time::Instant::now();
+        let err = await_receipts("test", "acknowledged", batch(receipts), failed).await.unwrap_err();
+        assert_eq!(started.elapsed(), STRAGGLER + timeout);
+        assert!(err.to_string().contains("50 of 51 messages were not acknowledged"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_that_came_count_and_the_first_failure_is_the_cause() {
+        let receipts = [None, Some(Duration::from_millis(300)), None, Some(Duration::from_millis(100))];
+        let err = await_receipts("test", "stored", batch(receipts.map(receipt)), failed).await.unwrap_err();
+        assert!(err.to_string().contains("2 of 4 messages were not stored"), "{err}");
+        assert!(await_receipts("test", "stored", batch([None, None].map(receipt)), failed).await.is_ok());
+    }
+}
