@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tidewater_core::testing::Recorder;
 use tidewater_core::{
@@ -14,6 +14,11 @@ use tidewater_core::{
 /// Messages in a restart run.
 pub const TOTAL: usize = 10_000;
 const BATCH: usize = 100;
+/// How long a write may still take once the broker is back: a write in flight across the
+/// restart ends within this, with success or an error. A client whose receipts each time
+/// out from their first poll, waited for one after the other, took a timeout a message
+/// (200 s for a JetStream batch of 100 with a 2 s timeout).
+pub const WRITE_AFTER_RESTART: Duration = Duration::from_secs(60);
 
 /// What a restart run saw.
 #[derive(Clone, Debug)]
@@ -24,6 +29,8 @@ pub struct RestartReport {
     pub write_retries: usize,
     /// How often the scheduler restarted the reader.
     pub reader_restarts: u64,
+    /// The longest a write went on once the broker was back.
+    pub longest_write_after_restart: Duration,
 }
 
 /// Writes [`TOTAL`] keyed messages in writes of 100 to the topic `fixture` prepares, while
@@ -31,7 +38,8 @@ pub struct RestartReport {
 /// storage) while writing goes on. A write that fails with a retryable error is written
 /// again, as a service would (at least once). Then waits up to the fixture's patience
 /// for every message to arrive at least once, stops the reader, and panics if one is
-/// missing or the reader did not stop cleanly.
+/// missing, the reader did not stop cleanly, or a write went on for longer than
+/// [`WRITE_AFTER_RESTART`] once the broker was back.
 pub async fn broker_restart_loses_nothing(fixture: &dyn RestartFixture) -> RestartReport {
     let task = fixture.prepare("restart").await;
     let (writer, reader, patience) = (fixture.driver().writer(), fixture.driver().reader(), fixture.patience());
@@ -46,10 +54,15 @@ pub async fn broker_restart_loses_nothing(fixture: &dyn RestartFixture) -> Resta
     let producer = {
         let (written, retries, topic) = (Arc::clone(&written), Arc::clone(&retries), topic.clone());
         tokio::spawn(async move {
+            // When each write began and ended.
+            let mut writes = Vec::new();
             for start in (0..TOTAL).step_by(BATCH) {
                 let batch = keyed(&topic, start..start + BATCH);
                 loop {
-                    match writer.write(batch.clone()).await {
+                    let began = Instant::now();
+                    let outcome = writer.write(batch.clone()).await;
+                    writes.push((began, Instant::now()));
+                    match outcome {
                         Ok(()) => break,
                         Err(err) if err.is_retryable() => {
                             retries.fetch_add(1, Ordering::Relaxed);
@@ -61,17 +74,26 @@ pub async fn broker_restart_loses_nothing(fixture: &dyn RestartFixture) -> Resta
                 }
                 written.fetch_add(BATCH, Ordering::Relaxed);
             }
+            writes
         })
     };
 
     received.wait_for(TOTAL / 3, patience).await.expect("a third consumed before the restart");
     println!("restarting the broker after {} written, {} received", written.load(Ordering::Relaxed), received.len());
     fixture.restart().await;
+    let back = Instant::now();
 
-    producer.await.expect("the writing task");
-    let report = finish(&received, scheduler, TOTAL, patience, retries.load(Ordering::Relaxed)).await;
+    let writes = producer.await.expect("the writing task");
+    let longest = writes.iter().map(|&(began, ended)| ended.saturating_duration_since(began.max(back))).max();
+    let longest = longest.unwrap_or_default();
+    assert!(
+        longest <= WRITE_AFTER_RESTART,
+        "a write went on for {longest:?} after the broker was back, more than {WRITE_AFTER_RESTART:?}"
+    );
+    let report = finish(&received, scheduler, TOTAL, patience, retries.load(Ordering::Relaxed), longest).await;
     println!(
-        "broker restart: {TOTAL} messages, {} deliveries ({} duplicates), {} write retries, {} reader restarts",
+        "broker restart: {TOTAL} messages, {} deliveries ({} duplicates), {} write retries, {} reader restarts, \
+         the longest write {longest:?} after the broker was back",
         report.deliveries,
         report.deliveries - TOTAL,
         report.write_retries,
@@ -96,6 +118,7 @@ async fn finish(
     total: usize,
     patience: Duration,
     write_retries: usize,
+    longest_write_after_restart: Duration,
 ) -> RestartReport {
     let expected: HashSet<MessageId> = (0..total).map(|i| MessageId::from(format!("m{i}"))).collect();
     received
@@ -113,7 +136,12 @@ async fn finish(
         });
     let stopped = scheduler.shutdown(Duration::from_secs(10)).await;
     assert!(stopped.is_clean(), "{stopped:?}");
-    RestartReport { deliveries: received.len(), write_retries, reader_restarts: stopped.tasks[0].restarts }
+    RestartReport {
+        deliveries: received.len(),
+        write_retries,
+        reader_restarts: stopped.tasks[0].restarts,
+        longest_write_after_restart,
+    }
 }
 
 /// Messages in a lagging run: all written before the restart.
@@ -156,7 +184,7 @@ pub async fn lagging_consumer_survives_restarts(fixture: &dyn RestartFixture) ->
         println!("restarting the broker with {} of {LAGGING_TOTAL} handled", received.len());
         fixture.restart().await;
     }
-    let report = finish(&received, scheduler, LAGGING_TOTAL, patience, 0).await;
+    let report = finish(&received, scheduler, LAGGING_TOTAL, patience, 0, Duration::ZERO).await;
     println!(
         "lagging consumer through two broker restarts: {LAGGING_TOTAL} messages, {} handled ({} duplicates), {} reader restarts",
         report.deliveries,
