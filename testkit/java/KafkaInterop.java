@@ -25,8 +25,14 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 
 public final class KafkaInterop {
-    /** The timestamp of the first produced record; record i gets this plus i. */
-    static final long BASE_TIMESTAMP = 1_700_000_000_123L;
+    /**
+     * How long before now the first produced record is stamped; record i gets one more
+     * millisecond. Far enough back to differ from any time the broker would stamp, and well
+     * within the topic's retention: records older than that (a fixed 2023 stamp once) are
+     * deleted at the broker's next retention check, which now and then fell between the
+     * write and the read.
+     */
+    static final long STAMP_BEFORE_NOW_MS = 60_000;
 
     public static void main(String[] args) throws Exception {
         if (args.length != 4) {
@@ -51,12 +57,13 @@ public final class KafkaInterop {
         props.put("bootstrap.servers", brokers);
         props.put("key.serializer", ByteArraySerializer.class.getName());
         props.put("value.serializer", ByteArraySerializer.class.getName());
+        long base = System.currentTimeMillis() - STAMP_BEFORE_NOW_MS;
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
             for (int i = 0; i < n; i++) {
                 String key = "key-" + i;
                 String value = "from java " + i + " \u00e9";
                 ProducerRecord<byte[], byte[]> record = new ProducerRecord<>(
-                    topic, null, BASE_TIMESTAMP + i, bytes(key), bytes(value));
+                    topic, null, base + i, bytes(key), bytes(value));
                 record.headers().add("tenant", bytes("acme"));
                 record.headers().add("trace", bytes("a b c"));
                 record.headers().add("tw-content-type", bytes("text/plain"));

@@ -7,18 +7,27 @@
 """
 import json
 import sys
+import time
 
 from confluent_kafka import Consumer, Producer
 
 
+# How long before now the first produced record is stamped. Far enough back to differ
+# from any time the broker would stamp, and well within the topic's retention: records
+# older than that (a fixed 2023 stamp once) are deleted at the broker's next retention
+# check, which now and then fell between the write and the read.
+STAMP_BEFORE_NOW_MS = 60_000
+
+
 def produce(brokers, topic, n):
     producer = Producer({"bootstrap.servers": brokers})
+    base = int(time.time() * 1000) - STAMP_BEFORE_NOW_MS
     for i in range(n):
         record = {
             "key": f"py-key-{i}",
             "value": f"from python {i} \u00e9",
             "headers": {"tenant": "acme", "trace": "a b c", "tw-content-type": "text/plain"},
-            "timestamp": 1_700_000_000_123 + i,
+            "timestamp": base + i,
         }
         outcome = []
         producer.produce(
