@@ -2,10 +2,10 @@
 //! counts across a shutdown. Each is a defect once seen on some driver, held to on all.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tidewater_core::dead_letter::headers;
-use tidewater_core::{DeadLetter, Delivery, ReadTask, ShutdownReport, SubscriberScheduler};
+use tidewater_core::{unix_time, DeadLetter, Delivery, ReadTask, ShutdownReport, SubscriberScheduler};
 
 use crate::cases::{topic, GRACE};
 use crate::support::{abandon_one, batch, ids, skip, subscribe, subscribe_with, write_each, Act, Probe};
@@ -24,6 +24,11 @@ async fn dead_letters(f: &dyn Fixture, topic: &str) -> (tidewater_core::Subscrib
 /// One message through a handler that does `act`, on a fresh topic named for `case`
 /// read in `group`, with `dead_letter` placed on the scheduler by `place`: waits for its
 /// dead letter and stops.
+///
+/// The message is stamped an hour before it is written, and its dead letter must come
+/// back stamped when it was written, with the message's own time in a header: a dead
+/// letter that kept an old time was deleted by Kafka's time retention at its next check
+/// once that time was older than the dead-letter topic's retention.
 async fn dead_lettered(
     f: &dyn Fixture,
     case: &str,
@@ -38,11 +43,18 @@ async fn dead_lettered(
     let dead_letter = DeadLetter::new(Arc::clone(&writer));
     let mut sub =
         subscribe_with(f, ReadTask::new(&topic).with_group(group), probe.clone(), |s| place(s, dead_letter)).await;
-    write_each(&*writer, batch(&topic, 1, |_, m| m)).await;
+    let created = SystemTime::now() - Duration::from_secs(3600);
+    let written_from = unix_time::millis(SystemTime::now());
+    write_each(&*writer, batch(&topic, 1, |_, m| m.with_timestamp(created))).await;
     let state = dlq.wait(f.capabilities().patience, "the dead letter", |s| !s.done.is_empty()).await;
     let report = sub.shutdown(GRACE).await;
     dlq_sub.shutdown(GRACE).await;
-    DeadLettered { topic, probe, dead: state.done[0].clone(), report }
+    let dead = state.done[0].clone();
+    let (m, created) = (dead.message(), unix_time::millis(created));
+    assert_eq!(m.headers.get(headers::ORIGINAL_TIMESTAMP), Some(created.to_string().as_str()), "{:?}", m.headers);
+    let stamped = unix_time::millis(m.timestamp);
+    assert!(stamped >= written_from, "the dead letter is stamped {stamped}, before it was written ({written_from})");
+    DeadLettered { topic, probe, dead, report }
 }
 
 /// What [`dead_lettered`] saw.

@@ -24,6 +24,9 @@ pub mod headers {
     pub const FIRST_FAILURE: &str = "tw-dlq-first-failure";
     /// The last failure, in milliseconds since the Unix epoch.
     pub const LAST_FAILURE: &str = "tw-dlq-last-failure";
+    /// When the original message was created (its own timestamp), in milliseconds since
+    /// the Unix epoch. The dead letter itself is stamped with the time it was written.
+    pub const ORIGINAL_TIMESTAMP: &str = "tw-dlq-original-timestamp";
     /// The consumer group that failed to process it.
     pub const GROUP: &str = "tw-dlq-group";
     /// Where the original sits in its broker (`partition 2 offset 41`, `sequence 17`),
@@ -34,7 +37,7 @@ pub mod headers {
     /// where [`ORIGINAL_POSITION`] says, for as long as the broker keeps it.
     pub const PAYLOAD_DROPPED: &str = "tw-dlq-payload-dropped";
     /// Every header this module writes, for stripping on redrive.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         ORIGINAL_TOPIC,
         ORIGINAL_KEY,
         ERROR,
@@ -42,6 +45,7 @@ pub mod headers {
         ATTEMPTS,
         FIRST_FAILURE,
         LAST_FAILURE,
+        ORIGINAL_TIMESTAMP,
         GROUP,
         ORIGINAL_POSITION,
         PAYLOAD_DROPPED,
@@ -58,8 +62,12 @@ type TopicFor = Arc<dyn Fn(&str) -> String + Send + Sync>;
 /// `tidewater_middleware::Retry` inside this middleware for in-place retries, or raise
 /// `max_deliveries` to let the broker redeliver first.
 ///
-/// The DLQ message keeps the payload, key, id, content type, timestamp and headers, and
-/// adds the [`headers`] that say where it came from and why it failed. If writing it
+/// The DLQ message keeps the payload, key, id, content type and headers, and adds the
+/// [`headers`] that say where it came from, when it was created and why it failed. It is
+/// stamped with the time it is written, not the original's: a broker that expires
+/// messages by their own timestamp (Kafka's time retention, on create time) would
+/// otherwise delete the dead letter of a message older than the dead-letter topic's
+/// retention at its next check, minutes after writing it. If writing it
 /// fails, the original is **not** settled and nothing is lost: a failure that may pass
 /// (the broker is down) goes on as a transient error, one that cannot (the DLQ topic
 /// does not exist, the name is invalid) as a permanent one, and either way the message
@@ -223,8 +231,10 @@ fn dead_letter_message(
     let message = delivery.message();
     let mut dead = message.clone();
     dead.stream = dlq_topic.into();
+    dead.timestamp = now;
     let h = &mut dead.headers;
     h.insert(headers::ORIGINAL_TOPIC, message.stream.as_str());
+    h.insert(headers::ORIGINAL_TIMESTAMP, unix_time::millis(message.timestamp).to_string());
     if let Some(key) = &message.key {
         let text = match std::str::from_utf8(key) {
             Ok(text) => text.to_owned(),
@@ -253,7 +263,9 @@ fn dead_letter_message(
 }
 
 /// A handler that publishes dead-lettered messages back to their original topic, without
-/// the DLQ headers, keeping id, key, payload and the other headers. Subscribe it to a DLQ
+/// the DLQ headers, keeping id, key, payload and the other headers, and stamped with the
+/// time of the redrive (the original's time is in the dead letter's
+/// [`headers::ORIGINAL_TIMESTAMP`]; see [`DeadLetter`] for why). Subscribe it to a DLQ
 /// topic once the cause is fixed:
 ///
 /// ```no_run
@@ -298,6 +310,10 @@ impl Handler for Redrive {
         };
         let mut again = dead.clone();
         again.stream = topic.into();
+        // Dead letters are redriven days later, often after the original topic's time
+        // retention: stamped with their old time, Kafka would delete them at its next
+        // retention check, before the topic's readers got to them.
+        again.timestamp = SystemTime::now();
         for name in headers::ALL {
             again.headers.remove(name);
         }

@@ -66,8 +66,9 @@ async fn poison_message_lands_in_dlq_with_every_header_and_original_is_settled()
         .group("billing");
     s.start().await.unwrap();
     let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
-    publish(&broker, Message::new("orders", "{}").with_id("m-1").with_key("cust-7").with_header("tenant", "acme"))
-        .await;
+    let created = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+    let poison = Message::new("orders", "{}").with_id("m-1").with_key("cust-7").with_header("tenant", "acme");
+    publish(&broker, poison.with_timestamp(created)).await;
 
     let dead = broker.wait_published("orders.dlq", 1, WAIT).await.unwrap();
     broker.wait_acked("orders", "billing", 1, WAIT).await.expect("original settled");
@@ -87,6 +88,9 @@ async fn poison_message_lands_in_dlq_with_every_header_and_original_is_settled()
     let first: u128 = h(dlq_headers::FIRST_FAILURE).parse().unwrap();
     let last: u128 = h(dlq_headers::LAST_FAILURE).parse().unwrap();
     assert!(before <= first && first <= last, "{before} <= {first} <= {last}");
+    assert_eq!(h(dlq_headers::ORIGINAL_TIMESTAMP), "1700000000123");
+    let stamped = d.timestamp.duration_since(UNIX_EPOCH).unwrap().as_millis();
+    assert!(before <= stamped, "stamped when written ({stamped}), not when created, which retention would expire");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "a permanent failure is not retried");
     assert_eq!(report.tasks[0].dead_lettered, 1, "{report:?}");
     assert_eq!(report.tasks[0].acked, 0, "a dead letter is not counted as processed: {report:?}");
@@ -291,9 +295,13 @@ async fn redrive_returns_dead_letters_to_their_topic() {
         .group("billing")
         .middleware(DeadLetter::new(broker.writer()));
     s.start().await.unwrap();
-    publish(&broker, Message::new("orders", "p").with_id("m-9").with_key("k").with_header("tenant", "acme")).await;
+    let created = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+    let poison = Message::new("orders", "p").with_id("m-9").with_key("k").with_header("tenant", "acme");
+    publish(&broker, poison.with_timestamp(created)).await;
     broker.wait_published("orders.dlq", 1, WAIT).await.unwrap();
     s.shutdown(WAIT).await;
+
+    let redriven_from = SystemTime::now();
 
     let mut s = scheduler(&broker);
     s.subscribe("orders.dlq", Redrive::new(broker.writer())).group("redrive");
@@ -305,6 +313,7 @@ async fn redrive_returns_dead_letters_to_their_topic() {
     assert_eq!(again.key_str(), Some("k"));
     assert_eq!(again.headers.get("tenant"), Some("acme"));
     assert!(dlq_headers::ALL.iter().all(|h| !again.headers.contains(h)), "{:?}", again.headers);
+    assert!(again.timestamp >= redriven_from, "stamped when redriven, not in 2023: {:?}", again.timestamp);
 }
 
 /// Before, a dead letter whose write was refused (here its original topic's name is not
