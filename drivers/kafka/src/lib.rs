@@ -32,6 +32,11 @@
 //! A record from another client without `tw-id` gets the id `<topic>-<partition>-<offset>`,
 //! the same on every redelivery, so deduplication works on it.
 //!
+//! On a topic with create-time timestamps (Kafka's default), time retention counts from
+//! the record's timestamp: a message stamped further back than the topic's `retention.ms`
+//! is deleted at the broker's next retention check, which may come before anyone reads
+//! it. Messages are stamped when made; dead letters and redrives when written.
+//!
 //! ```no_run
 //! use tidewater_core::{Bus, EventRegistry};
 //! use tidewater_kafka::{Kafka, KafkaConfig};
