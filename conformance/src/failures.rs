@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tidewater_core::dead_letter::headers;
-use tidewater_core::{unix_time, DeadLetter, Delivery, ReadTask, ShutdownReport, SubscriberScheduler};
+use tidewater_core::{
+    unix_time, DeadLetter, Delivery, Handler, ReadTask, Redrive, ShutdownReport, StartFrom, SubscriberScheduler,
+};
 
 use crate::cases::{topic, GRACE};
 use crate::support::{abandon_one, batch, ids, skip, subscribe, subscribe_with, write_each, Act, Probe};
@@ -95,6 +97,19 @@ pub async fn panics_reach_the_chain(f: Arc<dyn Fixture>) {
     assert_eq!(calls_of(&probe, &id).len(), 1, "dead-lettered at the first panic, called once");
     let task = &report.tasks[0];
     assert_eq!((task.panicked, task.dead_lettered, task.acked), (0, 1, 0), "{report:?}");
+
+    // Redriven at once, the message comes back to its topic, with its id. (JetStream
+    // took the redrive for a repeat of the original publish, which its duplicate window
+    // still held, and dropped it while acknowledging it.)
+    let back = Probe::succeeding();
+    let task = ReadTask::new(&run.topic).with_group("pc-redriven").with_start(StartFrom::Latest);
+    let mut sub = subscribe(&*f, task, back.clone()).await;
+    Redrive::new(f.writer().await).handle(run.dead.clone()).await.expect("the redrive writes");
+    let state = back.wait(f.capabilities().patience, "the redriven message", |s| !s.done.is_empty()).await;
+    sub.shutdown(GRACE).await;
+    let again = state.done[0].message();
+    assert_eq!(again.id, id);
+    assert!(headers::ALL.iter().all(|h| !again.headers.contains(h)), "{:?}", again.headers);
 }
 
 /// Case 16: A permanent failure goes to the default dead-letter queue when the chain has

@@ -36,7 +36,13 @@ pub mod headers {
     /// the broker takes: the original payload's size in bytes. The original is then only
     /// where [`ORIGINAL_POSITION`] says, for as long as the broker keeps it.
     pub const PAYLOAD_DROPPED: &str = "tw-dlq-payload-dropped";
-    /// Every header this module writes, for stripping on redrive.
+    /// Set by [`Redrive`](crate::Redrive) on the message it writes back, and not
+    /// stripped: the dead letter's last failure, in milliseconds since the Unix epoch.
+    /// It tells this write of the message from its original publish and from other
+    /// redrives, for brokers that drop a repeated message id as a duplicate (JetStream,
+    /// within its duplicate window).
+    pub const REDRIVEN: &str = "tw-redriven";
+    /// Every header a dead letter carries, for stripping on redrive.
     pub const ALL: [&str; 11] = [
         ORIGINAL_TOPIC,
         ORIGINAL_KEY,
@@ -263,10 +269,10 @@ fn dead_letter_message(
 }
 
 /// A handler that publishes dead-lettered messages back to their original topic, without
-/// the DLQ headers, keeping id, key, payload and the other headers, and stamped with the
-/// time of the redrive (the original's time is in the dead letter's
-/// [`headers::ORIGINAL_TIMESTAMP`]; see [`DeadLetter`] for why). Subscribe it to a DLQ
-/// topic once the cause is fixed:
+/// the DLQ headers, keeping id, key, payload and the other headers. The message written
+/// back is stamped with the time of the redrive (the original's time is in the dead
+/// letter's [`headers::ORIGINAL_TIMESTAMP`]; see [`DeadLetter`] for why) and carries
+/// [`headers::REDRIVEN`]. Subscribe it to a DLQ topic once the cause is fixed:
 ///
 /// ```no_run
 /// # async fn demo(bus: &mut tidewater_core::Bus, writer: std::sync::Arc<dyn tidewater_core::Writer>) {
@@ -308,6 +314,10 @@ impl Handler for Redrive {
                 headers::ORIGINAL_TOPIC
             )));
         };
+        let failed_at = dead
+            .headers
+            .get(headers::LAST_FAILURE)
+            .map_or_else(|| unix_time::millis(dead.timestamp).to_string(), str::to_owned);
         let mut again = dead.clone();
         again.stream = topic.into();
         // Dead letters are redriven days later, often after the original topic's time
@@ -317,6 +327,7 @@ impl Handler for Redrive {
         for name in headers::ALL {
             again.headers.remove(name);
         }
+        again.headers.insert(headers::REDRIVEN, failed_at);
         self.writer.write(vec![again]).await.map_err(|err| match err.kind().refuses_the_message() {
             true => HandlerError::permanent(err),
             false => HandlerError::transient(err),

@@ -298,7 +298,7 @@ async fn redrive_returns_dead_letters_to_their_topic() {
     let created = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
     let poison = Message::new("orders", "p").with_id("m-9").with_key("k").with_header("tenant", "acme");
     publish(&broker, poison.with_timestamp(created)).await;
-    broker.wait_published("orders.dlq", 1, WAIT).await.unwrap();
+    let dead = broker.wait_published("orders.dlq", 1, WAIT).await.unwrap();
     s.shutdown(WAIT).await;
 
     let redriven_from = SystemTime::now();
@@ -313,6 +313,9 @@ async fn redrive_returns_dead_letters_to_their_topic() {
     assert_eq!(again.key_str(), Some("k"));
     assert_eq!(again.headers.get("tenant"), Some("acme"));
     assert!(dlq_headers::ALL.iter().all(|h| !again.headers.contains(h)), "{:?}", again.headers);
+    let failed_at = dead[0].headers.get(dlq_headers::LAST_FAILURE);
+    assert!(failed_at.is_some());
+    assert_eq!(again.headers.get(dlq_headers::REDRIVEN), failed_at, "which failure it was redriven from");
     assert!(again.timestamp >= redriven_from, "stamped when redriven, not in 2023: {:?}", again.timestamp);
 }
 

@@ -7,12 +7,20 @@
 //! | content type   | `Content-Type`   | what any client would look for |
 //! | timestamp      | `tw-time`        | milliseconds since the Unix epoch; left out when the id is a UUIDv7 made in the same millisecond, which carries it |
 //! | headers        | as they are      | |
+//!
+//! A dead letter and a message written back by `Redrive` carry the id of the message
+//! they stand for, which JetStream would drop as a repeat while its duplicate window
+//! (2 minutes by default) still holds the original, acknowledging it all the same. They
+//! go out with a `Nats-Msg-Id` of their own, `<id>:dead-letter:<ms>` or
+//! `<id>:redrive:<ms>` (the time of the failure that dead-lettered it), and the id in
+//! `tw-id`, which a reader takes before `Nats-Msg-Id`.
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
+use tidewater_core::dead_letter::headers::{LAST_FAILURE, REDRIVEN};
 use tidewater_core::id::uuid_v7_millis;
 use tidewater_core::{wire, Error, ErrorKind, Headers, Message, MessageId, Result, TopicName};
 
@@ -21,10 +29,11 @@ use crate::DRIVER;
 pub(crate) const MSG_ID: &str = "Nats-Msg-Id";
 pub(crate) const CONTENT_TYPE: &str = "Content-Type";
 
-const RESERVED: [&str; 4] = [MSG_ID, wire::KEY, CONTENT_TYPE, wire::TIMESTAMP];
+const RESERVED: [&str; 5] = [MSG_ID, wire::ID, wire::KEY, CONTENT_TYPE, wire::TIMESTAMP];
 
 // As header names made once: a name made from a `&str` is checked and copied each time.
 const MSG_ID_NAME: HeaderName = HeaderName::from_static(MSG_ID);
+const ID_NAME: HeaderName = HeaderName::from_static(wire::ID);
 const KEY_NAME: HeaderName = HeaderName::from_static(wire::KEY);
 const CONTENT_TYPE_NAME: HeaderName = HeaderName::from_static(CONTENT_TYPE);
 const TIMESTAMP_NAME: HeaderName = HeaderName::from_static(wire::TIMESTAMP);
@@ -86,11 +95,24 @@ impl Implied {
 
 /// The NATS headers for `message`, without what `implied` leaves out.
 pub(crate) fn to_nats(message: &Message, implied: &Implied) -> Result<HeaderMap> {
-    let mut h = all_but_id(message, implied)?;
+    let (mut h, again) = all_but_id(message, implied)?;
     if !message.id.is_empty() && !implied.no_ids {
-        h.insert(MSG_ID_NAME, message.id.as_str());
+        match again {
+            None => h.insert(MSG_ID_NAME, message.id.as_str()),
+            Some(Again { what, at }) => {
+                h.insert(MSG_ID_NAME, format!("{}:{what}:{at}", message.id));
+                h.insert(ID_NAME, message.id.as_str());
+            }
+        }
     }
     Ok(h)
+}
+
+/// A message that is written again under its id: a dead letter, or one redriven from
+/// the dead-letter topic, and the time of the failure that dead-lettered it.
+struct Again<'a> {
+    what: &'static str,
+    at: &'a str,
 }
 
 /// The NATS headers for `message`, or `None` when `implied` leaves none to send: then
@@ -110,9 +132,10 @@ pub(crate) fn into_nats(message: Message, implied: &Implied) -> Result<(TopicNam
 }
 
 /// The headers of `message` but its id, which is checked when it is sent, and but what
-/// `implied` leaves out.
-fn all_but_id(message: &Message, implied: &Implied) -> Result<HeaderMap> {
+/// `implied` leaves out; and whether it is written again under its id.
+fn all_but_id<'a>(message: &'a Message, implied: &Implied) -> Result<(HeaderMap, Option<Again<'a>>)> {
     let mut h = HeaderMap::new();
+    let (mut dead_letter, mut redriven) = (None, None);
     for (name, value) in message.headers.iter() {
         let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
         if !valid_name || RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
@@ -123,9 +146,23 @@ fn all_but_id(message: &Message, implied: &Implied) -> Result<HeaderMap> {
         match name {
             wire::EVENT_TYPE => h.insert(EVENT_TYPE_NAME, value),
             wire::CORRELATION_ID => h.insert(CORRELATION_ID_NAME, value),
-            _ => h.insert(name, value),
+            _ => {
+                if name == LAST_FAILURE {
+                    dead_letter = Some(value);
+                } else if name == REDRIVEN {
+                    redriven = Some(value);
+                }
+                h.insert(name, value)
+            }
         }
     }
+    // A redriven message that failed again keeps its redrive header in its dead letter:
+    // the dead-lettering is the later write.
+    let again = match (dead_letter, redriven) {
+        (Some(at), _) => Some(Again { what: "dead-letter", at }),
+        (None, Some(at)) => Some(Again { what: "redrive", at }),
+        (None, None) => None,
+    };
     if let Some(key) = &message.key {
         let key = std::str::from_utf8(key).map_err(|_| {
             invalid(message, format!("the key of {} is not UTF-8; NATS headers carry text", wire::which(message)))
@@ -138,7 +175,7 @@ fn all_but_id(message: &Message, implied: &Implied) -> Result<HeaderMap> {
         h.insert(CONTENT_TYPE_NAME, ct);
     }
     if implied.no_ids {
-        return Ok(h);
+        return Ok((h, again));
     }
     // A UUIDv7 id (tidewater's default) parses as 36 hex digits and hyphens, so it needs
     // no search for line breaks.
@@ -153,7 +190,7 @@ fn all_but_id(message: &Message, implied: &Implied) -> Result<HeaderMap> {
     if id_millis != Some(millis) {
         h.insert(TIMESTAMP_NAME, millis.to_string());
     }
-    Ok(h)
+    Ok((h, again))
 }
 
 /// The bytes the server counts against its `max_payload` for a message: the header block
@@ -216,13 +253,15 @@ pub(crate) fn from_nats(
     // One pass over the headers, rather than a lookup for each field: a lookup hashes
     // the name with SipHash, and four of them cost more than the rest of this function.
     // Names match without regard to case, as HTTP-style header names do.
-    let (mut id, mut key, mut content_type, mut time) = (None, None, None, None);
+    let (mut id, mut tw_id, mut key, mut content_type, mut time) = (None, None, None, None, None);
     let mut user = Headers::new();
     for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
         let name: &str = name.as_ref();
         let (Some(first), Some(last)) = (values.first(), values.last()) else { continue };
         if is(name, MSG_ID) {
             id = Some(first.as_str());
+        } else if is(name, wire::ID) {
+            tw_id = Some(first.as_str());
         } else if is(name, wire::KEY) {
             key = Some(first.as_str());
         } else if is(name, CONTENT_TYPE) {
@@ -233,6 +272,7 @@ pub(crate) fn from_nats(
             user.insert_read(name, last.as_str());
         }
     }
+    let id = tw_id.or(id);
     let timestamp = time
         .and_then(|ms| ms.parse::<u64>().ok())
         .or_else(|| id.and_then(uuid_v7_millis))
@@ -303,6 +343,30 @@ pub(crate) fn check_subject(subject: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dead letter and a redriven message go out under a `Nats-Msg-Id` of their own,
+    /// so that JetStream does not drop them as repeats of the original, and are read back
+    /// with the original's id.
+    #[test]
+    fn messages_written_again_have_a_publish_id_of_their_own() {
+        let original = Message::new("orders", "p").with_id("id-1").with_header("tenant", "acme");
+        let plain = to_nats(&original, &Implied::default()).unwrap();
+        assert!(plain.get(wire::ID).is_none(), "a message written once needs no second id");
+        let dead = original.clone().with_header(LAST_FAILURE, "1700000000123").with_header(REDRIVEN, "1600000000000");
+        let redriven = original.clone().with_header(REDRIVEN, "1700000000123");
+        for (message, publish_id) in
+            [(dead, "id-1:dead-letter:1700000000123"), (redriven, "id-1:redrive:1700000000123")]
+        {
+            let h = to_nats(&message, &Implied::default()).unwrap();
+            assert_eq!(h.get(MSG_ID).unwrap().as_str(), publish_id);
+            assert_eq!(h.get(wire::ID).unwrap().as_str(), "id-1");
+            let got = from_nats("orders", Some(&h), message.payload.clone(), || unreachable!(), None, None);
+            assert_eq!(got.id, "id-1");
+            assert_eq!(got.headers, message.headers, "tw-id is not a header of the message");
+        }
+        let taken = original.with_header(wire::ID, "x");
+        assert_eq!(to_nats(&taken, &Implied::default()).unwrap_err().kind(), ErrorKind::InvalidInput);
+    }
 
     #[test]
     fn fields_survive_the_round_trip() {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use tidewater_core::testing::Recorder;
 use tidewater_core::{
-    handler_fn, Delivery, Driver, ErrorKind, EventRegistry, HandlerError, IdFactory, Message, Publisher,
-    SubscriberScheduler, UuidV7Ids,
+    handler_fn, DeadLetter, Delivery, Driver, ErrorKind, EventRegistry, Handler, HandlerError, IdFactory, Message,
+    Publisher, Redrive, SubscriberScheduler, UuidV7Ids,
 };
 use tidewater_nats::{JetStream, JetStreamConfig, NatsConfig, NatsCore};
 
@@ -234,6 +234,32 @@ async fn jetstream_drops_a_republished_message_id() {
     w.write(vec![Message::new(&topic, "other").with_id("different")]).await.unwrap();
     let mut stream = js.context().get_stream(topic.replace('.', "_")).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 2, "Nats-Msg-Id de-duplicated the retries");
+}
+
+/// A stream over a whole subtree holds a topic and its dead-letter topic: the dead letter
+/// and the message redriven from it carry the original's id, and each is stored, not
+/// dropped as a repeat of the original within the duplicate window.
+#[tokio::test]
+async fn dead_letters_and_redrives_in_the_originals_stream_are_kept() {
+    let js = js(JetStreamConfig::default()).await;
+    let base = subject("shop");
+    js.create_stream(&base.replace('.', "_"), &[format!("{base}.>").as_str()]).await.unwrap();
+    let topic = format!("{base}.orders");
+    let dead_letters = Recorder::new();
+    let mut s = SubscriberScheduler::new(js.reader(), EventRegistry::new());
+    s.subscribe(topic.clone(), handler_fn(|_d: Delivery| async { Err::<(), _>(HandlerError::permanent("bug")) }))
+        .group("billing")
+        .middleware(DeadLetter::new(js.writer()));
+    s.subscribe(format!("{topic}.dlq"), dead_letters.clone()).group("dlq");
+    s.start().await.unwrap();
+    js.writer().write(vec![Message::new(&topic, "p").with_id("order-1")]).await.unwrap();
+    let dead = dead_letters.wait_for(1, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+    assert_eq!(dead[0].message().id, "order-1");
+
+    Redrive::new(js.writer()).handle(dead[0].clone()).await.unwrap();
+    let mut stream = js.context().get_stream(base.replace('.', "_")).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 3, "the original, its dead letter and its redrive");
 }
 
 #[tokio::test]
