@@ -319,6 +319,37 @@ async fn redrive_returns_dead_letters_to_their_topic() {
     assert!(again.timestamp >= redriven_from, "stamped when redriven, not in 2023: {:?}", again.timestamp);
 }
 
+/// A dead-lettered message was not processed, so `Deduplicate` does not remember it, in
+/// whichever order the two are chained: outside the dead letter, it once took the dead
+/// letter's `Ok` for a success and skipped the redriven message as a duplicate.
+#[tokio::test]
+async fn a_redriven_message_is_not_a_duplicate_of_its_dead_letter() {
+    redriven_after_dedup_outside_the_dead_letter(Deduplicate::in_memory()).await;
+    redriven_after_dedup_outside_the_dead_letter(Deduplicate::new(MokaDedupStorage::default())).await;
+}
+
+async fn redriven_after_dedup_outside_the_dead_letter(dedup: Deduplicate) {
+    let broker = MemoryBroker::new();
+    let mut s = scheduler(&broker);
+    s.with_middleware(dedup);
+    s.with_middleware(DeadLetter::new(broker.writer()));
+    let calls = Arc::new(AtomicU32::new(0));
+    s.subscribe("orders", counting(&calls, |n| if n == 1 { Err(HandlerError::permanent("bug")) } else { Ok(()) }))
+        .group("billing");
+    s.start().await.unwrap();
+    publish(&broker, Message::new("orders", "p").with_id("m-4")).await;
+    broker.wait_published("orders.dlq", 1, WAIT).await.unwrap();
+
+    let mut redrive = scheduler(&broker);
+    redrive.subscribe("orders.dlq", Redrive::new(broker.writer())).group("redrive");
+    redrive.start().await.unwrap();
+    broker.wait_acked("orders", "billing", 2, WAIT).await.expect("the redriven message settled");
+    redrive.shutdown(WAIT).await;
+    let report = s.shutdown(WAIT).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "the redriven message reached the handler");
+    assert_eq!(report.tasks[0].acked, 1, "{report:?}");
+}
+
 /// Before, a dead letter whose write was refused (here its original topic's name is not
 /// valid) failed transiently, so it came back after every nack delay, for good.
 #[tokio::test]

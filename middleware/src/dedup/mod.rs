@@ -55,7 +55,9 @@ pub trait DeduplicationStorage: Send + Sync + 'static {
 
 /// Skips messages this consumer group already processed: a duplicate is acked without
 /// calling the handler. A message whose handler fails (or whose call is cancelled) is
-/// not remembered, so it is processed again when it comes back.
+/// not remembered, so it is processed again when it comes back; nor is one that a
+/// [`DeadLetter`](tidewater_core::DeadLetter) inside this middleware dead-lettered, so its
+/// redrive is processed, not skipped.
 ///
 /// The default store claims an id when it checks it, in the same step, and forgets the
 /// claim if the handler fails: so a second delivery of an id that arrives while the
@@ -98,13 +100,15 @@ impl Deduplicate {
     }
 }
 
-/// Through the trait, for a storage other than the default.
+/// Through the trait, for a storage other than the default. `held` is a handle on
+/// `delivery`, which the key borrows from while the handler has the delivery.
 async fn through_trait<N: Inner>(
     storage: &dyn DeduplicationStorage,
-    key: DedupKey<'_>,
+    held: &Delivery,
     delivery: Delivery,
     next: N,
 ) -> Result<(), HandlerError> {
+    let key = DedupKey::of(held);
     match storage.is_duplicate(&key).await {
         Ok(true) => {
             skipped(&delivery, key);
@@ -114,6 +118,10 @@ async fn through_trait<N: Inner>(
         Err(err) => tracing::warn!(id = %key.id, error = %err, "dedup check failed; processing anyway"),
     }
     next.run(delivery).await?;
+    // Dead-lettered inside this middleware, it was not processed (see `around`).
+    if held.is_dead_lettered() {
+        return Ok(());
+    }
     if let Err(err) = storage.commit(&key).await {
         tracing::warn!(id = %key.id, error = %err, "dedup commit failed; a redelivery would be processed again");
     }
@@ -156,8 +164,12 @@ impl Around for Deduplicate {
                     return Ok(());
                 };
                 let mut claim = Claim { store, fingerprint, at: Some(at) };
+                // A dead letter middleware inside this one answers `Ok` for a message it
+                // dead-lettered, which was not processed: remembered, its redrive would
+                // be skipped as a duplicate.
+                let watch = delivery.clone();
                 let result = next.run(delivery).await;
-                if result.is_ok() {
+                if result.is_ok() && !watch.is_dead_lettered() {
                     claim.at = None;
                 }
                 result
@@ -165,7 +177,7 @@ impl Around for Deduplicate {
             Storage::Other(store) => {
                 // The key borrows from this handle while the handler has the delivery.
                 let held = delivery.clone();
-                through_trait(&**store, DedupKey::of(&held), delivery, next).await
+                through_trait(&**store, &held, delivery, next).await
             }
         }
     }
