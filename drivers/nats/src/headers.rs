@@ -11,16 +11,18 @@
 //! A dead letter and a message written back by `Redrive` carry the id of the message
 //! they stand for, which JetStream would drop as a repeat while its duplicate window
 //! (2 minutes by default) still holds the original, acknowledging it all the same. They
-//! go out with a `Nats-Msg-Id` of their own, `<id>:dead-letter:<ms>` or
-//! `<id>:redrive:<ms>` (the time of the failure that dead-lettered it), and the id in
-//! `tw-id`, which a reader takes before `Nats-Msg-Id`.
+//! go out with a `Nats-Msg-Id` of their own, and the id in `tw-id`, which a reader takes
+//! before `Nats-Msg-Id`: `<id>:dead-letter:<ms>`, with the message's first failure, the
+//! same on every try to write that dead letter, so the server still drops a retried
+//! write of it; or `<id>:redrive:<ms>`, with the dead letter's last failure, the same on
+//! every redrive of that dead letter.
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
-use tidewater_core::dead_letter::headers::{LAST_FAILURE, REDRIVEN};
+use tidewater_core::dead_letter::headers::{FIRST_FAILURE, REDRIVEN};
 use tidewater_core::id::uuid_v7_millis;
 use tidewater_core::{wire, Error, ErrorKind, Headers, Message, MessageId, Result, TopicName};
 
@@ -108,8 +110,8 @@ pub(crate) fn to_nats(message: &Message, implied: &Implied) -> Result<HeaderMap>
     Ok(h)
 }
 
-/// A message that is written again under its id: a dead letter, or one redriven from
-/// the dead-letter topic, and the time of the failure that dead-lettered it.
+/// A message that is written again under its id: a dead letter, with its first failure,
+/// or one redriven from the dead-letter topic, with the dead letter's last failure.
 struct Again<'a> {
     what: &'static str,
     at: &'a str,
@@ -147,7 +149,7 @@ fn all_but_id<'a>(message: &'a Message, implied: &Implied) -> Result<(HeaderMap,
             wire::EVENT_TYPE => h.insert(EVENT_TYPE_NAME, value),
             wire::CORRELATION_ID => h.insert(CORRELATION_ID_NAME, value),
             _ => {
-                if name == LAST_FAILURE {
+                if name == FIRST_FAILURE {
                     dead_letter = Some(value);
                 } else if name == REDRIVEN {
                     redriven = Some(value);
@@ -352,7 +354,7 @@ mod tests {
         let original = Message::new("orders", "p").with_id("id-1").with_header("tenant", "acme");
         let plain = to_nats(&original, &Implied::default()).unwrap();
         assert!(plain.get(wire::ID).is_none(), "a message written once needs no second id");
-        let dead = original.clone().with_header(LAST_FAILURE, "1700000000123").with_header(REDRIVEN, "1600000000000");
+        let dead = original.clone().with_header(FIRST_FAILURE, "1700000000123").with_header(REDRIVEN, "1600000000000");
         let redriven = original.clone().with_header(REDRIVEN, "1700000000123");
         for (message, publish_id) in
             [(dead, "id-1:dead-letter:1700000000123"), (redriven, "id-1:redrive:1700000000123")]

@@ -11,7 +11,7 @@
 //!
 //! | Message field  | NATS header      |
 //! |----------------|------------------|
-//! | id             | `Nats-Msg-Id` (JetStream de-duplicates by it); a dead letter and a redriven message, which repeat their original's id, go out under `<id>:dead-letter:<ms>` or `<id>:redrive:<ms>` with the id in `tw-id`, so JetStream does not drop them as repeats |
+//! | id             | `Nats-Msg-Id` (JetStream de-duplicates by it); a dead letter and a redriven message, which repeat their original's id, go out under `<id>:dead-letter:<first failure>` or `<id>:redrive:<the dead letter's last failure>` with the id in `tw-id`, so JetStream does not drop them as repeats (but still drops a retried write of either) |
 //! | key            | `tw-key` (must be UTF-8) |
 //! | content type   | `Content-Type`   |
 //! | timestamp      | `tw-time` (ms since the Unix epoch), left out when the id is a UUIDv7 made in the same millisecond (tidewater's default ids), whose first 48 bits hold it |
