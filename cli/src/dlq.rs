@@ -49,8 +49,9 @@ pub(crate) enum DlqAction {
     /// finished comes again on the next run. A dead letter that does not match the
     /// filters is passed over and acknowledged in the group too; give a filtered run a
     /// group of its own if a later run should see the rest. One that can never be
-    /// written back (its topic's name is not valid there, or the topic is gone) is named
-    /// on stderr and passed over as well, and the run ends with exit code 1. A write
+    /// written back (its topic's name is not valid there, or the topic is gone, or it was
+    /// written without its payload for being too large) is named on stderr and passed
+    /// over as well, and the run ends with exit code 1. A write
     /// refused for the writer's sake (not authorized, the broker gone) stops the redrive
     /// instead: that dead letter and the rest stay unread by the group for the next run,
     /// and the run ends with exit code 1.
@@ -175,18 +176,29 @@ pub(crate) async fn dlq(driver: &impl Driver, action: DlqAction) -> Outcome {
         DlqAction::Redrive { topic, filter, read, group, dry_run } => {
             if dry_run {
                 let now = SystemTime::now();
-                let would = Arc::new(AtomicU64::new(0));
-                let counted = Arc::clone(&would);
+                let (would, would_not) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+                let counted = (Arc::clone(&would), Arc::clone(&would_not));
                 scan(driver, &topic, &read, move |delivery| {
-                    if filter.matches(delivery, now) {
+                    if !filter.matches(delivery, now) {
+                        return Ok(Scan::More);
+                    }
+                    // `Redrive` refuses these: written back, each would be an empty message.
+                    if delivery.message().headers.contains(headers::PAYLOAD_DROPPED) {
+                        let line = summary(delivery, now);
+                        writeln!(std::io::stdout().lock(), "would not redrive (written without its payload) {line}")?;
+                        counted.1.fetch_add(1, Ordering::SeqCst);
+                    } else {
                         writeln!(std::io::stdout().lock(), "would redrive {}", summary(delivery, now))?;
-                        counted.fetch_add(1, Ordering::SeqCst);
+                        counted.0.fetch_add(1, Ordering::SeqCst);
                     }
                     Ok(Scan::More)
                 })
                 .await?;
-                let would = would.load(Ordering::SeqCst);
-                writeln!(std::io::stdout().lock(), "dry run: {would} would be redriven")?;
+                let (would, would_not) = (would.load(Ordering::SeqCst), would_not.load(Ordering::SeqCst));
+                match would_not {
+                    0 => writeln!(std::io::stdout().lock(), "dry run: {would} would be redriven")?,
+                    n => writeln!(std::io::stdout().lock(), "dry run: {would} would be redriven, {n} would not")?,
+                }
                 return Ok(());
             }
             redrive(driver, &topic, filter, &read, &group).await

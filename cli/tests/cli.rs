@@ -230,13 +230,30 @@ fn dlq_round_trip(url: &str, name: &str) {
         let (original, error) = ("tw-dlq-original-topic=no spaces", "tw-dlq-error=no such customer");
         ok(url, &["publish", &dlq, "d", "--header", original, "--header", error], None).trim().to_owned()
     };
+    // Nor is one written without its payload (too large for the dead-letter topic):
+    // before, it went back as an empty message under the original's id.
+    let emptied = {
+        let (original, error) = (format!("tw-dlq-original-topic={topic}"), "tw-dlq-error=no such customer");
+        let args =
+            ["publish", &dlq, "", "--header", &original, "--header", error, "--header", "tw-dlq-payload-dropped=1800"];
+        ok(url, &args, None).trim().to_owned()
+    };
+    let dry = run(&["dlq", "redrive", &dlq, "--reason", "customer", "--dry-run"]);
+    assert!(dry.contains(&format!("would not redrive (written without its payload) {emptied}")), "{dry}");
+    assert!(dry.ends_with("dry run: 3 would be redriven, 1 would not\n"), "{dry}");
     let out =
         tidewater(url, &["dlq", "redrive", &dlq, "--reason", "customer", "--group", "fixers", "--idle", "2s"], None);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "{stdout}");
-    assert_eq!(stdout, "redriven 0, passed over 0, not redriven 1\n", "{stderr}");
+    assert_eq!(stdout, "redriven 0, passed over 0, not redriven 2\n", "{stderr}");
     assert!(stderr.contains(&format!("not redriven: {bad}: invalid name")), "{stderr}");
-    assert!(stderr.contains("it stays in") && stderr.contains("another --group"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "not redriven: {emptied}: dead letter {emptied} on {dlq} was written without its payload"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("they stay in") && stderr.contains("another --group"), "{stderr}");
 }
 
 #[test]

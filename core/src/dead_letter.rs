@@ -14,7 +14,9 @@ pub mod headers {
     /// The message key as text; a key that is not UTF-8 is written as `hex:` and its
     /// bytes in hex. (The key also stays the DLQ message's own key.)
     pub const ORIGINAL_KEY: &str = "tw-dlq-original-key";
-    /// The last error and its causes.
+    /// The last error and its causes, cut after its first
+    /// [`ERROR_MAX_BYTES`](super::DeadLetter::ERROR_MAX_BYTES) bytes with a note of how
+    /// many were left out.
     pub const ERROR: &str = "tw-dlq-error";
     /// `transient` (retries ran out) or `permanent` (retrying could not help).
     pub const RECOVERY: &str = "tw-dlq-recovery";
@@ -34,7 +36,9 @@ pub mod headers {
     pub const ORIGINAL_POSITION: &str = "tw-dlq-original-position";
     /// Set when the payload was left out because the dead letter with it was larger than
     /// the broker takes: the original payload's size in bytes. The original is then only
-    /// where [`ORIGINAL_POSITION`] says, for as long as the broker keeps it.
+    /// where [`ORIGINAL_POSITION`] says, for as long as the broker keeps it, and
+    /// [`Redrive`](crate::Redrive) refuses such a dead letter rather than write back an
+    /// empty message.
     pub const PAYLOAD_DROPPED: &str = "tw-dlq-payload-dropped";
     /// Set by [`Redrive`](crate::Redrive) on the message it writes back, and not
     /// stripped: the dead letter's last failure, in milliseconds since the Unix epoch.
@@ -109,6 +113,11 @@ struct Failures {
 }
 
 impl DeadLetter {
+    /// The most of an error's text that [`headers::ERROR`] carries. An error that quotes
+    /// a whole response body would otherwise make a dead letter larger than the broker
+    /// takes even without its payload, and its message would come back for good.
+    pub const ERROR_MAX_BYTES: usize = 8 * 1024;
+
     /// Dead-letters through `writer` to `<topic>.dlq`, at the first failure that reaches it.
     pub fn new(writer: Arc<dyn Writer>) -> Self {
         Self {
@@ -248,7 +257,7 @@ fn dead_letter_message(
         };
         h.insert(headers::ORIGINAL_KEY, text);
     }
-    h.insert(headers::ERROR, err.chain());
+    h.insert(headers::ERROR, at_most(err.chain(), DeadLetter::ERROR_MAX_BYTES));
     h.insert(headers::RECOVERY, if err.is_transient() { "transient" } else { "permanent" });
     h.insert(headers::ATTEMPTS, failures.calls.to_string());
     h.insert(headers::FIRST_FAILURE, unix_time::millis(failures.first).to_string());
@@ -268,6 +277,22 @@ fn dead_letter_message(
     dead
 }
 
+/// `text` cut to its first `max` bytes or fewer (at a character's boundary) with a note of
+/// what was left out, or whole when it fits.
+fn at_most(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let left_out = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!("... ({left_out} bytes more)"));
+    text
+}
+
 /// A handler that publishes dead-lettered messages back to their original topic, without
 /// the DLQ headers, keeping id, key, payload and the other headers. The message written
 /// back is stamped with the time of the redrive (the original's time is in the dead
@@ -282,7 +307,10 @@ fn dead_letter_message(
 /// ```
 ///
 /// A message without the original-topic header is not a dead letter; it fails
-/// permanently rather than being guessed at. So does one whose write is refused for the
+/// permanently rather than being guessed at. So does a dead letter written without its
+/// payload ([`headers::PAYLOAD_DROPPED`]): written back, it would be an empty message
+/// under the original's id, so it stays where it is for its original to be published
+/// again from where it came from. So does one whose write is refused for the
 /// dead letter's own sake ([`ErrorKind::refuses_the_message`]: its original topic no
 /// longer exists where topics are not made on first use, say): with the bus's default dead
 /// letter it moves on to the dead-letter topic's own, rather than coming back after each
@@ -314,6 +342,13 @@ impl Handler for Redrive {
                 headers::ORIGINAL_TOPIC
             )));
         };
+        if let Some(size) = dead.headers.get(headers::PAYLOAD_DROPPED) {
+            return Err(HandlerError::permanent(format!(
+                "dead letter {} on {} was written without its payload of {size} bytes, too large for {}; \
+                 written back to {topic} it would be an empty message: publish the original again from its source",
+                dead.id, dead.stream, dead.stream
+            )));
+        }
         let failed_at = dead
             .headers
             .get(headers::LAST_FAILURE)

@@ -546,6 +546,49 @@ async fn a_dead_letter_too_large_for_the_broker_goes_without_its_payload() {
     assert!(dead[0].headers.get(dlq_headers::ORIGINAL_POSITION).unwrap().starts_with("partition "));
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one call, then out of the stream");
     assert_eq!(report.tasks[0].dead_lettered, 1);
+
+    // Written back, it would be an empty message under the original's id: before, a
+    // redrive did just that.
+    use tidewater_core::Handler as _;
+    let err = Redrive::new(broker.writer()).handle(delivered(dead[0].clone())).await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.to_string().contains("was written without its payload of 1800 bytes"), "{err}");
+    assert_eq!(broker.published("t").len(), 1, "nothing written back");
+}
+
+/// An error that quotes a whole response body made a dead letter larger than the broker
+/// takes even without its payload; its message then came back after every nack delay,
+/// for good. The error header keeps the error's beginning.
+#[tokio::test]
+async fn a_long_error_is_cut_in_its_dead_letter() {
+    let broker = MemoryBroker::with_config(tidewater_memory::MemoryConfig::default().max_message_bytes(64 * 1024));
+    let mut s = scheduler(&broker);
+    s.with_middleware(DeadLetter::new(broker.writer()));
+    let page = format!("gateway said: {}", "<p>é</p>".repeat(100_000));
+    let error = page.clone();
+    s.subscribe(
+        "t",
+        handler_fn(move |_d: Delivery| {
+            let err = HandlerError::permanent(error.clone());
+            async move { Err::<(), _>(err) }
+        }),
+    )
+    .group("g");
+    s.start().await.unwrap();
+    publish(&broker, Message::new("t", "p").with_id("m-1")).await;
+    let dead = broker.wait_published("t.dlq", 1, WAIT).await.unwrap();
+    broker.wait_acked("t", "g", 1, WAIT).await.unwrap();
+    s.shutdown(WAIT).await;
+    let said = dead[0].headers.get(dlq_headers::ERROR).unwrap();
+    let (kept, note) = said.split_once("... (").unwrap();
+    assert!(
+        kept.len() <= DeadLetter::ERROR_MAX_BYTES && kept.len() > DeadLetter::ERROR_MAX_BYTES - 4,
+        "{}",
+        kept.len()
+    );
+    assert!(page.starts_with(kept));
+    assert_eq!(note, format!("{} bytes more)", page.len() - kept.len()));
+    assert_eq!(dead[0].payload, "p", "the payload kept");
 }
 
 #[tokio::test]
