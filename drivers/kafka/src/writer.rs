@@ -25,7 +25,9 @@ use crate::DRIVER;
 /// CRC32 by default and put most keys elsewhere, unless they set `murmur2_random` or
 /// tidewater is set to [`Partitioner::ConsistentRandom`](crate::Partitioner::ConsistentRandom).
 /// Keyless messages are spread at random. When librdkafka's queue is full, the write waits for
-/// earlier messages to be acknowledged rather than fail.
+/// earlier messages to be acknowledged rather than fail. A message queued for a
+/// partition that turns out to be gone (its topic was deleted and made again with fewer)
+/// is queued once more, to a partition there is.
 pub struct KafkaWriter {
     producer: FutureProducer,
     topics: Arc<Topics>,
@@ -65,6 +67,24 @@ impl KafkaWriter {
         .with_topic(message.stream.clone()))
     }
 
+    /// Queues the messages of `batch` at `indexes` and waits for their deliveries: each
+    /// one that failed goes to `failures`, or to `again` when its partition was gone.
+    async fn queue_all(
+        &self,
+        batch: &[Message],
+        indexes: impl Iterator<Item = usize>,
+        failures: &mut Vec<(usize, Error)>,
+        again: &mut Vec<(usize, KafkaError)>,
+    ) {
+        let mut pending = VecDeque::with_capacity(batch.len());
+        for i in indexes {
+            self.enqueue(batch, i, &mut pending, failures, again).await;
+        }
+        for (i, delivery) in pending {
+            settle(batch, i, delivery.await, failures, again);
+        }
+    }
+
     /// Queues `batch[index]`, waiting for room in librdkafka's queue. A message
     /// librdkafka refuses goes to `failures`.
     async fn enqueue(
@@ -73,6 +93,7 @@ impl KafkaWriter {
         index: usize,
         pending: &mut VecDeque<(usize, DeliveryFuture)>,
         failures: &mut Vec<(usize, Error)>,
+        again: &mut Vec<(usize, KafkaError)>,
     ) {
         let message = &batch[index];
         let mut record = FutureRecord::to(&message.stream)
@@ -93,11 +114,7 @@ impl KafkaWriter {
                     // Room comes when earlier messages are acknowledged: wait for ours,
                     // or, when another writer filled the queue, a moment.
                     match pending.pop_front() {
-                        Some((i, delivery)) => {
-                            if let Err(err) = settle(&batch[i], delivery.await) {
-                                failures.push((i, err));
-                            }
-                        }
+                        Some((i, delivery)) => settle(batch, i, delivery.await, failures, again),
                         None => tokio::time::sleep(Duration::from_millis(5)).await,
                     }
                 }
@@ -110,13 +127,28 @@ impl KafkaWriter {
     }
 }
 
-/// The outcome of one delivery.
-fn settle(message: &Message, outcome: std::result::Result<OwnedDeliveryResult, Canceled>) -> Result<()> {
+/// Notes the outcome of `batch[index]`'s delivery: a failure goes to `failures`, or to
+/// `again` when the partition it was queued for is gone.
+fn settle(
+    batch: &[Message],
+    index: usize,
+    outcome: std::result::Result<OwnedDeliveryResult, Canceled>,
+    failures: &mut Vec<(usize, Error)>,
+    again: &mut Vec<(usize, KafkaError)>,
+) {
     match outcome {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err((err, _))) => Err(kafka_error(format!("{} was not written", wire::which(message)), err)),
-        Err(_) => Err(Error::closed("the producer was dropped before the broker answered").with_driver(DRIVER)),
+        Ok(Ok(_)) => {}
+        Ok(Err((err @ KafkaError::MessageProduction(RDKafkaErrorCode::UnknownPartition), _))) => {
+            again.push((index, err));
+        }
+        Ok(Err((err, _))) => failures.push((index, not_written(&batch[index], err))),
+        Err(_) => failures
+            .push((index, Error::closed("the producer was dropped before the broker answered").with_driver(DRIVER))),
     }
+}
+
+fn not_written(message: &Message, err: KafkaError) -> Error {
+    kafka_error(format!("{} was not written", wire::which(message)), err)
 }
 
 impl BrokerWriter for KafkaWriter {
@@ -140,15 +172,15 @@ impl BrokerWriter for KafkaWriter {
         for topic in runs {
             self.topics.ensure(topic).await?;
         }
-        let mut pending = VecDeque::with_capacity(batch.len());
-        let mut failures = Vec::new();
-        for i in 0..batch.len() {
-            self.enqueue(&batch, i, &mut pending, &mut failures).await;
-        }
-        for (i, delivery) in pending {
-            if let Err(err) = settle(&batch[i], delivery.await) {
-                failures.push((i, err));
-            }
+        let (mut failures, mut again) = (Vec::new(), Vec::new());
+        self.queue_all(&batch, 0..batch.len(), &mut failures, &mut again).await;
+        if !again.is_empty() {
+            // The topic was deleted and made again with fewer partitions: librdkafka
+            // learned it from these failures, and queued again, each message goes to a
+            // partition there is. Nothing of them was written, so nothing is doubled.
+            let gone = std::mem::take(&mut again);
+            self.queue_all(&batch, gone.into_iter().map(|(i, _)| i), &mut failures, &mut again).await;
+            failures.extend(again.into_iter().map(|(i, err)| (i, not_written(&batch[i], err))));
         }
         summarize(&batch, failures)
     }
