@@ -9,16 +9,19 @@ use tokio::net::TcpStream;
 
 use crate::config::Auth;
 use crate::record::short_topic;
+use crate::writer::Producers;
 use crate::{PulsarConfig, DRIVER};
 
 /// Creates partitioned topics, deletes and lists topics of the configured namespace.
 pub(crate) struct PulsarAdmin {
     config: Arc<PulsarConfig>,
+    /// The connection's producers, to forget those of a topic it deletes.
+    producers: Arc<Producers>,
 }
 
 impl PulsarAdmin {
-    pub(crate) fn new(config: Arc<PulsarConfig>) -> Self {
-        Self { config }
+    pub(crate) fn new(config: Arc<PulsarConfig>, producers: Arc<Producers>) -> Self {
+        Self { config, producers }
     }
 
     /// `/admin/v2/persistent/public/default` for `persistent://public/default/`.
@@ -150,18 +153,24 @@ impl Admin for PulsarAdmin {
     }
 
     /// Deletes the topic (partitioned or not) with its subscriptions, even while
-    /// consumers are connected.
+    /// consumers are connected, and drops this connection's producer for it. Kept, it
+    /// would reconnect to the partitions it knew by their own names
+    /// (`<topic>-partition-0`), which the broker makes as topics of their own where
+    /// topics are made on first use: its writes would be stored there and read by no
+    /// one, also after the topic is made again.
     async fn delete_topic(&self, topic: &str) -> Result<()> {
         let base = self.base()?;
         for path in [format!("{base}/{topic}/partitions?force=true"), format!("{base}/{topic}?force=true")] {
             match self.call("DELETE", &path, "").await? {
-                (200 | 204, _) => return Ok(()),
+                (200 | 204, _) => break,
                 (404, _) => continue,
                 (status, body) => {
                     return Err(Self::refused(format!("deleting topic {topic:?}"), status, &body).with_topic(topic))
                 }
             }
         }
+        // Also when it was gone already: deleted elsewhere, the producer is as stale.
+        self.producers.forget(topic);
         Ok(())
     }
 

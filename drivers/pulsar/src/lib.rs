@@ -41,6 +41,16 @@
 //! the batch that was acked can reach the dead-letter topic too (turn batching off on
 //! topics that use the policy, or use the dead-letter middleware).
 //!
+//! Deleting a topic that a service writes to: through this driver's admin
+//! ([`Driver::admin`] of the same [`Pulsar`]), the connection's producer for the topic
+//! goes with it, and the next write looks the topic up again (conformance case 29). A
+//! producer that outlives a deletion made elsewhere (another process, `pulsar-admin`)
+//! reconnects to the partitions it knew by their own names; a write to a partition
+//! that is gone fails and drops the producer, but where topics are made on first use
+//! the broker makes `<topic>-partition-0` a topic of its own, and writes there are
+//! stored and read by no one. Stop writers before deleting a topic elsewhere, or delete
+//! it through the driver.
+//!
 //! ```no_run
 //! use tidewater_core::{Bus, EventRegistry};
 //! use tidewater_pulsar::{Pulsar, PulsarConfig};
@@ -183,7 +193,7 @@ impl Driver for Pulsar {
     /// Needs [`PulsarConfig::admin_url`]: Pulsar administers topics only through its
     /// admin API.
     fn admin(&self) -> Arc<dyn Admin> {
-        Arc::new(admin::PulsarAdmin::new(Arc::clone(&self.config)))
+        Arc::new(admin::PulsarAdmin::new(Arc::clone(&self.config), Arc::clone(&self.producers)))
     }
 
     fn writer(&self) -> Arc<dyn Writer> {

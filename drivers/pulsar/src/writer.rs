@@ -68,9 +68,10 @@ impl Producers {
         .cloned()
     }
 
-    /// Forgets `topic`'s producer after it failed for good, so the next write makes a
-    /// new one.
-    fn forget(&self, topic: &str) {
+    /// Forgets `topic`'s producer after it failed for good or its topic was deleted, so
+    /// the next write makes a new one, looking the topic up again. (Dropped with the
+    /// last write that still holds it, the old one closes.)
+    pub(crate) fn forget(&self, topic: &str) {
         self.by_topic.lock().unwrap_or_else(|e| e.into_inner()).remove(topic);
     }
 
@@ -93,7 +94,7 @@ impl Producers {
             match producer.send_non_blocking(message).await {
                 Ok(receipt) => receipts.push(receipt),
                 Err(err) => {
-                    if kind_of(&err) == ErrorKind::Closed {
+                    if matches!(kind_of(&err), ErrorKind::Closed | ErrorKind::UnknownTopic) {
                         self.forget(topic);
                     }
                     return Err(pulsar_error("sending to Pulsar failed", err).with_topic(topic));
@@ -162,6 +163,12 @@ impl BrokerWriter for PulsarWriter {
             receipts.extend(messages.iter().zip(sent).map(|(m, receipt)| (topic.clone(), m.id.clone(), receipt)));
         }
         await_receipts(DRIVER, "stored", receipts, |e, topic| {
+            // The topic, or one of its partitions, is gone: deleted, perhaps made again
+            // with other partitions. A new producer looks it up again; this one would
+            // go on writing to the partitions it knew.
+            if kind_of(&e) == ErrorKind::UnknownTopic {
+                self.producers.forget(topic);
+            }
             pulsar_error("Pulsar did not store the message", e).with_topic(topic)
         })
         .await
