@@ -280,6 +280,47 @@ pub async fn topics_are_administered(f: Arc<dyn Fixture>) {
     }
 }
 
+/// Case 29: A topic deleted and made again is a new topic to the writer and the group
+/// that used it before: what the same writer writes after lands in it, and the same
+/// group reads all of that and nothing from before. Here it is made again with one
+/// partition, where it had the fixture's number: Kafka's producer, which had learned
+/// of partitions that were gone, failed the writes it had queued for them. On Pulsar,
+/// a producer kept from before the deletion wrote to its partitions' own names
+/// (`<topic>-partition-1`, which failed; `<topic>-partition-0`, which the broker made
+/// as a topic of its own, so that those writes were acknowledged and read by no one).
+///
+/// The group's subscription is stopped before the deletion, as brokers ask of a topic
+/// being deleted: a consumer left running on a deleted topic may make it again on
+/// its own (where topics are made on first use) or not notice the new one.
+pub async fn a_topic_made_again_is_a_new_topic(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    let admin = f.admin().await;
+    let topic = topic(&*f, "again").await;
+    let writer = f.writer().await;
+    let probe = Probe::succeeding();
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("again"), probe.clone()).await;
+    let before = batch(&topic, 6, |_, m| m);
+    let before_ids = ids(&before);
+    write_each(&*writer, before).await;
+    probe.wait_ids(caps.patience, &before_ids).await;
+    sub.shutdown(GRACE).await;
+
+    admin.delete_topic(&topic).await.expect("delete");
+    if let Err(err) = f.create_topic(&topic, 1).await {
+        panic!("making {topic} again right after its deletion failed: {err}");
+    }
+    let probe = Probe::succeeding();
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("again"), probe.clone()).await;
+    let after = batch(&topic, 6, |i, m| m.with_id(format!("{topic}-after-{i}")));
+    let after_ids = ids(&after);
+    write_each(&*writer, after).await;
+    let state = probe.wait_ids(caps.patience, &after_ids).await;
+    sub.shutdown(GRACE).await;
+    let stale: Vec<_> = state.done_ids().into_iter().filter(|id| before_ids.contains(id)).collect();
+    assert!(stale.is_empty(), "messages written before the deletion were read after it: {stale:?}");
+    admin.delete_topic(&topic).await.expect("delete");
+}
+
 /// Case 20: Concurrency `n` gives `n` handlers at once when keys are spread, on every
 /// driver: lanes and partitions are chosen by key, and a lane choice that followed the
 /// partition choice (both modulo the same hash) once left the memory driver's keyed

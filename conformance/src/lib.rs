@@ -40,7 +40,9 @@
 //!    group mapped to a broker's name for it never becomes another group's: two groups
 //!    whose names map to one are told apart or the second is refused (case 27).
 //! 5. `Driver::admin` creates, deletes and lists topics and tells a group's lag where
-//!    the broker can; the rest answers `Unsupported`. So do `Driver::transactions`
+//!    the broker can; the rest answers `Unsupported`. A topic deleted and made again
+//!    works again for the readers and writers that used it before (case 29): nothing a
+//!    driver keeps per topic may still point at what was deleted. So do `Driver::transactions`
 //!    (a driver whose deliveries can be committed in a transaction gives them an origin,
 //!    [`Delivery::with_origin`](tidewater_core::Delivery::with_origin)) and
 //!    `Driver::native_requests`, which may stay `None`.
@@ -279,7 +281,8 @@ macro_rules! conformance_tests {
             topics_are_administered, concurrency_runs_handlers_in_parallel, lag_drains_to_zero,
             batches_settle_each_delivery, transactions_land_whole_or_not_at_all, prefetch_bounds_read_ahead,
             fetches_stay_bounded_whatever_the_prefetch, nothing_stale_is_handed_out_after_a_nack,
-            groups_with_alike_names_stay_apart, a_stuck_key_holds_up_only_its_own_lane);
+            groups_with_alike_names_stay_apart, a_stuck_key_holds_up_only_its_own_lane,
+            a_topic_made_again_is_a_new_topic);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stress() {
@@ -387,6 +390,9 @@ macro_rules! __conformance_case {
     };
     ($make:path; a_stuck_key_holds_up_only_its_own_lane; [a_stuck_key_holds_up_only_its_own_lane : $why:literal $(, $r:ident : $rw:literal)*]) => {
         $crate::__conformance_test!($make; a_stuck_key_holds_up_only_its_own_lane; $why);
+    };
+    ($make:path; a_topic_made_again_is_a_new_topic; [a_topic_made_again_is_a_new_topic : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; a_topic_made_again_is_a_new_topic; $why);
     };
     ($make:path; [$skip:ident : $why:literal $(, $r:ident : $rw:literal)*]; $case:ident) => {
         $crate::__conformance_case!($make; $case; [$skip : $why $(, $r : $rw)*]);
