@@ -148,6 +148,15 @@ where
         let mut failed = BatchError::none();
         let (mut events, mut positions) = (Vec::with_capacity(batch.len()), Vec::with_capacity(batch.len()));
         for (i, delivery) in batch.iter().enumerate() {
+            // Another event type on the same topic is passed over, as a single typed
+            // handler does; before, one whose payload happened to decode as `E` was
+            // handed to `f` as an `E`.
+            if let Some(kind) = delivery.message().headers.get(crate::wire::EVENT_TYPE) {
+                if kind != E::TYPE {
+                    delivery.mark_skipped();
+                    continue;
+                }
+            }
             match self.codec.decode_message::<E>(delivery.message()) {
                 Ok(event) => {
                     events.push(event);

@@ -35,6 +35,7 @@ mod commit;
 pub mod context;
 pub mod dead_letter;
 mod delivery;
+mod dispatch;
 mod driver;
 mod error;
 mod event;

@@ -135,6 +135,7 @@ pub(crate) enum Count {
     Delivered,
     Acked,
     DeadLettered,
+    Skipped,
     Nacked,
     Failed,
     Retried,
@@ -153,7 +154,7 @@ pub struct TaskStats {
 impl TaskStats {
     /// A snapshot of the counters for `topic` and `group`.
     pub fn report(&self, topic: &str, group: Option<&str>) -> TaskReport {
-        let [fetches, fetched, delivered, acked, dead_lettered, nacked, failed, retried, panicked, abandoned, settle_errors, restarts] =
+        let [fetches, fetched, delivered, acked, dead_lettered, skipped, nacked, failed, retried, panicked, abandoned, settle_errors, restarts] =
             self.counts.each_ref().map(|c| c.load(Ordering::Relaxed));
         TaskReport {
             topic: topic.to_owned(),
@@ -163,6 +164,7 @@ impl TaskStats {
             delivered,
             acked,
             dead_lettered,
+            skipped,
             nacked,
             failed,
             retried,
@@ -202,6 +204,10 @@ pub struct TaskReport {
     /// Deliveries written to a dead-letter queue and then settled, so that they do not
     /// come again here (not counted in `acked`).
     pub dead_lettered: u64,
+    /// Deliveries passed over and settled as not for this task's handler: messages of
+    /// an event type it does not take, on a topic that carries several (not counted in
+    /// `acked`).
+    pub skipped: u64,
     /// Deliveries settled for redelivery.
     pub nacked: u64,
     /// Deliveries whose handler chain failed with an error and that were not

@@ -377,6 +377,7 @@ impl<H: Handler> Step<H> {
         match settled {
             Ok(()) => match settlement {
                 Settlement::Ack if delivery.is_dead_lettered() => self.stats.add(Count::DeadLettered, 1),
+                Settlement::Ack if delivery.is_skipped() => self.stats.add(Count::Skipped, 1),
                 Settlement::Ack => self.stats.add(Count::Acked, 1),
                 Settlement::Nack { .. } => self.stats.add(Count::Nacked, 1),
             },

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::dispatch::Dispatch;
 use crate::handler::{apply_chain, CatchPanic};
 use crate::monitor::{Monitor, RunningGuard, TaskView};
 use crate::reader::TaskStats;
@@ -49,6 +50,8 @@ pub struct TaskSpec {
     middleware: Vec<Arc<dyn Middleware>>,
     /// Set for a task whose handler takes batches.
     batch: Option<BatchSpec>,
+    /// The event type of a typed handler's task ([`SubscriberScheduler::subscribe_event`]).
+    event_type: Option<&'static str>,
 }
 
 /// Makes a typed handler from the scheduler's states.
@@ -143,6 +146,11 @@ impl ShutdownReport {
     /// Deliveries written to a dead-letter queue, over all tasks.
     pub fn dead_lettered(&self) -> u64 {
         self.tasks.iter().map(|t| t.dead_lettered).sum()
+    }
+
+    /// Deliveries passed over as not for their task's handler, over all tasks.
+    pub fn skipped(&self) -> u64 {
+        self.tasks.iter().map(|t| t.skipped).sum()
     }
 
     /// Handler calls abandoned at the deadline, over all tasks.
@@ -265,10 +273,21 @@ impl<C: Codec> SubscriberScheduler<C> {
     /// Subscribes a typed handler to the topic the registry gives its event: an async
     /// function (or closure) that takes the event and, after it, any of [`Delivery`],
     /// [`State<S>`](crate::State) or another [`FromDelivery`](crate::FromDelivery) (see
-    /// [`EventFn`]). A payload that does not decode, or a message whose event-type header
-    /// names another type, fails permanently (so it goes to the dead-letter queue) and
-    /// never reaches the handler. An event type with no route, or a state never given,
-    /// makes [`start`](Self::start) fail with an error that says so.
+    /// [`EventFn`]). A payload that does not decode fails permanently (so it goes to the
+    /// dead-letter queue) and never reaches the handler.
+    ///
+    /// A topic may carry several event types. A message whose event-type header
+    /// ([`wire::EVENT_TYPE`]) names another type is passed over: settled without a call,
+    /// and counted in [`TaskReport::skipped`], not dead-lettered, as another type on the
+    /// topic is no fault of the message. Typed handlers subscribed in one group to one
+    /// topic (their events routed there together) run as one subscription that hands
+    /// each message to the handler of its type, so a key's events keep their order
+    /// across types; as group members of their own, each would get some of the others'
+    /// messages and pass them over. Their settings must then agree, and two of them may
+    /// not take one type: [`start`](Self::start) says where they do not.
+    ///
+    /// An event type with no route, or a state never given, makes
+    /// [`start`](Self::start) fail with an error that says so.
     ///
     /// ```no_run
     /// # use serde::{Deserialize, Serialize};
@@ -296,7 +315,13 @@ impl<C: Codec> SubscriberScheduler<C> {
             }
             Err(err) => (H::Event::TYPE.to_owned(), Slot::Build(Box::new(move |_: &Extensions| Err(err)))),
         };
-        self.pending.push(TaskSpec { task: ReadTask::new(topic), handler: slot, middleware: Vec::new(), batch: None });
+        self.pending.push(TaskSpec {
+            task: ReadTask::new(topic),
+            handler: slot,
+            middleware: Vec::new(),
+            batch: None,
+            event_type: Some(H::Event::TYPE),
+        });
         self.pending.last_mut().expect("just pushed")
     }
 
@@ -304,7 +329,7 @@ impl<C: Codec> SubscriberScheduler<C> {
     /// [`BoxHandler`].
     pub fn add(&mut self, task: ReadTask, handler: impl Into<TaskHandler>) -> &mut TaskSpec {
         let handler = Slot::Ready(handler.into());
-        self.pending.push(TaskSpec { task, handler, middleware: Vec::new(), batch: None });
+        self.pending.push(TaskSpec { task, handler, middleware: Vec::new(), batch: None, event_type: None });
         self.pending.last_mut().expect("just pushed")
     }
 
@@ -369,7 +394,13 @@ impl<C: Codec> SubscriberScheduler<C> {
         let unused = TaskHandler::new(crate::handler_fn(|_d: Delivery| async {
             Err::<(), _>(HandlerError::permanent("a batch task's deliveries go to its batch handler"))
         }));
-        self.pending.push(TaskSpec { task, handler: Slot::Ready(unused), middleware: Vec::new(), batch: Some(spec) });
+        self.pending.push(TaskSpec {
+            task,
+            handler: Slot::Ready(unused),
+            middleware: Vec::new(),
+            batch: Some(spec),
+            event_type: None,
+        });
         self.pending.last_mut().expect("just pushed")
     }
 
@@ -384,6 +415,7 @@ impl<C: Codec> SubscriberScheduler<C> {
         // Everything that can be wrong before subscribing is checked for every task first,
         // so that a mistake starts nothing. The topic is checked here for every driver, so
         // a name that works in a test on the memory driver works on every broker.
+        self.join_typed()?;
         let mut handlers = Vec::with_capacity(self.pending.len());
         for spec in &mut self.pending {
             handlers.push(spec.resolve(&self.states)?);
@@ -425,6 +457,55 @@ impl<C: Codec> SubscriberScheduler<C> {
                     }));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Makes the pending typed handlers of one topic and group one task that hands each
+    /// message to the handler of its type ([`Dispatch`]). Members of a group split a
+    /// topic's messages, so as tasks of their own each would get some of the others'
+    /// messages and pass them over, and the others would never see them.
+    ///
+    /// They run as one subscription, so their settings must agree; two handlers of one
+    /// event type in one group, a group already read by a running typed task, and
+    /// driver options on any but the first are refused, saying why.
+    fn join_typed(&mut self) -> Result<()> {
+        let key = |spec: &TaskSpec| match (spec.event_type, &spec.task.group, &spec.batch) {
+            (Some(_), Some(group), None) => Some((spec.task.topic.clone(), group.clone())),
+            _ => None,
+        };
+        let mut i = 0;
+        while i < self.pending.len() {
+            let Some((topic, group)) = key(&self.pending[i]) else {
+                i += 1;
+                continue;
+            };
+            let same = |spec: &TaskSpec| key(spec).is_some_and(|(t, g)| t == topic && g == group);
+            if self.running.iter().any(|r| r.view.topic == topic && r.view.group.as_deref() == Some(&group)) {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "a typed handler of {:?} reads topic {topic} in group {group}, which a running task \
+                         already reads: subscribe a group's typed handlers of one topic before the same start",
+                        self.pending[i].event_type.unwrap_or_default()
+                    ),
+                ));
+            }
+            let mut mates = Vec::new();
+            let mut j = i + 1;
+            while j < self.pending.len() {
+                if same(&self.pending[j]) {
+                    mates.push(self.pending.remove(j));
+                } else {
+                    j += 1;
+                }
+            }
+            if !mates.is_empty() {
+                let first = &mut self.pending[i];
+                check_mates(first, &mates, &topic, &group)?;
+                join(first, mates, topic, group);
+            }
+            i += 1;
         }
         Ok(())
     }
@@ -541,6 +622,71 @@ async fn worker(
     }
 }
 
+/// Refuses to join `mates` to `first` where they cannot be one subscription.
+fn check_mates(first: &TaskSpec, mates: &[TaskSpec], topic: &str, group: &str) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "typed handlers read topic {topic} in group {group}, which makes them one subscription that hands \
+                 each event to the handler of its type; {why}"
+            ),
+        ))
+    };
+    let settings = |t: &ReadTask| (t.concurrency, t.start, t.nack_delay, t.prefetch);
+    let mut types = vec![first.event_type.unwrap_or_default()];
+    for mate in mates {
+        let kind = mate.event_type.unwrap_or_default();
+        if types.contains(&kind) {
+            return refuse(format!("two of them take {kind:?}: give one of them a group of its own"));
+        }
+        types.push(kind);
+        if settings(&mate.task) != settings(&first.task) {
+            return refuse(format!(
+                "the one of {kind:?} has other settings (concurrency, start, nack delay, prefetch: {:?}) than the \
+                 first, of {:?} ({:?}): give them the same",
+                settings(&mate.task),
+                types[0],
+                settings(&first.task)
+            ));
+        }
+        if !mate.task.options.is_empty() {
+            return refuse(format!(
+                "the one of {kind:?} has driver options: set them on the first subscribed, of {:?}",
+                types[0]
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Makes `first` the task of itself and its `mates`: a [`Dispatch`] over each handler in
+/// its own task middleware.
+fn join(first: &mut TaskSpec, mates: Vec<TaskSpec>, topic: String, group: String) {
+    let mut members = Vec::with_capacity(mates.len() + 1);
+    let own = std::mem::replace(&mut first.handler, Slot::Build(Box::new(|_| unreachable!("joined"))));
+    members.push((first.event_type.unwrap_or_default(), own, std::mem::take(&mut first.middleware)));
+    members.extend(mates.into_iter().map(|m| (m.event_type.unwrap_or_default(), m.handler, m.middleware)));
+    first.event_type = None;
+    first.handler = Slot::Build(Box::new(move |states: &Extensions| {
+        let mut by_type = Vec::with_capacity(members.len());
+        let mut dead_letters = true;
+        for (kind, slot, middleware) in members {
+            let handler = match slot {
+                Slot::Ready(handler) => handler,
+                Slot::Build(build) => build(states)?,
+            };
+            dead_letters &= handler.dead_letters() || middleware.iter().any(|m| m.dead_letters());
+            let handler = match middleware.is_empty() {
+                true => handler.boxed(),
+                false => apply_chain(Arc::new(CatchPanic(handler.boxed())), &middleware),
+            };
+            by_type.push((kind, handler));
+        }
+        Ok(TaskHandler::new(Dispatch { topic, group, by_type, dead_letters }))
+    }));
+}
+
 struct EventHandler<H: EventFn<T>, T, C> {
     f: H,
     parts: H::Parts,
@@ -559,10 +705,13 @@ where
         let expected = <H::Event as Event>::TYPE;
         if let Some(kind) = message.headers.get(wire::EVENT_TYPE) {
             if kind != expected {
-                return Err(HandlerError::permanent(Error::new(
-                    ErrorKind::Decode,
-                    format!("message {} is a {kind:?} event; this handler takes {expected:?}", message.id),
-                )));
+                // Another type on the same topic is no fault of the message: topics
+                // often carry several (a service's registry may route them together,
+                // and a producer may add one that this service does not know yet).
+                // Dead-lettered, every such message would fill the dead-letter queue.
+                tracing::debug!(id = %message.id, event_type = kind, takes = expected, "skipped: another event type");
+                delivery.mark_skipped();
+                return Ok(());
             }
         }
         let event: H::Event = self.codec.decode_message(message).map_err(HandlerError::permanent)?;

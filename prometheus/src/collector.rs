@@ -33,11 +33,12 @@ struct LagRow {
 /// A task counter: its name, help and where it is in a report.
 type CounterOf = (&'static str, &'static str, fn(&TaskReport) -> u64);
 
-const COUNTERS: [CounterOf; 9] = [
+const COUNTERS: [CounterOf; 10] = [
     ("messages_delivered", "Messages the broker handed to a handler.", |r| r.delivered),
     ("messages_acked", "Messages handled and settled as done.", |r| r.acked),
     ("messages_nacked", "Messages settled for redelivery.", |r| r.nacked),
     ("messages_dead_lettered", "Messages written to a dead-letter queue and settled.", |r| r.dead_lettered),
+    ("messages_skipped", "Messages of an event type the handler does not take, settled unhandled.", |r| r.skipped),
     ("handler_failures", "Deliveries whose handler failed with an error, not dead-lettered.", |r| r.failed),
     ("handler_panics", "Deliveries whose handler panicked, not dead-lettered.", |r| r.panicked),
     ("handler_retries", "Handler calls made again in place by retry middleware.", |r| r.retried),
@@ -96,7 +97,7 @@ impl Collector for TaskCollector {
             MetricType::Gauge,
         )?;
         for r in &reports {
-            let settled = r.acked + r.nacked + r.dead_lettered + r.settle_errors + r.abandoned;
+            let settled = r.acked + r.nacked + r.dead_lettered + r.skipped + r.settle_errors + r.abandoned;
             let in_flight = r.delivered.saturating_sub(settled);
             ConstGauge::new(i64::try_from(in_flight).unwrap_or(i64::MAX)).encode(family.encode_family(&labels(r))?)?;
         }

@@ -13,6 +13,7 @@
 //! | `tidewater_messages_acked_total` | topic, group | handled and settled as done |
 //! | `tidewater_messages_nacked_total` | topic, group | settled for redelivery |
 //! | `tidewater_messages_dead_lettered_total` | topic, group | written to a dead-letter queue |
+//! | `tidewater_messages_skipped_total` | topic, group | of an event type the task's handlers do not take, settled unhandled |
 //! | `tidewater_handler_failures_total` | topic, group | failed with an error and not dead-lettered (so redelivered) |
 //! | `tidewater_handler_panics_total` | topic, group | panicked and not dead-lettered |
 //! | `tidewater_settle_errors_total` | topic, group | settlements the broker did not take |

@@ -51,6 +51,7 @@ async fn the_numbers_are_what_the_run_did() {
     assert_eq!(get("tidewater_messages_published_total", &[("topic", "orders.dlq")]), Some(1.0), "{text}");
     assert_eq!(get("tidewater_messages_delivered_total", &task), Some(10.0), "{text}");
     assert_eq!(get("tidewater_messages_nacked_total", &task), Some(0.0), "{text}");
+    assert_eq!(get("tidewater_messages_skipped_total", &task), Some(0.0), "{text}");
     assert_eq!(get("tidewater_handler_retries_total", &task), Some(1.0), "{text}");
     assert_eq!(get("tidewater_handler_duration_seconds_count", &task), Some(10.0), "{text}");
     assert_eq!(get("tidewater_messages_in_flight", &task), Some(0.0), "{text}");

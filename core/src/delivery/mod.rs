@@ -2,13 +2,20 @@
 
 use std::any::Any;
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Message;
 
 mod spares;
+
+/// A delivery's fate when its handler returns `Ok`: processed, the default...
+const PROCESSED: u8 = 0;
+/// ...written to a dead-letter queue ([`Delivery::mark_dead_lettered`])...
+const DEAD_LETTERED: u8 = 1;
+/// ...or passed over as not for the handler ([`Delivery::mark_skipped`]).
+const SKIPPED: u8 = 2;
 
 /// How the broker behind a reader settles messages. Every [`Delivery`] says which one it
 /// is in, so a handler never has to guess.
@@ -102,7 +109,8 @@ struct Inner {
     group: Option<Arc<str>>,
     /// The delivery the runner handed out, when this one is an in-place retry of it.
     first: Option<Delivery>,
-    dead_lettered: AtomicBool,
+    /// What became of the message, when not processed: [`DEAD_LETTERED`] or [`SKIPPED`].
+    fate: AtomicU8,
     /// In-place retries made of the first delivery, counted there.
     retries: AtomicU32,
     /// What the driver that made the delivery needs to find it again (see
@@ -203,7 +211,7 @@ impl Delivery {
             position,
             group,
             first: None,
-            dead_lettered: AtomicBool::new(false),
+            fate: AtomicU8::new(PROCESSED),
             retries: AtomicU32::new(0),
             origin,
             note: [0; 3],
@@ -278,7 +286,7 @@ impl Delivery {
             position: self.0.position,
             group: self.0.group.clone(),
             first: Some(first),
-            dead_lettered: AtomicBool::new(false),
+            fate: AtomicU8::new(PROCESSED),
             retries: AtomicU32::new(0),
             origin: self.0.origin.clone(),
             note: self.0.note,
@@ -325,7 +333,21 @@ impl Delivery {
     /// returns `Ok`. For dead-letter middleware.
     pub fn mark_dead_lettered(&self) {
         let first = self.0.first.as_ref().unwrap_or(self);
-        first.0.dead_lettered.store(true, Ordering::Relaxed);
+        first.0.fate.store(DEAD_LETTERED, Ordering::Relaxed);
+    }
+
+    /// Records that the message was not for this handler (a typed handler's topic also
+    /// carries other event types), so that the scheduler counts it as skipped rather
+    /// than processed when the handler returns `Ok`.
+    pub fn mark_skipped(&self) {
+        let first = self.0.first.as_ref().unwrap_or(self);
+        first.0.fate.store(SKIPPED, Ordering::Relaxed);
+    }
+
+    /// Whether the message was passed over as not for this handler.
+    pub fn is_skipped(&self) -> bool {
+        let first = self.0.first.as_ref().unwrap_or(self);
+        first.0.fate.load(Ordering::Relaxed) == SKIPPED
     }
 
     /// How many in-place retries were made of this delivery so far.
@@ -337,7 +359,7 @@ impl Delivery {
     /// Whether the message was dead-lettered during this delivery.
     pub fn is_dead_lettered(&self) -> bool {
         let first = self.0.first.as_ref().unwrap_or(self);
-        first.0.dead_lettered.load(Ordering::Relaxed)
+        first.0.fate.load(Ordering::Relaxed) == DEAD_LETTERED
     }
 }
 

@@ -21,6 +21,8 @@ pub enum Outcome {
     Acked,
     /// It was written to a dead-letter queue and then acked.
     DeadLettered,
+    /// It was of an event type the typed handler does not take, and was acked unhandled.
+    Skipped,
     /// The handler failed (or panicked); it was nacked and comes again.
     Nacked,
 }
@@ -310,6 +312,7 @@ impl Handler for RecordingHandler {
         drop(running);
         let (outcome, error) = match &result {
             Ok(()) if delivery.is_dead_lettered() => (Outcome::DeadLettered, None),
+            Ok(()) if delivery.is_skipped() => (Outcome::Skipped, None),
             Ok(()) => (Outcome::Acked, None),
             Err(err) => (Outcome::Nacked, Some(err.to_string())),
         };
