@@ -161,6 +161,34 @@ async fn a_groups_typed_handlers_of_one_topic_each_get_their_own_events_in_order
     }
 }
 
+/// Joined, each handler keeps the middleware given to its own task.
+#[tokio::test]
+async fn joined_typed_handlers_keep_their_own_middleware() {
+    let broker = MemoryBroker::new();
+    let registry = EventRegistry::new().route::<OrderPlaced>("orders").route::<OrderCancelled>("orders");
+    let mut bus = Bus::new(&broker, registry);
+    bus.subscribe_event(|_o: OrderPlaced, d: Delivery| async move {
+        match d.attempt() {
+            1 => Err(HandlerError::transient("the database blinked")),
+            _ => Ok(()),
+        }
+    })
+    .group("billing")
+    .middleware(tidewater::middleware::Retry::new().max_attempts(2).min_delay(Duration::from_millis(1)));
+    bus.subscribe_event(|_o: OrderCancelled| async { Err::<(), _>(HandlerError::permanent("no such order")) })
+        .group("billing");
+    bus.start().await.unwrap();
+    let p = bus.publisher();
+    p.publish(&OrderPlaced { id: 1 }).await.unwrap();
+    p.publish(&OrderCancelled { id: 1 }).await.unwrap();
+    broker.wait_acked("orders", "billing", 2, WAIT).await.unwrap();
+    let report = bus.shutdown(WAIT).await.unwrap();
+    let task = &report.tasks[0];
+    assert_eq!((task.acked, task.retried, task.dead_lettered), (1, 1, 1), "{report:?}");
+    let dead = broker.published("orders.dlq");
+    assert_eq!(dead[0].headers.get(wire::EVENT_TYPE), Some("order.cancelled"), "the default dead letter took it");
+}
+
 /// Handlers of two event types on one topic, in groups of their own: each gets every
 /// message and passes over the other type's. Before, each dead-lettered the other's.
 #[tokio::test]
