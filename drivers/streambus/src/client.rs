@@ -240,10 +240,14 @@ impl Client {
         self.forget_topic(topic);
         let request = Request::DeleteTopic(DeleteTopicRequest { topic: topic.to_owned() });
         match self.call(request).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::UnknownTopic => Ok(()),
-            Err(e) => Err(e.with_topic(topic)),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::UnknownTopic => {}
+            Err(e) => return Err(e.with_topic(topic)),
         }
+        // Positions this driver keeps (v1.0.x brokers keep none) would skip the first
+        // records of a topic made again under the name. A later broker keeps a group's
+        // offsets itself, and the protocol has no request to drop them.
+        self.config.offset_store.forget_topic(topic).await.map_err(|e| e.with_topic(topic))
     }
 
     /// Every topic with its partition count.

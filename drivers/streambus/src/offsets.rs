@@ -18,6 +18,10 @@ pub trait OffsetStore: Send + Sync {
     async fn load(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>>;
     /// Stores positions of one group and topic.
     async fn commit(&self, group: &str, topic: &str, positions: &[(u32, u64)]) -> Result<()>;
+    /// Forgets every group's positions in `topic`, which the driver deleted: a topic made
+    /// again under its name is a new one, and positions kept from the old one would
+    /// skip its first records.
+    async fn forget_topic(&self, topic: &str) -> Result<()>;
 }
 
 /// Positions in memory, shared by every reader of one driver; lost when the process
@@ -36,6 +40,11 @@ impl OffsetStore for MemoryOffsets {
         for (p, o) in positions {
             map.insert((group.to_owned(), topic.to_owned(), *p), *o);
         }
+        Ok(())
+    }
+
+    async fn forget_topic(&self, topic: &str) -> Result<()> {
+        self.0.lock().unwrap().retain(|(_, t, _), _| t != topic);
         Ok(())
     }
 }
@@ -139,4 +148,40 @@ impl OffsetStore for FileOffsets {
         std::fs::rename(&tmp, &path).map_err(io("cannot replace the offset file"))?;
         Ok(())
     }
+
+    async fn forget_topic(&self, topic: &str) -> Result<()> {
+        let _guard = self.lock.lock().await;
+        let entries = std::fs::read_dir(&self.dir).map_err(io("cannot list the offset directory"))?;
+        for entry in entries {
+            let path = entry.map_err(io("cannot list the offset directory"))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(EXTENSION)) else {
+                continue;
+            };
+            // A short pair's file is named by its names in hex; a long pair's first
+            // line holds them.
+            let hex = match name.starts_with('s') {
+                false => name.to_owned(),
+                true => {
+                    let text = std::fs::read_to_string(&path).map_err(io("cannot read the offset file"))?;
+                    match text.lines().next().and_then(|l| l.strip_prefix(KEY)) {
+                        Some(hex) => hex.to_owned(),
+                        None => continue,
+                    }
+                }
+            };
+            if names_of(&hex).is_some_and(|(_, t)| t == topic) {
+                std::fs::remove_file(&path).map_err(io("cannot remove the offset file"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The group and topic a file's hex name holds.
+fn names_of(hex: &str) -> Option<(String, String)> {
+    let bytes: Option<Vec<u8>> =
+        (0..hex.len()).step_by(2).map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
+    let text = String::from_utf8(bytes?).ok()?;
+    let (group, topic) = text.split_once('\u{0}')?;
+    Some((group.to_owned(), topic.to_owned()))
 }

@@ -19,6 +19,10 @@ tidewater_conformance::conformance_tests!(
     fixture,
     ignore {
         prefetch_bounds_read_ahead:
-            "a StreamBus group's members own partitions: a partition's records wait for its owner"
+            "a StreamBus group's members own partitions: a partition's records wait for its owner",
+        a_topic_made_again_is_a_new_topic:
+            "a later StreamBus broker keeps group offsets in its group coordinator, apart from the topics (so \
+             the double does, as the broker's source reads; not seen on a real broker), and the protocol has no \
+             request to drop them: a group that read a deleted topic skips the first records of one made again"
     }
 );

@@ -301,6 +301,17 @@ async fn file_offsets_survive_a_new_store() {
     assert_eq!(again.load("billing", &long, 0).await.unwrap(), Some(3));
     assert_eq!(again.load("billing", &longer, 0).await.unwrap(), Some(4));
     assert_eq!(again.load("billings", &long, 0).await.unwrap(), None);
+
+    // A deleted topic's positions go, every group's, short names and long, and only
+    // that topic's.
+    store.commit("shipping", &long, &[(1, 2)]).await.unwrap();
+    store.forget_topic(&long).await.unwrap();
+    store.forget_topic("orders").await.unwrap();
+    let again = FileOffsets::new(&dir).unwrap();
+    assert_eq!(again.load("billing", &long, 0).await.unwrap(), None);
+    assert_eq!(again.load("shipping", &long, 1).await.unwrap(), None);
+    assert_eq!(again.load("g", "orders", 0).await.unwrap(), None);
+    assert_eq!(again.load("billing", &longer, 0).await.unwrap(), Some(4), "another topic's stay");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
