@@ -80,29 +80,32 @@ async fn unknown_event_types_are_errors_on_both_sides() {
 }
 
 #[tokio::test]
-async fn undecodable_payloads_go_to_the_dlq_and_other_event_types_are_skipped() {
+async fn undecodable_payloads_and_unknown_event_types_go_to_the_dlq_routed_ones_are_skipped() {
     // No middleware: the bus dead-letters to <topic>.dlq by itself.
     let broker = MemoryBroker::new();
-    let mut bus = Bus::new(&broker, EventRegistry::new().route::<OrderPlaced>("orders"));
+    let registry = EventRegistry::new().route::<OrderPlaced>("orders").route::<OrderCancelled>("orders");
+    let mut bus = Bus::new(&broker, registry);
     bus.subscribe_event(|_o: OrderPlaced, _d: Delivery| async { panic!("must not be called") }).group("g");
     bus.start().await.unwrap();
     let p = bus.publisher();
     p.publish_message(Message::new("orders", "{not json").with_content_type("application/json")).await.unwrap();
     p.publish_bytes("orders", r#"{"id":1}"#, "application/xml").await.unwrap();
-    // Another type on the topic (one this service does not even know) is not a bad
-    // message: it is passed over, not dead-lettered, and never decoded as an
-    // OrderPlaced, which its payload would be.
+    // A type this service does not know may be one a newer version of it handles, in
+    // the same group: dead-lettered, it can be redriven.
     p.publish_message(Message::new("orders", r#"{"id":1}"#).with_header(wire::EVENT_TYPE, "order.refunded"))
         .await
         .unwrap();
-    let dead = broker.wait_published("orders.dlq", 2, WAIT).await.unwrap();
-    broker.wait_acked("orders", "g", 3, WAIT).await.unwrap();
+    // One the registry routes to the topic is there on purpose: passed over, not
+    // dead-lettered, and never decoded as an OrderPlaced, which its payload would be.
+    p.publish(&OrderCancelled { id: 1 }).await.unwrap();
+    let dead = broker.wait_published("orders.dlq", 3, WAIT).await.unwrap();
+    broker.wait_acked("orders", "g", 4, WAIT).await.unwrap();
     let report = bus.shutdown(WAIT).await.unwrap();
-    assert_eq!((report.dead_lettered(), report.skipped(), report.acked()), (2, 1, 0), "{report:?}");
-    assert_eq!(broker.published("orders.dlq").len(), 2);
+    assert_eq!((report.dead_lettered(), report.skipped(), report.acked()), (3, 1, 0), "{report:?}");
+    assert_eq!(broker.published("orders.dlq").len(), 3);
     // Keyless messages spread over the partitions, so they may be handled in any order.
     let errors: Vec<&str> = dead.iter().map(|m| m.headers.get(dlq_headers::ERROR).unwrap()).collect();
-    for why in ["not valid JSON", "application/xml"] {
+    for why in ["not valid JSON", "application/xml", "\"order.refunded\" event, which this service's registry"] {
         assert_eq!(errors.iter().filter(|e| e.contains(why)).count(), 1, "one dead letter for {why}: {errors:?}");
     }
     assert!(dead.iter().all(|m| m.headers.get(dlq_headers::RECOVERY) == Some("permanent")));
@@ -243,6 +246,22 @@ async fn typed_handlers_that_cannot_share_a_subscription_are_refused() {
     bus.subscribe_event(ok).group("billing");
     let err = bus.start().await.unwrap_err();
     assert!(err.to_string().contains("two of them take \"order.placed\""), "{err}");
+
+    // Beside a task it cannot join, as two members of the group, it would pass over
+    // the other's events.
+    let mut bus = Bus::new(&broker, registry());
+    bus.subscribe_event(ok).group("billing");
+    bus.subscribe("orders", tidewater::handler_fn(|_d: Delivery| async { Ok::<_, HandlerError>(()) })).group("billing");
+    let err = bus.start().await.unwrap_err();
+    assert!(err.to_string().contains("beside a handler of its raw messages"), "{err}");
+    let mut bus = Bus::new(&broker, registry());
+    bus.subscribe_event(ok).group("billing");
+    bus.subscribe_event_batch(10, Duration::from_millis(5), |_b: Vec<OrderCancelled>| async {
+        Ok::<_, tidewater::BatchError>(())
+    })
+    .group("billing");
+    let err = bus.start().await.unwrap_err();
+    assert!(err.to_string().contains("beside a typed batch handler of \"order.cancelled\""), "{err}");
 
     let mut bus = Bus::new(&broker, registry());
     bus.subscribe_event(ok).group("billing");

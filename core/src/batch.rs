@@ -133,6 +133,7 @@ impl BatchSpec {
 pub(crate) struct EventBatch<E, F, C> {
     pub(crate) f: F,
     pub(crate) codec: Arc<C>,
+    pub(crate) registry: Arc<crate::EventRegistry>,
     pub(crate) _event: std::marker::PhantomData<fn() -> E>,
 }
 
@@ -148,12 +149,15 @@ where
         let mut failed = BatchError::none();
         let (mut events, mut positions) = (Vec::with_capacity(batch.len()), Vec::with_capacity(batch.len()));
         for (i, delivery) in batch.iter().enumerate() {
-            // Another event type on the same topic is passed over, as a single typed
+            // Another event type is passed over or dead-lettered, as a single typed
             // handler does; before, one whose payload happened to decode as `E` was
             // handed to `f` as an `E`.
             if let Some(kind) = delivery.message().headers.get(crate::wire::EVENT_TYPE) {
                 if kind != E::TYPE {
-                    delivery.mark_skipped();
+                    let takes = || format!("{:?}", E::TYPE);
+                    if let Err(err) = crate::dispatch::another_type(delivery, kind, &self.registry, takes) {
+                        failed = failed.fail(i, err);
+                    }
                     continue;
                 }
             }

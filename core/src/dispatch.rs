@@ -1,7 +1,37 @@
 //! One subscription for several typed handlers: a group's handlers of the event types
 //! that share a topic, each message handed to the handler of its type.
 
-use crate::{wire, BoxHandler, Delivery, Error, ErrorKind, Handler, HandlerError};
+use crate::{wire, BoxHandler, Delivery, Error, ErrorKind, EventRegistry, Handler, HandlerError};
+
+/// What becomes of a delivery of event type `kind`, which the typed handlers reading it
+/// (`takes`, for the error) do not take: passed over when the registry routes `kind` to
+/// the delivery's topic (the topic carries that type on purpose: it is for another
+/// group, or only published), else a permanent failure, so that it reaches the
+/// dead-letter queue. A type the registry does not know may be one that a newer version
+/// of the service, deployed alongside, handles: passed over, it would be lost to it.
+pub(crate) fn another_type(
+    delivery: &Delivery,
+    kind: &str,
+    registry: &EventRegistry,
+    takes: impl FnOnce() -> String,
+) -> Result<(), HandlerError> {
+    let message = delivery.message();
+    if registry.routes_to(kind, &message.stream) {
+        tracing::debug!(id = %message.id, event_type = kind, "skipped: an event type no handler here takes");
+        delivery.mark_skipped();
+        return Ok(());
+    }
+    Err(HandlerError::permanent(Error::new(
+        ErrorKind::Decode,
+        format!(
+            "message {} is a {kind:?} event, which this service's registry does not route to {}; the handlers \
+             here take {}",
+            message.id,
+            message.stream,
+            takes()
+        ),
+    )))
+}
 
 /// The typed handlers of one topic and group, by the event type each takes.
 ///
@@ -17,6 +47,8 @@ pub(crate) struct Dispatch {
     pub(crate) by_type: Vec<(&'static str, BoxHandler)>,
     /// Whether every handler's chain dead-letters by itself.
     pub(crate) dead_letters: bool,
+    /// To tell event types routed to the topic from unknown ones.
+    pub(crate) registry: std::sync::Arc<EventRegistry>,
 }
 
 impl Dispatch {
@@ -42,9 +74,7 @@ impl Handler for Dispatch {
             )));
         };
         let Some((_, handler)) = self.by_type.iter().find(|(t, _)| *t == kind) else {
-            tracing::debug!(id = %message.id, event_type = kind, "skipped: an event type no handler of the group takes");
-            delivery.mark_skipped();
-            return Ok(());
+            return another_type(&delivery, kind, &self.registry, || self.types());
         };
         let handler = BoxHandler::clone(handler);
         handler.handle(delivery).await

@@ -124,6 +124,11 @@ impl EventRegistry {
         })
     }
 
+    /// Whether events of the type named `event_type` are routed to `topic`.
+    pub(crate) fn routes_to(&self, event_type: &str, topic: &str) -> bool {
+        self.topics.get(event_type).is_some_and(|t| t.as_str() == topic)
+    }
+
     /// The registered (event type, topic) pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.topics.iter().map(|(t, topic)| (*t, topic.as_str()))

@@ -204,8 +204,8 @@ pub struct TaskReport {
     /// Deliveries written to a dead-letter queue and then settled, so that they do not
     /// come again here (not counted in `acked`).
     pub dead_lettered: u64,
-    /// Deliveries passed over and settled as not for this task's handler: messages of
-    /// an event type it does not take, on a topic that carries several (not counted in
+    /// Deliveries passed over and settled as not for this task's typed handlers: of an
+    /// event type they do not take that the registry routes to the topic (not counted in
     /// `acked`).
     pub skipped: u64,
     /// Deliveries settled for redelivery.

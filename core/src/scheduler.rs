@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::dispatch::Dispatch;
+use crate::dispatch::{another_type, Dispatch};
 use crate::handler::{apply_chain, CatchPanic};
 use crate::monitor::{Monitor, RunningGuard, TaskView};
 use crate::reader::TaskStats;
@@ -277,14 +277,19 @@ impl<C: Codec> SubscriberScheduler<C> {
     /// dead-letter queue) and never reaches the handler.
     ///
     /// A topic may carry several event types. A message whose event-type header
-    /// ([`wire::EVENT_TYPE`]) names another type is passed over: settled without a call,
-    /// and counted in [`TaskReport::skipped`], not dead-lettered, as another type on the
-    /// topic is no fault of the message. Typed handlers subscribed in one group to one
+    /// ([`wire::EVENT_TYPE`]) names another type that the registry routes to the same
+    /// topic is passed over: settled without a call and counted in
+    /// [`TaskReport::skipped`], not dead-lettered, as the topic carries it on purpose
+    /// (for another group, or only published). A type the registry does not know fails
+    /// permanently, so it reaches the dead-letter queue: it may be one that a newer
+    /// version of the service, deployed beside this one in the same group, handles, and
+    /// passed over it would be lost to it (route it to declare it known). Typed handlers subscribed in one group to one
     /// topic (their events routed there together) run as one subscription that hands
     /// each message to the handler of its type, so a key's events keep their order
     /// across types; as group members of their own, each would get some of the others'
-    /// messages and pass them over. Their settings must then agree, and two of them may
-    /// not take one type: [`start`](Self::start) says where they do not.
+    /// messages and pass them over. Their settings must then agree, two of them may not
+    /// take one type, and no other kind of task (a batch handler, one of raw messages)
+    /// may read the topic in the group: [`start`](Self::start) says where they do not.
     ///
     /// An event type with no route, or a state never given, makes
     /// [`start`](Self::start) fail with an error that says so.
@@ -304,12 +309,13 @@ impl<C: Codec> SubscriberScheduler<C> {
     /// # }
     /// ```
     pub fn subscribe_event<T: 'static, H: EventFn<T>>(&mut self, handler: H) -> &mut TaskSpec {
-        let codec = Arc::clone(&self.codec);
+        let (codec, registry) = (Arc::clone(&self.codec), Arc::clone(&self.registry));
         let (topic, slot) = match self.registry.topic_of::<H::Event>() {
             Ok(topic) => {
                 let build = move |states: &Extensions| -> Result<TaskHandler> {
                     let parts = H::resolve(states)?;
-                    Ok(TaskHandler::new(EventHandler { f: handler, parts, codec, _args: PhantomData::<fn() -> T> }))
+                    let _args = PhantomData::<fn() -> T>;
+                    Ok(TaskHandler::new(EventHandler { f: handler, parts, codec, registry, _args }))
                 };
                 (topic.to_owned(), Slot::Build(Box::new(build)))
             }
@@ -343,8 +349,13 @@ impl<C: Codec> SubscriberScheduler<C> {
         F: Fn(Vec<E>) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = crate::BatchResult> + Send + 'static,
     {
-        let handler = crate::batch::EventBatch { f, codec: Arc::clone(&self.codec), _event: PhantomData::<fn() -> E> };
-        match self.registry.topic_of::<E>() {
+        let handler = crate::batch::EventBatch {
+            f,
+            codec: Arc::clone(&self.codec),
+            registry: Arc::clone(&self.registry),
+            _event: PhantomData::<fn() -> E>,
+        };
+        let spec = match self.registry.topic_of::<E>() {
             Ok(topic) => {
                 let topic = topic.to_owned();
                 self.subscribe_batch(topic, max, linger, handler)
@@ -354,7 +365,9 @@ impl<C: Codec> SubscriberScheduler<C> {
                 spec.handler = Slot::Build(Box::new(move |_: &Extensions| Err(err)));
                 spec
             }
-        }
+        };
+        spec.event_type = Some(E::TYPE);
+        spec
     }
 
     /// Subscribes a batch handler to `topic`: it gets up to `max` deliveries at once, or
@@ -470,6 +483,7 @@ impl<C: Codec> SubscriberScheduler<C> {
     /// event type in one group, a group already read by a running typed task, and
     /// driver options on any but the first are refused, saying why.
     fn join_typed(&mut self) -> Result<()> {
+        self.refuse_mixed()?;
         let key = |spec: &TaskSpec| match (spec.event_type, &spec.task.group, &spec.batch) {
             (Some(_), Some(group), None) => Some((spec.task.topic.clone(), group.clone())),
             _ => None,
@@ -481,16 +495,6 @@ impl<C: Codec> SubscriberScheduler<C> {
                 continue;
             };
             let same = |spec: &TaskSpec| key(spec).is_some_and(|(t, g)| t == topic && g == group);
-            if self.running.iter().any(|r| r.view.topic == topic && r.view.group.as_deref() == Some(&group)) {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "a typed handler of {:?} reads topic {topic} in group {group}, which a running task \
-                         already reads: subscribe a group's typed handlers of one topic before the same start",
-                        self.pending[i].event_type.unwrap_or_default()
-                    ),
-                ));
-            }
             let mut mates = Vec::new();
             let mut j = i + 1;
             while j < self.pending.len() {
@@ -501,11 +505,56 @@ impl<C: Codec> SubscriberScheduler<C> {
                 }
             }
             if !mates.is_empty() {
+                let registry = Arc::clone(&self.registry);
                 let first = &mut self.pending[i];
                 check_mates(first, &mates, &topic, &group)?;
-                join(first, mates, topic, group);
+                join(first, mates, topic, group, registry);
             }
             i += 1;
+        }
+        Ok(())
+    }
+
+    /// Refuses a typed handler that would share its topic and group with a task it
+    /// cannot be joined to (a batch handler, or one of raw messages): as two members of
+    /// the group, it would pass over the events of other types it got, which the other
+    /// task should have had.
+    fn refuse_mixed(&self) -> Result<()> {
+        for (i, spec) in self.pending.iter().enumerate() {
+            let (Some(kind), Some(group)) = (spec.event_type, &spec.task.group) else {
+                continue;
+            };
+            let topic = &spec.task.topic;
+            if self.running.iter().any(|r| r.view.topic == *topic && r.view.group.as_ref() == Some(group)) {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "a typed handler of {kind:?} reads topic {topic} in group {group}, which a running task \
+                         already reads: subscribe a group's typed handlers of one topic before the same start"
+                    ),
+                ));
+            }
+            for (j, other) in self.pending.iter().enumerate() {
+                if i == j || other.task.topic != *topic || other.task.group.as_ref() != Some(group) {
+                    continue;
+                }
+                let what = match (other.event_type, other.batch.is_some()) {
+                    (Some(_), false) if spec.batch.is_none() => continue,
+                    (Some(other_kind), false) => format!("a typed handler of {other_kind:?}"),
+                    (Some(other_kind), true) => format!("a typed batch handler of {other_kind:?}"),
+                    (None, false) => "a handler of its raw messages".to_owned(),
+                    (None, true) => "a batch handler of its raw messages".to_owned(),
+                };
+                let this = if spec.batch.is_some() { "typed batch handler" } else { "typed handler" };
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "a {this} of {kind:?} reads topic {topic} in group {group} beside {what}: members of one \
+                         group split a topic's messages, so each would pass over events the other should get; give \
+                         one of them a group of its own"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -662,7 +711,7 @@ fn check_mates(first: &TaskSpec, mates: &[TaskSpec], topic: &str, group: &str) -
 
 /// Makes `first` the task of itself and its `mates`: a [`Dispatch`] over each handler in
 /// its own task middleware.
-fn join(first: &mut TaskSpec, mates: Vec<TaskSpec>, topic: String, group: String) {
+fn join(first: &mut TaskSpec, mates: Vec<TaskSpec>, topic: String, group: String, registry: Arc<EventRegistry>) {
     let mut members = Vec::with_capacity(mates.len() + 1);
     let own = std::mem::replace(&mut first.handler, Slot::Build(Box::new(|_| unreachable!("joined"))));
     members.push((first.event_type.unwrap_or_default(), own, std::mem::take(&mut first.middleware)));
@@ -683,7 +732,7 @@ fn join(first: &mut TaskSpec, mates: Vec<TaskSpec>, topic: String, group: String
             };
             by_type.push((kind, handler));
         }
-        Ok(TaskHandler::new(Dispatch { topic, group, by_type, dead_letters }))
+        Ok(TaskHandler::new(Dispatch { topic, group, by_type, dead_letters, registry }))
     }));
 }
 
@@ -691,6 +740,7 @@ struct EventHandler<H: EventFn<T>, T, C> {
     f: H,
     parts: H::Parts,
     codec: Arc<C>,
+    registry: Arc<EventRegistry>,
     _args: PhantomData<fn() -> T>,
 }
 
@@ -705,13 +755,7 @@ where
         let expected = <H::Event as Event>::TYPE;
         if let Some(kind) = message.headers.get(wire::EVENT_TYPE) {
             if kind != expected {
-                // Another type on the same topic is no fault of the message: topics
-                // often carry several (a service's registry may route them together,
-                // and a producer may add one that this service does not know yet).
-                // Dead-lettered, every such message would fill the dead-letter queue.
-                tracing::debug!(id = %message.id, event_type = kind, takes = expected, "skipped: another event type");
-                delivery.mark_skipped();
-                return Ok(());
+                return another_type(&delivery, kind, &self.registry, || format!("{expected:?}"));
             }
         }
         let event: H::Event = self.codec.decode_message(message).map_err(HandlerError::permanent)?;

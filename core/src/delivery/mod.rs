@@ -337,8 +337,8 @@ impl Delivery {
     }
 
     /// Records that the message was not for this handler (a typed handler's topic also
-    /// carries other event types), so that the scheduler counts it as skipped rather
-    /// than processed when the handler returns `Ok`.
+    /// carries other event types, routed there), so that the scheduler counts it as
+    /// skipped rather than processed when the handler returns `Ok`.
     pub fn mark_skipped(&self) {
         let first = self.0.first.as_ref().unwrap_or(self);
         first.0.fate.store(SKIPPED, Ordering::Relaxed);

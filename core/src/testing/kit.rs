@@ -21,7 +21,8 @@ pub enum Outcome {
     Acked,
     /// It was written to a dead-letter queue and then acked.
     DeadLettered,
-    /// It was of an event type the typed handler does not take, and was acked unhandled.
+    /// It was of an event type the typed handlers do not take, routed to its topic, and
+    /// was acked unhandled.
     Skipped,
     /// The handler failed (or panicked); it was nacked and comes again.
     Nacked,
