@@ -283,7 +283,10 @@ impl<C: Codec> SubscriberScheduler<C> {
     /// (for another group, or only published). A type the registry does not know fails
     /// permanently, so it reaches the dead-letter queue: it may be one that a newer
     /// version of the service, deployed beside this one in the same group, handles, and
-    /// passed over it would be lost to it (route it to declare it known). Typed handlers subscribed in one group to one
+    /// passed over it would be lost to it (route it to declare it known). For the same
+    /// reason, a handler added to a group for a type its registry already routed to the
+    /// topic misses what the group's older instances pass over during a rolling
+    /// deploy: give such a handler a group of its own. Typed handlers subscribed in one group to one
     /// topic (their events routed there together) run as one subscription that hands
     /// each message to the handler of its type, so a key's events keep their order
     /// across types; as group members of their own, each would get some of the others'
