@@ -240,6 +240,8 @@ async fn typed_handlers_that_cannot_share_a_subscription_are_refused() {
     let err = bus.start().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(err.to_string().contains("other settings") && err.to_string().contains("\"order.cancelled\""), "{err}");
+    let again = bus.start().await.unwrap_err();
+    assert_eq!(again.to_string(), err.to_string(), "a refusal leaves the tasks as they were");
 
     let mut bus = Bus::new(&broker, registry());
     bus.subscribe_event(ok).group("billing");

@@ -491,6 +491,22 @@ impl<C: Codec> SubscriberScheduler<C> {
             (Some(_), Some(group), None) => Some((spec.task.topic.clone(), group.clone())),
             _ => None,
         };
+        // Every set is checked before any is joined, so that a refusal leaves the
+        // pending tasks as they were.
+        let mut sets: Vec<((String, String), Vec<&TaskSpec>)> = Vec::new();
+        for spec in &self.pending {
+            if let Some(k) = key(spec) {
+                match sets.iter_mut().find(|(seen, _)| *seen == k) {
+                    Some((_, specs)) => specs.push(spec),
+                    None => sets.push((k, vec![spec])),
+                }
+            }
+        }
+        for ((topic, group), specs) in &sets {
+            if let [first, mates @ ..] = &specs[..] {
+                check_mates(first, mates, topic, group)?;
+            }
+        }
         let mut i = 0;
         while i < self.pending.len() {
             let Some((topic, group)) = key(&self.pending[i]) else {
@@ -509,9 +525,7 @@ impl<C: Codec> SubscriberScheduler<C> {
             }
             if !mates.is_empty() {
                 let registry = Arc::clone(&self.registry);
-                let first = &mut self.pending[i];
-                check_mates(first, &mates, &topic, &group)?;
-                join(first, mates, topic, group, registry);
+                join(&mut self.pending[i], mates, topic, group, registry);
             }
             i += 1;
         }
@@ -675,7 +689,7 @@ async fn worker(
 }
 
 /// Refuses to join `mates` to `first` where they cannot be one subscription.
-fn check_mates(first: &TaskSpec, mates: &[TaskSpec], topic: &str, group: &str) -> Result<()> {
+fn check_mates(first: &TaskSpec, mates: &[&TaskSpec], topic: &str, group: &str) -> Result<()> {
     let refuse = |why: String| {
         Err(Error::new(
             ErrorKind::Config,
