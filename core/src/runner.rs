@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
+use crate::delivery::Fate;
 use crate::hash::lane_of;
 use crate::reader::{Count, TaskStats};
 use crate::{
@@ -376,9 +377,11 @@ impl<H: Handler> Step<H> {
         };
         match settled {
             Ok(()) => match settlement {
-                Settlement::Ack if delivery.is_dead_lettered() => self.stats.add(Count::DeadLettered, 1),
-                Settlement::Ack if delivery.is_skipped() => self.stats.add(Count::Skipped, 1),
-                Settlement::Ack => self.stats.add(Count::Acked, 1),
+                Settlement::Ack => match delivery.fate() {
+                    Fate::Processed => self.stats.add(Count::Acked, 1),
+                    Fate::DeadLettered => self.stats.add(Count::DeadLettered, 1),
+                    Fate::Skipped => self.stats.add(Count::Skipped, 1),
+                },
                 Settlement::Nack { .. } => self.stats.add(Count::Nacked, 1),
             },
             Err(err) => {

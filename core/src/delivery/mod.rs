@@ -10,12 +10,16 @@ use crate::Message;
 
 mod spares;
 
-/// A delivery's fate when its handler returns `Ok`: processed, the default...
-const PROCESSED: u8 = 0;
-/// ...written to a dead-letter queue ([`Delivery::mark_dead_lettered`])...
-const DEAD_LETTERED: u8 = 1;
-/// ...or passed over as not for the handler ([`Delivery::mark_skipped`]).
-const SKIPPED: u8 = 2;
+/// What became of a delivery whose handler returned `Ok`, for the scheduler's counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Processed: the default.
+    Processed = 0,
+    /// Written to a dead-letter queue ([`Delivery::mark_dead_lettered`]).
+    DeadLettered = 1,
+    /// Passed over as not for the handler ([`Delivery::mark_skipped`]).
+    Skipped = 2,
+}
 
 /// How the broker behind a reader settles messages. Every [`Delivery`] says which one it
 /// is in, so a handler never has to guess.
@@ -109,7 +113,7 @@ struct Inner {
     group: Option<Arc<str>>,
     /// The delivery the runner handed out, when this one is an in-place retry of it.
     first: Option<Delivery>,
-    /// What became of the message, when not processed: [`DEAD_LETTERED`] or [`SKIPPED`].
+    /// What became of the message: a [`Fate`].
     fate: AtomicU8,
     /// In-place retries made of the first delivery, counted there.
     retries: AtomicU32,
@@ -211,7 +215,7 @@ impl Delivery {
             position,
             group,
             first: None,
-            fate: AtomicU8::new(PROCESSED),
+            fate: AtomicU8::new(Fate::Processed as u8),
             retries: AtomicU32::new(0),
             origin,
             note: [0; 3],
@@ -286,7 +290,7 @@ impl Delivery {
             position: self.0.position,
             group: self.0.group.clone(),
             first: Some(first),
-            fate: AtomicU8::new(PROCESSED),
+            fate: AtomicU8::new(Fate::Processed as u8),
             retries: AtomicU32::new(0),
             origin: self.0.origin.clone(),
             note: self.0.note,
@@ -333,7 +337,7 @@ impl Delivery {
     /// returns `Ok`. For dead-letter middleware.
     pub fn mark_dead_lettered(&self) {
         let first = self.0.first.as_ref().unwrap_or(self);
-        first.0.fate.store(DEAD_LETTERED, Ordering::Relaxed);
+        first.0.fate.store(Fate::DeadLettered as u8, Ordering::Relaxed);
     }
 
     /// Records that the message was not for this handler (a typed handler's topic also
@@ -341,13 +345,22 @@ impl Delivery {
     /// skipped rather than processed when the handler returns `Ok`.
     pub fn mark_skipped(&self) {
         let first = self.0.first.as_ref().unwrap_or(self);
-        first.0.fate.store(SKIPPED, Ordering::Relaxed);
+        first.0.fate.store(Fate::Skipped as u8, Ordering::Relaxed);
     }
 
     /// Whether the message was passed over as not for this handler.
     pub fn is_skipped(&self) -> bool {
+        self.fate() == Fate::Skipped
+    }
+
+    /// What became of the message, read once where the scheduler counts it.
+    pub(crate) fn fate(&self) -> Fate {
         let first = self.0.first.as_ref().unwrap_or(self);
-        first.0.fate.load(Ordering::Relaxed) == SKIPPED
+        match first.0.fate.load(Ordering::Relaxed) {
+            1 => Fate::DeadLettered,
+            2 => Fate::Skipped,
+            _ => Fate::Processed,
+        }
     }
 
     /// How many in-place retries were made of this delivery so far.
@@ -358,8 +371,7 @@ impl Delivery {
 
     /// Whether the message was dead-lettered during this delivery.
     pub fn is_dead_lettered(&self) -> bool {
-        let first = self.0.first.as_ref().unwrap_or(self);
-        first.0.fate.load(Ordering::Relaxed) == DEAD_LETTERED
+        self.fate() == Fate::DeadLettered
     }
 }
 

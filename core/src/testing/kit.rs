@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use super::WaitTimeout;
+use crate::delivery::Fate;
 use crate::{
     BoxHandler, Delivery, Driver, Handler, HandlerError, Message, ReadContext, ReadTask, Reader, ReadySignal, Result,
     Source, TaskHandler, Writer,
@@ -312,9 +313,11 @@ impl Handler for RecordingHandler {
         let result = self.inner.handle(delivery.clone()).await;
         drop(running);
         let (outcome, error) = match &result {
-            Ok(()) if delivery.is_dead_lettered() => (Outcome::DeadLettered, None),
-            Ok(()) if delivery.is_skipped() => (Outcome::Skipped, None),
-            Ok(()) => (Outcome::Acked, None),
+            Ok(()) => match delivery.fate() {
+                Fate::Processed => (Outcome::Acked, None),
+                Fate::DeadLettered => (Outcome::DeadLettered, None),
+                Fate::Skipped => (Outcome::Skipped, None),
+            },
             Err(err) => (Outcome::Nacked, Some(err.to_string())),
         };
         let retries = delivery.retries();
