@@ -9,6 +9,13 @@ use tidewater_conformance::{Capabilities, DriverFixture};
 use tidewater_pulsar::Pulsar;
 
 async fn fixture() -> DriverFixture<Pulsar> {
+    // What the driver logs, kept with each test's output: a case that fails once in
+    // many runs (a closed consumer's messages not handed on within the patience below)
+    // then shows what the driver saw. A passing run logs nothing at this level.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("tidewater_pulsar=info"))
+        .with_test_writer()
+        .try_init();
     let url = support::shared_url();
     let pulsar = Pulsar::connect(support::config(&url)).await.expect("connect to the test Pulsar");
     // A minute to wait for deliveries, not the default half: under the stress test
