@@ -118,6 +118,8 @@ impl Launch {
 /// ports and data; dropping it kills it and removes its directory.
 pub struct BrokerProcess {
     dir: PathBuf,
+    /// What its launch calls it, which names its logs.
+    name: String,
     make: Box<dyn Fn(&Path) -> Launch + Send + Sync>,
     child: Option<Child>,
     starts: usize,
@@ -127,7 +129,7 @@ impl BrokerProcess {
     /// Starts the broker `make` describes in `dir` (its data and log directory) and
     /// waits until it is ready. `make` is called again for every restart.
     pub fn start(dir: PathBuf, make: impl Fn(&Path) -> Launch + Send + Sync + 'static) -> Self {
-        let mut process = Self { dir, make: Box::new(make), child: None, starts: 0 };
+        let mut process = Self { dir, name: String::new(), make: Box::new(make), child: None, starts: 0 };
         process.restart();
         process
     }
@@ -135,6 +137,20 @@ impl BrokerProcess {
     /// Its data and log directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The log of its latest start: what it printed, standard output and error both.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("{}-{}.log", self.name, self.starts))
+    }
+
+    /// The last `records` records of its latest log, without the lines that continue
+    /// a record (a Java stack trace's frames): enough to see what a broker complained
+    /// of while a test failed, where a plain tail would show one stack trace.
+    pub fn recent_log(&self, records: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let heads: Vec<&str> = text.lines().filter(|line| !line.starts_with([' ', '\t'])).collect();
+        heads[heads.len().saturating_sub(records)..].join("\n")
     }
 
     /// Its process id, while it runs.
@@ -148,7 +164,8 @@ impl BrokerProcess {
         self.kill();
         let Launch { name, mut command, ready, patience } = (self.make)(&self.dir);
         self.starts += 1;
-        let log_path = self.dir.join(format!("{name}-{}.log", self.starts));
+        self.name.clone_from(&name);
+        let log_path = self.log_path();
         let log = File::create(&log_path).unwrap_or_else(|e| panic!("cannot create {log_path:?}: {e}"));
         let err_log = log.try_clone().expect("clone a log file handle");
         let child = command
@@ -264,5 +281,27 @@ mod tests {
         drop(process);
         assert!(!dir.exists(), "dropping removes the data directory");
         assert!(!Path::new(&format!("/proc/{second}")).exists(), "dropping kills the process");
+    }
+
+    #[test]
+    fn the_recent_log_keeps_records_and_leaves_out_stack_frames() {
+        let port = free_port();
+        let process = BrokerProcess::start(fresh_dir("logger"), move |_| {
+            let mut command = Command::new("python3");
+            command.args([
+                "-c",
+                "import socket, sys, time\n\
+                 for i in range(5): print(f'[t] WARN record {i}')\n\
+                 print('\\tat Frame.of(Record.java:4)')\n\
+                 print('[t] ERROR the last record', flush=True)\n\
+                 s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n\
+                 time.sleep(600)",
+                &port.to_string(),
+            ]);
+            Launch::on_port("logger", command, port, Duration::from_secs(10))
+        });
+        assert!(process.log_path().ends_with("logger-1.log"), "{:?}", process.log_path());
+        let recent = process.recent_log(3);
+        assert_eq!(recent, "[t] WARN record 3\n[t] WARN record 4\n[t] ERROR the last record");
     }
 }

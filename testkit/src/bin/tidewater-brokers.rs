@@ -6,13 +6,20 @@
 //! tidewater-brokers kafka nats nats-debian pulsar
 //! ```
 //!
-//! Prints `export NAME=value` lines for the tests, then `ready`.
+//! Prints `export NAME=value` lines for the tests, then `ready`. A line `logs` on its
+//! standard input makes it print the latest records of each broker's log to standard
+//! error: `scripts/test` asks for them when a test failed, while the brokers still run
+//! and their logs are still there.
 
-use std::io::Read;
+use std::io::BufRead;
 
 use tidewater_testkit::{
-    install, kafka_version, pulsar_version, KafkaBroker, NatsRelease, NatsServer, PulsarStandalone,
+    install, kafka_version, pulsar_version, BrokerProcess, KafkaBroker, NatsRelease, NatsServer, PulsarStandalone,
+    Restart,
 };
+
+/// How many records of each broker's log a failed run shows.
+const LOG_RECORDS: usize = 60;
 
 enum Started {
     Kafka(KafkaBroker),
@@ -40,6 +47,14 @@ impl Started {
             }
             Started::Nats(n, NatsRelease::Debian) => format!("Debian's nats-server on {}", n.url()),
             Started::Pulsar(p) => format!("Apache Pulsar {} standalone on {}", pulsar_version(), p.url()),
+        }
+    }
+
+    fn process(&mut self) -> &mut BrokerProcess {
+        match self {
+            Started::Kafka(k) => k.process(),
+            Started::Nats(n, _) => n.process(),
+            Started::Pulsar(p) => p.process(),
         }
     }
 }
@@ -75,7 +90,20 @@ fn main() {
         }
     }
     println!("ready");
-    let mut rest = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut rest);
+    let mut started = started;
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim() == "logs" {
+            for broker in &mut started {
+                let describe = broker.describe();
+                let process = broker.process();
+                eprintln!(
+                    "\n--- the last records of the log of {describe} ({}) ---\n{}",
+                    process.log_path().display(),
+                    process.recent_log(LOG_RECORDS)
+                );
+            }
+        }
+    }
     drop(started);
 }
