@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use tidewater::dead_letter::headers;
 use tidewater::{
     handler_fn, Delivery, Driver, ErrorKind, EventRegistry, Handler, HandlerError, MessageId, PartitionLag, ReadTask,
-    Redrive, StartFrom, SubscriberScheduler,
+    Redrive, RedriveRefusal, StartFrom, SubscriberScheduler,
 };
 use tokio::sync::Notify;
 
@@ -182,13 +182,12 @@ pub(crate) async fn dlq(driver: &impl Driver, action: DlqAction) -> Outcome {
                     if !filter.matches(delivery, now) {
                         return Ok(Scan::More);
                     }
-                    // `Redrive` refuses these: written back, each would be an empty message.
-                    if delivery.message().headers.contains(headers::PAYLOAD_DROPPED) {
-                        let line = summary(delivery, now);
-                        writeln!(std::io::stdout().lock(), "would not redrive (written without its payload) {line}")?;
+                    let line = summary(delivery, now);
+                    if let Some(refusal) = RedriveRefusal::of(delivery.message()) {
+                        writeln!(std::io::stdout().lock(), "would not redrive ({refusal}) {line}")?;
                         counted.1.fetch_add(1, Ordering::SeqCst);
                     } else {
-                        writeln!(std::io::stdout().lock(), "would redrive {}", summary(delivery, now))?;
+                        writeln!(std::io::stdout().lock(), "would redrive {line}")?;
                         counted.0.fetch_add(1, Ordering::SeqCst);
                     }
                     Ok(Scan::More)

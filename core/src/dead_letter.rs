@@ -293,6 +293,11 @@ fn at_most(mut text: String, max: usize) -> String {
     text
 }
 
+/// The original topic of a dead letter that [`RedriveRefusal::of`] passed.
+fn original_topic(dead: &Message) -> &str {
+    dead.headers.get(headers::ORIGINAL_TOPIC).unwrap_or_default()
+}
+
 /// A handler that publishes dead-lettered messages back to their original topic, without
 /// the DLQ headers, keeping id, key, payload and the other headers. The message written
 /// back is stamped with the time of the redrive (the original's time is in the dead
@@ -310,7 +315,9 @@ fn at_most(mut text: String, max: usize) -> String {
 /// permanently rather than being guessed at. So does a dead letter written without its
 /// payload ([`headers::PAYLOAD_DROPPED`]): written back, it would be an empty message
 /// under the original's id, so it stays where it is for its original to be published
-/// again from where it came from. So does one whose write is refused for the
+/// again from where it came from. So does one whose original topic is not a valid
+/// name. ([`RedriveRefusal::of`] tells these three apart without writing.) So does one
+/// whose write is refused for the
 /// dead letter's own sake ([`ErrorKind::refuses_the_message`]: its original topic no
 /// longer exists where topics are not made on first use, say): with the bus's default dead
 /// letter it moves on to the dead-letter topic's own, rather than coming back after each
@@ -331,24 +338,87 @@ impl Redrive {
     }
 }
 
+/// Why [`Redrive`] would not write a message back, known from the message alone: what a
+/// dry run of a redrive reports without writing anything. A write can still be refused
+/// by the broker (a topic that no longer exists where topics are not made on first use).
+///
+/// ```
+/// use tidewater_core::dead_letter::{headers, RedriveRefusal};
+/// use tidewater_core::Message;
+///
+/// let dead = Message::new("orders.dlq", "{}").with_header(headers::ORIGINAL_TOPIC, "orders");
+/// assert!(RedriveRefusal::of(&dead).is_none());
+/// let plain = Message::new("orders.dlq", "{}");
+/// assert!(matches!(RedriveRefusal::of(&plain), Some(RedriveRefusal::NotADeadLetter)));
+/// let emptied = dead.clone().with_header(headers::PAYLOAD_DROPPED, "1800");
+/// assert!(matches!(RedriveRefusal::of(&emptied), Some(RedriveRefusal::PayloadDropped)));
+/// let typo = Message::new("orders.dlq", "{}").with_header(headers::ORIGINAL_TOPIC, "or ders");
+/// assert_eq!(RedriveRefusal::of(&typo).unwrap().to_string(), "invalid original topic");
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RedriveRefusal {
+    /// It has no [`headers::ORIGINAL_TOPIC`]: it is not a dead letter, and where it
+    /// belongs is not guessed at.
+    NotADeadLetter,
+    /// It was written without its payload ([`headers::PAYLOAD_DROPPED`]): written back,
+    /// it would be an empty message under the original's id.
+    PayloadDropped,
+    /// Its original topic's name is one no broker takes ([`crate::names::check_topic`]'s
+    /// error): a header written or edited by hand.
+    InvalidTopic(crate::Error),
+}
+
+impl RedriveRefusal {
+    /// Why [`Redrive`] would refuse `dead`, or `None` when it would write it back.
+    pub fn of(dead: &Message) -> Option<Self> {
+        let Some(topic) = dead.headers.get(headers::ORIGINAL_TOPIC) else {
+            return Some(Self::NotADeadLetter);
+        };
+        if dead.headers.contains(headers::PAYLOAD_DROPPED) {
+            return Some(Self::PayloadDropped);
+        }
+        crate::names::check_topic(topic).err().map(Self::InvalidTopic)
+    }
+}
+
+/// A few words, for a line per dead letter: `not a dead letter`, `written without its
+/// payload`, `invalid original topic`.
+impl std::fmt::Display for RedriveRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotADeadLetter => "not a dead letter",
+            Self::PayloadDropped => "written without its payload",
+            Self::InvalidTopic(_) => "invalid original topic",
+        })
+    }
+}
+
 impl Handler for Redrive {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         let dead = delivery.message();
-        let Some(topic) = dead.headers.get(headers::ORIGINAL_TOPIC) else {
-            return Err(HandlerError::permanent(format!(
-                "message {} on {} has no {} header; it is not a dead letter",
-                dead.id,
-                dead.stream,
-                headers::ORIGINAL_TOPIC
-            )));
-        };
-        if let Some(size) = dead.headers.get(headers::PAYLOAD_DROPPED) {
-            return Err(HandlerError::permanent(format!(
-                "dead letter {} on {} was written without its payload of {size} bytes, too large for {}; \
-                 written back to {topic} it would be an empty message: publish the original again from its source",
-                dead.id, dead.stream, dead.stream
-            )));
+        match RedriveRefusal::of(dead) {
+            None => {}
+            Some(RedriveRefusal::NotADeadLetter) => {
+                return Err(HandlerError::permanent(format!(
+                    "message {} on {} has no {} header; it is not a dead letter",
+                    dead.id,
+                    dead.stream,
+                    headers::ORIGINAL_TOPIC
+                )))
+            }
+            Some(RedriveRefusal::PayloadDropped) => {
+                let (size, topic) = (dead.headers.get(headers::PAYLOAD_DROPPED).unwrap_or("?"), original_topic(dead));
+                return Err(HandlerError::permanent(format!(
+                    "dead letter {} on {} was written without its payload of {size} bytes, too large for {}; \
+                     written back to {topic} it would be an empty message: publish the original again from its \
+                     source",
+                    dead.id, dead.stream, dead.stream
+                )));
+            }
+            Some(RedriveRefusal::InvalidTopic(err)) => return Err(HandlerError::permanent(err)),
         }
+        let topic = original_topic(dead);
         let failed_at = dead
             .headers
             .get(headers::LAST_FAILURE)

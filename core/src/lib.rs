@@ -22,7 +22,7 @@
 //! | what a driver implements | `driver.rs`, `writer.rs`, `reader.rs` (Reader, Source, ReadTask, TaskStats), `settle.rs` (Incoming, Settle, SharedSettle), `admin.rs` (topics, lag), `commit.rs` (offset commits for logs) |
 //! | running handlers | `runner.rs` (the shared read loop, lanes, settlement), `scheduler.rs` (workers, restarts, shutdown), `shutdown.rs`, `hash.rs` (lanes by key) |
 //! | handlers and middleware | `handler.rs` (Handler, Middleware, Around, `handler_fn`, `middleware_fn`), `extract.rs` (typed handlers, State), `dispatch.rs` (a group's typed handlers of one topic, as one), `extensions.rs`, `context.rs` (correlation ids) |
-//! | failures | `error.rs`, `dead_letter.rs` (DeadLetter, Redrive), `reach.rs` (whether a broker's address takes connections, for connect errors) |
+//! | failures | `error.rs`, `dead_letter.rs` (DeadLetter, Redrive, RedriveRefusal), `reach.rs` (whether a broker's address takes connections, for connect errors) |
 //! | publishing | `publisher.rs`, `event.rs` (Event, EventRegistry), `codec.rs`, `transaction.rs` (writes that land together, consumed positions with them), `request.rs` (request/reply) |
 //! | the service's view | `bus.rs`, `health.rs`, `monitor.rs` (health, counters and lag for probes and exporters) |
 //! | tests | `testing/` (Recorder, Gate, TestKit) |
@@ -69,7 +69,7 @@ pub use batch::{batch_handler_fn, BatchError, BatchHandler, BatchResult, BatchSp
 pub use bus::Bus;
 pub use codec::{Codec, JsonCodec};
 pub use commit::{PartitionCommits, Ticket};
-pub use dead_letter::{DeadLetter, Redrive};
+pub use dead_letter::{DeadLetter, Redrive, RedriveRefusal};
 pub use delivery::{DeliveredMessage, Delivery, DeliveryModel, DispatchNote, Position, Settlement};
 pub use driver::Driver;
 pub use error::{Attempts, Error, ErrorKind, HandlerError, Recovery, Result};

@@ -114,7 +114,7 @@ pub use dedup::{DedupKey, Deduplicate, DeduplicationStorage, InMemoryDedupStorag
 pub use publish::{InstrumentedWriter, Metrics, MetricsCollector, NoMetrics, Outcome, PublishInterceptor};
 pub use recover::Recover;
 pub use retry::Retry;
-pub use tidewater_core::dead_letter::{headers as dlq_headers, DeadLetter, Redrive};
+pub use tidewater_core::dead_letter::{headers as dlq_headers, DeadLetter, Redrive, RedriveRefusal};
 pub use tidewater_core::{middleware_fn, Next};
 pub use timeout::Timeout;
 pub use trace::Trace;

@@ -377,9 +377,11 @@ async fn a_dead_letter_that_cannot_be_written_back_fails_permanently() {
     let err = Redrive::new(strict.writer()).handle(delivered(gone)).await.unwrap_err();
     assert!(!err.is_transient(), "its topic is gone: {err}");
 
+    // (A valid dead letter: one with an invalid name is refused before any write.)
     let closed = broker.writer();
     closed.close().await.unwrap();
-    let err = Redrive::new(closed).handle(deliveries[0].clone()).await.unwrap_err();
+    let valid = Message::new("orders.dlq", "p").with_id("m-4").with_header(dlq_headers::ORIGINAL_TOPIC, "orders");
+    let err = Redrive::new(closed).handle(delivered(valid)).await.unwrap_err();
     assert!(err.is_transient(), "a closed writer is the service stopping, no fault of the dead letter: {err}");
 }
 
