@@ -293,11 +293,6 @@ fn at_most(mut text: String, max: usize) -> String {
     text
 }
 
-/// The original topic of a dead letter that [`RedriveRefusal::of`] passed.
-fn original_topic(dead: &Message) -> &str {
-    dead.headers.get(headers::ORIGINAL_TOPIC).unwrap_or_default()
-}
-
 /// A handler that publishes dead-lettered messages back to their original topic, without
 /// the DLQ headers, keeping id, key, payload and the other headers. The message written
 /// back is stamped with the time of the redrive (the original's time is in the dead
@@ -372,13 +367,17 @@ pub enum RedriveRefusal {
 impl RedriveRefusal {
     /// Why [`Redrive`] would refuse `dead`, or `None` when it would write it back.
     pub fn of(dead: &Message) -> Option<Self> {
-        let Some(topic) = dead.headers.get(headers::ORIGINAL_TOPIC) else {
-            return Some(Self::NotADeadLetter);
-        };
+        Self::check(dead).err()
+    }
+
+    /// The topic [`Redrive`] would write `dead` back to, or why it would not.
+    fn check(dead: &Message) -> Result<&str, Self> {
+        let topic = dead.headers.get(headers::ORIGINAL_TOPIC).ok_or(Self::NotADeadLetter)?;
         if dead.headers.contains(headers::PAYLOAD_DROPPED) {
-            return Some(Self::PayloadDropped);
+            return Err(Self::PayloadDropped);
         }
-        crate::names::check_topic(topic).err().map(Self::InvalidTopic)
+        crate::names::check_topic(topic).map_err(Self::InvalidTopic)?;
+        Ok(topic)
     }
 }
 
@@ -397,9 +396,9 @@ impl std::fmt::Display for RedriveRefusal {
 impl Handler for Redrive {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         let dead = delivery.message();
-        match RedriveRefusal::of(dead) {
-            None => {}
-            Some(RedriveRefusal::NotADeadLetter) => {
+        let topic = match RedriveRefusal::check(dead) {
+            Ok(topic) => topic,
+            Err(RedriveRefusal::NotADeadLetter) => {
                 return Err(HandlerError::permanent(format!(
                     "message {} on {} has no {} header; it is not a dead letter",
                     dead.id,
@@ -407,8 +406,9 @@ impl Handler for Redrive {
                     headers::ORIGINAL_TOPIC
                 )))
             }
-            Some(RedriveRefusal::PayloadDropped) => {
-                let (size, topic) = (dead.headers.get(headers::PAYLOAD_DROPPED).unwrap_or("?"), original_topic(dead));
+            Err(RedriveRefusal::PayloadDropped) => {
+                let size = dead.headers.get(headers::PAYLOAD_DROPPED).unwrap_or_default();
+                let topic = dead.headers.get(headers::ORIGINAL_TOPIC).unwrap_or_default();
                 return Err(HandlerError::permanent(format!(
                     "dead letter {} on {} was written without its payload of {size} bytes, too large for {}; \
                      written back to {topic} it would be an empty message: publish the original again from its \
@@ -416,9 +416,8 @@ impl Handler for Redrive {
                     dead.id, dead.stream, dead.stream
                 )));
             }
-            Some(RedriveRefusal::InvalidTopic(err)) => return Err(HandlerError::permanent(err)),
-        }
-        let topic = original_topic(dead);
+            Err(RedriveRefusal::InvalidTopic(err)) => return Err(HandlerError::permanent(err)),
+        };
         let failed_at = dead
             .headers
             .get(headers::LAST_FAILURE)
