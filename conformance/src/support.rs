@@ -89,6 +89,17 @@ impl Probe {
 
     /// Waits until `done` holds, or fails the test after `patience` saying `what`.
     pub(crate) async fn wait(&self, patience: Duration, what: &str, done: impl Fn(&ProbeState) -> bool) -> ProbeState {
+        self.wait_or_explain(patience, what, done, |_| String::new()).await
+    }
+
+    /// [`Probe::wait`], whose failure adds what `explain` says of the state then.
+    async fn wait_or_explain(
+        &self,
+        patience: Duration,
+        what: &str,
+        done: impl Fn(&ProbeState) -> bool,
+        explain: impl Fn(&ProbeState) -> String,
+    ) -> ProbeState {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let changed = self.inner.changed.notified();
@@ -103,22 +114,54 @@ impl Probe {
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 let state = self.state();
                 panic!(
-                    "timed out after {patience:?} waiting for {what}: {} calls, {} successes ({} distinct)",
+                    "timed out after {patience:?} waiting for {what}: {} calls, {} successes ({} distinct){}; \
+                     successes by partition: {}",
                     state.calls.len(),
                     state.done.len(),
-                    state.done_ids().len()
+                    state.done_ids().len(),
+                    explain(&state),
+                    by_partition(&state.done)
                 );
             }
         }
     }
 
-    /// Waits until every id in `ids` was processed successfully.
+    /// Waits until every id in `ids` was processed successfully. A failure names the ids
+    /// still missing, so a stall can be told from a loss and traced to its partition.
     pub(crate) async fn wait_ids(&self, patience: Duration, ids: &HashSet<MessageId>) -> ProbeState {
-        self.wait(patience, &format!("{} distinct messages", ids.len()), |s| {
+        let explain = |s: &ProbeState| {
+            let done = s.done_ids();
+            let mut missing: Vec<&str> = ids.iter().filter(|id| !done.contains(*id)).map(MessageId::as_str).collect();
+            missing.sort_unstable();
+            let shown = missing.iter().take(MISSING_SHOWN).copied().collect::<Vec<_>>().join(", ");
+            let more = missing.len().saturating_sub(MISSING_SHOWN);
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            format!("; missing {}: {shown}{more}", missing.len())
+        };
+        let all_done = |s: &ProbeState| {
             let done = s.done_ids();
             ids.iter().all(|id| done.contains(id))
-        })
-        .await
+        };
+        self.wait_or_explain(patience, &format!("{} distinct messages", ids.len()), all_done, explain).await
+    }
+}
+
+/// How many missing ids a failed wait names.
+const MISSING_SHOWN: usize = 20;
+
+/// `done` counted by the partition each came from (`-` where the broker names none),
+/// as `0: 13, 1: 14`: a partition missing from it handed nothing over.
+fn by_partition(done: &[Delivery]) -> String {
+    let mut counts: std::collections::BTreeMap<Option<u32>, usize> = std::collections::BTreeMap::new();
+    for d in done {
+        *counts.entry(d.position().partition()).or_default() += 1;
+    }
+    let shown: Vec<String> =
+        counts.iter().map(|(p, n)| format!("{}: {n}", p.map_or_else(|| "-".to_owned(), |p| p.to_string()))).collect();
+    if shown.is_empty() {
+        "none".to_owned()
+    } else {
+        shown.join(", ")
     }
 }
 
@@ -284,4 +327,31 @@ pub(crate) fn skip(case: &str, missing: &str) {
          declare the case in conformance_tests!'s ignore list with the reason"
     );
     println!("conformance case {case}: not run, the driver declares no {missing} capability");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::AssertUnwindSafe;
+
+    use futures::FutureExt;
+    use tidewater_core::{Message, Position};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_wait_names_the_missing_ids_and_where_the_rest_came_from() {
+        let probe = Probe::succeeding();
+        let on = |id: &str, partition| {
+            let position = Position::Queue { partition: Some(partition), sequence: None };
+            Delivery::new(Message::new("t", "p").with_id(id), 1, position, None)
+        };
+        probe.handle(on("a", 1)).await.unwrap();
+        probe.handle(on("b", 1)).await.unwrap();
+        let ids: HashSet<MessageId> = ["a", "b", "c", "d"].into_iter().map(MessageId::from).collect();
+        let failed = AssertUnwindSafe(probe.wait_ids(Duration::from_millis(100), &ids)).catch_unwind().await;
+        let Err(panic) = failed else { panic!("c and d never come") };
+        let message = *panic.downcast::<String>().expect("a message");
+        assert!(message.contains("2 successes (2 distinct); missing 2: c, d;"), "{message}");
+        assert!(message.ends_with("successes by partition: 1: 2"), "{message}");
+    }
 }
