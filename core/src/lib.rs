@@ -20,7 +20,7 @@
 //! |---|---|
 //! | the envelope | `message.rs` (Message, Headers, wire names), `topic.rs` (TopicName, a shared topic name), `delivery.rs` (Delivery, Position, Settlement), `message_id.rs` (MessageId, kept inline), `id.rs` (the id factories), `unix_time.rs` (times as Unix milliseconds), `names.rs` (the topic rule) |
 //! | what a driver implements | `driver.rs`, `writer.rs`, `reader.rs` (Reader, Source, ReadTask, TaskStats), `settle.rs` (Incoming, Settle, SharedSettle), `admin.rs` (topics, lag), `commit.rs` (offset commits for logs) |
-//! | running handlers | `runner.rs` (the shared read loop, lanes, settlement), `scheduler.rs` (workers, restarts, shutdown), `shutdown.rs`, `hash.rs` (lanes by key) |
+//! | running handlers | `runner.rs` (the shared read loop, lanes, settlement), `scheduler.rs` (workers, restarts, shutdown), `shutdown.rs`, `hash.rs` (lanes by key), `lane_queue.rs` (a fetch's share handed to a lane at once) |
 //! | handlers and middleware | `handler.rs` (Handler, Middleware, Around, `handler_fn`, `middleware_fn`), `extract.rs` (typed handlers, State), `dispatch.rs` (a group's typed handlers of one topic, as one), `extensions.rs`, `context.rs` (correlation ids) |
 //! | failures | `error.rs`, `dead_letter.rs` (DeadLetter, Redrive, RedriveRefusal), `reach.rs` (whether a broker's address takes connections, for connect errors) |
 //! | publishing | `publisher.rs`, `event.rs` (Event, EventRegistry), `codec.rs`, `transaction.rs` (writes that land together, consumed positions with them), `request.rs` (request/reply) |
@@ -46,6 +46,7 @@ pub mod hash;
 mod health;
 pub mod id;
 mod json;
+mod lane_queue;
 mod message;
 mod message_id;
 mod monitor;

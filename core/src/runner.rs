@@ -3,16 +3,18 @@
 //! so these rules hold the same way on every broker.
 
 use futures::FutureExt;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::delivery::Fate;
 use crate::hash::lane_of;
+use crate::lane_queue::LaneQueue;
 use crate::reader::{Count, TaskStats};
 use crate::{
     BatchSpec, DeadLetter, Delivery, Handler, HandlerError, Incoming, ReadContext, ReadTask, Result, Settlement,
@@ -186,22 +188,21 @@ async fn run_lanes<H: Handler>(
     let step = Arc::new(step);
     let ahead = Arc::new(Ahead::new(fetch));
     let mut workers = JoinSet::new();
-    let mut senders = Vec::with_capacity(lanes);
-    for _ in 0..lanes {
-        // Unbounded: what the lanes hold together is bounded by `Ahead`, and a lane's own
-        // bound only held up the others behind a full one. A bounded channel's permits
-        // also took its waiters' lock on every receive.
-        let (tx, mut rx) = mpsc::unbounded_channel::<Incoming>();
-        senders.push(tx);
+    let queues: Vec<Arc<LaneQueue>> = (0..lanes).map(|_| Arc::new(LaneQueue::default())).collect();
+    for queue in &queues {
+        let queue = Arc::clone(queue);
         let step = Arc::clone(&step);
         let ahead = Arc::clone(&ahead);
         workers.spawn(async move {
-            while let Some(incoming) = rx.recv().await {
-                ahead.started();
-                if step.stop.is_stopped() {
-                    incoming.release().await;
-                } else {
-                    step.run(incoming).await;
+            let mut taken = VecDeque::new();
+            while queue.take_all(&mut taken).await {
+                while let Some(incoming) = taken.pop_front() {
+                    ahead.started();
+                    if step.stop.is_stopped() {
+                        incoming.release().await;
+                    } else {
+                        step.run(incoming).await;
+                    }
                 }
             }
         });
@@ -209,6 +210,8 @@ async fn run_lanes<H: Handler>(
 
     let mut round_robin = 0usize;
     let mut batch = Vec::with_capacity(fetch.min(MAX_PREALLOCATED));
+    // Each lane's part of a fetch, kept with its room from one fetch to the next.
+    let mut shares: Vec<Vec<Incoming>> = (0..lanes).map(|_| Vec::new()).collect();
     let mut stopped = std::pin::pin!(step.stop.stopped());
     let result = loop {
         let room = tokio::select! {
@@ -230,11 +233,10 @@ async fn run_lanes<H: Handler>(
                     round_robin % lanes
                 }
             };
-            if let Err(mpsc::error::SendError(incoming)) = senders[lane].send(incoming) {
-                // A lane only ends when its sender is dropped; this is unreachable in
-                // practice, but the delivery must not vanish if it ever happens.
-                incoming.release().await;
-            }
+            shares[lane].push(incoming);
+        }
+        for (queue, share) in queues.iter().zip(&mut shares) {
+            queue.hand_over(share);
         }
         // Let the lanes start on the batch before fetching again: the fetch that finds
         // nothing can wait (the memory driver's takes the lock of its waiting readers,
@@ -244,7 +246,9 @@ async fn run_lanes<H: Handler>(
         // before, +0.8-1.8 µs after; the same throughput flooded.
         tokio::task::yield_now().await;
     };
-    drop(senders);
+    for queue in &queues {
+        queue.close();
+    }
     while workers.join_next().await.is_some() {}
     result
 }
