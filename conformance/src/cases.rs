@@ -423,7 +423,7 @@ pub async fn resubscribe(f: Arc<dyn Fixture>) {
         assert!(report.aborted.is_empty(), "{report:?}");
     }
     let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("again"), probe.clone()).await;
-    let state = probe.wait_ids(caps.patience, &expected).await;
+    let state = probe.wait_ids_again(&*f, &topic, caps.patience, &expected).await;
     sub.shutdown(GRACE).await;
     let duplicates = probe.state().duplicates();
     println!("resubscribe: {} messages over {} subscriptions, {duplicates} duplicates", expected.len(), ROUNDS + 1);
@@ -500,7 +500,7 @@ pub async fn shutdown_with_handlers_running(f: Arc<dyn Fixture>) {
     let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("sd"), third.clone()).await;
     let done_before = round1.done_ids();
     let rest: HashSet<MessageId> = expected.difference(&done_before).cloned().collect();
-    let round3 = third.wait_ids(caps.patience, &rest).await;
+    let round3 = third.wait_ids_again(&*f, &topic, caps.patience, &rest).await;
     sub.shutdown(GRACE).await;
     let abandoned_id = second.state().calls[0].message().id.clone();
     let round3_ids = round3.done_ids();

@@ -184,7 +184,7 @@ pub async fn attempts_stay_exact_across_a_shutdown(f: Arc<dyn Fixture>) {
 
     let second = Probe::succeeding();
     let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("at"), second.clone()).await;
-    let state = second.wait_ids(caps.patience, &expected).await;
+    let state = second.wait_ids_again(&*f, &topic, caps.patience, &expected).await;
     sub.shutdown(GRACE).await;
     for d in &state.done {
         assert!(d.attempt() <= 2, "{} came as attempt {} after one abandoned call", d.message().id, d.attempt());

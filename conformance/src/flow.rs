@@ -62,7 +62,7 @@ pub async fn prefetch_bounds_read_ahead(f: Arc<dyn Fixture>) {
     slow_sub.shutdown(GRACE).await;
     let handled_by_slow = slow.state().done_ids();
     let rest: std::collections::HashSet<_> = expected.difference(&handled_by_slow).cloned().collect();
-    quick.wait_ids(caps.patience, &rest).await;
+    quick.wait_ids_again(&*f, &topic, caps.patience, &rest).await;
     quick_sub.shutdown(GRACE).await;
     if let Err(err) = result {
         std::panic::resume_unwind(err.into_panic());

@@ -183,7 +183,20 @@ pub trait Fixture: Send + Sync + 'static {
         let _ = id;
         Err(tidewater_core::transaction::unsupported(self.reader().await.driver()))
     }
+
+    /// What the broker says of `topic` (its subscriptions, their consumers and what each
+    /// holds unacked), for the message of a case that waited in vain for messages to
+    /// come again: it tells a consumer that still holds them from one that was never
+    /// given them. `None` where the fixture cannot ask, as by default.
+    async fn broker_view(&self, topic: &str) -> Option<String> {
+        let _ = topic;
+        None
+    }
 }
+
+/// How a [`DriverFixture`] asks its broker about a topic (see [`Fixture::broker_view`]).
+/// It may block: it runs on a blocking thread.
+pub type BrokerView = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// The fixture of a driver whose writer, reader and admin all come from its
 /// [`Driver`](tidewater_core::Driver), as most do: the driver and what its broker can do.
@@ -199,12 +212,19 @@ pub struct DriverFixture<D> {
     capabilities: Capabilities,
     /// What must live as long as the fixture: the broker process or double it runs on.
     _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
+    view: Option<BrokerView>,
 }
 
 impl<D> DriverFixture<D> {
     /// `driver`, whose broker can do what `capabilities` says.
     pub fn new(driver: D, capabilities: Capabilities) -> Self {
-        Self { driver, capabilities, _keep: None }
+        Self { driver, capabilities, _keep: None, view: None }
+    }
+
+    /// Answers [`Fixture::broker_view`] with `view`.
+    pub fn viewing_topics_with(mut self, view: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.view = Some(Arc::new(view));
+        self
     }
 
     /// Keeps `broker` (a process or a double the fixture's own) alive as long as the
@@ -240,6 +260,12 @@ impl<D: tidewater_core::Driver + Send + Sync + 'static> Fixture for DriverFixtur
 
     async fn transactions(&self, id: &str) -> Result<Arc<dyn Transactions>> {
         self.driver.transactions(id)
+    }
+
+    async fn broker_view(&self, topic: &str) -> Option<String> {
+        let view = Arc::clone(self.view.as_ref()?);
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || view(&topic)).await.ok().flatten()
     }
 }
 

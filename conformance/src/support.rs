@@ -100,6 +100,17 @@ impl Probe {
         done: impl Fn(&ProbeState) -> bool,
         explain: impl Fn(&ProbeState) -> String,
     ) -> ProbeState {
+        self.try_wait(patience, what, done, explain).await.unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    /// [`Probe::wait_or_explain`], giving its failure's text back instead of failing.
+    async fn try_wait(
+        &self,
+        patience: Duration,
+        what: &str,
+        done: impl Fn(&ProbeState) -> bool,
+        explain: impl Fn(&ProbeState) -> String,
+    ) -> Result<ProbeState, String> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let changed = self.inner.changed.notified();
@@ -108,12 +119,12 @@ impl Probe {
             {
                 let state = self.inner.state.lock().unwrap();
                 if done(&state) {
-                    return state.clone();
+                    return Ok(state.clone());
                 }
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 let state = self.state();
-                panic!(
+                return Err(format!(
                     "timed out after {patience:?} waiting for {what}: {} calls, {} successes ({} distinct){}; \
                      successes by partition: {}",
                     state.calls.len(),
@@ -121,7 +132,7 @@ impl Probe {
                     state.done_ids().len(),
                     explain(&state),
                     by_partition(&state.done)
-                );
+                ));
             }
         }
     }
@@ -129,7 +140,37 @@ impl Probe {
     /// Waits until every id in `ids` was processed successfully. A failure names the ids
     /// still missing, so a stall can be told from a loss and traced to its partition.
     pub(crate) async fn wait_ids(&self, patience: Duration, ids: &HashSet<MessageId>) -> ProbeState {
-        let explain = |s: &ProbeState| {
+        let (what, done, explain) = Self::all_of(ids);
+        self.wait_or_explain(patience, &what, done, explain).await
+    }
+
+    /// [`Probe::wait_ids`] for messages that a closed consumer left unsettled, read
+    /// again from `topic`: a failure also says what the broker holds of the topic then
+    /// (where `f` can ask it), which tells a consumer that still holds them from one
+    /// that was never given them.
+    pub(crate) async fn wait_ids_again(
+        &self,
+        f: &dyn Fixture,
+        topic: &str,
+        patience: Duration,
+        ids: &HashSet<MessageId>,
+    ) -> ProbeState {
+        let (what, done, explain) = Self::all_of(ids);
+        match self.try_wait(patience, &what, done, explain).await {
+            Ok(state) => state,
+            Err(failure) => match f.broker_view(topic).await {
+                Some(view) => panic!("{failure}\nthe broker's view of {topic} then:\n{view}"),
+                None => panic!("{failure}"),
+            },
+        }
+    }
+
+    /// What waiting for every id of `ids` waits for, when it is done, and what a failure
+    /// adds: the ids still missing.
+    fn all_of(
+        ids: &HashSet<MessageId>,
+    ) -> (String, impl Fn(&ProbeState) -> bool + '_, impl Fn(&ProbeState) -> String + '_) {
+        let explain = move |s: &ProbeState| {
             let done = s.done_ids();
             let mut missing: Vec<&str> = ids.iter().filter(|id| !done.contains(*id)).map(MessageId::as_str).collect();
             missing.sort_unstable();
@@ -138,11 +179,11 @@ impl Probe {
             let more = if more > 0 { format!(" and {more} more") } else { String::new() };
             format!("; missing {}: {shown}{more}", missing.len())
         };
-        let all_done = |s: &ProbeState| {
+        let all_done = move |s: &ProbeState| {
             let done = s.done_ids();
             ids.iter().all(|id| done.contains(id))
         };
-        self.wait_or_explain(patience, &format!("{} distinct messages", ids.len()), all_done, explain).await
+        (format!("{} distinct messages", ids.len()), all_done, explain)
     }
 }
 

@@ -32,7 +32,7 @@ async fn fixture() -> DriverFixture<Pulsar> {
         flow_follows_prefetch: false,
         ..Capabilities::default()
     };
-    DriverFixture::new(pulsar, capabilities)
+    DriverFixture::new(pulsar, capabilities).viewing_topics_with(support::topic_view)
 }
 
 tidewater_conformance::conformance_tests!(

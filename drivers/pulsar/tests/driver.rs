@@ -517,6 +517,40 @@ fn dispatched_unacked(topic: &str, subscription: &str) -> u64 {
     consumers.iter().filter_map(|c| c["unackedMessages"].as_u64()).sum()
 }
 
+/// The view of a topic that the conformance suite adds to a failed wait for a closed
+/// consumer's messages names each partition's subscription with its cursor, and the
+/// consumer that holds the messages unacked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topic_view_shows_which_consumer_holds_what() {
+    const SENT: usize = 10;
+    let pulsar = support::shared().await;
+    let topic = fresh_topic("view");
+    support::create_partitioned_topic(&topic, 2);
+    let messages: Vec<Message> =
+        (0..SENT).map(|i| Message::new(&topic, "v").with_id(format!("v-{i}")).with_key(format!("k{i}"))).collect();
+    pulsar.writer().write(messages).await.unwrap();
+
+    let gate = Gate::new();
+    let calls = gate.recorder();
+    let mut sub = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("viewed"), gate.clone()).await;
+    calls.wait_until(|s| !s.is_empty(), PATIENCE).await.unwrap();
+    let of = topic.clone();
+    let view = tokio::task::spawn_blocking(move || support::topic_view(&of)).await.unwrap();
+    gate.open();
+    sub.shutdown(GRACE).await;
+
+    let view = view.expect("the admin API answers for a partitioned topic");
+    for partition in 0..2 {
+        let line = format!("partition {partition}, subscription viewed (\"Shared\"): backlog ");
+        assert!(view.contains(&line) && view.contains("cursor: mark-delete \""), "{view}");
+    }
+    let consumers: Vec<&str> = view.lines().filter(|l| l.starts_with("  consumer \"tidewater-")).collect();
+    assert_eq!(consumers.len(), 2, "one consumer a partition: {view}");
+    let held: u64 =
+        consumers.iter().filter_map(|l| l.split("unacked ").nth(1)?.split(',').next()?.parse::<u64>().ok()).sum();
+    assert!(held >= 1, "the stuck handler's message is held unacked: {view}");
+}
+
 /// A reader whose handlers hold all it may take, with the pulsar crate's queue full
 /// behind them, gets its last acks to the broker before it closes. The crate's engine
 /// serves acks and the close after the messages that arrived before them, and waits

@@ -66,3 +66,57 @@ impl Drop for Line {
         warnings().lock().unwrap_or_else(|e| e.into_inner()).push(line);
     }
 }
+
+/// What the shared broker says of each partition of `topic`, by its admin API: each
+/// subscription's backlog and unacked count, its consumers and what each holds unacked
+/// with its flow permits left, and where its cursor stands. For the message of a
+/// conformance case that waited in vain for a closed consumer's messages to come again.
+pub(crate) fn topic_view(topic: &str) -> Option<String> {
+    let port = tidewater_testkit::shared::pulsar_admin_port();
+    let get = |path: String| -> Option<serde_json::Value> {
+        match tidewater_testkit::process::http(port, "GET", &path, None, "") {
+            Ok((200, body)) => serde_json::from_str(&body).ok(),
+            _ => None,
+        }
+    };
+    let base = format!("/admin/v2/persistent/public/default/{topic}");
+    let stats = get(format!("{base}/partitioned-stats?perPartition=true"))?;
+    let mut lines = Vec::new();
+    let partitions = stats["partitions"].as_object()?;
+    let mut names: Vec<&String> = partitions.keys().collect();
+    names.sort();
+    for name in names {
+        let short = name.rsplit('-').next().unwrap_or(name);
+        let internal = get(format!("{base}-partition-{short}/internalStats")).unwrap_or_default();
+        let subscriptions = partitions[name]["subscriptions"].as_object().cloned().unwrap_or_default();
+        for (subscription, sub) in &subscriptions {
+            let cursor = &internal["cursors"][subscription];
+            lines.push(format!(
+                "partition {short}, subscription {subscription} ({}): backlog {}, unacked {}, blocked {}; cursor: \
+                 mark-delete {}, read {} (last entry {}), acked beyond {}, waiting read {}, pending reads {}",
+                sub["type"],
+                sub["msgBacklog"],
+                sub["unackedMessages"],
+                sub["blockedSubscriptionOnUnackedMsgs"],
+                cursor["markDeletePosition"],
+                cursor["readPosition"],
+                internal["lastConfirmedEntry"],
+                cursor["individuallyDeletedMessages"],
+                cursor["waitingReadOp"],
+                cursor["pendingReadOps"],
+            ));
+            for consumer in sub["consumers"].as_array().into_iter().flatten() {
+                lines.push(format!(
+                    "  consumer {} at {}, since {}: unacked {}, permits {}, blocked {}",
+                    consumer["consumerName"],
+                    consumer["address"],
+                    consumer["connectedSince"],
+                    consumer["unackedMessages"],
+                    consumer["availablePermits"],
+                    consumer["blockedConsumerOnUnackedMsgs"],
+                ));
+            }
+        }
+    }
+    Some(lines.join("\n"))
+}
