@@ -89,21 +89,12 @@ impl Probe {
 
     /// Waits until `done` holds, or fails the test after `patience` saying `what`.
     pub(crate) async fn wait(&self, patience: Duration, what: &str, done: impl Fn(&ProbeState) -> bool) -> ProbeState {
-        self.wait_or_explain(patience, what, done, |_| String::new()).await
+        self.try_wait(patience, what, done, |_| String::new()).await.unwrap_or_else(|failure| panic!("{failure}"))
     }
 
-    /// [`Probe::wait`], whose failure adds what `explain` says of the state then.
-    async fn wait_or_explain(
-        &self,
-        patience: Duration,
-        what: &str,
-        done: impl Fn(&ProbeState) -> bool,
-        explain: impl Fn(&ProbeState) -> String,
-    ) -> ProbeState {
-        self.try_wait(patience, what, done, explain).await.unwrap_or_else(|failure| panic!("{failure}"))
-    }
-
-    /// [`Probe::wait_or_explain`], giving its failure's text back instead of failing.
+    /// Waits until `done` holds; after `patience`, gives back why not: what it waited
+    /// for, the calls and successes then, what `explain` says of them, and the
+    /// successes by partition.
     async fn try_wait(
         &self,
         patience: Duration,
@@ -141,7 +132,7 @@ impl Probe {
     /// still missing, so a stall can be told from a loss and traced to its partition.
     pub(crate) async fn wait_ids(&self, patience: Duration, ids: &HashSet<MessageId>) -> ProbeState {
         let (what, done, explain) = Self::all_of(ids);
-        self.wait_or_explain(patience, &what, done, explain).await
+        self.try_wait(patience, &what, done, explain).await.unwrap_or_else(|failure| panic!("{failure}"))
     }
 
     /// [`Probe::wait_ids`] for messages that a closed consumer left unsettled, read
