@@ -16,6 +16,11 @@ pub(crate) fn create_partitioned_topic(topic: &str, partitions: u32) {
     tidewater_testkit::create_partitioned_topic(tidewater_testkit::shared::pulsar_admin_port(), topic, partitions);
 }
 
+/// The shared broker's admin API port.
+pub(crate) fn admin_port() -> u16 {
+    tidewater_testkit::shared::pulsar_admin_port()
+}
+
 /// The configuration tests use against `url`.
 pub(crate) fn config(url: &str) -> PulsarConfig {
     PulsarConfig::new(url).admin_url(tidewater_testkit::shared::pulsar_admin_url())
@@ -68,7 +73,8 @@ impl Drop for Line {
 }
 
 /// What the shared broker says of each partition of `topic`, by its admin API: each
-/// subscription's backlog and unacked count, its consumers and what each holds unacked
+/// subscription's backlog, unacked count and messages queued for redelivery (replay),
+/// whether its dispatcher waits on a read, its consumers and what each holds unacked
 /// with its flow permits left, and where its cursor stands. For the message of a
 /// conformance case that waited in vain for a closed consumer's messages to come again.
 pub(crate) fn topic_view(topic: &str) -> Option<String> {
@@ -92,11 +98,13 @@ pub(crate) fn topic_view(topic: &str) -> Option<String> {
         for (subscription, sub) in &subscriptions {
             let cursor = &internal["cursors"][subscription];
             lines.push(format!(
-                "partition {short}, subscription {subscription} ({}): backlog {}, unacked {}, blocked {}; cursor: \
-                 mark-delete {}, read {} (last entry {}), acked beyond {}, waiting read {}, pending reads {}",
+                "partition {short}, subscription {subscription} ({}): backlog {}, unacked {}, in replay {}, blocked \
+                 {}; cursor: mark-delete {}, read {} (last entry {}), acked beyond {}, waiting read {}, pending reads \
+                 {}; dispatcher: read pending {}, replay read pending {}",
                 sub["type"],
                 sub["msgBacklog"],
                 sub["unackedMessages"],
+                sub["msgInReplay"],
                 sub["blockedSubscriptionOnUnackedMsgs"],
                 cursor["markDeletePosition"],
                 cursor["readPosition"],
@@ -104,6 +112,8 @@ pub(crate) fn topic_view(topic: &str) -> Option<String> {
                 cursor["individuallyDeletedMessages"],
                 cursor["waitingReadOp"],
                 cursor["pendingReadOps"],
+                cursor["subscriptionHavePendingRead"],
+                cursor["subscriptionHavePendingReplayRead"],
             ));
             for consumer in sub["consumers"].as_array().into_iter().flatten() {
                 lines.push(format!(
