@@ -41,6 +41,13 @@
 //! the batch that was acked can reach the dead-letter topic too (turn batching off on
 //! topics that use the policy, or use the dead-letter middleware).
 //!
+//! A known limit of the broker (4.0.7): a nack followed within milliseconds by the close
+//! of a Shared subscription's last consumer can leave that consumer's other messages in
+//! the backlog, held by no consumer, until the next message is published to their
+//! partition. A stopping reader therefore gives back what it holds by closing, without
+//! nacking it first; a handler's own nack just before the only consumer stops can still
+//! meet it.
+//!
 //! Deleting a topic that a service writes to: through this driver's admin
 //! ([`Driver::admin`] of the same [`Pulsar`]), the connection's producer for the topic
 //! goes with it, and the next write looks the topic up again (conformance case 29). A
