@@ -670,3 +670,54 @@ async fn the_link_is_watched_while_readers_read_and_not_after() {
     connected_within(Some(true), PATIENCE).await;
     sub.shutdown(GRACE).await;
 }
+
+/// A topic unloaded from its broker, as Pulsar's load balancer does to move a bundle and
+/// an operator's `pulsar-admin topics unload` does, while a reader reads and a writer
+/// writes: the broker closes their producers and consumers, and both follow the topic to
+/// where it is loaded again. Every write is acknowledged and every message arrives
+/// (duplicates allowed: delivery is at least once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_unloaded_under_a_reader_and_a_writer_loses_nothing() {
+    const UNLOADS: usize = 3;
+    const EACH: usize = 100;
+    let pulsar = support::shared().await;
+    let topic = fresh_topic("unload");
+    support::create_partitioned_topic(&topic, 2);
+    let recorder = Recorder::new();
+    let mut sub = subscribe(pulsar.reader(), ReadTask::new(&topic).with_group("moved"), recorder.clone()).await;
+    let writer = pulsar.writer();
+    let distinct = |deliveries: &[Delivery]| deliveries.iter().map(|d| d.message().id.clone()).collect::<HashSet<_>>();
+    let mut rounds = Vec::new();
+    for round in 0..UNLOADS {
+        // The unload runs while this round's writes go out, and the round's messages
+        // are read before the next unload: each unload finds the consumer reading.
+        let started = Instant::now();
+        let unloading = tokio::task::spawn_blocking({
+            let path = format!("/admin/v2/persistent/public/default/{topic}/unload");
+            move || tidewater_testkit::process::http(support::admin_port(), "PUT", &path, None, "")
+        });
+        for i in round * EACH..(round + 1) * EACH {
+            let message = Message::new(&topic, "u").with_id(format!("u-{i}")).with_key(format!("k{i}"));
+            if let Err(err) = writer.write(vec![message]).await {
+                panic!("write {i} in unload round {round} failed: {err}");
+            }
+        }
+        let (status, body) = unloading.await.unwrap().expect("the admin API");
+        assert!(status == 204 || status == 200, "unloading {topic}: {status} {body}");
+        let read = (round + 1) * EACH;
+        if let Err(err) = recorder.wait_until(|s| distinct(s).len() >= read, PATIENCE).await {
+            panic!("{} of {read} messages read after unload {round}: {err}", distinct(&recorder.deliveries()).len());
+        }
+        rounds.push(started.elapsed());
+    }
+    sub.shutdown(GRACE).await;
+    let got = recorder.deliveries();
+    let expected: HashSet<tidewater_core::MessageId> = (0..UNLOADS * EACH).map(|i| format!("u-{i}").into()).collect();
+    assert_eq!(distinct(&got), expected);
+    println!(
+        "{} deliveries of {} messages across {UNLOADS} unloads; each round's unload, {EACH} writes and reads took \
+         {rounds:?}",
+        got.len(),
+        expected.len()
+    );
+}
