@@ -603,8 +603,6 @@ impl Engine {
     async fn close(&mut self) -> Result<()> {
         let (timeout, topic) = (self.close_timeout, self.topic.clone());
         let closing = async {
-            self.nacks.clear();
-            self.nack_ids.clear();
             if self.unsubscribe {
                 if let Err(err) = through_engine(&mut self.consumer, |c| Box::pin(c.unsubscribe())).await {
                     tracing::debug!(topic = %self.topic, error = %err, "removing a private subscription failed");

@@ -694,7 +694,8 @@ async fn a_topic_unloaded_under_a_reader_and_a_writer_loses_nothing() {
         let started = Instant::now();
         let unloading = tokio::task::spawn_blocking({
             let path = format!("/admin/v2/persistent/public/default/{topic}/unload");
-            move || tidewater_testkit::process::http(support::admin_port(), "PUT", &path, None, "")
+            let port = tidewater_testkit::shared::pulsar_admin_port();
+            move || tidewater_testkit::process::http(port, "PUT", &path, None, "")
         });
         for i in round * EACH..(round + 1) * EACH {
             let message = Message::new(&topic, "u").with_id(format!("u-{i}")).with_key(format!("k{i}"));

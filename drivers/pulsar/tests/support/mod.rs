@@ -16,11 +16,6 @@ pub(crate) fn create_partitioned_topic(topic: &str, partitions: u32) {
     tidewater_testkit::create_partitioned_topic(tidewater_testkit::shared::pulsar_admin_port(), topic, partitions);
 }
 
-/// The shared broker's admin API port.
-pub(crate) fn admin_port() -> u16 {
-    tidewater_testkit::shared::pulsar_admin_port()
-}
-
 /// The configuration tests use against `url`.
 pub(crate) fn config(url: &str) -> PulsarConfig {
     PulsarConfig::new(url).admin_url(tidewater_testkit::shared::pulsar_admin_url())
