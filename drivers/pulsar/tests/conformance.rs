@@ -13,7 +13,7 @@ async fn fixture() -> DriverFixture<Pulsar> {
     // many runs (a closed consumer's messages not handed on within the patience below)
     // then shows what the driver saw. A passing run logs nothing at this level.
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("tidewater_pulsar=info,pulsar=error"))
+        .with_env_filter(tracing_subscriber::EnvFilter::new("tidewater_pulsar=info"))
         .with_test_writer()
         .try_init();
     let url = support::shared_url();
