@@ -1,7 +1,8 @@
 //! A transactional outbox on PostgreSQL: a service stores the messages it means to
 //! publish in the same database transaction as its business write, so both happen or
 //! neither does; a [`Relay`] forwards them to any driver afterwards, at least once, in
-//! order per key, and deletes them.
+//! order per key, and deletes them. A message goes out with its own timestamp (to the
+//! microsecond), however long it waited in the table.
 //!
 //! ```no_run
 //! # async fn demo(pool: sqlx::PgPool, publisher: tidewater_core::Publisher, writer: std::sync::Arc<dyn tidewater_core::Writer>) -> tidewater_core::Result<()> {

@@ -17,6 +17,10 @@ use crate::{Outbox, BUCKETS};
 
 /// Forwards what the outbox holds to a writer, then deletes it. Run one or several.
 ///
+/// Each message goes out with the timestamp it was stored with, to the microsecond, not
+/// the time of the pass that forwards it; a row stored by a version before message times
+/// were kept goes out with the time it was stored.
+///
 /// **Rows the broker refuses.** A row whose message the broker refuses for a reason that
 /// retrying will not fix (too large, a topic that does not exist, an invalid name, or
 /// headers that cannot be read: [`ErrorKind::refuses_the_message`]) is moved to
@@ -232,8 +236,12 @@ impl Relay {
         if !mine {
             return Ok(None);
         }
+        // The message's time in whole microseconds (`EXTRACT` gives an exact numeric);
+        // a row stored before `created_at` existed goes out with the time it was stored.
         let select = format!(
-            "SELECT seq, topic, id, key, content_type, headers, payload FROM {table} WHERE bucket = $1 ORDER BY seq LIMIT $2"
+            "SELECT seq, topic, id, key, content_type, headers, payload, \
+             (EXTRACT(EPOCH FROM COALESCE(created_at, stored_at)) * 1000000)::BIGINT AS created_us \
+             FROM {table} WHERE bucket = $1 ORDER BY seq LIMIT $2"
         );
         let rows = sqlx::query(&select)
             .bind(bucket)
@@ -358,7 +366,9 @@ fn to_message(row: &PgRow) -> Result<Message> {
     let topic: String = row.try_get("topic").map_err(column_error)?;
     let payload: Vec<u8> = row.try_get("payload").map_err(column_error)?;
     let id: String = row.try_get("id").map_err(column_error)?;
-    let mut message = Message::new(topic, Bytes::from(payload)).with_id(id);
+    let created: i64 = row.try_get("created_us").map_err(column_error)?;
+    let mut message =
+        Message::new(topic, Bytes::from(payload)).with_id(id).with_timestamp(crate::store::from_unix_micros(created));
     message.key = row.try_get::<Option<Vec<u8>>, _>("key").map_err(column_error)?.map(Bytes::from);
     if let Some(content_type) = row.try_get::<Option<String>, _>("content_type").map_err(column_error)? {
         message.set_content_type(content_type);

@@ -1,5 +1,7 @@
 //! Storing messages in the caller's transaction.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use sqlx::PgConnection;
 use tidewater_core::{hash, Codec, Error, ErrorKind, Event, Message, MessageId, Publisher, Result};
 
@@ -18,7 +20,11 @@ impl Default for Outbox {
 }
 
 /// The columns a stored message fills, in both the outbox table and its refused rows'.
-pub(crate) const STORED: &str = "bucket, topic, id, key, content_type, headers, payload";
+pub(crate) const STORED: &str = "bucket, topic, id, key, content_type, headers, payload, created_at";
+
+/// `created_at` is nullable: tables made before it existed gain it empty, and their rows
+/// go out with the time they were stored (see [`Relay`](crate::Relay)).
+const CREATED_AT: &str = "created_at TIMESTAMPTZ";
 
 pub(crate) fn db_error(what: &str, err: sqlx::Error) -> Error {
     let kind = match &err {
@@ -81,14 +87,18 @@ impl Outbox {
     }
 
     /// Creates the table, its index and the table of refused rows (`<table>_refused`,
-    /// see [`Relay`](crate::Relay)) if they are missing.
+    /// see [`Relay`](crate::Relay)) if they are missing, and adds the columns that a table
+    /// made by an earlier version lacks (`created_at`, the message's own time). Run it
+    /// when a service starts, or put the same statements in your migrations.
     pub async fn create_table(&self, pool: &sqlx::PgPool) -> Result<()> {
         let t = self.sql_name();
         let refused = self.refused_sql_name();
         let index = format!("\"{}_bucket_seq\"", self.table);
         // The fields of a stored message, as both tables hold them.
-        let message = "bucket INT NOT NULL, topic TEXT NOT NULL, id TEXT NOT NULL, key BYTEA, content_type TEXT, \
-                       headers TEXT NOT NULL, payload BYTEA NOT NULL";
+        let message = format!(
+            "bucket INT NOT NULL, topic TEXT NOT NULL, id TEXT NOT NULL, key BYTEA, content_type TEXT, \
+             headers TEXT NOT NULL, payload BYTEA NOT NULL, {CREATED_AT}"
+        );
         let statements = [
             format!(
                 "CREATE TABLE IF NOT EXISTS {t} (seq BIGSERIAL PRIMARY KEY, {message}, \
@@ -100,6 +110,8 @@ impl Outbox {
                 "CREATE TABLE IF NOT EXISTS {refused} (seq BIGINT PRIMARY KEY, {message}, \
                  stored_at TIMESTAMPTZ NOT NULL, error TEXT NOT NULL, refused_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             ),
+            format!("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {CREATED_AT}"),
+            format!("ALTER TABLE {refused} ADD COLUMN IF NOT EXISTS {CREATED_AT}"),
         ];
         for statement in statements {
             sqlx::query(&statement).execute(pool).await.map_err(|e| db_error("creating the table", e))?;
@@ -110,6 +122,9 @@ impl Outbox {
     /// Stores `message` through `connection`, which is the caller's open transaction
     /// (`&mut tx`): it is relayed once that commits, and never if it rolls back. The
     /// message needs its id (a [`Publisher`] fills one in: see [`Outbox::store_event`]).
+    ///
+    /// The message keeps its timestamp, to the microsecond (PostgreSQL's precision): the
+    /// broker gets the time the message was made, not the time the relay forwarded it.
     pub async fn store(&self, connection: &mut PgConnection, message: &Message) -> Result<()> {
         if message.id.is_empty() {
             return Err(
@@ -121,7 +136,13 @@ impl Outbox {
         let bucket = (hash::fnv1a_64(basis) % BUCKETS as u64) as i32;
         let headers: serde_json::Map<String, serde_json::Value> =
             message.headers.iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
-        let statement = format!("INSERT INTO {} ({STORED}) VALUES ($1, $2, $3, $4, $5, $6, $7)", self.sql_name());
+        // The time as whole microseconds from the epoch, made a `TIMESTAMPTZ` by
+        // PostgreSQL: exact, where a float of seconds would round.
+        let statement = format!(
+            "INSERT INTO {} ({STORED}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+             TIMESTAMPTZ 'epoch' + $8 * INTERVAL '1 microsecond')",
+            self.sql_name()
+        );
         sqlx::query(&statement)
             .bind(bucket)
             .bind(message.stream.as_str())
@@ -130,6 +151,7 @@ impl Outbox {
             .bind(message.content_type.as_deref())
             .bind(serde_json::Value::Object(headers).to_string())
             .bind(&message.payload[..])
+            .bind(unix_micros(message.timestamp))
             .execute(connection)
             .await
             .map_err(|e| db_error("storing a message", e).with_topic(&message.stream))?;
@@ -148,5 +170,39 @@ impl Outbox {
         let message = publisher.encode(topic, event)?;
         self.store(connection, &message).await?;
         Ok(message.id)
+    }
+}
+
+/// `time` in microseconds from the Unix epoch, negative before it; saturated at `i64`'s
+/// ends, some 292,000 years away.
+pub(crate) fn unix_micros(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_micros()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |us| -us),
+    }
+}
+
+/// The time `micros` microseconds from the Unix epoch (negative: before it).
+pub(crate) fn from_unix_micros(micros: i64) -> SystemTime {
+    let offset = Duration::from_micros(micros.unsigned_abs());
+    if micros >= 0 {
+        UNIX_EPOCH + offset
+    } else {
+        UNIX_EPOCH - offset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn microseconds_go_both_ways_either_side_of_the_epoch() {
+        for micros in [0, 1, -1, 1_796_208_746_005_999, -86_400_000_001, i64::MAX, i64::MIN + 1] {
+            assert_eq!(unix_micros(from_unix_micros(micros)), micros, "{micros}");
+        }
+        // Below a microsecond is dropped, towards the epoch.
+        assert_eq!(unix_micros(UNIX_EPOCH + Duration::from_nanos(2_999)), 2);
+        assert_eq!(unix_micros(UNIX_EPOCH - Duration::from_nanos(2_999)), -2);
     }
 }

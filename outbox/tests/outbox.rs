@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -321,6 +321,101 @@ async fn a_table_named_like_a_keyword_works_and_a_long_name_is_refused() {
     let err = Outbox::with_table(&"a".repeat(Outbox::MAX_TABLE_NAME + 1)).unwrap_err();
     assert_eq!(err.kind(), tidewater_core::ErrorKind::InvalidName);
     assert!(err.to_string().contains("at most 48 bytes"), "{err}");
+}
+
+/// Before, the relay made each message anew, so the broker got the time of the relay's
+/// pass: an event stored before a broker outage went out stamped hours late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_goes_out_with_its_own_time_to_the_microsecond() {
+    let (_server, pool, outbox) = setup().await;
+    let broker = MemoryBroker::with_config(MemoryConfig::default().auto_create(false));
+    broker.admin().create_topic("orders", 1).await.unwrap();
+    let at = |micros: i64| {
+        let offset = Duration::from_micros(micros.unsigned_abs());
+        if micros >= 0 {
+            UNIX_EPOCH + offset
+        } else {
+            UNIX_EPOCH - offset
+        }
+    };
+    let times = [
+        ("made-now", SystemTime::now()),
+        ("last-year", at(1_765_000_000_123_456)),
+        ("before-the-epoch", at(-86_400_000_001)),
+        // A topic that is missing at first: set aside, put back, then sent.
+        ("refused-first", at(1_700_000_000_000_001)),
+    ];
+    let mut tx = pool.begin().await.unwrap();
+    for (id, time) in times {
+        let topic = if id == "refused-first" { "later" } else { "orders" };
+        outbox.store(&mut tx, &Message::new(topic, id).with_id(id).with_timestamp(time)).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let relay = Relay::new(pool.clone(), broker.writer());
+    assert_eq!(drain(&relay).await.refused, 1);
+    broker.admin().create_topic("later", 1).await.unwrap();
+    assert_eq!(outbox.requeue_refused(&pool, None).await.unwrap(), 1);
+    assert_eq!(drain(&relay).await.forwarded, 1);
+
+    let mut sent = written(&broker);
+    sent.extend(broker.published("later"));
+    assert_eq!(sent.len(), times.len());
+    for (id, time) in times {
+        let message = sent.iter().find(|m| m.id.as_str() == id).unwrap();
+        // PostgreSQL keeps microseconds; what is below them goes.
+        let micros = |t: SystemTime| match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_micros() as i128,
+            Err(e) => -(e.duration().as_micros() as i128),
+        };
+        assert_eq!(micros(message.timestamp), micros(time), "{id}");
+    }
+}
+
+/// A table made before `created_at` existed gains it from `create_table`; a row stored
+/// in it before then goes out with the time it was stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_from_before_message_times_is_brought_up_to_date() {
+    let server = PostgresServer::start();
+    let pool = PgPoolOptions::new().max_connections(2).connect(&server.url()).await.unwrap();
+    // The tables as the previous version made them.
+    let message = "bucket INT NOT NULL, topic TEXT NOT NULL, id TEXT NOT NULL, key BYTEA, content_type TEXT, \
+                   headers TEXT NOT NULL, payload BYTEA NOT NULL";
+    for statement in [
+        format!(
+            "CREATE TABLE tidewater_outbox (seq BIGSERIAL PRIMARY KEY, {message}, \
+             stored_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        ),
+        "CREATE INDEX tidewater_outbox_bucket_seq ON tidewater_outbox (bucket, seq)".to_owned(),
+        format!(
+            "CREATE TABLE tidewater_outbox_refused (seq BIGINT PRIMARY KEY, {message}, stored_at TIMESTAMPTZ NOT NULL, \
+             error TEXT NOT NULL, refused_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        ),
+        "INSERT INTO tidewater_outbox (bucket, topic, id, headers, payload, stored_at) \
+         VALUES (0, 'orders', 'old', '{}', 'x', TIMESTAMPTZ '2026-11-30 12:00:00.654321+00')"
+            .to_owned(),
+    ] {
+        sqlx::query(&statement).execute(&pool).await.unwrap();
+    }
+
+    let outbox = Outbox::new();
+    outbox.create_table(&pool).await.unwrap();
+    outbox.create_table(&pool).await.expect("a second time changes nothing");
+    let now = SystemTime::now();
+    let mut tx = pool.begin().await.unwrap();
+    outbox.store(&mut tx, &Message::new("orders", "y").with_id("new").with_timestamp(now)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let broker = MemoryBroker::new();
+    assert_eq!(drain(&Relay::new(pool.clone(), broker.writer())).await.forwarded, 2);
+    let sent = written(&broker);
+    assert_eq!(ids(&sent), ["old", "new"]);
+    let stored = UNIX_EPOCH + Duration::from_micros(1_796_040_000_654_321);
+    assert_eq!(sent[0].timestamp, stored);
+    assert_eq!(
+        sent[1].timestamp.duration_since(UNIX_EPOCH).unwrap().as_micros(),
+        now.duration_since(UNIX_EPOCH).unwrap().as_micros()
+    );
 }
 
 /// A writer that times out on one topic and writes the others.
