@@ -54,6 +54,7 @@
 
 mod config;
 mod errors;
+mod ping;
 mod reader;
 mod record;
 mod topics;
@@ -98,7 +99,7 @@ impl Kafka {
     pub async fn connect(config: KafkaConfig) -> Result<Self> {
         let config = Arc::new(config);
         let topics = Arc::new(Topics::new(Arc::clone(&config))?);
-        topics.ping().await?;
+        ping::cluster(&config).await?;
         let producer: FutureProducer =
             config.producer().create().map_err(|e| kafka_error("cannot create the Kafka producer", e))?;
         Ok(Self { config, topics, producer })

@@ -10,7 +10,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::Metadata;
 use rdkafka::{Offset, TopicPartitionList};
-use tidewater_core::reach::{self, Reach};
+use tidewater_core::reach;
 use tidewater_core::{names, Error, ErrorKind, PartitionLag, Result};
 
 use crate::errors::kafka_error;
@@ -28,25 +28,6 @@ impl Topics {
     pub(crate) fn new(config: Arc<KafkaConfig>) -> Result<Self> {
         let admin = config.admin().create().map_err(|e| kafka_error("cannot create the Kafka admin client", e))?;
         Ok(Self { admin: Arc::new(admin), config, known: Mutex::default() })
-    }
-
-    /// Asks the brokers for the cluster's metadata, to see that they answer.
-    pub(crate) async fn ping(&self) -> Result<()> {
-        let admin = Arc::clone(&self.admin);
-        let timeout = self.config.request_timeout;
-        let Err(err) = blocking(move || admin.inner().fetch_metadata(None, timeout)).await? else { return Ok(()) };
-        // Whatever librdkafka calls it (timeout, all brokers down), the broker is not
-        // there: say so, and why where the system can tell, which librdkafka, retrying
-        // until the timeout, reports only as a "broker transport failure".
-        let brokers = &self.config.brokers;
-        let waited = format!("no Kafka broker at {brokers} answered within {timeout:?}");
-        let error = match reach::probe(hosts(brokers)).await {
-            Reach::Fails(host, why) => {
-                Error::new(ErrorKind::Connection, format!("{waited}; connecting to {host}")).with_source(why)
-            }
-            _ => Error::new(ErrorKind::Connection, waited).with_source(err),
-        };
-        Err(error.with_driver(DRIVER))
     }
 
     /// Makes sure `topic` exists: known, found on the broker, or created if the
@@ -270,10 +251,9 @@ fn admin_outcome<T>(
     Ok(())
 }
 
-/// Runs a blocking librdkafka call off the async threads.
 /// The `host:port` of each bootstrap server (librdkafka's default port where one gives
 /// none, a `protocol://` prefix left out).
-fn hosts(brokers: &str) -> Vec<String> {
+pub(crate) fn hosts(brokers: &str) -> Vec<String> {
     brokers
         .split(',')
         .map(|b| b.trim())
@@ -283,6 +263,7 @@ fn hosts(brokers: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs a blocking librdkafka call off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
         Error::new(ErrorKind::Closed, format!("a blocking Kafka call did not finish: {e}")).with_driver(DRIVER)
