@@ -8,35 +8,53 @@ use std::path::Path;
 pub fn test_certificates(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let steps: [Vec<&str>; 3] = [
-        [
+    openssl(
+        dir,
+        &[
             &["req", "-x509"][..],
-            &ec,
+            &EC,
             &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=tidewater test CA"],
         ]
         .concat(),
-        [&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat(),
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-        ],
+    );
+    signed(dir, "server", "/CN=127.0.0.1", Some("ext.cnf"));
+}
+
+/// Writes a client certificate for `name` (`<name>.pem`, `<name>.key`, PKCS#8), signed
+/// by the CA that [`test_certificates`] wrote into `dir`, for mutual TLS.
+pub fn client_certificate(dir: &Path, name: &str) {
+    signed(dir, name, &format!("/CN={name}"), None);
+}
+
+/// A new EC P-256 key, unencrypted.
+const EC: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+
+/// A key and a certificate for `subject`, signed by the CA in `dir`, valid for a day.
+fn signed(dir: &Path, name: &str, subject: &str, extensions: Option<&str>) {
+    let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+    openssl(dir, &[&["req"][..], &EC, &["-keyout", &key, "-out", &csr, "-subj", subject]].concat());
+    let mut sign = vec![
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        &pem,
+        "-days",
+        "1",
     ];
-    for args in steps {
-        let out = std::process::Command::new("openssl").args(&args).current_dir(dir).output().expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    if let Some(file) = extensions {
+        sign.extend(["-extfile", file]);
     }
+    openssl(dir, &sign);
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }

@@ -25,7 +25,7 @@ pub mod process;
 mod pulsar;
 pub mod shared;
 
-pub use kafka::{kafka_class_path, kafka_version, KafkaBroker};
+pub use kafka::{kafka_class_path, kafka_version, KafkaBroker, KafkaSecurity, SecuredPorts};
 pub use nats::{NatsRelease, NatsServer};
 pub use postgres::PostgresServer;
 pub use process::{free_port, fresh_dir, BrokerProcess, Restart};
