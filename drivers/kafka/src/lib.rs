@@ -96,6 +96,14 @@ impl std::fmt::Debug for Kafka {
 
 impl Kafka {
     /// Connects as `config` says and checks that a broker answers.
+    ///
+    /// A broker that refuses the login (SASL) or the TLS handshake (an untrusted CA, a
+    /// client certificate missing or refused) fails this at once with an
+    /// [`ErrorKind::Config`](tidewater_core::ErrorKind::Config) error that gives the
+    /// broker's reason. No answer within
+    /// [`request_timeout`](KafkaConfig::request_timeout) is a
+    /// [`ErrorKind::Connection`](tidewater_core::ErrorKind::Connection) error, with why the
+    /// system could not connect where it can tell.
     pub async fn connect(config: KafkaConfig) -> Result<Self> {
         let config = Arc::new(config);
         let topics = Arc::new(Topics::new(Arc::clone(&config))?);
