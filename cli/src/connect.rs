@@ -1,5 +1,6 @@
 //! Choosing and connecting the driver by the URL's scheme.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use tidewater::{Admin, Driver, Error, ErrorKind, Reader, Result, Writer};
@@ -21,11 +22,56 @@ impl Driver for AnyDriver {
     }
 }
 
-/// Connects to the broker `url` names: `nats://` (JetStream), `kafka://host:port[,...]`,
-/// `pulsar://` or `pulsar+ssl://` (with `admin_url` for topic administration, by default
-/// the same host on port 8080), `streambus://host:port`.
-pub(crate) async fn connect(url: &str, admin_url: Option<&str>) -> Result<AnyDriver> {
+/// librdkafka properties from `--kafka-config` and `-X`, in the order they apply.
+#[derive(Debug, Default)]
+pub(crate) struct KafkaProperties(Vec<(String, String)>);
+
+impl KafkaProperties {
+    /// The file's properties, then `given`, so that those given on the command line win.
+    pub(crate) fn gather(file: Option<&Path>, given: Vec<(String, String)>) -> Result<Self> {
+        let mut all = Vec::new();
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                Error::new(ErrorKind::Config, format!("cannot read the Kafka properties in {}", file.display()))
+                    .with_source(e)
+            })?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let pair = property(line).map_err(|why| {
+                    Error::new(ErrorKind::Config, format!("{}, line {}: {why}", file.display(), n + 1))
+                })?;
+                all.push(pair);
+            }
+        }
+        all.extend(given);
+        Ok(Self(all))
+    }
+}
+
+/// `KEY=VALUE`, as `-X` and the lines of `--kafka-config` give a property.
+pub(crate) fn property(text: &str) -> std::result::Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.trim().to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
+/// Connects to the broker `url` names: `nats://` (JetStream), `kafka://host:port[,...]`
+/// (with `kafka`'s librdkafka properties), `pulsar://` or `pulsar+ssl://` (with
+/// `admin_url` for topic administration, by default the same host on port 8080),
+/// `streambus://host:port`.
+pub(crate) async fn connect(url: &str, admin_url: Option<&str>, kafka: KafkaProperties) -> Result<AnyDriver> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| usage(url))?;
+    if scheme != "kafka" && !kafka.0.is_empty() {
+        // Said rather than left unused: a user who gave credentials expects them used.
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("Kafka properties (-X, --kafka-config) apply to kafka:// URLs, not to {scheme}://"),
+        ));
+    }
     let driver: Box<dyn Driver + Send + Sync> = match scheme {
         "nats" | "tls" => {
             use tidewater::nats::{JetStream, JetStreamConfig, NatsConfig};
@@ -33,7 +79,8 @@ pub(crate) async fn connect(url: &str, admin_url: Option<&str>) -> Result<AnyDri
         }
         "kafka" => {
             use tidewater::kafka::{Kafka, KafkaConfig};
-            Box::new(Kafka::connect(KafkaConfig::new(rest)).await?)
+            let config = kafka.0.into_iter().fold(KafkaConfig::new(rest), |config, (k, v)| config.set(k, v));
+            Box::new(Kafka::connect(config).await?)
         }
         "pulsar" | "pulsar+ssl" => {
             use tidewater::pulsar::{Pulsar, PulsarConfig};

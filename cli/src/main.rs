@@ -25,6 +25,15 @@ struct Cli {
     /// Pulsar's admin API, for `topics` (default: the broker's host, port 8080).
     #[arg(long, env = "TIDEWATER_ADMIN_URL")]
     admin_url: Option<String>,
+    /// A librdkafka property for kafka:// URLs, as KEY=VALUE; give it again for more.
+    /// For a secured cluster: -X security.protocol=sasl_ssl -X sasl.mechanism=SCRAM-SHA-512
+    /// -X sasl.username=... (the password better in --kafka-config). Wins over the file.
+    #[arg(short = 'X', long = "kafka-property", value_name = "KEY=VALUE", value_parser = connect::property)]
+    kafka_properties: Vec<(String, String)>,
+    /// A file of librdkafka properties for kafka:// URLs, a KEY=VALUE a line (# begins a
+    /// comment), as kcat's -F reads: keeps a password off the command line.
+    #[arg(long, env = "TIDEWATER_KAFKA_CONFIG", value_name = "FILE")]
+    kafka_config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,7 +105,8 @@ fn log_to_stderr() {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let driver = connect::connect(&cli.url, cli.admin_url.as_deref()).await?;
+    let kafka = connect::KafkaProperties::gather(cli.kafka_config.as_deref(), cli.kafka_properties)?;
+    let driver = connect::connect(&cli.url, cli.admin_url.as_deref(), kafka).await?;
     match cli.command {
         Command::Topics { action } => commands::topics(&driver, action).await,
         Command::Publish(args) => commands::publish(&driver, args).await,

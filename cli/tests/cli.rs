@@ -143,6 +143,60 @@ fn on_kafka() {
     round_trip(&format!("kafka://{}", tidewater_testkit::shared::kafka_brokers()));
 }
 
+/// A Kafka that wants SASL over TLS: the properties from a file (`--kafka-config`), with
+/// `-X` over them; a wrong password is one line that says so, and properties given for
+/// another broker are refused rather than left unused.
+#[test]
+fn on_a_secured_kafka() {
+    let dir = std::env::temp_dir().join(format!("tidewater-cli-tls-{}", std::process::id()));
+    tidewater_conformance::certs::test_certificates(&dir);
+    let broker = tidewater_testkit::KafkaBroker::start_secured(&tidewater_testkit::KafkaSecurity {
+        certificate: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        client_ca: dir.join("ca.pem"),
+        users: vec![("alice".to_owned(), "alice-secret".to_owned())],
+    });
+    let url = format!("kafka://127.0.0.1:{}", broker.secured.expect("secured listeners").sasl_ssl);
+    let file = dir.join("client.properties");
+    let properties = format!(
+        "# SASL over TLS\nsecurity.protocol=sasl_ssl\nsasl.mechanism=SCRAM-SHA-256\n\n\
+         sasl.username=alice\nsasl.password = alice-secret\nssl.ca.location={}\n",
+        dir.join("ca.pem").display()
+    );
+    std::fs::write(&file, properties).unwrap();
+    let file = file.to_str().unwrap();
+    let topic = format!("cli-secured-{}", std::process::id());
+    fn options<'a>(file: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+        [&["--kafka-config", file][..], args].concat()
+    }
+
+    ok(&url, &options(file, &["topics", "create", &topic, "--partitions", "1"]), None);
+    ok(&url, &options(file, &["-X", "sasl.mechanism=SCRAM-SHA-512", "publish", &topic, "over TLS"]), None);
+    let tailed = ok(&url, &options(file, &["tail", &topic, "--from", "start", "--count", "1", "--json"]), None);
+    let line: serde_json::Value = serde_json::from_str(tailed.trim()).unwrap();
+    assert_eq!(line["payload"], "over TLS", "{tailed}");
+
+    let out = tidewater(&url, &options(file, &["-X", "sasl.password=guess", "topics", "list"]), None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("refused the login"), "{err}");
+
+    let out = tidewater(&tidewater_testkit::shared::nats_url(), &options(file, &["topics", "list"]), None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("apply to kafka:// URLs, not to nats://"), "{err}");
+
+    std::fs::write(dir.join("bad.properties"), "# one\nsecurity.protocol\n").unwrap();
+    let bad = dir.join("bad.properties");
+    let out = tidewater(&url, &["--kafka-config", bad.to_str().unwrap(), "topics", "list"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("bad.properties, line 2: \"security.protocol\" is not KEY=VALUE"), "{err}");
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn on_pulsar() {
     let url = tidewater_testkit::shared::pulsar_url();

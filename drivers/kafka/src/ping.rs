@@ -9,6 +9,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::ClientContext;
@@ -87,6 +88,12 @@ impl Refusals {
 }
 
 impl ClientContext for Refusals {
+    /// At debug level only: what the ping's client logs (a failed connection, a refused
+    /// login) is what the ping's own error says, and said once is enough.
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        tracing::debug!(?level, facility, "librdkafka, checking the brokers: {message}");
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if let Some(refused) = refusal(error.rdkafka_error_code(), reason) {
             self.0.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(refused);
