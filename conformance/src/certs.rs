@@ -23,7 +23,9 @@ pub fn test_certificates(dir: &Path) {
 /// Writes a client certificate for `name` (`<name>.pem`, `<name>.key`, PKCS#8), signed
 /// by the CA that [`test_certificates`] wrote into `dir`, for mutual TLS.
 pub fn client_certificate(dir: &Path, name: &str) {
-    signed(dir, name, &format!("/CN={name}"), None);
+    // An extension makes it an X.509 v3 certificate: rustls takes no other version.
+    std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+    signed(dir, name, &format!("/CN={name}"), Some("client.cnf"));
 }
 
 /// A new EC P-256 key, unencrypted.
