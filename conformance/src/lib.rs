@@ -16,7 +16,9 @@
 //!    [`names::check_topic`](tidewater_core::names::check_topic) are `InvalidName`.
 //!    An error keeps its client's error as its cause
 //!    ([`Error::with_source`](tidewater_core::Error::with_source)); the driver's tests
-//!    check its real failures with [`assert_each_cause_said_once`].
+//!    check its real failures with [`assert_each_cause_said_once`]. A broker that refuses
+//!    the client's credentials or its TLS handshake is a `Config` error at connect, which
+//!    a retry cannot help ([`assert_refused_for_good`]).
 //! 2. `Reader::open` subscribes and returns the subscription's
 //!    [`Source`](tidewater_core::Source); core's `Reader::read` marks the reader ready
 //!    and runs the handlers over it. A source ends only when the broker ended the
@@ -86,8 +88,8 @@ pub use failures::*;
 pub use flow::*;
 pub use operations::*;
 pub use support::{
-    assert_each_cause_said_once, fresh_topic, message_with_every_field, seq, subscribe_reader, EVERY_FIELD_HEADERS,
-    EVERY_FIELD_PAYLOAD_HEX,
+    assert_each_cause_said_once, assert_refused_for_good, fresh_topic, message_with_every_field, seq, subscribe_reader,
+    EVERY_FIELD_HEADERS, EVERY_FIELD_PAYLOAD_HEX,
 };
 pub use transactions::*;
 

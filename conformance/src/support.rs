@@ -328,6 +328,19 @@ pub fn assert_each_cause_said_once(err: &tidewater_core::Error) {
     }
 }
 
+/// Asserts that `err` is a broker's refusal that retrying cannot fix (credentials, a
+/// certificate): a `Config` error, not retryable, whose text says `says`, each cause
+/// once. Every driver's security tests hold it, so that a service tells a wrong password
+/// or an untrusted CA the same way on every broker, and apart from a broker that is away
+/// (a `Connection` error, worth retrying).
+pub fn assert_refused_for_good(err: &tidewater_core::Error, says: &str) {
+    assert_eq!(err.kind(), tidewater_core::ErrorKind::Config, "a refusal, which retrying cannot help: {err}");
+    assert!(!err.kind().is_retryable(), "{err}");
+    let report = tidewater_core::testing::reported(err);
+    assert!(report.contains(says), "the error says {says:?}: {report}");
+    assert_each_cause_said_once(err);
+}
+
 /// A message with every field a driver maps to its broker: id, key, content type and
 /// two headers (one with spaces), over bytes that are not UTF-8. The interop tests send
 /// it to the brokers' own clients.

@@ -6,6 +6,10 @@
 //! so a mistyped port or a broker that is not running reads like a slow one. After such
 //! a timeout, a driver asks [`probe`] and says the system's reason when there is one.
 
+//!
+//! With the `rustls` feature, [`refused_certificate`] tells a TLS handshake that failed
+//! on a certificate from one that was cut off, for drivers whose clients use rustls.
+
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -88,5 +92,70 @@ fn probe_now(hosts: &[String]) -> Reach {
     match failed {
         Some((host, err)) => Reach::Fails(host.clone(), err),
         None => Reach::Silent,
+    }
+}
+
+/// Whether `err` (or a cause of it) is a TLS handshake that failed on a certificate: the
+/// broker's is not trusted here, or the broker refused the client's (missing, of an
+/// unknown CA, expired, revoked). Retrying with the same settings fails the same way,
+/// so a driver makes it a [`Config`](crate::ErrorKind::Config) error. rustls hands it
+/// over inside a `std::io::Error`, as the clients built on it do.
+#[cfg(feature = "rustls")]
+pub fn refused_certificate(err: &(dyn std::error::Error + 'static)) -> bool {
+    use rustls::AlertDescription as Alert;
+    let mut next = Some(err);
+    while let Some(cause) = next {
+        let tls = cause
+            .downcast_ref::<rustls::Error>()
+            .or_else(|| cause.downcast_ref::<std::io::Error>()?.get_ref()?.downcast_ref::<rustls::Error>());
+        match tls {
+            Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) => return true,
+            Some(rustls::Error::AlertReceived(alert)) => {
+                return matches!(
+                    alert,
+                    Alert::BadCertificate
+                        | Alert::UnsupportedCertificate
+                        | Alert::CertificateRevoked
+                        | Alert::CertificateExpired
+                        | Alert::CertificateUnknown
+                        | Alert::UnknownCA
+                        | Alert::CertificateRequired
+                );
+            }
+            _ => next = cause.source(),
+        }
+    }
+    false
+}
+
+#[cfg(all(test, feature = "rustls"))]
+mod tls_tests {
+    use std::io;
+
+    use super::refused_certificate;
+
+    #[test]
+    fn certificate_failures_are_told_from_other_failures() {
+        let wrapped = |e: rustls::Error| io::Error::new(io::ErrorKind::InvalidData, e);
+        let untrusted = wrapped(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer));
+        assert!(refused_certificate(&untrusted));
+        assert!(refused_certificate(&wrapped(rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate))));
+        // Said by the other side for reasons of its own, or not TLS at all: retry.
+        assert!(!refused_certificate(&wrapped(rustls::Error::AlertReceived(rustls::AlertDescription::InternalError))));
+        assert!(!refused_certificate(&io::Error::from(io::ErrorKind::ConnectionReset)));
+        // Found as the cause of a client's own error, as async-nats's connect error holds it.
+        #[derive(Debug)]
+        struct ConnectError(io::Error);
+        impl std::fmt::Display for ConnectError {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("IO error")
+            }
+        }
+        impl std::error::Error for ConnectError {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        assert!(refused_certificate(&ConnectError(untrusted)));
     }
 }

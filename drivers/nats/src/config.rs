@@ -1,5 +1,6 @@
 //! Connecting to NATS.
 
+use async_nats::ConnectErrorKind;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -121,7 +122,9 @@ impl NatsConfig {
         self
     }
 
-    /// Connects.
+    /// Connects. A server that refuses the credentials or the TLS handshake (its
+    /// certificate not trusted here, the client's refused) is a `Config` error, which
+    /// retrying cannot help; one that cannot be reached is a `Connection` error.
     pub async fn connect(&self) -> Result<async_nats::Client> {
         let mut options = match &self.auth {
             Auth::None => async_nats::ConnectOptions::new(),
@@ -172,9 +175,21 @@ impl NatsConfig {
         let servers: Vec<async_nats::ServerAddr> =
             self.servers.iter().map(|s| server_addr(s)).collect::<Result<_>>()?;
         options.connect(servers).await.map_err(|e| {
-            Error::new(ErrorKind::Connection, format!("cannot connect to {:?}", self.servers))
-                .with_source(e)
-                .with_driver(DRIVER)
+            const TLS: &str = "TLS with the NATS server failed (check the root certificates, and the client \
+                               certificate if the server wants one) at";
+            let (kind, what) = match e.kind() {
+                // Retrying with the same settings would be refused the same way.
+                ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => (
+                    ErrorKind::Config,
+                    "the NATS server refused the credentials (check the user, password, token, nkey or \
+                     credentials file) at",
+                ),
+                ConnectErrorKind::Tls => (ErrorKind::Config, TLS),
+                // A handshake that failed on a certificate comes as an I/O error.
+                ConnectErrorKind::Io if tidewater_core::reach::refused_certificate(&e) => (ErrorKind::Config, TLS),
+                _ => (ErrorKind::Connection, "cannot connect to"),
+            };
+            Error::new(kind, format!("{what} {:?}", self.servers)).with_source(e).with_driver(DRIVER)
         })
     }
 }

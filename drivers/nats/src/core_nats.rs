@@ -48,6 +48,7 @@ pub struct NatsCore {
 
 impl NatsCore {
     /// Connects with `config`.
+    /// Errors as [`NatsConfig::connect`] gives them.
     pub async fn connect(config: &NatsConfig) -> Result<Self> {
         Ok(Self::from_client(config.connect().await?))
     }

@@ -106,6 +106,7 @@ pub(crate) fn sanitize(name: &str) -> String {
 
 impl JetStream {
     /// Connects with `nats` and sets JetStream up as `config` says.
+    /// Errors as [`NatsConfig::connect`] gives them.
     pub async fn connect(nats: &NatsConfig, config: JetStreamConfig) -> Result<Self> {
         let client = nats.connect().await?;
         let context = jetstream::ContextBuilder::new()

@@ -447,7 +447,7 @@ async fn token_auth_connects_with_the_token_and_fails_clearly_without() {
 
     let wrong = NatsConfig::new(server.url()).auth(tidewater_nats::Auth::Token("wrong".into()));
     let err = NatsCore::connect(&wrong).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    tidewater_conformance::assert_refused_for_good(&err, "refused the credentials");
     assert!(!format!("{wrong:?}").contains("wrong\""), "the token stays out of Debug output: {wrong:?}");
 }
 
@@ -465,8 +465,53 @@ async fn tls_connects_with_the_configured_roots_and_refuses_an_unknown_ca() {
     core.writer().flush().await.unwrap();
 
     let err = NatsCore::connect(&NatsConfig::new(server.url())).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Connection, "a server whose CA we do not trust is refused: {err}");
-    tidewater_conformance::assert_each_cause_said_once(&err);
+    tidewater_conformance::assert_refused_for_good(&err, "TLS with the NATS server failed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A server that verifies client certificates takes ours, signed by its CA, and refuses
+/// a client without one or with one of another CA.
+#[tokio::test]
+async fn mutual_tls_takes_a_client_certificate_of_its_ca_and_refuses_others() {
+    let dir = std::env::temp_dir().join(format!("tidewater-mtls-{}", UuidV7Ids.next_id()));
+    tidewater_conformance::certs::test_certificates(&dir);
+    tidewater_conformance::certs::client_certificate(&dir, "service-a");
+    let stranger = dir.join("stranger");
+    tidewater_conformance::certs::test_certificates(&stranger);
+    tidewater_conformance::certs::client_certificate(&stranger, "intruder");
+    let path = |p: std::path::PathBuf| p.to_str().unwrap().to_owned();
+    let server = support::private_server(&[
+        "--tlsverify",
+        "--tlscert",
+        &path(dir.join("server.pem")),
+        "--tlskey",
+        &path(dir.join("server.key")),
+        "--tlscacert",
+        &path(dir.join("ca.pem")),
+    ]);
+    let with = |client: Option<(std::path::PathBuf, std::path::PathBuf)>| {
+        let tls = tidewater_nats::Tls {
+            required: true,
+            root_certificates: Some(dir.join("ca.pem")),
+            client_certificate: client,
+        };
+        NatsConfig::new(server.url()).tls(tls)
+    };
+    let core = NatsCore::connect(&with(Some((dir.join("service-a.pem"), dir.join("service-a.key")))))
+        .await
+        .expect("our client certificate is taken");
+    core.writer().write(vec![Message::new("mtls.check", "ok")]).await.unwrap();
+    core.writer().flush().await.unwrap();
+
+    let refused = [
+        ("no client certificate", with(None)),
+        ("a certificate of another CA", with(Some((stranger.join("intruder.pem"), stranger.join("intruder.key"))))),
+    ];
+    for (what, config) in refused {
+        let err = NatsCore::connect(&config).await.err().unwrap_or_else(|| panic!("{what} was let in"));
+        println!("{what}: {err}");
+        tidewater_conformance::assert_refused_for_good(&err, "TLS with the NATS server failed");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -491,10 +536,10 @@ async fn user_and_password_auth_connects_and_a_wrong_password_fails_clearly() {
     let wrong = NatsConfig::new(server.url())
         .auth(tidewater_nats::Auth::UserPassword { user: "svc".into(), password: "not-it".into() });
     let err = NatsCore::connect(&wrong).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    tidewater_conformance::assert_refused_for_good(&err, "refused the credentials");
     assert!(!format!("{wrong:?}").contains("not-it"), "the password stays out of Debug output: {wrong:?}");
     let none = NatsCore::connect(&NatsConfig::new(server.url())).await.unwrap_err();
-    assert_eq!(none.kind(), ErrorKind::Connection, "{none}");
+    tidewater_conformance::assert_refused_for_good(&none, "refused the credentials");
 }
 
 #[tokio::test]
@@ -510,7 +555,7 @@ async fn nkey_auth_signs_the_challenge_and_an_unknown_key_fails() {
     let stranger = nkeys::KeyPair::new_user();
     let wrong = NatsConfig::new(server.url()).auth(tidewater_nats::Auth::NKey(stranger.seed().unwrap()));
     let err = NatsCore::connect(&wrong).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    tidewater_conformance::assert_refused_for_good(&err, "refused the credentials");
     assert!(!format!("{wrong:?}").contains(&stranger.seed().unwrap()), "the seed stays out of Debug output");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -593,10 +638,10 @@ async fn a_credentials_file_connects_in_operator_mode_and_a_foreign_one_fails() 
     round_trip_with(&server, tidewater_nats::Auth::CredentialsFile(good)).await;
     let wrong = NatsConfig::new(server.url()).auth(tidewater_nats::Auth::CredentialsFile(foreign));
     let err = NatsCore::connect(&wrong).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    tidewater_conformance::assert_refused_for_good(&err, "refused the credentials");
     let missing = NatsConfig::new(server.url()).auth(tidewater_nats::Auth::CredentialsFile(dir.join("none.creds")));
     let err = NatsCore::connect(&missing).await.unwrap_err();
-    assert!(matches!(err.kind(), ErrorKind::Config | ErrorKind::Connection), "{err:?}");
+    tidewater_conformance::assert_refused_for_good(&err, "cannot read credentials file");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

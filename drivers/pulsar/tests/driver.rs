@@ -416,9 +416,7 @@ async fn tls_and_token_authentication_on_a_secured_broker() {
         Err(err) => err,
         Ok(p) => p.writer().write(vec![Message::new(&topic, "x")]).await.unwrap_err(),
     };
-    assert_eq!(err.kind(), ErrorKind::Config, "a token with a bad signature is refused for good: {err:?}");
-    assert!(err.to_string().contains("refused token"), "the error says what to check: {err}");
-    tidewater_conformance::assert_each_cause_said_once(&err);
+    tidewater_conformance::assert_refused_for_good(&err, "refused token");
 
     let mut plain = support::config(&broker.url());
     plain.request_timeout = Duration::from_secs(10);
@@ -426,14 +424,15 @@ async fn tls_and_token_authentication_on_a_secured_broker() {
         Err(err) => err,
         Ok(p) => p.writer().write(vec![Message::new(&topic, "x")]).await.unwrap_err(),
     };
-    assert_eq!(err.kind(), ErrorKind::Config, "no token is refused, and retrying will not help: {err:?}");
+    println!("no token: {err}");
+    tidewater_conformance::assert_refused_for_good(&err, "");
 
     let mut untrusted = secured(&token);
     untrusted.tls = Some(tidewater_pulsar::Tls::new());
     untrusted.request_timeout = Duration::from_secs(3);
     let err = Pulsar::connect(untrusted).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Config, "a broker whose CA we do not trust is refused for good: {err:?}");
-    tidewater_conformance::assert_each_cause_said_once(&err);
+    println!("an untrusted CA: {err}");
+    tidewater_conformance::assert_refused_for_good(&err, "");
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -89,7 +89,8 @@ impl std::fmt::Debug for StreamBus {
 impl StreamBus {
     /// Connects: probes the broker's generation (unless configured) and checks that it
     /// answers a HealthCheck. Fails with a `Connection` error naming the address if it
-    /// does not.
+    /// does not, and at once with a `Config` error if a TLS handshake failed on a
+    /// certificate (the broker's not trusted, the client's refused).
     pub async fn connect(config: StreamBusConfig) -> Result<Self> {
         Ok(Self { client: client::Client::connect(config).await? })
     }

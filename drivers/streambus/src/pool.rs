@@ -165,6 +165,15 @@ impl Pool {
                 drop(state);
                 self.note(Link::Down);
                 let why = match outcome {
+                    Ok(Err(e)) if refused_certificate(&e) => {
+                        // Retrying with the same roots and certificate fails the same way.
+                        let what = format!(
+                            "TLS with the StreamBus broker at {} failed (check the root certificates, and the \
+                             client certificate if the broker wants one)",
+                            self.addr
+                        );
+                        return Err(Error::new(ErrorKind::Config, what).with_driver(DRIVER).with_source(e));
+                    }
                     Ok(Err(e)) => e.to_string(),
                     _ => format!("no connection within {:?}", self.config.connect_timeout),
                 };
@@ -206,4 +215,15 @@ fn spawn_reaper(pool: Weak<Pool>, limit: Duration) {
             pool.idle.lock().unwrap().retain(|c| c.last_used.elapsed() < limit);
         }
     });
+}
+
+/// Whether a failed dial was a TLS handshake that failed on a certificate.
+#[cfg(feature = "tls")]
+fn refused_certificate(err: &std::io::Error) -> bool {
+    tidewater_core::reach::refused_certificate(err)
+}
+
+#[cfg(not(feature = "tls"))]
+fn refused_certificate(_: &std::io::Error) -> bool {
+    false
 }
