@@ -6,8 +6,8 @@
 //! which the admin client never serves. So the ping asks for metadata through a client
 //! whose events it serves between short waits, and stops at the first such refusal.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -20,8 +20,8 @@ use crate::errors::kafka_error;
 use crate::topics::{blocking, hosts};
 use crate::{KafkaConfig, DRIVER};
 
-/// How long each metadata request waits before the ping looks at the client's events.
-const STEP: Duration = Duration::from_millis(200);
+/// How often the ping looks at the client's events while its request waits.
+const LOOK: Duration = Duration::from_millis(200);
 
 /// Asks the cluster for its metadata, for at most the request timeout.
 ///
@@ -29,17 +29,31 @@ const STEP: Duration = Duration::from_millis(200);
 ///   the broker's reason: retrying with the same settings cannot help.
 /// - Anything else that lasts the whole timeout fails with a `Connection` error and why
 ///   the system could not connect, where it can tell (see [`reach::probe`]).
+///
+/// One request waits the whole timeout, as a cluster of many topics takes a while to
+/// describe; the events are looked at beside it.
 pub(crate) async fn cluster(config: &KafkaConfig) -> Result<()> {
-    let client: BaseProducer<Refusals> = config
-        .finish(config.common())
-        .create_with_context(Refusals::default())
-        .map_err(|e| kafka_error("cannot create the Kafka client that checks the brokers", e))?;
+    let client: Arc<BaseProducer<Refusals>> = Arc::new(
+        config
+            .finish(config.common())
+            .create_with_context(Refusals::default())
+            .map_err(|e| kafka_error("cannot create the Kafka client that checks the brokers", e))?,
+    );
     let timeout = config.request_timeout;
-    let err = match blocking(move || ask(&client, timeout)).await? {
-        Ok(()) => return Ok(()),
-        Err(Failure::Refused(err)) => return Err(err),
-        Err(Failure::Silent(err)) => err,
+    let asking = Arc::clone(&client);
+    let mut fetch = std::pin::pin!(blocking(move || asking.client().fetch_metadata(None, timeout).map(drop)));
+    let mut look = tokio::time::interval(LOOK);
+    let err = loop {
+        tokio::select! {
+            fetched = &mut fetch => match fetched? {
+                Ok(()) => return Ok(()),
+                Err(err) => break err,
+            },
+            _ = look.tick() => refused(&client)?,
+        }
     };
+    // The request may have failed on a refusal not looked at yet.
+    refused(&client)?;
     let brokers = &config.brokers;
     let waited = format!("no Kafka broker at {brokers} answered within {timeout:?}");
     let error = match reach::probe(hosts(brokers)).await {
@@ -51,30 +65,11 @@ pub(crate) async fn cluster(config: &KafkaConfig) -> Result<()> {
     Err(error.with_driver(DRIVER))
 }
 
-enum Failure {
-    /// A broker turned the client away.
-    Refused(Error),
-    /// No answer within the timeout; the last request's error.
-    Silent(KafkaError),
-}
-
-fn ask(client: &BaseProducer<Refusals>, timeout: Duration) -> std::result::Result<(), Failure> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let wait = deadline.saturating_duration_since(Instant::now()).min(STEP);
-        let err = match client.client().fetch_metadata(None, wait) {
-            Ok(_) => return Ok(()),
-            Err(err) => err,
-        };
-        // Serves the error events raised meanwhile, into `Refusals`.
-        client.poll(Duration::ZERO);
-        if let Some(refused) = client.context().take() {
-            return Err(Failure::Refused(refused));
-        }
-        if Instant::now() >= deadline {
-            return Err(Failure::Silent(err));
-        }
-    }
+/// Serves the client's pending events (without waiting) and fails with the first
+/// refusal among them.
+fn refused(client: &BaseProducer<Refusals>) -> Result<()> {
+    client.poll(Duration::ZERO);
+    client.context().take().map_or(Ok(()), Err)
 }
 
 /// Collects the first refusal among a client's error events.
