@@ -12,7 +12,7 @@ mod dlq;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Look at and feed topics on NATS JetStream, Kafka, Pulsar or StreamBus.
 #[derive(Debug, Parser)]
@@ -34,6 +34,17 @@ struct Cli {
     /// comment), as kcat's -F reads: keeps a password off the command line.
     #[arg(long, env = "TIDEWATER_KAFKA_CONFIG", value_name = "FILE")]
     kafka_config: Option<std::path::PathBuf>,
+    /// A token, for Pulsar's token authentication or a NATS server's (better in the
+    /// environment than on the command line).
+    #[arg(long, env = "TIDEWATER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A NATS credentials file (`.creds`), for a server in operator mode.
+    #[arg(long, env = "TIDEWATER_NATS_CREDS", value_name = "FILE")]
+    nats_creds: Option<std::path::PathBuf>,
+    /// The CA certificates (PEM) that signed the broker's, for NATS (TLS then required)
+    /// and pulsar+ssl:// URLs, where the system's do not. (Kafka: -X ssl.ca.location=...)
+    #[arg(long, env = "TIDEWATER_CA_FILE", value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,7 +71,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    // Which access options the command line gave: one of those that the URL's broker
+    // does not use is refused; one from the environment, which may be set for another
+    // broker, is left unused.
+    let typed: Vec<&'static str> = ["kafka_properties", "kafka_config", "token", "nats_creds", "ca_file"]
+        .into_iter()
+        .filter(|id| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .collect();
     log_to_stderr();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -69,7 +91,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, &typed)) {
         Ok(()) => ExitCode::SUCCESS,
         // A listing whose reader had enough (`topics list | head -1`), as with `head`:
         // what was not printed was only to be read.
@@ -90,11 +112,13 @@ fn main() -> ExitCode {
 /// went away. Without them a command whose broker stops answering seems only to hang.
 /// Not the runner's warning of each failed handler call: the commands' handlers fail
 /// only to give a message back on purpose (past `--count`, stdout gone) and say what
-/// needs saying themselves. `TIDEWATER_LOG` sets the filter (`error`, `info`,
-/// `tidewater_core=debug`, ...).
+/// needs saying themselves. Not async-nats's own log either: it says again what the
+/// command's error says (a refused token), and the NATS driver logs the client's events
+/// itself (a lost connection, a server's error). `TIDEWATER_LOG` sets the filter
+/// (`error`, `info`, `tidewater_core=debug`, ...).
 fn log_to_stderr() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TIDEWATER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tidewater_core::runner=error"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tidewater_core::runner=error,async_nats=off"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -104,9 +128,16 @@ fn log_to_stderr() {
         .init();
 }
 
-async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let kafka = connect::KafkaProperties::gather(cli.kafka_config.as_deref(), cli.kafka_properties)?;
-    let driver = connect::connect(&cli.url, cli.admin_url.as_deref(), kafka).await?;
+async fn run(cli: Cli, typed: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
+    let access = connect::Access {
+        admin_url: cli.admin_url,
+        kafka_config: cli.kafka_config,
+        kafka_properties: cli.kafka_properties,
+        token: cli.token,
+        nats_creds: cli.nats_creds,
+        ca_file: cli.ca_file,
+    };
+    let driver = connect::connect(&cli.url, access, typed).await?;
     match cli.command {
         Command::Topics { action } => commands::topics(&driver, action).await,
         Command::Publish(args) => commands::publish(&driver, args).await,

@@ -185,7 +185,7 @@ fn on_a_secured_kafka() {
     let out = tidewater(&tidewater_testkit::shared::nats_url(), &options(file, &["topics", "list"]), None);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("apply to kafka:// URLs, not to nats://"), "{err}");
+    assert!(err.contains("--kafka-config is not for nats:// URLs"), "{err}");
 
     std::fs::write(dir.join("bad.properties"), "# one\nsecurity.protocol\n").unwrap();
     let bad = dir.join("bad.properties");
@@ -194,6 +194,48 @@ fn on_a_secured_kafka() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("bad.properties, line 2: \"security.protocol\" is not KEY=VALUE"), "{err}");
     drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A NATS server with TLS under a CA of the test's own and a token: `--ca-file` and
+/// `--token` get in; a wrong token, or no CA, is one line that says which.
+#[test]
+fn on_a_nats_server_with_tls_and_a_token() {
+    let dir = std::env::temp_dir().join(format!("tidewater-cli-nats-tls-{}", std::process::id()));
+    tidewater_conformance::certs::test_certificates(&dir);
+    let file = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let (cert, key, ca) = (file("server.pem"), file("server.key"), file("ca.pem"));
+    let server = tidewater_testkit::NatsServer::start_with(
+        tidewater_testkit::NatsRelease::Current,
+        true,
+        &["--tls", "--tlscert", &cert, "--tlskey", &key, "--auth", "cli-token"],
+    );
+    let url = server.url();
+    let access = ["--ca-file", ca.as_str(), "--token", "cli-token"];
+    let topic = format!("cli.secured.{}", std::process::id());
+    ok(&url, &[&access[..], &["topics", "create", &topic]].concat(), None);
+    ok(&url, &[&access[..], &["publish", &topic, "over TLS"]].concat(), None);
+    let tailed =
+        ok(&url, &[&access[..], &["tail", &topic, "--from", "start", "--count", "1", "--json"]].concat(), None);
+    let line: serde_json::Value = serde_json::from_str(tailed.trim()).unwrap();
+    assert_eq!(line["payload"], "over TLS", "{tailed}");
+
+    let refused = [
+        (["--ca-file", ca.as_str(), "--token", "guess"], "refused the credentials"),
+        (["--token", "cli-token", "--nats-creds", "/nonexistent.creds"], "cannot read credentials file"),
+    ];
+    for (given, says) in refused {
+        let out = tidewater(&url, &[&given[..], &["topics", "list"]].concat(), None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains(says), "{given:?}: {err}");
+    }
+    let out = tidewater(&url, &["--token", "cli-token", "topics", "list"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("TLS with the NATS server failed"), "without our CA: {err}");
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
