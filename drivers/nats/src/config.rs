@@ -65,9 +65,12 @@ pub struct Tls {
 ///     .name("billing");
 /// assert!(!format!("{config:?}").contains("s3cret"));
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NatsConfig {
-    /// Server URLs; the client picks one and fails over to the others.
+    /// Server URLs; the client picks one and fails over to the others. A URL may carry
+    /// credentials, as NATS's own tools take them: `nats://user:password@host:4222`, or
+    /// `nats://token@host:4222`; they are used when [`NatsConfig::auth`] sets none, and
+    /// never shown (in `Debug` output, errors or logs).
     pub servers: Vec<String>,
     /// Credentials.
     pub auth: Auth,
@@ -89,7 +92,27 @@ pub struct NatsConfig {
     pub request_timeout: Duration,
 }
 
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsConfig")
+            .field("servers", &self.shown_servers())
+            .field("auth", &self.auth)
+            .field("tls", &self.tls)
+            .field("name", &self.name)
+            .field("max_reconnects", &self.max_reconnects)
+            .field("max_reconnect_delay", &self.max_reconnect_delay)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
 impl NatsConfig {
+    /// The server URLs as errors and logs show them: without credentials.
+    fn shown_servers(&self) -> Vec<String> {
+        self.servers.iter().map(|url| shown(url)).collect()
+    }
+
     /// A configuration for one server URL, with the defaults.
     pub fn new(server: impl Into<String>) -> Self {
         Self {
@@ -126,7 +149,18 @@ impl NatsConfig {
     /// certificate not trusted here, the client's refused) is a `Config` error, which
     /// retrying cannot help; one that cannot be reached is a `Connection` error.
     pub async fn connect(&self) -> Result<async_nats::Client> {
-        let mut options = match &self.auth {
+        let mut servers = Vec::with_capacity(self.servers.len());
+        let mut in_url = None;
+        for url in &self.servers {
+            let (addr, credentials) = without_credentials(server_addr(url)?)?;
+            in_url = in_url.or(credentials);
+            servers.push(addr);
+        }
+        let auth = match (&self.auth, in_url) {
+            (Auth::None, Some(from_url)) => from_url,
+            (given, _) => given.clone(),
+        };
+        let mut options = match &auth {
             Auth::None => async_nats::ConnectOptions::new(),
             Auth::UserPassword { user, password } => {
                 async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
@@ -152,10 +186,10 @@ impl NatsConfig {
             options = options.name(name);
         }
         let max_delay = self.max_reconnect_delay;
-        let servers: Arc<str> = self.servers.join(",").into();
+        let shown: Arc<str> = self.shown_servers().join(",").into();
         options = options
             .event_callback(move |event| {
-                log_event(&servers, &event);
+                log_event(&shown, &event);
                 std::future::ready(())
             })
             .max_reconnects(self.max_reconnects)
@@ -172,8 +206,6 @@ impl NatsConfig {
             // instructions a publish (callgrind, core publish). JetStream names are
             // checked by the client whatever this says.
             .skip_subject_validation(true);
-        let servers: Vec<async_nats::ServerAddr> =
-            self.servers.iter().map(|s| server_addr(s)).collect::<Result<_>>()?;
         options.connect(servers).await.map_err(|e| {
             const TLS: &str = "TLS with the NATS server failed (check the root certificates, and the client \
                                certificate if the server wants one) at";
@@ -189,7 +221,7 @@ impl NatsConfig {
                 ConnectErrorKind::Io if tidewater_core::reach::refused_certificate(&e) => (ErrorKind::Config, TLS),
                 _ => (ErrorKind::Connection, "cannot connect to"),
             };
-            Error::new(kind, format!("{what} {:?}", self.servers)).with_source(e).with_driver(DRIVER)
+            Error::new(kind, format!("{what} {:?}", self.shown_servers())).with_source(e).with_driver(DRIVER)
         })
     }
 }
@@ -198,7 +230,7 @@ impl NatsConfig {
 /// server (a mistyped scheme, no host) must not look like a broker that is down.
 fn server_addr(url: &str) -> Result<async_nats::ServerAddr> {
     let invalid = |why: &str| {
-        Error::new(ErrorKind::Config, format!("{url:?} is not a NATS server URL: {why}")).with_driver(DRIVER)
+        Error::new(ErrorKind::Config, format!("{:?} is not a NATS server URL: {why}", shown(url))).with_driver(DRIVER)
     };
     let addr: async_nats::ServerAddr = url.parse().map_err(|e| invalid("it does not parse").with_source(e))?;
     let parsed = addr.clone().into_inner();
@@ -214,6 +246,61 @@ fn server_addr(url: &str) -> Result<async_nats::ServerAddr> {
         return Err(invalid("a server URL has no path or query"));
     }
     Ok(addr)
+}
+
+/// `addr` without the credentials in it, and those as an [`Auth`]: a user and a password,
+/// or a user alone, which NATS takes as a token.
+fn without_credentials(addr: async_nats::ServerAddr) -> Result<(async_nats::ServerAddr, Option<Auth>)> {
+    let Some(user) = addr.username().filter(|u| !u.is_empty()).map(decoded) else { return Ok((addr, None)) };
+    let auth = match addr.password().map(decoded) {
+        Some(password) => Auth::UserPassword { user, password },
+        None => Auth::Token(user),
+    };
+    let mut url = addr.into_inner();
+    // Only a URL with a host can have had a user, and such a URL takes these.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let addr = async_nats::ServerAddr::from_url(url).map_err(|e| {
+        Error::new(ErrorKind::Config, "a NATS server URL without its credentials does not parse")
+            .with_source(e)
+            .with_driver(DRIVER)
+    })?;
+    Ok((addr, Some(auth)))
+}
+
+/// A URL's user or password as written, percent-escapes undone.
+fn decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (b, ..) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `url` as it may be shown: its credentials, if any, replaced by `***`.
+fn shown(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_owned(),
+        },
+        None => match url.rsplit_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => url.to_owned(),
+        },
+    }
 }
 
 /// The client's connection events in the log. The client reconnects on its own and says
@@ -248,5 +335,27 @@ mod tests {
         for url in ["nats://127.0.0.1:4222", "127.0.0.1:4222", "tls://demo.example:4443", "localhost"] {
             server_addr(url).unwrap_or_else(|e| panic!("{url}: {e}"));
         }
+    }
+
+    #[test]
+    fn credentials_in_a_url_are_taken_out_and_never_shown() {
+        let split = |url: &str| without_credentials(server_addr(url).unwrap()).unwrap();
+        let (addr, auth) = split("nats://svc:p%40ss@127.0.0.1:4222");
+        assert_eq!(addr.as_url_str(), "nats://127.0.0.1:4222");
+        assert!(
+            matches!(auth, Some(Auth::UserPassword { ref user, ref password }) if user == "svc" && password == "p@ss")
+        );
+        let (addr, auth) = split("tls://s3cret-token@demo.example:4443");
+        assert_eq!((addr.host(), addr.port()), ("demo.example", 4443));
+        assert!(matches!(auth, Some(Auth::Token(ref t)) if t == "s3cret-token"));
+        assert!(split("nats://127.0.0.1:4222").1.is_none());
+
+        let config = NatsConfig::new("nats://svc:hunter2@127.0.0.1:4222");
+        assert!(!format!("{config:?}").contains("hunter2"), "{config:?}");
+        assert_eq!(shown("nats://svc:hunter2@127.0.0.1:4222"), "nats://***@127.0.0.1:4222");
+        assert_eq!(shown("svc:hunter2@127.0.0.1:4222"), "***@127.0.0.1:4222");
+        assert_eq!(shown("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        let err = server_addr("nats://svc:hunter2@127.0.0.1:4222/path").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 }

@@ -444,6 +444,8 @@ async fn an_oversize_message_is_too_large_and_its_batch_writes_nothing() {
 async fn token_auth_connects_with_the_token_and_fails_clearly_without() {
     let server = support::private_server(&["--auth", "t0ken-for-tests"]);
     round_trip_with(&server, tidewater_nats::Auth::Token("t0ken-for-tests".into())).await;
+    // A token alone in the URL's user part, as NATS's own tools take it.
+    round_trip_on(NatsConfig::new(server.url().replacen("nats://", "nats://t0ken-for-tests@", 1))).await;
 
     let wrong = NatsConfig::new(server.url()).auth(tidewater_nats::Auth::Token("wrong".into()));
     let err = NatsCore::connect(&wrong).await.unwrap_err();
@@ -517,8 +519,12 @@ async fn mutual_tls_takes_a_client_certificate_of_its_ca_and_refuses_others() {
 
 /// Connects with `auth` to `server`, publishes and reads one message back.
 async fn round_trip_with(server: &support::NatsServer, auth: tidewater_nats::Auth) {
-    let core =
-        NatsCore::connect(&NatsConfig::new(server.url()).auth(auth)).await.expect("the right credentials connect");
+    round_trip_on(NatsConfig::new(server.url()).auth(auth)).await;
+}
+
+/// Connects as `config` says, publishes and reads one message back.
+async fn round_trip_on(config: NatsConfig) {
+    let core = NatsCore::connect(&config).await.expect("the right credentials connect");
     let seen = Recorder::new();
     let mut s = SubscriberScheduler::new(core.reader(), EventRegistry::new());
     s.subscribe("auth.check", seen.clone());
@@ -540,6 +546,14 @@ async fn user_and_password_auth_connects_and_a_wrong_password_fails_clearly() {
     assert!(!format!("{wrong:?}").contains("not-it"), "the password stays out of Debug output: {wrong:?}");
     let none = NatsCore::connect(&NatsConfig::new(server.url())).await.unwrap_err();
     tidewater_conformance::assert_refused_for_good(&none, "refused the credentials");
+
+    // In the URL, as NATS's own tools take them; never shown. Before, the client let
+    // them go unused, and the error printed the password.
+    let with = |userinfo: &str| server.url().replacen("nats://", &format!("nats://{userinfo}@"), 1);
+    round_trip_on(NatsConfig::new(with("svc:s3cret-pass"))).await;
+    let err = NatsCore::connect(&NatsConfig::new(with("svc:not-it"))).await.unwrap_err();
+    tidewater_conformance::assert_refused_for_good(&err, "refused the credentials");
+    assert!(!tidewater_core::testing::reported(&err).contains("not-it"), "the password is not shown: {err}");
 }
 
 #[tokio::test]
