@@ -28,6 +28,18 @@ pub fn client_certificate(dir: &Path, name: &str) {
     signed(dir, name, &format!("/CN={name}"), Some("client.cnf"));
 }
 
+/// What a mutual-TLS test needs, in `dir`: [`test_certificates`], a client certificate
+/// `service-a` of that CA, and in `dir/stranger` another CA with a server certificate
+/// and a client certificate `intruder` of its own, for a client the broker must refuse
+/// (and a CA the client must not trust).
+pub fn mutual_tls_certificates(dir: &Path) {
+    test_certificates(dir);
+    client_certificate(dir, "service-a");
+    let stranger = dir.join("stranger");
+    test_certificates(&stranger);
+    client_certificate(&stranger, "intruder");
+}
+
 /// A new EC P-256 key, unencrypted.
 const EC: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
 

@@ -44,11 +44,8 @@ async fn round_trip(config: KafkaConfig, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_sasl_on_a_secured_broker() {
     let dir = std::env::temp_dir().join(format!("tidewater-kafka-tls-{}", UuidV7Ids.next_id()));
-    tidewater_conformance::certs::test_certificates(&dir);
-    tidewater_conformance::certs::client_certificate(&dir, "service-a");
+    tidewater_conformance::certs::mutual_tls_certificates(&dir);
     let stranger = dir.join("stranger");
-    tidewater_conformance::certs::test_certificates(&stranger);
-    tidewater_conformance::certs::client_certificate(&stranger, "intruder");
     let security = KafkaSecurity {
         certificate: dir.join("server.pem"),
         key: dir.join("server.key"),

@@ -476,11 +476,8 @@ async fn tls_connects_with_the_configured_roots_and_refuses_an_unknown_ca() {
 #[tokio::test]
 async fn mutual_tls_takes_a_client_certificate_of_its_ca_and_refuses_others() {
     let dir = std::env::temp_dir().join(format!("tidewater-mtls-{}", UuidV7Ids.next_id()));
-    tidewater_conformance::certs::test_certificates(&dir);
-    tidewater_conformance::certs::client_certificate(&dir, "service-a");
+    tidewater_conformance::certs::mutual_tls_certificates(&dir);
     let stranger = dir.join("stranger");
-    tidewater_conformance::certs::test_certificates(&stranger);
-    tidewater_conformance::certs::client_certificate(&stranger, "intruder");
     let path = |p: std::path::PathBuf| p.to_str().unwrap().to_owned();
     let server = support::private_server(&[
         "--tlsverify",
