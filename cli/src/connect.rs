@@ -22,8 +22,8 @@ impl Driver for AnyDriver {
     }
 }
 
-/// librdkafka properties from `--kafka-config` and `-X`, in the order they apply.
-#[derive(Debug)]
+/// librdkafka properties from `--kafka-config` and `-X`, in the order they apply. No
+/// `Debug`: they hold passwords.
 pub(crate) struct KafkaProperties(Vec<(String, String)>);
 
 impl KafkaProperties {
@@ -59,8 +59,8 @@ pub(crate) fn property(text: &str) -> std::result::Result<(String, String), Stri
     }
 }
 
-/// How to get in, beside the URL: what the options gave.
-#[derive(Debug, Default)]
+/// How to get in, beside the URL: what the options gave. No `Debug`: it holds secrets.
+#[derive(Default)]
 pub(crate) struct Access {
     /// Pulsar's admin API.
     pub(crate) admin_url: Option<String>,
@@ -95,6 +95,9 @@ impl Access {
             };
             return Err(Error::new(ErrorKind::Config, format!("{option} is not for {scheme}:// URLs")));
         }
+        if self.token.is_some() && self.nats_creds.is_some() && nats {
+            return Err(Error::new(ErrorKind::Config, "give --token or --nats-creds, not both"));
+        }
         if !uses("kafka_properties") {
             (self.kafka_config, self.kafka_properties) = (None, Vec::new());
         }
@@ -112,10 +115,9 @@ impl Access {
 }
 
 /// Connects to the broker `url` names, as `access` says (see [`Access::for_scheme`] for
-/// `typed`): `nats://` or `tls://`
-/// (JetStream), `kafka://host:port[,...]`, `pulsar://` or `pulsar+ssl://` (with the admin
-/// URL for topic administration, by default the same host on port 8080),
-/// `streambus://host:port`.
+/// `typed`): `nats://` or `tls://` (JetStream), `kafka://host:port[,...]`, `pulsar://` or
+/// `pulsar+ssl://` (with the admin URL for topic administration, by default the same
+/// host on port 8080), `streambus://host:port`.
 pub(crate) async fn connect(url: &str, access: Access, typed: &[&str]) -> Result<AnyDriver> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| usage(url))?;
     let access = access.for_scheme(scheme, typed)?;
@@ -198,15 +200,18 @@ mod tests {
             ca_file: Some("ca.pem".into()),
             ..Access::default()
         };
-        let err = access().for_scheme("kafka", &["token"]).unwrap_err();
+        let refused = |access: Access, scheme, typed| access.for_scheme(scheme, typed).err().expect("refused");
+        let err = refused(access(), "kafka", &["token"]);
         assert!(err.to_string().contains("--token is not for kafka:// URLs"), "{err}");
-        let err = access().for_scheme("pulsar", &["kafka_properties"]).unwrap_err();
+        let err = refused(access(), "pulsar", &["kafka_properties"]);
         assert!(err.to_string().contains("-X is not for pulsar:// URLs"), "{err}");
 
-        let kafka = access().for_scheme("kafka", &["kafka_properties"]).unwrap();
+        let kafka = access().for_scheme("kafka", &["kafka_properties"]).unwrap_or_else(|e| panic!("kept: {e}"));
         assert_eq!((kafka.token, kafka.ca_file, kafka.kafka_properties.len()), (None, None, 1));
-        let nats = access().for_scheme("tls", &[]).unwrap();
+        let nats = access().for_scheme("tls", &[]).unwrap_or_else(|e| panic!("kept: {e}"));
         assert!(nats.token.is_some() && nats.ca_file.is_some() && nats.kafka_properties.is_empty());
+        let both = Access { nats_creds: Some("u.creds".into()), ..access() };
+        assert!(both.for_scheme("nats", &[]).is_err(), "two credentials: which one?");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! failure, and the request then fails as a "broker transport failure". A broker that
 //! refused the client's credentials or its TLS handshake says so only in an error event,
 //! which the admin client never serves. So the ping asks for metadata through a client
-//! whose events it serves between short waits, and stops at the first such refusal.
+//! of its own, serves that client's events while the request waits, and stops at the
+//! first such refusal. (The request, on a blocking thread, then runs out on its own; it
+//! ends within the timeout.)
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
