@@ -222,7 +222,8 @@ fn on_a_nats_server_with_tls_and_a_token() {
 
     let refused = [
         (["--ca-file", ca.as_str(), "--token", "guess"], "refused the credentials"),
-        (["--token", "cli-token", "--nats-creds", "/nonexistent.creds"], "cannot read credentials file"),
+        (["--ca-file", ca.as_str(), "--nats-creds", "/nonexistent.creds"], "cannot read credentials file"),
+        (["--token", "cli-token", "--nats-creds", "/nonexistent.creds"], "give --token or --nats-creds, not both"),
     ];
     for (given, says) in refused {
         let out = tidewater(&url, &[&given[..], &["topics", "list"]].concat(), None);
