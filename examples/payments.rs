@@ -1,6 +1,7 @@
 //! A payments service, written as a service would be: two events, handlers that are plain
 //! async functions taking the event and the state they need, a card gateway that times
-//! out once (retried in place), a request that can never be charged (dead-lettered by the
+//! out once (retried in place, behind a circuit breaker that would hold the requests if
+//! the gateway went down), a request that can never be charged (dead-lettered by the
 //! bus on its own), and a batch publish. Its test runs the same service on the memory
 //! driver and, with `scripts/test`, on JetStream, Kafka and Pulsar.
 //!
@@ -14,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use tidewater::middleware::Retry;
+use tidewater::middleware::{CircuitBreaker, Retry};
 use tidewater::testing::TestKit;
-use tidewater::{Bus, Driver, Event, EventRegistry, HandlerError, HandlerResult, Message, Publisher, State};
+use tidewater::{Around, Bus, Driver, Event, EventRegistry, HandlerError, HandlerResult, Message, Publisher, State};
 
 #[derive(Debug, Clone, Serialize, Deserialize, Event)]
 #[event(type = "payment.requested", key = payment_id)]
@@ -46,12 +47,15 @@ async fn record(settled: PaymentSettled, State(books): State<Books>) -> HandlerR
 }
 
 /// The whole setup: routes, shared state, retry, two subscriptions. A request that fails
-/// for good goes to `<requests>.dlq` without any setup.
+/// for good goes to `<requests>.dlq` without any setup. Should five requests in a row
+/// fail even after their retries, the breaker takes the gateway for down and holds the
+/// rest, trying one now and then, rather than fail them all.
 fn service(driver: &impl Driver, topics: &Topics, books: Books) -> Bus {
     let routes =
         EventRegistry::new().route::<PaymentRequested>(&topics.requests).route::<PaymentSettled>(&topics.settled);
     let mut bus = Bus::new(driver, routes);
-    bus.with_state(books).with_middleware(Retry::new().min_delay(Duration::from_millis(20)));
+    let gateway = CircuitBreaker::new("card-gateway");
+    bus.with_state(books).with_middleware(gateway.then(Retry::new().min_delay(Duration::from_millis(20))));
     bus.subscribe_event(charge).group("payments");
     bus.subscribe_event(record).group("ledger");
     bus

@@ -73,62 +73,8 @@ impl Row {
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let counted = || {
-            handler_fn(|d: Delivery| async move {
-                std::hint::black_box(&d);
-                Ok::<_, HandlerError>(())
-            })
-        };
-        let bare: BoxHandler = Arc::new(counted());
         let broker = MemoryBroker::new();
-        let layers: Vec<(&str, Arc<dyn Middleware>)> = vec![
-            ("Trace", Arc::new(Trace)),
-            ("CorrelationId", Arc::new(CorrelationId)),
-            ("DeadLetter", Arc::new(DeadLetter::new(broker.writer()))),
-            ("Deduplicate (in memory)", Arc::new(Deduplicate::in_memory())),
-            ("Retry", Arc::new(Retry::new())),
-            ("Timeout", Arc::new(Timeout(Duration::from_secs(30)))),
-            ("Recover", Arc::new(Recover::new())),
-        ];
-        let full: Vec<Arc<dyn Middleware>> = layers.iter().map(|(_, m)| Arc::clone(m)).collect();
-        let mut rows = vec![
-            Row::new("none (handler called directly)", 0, Arc::clone(&bare)),
-            Row::new("empty chain", 0, apply_chain(Arc::clone(&bare), &[])),
-        ];
-        for (name, m) in &layers {
-            rows.push(Row::new(format!("{name} alone"), 0, apply_chain(Arc::clone(&bare), std::slice::from_ref(m))));
-        }
-        rows.push(Row::new("full chain, all of the above", 0, apply_chain(Arc::clone(&bare), &full)));
-        let stacked = Trace
-            .then(CorrelationId)
-            .then(DeadLetter::new(broker.writer()))
-            .then(Deduplicate::in_memory())
-            .then(Retry::new())
-            .then(Timeout(Duration::from_secs(30)))
-            .then(Recover::new());
-        rows.push(Row::new("full chain, stacked with then", 0, stacked.clone().wrap(Arc::clone(&bare))));
-        let moka: Arc<dyn Middleware> = Arc::new(Deduplicate::new(MokaDedupStorage::default()));
-        rows.push(Row::new("Deduplicate (moka) alone", 0, apply_chain(Arc::clone(&bare), std::slice::from_ref(&moka))));
-        let with_moka: Vec<Arc<dyn Middleware>> = layers
-            .iter()
-            .map(|(name, m)| if name.starts_with("Deduplicate") { Arc::clone(&moka) } else { Arc::clone(m) })
-            .collect();
-        rows.push(Row::new("full chain, moka dedup", 0, apply_chain(Arc::clone(&bare), &with_moka)));
-        let typed = rows.len();
-        rows.push(Row::new("none, typed handler", typed, counted()));
-        rows.push(Row::new("Deduplicate (in memory), typed", typed, Deduplicate::in_memory().wrapping(counted())));
-        // The same with a store a tenth the size: what the default's 100,000 ids cost is
-        // mostly memory (cache misses), which a smaller window saves.
-        let small = Deduplicate::new(InMemoryDedupStorage::new(10_000, Duration::from_secs(3600)));
-        rows.push(Row::new("Deduplicate (10k ids), typed", typed, small.wrapping(counted())));
-        rows.push(Row::new("full chain, stacked, typed", typed, stacked.wrapping(counted())));
-        let no_dedup = Trace
-            .then(CorrelationId)
-            .then(DeadLetter::new(broker.writer()))
-            .then(Retry::new())
-            .then(Timeout(Duration::from_secs(30)))
-            .then(Recover::new());
-        rows.push(Row::new("full chain but dedup, typed", typed, no_dedup.wrapping(counted())));
+        let mut rows = rows(&broker);
         if let Ok(only) = std::env::var("TW_CHAIN_ONLY") {
             let keep: Vec<bool> = (0..rows.len())
                 .map(|i| rows[i].name.contains(&only) || rows.iter().any(|r| r.base == i && r.name.contains(&only)))
@@ -175,4 +121,80 @@ fn main() {
             ]);
         }
     });
+}
+
+/// Every row: each layer alone and the chains, as a list and around a typed handler.
+fn rows(broker: &MemoryBroker) -> Vec<Row> {
+    let counted = || {
+        handler_fn(|d: Delivery| async move {
+            std::hint::black_box(&d);
+            Ok::<_, HandlerError>(())
+        })
+    };
+    let bare: BoxHandler = Arc::new(counted());
+    let layers: Vec<(&str, Arc<dyn Middleware>)> = vec![
+        ("Trace", Arc::new(Trace)),
+        ("CorrelationId", Arc::new(CorrelationId)),
+        ("DeadLetter", Arc::new(DeadLetter::new(broker.writer()))),
+        ("Deduplicate (in memory)", Arc::new(Deduplicate::in_memory())),
+        ("Retry", Arc::new(Retry::new())),
+        ("Timeout", Arc::new(Timeout(Duration::from_secs(30)))),
+        ("Recover", Arc::new(Recover::new())),
+    ];
+    let full: Vec<Arc<dyn Middleware>> = layers.iter().map(|(_, m)| Arc::clone(m)).collect();
+    let mut rows = vec![
+        Row::new("none (handler called directly)", 0, Arc::clone(&bare)),
+        Row::new("empty chain", 0, apply_chain(Arc::clone(&bare), &[])),
+    ];
+    for (name, m) in &layers {
+        rows.push(Row::new(format!("{name} alone"), 0, apply_chain(Arc::clone(&bare), std::slice::from_ref(m))));
+    }
+    rows.push(Row::new("full chain, all of the above", 0, apply_chain(Arc::clone(&bare), &full)));
+    let stacked = Trace
+        .then(CorrelationId)
+        .then(DeadLetter::new(broker.writer()))
+        .then(Deduplicate::in_memory())
+        .then(Retry::new())
+        .then(Timeout(Duration::from_secs(30)))
+        .then(Recover::new());
+    rows.push(Row::new("full chain, stacked with then", 0, stacked.clone().wrap(Arc::clone(&bare))));
+    let moka: Arc<dyn Middleware> = Arc::new(Deduplicate::new(MokaDedupStorage::default()));
+    rows.push(Row::new("Deduplicate (moka) alone", 0, apply_chain(Arc::clone(&bare), std::slice::from_ref(&moka))));
+    let with_moka: Vec<Arc<dyn Middleware>> = layers
+        .iter()
+        .map(|(name, m)| if name.starts_with("Deduplicate") { Arc::clone(&moka) } else { Arc::clone(m) })
+        .collect();
+    rows.push(Row::new("full chain, moka dedup", 0, apply_chain(Arc::clone(&bare), &with_moka)));
+    // Layers a service adds for what its handler calls: a closed breaker, and a rate
+    // limit of a call a nanosecond, which the bench never reaches.
+    let breaker: Arc<dyn Middleware> = Arc::new(CircuitBreaker::new("bench"));
+    rows.push(Row::new(
+        "CircuitBreaker (closed) alone",
+        0,
+        apply_chain(Arc::clone(&bare), std::slice::from_ref(&breaker)),
+    ));
+    let rate: Arc<dyn Middleware> = Arc::new(RateLimit::per_second(1_000_000_000));
+    rows.push(Row::new(
+        "RateLimit (not reached) alone",
+        0,
+        apply_chain(Arc::clone(&bare), std::slice::from_ref(&rate)),
+    ));
+    let typed = rows.len();
+    rows.push(Row::new("none, typed handler", typed, counted()));
+    rows.push(Row::new("Deduplicate (in memory), typed", typed, Deduplicate::in_memory().wrapping(counted())));
+    // The same with a store a tenth the size: what the default's 100,000 ids cost is
+    // mostly memory (cache misses), which a smaller window saves.
+    let small = Deduplicate::new(InMemoryDedupStorage::new(10_000, Duration::from_secs(3600)));
+    rows.push(Row::new("Deduplicate (10k ids), typed", typed, small.wrapping(counted())));
+    rows.push(Row::new("full chain, stacked, typed", typed, stacked.wrapping(counted())));
+    let no_dedup = Trace
+        .then(CorrelationId)
+        .then(DeadLetter::new(broker.writer()))
+        .then(Retry::new())
+        .then(Timeout(Duration::from_secs(30)))
+        .then(Recover::new());
+    rows.push(Row::new("full chain but dedup, typed", typed, no_dedup.wrapping(counted())));
+    let guards = CircuitBreaker::new("bench").then(RateLimit::per_second(1_000_000_000));
+    rows.push(Row::new("Breaker + RateLimit, typed", typed, guards.wrapping(counted())));
+    rows
 }

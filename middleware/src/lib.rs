@@ -1,5 +1,5 @@
 //! Middleware for tidewater handlers: retry, deduplication, dead-letter queue, tracing,
-//! timeout, panic recovery and correlation ids; and, on the publish side, interceptors
+//! timeout, panic recovery, correlation ids, a circuit breaker and a rate limit; and, on the publish side, interceptors
 //! and metrics around a writer.
 //!
 //! # Order
@@ -13,9 +13,11 @@
 //!      └─ CorrelationId   correlation id in scope for what the handler publishes
 //!         └─ DeadLetter      permanent failure, or retries used up -> <topic>.dlq, then settle
 //!            └─ Deduplicate     already processed by this group -> ack, skip the rest
-//!               └─ Retry           transient failure -> back off, call again
-//!                  └─ Timeout         each call limited
-//!                     └─ handler        a panic is a transient error here, with no opt-in
+//!               └─ CircuitBreaker  (optional) what the handler calls is down -> hold, try one
+//!                  └─ Retry           transient failure -> back off, call again
+//!                     └─ RateLimit       (optional) each call waits its turn
+//!                        └─ Timeout         each call limited
+//!                           └─ handler        a panic is a transient error here, with no opt-in
 //! ```
 //!
 //! A [`Bus`](tidewater_core::Bus) adds a `DeadLetter` to `<topic>.dlq` outermost by
@@ -26,7 +28,11 @@
 //! Why this order: `Deduplicate` sits inside `DeadLetter` so that a dead-lettered
 //! message is never committed as processed and can be redriven; `Retry` sits inside
 //! `Deduplicate` so a retried success is committed once; `Timeout` sits inside `Retry` so
-//! each attempt gets the full limit.
+//! each attempt gets the full limit. `CircuitBreaker` sits outside `Retry`, so that it
+//! counts messages that failed after their retries rather than each retry, and inside
+//! `DeadLetter`, so that a held message is not dead-lettered; `RateLimit` sits inside
+//! `Retry` so that a retry is a call that waits its turn like any other, and outside
+//! `Timeout` so that the wait is not counted against the call.
 //!
 //! ```
 //! # fn demo(scheduler: &mut tidewater_core::SubscriberScheduler, dlq: std::sync::Arc<dyn tidewater_core::Writer>) {
@@ -96,22 +102,26 @@
 //! handler over one async method. Tower's `Service` was considered and not taken: its
 //! `poll_ready`/`&mut self` call model makes every shared handler a clone-per-call and
 //! a buffer, its errors are boxed without the transient/permanent distinction that
-//! retry and DLQ decisions need, and its timeout and rate-limit layers are each a few
-//! lines here. An empty chain costs nothing (the handler is called directly) and each
+//! retry and DLQ decisions need, and its timeout and rate-limit layers are small layers
+//! here ([`Timeout`], [`RateLimit`]). An empty chain costs nothing (the handler is called directly) and each
 //! layer given on its own costs one boxed future (a stack joined with `then`, one in
 //! all; wrapped around a typed handler, none); the `chain_cost` benchmark measures each.
 
+mod breaker;
 mod correlation;
 mod dedup;
 mod publish;
+mod rate;
 mod recover;
 mod retry;
 mod timeout;
 mod trace;
 
+pub use breaker::{CircuitBreaker, CircuitState};
 pub use correlation::CorrelationId;
 pub use dedup::{DedupKey, Deduplicate, DeduplicationStorage, InMemoryDedupStorage, MokaDedupStorage};
 pub use publish::{InstrumentedWriter, Metrics, MetricsCollector, NoMetrics, Outcome, PublishInterceptor};
+pub use rate::RateLimit;
 pub use recover::Recover;
 pub use retry::Retry;
 pub use tidewater_core::dead_letter::{headers as dlq_headers, DeadLetter, Redrive, RedriveRefusal};

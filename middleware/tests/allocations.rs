@@ -70,6 +70,12 @@ async fn the_chain_allocates_nothing_on_success_beyond_its_boxed_futures() {
     let wrapped = allocations_handling(&stack().wrapping(succeeding())).await;
     assert_eq!(wrapped, 0, "the whole chain put around the handler allocated {wrapped} times in {MESSAGES} messages");
 
+    // The breaker closed and a rate never reached (a call a nanosecond) take no lock and
+    // no timer, and allocate nothing either.
+    let guards = CircuitBreaker::new("api").then(RateLimit::per_second(1_000_000_000));
+    let guarded = allocations_handling(&guards.wrapping(succeeding())).await;
+    assert_eq!(guarded, 0, "a closed breaker and a rate limit allocated {guarded} times in {MESSAGES} messages");
+
     // As a bus applies its middleware list, the handler boxed inside it: each boxed
     // handler or layer boxes its future on each call, and nothing else may allocate.
     let boxed = || -> BoxHandler { Arc::new(succeeding()) };

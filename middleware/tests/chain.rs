@@ -626,3 +626,82 @@ async fn a_dead_letter_queue_that_can_never_be_written_slows_redelivery_and_lose
     broker.wait_acked("t", "g", 1, WAIT).await.expect("the message was kept");
     s.shutdown(WAIT).await;
 }
+
+/// An outage of what the handler calls: behind a circuit breaker, the handler is called
+/// for the few messages that opened it and one trial at a time, rather than for every
+/// message; nothing is dead-lettered (the failures it saw are redelivered, as a `Bus`'s
+/// own dead letter leaves transient failures), and everything held goes on when it is
+/// back.
+#[tokio::test]
+async fn a_circuit_breaker_holds_messages_through_an_outage() {
+    let broker = MemoryBroker::new();
+    broker.create_topic("orders", 1).unwrap();
+    let breaker = CircuitBreaker::new("payments-api")
+        .failures(2)
+        .open_for(Duration::from_millis(20))
+        .max_open_for(Duration::from_millis(160));
+    let down = Arc::new(AtomicBool::new(true));
+    let failed_ids = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let handler = {
+        let (down, failed_ids, handled) = (Arc::clone(&down), Arc::clone(&failed_ids), Arc::clone(&handled));
+        handler_fn(move |d: Delivery| {
+            let id = d.message().id.to_string();
+            let result = if down.load(Ordering::SeqCst) {
+                failed_ids.lock().unwrap().insert(id);
+                Err(HandlerError::transient("payments API unreachable"))
+            } else {
+                handled.lock().unwrap().push(id);
+                Ok(())
+            };
+            async move { result }
+        })
+    };
+    let mut s = scheduler(&broker);
+    s.with_middleware(DeadLetter::new(broker.writer()).permanent_only())
+        .with_middleware(breaker.clone())
+        .with_middleware(quick_retry(2));
+    s.subscribe("orders", handler).group("billing").nack_delay(Some(Duration::from_millis(5)));
+    s.start().await.unwrap();
+    let batch: Vec<Message> = (0..20).map(|i| Message::new("orders", "{}").with_id(format!("o-{i:02}"))).collect();
+    Driver::writer(&broker).write(batch).await.unwrap();
+
+    // The outage lasts 300 ms: without the breaker, every message fails in it (each in
+    // about 2 ms), and is redelivered to fail again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_ne!(breaker.state(), CircuitState::Closed, "the outage holds the circuit open");
+    down.store(false, Ordering::SeqCst);
+    broker.wait_acked("orders", "billing", 20, WAIT).await.expect("every held message goes on");
+    let report = s.shutdown(WAIT).await;
+
+    let failed = failed_ids.lock().unwrap().len();
+    // Two opened it; trials came at about 20, 60, 140 and 300 ms, and each tries one.
+    assert!((2..=7).contains(&failed), "{failed} of 20 messages reached the handler in the outage");
+    let mut handled = handled.lock().unwrap().clone();
+    handled.sort();
+    handled.dedup();
+    assert_eq!(handled.len(), 20, "each message handled once the API is back");
+    assert_eq!(breaker.state(), CircuitState::Closed);
+    assert_eq!(report.tasks[0].dead_lettered, 0);
+    assert!(broker.published("orders.dlq").is_empty());
+}
+
+/// A backlog read through a rate limit goes at the limit's pace, not the broker's.
+#[tokio::test]
+async fn a_rate_limit_paces_a_backlog() {
+    let broker = MemoryBroker::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut s = scheduler(&broker);
+    s.with_middleware(RateLimit::per_second(50));
+    s.subscribe("orders", counting(&calls, |_| Ok(()))).group("billing").concurrency(4);
+    let batch: Vec<Message> = (0..11).map(|i| Message::new("orders", "{}").with_key(format!("k-{i}"))).collect();
+    Driver::writer(&broker).write(batch).await.unwrap();
+    let started = std::time::Instant::now();
+    s.start().await.unwrap();
+    broker.wait_acked("orders", "billing", 11, WAIT).await.unwrap();
+    let took = started.elapsed();
+    s.shutdown(WAIT).await;
+    // Ten intervals of 20 ms between the first call and the eleventh, on four lanes.
+    assert!(took >= Duration::from_millis(200), "11 calls at 50 a second took {took:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 11);
+}
