@@ -1,7 +1,7 @@
 //! Circuit breaker: holding deliveries while what the handler calls is down.
 
 use std::pin::pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -90,6 +90,10 @@ struct Shared {
     status: AtomicU64,
     /// Transient failures in a row while closed.
     failures: AtomicU32,
+    /// Times a closed circuit opened.
+    opened: AtomicU64,
+    /// Calls waiting for the circuit.
+    held: AtomicUsize,
     /// What only changes of state touch.
     circuit: Mutex<Circuit>,
     /// Wakes the held calls when the state changes.
@@ -127,6 +131,22 @@ impl Drop for Pass<'_> {
     }
 }
 
+/// Counts a call as held while it waits, however its wait ends.
+struct Held<'a>(&'a AtomicUsize);
+
+impl<'a> Held<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl CircuitBreaker {
     /// A closed breaker named `name` (for its log lines): opens after 5 transient
     /// failures in a row, tries again after 5 s, then after twice as long each time a
@@ -159,6 +179,22 @@ impl CircuitBreaker {
             OPEN => CircuitState::Open,
             _ => CircuitState::HalfOpen,
         }
+    }
+
+    /// The name it was given, as its log lines say it.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// How many times the circuit opened after being closed (a failed trial, which
+    /// opens it again, is not counted).
+    pub fn times_opened(&self) -> u64 {
+        self.shared.opened.load(Ordering::Relaxed)
+    }
+
+    /// How many calls wait for the circuit now: the deliveries it holds.
+    pub fn held(&self) -> usize {
+        self.shared.held.load(Ordering::Relaxed)
     }
 
     /// A new circuit with changed settings: settings are given before the breaker is
@@ -194,6 +230,8 @@ impl Shared {
             settings,
             status: AtomicU64::new(CLOSED),
             failures: AtomicU32::new(0),
+            opened: AtomicU64::new(0),
+            held: AtomicUsize::new(0),
             circuit: Mutex::new(Circuit { trial_at: Instant::now(), open_for: settings.open_for, trying: false }),
             changed: Notify::new(),
         }
@@ -214,6 +252,7 @@ impl Shared {
     /// Waits until the circuit lets this call through: closed, or open past its wait
     /// with no trial out, which makes this call the trial.
     async fn wait_for_pass(&self) -> Pass<'_> {
+        let _held = Held::new(&self.held);
         loop {
             // Registered before the state is read, so a change between the two still
             // wakes this call.
@@ -287,6 +326,7 @@ impl Shared {
         circuit.open_for = self.settings.open_for;
         circuit.trial_at = Instant::now() + circuit.open_for;
         self.set(OPEN);
+        self.opened.fetch_add(1, Ordering::Relaxed);
         drop(circuit);
         tracing::warn!(
             breaker = %self.name,
@@ -416,6 +456,7 @@ mod tests {
         }
         let at: Vec<f64> = secs(&calls).iter().map(|(at, _)| *at).collect();
         assert_eq!(at, [0.0, 1.0, 3.0, 6.0, 9.0]);
+        assert_eq!(breaker.times_opened(), 1, "a failed trial opens it again, and is not counted");
         assert_eq!(breaker.state(), CircuitState::Open);
     }
 
@@ -430,9 +471,14 @@ mod tests {
                 tokio::spawn(async move { handler.handle(delivery("slow")).await })
             })
             .collect();
+        while breaker.held() < 4 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(breaker.state(), CircuitState::Open);
         for call in held {
             call.await.unwrap().expect("each held call runs once the circuit closes");
         }
+        assert_eq!((breaker.held(), breaker.times_opened()), (0, 1));
         // The trial at 1 s takes 2 s; the other three start when it has succeeded.
         assert_eq!(secs(&calls), [(0.0, "fail"), (1.0, "slow"), (3.0, "slow"), (3.0, "slow"), (3.0, "slow")]);
         assert_eq!(breaker.state(), CircuitState::Closed);

@@ -24,6 +24,9 @@
 //! | `tidewater_connected` | driver | 1 while the driver's connection is up, 0 while it is not; absent where the driver cannot tell ([`Reader::connected`](tidewater_core::Reader::connected)) |
 //! | `tidewater_consumer_lag` | topic, group, partition | not yet settled by the group, asked of the broker at each scrape (left out for a group whose broker has not answered within 2 s: [`PrometheusMetrics::with_lag_timeout`]) |
 //! | `tidewater_handler_duration_seconds` | topic, group | the handler chain's time per delivery (single handlers: middleware does not wrap batch handlers, whose deliveries the counters above count all the same) |
+//! | `tidewater_circuit_state` | breaker, state | 1 for the state a [`CircuitBreaker`] given to [`PrometheusMetrics::watch_breaker`] is in (`closed`, `open`, `half_open`), 0 for the others |
+//! | `tidewater_circuit_held` | breaker | deliveries the breaker holds while it is open |
+//! | `tidewater_circuit_opened_total` | breaker | times it opened after being closed |
 //!
 //! Why `prometheus-client` and not the `metrics` facade with its exporter: the counters
 //! of a task already live in the scheduler, so the exporter reads them at scrape time
@@ -49,6 +52,7 @@
 
 #![forbid(unsafe_code)]
 
+mod breakers;
 mod collector;
 mod http;
 mod instruments;
@@ -58,10 +62,12 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use tidewater_core::{Bus, Codec, Monitor};
+use tidewater_middleware::CircuitBreaker;
 
 pub use http::serve;
 pub use instruments::{HandlerTimer, PublishCounter};
 
+use crate::breakers::BreakerCollector;
 use crate::collector::TaskCollector;
 use crate::instruments::Instruments;
 
@@ -71,6 +77,7 @@ pub struct PrometheusMetrics {
     registry: Arc<Mutex<Registry>>,
     tasks: Arc<TaskCollector>,
     instruments: Arc<Instruments>,
+    breakers: Arc<BreakerCollector>,
     lag_timeout: Duration,
 }
 
@@ -92,9 +99,12 @@ impl PrometheusMetrics {
         let mut registry = Registry::with_prefix("tidewater");
         let tasks = Arc::new(TaskCollector::default());
         let instruments = Arc::new(Instruments::default());
+        let breakers = Arc::new(BreakerCollector::default());
         registry.register_collector(Box::new(Arc::clone(&tasks)));
         registry.register_collector(Box::new(Arc::clone(&instruments)));
-        Self { registry: Arc::new(Mutex::new(registry)), tasks, instruments, lag_timeout: Duration::from_secs(2) }
+        registry.register_collector(Box::new(Arc::clone(&breakers)));
+        let registry = Arc::new(Mutex::new(registry));
+        Self { registry, tasks, instruments, breakers, lag_timeout: Duration::from_secs(2) }
     }
 
     /// How long a scrape waits for each group's lag (2 s by default); a group whose
@@ -122,6 +132,12 @@ impl PrometheusMetrics {
     /// their groups where the monitor has an admin.
     pub fn watch(&self, monitor: Monitor) {
         self.tasks.watch(monitor);
+    }
+
+    /// Reports `breaker`'s state, the deliveries it holds and the times it opened,
+    /// labelled with its name. Clones of a breaker are one circuit: watch it once.
+    pub fn watch_breaker(&self, breaker: &CircuitBreaker) {
+        self.breakers.watch(breaker.clone());
     }
 
     /// A middleware that times each delivery's handler chain.

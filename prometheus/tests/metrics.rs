@@ -10,7 +10,7 @@ use std::time::Duration;
 use support::{until, value};
 use tidewater_core::{handler_fn, Bus, Delivery, Driver, EventRegistry, HandlerError};
 use tidewater_memory::MemoryBroker;
-use tidewater_middleware::Retry;
+use tidewater_middleware::{CircuitBreaker, Retry};
 use tidewater_prometheus::PrometheusMetrics;
 use tokio::sync::Semaphore;
 
@@ -58,6 +58,57 @@ async fn the_numbers_are_what_the_run_did() {
     assert_eq!(get("tidewater_task_ready", &task), Some(1.0), "{text}");
     assert_eq!(get("tidewater_consumer_lag", &task), Some(0.0), "{text}");
     assert_eq!(get("tidewater_reader_restarts_total", &task), Some(0.0), "{text}");
+    bus.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// A breaker opened by an outage: the scrape shows it open and what it holds, then
+/// closed, once the dependency is back and a trial succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circuit_breaker_shows_its_state_and_what_it_holds() {
+    let broker = MemoryBroker::new();
+    broker.create_topic("orders", 1).unwrap();
+    let mut bus = Bus::new(&broker, EventRegistry::new());
+    let metrics = PrometheusMetrics::new();
+    metrics.instrument(&mut bus);
+    let breaker = CircuitBreaker::new("payments-api").failures(1).open_for(Duration::from_millis(300));
+    metrics.watch_breaker(&breaker);
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let handler = {
+        let down = Arc::clone(&down);
+        handler_fn(move |_: Delivery| {
+            let down = down.load(std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if down {
+                    Err(HandlerError::transient("payments API unreachable"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+    };
+    bus.subscribe("orders", handler).group("billing").middleware(breaker.clone());
+    bus.start().await.unwrap();
+    for _ in 0..2 {
+        bus.publisher().publish_bytes("orders", "{}", "application/json").await.unwrap();
+    }
+
+    let circuit = |state| [("breaker", "payments-api"), ("state", state)];
+    let text = until(&metrics, "the circuit open, holding a delivery", |t| {
+        value(t, "tidewater_circuit_state", &circuit("open")) == Some(1.0)
+            && value(t, "tidewater_circuit_held", &[("breaker", "payments-api")]) == Some(1.0)
+    })
+    .await;
+    assert_eq!(value(&text, "tidewater_circuit_state", &circuit("closed")), Some(0.0), "{text}");
+    assert_eq!(value(&text, "tidewater_circuit_opened_total", &[("breaker", "payments-api")]), Some(1.0), "{text}");
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let task = [("topic", "orders"), ("group", "billing")];
+    let text = until(&metrics, "the circuit closed and both messages acked", |t| {
+        value(t, "tidewater_circuit_state", &circuit("closed")) == Some(1.0)
+            && value(t, "tidewater_messages_acked_total", &task) == Some(2.0)
+    })
+    .await;
+    assert_eq!(value(&text, "tidewater_circuit_held", &[("breaker", "payments-api")]), Some(0.0), "{text}");
+    assert_eq!(value(&text, "tidewater_circuit_state", &circuit("half_open")), Some(0.0), "{text}");
     bus.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
