@@ -153,7 +153,7 @@ where
             // handler does; before, one whose payload happened to decode as `E` was
             // handed to `f` as an `E`.
             if let Some(kind) = delivery.message().headers.get(crate::wire::EVENT_TYPE) {
-                if kind != E::TYPE {
+                if !crate::event::takes::<E>(kind) {
                     let takes = || format!("{:?}", E::TYPE);
                     if let Err(err) = crate::dispatch::another_type(delivery, kind, &self.registry, takes) {
                         failed = failed.fail(i, err);

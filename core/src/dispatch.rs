@@ -33,6 +33,9 @@ pub(crate) fn another_type(
     )))
 }
 
+/// An event type's name and its former names ([`Event::ALIASES`](crate::Event::ALIASES)).
+pub(crate) type EventNames = (&'static str, &'static [&'static str]);
+
 /// The typed handlers of one topic and group, by the event type each takes.
 ///
 /// Members of a group split a topic's messages, so handlers of one group subscribed
@@ -43,8 +46,9 @@ pub(crate) struct Dispatch {
     /// For errors: the topic and group.
     pub(crate) topic: String,
     pub(crate) group: String,
-    /// Each event type with its handler, in the chain of its own task middleware.
-    pub(crate) by_type: Vec<(&'static str, BoxHandler)>,
+    /// Each event type and its former names, with its handler in the chain of its own
+    /// task middleware.
+    pub(crate) by_type: Vec<(EventNames, BoxHandler)>,
     /// Whether every handler's chain dead-letters by itself.
     pub(crate) dead_letters: bool,
     /// To tell event types routed to the topic from unknown ones.
@@ -53,7 +57,7 @@ pub(crate) struct Dispatch {
 
 impl Dispatch {
     fn types(&self) -> String {
-        self.by_type.iter().map(|(t, _)| format!("{t:?}")).collect::<Vec<_>>().join(", ")
+        self.by_type.iter().map(|((t, _), _)| format!("{t:?}")).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -73,7 +77,11 @@ impl Handler for Dispatch {
                 ),
             )));
         };
-        let Some((_, handler)) = self.by_type.iter().find(|(t, _)| *t == kind) else {
+        // A type's own name first: were one type's former name another's name now, the
+        // message is the latter's (`start` refuses such a pair in one group anyway).
+        let found = self.by_type.iter().find(|((t, _), _)| *t == kind);
+        let found = found.or_else(|| self.by_type.iter().find(|((_, aliases), _)| aliases.contains(&kind)));
+        let Some((_, handler)) = found else {
             return another_type(&delivery, kind, &self.registry, || self.types());
         };
         let handler = BoxHandler::clone(handler);

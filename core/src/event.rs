@@ -29,7 +29,31 @@ use crate::{Error, ErrorKind, Headers, Result, TopicName};
 pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// A stable name for the event type, written to the `tw-event-type` header and used
     /// by the [`EventRegistry`]. Keep it stable across releases: other services read it.
+    /// To rename a type, give the new name here and the old one in
+    /// [`ALIASES`](Event::ALIASES).
     const TYPE: &'static str;
+
+    /// Names this type was published under before: a message whose `tw-event-type` is
+    /// one of them is read as this type, by typed handlers (single, batch, or several of
+    /// one topic in a group) and by the registry, which counts it as routed where this
+    /// type is. Publishing writes [`TYPE`](Event::TYPE) only. With them, a type can be
+    /// renamed while messages under its old name are still in the topic, or while
+    /// services not yet upgraded still publish them; the payload must still decode as
+    /// this type (give new fields serde defaults).
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use tidewater_core::Event;
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct OrderPlaced { order_id: String, #[serde(default)] currency: String }
+    ///
+    /// impl Event for OrderPlaced {
+    ///     const TYPE: &'static str = "order.placed";
+    ///     const ALIASES: &'static [&'static str] = &["OrderPlaced"]; // its name before
+    /// }
+    /// ```
+    const ALIASES: &'static [&'static str] = &[];
 
     /// The partition key: events with the same key keep their order.
     fn key(&self) -> Option<String> {
@@ -40,6 +64,12 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     fn headers(&self) -> Headers {
         Headers::new()
     }
+}
+
+/// Whether a message whose `tw-event-type` is `name` is an `E`: its type name, or one
+/// of its [aliases](Event::ALIASES).
+pub(crate) fn takes<E: Event>(name: &str) -> bool {
+    name == E::TYPE || E::ALIASES.contains(&name)
 }
 
 /// Maps event types to the topics they are published to and read from.
@@ -63,6 +93,9 @@ pub struct EventRegistry {
     /// Routes to topics that break the naming rule, by event type: the text of the error
     /// that publishing or subscribing to them returns.
     invalid: HashMap<&'static str, String, Names>,
+    /// The routed types' former names ([`Event::ALIASES`]), each with the type it names
+    /// now: a message under one is routed where that type is.
+    aliases: HashMap<&'static str, &'static str, Names>,
 }
 
 /// How the registry hashes event type names.
@@ -85,6 +118,9 @@ impl EventRegistry {
     /// Routes events of type `E` to `topic`, replacing an earlier route.
     pub fn insert<E: Event>(&mut self, topic: impl Into<String>) {
         let topic = topic.into();
+        for alias in E::ALIASES {
+            self.aliases.insert(alias, E::TYPE);
+        }
         match crate::names::check_topic(&topic) {
             Ok(()) => {
                 self.invalid.remove(E::TYPE);
@@ -124,9 +160,11 @@ impl EventRegistry {
         })
     }
 
-    /// Whether events of the type named `event_type` are routed to `topic`.
+    /// Whether events of the type named `event_type` are routed to `topic`: by that
+    /// name, or as the former name of a type that is.
     pub(crate) fn routes_to(&self, event_type: &str, topic: &str) -> bool {
-        self.topics.get(event_type).is_some_and(|t| t.as_str() == topic)
+        let routed = |name: &str| self.topics.get(name).is_some_and(|t| t.as_str() == topic);
+        routed(event_type) || self.aliases.get(event_type).is_some_and(|now| routed(now))
     }
 
     /// The registered (event type, topic) pairs.

@@ -52,6 +52,8 @@ pub struct TaskSpec {
     batch: Option<BatchSpec>,
     /// The event type of a typed handler's task ([`SubscriberScheduler::subscribe_event`]).
     event_type: Option<&'static str>,
+    /// That type's former names ([`Event::ALIASES`]).
+    event_aliases: &'static [&'static str],
 }
 
 /// Makes a typed handler from the scheduler's states.
@@ -330,6 +332,7 @@ impl<C: Codec> SubscriberScheduler<C> {
             middleware: Vec::new(),
             batch: None,
             event_type: Some(H::Event::TYPE),
+            event_aliases: H::Event::ALIASES,
         });
         self.pending.last_mut().expect("just pushed")
     }
@@ -338,7 +341,14 @@ impl<C: Codec> SubscriberScheduler<C> {
     /// [`BoxHandler`].
     pub fn add(&mut self, task: ReadTask, handler: impl Into<TaskHandler>) -> &mut TaskSpec {
         let handler = Slot::Ready(handler.into());
-        self.pending.push(TaskSpec { task, handler, middleware: Vec::new(), batch: None, event_type: None });
+        self.pending.push(TaskSpec {
+            task,
+            handler,
+            middleware: Vec::new(),
+            batch: None,
+            event_type: None,
+            event_aliases: &[],
+        });
         self.pending.last_mut().expect("just pushed")
     }
 
@@ -370,6 +380,7 @@ impl<C: Codec> SubscriberScheduler<C> {
             }
         };
         spec.event_type = Some(E::TYPE);
+        spec.event_aliases = E::ALIASES;
         spec
     }
 
@@ -416,6 +427,7 @@ impl<C: Codec> SubscriberScheduler<C> {
             middleware: Vec::new(),
             batch: Some(spec),
             event_type: None,
+            event_aliases: &[],
         });
         self.pending.last_mut().expect("just pushed")
     }
@@ -701,11 +713,15 @@ fn check_mates(first: &TaskSpec, mates: &[&TaskSpec], topic: &str, group: &str) 
     };
     let settings = |t: &ReadTask| (t.concurrency, t.start, t.nack_delay, t.prefetch);
     let mut types = vec![first.event_type.unwrap_or_default()];
+    let mut names: Vec<&str> = first.event_aliases.iter().copied().chain(types.iter().copied()).collect();
     for mate in mates {
         let kind = mate.event_type.unwrap_or_default();
-        if types.contains(&kind) {
-            return refuse(format!("two of them take {kind:?}: give one of them a group of its own"));
+        // A former name is taken as much as a type's own: a message under it could not
+        // tell which handler it is for.
+        if let Some(taken) = std::iter::once(&kind).chain(mate.event_aliases).find(|name| names.contains(name)) {
+            return refuse(format!("two of them take {taken:?}: give one of them a group of its own"));
         }
+        names.extend(std::iter::once(kind).chain(mate.event_aliases.iter().copied()));
         types.push(kind);
         if settings(&mate.task) != settings(&first.task) {
             return refuse(format!(
@@ -731,8 +747,14 @@ fn check_mates(first: &TaskSpec, mates: &[&TaskSpec], topic: &str, group: &str) 
 fn join(first: &mut TaskSpec, mates: Vec<TaskSpec>, topic: String, group: String, registry: Arc<EventRegistry>) {
     let mut members = Vec::with_capacity(mates.len() + 1);
     let own = std::mem::replace(&mut first.handler, Slot::Build(Box::new(|_| unreachable!("joined"))));
-    members.push((first.event_type.unwrap_or_default(), own, std::mem::take(&mut first.middleware)));
-    members.extend(mates.into_iter().map(|m| (m.event_type.unwrap_or_default(), m.handler, m.middleware)));
+    members.push((
+        (first.event_type.unwrap_or_default(), first.event_aliases),
+        own,
+        std::mem::take(&mut first.middleware),
+    ));
+    members.extend(
+        mates.into_iter().map(|m| ((m.event_type.unwrap_or_default(), m.event_aliases), m.handler, m.middleware)),
+    );
     first.event_type = None;
     first.handler = Slot::Build(Box::new(move |states: &Extensions| {
         let mut by_type = Vec::with_capacity(members.len());
@@ -769,9 +791,9 @@ where
 {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         let message = delivery.message();
-        let expected = <H::Event as Event>::TYPE;
         if let Some(kind) = message.headers.get(wire::EVENT_TYPE) {
-            if kind != expected {
+            if !crate::event::takes::<H::Event>(kind) {
+                let expected = <H::Event as Event>::TYPE;
                 return another_type(&delivery, kind, &self.registry, || format!("{expected:?}"));
             }
         }

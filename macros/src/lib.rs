@@ -10,8 +10,10 @@
 //! ```
 //!
 //! `type` is required: the stable name other services read. `key` names a field whose
-//! value (through `ToString`) is the partition key; without it, events have no key. The
-//! derive writes nothing else: for headers, implement `Event` by hand.
+//! value (through `ToString`) is the partition key; without it, events have no key.
+//! `aliases = ["OrderPlaced"]` gives names the type was published under before a
+//! rename, which readers take as this type (`Event::ALIASES`). The derive writes
+//! nothing else: for headers, implement `Event` by hand.
 
 #![forbid(unsafe_code)]
 
@@ -19,7 +21,7 @@ use proc_macro::TokenStream;
 use quote::quote;
 use syn::{parse_macro_input, DeriveInput, Ident, LitStr};
 
-/// Implements `tidewater::Event` from `#[event(type = "...", key = field)]`.
+/// Implements `tidewater::Event` from `#[event(type = "...", key = field, aliases = ["..."])]`.
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -32,6 +34,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     let mut type_name: Option<LitStr> = None;
     let mut key: Option<Ident> = None;
+    let mut aliases: Option<Vec<LitStr>> = None;
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("event")) {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("type") {
@@ -40,8 +43,17 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
             } else if meta.path.is_ident("key") {
                 key = Some(meta.value()?.parse()?);
                 Ok(())
+            } else if meta.path.is_ident("aliases") {
+                let value = meta.value()?;
+                let list;
+                syn::bracketed!(list in value);
+                let names = list.parse_terminated(|item| item.parse::<LitStr>(), syn::Token![,])?;
+                aliases = Some(names.into_iter().collect());
+                Ok(())
             } else {
-                Err(meta.error("unknown event attribute; expected `type = \"...\"` or `key = field`"))
+                Err(meta.error(
+                    "unknown event attribute; expected `type = \"...\"`, `key = field` or `aliases = [\"...\"]`",
+                ))
             }
         })?;
     }
@@ -63,9 +75,16 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
             }
         }
     });
+    if let Some(same) = aliases.iter().flatten().find(|alias| alias.value() == type_name.value()) {
+        return Err(syn::Error::new_spanned(same, "an alias is a former name: this one is the type's name itself"));
+    }
+    let aliases_const = aliases.map(|names| {
+        quote! { const ALIASES: &'static [&'static str] = &[#(#names),*]; }
+    });
     Ok(quote! {
         impl #impl_generics ::tidewater::Event for #name #type_generics #where_clause {
             const TYPE: &'static str = #type_name;
+            #aliases_const
             #key_fn
         }
     })
