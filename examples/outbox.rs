@@ -2,6 +2,10 @@
 //! one PostgreSQL transaction, so there is never an order without its event or an
 //! event without its order; a relay forwards the stored events to the broker.
 //!
+//! And the inbox, on the consuming side: billing charges each order in a transaction
+//! that also claims the message for its group and stores the payment's event, so an
+//! order delivered twice is charged once, and its payment announced once.
+//!
 //! ```sh
 //! cargo run --example outbox --features outbox -- postgres://user:pass@127.0.0.1/shop
 //! cargo run --example outbox --features outbox   # a private PostgreSQL (Debian's), started for the run
@@ -12,14 +16,51 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
 use tidewater::memory::MemoryBroker;
-use tidewater::outbox::{Outbox, Relay};
-use tidewater::{Bus, Event, EventRegistry};
+use tidewater::outbox::{Inbox, Outbox, Relay};
+use tidewater::{Bus, Delivery, Event, EventRegistry, HandlerResult, Publisher, State};
 
 #[derive(Serialize, Deserialize, Event)]
 #[event(type = "order.placed", key = order_id)]
 struct OrderPlaced {
     order_id: String,
     cents: i64,
+}
+
+#[derive(Serialize, Deserialize, Event)]
+#[event(type = "payment.charged", key = order_id)]
+struct PaymentCharged {
+    order_id: String,
+    cents: i64,
+}
+
+/// What billing's handler writes through.
+#[derive(Clone)]
+struct Books {
+    pool: sqlx::PgPool,
+    inbox: Inbox,
+    outbox: Outbox,
+}
+
+/// Charges an order once: the claim, the charge and the payment's event in one
+/// transaction. A second delivery of the order finds it claimed and does nothing.
+async fn charge(
+    order: OrderPlaced,
+    delivery: Delivery,
+    State(books): State<Books>,
+    State(out): State<Publisher>,
+) -> HandlerResult {
+    let mut tx = books.pool.begin().await?;
+    if !books.inbox.claim(&mut tx, &delivery).await? {
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO charges VALUES ($1, $2)")
+        .bind(&order.order_id)
+        .bind(order.cents)
+        .execute(&mut *tx)
+        .await?;
+    books.outbox.store_event(&mut tx, &out, &PaymentCharged { order_id: order.order_id, cents: order.cents }).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 #[tokio::main]
@@ -39,10 +80,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sqlx::query("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, cents BIGINT NOT NULL)")
         .execute(&pool)
         .await?;
+    let inbox = Inbox::new();
+    inbox.create_table(&pool).await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS charges (order_id TEXT NOT NULL, cents BIGINT NOT NULL)")
+        .execute(&pool)
+        .await?;
 
     let broker = MemoryBroker::new();
     let run = std::process::id();
-    let bus = Bus::new(&broker, EventRegistry::new().route::<OrderPlaced>(format!("orders-{run}")));
+    let (orders, payments) = (format!("orders-{run}"), format!("payments-{run}"));
+    let registry = EventRegistry::new().route::<OrderPlaced>(&orders).route::<PaymentCharged>(&payments);
+    let mut bus = Bus::new(&broker, registry);
     let publisher = bus.publisher().clone();
 
     // The business write and its event: both or neither.
@@ -67,6 +115,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("relay: forwarded {forwarded} events; on the broker: {}", published.len());
     if forwarded != 2 || published.len() != 2 {
         return Err(format!("expected the two committed orders' events, got {published:?}").into());
+    }
+
+    // Billing, with the first order delivered twice (as after a consumer's crash
+    // between its commit and its acknowledgement).
+    bus.with_state(Books { pool: pool.clone(), inbox, outbox: outbox.clone() });
+    bus.subscribe_event(charge).group("billing");
+    bus.start().await?;
+    let again = broker.published(&orders).remove(0);
+    broker.writer().write(vec![again]).await?;
+    broker.wait_acked(&orders, "billing", 3, Duration::from_secs(10)).await?;
+    // The relay again, before the bus closes the writer it shares.
+    let forwarded = relay.relay_once().await?.forwarded;
+    bus.shutdown(Duration::from_secs(5)).await?;
+    let charged: i64 = sqlx::query_scalar("SELECT count(*) FROM charges WHERE order_id LIKE $1")
+        .bind(format!("%-{run}"))
+        .fetch_one(&pool)
+        .await?;
+    let announced = broker.published(&payments).len();
+    println!("billing: 3 deliveries of 2 orders, {charged} charged, {announced} payments announced");
+    if charged != 2 || forwarded != 2 || announced != 2 {
+        return Err(
+            format!("expected each order charged and announced once: {charged} charges, {announced} events").into()
+        );
     }
     Ok(())
 }

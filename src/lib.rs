@@ -10,15 +10,15 @@
 //! | feature      | module          | status |
 //! |--------------|-----------------|--------|
 //! | `memory` (default) | `memory` | in-process broker for tests and development |
-//! | `derive` (default) | `Event` | `#[derive(Event)]`: `#[event(type = "order.placed", key = order_id)]` |
-//! | `middleware` (default) | `middleware` | retry, dedup, dead-letter queue, tracing, timeout, panic recovery, correlation ids |
+//! | `derive` (default) | `Event` | `#[derive(Event)]`: `#[event(type = "order.placed", key = order_id)]`, and `aliases = [...]` for a renamed type's former names |
+//! | `middleware` (default) | `middleware` | retry, dedup, dead-letter queue, tracing, timeout, panic recovery, correlation ids, circuit breaker, rate limit |
 //! | `kafka`      | `kafka`       | consumer groups with commits that never pass an unprocessed record, on rdkafka |
 //! | `nats`       | `nats`        | core NATS (at most once) and JetStream (at least once), on async-nats |
 //! | `pulsar`     | `pulsar`      | subscriptions (Shared, Key_Shared, Exclusive, Failover) with per-message acks, delayed nacks, ack timeout and the broker's dead-letter policy; batching producers; on the pulsar crate |
 //! | `streambus`  | `streambus`   | native client for both StreamBus protocol generations: groups, offsets and transactions on later brokers, static partitions and a value envelope on v1.0.x |
-//! | `prometheus` | `prometheus`  | Prometheus metrics (counters per task, handler durations, consumer lag per partition) and a `/metrics`, `/health/live`, `/health/ready` endpoint, on prometheus-client |
+//! | `prometheus` | `prometheus`  | Prometheus metrics (counters per task, handler durations, consumer lag per partition, circuit breakers) and a `/metrics`, `/health/live`, `/health/ready` endpoint, on prometheus-client |
 //! | `otel`       | `otel`        | OpenTelemetry trace context across the broker: W3C `traceparent` in headers, producer and consumer spans, on tracing-opentelemetry |
-//! | `outbox`     | `outbox`      | a transactional outbox on PostgreSQL (sqlx): messages stored in the business transaction, relayed to any driver in order per key by one or several relays |
+//! | `outbox`     | `outbox`      | a transactional outbox on PostgreSQL (sqlx): messages stored in the business transaction, relayed to any driver in order per key by one or several relays; and the inbox, which makes a handler's writes happen once per message |
 //! | `full`       | all of the above | |
 //!
 //! A default build compiles no network client crate.
@@ -93,6 +93,6 @@ pub use tidewater_prometheus as prometheus;
 #[cfg(feature = "otel")]
 pub use tidewater_otel as otel;
 
-/// The transactional outbox on PostgreSQL.
+/// The transactional outbox and inbox on PostgreSQL.
 #[cfg(feature = "outbox")]
 pub use tidewater_outbox as outbox;

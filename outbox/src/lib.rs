@@ -37,13 +37,20 @@
 //! **Rows the broker refuses** for good (too large, an unknown topic) are set aside in
 //! `<table>_refused` with the reason, so the rest flows; [`Outbox::refused`] lists them
 //! and [`Outbox::requeue_refused`] puts them back.
+//!
+//! **The consuming side.** An [`Inbox`] records, in a handler's own transaction, that
+//! its group processed a message, so a redelivered message changes the database once:
+//! with the outbox in the same transaction, a handler's writes and what it publishes
+//! happen once per message, however often the broker delivers it.
 
 #![forbid(unsafe_code)]
 
+mod inbox;
 mod refused;
 mod relay;
 mod store;
 
+pub use inbox::Inbox;
 pub use refused::Refused;
 pub use relay::{Relay, RelayReport};
 pub use store::Outbox;

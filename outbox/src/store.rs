@@ -27,11 +27,34 @@ pub(crate) const STORED: &str = "bucket, topic, id, key, content_type, headers, 
 const CREATED_AT: &str = "created_at TIMESTAMPTZ";
 
 pub(crate) fn db_error(what: &str, err: sqlx::Error) -> Error {
+    table_error("outbox", what, err)
+}
+
+/// A database error of the outbox's or the inbox's (`of`), doing `what`: a `Connection`
+/// error when the database could not be reached, else a transient one.
+pub(crate) fn table_error(of: &'static str, what: &str, err: sqlx::Error) -> Error {
     let kind = match &err {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => ErrorKind::Connection,
         _ => ErrorKind::BrokerTransient,
     };
-    Error::new(kind, format!("outbox: {what}")).with_source(err).with_driver("outbox")
+    Error::new(kind, format!("{of}: {what}")).with_source(err).with_driver(of)
+}
+
+/// Checks a table name that names are made from (`<name>_refused`, `<name>_bucket_seq`):
+/// lowercase letters, digits and underscores, at most [`Outbox::MAX_TABLE_NAME`] bytes.
+pub(crate) fn check_table(what: &str, name: &str) -> Result<()> {
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let why = if !valid {
+        "use lowercase letters, digits and underscores, and start with a letter or an underscore".to_owned()
+    } else if name.len() > Outbox::MAX_TABLE_NAME {
+        // PostgreSQL cuts longer names to 63 bytes without an error, so two long names
+        // could share a table, or the table's index or its refused table.
+        format!("at most {} bytes, so that the names made from it fit PostgreSQL's 63", Outbox::MAX_TABLE_NAME)
+    } else {
+        return Ok(());
+    };
+    Err(Error::new(ErrorKind::InvalidName, format!("{what} table {name:?}: {why}")))
 }
 
 impl Outbox {
@@ -50,18 +73,8 @@ impl Outbox {
     /// assert!(Outbox::with_table("Billing").is_err());
     /// ```
     pub fn with_table(name: &str) -> Result<Self> {
-        let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        let why = if !valid {
-            "use lowercase letters, digits and underscores, and start with a letter or an underscore".to_owned()
-        } else if name.len() > Self::MAX_TABLE_NAME {
-            // PostgreSQL cuts longer names to 63 bytes without an error, so two long names
-            // could share a table, or the table's index or its refused table.
-            format!("at most {} bytes, so that the names made from it fit PostgreSQL's 63", Self::MAX_TABLE_NAME)
-        } else {
-            return Ok(Self { table: name.to_owned() });
-        };
-        Err(Error::new(ErrorKind::InvalidName, format!("outbox table {name:?}: {why}")))
+        check_table("outbox", name)?;
+        Ok(Self { table: name.to_owned() })
     }
 
     /// The longest table name [`Outbox::with_table`] takes: its index (`<name>_bucket_seq`)
