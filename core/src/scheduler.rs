@@ -755,7 +755,7 @@ fn join(first: &mut TaskSpec, mates: Vec<TaskSpec>, topic: String, group: String
     members.extend(
         mates.into_iter().map(|m| ((m.event_type.unwrap_or_default(), m.event_aliases), m.handler, m.middleware)),
     );
-    first.event_type = None;
+    (first.event_type, first.event_aliases) = (None, &[]);
     first.handler = Slot::Build(Box::new(move |states: &Extensions| {
         let mut by_type = Vec::with_capacity(members.len());
         let mut dead_letters = true;

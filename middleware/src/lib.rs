@@ -1,6 +1,6 @@
 //! Middleware for tidewater handlers: retry, deduplication, dead-letter queue, tracing,
-//! timeout, panic recovery, correlation ids, a circuit breaker and a rate limit; and, on the publish side, interceptors
-//! and metrics around a writer.
+//! timeout, panic recovery, correlation ids, a circuit breaker and a rate limit; and, on
+//! the publish side, interceptors and metrics around a writer.
 //!
 //! # Order
 //!
@@ -30,7 +30,8 @@
 //! `Deduplicate` so a retried success is committed once; `Timeout` sits inside `Retry` so
 //! each attempt gets the full limit. `CircuitBreaker` sits outside `Retry`, so that it
 //! counts messages that failed after their retries rather than each retry, and inside
-//! `DeadLetter`, so that a held message is not dead-lettered; `RateLimit` sits inside
+//! `DeadLetter`, which returns a failure it dead-lettered as a success that would keep
+//! the circuit closed through any outage; `RateLimit` sits inside
 //! `Retry` so that a retry is a call that waits its turn like any other, and outside
 //! `Timeout` so that the wait is not counted against the call.
 //!
@@ -103,8 +104,8 @@
 //! `poll_ready`/`&mut self` call model makes every shared handler a clone-per-call and
 //! a buffer, its errors are boxed without the transient/permanent distinction that
 //! retry and DLQ decisions need, and its timeout and rate-limit layers are small layers
-//! here ([`Timeout`], [`RateLimit`]). An empty chain costs nothing (the handler is called directly) and each
-//! layer given on its own costs one boxed future (a stack joined with `then`, one in
+//! here ([`Timeout`], [`RateLimit`]). An empty chain costs nothing (the handler is called
+//! directly) and each layer given on its own costs one boxed future (a stack joined with `then`, one in
 //! all; wrapped around a typed handler, none); the `chain_cost` benchmark measures each.
 
 mod breaker;
