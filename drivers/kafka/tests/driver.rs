@@ -382,3 +382,35 @@ async fn a_stop_with_one_lane_commits_everything_handled() {
     sub.shutdown(GRACE).await;
     assert_eq!(done.len(), TOTAL, "no record came twice over 6 subscriptions");
 }
+
+/// A handler that holds its record past `max.poll.interval.ms` (7 s here): the reader
+/// fetches nothing meanwhile, but its consumer goes on polling with its partitions
+/// paused, so it keeps its place in the group. Before, librdkafka took it for a stuck
+/// application and left the group; the record came again on the rejoin, to be handled
+/// twice. A circuit breaker holding deliveries through an outage longer than the
+/// interval did the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_held_past_the_poll_interval_keeps_its_place_in_the_group() {
+    let brokers = support::shared_brokers();
+    let config = KafkaConfig { session_timeout: Duration::from_secs(6), ..support::config(&brokers) }
+        .set("max.poll.interval.ms", "7000");
+    let kafka = support::connect(config).await;
+    let topic = fresh_topic("held");
+    kafka.create_topic(&topic, 1).await.unwrap();
+    let messages: Vec<Message> = (0..3).map(|i| Message::new(&topic, "p").with_id(format!("m{i}"))).collect();
+    kafka.writer().write(messages).await.unwrap();
+
+    let gate = tidewater_core::testing::Gate::new();
+    let task = ReadTask::new(&topic).with_group("held").with_prefetch(1);
+    let mut sub = subscribe(kafka.reader(), task, gate.clone()).await;
+    gate.recorder().wait_for(1, PATIENCE).await.unwrap();
+    // The hold itself, not a wait for a signal: more than twice the poll interval.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    gate.open();
+    let got = gate.recorder().wait_for(3, PATIENCE).await.unwrap();
+    let report = sub.shutdown(GRACE).await;
+    let ids: Vec<&str> = got.iter().map(|d| d.message().id.as_str()).collect();
+    assert_eq!(ids, ["m0", "m1", "m2"], "each record once: {report:?}");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(support::committed(&brokers, &format!("held.{topic}"), &topic, 1), [Some(3)]);
+}

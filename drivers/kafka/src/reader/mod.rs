@@ -1,6 +1,6 @@
 //! The read side: consumer groups whose commits never pass an unprocessed record.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use crate::topics::Topics;
 use crate::{KafkaConfig, DRIVER};
 
 mod copies;
+mod keepalive;
 mod link;
 mod rebalance;
 mod settle;
@@ -52,6 +53,9 @@ pub(super) const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 ///   rebalance on their own; see [`GroupScope`](crate::GroupScope).
 /// - **A task without a group** reads in a private group of its own, named
 ///   `tidewater-private-<uuid>`, that commits nothing.
+/// - **Handlers busy for long**: while the reader does not fetch (its handlers have no
+///   room), the consumer is polled with its partitions paused, so it stays in its group
+///   however long they take, past `max.poll.interval.ms` too.
 /// - **Latest**: a new group (no committed offset) starts at each partition's end as it
 ///   was when the partition was assigned, looked up before the reader says it is ready,
 ///   so nothing published after `start` returns is missed.
@@ -103,6 +107,8 @@ impl Reader for KafkaReader {
             state: Mutex::default(),
             wake: Notify::new(),
             changes: AtomicU64::new(0),
+            fetching: AtomicBool::new(false),
+            idle: Mutex::default(),
         });
         let context = ReaderContext { shared: Arc::clone(&shared), link: self.links.add() };
         let consumer: StreamConsumer<ReaderContext> = self
@@ -113,10 +119,15 @@ impl Reader for KafkaReader {
         consumer
             .subscribe(&[&task.topic])
             .map_err(|e| kafka_error(format!("cannot subscribe to {:?}", task.topic), e).with_topic(&task.topic))?;
+        let consumer = Arc::new(consumer);
+        let group: Option<Arc<str>> = task.group.as_deref().map(Arc::from);
+        let keepalive =
+            tokio::spawn(keepalive::run(Arc::downgrade(&consumer), Arc::clone(&shared), group.clone())).abort_handle();
         Ok(Box::new(KafkaSource {
-            consumer: Some(Arc::new(consumer)),
+            consumer: Some(consumer),
             shared,
-            group: task.group.as_deref().map(Arc::from),
+            keepalive: Some(keepalive),
+            group,
             commit_interval: self.config.commit_interval,
             next_commit: Instant::now() + self.config.commit_interval,
             copies: Copies::default(),

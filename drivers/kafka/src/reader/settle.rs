@@ -140,7 +140,7 @@ impl SharedSettle for Shared {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
@@ -167,10 +167,13 @@ mod tests {
             state: Mutex::new(state),
             wake: Notify::new(),
             changes: AtomicU64::new(0),
+            fetching: AtomicBool::new(false),
+            idle: Mutex::default(),
         });
         KafkaSource {
             consumer: None,
             shared,
+            keepalive: None,
             group: None,
             commit_interval: Duration::from_secs(5),
             next_commit: Instant::now(),

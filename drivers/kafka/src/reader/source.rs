@@ -20,6 +20,7 @@ use crate::record::from_record;
 use crate::topics::blocking;
 
 use super::copies::Copies;
+use super::keepalive::{self, Fetching};
 use super::rebalance::ReaderContext;
 use super::settle::Dispatch;
 use super::state::{Rewind, Shared};
@@ -29,6 +30,8 @@ use super::SEEK_TIMEOUT;
 pub(super) struct KafkaSource {
     pub(super) consumer: Option<Arc<StreamConsumer<ReaderContext>>>,
     pub(super) shared: Arc<Shared>,
+    /// The task that keeps the consumer in its group while the reader does not fetch.
+    pub(super) keepalive: Option<tokio::task::AbortHandle>,
     pub(super) group: Option<Arc<str>>,
     pub(super) commit_interval: Duration,
     pub(super) next_commit: Instant,
@@ -183,10 +186,27 @@ pub(super) fn one(topic: &str, partition: i32) -> TopicPartitionList {
     tpl
 }
 
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        if let Some(keepalive) = &self.keepalive {
+            keepalive.abort();
+        }
+    }
+}
+
 #[async_trait]
 impl Source for KafkaSource {
     async fn next_batch(&mut self, batch: &mut Vec<Incoming>, max: usize) -> Result<usize> {
         let Some(consumer) = self.consumer.clone() else { return Ok(0) };
+        let shared = Arc::clone(&self.shared);
+        let _fetching = Fetching::begin(&shared);
+        let mut stashed = std::mem::take(&mut self.records);
+        keepalive::take_over(&consumer, &self.shared, &mut stashed);
+        let n = self.dispatch(&mut stashed, batch);
+        self.records = stashed;
+        if n > 0 {
+            return Ok(n);
+        }
         loop {
             let wake_at = self.housekeeping(&consumer);
             // One stream for the whole batch: each stream registers a waker slot under a
@@ -234,6 +254,11 @@ impl Source for KafkaSource {
 
     async fn close(&mut self) -> Result<()> {
         let Some(consumer) = self.consumer.take() else { return Ok(()) };
+        // Under the keep-alive's lock: no pass holds the consumer once this returns.
+        self.shared.idle().closed = true;
+        if let Some(keepalive) = self.keepalive.take() {
+            keepalive.abort();
+        }
         let shared = Arc::clone(&self.shared);
         // Commit what was processed, then leave the group (closing the consumer blocks
         // until the broker has let it go, so it runs off the async threads).

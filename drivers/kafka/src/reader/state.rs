@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::transaction::KafkaOrigin;
 
+use super::keepalive::Idle;
 use super::rebalance::ReaderContext;
 
 /// What the consumer's callbacks, the source and the settle handles share.
@@ -34,6 +35,11 @@ pub(super) struct Shared {
     /// dispatched is current without taking the lock, which the runner asks before every
     /// handler call and which the reader's thread holds for each batch.
     pub(super) changes: AtomicU64,
+    /// Set while the reader fetches; the keep-alive polls only while it is not.
+    pub(super) fetching: AtomicBool,
+    /// What the reader's fetch and the keep-alive hand each other (`keepalive.rs`).
+    /// Taken before `state` where both are.
+    pub(super) idle: Mutex<Idle>,
 }
 
 #[derive(Default)]
@@ -103,6 +109,10 @@ pub(super) struct Rewind {
 impl Shared {
     pub(super) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn idle(&self) -> MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records a change that may leave dispatched records no longer current; called
