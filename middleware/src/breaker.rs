@@ -32,6 +32,12 @@ use tokio::time::Instant;
 /// one), those few messages are dead-lettered, where without a breaker the whole
 /// backlog would be.
 ///
+/// Holding is safe on every broker for as long as an outage lasts: JetStream's reader
+/// tells the server the held messages are in progress, a Kafka reader's consumer keeps
+/// its place in the group while it fetches nothing, and StreamBus's heartbeats run
+/// apart from its fetches. On Pulsar, a `PulsarConfig::ack_timeout` (none by default)
+/// redelivers a message held longer than that to another consumer.
+///
 /// Only transient failures count: a permanent one says the message is bad, not the
 /// dependency. A success resets the count. Clones share one circuit, so one breaker put
 /// on several subscriptions guards the dependency they share. A stop (shutdown) lets
