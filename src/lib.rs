@@ -57,7 +57,37 @@ struct ReadmeExamples;
 pub use tidewater_core::*;
 
 /// `#[derive(Event)]`: `#[event(type = "order.placed", key = order_id)]` on the struct
-/// implements [`Event`] with that type name and that field as the partition key.
+/// implements [`Event`] with that type name and that field as the partition key;
+/// `aliases = ["OrderPlaced"]` adds the names the type had before
+/// ([`Event::ALIASES`]).
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use tidewater::Event;
+///
+/// #[derive(Serialize, Deserialize, Event)]
+/// #[event(type = "order.placed", key = order_id, aliases = ["OrderPlaced"])]
+/// struct OrderPlaced { order_id: String }
+///
+/// assert_eq!((OrderPlaced::TYPE, OrderPlaced::ALIASES), ("order.placed", &["OrderPlaced"][..]));
+/// ```
+///
+/// A mistake in the attribute is a compile error that says what is wrong: a missing
+/// `type`, a `key` that names no field, an alias that is the type's own name.
+///
+/// ```compile_fail
+/// # use serde::{Deserialize, Serialize};
+/// #[derive(Serialize, Deserialize, tidewater::Event)]
+/// #[event(type = "order.placed", key = id)] // OrderPlaced has no field `id`
+/// struct OrderPlaced { order_id: String }
+/// ```
+///
+/// ```compile_fail
+/// # use serde::{Deserialize, Serialize};
+/// #[derive(Serialize, Deserialize, tidewater::Event)]
+/// #[event(type = "order.placed", aliases = ["order.placed"])] // its own name
+/// struct OrderPlaced { order_id: String }
+/// ```
 #[cfg(feature = "derive")]
 pub use tidewater_macros::Event;
 

@@ -39,7 +39,8 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// type is. Publishing writes [`TYPE`](Event::TYPE) only. With them, a type can be
     /// renamed while messages under its old name are still in the topic, or while
     /// services not yet upgraded still publish them; the payload must still decode as
-    /// this type (give new fields serde defaults).
+    /// this type, which serde's own attributes see to for most changes (`#[serde(default)]`
+    /// on a new field, `#[serde(alias = "...")]` on a renamed one).
     ///
     /// ```
     /// use serde::{Deserialize, Serialize};
