@@ -1,6 +1,7 @@
 //! The transactional inbox: which messages a consumer group has processed, written in
 //! the handler's own transaction.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
@@ -47,6 +48,8 @@ use crate::store::{check_table, table_error};
 #[derive(Clone, Debug)]
 pub struct Inbox {
     table: String,
+    /// The claim's statement, made once: a handler claims every message.
+    claim: Arc<str>,
 }
 
 impl Default for Inbox {
@@ -58,7 +61,12 @@ impl Default for Inbox {
 impl Inbox {
     /// The table `tidewater_inbox`.
     pub fn new() -> Self {
-        Self { table: "tidewater_inbox".to_owned() }
+        Self::named("tidewater_inbox")
+    }
+
+    fn named(table: &str) -> Self {
+        let claim = format!("INSERT INTO \"{table}\" (consumer_group, id) VALUES ($1, $2) ON CONFLICT DO NOTHING");
+        Self { table: table.to_owned(), claim: claim.into() }
     }
 
     /// Another table name, under the rule of [`Outbox::with_table`](crate::Outbox::with_table).
@@ -71,7 +79,7 @@ impl Inbox {
     /// ```
     pub fn with_table(name: &str) -> Result<Self> {
         check_table("inbox", name)?;
-        Ok(Self { table: name.to_owned() })
+        Ok(Self::named(name))
     }
 
     /// The table's name, as given.
@@ -120,9 +128,7 @@ impl Inbox {
             )
             .with_topic(message.stream.as_str()));
         }
-        let statement =
-            format!("INSERT INTO {} (consumer_group, id) VALUES ($1, $2) ON CONFLICT DO NOTHING", self.sql_name());
-        let done = sqlx::query(&statement)
+        let done = sqlx::query(&self.claim)
             .bind(delivery.group().unwrap_or_default())
             .bind(message.id.as_str())
             .execute(connection)

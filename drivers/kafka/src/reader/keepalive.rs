@@ -32,7 +32,7 @@ use super::state::Shared;
 /// How long the reader may go without fetching before the partitions are paused and the
 /// consumer polled on its behalf: well under the least `max.poll.interval.ms` there can
 /// be (it is at least `session.timeout.ms`, which brokers hold to 6 s or more).
-pub(super) const IDLE_AFTER: Duration = Duration::from_secs(2);
+const IDLE_AFTER: Duration = Duration::from_secs(2);
 /// How often the keep-alive looks.
 const TICK: Duration = Duration::from_secs(1);
 /// Polls in one pass, at most: a poll that serves a rebalance returns no record, and
