@@ -220,3 +220,49 @@ async fn settle(incoming: Incoming, settlement: Settlement) -> MessageId {
     }
     id
 }
+
+/// Case 30: A handler busy for longer than the broker waits on a consumer that seems
+/// stuck keeps its place: its message is neither given to another consumer nor
+/// delivered again, and the messages behind it come once each. A reader fetches only
+/// when its handlers have room; Kafka's consumer was polled only by those fetches, so a
+/// handler busy past `max.poll.interval.ms` (or a circuit breaker holding deliveries
+/// through an outage) put it out of its group, and the held record came twice.
+pub async fn a_busy_handler_keeps_its_place(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    let (reader, window) = match f.busy_reader().await {
+        Some(busy) => busy,
+        None => (f.reader().await, Duration::from_secs(1)),
+    };
+    let topic = crate::fresh_topic("busy");
+    if let Err(err) = f.create_topic(&topic, 1).await {
+        panic!("creating topic {topic} failed: {err}");
+    }
+    let messages = batch(&topic, 3, |_, m| m);
+    let (all, first) = (ids(&messages), messages[0].id.clone());
+    let held = Arc::new(Semaphore::new(0));
+    let probe = Probe::new({
+        let held = Arc::clone(&held);
+        move |d: &tidewater_core::Delivery| match d.message().id == first {
+            true => Act::Block(Arc::clone(&held)),
+            false => Act::Succeed,
+        }
+    });
+    // Subscribed before the writes, so a broker that keeps nothing (core NATS) has them too.
+    let task = ReadTask::new(&topic).with_group("busy").with_prefetch(1);
+    let mut sub = crate::subscribe_reader(reader, task, probe.clone()).await;
+    write_each(&*f.writer().await, messages).await;
+    probe.wait(caps.patience, "the first message, to hold", |s| !s.calls.is_empty()).await;
+    // The hold itself, not a wait for a signal: past the broker's window twice over.
+    tokio::time::sleep(window * 2 + Duration::from_secs(1)).await;
+    // Enough for the held call and any delivery of it again, which must not come.
+    held.add_permits(10);
+    let state = probe.wait_ids(caps.patience, &all).await;
+    let report = sub.shutdown(GRACE).await;
+    let calls: Vec<&str> = state.calls.iter().map(|d| d.message().id.as_str()).collect();
+    assert_eq!(
+        state.duplicates(),
+        0,
+        "each message once, after a hold of {window:?} twice over: {calls:?}, {report:?}"
+    );
+    assert_eq!(report.tasks.iter().map(|t| t.restarts).sum::<u64>(), 0, "the reader kept going: {report:?}");
+}

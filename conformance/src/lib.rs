@@ -27,7 +27,11 @@
 //!    calls the ready signal itself. `next_batch` hands out at most its `max` and never
 //!    more than [`MOST_A_FETCH`](tidewater_core::MOST_A_FETCH) deliveries a call,
 //!    leaving the rest in the broker's client. After a nack rewinds a partition, it
-//!    hands out none of what it held of that partition past the nacked record.
+//!    hands out none of what it held of that partition past the nacked record. A
+//!    consumer whose handlers are busy (the source not asked for more) keeps its place
+//!    with the broker however long they take: what the broker needs to see of it
+//!    (polls, heartbeats, in-progress acks) goes on beside the fetches, and the fixture
+//!    gives a reader configured with a short window for case 30 ([`Fixture::busy_reader`]).
 //! 3. Every delivery is settled exactly once: `Settle::settle` for ack or nack,
 //!    `release` for one given back unhandled (or, for a source that keeps its settlement
 //!    state in one place, the same calls of one
@@ -194,7 +198,20 @@ pub trait Fixture: Send + Sync + 'static {
         let _ = topic;
         None
     }
+
+    /// A reader whose broker gives up on a consumer that seems stuck (its handlers busy,
+    /// nothing asked of the broker) after `window`, with that window, configured short
+    /// for the case that holds a handler past it (Kafka's `max.poll.interval.ms`,
+    /// JetStream's ack wait, a StreamBus group's session). `None`, as by default, where
+    /// the broker gives up on no such consumer; the case then holds a handler for a few
+    /// seconds all the same.
+    async fn busy_reader(&self) -> Option<(Arc<dyn Reader>, Duration)> {
+        None
+    }
 }
+
+/// Makes the reader of [`Fixture::busy_reader`] for a [`DriverFixture`].
+pub type MakeReader = Arc<dyn Fn() -> futures::future::BoxFuture<'static, Arc<dyn Reader>> + Send + Sync>;
 
 /// How a [`DriverFixture`] asks its broker about a topic (see [`Fixture::broker_view`]).
 /// It may block: it runs on a blocking thread.
@@ -215,17 +232,40 @@ pub struct DriverFixture<D> {
     /// What must live as long as the fixture: the broker process or double it runs on.
     _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
     view: Option<BrokerView>,
+    /// The window of [`Fixture::busy_reader`], and how to make its reader where the
+    /// driver's own does not have that window.
+    busy: Option<(Duration, Option<MakeReader>)>,
 }
 
 impl<D> DriverFixture<D> {
     /// `driver`, whose broker can do what `capabilities` says.
     pub fn new(driver: D, capabilities: Capabilities) -> Self {
-        Self { driver, capabilities, _keep: None, view: None }
+        Self { driver, capabilities, _keep: None, view: None, busy: None }
     }
 
     /// Answers [`Fixture::broker_view`] with `view`.
     pub fn viewing_topics_with(mut self, view: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
         self.view = Some(Arc::new(view));
+        self
+    }
+
+    /// Answers [`Fixture::busy_reader`] with the driver's own reader, whose broker gives
+    /// up on a consumer that seems stuck after `window`.
+    pub fn busy_after(mut self, window: Duration) -> Self {
+        self.busy = Some((window, None));
+        self
+    }
+
+    /// Answers [`Fixture::busy_reader`] with a reader `make` makes, configured so that its
+    /// broker gives up on a consumer that seems stuck after `window`. Called only by the
+    /// case that needs it, so the other cases connect nothing more.
+    pub fn busy_after_with<F, Fut>(mut self, window: Duration, make: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Arc<dyn Reader>> + Send + 'static,
+    {
+        let make: MakeReader = Arc::new(move || Box::pin(make()));
+        self.busy = Some((window, Some(make)));
         self
     }
 
@@ -269,6 +309,15 @@ impl<D: tidewater_core::Driver + Send + Sync + 'static> Fixture for DriverFixtur
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || view(&topic)).await.ok().flatten()
     }
+
+    async fn busy_reader(&self) -> Option<(Arc<dyn Reader>, Duration)> {
+        let (window, make) = self.busy.as_ref()?;
+        let reader = match make {
+            Some(make) => make().await,
+            None => self.driver.reader(),
+        };
+        Some((reader, *window))
+    }
 }
 
 /// How many copies of the suite the stress test runs at once: the
@@ -310,7 +359,7 @@ macro_rules! conformance_tests {
             batches_settle_each_delivery, transactions_land_whole_or_not_at_all, prefetch_bounds_read_ahead,
             fetches_stay_bounded_whatever_the_prefetch, nothing_stale_is_handed_out_after_a_nack,
             groups_with_alike_names_stay_apart, a_stuck_key_holds_up_only_its_own_lane,
-            a_topic_made_again_is_a_new_topic);
+            a_topic_made_again_is_a_new_topic, a_busy_handler_keeps_its_place);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stress() {
@@ -421,6 +470,9 @@ macro_rules! __conformance_case {
     };
     ($make:path; a_topic_made_again_is_a_new_topic; [a_topic_made_again_is_a_new_topic : $why:literal $(, $r:ident : $rw:literal)*]) => {
         $crate::__conformance_test!($make; a_topic_made_again_is_a_new_topic; $why);
+    };
+    ($make:path; a_busy_handler_keeps_its_place; [a_busy_handler_keeps_its_place : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; a_busy_handler_keeps_its_place; $why);
     };
     ($make:path; [$skip:ident : $why:literal $(, $r:ident : $rw:literal)*]; $case:ident) => {
         $crate::__conformance_case!($make; $case; [$skip : $why $(, $r : $rw)*]);

@@ -13,8 +13,11 @@
 
 mod support;
 
+use std::time::Duration;
+
 use tidewater_conformance::{Capabilities, DriverFixture};
-use tidewater_kafka::Kafka;
+use tidewater_core::Driver;
+use tidewater_kafka::{Kafka, KafkaConfig};
 
 async fn fixture() -> DriverFixture<Kafka> {
     let kafka = Kafka::connect(support::config(&support::shared_brokers())).await.expect("connect to the test Kafka");
@@ -22,6 +25,13 @@ async fn fixture() -> DriverFixture<Kafka> {
         kafka,
         Capabilities { partitions: 3, settles_exactly: false, flow_follows_prefetch: false, ..Capabilities::default() },
     )
+    // librdkafka's least: the session at the broker's 6 s floor, the poll interval above it.
+    .busy_after_with(Duration::from_secs(7), || async {
+        let config =
+            KafkaConfig { session_timeout: Duration::from_secs(6), ..support::config(&support::shared_brokers()) }
+                .set("max.poll.interval.ms", "7000");
+        Kafka::connect(config).await.expect("connect to the test Kafka").reader()
+    })
 }
 
 tidewater_conformance::conformance_tests!(

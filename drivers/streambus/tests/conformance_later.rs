@@ -12,7 +12,8 @@ async fn fixture() -> DriverFixture<StreamBus> {
     let f = double_fixture(Profile::Later).await;
     assert_eq!(f.driver().generation(), tidewater_streambus::BrokerGeneration::Later, "the probe sees a later broker");
     assert!(!f.driver().envelope(), "no envelope where the broker keeps headers");
-    f
+    // The tests' session (`support::config`): the group drops a member silent that long.
+    f.busy_after(std::time::Duration::from_secs(3))
 }
 
 tidewater_conformance::conformance_tests!(
