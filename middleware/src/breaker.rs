@@ -324,11 +324,17 @@ impl Shared {
         self.status.load(Ordering::Acquire) >> 2 == generation
     }
 
+    /// The lock, if the circuit is still in `generation`: a change of state that an older
+    /// call's outcome asks for would undo a newer one. (Every change of state begins a
+    /// generation, so the state is still the one the call was let through in.)
+    fn lock_current(&self, generation: u64) -> Option<MutexGuard<'_, Circuit>> {
+        let circuit = self.lock();
+        self.is_current(generation).then_some(circuit)
+    }
+
     fn open(&self, generation: u64, failures: u32, err: &HandlerError) {
-        let mut circuit = self.lock();
-        if self.status.load(Ordering::Acquire) != (generation << 2 | CLOSED) {
-            return; // opened by another call's failure already
-        }
+        // None: opened by another call's failure already.
+        let Some(mut circuit) = self.lock_current(generation) else { return };
         circuit.open_for = self.settings.open_for;
         circuit.trial_at = Instant::now() + circuit.open_for;
         self.set(OPEN);
@@ -344,10 +350,7 @@ impl Shared {
     }
 
     fn reopen(&self, generation: u64, err: &HandlerError) {
-        let mut circuit = self.lock();
-        if self.status.load(Ordering::Acquire) >> 2 != generation {
-            return;
-        }
+        let Some(mut circuit) = self.lock_current(generation) else { return };
         circuit.trying = false;
         circuit.open_for = (circuit.open_for * 2).min(self.settings.max_open_for);
         circuit.trial_at = Instant::now() + circuit.open_for;
@@ -359,10 +362,7 @@ impl Shared {
     }
 
     fn close(&self, generation: u64) {
-        let mut circuit = self.lock();
-        if self.status.load(Ordering::Acquire) >> 2 != generation {
-            return;
-        }
+        let Some(mut circuit) = self.lock_current(generation) else { return };
         circuit.trying = false;
         self.failures.store(0, Ordering::Relaxed);
         self.set(CLOSED);
@@ -373,10 +373,7 @@ impl Shared {
 
     /// A trial that told nothing: the next held call becomes the trial.
     fn trial_abandoned(&self, generation: u64) {
-        let mut circuit = self.lock();
-        if self.status.load(Ordering::Acquire) >> 2 != generation {
-            return;
-        }
+        let Some(mut circuit) = self.lock_current(generation) else { return };
         circuit.trying = false;
         drop(circuit);
         self.changed.notify_waiters();

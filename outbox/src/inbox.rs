@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::{PgConnection, PgPool};
 use tidewater_core::{Delivery, Error, ErrorKind, Result};
 
-use crate::store::{check_table, table_error};
+use crate::store::{check_table, quoted, table_error};
 
 /// The messages each consumer group has processed, kept in a PostgreSQL table and
 /// written in the handler's own transaction: so the handler's writes to the database
@@ -65,7 +65,8 @@ impl Inbox {
     }
 
     fn named(table: &str) -> Self {
-        let claim = format!("INSERT INTO \"{table}\" (consumer_group, id) VALUES ($1, $2) ON CONFLICT DO NOTHING");
+        let claim =
+            format!("INSERT INTO {} (consumer_group, id) VALUES ($1, $2) ON CONFLICT DO NOTHING", quoted(table));
         Self { table: table.to_owned(), claim: claim.into() }
     }
 
@@ -88,14 +89,14 @@ impl Inbox {
     }
 
     fn sql_name(&self) -> String {
-        format!("\"{}\"", self.table)
+        quoted(&self.table)
     }
 
     /// Creates the table and its index if they are missing. Run it when a service
     /// starts, or put the same statements in your migrations.
     pub async fn create_table(&self, pool: &PgPool) -> Result<()> {
         let t = self.sql_name();
-        let index = format!("\"{}_processed_at\"", self.table);
+        let index = quoted(&format!("{}_processed_at", self.table));
         let statements = [
             format!(
                 "CREATE TABLE IF NOT EXISTS {t} (consumer_group TEXT NOT NULL, id TEXT NOT NULL, \

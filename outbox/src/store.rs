@@ -40,6 +40,13 @@ pub(crate) fn table_error(of: &'static str, what: &str, err: sqlx::Error) -> Err
     Error::new(kind, format!("{of}: {what}")).with_source(err).with_driver(of)
 }
 
+/// A name checked by [`check_table`] (or made from one) as SQL: quoted, so that a name
+/// that is also a keyword (`order`) works; it has only lowercase letters, digits and
+/// underscores, so the quoted name is the one PostgreSQL would fold an unquoted one to.
+pub(crate) fn quoted(name: &str) -> String {
+    format!("\"{name}\"")
+}
+
 /// Checks a table name that names are made from (`<name>_refused`, `<name>_bucket_seq`):
 /// lowercase letters, digits and underscores, at most [`Outbox::MAX_TABLE_NAME`] bytes.
 pub(crate) fn check_table(what: &str, name: &str) -> Result<()> {
@@ -87,16 +94,14 @@ impl Outbox {
         &self.table
     }
 
-    /// The table's name as SQL: quoted, so that a name that is also a keyword (`order`)
-    /// works; it has only lowercase letters, digits and underscores, so the quoted name
-    /// is the one PostgreSQL would fold an unquoted one to.
+    /// The table's name as SQL ([`quoted`]).
     pub(crate) fn sql_name(&self) -> String {
-        format!("\"{}\"", self.table)
+        quoted(&self.table)
     }
 
     /// The table that keeps the rows the broker refused, as SQL.
     pub(crate) fn refused_sql_name(&self) -> String {
-        format!("\"{}_refused\"", self.table)
+        quoted(&format!("{}_refused", self.table))
     }
 
     /// Creates the table, its index and the table of refused rows (`<table>_refused`,
@@ -106,7 +111,7 @@ impl Outbox {
     pub async fn create_table(&self, pool: &sqlx::PgPool) -> Result<()> {
         let t = self.sql_name();
         let refused = self.refused_sql_name();
-        let index = format!("\"{}_bucket_seq\"", self.table);
+        let index = quoted(&format!("{}_bucket_seq", self.table));
         // The fields of a stored message, as both tables hold them.
         let message = format!(
             "bucket INT NOT NULL, topic TEXT NOT NULL, id TEXT NOT NULL, key BYTEA, content_type TEXT, \
