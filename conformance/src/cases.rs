@@ -577,6 +577,7 @@ pub async fn run_stress(f: Arc<dyn Fixture>, copies: usize) {
             crate::panics_reach_the_chain(Arc::clone(&f)).await;
             crate::permanent_failures_never_loop(Arc::clone(&f)).await;
             crate::attempts_stay_exact_across_a_shutdown(Arc::clone(&f)).await;
+            crate::a_stop_lets_a_waiting_handler_go(Arc::clone(&f)).await;
             crate::names_follow_one_rule(Arc::clone(&f)).await;
             crate::topics_are_administered(Arc::clone(&f)).await;
             crate::concurrency_runs_handlers_in_parallel(Arc::clone(&f)).await;

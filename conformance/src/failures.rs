@@ -192,6 +192,44 @@ pub async fn attempts_stay_exact_across_a_shutdown(f: Arc<dyn Fixture>) {
     assert!(state.done.iter().any(|d| d.message().id == abandoned), "the abandoned message came again");
 }
 
+/// Case 31: A handler waiting on something other than work of its own (a retry's
+/// backoff, an open circuit, a rate limit, a slot with a remote service) can let its
+/// delivery go at a stop: it finds the stop as `StopSignal::current()` and returns
+/// `HandlerError::stopping()`. The stop then ends at once rather than at its deadline;
+/// the delivery counts as abandoned, is not nacked, and a dead letter that takes every
+/// failure passes it by; and where the broker keeps a group's messages, the group's next
+/// reader gets it. Held on every driver, as each leaves an unsettled delivery to its
+/// broker in its own way when it closes. Two lanes, as each lane finds the signal apart.
+pub async fn a_stop_lets_a_waiting_handler_go(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    let topic = topic(&*f, "let-go").await;
+    let messages = batch(&topic, 2, |_, m| m);
+    let expected = ids(&messages);
+    let writer = f.writer().await;
+    let probe = Probe::new(|_| Act::LetGoAtTheStop);
+    let dead_letter = DeadLetter::new(Arc::clone(&writer));
+    let task = ReadTask::new(&topic).with_group("lg").with_concurrency(2);
+    let mut sub = subscribe_with(&*f, task, probe.clone(), |s| {
+        s.with_middleware(dead_letter);
+    })
+    .await;
+    write_each(&*writer, messages).await;
+    probe.wait(caps.patience, "both handlers waiting", |s| s.calls.len() == 2).await;
+    let grace = Duration::from_secs(120);
+    let stopping = std::time::Instant::now();
+    let report = sub.shutdown(grace).await;
+    let took = stopping.elapsed();
+    assert!(took < grace / 4, "the stop took {took:?} of its {grace:?}, though its handlers let go at once");
+    let task = &report.tasks[0];
+    assert_eq!((task.abandoned, task.nacked, task.dead_lettered, task.acked), (2, 0, 0, 0), "{report:?}");
+    if caps.persistent && caps.group_positions {
+        let again = Probe::succeeding();
+        let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("lg"), again.clone()).await;
+        again.wait_ids_again(&*f, &topic, caps.patience, &expected).await;
+        sub.shutdown(GRACE).await;
+    }
+}
+
 /// Case 18: A topic name outside the portable rule is refused the same way on every
 /// driver, by the writer and by the scheduler's start, with `InvalidName` and an error
 /// that says each cause once: a name that passes in a test on the memory driver passes

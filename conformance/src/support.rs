@@ -29,6 +29,8 @@ pub(crate) enum Act {
     Block(Arc<Semaphore>),
     /// Wait for the future, then succeed.
     Await(futures::future::BoxFuture<'static, ()>),
+    /// Wait for the read task's stop, then let the delivery go unprocessed.
+    LetGoAtTheStop,
 }
 
 type Behaviour = Box<dyn Fn(&Delivery) -> Act + Send + Sync>;
@@ -210,6 +212,10 @@ impl Handler for Probe {
                 permits.acquire().await.expect("semaphore open").forget();
             }
             Act::Await(wait) => wait.await,
+            Act::LetGoAtTheStop => {
+                tidewater_core::StopSignal::current().stopped().await;
+                return Err(HandlerError::stopping());
+            }
         }
         self.update(|s| s.done.push(delivery));
         Ok(())

@@ -188,6 +188,10 @@ impl DeadLetter {
             Some(seen) => Failures { calls: seen.calls + calls, first: seen.first.min(first) },
             None => Failures { calls, first },
         };
+        // A delivery let go at a stop was not processed, nor did it fail: it comes again.
+        if err.is_stopping() && crate::shutdown::stop_requested() {
+            return Err(err);
+        }
         if err.is_transient() && delivery.deliveries() < self.max_deliveries {
             self.book.insert(book_key, failures);
             return Err(err);

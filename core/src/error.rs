@@ -376,6 +376,8 @@ struct HandlerInner {
     retry_after: Option<Duration>,
     attempts: Option<Attempts>,
     panicked: bool,
+    /// Given up unprocessed at a stop ([`HandlerError::stopping`]).
+    stopping: bool,
     source: BoxError,
 }
 
@@ -387,6 +389,7 @@ impl fmt::Debug for HandlerError {
             .field("retry_after", &e.retry_after)
             .field("attempts", &e.attempts)
             .field("panicked", &e.panicked)
+            .field("stopping", &e.stopping)
             .field("source", &e.source)
             .finish()
     }
@@ -433,7 +436,14 @@ impl HandlerError {
     }
 
     fn with_recovery(recovery: Recovery, source: BoxError) -> Self {
-        Self(Box::new(HandlerInner { recovery, retry_after: None, attempts: None, panicked: false, source }))
+        Self(Box::new(HandlerInner {
+            recovery,
+            retry_after: None,
+            attempts: None,
+            panicked: false,
+            stopping: false,
+            source,
+        }))
     }
 
     /// The same failure for another message: the same recovery, delay and text (the
@@ -444,6 +454,7 @@ impl HandlerError {
             retry_after: self.0.retry_after,
             attempts: self.0.attempts,
             panicked: self.0.panicked,
+            stopping: self.0.stopping,
             source: self.chain().into(),
         }))
     }
@@ -451,6 +462,33 @@ impl HandlerError {
     /// Whether the failure was a panic of the handler.
     pub fn is_panic(&self) -> bool {
         self.0.panicked
+    }
+
+    /// The delivery given up unprocessed because its read task is stopping (see
+    /// [`StopSignal::current`](crate::StopSignal::current)): a handler, or middleware,
+    /// that was waiting rather than working returns it so that the stop need not wait
+    /// out its grace period. Once the stop was asked for, the runner leaves the delivery
+    /// unsettled for the broker to deliver again, as it does a handler still running at
+    /// the deadline, and counts it in the shutdown report's `abandoned`; middleware
+    /// neither retries nor dead-letters it. Returned with no stop asked for, it is a
+    /// transient failure like any other.
+    ///
+    /// ```
+    /// use tidewater_core::HandlerError;
+    ///
+    /// let err = HandlerError::stopping();
+    /// assert!(err.is_stopping() && err.is_transient());
+    /// assert_eq!(err.to_string(), "handler let the delivery go: its read task is stopping");
+    /// ```
+    pub fn stopping() -> Self {
+        let mut err = Self::transient("its read task is stopping");
+        err.0.stopping = true;
+        err
+    }
+
+    /// Whether the delivery was given up at a stop ([`HandlerError::stopping`]).
+    pub fn is_stopping(&self) -> bool {
+        self.0.stopping
     }
 
     /// Asks for the redelivery to wait `delay` (where the broker can delay).
@@ -532,6 +570,7 @@ impl<E: Into<BoxError>> From<E> for HandlerError {
 impl fmt::Display for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.0.recovery {
+            Recovery::Transient if self.0.stopping => "handler let the delivery go",
             Recovery::Transient => "handler failed",
             Recovery::Permanent => "handler failed permanently",
         };

@@ -16,6 +16,7 @@ use crate::delivery::Fate;
 use crate::hash::lane_of;
 use crate::lane_queue::LaneQueue;
 use crate::reader::{Count, TaskStats};
+use crate::shutdown::with_current;
 use crate::{
     BatchSpec, DeadLetter, Delivery, Handler, HandlerError, Incoming, ReadContext, ReadTask, Result, Settlement,
     Settler, Source, StopSignal,
@@ -31,8 +32,10 @@ const MAX_PREALLOCATED: usize = 1024;
 /// With `task.concurrency` above 1, deliveries go to that many lanes by key hash, so
 /// messages of one key run one after another in order while different keys run in
 /// parallel; keyless messages are spread over the lanes. On stop, no new delivery starts;
-/// running handlers get until the deadline, and what finishes is settled; what does not
-/// is left unsettled for the broker to deliver again.
+/// running handlers get until the deadline, and what finishes is settled; what does not,
+/// or what a handler let go at the stop ([`HandlerError::stopping`]), is left unsettled
+/// for the broker to deliver again. Handlers find the stop signal as
+/// [`StopSignal::current`].
 pub async fn run_source<H: Handler>(
     source: &mut (dyn Source + '_),
     handler: H,
@@ -47,13 +50,16 @@ pub async fn run_source<H: Handler>(
         task: task.clone(),
     };
     let fetch = task.prefetch.max(1);
-    let result = if let Some(batch) = &ctx.batch {
-        run_batches(source, &step, batch).await
-    } else if task.concurrency <= 1 {
-        run_sequential(source, &step, fetch).await
-    } else {
-        run_lanes(source, step, task.concurrency, fetch).await
+    let run = async {
+        if let Some(batch) = &ctx.batch {
+            run_batches(source, &step, batch).await
+        } else if task.concurrency <= 1 {
+            run_sequential(source, &step, fetch).await
+        } else {
+            run_lanes(source, step, task.concurrency, fetch).await
+        }
     };
+    let result = with_current(ctx.stop.clone(), run).await;
     let closed = source.close().await;
     result.and(closed)
 }
@@ -193,7 +199,8 @@ async fn run_lanes<H: Handler>(
         let queue = Arc::clone(queue);
         let step = Arc::clone(&step);
         let ahead = Arc::clone(&ahead);
-        workers.spawn(async move {
+        let stop = step.stop.clone();
+        workers.spawn(with_current(stop, async move {
             let mut taken = VecDeque::new();
             while queue.take_all(&mut taken).await {
                 while let Some(incoming) = taken.pop_front() {
@@ -205,7 +212,7 @@ async fn run_lanes<H: Handler>(
                     }
                 }
             }
-        });
+        }));
     }
 
     let mut round_robin = 0usize;
@@ -367,6 +374,15 @@ impl<H: Handler> Step<H> {
     /// failure goes to the default dead letter if there is one, else is nacked for a
     /// redelivery after the nack delay.
     async fn finish(&self, delivery: Delivery, mut settle: Settler, failure: Option<HandlerError>) {
+        if failure.as_ref().is_some_and(HandlerError::is_stopping) && self.stop.is_stopped() {
+            self.stats.add(Count::Abandoned, 1);
+            tracing::debug!(
+                topic = %self.task.topic,
+                id = %delivery.message().id,
+                "handler let the delivery go at the stop; left unsettled for redelivery"
+            );
+            return;
+        }
         let failure = match (failure, &self.dead_letter) {
             (Some(err), Some(dead_letter)) => dead_letter.dispose(&delivery, err).await.err(),
             (failure, _) => failure,
@@ -500,6 +516,7 @@ mod tests {
     #[derive(Default)]
     struct Outcomes {
         acked: AtomicUsize,
+        nacked: AtomicUsize,
         released: AtomicUsize,
     }
 
@@ -514,8 +531,11 @@ mod tests {
     #[async_trait]
     impl Settle for Counted {
         async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
-            assert_eq!(settlement, Settlement::Ack);
-            self.0.acked.fetch_add(1, Ordering::SeqCst);
+            let count = match settlement {
+                Settlement::Ack => &self.0.acked,
+                Settlement::Nack { .. } => &self.0.nacked,
+            };
+            count.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
 
@@ -756,5 +776,63 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(5), run).await.expect("the stop ends the run").unwrap();
         }
         assert!(source.closed);
+    }
+
+    /// A handler that waits for the stop and lets its delivery go.
+    fn letting_go(waiting: &Arc<AtomicUsize>) -> BoxHandler {
+        let waiting = Arc::clone(waiting);
+        Arc::new(handler_fn(move |_d: Delivery| {
+            let waiting = Arc::clone(&waiting);
+            async move {
+                let stop = StopSignal::current();
+                waiting.fetch_add(1, Ordering::SeqCst);
+                stop.stopped().await;
+                Err::<(), _>(HandlerError::stopping())
+            }
+        }))
+    }
+
+    /// Handlers that let their deliveries go at a stop end it at once, on one lane and
+    /// on several (each lane finds the signal apart), leaving the deliveries unsettled:
+    /// neither acked, nacked nor released, and counted as abandoned.
+    #[tokio::test(flavor = "current_thread")]
+    async fn deliveries_let_go_at_the_stop_are_left_unsettled() {
+        for lanes in [1, 3] {
+            let (mut source, outcomes) = Scripted::new([Step::Batch(lanes), Step::Hang]);
+            let waiting = Arc::new(AtomicUsize::new(0));
+            let (handle, stop) = stop_pair();
+            let ctx = ReadContext { stop, ..ReadContext::detached() };
+            let task = ReadTask::new("t").with_concurrency(lanes);
+            {
+                let run = run_source(&mut source, letting_go(&waiting), &task, &ctx);
+                tokio::pin!(run);
+                until_still(run.as_mut()).await;
+                assert_eq!(waiting.load(Ordering::SeqCst), lanes, "a handler waits on each lane");
+                handle.stop(Duration::from_secs(3600));
+                tokio::time::timeout(Duration::from_secs(5), run).await.expect("the stop ends the run").unwrap();
+            }
+            let settled = [&outcomes.acked, &outcomes.nacked, &outcomes.released].map(|c| c.load(Ordering::SeqCst));
+            assert_eq!(settled, [0, 0, 0], "{lanes} lanes");
+            assert_eq!(ctx.stats.get(Count::Abandoned), lanes as u64);
+        }
+    }
+
+    /// Outside a stop, a handler's `stopping` error is a failure like any other: the
+    /// delivery is nacked, not left for a redelivery that would never come while the
+    /// reader runs on.
+    #[tokio::test]
+    async fn letting_go_with_no_stop_asked_for_is_a_failure() {
+        let (mut source, outcomes) = Scripted::new([Step::Batch(1)]);
+        let handler: BoxHandler = Arc::new(handler_fn(|_d: Delivery| async { Err::<(), _>(HandlerError::stopping()) }));
+        let ctx = ReadContext::detached();
+        run_source(&mut source, handler, &ReadTask::new("t"), &ctx).await.unwrap();
+        assert_eq!(outcomes.nacked.load(Ordering::SeqCst), 1);
+        assert_eq!(ctx.stats.get(Count::Abandoned), 0);
+    }
+
+    #[test]
+    fn outside_a_read_task_the_signal_never_fires() {
+        assert!(futures::FutureExt::now_or_never(StopSignal::current().stopped()).is_none());
+        assert!(!crate::shutdown::stop_requested());
     }
 }

@@ -1,5 +1,12 @@
 //! The stop signal that read tasks watch, with the deadline for in-flight work.
+//!
+//! A handler, or middleware around it, finds its task's signal with
+//! [`StopSignal::current`]: what waits for something other than work of its own (a
+//! retry's backoff, an open circuit, a rate limit) can then give the delivery up at a
+//! stop with [`HandlerError::stopping`](crate::HandlerError::stopping), and the task
+//! stops without waiting out its grace period.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +62,47 @@ impl StopHandle {
     }
 }
 
+tokio::task_local! {
+    /// The signal of the read task whose runner, or lane, this is. Set once around the
+    /// runner and each lane rather than around each handler call, which would clone
+    /// the signal for every message.
+    static CURRENT: StopSignal;
+}
+
+/// Runs `work` (a runner or one of its lanes) with `signal` as [`StopSignal::current`].
+pub(crate) async fn with_current<F: Future>(signal: StopSignal, work: F) -> F::Output {
+    CURRENT.scope(signal, work).await
+}
+
+/// Whether the read task this code runs in was asked to stop; false outside one.
+pub(crate) fn stop_requested() -> bool {
+    CURRENT.try_with(StopSignal::is_stopped).unwrap_or(false)
+}
+
 impl StopSignal {
+    /// The stop signal of the read task whose handler calls this, so that a handler or
+    /// middleware waiting on something other than its own work can give the delivery up
+    /// at a stop rather than hold the task until its deadline. Outside a handler that
+    /// a read task runs (a handler called by hand in a test, or a task the handler
+    /// spawned), a signal that never fires.
+    ///
+    /// ```
+    /// use tidewater_core::{Delivery, HandlerError, StopSignal};
+    ///
+    /// async fn handle(delivery: Delivery) -> Result<(), HandlerError> {
+    ///     tokio::select! {
+    ///         done = render_report(&delivery) => done,
+    ///         // Left unsettled, the delivery comes again, to this service's next
+    ///         // instance: the stop does not wait out its grace period for it.
+    ///         _ = StopSignal::current().stopped() => Err(HandlerError::stopping()),
+    ///     }
+    /// }
+    /// # async fn render_report(_: &Delivery) -> Result<(), HandlerError> { Ok(()) }
+    /// ```
+    pub fn current() -> StopSignal {
+        CURRENT.try_with(StopSignal::clone).unwrap_or_else(|_| StopSignal::never())
+    }
+
     /// A signal that never fires, for readers run outside a scheduler.
     pub fn never() -> Self {
         let (tx, rx) = watch::channel(None);
@@ -72,10 +119,17 @@ impl StopSignal {
         *self.rx.borrow()
     }
 
-    /// Resolves when a stop is requested (or the handle is dropped).
-    pub async fn stopped(&self) {
+    /// Resolves when a stop is requested (or the handle is dropped). The future holds
+    /// what it needs of the signal, so `StopSignal::current().stopped()` can be awaited
+    /// as it is.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.rx.clone();
-        let _ = rx.wait_for(Option::is_some).await;
+        // A signal that never fires must not fire because its last copy went.
+        let never = self._never.clone();
+        async move {
+            let _ = rx.wait_for(Option::is_some).await;
+            drop(never);
+        }
     }
 
     /// Resolves when a stop was requested and its deadline has passed.
@@ -105,6 +159,12 @@ mod tests {
         assert!(!copy.is_stopped());
         assert!(copy.stopped().now_or_never().is_none(), "the channel closed with the first copy");
         assert!(copy.deadline().is_none());
+    }
+
+    #[test]
+    fn a_never_firing_signal_s_wait_outlives_the_signal() {
+        let wait = StopSignal::never().stopped();
+        assert!(wait.now_or_never().is_none());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tidewater_core::{Around, Delivery, HandlerError, Inner};
+use tidewater_core::{Around, Delivery, HandlerError, Inner, StopSignal};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -41,9 +41,9 @@ use tokio::time::Instant;
 /// Only transient failures count: a permanent one says the message is bad, not the
 /// dependency. A success resets the count. Clones share one circuit, so one breaker put
 /// on several subscriptions guards the dependency they share. A stop (shutdown) lets
-/// held deliveries wait until its deadline, in case the dependency comes back; those
-/// still held then are left unsettled, to be delivered again, as any handler still
-/// running then.
+/// held deliveries go at once, unprocessed ([`HandlerError::stopping`]): the runner
+/// leaves them unsettled, to be delivered again, and the stop does not wait out its
+/// grace period for a dependency that is down.
 ///
 /// Put it inside [`DeadLetter`](crate::DeadLetter) and [`Deduplicate`](crate::Deduplicate)
 /// and outside [`Retry`](crate::Retry): a message's retries ride out a short blip, and the
@@ -221,7 +221,10 @@ impl Around for CircuitBreaker {
             Pass { shared, generation: status >> 2, trial: false }
         } else {
             // Boxed, so that a closed circuit's calls do not carry the wait's state.
-            Box::pin(shared.wait_for_pass()).await
+            match Box::pin(shared.wait_for_pass()).await {
+                Some(pass) => pass,
+                None => return Err(HandlerError::stopping()),
+            }
         };
         let outcome = next.run(delivery).await;
         shared.record(pass, &outcome);
@@ -256,9 +259,12 @@ impl Shared {
     }
 
     /// Waits until the circuit lets this call through: closed, or open past its wait
-    /// with no trial out, which makes this call the trial.
-    async fn wait_for_pass(&self) -> Pass<'_> {
+    /// with no trial out, which makes this call the trial. `None` once the read task is
+    /// asked to stop: a held delivery is let go rather than hold the stop.
+    async fn wait_for_pass(&self) -> Option<Pass<'_>> {
         let _held = Held::new(&self.held);
+        let stop = StopSignal::current();
+        let mut stopped = pin!(stop.stopped());
         loop {
             // Registered before the state is read, so a change between the two still
             // wakes this call.
@@ -268,28 +274,31 @@ impl Shared {
                 let mut circuit = self.lock();
                 let status = self.status.load(Ordering::Acquire);
                 match status & 3 {
-                    CLOSED => return Pass { shared: self, generation: status >> 2, trial: false },
+                    CLOSED => return Some(Pass { shared: self, generation: status >> 2, trial: false }),
                     OPEN if Instant::now() < circuit.trial_at => Some(circuit.trial_at),
                     OPEN => {
                         circuit.trying = true;
                         let generation = self.set(HALF_OPEN);
-                        return Pass { shared: self, generation, trial: true };
+                        return Some(Pass { shared: self, generation, trial: true });
                     }
                     _ if !circuit.trying => {
                         circuit.trying = true;
-                        return Pass { shared: self, generation: status >> 2, trial: true };
+                        return Some(Pass { shared: self, generation: status >> 2, trial: true });
                     }
                     _ => None,
                 }
             };
-            match trial_at {
-                Some(at) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at) => {}
-                        _ = changed => {}
-                    }
+            let trial = async {
+                match trial_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
                 }
-                None => changed.await,
+            };
+            tokio::select! {
+                biased;
+                () = stopped.as_mut() => return None,
+                () = changed => {}
+                () = trial => {}
             }
         }
     }
@@ -305,8 +314,15 @@ impl Shared {
                     self.failures.store(0, Ordering::Relaxed);
                 }
             }
-            Err(err) if err.is_transient() && trial => self.reopen(pass.generation, err),
-            Err(err) if err.is_transient() => {
+            // A permanent failure says nothing of the dependency, nor does a delivery let
+            // go at a stop: another call tries.
+            Err(err) if !err.is_transient() || err.is_stopping() => {
+                if trial {
+                    self.trial_abandoned(pass.generation);
+                }
+            }
+            Err(err) if trial => self.reopen(pass.generation, err),
+            Err(err) => {
                 if self.is_current(pass.generation) {
                     let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                     if failures >= self.settings.failures {
@@ -314,9 +330,6 @@ impl Shared {
                     }
                 }
             }
-            // A permanent failure says nothing of the dependency: another call tries.
-            Err(_) if trial => self.trial_abandoned(pass.generation),
-            Err(_) => {}
         }
     }
 

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidewater_core::{Around, Delivery, HandlerError, Inner};
+use tidewater_core::{Around, Delivery, HandlerError, Inner, StopSignal};
 use tokio::time::Instant;
 
 /// Spaces handler calls so that they start no faster than a rate, for a handler that
@@ -19,7 +19,9 @@ use tokio::time::Instant;
 ///
 /// A call waits while holding its delivery, so the reader fetches no more than the
 /// task's lanes and prefetch hold: a rate under what the broker brings in slows
-/// consumption to it, and the rest of the backlog stays on the broker.
+/// consumption to it, and the rest of the backlog stays on the broker. A stop lets the
+/// waiting deliveries go, unprocessed ([`HandlerError::stopping`]), to be delivered
+/// again, rather than wait for their turns.
 ///
 /// ```
 /// use std::time::Duration;
@@ -107,9 +109,22 @@ impl Around for RateLimit {
     async fn around<N: Inner>(&self, delivery: Delivery, next: N) -> Result<(), HandlerError> {
         if let Some(start) = self.pace.take() {
             // Boxed, so that calls within the rate do not carry a timer.
-            Box::pin(tokio::time::sleep_until(start)).await;
+            if !Box::pin(wait_turn(start)).await {
+                return Err(HandlerError::stopping());
+            }
         }
         next.run(delivery).await
+    }
+}
+
+/// Waits until `start`; false if the read task is asked to stop first, so that a stop
+/// does not wait for a slot far off.
+async fn wait_turn(start: Instant) -> bool {
+    let stop = StopSignal::current();
+    tokio::select! {
+        biased;
+        () = tokio::time::sleep_until(start) => true,
+        () = stop.stopped() => false,
     }
 }
 

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use tidewater_core::{Around, Attempts, Delivery, HandlerError, Inner};
+use tidewater_core::{Around, Attempts, Delivery, HandlerError, Inner, StopSignal};
 
 /// Retries transient failures inside the handler call, waiting longer each time.
 ///
@@ -11,7 +11,9 @@ use tidewater_core::{Around, Attempts, Delivery, HandlerError, Inner};
 /// permanent ones return at once. Each call after the first gets the delivery with its
 /// [`attempt`](Delivery::attempt) one higher, so the handler can tell them apart. When the attempts or the time run out, the last error
 /// returns with the attempt count and first failure time recorded, for the dead-letter
-/// middleware to write down.
+/// middleware to write down. A stop of the read task ends the wait between calls: the
+/// delivery is let go unprocessed ([`HandlerError::stopping`]) for the broker to deliver
+/// again, rather than hold the stop until its deadline.
 ///
 /// **When to use which retry.** This middleware retries while the delivery is held: on a
 /// log broker (Kafka, StreamBus) the partition waits, and on any broker the message
@@ -136,8 +138,9 @@ impl Retry {
         let mut attempts = 1u32;
         let mut err = err;
         let mut call = delivery;
+        let stop = StopSignal::current();
         loop {
-            if !err.is_transient() {
+            if !err.is_transient() || err.is_stopping() {
                 break;
             }
             let Some(delay) = delays.next() else { break };
@@ -149,7 +152,13 @@ impl Retry {
                 error = %err,
                 "retrying handler"
             );
-            tokio::time::sleep(delay).await;
+            // A stop does not wait out a backoff: the delivery is let go, unprocessed, for
+            // the broker to deliver again, where the retries begin anew.
+            tokio::select! {
+                biased;
+                () = stop.stopped() => return Err(HandlerError::stopping()),
+                () = tokio::time::sleep(delay) => {}
+            }
             attempts += 1;
             // The handler sees which call this is in `Delivery::attempt`.
             call = call.retried();

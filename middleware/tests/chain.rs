@@ -705,3 +705,91 @@ async fn a_rate_limit_paces_a_backlog() {
     assert!(took >= Duration::from_millis(200), "11 calls at 50 a second took {took:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 11);
 }
+
+/// Reads `orders` in `billing` with `handler`, behind the middleware `chain` adds, until
+/// `waiting` says that a middleware holds a delivery, then stops with a grace period of
+/// 30 s. What is held is let go at once: the stop takes a fraction of its grace period,
+/// nothing is dead-lettered for it, and the group's next reader gets every message.
+async fn stop_while_held(
+    chain: impl FnOnce(&MemoryBroker, &mut SubscriberScheduler),
+    handler: impl tidewater_core::Handler,
+    messages: usize,
+    waiting: impl Fn() -> bool,
+) -> tidewater_core::TaskReport {
+    let broker = MemoryBroker::new();
+    broker.create_topic("orders", 1).unwrap();
+    let mut s = scheduler(&broker);
+    chain(&broker, &mut s);
+    s.subscribe("orders", handler).group("billing").concurrency(2).nack_delay(Some(Duration::from_millis(5)));
+    s.start().await.unwrap();
+    let batch: Vec<Message> = (0..messages)
+        .map(|i| Message::new("orders", "{}").with_id(format!("o-{i}")).with_key(format!("k-{i}")))
+        .collect();
+    Driver::writer(&broker).write(batch).await.unwrap();
+    let started = tokio::time::Instant::now();
+    while !waiting() {
+        assert!(started.elapsed() < WAIT, "the middleware never held a delivery");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let stopping = std::time::Instant::now();
+    let mut report = s.shutdown(Duration::from_secs(30)).await;
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(5), "the stop waited {took:?} for a held delivery");
+    let task = report.tasks.remove(0);
+    assert_eq!(task.dead_lettered, 0, "{task:?}");
+    assert!(broker.published("orders.dlq").is_empty());
+
+    let mut s = scheduler(&broker);
+    s.subscribe("orders", counting(&Arc::new(AtomicU32::new(0)), |_| Ok(()))).group("billing");
+    s.start().await.unwrap();
+    broker.wait_acked("orders", "billing", messages as u64, WAIT).await.expect("what was let go comes again");
+    s.shutdown(WAIT).await;
+    task
+}
+
+/// A handler that fails transiently, counting its calls.
+fn failing(calls: &Arc<AtomicU32>) -> impl tidewater_core::Handler {
+    counting(calls, |_| Err(HandlerError::transient("payments API unreachable")))
+}
+
+#[tokio::test]
+async fn a_stop_lets_deliveries_held_by_an_open_circuit_go() {
+    let breaker = CircuitBreaker::new("payments-api").failures(1).open_for(Duration::from_secs(3600));
+    let watched = breaker.clone();
+    let calls = Arc::new(AtomicU32::new(0));
+    // The first failure opens the circuit and is nacked; then both messages are held.
+    let chain = |broker: &MemoryBroker, s: &mut SubscriberScheduler| {
+        s.with_middleware(DeadLetter::new(broker.writer()).permanent_only()).with_middleware(breaker);
+    };
+    let task = stop_while_held(chain, failing(&calls), 2, move || watched.held() == 2).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "an open circuit calls nothing");
+    assert_eq!((task.abandoned, task.nacked), (2, 1), "{task:?}");
+}
+
+#[tokio::test]
+async fn a_stop_ends_a_retry_s_backoff() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&calls);
+    // Behind a dead letter that takes the first transient failure it sees.
+    let chain = |broker: &MemoryBroker, s: &mut SubscriberScheduler| {
+        s.with_middleware(DeadLetter::new(broker.writer()))
+            .with_middleware(Retry::new().max_attempts(5).min_delay(Duration::from_secs(3600)).without_jitter());
+    };
+    let task = stop_while_held(chain, failing(&calls), 1, move || counted.load(Ordering::SeqCst) == 1).await;
+    assert_eq!((task.abandoned, task.nacked, task.retried), (1, 0, 0), "{task:?}");
+}
+
+#[tokio::test]
+async fn a_stop_lets_deliveries_waiting_on_a_rate_limit_go() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&calls);
+    let chain = |broker: &MemoryBroker, s: &mut SubscriberScheduler| {
+        s.with_middleware(DeadLetter::new(broker.writer()))
+            .with_middleware(RateLimit::new(1, Duration::from_secs(3600)));
+    };
+    // Two lanes: the first call takes the hour's one slot, the second waits for the next.
+    let task =
+        stop_while_held(chain, counting(&calls, |_| Ok(())), 2, move || counted.load(Ordering::SeqCst) == 1).await;
+    assert_eq!(task.acked + task.abandoned, 2, "{task:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
