@@ -25,7 +25,7 @@ impl Around for Trace {
             // failure's event may be wanted on its own.
             let result = next.run(delivery).await;
             if let Err(err) = &result {
-                tracing::debug!(error = %err, "handler failed");
+                failed(err);
             }
             return result;
         }
@@ -36,14 +36,25 @@ impl Around for Trace {
         let span = call.span();
         let outcome = match &result {
             Ok(()) => "ok",
+            // Not a failure: the delivery was let go unprocessed at a stop.
+            Err(e) if e.is_stopping() => "stopping",
             Err(e) if e.is_transient() => "transient",
             Err(_) => "permanent",
         };
         span.record("outcome", outcome);
         if let Err(err) = &result {
-            span.in_scope(|| tracing::debug!(error = %err, "handler failed"));
+            span.in_scope(|| failed(err));
         }
         result
+    }
+}
+
+/// The event for a call that returned `err`.
+fn failed(err: &HandlerError) {
+    if err.is_stopping() {
+        tracing::debug!("handler let the delivery go at the stop");
+    } else {
+        tracing::debug!(error = %err, "handler failed");
     }
 }
 
@@ -169,10 +180,11 @@ mod tests {
 
     #[test]
     fn a_call_runs_in_a_span_that_names_the_message_and_records_the_outcome() {
-        let outcomes: [(Outcome, &str); 3] = [
+        let outcomes: [(Outcome, &str); 4] = [
             (|| Ok(()), "ok"),
             (|| Err(HandlerError::transient("later")), "transient"),
             (|| Err(HandlerError::permanent("never")), "permanent"),
+            (|| Err(HandlerError::stopping()), "stopping"),
         ];
         for (outcome, expected) in outcomes {
             let subscriber = Recording::new(true);
@@ -188,7 +200,7 @@ mod tests {
             assert_eq!(field(fields, "group"), Some("billing"));
             assert_eq!(field(fields, "outcome"), Some(expected), "{fields:?}");
             let failed: Vec<_> = seen.events.iter().filter(|(m, _)| m == "handler failed").collect();
-            if expected == "ok" {
+            if expected == "ok" || expected == "stopping" {
                 assert!(failed.is_empty(), "{:?}", seen.events);
             } else {
                 // The failure's event is inside the call's span.

@@ -48,7 +48,8 @@ impl Around for TraceContext {
             let _ = span.set_parent(parent);
         }
         let result = next.run(delivery.clone()).instrument(span.clone()).await;
-        if let Err(err) = &result {
+        // A delivery let go at a stop was not processed, but nothing failed either.
+        if let Some(err) = result.as_ref().err().filter(|err| !err.is_stopping()) {
             span.record("otel.status_code", "ERROR");
             span.in_scope(|| tracing::warn!(error = %err, transient = err.is_transient(), "handler failed"));
         }

@@ -1,7 +1,8 @@
 //! A trace across each real broker `scripts/test` starts (JetStream, Kafka, Pulsar),
 //! exported to an in-memory span exporter: publish -> handler -> publish -> handler is
 //! one trace with each span the child of the one before, and a message from a plain
-//! client starts a trace of its own.
+//! client starts a trace of its own. On the memory driver: which calls a span marks as
+//! failed.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -198,4 +199,43 @@ async fn a_batch_links_every_message_it_took() {
     assert_eq!(linked, want, "the batch links the publish span of each of its messages");
     bus.shutdown(Duration::from_secs(5)).await.unwrap();
     js.admin().delete_topic(&topic).await.unwrap();
+}
+
+/// A failed call's consumer span has the error status; a delivery let go at a stop was
+/// not processed, but nothing failed, and its span says so by leaving the status unset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_let_go_at_the_stop_is_no_error() {
+    exporter();
+    let broker = tidewater_memory::MemoryBroker::new();
+    let (failing, letting_go) =
+        (format!("otel{}-fails", std::process::id()), format!("otel{}-lets-go", std::process::id()));
+    let mut bus = Bus::new(&broker, EventRegistry::new());
+    tidewater_otel::instrument(&mut bus);
+    bus.subscribe(&failing, handler_fn(|_: Delivery| async { Err::<(), _>(HandlerError::transient("down")) }))
+        .group("g");
+    let waiting = Recorder::new();
+    let handler = {
+        let waiting = waiting.clone();
+        handler_fn(move |delivery: Delivery| {
+            let waiting = waiting.clone();
+            async move {
+                let stop = tidewater_core::StopSignal::current();
+                waiting.record(delivery);
+                stop.stopped().await;
+                Err::<(), _>(HandlerError::stopping())
+            }
+        })
+    };
+    bus.subscribe(&letting_go, handler).group("g");
+    bus.start().await.unwrap();
+    bus.publisher().publish_bytes(&failing, "x", "text/plain").await.unwrap();
+    bus.publisher().publish_bytes(&letting_go, "y", "text/plain").await.unwrap();
+    let failed_name = format!("process {failing}");
+    let failed = finished(1, |s| s.name == failed_name).await;
+    assert!(matches!(failed[0].status, opentelemetry::trace::Status::Error { .. }), "{:?}", failed[0].status);
+    waiting.wait_for(1, Duration::from_secs(30)).await.unwrap();
+    bus.shutdown(Duration::from_secs(30)).await.unwrap();
+    let let_go_name = format!("process {letting_go}");
+    let let_go = finished(1, |s| s.name == let_go_name).await;
+    assert_eq!(let_go[0].status, opentelemetry::trace::Status::Unset);
 }
