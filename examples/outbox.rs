@@ -6,12 +6,16 @@
 //! that also claims the message for its group and stores the payment's event, so an
 //! order delivered twice is charged once, and its payment announced once.
 //!
+//! And a scheduled message: each order stores, with it, a reminder that its payment is
+//! overdue, to go out in 15 minutes; the charge takes it back in its own transaction, so
+//! a paid order's reminder never goes out.
+//!
 //! ```sh
 //! cargo run --example outbox --features outbox -- postgres://user:pass@127.0.0.1/shop
 //! cargo run --example outbox --features outbox   # a private PostgreSQL (Debian's), started for the run
 //! ```
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
@@ -33,6 +37,17 @@ struct PaymentCharged {
     cents: i64,
 }
 
+#[derive(Serialize, Deserialize, Event)]
+#[event(type = "payment.overdue", key = order_id)]
+struct PaymentOverdue {
+    order_id: String,
+}
+
+/// The id of an order's overdue reminder: known to both the order and its charge.
+fn overdue_id(order_id: &str) -> String {
+    format!("overdue-{order_id}")
+}
+
 /// What billing's handler writes through.
 #[derive(Clone)]
 struct Books {
@@ -41,8 +56,9 @@ struct Books {
     outbox: Outbox,
 }
 
-/// Charges an order once: the claim, the charge and the payment's event in one
-/// transaction. A second delivery of the order finds it claimed and does nothing.
+/// Charges an order once: the claim, the charge, the payment's event and taking back the
+/// overdue reminder in one transaction. A second delivery of the order finds it claimed
+/// and does nothing.
 async fn charge(
     order: OrderPlaced,
     delivery: Delivery,
@@ -58,6 +74,7 @@ async fn charge(
         .bind(order.cents)
         .execute(&mut *tx)
         .await?;
+    books.outbox.cancel_scheduled(&mut tx, &overdue_id(&order.order_id)).await?;
     books.outbox.store_event(&mut tx, &out, &PaymentCharged { order_id: order.order_id, cents: order.cents }).await?;
     tx.commit().await?;
     Ok(())
@@ -89,7 +106,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let broker = MemoryBroker::new();
     let run = std::process::id();
     let (orders, payments) = (format!("orders-{run}"), format!("payments-{run}"));
-    let registry = EventRegistry::new().route::<OrderPlaced>(&orders).route::<PaymentCharged>(&payments);
+    let registry = EventRegistry::new()
+        .route::<OrderPlaced>(&orders)
+        .route::<PaymentCharged>(&payments)
+        .route::<PaymentOverdue>(&payments);
     let mut bus = Bus::new(&broker, registry);
     let publisher = bus.publisher().clone();
 
@@ -99,6 +119,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut tx = pool.begin().await?;
         sqlx::query("INSERT INTO orders VALUES ($1, $2)").bind(&order_id).bind(cents).execute(&mut *tx).await?;
         outbox.store_event(&mut tx, &publisher, &OrderPlaced { order_id: order_id.clone(), cents }).await?;
+        let overdue =
+            publisher.encode(&payments, &PaymentOverdue { order_id: order_id.clone() })?.with_id(overdue_id(&order_id));
+        outbox.store_at(&mut tx, &overdue, SystemTime::now() + Duration::from_secs(15 * 60)).await?;
         if keep {
             tx.commit().await?;
         } else {
@@ -138,6 +161,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(
             format!("expected each order charged and announced once: {charged} charges, {announced} events").into()
         );
+    }
+    let overdue: i64 = sqlx::query_scalar("SELECT count(*) FROM tidewater_outbox_scheduled WHERE id LIKE $1")
+        .bind(format!("overdue-%-{run}"))
+        .fetch_one(&pool)
+        .await?;
+    println!("overdue reminders still scheduled: {overdue}");
+    if overdue != 0 {
+        return Err(format!("expected each paid order's reminder taken back, {overdue} left").into());
     }
     Ok(())
 }

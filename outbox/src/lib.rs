@@ -38,6 +38,10 @@
 //! `<table>_refused` with the reason, so the rest flows; [`Outbox::refused`] lists them
 //! and [`Outbox::requeue_refused`] puts them back.
 //!
+//! **Scheduled messages.** [`Outbox::store_at`] stores a message to go out at a later
+//! time (a reminder, a timeout), in the same transaction; the relay forwards it once it
+//! is due, and [`Outbox::cancel_scheduled`] takes it back until then.
+//!
 //! **The consuming side.** An [`Inbox`] records, in a handler's own transaction, that
 //! its group processed a message, so a redelivered message changes the database once:
 //! with the outbox in the same transaction, a handler's writes and what it publishes
@@ -48,6 +52,7 @@
 mod inbox;
 mod refused;
 mod relay;
+mod scheduled;
 mod store;
 
 pub use inbox::Inbox;

@@ -30,6 +30,10 @@ use crate::{Outbox, BUCKETS};
 /// [`Outbox::requeue_refused`] once the cause is fixed. A key whose row was set aside goes on without it, as a consumer's dead
 /// letter does.
 ///
+/// **Scheduled messages** ([`Outbox::store_at`]) are moved into the outbox at the start
+/// of a pass once they are due (at most once a poll interval), then forwarded like the
+/// rest.
+///
 /// **Failures that retrying can fix** (the broker gone, a timeout) leave the rows where
 /// they are. [`Relay::run_until`] then waits before its next pass, twice as long after
 /// each failed pass, from the poll interval up to [`Relay::max_retry_wait`].
@@ -40,7 +44,23 @@ pub struct Relay {
     batch: i64,
     poll: Duration,
     max_retry_wait: Duration,
+    /// When to look for scheduled messages that fell due next.
+    due_check: std::sync::Mutex<DueCheck>,
 }
+
+/// When a relay looks for scheduled messages that fell due: at most once a poll
+/// interval, which is as often as an idle relay passes, so that a busy relay, which
+/// passes back to back, does not add a transaction to each pass; and once a minute
+/// while the table of scheduled messages is missing (an outbox made by an earlier
+/// version), having said so once.
+#[derive(Debug, Default)]
+struct DueCheck {
+    next: Option<tokio::time::Instant>,
+    missing: bool,
+}
+
+/// How long a relay goes without looking for a missing table of scheduled messages.
+const LOOK_AGAIN: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,6 +80,9 @@ pub struct RelayReport {
     pub passes: u64,
     /// Passes that ended with an error.
     pub failed_passes: u64,
+    /// Scheduled messages ([`Outbox::store_at`]) that fell due and were moved into the
+    /// outbox, to be forwarded (and counted in `forwarded`) like the rest.
+    pub due: u64,
 }
 
 impl RelayReport {
@@ -82,6 +105,7 @@ impl Relay {
             batch: 100,
             poll: Duration::from_millis(100),
             max_retry_wait: Duration::from_secs(10),
+            due_check: std::sync::Mutex::new(DueCheck::default()),
         }
     }
 
@@ -199,6 +223,10 @@ impl Relay {
         mut stop: Pin<&mut S>,
     ) -> Option<Result<()>> {
         report.passes += 1;
+        if let Err(err) = self.move_due(report).await {
+            report.failed_passes += 1;
+            return Some(Err(err));
+        }
         let mut failed = None;
         for bucket in 0..BUCKETS {
             if is_done(stop.as_mut()).await {
@@ -219,6 +247,40 @@ impl Relay {
             report.failed_passes += 1;
         }
         Some(failed.map_or(Ok(()), Err))
+    }
+
+    /// Moves the scheduled messages that are due into the outbox, ahead of the pass over
+    /// the buckets that forwards them (see [`DueCheck`] for how often). An outbox
+    /// without the table of scheduled messages is said once and relayed without them.
+    async fn move_due(&self, report: &mut RelayReport) -> Result<()> {
+        let now = tokio::time::Instant::now();
+        let missing = {
+            let check = self.due_check.lock().unwrap_or_else(|e| e.into_inner());
+            if check.next.is_some_and(|next| now < next) {
+                return Ok(());
+            }
+            check.missing
+        };
+        let moved = self.outbox.move_due(&self.pool, self.batch * i64::from(BUCKETS)).await;
+        let check = match moved {
+            Ok(moved) => {
+                report.due += moved.unwrap_or(0);
+                DueCheck { next: Some(now + self.poll), missing: false }
+            }
+            Err(err) if crate::scheduled::is_missing_table(&err) => {
+                if !missing {
+                    tracing::warn!(
+                        table = self.outbox.table(),
+                        "{}; the relay forwards the rest, and looks for it again every {LOOK_AGAIN:?}",
+                        crate::scheduled::missing_table_error(err)
+                    );
+                }
+                DueCheck { next: Some(now + LOOK_AGAIN), missing: true }
+            }
+            Err(err) => return Err(db_error("moving the scheduled messages that are due", err)),
+        };
+        *self.due_check.lock().unwrap_or_else(|e| e.into_inner()) = check;
+        Ok(())
     }
 
     /// Relays a batch of `bucket`. `Err` for a failure that ends the pass; `Ok(Some)`

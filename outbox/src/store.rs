@@ -84,8 +84,9 @@ impl Outbox {
         Ok(Self { table: name.to_owned() })
     }
 
-    /// The longest table name [`Outbox::with_table`] takes: its index (`<name>_bucket_seq`)
-    /// and its refused rows' table (`<name>_refused`) are named from it, and PostgreSQL
+    /// The longest table name [`Outbox::with_table`] takes: its index (`<name>_bucket_seq`),
+    /// its refused rows' table (`<name>_refused`) and its scheduled rows' table and
+    /// indexes (`<name>_scheduled_due`, the longest) are named from it, and PostgreSQL
     /// names have at most 63 bytes.
     pub const MAX_TABLE_NAME: usize = 48;
 
@@ -99,15 +100,21 @@ impl Outbox {
         quoted(&self.table)
     }
 
+    /// The table that keeps the messages stored for later, as SQL.
+    pub(crate) fn scheduled_sql_name(&self) -> String {
+        quoted(&format!("{}_scheduled", self.table))
+    }
+
     /// The table that keeps the rows the broker refused, as SQL.
     pub(crate) fn refused_sql_name(&self) -> String {
         quoted(&format!("{}_refused", self.table))
     }
 
-    /// Creates the table, its index and the table of refused rows (`<table>_refused`,
-    /// see [`Relay`](crate::Relay)) if they are missing, and adds the columns that a table
-    /// made by an earlier version lacks (`created_at`, the message's own time). Run it
-    /// when a service starts, or put the same statements in your migrations.
+    /// Creates the table, its index, the table of refused rows (`<table>_refused`, see
+    /// [`Relay`](crate::Relay)) and the table of scheduled rows (`<table>_scheduled`, see
+    /// [`Outbox::store_at`]) with theirs if they are missing, and adds the columns that a
+    /// table made by an earlier version lacks (`created_at`, the message's own time). Run
+    /// it when a service starts, or put the same statements in your migrations.
     pub async fn create_table(&self, pool: &sqlx::PgPool) -> Result<()> {
         let t = self.sql_name();
         let refused = self.refused_sql_name();
@@ -117,11 +124,22 @@ impl Outbox {
             "bucket INT NOT NULL, topic TEXT NOT NULL, id TEXT NOT NULL, key BYTEA, content_type TEXT, \
              headers TEXT NOT NULL, payload BYTEA NOT NULL, {CREATED_AT}"
         );
+        let scheduled = self.scheduled_sql_name();
+        let due_index = quoted(&format!("{}_scheduled_due", self.table));
+        let id_index = quoted(&format!("{}_scheduled_id", self.table));
         let statements = [
             format!(
                 "CREATE TABLE IF NOT EXISTS {t} (seq BIGSERIAL PRIMARY KEY, {message}, \
                  stored_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             ),
+            // Messages stored for later (`store_at`), until the relay moves them into the
+            // outbox when they fall due.
+            format!(
+                "CREATE TABLE IF NOT EXISTS {scheduled} (seq BIGSERIAL PRIMARY KEY, {message}, \
+                 deliver_at TIMESTAMPTZ NOT NULL, stored_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            ),
+            format!("CREATE INDEX IF NOT EXISTS {due_index} ON {scheduled} (deliver_at, seq)"),
+            format!("CREATE INDEX IF NOT EXISTS {id_index} ON {scheduled} (id)"),
             format!("CREATE INDEX IF NOT EXISTS {index} ON {t} (bucket, seq)"),
             // A refused row keeps its place (`seq`) and its fields, with why and when.
             format!(
@@ -144,6 +162,17 @@ impl Outbox {
     /// The message keeps its timestamp, to the microsecond (PostgreSQL's precision): the
     /// broker gets the time the message was made, not the time the relay forwarded it.
     pub async fn store(&self, connection: &mut PgConnection, message: &Message) -> Result<()> {
+        self.insert(connection, message, None).await
+    }
+
+    /// Stores `message` in `table` (with its `deliver_at`, in microseconds, for the
+    /// scheduled rows' table).
+    pub(crate) async fn insert(
+        &self,
+        connection: &mut PgConnection,
+        message: &Message,
+        deliver_at: Option<i64>,
+    ) -> Result<()> {
         if message.id.is_empty() {
             return Err(
                 Error::new(ErrorKind::InvalidInput, "an outbox message needs its id").with_topic(&message.stream)
@@ -154,14 +183,22 @@ impl Outbox {
         let bucket = (hash::fnv1a_64(basis) % BUCKETS as u64) as i32;
         let headers: serde_json::Map<String, serde_json::Value> =
             message.headers.iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
-        // The time as whole microseconds from the epoch, made a `TIMESTAMPTZ` by
-        // PostgreSQL: exact, where a float of seconds would round.
-        let statement = format!(
-            "INSERT INTO {} ({STORED}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-             TIMESTAMPTZ 'epoch' + $8 * INTERVAL '1 microsecond')",
-            self.sql_name()
-        );
-        sqlx::query(&statement)
+        // Times as whole microseconds from the epoch, made `TIMESTAMPTZ`s by PostgreSQL:
+        // exact, where a float of seconds would round.
+        let statement = match deliver_at {
+            None => format!(
+                "INSERT INTO {} ({STORED}) VALUES ($1, $2, $3, $4, $5, $6, $7, {})",
+                self.sql_name(),
+                micros_sql(8)
+            ),
+            Some(_) => format!(
+                "INSERT INTO {} ({STORED}, deliver_at) VALUES ($1, $2, $3, $4, $5, $6, $7, {}, {})",
+                self.scheduled_sql_name(),
+                micros_sql(8),
+                micros_sql(9)
+            ),
+        };
+        let mut query = sqlx::query(&statement)
             .bind(bucket)
             .bind(message.stream.as_str())
             .bind(message.id.as_str())
@@ -169,10 +206,14 @@ impl Outbox {
             .bind(message.content_type.as_deref())
             .bind(serde_json::Value::Object(headers).to_string())
             .bind(&message.payload[..])
-            .bind(unix_micros(message.timestamp))
-            .execute(connection)
-            .await
-            .map_err(|e| db_error("storing a message", e).with_topic(&message.stream))?;
+            .bind(unix_micros(message.timestamp));
+        if let Some(at) = deliver_at {
+            query = query.bind(at);
+        }
+        query.execute(connection).await.map_err(|e| match deliver_at {
+            Some(_) if crate::scheduled::is_missing_table(&e) => crate::scheduled::missing_table_error(e),
+            _ => db_error("storing a message", e).with_topic(&message.stream),
+        })?;
         Ok(())
     }
 
@@ -189,6 +230,11 @@ impl Outbox {
         self.store(connection, &message).await?;
         Ok(message.id)
     }
+}
+
+/// The SQL for the `TIMESTAMPTZ` that parameter `$n`, in microseconds from the epoch, is.
+fn micros_sql(n: u8) -> String {
+    format!("TIMESTAMPTZ 'epoch' + ${n} * INTERVAL '1 microsecond'")
 }
 
 /// `time` in microseconds from the Unix epoch, negative before it; saturated at `i64`'s
