@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `tidewater_messages_published_total` | topic | messages the bus's writer wrote |
 //! | `tidewater_publish_errors_total` | topic | messages whose write failed |
+//! | `tidewater_publish_duration_seconds` | topic | a write call's time, until the broker took its messages (or refused them); a call that wrote to several topics counts under its first |
 //! | `tidewater_messages_delivered_total` | topic, group | handed to a handler by the broker |
 //! | `tidewater_messages_acked_total` | topic, group | handled and settled as done |
 //! | `tidewater_messages_nacked_total` | topic, group | settled for redelivery |

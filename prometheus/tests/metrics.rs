@@ -58,6 +58,11 @@ async fn the_numbers_are_what_the_run_did() {
     assert_eq!(get("tidewater_task_ready", &task), Some(1.0), "{text}");
     assert_eq!(get("tidewater_consumer_lag", &task), Some(0.0), "{text}");
     assert_eq!(get("tidewater_reader_restarts_total", &task), Some(0.0), "{text}");
+    // Each publish is one write call, and so is the dead letter's.
+    assert_eq!(get("tidewater_publish_duration_seconds_count", &[("topic", "orders")]), Some(10.0), "{text}");
+    assert_eq!(get("tidewater_publish_duration_seconds_count", &[("topic", "orders.dlq")]), Some(1.0), "{text}");
+    let took = get("tidewater_publish_duration_seconds_sum", &[("topic", "orders")]).unwrap();
+    assert!(took > 0.0 && took < 10.0, "ten writes to memory took {took} s in all");
     bus.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
