@@ -359,7 +359,8 @@ macro_rules! conformance_tests {
             batches_settle_each_delivery, transactions_land_whole_or_not_at_all, prefetch_bounds_read_ahead,
             fetches_stay_bounded_whatever_the_prefetch, nothing_stale_is_handed_out_after_a_nack,
             groups_with_alike_names_stay_apart, a_stuck_key_holds_up_only_its_own_lane,
-            a_topic_made_again_is_a_new_topic, a_busy_handler_keeps_its_place, a_stop_lets_a_waiting_handler_go);
+            a_topic_made_again_is_a_new_topic, a_busy_handler_keeps_its_place, a_stop_lets_a_waiting_handler_go,
+            a_paused_task_takes_nothing_until_resumed);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stress() {
@@ -476,6 +477,9 @@ macro_rules! __conformance_case {
     };
     ($make:path; a_stop_lets_a_waiting_handler_go; [a_stop_lets_a_waiting_handler_go : $why:literal $(, $r:ident : $rw:literal)*]) => {
         $crate::__conformance_test!($make; a_stop_lets_a_waiting_handler_go; $why);
+    };
+    ($make:path; a_paused_task_takes_nothing_until_resumed; [a_paused_task_takes_nothing_until_resumed : $why:literal $(, $r:ident : $rw:literal)*]) => {
+        $crate::__conformance_test!($make; a_paused_task_takes_nothing_until_resumed; $why);
     };
     ($make:path; [$skip:ident : $why:literal $(, $r:ident : $rw:literal)*]; $case:ident) => {
         $crate::__conformance_case!($make; $case; [$skip : $why $(, $r : $rw)*]);

@@ -1,4 +1,5 @@
-//! Cases for what operators look at: how far a group is behind.
+//! Cases for what operators look at and do: how far a group is behind, and pausing a
+//! consumer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,4 +63,35 @@ pub async fn lag_drains_to_zero(f: Arc<dyn Fixture>) {
         Ok(lags) => assert_eq!(PartitionLag::total(&lags), N, "a group that never read counts from the start"),
         Err(err) => assert_eq!(err.kind(), ErrorKind::UnknownGroup, "{err}"),
     }
+}
+
+/// Case 32: A paused task takes nothing new until it is resumed, then takes what came
+/// meanwhile. The pause comes while the reader waits for more (its fetch is not cut
+/// short: what that fetch brings waits for the resume); it lasts 3 s, past the Kafka
+/// reader's keep-alive threshold (2 s), so its consumer is polled with its partitions
+/// paused meanwhile; the task stays subscribed, and the group's place is kept.
+pub async fn a_paused_task_takes_nothing_until_resumed(f: Arc<dyn Fixture>) {
+    let caps = f.capabilities();
+    let topic = topic(&*f, "paused").await;
+    let writer = f.writer().await;
+    let probe = Probe::succeeding();
+    let mut sub = subscribe(&*f, ReadTask::new(&topic).with_group("ps"), probe.clone()).await;
+    let messages = batch(&topic, 4, |_, m| m);
+    let mut messages = messages.into_iter();
+    write_each(&*writer, messages.by_ref().take(1).collect()).await;
+    probe.wait(caps.patience, "the first message", |s| s.done.len() == 1).await;
+
+    let monitor = sub.monitor();
+    assert_eq!(monitor.pause(&topic, Some("ps")), 1, "one task reads the topic in the group");
+    write_each(&*writer, messages.collect()).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let calls = probe.state().calls.len();
+    assert_eq!(calls, 1, "a paused task started {} handlers", calls - 1);
+    let health = monitor.health();
+    assert!(health.tasks[0].paused && health.ready, "paused, and still subscribed: {health:?}");
+
+    assert_eq!(monitor.resume(&topic, Some("ps")), 1);
+    probe.wait(caps.patience, "what came while it was paused", |s| s.done.len() == 4).await;
+    assert!(!monitor.health().tasks[0].paused);
+    sub.shutdown(GRACE).await;
 }

@@ -37,4 +37,6 @@ pub struct TaskHealth {
     pub subscribed: bool,
     /// How often its reader was restarted so far.
     pub restarts: u64,
+    /// Paused ([`Monitor::pause`](crate::Monitor::pause)): it takes nothing new.
+    pub paused: bool,
 }

@@ -9,7 +9,8 @@ use crate::{
     Admin, Error, ErrorKind, Health, PartitionLag, Reader, ReadySignal, Result, TaskHealth, TaskReport, TaskStats,
 };
 
-/// Health, counters and lag of a scheduler's read tasks, from
+/// Health, counters and lag of a scheduler's read tasks, and the switch that pauses
+/// them ([`Monitor::pause`]), from
 /// [`Bus::monitor`](crate::Bus::monitor) or
 /// [`SubscriberScheduler::monitor`](crate::SubscriberScheduler::monitor).
 ///
@@ -50,6 +51,7 @@ pub(crate) struct TaskView {
     pub(crate) ready: ReadySignal,
     /// Cleared when the task's worker ends.
     pub(crate) running: Arc<AtomicBool>,
+    pub(crate) pause: crate::PauseSwitch,
 }
 
 /// Clears a task's `running` flag when its worker ends, however it ends.
@@ -103,12 +105,49 @@ impl Monitor {
                 running: t.running.load(Ordering::Acquire),
                 subscribed: t.ready.is_ready(),
                 restarts: t.stats.get(crate::reader::Count::Restarts),
+                paused: t.pause.is_paused(),
             })
             .collect();
         let connected = self.reader.connected();
         let live = tasks.iter().all(|t| t.running);
         let ready = live && tasks.iter().all(|t| t.subscribed) && connected != Some(false);
         Health { live, ready, connected, tasks }
+    }
+
+    /// Pauses the tasks that read `topic`, in `group` (`None`: in any group), and
+    /// returns how many there are: 0 says no task reads it. A paused task takes nothing
+    /// new from the broker, while what it holds is handled and settled, until
+    /// [`Monitor::resume`]; it stays subscribed, and so ready (see [`PauseSwitch`](crate::PauseSwitch)
+    /// for what each broker does meanwhile). For an operator who needs a consumer to
+    /// stand still for a while (its database under repair, a downstream service being
+    /// moved) without stopping the service: wire it to an admin endpoint of your own.
+    ///
+    /// ```
+    /// # async fn demo(bus: &mut tidewater_core::Bus) {
+    /// let monitor = bus.monitor();
+    /// assert_eq!(monitor.pause("orders", Some("billing")), 1);
+    /// assert!(monitor.health().tasks.iter().any(|t| t.paused));
+    /// monitor.resume("orders", Some("billing"));
+    /// # }
+    /// ```
+    pub fn pause(&self, topic: &str, group: Option<&str>) -> usize {
+        self.each_task(topic, group, |pause| {
+            pause.pause();
+        })
+    }
+
+    /// Resumes the tasks that read `topic`, in `group` (`None`: in any group), and
+    /// returns how many there are.
+    pub fn resume(&self, topic: &str, group: Option<&str>) -> usize {
+        self.each_task(topic, group, |pause| {
+            pause.resume();
+        })
+    }
+
+    fn each_task(&self, topic: &str, group: Option<&str>, flip: impl Fn(&crate::PauseSwitch)) -> usize {
+        let tasks = self.read();
+        let chosen = tasks.iter().filter(|t| t.topic == topic && (group.is_none() || t.group.as_deref() == group));
+        chosen.map(|t| flip(&t.pause)).count()
     }
 
     /// Live counters of every task.

@@ -262,6 +262,8 @@ impl ReadySignal {
 pub struct ReadContext {
     /// When to stop.
     pub stop: StopSignal,
+    /// Whether to take anything new from the broker now.
+    pub pause: crate::PauseSwitch,
     /// To call once subscribed.
     pub ready: ReadySignal,
     /// Counters to update.
@@ -281,6 +283,7 @@ impl ReadContext {
     pub fn detached() -> Self {
         Self {
             stop: StopSignal::never(),
+            pause: crate::PauseSwitch::new(),
             ready: ReadySignal::new().0,
             stats: Arc::new(TaskStats::default()),
             dead_letter: None,

@@ -18,8 +18,8 @@ use crate::lane_queue::LaneQueue;
 use crate::reader::{Count, TaskStats};
 use crate::shutdown::with_current;
 use crate::{
-    BatchSpec, DeadLetter, Delivery, Handler, HandlerError, Incoming, ReadContext, ReadTask, Result, Settlement,
-    Settler, Source, StopSignal,
+    BatchSpec, DeadLetter, Delivery, Handler, HandlerError, Incoming, PauseSwitch, ReadContext, ReadTask, Result,
+    Settlement, Settler, Source, StopSignal,
 };
 
 /// The most deliveries the batch buffer makes room for up front; a larger prefetch
@@ -47,6 +47,7 @@ pub async fn run_source<H: Handler>(
         dead_letter: ctx.dead_letter.clone(),
         stats: Arc::clone(&ctx.stats),
         stop: ctx.stop.clone(),
+        pause: ctx.pause.clone(),
         task: task.clone(),
     };
     let fetch = task.prefetch.max(1);
@@ -78,21 +79,27 @@ async fn next_batch<H: Handler>(
     step: &Step<H>,
     batch: &mut Vec<Incoming>,
     max: usize,
-    stopped: Pin<&mut impl Future<Output = ()>>,
+    mut stopped: Pin<&mut impl Future<Output = ()>>,
 ) -> Result<bool> {
     debug_assert!(batch.is_empty());
-    if step.stop.is_stopped() {
+    if step.stop.is_stopped() || !unpaused(&step.pause, stopped.as_mut()).await {
         return Ok(false);
     }
     let fetched = tokio::select! {
         biased;
         fetched = fetch(source, batch, max) => Some(fetched),
-        _ = stopped => None,
+        _ = stopped.as_mut() => None,
     };
     match fetched {
         Some(Ok(n)) if n > 0 => {
             step.stats.add(Count::Fetches, 1);
             step.stats.add(Count::Fetched, batch.len() as u64);
+            // What a fetch that was waiting at a pause brings waits for the resume: a
+            // fetch is not cut short, since a source need not be able to go on after one.
+            if !unpaused(&step.pause, stopped).await {
+                release_all(batch.drain(..)).await;
+                return Ok(false);
+            }
             Ok(true)
         }
         Some(Ok(_)) | None => {
@@ -104,6 +111,19 @@ async fn next_batch<H: Handler>(
             release_all(batch.drain(..)).await;
             Err(err)
         }
+    }
+}
+
+/// Waits while the task is paused; false if the stop came first. The flag, an atomic,
+/// is all a task that is not paused reads.
+async fn unpaused(pause: &PauseSwitch, stopped: Pin<&mut impl Future<Output = ()>>) -> bool {
+    if !pause.is_paused() {
+        return true;
+    }
+    tokio::select! {
+        biased;
+        () = stopped => false,
+        () = pause.resumed() => true,
     }
 }
 
@@ -145,8 +165,16 @@ async fn run_batches<H: Handler>(source: &mut (dyn Source + '_), step: &Step<H>,
     // One stop future for the whole run, as in `next_batch`.
     let mut stopped = std::pin::pin!(step.stop.stopped());
     loop {
+        // A batch begun before a pause is gathered, then waits for the resume.
+        if !unpaused(&step.pause, stopped.as_mut()).await {
+            return Ok(());
+        }
         let mut linger_ends = None;
         while gathered.len() < spec.max {
+            // Paused: what is gathered waits for the resume, and nothing more is fetched.
+            if step.pause.is_paused() && !gathered.is_empty() {
+                break;
+            }
             let room = spec.max - gathered.len();
             let got = if step.stop.is_stopped() {
                 None
@@ -177,7 +205,7 @@ async fn run_batches<H: Handler>(source: &mut (dyn Source + '_), step: &Step<H>,
         }
         // A fetch cut short by the linger may have appended some already.
         gathered.append(&mut fetched);
-        if step.stop.is_stopped() {
+        if step.stop.is_stopped() || !unpaused(&step.pause, stopped.as_mut()).await {
             release_all(gathered.drain(..)).await;
             return Ok(());
         }
@@ -323,6 +351,8 @@ struct Step<H> {
     dead_letter: Option<DeadLetter>,
     stats: Arc<TaskStats>,
     stop: StopSignal,
+    /// Whether to fetch now.
+    pause: PauseSwitch,
     /// Its topic for logs, its nack delay for redeliveries.
     task: ReadTask,
 }
@@ -834,5 +864,24 @@ mod tests {
     fn outside_a_read_task_the_signal_never_fires() {
         assert!(futures::FutureExt::now_or_never(StopSignal::current().stopped()).is_none());
         assert!(!crate::shutdown::stop_requested());
+    }
+
+    /// A paused run fetches nothing, on one lane and on several, until it is resumed;
+    /// then it goes on.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_paused_run_fetches_nothing_until_resumed() {
+        for lanes in [1, 3] {
+            let (mut source, outcomes) = Scripted::new([Step::Batch(2), Step::Hang]);
+            let ctx = ReadContext::detached();
+            ctx.pause.pause();
+            let task = ReadTask::new("t").with_concurrency(lanes);
+            let run = run_source(&mut source, ok_handler(), &task, &ctx);
+            tokio::pin!(run);
+            until_still(run.as_mut()).await;
+            assert_eq!(ctx.stats.get(Count::Fetches), 0, "{lanes} lanes");
+            assert_eq!(outcomes.acked.load(Ordering::SeqCst), 0);
+            ctx.pause.resume();
+            until_acked(run.as_mut(), &outcomes, 2).await;
+        }
     }
 }

@@ -455,8 +455,10 @@ impl<C: Codec> SubscriberScheduler<C> {
             let (ready, ready_rx) = ReadySignal::new();
             let (first_error, error_rx) = oneshot::channel();
             let stats = Arc::new(TaskStats::default());
+            let pause = crate::PauseSwitch::new();
             let ctx = ReadContext {
                 stop: self.signal.clone(),
+                pause: pause.clone(),
                 ready: ready.clone(),
                 stats: Arc::clone(&stats),
                 dead_letter,
@@ -464,7 +466,7 @@ impl<C: Codec> SubscriberScheduler<C> {
             };
             let topic = spec.task.topic.clone();
             let running = Arc::new(AtomicBool::new(true));
-            let view = TaskView { topic: topic.clone(), group: spec.task.group.clone(), stats, ready, running };
+            let view = TaskView { topic: topic.clone(), group: spec.task.group.clone(), stats, ready, running, pause };
             let guard = RunningGuard(Arc::clone(&view.running));
             let work = worker(Arc::clone(&self.reader), spec.task, handler, ctx, first_error);
             let join = tokio::spawn(async move {

@@ -110,6 +110,18 @@ impl Collector for TaskCollector {
                 ConstGauge::new(i64::from(task.subscribed)).encode(family.encode_family(&labels)?)?;
             }
         }
+        let mut family = encoder.encode_descriptor(
+            "task_paused",
+            "1 while the read task is paused (Monitor::pause): it takes nothing new.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (_, health) in &health {
+            for task in &health.tasks {
+                let labels = [("topic", task.topic.clone()), ("group", task.group.clone().unwrap_or_default())];
+                ConstGauge::new(i64::from(task.paused)).encode(family.encode_family(&labels)?)?;
+            }
+        }
         // A task stays subscribed while its client reconnects, so the connection is a
         // gauge of its own: the one that shows a broker outage as it happens. One series a
         // driver, down if any of its monitors says so.

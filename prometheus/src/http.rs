@@ -105,6 +105,7 @@ fn as_json(health: &Health) -> String {
                 "running": t.running,
                 "subscribed": t.subscribed,
                 "restarts": t.restarts,
+                "paused": t.paused,
             })
         })
         .collect();

@@ -22,6 +22,7 @@
 //! | `tidewater_reader_restarts_total` | topic, group | readers restarted after a failure |
 //! | `tidewater_messages_in_flight` | topic, group | handed out, not yet settled |
 //! | `tidewater_task_ready` | topic, group | 1 while the task is subscribed (which it stays while its client reconnects) |
+//! | `tidewater_task_paused` | topic, group | 1 while the task is paused ([`Monitor::pause`](tidewater_core::Monitor::pause)) |
 //! | `tidewater_connected` | driver | 1 while the driver's connection is up, 0 while it is not; absent where the driver cannot tell ([`Reader::connected`](tidewater_core::Reader::connected)) |
 //! | `tidewater_consumer_lag` | topic, group, partition | not yet settled by the group, asked of the broker at each scrape (left out for a group whose broker has not answered within 2 s: [`PrometheusMetrics::with_lag_timeout`]) |
 //! | `tidewater_handler_duration_seconds` | topic, group | the handler chain's time per delivery (single handlers: middleware does not wrap batch handlers, whose deliveries the counters above count all the same) |

@@ -56,6 +56,11 @@ async fn the_numbers_are_what_the_run_did() {
     assert_eq!(get("tidewater_handler_duration_seconds_count", &task), Some(10.0), "{text}");
     assert_eq!(get("tidewater_messages_in_flight", &task), Some(0.0), "{text}");
     assert_eq!(get("tidewater_task_ready", &task), Some(1.0), "{text}");
+    assert_eq!(get("tidewater_task_paused", &task), Some(0.0), "{text}");
+    assert_eq!(bus.monitor().pause("orders", Some("billing")), 1);
+    let paused = metrics.render().await;
+    assert_eq!(value(&paused, "tidewater_task_paused", &task), Some(1.0), "{paused}");
+    bus.monitor().resume("orders", None);
     assert_eq!(get("tidewater_consumer_lag", &task), Some(0.0), "{text}");
     assert_eq!(get("tidewater_reader_restarts_total", &task), Some(0.0), "{text}");
     // Each publish is one write call, and so is the dead letter's.
