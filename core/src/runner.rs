@@ -884,4 +884,22 @@ mod tests {
             until_acked(run.as_mut(), &outcomes, 2).await;
         }
     }
+
+    /// A paused batch task gathers nothing until it is resumed; then its batch runs.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_paused_batch_task_gathers_nothing_until_resumed() {
+        // The first wait is cut short by the batch's linger; the second keeps the run going.
+        let (mut source, outcomes) = Scripted::new([Step::Batch(2), Step::Hang, Step::Hang]);
+        let handler = crate::batch_handler_fn(|_batch: Vec<Delivery>| async { Ok::<_, crate::BatchError>(()) });
+        let spec = crate::BatchSpec::new(Arc::new(handler), 10, Duration::from_millis(1));
+        let ctx = ReadContext { batch: Some(spec), ..ReadContext::detached() };
+        ctx.pause.pause();
+        let task = ReadTask::new("t");
+        let run = run_source(&mut source, ok_handler(), &task, &ctx);
+        tokio::pin!(run);
+        until_still(run.as_mut()).await;
+        assert_eq!(ctx.stats.get(Count::Fetches), 0);
+        ctx.pause.resume();
+        until_acked(run.as_mut(), &outcomes, 2).await;
+    }
 }
