@@ -6,9 +6,11 @@
 //! stop with [`HandlerError::stopping`](crate::HandlerError::stopping), and the task
 //! stops without waiting out its grace period.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -62,21 +64,79 @@ impl StopHandle {
     }
 }
 
-tokio::task_local! {
-    /// The signal of the read task whose runner, or lane, this is. Set once around the
-    /// runner and each lane rather than around each handler call, which would clone
-    /// the signal for every message.
-    static CURRENT: StopSignal;
+/// The stop signals of the tasks that run a read task's runner or one of its lanes, by
+/// tokio task id, for [`StopSignal::current`]. A map looked up only when a handler asks,
+/// rather than a tokio task-local: a task-local is swapped in and out at every poll of
+/// the task it scopes, which added 39 instructions a message to the peer bench's
+/// counting row (callgrind), for a signal most handlers never ask for.
+fn running() -> std::sync::MutexGuard<'static, HashMap<tokio::task::Id, StopSignal>> {
+    static RUNNING: OnceLock<Mutex<HashMap<tokio::task::Id, StopSignal>>> = OnceLock::new();
+    let map = RUNNING.get_or_init(Mutex::default);
+    // Nothing panics while holding it; a poisoned map is still whole.
+    map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Runs `work` (a runner or one of its lanes) with `signal` as [`StopSignal::current`].
+thread_local! {
+    /// Where a runner polled outside any task (in `block_on`, which always polls on one
+    /// thread) keeps its signal.
+    static OUTSIDE_A_TASK: RefCell<Option<StopSignal>> = const { RefCell::new(None) };
+}
+
+/// Makes `signal` the [`StopSignal::current`] of the task (or thread, outside one) that
+/// polls this, until the returned value is dropped, which puts back what was there.
+struct Registration {
+    task: Option<tokio::task::Id>,
+    previous: Option<StopSignal>,
+}
+
+impl Registration {
+    fn new(signal: &StopSignal) -> Self {
+        let task = tokio::task::try_id();
+        let previous = match task {
+            Some(id) => running().insert(id, signal.clone()),
+            None => OUTSIDE_A_TASK.try_with(|slot| slot.replace(Some(signal.clone()))).ok().flatten(),
+        };
+        Self { task, previous }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        match self.task {
+            Some(id) => {
+                let mut running = running();
+                match previous {
+                    Some(previous) => running.insert(id, previous),
+                    None => running.remove(&id),
+                };
+            }
+            // A future polled outside a task is dropped on the thread that polled it.
+            None => {
+                let _ = OUTSIDE_A_TASK.try_with(|slot| *slot.borrow_mut() = previous);
+            }
+        }
+    }
+}
+
+/// Runs `work` (a runner or one of its lanes) with `signal` as [`StopSignal::current`]
+/// of the task that polls it.
 pub(crate) async fn with_current<F: Future>(signal: StopSignal, work: F) -> F::Output {
-    CURRENT.scope(signal, work).await
+    let _registered = Registration::new(&signal);
+    work.await
+}
+
+/// The signal of the read task this code runs in.
+fn current() -> Option<StopSignal> {
+    match tokio::task::try_id() {
+        Some(id) => running().get(&id).cloned(),
+        None => OUTSIDE_A_TASK.try_with(|slot| slot.borrow().clone()).ok().flatten(),
+    }
 }
 
 /// Whether the read task this code runs in was asked to stop; false outside one.
 pub(crate) fn stop_requested() -> bool {
-    CURRENT.try_with(StopSignal::is_stopped).unwrap_or(false)
+    current().is_some_and(|signal| signal.is_stopped())
 }
 
 impl StopSignal {
@@ -100,7 +160,7 @@ impl StopSignal {
     /// # async fn render_report(_: &Delivery) -> Result<(), HandlerError> { Ok(()) }
     /// ```
     pub fn current() -> StopSignal {
-        CURRENT.try_with(StopSignal::clone).unwrap_or_else(|_| StopSignal::never())
+        current().unwrap_or_else(StopSignal::never)
     }
 
     /// A signal that never fires, for readers run outside a scheduler.
