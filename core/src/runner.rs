@@ -16,7 +16,7 @@ use crate::delivery::Fate;
 use crate::hash::lane_of;
 use crate::lane_queue::LaneQueue;
 use crate::reader::{Count, TaskStats};
-use crate::shutdown::with_current;
+use crate::shutdown::CurrentSignal;
 use crate::{
     BatchSpec, DeadLetter, Delivery, Handler, HandlerError, Incoming, PauseSwitch, ReadContext, ReadTask, Result,
     Settlement, Settler, Source, StopSignal,
@@ -51,16 +51,15 @@ pub async fn run_source<H: Handler>(
         task: task.clone(),
     };
     let fetch = task.prefetch.max(1);
-    let run = async {
-        if let Some(batch) = &ctx.batch {
-            run_batches(source, &step, batch).await
-        } else if task.concurrency <= 1 {
-            run_sequential(source, &step, fetch).await
-        } else {
-            run_lanes(source, step, task.concurrency, fetch).await
-        }
+    // Made at the first poll, in the task that runs the source.
+    let _current = CurrentSignal::new(&ctx.stop);
+    let result = if let Some(batch) = &ctx.batch {
+        run_batches(source, &step, batch).await
+    } else if task.concurrency <= 1 {
+        run_sequential(source, &step, fetch).await
+    } else {
+        run_lanes(source, step, task.concurrency, fetch).await
     };
-    let result = with_current(ctx.stop.clone(), run).await;
     let closed = source.close().await;
     result.and(closed)
 }
@@ -227,8 +226,8 @@ async fn run_lanes<H: Handler>(
         let queue = Arc::clone(queue);
         let step = Arc::clone(&step);
         let ahead = Arc::clone(&ahead);
-        let stop = step.stop.clone();
-        workers.spawn(with_current(stop, async move {
+        workers.spawn(async move {
+            let _current = CurrentSignal::new(&step.stop);
             let mut taken = VecDeque::new();
             while queue.take_all(&mut taken).await {
                 while let Some(incoming) = taken.pop_front() {
@@ -240,7 +239,7 @@ async fn run_lanes<H: Handler>(
                     }
                 }
             }
-        }));
+        });
     }
 
     let mut round_robin = 0usize;

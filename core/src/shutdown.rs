@@ -82,15 +82,17 @@ thread_local! {
     static OUTSIDE_A_TASK: RefCell<Option<StopSignal>> = const { RefCell::new(None) };
 }
 
-/// Makes `signal` the [`StopSignal::current`] of the task (or thread, outside one) that
-/// polls this, until the returned value is dropped, which puts back what was there.
-struct Registration {
+/// Makes a signal the [`StopSignal::current`] of the task (or thread, outside one) it is
+/// made in, until it is dropped, which puts back what was there. Made inside the async
+/// code of a runner and of each lane, rather than as a future wrapped around them,
+/// which would add a layer to every poll.
+pub(crate) struct CurrentSignal {
     task: Option<tokio::task::Id>,
     previous: Option<StopSignal>,
 }
 
-impl Registration {
-    fn new(signal: &StopSignal) -> Self {
+impl CurrentSignal {
+    pub(crate) fn new(signal: &StopSignal) -> Self {
         let task = tokio::task::try_id();
         let previous = match task {
             Some(id) => running().insert(id, signal.clone()),
@@ -100,7 +102,7 @@ impl Registration {
     }
 }
 
-impl Drop for Registration {
+impl Drop for CurrentSignal {
     fn drop(&mut self) {
         let previous = self.previous.take();
         match self.task {
@@ -117,13 +119,6 @@ impl Drop for Registration {
             }
         }
     }
-}
-
-/// Runs `work` (a runner or one of its lanes) with `signal` as [`StopSignal::current`]
-/// of the task that polls it.
-pub(crate) async fn with_current<F: Future>(signal: StopSignal, work: F) -> F::Output {
-    let _registered = Registration::new(&signal);
-    work.await
 }
 
 /// The signal of the read task this code runs in.
