@@ -3,8 +3,9 @@
 //! orchestrator sends SIGTERM, then drains.
 //!
 //! Run it with `cargo run --example operations --features prometheus,otel`. It
-//! publishes a few orders to itself, shows what a probe and a scrape see, and then
-//! sends itself SIGTERM, as Kubernetes or systemd would, to end the run.
+//! publishes a few orders to itself, shows what a probe and a scrape see, pauses and
+//! resumes billing as an operator would through an admin endpoint of the service's own,
+//! and then sends itself SIGTERM, as Kubernetes or systemd would, to end the run.
 
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // What the rest of this service would do meanwhile: here, publish and look.
     let publisher = bus.publisher().clone();
+    let monitor = bus.monitor();
     tokio::spawn(async move {
         let work = async {
             for order in ["o-1", "o-2", "o-3"] {
@@ -43,6 +45,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             for line in scrape.lines().filter(|l| l.starts_with("tidewater_messages_acked_total")) {
                 println!("GET /metrics      -> {line}");
             }
+            // Billing's database is being moved: billing stands still, the service runs on.
+            println!("pausing billing: {} task", monitor.pause("orders", Some("billing")));
+            publisher.publish_bytes("orders", "o-4", "text/plain").await?;
+            let scrape = get(endpoint, "/metrics").await?;
+            for line in scrape.lines().filter(|l| l.starts_with("tidewater_task_paused")) {
+                println!("GET /metrics      -> {line}");
+            }
+            monitor.resume("orders", Some("billing"));
+            billed.wait_for(4, Duration::from_secs(10)).await?;
+            println!("resumed billing: o-4 billed");
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
         };
         if let Err(err) = work.await {
