@@ -178,6 +178,10 @@ impl DeadLetter {
     /// What becomes of a failed delivery: `Ok` once it is in the dead-letter topic (the
     /// original is then settled), the error again when it is to be redelivered.
     pub(crate) async fn dispose(&self, delivery: &Delivery, err: HandlerError) -> Result<(), HandlerError> {
+        // A delivery let go at a stop was not processed, nor did it fail: it comes again.
+        if err.is_stopping() && crate::shutdown::stop_requested() {
+            return Err(err);
+        }
         let now = SystemTime::now();
         let message = delivery.message();
         let group = delivery.group().unwrap_or_default();
@@ -188,10 +192,6 @@ impl DeadLetter {
             Some(seen) => Failures { calls: seen.calls + calls, first: seen.first.min(first) },
             None => Failures { calls, first },
         };
-        // A delivery let go at a stop was not processed, nor did it fail: it comes again.
-        if err.is_stopping() && crate::shutdown::stop_requested() {
-            return Err(err);
-        }
         if err.is_transient() && delivery.deliveries() < self.max_deliveries {
             self.book.insert(book_key, failures);
             return Err(err);
