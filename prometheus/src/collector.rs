@@ -8,7 +8,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
-use tidewater_core::{Monitor, TaskReport};
+use tidewater_core::{Monitor, TaskHealth, TaskReport};
 
 /// The monitors watched, and the lag the last refresh found.
 #[derive(Default)]
@@ -32,6 +32,14 @@ struct LagRow {
 
 /// A task counter: its name, help and where it is in a report.
 type CounterOf = (&'static str, &'static str, fn(&TaskReport) -> u64);
+
+/// A task's yes-or-no gauge, from its health: name, help, and the flag.
+type GaugeOf = (&'static str, &'static str, fn(&TaskHealth) -> bool);
+
+const TASK_GAUGES: [GaugeOf; 2] = [
+    ("task_ready", "1 while the read task is subscribed.", |t| t.subscribed),
+    ("task_paused", "1 while the read task is paused (Monitor::pause): it takes nothing new.", |t| t.paused),
+];
 
 const COUNTERS: [CounterOf; 10] = [
     ("messages_delivered", "Messages the broker handed to a handler.", |r| r.delivered),
@@ -102,24 +110,13 @@ impl Collector for TaskCollector {
             ConstGauge::new(i64::try_from(in_flight).unwrap_or(i64::MAX)).encode(family.encode_family(&labels(r))?)?;
         }
         let health: Vec<_> = monitors.iter().map(|m| (m.driver(), m.health())).collect();
-        let mut family =
-            encoder.encode_descriptor("task_ready", "1 while the read task is subscribed.", None, MetricType::Gauge)?;
-        for (_, health) in &health {
-            for task in &health.tasks {
-                let labels = [("topic", task.topic.clone()), ("group", task.group.clone().unwrap_or_default())];
-                ConstGauge::new(i64::from(task.subscribed)).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
-            "task_paused",
-            "1 while the read task is paused (Monitor::pause): it takes nothing new.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (_, health) in &health {
-            for task in &health.tasks {
-                let labels = [("topic", task.topic.clone()), ("group", task.group.clone().unwrap_or_default())];
-                ConstGauge::new(i64::from(task.paused)).encode(family.encode_family(&labels)?)?;
+        for (name, help, value) in TASK_GAUGES {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (_, health) in &health {
+                for task in &health.tasks {
+                    let labels = [("topic", task.topic.clone()), ("group", task.group.clone().unwrap_or_default())];
+                    ConstGauge::new(i64::from(value(task))).encode(family.encode_family(&labels)?)?;
+                }
             }
         }
         // A task stays subscribed while its client reconnects, so the connection is a
