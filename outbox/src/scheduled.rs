@@ -77,26 +77,21 @@ impl Outbox {
     /// that id is taken back.
     pub async fn cancel_scheduled(&self, connection: &mut PgConnection, id: &str) -> Result<bool> {
         let statement = format!("DELETE FROM {} WHERE id = $1", self.scheduled_sql_name());
-        let done = sqlx::query(&statement).bind(id).execute(connection).await.map_err(|e| {
-            if is_missing_table(&e) {
-                missing_table_error(e)
-            } else {
-                db_error("cancelling a scheduled message", e)
-            }
-        })?;
+        let done = sqlx::query(&statement)
+            .bind(id)
+            .execute(connection)
+            .await
+            .map_err(|e| scheduled_error("cancelling a scheduled message", e))?;
         Ok(done.rows_affected() > 0)
     }
 
     /// How many scheduled messages wait, due or not.
     pub async fn scheduled_count(&self, pool: &PgPool) -> Result<u64> {
         let statement = format!("SELECT count(*) FROM {}", self.scheduled_sql_name());
-        let count: i64 = sqlx::query_scalar(&statement).fetch_one(pool).await.map_err(|e| {
-            if is_missing_table(&e) {
-                missing_table_error(e)
-            } else {
-                db_error("counting the scheduled messages", e)
-            }
-        })?;
+        let count: i64 = sqlx::query_scalar(&statement)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| scheduled_error("counting the scheduled messages", e))?;
         Ok(count.unsigned_abs())
     }
 
@@ -135,6 +130,16 @@ impl Outbox {
 /// Whether `err` says a table is missing (SQLSTATE 42P01, `undefined_table`).
 pub(crate) fn is_missing_table(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01"))
+}
+
+/// A database error doing `what` with the table of scheduled rows: the missing table
+/// named as such, any other as [`db_error`] says it.
+pub(crate) fn scheduled_error(what: &str, err: sqlx::Error) -> Error {
+    if is_missing_table(&err) {
+        missing_table_error(err)
+    } else {
+        db_error(what, err)
+    }
 }
 
 /// The error for an outbox whose table of scheduled rows was never made: a table made

@@ -165,8 +165,8 @@ impl Outbox {
         self.insert(connection, message, None).await
     }
 
-    /// Stores `message` in `table` (with its `deliver_at`, in microseconds, for the
-    /// scheduled rows' table).
+    /// Stores `message` in the outbox table, or, given its `deliver_at` (microseconds
+    /// from the epoch), in the table of scheduled rows.
     pub(crate) async fn insert(
         &self,
         connection: &mut PgConnection,
